@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to build, run and test NeuroFlow. Idempotent: it only
+# calls apt-get or npm when something is missing or changed. Both README commands run it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Runtime: QEMU, qemu-img, etcd. Test guest and demo image: kernel, busybox, cpio, ISO tools.
+DEBIAN_PACKAGES=(
+  qemu-system-x86 qemu-utils etcd-server etcd-client
+  linux-image-amd64 busybox-static cpio kmod xz-utils zstd e2fsprogs
+  isolinux syslinux-common xorriso
+  iproute2 procps ca-certificates
+)
+
+missing=()
+for p in "${DEBIAN_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then missing+=("$p"); fi
+done
+if ((${#missing[@]} > 0)); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: missing Debian packages: ${missing[*]}" >&2
+    echo "setup: run as root, or: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # policy-rc.d may forbid starting services; we start etcd ourselves anyway.
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# npm packages, reinstalled only when the lockfile changed.
+stamp=node_modules/.neuroflow-lock.sha256
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+  echo "setup: npm ci" >&2
+  npm ci --no-audit --no-fund >&2
+  echo "$want" > "$stamp"
+fi
+# npm 11 does not run install scripts by default; bun's postinstall fetches its real binary.
+if ! node_modules/.bin/bun --version >/dev/null 2>&1; then
+  node node_modules/bun/install.js >&2
+fi
+node_modules/.bin/bun --version >/dev/null

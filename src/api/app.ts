@@ -1,0 +1,43 @@
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import { NfError, toNfError } from '../errors';
+import { createLogger } from '../util/log';
+import { requireToken } from './auth';
+import type { ApiContext, Env } from './context';
+import { imageRoutes } from './routes/images';
+import { nodeRoutes } from './routes/nodes';
+import { systemRoutes } from './routes/system';
+import { taskRoutes } from './routes/tasks';
+import { vmRoutes } from './routes/vms';
+import { newRouter } from './router';
+import { requestMetrics } from './metrics';
+
+const log = createLogger('api');
+
+export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
+  const app = newRouter();
+  app.use('*', requestMetrics());
+  app.onError((err, c) => {
+    // Malformed JSON reaches us as a SyntaxError from the body parser.
+    const e = err instanceof SyntaxError ? new NfError('validation_failed', `request body is not valid JSON: ${err.message}`) : toNfError(err);
+    if (e.httpStatus >= 500) log.error('request failed', { method: c.req.method, path: c.req.path, code: e.code, msg: e.message });
+    return c.json(e.toBody(), e.httpStatus as 400);
+  });
+  app.notFound((c) => c.json(new NfError('not_found', `no route ${c.req.method} ${c.req.path}`).toBody(), 404));
+
+  app.route('/', systemRoutes(ctx));
+  const api = newRouter();
+  api.use('*', requireToken(ctx.adminTokenHash));
+  api.route('/vms', vmRoutes(ctx));
+  api.route('/images', imageRoutes(ctx));
+  api.route('/nodes', nodeRoutes(ctx));
+  api.route('/tasks', taskRoutes(ctx));
+  app.route('/api/v1', api);
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  app.doc('/api/v1/openapi.json', {
+    openapi: '3.0.3',
+    info: { title: 'NeuroFlow API', version: ctx.version, description: 'Manage virtual machines, images and hosts.' },
+    security: [{ bearer: [] }],
+  });
+  return app;
+}

@@ -1,0 +1,176 @@
+import { z } from '@hono/zod-openapi';
+
+/**
+ * The API's request and response shapes. The same schemas validate requests (unknown fields rejected)
+ * and generate /api/v1/openapi.json, so the document cannot drift from what the server accepts.
+ */
+
+export const NAME = z
+  .string()
+  .regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/, 'use 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit');
+
+const MAC = z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i, 'a MAC address like 52:54:00:12:34:56');
+const ABS_PATH = z.string().min(1).max(4096).regex(/^\//, 'an absolute path on the host');
+
+export const DiskInput = z
+  .strictObject({
+    sizeGiB: z.number().positive().max(65536).optional().openapi({ description: 'Size of a new blank disk, or the new size of a clone (GiB)' }),
+    image: z.string().min(1).optional().openapi({ description: 'Name or id of a disk image to clone (copy-on-write)' }),
+    pool: NAME.optional().openapi({ description: 'Storage pool (default "local")' }),
+  })
+  .refine((d) => d.sizeGiB !== undefined || d.image !== undefined, { message: 'a disk needs sizeGiB, image, or both' })
+  .openapi('DiskInput');
+
+export const NicInput = z
+  .strictObject({ network: NAME, mac: MAC.optional() })
+  .openapi('NicInput');
+
+export const BootInput = z
+  .union([
+    z.strictObject({
+      kernel: ABS_PATH,
+      initrd: ABS_PATH.optional(),
+      cmdline: z.string().max(4096).optional(),
+    }),
+    z.strictObject({ cdrom: z.string().min(1).openapi({ description: 'ISO image name/id, or an absolute path to an ISO on the host' }) }),
+    z.strictObject({ disk: z.number().int().min(0).max(15) }),
+  ])
+  .openapi('BootInput');
+
+export const CreateVmBody = z
+  .strictObject({
+    name: NAME,
+    vcpus: z.number().int().min(1).max(256),
+    memoryMiB: z.number().int().min(16).max(16 * 1024 * 1024),
+    disks: z.array(DiskInput).max(16).default([]),
+    networks: z.array(NicInput).max(8).default([]),
+    boot: BootInput,
+    machine: z.enum(['q35', 'pc']).default('q35'),
+    description: z.string().max(1024).optional(),
+    start: z.boolean().default(false).openapi({ description: 'Start the VM once created' }),
+  })
+  .openapi('CreateVm');
+
+export type CreateVmInput = z.infer<typeof CreateVmBody>;
+
+export const VmState = z.enum(['stopped', 'starting', 'running', 'stopping', 'paused', 'error']);
+
+export const SnapshotSchema = z
+  .object({
+    name: z.string(),
+    description: z.string().optional(),
+    createdAt: z.string(),
+    vmState: z.enum(['running', 'paused', 'stopped']),
+  })
+  .openapi('Snapshot');
+
+export const VmSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    state: VmState,
+    reason: z.string().optional().openapi({ description: 'Why the VM is in error' }),
+    powerState: z.enum(['running', 'stopped', 'paused']).openapi({ description: 'The desired power state' }),
+    node: z.string(),
+    vcpus: z.number(),
+    memoryMiB: z.number(),
+    machine: z.string(),
+    description: z.string().optional(),
+    disks: z.array(
+      z.object({ id: z.string(), pool: z.string(), volume: z.string(), sizeBytes: z.number(), image: z.string().optional() }),
+    ),
+    networks: z.array(z.object({ id: z.string(), network: z.string(), mac: z.string() })),
+    boot: z.record(z.string(), z.unknown()),
+    pid: z.number().optional(),
+    startedAt: z.string().optional(),
+    snapshots: z.array(SnapshotSchema),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .openapi('Vm');
+
+export const ErrorSchema = z
+  .object({ error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }) })
+  .openapi('Error');
+
+export const IdParam = z.object({ id: z.string().min(1).openapi({ param: { name: 'id', in: 'path' }, description: 'id or name' }) });
+
+export const StopQuery = z.strictObject({
+  force: z.enum(['true', 'false']).optional(),
+  timeoutSec: z.coerce.number().int().min(0).max(3600).optional(),
+});
+
+export const ForceQuery = z.strictObject({ force: z.enum(['true', 'false']).optional() });
+
+export const CreateSnapshotBody = z
+  .strictObject({ name: NAME, description: z.string().max(1024).optional() })
+  .openapi('CreateSnapshot');
+
+export const SnapshotParams = z.object({
+  id: z.string().min(1).openapi({ param: { name: 'id', in: 'path' } }),
+  snap: z.string().min(1).openapi({ param: { name: 'snap', in: 'path' } }),
+});
+
+export const ImageSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    kind: z.enum(['iso', 'disk']),
+    format: z.enum(['iso', 'qcow2', 'raw']),
+    pool: z.string(),
+    sizeBytes: z.number(),
+    virtualSizeBytes: z.number(),
+    sha256: z.string(),
+    createdAt: z.string(),
+    source: z.string().optional(),
+  })
+  .openapi('Image');
+
+export const ImportImageBody = z
+  .strictObject({
+    name: NAME,
+    path: ABS_PATH.openapi({ description: 'A file on the host to copy into the pool' }),
+    pool: NAME.optional(),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/).optional().openapi({ description: 'Expected checksum; the import fails if it differs' }),
+  })
+  .openapi('ImportImage');
+
+export const UploadImageQuery = z.strictObject({
+  name: NAME,
+  pool: NAME.optional(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+});
+
+export const NodeSchema = z
+  .object({
+    name: z.string(),
+    state: z.enum(['ready', 'not-ready', 'maintenance']),
+    cpus: z.number(),
+    cpuModel: z.string(),
+    memoryTotalBytes: z.number(),
+    memoryAvailableBytes: z.number(),
+    accelerator: z.enum(['kvm', 'tcg']),
+    acceleratorReason: z.string(),
+    qemuVersion: z.string(),
+    kernel: z.string(),
+    uptimeSec: z.number(),
+    loadAvg: z.array(z.number()),
+    vms: z.object({ total: z.number(), running: z.number() }),
+    allocatedMemoryMiB: z.number(),
+    pools: z.array(z.object({ name: z.string(), type: z.string(), totalBytes: z.number(), freeBytes: z.number() })),
+  })
+  .openapi('Node');
+
+export const TaskSchema = z
+  .object({
+    id: z.string(),
+    type: z.string(),
+    target: z.string(),
+    user: z.string(),
+    status: z.enum(['running', 'ok', 'error']),
+    progress: z.number(),
+    error: z.object({ code: z.string(), message: z.string() }).optional(),
+    startedAt: z.string(),
+    endedAt: z.string().optional(),
+  })
+  .openapi('Task');

@@ -1,0 +1,55 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type ErrorBody, NfError, isErrorCode } from '../errors';
+
+export const DEFAULT_DATA_DIR = '/var/lib/neuroflow';
+
+export interface Endpoint {
+  url: string;
+  token: string;
+}
+
+/** --url/--token win, then NEUROFLOW_URL/NEUROFLOW_TOKEN, then the files a local daemon writes in its data dir. */
+export function resolveEndpoint(flags: { url?: string; token?: string; dataDir?: string }): Endpoint {
+  const dataDir = flags.dataDir ?? process.env.NEUROFLOW_DATA_DIR ?? DEFAULT_DATA_DIR;
+  const fromFile = (name: string) => {
+    const p = join(dataDir, name);
+    return existsSync(p) ? readFileSync(p, 'utf8').trim() : undefined;
+  };
+  const url = flags.url ?? process.env.NEUROFLOW_URL ?? fromFile('api.url') ?? 'http://127.0.0.1:8006';
+  const token = flags.token ?? process.env.NEUROFLOW_TOKEN ?? fromFile('admin.token');
+  if (!token) {
+    throw new NfError('unauthenticated', `no API token: pass --token, set NEUROFLOW_TOKEN, or --data-dir of a host (${join(dataDir, 'admin.token')} not found)`);
+  }
+  return { url: url.replace(/\/$/, ''), token };
+}
+
+export class ApiClient {
+  constructor(private readonly ep: Endpoint) {}
+
+  async request<T>(method: string, path: string, body?: unknown, init: { raw?: BodyInit; contentType?: string } = {}): Promise<T> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.ep.token}` };
+    let payload: BodyInit | undefined = init.raw;
+    if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = JSON.stringify(body);
+    } else if (init.contentType) headers['content-type'] = init.contentType;
+    let res: Response;
+    try {
+      res = await fetch(`${this.ep.url}${path}`, { method, headers, body: payload ?? null });
+    } catch (err) {
+      throw new NfError('unavailable', `cannot reach NeuroFlow at ${this.ep.url}: ${(err as Error).message}`);
+    }
+    const text = await res.text();
+    if (!res.ok) {
+      let parsed: ErrorBody | undefined;
+      try {
+        parsed = JSON.parse(text) as ErrorBody;
+      } catch {}
+      const code = parsed?.error?.code;
+      throw new NfError(code && isErrorCode(code) ? code : 'internal', parsed?.error?.message ?? `HTTP ${res.status}: ${text.slice(0, 200)}`, parsed?.error?.details);
+    }
+    if (res.status === 204 || text === '') return undefined as T;
+    return (res.headers.get('content-type') ?? '').includes('json') ? (JSON.parse(text) as T) : (text as T);
+  }
+}

@@ -1,0 +1,262 @@
+import { statSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { NfError } from '../errors';
+import { ApiClient, resolveEndpoint } from './client';
+import { bytes, table } from './table';
+
+type Out = (s: string) => void;
+
+const GLOBAL = {
+  url: { type: 'string' },
+  token: { type: 'string' },
+  'data-dir': { type: 'string' },
+  json: { type: 'boolean', default: false },
+} as const;
+
+interface Vm {
+  id: string;
+  name: string;
+  state: string;
+  node: string;
+  vcpus: number;
+  memoryMiB: number;
+  reason?: string;
+  disks: { id: string; sizeBytes: number; volume: string }[];
+  snapshots: { name: string; createdAt: string; vmState: string }[];
+  [k: string]: unknown;
+}
+
+function client(values: { url?: string; token?: string; 'data-dir'?: string }): ApiClient {
+  const flags: { url?: string; token?: string; dataDir?: string } = {};
+  if (values.url) flags.url = values.url;
+  if (values.token) flags.token = values.token;
+  if (values['data-dir']) flags.dataDir = values['data-dir'];
+  return new ApiClient(resolveEndpoint(flags));
+}
+
+function need(positionals: string[], i: number, what: string): string {
+  const v = positionals[i];
+  if (!v) throw new NfError('validation_failed', `missing ${what}`);
+  return v;
+}
+
+const enc = encodeURIComponent;
+
+export async function vmCommand(argv: string[], out: Out): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      ...GLOBAL,
+      vcpus: { type: 'string', default: '1' },
+      memory: { type: 'string', default: '512' },
+      disk: { type: 'string', multiple: true },
+      network: { type: 'string', multiple: true },
+      kernel: { type: 'string' },
+      initrd: { type: 'string' },
+      cmdline: { type: 'string' },
+      cdrom: { type: 'string' },
+      'boot-disk': { type: 'string' },
+      machine: { type: 'string' },
+      description: { type: 'string' },
+      start: { type: 'boolean', default: false },
+      force: { type: 'boolean', default: false },
+      timeout: { type: 'string' },
+    },
+  });
+  const api = client(values);
+  const [sub, name] = positionals;
+  const show = (vm: Vm) => out(values.json ? JSON.stringify(vm, null, 2) : describeVm(vm));
+  switch (sub) {
+    case 'list': {
+      const vms = await api.request<Vm[]>('GET', '/api/v1/vms');
+      out(values.json ? JSON.stringify(vms, null, 2) : table(vms.map((v) => ({ ...v, memory: `${v.memoryMiB} MiB` })), [
+        { key: 'name', title: 'Name' },
+        { key: 'state', title: 'State' },
+        { key: 'node', title: 'Node' },
+        { key: 'vcpus', title: 'vCPU' },
+        { key: 'memory', title: 'Memory' },
+        { key: 'id', title: 'Id' },
+      ]));
+      return;
+    }
+    case 'show':
+      return show(await api.request<Vm>('GET', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}`));
+    case 'create': {
+      const body: Record<string, unknown> = {
+        name: need(positionals, 1, 'VM name'),
+        vcpus: Number(values.vcpus),
+        memoryMiB: Number(values.memory),
+        disks: (values.disk ?? []).map(parseDisk),
+        networks: (values.network ?? ['default']).filter((n) => n !== 'none').map((network) => ({ network })),
+        start: values.start,
+      };
+      if (values.kernel) {
+        const boot: Record<string, string> = { kernel: values.kernel };
+        if (values.initrd) boot.initrd = values.initrd;
+        if (values.cmdline) boot.cmdline = values.cmdline;
+        body.boot = boot;
+      } else if (values.cdrom) body.boot = { cdrom: values.cdrom };
+      else if (values['boot-disk'] !== undefined) body.boot = { disk: Number(values['boot-disk']) };
+      else if ((values.disk ?? []).length > 0) body.boot = { disk: 0 };
+      else throw new NfError('validation_failed', 'say how the VM boots: --cdrom IMAGE, --kernel PATH, or a --disk');
+      if (values.machine) body.machine = values.machine;
+      if (values.description) body.description = values.description;
+      return show(await api.request<Vm>('POST', '/api/v1/vms', body));
+    }
+    case 'start':
+    case 'pause':
+    case 'resume':
+    case 'reset':
+      return show(await api.request<Vm>('POST', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/${sub}`));
+    case 'stop':
+    case 'reboot': {
+      const q = new URLSearchParams();
+      if (values.force) q.set('force', 'true');
+      if (values.timeout) q.set('timeoutSec', values.timeout);
+      const qs = q.size > 0 ? `?${q}` : '';
+      return show(await api.request<Vm>('POST', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/${sub}${qs}`));
+    }
+    case 'delete':
+      await api.request('DELETE', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}${values.force ? '?force=true' : ''}`);
+      out(`deleted ${name}`);
+      return;
+    case 'console-log':
+      out(await api.request<string>('GET', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/console-log`));
+      return;
+    case 'snapshot':
+      return snapshotCommand(api, positionals.slice(1), values, out);
+    default:
+      throw new NfError('validation_failed', `unknown "vm ${sub ?? ''}"; use list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot`);
+  }
+}
+
+async function snapshotCommand(api: ApiClient, p: string[], values: { json?: boolean; description?: string }, out: Out): Promise<void> {
+  const [sub, vm, snap] = p;
+  const base = `/api/v1/vms/${enc(need(p, 1, 'VM name'))}/snapshots`;
+  switch (sub) {
+    case 'create': {
+      const body: Record<string, string> = { name: need(p, 2, 'snapshot name') };
+      if (values.description) body.description = values.description;
+      await api.request('POST', base, body);
+      out(`snapshot ${snap} of ${vm} created`);
+      return;
+    }
+    case 'list': {
+      const snaps = await api.request<Vm['snapshots']>('GET', base);
+      out(values.json ? JSON.stringify(snaps, null, 2) : table(snaps, [
+        { key: 'name', title: 'Name' },
+        { key: 'createdAt', title: 'Created' },
+        { key: 'vmState', title: 'VM state' },
+      ]));
+      return;
+    }
+    case 'delete':
+      await api.request('DELETE', `${base}/${enc(need(p, 2, 'snapshot name'))}`);
+      out(`snapshot ${snap} of ${vm} deleted`);
+      return;
+    case 'revert':
+      await api.request('POST', `${base}/${enc(need(p, 2, 'snapshot name'))}/revert`);
+      out(`${vm} reverted to ${snap}`);
+      return;
+    default:
+      throw new NfError('validation_failed', 'use: vm snapshot create|list|delete|revert VM [SNAPSHOT]');
+  }
+}
+
+/** "--disk 10" is a blank 10 GiB disk; "--disk image:NAME[:SIZE]" clones an image. */
+export function parseDisk(spec: string): Record<string, unknown> {
+  if (spec.startsWith('image:')) {
+    const [, image, size] = spec.split(':');
+    return size ? { image, sizeGiB: Number(size) } : { image };
+  }
+  const size = Number(spec);
+  if (!Number.isFinite(size) || size <= 0) throw new NfError('validation_failed', `--disk ${spec}: give a size in GiB or image:NAME[:GiB]`);
+  return { sizeGiB: size };
+}
+
+function describeVm(vm: Vm): string {
+  const lines = [
+    `Name:     ${vm.name}`,
+    `Id:       ${vm.id}`,
+    `State:    ${vm.state}${vm.reason ? ` (${vm.reason})` : ''}`,
+    `Node:     ${vm.node}`,
+    `vCPUs:    ${vm.vcpus}`,
+    `Memory:   ${vm.memoryMiB} MiB`,
+  ];
+  for (const d of vm.disks) lines.push(`Disk:     ${d.id} ${bytes(d.sizeBytes)} (${d.volume})`);
+  for (const s of vm.snapshots) lines.push(`Snapshot: ${s.name} (${s.createdAt}, ${s.vmState})`);
+  return lines.join('\n');
+}
+
+export async function nodeCommand(argv: string[], out: Out): Promise<void> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: GLOBAL });
+  if (positionals[0] !== 'list') throw new NfError('validation_failed', 'use: node list');
+  const nodes = await client(values).request<Record<string, unknown>[]>('GET', '/api/v1/nodes');
+  out(values.json ? JSON.stringify(nodes, null, 2) : table(nodes.map((n) => ({
+    ...n,
+    memory: `${bytes(n.memoryAvailableBytes as number)} free of ${bytes(n.memoryTotalBytes as number)}`,
+    vmCount: `${(n.vms as { running: number }).running}/${(n.vms as { total: number }).total}`,
+  })), [
+    { key: 'name', title: 'Name' },
+    { key: 'state', title: 'State' },
+    { key: 'cpus', title: 'CPUs' },
+    { key: 'memory', title: 'Memory' },
+    { key: 'accelerator', title: 'Accel' },
+    { key: 'qemuVersion', title: 'QEMU' },
+    { key: 'vmCount', title: 'VMs (running/all)' },
+  ]));
+}
+
+export async function imageCommand(argv: string[], out: Out): Promise<void> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...GLOBAL, sha256: { type: 'string' } } });
+  const api = client(values);
+  const [sub] = positionals;
+  switch (sub) {
+    case 'list': {
+      const imgs = await api.request<Record<string, unknown>[]>('GET', '/api/v1/images');
+      out(values.json ? JSON.stringify(imgs, null, 2) : table(imgs.map((i) => ({ ...i, size: bytes(i.sizeBytes as number) })), [
+        { key: 'name', title: 'Name' },
+        { key: 'kind', title: 'Kind' },
+        { key: 'format', title: 'Format' },
+        { key: 'size', title: 'Size' },
+        { key: 'id', title: 'Id' },
+      ]));
+      return;
+    }
+    case 'import': {
+      const body: Record<string, string> = { name: need(positionals, 1, 'image name'), path: need(positionals, 2, 'host path') };
+      if (values.sha256) body.sha256 = values.sha256;
+      out(JSON.stringify(await api.request('POST', '/api/v1/images/import', body), null, 2));
+      return;
+    }
+    case 'upload': {
+      const name = need(positionals, 1, 'image name');
+      const file = need(positionals, 2, 'file');
+      statSync(file);
+      const q = new URLSearchParams({ name });
+      if (values.sha256) q.set('sha256', values.sha256);
+      out(JSON.stringify(await api.request('POST', `/api/v1/images?${q}`, undefined, { raw: Bun.file(file), contentType: 'application/octet-stream' }), null, 2));
+      return;
+    }
+    case 'delete':
+      await api.request('DELETE', `/api/v1/images/${enc(need(positionals, 1, 'image name'))}`);
+      out(`deleted ${positionals[1]}`);
+      return;
+    default:
+      throw new NfError('validation_failed', 'use: image list|import NAME PATH|upload NAME FILE|delete NAME');
+  }
+}
+
+export async function taskCommand(argv: string[], out: Out): Promise<void> {
+  const { values } = parseArgs({ args: argv, allowPositionals: true, options: GLOBAL });
+  const tasks = await client(values).request<Record<string, unknown>[]>('GET', '/api/v1/tasks?limit=50');
+  out(values.json ? JSON.stringify(tasks, null, 2) : table(tasks.map((t) => ({ ...t, error: (t.error as { message?: string } | undefined)?.message })), [
+    { key: 'startedAt', title: 'Started' },
+    { key: 'type', title: 'Type' },
+    { key: 'target', title: 'Target' },
+    { key: 'user', title: 'User' },
+    { key: 'status', title: 'Status' },
+    { key: 'error', title: 'Error' },
+  ]));
+}

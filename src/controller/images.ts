@@ -1,0 +1,173 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { open, rename, rm, stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { NfError } from '../errors';
+import type { DirPool } from '../storage/dir-pool';
+import { imageInfo } from '../storage/qemu-img';
+import type { Store, Versioned } from '../store/store';
+import { type ImageRecord, keys, type VmRecord } from './records';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * ISOs and disk images in a pool. Content is streamed to a temp file while hashed, checked, then renamed
+ * into place, so a failed or cancelled transfer leaves nothing behind.
+ */
+export class ImageService {
+  constructor(
+    private readonly store: Store,
+    private readonly pools: Map<string, DirPool>,
+  ) {}
+
+  async list(): Promise<ImageRecord[]> {
+    return (await this.store.list<ImageRecord>(keys.images)).map((i) => i.value).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async find(ref: string): Promise<Versioned<ImageRecord>> {
+    let id = ref;
+    if (!UUID.test(ref)) {
+      const byName = await this.store.get<string>(keys.imageName(ref));
+      if (!byName) throw new NfError('not_found', `no image named or with id "${ref}"`);
+      id = byName.value;
+    }
+    const rec = await this.store.get<ImageRecord>(keys.image(id));
+    if (!rec) throw new NfError('not_found', `no image named or with id "${ref}"`);
+    return rec;
+  }
+
+  async path(id: string): Promise<string> {
+    const img = (await this.find(id)).value;
+    return this.pool(img.pool).imagePath(img.file);
+  }
+
+  /** Copies a host file into the pool. */
+  async importFile(opts: { name: string; path: string; pool?: string; sha256?: string; source?: string }): Promise<ImageRecord> {
+    let size: number;
+    try {
+      const st = await stat(opts.path);
+      if (!st.isFile()) throw new Error('not a regular file');
+      size = st.size;
+    } catch (err) {
+      throw new NfError('file_not_found', `${opts.path} is not a readable file on the host (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+    const body = Bun.file(opts.path).stream();
+    return this.ingest({ ...opts, body, source: opts.source ?? opts.path, expectedSize: size });
+  }
+
+  /** Stores a streamed upload (request body) in the pool. */
+  async upload(opts: { name: string; body: ReadableStream<Uint8Array>; pool?: string; sha256?: string; maxBytes?: number }): Promise<ImageRecord> {
+    return this.ingest({ ...opts, source: 'upload' });
+  }
+
+  async delete(ref: string): Promise<void> {
+    const cur = await this.find(ref);
+    const img = cur.value;
+    const vms = await this.store.list<VmRecord>(keys.vms);
+    const users = vms
+      .map((v) => v.value)
+      .filter((v) => v.disks.some((d) => d.image === img.id) || ('cdrom' in v.boot && 'image' in v.boot.cdrom && v.boot.cdrom.image === img.id));
+    if (users.length > 0) {
+      throw new NfError('in_use', `image "${img.name}" is used by VM(s) ${users.map((u) => u.name).join(', ')}; delete them or change their boot media first`);
+    }
+    await this.store.txn({ when: [{ key: cur.key, revision: cur.revision }], delete: [cur.key, keys.imageName(img.name)] });
+    await rm(this.pool(img.pool).imagePath(img.file), { force: true });
+  }
+
+  private async ingest(opts: {
+    name: string;
+    body: ReadableStream<Uint8Array>;
+    pool?: string;
+    sha256?: string;
+    source: string;
+    expectedSize?: number;
+    maxBytes?: number;
+  }): Promise<ImageRecord> {
+    const pool = this.pool(opts.pool ?? 'local');
+    if (await this.store.get(keys.imageName(opts.name))) {
+      throw new NfError('already_exists', `an image named "${opts.name}" already exists; delete it or pick another name`);
+    }
+    const id = randomUUID();
+    const tmp = pool.imagePath(`.incoming-${id}`);
+    const hash = createHash('sha256');
+    let received = 0;
+    const limit = opts.maxBytes ?? Number.POSITIVE_INFINITY;
+    const counter = new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, ctl) {
+        received += chunk.byteLength;
+        if (received > limit) throw new NfError('payload_too_large', `image is larger than the ${limit} byte limit`);
+        hash.update(chunk);
+        ctl.enqueue(chunk);
+      },
+    });
+    let finalPath: string | undefined;
+    try {
+      await pipeline(Readable.fromWeb(opts.body.pipeThrough(counter) as never), createWriteStream(tmp, { mode: 0o600 }));
+      const sha256 = hash.digest('hex');
+      if (opts.sha256 && opts.sha256 !== sha256) {
+        throw new NfError('checksum_mismatch', `sha256 of the received data is ${sha256}, not the expected ${opts.sha256}`);
+      }
+      if (received === 0) throw new NfError('validation_failed', 'the image is empty');
+      const info = await imageInfo(tmp);
+      // A qcow2 with a backing file could point at any host file and leak it into a VM: refuse it.
+      if (info.backingFilename) throw new NfError('validation_failed', 'images with a backing file are not accepted; flatten it first (qemu-img convert)');
+      const isIso = info.format === 'raw' && (await looksLikeIso(tmp));
+      const format: ImageRecord['format'] = isIso ? 'iso' : info.format === 'qcow2' ? 'qcow2' : info.format === 'raw' ? 'raw' : unsupported(info.format);
+      const file = `${id}.${format === 'iso' ? 'iso' : format}`;
+      finalPath = pool.imagePath(file);
+      await rename(tmp, finalPath);
+      const rec: ImageRecord = {
+        id,
+        name: opts.name,
+        kind: format === 'iso' ? 'iso' : 'disk',
+        format,
+        pool: pool.name,
+        file,
+        sizeBytes: received,
+        virtualSizeBytes: info.virtualSize,
+        sha256,
+        createdAt: new Date().toISOString(),
+        source: opts.source,
+      };
+      await this.store.txn(
+        {
+          when: [{ key: keys.imageName(opts.name), absent: true }],
+          put: [
+            { key: keys.image(id), value: rec },
+            { key: keys.imageName(opts.name), value: id },
+          ],
+        },
+        `an image named "${opts.name}" was just created by someone else`,
+      );
+      return rec;
+    } catch (err) {
+      await rm(tmp, { force: true });
+      if (finalPath) await rm(finalPath, { force: true });
+      if (NfError.isCode(err, 'conflict')) throw new NfError('already_exists', err.message);
+      throw err;
+    }
+  }
+
+  private pool(name: string): DirPool {
+    const pool = this.pools.get(name);
+    if (!pool) throw new NfError('validation_failed', `storage pool "${name}" does not exist (try "local")`);
+    return pool;
+  }
+}
+
+function unsupported(format: string): never {
+  throw new NfError('validation_failed', `image format "${format}" is not supported; use qcow2, raw or an ISO`);
+}
+
+/** ISO 9660 has "CD001" at byte 32769 (the primary volume descriptor). */
+async function looksLikeIso(path: string): Promise<boolean> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(5);
+    await fh.read(buf, 0, 5, 32769);
+    return buf.toString('latin1') === 'CD001';
+  } finally {
+    await fh.close();
+  }
+}

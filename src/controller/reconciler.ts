@@ -1,0 +1,165 @@
+import { NfError, toNfError } from '../errors';
+import type { NodeApi, StopOptions, VmStatus } from '../node/types';
+import type { Store, Versioned } from '../store/store';
+import { KeyedLock } from '../util/lock';
+import { createLogger } from '../util/log';
+import type { VmRunSpec } from '../vmm/types';
+import { keys, type VmRecord } from './records';
+
+const log = createLogger('reconciler');
+
+export type Transition = 'starting' | 'stopping';
+
+/**
+ * Level-triggered: a watch event, a node status change or a timer only wakes the loop; each pass reads
+ * every VM's desired state and the node's actual state and fixes the difference. The API's actions run
+ * the same per-VM pass right away, under the same per-VM lock, so they can return the outcome.
+ */
+export class Reconciler {
+  readonly lock = new KeyedLock();
+  private readonly transitions = new Map<string, Transition>();
+  private readonly backoff = new Map<string, { until: number; delayMs: number }>();
+  private timer?: Timer;
+  private cancelWatch?: () => Promise<void>;
+  private unsubscribe?: () => void;
+  private pending = false;
+  private running = false;
+  private stopped = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly node: NodeApi,
+    private readonly runSpec: (vm: VmRecord) => Promise<VmRunSpec>,
+    private readonly resyncMs = 10_000,
+  ) {}
+
+  async start(): Promise<void> {
+    this.cancelWatch = await this.store.watchPrefix(keys.vms, () => this.wake());
+    this.unsubscribe = this.node.onStatus(() => this.wake());
+    this.timer = setInterval(() => this.wake(), this.resyncMs);
+    this.wake();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.unsubscribe?.();
+    await this.cancelWatch?.().catch(() => {});
+  }
+
+  transition(id: string): Transition | undefined {
+    return this.transitions.get(id);
+  }
+
+  wake(): void {
+    if (this.stopped) return;
+    this.pending = true;
+    if (!this.running) void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.pending && !this.stopped) {
+        this.pending = false;
+        let vms: Versioned<VmRecord>[];
+        try {
+          vms = await this.store.list<VmRecord>(keys.vms);
+        } catch (err) {
+          log.warn('cannot list VMs; will retry', { err: (err as Error).message });
+          return; // the resync timer wakes us again
+        }
+        for (const vm of vms) {
+          const b = this.backoff.get(vm.value.id);
+          if (b && b.until > Date.now()) continue;
+          if (this.lock.busy(vm.value.id)) continue; // an API action is on it
+          try {
+            await this.lock.run(vm.value.id, () => this.reconcile(vm.value.id));
+            this.backoff.delete(vm.value.id);
+          } catch (err) {
+            const delayMs = Math.min(60_000, (b?.delayMs ?? 500) * 2);
+            this.backoff.set(vm.value.id, { until: Date.now() + delayMs, delayMs });
+            log.warn('reconcile failed', { id: vm.value.id, err: (err as Error).message, retryInMs: delayMs });
+          }
+        }
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /**
+   * One pass for one VM; call under `lock`. Returns the node status afterwards. Start failures are
+   * recorded on the VM (state error) instead of being retried forever.
+   */
+  async reconcile(id: string, stopOpts: StopOptions = {}): Promise<VmStatus | undefined> {
+    const cur = await this.store.get<VmRecord>(keys.vm(id));
+    if (!cur) return undefined;
+    const vm = cur.value;
+    let status = this.node.vmStatus(id);
+    const up = status.state === 'running' || status.state === 'paused';
+
+    if (vm.power === 'stopped' && up) {
+      status = await this.during(id, 'stopping', () => this.node.stopVm(id, stopOpts));
+    } else if (vm.power !== 'stopped' && !up) {
+      if (vm.runningGeneration === vm.generation) {
+        // We had it running for this request and now it is down: the guest powered off or QEMU died.
+        await this.update(cur, (v) => {
+          v.power = 'stopped';
+          v.generation++;
+          if (status.state === 'error') v.lastError = { message: status.reason ?? 'QEMU exited unexpectedly', at: status.updatedAt };
+        });
+        return status;
+      }
+      try {
+        status = await this.during(id, 'starting', async () => this.node.startVm(await this.runSpec(vm)));
+        if (vm.power === 'paused') status = await this.node.pauseVm(id);
+      } catch (err) {
+        const e = toNfError(err);
+        if (e.code !== 'unavailable') {
+          await this.update(cur, (v) => {
+            v.power = 'stopped';
+            v.generation++;
+            v.lastError = { message: e.message, at: new Date().toISOString() };
+          });
+        }
+        throw err;
+      }
+      await this.update(cur, (v) => {
+        v.runningGeneration = v.generation;
+        delete v.lastError;
+      });
+    } else if (vm.power === 'paused' && status.state === 'running') {
+      status = await this.node.pauseVm(id);
+    } else if (vm.power === 'running' && status.state === 'paused') {
+      status = await this.node.resumeVm(id);
+    }
+    return status;
+  }
+
+  private async during<T>(id: string, t: Transition, fn: () => Promise<T>): Promise<T> {
+    this.transitions.set(id, t);
+    try {
+      return await fn();
+    } finally {
+      this.transitions.delete(id);
+    }
+  }
+
+  /** Compare-and-swap update that re-reads and retries when someone else wrote in between. */
+  private async update(cur: Versioned<VmRecord>, change: (v: VmRecord) => void): Promise<void> {
+    let rec: Versioned<VmRecord> | undefined = cur;
+    for (let attempt = 0; attempt < 5 && rec; attempt++) {
+      const next = structuredClone(rec.value);
+      change(next);
+      next.updatedAt = new Date().toISOString();
+      try {
+        await this.store.txn({ when: [{ key: rec.key, revision: rec.revision }], put: [{ key: rec.key, value: next }] });
+        return;
+      } catch (err) {
+        if (!NfError.isCode(err, 'conflict')) throw err;
+        rec = await this.store.get<VmRecord>(rec.key);
+      }
+    }
+  }
+}

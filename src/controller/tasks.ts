@@ -1,0 +1,64 @@
+import { randomUUID } from 'node:crypto';
+import { toNfError } from '../errors';
+import type { Store } from '../store/store';
+import { createLogger } from '../util/log';
+import { keys, type TaskRecord } from './records';
+
+const log = createLogger('tasks');
+const KEEP = 500;
+
+/**
+ * Long or state-changing operations as tasks in etcd (id, progress, result), which double as the audit
+ * trail of who did what. Old tasks are trimmed.
+ */
+export class TaskLog {
+  private writes = 0;
+
+  constructor(private readonly store: Store) {}
+
+  async run<T>(type: string, target: string, user: string, fn: (progress: (p: number) => void) => Promise<T>): Promise<T> {
+    // Time-ordered ids so a prefix listing is chronological.
+    const id = `${Date.now().toString(36).padStart(9, '0')}-${randomUUID().slice(0, 8)}`;
+    const task: TaskRecord = { id, type, target, user, status: 'running', progress: 0, startedAt: new Date().toISOString() };
+    await this.save(task);
+    try {
+      const result = await fn((p) => {
+        task.progress = Math.max(0, Math.min(1, p));
+        void this.save(task);
+      });
+      Object.assign(task, { status: 'ok', progress: 1, endedAt: new Date().toISOString() });
+      return result;
+    } catch (err) {
+      const e = toNfError(err);
+      Object.assign(task, { status: 'error', error: { code: e.code, message: e.message }, endedAt: new Date().toISOString() });
+      throw err;
+    } finally {
+      await this.save(task);
+      if (++this.writes % 50 === 0) void this.trim();
+    }
+  }
+
+  async list(limit = 100): Promise<TaskRecord[]> {
+    const all = await this.store.list<TaskRecord>(keys.tasks);
+    return all.map((t) => t.value).sort((a, b) => (a.id < b.id ? 1 : -1)).slice(0, limit);
+  }
+
+  async get(id: string): Promise<TaskRecord | undefined> {
+    return (await this.store.get<TaskRecord>(keys.task(id)))?.value;
+  }
+
+  private async save(task: TaskRecord): Promise<void> {
+    try {
+      await this.store.txn({ put: [{ key: keys.task(task.id), value: task }] });
+    } catch (err) {
+      log.warn('cannot record task', { id: task.id, err });
+    }
+  }
+
+  private async trim(): Promise<void> {
+    const all = await this.store.list<TaskRecord>(keys.tasks);
+    if (all.length <= KEEP) return;
+    const old = all.sort((a, b) => (a.key < b.key ? -1 : 1)).slice(0, all.length - KEEP);
+    await this.store.txn({ delete: old.map((t) => t.key) }).catch(() => {});
+  }
+}

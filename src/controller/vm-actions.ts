@@ -1,0 +1,152 @@
+import { NfError } from '../errors';
+import type { StopOptions } from '../node/types';
+import type { Versioned } from '../store/store';
+import type { PowerState, SnapshotRecord, VmRecord } from './records';
+import type { VmService, VmView } from './vms';
+
+/**
+ * Power actions and snapshots. Each changes desired state with compare-and-swap, then runs the per-VM
+ * reconcile pass at once (under the VM's lock) so the caller gets the outcome, not a promise of one.
+ */
+export class VmActions {
+  constructor(private readonly vms: VmService) {}
+
+  private get reconciler() {
+    return this.vms.reconciler;
+  }
+
+  private get node() {
+    return this.vms.node;
+  }
+
+  start(ref: string): Promise<VmView> {
+    return this.act(ref, async (cur) => {
+      const state = this.node.vmStatus(cur.value.id).state;
+      if (state === 'running') throw new NfError('invalid_state', `VM "${cur.value.name}" is already running`);
+      if (state === 'paused') throw new NfError('invalid_state', `VM "${cur.value.name}" is paused; resume it instead`);
+      await this.setPower(cur, 'running');
+      await this.reconciler.reconcile(cur.value.id);
+    });
+  }
+
+  stop(ref: string, opts: StopOptions): Promise<VmView> {
+    return this.act(ref, async (cur) => {
+      const state = this.node.vmStatus(cur.value.id).state;
+      const up = state === 'running' || state === 'paused';
+      if (!up && !cur.value.lastError && cur.value.power === 'stopped') {
+        throw new NfError('invalid_state', `VM "${cur.value.name}" is already stopped`);
+      }
+      await this.setPower(cur, 'stopped');
+      await this.reconciler.reconcile(cur.value.id, opts);
+    });
+  }
+
+  pause(ref: string): Promise<VmView> {
+    return this.act(ref, async (cur) => {
+      this.require(cur.value, 'running', 'pause');
+      await this.setPower(cur, 'paused');
+      await this.reconciler.reconcile(cur.value.id);
+    });
+  }
+
+  resume(ref: string): Promise<VmView> {
+    return this.act(ref, async (cur) => {
+      this.require(cur.value, 'paused', 'resume');
+      await this.setPower(cur, 'running');
+      await this.reconciler.reconcile(cur.value.id);
+    });
+  }
+
+  /** Hard reset, like pressing the reset button. */
+  reset(ref: string): Promise<VmView> {
+    return this.act(ref, async (cur) => {
+      this.require(cur.value, 'running', 'reset');
+      await this.node.resetVm(cur.value.id);
+    });
+  }
+
+  /**
+   * Reboot as Proxmox does it: a clean guest shutdown (forced after the timeout), then a fresh QEMU
+   * process, so hardware changes take effect.
+   */
+  reboot(ref: string, opts: StopOptions): Promise<VmView> {
+    return this.act(ref, async (cur) => {
+      this.require(cur.value, 'running', 'reboot');
+      await this.node.stopVm(cur.value.id, opts);
+      const again = await this.vms.find(cur.value.id);
+      await this.node.startVm(await this.vms.runSpec(again.value));
+    });
+  }
+
+  snapshotCreate(ref: string, name: string, description?: string): Promise<VmView> {
+    return this.act(ref, async (cur) => {
+      const vm = cur.value;
+      if (vm.snapshots.some((s) => s.name === name)) {
+        throw new NfError('already_exists', `VM "${vm.name}" already has a snapshot named "${name}"`);
+      }
+      if (vm.disks.length === 0) throw new NfError('invalid_state', `VM "${vm.name}" has no disks to snapshot`);
+      const state = this.node.vmStatus(vm.id).state;
+      const vmState: PowerState = state === 'running' ? 'running' : state === 'paused' ? 'paused' : 'stopped';
+      await this.node.snapshotVm(vm.id, name, vm.disks);
+      const snap: SnapshotRecord = { name, createdAt: new Date().toISOString(), vmState };
+      if (description !== undefined) snap.description = description;
+      try {
+        await this.vms.store.txn({
+          when: [{ key: cur.key, revision: cur.revision }],
+          put: [{ key: cur.key, value: { ...vm, snapshots: [...vm.snapshots, snap], updatedAt: snap.createdAt } }],
+        });
+      } catch (err) {
+        await this.node.deleteVmSnapshot(vm.id, name, vm.disks).catch(() => {});
+        throw err;
+      }
+    });
+  }
+
+  snapshotDelete(ref: string, name: string): Promise<VmView> {
+    return this.act(ref, async (cur) => {
+      const vm = cur.value;
+      this.snapshot(vm, name);
+      await this.node.deleteVmSnapshot(vm.id, name, vm.disks);
+      await this.vms.store.txn({
+        when: [{ key: cur.key, revision: cur.revision }],
+        put: [{ key: cur.key, value: { ...vm, snapshots: vm.snapshots.filter((s) => s.name !== name), updatedAt: new Date().toISOString() } }],
+      });
+    });
+  }
+
+  /** Puts every disk back to the snapshot. The VM must be stopped: its disks are then not in use. */
+  snapshotRevert(ref: string, name: string): Promise<VmView> {
+    return this.act(ref, async (cur) => {
+      const vm = cur.value;
+      this.snapshot(vm, name);
+      const state = this.node.vmStatus(vm.id).state;
+      if (state === 'running' || state === 'paused') {
+        throw new NfError('invalid_state', `VM "${vm.name}" is ${state}; stop it before reverting to snapshot "${name}"`);
+      }
+      await this.node.revertVmSnapshot(vm.id, name, vm.disks);
+    });
+  }
+
+  private snapshot(vm: VmRecord, name: string): SnapshotRecord {
+    const snap = vm.snapshots.find((s) => s.name === name);
+    if (!snap) throw new NfError('not_found', `VM "${vm.name}" has no snapshot named "${name}"`);
+    return snap;
+  }
+
+  private require(vm: VmRecord, state: 'running' | 'paused', action: string): void {
+    const actual = this.node.vmStatus(vm.id).state;
+    if (actual !== state) throw new NfError('invalid_state', `cannot ${action} VM "${vm.name}": it is ${actual}, not ${state}`);
+  }
+
+  private async setPower(cur: Versioned<VmRecord>, power: PowerState): Promise<void> {
+    const next: VmRecord = { ...cur.value, power, generation: cur.value.generation + 1, updatedAt: new Date().toISOString() };
+    delete next.lastError;
+    await this.vms.store.txn({ when: [{ key: cur.key, revision: cur.revision }], put: [{ key: cur.key, value: next }] });
+  }
+
+  private async act(ref: string, fn: (cur: Versioned<VmRecord>) => Promise<void>): Promise<VmView> {
+    const first = await this.vms.find(ref);
+    await this.reconciler.lock.run(first.value.id, async () => fn(await this.vms.find(first.value.id)));
+    return this.vms.get(first.value.id);
+  }
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bun
+import { parseArgs } from 'node:util';
+import { DEFAULT_DATA_DIR } from './cli/client';
+import { imageCommand, nodeCommand, taskCommand, vmCommand } from './cli/commands';
+import { NfError, toNfError } from './errors';
+import { serve } from './serve';
+import { parseHostPort } from './util/net';
+import { VERSION } from './version';
+
+const USAGE = `neuroflow ${VERSION}: virtual machines on QEMU, managed through one API
+
+Usage:
+  neuroflow serve [--dev] [--data-dir DIR] [--listen HOST:PORT] [--demo-image NAME=PATH]...
+  neuroflow vm list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot ...
+  neuroflow node list
+  neuroflow image list|import|upload|delete ...
+  neuroflow task list
+  neuroflow version
+
+Client commands find the API through --url/--token, NEUROFLOW_URL/NEUROFLOW_TOKEN, or --data-dir
+(default ${DEFAULT_DATA_DIR}); add --json for machine-readable output.
+Example:
+  neuroflow vm create web1 --vcpus 1 --memory 256 --cdrom demo --disk 1 --start
+`;
+
+async function serveCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      dev: { type: 'boolean', default: false },
+      'data-dir': { type: 'string', default: DEFAULT_DATA_DIR },
+      listen: { type: 'string', default: '127.0.0.1:8006' },
+      'demo-image': { type: 'string', multiple: true },
+    },
+  });
+  const { host, port } = parseHostPort(values.listen, 8006);
+  const demoImages = (values['demo-image'] ?? []).map((s) => {
+    const i = s.indexOf('=');
+    if (i <= 0) throw new NfError('validation_failed', `--demo-image ${s}: use NAME=PATH`);
+    return { name: s.slice(0, i), path: s.slice(i + 1) };
+  });
+  const daemon = await serve({ dataDir: values['data-dir'], host, port, dev: values.dev, demoImages });
+  process.stdout.write(
+    `NeuroFlow ${VERSION} is running.\n  API:   ${daemon.url}/api/v1  (OpenAPI: ${daemon.url}/api/v1/openapi.json)\n  Token: ${daemon.tokenPath}\n  Try:   neuroflow vm list --data-dir ${daemon.dataDir}\n`,
+  );
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`${signal}: stopping NeuroFlow (VMs keep running)\n`);
+    await daemon.stop();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  const out = (s: string) => process.stdout.write(`${s}\n`);
+  try {
+    switch (cmd) {
+      case 'serve':
+        await serveCommand(rest);
+        return -1; // keeps running
+      case 'vm':
+        await vmCommand(rest, out);
+        return 0;
+      case 'node':
+        await nodeCommand(rest, out);
+        return 0;
+      case 'image':
+        await imageCommand(rest, out);
+        return 0;
+      case 'task':
+        await taskCommand(rest, out);
+        return 0;
+      case 'version':
+      case '--version':
+        out(VERSION);
+        return 0;
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        out(USAGE);
+        return cmd === undefined ? 2 : 0;
+      default:
+        process.stderr.write(`unknown command "${cmd}"\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (err) {
+    const e = toNfError(err);
+    process.stderr.write(`error (${e.code}): ${e.message}\n`);
+    return e.code === 'validation_failed' ? 2 : 1;
+  }
+}
+
+if (import.meta.main) {
+  const code = await main(process.argv.slice(2));
+  if (code >= 0) process.exit(code);
+}

@@ -1,0 +1,319 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { open, readFile, rm } from 'node:fs/promises';
+import { cpus, freemem, hostname, loadavg, release, totalmem, uptime } from 'node:os';
+import { join } from 'node:path';
+import { NfError } from '../errors';
+import type { DirPool } from '../storage/dir-pool';
+import { writeFileAtomic } from '../util/fs';
+import { KeyedLock } from '../util/lock';
+import { createLogger } from '../util/log';
+import type { AccelChoice } from '../vmm/qemu/host';
+import type { VmInstance, VmmDriver, VmRunSpec } from '../vmm/types';
+import { stderrReason } from '../vmm/qemu/instance';
+import type { NodeApi, NodeInfo, StopOptions, VmStatus } from './types';
+
+const log = createLogger('node');
+const VM_ID = /^[0-9a-f-]{36}$/;
+
+/** Memory left to the host itself when admitting VMs. */
+const HOST_RESERVE_BYTES = 256 * 1024 ** 2;
+
+/**
+ * The node role: runs VMs through a VMM driver and reports what they really do. It keeps a run dir per
+ * VM (its journal), so a restarted daemon knows what was running and re-attaches.
+ */
+export class Node implements NodeApi {
+  private readonly instances = new Map<string, VmInstance>();
+  private readonly statuses = new Map<string, VmStatus>();
+  private readonly listeners = new Set<(s: VmStatus) => void>();
+  /** One operation per VM at a time: a stop never races a start. */
+  private readonly locks = new KeyedLock();
+
+  constructor(
+    readonly name: string,
+    private readonly runRoot: string,
+    private readonly driver: VmmDriver,
+    private readonly pools: Map<string, DirPool>,
+    private readonly accel: AccelChoice,
+    private readonly qemuVersion: string,
+  ) {}
+
+  runDir(id: string): string {
+    if (!VM_ID.test(id)) throw new NfError('validation_failed', `bad VM id ${id}`);
+    return join(this.runRoot, id);
+  }
+
+  /** Finds VMs started by an earlier daemon: alive ones are re-attached, dead ones reported. */
+  async recover(): Promise<void> {
+    if (!existsSync(this.runRoot)) return;
+    for (const id of readdirSync(this.runRoot)) {
+      if (!VM_ID.test(id)) continue;
+      const dir = join(this.runRoot, id);
+      let instance: VmInstance | undefined;
+      try {
+        instance = await this.driver.attach(dir, id);
+      } catch (err) {
+        log.warn('cannot re-attach VM', { id, err });
+      }
+      if (instance) {
+        this.track(instance);
+        this.setStatus({ id, state: await instance.state(), pid: instance.pid, startedAt: instance.startedAt });
+        continue;
+      }
+      const journal = await this.readJournal(id);
+      if (journal?.expected === 'running') {
+        // It was running when the old daemon died and is gone now: say why if QEMU said anything.
+        const reason = stderrReason(join(dir, 'qemu.log'));
+        if (reason && /error|fail|abort|terminat|killed/i.test(reason)) this.setStatus({ id, state: 'error', reason });
+        else this.setStatus({ id, state: 'stopped' });
+        await this.writeJournal(id, 'stopped');
+      } else {
+        this.setStatus({ id, state: 'stopped' });
+      }
+    }
+  }
+
+  async info(): Promise<NodeInfo> {
+    const cpuList = cpus();
+    return {
+      name: this.name,
+      cpus: cpuList.length,
+      cpuModel: cpuList[0]?.model ?? 'unknown',
+      memoryTotalBytes: totalmem(),
+      memoryAvailableBytes: await memAvailable(),
+      accelerator: this.accel.accel,
+      acceleratorReason: this.accel.reason,
+      qemuVersion: this.qemuVersion,
+      kernel: release(),
+      uptimeSec: Math.round(uptime()),
+      loadAvg: loadavg(),
+      pools: [...this.pools.values()].map((p) => {
+        const i = p.info();
+        return { name: i.name, type: i.type, totalBytes: i.totalBytes, freeBytes: i.freeBytes };
+      }),
+    };
+  }
+
+  vmStatuses(): VmStatus[] {
+    return [...this.statuses.values()];
+  }
+
+  vmStatus(id: string): VmStatus {
+    return this.statuses.get(id) ?? { id, state: 'stopped', updatedAt: new Date().toISOString() };
+  }
+
+  onStatus(listener: (s: VmStatus) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  startVm(spec: VmRunSpec): Promise<VmStatus> {
+    return this.serialize(spec.id, async () => {
+      if (this.instances.has(spec.id)) {
+        throw new NfError('invalid_state', `VM "${spec.name}" is already running on node ${this.name}`);
+      }
+      const need = spec.memoryMiB * 1024 ** 2;
+      const avail = (await memAvailable()) - HOST_RESERVE_BYTES;
+      if (need > avail) {
+        throw new NfError(
+          'insufficient_resources',
+          `VM "${spec.name}" needs ${spec.memoryMiB} MiB but node ${this.name} has only ${Math.max(0, Math.floor(avail / 1024 ** 2))} MiB available; stop other VMs or lower its memory`,
+        );
+      }
+      const dir = this.runDir(spec.id);
+      await writeFileAtomic(join(dir, 'spec.json'), JSON.stringify(spec, null, 2), 0o600);
+      await this.writeJournal(spec.id, 'running');
+      let instance: VmInstance;
+      try {
+        instance = await this.driver.start(spec, dir);
+      } catch (err) {
+        await this.writeJournal(spec.id, 'stopped');
+        throw err;
+      }
+      this.track(instance);
+      return this.setStatus({ id: spec.id, state: 'running', pid: instance.pid, startedAt: instance.startedAt });
+    });
+  }
+
+  stopVm(id: string, opts: StopOptions = {}): Promise<VmStatus> {
+    return this.serialize(id, async () => {
+      const instance = this.instances.get(id);
+      if (!instance) return this.vmStatus(id);
+      await this.writeJournal(id, 'stopped');
+      if (!opts.force) {
+        const timeoutMs = opts.timeoutMs ?? 60_000;
+        try {
+          if ((await instance.state()) === 'paused') await instance.resume(); // a paused guest cannot see ACPI
+          await instance.powerdown();
+          const exited = await Promise.race([instance.exited.then(() => true), Bun.sleep(timeoutMs).then(() => false)]);
+          if (!exited) log.warn('guest ignored ACPI shutdown; forcing', { id, timeoutMs });
+        } catch (err) {
+          log.warn('graceful shutdown failed; forcing', { id, err });
+        }
+      }
+      if (this.instances.has(id)) await instance.kill();
+      await instance.exited;
+      return this.vmStatus(id);
+    });
+  }
+
+  pauseVm(id: string): Promise<VmStatus> {
+    return this.serialize(id, async () => {
+      const instance = this.running(id);
+      await instance.pause();
+      return this.setStatus({ ...this.vmStatus(id), state: await instance.state() });
+    });
+  }
+
+  resumeVm(id: string): Promise<VmStatus> {
+    return this.serialize(id, async () => {
+      const instance = this.running(id);
+      await instance.resume();
+      return this.setStatus({ ...this.vmStatus(id), state: await instance.state() });
+    });
+  }
+
+  resetVm(id: string): Promise<VmStatus> {
+    return this.serialize(id, async () => {
+      await this.running(id).reset();
+      return this.vmStatus(id);
+    });
+  }
+
+  snapshotVm(id: string, name: string, disks: { id: string; pool: string; volume: string }[]): Promise<void> {
+    return this.serialize(id, async () => {
+      const instance = this.instances.get(id);
+      if (instance) {
+        await instance.snapshotDisks(name, disks.map((d) => d.id));
+        return;
+      }
+      const done: typeof disks = [];
+      try {
+        for (const d of disks) {
+          await this.pool(d.pool).snapshotCreate(d.volume, name);
+          done.push(d);
+        }
+      } catch (err) {
+        // All disks or none: undo the ones that already got it.
+        for (const d of done) await this.pool(d.pool).snapshotDelete(d.volume, name).catch(() => {});
+        throw err;
+      }
+    });
+  }
+
+  deleteVmSnapshot(id: string, name: string, disks: { id: string; pool: string; volume: string }[]): Promise<void> {
+    return this.serialize(id, async () => {
+      const instance = this.instances.get(id);
+      if (instance) return instance.deleteDiskSnapshots(name, disks.map((d) => d.id));
+      for (const d of disks) await this.pool(d.pool).snapshotDelete(d.volume, name);
+    });
+  }
+
+  revertVmSnapshot(id: string, name: string, disks: { id: string; pool: string; volume: string }[]): Promise<void> {
+    return this.serialize(id, async () => {
+      if (this.instances.has(id)) {
+        throw new NfError('invalid_state', 'stop the VM before reverting to a snapshot (its disks are in use)');
+      }
+      for (const d of disks) await this.pool(d.pool).snapshotApply(d.volume, name);
+    });
+  }
+
+  async consoleLog(id: string, maxBytes = 256 * 1024): Promise<string> {
+    const path = join(this.runDir(id), 'console.log');
+    let fh: Awaited<ReturnType<typeof open>>;
+    try {
+      fh = await open(path, 'r');
+    } catch {
+      return '';
+    }
+    try {
+      const { size } = await fh.stat();
+      const start = Math.max(0, size - maxBytes);
+      const buf = Buffer.alloc(size - start);
+      await fh.read(buf, 0, buf.length, start);
+      return buf.toString('utf8');
+    } finally {
+      await fh.close();
+    }
+  }
+
+  forgetVm(id: string): Promise<void> {
+    return this.serialize(id, async () => {
+      if (this.instances.has(id)) throw new NfError('invalid_state', 'the VM is still running');
+      this.statuses.delete(id);
+      await rm(this.runDir(id), { recursive: true, force: true });
+    });
+  }
+
+  /** Daemon shutdown: leave guests running, just let go of their monitors. */
+  detachAll(): void {
+    for (const instance of this.instances.values()) instance.detach();
+    this.instances.clear();
+  }
+
+  private track(instance: VmInstance): void {
+    this.instances.set(instance.id, instance);
+    void instance.exited.then(async (info) => {
+      if (this.instances.get(instance.id) !== instance) return;
+      this.instances.delete(instance.id);
+      // Status first and synchronously: whoever awaited `exited` must already see the VM down.
+      if (info.clean) this.setStatus({ id: instance.id, state: 'stopped' });
+      else {
+        log.warn('VM died', { id: instance.id, reason: info.reason });
+        this.setStatus({ id: instance.id, state: 'error', reason: info.reason ?? 'QEMU exited unexpectedly' });
+      }
+      await this.writeJournal(instance.id, 'stopped').catch(() => {});
+    });
+  }
+
+  private running(id: string): VmInstance {
+    const instance = this.instances.get(id);
+    if (!instance) throw new NfError('invalid_state', 'the VM is not running');
+    return instance;
+  }
+
+  private pool(name: string): DirPool {
+    const pool = this.pools.get(name);
+    if (!pool) throw new NfError('not_found', `storage pool "${name}" does not exist on node ${this.name}`);
+    return pool;
+  }
+
+  private setStatus(s: Omit<VmStatus, 'updatedAt'>): VmStatus {
+    const status: VmStatus = { ...s, updatedAt: new Date().toISOString() };
+    if (status.state === 'stopped' || status.state === 'error') {
+      delete status.pid;
+      delete status.startedAt;
+    }
+    this.statuses.set(status.id, status);
+    for (const l of this.listeners) l(status);
+    return status;
+  }
+
+  private serialize<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    return this.locks.run(id, fn);
+  }
+
+  private async readJournal(id: string): Promise<{ expected: 'running' | 'stopped' } | undefined> {
+    try {
+      return JSON.parse(await readFile(join(this.runDir(id), 'journal.json'), 'utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async writeJournal(id: string, expected: 'running' | 'stopped'): Promise<void> {
+    await writeFileAtomic(join(this.runDir(id), 'journal.json'), JSON.stringify({ expected }), 0o600);
+  }
+}
+
+export function defaultNodeName(): string {
+  return hostname();
+}
+
+async function memAvailable(): Promise<number> {
+  try {
+    const m = /^MemAvailable:\s+(\d+) kB/m.exec(await readFile('/proc/meminfo', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  } catch {}
+  return freemem();
+}

@@ -1,0 +1,54 @@
+import type { Accelerator, RuntimeState, VmRunSpec } from '../vmm/types';
+
+export interface NodeInfo {
+  name: string;
+  cpus: number;
+  cpuModel: string;
+  memoryTotalBytes: number;
+  memoryAvailableBytes: number;
+  accelerator: Accelerator;
+  acceleratorReason: string;
+  qemuVersion: string;
+  kernel: string;
+  uptimeSec: number;
+  loadAvg: number[];
+  pools: { name: string; type: string; totalBytes: number; freeBytes: number }[];
+}
+
+export interface VmStatus {
+  id: string;
+  state: RuntimeState;
+  pid?: number;
+  startedAt?: string;
+  /** Why the VM is in `error`: QEMU's own words when it has any. */
+  reason?: string;
+  updatedAt: string;
+}
+
+export interface StopOptions {
+  force?: boolean;
+  /** How long the guest gets to shut down after the ACPI power button, before the plug is pulled. */
+  timeoutMs?: number;
+}
+
+/**
+ * What the controller may ask of a node. On one host the controller calls this directly; in a cluster
+ * the gRPC service implements the same interface on the wire.
+ */
+export interface NodeApi {
+  info(): Promise<NodeInfo>;
+  vmStatuses(): VmStatus[];
+  vmStatus(id: string): VmStatus;
+  startVm(spec: VmRunSpec): Promise<VmStatus>;
+  stopVm(id: string, opts?: StopOptions): Promise<VmStatus>;
+  pauseVm(id: string): Promise<VmStatus>;
+  resumeVm(id: string): Promise<VmStatus>;
+  resetVm(id: string): Promise<VmStatus>;
+  snapshotVm(id: string, name: string, disks: { id: string; pool: string; volume: string }[]): Promise<void>;
+  deleteVmSnapshot(id: string, name: string, disks: { id: string; pool: string; volume: string }[]): Promise<void>;
+  revertVmSnapshot(id: string, name: string, disks: { id: string; pool: string; volume: string }[]): Promise<void>;
+  consoleLog(id: string, maxBytes?: number): Promise<string>;
+  /** Forgets a stopped VM's run directory (on VM delete). */
+  forgetVm(id: string): Promise<void>;
+  onStatus(listener: (status: VmStatus) => void): () => void;
+}

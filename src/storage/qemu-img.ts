@@ -1,0 +1,61 @@
+import { spawn } from 'node:child_process';
+import { NfError } from '../errors';
+
+/** Runs qemu-img with an argv array (never a shell) and returns stdout; stderr becomes the error message. */
+export async function qemuImg(args: string[], timeoutMs = 120_000): Promise<string> {
+  const bin = process.env.NEUROFLOW_QEMU_IMG ?? 'qemu-img';
+  return await new Promise((resolve, reject) => {
+    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      err += d;
+    });
+    child.once('error', (e) =>
+      reject(new NfError('unavailable', `cannot run ${bin}: ${e.message}; install qemu-utils (scripts/setup.sh)`)),
+    );
+    child.once('close', (code) => {
+      if (code === 0) resolve(out);
+      else reject(new NfError('hypervisor_error', `qemu-img ${args[0]} failed: ${err.trim() || `exit ${code}`}`));
+    });
+  });
+}
+
+export interface ImageInfo {
+  format: string;
+  virtualSize: number;
+  actualSize: number;
+  backingFilename?: string;
+  snapshots: { name: string; date: string; vmStateSize: number }[];
+}
+
+interface RawInfo {
+  format: string;
+  'virtual-size': number;
+  'actual-size'?: number;
+  'backing-filename'?: string;
+  snapshots?: { name: string; 'date-sec': number; 'vm-state-size': number }[];
+}
+
+/** Reads an image's metadata. --force-share lets us read images a running QEMU holds locked. */
+export async function imageInfo(path: string, format?: string): Promise<ImageInfo> {
+  const args = ['info', '--output=json', '--force-share'];
+  if (format) args.push('-f', format);
+  args.push(path);
+  const raw = JSON.parse(await qemuImg(args)) as RawInfo;
+  const info: ImageInfo = {
+    format: raw.format,
+    virtualSize: raw['virtual-size'],
+    actualSize: raw['actual-size'] ?? 0,
+    snapshots: (raw.snapshots ?? []).map((s) => ({
+      name: s.name,
+      date: new Date(s['date-sec'] * 1000).toISOString(),
+      vmStateSize: s['vm-state-size'],
+    })),
+  };
+  if (raw['backing-filename']) info.backingFilename = raw['backing-filename'];
+  return info;
+}

@@ -1,0 +1,160 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, readFileSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { NfError } from '../errors';
+import { writeFileAtomic } from '../util/fs';
+import { createLogger } from '../util/log';
+import { freePort } from '../util/net';
+import { pidAlive, procCmdline, readPidfile } from '../util/proc';
+import { waitFor } from '../util/wait';
+
+const log = createLogger('etcd');
+
+interface EtcdPorts {
+  client: number;
+  peer: number;
+}
+
+/**
+ * The embedded single-member etcd of `serve --dev`. Like a QEMU process it is started detached with a
+ * pidfile, so a daemon killed with -9 finds it again instead of fighting over the data dir lock, and a
+ * supervisor restarts it when it dies.
+ */
+export class EmbeddedEtcd {
+  private readonly dir: string;
+  private ports?: EtcdPorts;
+  private pid?: number;
+  private superviseTimer?: Timer;
+  private stopping = false;
+  private restarts = 0;
+  private restarting = false;
+
+  constructor(dataDir: string) {
+    this.dir = join(dataDir, 'etcd');
+  }
+
+  get endpoint(): string {
+    if (!this.ports) throw new Error('etcd not started');
+    return `http://127.0.0.1:${this.ports.client}`;
+  }
+
+  get processId(): number | undefined {
+    return this.pid;
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.ports = await this.loadPorts();
+    const existing = this.adoptable();
+    if (existing) {
+      log.info('adopting running etcd', { pid: existing });
+      this.pid = existing;
+    } else {
+      await this.launch();
+    }
+    await this.waitHealthy(20_000);
+    this.superviseTimer = setInterval(() => void this.supervise(), 1000);
+  }
+
+  /** Stops supervising and terminates etcd (graceful daemon shutdown). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.superviseTimer) clearInterval(this.superviseTimer);
+    const pid = this.pid;
+    if (pid && pidAlive(pid)) {
+      process.kill(pid, 'SIGTERM');
+      await waitFor(() => !pidAlive(pid), { timeoutMs: 10_000, what: 'etcd to exit' }).catch(() => {
+        if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+      });
+    }
+  }
+
+  /** Leaves etcd running (used by tests that simulate a crashed daemon). */
+  detach(): void {
+    this.stopping = true;
+    if (this.superviseTimer) clearInterval(this.superviseTimer);
+  }
+
+  private async loadPorts(): Promise<EtcdPorts> {
+    const file = join(this.dir, 'ports.json');
+    if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as EtcdPorts;
+    const ports = { client: await freePort(), peer: await freePort() };
+    await writeFileAtomic(file, JSON.stringify(ports), 0o600);
+    return ports;
+  }
+
+  private adoptable(): number | undefined {
+    const pid = readPidfile(join(this.dir, 'etcd.pid'));
+    if (!pid || !pidAlive(pid)) return undefined;
+    const argv = procCmdline(pid) ?? [];
+    return argv.some((a) => a.includes('etcd')) && argv.includes(join(this.dir, 'member-data')) ? pid : undefined;
+  }
+
+  private async launch(): Promise<void> {
+    const { client, peer } = this.ports!;
+    const peerUrl = `http://127.0.0.1:${peer}`;
+    const args = [
+      '--name', 'neuroflow',
+      '--data-dir', join(this.dir, 'member-data'),
+      '--listen-client-urls', `http://127.0.0.1:${client}`,
+      '--advertise-client-urls', `http://127.0.0.1:${client}`,
+      '--listen-peer-urls', peerUrl,
+      '--initial-advertise-peer-urls', peerUrl,
+      '--initial-cluster', `neuroflow=${peerUrl}`,
+      '--initial-cluster-state', existsSync(join(this.dir, 'member-data')) ? 'existing' : 'new',
+      '--auto-compaction-retention', '1h',
+      '--quota-backend-bytes', String(2 * 1024 ** 3),
+      '--log-outputs', 'stderr',
+    ];
+    const logFd = openSync(join(this.dir, 'etcd.log'), 'a', 0o600);
+    try {
+      const child = spawn(etcdBinary(), args, { detached: true, stdio: ['ignore', logFd, logFd] });
+      await new Promise<void>((resolve, reject) => {
+        child.once('spawn', resolve);
+        child.once('error', (e) => reject(new NfError('unavailable', `cannot start etcd: ${e.message}. Install the etcd-server package (scripts/setup.sh).`)));
+      });
+      child.unref();
+      this.pid = child.pid!;
+      await writeFileAtomic(join(this.dir, 'etcd.pid'), `${child.pid}\n`, 0o600);
+      log.info('etcd started', { pid: child.pid, client });
+    } finally {
+      closeSync(logFd);
+    }
+  }
+
+  private async waitHealthy(timeoutMs: number): Promise<void> {
+    await waitFor(
+      async () => {
+        if (this.pid && !pidAlive(this.pid)) {
+          throw new NfError('unavailable', `etcd exited during start; see ${join(this.dir, 'etcd.log')}`);
+        }
+        try {
+          const res = await fetch(`${this.endpoint}/health`, { signal: AbortSignal.timeout(1000) });
+          return res.ok && ((await res.json()) as { health?: string }).health === 'true';
+        } catch {
+          return false;
+        }
+      },
+      { timeoutMs, intervalMs: 100, what: 'etcd to become healthy' },
+    );
+  }
+
+  private async supervise(): Promise<void> {
+    if (this.stopping || this.restarting || (this.pid && pidAlive(this.pid))) return;
+    this.restarts++;
+    log.warn('etcd is gone, restarting', { restarts: this.restarts });
+    try {
+      this.restarting = true;
+      await this.launch();
+      await this.waitHealthy(20_000);
+    } catch (err) {
+      log.error('etcd restart failed', { err });
+    } finally {
+      this.restarting = false;
+    }
+  }
+}
+
+export function etcdBinary(): string {
+  return process.env.NEUROFLOW_ETCD ?? (existsSync('/usr/bin/etcd') ? '/usr/bin/etcd' : 'etcd');
+}

@@ -1,0 +1,94 @@
+import { Etcd3, type IOptions } from 'etcd3';
+import { NfError } from '../errors';
+import { createLogger } from '../util/log';
+
+const log = createLogger('store');
+
+/** A value with the etcd mod revision it was read at; writes compare against it. */
+export interface Versioned<T> {
+  key: string;
+  value: T;
+  revision: string;
+}
+
+export type Condition =
+  | { key: string; absent: true }
+  | { key: string; revision: string };
+
+export interface TxnOps {
+  when?: Condition[];
+  put?: { key: string; value: unknown }[];
+  delete?: string[];
+}
+
+/**
+ * Desired state in etcd. Every write is one transaction guarded by compare-and-swap on mod revisions
+ * (or on absence, for creates), so two writers never silently overwrite each other.
+ */
+export class Store {
+  readonly client: Etcd3;
+
+  constructor(endpoint: string, options: Partial<IOptions> = {}) {
+    this.client = new Etcd3({ hosts: endpoint, dialTimeout: 3000, ...options });
+  }
+
+  async get<T>(key: string): Promise<Versioned<T> | undefined> {
+    const res = await this.wrap(() => this.client.get(key).exec());
+    const kv = res.kvs[0];
+    if (!kv) return undefined;
+    return { key, value: JSON.parse(kv.value.toString()) as T, revision: kv.mod_revision };
+  }
+
+  async list<T>(prefix: string): Promise<Versioned<T>[]> {
+    const res = await this.wrap(() => this.client.getAll().prefix(prefix).exec());
+    return res.kvs.map((kv) => ({
+      key: kv.key.toString(),
+      value: JSON.parse(kv.value.toString()) as T,
+      revision: kv.mod_revision,
+    }));
+  }
+
+  /** Runs the writes only if every condition holds; throws `conflict` otherwise. */
+  async txn(ops: TxnOps, conflictMessage = 'the record was changed by someone else; retry'): Promise<void> {
+    const res = await this.wrap(() => {
+      let tx = this.client.if('\0nf-always', 'Create', '==', 0); // a key nobody writes: always true
+      for (const c of ops.when ?? []) {
+        tx = 'absent' in c ? tx.and(c.key, 'Create', '==', 0) : tx.and(c.key, 'Mod', '==', Number(c.revision));
+      }
+      const puts = (ops.put ?? []).map((p) => this.client.put(p.key).value(JSON.stringify(p.value)));
+      const dels = (ops.delete ?? []).map((k) => this.client.delete().key(k));
+      return tx.then(...puts, ...dels).commit();
+    });
+    if (!res.succeeded) throw new NfError('conflict', conflictMessage);
+  }
+
+  /** Calls `onChange` on every put/delete under the prefix; reconnects on its own after etcd restarts. */
+  async watchPrefix(prefix: string, onChange: (key: string) => void): Promise<() => Promise<void>> {
+    const watcher = await this.client.watch().prefix(prefix).create();
+    watcher.on('put', (kv) => onChange(kv.key.toString()));
+    watcher.on('delete', (kv) => onChange(kv.key.toString()));
+    watcher.on('error', (err) => log.warn('watch error', { prefix, err }));
+    return () => watcher.cancel();
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      await this.client.maintenance.status();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  private async wrap<R>(fn: () => Promise<R>): Promise<R> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw new NfError('unavailable', `etcd is unreachable: ${(err as Error).message}`, undefined, { cause: err });
+    }
+  }
+}

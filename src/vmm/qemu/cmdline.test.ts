@@ -1,0 +1,57 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { VmRunSpec } from '../types';
+import { buildQemuConfig, renderArgv, runPaths } from './cmdline';
+
+const paths = runPaths('/run/nf/vms/11111111-2222-3333-4444-555555555555');
+const host = { accel: 'tcg' as const, binary: 'qemu-system-x86_64' };
+
+const base: VmRunSpec = {
+  id: '11111111-2222-3333-4444-555555555555',
+  name: 'web,1',
+  vcpus: 2,
+  memoryMiB: 512,
+  machine: 'q35',
+  disks: [
+    { id: 'disk0', path: '/pool/disks/vm-1-disk0.qcow2', format: 'qcow2' },
+    { id: 'disk1', path: '/pool/disks/vm-1-disk1.qcow2', format: 'qcow2' },
+  ],
+  nics: [{ id: 'net0', network: 'default', type: 'nat', mac: '52:54:00:aa:bb:cc' }],
+  boot: { kind: 'kernel', kernel: '/boot/vmlinux', initrd: '/boot/initrd.img', cmdline: 'console=ttyS0 quiet' },
+};
+
+const cases: Record<string, VmRunSpec> = {
+  'kernel-two-disks': base,
+  'cdrom-pc': { ...base, machine: 'pc', disks: [base.disks[0]!], cdrom: { path: '/pool/images/x.iso' }, boot: { kind: 'cdrom' } },
+  'disk-boot-kvm': { ...base, nics: [], boot: { kind: 'disk', index: 1 } },
+};
+
+/** Golden files pin the exact argv; regenerate with UPDATE_GOLDEN=1 after an intended change. */
+describe('QEMU command line', () => {
+  for (const [name, spec] of Object.entries(cases)) {
+    it(`renders ${name}`, () => {
+      const argv = renderArgv(buildQemuConfig(spec, paths, name.includes('kvm') ? { ...host, accel: 'kvm' } : host));
+      const file = join(import.meta.dirname, 'testdata', `${name}.golden`);
+      const text = `${argv.join('\n')}\n`;
+      if (process.env.UPDATE_GOLDEN || !existsSync(file)) writeFileSync(file, text);
+      expect(text).toBe(readFileSync(file, 'utf8'));
+    });
+  }
+
+  it('escapes commas in key=value options and never uses a shell', () => {
+    const argv = renderArgv(buildQemuConfig(base, paths, host));
+    expect(argv[argv.indexOf('-name') + 1]).toBe('guest=web,,1,debug-threads=on');
+  });
+
+  it('starts paused so the monitor is connected before the guest runs', () => {
+    expect(renderArgv(buildQemuConfig(base, paths, host))).toContain('-S');
+  });
+
+  it('keeps management channels on unix sockets in the run dir', () => {
+    const argv = renderArgv(buildQemuConfig(base, paths, host)).join(' ');
+    expect(argv).toContain(`path=${paths.qmp}`);
+    expect(argv).toContain(`-vnc unix:${paths.vnc}`);
+    expect(argv).not.toMatch(/tcp:|0\.0\.0\.0/);
+  });
+});

@@ -1,0 +1,92 @@
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { NfError } from '../../errors';
+import { createLogger } from '../../util/log';
+import { pidAlive, procCmdline, readPidfile } from '../../util/proc';
+import type { Accelerator, VmInstance, VmmDriver, VmRunSpec } from '../types';
+import { buildQemuConfig, renderArgv, runPaths } from './cmdline';
+import { QemuInstance, stderrReason } from './instance';
+import { QmpClient } from './qmp';
+
+const log = createLogger('qemu');
+
+export interface QemuDriverOptions {
+  binary: string;
+  accel: Accelerator;
+}
+
+/**
+ * Starts QEMU detached (its own session, output to files in the run dir, no pipes to us) so that the
+ * guest outlives the daemon; a new daemon finds it again through the pidfile and the QMP socket.
+ */
+export class QemuDriver implements VmmDriver {
+  readonly name = 'qemu';
+
+  constructor(private readonly opts: QemuDriverOptions) {}
+
+  async start(spec: VmRunSpec, runDir: string): Promise<VmInstance> {
+    const paths = runPaths(runDir);
+    mkdirSync(runDir, { recursive: true, mode: 0o700 });
+    for (const stale of [paths.qmp, paths.serial, paths.pidfile, paths.vnc]) rmSync(stale, { force: true });
+    const stderrPath = join(runDir, 'qemu.log');
+    const argv = renderArgv(buildQemuConfig(spec, paths, this.opts));
+    const fd = openSync(stderrPath, 'w', 0o600);
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', fd, fd] });
+    } finally {
+      closeSync(fd);
+    }
+    const spawned = await new Promise<Error | undefined>((resolve) => {
+      child.once('spawn', () => resolve(undefined));
+      child.once('error', (e) => resolve(e));
+    });
+    if (spawned) throw new NfError('hypervisor_error', `cannot run ${argv[0]}: ${spawned.message}`);
+    child.unref();
+    const pid = child.pid!;
+    const exitedEarly = new Promise<never>((_, reject) => {
+      child.once('exit', (code, signal) => {
+        const reason = stderrReason(stderrPath) ?? `exit code ${code ?? signal}`;
+        reject(new NfError('hypervisor_error', `QEMU failed to start VM "${spec.name}": ${reason}`));
+      });
+    });
+    exitedEarly.catch(() => {});
+    let qmp: QmpClient | undefined;
+    try {
+      qmp = await Promise.race([QmpClient.connect(paths.qmp, { timeoutMs: 15_000 }), exitedEarly]);
+      const startedAt = new Date().toISOString();
+      writeFileSync(join(runDir, 'started-at'), startedAt);
+      const instance = new QemuInstance(spec.id, pid, startedAt, qmp, stderrPath, child);
+      await Promise.race([qmp.execute('cont'), exitedEarly]);
+      log.info('VM started', { id: spec.id, name: spec.name, pid });
+      return instance;
+    } catch (err) {
+      qmp?.close();
+      if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+      if (err instanceof NfError) throw err;
+      throw new NfError('hypervisor_error', `QEMU did not come up for VM "${spec.name}": ${(err as Error).message}`);
+    }
+  }
+
+  async attach(runDir: string, id: string): Promise<VmInstance | undefined> {
+    const paths = runPaths(runDir);
+    const pid = readPidfile(paths.pidfile);
+    if (!pid || !pidAlive(pid)) return undefined;
+    // The pid could have been reused by an unrelated process after a host reboot: check it is our VM.
+    const argv = procCmdline(pid) ?? [];
+    if (!argv.includes(id)) return undefined;
+    const qmp = await QmpClient.connect(paths.qmp, { timeoutMs: 5000 });
+    const startedAt = readStartedAt(runDir);
+    log.info('re-attached to running VM', { id, pid });
+    return new QemuInstance(id, pid, startedAt, qmp, join(runDir, 'qemu.log'));
+  }
+}
+
+function readStartedAt(runDir: string): string {
+  try {
+    return readFileSync(join(runDir, 'started-at'), 'utf8').trim();
+  } catch {
+    return new Date().toISOString();
+  }
+}

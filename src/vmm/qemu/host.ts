@@ -1,0 +1,91 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger } from '../../util/log';
+import { waitFor } from '../../util/wait';
+import type { Accelerator } from '../types';
+
+const log = createLogger('accel');
+
+export interface AccelChoice {
+  accel: Accelerator;
+  /** Why this one: shown in the API so an admin knows why a host runs slow. */
+  reason: string;
+}
+
+export function qemuBinary(): string {
+  return process.env.NEUROFLOW_QEMU ?? 'qemu-system-x86_64';
+}
+
+export function qemuVersion(binary = qemuBinary()): string | undefined {
+  const res = spawnSync(binary, ['--version'], { encoding: 'utf8' });
+  return /version (\S+)/.exec(res.stdout ?? '')?.[1];
+}
+
+/** The newest kernel in /boot, used as the probe guest (the appliance always has one). */
+function probeKernel(): string | undefined {
+  if (process.env.NEUROFLOW_PROBE_KERNEL) return process.env.NEUROFLOW_PROBE_KERNEL;
+  try {
+    const kernels = readdirSync('/boot').filter((f) => f.startsWith('vmlinuz-')).sort();
+    const last = kernels.at(-1);
+    return last ? join('/boot', last) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * /dev/kvm can exist and still hang (nested virtualisation): boot a real kernel under KVM with no root
+ * disk and wait for its panic message. If it does not get there quickly, KVM does not really work.
+ */
+export async function chooseAccelerator(binary = qemuBinary(), timeoutMs = 8000): Promise<AccelChoice> {
+  const forced = process.env.NEUROFLOW_ACCEL;
+  if (forced === 'tcg' || forced === 'kvm') return { accel: forced, reason: `set by NEUROFLOW_ACCEL=${forced}` };
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+  } catch {
+    return { accel: 'tcg', reason: '/dev/kvm is not available' };
+  }
+  const kernel = probeKernel();
+  if (!kernel) return { accel: 'tcg', reason: 'no kernel in /boot to probe KVM with' };
+  const dir = mkdtempSync(join(tmpdir(), 'nf-kvm-probe-'));
+  const serial = join(dir, 'serial.log');
+  const args = [
+    '-machine', 'pc', '-accel', 'kvm', '-cpu', 'host', '-m', '256', '-nodefaults', '-no-user-config',
+    '-display', 'none', '-no-reboot', '-serial', `file:${serial}`,
+    '-kernel', kernel, '-append', 'console=ttyS0 panic=-1 root=/dev/nonexistent',
+  ];
+  const child = spawn(binary, args, { stdio: 'ignore' });
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+  });
+  const started = Date.now();
+  const panicked = () => {
+    try {
+      return /Kernel panic|VFS: Unable to mount/.test(readFileSync(serial, 'utf8'));
+    } catch {
+      return false;
+    }
+  };
+  try {
+    // The kernel panics without a root disk: reaching that message proves vCPUs really execute.
+    const ok = await waitFor(() => (panicked() ? 'ok' : exited ? 'exited' : undefined), {
+      timeoutMs,
+      intervalMs: 100,
+      what: 'the KVM probe',
+    }).then(
+      (r) => r === 'ok' || panicked(),
+      () => false,
+    );
+    const ms = Date.now() - started;
+    log.info('KVM probe finished', { ok, ms });
+    return ok
+      ? { accel: 'kvm', reason: `KVM probe booted a kernel in ${ms} ms` }
+      : { accel: 'tcg', reason: `KVM probe guest did not reach its kernel panic within ${timeoutMs} ms (nested virtualisation?)` };
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

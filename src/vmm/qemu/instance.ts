@@ -1,0 +1,142 @@
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { NfError } from '../../errors';
+import { createLogger } from '../../util/log';
+import { pidAlive } from '../../util/proc';
+import { deferred, waitFor } from '../../util/wait';
+import type { ExitInfo, RuntimeState, VmInstance } from '../types';
+import { QmpClient, QmpError } from './qmp';
+
+const log = createLogger('qemu');
+
+/** Last meaningful lines of QEMU's stderr, which say why it stopped. */
+export function stderrReason(stderrPath: string, maxLines = 5): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(stderrPath, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const lines = text
+    .split('\n')
+    .map((l) => l.replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z\s*/, '').trim())
+    .filter((l) => l.length > 0);
+  if (lines.length === 0) return undefined;
+  return lines.slice(-maxLines).join('\n');
+}
+
+/**
+ * One running QEMU process, driven through its QMP socket. It notices the process going away (QMP
+ * closes) and tells clean shutdowns (a SHUTDOWN event, or our own quit) from crashes.
+ */
+export class QemuInstance implements VmInstance {
+  readonly exited: Promise<ExitInfo>;
+  private shutdownSeen = false;
+  private detached = false;
+  private readonly exitDeferred = deferred<ExitInfo>();
+
+  constructor(
+    readonly id: string,
+    readonly pid: number,
+    readonly startedAt: string,
+    private readonly qmp: QmpClient,
+    private readonly stderrPath: string,
+    child?: ChildProcess,
+  ) {
+    this.exited = this.exitDeferred.promise;
+    qmp.onEvent((ev) => {
+      if (ev.event === 'SHUTDOWN') this.shutdownSeen = true;
+    });
+    // Our own child: reap it, so it never lingers as a zombie.
+    child?.once('exit', () => void this.onGone());
+    void qmp.closed.then(() => this.onGone());
+  }
+
+  private async onGone(): Promise<void> {
+    if (this.detached) return;
+    try {
+      await waitFor(() => !pidAlive(this.pid), { timeoutMs: 10_000, what: `QEMU pid ${this.pid} to exit` });
+    } catch {
+      // QMP closed but the process lives on: it is wedged; pull the plug so state is never a lie.
+      log.warn('QMP closed but QEMU still alive; killing', { id: this.id, pid: this.pid });
+      try {
+        process.kill(this.pid, 'SIGKILL');
+      } catch {}
+    }
+    const info: ExitInfo = this.shutdownSeen
+      ? { clean: true }
+      : { clean: false, reason: stderrReason(this.stderrPath) ?? 'QEMU exited without a shutdown event' };
+    this.exitDeferred.resolve(info);
+  }
+
+  async state(): Promise<RuntimeState> {
+    if (this.qmp.isClosed) return 'stopped';
+    const st = await this.qmp.execute<{ running: boolean; status: string }>('query-status');
+    if (st.running) return 'running';
+    if (st.status === 'paused' || st.status === 'prelaunch' || st.status === 'suspended') return 'paused';
+    if (st.status === 'internal-error' || st.status === 'guest-panicked' || st.status === 'io-error') return 'error';
+    return 'paused';
+  }
+
+  async pause(): Promise<void> {
+    await this.exec('stop');
+  }
+
+  async resume(): Promise<void> {
+    await this.exec('cont');
+  }
+
+  async powerdown(): Promise<void> {
+    await this.exec('system_powerdown');
+  }
+
+  async reset(): Promise<void> {
+    await this.exec('system_reset');
+  }
+
+  async kill(): Promise<void> {
+    this.shutdownSeen = true;
+    try {
+      await this.qmp.execute('quit', undefined, { timeoutMs: 5000 });
+    } catch {
+      if (pidAlive(this.pid)) process.kill(this.pid, 'SIGKILL');
+    }
+    await Promise.race([
+      this.exited,
+      waitFor(() => !pidAlive(this.pid), { timeoutMs: 10_000, what: 'QEMU to quit' }).catch(() => {
+        if (pidAlive(this.pid)) process.kill(this.pid, 'SIGKILL');
+      }),
+    ]);
+  }
+
+  async snapshotDisks(name: string, diskIds: string[]): Promise<void> {
+    // One transaction: every disk gets the snapshot at the same instant, or none does.
+    const actions = diskIds.map((device) => ({ type: 'blockdev-snapshot-internal-sync', data: { device, name } }));
+    await this.exec('transaction', { actions });
+  }
+
+  async deleteDiskSnapshots(name: string, diskIds: string[]): Promise<void> {
+    for (const device of diskIds) {
+      try {
+        await this.exec('blockdev-snapshot-delete-internal-sync', { device, name });
+      } catch (err) {
+        // Already gone from this disk (e.g. an earlier half-finished delete): that is the goal anyway.
+        if (!(err instanceof NfError && /not found|can't find/i.test(err.message))) throw err;
+      }
+    }
+  }
+
+  detach(): void {
+    this.detached = true;
+    this.qmp.close();
+  }
+
+  private async exec(command: string, args?: Record<string, unknown>): Promise<unknown> {
+    try {
+      return await this.qmp.execute(command, args, { timeoutMs: 30_000 });
+    } catch (err) {
+      if (err instanceof QmpError) throw new NfError('hypervisor_error', `QEMU refused ${command}: ${err.desc}`);
+      throw new NfError('unavailable', `QEMU monitor of VM ${this.id} failed during ${command}: ${(err as Error).message}`);
+    }
+  }
+}

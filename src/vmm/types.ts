@@ -1,0 +1,78 @@
+/**
+ * The boundary between the node and a hypervisor: the verbs a VMM really has, nothing more.
+ * QEMU is the only driver today; Cloud Hypervisor would be a second implementation.
+ */
+
+export type Accelerator = 'kvm' | 'tcg';
+
+export interface DiskRun {
+  /** Stable id inside the VM ("disk0"), also the QEMU node name. */
+  id: string;
+  path: string;
+  format: 'qcow2' | 'raw';
+  readOnly?: boolean;
+}
+
+export interface NicRun {
+  id: string;
+  network: string;
+  /** nat = QEMU user networking; later: ovn, bridge. */
+  type: 'nat';
+  mac: string;
+}
+
+export type BootRun =
+  | { kind: 'kernel'; kernel: string; initrd?: string; cmdline?: string }
+  | { kind: 'cdrom' }
+  | { kind: 'disk'; index: number };
+
+/** Everything a node needs to run a VM, fully resolved to host paths. */
+export interface VmRunSpec {
+  id: string;
+  name: string;
+  vcpus: number;
+  memoryMiB: number;
+  machine: 'q35' | 'pc';
+  disks: DiskRun[];
+  cdrom?: { path: string };
+  nics: NicRun[];
+  boot: BootRun;
+}
+
+export type RuntimeState = 'running' | 'paused' | 'stopped' | 'error';
+
+export interface ExitInfo {
+  /** True when the guest or we shut it down; false when QEMU died on its own. */
+  clean: boolean;
+  reason?: string;
+}
+
+/** A live VM process. */
+export interface VmInstance {
+  readonly id: string;
+  readonly pid: number;
+  readonly startedAt: string;
+  state(): Promise<RuntimeState>;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  /** ACPI power button: the guest decides. */
+  powerdown(): Promise<void>;
+  /** Hard reset of the virtual machine. */
+  reset(): Promise<void>;
+  /** Ends the process now (pulling the plug). */
+  kill(): Promise<void>;
+  snapshotDisks(name: string, diskIds: string[]): Promise<void>;
+  deleteDiskSnapshots(name: string, diskIds: string[]): Promise<void>;
+  /** Resolves once the process is gone. */
+  readonly exited: Promise<ExitInfo>;
+  /** Drops the monitor connection but leaves the process running (daemon shutdown). */
+  detach(): void;
+}
+
+export interface VmmDriver {
+  readonly name: string;
+  /** Starts a process for the spec in runDir; resolves once the guest CPU runs. */
+  start(spec: VmRunSpec, runDir: string): Promise<VmInstance>;
+  /** Finds a process started earlier (by a previous daemon) from runDir; undefined if none is alive. */
+  attach(runDir: string, id: string): Promise<VmInstance | undefined>;
+}
