@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { NfError } from '../../errors';
 import { createLogger } from '../../util/log';
 import { pidAlive, procCmdline, readPidfile } from '../../util/proc';
+import { waitFor } from '../../util/wait';
 import type { Accelerator, VmInstance, VmmDriver, VmRunSpec } from '../types';
 import { buildQemuConfig, renderArgv, runPaths } from './cmdline';
 import { QemuInstance, stderrReason } from './instance';
@@ -63,9 +64,21 @@ export class QemuDriver implements VmmDriver {
       return instance;
     } catch (err) {
       qmp?.close();
-      if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
-      if (err instanceof NfError) throw err;
-      throw new NfError('hypervisor_error', `QEMU did not come up for VM "${spec.name}": ${(err as Error).message}`);
+      if (err instanceof NfError) {
+        if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+        throw err;
+      }
+      // The monitor usually fails first (socket reset) when QEMU exits at start; its stderr says why.
+      const exited = await waitFor(() => child.exitCode !== null || child.signalCode !== null, {
+        timeoutMs: 3000,
+        what: 'QEMU to exit',
+      }).then(
+        () => true,
+        () => false,
+      );
+      if (!exited && pidAlive(pid)) process.kill(pid, 'SIGKILL');
+      const reason = (exited && stderrReason(stderrPath)) || (err as Error).message;
+      throw new NfError('hypervisor_error', `QEMU failed to start VM "${spec.name}": ${reason}`);
     }
   }
 

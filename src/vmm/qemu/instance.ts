@@ -45,7 +45,10 @@ export class QemuInstance implements VmInstance {
   ) {
     this.exited = this.exitDeferred.promise;
     qmp.onEvent((ev) => {
-      if (ev.event === 'SHUTDOWN') this.shutdownSeen = true;
+      // host-signal means someone outside killed QEMU (SIGTERM/SIGINT): that is not a clean stop.
+      if (ev.event === 'SHUTDOWN' && (ev.data as { reason?: string } | undefined)?.reason !== 'host-signal') {
+        this.shutdownSeen = true;
+      }
     });
     // Our own child: reap it, so it never lingers as a zombie.
     child?.once('exit', () => void this.onGone());

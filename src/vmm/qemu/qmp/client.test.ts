@@ -62,7 +62,9 @@ describe('QmpClient', () => {
     expect(byName.get('cmd-b')?.arguments).toEqual({ x: 1 });
     // All three replies in a single write, reversed.
     server.sendRaw(
-      ['cmd-c', 'cmd-a', 'cmd-b'].map((n) => `${JSON.stringify({ return: n, id: byName.get(n)?.id })}\r\n`).join(''),
+      ['cmd-c', 'cmd-a', 'cmd-b']
+        .map((n) => `${JSON.stringify({ return: n, id: byName.get(n)?.id })}\r\n`)
+        .join(''),
     );
     expect(await Promise.all([a, b, c])).toEqual(['cmd-a', 'cmd-b', 'cmd-c']);
   });
@@ -71,7 +73,11 @@ describe('QmpClient', () => {
     const server = await startServer();
     const client = await connect();
     const p = client.execute('bogus');
-    server.fail(await server.waitForCommand('bogus'), 'CommandNotFound', 'The command bogus has not been found');
+    server.fail(
+      await server.waitForCommand('bogus'),
+      'CommandNotFound',
+      'The command bogus has not been found',
+    );
     const err = await p.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(QmpError);
     expect(err).toMatchObject({ errorClass: 'CommandNotFound', command: 'bogus' });
@@ -87,7 +93,11 @@ describe('QmpClient', () => {
 
     const next = client.execute('query-status');
     server.reply(await server.waitForCommand('slow'), 'late');
-    server.reply(await server.waitForCommand('query-status'), { running: true, status: 'running', singlestep: false });
+    server.reply(await server.waitForCommand('query-status'), {
+      running: true,
+      status: 'running',
+      singlestep: false,
+    });
     expect(await next).toEqual({ running: true, status: 'running', singlestep: false });
     expect(client.isClosed).toBe(false);
   });
@@ -100,7 +110,11 @@ describe('QmpClient', () => {
     const resumed = client.waitForEvent('RESUME');
     server.event('STOP');
     server.event('RESUME', { x: 1 });
-    expect(await resumed).toEqual({ event: 'RESUME', data: { x: 1 }, timestamp: { seconds: 1, microseconds: 2 } });
+    expect(await resumed).toEqual({
+      event: 'RESUME',
+      data: { x: 1 },
+      timestamp: { seconds: 1, microseconds: 2 },
+    });
     expect(seen.map((e) => e.event)).toEqual(['STOP', 'RESUME']);
     off();
     const again = client.waitForEvent('STOP');
@@ -174,7 +188,11 @@ describe('QmpClient', () => {
     const server = await startServer();
     const client = await connect();
     const p = queryStatus(client);
-    server.reply(await server.waitForCommand('query-status'), { running: false, status: 'paused', singlestep: false });
+    server.reply(await server.waitForCommand('query-status'), {
+      running: false,
+      status: 'paused',
+      singlestep: false,
+    });
     expect(await p).toEqual({ running: false, status: 'paused' });
   });
 

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { dialUnix } from './dial';
-import { QmpDisconnectedError, QmpError, QmpTimeoutError } from './errors';
+import { QmpClientError, QmpDisconnectedError, QmpError, QmpTimeoutError } from './errors';
+import { EventHub, type QmpEventListener, type WaitForEventOptions } from './events';
 import { encodeCommand, QmpDecoder, type QmpEvent, type QmpGreeting, type QmpMessage } from './protocol';
 
 export interface ConnectOptions {
@@ -11,13 +12,6 @@ export interface ExecuteOptions {
   /** Default 10000. Infinity waits until a reply or disconnect. */
   timeoutMs?: number;
 }
-export interface WaitForEventOptions {
-  /** Default 10000. Infinity waits until the event or disconnect. */
-  timeoutMs?: number;
-  match?: (ev: QmpEvent) => boolean;
-}
-export type QmpEventListener = (ev: QmpEvent) => void;
-
 interface Pending {
   command: string;
   resolve: (value: unknown) => void;
@@ -34,8 +28,7 @@ export class QmpClient {
   private resolveGreeting!: (g: QmpGreeting) => void;
   private rejectGreeting!: (err: Error) => void;
   private readonly pending = new Map<string, Pending>();
-  private readonly listeners = new Set<QmpEventListener>();
-  private readonly closeHooks = new Set<(err: Error) => void>();
+  private readonly events = new EventHub();
   private readonly decoder = new QmpDecoder();
   private seq = 0;
   private torn = false;
@@ -50,10 +43,13 @@ export class QmpClient {
     let timedOut = false;
     // One timer for the remaining stages: closing the client makes whichever
     // stage is in progress reject, and we translate that into a timeout.
-    const timer = setTimeout(() => {
-      timedOut = true;
-      client.close();
-    }, Math.max(0, deadline - Date.now()));
+    const timer = setTimeout(
+      () => {
+        timedOut = true;
+        client.close();
+      },
+      Math.max(0, deadline - Date.now()),
+    );
     try {
       await client.greetingReceived;
       stage = 'qmp_capabilities';
@@ -65,7 +61,11 @@ export class QmpClient {
       // QEMU serves one QMP client per socket; a second client is accepted by
       // the kernel but never greeted, which ends up here.
       const hint = stage === 'greeting' ? ' (is another client attached to this monitor?)' : '';
-      throw new QmpTimeoutError('connect', timeoutMs, `QMP connect to ${socketPath} timed out after ${timeoutMs}ms waiting for ${stage}${hint}`);
+      throw new QmpTimeoutError(
+        'connect',
+        timeoutMs,
+        `QMP connect to ${socketPath} timed out after ${timeoutMs}ms waiting for ${stage}${hint}`,
+      );
     } finally {
       clearTimeout(timer);
     }
@@ -94,7 +94,7 @@ export class QmpClient {
 
   /** The server greeting; always set on a client returned by connect(). */
   get greeting(): QmpGreeting {
-    if (!this.greetingValue) throw new Error('QMP greeting not received yet');
+    if (!this.greetingValue) throw new QmpClientError('QMP greeting not received yet');
     return this.greetingValue;
   }
 
@@ -102,9 +102,15 @@ export class QmpClient {
     return this.torn;
   }
 
-  execute<T = unknown>(command: string, args?: Record<string, unknown>, opts: ExecuteOptions = {}): Promise<T> {
+  execute<T = unknown>(
+    command: string,
+    args?: Record<string, unknown>,
+    opts: ExecuteOptions = {},
+  ): Promise<T> {
     if (this.torn) {
-      return Promise.reject(new QmpDisconnectedError(`QMP connection is closed; cannot execute ${command}`, command));
+      return Promise.reject(
+        new QmpDisconnectedError(`QMP connection is closed; cannot execute ${command}`, command),
+      );
     }
     const id = `nf-${++this.seq}`;
     const timeoutMs = opts.timeoutMs ?? 10_000;
@@ -126,10 +132,7 @@ export class QmpClient {
 
   /** Subscribes to all events; returns the unsubscribe function. */
   onEvent(listener: QmpEventListener): () => void {
-    this.listeners.add(listener);
-    return () => {
-      this.listeners.delete(listener);
-    };
+    return this.events.on(listener);
   }
 
   /**
@@ -137,42 +140,11 @@ export class QmpClient {
    * count, and QEMU often emits an event before the reply of the command that
    * caused it (STOP before the `stop` reply), so call this before executing.
    */
-  waitForEvent(name: string, opts: WaitForEventOptions = {}): Promise<QmpEvent> {
-    const { timeoutMs = 10_000, match } = opts;
+  waitForEvent(name: string, opts?: WaitForEventOptions): Promise<QmpEvent> {
     if (this.torn) {
       return Promise.reject(new QmpDisconnectedError(`QMP connection is closed; cannot wait for ${name}`));
     }
-    return new Promise<QmpEvent>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const finish = () => {
-        unsubscribe();
-        this.closeHooks.delete(onClose);
-        clearTimeout(timer);
-      };
-      const unsubscribe = this.onEvent((ev) => {
-        if (ev.event !== name) return;
-        try {
-          if (match && !match(ev)) return;
-        } catch (err) {
-          finish();
-          reject(err);
-          return;
-        }
-        finish();
-        resolve(ev);
-      });
-      const onClose = (err: Error) => {
-        finish();
-        reject(err);
-      };
-      this.closeHooks.add(onClose);
-      if (Number.isFinite(timeoutMs)) {
-        timer = setTimeout(() => {
-          finish();
-          reject(new QmpTimeoutError(`event ${name}`, timeoutMs));
-        }, timeoutMs);
-      }
-    });
+    return this.events.wait(name, opts);
   }
 
   /** Idempotent. Pending commands and event waits reject with QmpDisconnectedError. */
@@ -192,9 +164,9 @@ export class QmpClient {
       case 'return':
       case 'error': {
         // Unknown ids are replies to commands that already timed out.
-        const id = typeof msg.id === 'string' ? msg.id : undefined;
-        const p = id === undefined ? undefined : this.pending.get(id);
-        if (!p || id === undefined) return;
+        const id = typeof msg.id === 'string' ? msg.id : '';
+        const p = this.pending.get(id);
+        if (!p) return;
         this.pending.delete(id);
         clearTimeout(p.timer);
         if (msg.type === 'return') p.resolve(msg.value);
@@ -202,16 +174,7 @@ export class QmpClient {
         return;
       }
       case 'event':
-        for (const listener of [...this.listeners]) {
-          try {
-            listener(msg.event);
-          } catch (err) {
-            // Surface listener bugs without corrupting the read loop.
-            queueMicrotask(() => {
-              throw err;
-            });
-          }
-        }
+        this.events.emit(msg.event);
         return;
       case 'invalid':
         return;
@@ -229,12 +192,12 @@ export class QmpClient {
       // QEMU may close the socket before flushing the `quit` reply; the
       // connection dropping is then the success signal.
       if (p.command === 'quit' && p.sent && !this.closedLocally) p.resolve({});
-      else p.reject(new QmpDisconnectedError(`QMP connection ${why} while ${p.command} was pending`, p.command, cause));
+      else
+        p.reject(
+          new QmpDisconnectedError(`QMP connection ${why} while ${p.command} was pending`, p.command, cause),
+        );
     }
     this.pending.clear();
-    const err = new QmpDisconnectedError(`QMP connection ${why}`, undefined, cause);
-    for (const hook of [...this.closeHooks]) hook(err);
-    this.closeHooks.clear();
-    this.listeners.clear();
+    this.events.shutdown(new QmpDisconnectedError(`QMP connection ${why}`, undefined, cause));
   }
 }

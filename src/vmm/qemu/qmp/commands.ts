@@ -11,9 +11,22 @@ export interface QmpExecutor {
 
 /** QEMU RunState; open-ended because newer QEMUs add states. */
 export type QmpRunState =
-  | 'debug' | 'inmigrate' | 'internal-error' | 'io-error' | 'paused' | 'postmigrate'
-  | 'prelaunch' | 'finish-migrate' | 'restore-vm' | 'running' | 'save-vm' | 'shutdown'
-  | 'suspended' | 'watchdog' | 'guest-panicked' | 'colo'
+  | 'debug'
+  | 'inmigrate'
+  | 'internal-error'
+  | 'io-error'
+  | 'paused'
+  | 'postmigrate'
+  | 'prelaunch'
+  | 'finish-migrate'
+  | 'restore-vm'
+  | 'running'
+  | 'save-vm'
+  | 'shutdown'
+  | 'suspended'
+  | 'watchdog'
+  | 'guest-panicked'
+  | 'colo'
   | (string & {});
 
 export interface QmpStatus {

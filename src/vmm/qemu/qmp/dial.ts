@@ -44,7 +44,9 @@ function dialOnce(path: string, remainingMs: number, timeoutMs: number): Promise
       socket.off('connect', onConnect);
       socket.off('error', onError);
       socket.destroy();
-      reject(new QmpTimeoutError('connect', timeoutMs, `QMP connect to ${path} timed out after ${timeoutMs}ms`));
+      reject(
+        new QmpTimeoutError('connect', timeoutMs, `QMP connect to ${path} timed out after ${timeoutMs}ms`),
+      );
     }, remainingMs);
     const onConnect = () => {
       clearTimeout(timer);

@@ -1,12 +1,7 @@
-export {
-  QmpClient,
-  type ConnectOptions,
-  type ExecuteOptions,
-  type QmpEventListener,
-  type WaitForEventOptions,
-} from './client';
+export { type ConnectOptions, type ExecuteOptions, QmpClient } from './client';
 export * from './commands';
 export { QmpClientError, QmpDisconnectedError, QmpError, QmpTimeoutError } from './errors';
+export type { QmpEventListener, WaitForEventOptions } from './events';
 export {
   encodeCommand,
   LineSplitter,

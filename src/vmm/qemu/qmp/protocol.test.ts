@@ -49,7 +49,10 @@ describe('parseMessage', () => {
   it('parses a greeting', () => {
     expect(parseMessage(greeting)).toEqual({
       type: 'greeting',
-      greeting: { version: { qemu: { major: 7, minor: 2, micro: 22 }, package: 'Debian 1:7.2' }, capabilities: ['oob'] },
+      greeting: {
+        version: { qemu: { major: 7, minor: 2, micro: 22 }, package: 'Debian 1:7.2' },
+        capabilities: ['oob'],
+      },
     });
   });
 
@@ -70,10 +73,17 @@ describe('parseMessage', () => {
       ),
     ).toEqual({
       type: 'event',
-      event: { event: 'SHUTDOWN', data: { guest: false }, timestamp: { seconds: 1795704212, microseconds: 947616 } },
+      event: {
+        event: 'SHUTDOWN',
+        data: { guest: false },
+        timestamp: { seconds: 1795704212, microseconds: 947616 },
+      },
     });
     const stop = parseMessage('{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STOP"}');
-    expect(stop).toEqual({ type: 'event', event: { event: 'STOP', timestamp: { seconds: 1, microseconds: 2 } } });
+    expect(stop).toEqual({
+      type: 'event',
+      event: { event: 'STOP', timestamp: { seconds: 1, microseconds: 2 } },
+    });
   });
 
   it('reports garbage instead of throwing', () => {
@@ -90,7 +100,9 @@ describe('QmpDecoder', () => {
     const d = new QmpDecoder();
     const first = d.push(`${greeting}\r\n\r\ngarbage\r\n{"return": {}, "id"`);
     expect(first.map((m) => m.type)).toEqual(['greeting', 'invalid']);
-    const second = d.push(': "nf-1"}\r\n{"event": "STOP", "timestamp": {"seconds": 1, "microseconds": 0}}\r\n');
+    const second = d.push(
+      ': "nf-1"}\r\n{"event": "STOP", "timestamp": {"seconds": 1, "microseconds": 0}}\r\n',
+    );
     expect(second.map((m) => m.type)).toEqual(['return', 'event']);
   });
 });

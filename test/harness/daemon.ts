@@ -1,0 +1,100 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ApiClient } from '../../src/cli/client';
+import { pidAlive, procCmdline, readPidfile } from '../../src/util/proc';
+import { waitFor } from '../../src/util/wait';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+/** How to run neuroflow: the built binary when there is one (what users run), else the sources. */
+export function neuroflowCommand(): string[] {
+  const bin = process.env.NEUROFLOW_BINARY ?? join(ROOT, 'dist', 'neuroflow');
+  if (existsSync(bin)) return [bin];
+  return [process.execPath, join(ROOT, 'src', 'main.ts')];
+}
+
+/**
+ * One `neuroflow serve --dev` in its own data dir on a free port. Disposing it kills the daemon, every
+ * QEMU and etcd it started, and removes the data dir, even when the test failed.
+ */
+export class TestDaemon implements AsyncDisposable {
+  child?: ChildProcess;
+  url = '';
+  token = '';
+  api!: ApiClient;
+  output = '';
+
+  private constructor(readonly dataDir: string) {}
+
+  static async start(opts: { dataDir?: string; demoIso?: string } = {}): Promise<TestDaemon> {
+    const d = new TestDaemon(opts.dataDir ?? mkdtempSync(join(tmpdir(), 'nf-test-')));
+    await d.launch(opts.demoIso);
+    return d;
+  }
+
+  async launch(demoIso?: string): Promise<void> {
+    rmSync(join(this.dataDir, 'api.url'), { force: true });
+    const [cmd, ...pre] = neuroflowCommand();
+    const args = [...pre, 'serve', '--dev', '--data-dir', this.dataDir, '--listen', '127.0.0.1:0'];
+    if (demoIso) args.push('--demo-image', `demo=${demoIso}`);
+    const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NEUROFLOW_ACCEL: 'tcg' } });
+    this.child = child;
+    child.stdout!.on('data', (b) => (this.output += b));
+    child.stderr!.on('data', (b) => (this.output += b));
+    await waitFor(
+      () => {
+        if (child.exitCode !== null) throw new Error(`neuroflow serve exited ${child.exitCode}:\n${this.output}`);
+        return existsSync(join(this.dataDir, 'api.url'));
+      },
+      { timeoutMs: 60_000, what: 'neuroflow serve to listen' },
+    );
+    this.url = readFileSync(join(this.dataDir, 'api.url'), 'utf8').trim();
+    this.token = readFileSync(join(this.dataDir, 'admin.token'), 'utf8').trim();
+    this.api = new ApiClient({ url: this.url, token: this.token });
+  }
+
+  /** Simulates a crash: SIGKILL, no cleanup by the daemon. */
+  async kill9(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    child.kill('SIGKILL');
+    await waitFor(() => child.exitCode !== null || child.signalCode !== null, { timeoutMs: 10_000, what: 'daemon to die' });
+  }
+
+  async stopGracefully(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    await waitFor(() => child.exitCode !== null || child.signalCode !== null, { timeoutMs: 20_000, what: 'daemon to stop' });
+  }
+
+  /** QEMU processes that belong to this daemon's data dir. */
+  qemuPids(): number[] {
+    const vmsDir = join(this.dataDir, 'node', 'vms');
+    if (!existsSync(vmsDir)) return [];
+    return readdirSync(vmsDir)
+      .map((id) => readPidfile(join(vmsDir, id, 'qemu.pid')))
+      .filter((pid): pid is number => pid !== undefined && pidAlive(pid) && (procCmdline(pid) ?? []).some((a) => a.includes(this.dataDir)));
+  }
+
+  etcdPid(): number | undefined {
+    const pid = readPidfile(join(this.dataDir, 'etcd', 'etcd.pid'));
+    return pid && pidAlive(pid) ? pid : undefined;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.kill9().catch(() => {});
+    const pids = [...this.qemuPids()];
+    const etcd = this.etcdPid();
+    if (etcd) pids.push(etcd);
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {}
+    }
+    await waitFor(() => pids.every((p) => !pidAlive(p)), { timeoutMs: 10_000, what: 'test processes to die' }).catch(() => {});
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}

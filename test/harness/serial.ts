@@ -1,0 +1,36 @@
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import type { ApiClient } from '../../src/cli/client';
+import { waitFor } from '../../src/util/wait';
+
+/** Types a command on the VM's serial console (the guest runs a root shell there). */
+export async function typeOnSerial(dataDir: string, vmId: string, line: string): Promise<void> {
+  const path = join(dataDir, 'node', 'vms', vmId, 'serial.sock');
+  await new Promise<void>((resolve, reject) => {
+    const sock = connect(path, () => {
+      sock.end(`${line}\n`, () => resolve());
+    });
+    sock.once('error', reject);
+  });
+}
+
+/** Waits until the console log (through the API) matches. */
+export async function waitConsole(api: ApiClient, vm: string, pattern: RegExp, timeoutMs = 60_000): Promise<string> {
+  return waitFor(
+    async () => {
+      const log = await api.request<string>('GET', `/api/v1/vms/${vm}/console-log`);
+      return pattern.test(log) ? log : undefined;
+    },
+    { timeoutMs, intervalMs: 200, what: `console of ${vm} to match ${pattern}` },
+  );
+}
+
+/** Runs a shell command in the guest and returns what it printed between unique markers. */
+export async function guestRun(api: ApiClient, dataDir: string, vmId: string, cmd: string, timeoutMs = 30_000): Promise<string> {
+  const tag = `nf${Math.random().toString(36).slice(2, 8)}`;
+  // The markers are built by the shell (echo A''B), so the echo of the typed line itself never matches.
+  await typeOnSerial(dataDir, vmId, `echo ${tag}''-begin; ${cmd}; echo ${tag}''-end`);
+  const log = await waitConsole(api, vmId, new RegExp(`${tag}-begin[\\s\\S]*${tag}-end`), timeoutMs);
+  const m = new RegExp(`${tag}-begin\\r?\\n([\\s\\S]*?)${tag}-end`).exec(log);
+  return (m?.[1] ?? '').replace(/\r/g, '');
+}
