@@ -19,7 +19,7 @@ import { writeFileAtomic } from './util/fs';
 import { createLogger } from './util/log';
 import { isLoopback } from './util/net';
 import { QemuDriver } from './vmm/qemu/driver';
-import { chooseAccelerator, qemuBinary, qemuVersion } from './vmm/qemu/host';
+import { chooseAcceleratorCached, qemuBinary, qemuVersion } from './vmm/qemu/host';
 import { VERSION } from './version';
 
 const log = createLogger('serve');
@@ -67,7 +67,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   const binary = qemuBinary();
   const version = qemuVersion(binary);
   if (!version) throw new NfError('unavailable', `${binary} not found; install qemu-system-x86 (scripts/setup.sh)`);
-  const accel = await chooseAccelerator(binary);
+  const accel = await chooseAcceleratorCached(join(dataDir, 'node', 'accel.json'), binary);
   log.info('accelerator chosen', { ...accel });
 
   const pool = new DirPool('local', join(dataDir, 'pools', 'local'));

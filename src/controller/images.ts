@@ -89,7 +89,7 @@ export class ImageService {
       throw new NfError('already_exists', `an image named "${opts.name}" already exists; delete it or pick another name`);
     }
     const id = randomUUID();
-    const tmp = pool.imagePath(`.incoming-${id}`);
+    const tmp = pool.imagePath(`incoming-${id}.part`);
     const hash = createHash('sha256');
     let received = 0;
     const limit = opts.maxBytes ?? Number.POSITIVE_INFINITY;

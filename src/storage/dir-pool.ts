@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, statfsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { NfError } from '../errors';
@@ -35,6 +35,10 @@ export class DirPool {
   init(): void {
     mkdirSync(this.disksDir, { recursive: true, mode: 0o700 });
     mkdirSync(this.imagesDir, { recursive: true, mode: 0o700 });
+    // Transfers cut short by a daemon crash: never registered, so nothing refers to them.
+    for (const f of readdirSync(this.imagesDir)) {
+      if (/^incoming-.*\.part$/.test(f)) rmSync(join(this.imagesDir, f), { force: true });
+    }
   }
 
   info(): PoolInfo {

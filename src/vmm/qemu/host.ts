@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '../../util/log';
 import { waitFor } from '../../util/wait';
+import { writeFileAtomic } from '../../util/fs';
 import type { Accelerator } from '../types';
 
 const log = createLogger('accel');
@@ -88,4 +89,24 @@ export async function chooseAccelerator(binary = qemuBinary(), timeoutMs = 8000)
     if (child.exitCode === null) child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The probe costs seconds when KVM hangs, so its answer is kept for this boot of the host and this QEMU
+ * (a reboot or an upgrade may change it).
+ */
+export async function chooseAcceleratorCached(cacheFile: string, binary = qemuBinary()): Promise<AccelChoice> {
+  if (process.env.NEUROFLOW_ACCEL) return chooseAccelerator(binary);
+  let bootId = '';
+  try {
+    bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {}
+  const key = `${bootId}|${qemuVersion(binary) ?? ''}`;
+  try {
+    const saved = JSON.parse(readFileSync(cacheFile, 'utf8')) as AccelChoice & { key: string };
+    if (saved.key === key) return { accel: saved.accel, reason: `${saved.reason} (probed earlier this boot)` };
+  } catch {}
+  const choice = await chooseAccelerator(binary);
+  await writeFileAtomic(cacheFile, JSON.stringify({ ...choice, key }), 0o644);
+  return choice;
 }

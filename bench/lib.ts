@@ -1,0 +1,39 @@
+import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+
+const ROOT = join(import.meta.dirname, '..');
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const i = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
+  return sorted[Math.max(0, i)]!;
+}
+
+export function summary(samples: number[]): { n: number; p50: number; p99: number; max: number } {
+  const s = [...samples].sort((a, b) => a - b);
+  const r = (x: number) => Math.round(x * 100) / 100;
+  return { n: s.length, p50: r(percentile(s, 50)), p99: r(percentile(s, 99)), max: r(s.at(-1) ?? Number.NaN) };
+}
+
+export async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
+  const t0 = performance.now();
+  const v = await fn();
+  return [performance.now() - t0, v];
+}
+
+/** Writes bench/results/NAME.json and appends one line per figure to docs/benchmarks.md. */
+export function record(name: string, figures: Record<string, unknown>, lines: string[]): void {
+  const dir = join(ROOT, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const when = new Date().toISOString();
+  writeFileSync(join(dir, `${name}.json`), `${JSON.stringify({ name, when, machine: machine(), figures }, null, 2)}\n`);
+  const md = join(ROOT, 'docs', 'benchmarks.md');
+  if (!existsSync(md)) writeFileSync(md, '# Benchmarks\n\nAppended by `npm run bench`; newest last. Machine: see each line.\n\n');
+  for (const l of lines) appendFileSync(md, `- ${when.slice(0, 16)} ${name} (${machine()}): ${l}\n`);
+  for (const l of lines) console.log(`${name}: ${l}`);
+}
+
+function machine(): string {
+  return `${cpus().length} cpu, ${Math.round(totalmem() / 1024 ** 3)} GiB, tcg`;
+}

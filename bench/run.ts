@@ -1,0 +1,3 @@
+// Runs every benchmark in turn; each records its own figures.
+await import('./single-host');
+export {};
