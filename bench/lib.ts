@@ -13,7 +13,12 @@ export function percentile(sorted: number[], p: number): number {
 export function summary(samples: number[]): { n: number; p50: number; p99: number; max: number } {
   const s = [...samples].sort((a, b) => a - b);
   const r = (x: number) => Math.round(x * 100) / 100;
-  return { n: s.length, p50: r(percentile(s, 50)), p99: r(percentile(s, 99)), max: r(s.at(-1) ?? Number.NaN) };
+  return {
+    n: s.length,
+    p50: r(percentile(s, 50)),
+    p99: r(percentile(s, 99)),
+    max: r(s.at(-1) ?? Number.NaN),
+  };
 }
 
 export async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
@@ -27,9 +32,16 @@ export function record(name: string, figures: Record<string, unknown>, lines: st
   const dir = join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const when = new Date().toISOString();
-  writeFileSync(join(dir, `${name}.json`), `${JSON.stringify({ name, when, machine: machine(), figures }, null, 2)}\n`);
+  writeFileSync(
+    join(dir, `${name}.json`),
+    `${JSON.stringify({ name, when, machine: machine(), figures }, null, 2)}\n`,
+  );
   const md = join(ROOT, 'docs', 'benchmarks.md');
-  if (!existsSync(md)) writeFileSync(md, '# Benchmarks\n\nAppended by `npm run bench`; newest last. Machine: see each line.\n\n');
+  if (!existsSync(md))
+    writeFileSync(
+      md,
+      '# Benchmarks\n\nAppended by `npm run bench`; newest last. Machine: see each line.\n\n',
+    );
   for (const l of lines) appendFileSync(md, `- ${when.slice(0, 16)} ${name} (${machine()}): ${l}\n`);
   for (const l of lines) console.log(`${name}: ${l}`);
 }

@@ -1,3 +1,4 @@
 // Runs every benchmark in turn; each records its own figures.
 await import('./single-host');
+
 export {};

@@ -47,7 +47,9 @@ for (let i = 0; i < 5; i++) {
 }
 
 const [bin] = neuroflowCommand();
-const sizeMiB = bin?.endsWith('neuroflow') ? Math.round((statSync(bin).size / 1024 ** 2) * 10) / 10 : undefined;
+const sizeMiB = bin?.endsWith('neuroflow')
+  ? Math.round((statSync(bin).size / 1024 ** 2) * 10) / 10
+  : undefined;
 const figures = {
   vms: N,
   createMs: summary(create),
@@ -67,4 +69,3 @@ record('single-host', figures, [
   `idle RSS of serve ${idleRssMiB} MiB, ${rss1000MiB} MiB with ${N} VMs defined (target < 120 MiB)`,
   `dist/neuroflow ${sizeMiB ?? '?'} MiB`,
 ]);
-

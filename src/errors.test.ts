@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ERROR_CODES, NfError, isErrorCode, toNfError } from './errors';
+import { ERROR_CODES, isErrorCode, NfError, toNfError } from './errors';
 
 describe('NfError', () => {
   it('maps every code to an HTTP and a gRPC status', () => {

@@ -5,8 +5,8 @@ import { createApp } from './api/app';
 import { hashToken } from './api/auth';
 import type { ApiContext } from './api/context';
 import { ImageService } from './controller/images';
-import { keys, type NetworkRecord } from './controller/records';
 import { Reconciler } from './controller/reconciler';
+import { keys, type NetworkRecord } from './controller/records';
 import { TaskLog } from './controller/tasks';
 import { VmActions } from './controller/vm-actions';
 import { VmService } from './controller/vms';
@@ -18,9 +18,9 @@ import { Store } from './store/store';
 import { writeFileAtomic } from './util/fs';
 import { createLogger } from './util/log';
 import { isLoopback } from './util/net';
+import { VERSION } from './version';
 import { QemuDriver } from './vmm/qemu/driver';
 import { chooseAcceleratorCached, qemuBinary, qemuVersion } from './vmm/qemu/host';
-import { VERSION } from './version';
 
 const log = createLogger('serve');
 
@@ -53,7 +53,10 @@ export async function ensureAdminToken(dataDir: string): Promise<{ token: string
 export async function serve(opts: ServeOptions): Promise<Daemon> {
   if (!opts.dev) {
     if (!isLoopback(opts.host)) {
-      throw new NfError('validation_failed', `refusing to listen on ${opts.host} without TLS; use a loopback address, or --dev for a lab`);
+      throw new NfError(
+        'validation_failed',
+        `refusing to listen on ${opts.host} without TLS; use a loopback address, or --dev for a lab`,
+      );
     }
   }
   const dataDir = resolve(opts.dataDir);
@@ -66,7 +69,8 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
 
   const binary = qemuBinary();
   const version = qemuVersion(binary);
-  if (!version) throw new NfError('unavailable', `${binary} not found; install qemu-system-x86 (scripts/setup.sh)`);
+  if (!version)
+    throw new NfError('unavailable', `${binary} not found; install qemu-system-x86 (scripts/setup.sh)`);
   const accel = await chooseAcceleratorCached(join(dataDir, 'node', 'accel.json'), binary);
   log.info('accelerator chosen', { ...accel });
 
@@ -74,7 +78,14 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   pool.init();
   const pools = new Map([[pool.name, pool]]);
   const nodeName = defaultNodeName();
-  const node = new Node(nodeName, join(dataDir, 'node', 'vms'), new QemuDriver({ binary, accel: accel.accel }), pools, accel, version);
+  const node = new Node(
+    nodeName,
+    join(dataDir, 'node', 'vms'),
+    new QemuDriver({ binary, accel: accel.accel }),
+    pools,
+    accel,
+    version,
+  );
   await node.recover();
 
   await ensureDefaultNetwork(store);
@@ -128,20 +139,27 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
 async function ensureDefaultNetwork(store: Store): Promise<void> {
   const net: NetworkRecord = { name: 'default', type: 'nat' };
   try {
-    await store.txn({ when: [{ key: keys.network('default'), absent: true }], put: [{ key: keys.network('default'), value: net }] });
+    await store.txn({
+      when: [{ key: keys.network('default'), absent: true }],
+      put: [{ key: keys.network('default'), value: net }],
+    });
   } catch (err) {
     if (!NfError.isCode(err, 'conflict')) throw err;
   }
 }
 
-async function registerDemoImages(images: ImageService, demo: { name: string; path: string }[]): Promise<void> {
+async function registerDemoImages(
+  images: ImageService,
+  demo: { name: string; path: string }[],
+): Promise<void> {
   for (const d of demo) {
     if (!existsSync(d.path)) continue;
     try {
       await images.importFile({ name: d.name, path: d.path, source: `demo: ${d.path}` });
       log.info('registered demo image', { name: d.name });
     } catch (err) {
-      if (!NfError.isCode(err, 'already_exists')) log.warn('cannot register demo image', { name: d.name, err });
+      if (!NfError.isCode(err, 'already_exists'))
+        log.warn('cannot register demo image', { name: d.name, err });
     }
   }
 }

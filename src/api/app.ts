@@ -4,24 +4,26 @@ import { NfError, toNfError } from '../errors';
 import { createLogger } from '../util/log';
 import { requireToken } from './auth';
 import type { ApiContext, Env } from './context';
+import { requestMetrics } from './metrics';
+import { newRouter } from './router';
 import { imageRoutes } from './routes/images';
 import { nodeRoutes } from './routes/nodes';
 import { systemRoutes } from './routes/system';
 import { taskRoutes } from './routes/tasks';
 import { vmRoutes } from './routes/vms';
-import { newRouter } from './router';
-import { requestMetrics } from './metrics';
 
 const log = createLogger('api');
 
 /** Errors from Hono itself (malformed JSON, body limits) become our codes too. */
 function asNfError(err: unknown): NfError {
   if (err instanceof HTTPException) {
-    if (err.status === 400) return new NfError('validation_failed', `request body is not valid JSON: ${err.message}`);
+    if (err.status === 400)
+      return new NfError('validation_failed', `request body is not valid JSON: ${err.message}`);
     if (err.status === 413) return new NfError('payload_too_large', err.message);
     if (err.status === 401) return new NfError('unauthenticated', err.message);
   }
-  if (err instanceof SyntaxError) return new NfError('validation_failed', `request body is not valid JSON: ${err.message}`);
+  if (err instanceof SyntaxError)
+    return new NfError('validation_failed', `request body is not valid JSON: ${err.message}`);
   return toNfError(err);
 }
 
@@ -31,10 +33,13 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
   app.onError((err, c) => {
     // Malformed JSON reaches us as a SyntaxError from the body parser.
     const e = asNfError(err);
-    if (e.httpStatus >= 500) log.error('request failed', { method: c.req.method, path: c.req.path, code: e.code, msg: e.message });
+    if (e.httpStatus >= 500)
+      log.error('request failed', { method: c.req.method, path: c.req.path, code: e.code, msg: e.message });
     return c.json(e.toBody(), e.httpStatus as 400);
   });
-  app.notFound((c) => c.json(new NfError('not_found', `no route ${c.req.method} ${c.req.path}`).toBody(), 404));
+  app.notFound((c) =>
+    c.json(new NfError('not_found', `no route ${c.req.method} ${c.req.path}`).toBody(), 404),
+  );
 
   app.route('/', systemRoutes(ctx));
   const api = newRouter();
@@ -48,7 +53,11 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
   app.doc('/api/v1/openapi.json', {
     openapi: '3.0.3',
-    info: { title: 'NeuroFlow API', version: ctx.version, description: 'Manage virtual machines, images and hosts.' },
+    info: {
+      title: 'NeuroFlow API',
+      version: ctx.version,
+      description: 'Manage virtual machines, images and hosts.',
+    },
     security: [{ bearer: [] }],
   });
   return app;

@@ -16,8 +16,13 @@ export function requireToken(adminTokenHash: Buffer): MiddlewareHandler<Env> {
     if (c.req.method === 'GET' && PUBLIC_PATHS.has(c.req.path)) return next();
     const header = c.req.header('authorization') ?? '';
     const m = /^Bearer\s+(\S+)$/i.exec(header);
-    if (!m) throw new NfError('unauthenticated', 'send "Authorization: Bearer <token>"; the admin token is in DATA_DIR/admin.token');
-    if (!timingSafeEqual(hashToken(m[1]!), adminTokenHash)) throw new NfError('unauthenticated', 'the API token is not valid');
+    if (!m)
+      throw new NfError(
+        'unauthenticated',
+        'send "Authorization: Bearer <token>"; the admin token is in DATA_DIR/admin.token',
+      );
+    if (!timingSafeEqual(hashToken(m[1]!), adminTokenHash))
+      throw new NfError('unauthenticated', 'the API token is not valid');
     c.set('user', 'admin');
     await next();
   };

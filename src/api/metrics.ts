@@ -18,9 +18,22 @@ const latency = new Histogram({
   buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30],
   registers: [registry],
 });
-const vmsByState = new Gauge({ name: 'neuroflow_vms', help: 'VMs by state', labelNames: ['state'] as const, registers: [registry] });
-const rss = new Gauge({ name: 'neuroflow_process_resident_memory_bytes', help: 'RSS of the daemon', registers: [registry] });
-const hostMem = new Gauge({ name: 'neuroflow_node_memory_available_bytes', help: 'Host memory available', registers: [registry] });
+const vmsByState = new Gauge({
+  name: 'neuroflow_vms',
+  help: 'VMs by state',
+  labelNames: ['state'] as const,
+  registers: [registry],
+});
+const rss = new Gauge({
+  name: 'neuroflow_process_resident_memory_bytes',
+  help: 'RSS of the daemon',
+  registers: [registry],
+});
+const hostMem = new Gauge({
+  name: 'neuroflow_node_memory_available_bytes',
+  help: 'Host memory available',
+  registers: [registry],
+});
 
 export function requestMetrics(): MiddlewareHandler<Env> {
   return async (c, next) => {
@@ -38,7 +51,8 @@ export async function renderMetrics(ctx: ApiContext): Promise<string> {
   try {
     const counts = new Map<string, number>();
     for (const vm of await ctx.vms.list()) counts.set(vm.state, (counts.get(vm.state) ?? 0) + 1);
-    for (const state of ['stopped', 'starting', 'running', 'stopping', 'paused', 'error']) vmsByState.set({ state }, counts.get(state) ?? 0);
+    for (const state of ['stopped', 'starting', 'running', 'stopping', 'paused', 'error'])
+      vmsByState.set({ state }, counts.get(state) ?? 0);
   } catch {
     // etcd down: report what we can.
   }

@@ -8,7 +8,11 @@ export function validationError(error: ZodError): NfError {
   const details = error.issues.map((i) => ({ path: i.path.join('.'), message: i.message, code: i.code }));
   const first = details[0];
   const where = first?.path ? `${first.path}: ` : '';
-  return new NfError('validation_failed', `invalid request: ${where}${first?.message ?? 'bad input'}`, details);
+  return new NfError(
+    'validation_failed',
+    `invalid request: ${where}${first?.message ?? 'bad input'}`,
+    details,
+  );
 }
 
 export function newRouter(): OpenAPIHono<Env> {
@@ -18,4 +22,3 @@ export function newRouter(): OpenAPIHono<Env> {
     },
   });
 }
-

@@ -7,23 +7,35 @@ import { z } from '@hono/zod-openapi';
 
 export const NAME = z
   .string()
-  .regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/, 'use 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit');
+  .regex(
+    /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/,
+    'use 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit',
+  );
 
 const MAC = z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i, 'a MAC address like 52:54:00:12:34:56');
 const ABS_PATH = z.string().min(1).max(4096).regex(/^\//, 'an absolute path on the host');
 
 export const DiskInput = z
   .strictObject({
-    sizeGiB: z.number().positive().max(65536).optional().openapi({ description: 'Size of a new blank disk, or the new size of a clone (GiB)' }),
-    image: z.string().min(1).optional().openapi({ description: 'Name or id of a disk image to clone (copy-on-write)' }),
+    sizeGiB: z
+      .number()
+      .positive()
+      .max(65536)
+      .optional()
+      .openapi({ description: 'Size of a new blank disk, or the new size of a clone (GiB)' }),
+    image: z
+      .string()
+      .min(1)
+      .optional()
+      .openapi({ description: 'Name or id of a disk image to clone (copy-on-write)' }),
     pool: NAME.optional().openapi({ description: 'Storage pool (default "local")' }),
   })
-  .refine((d) => d.sizeGiB !== undefined || d.image !== undefined, { message: 'a disk needs sizeGiB, image, or both' })
+  .refine((d) => d.sizeGiB !== undefined || d.image !== undefined, {
+    message: 'a disk needs sizeGiB, image, or both',
+  })
   .openapi('DiskInput');
 
-export const NicInput = z
-  .strictObject({ network: NAME, mac: MAC.optional() })
-  .openapi('NicInput');
+export const NicInput = z.strictObject({ network: NAME, mac: MAC.optional() }).openapi('NicInput');
 
 export const BootInput = z
   .union([
@@ -32,7 +44,12 @@ export const BootInput = z
       initrd: ABS_PATH.optional(),
       cmdline: z.string().max(4096).optional(),
     }),
-    z.strictObject({ cdrom: z.string().min(1).openapi({ description: 'ISO image name/id, or an absolute path to an ISO on the host' }) }),
+    z.strictObject({
+      cdrom: z
+        .string()
+        .min(1)
+        .openapi({ description: 'ISO image name/id, or an absolute path to an ISO on the host' }),
+    }),
     z.strictObject({ disk: z.number().int().min(0).max(15) }),
   ])
   .openapi('BootInput');
@@ -41,7 +58,11 @@ export const CreateVmBody = z
   .strictObject({
     name: NAME,
     vcpus: z.number().int().min(1).max(256),
-    memoryMiB: z.number().int().min(16).max(16 * 1024 * 1024),
+    memoryMiB: z
+      .number()
+      .int()
+      .min(16)
+      .max(16 * 1024 * 1024),
     disks: z.array(DiskInput).max(16).default([]),
     networks: z.array(NicInput).max(8).default([]),
     boot: BootInput,
@@ -77,7 +98,13 @@ export const VmSchema = z
     machine: z.string(),
     description: z.string().optional(),
     disks: z.array(
-      z.object({ id: z.string(), pool: z.string(), volume: z.string(), sizeBytes: z.number(), image: z.string().optional() }),
+      z.object({
+        id: z.string(),
+        pool: z.string(),
+        volume: z.string(),
+        sizeBytes: z.number(),
+        image: z.string().optional(),
+      }),
     ),
     networks: z.array(z.object({ id: z.string(), network: z.string(), mac: z.string() })),
     boot: z.record(z.string(), z.unknown()),
@@ -93,7 +120,12 @@ export const ErrorSchema = z
   .object({ error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }) })
   .openapi('Error');
 
-export const IdParam = z.object({ id: z.string().min(1).openapi({ param: { name: 'id', in: 'path' }, description: 'id or name' }) });
+export const IdParam = z.object({
+  id: z
+    .string()
+    .min(1)
+    .openapi({ param: { name: 'id', in: 'path' }, description: 'id or name' }),
+});
 
 export const StopQuery = z.strictObject({
   force: z.enum(['true', 'false']).optional(),
@@ -107,8 +139,14 @@ export const CreateSnapshotBody = z
   .openapi('CreateSnapshot');
 
 export const SnapshotParams = z.object({
-  id: z.string().min(1).openapi({ param: { name: 'id', in: 'path' } }),
-  snap: z.string().min(1).openapi({ param: { name: 'snap', in: 'path' } }),
+  id: z
+    .string()
+    .min(1)
+    .openapi({ param: { name: 'id', in: 'path' } }),
+  snap: z
+    .string()
+    .min(1)
+    .openapi({ param: { name: 'snap', in: 'path' } }),
 });
 
 export const ImageSchema = z
@@ -131,14 +169,21 @@ export const ImportImageBody = z
     name: NAME,
     path: ABS_PATH.openapi({ description: 'A file on the host to copy into the pool' }),
     pool: NAME.optional(),
-    sha256: z.string().regex(/^[0-9a-f]{64}$/).optional().openapi({ description: 'Expected checksum; the import fails if it differs' }),
+    sha256: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/)
+      .optional()
+      .openapi({ description: 'Expected checksum; the import fails if it differs' }),
   })
   .openapi('ImportImage');
 
 export const UploadImageQuery = z.strictObject({
   name: NAME,
   pool: NAME.optional(),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+  sha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
 });
 
 export const NodeSchema = z
@@ -157,7 +202,9 @@ export const NodeSchema = z
     loadAvg: z.array(z.number()),
     vms: z.object({ total: z.number(), running: z.number() }),
     allocatedMemoryMiB: z.number(),
-    pools: z.array(z.object({ name: z.string(), type: z.string(), totalBytes: z.number(), freeBytes: z.number() })),
+    pools: z.array(
+      z.object({ name: z.string(), type: z.string(), totalBytes: z.number(), freeBytes: z.number() }),
+    ),
   })
   .openapi('Node');
 

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type ErrorBody, NfError, isErrorCode } from '../errors';
+import { type ErrorBody, isErrorCode, NfError } from '../errors';
 
 export const DEFAULT_DATA_DIR = '/var/lib/neuroflow';
 
@@ -19,7 +19,10 @@ export function resolveEndpoint(flags: { url?: string; token?: string; dataDir?:
   const url = flags.url ?? process.env.NEUROFLOW_URL ?? fromFile('api.url') ?? 'http://127.0.0.1:8006';
   const token = flags.token ?? process.env.NEUROFLOW_TOKEN ?? fromFile('admin.token');
   if (!token) {
-    throw new NfError('unauthenticated', `no API token: pass --token, set NEUROFLOW_TOKEN, or --data-dir of a host (${join(dataDir, 'admin.token')} not found)`);
+    throw new NfError(
+      'unauthenticated',
+      `no API token: pass --token, set NEUROFLOW_TOKEN, or --data-dir of a host (${join(dataDir, 'admin.token')} not found)`,
+    );
   }
   return { url: url.replace(/\/$/, ''), token };
 }
@@ -27,7 +30,12 @@ export function resolveEndpoint(flags: { url?: string; token?: string; dataDir?:
 export class ApiClient {
   constructor(private readonly ep: Endpoint) {}
 
-  async request<T>(method: string, path: string, body?: unknown, init: { raw?: BodyInit; contentType?: string } = {}): Promise<T> {
+  async request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    init: { raw?: BodyInit; contentType?: string } = {},
+  ): Promise<T> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.ep.token}` };
     let payload: BodyInit | undefined = init.raw;
     if (body !== undefined) {
@@ -47,7 +55,11 @@ export class ApiClient {
         parsed = JSON.parse(text) as ErrorBody;
       } catch {}
       const code = parsed?.error?.code;
-      throw new NfError(code && isErrorCode(code) ? code : 'internal', parsed?.error?.message ?? `HTTP ${res.status}: ${text.slice(0, 200)}`, parsed?.error?.details);
+      throw new NfError(
+        code && isErrorCode(code) ? code : 'internal',
+        parsed?.error?.message ?? `HTTP ${res.status}: ${text.slice(0, 200)}`,
+        parsed?.error?.details,
+      );
     }
     if (res.status === 204 || text === '') return undefined as T;
     return (res.headers.get('content-type') ?? '').includes('json') ? (JSON.parse(text) as T) : (text as T);

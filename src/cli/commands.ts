@@ -70,14 +70,21 @@ export async function vmCommand(argv: string[], out: Out): Promise<void> {
   switch (sub) {
     case 'list': {
       const vms = await api.request<Vm[]>('GET', '/api/v1/vms');
-      out(values.json ? JSON.stringify(vms, null, 2) : table(vms.map((v) => ({ ...v, memory: `${v.memoryMiB} MiB` })), [
-        { key: 'name', title: 'Name' },
-        { key: 'state', title: 'State' },
-        { key: 'node', title: 'Node' },
-        { key: 'vcpus', title: 'vCPU' },
-        { key: 'memory', title: 'Memory' },
-        { key: 'id', title: 'Id' },
-      ]));
+      out(
+        values.json
+          ? JSON.stringify(vms, null, 2)
+          : table(
+              vms.map((v) => ({ ...v, memory: `${v.memoryMiB} MiB` })),
+              [
+                { key: 'name', title: 'Name' },
+                { key: 'state', title: 'State' },
+                { key: 'node', title: 'Node' },
+                { key: 'vcpus', title: 'vCPU' },
+                { key: 'memory', title: 'Memory' },
+                { key: 'id', title: 'Id' },
+              ],
+            ),
+      );
       return;
     }
     case 'show':
@@ -99,7 +106,11 @@ export async function vmCommand(argv: string[], out: Out): Promise<void> {
       } else if (values.cdrom) body.boot = { cdrom: values.cdrom };
       else if (values['boot-disk'] !== undefined) body.boot = { disk: Number(values['boot-disk']) };
       else if ((values.disk ?? []).length > 0) body.boot = { disk: 0 };
-      else throw new NfError('validation_failed', 'say how the VM boots: --cdrom IMAGE, --kernel PATH, or a --disk');
+      else
+        throw new NfError(
+          'validation_failed',
+          'say how the VM boots: --cdrom IMAGE, --kernel PATH, or a --disk',
+        );
       if (values.machine) body.machine = values.machine;
       if (values.description) body.description = values.description;
       return show(await api.request<Vm>('POST', '/api/v1/vms', body));
@@ -108,30 +119,47 @@ export async function vmCommand(argv: string[], out: Out): Promise<void> {
     case 'pause':
     case 'resume':
     case 'reset':
-      return show(await api.request<Vm>('POST', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/${sub}`));
+      return show(
+        await api.request<Vm>('POST', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/${sub}`),
+      );
     case 'stop':
     case 'reboot': {
       const q = new URLSearchParams();
       if (values.force) q.set('force', 'true');
       if (values.timeout) q.set('timeoutSec', values.timeout);
       const qs = q.size > 0 ? `?${q}` : '';
-      return show(await api.request<Vm>('POST', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/${sub}${qs}`));
+      return show(
+        await api.request<Vm>('POST', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/${sub}${qs}`),
+      );
     }
     case 'delete':
-      await api.request('DELETE', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}${values.force ? '?force=true' : ''}`);
+      await api.request(
+        'DELETE',
+        `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}${values.force ? '?force=true' : ''}`,
+      );
       out(`deleted ${name}`);
       return;
     case 'console-log':
-      out(await api.request<string>('GET', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/console-log`));
+      out(
+        await api.request<string>('GET', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/console-log`),
+      );
       return;
     case 'snapshot':
       return snapshotCommand(api, positionals.slice(1), values, out);
     default:
-      throw new NfError('validation_failed', `unknown "vm ${sub ?? ''}"; use list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot`);
+      throw new NfError(
+        'validation_failed',
+        `unknown "vm ${sub ?? ''}"; use list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot`,
+      );
   }
 }
 
-async function snapshotCommand(api: ApiClient, p: string[], values: { json?: boolean; description?: string }, out: Out): Promise<void> {
+async function snapshotCommand(
+  api: ApiClient,
+  p: string[],
+  values: { json?: boolean; description?: string },
+  out: Out,
+): Promise<void> {
   const [sub, vm, snap] = p;
   const base = `/api/v1/vms/${enc(need(p, 1, 'VM name'))}/snapshots`;
   switch (sub) {
@@ -144,11 +172,15 @@ async function snapshotCommand(api: ApiClient, p: string[], values: { json?: boo
     }
     case 'list': {
       const snaps = await api.request<Vm['snapshots']>('GET', base);
-      out(values.json ? JSON.stringify(snaps, null, 2) : table(snaps, [
-        { key: 'name', title: 'Name' },
-        { key: 'createdAt', title: 'Created' },
-        { key: 'vmState', title: 'VM state' },
-      ]));
+      out(
+        values.json
+          ? JSON.stringify(snaps, null, 2)
+          : table(snaps, [
+              { key: 'name', title: 'Name' },
+              { key: 'createdAt', title: 'Created' },
+              { key: 'vmState', title: 'VM state' },
+            ]),
+      );
       return;
     }
     case 'delete':
@@ -171,7 +203,8 @@ export function parseDisk(spec: string): Record<string, unknown> {
     return size ? { image, sizeGiB: Number(size) } : { image };
   }
   const size = Number(spec);
-  if (!Number.isFinite(size) || size <= 0) throw new NfError('validation_failed', `--disk ${spec}: give a size in GiB or image:NAME[:GiB]`);
+  if (!Number.isFinite(size) || size <= 0)
+    throw new NfError('validation_failed', `--disk ${spec}: give a size in GiB or image:NAME[:GiB]`);
   return { sizeGiB: size };
 }
 
@@ -193,39 +226,60 @@ export async function nodeCommand(argv: string[], out: Out): Promise<void> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: GLOBAL });
   if (positionals[0] !== 'list') throw new NfError('validation_failed', 'use: node list');
   const nodes = await client(values).request<Record<string, unknown>[]>('GET', '/api/v1/nodes');
-  out(values.json ? JSON.stringify(nodes, null, 2) : table(nodes.map((n) => ({
-    ...n,
-    memory: `${bytes(n.memoryAvailableBytes as number)} free of ${bytes(n.memoryTotalBytes as number)}`,
-    vmCount: `${(n.vms as { running: number }).running}/${(n.vms as { total: number }).total}`,
-  })), [
-    { key: 'name', title: 'Name' },
-    { key: 'state', title: 'State' },
-    { key: 'cpus', title: 'CPUs' },
-    { key: 'memory', title: 'Memory' },
-    { key: 'accelerator', title: 'Accel' },
-    { key: 'qemuVersion', title: 'QEMU' },
-    { key: 'vmCount', title: 'VMs (running/all)' },
-  ]));
+  out(
+    values.json
+      ? JSON.stringify(nodes, null, 2)
+      : table(
+          nodes.map((n) => ({
+            ...n,
+            memory: `${bytes(n.memoryAvailableBytes as number)} free of ${bytes(n.memoryTotalBytes as number)}`,
+            vmCount: `${(n.vms as { running: number }).running}/${(n.vms as { total: number }).total}`,
+          })),
+          [
+            { key: 'name', title: 'Name' },
+            { key: 'state', title: 'State' },
+            { key: 'cpus', title: 'CPUs' },
+            { key: 'memory', title: 'Memory' },
+            { key: 'accelerator', title: 'Accel' },
+            { key: 'qemuVersion', title: 'QEMU' },
+            { key: 'vmCount', title: 'VMs (running/all)' },
+          ],
+        ),
+  );
 }
 
 export async function imageCommand(argv: string[], out: Out): Promise<void> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...GLOBAL, sha256: { type: 'string' } } });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { ...GLOBAL, sha256: { type: 'string' } },
+  });
   const api = client(values);
   const [sub] = positionals;
   switch (sub) {
     case 'list': {
       const imgs = await api.request<Record<string, unknown>[]>('GET', '/api/v1/images');
-      out(values.json ? JSON.stringify(imgs, null, 2) : table(imgs.map((i) => ({ ...i, size: bytes(i.sizeBytes as number) })), [
-        { key: 'name', title: 'Name' },
-        { key: 'kind', title: 'Kind' },
-        { key: 'format', title: 'Format' },
-        { key: 'size', title: 'Size' },
-        { key: 'id', title: 'Id' },
-      ]));
+      out(
+        values.json
+          ? JSON.stringify(imgs, null, 2)
+          : table(
+              imgs.map((i) => ({ ...i, size: bytes(i.sizeBytes as number) })),
+              [
+                { key: 'name', title: 'Name' },
+                { key: 'kind', title: 'Kind' },
+                { key: 'format', title: 'Format' },
+                { key: 'size', title: 'Size' },
+                { key: 'id', title: 'Id' },
+              ],
+            ),
+      );
       return;
     }
     case 'import': {
-      const body: Record<string, string> = { name: need(positionals, 1, 'image name'), path: need(positionals, 2, 'host path') };
+      const body: Record<string, string> = {
+        name: need(positionals, 1, 'image name'),
+        path: need(positionals, 2, 'host path'),
+      };
       if (values.sha256) body.sha256 = values.sha256;
       out(JSON.stringify(await api.request('POST', '/api/v1/images/import', body), null, 2));
       return;
@@ -236,7 +290,16 @@ export async function imageCommand(argv: string[], out: Out): Promise<void> {
       statSync(file);
       const q = new URLSearchParams({ name });
       if (values.sha256) q.set('sha256', values.sha256);
-      out(JSON.stringify(await api.request('POST', `/api/v1/images?${q}`, undefined, { raw: Bun.file(file), contentType: 'application/octet-stream' }), null, 2));
+      out(
+        JSON.stringify(
+          await api.request('POST', `/api/v1/images?${q}`, undefined, {
+            raw: Bun.file(file),
+            contentType: 'application/octet-stream',
+          }),
+          null,
+          2,
+        ),
+      );
       return;
     }
     case 'delete':
@@ -251,12 +314,19 @@ export async function imageCommand(argv: string[], out: Out): Promise<void> {
 export async function taskCommand(argv: string[], out: Out): Promise<void> {
   const { values } = parseArgs({ args: argv, allowPositionals: true, options: GLOBAL });
   const tasks = await client(values).request<Record<string, unknown>[]>('GET', '/api/v1/tasks?limit=50');
-  out(values.json ? JSON.stringify(tasks, null, 2) : table(tasks.map((t) => ({ ...t, error: (t.error as { message?: string } | undefined)?.message })), [
-    { key: 'startedAt', title: 'Started' },
-    { key: 'type', title: 'Type' },
-    { key: 'target', title: 'Target' },
-    { key: 'user', title: 'User' },
-    { key: 'status', title: 'Status' },
-    { key: 'error', title: 'Error' },
-  ]));
+  out(
+    values.json
+      ? JSON.stringify(tasks, null, 2)
+      : table(
+          tasks.map((t) => ({ ...t, error: (t.error as { message?: string } | undefined)?.message })),
+          [
+            { key: 'startedAt', title: 'Started' },
+            { key: 'type', title: 'Type' },
+            { key: 'target', title: 'Target' },
+            { key: 'user', title: 'User' },
+            { key: 'status', title: 'Status' },
+            { key: 'error', title: 'Error' },
+          ],
+        ),
+  );
 }

@@ -3,10 +3,16 @@ import { bytes, table } from './table';
 
 describe('table', () => {
   it('aligns columns and marks missing values', () => {
-    const out = table([{ name: 'web1', state: 'running' }, { name: 'db', state: undefined }], [
-      { key: 'name', title: 'Name' },
-      { key: 'state', title: 'State' },
-    ]);
+    const out = table(
+      [
+        { name: 'web1', state: 'running' },
+        { name: 'db', state: undefined },
+      ],
+      [
+        { key: 'name', title: 'Name' },
+        { key: 'state', title: 'State' },
+      ],
+    );
     expect(out.split('\n')).toEqual(['NAME  STATE', 'web1  running', 'db    -']);
   });
 

@@ -22,7 +22,9 @@ export class ImageService {
   ) {}
 
   async list(): Promise<ImageRecord[]> {
-    return (await this.store.list<ImageRecord>(keys.images)).map((i) => i.value).sort((a, b) => a.name.localeCompare(b.name));
+    return (await this.store.list<ImageRecord>(keys.images))
+      .map((i) => i.value)
+      .sort((a, b) => a.name.localeCompare(b.name));
   }
 
   async find(ref: string): Promise<Versioned<ImageRecord>> {
@@ -43,21 +45,36 @@ export class ImageService {
   }
 
   /** Copies a host file into the pool. */
-  async importFile(opts: { name: string; path: string; pool?: string; sha256?: string; source?: string }): Promise<ImageRecord> {
+  async importFile(opts: {
+    name: string;
+    path: string;
+    pool?: string;
+    sha256?: string;
+    source?: string;
+  }): Promise<ImageRecord> {
     let size: number;
     try {
       const st = await stat(opts.path);
       if (!st.isFile()) throw new Error('not a regular file');
       size = st.size;
     } catch (err) {
-      throw new NfError('file_not_found', `${opts.path} is not a readable file on the host (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      throw new NfError(
+        'file_not_found',
+        `${opts.path} is not a readable file on the host (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      );
     }
     const body = Bun.file(opts.path).stream();
     return this.ingest({ ...opts, body, source: opts.source ?? opts.path, expectedSize: size });
   }
 
   /** Stores a streamed upload (request body) in the pool. */
-  async upload(opts: { name: string; body: ReadableStream<Uint8Array>; pool?: string; sha256?: string; maxBytes?: number }): Promise<ImageRecord> {
+  async upload(opts: {
+    name: string;
+    body: ReadableStream<Uint8Array>;
+    pool?: string;
+    sha256?: string;
+    maxBytes?: number;
+  }): Promise<ImageRecord> {
     return this.ingest({ ...opts, source: 'upload' });
   }
 
@@ -67,11 +84,21 @@ export class ImageService {
     const vms = await this.store.list<VmRecord>(keys.vms);
     const users = vms
       .map((v) => v.value)
-      .filter((v) => v.disks.some((d) => d.image === img.id) || ('cdrom' in v.boot && 'image' in v.boot.cdrom && v.boot.cdrom.image === img.id));
+      .filter(
+        (v) =>
+          v.disks.some((d) => d.image === img.id) ||
+          ('cdrom' in v.boot && 'image' in v.boot.cdrom && v.boot.cdrom.image === img.id),
+      );
     if (users.length > 0) {
-      throw new NfError('in_use', `image "${img.name}" is used by VM(s) ${users.map((u) => u.name).join(', ')}; delete them or change their boot media first`);
+      throw new NfError(
+        'in_use',
+        `image "${img.name}" is used by VM(s) ${users.map((u) => u.name).join(', ')}; delete them or change their boot media first`,
+      );
     }
-    await this.store.txn({ when: [{ key: cur.key, revision: cur.revision }], delete: [cur.key, keys.imageName(img.name)] });
+    await this.store.txn({
+      when: [{ key: cur.key, revision: cur.revision }],
+      delete: [cur.key, keys.imageName(img.name)],
+    });
     await rm(this.pool(img.pool).imagePath(img.file), { force: true });
   }
 
@@ -86,7 +113,10 @@ export class ImageService {
   }): Promise<ImageRecord> {
     const pool = this.pool(opts.pool ?? 'local');
     if (await this.store.get(keys.imageName(opts.name))) {
-      throw new NfError('already_exists', `an image named "${opts.name}" already exists; delete it or pick another name`);
+      throw new NfError(
+        'already_exists',
+        `an image named "${opts.name}" already exists; delete it or pick another name`,
+      );
     }
     const id = randomUUID();
     const tmp = pool.imagePath(`incoming-${id}.part`);
@@ -96,24 +126,41 @@ export class ImageService {
     const counter = new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, ctl) {
         received += chunk.byteLength;
-        if (received > limit) throw new NfError('payload_too_large', `image is larger than the ${limit} byte limit`);
+        if (received > limit)
+          throw new NfError('payload_too_large', `image is larger than the ${limit} byte limit`);
         hash.update(chunk);
         ctl.enqueue(chunk);
       },
     });
     let finalPath: string | undefined;
     try {
-      await pipeline(Readable.fromWeb(opts.body.pipeThrough(counter) as never), createWriteStream(tmp, { mode: 0o600 }));
+      await pipeline(
+        Readable.fromWeb(opts.body.pipeThrough(counter) as never),
+        createWriteStream(tmp, { mode: 0o600 }),
+      );
       const sha256 = hash.digest('hex');
       if (opts.sha256 && opts.sha256 !== sha256) {
-        throw new NfError('checksum_mismatch', `sha256 of the received data is ${sha256}, not the expected ${opts.sha256}`);
+        throw new NfError(
+          'checksum_mismatch',
+          `sha256 of the received data is ${sha256}, not the expected ${opts.sha256}`,
+        );
       }
       if (received === 0) throw new NfError('validation_failed', 'the image is empty');
       const info = await imageInfo(tmp);
       // A qcow2 with a backing file could point at any host file and leak it into a VM: refuse it.
-      if (info.backingFilename) throw new NfError('validation_failed', 'images with a backing file are not accepted; flatten it first (qemu-img convert)');
+      if (info.backingFilename)
+        throw new NfError(
+          'validation_failed',
+          'images with a backing file are not accepted; flatten it first (qemu-img convert)',
+        );
       const isIso = info.format === 'raw' && (await looksLikeIso(tmp));
-      const format: ImageRecord['format'] = isIso ? 'iso' : info.format === 'qcow2' ? 'qcow2' : info.format === 'raw' ? 'raw' : unsupported(info.format);
+      const format: ImageRecord['format'] = isIso
+        ? 'iso'
+        : info.format === 'qcow2'
+          ? 'qcow2'
+          : info.format === 'raw'
+            ? 'raw'
+            : unsupported(info.format);
       const file = `${id}.${format === 'iso' ? 'iso' : format}`;
       finalPath = pool.imagePath(file);
       await rename(tmp, finalPath);
@@ -157,7 +204,10 @@ export class ImageService {
 }
 
 function unsupported(format: string): never {
-  throw new NfError('validation_failed', `image format "${format}" is not supported; use qcow2, raw or an ISO`);
+  throw new NfError(
+    'validation_failed',
+    `image format "${format}" is not supported; use qcow2, raw or an ISO`,
+  );
 }
 
 /** ISO 9660 has "CD001" at byte 32769 (the primary volume descriptor). */

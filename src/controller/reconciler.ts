@@ -79,7 +79,11 @@ export class Reconciler {
           } catch (err) {
             const delayMs = Math.min(60_000, (b?.delayMs ?? 500) * 2);
             this.backoff.set(vm.value.id, { until: Date.now() + delayMs, delayMs });
-            log.warn('reconcile failed', { id: vm.value.id, err: (err as Error).message, retryInMs: delayMs });
+            log.warn('reconcile failed', {
+              id: vm.value.id,
+              err: (err as Error).message,
+              retryInMs: delayMs,
+            });
           }
         }
       }
@@ -107,7 +111,8 @@ export class Reconciler {
         await this.update(cur, (v) => {
           v.power = 'stopped';
           v.generation++;
-          if (status.state === 'error') v.lastError = { message: status.reason ?? 'QEMU exited unexpectedly', at: status.updatedAt };
+          if (status.state === 'error')
+            v.lastError = { message: status.reason ?? 'QEMU exited unexpectedly', at: status.updatedAt };
         });
         return status;
       }
@@ -154,7 +159,10 @@ export class Reconciler {
       change(next);
       next.updatedAt = new Date().toISOString();
       try {
-        await this.store.txn({ when: [{ key: rec.key, revision: rec.revision }], put: [{ key: rec.key, value: next }] });
+        await this.store.txn({
+          when: [{ key: rec.key, revision: rec.revision }],
+          put: [{ key: rec.key, value: next }],
+        });
         return;
       } catch (err) {
         if (!NfError.isCode(err, 'conflict')) throw err;

@@ -16,10 +16,23 @@ export class TaskLog {
 
   constructor(private readonly store: Store) {}
 
-  async run<T>(type: string, target: string, user: string, fn: (progress: (p: number) => void) => Promise<T>): Promise<T> {
+  async run<T>(
+    type: string,
+    target: string,
+    user: string,
+    fn: (progress: (p: number) => void) => Promise<T>,
+  ): Promise<T> {
     // Time-ordered ids so a prefix listing is chronological.
     const id = `${Date.now().toString(36).padStart(9, '0')}-${randomUUID().slice(0, 8)}`;
-    const task: TaskRecord = { id, type, target, user, status: 'running', progress: 0, startedAt: new Date().toISOString() };
+    const task: TaskRecord = {
+      id,
+      type,
+      target,
+      user,
+      status: 'running',
+      progress: 0,
+      startedAt: new Date().toISOString(),
+    };
     await this.save(task);
     try {
       const result = await fn((p) => {
@@ -30,7 +43,11 @@ export class TaskLog {
       return result;
     } catch (err) {
       const e = toNfError(err);
-      Object.assign(task, { status: 'error', error: { code: e.code, message: e.message }, endedAt: new Date().toISOString() });
+      Object.assign(task, {
+        status: 'error',
+        error: { code: e.code, message: e.message },
+        endedAt: new Date().toISOString(),
+      });
       throw err;
     } finally {
       await this.save(task);
@@ -40,7 +57,10 @@ export class TaskLog {
 
   async list(limit = 100): Promise<TaskRecord[]> {
     const all = await this.store.list<TaskRecord>(keys.tasks);
-    return all.map((t) => t.value).sort((a, b) => (a.id < b.id ? 1 : -1)).slice(0, limit);
+    return all
+      .map((t) => t.value)
+      .sort((a, b) => (a.id < b.id ? 1 : -1))
+      .slice(0, limit);
   }
 
   async get(id: string): Promise<TaskRecord | undefined> {

@@ -22,8 +22,10 @@ export class VmActions {
   start(ref: string): Promise<VmView> {
     return this.act(ref, async (cur) => {
       const state = this.node.vmStatus(cur.value.id).state;
-      if (state === 'running') throw new NfError('invalid_state', `VM "${cur.value.name}" is already running`);
-      if (state === 'paused') throw new NfError('invalid_state', `VM "${cur.value.name}" is paused; resume it instead`);
+      if (state === 'running')
+        throw new NfError('invalid_state', `VM "${cur.value.name}" is already running`);
+      if (state === 'paused')
+        throw new NfError('invalid_state', `VM "${cur.value.name}" is paused; resume it instead`);
       await this.setPower(cur, 'running');
       await this.reconciler.reconcile(cur.value.id);
     });
@@ -84,7 +86,8 @@ export class VmActions {
       if (vm.snapshots.some((s) => s.name === name)) {
         throw new NfError('already_exists', `VM "${vm.name}" already has a snapshot named "${name}"`);
       }
-      if (vm.disks.length === 0) throw new NfError('invalid_state', `VM "${vm.name}" has no disks to snapshot`);
+      if (vm.disks.length === 0)
+        throw new NfError('invalid_state', `VM "${vm.name}" has no disks to snapshot`);
       const state = this.node.vmStatus(vm.id).state;
       const vmState: PowerState = state === 'running' ? 'running' : state === 'paused' ? 'paused' : 'stopped';
       await this.node.snapshotVm(vm.id, name, vm.disks);
@@ -93,7 +96,9 @@ export class VmActions {
       try {
         await this.vms.store.txn({
           when: [{ key: cur.key, revision: cur.revision }],
-          put: [{ key: cur.key, value: { ...vm, snapshots: [...vm.snapshots, snap], updatedAt: snap.createdAt } }],
+          put: [
+            { key: cur.key, value: { ...vm, snapshots: [...vm.snapshots, snap], updatedAt: snap.createdAt } },
+          ],
         });
       } catch (err) {
         await this.node.deleteVmSnapshot(vm.id, name, vm.disks).catch(() => {});
@@ -109,7 +114,16 @@ export class VmActions {
       await this.node.deleteVmSnapshot(vm.id, name, vm.disks);
       await this.vms.store.txn({
         when: [{ key: cur.key, revision: cur.revision }],
-        put: [{ key: cur.key, value: { ...vm, snapshots: vm.snapshots.filter((s) => s.name !== name), updatedAt: new Date().toISOString() } }],
+        put: [
+          {
+            key: cur.key,
+            value: {
+              ...vm,
+              snapshots: vm.snapshots.filter((s) => s.name !== name),
+              updatedAt: new Date().toISOString(),
+            },
+          },
+        ],
       });
     });
   }
@@ -121,7 +135,10 @@ export class VmActions {
       this.snapshot(vm, name);
       const state = this.node.vmStatus(vm.id).state;
       if (state === 'running' || state === 'paused') {
-        throw new NfError('invalid_state', `VM "${vm.name}" is ${state}; stop it before reverting to snapshot "${name}"`);
+        throw new NfError(
+          'invalid_state',
+          `VM "${vm.name}" is ${state}; stop it before reverting to snapshot "${name}"`,
+        );
       }
       await this.node.revertVmSnapshot(vm.id, name, vm.disks);
     });
@@ -135,13 +152,22 @@ export class VmActions {
 
   private require(vm: VmRecord, state: 'running' | 'paused', action: string): void {
     const actual = this.node.vmStatus(vm.id).state;
-    if (actual !== state) throw new NfError('invalid_state', `cannot ${action} VM "${vm.name}": it is ${actual}, not ${state}`);
+    if (actual !== state)
+      throw new NfError('invalid_state', `cannot ${action} VM "${vm.name}": it is ${actual}, not ${state}`);
   }
 
   private async setPower(cur: Versioned<VmRecord>, power: PowerState): Promise<void> {
-    const next: VmRecord = { ...cur.value, power, generation: cur.value.generation + 1, updatedAt: new Date().toISOString() };
+    const next: VmRecord = {
+      ...cur.value,
+      power,
+      generation: cur.value.generation + 1,
+      updatedAt: new Date().toISOString(),
+    };
     delete next.lastError;
-    await this.vms.store.txn({ when: [{ key: cur.key, revision: cur.revision }], put: [{ key: cur.key, value: next }] });
+    await this.vms.store.txn({
+      when: [{ key: cur.key, revision: cur.revision }],
+      put: [{ key: cur.key, value: next }],
+    });
   }
 
   private async act(ref: string, fn: (cur: Versioned<VmRecord>) => Promise<void>): Promise<VmView> {

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { accessSync, constants, statSync } from 'node:fs';
-import { totalmem, cpus } from 'node:os';
+import { cpus, totalmem } from 'node:os';
 import type { CreateVmInput } from '../api/schemas';
 import { NfError } from '../errors';
 import type { NodeApi, VmStatus } from '../node/types';
@@ -8,15 +8,16 @@ import type { DirPool } from '../storage/dir-pool';
 import type { Store, Versioned } from '../store/store';
 import type { VmRunSpec } from '../vmm/types';
 import type { ImageService } from './images';
-import { type BootRecord, type DiskRecord, keys, type NetworkRecord, type VmRecord } from './records';
 import type { Reconciler } from './reconciler';
+import { type BootRecord, type DiskRecord, keys, type NetworkRecord, type VmRecord } from './records';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const GiB = 1024 ** 3;
 
 export type VmState = 'stopped' | 'starting' | 'running' | 'stopping' | 'paused' | 'error';
 
-export interface VmView extends Omit<VmRecord, 'power' | 'generation' | 'runningGeneration' | 'lastError' | 'boot'> {
+export interface VmView
+  extends Omit<VmRecord, 'power' | 'generation' | 'runningGeneration' | 'lastError' | 'boot'> {
   state: VmState;
   powerState: VmRecord['power'];
   reason?: string;
@@ -85,10 +86,16 @@ export class VmService {
     }
     const hostMiB = Math.floor(totalmem() / 1024 ** 2);
     if (input.memoryMiB > hostMiB) {
-      throw new NfError('insufficient_resources', `memoryMiB ${input.memoryMiB} exceeds this host's ${hostMiB} MiB of RAM`);
+      throw new NfError(
+        'insufficient_resources',
+        `memoryMiB ${input.memoryMiB} exceeds this host's ${hostMiB} MiB of RAM`,
+      );
     }
     if (input.vcpus > cpus().length * 4) {
-      throw new NfError('insufficient_resources', `vcpus ${input.vcpus} exceeds 4x this host's ${cpus().length} CPUs`);
+      throw new NfError(
+        'insufficient_resources',
+        `vcpus ${input.vcpus} exceeds 4x this host's ${cpus().length} CPUs`,
+      );
     }
     for (const n of input.networks) {
       if (!(await this.store.get<NetworkRecord>(keys.network(n.network)))) {
@@ -100,20 +107,39 @@ export class VmService {
     const planned: { disk: DiskRecord; backing?: { path: string; format: 'qcow2' | 'raw' } }[] = [];
     for (const [i, d] of input.disks.entries()) {
       const pool = this.pool(d.pool ?? 'local');
-      const disk: DiskRecord = { id: `disk${i}`, pool: pool.name, volume: `vm-${id}-disk${i}.qcow2`, sizeBytes: 0 };
+      const disk: DiskRecord = {
+        id: `disk${i}`,
+        pool: pool.name,
+        volume: `vm-${id}-disk${i}.qcow2`,
+        sizeBytes: 0,
+      };
       let backing: { path: string; format: 'qcow2' | 'raw' } | undefined;
       if (d.image) {
         const img = await this.images.find(d.image);
-        if (img.value.kind !== 'disk') throw new NfError('validation_failed', `image "${d.image}" is an ISO; use it as boot.cdrom, not as a disk`);
-        if (img.value.pool !== pool.name) throw new NfError('validation_failed', `image "${d.image}" is in pool ${img.value.pool}, the disk in ${pool.name}`);
+        if (img.value.kind !== 'disk')
+          throw new NfError(
+            'validation_failed',
+            `image "${d.image}" is an ISO; use it as boot.cdrom, not as a disk`,
+          );
+        if (img.value.pool !== pool.name)
+          throw new NfError(
+            'validation_failed',
+            `image "${d.image}" is in pool ${img.value.pool}, the disk in ${pool.name}`,
+          );
         if (d.sizeGiB !== undefined && d.sizeGiB * GiB < img.value.virtualSizeBytes) {
-          throw new NfError('validation_failed', `disk ${i} (${d.sizeGiB} GiB) is smaller than image "${d.image}" (${(img.value.virtualSizeBytes / GiB).toFixed(2)} GiB)`);
+          throw new NfError(
+            'validation_failed',
+            `disk ${i} (${d.sizeGiB} GiB) is smaller than image "${d.image}" (${(img.value.virtualSizeBytes / GiB).toFixed(2)} GiB)`,
+          );
         }
         disk.image = img.value.id;
         disk.sizeBytes = d.sizeGiB !== undefined ? Math.ceil(d.sizeGiB * GiB) : img.value.virtualSizeBytes;
-        backing = { path: pool.imagePath(img.value.file), format: img.value.format === 'raw' ? 'raw' : 'qcow2' };
+        backing = {
+          path: pool.imagePath(img.value.file),
+          format: img.value.format === 'raw' ? 'raw' : 'qcow2',
+        };
       } else {
-        disk.sizeBytes = Math.ceil((d.sizeGiB ?? 0) * GiB / 512) * 512;
+        disk.sizeBytes = Math.ceil(((d.sizeGiB ?? 0) * GiB) / 512) * 512;
       }
       planned.push(backing ? { disk, backing } : { disk });
     }
@@ -134,7 +160,11 @@ export class VmService {
         memoryMiB: input.memoryMiB,
         machine: input.machine,
         disks: planned.map((p) => p.disk),
-        networks: input.networks.map((n, i) => ({ id: `net${i}`, network: n.network, mac: n.mac?.toLowerCase() ?? randomMac() })),
+        networks: input.networks.map((n, i) => ({
+          id: `net${i}`,
+          network: n.network,
+          mac: n.mac?.toLowerCase() ?? randomMac(),
+        })),
         boot,
         snapshots: [],
         power: 'stopped',
@@ -145,7 +175,10 @@ export class VmService {
       if (input.description !== undefined) vm.description = input.description;
       await this.store.txn(
         {
-          when: [{ key: keys.vmName(vm.name), absent: true }, { key: keys.vm(id), absent: true }],
+          when: [
+            { key: keys.vmName(vm.name), absent: true },
+            { key: keys.vm(id), absent: true },
+          ],
           put: [
             { key: keys.vm(id), value: vm },
             { key: keys.vmName(vm.name), value: id },
@@ -155,7 +188,10 @@ export class VmService {
       );
       return this.view(vm);
     } catch (err) {
-      for (const d of created) await this.pool(d.pool).deleteDisk(d.volume).catch(() => {});
+      for (const d of created)
+        await this.pool(d.pool)
+          .deleteDisk(d.volume)
+          .catch(() => {});
       if (NfError.isCode(err, 'conflict')) throw new NfError('already_exists', err.message);
       throw err;
     }
@@ -168,7 +204,11 @@ export class VmService {
       const vm = cur.value;
       const status = this.node.vmStatus(vm.id);
       if (status.state === 'running' || status.state === 'paused') {
-        if (!force) throw new NfError('invalid_state', `VM "${vm.name}" is ${status.state}; stop it first or delete with force=true`);
+        if (!force)
+          throw new NfError(
+            'invalid_state',
+            `VM "${vm.name}" is ${status.state}; stop it first or delete with force=true`,
+          );
         await this.node.stopVm(vm.id, { force: true });
       }
       // The record goes first: a failure after this leaves at worst an orphan file, never a VM pointing at
@@ -227,11 +267,15 @@ export class VmService {
         return { cdrom: { path: b.cdrom } };
       }
       const img = await this.images.find(b.cdrom);
-      if (img.value.kind !== 'iso') throw new NfError('validation_failed', `image "${b.cdrom}" is a disk image, not an ISO`);
+      if (img.value.kind !== 'iso')
+        throw new NfError('validation_failed', `image "${b.cdrom}" is a disk image, not an ISO`);
       return { cdrom: { image: img.value.id } };
     }
     if (b.disk >= input.disks.length) {
-      throw new NfError('validation_failed', `boot.disk is ${b.disk} but the VM has ${input.disks.length} disk(s)`);
+      throw new NfError(
+        'validation_failed',
+        `boot.disk is ${b.disk} but the VM has ${input.disks.length} disk(s)`,
+      );
     }
     return b;
   }
@@ -244,7 +288,10 @@ function checkReadableFile(path: string, field: string): void {
     accessSync(path, constants.R_OK);
     if (!statSync(path).isFile()) throw new Error('not a regular file');
   } catch (err) {
-    throw new NfError('file_not_found', `${field}: ${path} is not a readable file on the host (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new NfError(
+      'file_not_found',
+      `${field}: ${path} is not a readable file on the host (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
   }
 }
 

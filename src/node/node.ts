@@ -8,8 +8,8 @@ import { writeFileAtomic } from '../util/fs';
 import { KeyedLock } from '../util/lock';
 import { createLogger } from '../util/log';
 import type { AccelChoice } from '../vmm/qemu/host';
-import type { VmInstance, VmmDriver, VmRunSpec } from '../vmm/types';
 import { stderrReason } from '../vmm/qemu/instance';
+import type { VmInstance, VmmDriver, VmRunSpec } from '../vmm/types';
 import type { NodeApi, NodeInfo, StopOptions, VmStatus } from './types';
 
 const log = createLogger('node');
@@ -57,14 +57,20 @@ export class Node implements NodeApi {
       }
       if (instance) {
         this.track(instance);
-        this.setStatus({ id, state: await instance.state(), pid: instance.pid, startedAt: instance.startedAt });
+        this.setStatus({
+          id,
+          state: await instance.state(),
+          pid: instance.pid,
+          startedAt: instance.startedAt,
+        });
         continue;
       }
       const journal = await this.readJournal(id);
       if (journal?.expected === 'running') {
         // It was running when the old daemon died and is gone now: say why if QEMU said anything.
         const reason = stderrReason(join(dir, 'qemu.log'));
-        if (reason && /error|fail|abort|terminat|killed/i.test(reason)) this.setStatus({ id, state: 'error', reason });
+        if (reason && /error|fail|abort|terminat|killed/i.test(reason))
+          this.setStatus({ id, state: 'error', reason });
         else this.setStatus({ id, state: 'stopped' });
         await this.writeJournal(id, 'stopped');
       } else {
@@ -131,7 +137,12 @@ export class Node implements NodeApi {
         throw err;
       }
       this.track(instance);
-      return this.setStatus({ id: spec.id, state: 'running', pid: instance.pid, startedAt: instance.startedAt });
+      return this.setStatus({
+        id: spec.id,
+        state: 'running',
+        pid: instance.pid,
+        startedAt: instance.startedAt,
+      });
     });
   }
 
@@ -145,7 +156,10 @@ export class Node implements NodeApi {
         try {
           if ((await instance.state()) === 'paused') await instance.resume(); // a paused guest cannot see ACPI
           await instance.powerdown();
-          const exited = await Promise.race([instance.exited.then(() => true), Bun.sleep(timeoutMs).then(() => false)]);
+          const exited = await Promise.race([
+            instance.exited.then(() => true),
+            Bun.sleep(timeoutMs).then(() => false),
+          ]);
           if (!exited) log.warn('guest ignored ACPI shutdown; forcing', { id, timeoutMs });
         } catch (err) {
           log.warn('graceful shutdown failed; forcing', { id, err });
@@ -184,7 +198,10 @@ export class Node implements NodeApi {
     return this.serialize(id, async () => {
       const instance = this.instances.get(id);
       if (instance) {
-        await instance.snapshotDisks(name, disks.map((d) => d.id));
+        await instance.snapshotDisks(
+          name,
+          disks.map((d) => d.id),
+        );
         return;
       }
       const done: typeof disks = [];
@@ -195,24 +212,42 @@ export class Node implements NodeApi {
         }
       } catch (err) {
         // All disks or none: undo the ones that already got it.
-        for (const d of done) await this.pool(d.pool).snapshotDelete(d.volume, name).catch(() => {});
+        for (const d of done)
+          await this.pool(d.pool)
+            .snapshotDelete(d.volume, name)
+            .catch(() => {});
         throw err;
       }
     });
   }
 
-  deleteVmSnapshot(id: string, name: string, disks: { id: string; pool: string; volume: string }[]): Promise<void> {
+  deleteVmSnapshot(
+    id: string,
+    name: string,
+    disks: { id: string; pool: string; volume: string }[],
+  ): Promise<void> {
     return this.serialize(id, async () => {
       const instance = this.instances.get(id);
-      if (instance) return instance.deleteDiskSnapshots(name, disks.map((d) => d.id));
+      if (instance)
+        return instance.deleteDiskSnapshots(
+          name,
+          disks.map((d) => d.id),
+        );
       for (const d of disks) await this.pool(d.pool).snapshotDelete(d.volume, name);
     });
   }
 
-  revertVmSnapshot(id: string, name: string, disks: { id: string; pool: string; volume: string }[]): Promise<void> {
+  revertVmSnapshot(
+    id: string,
+    name: string,
+    disks: { id: string; pool: string; volume: string }[],
+  ): Promise<void> {
     return this.serialize(id, async () => {
       if (this.instances.has(id)) {
-        throw new NfError('invalid_state', 'stop the VM before reverting to a snapshot (its disks are in use)');
+        throw new NfError(
+          'invalid_state',
+          'stop the VM before reverting to a snapshot (its disks are in use)',
+        );
       }
       for (const d of disks) await this.pool(d.pool).snapshotApply(d.volume, name);
     });
@@ -260,7 +295,11 @@ export class Node implements NodeApi {
       if (info.clean) this.setStatus({ id: instance.id, state: 'stopped' });
       else {
         log.warn('VM died', { id: instance.id, reason: info.reason });
-        this.setStatus({ id: instance.id, state: 'error', reason: info.reason ?? 'QEMU exited unexpectedly' });
+        this.setStatus({
+          id: instance.id,
+          state: 'error',
+          reason: info.reason ?? 'QEMU exited unexpectedly',
+        });
       }
       await this.writeJournal(instance.id, 'stopped').catch(() => {});
     });

@@ -45,8 +45,16 @@ export interface NodeApi {
   resumeVm(id: string): Promise<VmStatus>;
   resetVm(id: string): Promise<VmStatus>;
   snapshotVm(id: string, name: string, disks: { id: string; pool: string; volume: string }[]): Promise<void>;
-  deleteVmSnapshot(id: string, name: string, disks: { id: string; pool: string; volume: string }[]): Promise<void>;
-  revertVmSnapshot(id: string, name: string, disks: { id: string; pool: string; volume: string }[]): Promise<void>;
+  deleteVmSnapshot(
+    id: string,
+    name: string,
+    disks: { id: string; pool: string; volume: string }[],
+  ): Promise<void>;
+  revertVmSnapshot(
+    id: string,
+    name: string,
+    disks: { id: string; pool: string; volume: string }[],
+  ): Promise<void>;
   consoleLog(id: string, maxBytes?: number): Promise<string>;
   /** Forgets a stopped VM's run directory (on VM delete). */
   forgetVm(id: string): Promise<void>;

@@ -68,7 +68,8 @@ export class DirPool {
     backing?: { path: string; format: 'qcow2' | 'raw' },
   ): Promise<string> {
     const path = this.diskPath(volume);
-    if (existsSync(path)) throw new NfError('already_exists', `volume ${volume} already exists in pool ${this.name}`);
+    if (existsSync(path))
+      throw new NfError('already_exists', `volume ${volume} already exists in pool ${this.name}`);
     const args = ['create', '-q', '-f', 'qcow2', '-o', 'lazy_refcounts=on'];
     if (backing) args.push('-b', backing.path, '-F', backing.format);
     args.push(path);
@@ -101,9 +102,11 @@ export class DirPool {
   }
 
   private safeJoin(dir: string, name: string): string {
-    if (!VOLUME_NAME.test(name)) throw new NfError('validation_failed', `"${name}" is not a valid volume name`);
+    if (!VOLUME_NAME.test(name))
+      throw new NfError('validation_failed', `"${name}" is not a valid volume name`);
     const full = resolve(dir, name);
-    if (!full.startsWith(`${dir}/`)) throw new NfError('validation_failed', `"${name}" escapes the pool directory`);
+    if (!full.startsWith(`${dir}/`))
+      throw new NfError('validation_failed', `"${name}" escapes the pool directory`);
     return full;
   }
 }

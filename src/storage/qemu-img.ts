@@ -15,11 +15,16 @@ export async function qemuImg(args: string[], timeoutMs = 120_000): Promise<stri
       err += d;
     });
     child.once('error', (e) =>
-      reject(new NfError('unavailable', `cannot run ${bin}: ${e.message}; install qemu-utils (scripts/setup.sh)`)),
+      reject(
+        new NfError('unavailable', `cannot run ${bin}: ${e.message}; install qemu-utils (scripts/setup.sh)`),
+      ),
     );
     child.once('close', (code) => {
       if (code === 0) resolve(out);
-      else reject(new NfError('hypervisor_error', `qemu-img ${args[0]} failed: ${err.trim() || `exit ${code}`}`));
+      else
+        reject(
+          new NfError('hypervisor_error', `qemu-img ${args[0]} failed: ${err.trim() || `exit ${code}`}`),
+        );
     });
   });
 }

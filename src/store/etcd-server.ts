@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, closeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NfError } from '../errors';
 import { writeFileAtomic } from '../util/fs';
@@ -87,31 +87,51 @@ export class EmbeddedEtcd {
     const pid = readPidfile(join(this.dir, 'etcd.pid'));
     if (!pid || !pidAlive(pid)) return undefined;
     const argv = procCmdline(pid) ?? [];
-    return argv.some((a) => a.includes('etcd')) && argv.includes(join(this.dir, 'member-data')) ? pid : undefined;
+    return argv.some((a) => a.includes('etcd')) && argv.includes(join(this.dir, 'member-data'))
+      ? pid
+      : undefined;
   }
 
   private async launch(): Promise<void> {
     const { client, peer } = this.ports!;
     const peerUrl = `http://127.0.0.1:${peer}`;
     const args = [
-      '--name', 'neuroflow',
-      '--data-dir', join(this.dir, 'member-data'),
-      '--listen-client-urls', `http://127.0.0.1:${client}`,
-      '--advertise-client-urls', `http://127.0.0.1:${client}`,
-      '--listen-peer-urls', peerUrl,
-      '--initial-advertise-peer-urls', peerUrl,
-      '--initial-cluster', `neuroflow=${peerUrl}`,
-      '--initial-cluster-state', existsSync(join(this.dir, 'member-data')) ? 'existing' : 'new',
-      '--auto-compaction-retention', '1h',
-      '--quota-backend-bytes', String(2 * 1024 ** 3),
-      '--log-outputs', 'stderr',
+      '--name',
+      'neuroflow',
+      '--data-dir',
+      join(this.dir, 'member-data'),
+      '--listen-client-urls',
+      `http://127.0.0.1:${client}`,
+      '--advertise-client-urls',
+      `http://127.0.0.1:${client}`,
+      '--listen-peer-urls',
+      peerUrl,
+      '--initial-advertise-peer-urls',
+      peerUrl,
+      '--initial-cluster',
+      `neuroflow=${peerUrl}`,
+      '--initial-cluster-state',
+      existsSync(join(this.dir, 'member-data')) ? 'existing' : 'new',
+      '--auto-compaction-retention',
+      '1h',
+      '--quota-backend-bytes',
+      String(2 * 1024 ** 3),
+      '--log-outputs',
+      'stderr',
     ];
     const logFd = openSync(join(this.dir, 'etcd.log'), 'a', 0o600);
     try {
       const child = spawn(etcdBinary(), args, { detached: true, stdio: ['ignore', logFd, logFd] });
       await new Promise<void>((resolve, reject) => {
         child.once('spawn', resolve);
-        child.once('error', (e) => reject(new NfError('unavailable', `cannot start etcd: ${e.message}. Install the etcd-server package (scripts/setup.sh).`)));
+        child.once('error', (e) =>
+          reject(
+            new NfError(
+              'unavailable',
+              `cannot start etcd: ${e.message}. Install the etcd-server package (scripts/setup.sh).`,
+            ),
+          ),
+        );
       });
       child.unref();
       this.pid = child.pid!;

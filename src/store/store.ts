@@ -11,9 +11,7 @@ export interface Versioned<T> {
   revision: string;
 }
 
-export type Condition =
-  | { key: string; absent: true }
-  | { key: string; revision: string };
+export type Condition = { key: string; absent: true } | { key: string; revision: string };
 
 export interface TxnOps {
   when?: Condition[];
@@ -53,7 +51,8 @@ export class Store {
     const res = await this.wrap(() => {
       let tx = this.client.if('\0nf-always', 'Create', '==', 0); // a key nobody writes: always true
       for (const c of ops.when ?? []) {
-        tx = 'absent' in c ? tx.and(c.key, 'Create', '==', 0) : tx.and(c.key, 'Mod', '==', Number(c.revision));
+        tx =
+          'absent' in c ? tx.and(c.key, 'Create', '==', 0) : tx.and(c.key, 'Mod', '==', Number(c.revision));
       }
       const puts = (ops.put ?? []).map((p) => this.client.put(p.key).value(JSON.stringify(p.value)));
       const dels = (ops.delete ?? []).map((k) => this.client.delete().key(k));
@@ -88,7 +87,9 @@ export class Store {
     try {
       return await fn();
     } catch (err) {
-      throw new NfError('unavailable', `etcd is unreachable: ${(err as Error).message}`, undefined, { cause: err });
+      throw new NfError('unavailable', `etcd is unreachable: ${(err as Error).message}`, undefined, {
+        cause: err,
+      });
     }
   }
 }

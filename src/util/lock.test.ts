@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { deferred } from './wait';
 import { KeyedLock } from './lock';
+import { deferred } from './wait';
 
 describe('KeyedLock', () => {
   it('runs work for one key in order and other keys in parallel', async () => {

@@ -39,13 +39,17 @@ export class TestDaemon implements AsyncDisposable {
     const [cmd, ...pre] = neuroflowCommand();
     const args = [...pre, 'serve', '--dev', '--data-dir', this.dataDir, '--listen', '127.0.0.1:0'];
     if (demoIso) args.push('--demo-image', `demo=${demoIso}`);
-    const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NEUROFLOW_ACCEL: 'tcg' } });
+    const child = spawn(cmd!, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NEUROFLOW_ACCEL: 'tcg' },
+    });
     this.child = child;
     child.stdout!.on('data', (b) => (this.output += b));
     child.stderr!.on('data', (b) => (this.output += b));
     await waitFor(
       () => {
-        if (child.exitCode !== null) throw new Error(`neuroflow serve exited ${child.exitCode}:\n${this.output}`);
+        if (child.exitCode !== null)
+          throw new Error(`neuroflow serve exited ${child.exitCode}:\n${this.output}`);
         return existsSync(join(this.dataDir, 'api.url'));
       },
       { timeoutMs: 60_000, what: 'neuroflow serve to listen' },
@@ -60,14 +64,20 @@ export class TestDaemon implements AsyncDisposable {
     const child = this.child;
     if (!child || child.exitCode !== null) return;
     child.kill('SIGKILL');
-    await waitFor(() => child.exitCode !== null || child.signalCode !== null, { timeoutMs: 10_000, what: 'daemon to die' });
+    await waitFor(() => child.exitCode !== null || child.signalCode !== null, {
+      timeoutMs: 10_000,
+      what: 'daemon to die',
+    });
   }
 
   async stopGracefully(): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
-    await waitFor(() => child.exitCode !== null || child.signalCode !== null, { timeoutMs: 20_000, what: 'daemon to stop' });
+    await waitFor(() => child.exitCode !== null || child.signalCode !== null, {
+      timeoutMs: 20_000,
+      what: 'daemon to stop',
+    });
   }
 
   /** QEMU processes that belong to this daemon's data dir. */
@@ -76,7 +86,12 @@ export class TestDaemon implements AsyncDisposable {
     if (!existsSync(vmsDir)) return [];
     return readdirSync(vmsDir)
       .map((id) => readPidfile(join(vmsDir, id, 'qemu.pid')))
-      .filter((pid): pid is number => pid !== undefined && pidAlive(pid) && (procCmdline(pid) ?? []).some((a) => a.includes(this.dataDir)));
+      .filter(
+        (pid): pid is number =>
+          pid !== undefined &&
+          pidAlive(pid) &&
+          (procCmdline(pid) ?? []).some((a) => a.includes(this.dataDir)),
+      );
   }
 
   etcdPid(): number | undefined {
@@ -94,7 +109,10 @@ export class TestDaemon implements AsyncDisposable {
         process.kill(pid, 'SIGKILL');
       } catch {}
     }
-    await waitFor(() => pids.every((p) => !pidAlive(p)), { timeoutMs: 10_000, what: 'test processes to die' }).catch(() => {});
+    await waitFor(() => pids.every((p) => !pidAlive(p)), {
+      timeoutMs: 10_000,
+      what: 'test processes to die',
+    }).catch(() => {});
     rmSync(this.dataDir, { recursive: true, force: true });
   }
 }

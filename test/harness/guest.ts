@@ -18,7 +18,10 @@ export function testGuest(): TestGuest {
   const root = join(import.meta.dirname, '..', '..');
   const dir =
     process.env.NEUROFLOW_TEST_GUEST ??
-    execFileSync(join(root, 'scripts', 'build-test-guest.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+    execFileSync(join(root, 'scripts', 'build-test-guest.sh'), {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
       .trim()
       .split('\n')
       .at(-1)!;

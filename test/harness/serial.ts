@@ -15,7 +15,12 @@ export async function typeOnSerial(dataDir: string, vmId: string, line: string):
 }
 
 /** Waits until the console log (through the API) matches. */
-export async function waitConsole(api: ApiClient, vm: string, pattern: RegExp, timeoutMs = 60_000): Promise<string> {
+export async function waitConsole(
+  api: ApiClient,
+  vm: string,
+  pattern: RegExp,
+  timeoutMs = 60_000,
+): Promise<string> {
   return waitFor(
     async () => {
       const log = await api.request<string>('GET', `/api/v1/vms/${vm}/console-log`);
@@ -26,7 +31,13 @@ export async function waitConsole(api: ApiClient, vm: string, pattern: RegExp, t
 }
 
 /** Runs a shell command in the guest and returns what it printed between unique markers. */
-export async function guestRun(api: ApiClient, dataDir: string, vmId: string, cmd: string, timeoutMs = 30_000): Promise<string> {
+export async function guestRun(
+  api: ApiClient,
+  dataDir: string,
+  vmId: string,
+  cmd: string,
+  timeoutMs = 30_000,
+): Promise<string> {
   const tag = `nf${Math.random().toString(36).slice(2, 8)}`;
   // The markers are built by the shell (echo A''B), so the echo of the typed line itself never matches.
   await typeOnSerial(dataDir, vmId, `echo ${tag}''-begin; ${cmd}; echo ${tag}''-end`);

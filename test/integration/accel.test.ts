@@ -14,7 +14,9 @@ describe('accelerator probe', () => {
       expect(['kvm', 'tcg']).toContain(choice.accel);
       expect(choice.reason.length).toBeGreaterThan(10);
       const { execFileSync } = await import('node:child_process');
-      const left = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes('root=/dev/nonexistent'));
+      const left = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
+        .split('\n')
+        .filter((l) => l.includes('root=/dev/nonexistent'));
       expect(left).toEqual([]);
       const again = await chooseAcceleratorCached(join(dir, 'accel.json'));
       expect(again.accel).toBe(choice.accel);

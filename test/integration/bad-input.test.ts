@@ -1,7 +1,7 @@
 import { readdirSync, writeFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { totalmem } from 'node:os';
 import { pidAlive } from '../../src/util/proc';
 import { waitFor } from '../../src/util/wait';
 import { TestDaemon } from '../harness/daemon';
@@ -34,17 +34,47 @@ describe('bad input and faults: clear errors, nothing left behind', () => {
   }
 
   it('rejects malformed requests with 4xx and creates nothing', async () => {
-    await expectError(await post({ ...kernelVm('bad1'), colour: 'blue' }), 400, 'validation_failed', /colour/);
+    await expectError(
+      await post({ ...kernelVm('bad1'), colour: 'blue' }),
+      400,
+      'validation_failed',
+      /colour/,
+    );
     await expectError(await post({ ...kernelVm('bad1'), vcpus: 'two' }), 400, 'validation_failed', /vcpus/);
-    await expectError(await post({ ...kernelVm('bad1'), memoryMiB: -5 }), 400, 'validation_failed', /memoryMiB/);
+    await expectError(
+      await post({ ...kernelVm('bad1'), memoryMiB: -5 }),
+      400,
+      'validation_failed',
+      /memoryMiB/,
+    );
     await expectError(await post({ ...kernelVm('bad1'), name: '../etc' }), 400, 'validation_failed', /name/);
     await expectError(await post('{"name": "bad1",'), 400, 'validation_failed', /JSON/);
     await expectError(await post({ ...kernelVm('bad1'), disks: [{}] }), 400, 'validation_failed', /sizeGiB/);
-    await expectError(await post({ ...kernelVm('bad1'), boot: { kernel: '/nonexistent/vmlinuz' } }), 400, 'file_not_found', /nonexistent/);
-    await expectError(await post({ ...kernelVm('bad1'), networks: [{ network: 'nope' }] }), 400, 'validation_failed', /network "nope"/);
-    await expectError(await post({ ...kernelVm('bad1'), boot: { disk: 3 } }), 400, 'validation_failed', /boot.disk/);
+    await expectError(
+      await post({ ...kernelVm('bad1'), boot: { kernel: '/nonexistent/vmlinuz' } }),
+      400,
+      'file_not_found',
+      /nonexistent/,
+    );
+    await expectError(
+      await post({ ...kernelVm('bad1'), networks: [{ network: 'nope' }] }),
+      400,
+      'validation_failed',
+      /network "nope"/,
+    );
+    await expectError(
+      await post({ ...kernelVm('bad1'), boot: { disk: 3 } }),
+      400,
+      'validation_failed',
+      /boot.disk/,
+    );
     const tooMuch = Math.ceil(totalmem() / 1024 ** 2) + 1024;
-    await expectError(await post({ ...kernelVm('bad1'), memoryMiB: tooMuch }), 422, 'insufficient_resources', /MiB/);
+    await expectError(
+      await post({ ...kernelVm('bad1'), memoryMiB: tooMuch }),
+      422,
+      'insufficient_resources',
+      /MiB/,
+    );
     expect(await d.api.request<unknown[]>('GET', '/api/v1/vms')).toEqual([]);
     expect(disks()).toEqual([]);
   });
@@ -62,13 +92,28 @@ describe('bad input and faults: clear errors, nothing left behind', () => {
       const res = await fetch(`${d.url}${path}`, { method, headers: { authorization: `Bearer ${d.token}` } });
       await expectError(res, 404, 'not_found', /ghost/);
     }
-    await expectError(await fetch(`${d.url}/api/v1/vms/dup/pause`, { method: 'POST', headers: { authorization: `Bearer ${d.token}` } }), 409, 'invalid_state');
+    await expectError(
+      await fetch(`${d.url}/api/v1/vms/dup/pause`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${d.token}` },
+      }),
+      409,
+      'invalid_state',
+    );
     await expectError(await fetch(`${d.url}/api/v1/vms`), 401, 'unauthenticated');
-    await expectError(await fetch(`${d.url}/api/v1/vms`, { headers: { authorization: 'Bearer wrong' } }), 401, 'unauthenticated');
+    await expectError(
+      await fetch(`${d.url}/api/v1/vms`, { headers: { authorization: 'Bearer wrong' } }),
+      401,
+      'unauthenticated',
+    );
     await expectError(await fetch(`${d.url}/metrics`), 401, 'unauthenticated');
     expect((await fetch(`${d.url}/api/v1/health`)).status).toBe(200);
-    const doc = (await (await fetch(`${d.url}/api/v1/openapi.json`)).json()) as { paths: Record<string, unknown> };
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/api/v1/vms', '/api/v1/vms/{id}/start', '/api/v1/vms/{id}/snapshots']));
+    const doc = (await (await fetch(`${d.url}/api/v1/openapi.json`)).json()) as {
+      paths: Record<string, unknown>;
+    };
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(['/api/v1/vms', '/api/v1/vms/{id}/start', '/api/v1/vms/{id}/snapshots']),
+    );
     await d.api.request('DELETE', '/api/v1/vms/dup');
   });
 
@@ -76,7 +121,10 @@ describe('bad input and faults: clear errors, nothing left behind', () => {
     const vm = await createVm(d.api, kernelVm('corrupt'));
     // Wreck the disk image: QEMU refuses to open it.
     writeFileSync(join(d.dataDir, 'pools', 'local', 'disks', vm.disks[0]!.volume), 'not a qcow2 image');
-    await expect(vmAction(d.api, 'corrupt', 'start')).rejects.toMatchObject({ code: 'hypervisor_error', message: expect.stringMatching(/qcow2|format|disk0/i) });
+    await expect(vmAction(d.api, 'corrupt', 'start')).rejects.toMatchObject({
+      code: 'hypervisor_error',
+      message: expect.stringMatching(/qcow2|format|disk0/i),
+    });
     const seen = await getVm(d.api, 'corrupt');
     expect(seen.state).toBe('error');
     expect(seen.reason).toMatch(/qcow2|format|disk0/i);

@@ -39,7 +39,18 @@ describe('images, and the newcomer path through the CLI', () => {
 
   it('boots a VM from the registered demo ISO with the CLI and shows its console', async () => {
     expect(await nf('image', 'list')).toMatch(/demo\s+iso/);
-    const created = await nf('vm', 'create', 'demo1', '--memory', '256', '--cdrom', 'demo', '--disk', '1', '--start');
+    const created = await nf(
+      'vm',
+      'create',
+      'demo1',
+      '--memory',
+      '256',
+      '--cdrom',
+      'demo',
+      '--disk',
+      '1',
+      '--start',
+    );
     expect(created).toMatch(/State:\s+running/);
     await waitFor(async () => (await nf('vm', 'console-log', 'demo1')).includes(BOOTED), {
       timeoutMs: 90_000,
@@ -55,7 +66,10 @@ describe('images, and the newcomer path through the CLI', () => {
     await nf('vm', 'stop', 'demo1', '--force');
     await nf('vm', 'delete', 'demo1');
     // A CLI error is a clear message and a non-zero exit.
-    await expect(nf('vm', 'show', 'demo1')).rejects.toMatchObject({ code: 1, stderr: expect.stringMatching(/not_found/) });
+    await expect(nf('vm', 'show', 'demo1')).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(/not_found/),
+    });
   });
 
   it('uploads with checksum checks, clones a disk image copy-on-write, refuses unsafe images', async () => {
@@ -78,17 +92,36 @@ describe('images, and the newcomer path through the CLI', () => {
 
     const ok = await upload(`name=tpl&sha256=${sha}`);
     expect(ok.status).toBe(201);
-    expect(await ok.json()).toMatchObject({ name: 'tpl', kind: 'disk', format: 'raw', sha256: sha, sizeBytes: raw.length });
+    expect(await ok.json()).toMatchObject({
+      name: 'tpl',
+      kind: 'disk',
+      format: 'raw',
+      sha256: sha,
+      sizeBytes: raw.length,
+    });
     expect((await upload('name=tpl')).status).toBe(409);
 
     const vm = await createVm(d.api, kernelVm('clone1', { disks: [{ image: 'tpl' }], start: true }));
     await waitConsole(d.api, vm.id, new RegExp(BOOTED));
-    expect((await guestRun(d.api, d.dataDir, vm.id, 'dd if=/dev/vda bs=512 count=1 2>/dev/null | head -n1')).trim()).toBe('TEMPLATE-MARKER');
-    await guestRun(d.api, d.dataDir, vm.id, 'echo CHANGED-IN-VM | dd of=/dev/vda bs=512 count=1 conv=sync 2>/dev/null; sync');
+    expect(
+      (
+        await guestRun(d.api, d.dataDir, vm.id, 'dd if=/dev/vda bs=512 count=1 2>/dev/null | head -n1')
+      ).trim(),
+    ).toBe('TEMPLATE-MARKER');
+    await guestRun(
+      d.api,
+      d.dataDir,
+      vm.id,
+      'echo CHANGED-IN-VM | dd of=/dev/vda bs=512 count=1 conv=sync 2>/dev/null; sync',
+    );
     await d.api.request('POST', `/api/v1/vms/${vm.id}/stop?force=true`);
     // Copy-on-write: the template itself is untouched.
     const tpl = (await d.api.request<{ id: string }>('GET', '/api/v1/images/tpl')).id;
-    expect(readFileSync(join(imagesDir, `${tpl}.raw`)).subarray(0, 15).toString('latin1')).toBe('TEMPLATE-MARKER');
+    expect(
+      readFileSync(join(imagesDir, `${tpl}.raw`))
+        .subarray(0, 15)
+        .toString('latin1'),
+    ).toBe('TEMPLATE-MARKER');
     await expect(d.api.request('DELETE', '/api/v1/images/tpl')).rejects.toMatchObject({ code: 'in_use' });
     await d.api.request('DELETE', '/api/v1/vms/clone1');
     await d.api.request('DELETE', '/api/v1/images/tpl');
@@ -96,13 +129,19 @@ describe('images, and the newcomer path through the CLI', () => {
     // A qcow2 pointing at a host file as its backing file would leak that file into a VM.
     const evil = join(work, 'evil.qcow2');
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', '/etc/hostname', '-F', 'raw', evil]);
-    await expect(d.api.request('POST', '/api/v1/images/import', { name: 'evil', path: evil })).rejects.toMatchObject({
+    await expect(
+      d.api.request('POST', '/api/v1/images/import', { name: 'evil', path: evil }),
+    ).rejects.toMatchObject({
       code: 'validation_failed',
       message: expect.stringMatching(/backing file/),
     });
-    await expect(d.api.request('POST', '/api/v1/images/import', { name: 'ghost', path: '/nonexistent.iso' })).rejects.toMatchObject({ code: 'file_not_found' });
+    await expect(
+      d.api.request('POST', '/api/v1/images/import', { name: 'ghost', path: '/nonexistent.iso' }),
+    ).rejects.toMatchObject({ code: 'file_not_found' });
     writeFileSync(join(work, 'empty.img'), '');
-    await expect(d.api.request('POST', '/api/v1/images/import', { name: 'empty', path: join(work, 'empty.img') })).rejects.toMatchObject({ code: 'validation_failed' });
+    await expect(
+      d.api.request('POST', '/api/v1/images/import', { name: 'empty', path: join(work, 'empty.img') }),
+    ).rejects.toMatchObject({ code: 'validation_failed' });
     expect(readdirSync(imagesDir).sort()).toEqual(before);
   });
 });

@@ -31,7 +31,9 @@ describe('VM lifecycle on one host', () => {
     await waitConsole(d.api, vm.id, /NEUROFLOW-TEST-GUEST: ip=10\.0\.2\.15/);
     // What the guest sees matches the spec: 2 vCPUs, one virtio disk of 1 GiB.
     expect((await guestRun(d.api, d.dataDir, vm.id, 'grep -c ^processor /proc/cpuinfo')).trim()).toBe('2');
-    expect((await guestRun(d.api, d.dataDir, vm.id, 'cat /sys/block/vda/size')).trim()).toBe(String(2 * 1024 * 1024));
+    expect((await guestRun(d.api, d.dataDir, vm.id, 'cat /sys/block/vda/size')).trim()).toBe(
+      String(2 * 1024 * 1024),
+    );
 
     await expect(vmAction(d.api, 'life1', 'start')).rejects.toMatchObject({ code: 'invalid_state' });
 
@@ -61,7 +63,9 @@ describe('VM lifecycle on one host', () => {
   it('force-stops at once and deletes a running VM only with force', async () => {
     const vm = await createVm(d.api, kernelVm('life2', { start: true }));
     expect(vm.state).toBe('running');
-    await expect(d.api.request('DELETE', '/api/v1/vms/life2')).rejects.toMatchObject({ code: 'invalid_state' });
+    await expect(d.api.request('DELETE', '/api/v1/vms/life2')).rejects.toMatchObject({
+      code: 'invalid_state',
+    });
     const stopped = await vmAction(d.api, 'life2', 'stop', '?force=true');
     expect(stopped.state).toBe('stopped');
     expect(pidAlive(vm.pid!)).toBe(false);
@@ -78,17 +82,24 @@ describe('VM lifecycle on one host', () => {
     // The guest halts on its own: the typed poweroff never prints its end marker, so wait on state.
     const { typeOnSerial } = await import('../harness/serial');
     await typeOnSerial(d.dataDir, vm.id, 'poweroff -f');
-    await waitFor(async () => (await getVm(d.api, 'life3')).state === 'stopped', { timeoutMs: 30_000, what: 'life3 stopped' });
+    await waitFor(async () => (await getVm(d.api, 'life3')).state === 'stopped', {
+      timeoutMs: 30_000,
+      what: 'life3 stopped',
+    });
     expect((await getVm(d.api, 'life3')).reason).toBeUndefined();
 
-    const nodes = await d.api.request<{ name: string; accelerator: string; qemuVersion: string; state: string }[]>('GET', '/api/v1/nodes');
+    const nodes = await d.api.request<
+      { name: string; accelerator: string; qemuVersion: string; state: string }[]
+    >('GET', '/api/v1/nodes');
     expect(nodes).toHaveLength(1);
     expect(nodes[0]).toMatchObject({ accelerator: 'tcg', state: 'ready' });
     expect(nodes[0]!.qemuVersion).toMatch(/^\d+\.\d+/);
 
     const tasks = await d.api.request<{ type: string; status: string }[]>('GET', '/api/v1/tasks');
     expect(tasks.some((t) => t.type === 'vm.create' && t.status === 'ok')).toBe(true);
-    const metrics = await fetch(`${d.url}/metrics`, { headers: { authorization: `Bearer ${d.token}` } }).then((r) => r.text());
+    const metrics = await fetch(`${d.url}/metrics`, { headers: { authorization: `Bearer ${d.token}` } }).then(
+      (r) => r.text(),
+    );
     expect(metrics).toMatch(/neuroflow_vms\{state="stopped"\} \d+/);
     expect(metrics).toContain('neuroflow_api_requests_total');
   });

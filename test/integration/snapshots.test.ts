@@ -5,7 +5,8 @@ import { guestRun, waitConsole } from '../harness/serial';
 import { createVm, getVm, kernelVm, vmAction } from '../harness/vms';
 
 /** Writes a marker into the first sector of the raw disk and syncs it. */
-const write = (marker: string) => `echo ${marker} | dd of=/dev/vda bs=512 count=1 conv=sync 2>/dev/null; sync`;
+const write = (marker: string) =>
+  `echo ${marker} | dd of=/dev/vda bs=512 count=1 conv=sync 2>/dev/null; sync`;
 const read = 'dd if=/dev/vda bs=512 count=1 2>/dev/null | head -n1';
 
 describe('snapshots keep the disk state exactly', () => {
@@ -27,13 +28,21 @@ describe('snapshots keep the disk state exactly', () => {
     await guestRun(d.api, d.dataDir, vm.id, write('MARKER-BEFORE'));
     expect((await guestRun(d.api, d.dataDir, vm.id, read)).trim()).toBe('MARKER-BEFORE');
 
-    await d.api.request('POST', '/api/v1/vms/snap1/snapshots', { name: 'live', description: 'while running' });
-    const snaps = await d.api.request<{ name: string; vmState: string }[]>('GET', '/api/v1/vms/snap1/snapshots');
+    await d.api.request('POST', '/api/v1/vms/snap1/snapshots', {
+      name: 'live',
+      description: 'while running',
+    });
+    const snaps = await d.api.request<{ name: string; vmState: string }[]>(
+      'GET',
+      '/api/v1/vms/snap1/snapshots',
+    );
     expect(snaps).toEqual([expect.objectContaining({ name: 'live', vmState: 'running' })]);
 
     await guestRun(d.api, d.dataDir, vm.id, write('MARKER-AFTER'));
     // Revert needs the disks free.
-    await expect(d.api.request('POST', '/api/v1/vms/snap1/snapshots/live/revert')).rejects.toMatchObject({ code: 'invalid_state' });
+    await expect(d.api.request('POST', '/api/v1/vms/snap1/snapshots/live/revert')).rejects.toMatchObject({
+      code: 'invalid_state',
+    });
     await vmAction(d.api, 'snap1', 'stop', '?force=true');
     await d.api.request('POST', '/api/v1/vms/snap1/snapshots/live/revert');
 
@@ -50,9 +59,15 @@ describe('snapshots keep the disk state exactly', () => {
     await vmAction(d.api, 'snap2', 'stop', '?force=true');
 
     await d.api.request('POST', '/api/v1/vms/snap2/snapshots', { name: 'cold' });
-    expect((await getVm(d.api, 'snap2')).snapshots).toEqual([expect.objectContaining({ name: 'cold', vmState: 'stopped' })]);
-    await expect(d.api.request('POST', '/api/v1/vms/snap2/snapshots', { name: 'cold' })).rejects.toMatchObject({ code: 'already_exists' });
-    await expect(d.api.request('POST', '/api/v1/vms/snap2/snapshots/nope/revert')).rejects.toMatchObject({ code: 'not_found' });
+    expect((await getVm(d.api, 'snap2')).snapshots).toEqual([
+      expect.objectContaining({ name: 'cold', vmState: 'stopped' }),
+    ]);
+    await expect(
+      d.api.request('POST', '/api/v1/vms/snap2/snapshots', { name: 'cold' }),
+    ).rejects.toMatchObject({ code: 'already_exists' });
+    await expect(d.api.request('POST', '/api/v1/vms/snap2/snapshots/nope/revert')).rejects.toMatchObject({
+      code: 'not_found',
+    });
 
     await vmAction(d.api, 'snap2', 'start');
     await boot(vm.id, 2);

@@ -1,8 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { NfError } from '../../errors';
-import { newRouter } from '../router';
 import type { ApiContext } from '../context';
 import { errors, json } from '../openapi';
+import { newRouter } from '../router';
 import { IdParam, ImageSchema, ImportImageBody, UploadImageQuery } from '../schemas';
 
 const TAG = ['Images'];
@@ -15,11 +15,24 @@ function view(img: { file?: string } & z.infer<typeof ImageSchema>) {
 export function imageRoutes(ctx: ApiContext) {
   const r = newRouter();
   r.openapi(
-    createRoute({ method: 'get', path: '/', tags: TAG, summary: 'List images', responses: { 200: json(z.array(ImageSchema), 'Images'), ...errors } }),
+    createRoute({
+      method: 'get',
+      path: '/',
+      tags: TAG,
+      summary: 'List images',
+      responses: { 200: json(z.array(ImageSchema), 'Images'), ...errors },
+    }),
     async (c) => c.json((await ctx.images.list()).map(view), 200),
   );
   r.openapi(
-    createRoute({ method: 'get', path: '/{id}', tags: TAG, summary: 'Get an image', request: { params: IdParam }, responses: { 200: json(ImageSchema, 'Image'), ...errors } }),
+    createRoute({
+      method: 'get',
+      path: '/{id}',
+      tags: TAG,
+      summary: 'Get an image',
+      request: { params: IdParam },
+      responses: { 200: json(ImageSchema, 'Image'), ...errors },
+    }),
     async (c) => c.json(view((await ctx.images.find(c.req.valid('param').id)).value), 200),
   );
   r.openapi(
@@ -45,7 +58,10 @@ export function imageRoutes(ctx: ApiContext) {
       summary: 'Upload an ISO or disk image (raw request body, streamed; optional sha256 is verified)',
       request: {
         query: UploadImageQuery,
-        body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } }, required: true },
+        body: {
+          content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } },
+          required: true,
+        },
       },
       responses: { 201: json(ImageSchema, 'Uploaded'), 413: json(z.object({}), 'Too large'), ...errors },
     }),
@@ -60,7 +76,14 @@ export function imageRoutes(ctx: ApiContext) {
     },
   );
   r.openapi(
-    createRoute({ method: 'delete', path: '/{id}', tags: TAG, summary: 'Delete an image (refused while a VM uses it)', request: { params: IdParam }, responses: { 204: { description: 'Deleted' }, ...errors } }),
+    createRoute({
+      method: 'delete',
+      path: '/{id}',
+      tags: TAG,
+      summary: 'Delete an image (refused while a VM uses it)',
+      request: { params: IdParam },
+      responses: { 204: { description: 'Deleted' }, ...errors },
+    }),
     async (c) => {
       const { id } = c.req.valid('param');
       await ctx.tasks.run('image.delete', id, c.get('user'), () => ctx.images.delete(id));

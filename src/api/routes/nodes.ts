@@ -1,13 +1,19 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { newRouter } from '../router';
 import type { ApiContext } from '../context';
 import { errors, json } from '../openapi';
+import { newRouter } from '../router';
 import { NodeSchema } from '../schemas';
 
 export function nodeRoutes(ctx: ApiContext) {
   const r = newRouter();
   r.openapi(
-    createRoute({ method: 'get', path: '/', tags: ['Nodes'], summary: 'List hosts', responses: { 200: json(z.array(NodeSchema), 'Hosts'), ...errors } }),
+    createRoute({
+      method: 'get',
+      path: '/',
+      tags: ['Nodes'],
+      summary: 'List hosts',
+      responses: { 200: json(z.array(NodeSchema), 'Hosts'), ...errors },
+    }),
     async (c) => {
       const info = await ctx.node.info();
       const vms = await ctx.vms.list();

@@ -1,8 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { newRouter } from '../router';
 import { requireToken } from '../auth';
 import type { ApiContext } from '../context';
 import { registry, renderMetrics } from '../metrics';
+import { newRouter } from '../router';
 
 export function systemRoutes(ctx: ApiContext) {
   const r = newRouter();
@@ -13,7 +13,14 @@ export function systemRoutes(ctx: ApiContext) {
       summary: 'Liveness and etcd reachability (no token needed)',
       security: [],
       responses: {
-        200: { description: 'healthy', content: { 'application/json': { schema: z.object({ status: z.string(), etcd: z.boolean(), version: z.string() }) } } },
+        200: {
+          description: 'healthy',
+          content: {
+            'application/json': {
+              schema: z.object({ status: z.string(), etcd: z.boolean(), version: z.string() }),
+            },
+          },
+        },
       },
     }),
     async (c) => c.json({ status: 'ok', etcd: await ctx.store.ping(), version: ctx.version }, 200),

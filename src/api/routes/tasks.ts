@@ -1,8 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { NfError } from '../../errors';
-import { newRouter } from '../router';
 import type { ApiContext } from '../context';
 import { errors, json } from '../openapi';
+import { newRouter } from '../router';
 import { TaskSchema } from '../schemas';
 
 export function taskRoutes(ctx: ApiContext) {

@@ -1,14 +1,27 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { newRouter } from '../router';
 import type { ApiContext } from '../context';
 import { errors, json } from '../openapi';
-import { CreateSnapshotBody, CreateVmBody, ForceQuery, IdParam, SnapshotParams, SnapshotSchema, StopQuery, VmSchema } from '../schemas';
+import { newRouter } from '../router';
+import {
+  CreateSnapshotBody,
+  CreateVmBody,
+  ForceQuery,
+  IdParam,
+  SnapshotParams,
+  SnapshotSchema,
+  StopQuery,
+  VmSchema,
+} from '../schemas';
 
 const TAG = ['VMs'];
-const body = <T extends z.ZodType>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
+const body = <T extends z.ZodType>(schema: T) => ({
+  body: { content: { 'application/json': { schema } }, required: true },
+});
 
 function stopOpts(q: { force?: string; timeoutSec?: number }) {
-  return q.timeoutSec === undefined ? { force: q.force === 'true' } : { force: q.force === 'true', timeoutMs: q.timeoutSec * 1000 };
+  return q.timeoutSec === undefined
+    ? { force: q.force === 'true' }
+    : { force: q.force === 'true', timeoutMs: q.timeoutSec * 1000 };
 }
 
 export function vmRoutes(ctx: ApiContext) {
@@ -16,12 +29,25 @@ export function vmRoutes(ctx: ApiContext) {
   const { vms, actions, tasks } = ctx;
 
   r.openapi(
-    createRoute({ method: 'get', path: '/', tags: TAG, summary: 'List VMs', responses: { 200: json(z.array(VmSchema), 'VMs'), ...errors } }),
+    createRoute({
+      method: 'get',
+      path: '/',
+      tags: TAG,
+      summary: 'List VMs',
+      responses: { 200: json(z.array(VmSchema), 'VMs'), ...errors },
+    }),
     async (c) => c.json(await vms.list(), 200),
   );
 
   r.openapi(
-    createRoute({ method: 'post', path: '/', tags: TAG, summary: 'Create a VM', request: body(CreateVmBody), responses: { 201: json(VmSchema, 'Created'), ...errors } }),
+    createRoute({
+      method: 'post',
+      path: '/',
+      tags: TAG,
+      summary: 'Create a VM',
+      request: body(CreateVmBody),
+      responses: { 201: json(VmSchema, 'Created'), ...errors },
+    }),
     async (c) => {
       const input = c.req.valid('json');
       const vm = await tasks.run('vm.create', input.name, c.get('user'), async () => {
@@ -33,7 +59,14 @@ export function vmRoutes(ctx: ApiContext) {
   );
 
   r.openapi(
-    createRoute({ method: 'get', path: '/{id}', tags: TAG, summary: 'Get a VM by id or name', request: { params: IdParam }, responses: { 200: json(VmSchema, 'The VM'), ...errors } }),
+    createRoute({
+      method: 'get',
+      path: '/{id}',
+      tags: TAG,
+      summary: 'Get a VM by id or name',
+      request: { params: IdParam },
+      responses: { 200: json(VmSchema, 'The VM'), ...errors },
+    }),
     async (c) => c.json(await vms.get(c.req.valid('param').id), 200),
   );
 
@@ -48,7 +81,9 @@ export function vmRoutes(ctx: ApiContext) {
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      await tasks.run('vm.delete', id, c.get('user'), () => vms.delete(id, c.req.valid('query').force === 'true'));
+      await tasks.run('vm.delete', id, c.get('user'), () =>
+        vms.delete(id, c.req.valid('query').force === 'true'),
+      );
       return c.body(null, 204);
     },
   );
@@ -61,7 +96,14 @@ export function vmRoutes(ctx: ApiContext) {
   ] as const;
   for (const [verb, summary, run] of simple) {
     r.openapi(
-      createRoute({ method: 'post', path: `/{id}/${verb}`, tags: TAG, summary, request: { params: IdParam }, responses: { 200: json(VmSchema, 'The VM afterwards'), ...errors } }),
+      createRoute({
+        method: 'post',
+        path: `/{id}/${verb}`,
+        tags: TAG,
+        summary,
+        request: { params: IdParam },
+        responses: { 200: json(VmSchema, 'The VM afterwards'), ...errors },
+      }),
       async (c) => {
         const { id } = c.req.valid('param');
         return c.json(await tasks.run(`vm.${verb}`, id, c.get('user'), () => run(id)), 200);
@@ -70,12 +112,27 @@ export function vmRoutes(ctx: ApiContext) {
   }
 
   const graceful = [
-    ['stop', 'Shut down: ACPI first, forced after timeoutSec (default 60); force=true pulls the plug', (id: string, o: ReturnType<typeof stopOpts>) => actions.stop(id, o)],
-    ['reboot', 'Reboot: clean shutdown, then start again', (id: string, o: ReturnType<typeof stopOpts>) => actions.reboot(id, o)],
+    [
+      'stop',
+      'Shut down: ACPI first, forced after timeoutSec (default 60); force=true pulls the plug',
+      (id: string, o: ReturnType<typeof stopOpts>) => actions.stop(id, o),
+    ],
+    [
+      'reboot',
+      'Reboot: clean shutdown, then start again',
+      (id: string, o: ReturnType<typeof stopOpts>) => actions.reboot(id, o),
+    ],
   ] as const;
   for (const [verb, summary, run] of graceful) {
     r.openapi(
-      createRoute({ method: 'post', path: `/{id}/${verb}`, tags: TAG, summary, request: { params: IdParam, query: StopQuery }, responses: { 200: json(VmSchema, 'The VM afterwards'), ...errors } }),
+      createRoute({
+        method: 'post',
+        path: `/{id}/${verb}`,
+        tags: TAG,
+        summary,
+        request: { params: IdParam, query: StopQuery },
+        responses: { 200: json(VmSchema, 'The VM afterwards'), ...errors },
+      }),
       async (c) => {
         const { id } = c.req.valid('param');
         const opts = stopOpts(c.req.valid('query'));
@@ -91,7 +148,10 @@ export function vmRoutes(ctx: ApiContext) {
       tags: TAG,
       summary: 'Serial console output (last 256 KiB)',
       request: { params: IdParam },
-      responses: { 200: { description: 'text', content: { 'text/plain': { schema: z.string() } } }, ...errors },
+      responses: {
+        200: { description: 'text', content: { 'text/plain': { schema: z.string() } } },
+        ...errors,
+      },
     }),
     async (c) => {
       const vm = await vms.find(c.req.valid('param').id);
@@ -100,7 +160,14 @@ export function vmRoutes(ctx: ApiContext) {
   );
 
   r.openapi(
-    createRoute({ method: 'get', path: '/{id}/snapshots', tags: TAG, summary: 'List snapshots', request: { params: IdParam }, responses: { 200: json(z.array(SnapshotSchema), 'Snapshots'), ...errors } }),
+    createRoute({
+      method: 'get',
+      path: '/{id}/snapshots',
+      tags: TAG,
+      summary: 'List snapshots',
+      request: { params: IdParam },
+      responses: { 200: json(z.array(SnapshotSchema), 'Snapshots'), ...errors },
+    }),
     async (c) => c.json((await vms.get(c.req.valid('param').id)).snapshots, 200),
   );
 
@@ -116,15 +183,32 @@ export function vmRoutes(ctx: ApiContext) {
     async (c) => {
       const { id } = c.req.valid('param');
       const b = c.req.valid('json');
-      return c.json(await tasks.run('vm.snapshot', `${id}@${b.name}`, c.get('user'), () => actions.snapshotCreate(id, b.name, b.description)), 201);
+      return c.json(
+        await tasks.run('vm.snapshot', `${id}@${b.name}`, c.get('user'), () =>
+          actions.snapshotCreate(id, b.name, b.description),
+        ),
+        201,
+      );
     },
   );
 
   r.openapi(
-    createRoute({ method: 'delete', path: '/{id}/snapshots/{snap}', tags: TAG, summary: 'Delete a snapshot', request: { params: SnapshotParams }, responses: { 200: json(VmSchema, 'The VM'), ...errors } }),
+    createRoute({
+      method: 'delete',
+      path: '/{id}/snapshots/{snap}',
+      tags: TAG,
+      summary: 'Delete a snapshot',
+      request: { params: SnapshotParams },
+      responses: { 200: json(VmSchema, 'The VM'), ...errors },
+    }),
     async (c) => {
       const { id, snap } = c.req.valid('param');
-      return c.json(await tasks.run('vm.snapshot.delete', `${id}@${snap}`, c.get('user'), () => actions.snapshotDelete(id, snap)), 200);
+      return c.json(
+        await tasks.run('vm.snapshot.delete', `${id}@${snap}`, c.get('user'), () =>
+          actions.snapshotDelete(id, snap),
+        ),
+        200,
+      );
     },
   );
 
@@ -139,7 +223,12 @@ export function vmRoutes(ctx: ApiContext) {
     }),
     async (c) => {
       const { id, snap } = c.req.valid('param');
-      return c.json(await tasks.run('vm.snapshot.revert', `${id}@${snap}`, c.get('user'), () => actions.snapshotRevert(id, snap)), 200);
+      return c.json(
+        await tasks.run('vm.snapshot.revert', `${id}@${snap}`, c.get('user'), () =>
+          actions.snapshotRevert(id, snap),
+        ),
+        200,
+      );
     },
   );
   return r;

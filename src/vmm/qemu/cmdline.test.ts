@@ -18,12 +18,23 @@ const base: VmRunSpec = {
     { id: 'disk1', path: '/pool/disks/vm-1-disk1.qcow2', format: 'qcow2' },
   ],
   nics: [{ id: 'net0', network: 'default', type: 'nat', mac: '52:54:00:aa:bb:cc' }],
-  boot: { kind: 'kernel', kernel: '/boot/vmlinux', initrd: '/boot/initrd.img', cmdline: 'console=ttyS0 quiet' },
+  boot: {
+    kind: 'kernel',
+    kernel: '/boot/vmlinux',
+    initrd: '/boot/initrd.img',
+    cmdline: 'console=ttyS0 quiet',
+  },
 };
 
 const cases: Record<string, VmRunSpec> = {
   'kernel-two-disks': base,
-  'cdrom-pc': { ...base, machine: 'pc', disks: [base.disks[0]!], cdrom: { path: '/pool/images/x.iso' }, boot: { kind: 'cdrom' } },
+  'cdrom-pc': {
+    ...base,
+    machine: 'pc',
+    disks: [base.disks[0]!],
+    cdrom: { path: '/pool/images/x.iso' },
+    boot: { kind: 'cdrom' },
+  },
   'disk-boot-kvm': { ...base, nics: [], boot: { kind: 'disk', index: 1 } },
 };
 
@@ -31,7 +42,9 @@ const cases: Record<string, VmRunSpec> = {
 describe('QEMU command line', () => {
   for (const [name, spec] of Object.entries(cases)) {
     it(`renders ${name}`, () => {
-      const argv = renderArgv(buildQemuConfig(spec, paths, name.includes('kvm') ? { ...host, accel: 'kvm' } : host));
+      const argv = renderArgv(
+        buildQemuConfig(spec, paths, name.includes('kvm') ? { ...host, accel: 'kvm' } : host),
+      );
       const file = join(import.meta.dirname, 'testdata', `${name}.golden`);
       const text = `${argv.join('\n')}\n`;
       if (process.env.UPDATE_GOLDEN || !existsSync(file)) writeFileSync(file, text);

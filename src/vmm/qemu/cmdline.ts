@@ -7,7 +7,10 @@ import type { Accelerator, VmRunSpec } from '../types';
  * quoting rules live here and the golden tests pin the exact result.
  */
 
-export type OptionValue = string | Record<string, string | number | boolean> | { json: Record<string, unknown> };
+export type OptionValue =
+  | string
+  | Record<string, string | number | boolean>
+  | { json: Record<string, unknown> };
 export interface QemuOption {
   flag: string;
   value?: OptionValue;
@@ -113,7 +116,13 @@ export function buildQemuConfig(
       },
     });
     add('-blockdev', {
-      json: { driver: disk.format, file: `${disk.id}-file`, 'node-name': disk.id, 'read-only': disk.readOnly ?? false, discard: 'unmap' },
+      json: {
+        driver: disk.format,
+        file: `${disk.id}-file`,
+        'node-name': disk.id,
+        'read-only': disk.readOnly ?? false,
+        discard: 'unmap',
+      },
     });
     const dev: Record<string, unknown> = { driver: 'virtio-blk-pci', drive: disk.id, id: `${disk.id}-dev` };
     if (spec.boot.kind === 'disk' && spec.boot.index === index) dev.bootindex = 1;

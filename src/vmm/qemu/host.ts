@@ -2,9 +2,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../../util/fs';
 import { createLogger } from '../../util/log';
 import { waitFor } from '../../util/wait';
-import { writeFileAtomic } from '../../util/fs';
 import type { Accelerator } from '../types';
 
 const log = createLogger('accel');
@@ -28,7 +28,9 @@ export function qemuVersion(binary = qemuBinary()): string | undefined {
 function probeKernel(): string | undefined {
   if (process.env.NEUROFLOW_PROBE_KERNEL) return process.env.NEUROFLOW_PROBE_KERNEL;
   try {
-    const kernels = readdirSync('/boot').filter((f) => f.startsWith('vmlinuz-')).sort();
+    const kernels = readdirSync('/boot')
+      .filter((f) => f.startsWith('vmlinuz-'))
+      .sort();
     const last = kernels.at(-1);
     return last ? join('/boot', last) : undefined;
   } catch {
@@ -42,7 +44,8 @@ function probeKernel(): string | undefined {
  */
 export async function chooseAccelerator(binary = qemuBinary(), timeoutMs = 8000): Promise<AccelChoice> {
   const forced = process.env.NEUROFLOW_ACCEL;
-  if (forced === 'tcg' || forced === 'kvm') return { accel: forced, reason: `set by NEUROFLOW_ACCEL=${forced}` };
+  if (forced === 'tcg' || forced === 'kvm')
+    return { accel: forced, reason: `set by NEUROFLOW_ACCEL=${forced}` };
   try {
     accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
   } catch {
@@ -53,9 +56,25 @@ export async function chooseAccelerator(binary = qemuBinary(), timeoutMs = 8000)
   const dir = mkdtempSync(join(tmpdir(), 'nf-kvm-probe-'));
   const serial = join(dir, 'serial.log');
   const args = [
-    '-machine', 'pc', '-accel', 'kvm', '-cpu', 'host', '-m', '256', '-nodefaults', '-no-user-config',
-    '-display', 'none', '-no-reboot', '-serial', `file:${serial}`,
-    '-kernel', kernel, '-append', 'console=ttyS0 panic=-1 root=/dev/nonexistent',
+    '-machine',
+    'pc',
+    '-accel',
+    'kvm',
+    '-cpu',
+    'host',
+    '-m',
+    '256',
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-no-reboot',
+    '-serial',
+    `file:${serial}`,
+    '-kernel',
+    kernel,
+    '-append',
+    'console=ttyS0 panic=-1 root=/dev/nonexistent',
   ];
   const child = spawn(binary, args, { stdio: 'ignore' });
   let exited = false;
@@ -84,7 +103,10 @@ export async function chooseAccelerator(binary = qemuBinary(), timeoutMs = 8000)
     log.info('KVM probe finished', { ok, ms });
     return ok
       ? { accel: 'kvm', reason: `KVM probe booted a kernel in ${ms} ms` }
-      : { accel: 'tcg', reason: `KVM probe guest did not reach its kernel panic within ${timeoutMs} ms (nested virtualisation?)` };
+      : {
+          accel: 'tcg',
+          reason: `KVM probe guest did not reach its kernel panic within ${timeoutMs} ms (nested virtualisation?)`,
+        };
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
@@ -95,7 +117,10 @@ export async function chooseAccelerator(binary = qemuBinary(), timeoutMs = 8000)
  * The probe costs seconds when KVM hangs, so its answer is kept for this boot of the host and this QEMU
  * (a reboot or an upgrade may change it).
  */
-export async function chooseAcceleratorCached(cacheFile: string, binary = qemuBinary()): Promise<AccelChoice> {
+export async function chooseAcceleratorCached(
+  cacheFile: string,
+  binary = qemuBinary(),
+): Promise<AccelChoice> {
   if (process.env.NEUROFLOW_ACCEL) return chooseAccelerator(binary);
   let bootId = '';
   try {
@@ -104,7 +129,8 @@ export async function chooseAcceleratorCached(cacheFile: string, binary = qemuBi
   const key = `${bootId}|${qemuVersion(binary) ?? ''}`;
   try {
     const saved = JSON.parse(readFileSync(cacheFile, 'utf8')) as AccelChoice & { key: string };
-    if (saved.key === key) return { accel: saved.accel, reason: `${saved.reason} (probed earlier this boot)` };
+    if (saved.key === key)
+      return { accel: saved.accel, reason: `${saved.reason} (probed earlier this boot)` };
   } catch {}
   const choice = await chooseAccelerator(binary);
   await writeFileAtomic(cacheFile, JSON.stringify({ ...choice, key }), 0o644);

@@ -5,7 +5,7 @@ import { createLogger } from '../../util/log';
 import { pidAlive } from '../../util/proc';
 import { deferred, waitFor } from '../../util/wait';
 import type { ExitInfo, RuntimeState, VmInstance } from '../types';
-import { QmpClient, QmpError } from './qmp';
+import { type QmpClient, QmpError } from './qmp';
 
 const log = createLogger('qemu');
 
@@ -77,7 +77,8 @@ export class QemuInstance implements VmInstance {
     const st = await this.qmp.execute<{ running: boolean; status: string }>('query-status');
     if (st.running) return 'running';
     if (st.status === 'paused' || st.status === 'prelaunch' || st.status === 'suspended') return 'paused';
-    if (st.status === 'internal-error' || st.status === 'guest-panicked' || st.status === 'io-error') return 'error';
+    if (st.status === 'internal-error' || st.status === 'guest-panicked' || st.status === 'io-error')
+      return 'error';
     return 'paused';
   }
 
@@ -114,7 +115,10 @@ export class QemuInstance implements VmInstance {
 
   async snapshotDisks(name: string, diskIds: string[]): Promise<void> {
     // One transaction: every disk gets the snapshot at the same instant, or none does.
-    const actions = diskIds.map((device) => ({ type: 'blockdev-snapshot-internal-sync', data: { device, name } }));
+    const actions = diskIds.map((device) => ({
+      type: 'blockdev-snapshot-internal-sync',
+      data: { device, name },
+    }));
     await this.exec('transaction', { actions });
   }
 
@@ -138,8 +142,12 @@ export class QemuInstance implements VmInstance {
     try {
       return await this.qmp.execute(command, args, { timeoutMs: 30_000 });
     } catch (err) {
-      if (err instanceof QmpError) throw new NfError('hypervisor_error', `QEMU refused ${command}: ${err.desc}`);
-      throw new NfError('unavailable', `QEMU monitor of VM ${this.id} failed during ${command}: ${(err as Error).message}`);
+      if (err instanceof QmpError)
+        throw new NfError('hypervisor_error', `QEMU refused ${command}: ${err.desc}`);
+      throw new NfError(
+        'unavailable',
+        `QEMU monitor of VM ${this.id} failed during ${command}: ${(err as Error).message}`,
+      );
     }
   }
 }

@@ -1,0 +1,329 @@
+#!/usr/bin/env bash
+# Builds the NeuroFlow test guest: a tiny busybox Linux made from the Debian
+# packages installed on this host (linux-image-amd64, busybox-static, isolinux),
+# booting under QEMU TCG in a few seconds (~2-4 s with -kernel vmlinux). Used
+# by the tests and as the product's demo image.
+#
+# Usage: scripts/build-test-guest.sh [--force]
+#   dir=$(scripts/build-test-guest.sh | tail -1)
+#
+# Output: ${NEUROFLOW_CACHE_DIR:-$HOME/.cache/neuroflow}/test-guest/<hash>/
+#   vmlinux        uncompressed kernel (ELF, PVH entry): qemu -kernel vmlinux
+#   vmlinuz        the distribution bzImage
+#   initrd.img     gzip'd newc cpio: busybox + virtio/ext4/ACPI-button modules
+#   demo.iso       BIOS-bootable (isolinux, hybrid) CD image: vmlinuz + initrd
+#   manifest.json  kernelVersion, recommended cmdline, sha256 of each file
+# <hash> covers this script, scripts/guest/*, the kernel and busybox (versions
+# and contents) and the isolinux/xorriso versions; an existing complete
+# directory is reused as is. Builds go to a temp dir next to it and are
+# renamed into place atomically, so concurrent runs are safe.
+#
+# The last line of stdout is the output directory; all logging goes to stderr.
+# Guest behaviour (markers printed on the serial console, shell on ttyS0,
+# DHCP, ACPI power button) is implemented by the files in scripts/guest/.
+set -euo pipefail
+
+# Recommended kernel command line for "-kernel vmlinux -initrd initrd.img".
+# Boot-time savings under TCG: cryptomgr.notests skips the crypto self-tests
+# (~0.5 s), initcall_blacklist=crypto_kdf108_init skips the one self-test that
+# ignores it (~0.15 s; that initcall only runs the test), mitigations=off ~0.1 s.
+# panic=-1 reboots at once on a panic (QEMU exits if run with -no-reboot).
+KERNEL_CMDLINE="console=ttyS0 panic=-1 quiet cryptomgr.notests initcall_blacklist=crypto_kdf108_init mitigations=off"
+# Command line baked into demo.iso (serial + VGA console; /dev/console is tty0).
+ISO_CMDLINE="console=ttyS0 console=tty0 cryptomgr.notests initcall_blacklist=crypto_kdf108_init"
+
+ISOLINUX_BIN=/usr/lib/ISOLINUX/isolinux.bin
+ISOHYBRID_MBR=/usr/lib/ISOLINUX/isohdpfx.bin
+LDLINUX_C32=/usr/lib/syslinux/modules/bios/ldlinux.c32
+BUSYBOX=/bin/busybox
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SCRIPT_PATH="$SCRIPT_DIR/$(basename "${BASH_SOURCE[0]}")"
+GUEST_DIR="$SCRIPT_DIR/guest"
+
+# Everything but the final path goes to stderr.
+exec 3>&1 1>&2
+
+log() { printf 'build-test-guest: %s\n' "$*" >&2; }
+die() {
+	printf 'build-test-guest: error: %s\n' "$*" >&2
+	exit 1
+}
+
+force=0
+for arg in "$@"; do
+	case "$arg" in
+	--force) force=1 ;;
+	-h | --help)
+		sed -n '2,/^set -euo/p' "$SCRIPT_PATH" | sed '$d; s/^# \{0,1\}//' >&2
+		exit 0
+		;;
+	*) die "unknown argument: $arg (see --help)" ;;
+	esac
+done
+
+need_cmd() { # need_cmd COMMAND DEBIAN-PACKAGE
+	command -v "$1" >/dev/null 2>&1 ||
+		die "'$1' not found; install the Debian package '$2' (apt-get install $2)"
+}
+need_file() { # need_file PATH DEBIAN-PACKAGE
+	[[ -r "$1" ]] ||
+		die "$1 not found; install the Debian package '$2' (apt-get install $2)"
+}
+pkg_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || true; }
+sha256() { sha256sum "$1" | cut -d' ' -f1; }
+
+# --- prerequisites ----------------------------------------------------------
+need_cmd dpkg-query dpkg
+need_cmd sha256sum coreutils
+need_cmd cpio cpio
+need_cmd gzip gzip
+need_cmd xz xz-utils
+need_cmd od coreutils
+need_cmd xorriso xorriso
+need_file "$ISOLINUX_BIN" isolinux
+need_file "$ISOHYBRID_MBR" isolinux
+need_file "$LDLINUX_C32" syslinux-common
+[[ -d "$GUEST_DIR" ]] || die "$GUEST_DIR is missing"
+
+busybox_version=$(pkg_version busybox-static)
+[[ -n "$busybox_version" && -x "$BUSYBOX" ]] ||
+	die "static busybox not found; install the Debian package 'busybox-static' (apt-get install busybox-static)"
+
+# Newest kernel in /boot that has its modules installed (independent of the
+# running kernel).
+kver=
+while IFS= read -r img; do
+	v=${img#/boot/vmlinuz-}
+	if [[ -f "/lib/modules/$v/modules.dep" ]]; then kver=$v; fi
+done < <(find /boot -maxdepth 1 -name 'vmlinuz-*' 2>/dev/null | sort -V)
+[[ -n "$kver" ]] ||
+	die "no /boot/vmlinuz-* with modules in /lib/modules; install the Debian package 'linux-image-amd64' (apt-get install linux-image-amd64)"
+vmlinuz_src="/boot/vmlinuz-$kver"
+moddir="/lib/modules/$kver"
+[[ -r "$vmlinuz_src" ]] || die "$vmlinuz_src is not readable (run as root?)"
+kernel_pkg=$(dpkg-query -S "$vmlinuz_src" 2>/dev/null | cut -d: -f1 | head -n1 || true)
+kernel_pkg_version=
+if [[ -n "$kernel_pkg" ]]; then kernel_pkg_version=$(pkg_version "$kernel_pkg"); fi
+
+# --- cache key --------------------------------------------------------------
+hash=$(
+	{
+		echo "neuroflow-test-guest v1"
+		echo "script $(sha256 "$SCRIPT_PATH")"
+		(cd "$GUEST_DIR" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum)
+		echo "kernel $kver ${kernel_pkg:-?} ${kernel_pkg_version:-?} $(sha256 "$vmlinuz_src")"
+		echo "busybox-static $busybox_version $(sha256 "$BUSYBOX")"
+		echo "isolinux $(pkg_version isolinux) syslinux-common $(pkg_version syslinux-common) xorriso $(pkg_version xorriso)"
+	} | sha256sum | cut -c1-16
+)
+
+cache_root="${NEUROFLOW_CACHE_DIR:-${HOME:?HOME is not set}/.cache/neuroflow}"
+base="$cache_root/test-guest"
+mkdir -p "$base"
+base=$(cd "$base" && pwd)
+out="$base/$hash"
+
+if [[ -f "$out/manifest.json" && "$force" == 0 ]]; then
+	log "cache hit: $out"
+	echo "$out" >&3
+	exit 0
+fi
+
+log "building test guest $hash (kernel $kver, busybox-static $busybox_version)"
+start_s=$SECONDS
+tmp=$(mktemp -d "$base/.tmp-$hash-XXXXXX")
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+cleanup() { if [[ -n "${tmp:-}" ]]; then rm -rf "$tmp"; fi; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- vmlinux: decompress the bzImage payload (like scripts/extract-vmlinux) ---
+is_elf() { [[ "$(head -c4 "$1" | od -An -tx1 | tr -d ' \n')" == 7f454c46 ]]; }
+extract_vmlinux() { # extract_vmlinux BZIMAGE OUT
+	local img=$1 dst=$2 magic cmd off
+	for spec in '\xFD7zXZ\x00|xz -dc --single-stream' \
+		'\x28\xB5\x2F\xFD|zstd -dcq' \
+		'\x1F\x8B\x08|gzip -dc'; do
+		magic=${spec%%|*}
+		cmd=${spec#*|}
+		command -v "${cmd%% *}" >/dev/null 2>&1 || continue
+		while IFS= read -r off; do
+			# shellcheck disable=SC2086 # $cmd is a command with options
+			tail -c "+$((off + 1))" "$img" | $cmd >"$dst" 2>/dev/null || true
+			if [[ -s "$dst" ]] && is_elf "$dst"; then
+				return 0
+			fi
+		done < <(LC_ALL=C grep -obUaP "$magic" "$img" | cut -d: -f1)
+	done
+	return 1
+}
+extract_vmlinux "$vmlinuz_src" "$tmp/vmlinux" ||
+	die "could not extract an ELF vmlinux from $vmlinuz_src"
+if [[ -r "/boot/config-$kver" ]] && ! grep -q '^CONFIG_PVH=y' "/boot/config-$kver"; then
+	log "warning: CONFIG_PVH is not set for $kver: 'qemu -kernel vmlinux' will not boot it; use vmlinuz"
+fi
+cp "$vmlinuz_src" "$tmp/vmlinuz"
+
+# --- initramfs --------------------------------------------------------------
+root="$tmp/root"
+mkdir -p "$root"/{bin,dev,etc/acpi/PWRF,lib/modules/"$kver",mnt,proc,root,run,sys,tmp,var/log}
+ln -s bin "$root/sbin"
+mkdir -p "$root/usr"
+ln -s ../bin "$root/usr/bin"
+ln -s ../bin "$root/usr/sbin"
+chmod 1777 "$root/tmp"
+chmod 700 "$root/root"
+
+cp "$BUSYBOX" "$root/bin/busybox"
+chmod 755 "$root/bin/busybox"
+while IFS= read -r applet; do
+	if [[ -n "$applet" && "$applet" != busybox ]]; then ln -sf busybox "$root/bin/$applet"; fi
+done < <("$BUSYBOX" --list)
+[[ -e "$root/bin/sh" && -e "$root/bin/insmod" && -e "$root/bin/acpid" && -e "$root/bin/udhcpc" ]] ||
+	die "$BUSYBOX lacks sh/insmod/acpid/udhcpc; install the Debian package 'busybox-static'"
+
+install -m 755 "$GUEST_DIR/init" "$root/init"
+install -m 755 "$GUEST_DIR/guest-shell" "$root/etc/guest-shell"
+install -m 755 "$GUEST_DIR/announce" "$root/etc/announce"
+install -m 755 "$GUEST_DIR/before-shutdown" "$root/etc/before-shutdown"
+install -m 755 "$GUEST_DIR/udhcpc.script" "$root/etc/udhcpc.script"
+install -m 755 "$GUEST_DIR/power-button" "$root/etc/acpi/PWRF/00000080"
+install -m 644 "$GUEST_DIR/guest-lib.sh" "$root/etc/guest-lib.sh"
+install -m 644 "$GUEST_DIR/profile" "$root/etc/profile"
+echo "root::0:0:root:/root:/bin/sh" >"$root/etc/passwd"
+echo "root:x:0:" >"$root/etc/group"
+echo "neuroflow-guest" >"$root/etc/hostname"
+: >"$root/etc/resolv.conf"
+
+# Kernel modules: the names in guest/modules plus their dependencies
+# (modules.dep), stored uncompressed, loaded by /init in dependency order.
+declare -A mod_path=() mod_deps=() visited=()
+modname() { # path/to/foo-bar.ko[.xz] -> foo_bar
+	local n=${1##*/}
+	n=${n%%.ko*}
+	echo "${n//-/_}"
+}
+while IFS= read -r line; do
+	p=${line%%:*}
+	n=$(modname "$p")
+	mod_path[$n]=$p
+	mod_deps[$n]=${line#*:}
+done <"$moddir/modules.dep"
+order=()
+visit() {
+	local n=$1 d
+	[[ -n "${visited[$n]:-}" ]] && return 0
+	visited[$n]=1
+	if [[ -z "${mod_path[$n]:-}" ]]; then
+		if grep -Eq "/${n//_/[-_]}\.ko" "$moddir/modules.builtin" 2>/dev/null; then
+			log "module $n is built into $kver"
+			return 0
+		fi
+		die "kernel module '$n' not found in $moddir (is linux-image-amd64 complete?)"
+	fi
+	for d in ${mod_deps[$n]}; do
+		visit "$(modname "$d")"
+	done
+	order+=("$n")
+}
+while IFS= read -r m; do
+	m=${m%%#*}
+	m=${m//[[:space:]]/}
+	if [[ -n "$m" ]]; then visit "${m//-/_}"; fi
+done <"$GUEST_DIR/modules"
+
+: >"$root/etc/modules.order"
+: >"$root/lib/modules/$kver/modules.dep"
+for n in "${order[@]}"; do
+	src="$moddir/${mod_path[$n]}"
+	rel="${mod_path[$n]%%.ko*}.ko"
+	dst="$root/lib/modules/$kver/$rel"
+	mkdir -p "$(dirname "$dst")"
+	case "$src" in
+	*.ko) cp "$src" "$dst" ;;
+	*.ko.xz) xz -dc "$src" >"$dst" ;;
+	*.ko.gz) gzip -dc "$src" >"$dst" ;;
+	*.ko.zst)
+		need_cmd zstd zstd
+		zstd -dcq "$src" >"$dst"
+		;;
+	*) die "unsupported module file $src" ;;
+	esac
+	echo "$rel" >>"$root/etc/modules.order"
+	deps=
+	for d in ${mod_deps[$n]}; do deps+=" ${d%%.ko*}.ko"; done
+	echo "$rel:$deps" >>"$root/lib/modules/$kver/modules.dep"
+done
+log "modules: ${order[*]}"
+
+(cd "$root" && find . -mindepth 1 | LC_ALL=C sort |
+	cpio -o -H newc -R 0:0 --reproducible --quiet) | gzip -9 -n >"$tmp/initrd.img"
+rm -rf "$root"
+
+# --- demo.iso (BIOS El Torito via isolinux; also hybrid MBR for USB/disk) -----
+iso="$tmp/iso"
+mkdir -p "$iso/isolinux"
+cp "$ISOLINUX_BIN" "$LDLINUX_C32" "$iso/isolinux/"
+sed "s|@ISO_CMDLINE@|$ISO_CMDLINE|" "$GUEST_DIR/isolinux.cfg" >"$iso/isolinux/isolinux.cfg"
+cp "$tmp/vmlinuz" "$tmp/initrd.img" "$iso/"
+if ! xorriso_log=$(xorriso -as mkisofs -quiet -o "$tmp/demo.iso" -V NEUROFLOW_DEMO -r -J \
+	-isohybrid-mbr "$ISOHYBRID_MBR" \
+	-c isolinux/boot.cat -b isolinux/isolinux.bin \
+	-no-emul-boot -boot-load-size 4 -boot-info-table \
+	"$iso" 2>&1); then
+	printf '%s\n' "$xorriso_log" >&2
+	die "xorriso failed to create demo.iso"
+fi
+rm -rf "$iso"
+
+# --- manifest ---------------------------------------------------------------
+json_str() { # minimal JSON string escaping (backslash and double quote)
+	local s=${1//\\/\\\\}
+	printf '"%s"' "${s//\"/\\\"}"
+}
+{
+	echo "{"
+	echo "  \"hash\": $(json_str "$hash"),"
+	echo "  \"kernelVersion\": $(json_str "$kver"),"
+	echo "  \"kernelPackage\": $(json_str "${kernel_pkg:-}"),"
+	echo "  \"kernelPackageVersion\": $(json_str "${kernel_pkg_version:-}"),"
+	echo "  \"busyboxVersion\": $(json_str "$busybox_version"),"
+	echo "  \"cmdline\": $(json_str "$KERNEL_CMDLINE"),"
+	echo "  \"isoCmdline\": $(json_str "$ISO_CMDLINE"),"
+	echo "  \"files\": {"
+	sep=,
+	files=(vmlinux vmlinuz initrd.img demo.iso)
+	for i in "${!files[@]}"; do
+		f=${files[$i]}
+		((i == ${#files[@]} - 1)) && sep=
+		echo "    $(json_str "$f"): $(json_str "$(sha256 "$tmp/$f")")$sep"
+	done
+	echo "  }"
+	echo "}"
+} >"$tmp/manifest.json"
+chmod 755 "$tmp"
+chmod 644 "$tmp"/*
+
+# --- publish atomically -----------------------------------------------------
+if [[ "$force" == 1 && -e "$out" ]]; then
+	old=$(mktemp -d "$base/.old-$hash-XXXXXX")
+	mv -T "$out" "$old/x" 2>/dev/null || true
+	rm -rf "$old"
+fi
+if [[ -e "$out" && ! -f "$out/manifest.json" ]]; then
+	log "removing incomplete $out"
+	old=$(mktemp -d "$base/.old-$hash-XXXXXX")
+	mv -T "$out" "$old/x" 2>/dev/null || true
+	rm -rf "$old"
+fi
+if mv -T "$tmp" "$out" 2>/dev/null; then
+	tmp=
+	log "built $out in $((SECONDS - start_s)) s"
+elif [[ -f "$out/manifest.json" ]]; then
+	log "another process published $out first; using it"
+else
+	die "could not move $tmp to $out"
+fi
+echo "$out" >&3
+exit 0
