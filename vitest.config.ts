@@ -8,6 +8,7 @@ export default defineConfig({
           name: 'unit',
           include: ['src/**/*.test.ts', 'scripts/**/*.test.ts'],
           testTimeout: 20_000,
+          sequence: { groupOrder: 0 },
         },
       },
       {
@@ -19,6 +20,8 @@ export default defineConfig({
           // Each file boots real QEMU guests and etcd; two cores: keep files serial-ish.
           fileParallelism: true,
           maxWorkers: 2,
+          // Units first; the slow real-guest files after them.
+          sequence: { groupOrder: 1 },
         },
       },
     ],
