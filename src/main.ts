@@ -1,4 +1,5 @@
 #!/usr/bin/env bun
+import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_DATA_DIR } from './cli/client';
 import { imageCommand, nodeCommand, taskCommand, vmCommand } from './cli/commands';
@@ -40,9 +41,22 @@ async function serveCommand(argv: string[]): Promise<void> {
     return { name: s.slice(0, i), path: s.slice(i + 1) };
   });
   const daemon = await serve({ dataDir: values['data-dir'], host, port, dev: values.dev, demoImages });
-  process.stdout.write(
-    `NeuroFlow ${VERSION} is running.\n  API:   ${daemon.url}/api/v1  (OpenAPI: ${daemon.url}/api/v1/openapi.json)\n  Token: ${daemon.tokenPath}\n  Try:   neuroflow vm list --data-dir ${daemon.dataDir}\n`,
-  );
+  // The compiled binary knows its own path; from sources, show the command name.
+  const self = basename(process.execPath) === 'neuroflow' ? process.execPath : 'neuroflow';
+  const dd = `--data-dir ${daemon.dataDir}`;
+  const lines = [
+    `NeuroFlow ${VERSION} is running.`,
+    `  API:   ${daemon.url}/api/v1  (OpenAPI: ${daemon.url}/api/v1/openapi.json)`,
+    `  Token: ${daemon.tokenPath}`,
+    `  Try:   ${self} vm list ${dd}`,
+  ];
+  if (demoImages.length > 0) {
+    lines.push(
+      `         ${self} vm create demo1 --memory 256 --cdrom ${demoImages[0]!.name} --disk 1 --start ${dd}`,
+    );
+    lines.push(`         ${self} vm console-log demo1 ${dd}`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;

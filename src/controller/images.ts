@@ -6,10 +6,9 @@ import { pipeline } from 'node:stream/promises';
 import { NfError } from '../errors';
 import type { DirPool } from '../storage/dir-pool';
 import { imageInfo } from '../storage/qemu-img';
+import { findByRef } from '../store/lookup';
 import type { Store, Versioned } from '../store/store';
 import { type ImageRecord, keys, type VmRecord } from './records';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
  * ISOs and disk images in a pool. Content is streamed to a temp file while hashed, checked, then renamed
@@ -27,16 +26,8 @@ export class ImageService {
       .sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  async find(ref: string): Promise<Versioned<ImageRecord>> {
-    let id = ref;
-    if (!UUID.test(ref)) {
-      const byName = await this.store.get<string>(keys.imageName(ref));
-      if (!byName) throw new NfError('not_found', `no image named or with id "${ref}"`);
-      id = byName.value;
-    }
-    const rec = await this.store.get<ImageRecord>(keys.image(id));
-    if (!rec) throw new NfError('not_found', `no image named or with id "${ref}"`);
-    return rec;
+  find(ref: string): Promise<Versioned<ImageRecord>> {
+    return findByRef<ImageRecord>(this.store, ref, 'image', keys.image, keys.imageName);
   }
 
   async path(id: string): Promise<string> {

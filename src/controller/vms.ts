@@ -5,13 +5,13 @@ import type { CreateVmInput } from '../api/schemas';
 import { NfError } from '../errors';
 import type { NodeApi, VmStatus } from '../node/types';
 import type { DirPool } from '../storage/dir-pool';
+import { findByRef } from '../store/lookup';
 import type { Store, Versioned } from '../store/store';
 import type { VmRunSpec } from '../vmm/types';
 import type { ImageService } from './images';
 import type { Reconciler } from './reconciler';
 import { type BootRecord, type DiskRecord, keys, type NetworkRecord, type VmRecord } from './records';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const GiB = 1024 ** 3;
 
 export type VmState = 'stopped' | 'starting' | 'running' | 'stopping' | 'paused' | 'error';
@@ -47,16 +47,8 @@ export class VmService {
   }
 
   /** Looks a VM up by id or name. */
-  async find(ref: string): Promise<Versioned<VmRecord>> {
-    let id = ref;
-    if (!UUID.test(ref)) {
-      const byName = await this.store.get<string>(keys.vmName(ref));
-      if (!byName) throw new NfError('not_found', `no VM named or with id "${ref}"`);
-      id = byName.value;
-    }
-    const rec = await this.store.get<VmRecord>(keys.vm(id));
-    if (!rec) throw new NfError('not_found', `no VM named or with id "${ref}"`);
-    return rec;
+  find(ref: string): Promise<Versioned<VmRecord>> {
+    return findByRef<VmRecord>(this.store, ref, 'VM', keys.vm, keys.vmName);
   }
 
   view(vm: VmRecord): VmView {

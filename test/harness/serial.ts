@@ -43,5 +43,10 @@ export async function guestRun(
   await typeOnSerial(dataDir, vmId, `echo ${tag}''-begin; ${cmd}; echo ${tag}''-end`);
   const log = await waitConsole(api, vmId, new RegExp(`${tag}-begin[\\s\\S]*${tag}-end`), timeoutMs);
   const m = new RegExp(`${tag}-begin\\r?\\n([\\s\\S]*?)${tag}-end`).exec(log);
-  return (m?.[1] ?? '').replace(/\r/g, '');
+  // Asynchronous guest messages (the DHCP announcement, kernel printk) may land between the markers.
+  return (m?.[1] ?? '')
+    .replace(/\r/g, '')
+    .split('\n')
+    .filter((l) => !/^(NEUROFLOW-TEST-GUEST: |\[\s*\d+\.\d+\] )/.test(l))
+    .join('\n');
 }

@@ -192,44 +192,37 @@ export function vmRoutes(ctx: ApiContext) {
     },
   );
 
-  r.openapi(
-    createRoute({
-      method: 'delete',
-      path: '/{id}/snapshots/{snap}',
-      tags: TAG,
-      summary: 'Delete a snapshot',
-      request: { params: SnapshotParams },
-      responses: { 200: json(VmSchema, 'The VM'), ...errors },
-    }),
-    async (c) => {
-      const { id, snap } = c.req.valid('param');
-      return c.json(
-        await tasks.run('vm.snapshot.delete', `${id}@${snap}`, c.get('user'), () =>
-          actions.snapshotDelete(id, snap),
-        ),
-        200,
-      );
-    },
-  );
-
-  r.openapi(
-    createRoute({
-      method: 'post',
-      path: '/{id}/snapshots/{snap}/revert',
-      tags: TAG,
-      summary: 'Revert every disk to the snapshot (VM must be stopped)',
-      request: { params: SnapshotParams },
-      responses: { 200: json(VmSchema, 'The VM'), ...errors },
-    }),
-    async (c) => {
-      const { id, snap } = c.req.valid('param');
-      return c.json(
-        await tasks.run('vm.snapshot.revert', `${id}@${snap}`, c.get('user'), () =>
-          actions.snapshotRevert(id, snap),
-        ),
-        200,
-      );
-    },
-  );
+  const onSnapshot = [
+    [
+      'delete',
+      '/{id}/snapshots/{snap}',
+      'Delete a snapshot',
+      'vm.snapshot.delete',
+      (id: string, snap: string) => actions.snapshotDelete(id, snap),
+    ],
+    [
+      'post',
+      '/{id}/snapshots/{snap}/revert',
+      'Revert every disk to the snapshot (VM must be stopped)',
+      'vm.snapshot.revert',
+      (id: string, snap: string) => actions.snapshotRevert(id, snap),
+    ],
+  ] as const;
+  for (const [method, path, summary, task, run] of onSnapshot) {
+    r.openapi(
+      createRoute({
+        method,
+        path,
+        tags: TAG,
+        summary,
+        request: { params: SnapshotParams },
+        responses: { 200: json(VmSchema, 'The VM'), ...errors },
+      }),
+      async (c) => {
+        const { id, snap } = c.req.valid('param');
+        return c.json(await tasks.run(task, `${id}@${snap}`, c.get('user'), () => run(id, snap)), 200);
+      },
+    );
+  }
   return r;
 }
