@@ -14,7 +14,7 @@ import { NfError } from './errors';
 import { defaultNodeName, Node } from './node/node';
 import { DirPool } from './storage/dir-pool';
 import { EmbeddedEtcd } from './store/etcd-server';
-import { Store } from './store/store';
+import { EtcdStore, type Store } from './store/store';
 import { writeFileAtomic } from './util/fs';
 import { createLogger } from './util/log';
 import { isLoopback } from './util/net';
@@ -65,7 +65,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
 
   const etcd = new EmbeddedEtcd(dataDir);
   await etcd.start();
-  const store = new Store(etcd.endpoint);
+  const store = new EtcdStore(etcd.endpoint);
 
   const binary = qemuBinary();
   const version = qemuVersion(binary);

@@ -19,11 +19,21 @@ export interface TxnOps {
   delete?: string[];
 }
 
+/** What the controller needs from a key-value store; etcd in production, memory in unit tests. */
+export interface Store {
+  get<T>(key: string): Promise<Versioned<T> | undefined>;
+  list<T>(prefix: string): Promise<Versioned<T>[]>;
+  txn(ops: TxnOps, conflictMessage?: string): Promise<void>;
+  watchPrefix(prefix: string, onChange: (key: string) => void): Promise<() => Promise<void>>;
+  ping(): Promise<boolean>;
+  close(): void;
+}
+
 /**
  * Desired state in etcd. Every write is one transaction guarded by compare-and-swap on mod revisions
  * (or on absence, for creates), so two writers never silently overwrite each other.
  */
-export class Store {
+export class EtcdStore implements Store {
   readonly client: Etcd3;
 
   constructor(endpoint: string, options: Partial<IOptions> = {}) {
