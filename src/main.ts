@@ -110,6 +110,13 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A stray rejection must not take the daemon (and the management of every VM) down with it.
+process.on('unhandledRejection', (reason) => {
+  process.stderr.write(
+    `${JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: 'unhandled rejection', reason: String(reason) })}\n`,
+  );
+});
+
 if (import.meta.main) {
   const code = await main(process.argv.slice(2));
   if (code >= 0) process.exit(code);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createApp } from './api/app';
 import { hashToken } from './api/auth';
@@ -18,6 +18,7 @@ import { EtcdStore, type Store } from './store/store';
 import { writeFileAtomic } from './util/fs';
 import { createLogger } from './util/log';
 import { isLoopback } from './util/net';
+import { pidAlive, procCmdline, readPidfile } from './util/proc';
 import { VERSION } from './version';
 import { QemuDriver } from './vmm/qemu/driver';
 import { chooseAcceleratorCached, qemuBinary, qemuVersion } from './vmm/qemu/host';
@@ -51,17 +52,39 @@ export async function ensureAdminToken(dataDir: string): Promise<{ token: string
 }
 
 export async function serve(opts: ServeOptions): Promise<Daemon> {
-  if (!opts.dev) {
-    if (!isLoopback(opts.host)) {
+  if (!isLoopback(opts.host)) {
+    if (!opts.dev) {
       throw new NfError(
         'validation_failed',
         `refusing to listen on ${opts.host} without TLS; use a loopback address, or --dev for a lab`,
       );
     }
+    log.warn(
+      'listening on a non-loopback address over plain HTTP (--dev): the API token travels in clear text',
+      { host: opts.host },
+    );
   }
+  // Files we make (and QEMU's console logs) are for root only unless we say otherwise.
+  process.umask(0o077);
   const dataDir = resolve(opts.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  await claimDataDir(dataDir);
   const { path: tokenPath, token } = await ensureAdminToken(dataDir);
+
+  // Bind the port first: if it is taken, fail before touching etcd or any VM. Until the daemon is ready
+  // every request gets 503.
+  let handler: ((req: Request) => Response | Promise<Response>) | undefined;
+  const server = Bun.serve({
+    hostname: opts.host,
+    port: opts.port,
+    fetch: (req) =>
+      handler?.(req) ??
+      Response.json(new NfError('unavailable', 'NeuroFlow is starting; retry in a moment').toBody(), {
+        status: 503,
+      }),
+    maxRequestBodySize: 64 * 1024 ** 3,
+    idleTimeout: 0, // stops and uploads may take minutes
+  });
 
   const etcd = new EmbeddedEtcd(dataDir);
   await etcd.start();
@@ -97,6 +120,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   const actions = new VmActions(vms);
   const tasks = new TaskLog(store);
   await registerDemoImages(images, opts.demoImages ?? []);
+  await reportOrphans(store, pool, join(dataDir, 'node', 'vms'));
   await reconciler.start();
 
   const ctx: ApiContext = {
@@ -110,14 +134,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     adminTokenHash: hashToken(token),
     maxUploadBytes: 64 * 1024 ** 3,
   };
-  const app = createApp(ctx);
-  const server = Bun.serve({
-    hostname: opts.host,
-    port: opts.port,
-    fetch: app.fetch,
-    maxRequestBodySize: ctx.maxUploadBytes,
-    idleTimeout: 0, // stops and uploads may take minutes
-  });
+  handler = createApp(ctx).fetch;
   const url = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${server.port}`;
   await writeFileAtomic(join(dataDir, 'api.url'), `${url}\n`, 0o644);
   log.info('NeuroFlow is serving', { url, dataDir, node: nodeName });
@@ -132,8 +149,56 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
       node.detachAll();
       store.close();
       await etcd.stop();
+      rmSync(join(dataDir, 'serve.pid'), { force: true });
     },
   };
+}
+
+/**
+ * One daemon per data dir: a second one would fight the first over QEMU monitors and etcd and could
+ * stop every VM. The pidfile names the owner; a dead owner's file is taken over.
+ */
+async function claimDataDir(dataDir: string): Promise<void> {
+  const file = join(dataDir, 'serve.pid');
+  const owner = readPidfile(file);
+  if (
+    owner &&
+    owner !== process.pid &&
+    pidAlive(owner) &&
+    (procCmdline(owner) ?? []).some((a) => a === 'serve')
+  ) {
+    throw new NfError(
+      'invalid_state',
+      `another neuroflow serve (pid ${owner}) already uses ${dataDir}; stop it first`,
+    );
+  }
+  await writeFileAtomic(file, `${process.pid}\n`, 0o600);
+}
+
+/**
+ * Files no record refers to (left by a crash between steps) are reported, never deleted on their own:
+ * after an etcd restore from backup they may be the only copy of a disk.
+ */
+async function reportOrphans(store: Store, pool: DirPool, runRoot: string): Promise<void> {
+  try {
+    const vmIds = new Set((await store.list<{ id: string }>(keys.vms)).map((v) => v.value.id));
+    const imageFiles = new Set((await store.list<{ file: string }>(keys.images)).map((i) => i.value.file));
+    const disks = readdirSync(pool.disksDir).filter((f) => {
+      const m = /^vm-([0-9a-f-]{36})-disk\d+\.qcow2$/.exec(f);
+      return !m || !vmIds.has(m[1]!);
+    });
+    const images = readdirSync(pool.imagesDir).filter((f) => !imageFiles.has(f));
+    const runDirs = existsSync(runRoot) ? readdirSync(runRoot).filter((id) => !vmIds.has(id)) : [];
+    if (disks.length + images.length + runDirs.length > 0) {
+      log.warn('files that no VM or image refers to (left as they are; remove them by hand if unneeded)', {
+        disks,
+        images,
+        runDirs,
+      });
+    }
+  } catch (err) {
+    log.warn('cannot check for orphan files', { err: (err as Error).message });
+  }
 }
 
 async function ensureDefaultNetwork(store: Store): Promise<void> {

@@ -17,13 +17,10 @@ const log = createLogger('api');
 /** Errors from Hono itself (malformed JSON, body limits) become our codes too. */
 function asNfError(err: unknown): NfError {
   if (err instanceof HTTPException) {
-    if (err.status === 400)
-      return new NfError('validation_failed', `request body is not valid JSON: ${err.message}`);
+    if (err.status === 400) return new NfError('validation_failed', `bad request body: ${err.message}`);
     if (err.status === 413) return new NfError('payload_too_large', err.message);
     if (err.status === 401) return new NfError('unauthenticated', err.message);
   }
-  if (err instanceof SyntaxError)
-    return new NfError('validation_failed', `request body is not valid JSON: ${err.message}`);
   return toNfError(err);
 }
 
@@ -31,7 +28,6 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
   const app = newRouter();
   app.use('*', requestMetrics());
   app.onError((err, c) => {
-    // Malformed JSON reaches us as a SyntaxError from the body parser.
     const e = asNfError(err);
     if (e.httpStatus >= 500)
       log.error('request failed', { method: c.req.method, path: c.req.path, code: e.code, msg: e.message });

@@ -10,6 +10,18 @@ export const NAME = z
   .regex(
     /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/,
     'use 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit',
+  )
+  .refine(
+    (v) => !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(v),
+    'a name must not look like a UUID (ids are UUIDs)',
+  );
+
+/** qemu-img looks a snapshot up by id before name, and ids are numbers: a numeric name could hit another. */
+const SNAPSHOT_NAME = z
+  .string()
+  .regex(
+    /^[a-zA-Z][a-zA-Z0-9._-]{0,62}$/,
+    'use 1-63 letters, digits, ".", "_" or "-", starting with a letter',
   );
 
 const MAC = z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i, 'a MAC address like 52:54:00:12:34:56');
@@ -135,7 +147,7 @@ export const StopQuery = z.strictObject({
 export const ForceQuery = z.strictObject({ force: z.enum(['true', 'false']).optional() });
 
 export const CreateSnapshotBody = z
-  .strictObject({ name: NAME, description: z.string().max(1024).optional() })
+  .strictObject({ name: SNAPSHOT_NAME, description: z.string().max(1024).optional() })
   .openapi('CreateSnapshot');
 
 export const SnapshotParams = z.object({

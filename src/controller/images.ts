@@ -86,10 +86,15 @@ export class ImageService {
         `image "${img.name}" is used by VM(s) ${users.map((u) => u.name).join(', ')}; delete them or change their boot media first`,
       );
     }
-    await this.store.txn({
-      when: [{ key: cur.key, revision: cur.revision }],
-      delete: [cur.key, keys.imageName(img.name)],
-    });
+    try {
+      await this.store.txn(
+        { when: [{ key: cur.key, revision: cur.revision }], delete: [cur.key, keys.imageName(img.name)] },
+        `image "${img.name}" was just changed or taken into use by a new VM; retry`,
+      );
+    } catch (err) {
+      // A retried transaction may have gone through already: only a record still there is a conflict.
+      if (!NfError.isCode(err, 'conflict') || (await this.store.get(cur.key))) throw err;
+    }
     await rm(this.pool(img.pool).imagePath(img.file), { force: true });
   }
 
@@ -139,11 +144,12 @@ export class ImageService {
       if (received === 0) throw new NfError('validation_failed', 'the image is empty');
       const info = await imageInfo(tmp);
       // A qcow2 with a backing file could point at any host file and leak it into a VM: refuse it.
-      if (info.backingFilename)
+      if (info.backingFilename || info.dataFile) {
         throw new NfError(
           'validation_failed',
-          'images with a backing file are not accepted; flatten it first (qemu-img convert)',
+          'images that refer to other files (a backing file or an external data file) are not accepted; flatten it first with qemu-img convert',
         );
+      }
       const isIso = info.format === 'raw' && (await looksLikeIso(tmp));
       const format: ImageRecord['format'] = isIso
         ? 'iso'
@@ -181,7 +187,13 @@ export class ImageService {
       return rec;
     } catch (err) {
       await rm(tmp, { force: true });
-      if (finalPath) await rm(finalPath, { force: true });
+      // The record may have been committed by a retried transaction whose reply was lost: keep the file.
+      const committed = await this.store.get<ImageRecord>(keys.image(id)).then(
+        (r) => r?.value,
+        () => 'unknown' as const,
+      );
+      if (committed && committed !== 'unknown') return committed;
+      if (finalPath && committed !== 'unknown') await rm(finalPath, { force: true });
       if (NfError.isCode(err, 'conflict')) throw new NfError('already_exists', err.message);
       throw err;
     }

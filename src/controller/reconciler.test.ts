@@ -60,6 +60,10 @@ class FakeNode implements NodeApi {
     return '';
   }
   async forgetVm(): Promise<void> {}
+  hasProcess(id: string): boolean {
+    const s = this.vmStatus(id).state;
+    return s === 'running' || s === 'paused';
+  }
   onStatus(l: (s: VmStatus) => void): () => void {
     this.listeners.add(l);
     return () => this.listeners.delete(l);
@@ -145,6 +149,30 @@ describe('Reconciler', () => {
     const vm = await read();
     expect(vm.power).toBe('stopped');
     expect(vm.lastError).toBeUndefined();
+    expect(node.calls).toEqual([]);
+  });
+
+  it('after a pause and resume, still accepts a guest poweroff instead of restarting it', async () => {
+    const { node, rec, store, read } = await setup('running');
+    await rec.reconcile(ID);
+    // pause, then resume: each bumps the generation, as the API's actions do
+    for (const power of ['paused', 'running'] as const) {
+      const cur = (await store.get<VmRecord>(keys.vm(ID)))!;
+      await store.txn({
+        put: [{ key: cur.key, value: { ...cur.value, power, generation: cur.value.generation + 1 } }],
+      });
+      await rec.reconcile(ID);
+    }
+    node.set(ID, 'stopped');
+    await rec.reconcile(ID);
+    expect((await read()).power).toBe('stopped');
+    expect(node.calls).toEqual([`start ${ID}`, `pause ${ID}`, `resume ${ID}`]);
+  });
+
+  it('leaves a guest paused by QEMU itself (disk error) for the admin', async () => {
+    const { node, rec } = await setup('running', { runningGeneration: 2 });
+    node.set(ID, 'paused', 'paused by QEMU: I/O error on disk0 (no space left on the host)');
+    await rec.reconcile(ID);
     expect(node.calls).toEqual([]);
   });
 

@@ -101,18 +101,21 @@ export class Reconciler {
     if (!cur) return undefined;
     const vm = cur.value;
     let status = this.node.vmStatus(id);
-    const up = status.state === 'running' || status.state === 'paused';
+    // A live process counts as up whatever its label says: never start a second QEMU next to it.
+    const up = status.state === 'running' || status.state === 'paused' || this.node.hasProcess(id);
 
     if (vm.power === 'stopped' && up) {
       status = await this.during(id, 'stopping', () => this.node.stopVm(id, stopOpts));
     } else if (vm.power !== 'stopped' && !up) {
       if (vm.runningGeneration === vm.generation) {
-        // We had it running for this request and now it is down: the guest powered off or QEMU died.
+        // We had it up for this request and now it is down: the guest powered off or QEMU died.
         await this.update(cur, (v) => {
+          if (v.generation !== vm.generation) return false;
           v.power = 'stopped';
           v.generation++;
           if (status.state === 'error')
             v.lastError = { message: status.reason ?? 'QEMU exited unexpectedly', at: status.updatedAt };
+          return true;
         });
         return status;
       }
@@ -126,18 +129,27 @@ export class Reconciler {
             v.power = 'stopped';
             v.generation++;
             v.lastError = { message: e.message, at: new Date().toISOString() };
+            return true;
           });
         }
         throw err;
       }
-      await this.update(cur, (v) => {
-        v.runningGeneration = v.generation;
-        delete v.lastError;
-      });
     } else if (vm.power === 'paused' && status.state === 'running') {
       status = await this.node.pauseVm(id);
-    } else if (vm.power === 'running' && status.state === 'paused') {
+    } else if (vm.power === 'running' && status.state === 'paused' && !status.reason) {
+      // A pause QEMU made itself (disk error) carries a reason and waits for the admin.
       status = await this.node.resumeVm(id);
+    }
+
+    // Remember that this request's state was reached, so a later stop of the guest is seen as its own.
+    const reached = status.state === 'running' || status.state === 'paused';
+    if (vm.power !== 'stopped' && reached && (vm.runningGeneration !== vm.generation || vm.lastError)) {
+      await this.update(cur, (v) => {
+        if (v.generation !== vm.generation) return false;
+        v.runningGeneration = v.generation;
+        delete v.lastError;
+        return true;
+      });
     }
     return status;
   }
@@ -151,12 +163,15 @@ export class Reconciler {
     }
   }
 
-  /** Compare-and-swap update that re-reads and retries when someone else wrote in between. */
-  private async update(cur: Versioned<VmRecord>, change: (v: VmRecord) => void): Promise<void> {
+  /**
+   * Compare-and-swap update that re-reads and retries when someone else wrote in between. `change`
+   * returns false when the re-read record no longer calls for the change.
+   */
+  async update(cur: Versioned<VmRecord>, change: (v: VmRecord) => boolean): Promise<void> {
     let rec: Versioned<VmRecord> | undefined = cur;
     for (let attempt = 0; attempt < 5 && rec; attempt++) {
       const next = structuredClone(rec.value);
-      change(next);
+      if (!change(next)) return;
       next.updatedAt = new Date().toISOString();
       try {
         await this.store.txn({

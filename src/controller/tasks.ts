@@ -75,10 +75,18 @@ export class TaskLog {
     }
   }
 
+  /** Keeps the newest KEEP tasks; never throws (it runs in the background). */
   private async trim(): Promise<void> {
-    const all = await this.store.list<TaskRecord>(keys.tasks);
-    if (all.length <= KEEP) return;
-    const old = all.sort((a, b) => (a.key < b.key ? -1 : 1)).slice(0, all.length - KEEP);
-    await this.store.txn({ delete: old.map((t) => t.key) }).catch(() => {});
+    try {
+      const all = await this.store.list<TaskRecord>(keys.tasks);
+      if (all.length <= KEEP) return;
+      const old = all.sort((a, b) => (a.key < b.key ? -1 : 1)).slice(0, all.length - KEEP);
+      // etcd refuses transactions with more than 128 operations.
+      for (let i = 0; i < old.length; i += 100) {
+        await this.store.txn({ delete: old.slice(i, i + 100).map((t) => t.key) });
+      }
+    } catch (err) {
+      log.warn('cannot trim old tasks', { err: (err as Error).message });
+    }
   }
 }

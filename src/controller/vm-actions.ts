@@ -26,6 +26,12 @@ export class VmActions {
         throw new NfError('invalid_state', `VM "${cur.value.name}" is already running`);
       if (state === 'paused')
         throw new NfError('invalid_state', `VM "${cur.value.name}" is paused; resume it instead`);
+      if (this.node.hasProcess(cur.value.id)) {
+        throw new NfError(
+          'invalid_state',
+          `VM "${cur.value.name}" still has a QEMU process that does not answer; force-stop it first`,
+        );
+      }
       await this.setPower(cur, 'running');
       await this.reconciler.reconcile(cur.value.id);
     });
@@ -75,8 +81,9 @@ export class VmActions {
     return this.act(ref, async (cur) => {
       this.require(cur.value, 'running', 'reboot');
       await this.node.stopVm(cur.value.id, opts);
-      const again = await this.vms.find(cur.value.id);
-      await this.node.startVm(await this.vms.runSpec(again.value));
+      // A new request to run: the start goes through the reconciler, so a failure is recorded on the VM.
+      await this.setPower(await this.vms.find(cur.value.id), 'running');
+      await this.reconciler.reconcile(cur.value.id);
     });
   }
 

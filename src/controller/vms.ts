@@ -10,7 +10,14 @@ import type { Store, Versioned } from '../store/store';
 import type { VmRunSpec } from '../vmm/types';
 import type { ImageService } from './images';
 import type { Reconciler } from './reconciler';
-import { type BootRecord, type DiskRecord, keys, type NetworkRecord, type VmRecord } from './records';
+import {
+  type BootRecord,
+  type DiskRecord,
+  type ImageRecord,
+  keys,
+  type NetworkRecord,
+  type VmRecord,
+} from './records';
 
 const GiB = 1024 ** 3;
 
@@ -94,7 +101,10 @@ export class VmService {
         throw new NfError('validation_failed', `network "${n.network}" does not exist (try "default")`);
       }
     }
-    const boot = await this.resolveBoot(input);
+    // Images the new VM uses: the create transaction re-writes them, so an image delete racing this
+    // create loses its compare-and-swap instead of removing a backing file under the new VM.
+    const used = new Map<string, Versioned<ImageRecord>>();
+    const boot = await this.resolveBoot(input, used);
     const id = randomUUID();
     const planned: { disk: DiskRecord; backing?: { path: string; format: 'qcow2' | 'raw' } }[] = [];
     for (const [i, d] of input.disks.entries()) {
@@ -108,6 +118,7 @@ export class VmService {
       let backing: { path: string; format: 'qcow2' | 'raw' } | undefined;
       if (d.image) {
         const img = await this.images.find(d.image);
+        used.set(img.key, img);
         if (img.value.kind !== 'disk')
           throw new NfError(
             'validation_failed',
@@ -170,20 +181,31 @@ export class VmService {
           when: [
             { key: keys.vmName(vm.name), absent: true },
             { key: keys.vm(id), absent: true },
+            ...[...used.values()].map((img) => ({ key: img.key, revision: img.revision })),
           ],
           put: [
             { key: keys.vm(id), value: vm },
             { key: keys.vmName(vm.name), value: id },
+            ...[...used.values()].map((img) => ({ key: img.key, value: img.value })),
           ],
         },
         `a VM named "${vm.name}" was just created by someone else; pick another name`,
       );
       return this.view(vm);
     } catch (err) {
-      for (const d of created)
-        await this.pool(d.pool)
-          .deleteDisk(d.volume)
-          .catch(() => {});
+      // etcd retries a transaction whose reply was lost: it may have committed after all. Only delete
+      // the new disks when the record is surely not there; when unsure, leave them (orphans, not loss).
+      const outcome = await this.store.get<VmRecord>(keys.vm(id)).then(
+        (r) => (r ? 'committed' : 'absent'),
+        () => 'unknown',
+      );
+      if (outcome === 'committed') return this.view((await this.find(id)).value);
+      if (outcome === 'absent') {
+        for (const d of created)
+          await this.pool(d.pool)
+            .deleteDisk(d.volume)
+            .catch(() => {});
+      }
       if (NfError.isCode(err, 'conflict')) throw new NfError('already_exists', err.message);
       throw err;
     }
@@ -194,21 +216,30 @@ export class VmService {
     await this.reconciler.lock.run(first.value.id, async () => {
       const cur = await this.find(first.value.id);
       const vm = cur.value;
-      const status = this.node.vmStatus(vm.id);
-      if (status.state === 'running' || status.state === 'paused') {
-        if (!force)
+      // Decide by the process, not the state label: a VM in error can still have a live QEMU.
+      if (this.node.hasProcess(vm.id)) {
+        if (!force) {
+          const state = this.node.vmStatus(vm.id).state;
           throw new NfError(
             'invalid_state',
-            `VM "${vm.name}" is ${status.state}; stop it first or delete with force=true`,
+            `VM "${vm.name}" is ${state} and its QEMU runs; stop it first or delete with force=true`,
           );
+        }
         await this.node.stopVm(vm.id, { force: true });
+        if (this.node.hasProcess(vm.id))
+          throw new NfError('invalid_state', `QEMU of VM "${vm.name}" did not exit; nothing was deleted`);
       }
       // The record goes first: a failure after this leaves at worst an orphan file, never a VM pointing at
       // disks that are gone.
-      await this.store.txn({
-        when: [{ key: cur.key, revision: cur.revision }],
-        delete: [cur.key, keys.vmName(vm.name)],
-      });
+      try {
+        await this.store.txn({
+          when: [{ key: cur.key, revision: cur.revision }],
+          delete: [cur.key, keys.vmName(vm.name)],
+        });
+      } catch (err) {
+        // A retried transaction may have gone through already: only a record still there is a conflict.
+        if (!NfError.isCode(err, 'conflict') || (await this.store.get(cur.key))) throw err;
+      }
       for (const d of vm.disks) await this.pool(d.pool).deleteDisk(d.volume);
       await this.node.forgetVm(vm.id);
     });
@@ -246,7 +277,10 @@ export class VmService {
     return pool;
   }
 
-  private async resolveBoot(input: CreateVmInput): Promise<BootRecord> {
+  private async resolveBoot(
+    input: CreateVmInput,
+    used: Map<string, Versioned<ImageRecord>>,
+  ): Promise<BootRecord> {
     const b = input.boot;
     if ('kernel' in b) {
       checkReadableFile(b.kernel, 'boot.kernel');
@@ -259,6 +293,7 @@ export class VmService {
         return { cdrom: { path: b.cdrom } };
       }
       const img = await this.images.find(b.cdrom);
+      used.set(img.key, img);
       if (img.value.kind !== 'iso')
         throw new NfError('validation_failed', `image "${b.cdrom}" is a disk image, not an ISO`);
       return { cdrom: { image: img.value.id } };

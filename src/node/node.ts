@@ -7,6 +7,8 @@ import type { DirPool } from '../storage/dir-pool';
 import { writeFileAtomic } from '../util/fs';
 import { KeyedLock } from '../util/lock';
 import { createLogger } from '../util/log';
+import { pidAlive, procCmdline, readPidfile } from '../util/proc';
+import { waitFor } from '../util/wait';
 import type { AccelChoice } from '../vmm/qemu/host';
 import { stderrReason } from '../vmm/qemu/instance';
 import type { VmInstance, VmmDriver, VmRunSpec } from '../vmm/types';
@@ -25,6 +27,8 @@ const HOST_RESERVE_BYTES = 256 * 1024 ** 2;
 export class Node implements NodeApi {
   private readonly instances = new Map<string, VmInstance>();
   private readonly statuses = new Map<string, VmStatus>();
+  /** QEMU processes found alive whose monitor we could not reach: never started twice, only killed. */
+  private readonly orphans = new Map<string, number>();
   private readonly listeners = new Set<(s: VmStatus) => void>();
   /** One operation per VM at a time: a stop never races a start. */
   private readonly locks = new KeyedLock();
@@ -48,35 +52,59 @@ export class Node implements NodeApi {
     if (!existsSync(this.runRoot)) return;
     for (const id of readdirSync(this.runRoot)) {
       if (!VM_ID.test(id)) continue;
-      const dir = join(this.runRoot, id);
-      let instance: VmInstance | undefined;
       try {
-        instance = await this.driver.attach(dir, id);
+        await this.recoverOne(id);
       } catch (err) {
-        log.warn('cannot re-attach VM', { id, err });
-      }
-      if (instance) {
-        this.track(instance);
-        this.setStatus({
-          id,
-          state: await instance.state(),
-          pid: instance.pid,
-          startedAt: instance.startedAt,
-        });
-        continue;
-      }
-      const journal = await this.readJournal(id);
-      if (journal?.expected === 'running') {
-        // It was running when the old daemon died and is gone now: say why if QEMU said anything.
-        const reason = stderrReason(join(dir, 'qemu.log'));
-        if (reason && /error|fail|abort|terminat|killed/i.test(reason))
-          this.setStatus({ id, state: 'error', reason });
-        else this.setStatus({ id, state: 'stopped' });
-        await this.writeJournal(id, 'stopped');
-      } else {
-        this.setStatus({ id, state: 'stopped' });
+        // One wedged VM must not keep the daemon from starting.
+        log.error('cannot recover VM', { id, err });
+        this.setStatus({ id, state: 'error', reason: `cannot re-attach: ${(err as Error).message}` });
       }
     }
+  }
+
+  private async recoverOne(id: string): Promise<void> {
+    const dir = join(this.runRoot, id);
+    let instance: VmInstance | undefined;
+    try {
+      instance = await this.driver.attach(dir, id);
+    } catch (err) {
+      const pid = readPidfile(join(dir, 'qemu.pid'));
+      if (pid && pidAlive(pid) && (procCmdline(pid) ?? []).includes(id)) {
+        // Alive but its monitor does not answer (wedged, or another daemon holds it). Never treat it as
+        // stopped: a start would run a second QEMU on the same disks.
+        this.orphans.set(id, pid);
+        this.setStatus({
+          id,
+          state: 'error',
+          pid,
+          reason: `QEMU pid ${pid} runs but its monitor does not answer (${(err as Error).message}); force-stop it`,
+        });
+        return;
+      }
+      log.warn('cannot re-attach VM', { id, err });
+    }
+    if (instance) {
+      this.track(instance);
+      this.setStatus({ id, state: await instance.state(), pid: instance.pid, startedAt: instance.startedAt });
+      return;
+    }
+    const journal = await this.readJournal(id);
+    if (journal?.expected === 'running') {
+      // It was running when the old daemon died and is gone now: say why if QEMU said anything.
+      const reason = stderrReason(join(dir, 'qemu.log'));
+      if (reason && /error|fail|abort|terminat|killed/i.test(reason))
+        this.setStatus({ id, state: 'error', reason });
+      else this.setStatus({ id, state: 'stopped' });
+      await this.writeJournal(id, 'stopped');
+    } else {
+      this.setStatus({ id, state: 'stopped' });
+    }
+  }
+
+  hasProcess(id: string): boolean {
+    if (this.instances.has(id)) return true;
+    const pid = this.orphans.get(id);
+    return pid !== undefined && pidAlive(pid);
   }
 
   async info(): Promise<NodeInfo> {
@@ -115,8 +143,11 @@ export class Node implements NodeApi {
 
   startVm(spec: VmRunSpec): Promise<VmStatus> {
     return this.serialize(spec.id, async () => {
-      if (this.instances.has(spec.id)) {
-        throw new NfError('invalid_state', `VM "${spec.name}" is already running on node ${this.name}`);
+      if (this.hasProcess(spec.id)) {
+        throw new NfError(
+          'invalid_state',
+          `VM "${spec.name}" already has a QEMU process on node ${this.name}`,
+        );
       }
       const need = spec.memoryMiB * 1024 ** 2;
       const avail = (await memAvailable()) - HOST_RESERVE_BYTES;
@@ -148,6 +179,8 @@ export class Node implements NodeApi {
 
   stopVm(id: string, opts: StopOptions = {}): Promise<VmStatus> {
     return this.serialize(id, async () => {
+      const orphan = this.orphans.get(id);
+      if (orphan !== undefined) return this.killOrphan(id, orphan, opts);
       const instance = this.instances.get(id);
       if (!instance) return this.vmStatus(id);
       await this.writeJournal(id, 'stopped');
@@ -156,19 +189,35 @@ export class Node implements NodeApi {
         try {
           if ((await instance.state()) === 'paused') await instance.resume(); // a paused guest cannot see ACPI
           await instance.powerdown();
-          const exited = await Promise.race([
-            instance.exited.then(() => true),
-            Bun.sleep(timeoutMs).then(() => false),
-          ]);
-          if (!exited) log.warn('guest ignored ACPI shutdown; forcing', { id, timeoutMs });
+          if (!(await settles(instance.exited, timeoutMs)))
+            log.warn('guest ignored ACPI shutdown; forcing', { id, timeoutMs });
         } catch (err) {
           log.warn('graceful shutdown failed; forcing', { id, err });
         }
       }
       if (this.instances.has(id)) await instance.kill();
-      await instance.exited;
+      if (!(await settles(instance.exited, 30_000))) {
+        throw new NfError(
+          'timeout',
+          `QEMU of VM ${id} (pid ${instance.pid}) did not exit 30 s after SIGKILL (stuck in the kernel?)`,
+        );
+      }
       return this.vmStatus(id);
     });
+  }
+
+  private async killOrphan(id: string, pid: number, opts: StopOptions): Promise<VmStatus> {
+    if (!opts.force) {
+      throw new NfError(
+        'invalid_state',
+        `QEMU pid ${pid} of VM ${id} does not answer its monitor; only a forced stop can end it`,
+      );
+    }
+    if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+    await waitFor(() => !pidAlive(pid), { timeoutMs: 30_000, what: `QEMU pid ${pid} to exit` });
+    this.orphans.delete(id);
+    await this.writeJournal(id, 'stopped');
+    return this.setStatus({ id, state: 'stopped' });
   }
 
   pauseVm(id: string): Promise<VmStatus> {
@@ -249,6 +298,12 @@ export class Node implements NodeApi {
           'stop the VM before reverting to a snapshot (its disks are in use)',
         );
       }
+      // Check every disk has it before touching any, so a revert is not left half-done for a missing one.
+      for (const d of disks) {
+        if (!(await this.pool(d.pool).hasSnapshot(d.volume, name))) {
+          throw new NfError('not_found', `disk ${d.id} has no snapshot "${name}"; nothing was reverted`);
+        }
+      }
       for (const d of disks) await this.pool(d.pool).snapshotApply(d.volume, name);
     });
   }
@@ -274,7 +329,8 @@ export class Node implements NodeApi {
 
   forgetVm(id: string): Promise<void> {
     return this.serialize(id, async () => {
-      if (this.instances.has(id)) throw new NfError('invalid_state', 'the VM is still running');
+      if (this.hasProcess(id)) throw new NfError('invalid_state', 'the VM still has a QEMU process');
+      this.orphans.delete(id);
       this.statuses.delete(id);
       await rm(this.runDir(id), { recursive: true, force: true });
     });
@@ -288,6 +344,15 @@ export class Node implements NodeApi {
 
   private track(instance: VmInstance): void {
     this.instances.set(instance.id, instance);
+    // QEMU pauses a guest by itself on a disk error (ENOSPC...): report it instead of "running".
+    instance.onRuntimeChange((state, reason) => {
+      if (this.instances.get(instance.id) !== instance) return;
+      const cur = this.vmStatus(instance.id);
+      const next: Omit<VmStatus, 'updatedAt'> = { ...cur, state };
+      delete (next as Partial<VmStatus>).reason;
+      if (reason) next.reason = reason;
+      this.setStatus(next);
+    });
     void instance.exited.then(async (info) => {
       if (this.instances.get(instance.id) !== instance) return;
       this.instances.delete(instance.id);
@@ -355,4 +420,17 @@ async function memAvailable(): Promise<number> {
     if (m) return Number(m[1]) * 1024;
   } catch {}
   return freemem();
+}
+
+/** Waits for a promise up to a deadline; true if it settled in time. */
+async function settles(p: Promise<unknown>, timeoutMs: number): Promise<boolean> {
+  let timer: Timer | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), timeoutMs);
+  });
+  try {
+    return await Promise.race([p.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -56,6 +56,8 @@ export interface NodeApi {
     disks: { id: string; pool: string; volume: string }[],
   ): Promise<void>;
   consoleLog(id: string, maxBytes?: number): Promise<string>;
+  /** True while a QEMU process of this VM exists (managed, or alive but unreachable). */
+  hasProcess(id: string): boolean;
   /** Forgets a stopped VM's run directory (on VM delete). */
   forgetVm(id: string): Promise<void>;
   onStatus(listener: (status: VmStatus) => void): () => void;

@@ -95,9 +95,13 @@ export class DirPool {
     await qemuImg(['snapshot', '-q', '-a', name, this.diskPath(volume)]);
   }
 
-  async snapshotDelete(volume: string, name: string): Promise<void> {
+  async hasSnapshot(volume: string, name: string): Promise<boolean> {
     const info = await imageInfo(this.diskPath(volume), 'qcow2');
-    if (!info.snapshots.some((s) => s.name === name)) return; // deleting what is gone is done
+    return info.snapshots.some((s) => s.name === name);
+  }
+
+  async snapshotDelete(volume: string, name: string): Promise<void> {
+    if (!(await this.hasSnapshot(volume, name))) return; // deleting what is gone is done
     await qemuImg(['snapshot', '-q', '-d', name, this.diskPath(volume)]);
   }
 

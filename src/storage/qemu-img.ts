@@ -34,6 +34,8 @@ export interface ImageInfo {
   virtualSize: number;
   actualSize: number;
   backingFilename?: string;
+  /** qcow2 external data file: like a backing file, it could point at any host file. */
+  dataFile?: string;
   snapshots: { name: string; date: string; vmStateSize: number }[];
 }
 
@@ -42,6 +44,7 @@ interface RawInfo {
   'virtual-size': number;
   'actual-size'?: number;
   'backing-filename'?: string;
+  'format-specific'?: { data?: { 'data-file'?: string } };
   snapshots?: { name: string; 'date-sec': number; 'vm-state-size': number }[];
 }
 
@@ -62,5 +65,7 @@ export async function imageInfo(path: string, format?: string): Promise<ImageInf
     })),
   };
   if (raw['backing-filename']) info.backingFilename = raw['backing-filename'];
+  const dataFile = raw['format-specific']?.data?.['data-file'];
+  if (dataFile) info.dataFile = dataFile;
   return info;
 }

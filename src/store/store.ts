@@ -37,7 +37,13 @@ export class EtcdStore implements Store {
   readonly client: Etcd3;
 
   constructor(endpoint: string, options: Partial<IOptions> = {}) {
-    this.client = new Etcd3({ hosts: endpoint, dialTimeout: 3000, ...options });
+    this.client = new Etcd3({
+      hosts: endpoint,
+      dialTimeout: 3000,
+      // A stalled etcd must not hang API calls and per-VM locks forever.
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 10_000 }),
+      ...options,
+    });
   }
 
   async get<T>(key: string): Promise<Versioned<T> | undefined> {

@@ -1,4 +1,4 @@
-import { createServer } from 'node:net';
+import { createServer, isIPv4 } from 'node:net';
 
 /** Asks the kernel for a free TCP port on the given loopback address. */
 export function freePort(host = '127.0.0.1'): Promise<number> {
@@ -24,6 +24,8 @@ export function parseHostPort(value: string, defaultPort: number): { host: strin
   return { host: host === '' ? '127.0.0.1' : host, port };
 }
 
+/** Only literal loopback addresses count: a name like "127.example.com" could resolve anywhere. */
 export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+  if (host === 'localhost' || host === '::1') return true;
+  return isIPv4(host) && host.startsWith('127.');
 }

@@ -65,6 +65,8 @@ export interface VmInstance {
   deleteDiskSnapshots(name: string, diskIds: string[]): Promise<void>;
   /** Resolves once the process is gone. */
   readonly exited: Promise<ExitInfo>;
+  /** Called when QEMU itself pauses or resumes the guest (e.g. a disk I/O error stops it). */
+  onRuntimeChange(listener: (state: RuntimeState, reason?: string) => void): void;
   /** Drops the monitor connection but leaves the process running (daemon shutdown). */
   detach(): void;
 }

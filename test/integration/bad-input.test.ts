@@ -48,6 +48,12 @@ describe('bad input and faults: clear errors, nothing left behind', () => {
       /memoryMiB/,
     );
     await expectError(await post({ ...kernelVm('bad1'), name: '../etc' }), 400, 'validation_failed', /name/);
+    await expectError(
+      await post({ ...kernelVm('bad1'), name: '0b5e2c3a-1111-4222-8333-944445555666' }),
+      400,
+      'validation_failed',
+      /UUID/,
+    );
     await expectError(await post('{"name": "bad1",'), 400, 'validation_failed', /JSON/);
     await expectError(await post({ ...kernelVm('bad1'), disks: [{}] }), 400, 'validation_failed', /sizeGiB/);
     await expectError(

@@ -135,6 +135,23 @@ describe('images, and the newcomer path through the CLI', () => {
       code: 'validation_failed',
       message: expect.stringMatching(/backing file/),
     });
+    // So would an external data file (qcow2 data_file), which is not a backing file.
+    const evilData = join(work, 'evil-data.qcow2');
+    await run('qemu-img', [
+      'create',
+      '-q',
+      '-f',
+      'qcow2',
+      '-o',
+      'data_file=/etc/hostname,preallocation=metadata',
+      evilData,
+      '1M',
+    ]).catch(async () =>
+      run('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'data_file=/etc/hostname', evilData, '1M']),
+    );
+    await expect(
+      d.api.request('POST', '/api/v1/images/import', { name: 'evil2', path: evilData }),
+    ).rejects.toMatchObject({ code: 'validation_failed', message: expect.stringMatching(/data file/) });
     await expect(
       d.api.request('POST', '/api/v1/images/import', { name: 'ghost', path: '/nonexistent.iso' }),
     ).rejects.toMatchObject({ code: 'file_not_found' });

@@ -79,6 +79,9 @@ describe('VM lifecycle on one host', () => {
     const vm = await createVm(d.api, kernelVm('life3', { start: true }));
     await waitConsole(d.api, vm.id, new RegExp(BOOTED));
     await guestRun(d.api, d.dataDir, vm.id, 'true');
+    // Pause and resume first: the poweroff must still be taken as the guest's own, not restarted.
+    await vmAction(d.api, 'life3', 'pause');
+    await vmAction(d.api, 'life3', 'resume');
     // The guest halts on its own: the typed poweroff never prints its end marker, so wait on state.
     const { typeOnSerial } = await import('../harness/serial');
     await typeOnSerial(d.dataDir, vm.id, 'poweroff -f');
@@ -87,6 +90,7 @@ describe('VM lifecycle on one host', () => {
       what: 'life3 stopped',
     });
     expect((await getVm(d.api, 'life3')).reason).toBeUndefined();
+    expect(d.qemuPids()).toEqual([]); // and it stays down: not restarted behind the admin's back
 
     const nodes = await d.api.request<
       { name: string; accelerator: string; qemuVersion: string; state: string }[]

@@ -37,6 +37,37 @@ describe('guests outlive the daemon; etcd restarts lose nothing', () => {
     expect(pidAlive(vm.pid!)).toBe(false);
   });
 
+  it('refuses a second daemon on the same data dir', async () => {
+    const second = await TestDaemon.start({ dataDir: d.dataDir }).then(
+      () => 'started',
+      (err: Error) => err.message,
+    );
+    expect(second).toMatch(/another neuroflow serve .* already uses/);
+    expect((await d.api.request<{ status: string }>('GET', '/api/v1/health')).status).toBe('ok');
+  });
+
+  it('never starts a second QEMU next to one whose monitor does not answer', async () => {
+    const vm = await createVm(d.api, kernelVm('wedged', { start: true }));
+    await d.kill9();
+    process.kill(vm.pid!, 'SIGSTOP'); // frozen: alive, but its monitor cannot answer
+    try {
+      await d.launch();
+      const seen = await getVm(d.api, 'wedged');
+      expect(seen.state).toBe('error');
+      expect(seen.reason).toMatch(/monitor does not answer/);
+      await expect(vmAction(d.api, 'wedged', 'start')).rejects.toMatchObject({ code: 'invalid_state' });
+      await expect(d.api.request('DELETE', '/api/v1/vms/wedged')).rejects.toMatchObject({
+        code: 'invalid_state',
+      });
+      expect(pidAlive(vm.pid!)).toBe(true);
+      expect((await vmAction(d.api, 'wedged', 'stop', '?force=true')).state).toBe('stopped');
+      expect(pidAlive(vm.pid!)).toBe(false);
+      await d.api.request('DELETE', '/api/v1/vms/wedged');
+    } finally {
+      if (pidAlive(vm.pid!)) process.kill(vm.pid!, 'SIGKILL');
+    }
+  });
+
   it('reconnects to etcd after it is killed, and keeps every record', async () => {
     const before = await d.api.request<{ id: string }[]>('GET', '/api/v1/vms');
     const etcd = d.etcdPid()!;

@@ -65,6 +65,10 @@ describe('snapshots keep the disk state exactly', () => {
     await expect(
       d.api.request('POST', '/api/v1/vms/snap2/snapshots', { name: 'cold' }),
     ).rejects.toMatchObject({ code: 'already_exists' });
+    // qemu-img matches a snapshot id before a name: numeric names could select another snapshot.
+    await expect(d.api.request('POST', '/api/v1/vms/snap2/snapshots', { name: '1' })).rejects.toMatchObject({
+      code: 'validation_failed',
+    });
     await expect(d.api.request('POST', '/api/v1/vms/snap2/snapshots/nope/revert')).rejects.toMatchObject({
       code: 'not_found',
     });

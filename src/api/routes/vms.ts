@@ -50,11 +50,17 @@ export function vmRoutes(ctx: ApiContext) {
     }),
     async (c) => {
       const input = c.req.valid('json');
-      const vm = await tasks.run('vm.create', input.name, c.get('user'), async () => {
-        const created = await vms.create(input);
-        return input.start ? actions.start(created.id) : created;
-      });
-      return c.json(vm, 201);
+      const created = await tasks.run('vm.create', input.name, c.get('user'), () => vms.create(input));
+      if (!input.start) return c.json(created, 201);
+      try {
+        return c.json(
+          await tasks.run('vm.start', input.name, c.get('user'), () => actions.start(created.id)),
+          201,
+        );
+      } catch {
+        // The VM exists; its state (error) and reason say why it did not start; the task records it too.
+        return c.json(await vms.get(created.id), 201);
+      }
     },
   );
 

@@ -1,5 +1,14 @@
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { NfError } from '../../errors';
 import { createLogger } from '../../util/log';
@@ -29,7 +38,13 @@ export class QemuDriver implements VmmDriver {
   async start(spec: VmRunSpec, runDir: string): Promise<VmInstance> {
     const paths = runPaths(runDir);
     mkdirSync(runDir, { recursive: true, mode: 0o700 });
+    // Never start over a live QEMU of this VM (a second process on the same disks).
+    const old = readPidfile(paths.pidfile);
+    if (old && pidAlive(old) && (procCmdline(old) ?? []).includes(spec.id)) {
+      throw new NfError('invalid_state', `VM "${spec.name}" already has a QEMU process (pid ${old})`);
+    }
     for (const stale of [paths.qmp, paths.serial, paths.pidfile, paths.vnc]) rmSync(stale, { force: true });
+    rotateConsoleLog(paths.consoleLog);
     const stderrPath = join(runDir, 'qemu.log');
     const argv = renderArgv(buildQemuConfig(spec, paths, this.opts));
     const fd = openSync(stderrPath, 'w', 0o600);
@@ -101,5 +116,14 @@ function readStartedAt(runDir: string): string {
     return readFileSync(join(runDir, 'started-at'), 'utf8').trim();
   } catch {
     return new Date().toISOString();
+  }
+}
+
+/** Keeps one previous console log; the serial output of a long-lived guest must not fill the disk. */
+function rotateConsoleLog(path: string, maxBytes = 8 * 1024 ** 2): void {
+  try {
+    if (statSync(path).size > maxBytes) renameSync(path, `${path}.1`);
+  } catch {
+    // no log yet
   }
 }

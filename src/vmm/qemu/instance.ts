@@ -32,6 +32,8 @@ export function stderrReason(stderrPath: string, maxLines = 5): string | undefin
 export class QemuInstance implements VmInstance {
   readonly exited: Promise<ExitInfo>;
   private shutdownSeen = false;
+  private ioError: string | undefined;
+  private readonly runtimeListeners: ((state: RuntimeState, reason?: string) => void)[] = [];
   private detached = false;
   private readonly exitDeferred = deferred<ExitInfo>();
 
@@ -48,6 +50,17 @@ export class QemuInstance implements VmInstance {
       // host-signal means someone outside killed QEMU (SIGTERM/SIGINT): that is not a clean stop.
       if (ev.event === 'SHUTDOWN' && (ev.data as { reason?: string } | undefined)?.reason !== 'host-signal') {
         this.shutdownSeen = true;
+      }
+      if (ev.event === 'BLOCK_IO_ERROR') {
+        const d = ev.data as
+          | { device?: string; 'node-name'?: string; reason?: string; nospace?: boolean }
+          | undefined;
+        this.ioError = `paused by QEMU: I/O error on ${d?.['node-name'] || d?.device || 'a disk'}${d?.nospace ? ' (no space left on the host)' : ''}${d?.reason ? `: ${d.reason}` : ''}`;
+      }
+      if (ev.event === 'RESUME') this.ioError = undefined;
+      if (ev.event === 'STOP' || ev.event === 'RESUME') {
+        const reason = ev.event === 'STOP' ? this.ioError : undefined;
+        for (const l of this.runtimeListeners) l(ev.event === 'STOP' ? 'paused' : 'running', reason);
       }
     });
     // Our own child: reap it, so it never lingers as a zombie.
@@ -131,6 +144,10 @@ export class QemuInstance implements VmInstance {
         if (!(err instanceof NfError && /not found|can't find/i.test(err.message))) throw err;
       }
     }
+  }
+
+  onRuntimeChange(listener: (state: RuntimeState, reason?: string) => void): void {
+    this.runtimeListeners.push(listener);
   }
 
   detach(): void {
