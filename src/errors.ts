@@ -29,6 +29,8 @@ export const ERROR_CODES = {
   /** A dependency (etcd, QEMU, the node) is unreachable right now; retry later. */
   unavailable: { http: 503, grpc: 14 },
   timeout: { http: 504, grpc: 4 },
+  /** The guest agent answered with an error (its class and text are in the message). */
+  guest_error: { http: 502, grpc: 13 },
   /** The hypervisor refused or failed the operation; the message carries QEMU's reason. */
   hypervisor_error: { http: 500, grpc: 13 },
   internal: { http: 500, grpc: 13 },

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { createApp } from './api/app';
 import { hashToken } from './api/auth';
 import type { ApiContext } from './api/context';
+import { GuestService } from './controller/guest';
 import { ImageService } from './controller/images';
 import { Reconciler } from './controller/reconciler';
 import { keys, type NetworkRecord } from './controller/records';
@@ -130,6 +131,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     vms,
     actions,
     images,
+    guest: new GuestService(vms, node),
     tasks,
     adminTokenHash: hashToken(token),
     maxUploadBytes: 64 * 1024 ** 3,

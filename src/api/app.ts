@@ -6,6 +6,7 @@ import { requireToken } from './auth';
 import type { ApiContext, Env } from './context';
 import { requestMetrics } from './metrics';
 import { newRouter } from './router';
+import { guestRoutes } from './routes/guest';
 import { imageRoutes } from './routes/images';
 import { nodeRoutes } from './routes/nodes';
 import { systemRoutes } from './routes/system';
@@ -41,6 +42,7 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
   const api = newRouter();
   api.use('*', requireToken(ctx.adminTokenHash));
   api.route('/vms', vmRoutes(ctx));
+  api.route('/vms', guestRoutes(ctx));
   api.route('/images', imageRoutes(ctx));
   api.route('/nodes', nodeRoutes(ctx));
   api.route('/tasks', taskRoutes(ctx));

@@ -1,3 +1,4 @@
+import type { GuestService } from '../controller/guest';
 import type { ImageService } from '../controller/images';
 import type { TaskLog } from '../controller/tasks';
 import type { VmActions } from '../controller/vm-actions';
@@ -13,6 +14,7 @@ export interface ApiContext {
   vms: VmService;
   actions: VmActions;
   images: ImageService;
+  guest: GuestService;
   tasks: TaskLog;
   /** SHA-256 of the admin token; the token itself is only in DATA_DIR/admin.token. */
   adminTokenHash: Buffer;

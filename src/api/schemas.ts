@@ -81,6 +81,10 @@ export const CreateVmBody = z
     machine: z.enum(['q35', 'pc']).default('q35'),
     description: z.string().max(1024).optional(),
     start: z.boolean().default(false).openapi({ description: 'Start the VM once created' }),
+    agent: z
+      .boolean()
+      .default(true)
+      .openapi({ description: 'Give the VM the guest agent channel (virtio-serial)' }),
   })
   .openapi('CreateVm');
 
@@ -94,6 +98,7 @@ export const SnapshotSchema = z
     description: z.string().optional(),
     createdAt: z.string(),
     vmState: z.enum(['running', 'paused', 'stopped']),
+    quiesced: z.boolean().optional().openapi({ description: 'File systems were frozen by the guest agent' }),
   })
   .openapi('Snapshot');
 
@@ -121,6 +126,12 @@ export const VmSchema = z
     networks: z.array(z.object({ id: z.string(), network: z.string(), mac: z.string() })),
     boot: z.record(z.string(), z.unknown()),
     pid: z.number().optional(),
+    agent: z.object({
+      enabled: z.boolean(),
+      status: z.enum(['connected', 'absent', 'disabled']),
+      version: z.string().optional(),
+      flavour: z.enum(['neuroflow', 'qemu-ga']).optional(),
+    }),
     startedAt: z.string().optional(),
     snapshots: z.array(SnapshotSchema),
     createdAt: z.string(),
@@ -233,3 +244,61 @@ export const TaskSchema = z
     endedAt: z.string().optional(),
   })
   .openapi('Task');
+
+export const ExecBody = z
+  .strictObject({
+    command: z
+      .array(z.string().min(1))
+      .min(1)
+      .max(256)
+      .openapi({ description: 'argv: the program (a path or a name the guest finds) and its arguments' }),
+    input: z
+      .string()
+      .max(16 * 1024 * 1024)
+      .optional()
+      .openapi({ description: 'Text for its standard input' }),
+    inputBase64: z
+      .string()
+      .max(24 * 1024 * 1024)
+      .optional()
+      .openapi({ description: 'Binary standard input, base64' }),
+    env: z
+      .array(z.string().regex(/^[^=]+=/, 'NAME=value'))
+      .max(256)
+      .optional(),
+    timeoutSec: z
+      .number()
+      .int()
+      .min(1)
+      .max(3600)
+      .optional()
+      .openapi({ description: 'Give up waiting after this long (default 60)' }),
+    binary: z
+      .boolean()
+      .optional()
+      .openapi({ description: 'Return stdoutBase64/stderrBase64 instead of text' }),
+  })
+  .refine((b) => !(b.input !== undefined && b.inputBase64 !== undefined), {
+    message: 'give input or inputBase64, not both',
+  })
+  .openapi('GuestExec');
+
+export const ExecResultSchema = z
+  .object({
+    exitCode: z.number().nullable(),
+    signal: z.number().optional(),
+    stdout: z.string().optional(),
+    stderr: z.string().optional(),
+    stdoutBase64: z.string().optional(),
+    stderrBase64: z.string().optional(),
+    truncated: z.boolean(),
+  })
+  .openapi('GuestExecResult');
+
+export const PasswordBody = z
+  .strictObject({
+    username: z.string().regex(/^[a-z_][a-z0-9_.-]{0,31}\$?$/i, 'a user name of the guest'),
+    password: z.string().min(1).max(4096),
+    crypted: z.boolean().default(false).openapi({ description: 'password is already a crypt(3) hash' }),
+  })
+  .openapi('GuestPassword');

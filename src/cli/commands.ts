@@ -23,6 +23,7 @@ interface Vm {
   reason?: string;
   disks: { id: string; sizeBytes: number; volume: string }[];
   snapshots: { name: string; createdAt: string; vmState: string }[];
+  agent: { status: string; version?: string };
   [k: string]: unknown;
 }
 
@@ -42,7 +43,7 @@ function need(positionals: string[], i: number, what: string): string {
 
 const enc = encodeURIComponent;
 
-export async function vmCommand(argv: string[], out: Out): Promise<void> {
+export async function vmCommand(argv: string[], out: Out): Promise<number | undefined> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -62,11 +63,15 @@ export async function vmCommand(argv: string[], out: Out): Promise<void> {
       start: { type: 'boolean', default: false },
       force: { type: 'boolean', default: false },
       timeout: { type: 'string' },
+      'no-agent': { type: 'boolean', default: false },
+      user: { type: 'string' },
     },
   });
   const api = client(values);
   const [sub, name] = positionals;
-  const show = (vm: Vm) => out(values.json ? JSON.stringify(vm, null, 2) : describeVm(vm));
+  const show = (vm: Vm): undefined => {
+    out(values.json ? JSON.stringify(vm, null, 2) : describeVm(vm));
+  };
   switch (sub) {
     case 'list': {
       const vms = await api.request<Vm[]>('GET', '/api/v1/vms');
@@ -97,6 +102,7 @@ export async function vmCommand(argv: string[], out: Out): Promise<void> {
         disks: (values.disk ?? []).map(parseDisk),
         networks: (values.network ?? ['default']).filter((n) => n !== 'none').map((network) => ({ network })),
         start: values.start,
+        agent: !values['no-agent'],
       };
       if (values.kernel) {
         const boot: Record<string, string> = { kernel: values.kernel };
@@ -145,11 +151,60 @@ export async function vmCommand(argv: string[], out: Out): Promise<void> {
       );
       return;
     case 'snapshot':
-      return snapshotCommand(api, positionals.slice(1), values, out);
+      await snapshotCommand(api, positionals.slice(1), values, out);
+      return;
+    case 'guest': {
+      const info = await api.request<Record<string, unknown>>(
+        'GET',
+        `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/guest`,
+      );
+      out(values.json ? JSON.stringify(info, null, 2) : describeGuest(info));
+      return;
+    }
+    case 'exec': {
+      // neuroflow vm exec NAME -- program args...
+      const command = positionals.slice(2);
+      if (command.length === 0)
+        throw new NfError('validation_failed', 'use: vm exec NAME -- PROGRAM [ARGS...]');
+      const body: Record<string, unknown> = { command };
+      if (values.timeout) body.timeoutSec = Number(values.timeout);
+      if (!process.stdin.isTTY) body.input = await Bun.stdin.text();
+      const r = await api.request<{ exitCode: number | null; stdout: string; stderr: string }>(
+        'POST',
+        `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/guest/exec`,
+        body,
+      );
+      if (values.json) out(JSON.stringify(r, null, 2));
+      else {
+        process.stdout.write(r.stdout);
+        process.stderr.write(r.stderr);
+      }
+      return r.exitCode ?? 1;
+    }
+    case 'password': {
+      // The password comes on stdin (never on the command line, where ps and shell history would show it).
+      const user = values.user ?? 'root';
+      const password = (await Bun.stdin.text()).replace(/\r?\n$/, '');
+      if (!password) throw new NfError('validation_failed', 'give the new password on standard input');
+      await api.request('POST', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/guest/password`, {
+        username: user,
+        password,
+      });
+      out(`password of ${user} set`);
+      return;
+    }
+    case 'fsfreeze':
+    case 'fsthaw':
+      out(
+        JSON.stringify(
+          await api.request('POST', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/guest/${sub}`),
+        ),
+      );
+      return;
     default:
       throw new NfError(
         'validation_failed',
-        `unknown "vm ${sub ?? ''}"; use list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot`,
+        `unknown "vm ${sub ?? ''}"; use list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot|guest|exec|password|fsfreeze|fsthaw`,
       );
   }
 }
@@ -208,6 +263,26 @@ export function parseDisk(spec: string): Record<string, unknown> {
   return { sizeGiB: size };
 }
 
+function describeGuest(g: Record<string, unknown>): string {
+  const os = (g.os ?? {}) as Record<string, string>;
+  const mem = g.memory as { totalBytes: number; usedBytes: number } | null;
+  const lines = [
+    `Agent:    ${JSON.stringify(g.agent)}`,
+    `OS:       ${os['pretty-name'] ?? os.name ?? '-'} (kernel ${os['kernel-release'] ?? '-'})`,
+    `Hostname: ${g.hostname}`,
+    `IPs:      ${(g.ips as string[]).join(', ') || '-'}`,
+    `Memory:   ${mem ? `${bytes(mem.usedBytes)} used of ${bytes(mem.totalBytes)}` : '-'}`,
+    `Uptime:   ${g.uptimeSec ?? '-'} s`,
+  ];
+  type Fs = { mountpoint: string; type: string; usedBytes: number | null; totalBytes: number | null };
+  for (const f of (g.filesystems as Fs[]) ?? []) {
+    const used = f.usedBytes === null ? '?' : bytes(f.usedBytes);
+    const total = f.totalBytes === null ? '?' : bytes(f.totalBytes);
+    lines.push(`FS:       ${f.mountpoint} ${f.type} ${used} used of ${total}`);
+  }
+  return lines.join('\n');
+}
+
 function describeVm(vm: Vm): string {
   const lines = [
     `Name:     ${vm.name}`,
@@ -216,6 +291,7 @@ function describeVm(vm: Vm): string {
     `Node:     ${vm.node}`,
     `vCPUs:    ${vm.vcpus}`,
     `Memory:   ${vm.memoryMiB} MiB`,
+    `Agent:    ${vm.agent.status}${vm.agent.version ? ` ${vm.agent.version}` : ''}`,
   ];
   for (const d of vm.disks) lines.push(`Disk:     ${d.id} ${bytes(d.sizeBytes)} (${d.volume})`);
   for (const s of vm.snapshots) lines.push(`Snapshot: ${s.name} (${s.createdAt}, ${s.vmState})`);

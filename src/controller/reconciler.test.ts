@@ -60,6 +60,9 @@ class FakeNode implements NodeApi {
     return '';
   }
   async forgetVm(): Promise<void> {}
+  async guestCommand<T>(): Promise<T> {
+    throw new NfError('unavailable', 'no agent in the fake');
+  }
   hasProcess(id: string): boolean {
     const s = this.vmStatus(id).state;
     return s === 'running' || s === 'paused';
@@ -105,6 +108,7 @@ async function setup(power: VmRecord['power'], extra: Partial<VmRecord> = {}) {
     disks: [],
     nics: [],
     boot: { kind: 'disk', index: 0 },
+    agent: false,
   });
   const rec = new Reconciler(store, node, spec, 60_000);
   const read = async () => (await store.get<VmRecord>(keys.vm(ID)))!.value;

@@ -41,6 +41,8 @@ export interface SnapshotRecord {
   description?: string;
   createdAt: string;
   vmState: PowerState;
+  /** File systems were frozen by the guest agent while it was taken. */
+  quiesced?: boolean;
 }
 
 export interface VmRecord {
@@ -54,6 +56,8 @@ export interface VmRecord {
   disks: DiskRecord[];
   networks: NicRecord[];
   boot: BootRecord;
+  /** The guest agent channel (absent in records from before it existed: on). */
+  agent?: boolean;
   snapshots: SnapshotRecord[];
   /** Desired power state; the reconciler makes the node match it. */
   power: PowerState;

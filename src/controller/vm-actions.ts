@@ -1,8 +1,11 @@
 import { NfError } from '../errors';
 import type { StopOptions } from '../node/types';
 import type { Versioned } from '../store/store';
+import { createLogger } from '../util/log';
 import type { PowerState, SnapshotRecord, VmRecord } from './records';
 import type { VmService, VmView } from './vms';
+
+const log = createLogger('vm-actions');
 
 /**
  * Power actions and snapshots. Each changes desired state with compare-and-swap, then runs the per-VM
@@ -97,8 +100,17 @@ export class VmActions {
         throw new NfError('invalid_state', `VM "${vm.name}" has no disks to snapshot`);
       const state = this.node.vmStatus(vm.id).state;
       const vmState: PowerState = state === 'running' ? 'running' : state === 'paused' ? 'paused' : 'stopped';
-      await this.node.snapshotVm(vm.id, name, vm.disks);
-      const snap: SnapshotRecord = { name, createdAt: new Date().toISOString(), vmState };
+      // Quiesce: with a guest agent, file systems are frozen around the snapshot so it is consistent.
+      const quiesced =
+        vmState === 'running' &&
+        this.node.vmStatus(vm.id).agent?.status === 'connected' &&
+        (await this.freeze(vm.id));
+      try {
+        await this.node.snapshotVm(vm.id, name, vm.disks);
+      } finally {
+        if (quiesced) await this.thaw(vm.id);
+      }
+      const snap: SnapshotRecord = { name, createdAt: new Date().toISOString(), vmState, quiesced };
       if (description !== undefined) snap.description = description;
       try {
         await this.vms.store.txn({
@@ -149,6 +161,35 @@ export class VmActions {
       }
       await this.node.revertVmSnapshot(vm.id, name, vm.disks);
     });
+  }
+
+  private async freeze(id: string): Promise<boolean> {
+    try {
+      await this.node.guestCommand(id, 'guest-fsfreeze-freeze', undefined, { timeoutMs: 60_000 });
+      return true;
+    } catch (err) {
+      log.warn('could not freeze guest file systems; the snapshot is crash-consistent only', {
+        id,
+        err: (err as Error).message,
+      });
+      return false;
+    }
+  }
+
+  /** A guest left frozen hangs every writer in it: insist. */
+  private async thaw(id: string): Promise<void> {
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      try {
+        await this.node.guestCommand(id, 'guest-fsfreeze-thaw', undefined, { timeoutMs: 30_000 });
+        return;
+      } catch (err) {
+        log.error('guest thaw failed', { id, attempt, err: (err as Error).message });
+      }
+    }
+    throw new NfError(
+      'guest_error',
+      `the guest's file systems may still be frozen: thaw failed 5 times; run POST /api/v1/vms/${id}/guest/fsthaw`,
+    );
   }
 
   private snapshot(vm: VmRecord, name: string): SnapshotRecord {

@@ -24,13 +24,19 @@ const GiB = 1024 ** 3;
 export type VmState = 'stopped' | 'starting' | 'running' | 'stopping' | 'paused' | 'error';
 
 export interface VmView
-  extends Omit<VmRecord, 'power' | 'generation' | 'runningGeneration' | 'lastError' | 'boot'> {
+  extends Omit<VmRecord, 'power' | 'generation' | 'runningGeneration' | 'lastError' | 'boot' | 'agent'> {
   state: VmState;
   powerState: VmRecord['power'];
   reason?: string;
   pid?: number;
   startedAt?: string;
   boot: Record<string, unknown>;
+  agent: {
+    enabled: boolean;
+    status: 'connected' | 'absent' | 'disabled';
+    version?: string;
+    flavour?: 'neuroflow' | 'qemu-ga';
+  };
 }
 
 /** Creates, finds and deletes VMs: validation first, then work, and rollback of that work on failure. */
@@ -68,8 +74,16 @@ export class VmService {
       state = 'error';
       reason = vm.lastError.message;
     }
-    const { power, generation: _g, runningGeneration: _r, lastError: _e, boot, ...rest } = vm;
-    const view: VmView = { ...rest, state, powerState: power, boot: bootView(boot) };
+    const { power, generation: _g, runningGeneration: _r, lastError: _e, boot, agent: enabled, ...rest } = vm;
+    const agent: VmView['agent'] =
+      enabled === false ? { enabled: false, status: 'disabled' } : { enabled: true, status: 'absent' };
+    const live = status.agent;
+    if (enabled !== false && live && (state === 'running' || state === 'paused')) {
+      agent.status = live.status === 'connected' ? 'connected' : 'absent';
+      if (live.version) agent.version = live.version;
+      if (live.flavour) agent.flavour = live.flavour;
+    }
+    const view: VmView = { ...rest, state, powerState: power, boot: bootView(boot), agent };
     if (reason) view.reason = reason;
     if (status.pid && (state === 'running' || state === 'paused' || state === 'stopping')) {
       view.pid = status.pid;
@@ -176,6 +190,7 @@ export class VmService {
         updatedAt: now,
       };
       if (input.description !== undefined) vm.description = input.description;
+      if (!input.agent) vm.agent = false;
       await this.store.txn(
         {
           when: [
@@ -256,6 +271,7 @@ export class VmService {
       disks: vm.disks.map((d) => ({ id: d.id, path: this.pool(d.pool).diskPath(d.volume), format: 'qcow2' })),
       nics: vm.networks.map((n) => ({ id: n.id, network: n.network, type: 'nat', mac: n.mac })),
       boot: { kind: 'disk', index: 0 },
+      agent: vm.agent !== false,
     };
     const b = vm.boot;
     if ('kernel' in b) {

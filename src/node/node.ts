@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { open, readFile, rm } from 'node:fs/promises';
 import { cpus, freemem, hostname, loadavg, release, totalmem, uptime } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { waitFor } from '../util/wait';
 import type { AccelChoice } from '../vmm/qemu/host';
 import { stderrReason } from '../vmm/qemu/instance';
 import type { VmInstance, VmmDriver, VmRunSpec } from '../vmm/types';
+import { AgentTracker } from './agent';
 import type { NodeApi, NodeInfo, StopOptions, VmStatus } from './types';
 
 const log = createLogger('node');
@@ -29,6 +30,7 @@ export class Node implements NodeApi {
   private readonly statuses = new Map<string, VmStatus>();
   /** QEMU processes found alive whose monitor we could not reach: never started twice, only killed. */
   private readonly orphans = new Map<string, number>();
+  private readonly agents = new Map<string, AgentTracker>();
   private readonly listeners = new Set<(s: VmStatus) => void>();
   /** One operation per VM at a time: a stop never races a start. */
   private readonly locks = new KeyedLock();
@@ -133,7 +135,25 @@ export class Node implements NodeApi {
   }
 
   vmStatus(id: string): VmStatus {
-    return this.statuses.get(id) ?? { id, state: 'stopped', updatedAt: new Date().toISOString() };
+    const s = this.statuses.get(id) ?? { id, state: 'stopped', updatedAt: new Date().toISOString() };
+    const agent = this.agents.get(id);
+    return agent ? { ...s, agent: agent.current } : s;
+  }
+
+  async guestCommand<T>(
+    id: string,
+    command: string,
+    args?: Record<string, unknown>,
+    opts?: { timeoutMs?: number; noReply?: boolean },
+  ): Promise<T> {
+    const agent = this.agents.get(id);
+    if (!agent) {
+      throw new NfError(
+        'invalid_state',
+        this.instances.has(id) ? 'the VM has no guest agent channel (agent: false)' : 'the VM is not running',
+      );
+    }
+    return agent.execute<T>(command, args, opts);
   }
 
   onStatus(listener: (s: VmStatus) => void): () => void {
@@ -188,7 +208,18 @@ export class Node implements NodeApi {
         const timeoutMs = opts.timeoutMs ?? 60_000;
         try {
           if ((await instance.state()) === 'paused') await instance.resume(); // a paused guest cannot see ACPI
-          await instance.powerdown();
+          // The agent shuts down cleanly even guests that ignore ACPI; fall back to the power button.
+          const agent = this.agents.get(id);
+          let asked = false;
+          if (agent?.current.status === 'connected') {
+            asked = await agent
+              .execute('guest-shutdown', { mode: 'powerdown' }, { noReply: true, timeoutMs: 3000 })
+              .then(
+                () => true,
+                () => false,
+              );
+          }
+          if (!asked) await instance.powerdown();
           if (!(await settles(instance.exited, timeoutMs)))
             log.warn('guest ignored ACPI shutdown; forcing', { id, timeoutMs });
         } catch (err) {
@@ -344,6 +375,21 @@ export class Node implements NodeApi {
 
   private track(instance: VmInstance): void {
     this.instances.set(instance.id, instance);
+    if (this.agentEnabled(instance.id)) {
+      const agent = new AgentTracker(instance.id, join(this.runDir(instance.id), 'qga.sock'), () => {
+        const cur = this.statuses.get(instance.id);
+        if (cur) for (const l of this.listeners) l(this.vmStatus(instance.id));
+      });
+      this.agents.set(instance.id, agent);
+      instance.onChannelChange((port, open) => {
+        if (port === 'qga0-port') agent.portChanged(open);
+      });
+      agent.start();
+      void instance.exited.then(() => {
+        agent.stop();
+        if (this.agents.get(instance.id) === agent) this.agents.delete(instance.id);
+      });
+    }
     // QEMU pauses a guest by itself on a disk error (ENOSPC...): report it instead of "running".
     instance.onRuntimeChange((state, reason) => {
       if (this.instances.get(instance.id) !== instance) return;
@@ -368,6 +414,17 @@ export class Node implements NodeApi {
       }
       await this.writeJournal(instance.id, 'stopped').catch(() => {});
     });
+  }
+
+  /** Whether the VM was started with the agent channel (from its run spec, also after re-attach). */
+  private agentEnabled(id: string): boolean {
+    try {
+      return (
+        (JSON.parse(readFileSync(join(this.runDir(id), 'spec.json'), 'utf8')) as VmRunSpec).agent !== false
+      );
+    } catch {
+      return false;
+    }
   }
 
   private running(id: string): VmInstance {

@@ -1,4 +1,5 @@
 import type { Accelerator, RuntimeState, VmRunSpec } from '../vmm/types';
+import type { AgentState } from './agent';
 
 export interface NodeInfo {
   name: string;
@@ -17,6 +18,8 @@ export interface NodeInfo {
 
 export interface VmStatus {
   id: string;
+  /** The guest agent while the VM runs. */
+  agent?: AgentState;
   state: RuntimeState;
   pid?: number;
   startedAt?: string;
@@ -56,6 +59,13 @@ export interface NodeApi {
     disks: { id: string; pool: string; volume: string }[],
   ): Promise<void>;
   consoleLog(id: string, maxBytes?: number): Promise<string>;
+  /** Runs a guest agent command in the VM (the agent must be connected). */
+  guestCommand<T>(
+    id: string,
+    command: string,
+    args?: Record<string, unknown>,
+    opts?: { timeoutMs?: number; noReply?: boolean },
+  ): Promise<T>;
   /** True while a QEMU process of this VM exists (managed, or alive but unreachable). */
   hasProcess(id: string): boolean;
   /** Forgets a stopped VM's run directory (on VM delete). */

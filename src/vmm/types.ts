@@ -37,6 +37,8 @@ export interface VmRunSpec {
   cdrom?: { path: string };
   nics: NicRun[];
   boot: BootRun;
+  /** Give the guest the virtio-serial port org.qemu.guest_agent.0 for a guest agent. */
+  agent: boolean;
 }
 
 export type RuntimeState = 'running' | 'paused' | 'stopped' | 'error';
@@ -65,6 +67,8 @@ export interface VmInstance {
   deleteDiskSnapshots(name: string, diskIds: string[]): Promise<void>;
   /** Resolves once the process is gone. */
   readonly exited: Promise<ExitInfo>;
+  /** Called when the guest opens or closes a virtio-serial port (the agent starting or going away). */
+  onChannelChange(listener: (port: string, open: boolean) => void): void;
   /** Called when QEMU itself pauses or resumes the guest (e.g. a disk I/O error stops it). */
   onRuntimeChange(listener: (state: RuntimeState, reason?: string) => void): void;
   /** Drops the monitor connection but leaves the process running (daemon shutdown). */

@@ -24,6 +24,7 @@ const base: VmRunSpec = {
     initrd: '/boot/initrd.img',
     cmdline: 'console=ttyS0 quiet',
   },
+  agent: true,
 };
 
 const cases: Record<string, VmRunSpec> = {
@@ -35,7 +36,7 @@ const cases: Record<string, VmRunSpec> = {
     cdrom: { path: '/pool/images/x.iso' },
     boot: { kind: 'cdrom' },
   },
-  'disk-boot-kvm': { ...base, nics: [], boot: { kind: 'disk', index: 1 } },
+  'disk-boot-kvm': { ...base, nics: [], boot: { kind: 'disk', index: 1 }, agent: false },
 };
 
 /** Golden files pin the exact argv; regenerate with UPDATE_GOLDEN=1 after an intended change. */

@@ -28,6 +28,7 @@ export interface RunPaths {
   consoleLog: string;
   pidfile: string;
   vnc: string;
+  qga: string;
 }
 
 export function runPaths(runDir: string): RunPaths {
@@ -38,6 +39,7 @@ export function runPaths(runDir: string): RunPaths {
     consoleLog: join(runDir, 'console.log'),
     pidfile: join(runDir, 'qemu.pid'),
     vnc: join(runDir, 'vnc.sock'),
+    qga: join(runDir, 'qga.sock'),
   };
 }
 
@@ -143,6 +145,21 @@ export function buildQemuConfig(
   for (const nic of spec.nics) {
     add('-netdev', { json: { type: 'user', id: nic.id } });
     add('-device', { json: { driver: 'virtio-net-pci', netdev: nic.id, mac: nic.mac, id: `${nic.id}-dev` } });
+  }
+
+  if (spec.agent) {
+    // The guest agent channel: QEMU's standard port name, so agent-rs and stock qemu-ga both find it.
+    add('-device', { json: { driver: 'virtio-serial-pci', id: 'vserial0' } });
+    add('-chardev', { '': 'socket', id: 'qga0', path: paths.qga, server: 'on', wait: 'off' });
+    add('-device', {
+      json: {
+        driver: 'virtserialport',
+        bus: 'vserial0.0',
+        chardev: 'qga0',
+        name: 'org.qemu.guest_agent.0',
+        id: 'qga0-port',
+      },
+    });
   }
 
   if (spec.boot.kind === 'kernel') {

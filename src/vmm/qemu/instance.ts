@@ -34,6 +34,7 @@ export class QemuInstance implements VmInstance {
   private shutdownSeen = false;
   private ioError: string | undefined;
   private readonly runtimeListeners: ((state: RuntimeState, reason?: string) => void)[] = [];
+  private readonly channelListeners: ((port: string, open: boolean) => void)[] = [];
   private detached = false;
   private readonly exitDeferred = deferred<ExitInfo>();
 
@@ -58,6 +59,10 @@ export class QemuInstance implements VmInstance {
         this.ioError = `paused by QEMU: I/O error on ${d?.['node-name'] || d?.device || 'a disk'}${d?.nospace ? ' (no space left on the host)' : ''}${d?.reason ? `: ${d.reason}` : ''}`;
       }
       if (ev.event === 'RESUME') this.ioError = undefined;
+      if (ev.event === 'VSERPORT_CHANGE') {
+        const d = ev.data as { id?: string; open?: boolean } | undefined;
+        for (const l of this.channelListeners) l(d?.id ?? '', d?.open === true);
+      }
       if (ev.event === 'STOP' || ev.event === 'RESUME') {
         const reason = ev.event === 'STOP' ? this.ioError : undefined;
         for (const l of this.runtimeListeners) l(ev.event === 'STOP' ? 'paused' : 'running', reason);
@@ -144,6 +149,10 @@ export class QemuInstance implements VmInstance {
         if (!(err instanceof NfError && /not found|can't find/i.test(err.message))) throw err;
       }
     }
+  }
+
+  onChannelChange(listener: (port: string, open: boolean) => void): void {
+    this.channelListeners.push(listener);
   }
 
   onRuntimeChange(listener: (state: RuntimeState, reason?: string) => void): void {
