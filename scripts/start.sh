@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 node_modules/.bin/bun build.ts >&2
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${NEUROFLOW_CACHE_DIR:-$HOME/.cache/neuroflow}/cargo-target}
+scripts/build-agent.sh >/dev/null
 guest=$(scripts/build-test-guest.sh | tail -1)
 data_dir=${NEUROFLOW_DATA_DIR:-/var/lib/neuroflow}
 listen=${NEUROFLOW_LISTEN:-127.0.0.1:8006}
