@@ -1,26 +1,41 @@
 #!/usr/bin/env bash
 # Builds the NeuroFlow test guest: a tiny busybox Linux made from the Debian
-# packages installed on this host (linux-image-amd64, busybox-static, isolinux),
-# booting under QEMU TCG in a few seconds (~2-4 s with -kernel vmlinux). Used
-# by the tests and as the product's demo image.
+# packages installed on this host (linux-image-amd64, busybox-static, isolinux,
+# qemu-guest-agent, e2fsprogs) plus our guest agent, booting under QEMU TCG in
+# a few seconds (~2-4 s with -kernel vmlinux). Used by the tests and as the
+# product's demo image.
 #
 # Usage: scripts/build-test-guest.sh [--force]
 #   dir=$(scripts/build-test-guest.sh | tail -1)
+# Environment: NEUROFLOW_AGENT_BINARY  our static guest agent
+#   (default <repo>/dist/neuroflow-agent, built by "npm run build:agent").
 #
 # Output: ${NEUROFLOW_CACHE_DIR:-$HOME/.cache/neuroflow}/test-guest/<hash>/
 #   vmlinux        uncompressed kernel (ELF, PVH entry): qemu -kernel vmlinux
 #   vmlinuz        the distribution bzImage
 #   initrd.img     gzip'd newc cpio: busybox + virtio/ext4/ACPI-button modules
-#   demo.iso       BIOS-bootable (isolinux, hybrid) CD image: vmlinuz + initrd
-#   manifest.json  kernelVersion, recommended cmdline, sha256 of each file
-# <hash> covers this script, scripts/guest/*, the kernel and busybox (versions
-# and contents) and the isolinux/xorriso versions; an existing complete
-# directory is reused as is. Builds go to a temp dir next to it and are
-# renamed into place atomically, so concurrent runs are safe.
+#                  + our agent (/bin/neuroflow-agent, respawned by init)
+#   initrd-qemu-ga.img  the same guest with Debian's stock qemu-ga (and its
+#                  shared libraries) as the agent instead of ours (plain cpio)
+#   demo.iso       BIOS-bootable (isolinux, hybrid) CD image: vmlinuz + initrd.img
+#   data-ext4.img  raw 64 MiB ext4 disk labelled nfdata: the guest mounts it
+#                  at /data (fsfreeze tests; give VMs a copy, never this file)
+#   manifest.json  kernelVersion, recommended cmdline, initrdQemuGa, dataDisk,
+#                  users (name -> initial password), sha256 of each file
+# Both initrds have root (no password), test (uid 1000, password initial-pass)
+# and nobody in /etc/passwd + /etc/shadow, a chpasswd and a /sbin/shutdown
+# for the agents, and "login-check USER" for a real password check on the
+# serial console. Agents talk on the virtio-serial port org.qemu.guest_agent.0.
+# <hash> covers this script, scripts/guest/*, the kernel, busybox, our agent
+# and qemu-ga with its libraries (versions and contents) and the isolinux,
+# xorriso and e2fsprogs versions; an existing complete directory is reused as
+# is. Builds go to a temp dir next to it and are renamed into place
+# atomically, so concurrent runs are safe.
 #
 # The last line of stdout is the output directory; all logging goes to stderr.
 # Guest behaviour (markers printed on the serial console, shell on ttyS0,
-# DHCP, ACPI power button) is implemented by the files in scripts/guest/.
+# DHCP, ACPI power button, agents, /data) is implemented by the files in
+# scripts/guest/.
 set -euo pipefail
 
 # Recommended kernel command line for "-kernel vmlinux -initrd initrd.img".
@@ -36,10 +51,16 @@ ISOLINUX_BIN=/usr/lib/ISOLINUX/isolinux.bin
 ISOHYBRID_MBR=/usr/lib/ISOLINUX/isohdpfx.bin
 LDLINUX_C32=/usr/lib/syslinux/modules/bios/ldlinux.c32
 BUSYBOX=/bin/busybox
+QEMU_GA=/usr/sbin/qemu-ga
+# Users of both initrds: the test user's initial password (also in manifest.json).
+TEST_USER="test"
+TEST_PASSWORD="initial-pass"
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SCRIPT_PATH="$SCRIPT_DIR/$(basename "${BASH_SOURCE[0]}")"
 GUEST_DIR="$SCRIPT_DIR/guest"
+REPO_DIR=$(dirname "$SCRIPT_DIR")
+AGENT_BINARY="${NEUROFLOW_AGENT_BINARY:-$REPO_DIR/dist/neuroflow-agent}"
 
 # Everything but the final path goes to stderr.
 exec 3>&1 1>&2
@@ -81,6 +102,9 @@ need_cmd gzip gzip
 need_cmd xz xz-utils
 need_cmd od coreutils
 need_cmd xorriso xorriso
+need_cmd ldd libc-bin
+need_cmd truncate coreutils
+need_cmd mkfs.ext4 e2fsprogs
 need_file "$ISOLINUX_BIN" isolinux
 need_file "$ISOHYBRID_MBR" isolinux
 need_file "$LDLINUX_C32" syslinux-common
@@ -89,6 +113,24 @@ need_file "$LDLINUX_C32" syslinux-common
 busybox_version=$(pkg_version busybox-static)
 [[ -n "$busybox_version" && -x "$BUSYBOX" ]] ||
 	die "static busybox not found; install the Debian package 'busybox-static' (apt-get install busybox-static)"
+
+# Our guest agent (static binary; a script with a #!/bin/sh line works too).
+[[ -f "$AGENT_BINARY" && -r "$AGENT_BINARY" ]] ||
+	die "guest agent $AGENT_BINARY not found: build it with 'npm run build:agent' (scripts/build-agent.sh), or point NEUROFLOW_AGENT_BINARY at it"
+if ldd "$AGENT_BINARY" 2>/dev/null | grep -q '=>'; then
+	log "warning: $AGENT_BINARY is dynamically linked; the guest has no shared libraries for it"
+fi
+
+# Debian's stock qemu-ga and the shared libraries it needs (copied into
+# initrd-qemu-ga.img at the same paths, with the dynamic loader).
+qemu_ga_version=$(pkg_version qemu-guest-agent)
+[[ -n "$qemu_ga_version" && -x "$QEMU_GA" ]] ||
+	die "$QEMU_GA not found; install the Debian package 'qemu-guest-agent' (apt-get install qemu-guest-agent)"
+qemu_ga_libs=()
+while IFS= read -r lib; do
+	qemu_ga_libs+=("$lib")
+done < <(ldd "$QEMU_GA" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
+((${#qemu_ga_libs[@]} > 0)) || die "ldd found no shared libraries for $QEMU_GA"
 
 # Newest kernel in /boot that has its modules installed (independent of the
 # running kernel).
@@ -109,12 +151,16 @@ if [[ -n "$kernel_pkg" ]]; then kernel_pkg_version=$(pkg_version "$kernel_pkg");
 # --- cache key --------------------------------------------------------------
 hash=$(
 	{
-		echo "neuroflow-test-guest v1"
+		echo "neuroflow-test-guest v2"
 		echo "script $(sha256 "$SCRIPT_PATH")"
 		(cd "$GUEST_DIR" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum)
 		echo "kernel $kver ${kernel_pkg:-?} ${kernel_pkg_version:-?} $(sha256 "$vmlinuz_src")"
 		echo "busybox-static $busybox_version $(sha256 "$BUSYBOX")"
+		echo "agent $(sha256 "$AGENT_BINARY")"
+		echo "qemu-guest-agent $qemu_ga_version $(sha256 "$QEMU_GA")"
+		for lib in "${qemu_ga_libs[@]}"; do echo "lib $lib $(sha256 "$lib")"; done
 		echo "isolinux $(pkg_version isolinux) syslinux-common $(pkg_version syslinux-common) xorriso $(pkg_version xorriso)"
+		echo "e2fsprogs $(pkg_version e2fsprogs)"
 	} | sha256sum | cut -c1-16
 )
 
@@ -167,7 +213,7 @@ cp "$vmlinuz_src" "$tmp/vmlinuz"
 
 # --- initramfs --------------------------------------------------------------
 root="$tmp/root"
-mkdir -p "$root"/{bin,dev,etc/acpi/PWRF,lib/modules/"$kver",mnt,proc,root,run,sys,tmp,var/log}
+mkdir -p "$root"/{bin,data,dev,etc/acpi/PWRF,home/"$TEST_USER",lib/modules/"$kver",mnt,proc,root,run,sys,tmp,var/log}
 ln -s bin "$root/sbin"
 mkdir -p "$root/usr"
 ln -s ../bin "$root/usr/bin"
@@ -176,7 +222,9 @@ chmod 1777 "$root/tmp"
 chmod 700 "$root/root"
 
 cp "$BUSYBOX" "$root/bin/busybox"
-chmod 755 "$root/bin/busybox"
+# setuid root, so that su run by an unprivileged user can check a password
+# (busybox drops the privileges for every other applet).
+chmod 4755 "$root/bin/busybox"
 while IFS= read -r applet; do
 	if [[ -n "$applet" && "$applet" != busybox ]]; then ln -sf busybox "$root/bin/$applet"; fi
 done < <("$BUSYBOX" --list)
@@ -191,8 +239,39 @@ install -m 755 "$GUEST_DIR/udhcpc.script" "$root/etc/udhcpc.script"
 install -m 755 "$GUEST_DIR/power-button" "$root/etc/acpi/PWRF/00000080"
 install -m 644 "$GUEST_DIR/guest-lib.sh" "$root/etc/guest-lib.sh"
 install -m 644 "$GUEST_DIR/profile" "$root/etc/profile"
-echo "root::0:0:root:/root:/bin/sh" >"$root/etc/passwd"
-echo "root:x:0:" >"$root/etc/group"
+install -m 755 "$GUEST_DIR/shutdown" "$root/bin/shutdown"
+install -m 755 "$GUEST_DIR/chpasswd" "$root/bin/chpasswd"
+install -m 755 "$GUEST_DIR/login-check" "$root/bin/login-check"
+[[ -e "$root/bin/su" && -e "$root/bin/mkpasswd" && -e "$root/bin/findfs" ]] ||
+	die "$BUSYBOX lacks su/mkpasswd/findfs; install the Debian package 'busybox-static'"
+# Users: root without a password (as before), test with a SHA-512 crypt hash
+# (fixed salt: reproducible), nobody for unprivileged su.
+test_hash=$(printf '%s' "$TEST_PASSWORD" | "$BUSYBOX" mkpasswd -m sha512 -P 0 -S neuroflowtest)
+[[ "$test_hash" == "\$6\$"* ]] || die "busybox mkpasswd could not make a SHA-512 hash"
+cat >"$root/etc/passwd" <<EOF
+root:x:0:0:root:/root:/bin/sh
+$TEST_USER:x:1000:1000:NeuroFlow test user:/home/$TEST_USER:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+EOF
+cat >"$root/etc/shadow" <<EOF
+root::19000:0:99999:7:::
+$TEST_USER:$test_hash:19000:0:99999:7:::
+nobody:*:19000:0:99999:7:::
+EOF
+chmod 600 "$root/etc/shadow"
+cat >"$root/etc/group" <<EOF
+root:x:0:
+tty:x:5:
+$TEST_USER:x:1000:
+nogroup:x:65534:
+EOF
+printf '/bin/sh\n/bin/ash\n' >"$root/etc/shells"
+cat >"$root/etc/os-release" <<EOF
+PRETTY_NAME="NeuroFlow test guest (busybox $busybox_version)"
+NAME="NeuroFlow test guest"
+ID=neuroflow-test-guest
+VERSION_ID="$hash"
+EOF
 echo "neuroflow-guest" >"$root/etc/hostname"
 : >"$root/etc/resolv.conf"
 
@@ -257,9 +336,44 @@ for n in "${order[@]}"; do
 done
 log "modules: ${order[*]}"
 
-(cd "$root" && find . -mindepth 1 | LC_ALL=C sort |
-	cpio -o -H newc -R 0:0 --reproducible --quiet) | gzip -9 -n >"$tmp/initrd.img"
+mkcpio() { # mkcpio DIR OUT [gzip]
+	if [[ "${3:-}" == gzip ]]; then
+		(cd "$1" && find . -mindepth 1 | LC_ALL=C sort |
+			cpio -o -H newc -R 0:0 --reproducible --quiet) | gzip -9 -n >"$2"
+	else
+		(cd "$1" && find . -mindepth 1 | LC_ALL=C sort |
+			cpio -o -H newc -R 0:0 --reproducible --quiet) >"$2"
+	fi
+}
+
+# initrd-qemu-ga.img: the common tree + Debian's qemu-ga, its libraries and
+# the dynamic loader at their host paths (/usr/sbin is /bin in the guest).
+# Left uncompressed (~11 MB): gunzipping it costs ~0.25 s of boot under TCG.
+qroot="$tmp/root-qemu-ga"
+cp -a "$root" "$qroot"
+install -m 755 "$QEMU_GA" "$qroot$QEMU_GA"
+for lib in "${qemu_ga_libs[@]}"; do
+	mkdir -p "$qroot$(dirname "$lib")"
+	cp -L "$lib" "$qroot$lib"
+	chmod 755 "$qroot$lib"
+done
+install -m 755 "$GUEST_DIR/start-qemu-ga" "$qroot/etc/start-qemu-ga"
+mkcpio "$qroot" "$tmp/initrd-qemu-ga.img"
+rm -rf "$qroot"
+
+# initrd.img: the common tree + our agent.
+install -m 755 "$AGENT_BINARY" "$root/bin/neuroflow-agent"
+install -m 755 "$GUEST_DIR/start-neuroflow-agent" "$root/etc/start-neuroflow-agent"
+mkcpio "$root" "$tmp/initrd.img" gzip
 rm -rf "$root"
+
+# --- data-ext4.img: raw ext4 disk (label nfdata) mounted at /data -------------
+# Fixed UUID, hash seed and creation time: the image is reproducible.
+truncate -s 64M "$tmp/data-ext4.img"
+E2FSPROGS_FAKE_TIME=1700000000 mkfs.ext4 -F -q -L nfdata \
+	-U 4e455552-4f46-4c4f-5744-415441000001 \
+	-E hash_seed=4e455552-4f46-4c4f-5744-415441000002 "$tmp/data-ext4.img" ||
+	die "mkfs.ext4 failed to create data-ext4.img"
 
 # --- demo.iso (BIOS El Torito via isolinux; also hybrid MBR for USB/disk) -----
 iso="$tmp/iso"
@@ -291,9 +405,13 @@ json_str() { # minimal JSON string escaping (backslash and double quote)
 	echo "  \"busyboxVersion\": $(json_str "$busybox_version"),"
 	echo "  \"cmdline\": $(json_str "$KERNEL_CMDLINE"),"
 	echo "  \"isoCmdline\": $(json_str "$ISO_CMDLINE"),"
+	echo "  \"initrdQemuGa\": \"initrd-qemu-ga.img\","
+	echo "  \"dataDisk\": \"data-ext4.img\","
+	echo "  \"users\": { $(json_str "$TEST_USER"): $(json_str "$TEST_PASSWORD") },"
+	echo "  \"qemuGuestAgentVersion\": $(json_str "$qemu_ga_version"),"
 	echo "  \"files\": {"
 	sep=,
-	files=(vmlinux vmlinuz initrd.img demo.iso)
+	files=(vmlinux vmlinuz initrd.img initrd-qemu-ga.img demo.iso data-ext4.img)
 	for i in "${!files[@]}"; do
 		f=${files[$i]}
 		((i == ${#files[@]} - 1)) && sep=

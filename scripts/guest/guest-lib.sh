@@ -23,3 +23,13 @@ unmount_disks() {
 	done
 	sync
 }
+
+# wait_booted: wait (up to 2 s) until the boot banner has been printed, so
+# that programs started by init at the same time do not delay it.
+wait_booted() {
+	_i=0
+	while [ ! -e /run/booted ] && [ "$_i" -lt 100 ]; do
+		usleep 20000
+		_i=$((_i + 1))
+	done
+}

@@ -8,6 +8,11 @@ export interface TestGuest {
   initrd: string;
   iso: string;
   cmdline: string;
+  /** The same guest with Debian's stock qemu-ga instead of agent-rs. */
+  initrdQemuGa: string;
+  /** A raw ext4 image (label nfdata) the guest mounts at /data when it is a second disk. */
+  dataDisk: string;
+  users: Record<string, string>;
 }
 
 let cached: TestGuest | undefined;
@@ -25,13 +30,21 @@ export function testGuest(): TestGuest {
       .trim()
       .split('\n')
       .at(-1)!;
-  const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { cmdline: string };
+  const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as {
+    cmdline: string;
+    initrdQemuGa: string;
+    dataDisk: string;
+    users: Record<string, string>;
+  };
   cached = {
     dir,
     vmlinux: join(dir, 'vmlinux'),
     initrd: join(dir, 'initrd.img'),
     iso: join(dir, 'demo.iso'),
     cmdline: manifest.cmdline,
+    initrdQemuGa: join(dir, manifest.initrdQemuGa),
+    dataDisk: join(dir, manifest.dataDisk),
+    users: manifest.users,
   };
   return cached;
 }

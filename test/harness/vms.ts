@@ -9,19 +9,25 @@ export interface VmView {
   pid?: number;
   node: string;
   disks: { id: string; volume: string; sizeBytes: number }[];
-  snapshots: { name: string; vmState: string }[];
+  snapshots: { name: string; vmState: string; quiesced?: boolean }[];
+  agent?: { enabled: boolean; status: string; version?: string; flavour?: string };
 }
 
 /** A VM that boots the test guest's kernel directly (fastest under TCG). */
-export function kernelVm(name: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+export function kernelVm(
+  name: string,
+  extra: Record<string, unknown> = {},
+  variant: 'agent-rs' | 'qemu-ga' = 'agent-rs',
+): Record<string, unknown> {
   const g = testGuest();
+  const initrd = variant === 'qemu-ga' ? g.initrdQemuGa : g.initrd;
   return {
     name,
     vcpus: 1,
     memoryMiB: 256,
     disks: [{ sizeGiB: 1 }],
     networks: [{ network: 'default' }],
-    boot: { kernel: g.vmlinux, initrd: g.initrd, cmdline: g.cmdline },
+    boot: { kernel: g.vmlinux, initrd, cmdline: g.cmdline },
     ...extra,
   };
 }
