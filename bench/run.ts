@@ -1,4 +1,5 @@
 // Runs every benchmark in turn; each records its own figures.
 await import('./single-host');
+await import('./agent');
 
 export {};

@@ -13,6 +13,7 @@ const USAGE = `neuroflow ${VERSION}: virtual machines on QEMU, managed through o
 Usage:
   neuroflow serve [--dev] [--data-dir DIR] [--listen HOST:PORT] [--demo-image NAME=PATH]...
   neuroflow vm list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot ...
+  neuroflow vm guest NAME | vm exec NAME -- PROGRAM ARGS... | vm password NAME --user U < file | vm fsfreeze|fsthaw NAME
   neuroflow node list
   neuroflow image list|import|upload|delete ...
   neuroflow task list
@@ -78,8 +79,7 @@ export async function main(argv: string[]): Promise<number> {
         await serveCommand(rest);
         return -1; // keeps running
       case 'vm':
-        await vmCommand(rest, out);
-        return 0;
+        return (await vmCommand(rest, out)) ?? 0;
       case 'node':
         await nodeCommand(rest, out);
         return 0;

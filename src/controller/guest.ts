@@ -142,6 +142,14 @@ export class GuestService {
     return result;
   }
 
+  /** Round trip of guest-ping through the node, in milliseconds. */
+  async ping(ref: string): Promise<{ latencyMs: number }> {
+    const id = await this.running(ref);
+    const t0 = performance.now();
+    await this.node.guestCommand(id, 'guest-ping');
+    return { latencyMs: Math.round((performance.now() - t0) * 1000) / 1000 };
+  }
+
   async setPassword(ref: string, username: string, password: string, crypted: boolean): Promise<void> {
     const id = await this.running(ref);
     await this.node.guestCommand(id, 'guest-set-user-password', {

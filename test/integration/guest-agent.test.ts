@@ -1,8 +1,9 @@
+import { spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/util/wait';
-import { TestDaemon } from '../harness/daemon';
+import { neuroflowCommand, TestDaemon } from '../harness/daemon';
 import { BOOTED, testGuest } from '../harness/guest';
 import { guestRun, typeOnSerial, waitConsole } from '../harness/serial';
 import { createVm, getVm, kernelVm, type VmView, vmAction } from '../harness/vms';
@@ -105,6 +106,22 @@ describe.each<Variant>(['agent-rs', 'qemu-ga'])('guest agent: %s', (variant) => 
       binary: true,
     });
     expect(Buffer.from(bin.stdoutBase64, 'base64')).toEqual(Buffer.from([1, 255]));
+    expect(
+      (await d.api.request<{ latencyMs: number }>('POST', `/api/v1/vms/${name}/guest/ping`)).latencyMs,
+    ).toBeGreaterThan(0);
+    // The CLI passes the guest's exit code and output through.
+    const [nfBin, ...pre] = neuroflowCommand();
+    const cli = spawnSync(
+      nfBin!,
+      [...pre, 'vm', 'exec', name, '--data-dir', d.dataDir, '--', '/bin/sh', '-c', 'echo via-cli; exit 7'],
+      { encoding: 'utf8', input: '' },
+    );
+    expect(cli.status).toBe(7);
+    expect(cli.stdout).toBe('via-cli\n');
+    const shown = spawnSync(nfBin!, [...pre, 'vm', 'guest', name, '--data-dir', d.dataDir], {
+      encoding: 'utf8',
+    });
+    expect(shown.stdout).toMatch(/Hostname: neuroflow-guest/);
     await expect(exec(['/nonexistent/program'])).rejects.toMatchObject({
       code: expect.stringMatching(/guest_error|validation_failed/),
     });

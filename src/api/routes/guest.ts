@@ -29,6 +29,18 @@ export function guestRoutes(ctx: ApiContext) {
   r.openapi(
     createRoute({
       method: 'post',
+      path: '/{id}/guest/ping',
+      tags: TAG,
+      summary: 'Is the guest agent alive? Answers with the guest-ping round trip',
+      request: { params: IdParam },
+      responses: { 200: json(z.object({ latencyMs: z.number() }), 'Alive'), ...errors },
+    }),
+    async (c) => c.json(await guest.ping(c.req.valid('param').id), 200),
+  );
+
+  r.openapi(
+    createRoute({
+      method: 'post',
       path: '/{id}/guest/exec',
       tags: TAG,
       summary: 'Run a program in the guest and wait for its exit code and output',
