@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:f
 import { join, resolve } from 'node:path';
 import { createApp } from './api/app';
 import { hashToken } from './api/auth';
+import { ConsoleProxy } from './api/console';
 import type { ApiContext } from './api/context';
 import { GuestService } from './controller/guest';
 import { ImageService } from './controller/images';
@@ -75,14 +76,21 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   // Bind the port first: if it is taken, fail before touching etcd or any VM. Until the daemon is ready
   // every request gets 503.
   let handler: ((req: Request) => Response | Promise<Response>) | undefined;
+  const consoleProxy = new ConsoleProxy(join(dataDir, 'node', 'vms'));
   const server = Bun.serve({
     hostname: opts.host,
     port: opts.port,
-    fetch: (req) =>
-      handler?.(req) ??
-      Response.json(new NfError('unavailable', 'NeuroFlow is starting; retry in a moment').toBody(), {
-        status: 503,
-      }),
+    fetch: (req, srv) => {
+      if (!handler)
+        return Response.json(
+          new NfError('unavailable', 'NeuroFlow is starting; retry in a moment').toBody(),
+          { status: 503 },
+        );
+      const upgraded = consoleProxy.upgrade(req, srv);
+      if (upgraded === 'upgraded') return undefined;
+      return upgraded ?? handler(req);
+    },
+    websocket: consoleProxy.websocket,
     maxRequestBodySize: 64 * 1024 ** 3,
     idleTimeout: 0, // stops and uploads may take minutes
   });
@@ -132,6 +140,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     actions,
     images,
     guest: new GuestService(vms, node),
+    console: consoleProxy,
     tasks,
     adminTokenHash: hashToken(token),
     maxUploadBytes: 64 * 1024 ** 3,

@@ -5,6 +5,7 @@ import type { VmActions } from '../controller/vm-actions';
 import type { VmService } from '../controller/vms';
 import type { NodeApi } from '../node/types';
 import type { Store } from '../store/store';
+import type { ConsoleProxy } from './console';
 
 /** What route handlers may use; built once by `serve`. */
 export interface ApiContext {
@@ -15,6 +16,7 @@ export interface ApiContext {
   actions: VmActions;
   images: ImageService;
   guest: GuestService;
+  console: ConsoleProxy;
   tasks: TaskLog;
   /** SHA-256 of the admin token; the token itself is only in DATA_DIR/admin.token. */
   adminTokenHash: Buffer;

@@ -1,4 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { NfError } from '../../errors';
 import type { ApiContext } from '../context';
 import { errors, json } from '../openapi';
 import { newRouter } from '../router';
@@ -146,6 +147,26 @@ export function vmRoutes(ctx: ApiContext) {
       },
     );
   }
+
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/{id}/console-ticket',
+      tags: TAG,
+      summary: 'A one-time ticket (30 s) to open the VNC console websocket at the returned path',
+      request: { params: IdParam },
+      responses: {
+        200: json(z.object({ ticket: z.string(), expiresAt: z.string(), path: z.string() }), 'Ticket'),
+        ...errors,
+      },
+    }),
+    async (c) => {
+      const vm = await vms.get(c.req.valid('param').id);
+      if (vm.state !== 'running' && vm.state !== 'paused')
+        throw new NfError('invalid_state', `VM "${vm.name}" is ${vm.state}: no console`);
+      return c.json(ctx.console.issue(vm.id, c.get('user')), 200);
+    },
+  );
 
   r.openapi(
     createRoute({

@@ -1,0 +1,114 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import type { Server, ServerWebSocket, WebSocketHandler } from 'bun';
+import { NfError } from '../errors';
+import { createLogger } from '../util/log';
+
+const log = createLogger('console');
+const TICKET_TTL_MS = 30_000;
+const PATH = /^\/api\/v1\/vms\/([0-9a-f-]{36})\/vnc$/;
+
+interface Ticket {
+  vmId: string;
+  user: string;
+  expiresAt: number;
+}
+
+interface SocketData {
+  vmId: string;
+  user: string;
+  vnc?: Socket;
+  /** Bytes from the browser that arrived before the VNC socket was connected. */
+  pending: Buffer[];
+}
+
+/**
+ * The VM console for noVNC: an authenticated websocket on the API that carries RFB to and from QEMU's
+ * VNC server, which listens only on a unix socket in the VM's run dir. A browser cannot put a bearer
+ * token on a websocket, so the API hands out a one-time ticket (30 s, single use, bound to one VM), like
+ * Proxmox's vncticket; the ticket is the only credential the upgrade accepts.
+ */
+export class ConsoleProxy {
+  private readonly tickets = new Map<string, Ticket>();
+
+  constructor(private readonly runRoot: string) {}
+
+  issue(vmId: string, user: string): { ticket: string; expiresAt: string; path: string } {
+    this.sweep();
+    const ticket = randomBytes(24).toString('base64url');
+    const expiresAt = Date.now() + TICKET_TTL_MS;
+    this.tickets.set(ticket, { vmId, user, expiresAt });
+    return {
+      ticket,
+      expiresAt: new Date(expiresAt).toISOString(),
+      path: `/api/v1/vms/${vmId}/vnc?ticket=${ticket}`,
+    };
+  }
+
+  /** Handles the upgrade request if it is one for us; undefined means "not a console request". */
+  upgrade(req: Request, server: Server<SocketData>): Response | undefined | 'upgraded' {
+    const url = new URL(req.url);
+    const m = PATH.exec(url.pathname);
+    if (!m) return undefined;
+    const vmId = m[1]!;
+    const ticketId = url.searchParams.get('ticket') ?? '';
+    const ticket = this.tickets.get(ticketId);
+    this.tickets.delete(ticketId); // single use, whatever happens next
+    if (!ticket || ticket.expiresAt < Date.now() || ticket.vmId !== vmId) {
+      return Response.json(
+        new NfError(
+          'unauthenticated',
+          'console ticket missing, used, expired or for another VM; request a new one',
+        ).toBody(),
+        { status: 401 },
+      );
+    }
+    if (!existsSync(join(this.runRoot, vmId, 'vnc.sock'))) {
+      return Response.json(new NfError('invalid_state', 'the VM is not running: no console').toBody(), {
+        status: 409,
+      });
+    }
+    const ok = server.upgrade(req, { data: { vmId, user: ticket.user, pending: [] } });
+    return ok
+      ? 'upgraded'
+      : Response.json(new NfError('validation_failed', 'expected a websocket upgrade').toBody(), {
+          status: 400,
+        });
+  }
+
+  readonly websocket: WebSocketHandler<SocketData> = {
+    open: (ws) => {
+      const vnc = connect(join(this.runRoot, ws.data.vmId, 'vnc.sock'));
+      ws.data.vnc = vnc;
+      vnc.on('connect', () => {
+        for (const b of ws.data.pending) vnc.write(b);
+        ws.data.pending = [];
+        log.info('console opened', { vm: ws.data.vmId, user: ws.data.user });
+      });
+      vnc.on('data', (chunk: Buffer) => {
+        ws.sendBinary(chunk);
+      });
+      vnc.on('error', (err) => {
+        log.warn('VNC socket error', { vm: ws.data.vmId, err: err.message });
+        ws.close(1011, 'VNC server unreachable');
+      });
+      vnc.on('close', () => ws.close(1000, 'VNC server closed the connection'));
+    },
+    message: (ws: ServerWebSocket<SocketData>, message) => {
+      const buf = typeof message === 'string' ? Buffer.from(message, 'latin1') : Buffer.from(message);
+      const vnc = ws.data.vnc;
+      if (vnc && !vnc.connecting) vnc.write(buf);
+      else ws.data.pending.push(buf);
+    },
+    close: (ws) => {
+      ws.data.vnc?.destroy();
+    },
+  };
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [k, t] of this.tickets) if (t.expiresAt < now) this.tickets.delete(k);
+  }
+}
