@@ -11,7 +11,7 @@ import { VERSION } from './version';
 const USAGE = `neuroflow ${VERSION}: virtual machines on QEMU, managed through one API
 
 Usage:
-  neuroflow serve [--dev] [--data-dir DIR] [--listen HOST:PORT] [--demo-image NAME=PATH]...
+  neuroflow serve [--dev] [--data-dir DIR] [--listen HOST:PORT] [--root-password PW] [--demo-image NAME=PATH]...
   neuroflow vm list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot ...
   neuroflow vm guest NAME | vm exec NAME -- PROGRAM ARGS... | vm password NAME --user U < file | vm fsfreeze|fsthaw NAME
   neuroflow node list
@@ -33,6 +33,7 @@ async function serveCommand(argv: string[]): Promise<void> {
       'data-dir': { type: 'string', default: DEFAULT_DATA_DIR },
       listen: { type: 'string', default: '127.0.0.1:8006' },
       'demo-image': { type: 'string', multiple: true },
+      'root-password': { type: 'string' },
     },
   });
   const { host, port } = parseHostPort(values.listen, 8006);
@@ -41,7 +42,16 @@ async function serveCommand(argv: string[]): Promise<void> {
     if (i <= 0) throw new NfError('validation_failed', `--demo-image ${s}: use NAME=PATH`);
     return { name: s.slice(0, i), path: s.slice(i + 1) };
   });
-  const daemon = await serve({ dataDir: values['data-dir'], host, port, dev: values.dev, demoImages });
+  // NEUROFLOW_ROOT_PASSWORD keeps the password out of `ps`; --root-password is for labs.
+  const rootPassword = values['root-password'] ?? process.env.NEUROFLOW_ROOT_PASSWORD;
+  const daemon = await serve({
+    dataDir: values['data-dir'],
+    host,
+    port,
+    dev: values.dev,
+    demoImages,
+    ...(rootPassword ? { rootPassword } : {}),
+  });
   // The compiled binary knows its own path; from sources, show the command name.
   const self = basename(process.execPath) === 'neuroflow' ? process.execPath : 'neuroflow';
   const dd = `--data-dir ${daemon.dataDir}`;

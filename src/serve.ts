@@ -5,6 +5,8 @@ import { createApp } from './api/app';
 import { hashToken } from './api/auth';
 import { ConsoleProxy } from './api/console';
 import type { ApiContext } from './api/context';
+import { EventBus, type LiveEvent } from './api/events';
+import { SessionStore } from './api/sessions';
 import { GuestService } from './controller/guest';
 import { ImageService } from './controller/images';
 import { Reconciler } from './controller/reconciler';
@@ -32,6 +34,8 @@ export interface ServeOptions {
   host: string;
   port: number;
   dev: boolean;
+  /** The root user's password for browser logins; generated into DATA_DIR/root.password if absent. */
+  rootPassword?: string;
   /** Image files to register at first start so a newcomer can boot a VM at once. */
   demoImages?: { name: string; path: string }[];
 }
@@ -44,13 +48,18 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
+/** Reads a secret file, creating it (mode 0600) with a generated value on first start. */
+async function ensureSecretFile(path: string, generate: () => string): Promise<string> {
+  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
+  const value = generate();
+  await writeFileAtomic(path, `${value}\n`, 0o600);
+  return value;
+}
+
 /** Reads DATA_DIR/admin.token, creating it (mode 0600) on first start. */
 export async function ensureAdminToken(dataDir: string): Promise<{ token: string; path: string }> {
   const path = join(dataDir, 'admin.token');
-  if (existsSync(path)) return { token: readFileSync(path, 'utf8').trim(), path };
-  const token = `nf_${randomBytes(32).toString('base64url')}`;
-  await writeFileAtomic(path, `${token}\n`, 0o600);
-  return { token, path };
+  return { token: await ensureSecretFile(path, () => `nf_${randomBytes(32).toString('base64url')}`), path };
 }
 
 export async function serve(opts: ServeOptions): Promise<Daemon> {
@@ -72,6 +81,9 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   await claimDataDir(dataDir);
   const { path: tokenPath, token } = await ensureAdminToken(dataDir);
+  const rootPassword =
+    opts.rootPassword ??
+    (await ensureSecretFile(join(dataDir, 'root.password'), () => randomBytes(12).toString('base64url')));
 
   // Bind the port first: if it is taken, fail before touching etcd or any VM. Until the daemon is ready
   // every request gets 503.
@@ -127,7 +139,24 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   const reconciler = new Reconciler(store, node, (vm) => vms.runSpec(vm));
   vms = new VmService(store, node, nodeName, pools, images, reconciler);
   const actions = new VmActions(vms);
-  const tasks = new TaskLog(store);
+  const events = new EventBus();
+  const tasks = new TaskLog(store, (t) =>
+    events.publish({
+      type: 'task',
+      id: t.id,
+      taskType: t.type,
+      target: t.target,
+      status: t.status,
+      progress: t.progress,
+      ...(t.error ? { error: t.error.message } : {}),
+    }),
+  );
+  node.onStatus((s) => {
+    const e: LiveEvent = { type: 'vm', id: s.id, state: s.state };
+    if (s.reason) e.reason = s.reason;
+    if (s.agent) e.agent = s.agent.status;
+    events.publish(e);
+  });
   await registerDemoImages(images, opts.demoImages ?? []);
   await reportOrphans(store, pool, join(dataDir, 'node', 'vms'));
   await reconciler.start();
@@ -141,6 +170,8 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     images,
     guest: new GuestService(vms, node),
     console: consoleProxy,
+    sessions: new SessionStore(rootPassword),
+    events,
     tasks,
     adminTokenHash: hashToken(token),
     maxUploadBytes: 64 * 1024 ** 3,

@@ -6,6 +6,8 @@ import { requireToken } from './auth';
 import type { ApiContext, Env } from './context';
 import { requestMetrics } from './metrics';
 import { newRouter } from './router';
+import { authRoutes } from './routes/auth';
+import { eventRoutes } from './routes/events';
 import { guestRoutes } from './routes/guest';
 import { imageRoutes } from './routes/images';
 import { nodeRoutes } from './routes/nodes';
@@ -40,7 +42,9 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
 
   app.route('/', systemRoutes(ctx));
   const api = newRouter();
-  api.use('*', requireToken(ctx.adminTokenHash));
+  api.use('*', requireToken(ctx.adminTokenHash, ctx.sessions));
+  api.route('/auth', authRoutes(ctx));
+  api.route('/events', eventRoutes(ctx));
   api.route('/vms', vmRoutes(ctx));
   api.route('/vms', guestRoutes(ctx));
   api.route('/images', imageRoutes(ctx));

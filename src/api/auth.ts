@@ -1,19 +1,31 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
+import { getCookie } from 'hono/cookie';
 import { NfError } from '../errors';
 import type { Env } from './context';
+import { SESSION_COOKIE, type SessionStore } from './sessions';
 
 /** Reachable without a token: liveness probes and the API description. */
 const PUBLIC_PATHS = new Set(['/api/v1/health', '/api/v1/openapi.json']);
+const PUBLIC_POSTS = new Set(['/api/v1/auth/login', '/api/v1/auth/logout']);
 
 export function hashToken(token: string): Buffer {
   return createHash('sha256').update(token).digest();
 }
 
-/** Bearer-token check; comparing hashes in constant time leaks neither the token nor its length. */
-export function requireToken(adminTokenHash: Buffer): MiddlewareHandler<Env> {
+/**
+ * Bearer token (scripts) or session cookie (browsers). Tokens are compared as hashes in constant time,
+ * which leaks neither the token nor its length.
+ */
+export function requireToken(adminTokenHash: Buffer, sessions?: SessionStore): MiddlewareHandler<Env> {
   return async (c, next) => {
     if (c.req.method === 'GET' && PUBLIC_PATHS.has(c.req.path)) return next();
+    if (c.req.method === 'POST' && PUBLIC_POSTS.has(c.req.path)) return next();
+    const sessionUser = sessions?.check(getCookie(c, SESSION_COOKIE));
+    if (sessionUser && !c.req.header('authorization')) {
+      c.set('user', sessionUser);
+      return next();
+    }
     const header = c.req.header('authorization') ?? '';
     const m = /^Bearer\s+(\S+)$/i.exec(header);
     if (!m)

@@ -6,6 +6,8 @@ import type { VmService } from '../controller/vms';
 import type { NodeApi } from '../node/types';
 import type { Store } from '../store/store';
 import type { ConsoleProxy } from './console';
+import type { EventBus } from './events';
+import type { SessionStore } from './sessions';
 
 /** What route handlers may use; built once by `serve`. */
 export interface ApiContext {
@@ -17,6 +19,8 @@ export interface ApiContext {
   images: ImageService;
   guest: GuestService;
   console: ConsoleProxy;
+  sessions: SessionStore;
+  events: EventBus;
   tasks: TaskLog;
   /** SHA-256 of the admin token; the token itself is only in DATA_DIR/admin.token. */
   adminTokenHash: Buffer;

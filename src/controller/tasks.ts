@@ -14,7 +14,10 @@ const KEEP = 500;
 export class TaskLog {
   private writes = 0;
 
-  constructor(private readonly store: Store) {}
+  constructor(
+    private readonly store: Store,
+    private readonly onChange: (t: TaskRecord) => void = () => {},
+  ) {}
 
   async run<T>(
     type: string,
@@ -68,6 +71,7 @@ export class TaskLog {
   }
 
   private async save(task: TaskRecord): Promise<void> {
+    this.onChange({ ...task });
     try {
       await this.store.txn({ put: [{ key: keys.task(task.id), value: task }] });
     } catch (err) {

@@ -25,11 +25,15 @@ export class TestDaemon implements AsyncDisposable {
   token = '';
   api!: ApiClient;
   output = '';
+  env: Record<string, string> = {};
 
   private constructor(readonly dataDir: string) {}
 
-  static async start(opts: { dataDir?: string; demoIso?: string } = {}): Promise<TestDaemon> {
+  static async start(
+    opts: { dataDir?: string; demoIso?: string; env?: Record<string, string> } = {},
+  ): Promise<TestDaemon> {
     const d = new TestDaemon(opts.dataDir ?? mkdtempSync(join(tmpdir(), 'nf-test-')));
+    d.env = opts.env ?? {};
     await d.launch(opts.demoIso);
     return d;
   }
@@ -41,7 +45,7 @@ export class TestDaemon implements AsyncDisposable {
     if (demoIso) args.push('--demo-image', `demo=${demoIso}`);
     const child = spawn(cmd!, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NEUROFLOW_ACCEL: 'tcg' },
+      env: { ...process.env, NEUROFLOW_ACCEL: 'tcg', ...this.env },
     });
     this.child = child;
     child.stdout!.on('data', (b) => (this.output += b));

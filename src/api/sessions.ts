@@ -1,0 +1,68 @@
+import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+import { NfError } from '../errors';
+
+const DEFAULT_TTL_MS = 8 * 3600_000;
+
+interface Session {
+  user: string;
+  expiresAt: number;
+}
+
+/**
+ * Browser logins: the root user's password (checked against a scrypt hash kept only in memory) yields a
+ * random session id for an HttpOnly cookie. Sessions live in memory: a daemon restart logs browsers out.
+ * Failed logins are slowed down and, after 10 in a row, refused for a minute.
+ */
+export class SessionStore {
+  private readonly sessions = new Map<string, Session>();
+  private readonly salt = randomBytes(16);
+  private readonly hash: Buffer;
+  private failures = 0;
+  private lockedUntil = 0;
+
+  constructor(
+    rootPassword: string,
+    readonly ttlMs = Number(process.env.NEUROFLOW_SESSION_TTL_SEC ?? 0) * 1000 || DEFAULT_TTL_MS,
+  ) {
+    this.hash = scryptSync(rootPassword, this.salt, 32);
+  }
+
+  async login(user: string, password: string): Promise<{ id: string; expiresAt: number }> {
+    if (Date.now() < this.lockedUntil) {
+      throw new NfError('unauthenticated', 'too many failed logins; try again in a minute');
+    }
+    const ok = user === 'root' && timingSafeEqual(scryptSync(password, this.salt, 32), this.hash);
+    if (!ok) {
+      this.failures++;
+      if (this.failures >= 10) {
+        this.lockedUntil = Date.now() + 60_000;
+        this.failures = 0;
+      }
+      await Bun.sleep(300); // slows guessing; not a synchronisation
+      throw new NfError('unauthenticated', 'wrong user name or password');
+    }
+    this.failures = 0;
+    const id = randomBytes(32).toString('base64url');
+    const expiresAt = Date.now() + this.ttlMs;
+    this.sessions.set(id, { user, expiresAt });
+    return { id, expiresAt };
+  }
+
+  /** The user of a live session, or undefined. */
+  check(id: string | undefined): string | undefined {
+    if (!id) return undefined;
+    const s = this.sessions.get(id);
+    if (!s) return undefined;
+    if (s.expiresAt < Date.now()) {
+      this.sessions.delete(id);
+      return undefined;
+    }
+    return s.user;
+  }
+
+  logout(id: string | undefined): void {
+    if (id) this.sessions.delete(id);
+  }
+}
+
+export const SESSION_COOKIE = 'nf_session';
