@@ -94,7 +94,7 @@ export class GuestService {
         usedBytes: f['used-bytes'] ?? null,
         totalBytes: f['total-bytes'] ?? null,
       })),
-      load: load && { load1: load.load1, load5: load.load5, load15: load.load15 },
+      load: load && { load1: load.load1m, load5: load.load5m, load15: load.load15m },
       uptimeSec: uptime ? uptime['uptime-seconds'] : null,
     };
   }

@@ -172,6 +172,12 @@ export class VmActions {
         id,
         err: (err as Error).message,
       });
+      // A freeze that timed out may still complete in the guest: thaw to be sure (harmless if not frozen).
+      if (NfError.isCode(err, 'timeout') || NfError.isCode(err, 'unavailable')) {
+        await this.node
+          .guestCommand(id, 'guest-fsfreeze-thaw', undefined, { timeoutMs: 60_000 })
+          .catch(() => {});
+      }
       return false;
     }
   }

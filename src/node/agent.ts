@@ -54,7 +54,10 @@ export class AgentTracker {
 
   /** The guest opened or closed its end of the channel. */
   portChanged(open: boolean): void {
-    if (!open) this.set({ status: 'absent' });
+    if (!open) {
+      this.client.close(); // whatever was in flight belongs to the agent that went away
+      this.set({ status: 'absent' });
+    }
     this.schedule(open ? 200 : 1000);
   }
 

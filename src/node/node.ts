@@ -219,9 +219,18 @@ export class Node implements NodeApi {
                 () => false,
               );
           }
-          if (!asked) await instance.powerdown();
-          if (!(await settles(instance.exited, timeoutMs)))
-            log.warn('guest ignored ACPI shutdown; forcing', { id, timeoutMs });
+          let waited = 0;
+          if (asked) {
+            // The agent may have refused (qemu-ga answers only on failure): give it a while, then also
+            // press the power button.
+            waited = Math.min(timeoutMs, 15_000);
+            if (!(await settles(instance.exited, waited))) await instance.powerdown();
+          } else {
+            await instance.powerdown();
+          }
+          if (!(await settles(instance.exited, timeoutMs - waited))) {
+            log.warn('guest ignored the shutdown request; forcing', { id, timeoutMs });
+          }
         } catch (err) {
           log.warn('graceful shutdown failed; forcing', { id, err });
         }

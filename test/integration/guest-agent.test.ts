@@ -17,6 +17,7 @@ interface GuestInfo {
   filesystems: { mountpoint: string; type: string; usedBytes: number; totalBytes: number }[];
   memory: { totalBytes: number; usedBytes: number } | null;
   uptimeSec: number | null;
+  load: { load1: number } | null;
 }
 
 interface Exec {
@@ -84,6 +85,7 @@ describe.each<Variant>(['agent-rs', 'qemu-ga'])('guest agent: %s', (variant) => 
       expect(again.memory!.totalBytes).toBe(memTotal);
       expect(again.memory!.usedBytes).toBeGreaterThan(0);
       expect(again.uptimeSec).toBeGreaterThan(0);
+      expect(again.load?.load1).toBeGreaterThanOrEqual(0);
       expect((await getVm(d.api, name)).agent).toMatchObject({ status: 'connected', flavour: 'neuroflow' });
     } else {
       expect(again.memory).toBeNull(); // qemu-ga has no memory usage command: reported as unknown, not faked

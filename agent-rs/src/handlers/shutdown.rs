@@ -1,8 +1,9 @@
 //! guest-shutdown. qemu-ga runs /sbin/shutdown and sends no reply. We reply
-//! `{"return": {}}` first (the caller writes it out), then sync(2) and call
-//! reboot(2) directly, so minimal guests without a shutdown binary work too.
-//! Init's shutdown scripts are not run; filesystems are synced, not
-//! unmounted (like a power button handled by the kernel alone).
+//! `{"return": {}}` first (the caller writes it out), then ask init for an
+//! orderly shutdown (/sbin/shutdown, else poweroff/halt/reboot, which signal
+//! init), so services stop and filesystems are unmounted. If init has not
+//! ended us within 30 s, or no such program exists (minimal guests), we sync
+//! and call reboot(2) directly.
 
 use crate::agent::State;
 use crate::args::ShutdownArgs;
@@ -35,8 +36,37 @@ pub fn request(state: &mut State, a: ShutdownArgs) -> HandlerResult {
     Ok(json!({}))
 }
 
-/// Syncs and powers off / halts / reboots. Returns only on failure.
+/// Asks init, then falls back to sync + reboot(2). Returns only on failure.
 pub fn execute(mode: PowerMode) -> std::io::Error {
+    let (flag, program) = match mode {
+        PowerMode::Powerdown => ("-P", "poweroff"),
+        PowerMode::Halt => ("-H", "halt"),
+        PowerMode::Reboot => ("-r", "reboot"),
+    };
+    let orderly = [
+        ("/sbin/shutdown", vec![flag, "now"]),
+        ("/usr/sbin/shutdown", vec![flag, "now"]),
+        (&*format!("/sbin/{program}"), vec![]),
+        (&*format!("/bin/{program}"), vec![]),
+    ]
+    .iter()
+    .any(|(path, args)| {
+        std::path::Path::new(path).exists()
+            && std::process::Command::new(path)
+                .args(args)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+    });
+    if orderly {
+        // Init is taking the system down and will stop us; if it does not, do it ourselves.
+        std::thread::sleep(Duration::from_secs(30));
+    }
+    force(mode)
+}
+
+/// Syncs and powers off / halts / reboots at once. Returns only on failure.
+fn force(mode: PowerMode) -> std::io::Error {
     let cmd = match mode {
         PowerMode::Powerdown => libc::RB_POWER_OFF,
         PowerMode::Halt => libc::RB_HALT_SYSTEM,

@@ -126,4 +126,40 @@ describe('QgaClient', () => {
       what: 'the agent to get guest-shutdown',
     });
   });
+
+  it('never takes a reply to a no-reply command, or bytes split around 0xFF, for the next answer', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'nf-qga-'));
+    const path = join(dir, 'qga.sock');
+    srv = await fakeAgent(path, (msg, sock) => {
+      if (msg.execute === 'guest-sync-delimited') {
+        // A partial stale line, then the delimiter in a chunk of its own, then the sync reply.
+        sock.write('{"return": "half');
+        setTimeout(() => sock.write(Buffer.from([0xff])), 5);
+        setTimeout(() => reply(sock, msg.arguments?.id), 10);
+      } else if (msg.execute === 'guest-shutdown')
+        reply(sock, {}); // agent-rs answers it
+      else if (msg.execute === 'guest-info') reply(sock, { version: '9' });
+    });
+    client = new QgaClient(path);
+    await client.execute('guest-shutdown', {}, { noReply: true });
+    expect(await client.execute<{ version: string }>('guest-info')).toEqual({ version: '9' });
+  });
+
+  it('gives up on an agent that stops reading, and frees the channel', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'nf-qga-'));
+    const path = join(dir, 'qga.sock');
+    let ignore = false;
+    srv = await fakeAgent(path, (msg, sock) => {
+      if (msg.execute === 'guest-sync-delimited') reply(sock, msg.arguments?.id, true);
+      else if (!ignore) reply(sock, 'pong');
+    });
+    client = new QgaClient(path);
+    expect(await client.execute('guest-ping')).toBe('pong');
+    ignore = true;
+    await expect(client.execute('guest-ping', undefined, { timeoutMs: 200 })).rejects.toMatchObject({
+      code: 'timeout',
+    });
+    ignore = false;
+    expect(await client.execute('guest-ping', undefined, { timeoutMs: 2000 })).toBe('pong');
+  });
 });

@@ -36,24 +36,42 @@ export class QgaClient {
     args?: Record<string, unknown>,
     opts: QgaExecuteOptions = {},
   ): Promise<T> {
-    return this.queue.run('channel', async () => {
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    // One deadline for the whole call: waiting for the channel, writing, and the reply. An agent that
+    // stops reading must not hold the channel (and every later command) forever.
+    const deadline = Date.now() + timeoutMs;
+    const run = this.queue.run('channel', async () => {
+      if (Date.now() >= deadline)
+        throw new NfError('timeout', `the guest agent channel stayed busy; ${command} was not sent`);
       await this.ensureSynced();
       const msg = args === undefined ? { execute: command } : { execute: command, arguments: args };
       await this.write(`${JSON.stringify(msg)}\n`);
-      if (opts.noReply) return undefined as T;
-      const timeoutMs = opts.timeoutMs ?? 10_000;
-      const line = await this.nextLine(timeoutMs, command).catch((err) => {
-        this.synced = false; // a late reply would be taken for the next command's: resync first
-        throw err;
-      });
+      if (opts.noReply) {
+        // Some agents answer anyway (agent-rs) or answer only on failure (qemu-ga): resync before the
+        // next command so such a reply is never taken for its answer.
+        this.synced = false;
+        return undefined as T;
+      }
+      const line = await this.nextLine(Math.max(1, deadline - Date.now()), command);
       return parseReply<T>(line, command);
     });
+    let timer: Timer | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        // Drop the connection: a stuck write or a late reply must not leak into the next command.
+        this.close();
+        reject(new NfError('timeout', `the guest agent did not answer ${command} within ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+    run.catch(() => {});
+    return Promise.race([run, expired]).finally(() => clearTimeout(timer));
   }
 
   close(): void {
     this.sock?.destroy();
     this.sock = undefined;
     this.synced = false;
+    this.lines.reset();
   }
 
   private async ensureSynced(): Promise<void> {
@@ -94,9 +112,14 @@ export class QgaClient {
       s.once('connect', () => resolve(s));
       s.once('error', (e) => reject(new NfError('unavailable', `no guest agent channel: ${e.message}`)));
     });
-    this.sock.on('data', (chunk: Buffer) => this.onData(chunk));
-    this.sock.on('error', () => {});
-    this.sock.on('close', () => {
+    const sock = this.sock;
+    // Events of a socket we already replaced must not touch the current one.
+    sock.on('data', (chunk: Buffer) => {
+      if (this.sock === sock) this.onData(chunk);
+    });
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      if (this.sock !== sock) return;
       this.synced = false;
       this.sock = undefined;
     });
@@ -104,11 +127,14 @@ export class QgaClient {
 
   private onData(chunk: Buffer): void {
     let data = chunk;
-    if (this.discardUntilDelimiter) {
-      const at = data.lastIndexOf(DELIMITER);
-      if (at < 0) return;
+    const at = data.lastIndexOf(DELIMITER);
+    if (at >= 0) {
+      // Every 0xFF starts a fresh stream (the reply to a sync): drop what came before, partial lines too.
       this.discardUntilDelimiter = false;
+      this.lines.reset();
       data = data.subarray(at + 1);
+    } else if (this.discardUntilDelimiter) {
+      return;
     }
     for (const line of this.lines.push(data)) {
       if (line.trim() === '') continue;
@@ -147,6 +173,12 @@ function parseReply<T>(line: string, command: string): T {
   }
   if (msg.error) {
     const cls = msg.error.class ?? 'GenericError';
+    if (/has been disabled/i.test(msg.error.desc ?? '')) {
+      throw new NfError(
+        'invalid_state',
+        `guest agent: ${command} is disabled now (are the guest file systems frozen?)`,
+      );
+    }
     if (cls === 'CommandNotFound')
       throw new NfError('not_implemented', `the guest agent does not support ${command}`);
     throw new NfError('guest_error', `guest agent: ${command} failed (${cls}): ${msg.error.desc ?? ''}`, {

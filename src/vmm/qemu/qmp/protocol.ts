@@ -62,6 +62,11 @@ export class LineSplitter {
   }
 
   /** Bytes buffered waiting for a newline. */
+  /** Drops a partial line (the stream was resynchronised). */
+  reset(): void {
+    this.pending = [];
+  }
+
   get bufferedBytes(): number {
     return this.pending.reduce((n, b) => n + b.length, 0);
   }
