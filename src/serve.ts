@@ -131,6 +131,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     version,
   );
   await node.recover();
+  node.metrics.start();
 
   await ensureDefaultNetwork(store);
   const images = new ImageService(store, pools);
@@ -175,6 +176,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     tasks,
     adminTokenHash: hashToken(token),
     maxUploadBytes: 64 * 1024 ** 3,
+    metricsIntervalSec: node.metrics.intervalMs / 1000,
   };
   handler = createApp(ctx).fetch;
   const url = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${server.port}`;

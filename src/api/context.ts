@@ -25,6 +25,7 @@ export interface ApiContext {
   /** SHA-256 of the admin token; the token itself is only in DATA_DIR/admin.token. */
   adminTokenHash: Buffer;
   maxUploadBytes: number;
+  metricsIntervalSec: number;
 }
 
 export type Env = { Variables: { user: string } };

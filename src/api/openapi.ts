@@ -15,3 +15,8 @@ export const errors = {
   500: json(ErrorSchema, 'Hypervisor or internal failure'),
   503: json(ErrorSchema, 'A dependency is unavailable'),
 };
+
+/** The body of a metrics answer: the interval of the points depends on the range. */
+export function metricsBody(range: '1h' | '24h', sampleSec: number, points: Record<string, number | null>[]) {
+  return { range, intervalSec: range === '1h' ? sampleSec : sampleSec * 30, points };
+}

@@ -302,3 +302,18 @@ export const PasswordBody = z
     crypted: z.boolean().default(false).openapi({ description: 'password is already a crypt(3) hash' }),
   })
   .openapi('GuestPassword');
+
+export const MetricsQuery = z.strictObject({
+  range: z
+    .enum(['1h', '24h'])
+    .default('1h')
+    .openapi({ description: '1h: a point per sample (10 s); 24h: 5-minute averages' }),
+});
+
+export const MetricsSchema = z
+  .object({
+    range: z.enum(['1h', '24h']),
+    intervalSec: z.number(),
+    points: z.array(z.record(z.string(), z.number().nullable())),
+  })
+  .openapi('Metrics');

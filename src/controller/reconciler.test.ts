@@ -60,6 +60,12 @@ class FakeNode implements NodeApi {
     return '';
   }
   async forgetVm(): Promise<void> {}
+  vmMetrics(): [] {
+    return [];
+  }
+  hostMetrics(): [] {
+    return [];
+  }
   async guestCommand<T>(): Promise<T> {
     throw new NfError('unavailable', 'no agent in the fake');
   }

@@ -13,6 +13,8 @@ import type { AccelChoice } from '../vmm/qemu/host';
 import { stderrReason } from '../vmm/qemu/instance';
 import type { VmInstance, VmmDriver, VmRunSpec } from '../vmm/types';
 import { AgentTracker } from './agent';
+import { MetricsCollector, type VmSampleSource } from './metrics';
+import type { Point } from './series';
 import type { NodeApi, NodeInfo, StopOptions, VmStatus } from './types';
 
 const log = createLogger('node');
@@ -31,6 +33,7 @@ export class Node implements NodeApi {
   /** QEMU processes found alive whose monitor we could not reach: never started twice, only killed. */
   private readonly orphans = new Map<string, number>();
   private readonly agents = new Map<string, AgentTracker>();
+  readonly metrics = new MetricsCollector(() => this.sampleSources());
   private readonly listeners = new Set<(s: VmStatus) => void>();
   /** One operation per VM at a time: a stop never races a start. */
   private readonly locks = new KeyedLock();
@@ -138,6 +141,39 @@ export class Node implements NodeApi {
     const s = this.statuses.get(id) ?? { id, state: 'stopped', updatedAt: new Date().toISOString() };
     const agent = this.agents.get(id);
     return agent ? { ...s, agent: agent.current } : s;
+  }
+
+  vmMetrics(id: string, range: 'fine' | 'coarse'): Point[] {
+    return this.metrics.vm(id, range);
+  }
+
+  hostMetrics(range: 'fine' | 'coarse'): Point[] {
+    return this.metrics.hostPoints(range);
+  }
+
+  private sampleSources(): VmSampleSource[] {
+    return [...this.instances.values()].map((inst) => ({
+      id: inst.id,
+      pid: inst.pid,
+      vcpus: this.specOf(inst.id)?.vcpus ?? 1,
+      blockStats: () => inst.blockStats(),
+      netStats: async () => {
+        const agent = this.agents.get(inst.id);
+        if (agent?.current.status !== 'connected') return null;
+        type Iface = { name: string; statistics?: { 'rx-bytes': number; 'tx-bytes': number } };
+        const ifaces = await agent.execute<Iface[]>('guest-network-get-interfaces', undefined, {
+          timeoutMs: 3000,
+        });
+        let rx = 0;
+        let tx = 0;
+        for (const i of ifaces) {
+          if (i.name === 'lo' || !i.statistics) continue;
+          rx += i.statistics['rx-bytes'];
+          tx += i.statistics['tx-bytes'];
+        }
+        return { rx, tx };
+      },
+    }));
   }
 
   async guestCommand<T>(
@@ -372,12 +408,15 @@ export class Node implements NodeApi {
       if (this.hasProcess(id)) throw new NfError('invalid_state', 'the VM still has a QEMU process');
       this.orphans.delete(id);
       this.statuses.delete(id);
+      this.metrics.forget(id);
       await rm(this.runDir(id), { recursive: true, force: true });
     });
   }
 
   /** Daemon shutdown: leave guests running, just let go of their monitors. */
   detachAll(): void {
+    this.metrics.stop();
+    for (const agent of this.agents.values()) agent.stop();
     for (const instance of this.instances.values()) instance.detach();
     this.instances.clear();
   }
@@ -426,14 +465,18 @@ export class Node implements NodeApi {
   }
 
   /** Whether the VM was started with the agent channel (from its run spec, also after re-attach). */
-  private agentEnabled(id: string): boolean {
+  /** The spec a VM was started with (its run dir's journal), also after re-attach. */
+  private specOf(id: string): VmRunSpec | undefined {
     try {
-      return (
-        (JSON.parse(readFileSync(join(this.runDir(id), 'spec.json'), 'utf8')) as VmRunSpec).agent !== false
-      );
+      return JSON.parse(readFileSync(join(this.runDir(id), 'spec.json'), 'utf8')) as VmRunSpec;
     } catch {
-      return false;
+      return undefined;
     }
+  }
+
+  private agentEnabled(id: string): boolean {
+    const spec = this.specOf(id);
+    return spec !== undefined && spec.agent !== false;
   }
 
   private running(id: string): VmInstance {

@@ -1,5 +1,6 @@
 import type { Accelerator, RuntimeState, VmRunSpec } from '../vmm/types';
 import type { AgentState } from './agent';
+import type { Point } from './series';
 
 export interface NodeInfo {
   name: string;
@@ -59,6 +60,9 @@ export interface NodeApi {
     disks: { id: string; pool: string; volume: string }[],
   ): Promise<void>;
   consoleLog(id: string, maxBytes?: number): Promise<string>;
+  /** Monitoring points of a VM: the last hour at full resolution ('fine') or a day of averages. */
+  vmMetrics(id: string, range: 'fine' | 'coarse'): Point[];
+  hostMetrics(range: 'fine' | 'coarse'): Point[];
   /** Runs a guest agent command in the VM (the agent must be connected). */
   guestCommand<T>(
     id: string,

@@ -64,6 +64,8 @@ export interface VmInstance {
   /** Ends the process now (pulling the plug). */
   kill(): Promise<void>;
   snapshotDisks(name: string, diskIds: string[]): Promise<void>;
+  /** Bytes read and written by all disks since the process started. */
+  blockStats(): Promise<{ rd: number; wr: number }>;
   deleteDiskSnapshots(name: string, diskIds: string[]): Promise<void>;
   /** Resolves once the process is gone. */
   readonly exited: Promise<ExitInfo>;

@@ -1,8 +1,9 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { NfError } from '../../errors';
 import type { ApiContext } from '../context';
-import { errors, json } from '../openapi';
+import { errors, json, metricsBody } from '../openapi';
 import { newRouter } from '../router';
-import { NodeSchema } from '../schemas';
+import { MetricsQuery, MetricsSchema, NodeSchema } from '../schemas';
 
 export function nodeRoutes(ctx: ApiContext) {
   const r = newRouter();
@@ -27,6 +28,29 @@ export function nodeRoutes(ctx: ApiContext) {
             allocatedMemoryMiB: up.reduce((sum, v) => sum + v.memoryMiB, 0),
           },
         ],
+        200,
+      );
+    },
+  );
+  r.openapi(
+    createRoute({
+      method: 'get',
+      path: '/{name}/metrics',
+      tags: ['Nodes'],
+      summary: "The host's CPU % and memory over the last hour or day",
+      request: {
+        params: z.object({ name: z.string().openapi({ param: { name: 'name', in: 'path' } }) }),
+        query: MetricsQuery,
+      },
+      responses: { 200: json(MetricsSchema, 'Points, oldest first'), ...errors },
+    }),
+    async (c) => {
+      const info = await ctx.node.info();
+      if (c.req.valid('param').name !== info.name)
+        throw new NfError('not_found', `no host named "${c.req.valid('param').name}"`);
+      const { range } = c.req.valid('query');
+      return c.json(
+        metricsBody(range, ctx.metricsIntervalSec, ctx.node.hostMetrics(range === '1h' ? 'fine' : 'coarse')),
         200,
       );
     },

@@ -1,13 +1,15 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { NfError } from '../../errors';
 import type { ApiContext } from '../context';
-import { errors, json } from '../openapi';
+import { errors, json, metricsBody } from '../openapi';
 import { newRouter } from '../router';
 import {
   CreateSnapshotBody,
   CreateVmBody,
   ForceQuery,
   IdParam,
+  MetricsQuery,
+  MetricsSchema,
   SnapshotParams,
   SnapshotSchema,
   StopQuery,
@@ -147,6 +149,29 @@ export function vmRoutes(ctx: ApiContext) {
       },
     );
   }
+
+  r.openapi(
+    createRoute({
+      method: 'get',
+      path: '/{id}/metrics',
+      tags: TAG,
+      summary: 'CPU %, memory (QEMU RSS), disk and network bytes/s over the last hour or day',
+      request: { params: IdParam, query: MetricsQuery },
+      responses: { 200: json(MetricsSchema, 'Points, oldest first'), ...errors },
+    }),
+    async (c) => {
+      const vm = await vms.find(c.req.valid('param').id);
+      const { range } = c.req.valid('query');
+      return c.json(
+        metricsBody(
+          range,
+          ctx.metricsIntervalSec,
+          ctx.node.vmMetrics(vm.value.id, range === '1h' ? 'fine' : 'coarse'),
+        ),
+        200,
+      );
+    },
+  );
 
   r.openapi(
     createRoute({

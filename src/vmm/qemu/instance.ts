@@ -140,6 +140,19 @@ export class QemuInstance implements VmInstance {
     await this.exec('transaction', { actions });
   }
 
+  async blockStats(): Promise<{ rd: number; wr: number }> {
+    const list = (await this.exec('query-blockstats')) as {
+      stats?: { rd_bytes?: number; wr_bytes?: number };
+    }[];
+    let rd = 0;
+    let wr = 0;
+    for (const b of list) {
+      rd += b.stats?.rd_bytes ?? 0;
+      wr += b.stats?.wr_bytes ?? 0;
+    }
+    return { rd, wr };
+  }
+
   async deleteDiskSnapshots(name: string, diskIds: string[]): Promise<void> {
     for (const device of diskIds) {
       try {
