@@ -92,6 +92,7 @@ export class AgentTracker {
     try {
       const info = await this.client.execute<GuestInfo>('guest-info', undefined, { timeoutMs: 3000 });
       const commands = info.supported_commands.filter((c) => c.enabled).map((c) => c.name);
+      if (this.state.status !== 'connected') await this.thawLeftovers(commands);
       this.set({
         status: 'connected',
         version: info.version,
@@ -107,6 +108,18 @@ export class AgentTracker {
       // Connected: a slow liveness check. Absent: keep looking, the guest may still be booting.
       this.schedule(this.state.status === 'connected' ? 30_000 : 3000);
     }
+  }
+
+  /**
+   * A guest found frozen when its agent (re)appears was frozen by a daemon or agent that died before
+   * thawing (a freeze only lasts for the length of a snapshot): thaw it, or every writer in it hangs.
+   */
+  private async thawLeftovers(commands: string[]): Promise<void> {
+    if (!commands.includes('guest-fsfreeze-status')) return;
+    const status = await this.client.execute<string>('guest-fsfreeze-status', undefined, { timeoutMs: 3000 });
+    if (status !== 'frozen') return;
+    log.warn('guest found frozen with nobody to thaw it; thawing', { id: this.vmId });
+    await this.client.execute('guest-fsfreeze-thaw', undefined, { timeoutMs: 60_000 });
   }
 
   private set(next: AgentState): void {

@@ -224,6 +224,8 @@ describe.each<Variant>(['agent-rs', 'qemu-ga'])('guest agent: %s', (variant) => 
   });
 
   it('answers garbage and unknown commands with QGA errors and keeps running; re-attaches after a daemon restart', async () => {
+    // Frozen when the daemon dies: the next daemon must find and thaw it.
+    await d.api.request('POST', `/api/v1/vms/${name}/guest/fsfreeze`);
     // Let go of the channel (QEMU serves one client), then talk to the agent ourselves.
     await d.kill9();
     const sock = connect(join(d.dataDir, 'node', 'vms', vm.id, 'qga.sock'));
@@ -258,8 +260,53 @@ describe.each<Variant>(['agent-rs', 'qemu-ga'])('guest agent: %s', (variant) => 
 
     await d.launch();
     await connected();
+    await waitFor(
+      async () =>
+        (await d.api.request<{ status: string }>('GET', `/api/v1/vms/${name}/guest/fsfreeze`)).status ===
+        'thawed',
+      { timeoutMs: 20_000, intervalMs: 200, what: 'the leftover freeze to be thawed' },
+    );
     expect((await exec(['/bin/echo', 'still'])).stdout).toBe('still\n');
   });
+
+  it.runIf(variant === 'agent-rs')(
+    'a restarted agent still knows the guest is frozen and can thaw it',
+    async () => {
+      await d.api.request('POST', `/api/v1/vms/${name}/guest/fsfreeze`);
+      try {
+        await guestRun(d.api, d.dataDir, vm.id, 'kill -9 $(pidof neuroflow-agent)');
+        // init respawns it; the new process must report the freeze, not "thawed".
+        await waitFor(
+          async () => {
+            try {
+              return (
+                (await d.api.request<{ status: string }>('GET', `/api/v1/vms/${name}/guest/fsfreeze`))
+                  .status === 'frozen'
+              );
+            } catch {
+              return false;
+            }
+          },
+          { timeoutMs: 30_000, intervalMs: 250, what: 'the restarted agent to answer' },
+        );
+      } finally {
+        await waitFor(
+          async () => {
+            try {
+              await d.api.request('POST', `/api/v1/vms/${name}/guest/fsthaw`);
+              return true;
+            } catch {
+              return false;
+            }
+          },
+          { timeoutMs: 30_000, intervalMs: 250, what: 'the thaw' },
+        );
+      }
+      expect(
+        (await exec(['/bin/sh', '-c', 'echo w > /data/after-restart && cat /data/after-restart'])).stdout,
+      ).toBe('w\n');
+    },
+  );
 
   it('shuts the guest down through the agent', async () => {
     const stopped = await vmAction(d.api, name, 'stop', '?timeoutSec=60');

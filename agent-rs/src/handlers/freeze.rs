@@ -21,9 +21,28 @@ pub fn globally_frozen() -> bool {
     FROZEN.load(Ordering::SeqCst)
 }
 
-#[derive(Default)]
 pub struct FreezeState {
     frozen: bool,
+}
+
+/// Survives an agent restart (tmpfs: not a reboot), like qemu-ga's `qga.state.isfrozen`: a restarted
+/// agent must know the guest is frozen, keep write commands disabled and thaw on request.
+const MARKER: &str = "/run/neuroflow-agent.frozen";
+
+fn mark(frozen: bool) {
+    if frozen {
+        let _ = std::fs::write(MARKER, b"frozen\n");
+    } else {
+        let _ = std::fs::remove_file(MARKER);
+    }
+}
+
+impl Default for FreezeState {
+    fn default() -> Self {
+        let frozen = std::path::Path::new(MARKER).exists();
+        FROZEN.store(frozen, Ordering::SeqCst);
+        Self { frozen }
+    }
 }
 
 fn ioctl_on(path: &str, request: libc::c_ulong) -> io::Result<()> {
@@ -90,6 +109,7 @@ pub fn thaw_all() -> usize {
         n += usize::from(thawed);
     }
     FROZEN.store(false, Ordering::SeqCst);
+    mark(false);
     n
 }
 
@@ -113,10 +133,13 @@ impl FreezeState {
         // Mark frozen first: a signal arriving mid-way must thaw.
         self.frozen = true;
         FROZEN.store(true, Ordering::SeqCst);
+        // Marked before freezing: once / is frozen, no file can be written any more.
+        mark(true);
         match freeze_points(&points, |p| ioctl_on(p, FIFREEZE)) {
             Ok(0) => {
                 self.frozen = false;
                 FROZEN.store(false, Ordering::SeqCst);
+                mark(false);
                 Ok(json!(0))
             }
             Ok(n) => Ok(json!(n)),
@@ -130,6 +153,7 @@ impl FreezeState {
     pub fn thaw(&mut self) -> usize {
         let n = thaw_all();
         self.frozen = false;
+        mark(false);
         n
     }
 
