@@ -1,10 +1,12 @@
 /**
  * Builds dist/neuroflow, one self-contained executable. A bare `bun build --compile` bakes this
  * machine's node_modules paths in, so the plugins below inline what libraries would read from disk
- * at run time (etcd3's .proto files).
+ * at run time (etcd3's .proto files), and the web UI (bundled first into dist/ui/) is embedded as the
+ * virtual module `nf:ui-assets`.
  */
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { dirname, extname, join, relative } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import type { BunPlugin } from 'bun';
 import protobuf from 'protobufjs';
 
@@ -26,14 +28,88 @@ const inlineEtcdProto: BunPlugin = {
   },
 };
 
+const uiDir = join(root, 'dist', 'ui');
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.map': 'application/json',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.wasm': 'application/wasm',
+};
+
+function listFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? listFiles(join(dir, e.name)) : [join(dir, e.name)],
+  );
+}
+
+/** Bundles ui/src/main.tsx (Preact, noVNC as a lazy chunk) into dist/ui/. Returns the gzipped size. */
+export async function buildUi(outdir = uiDir): Promise<{ files: number; bytes: number; gzipBytes: number }> {
+  rmSync(outdir, { recursive: true, force: true });
+  mkdirSync(outdir, { recursive: true });
+  const result = await Bun.build({
+    entrypoints: [join(root, 'ui', 'src', 'main.tsx')],
+    outdir,
+    target: 'browser',
+    // noVNC 1.7 is ESM with top-level await: only ESM output (loaded as <script type="module">) works.
+    format: 'esm',
+    splitting: true,
+    minify: true,
+    sourcemap: 'none',
+    naming: { entry: 'app.[ext]', chunk: 'chunk-[hash].[ext]', asset: 'asset-[hash].[ext]' },
+    define: { 'process.env.NODE_ENV': '"production"' },
+  });
+  if (!result.success) {
+    for (const log of result.logs) console.error(log);
+    throw new Error('UI build failed');
+  }
+  copyFileSync(join(root, 'ui', 'index.html'), join(outdir, 'index.html'));
+  const files = listFiles(outdir);
+  let bytes = 0;
+  let gzipBytes = 0;
+  for (const f of files) {
+    const b = readFileSync(f);
+    bytes += b.length;
+    gzipBytes += gzipSync(b, { level: 9 }).length;
+  }
+  return { files: files.length, bytes, gzipBytes };
+}
+
+/** `import('nf:ui-assets')` in src/api/ui.ts becomes { '/index.html': { type, base64 }, ... } from dist/ui/. */
+const embedUi: BunPlugin = {
+  name: 'embed-ui-assets',
+  setup(build) {
+    build.onResolve({ filter: /^nf:ui-assets$/ }, () => ({ path: 'nf:ui-assets', namespace: 'nf-ui' }));
+    build.onLoad({ filter: /.*/, namespace: 'nf-ui' }, () => {
+      const assets: Record<string, { type: string; base64: string }> = {};
+      for (const f of listFiles(uiDir)) {
+        const rel = `/${relative(uiDir, f).split('\\').join('/')}`;
+        assets[rel] = {
+          type: TYPES[extname(f)] ?? 'application/octet-stream',
+          base64: readFileSync(f).toString('base64'),
+        };
+      }
+      if (!assets['/index.html']) throw new Error('dist/ui/index.html missing: buildUi() first');
+      return { contents: `export default ${JSON.stringify(assets)};`, loader: 'js' };
+    });
+  },
+};
+
 export async function build(outfile = join(root, 'dist', 'neuroflow')): Promise<string> {
   mkdirSync(dirname(outfile), { recursive: true });
+  const ui = await buildUi();
+  console.log(
+    `built dist/ui (${ui.files} files, ${(ui.bytes / 1024).toFixed(0)} KiB, ${(ui.gzipBytes / 1024).toFixed(0)} KiB gzipped)`,
+  );
   const result = await Bun.build({
     entrypoints: [join(root, 'src', 'main.ts')],
     target: 'bun',
     minify: true,
     sourcemap: 'none',
-    plugins: [inlineEtcdProto],
+    plugins: [inlineEtcdProto, embedUi],
     compile: { outfile },
   });
   if (!result.success) {

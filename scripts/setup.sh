@@ -10,6 +10,7 @@ DEBIAN_PACKAGES=(
   linux-image-amd64 busybox-static cpio kmod xz-utils zstd e2fsprogs
   isolinux syslinux-common xorriso qemu-guest-agent
   iproute2 procps ca-certificates
+  chromium
 )
 
 missing=()
@@ -24,6 +25,11 @@ if ((${#missing[@]} > 0)); then
   fi
   echo "setup: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # Debian's chromium package names these groups in its file ownership but does not create them on a
+  # minimal system, and dpkg then fails.
+  for group in ssl-cert messagebus; do
+    getent group "$group" >/dev/null || groupadd -r "$group"
+  done
   apt-get update -qq
   # policy-rc.d may forbid starting services; we start etcd ourselves anyway.
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

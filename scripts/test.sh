@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's second command: installs what is missing, builds, then runs every test layer that
-# exists (units, integration with real QEMU guests and etcd), lint and type checks.
+# exists (units, integration with real QEMU guests and etcd, the web UI in a real Chromium), lint and
+# type checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -17,6 +18,7 @@ export NEUROFLOW_TEST_GUEST NEUROFLOW_BINARY="$PWD/dist/neuroflow"
 echo "== lint and types" >&2
 biome check .
 tsc --noEmit -p .
+tsc --noEmit -p ui
 (cd agent-rs && cargo fmt --check && cargo clippy --locked --all-targets -q -- -D warnings)
 
 echo "== agent-rs tests" >&2

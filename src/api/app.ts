@@ -14,6 +14,7 @@ import { nodeRoutes } from './routes/nodes';
 import { systemRoutes } from './routes/system';
 import { taskRoutes } from './routes/tasks';
 import { vmRoutes } from './routes/vms';
+import { uiRoutes } from './ui';
 
 const log = createLogger('api');
 
@@ -36,6 +37,7 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
       log.error('request failed', { method: c.req.method, path: c.req.path, code: e.code, msg: e.message });
     return c.json(e.toBody(), e.httpStatus as 400);
   });
+  app.route('/', uiRoutes());
   app.notFound((c) =>
     c.json(new NfError('not_found', `no route ${c.req.method} ${c.req.path}`).toBody(), 404),
   );

@@ -1,0 +1,192 @@
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { neuroflowCommand, TestDaemon } from '../harness/daemon';
+import { BOOTED, testGuest } from '../harness/guest';
+import { createVm, kernelVm } from '../harness/vms';
+
+/**
+ * The embedded web UI in a headless Chromium against a real daemon and a real (ISO-booted) guest.
+ * Screenshots of each view land in docs/screenshots/.
+ */
+const SHOTS = join(import.meta.dirname, '..', '..', 'docs', 'screenshots');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+describe('web UI', () => {
+  let d: TestDaemon;
+  let browser: Browser;
+  let page: Page;
+  let vmId = '';
+  const pageErrors: string[] = [];
+
+  const shot = (name: string) => page.screenshot({ path: join(SHOTS, name) });
+  const badge = (state: string, timeout = 60_000) =>
+    page.locator('.vm-head .state-badge', { hasText: new RegExp(`^${state}$`) }).waitFor({ timeout });
+
+  beforeAll(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    d = await TestDaemon.start({ demoIso: testGuest().iso });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless=new',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    page = await browser.newPage({ viewport: { width: 1360, height: 860 } });
+    page.on('pageerror', (e) => pageErrors.push(String(e)));
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await d?.[Symbol.asyncDispose]();
+  });
+
+  it('serves the UI from the binary itself', async () => {
+    const res = await fetch(`${d.url}/`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('text/html');
+    // The compiled binary carries the bundle (nf:ui-assets); only a run from sources reads dist/ui/.
+    expect(res.headers.get('x-neuroflow-ui')).toBe(neuroflowCommand().length === 1 ? 'embedded' : 'disk');
+    const js = await fetch(`${d.url}/ui/app.js`);
+    expect(js.headers.get('content-type')).toContain('javascript');
+  });
+
+  it('rejects a wrong password, then logs in and shows the dashboard', async () => {
+    await page.goto(d.url);
+    await page.fill('input[name=password]', 'not-the-password');
+    await page.click('button[type=submit]');
+    const err = page.locator('.login .form-error');
+    await err.waitFor({ timeout: 10_000 });
+    expect((await err.textContent())?.length).toBeGreaterThan(3);
+
+    const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
+    await page.fill('input[name=password]', password);
+    await page.click('button[type=submit]');
+    await page.locator('.dashboard dt', { hasText: 'Accelerator' }).waitFor({ timeout: 15_000 });
+    await page.locator('.topbar .live.on').waitFor({ timeout: 15_000 });
+    expect(await page.locator('.topbar .user').textContent()).toBe('root');
+    await shot('dashboard.png');
+  });
+
+  it('creates a VM in the dialog, starts it and sees it running without a reload', async () => {
+    await page.click('.topbar button.primary');
+    await page.fill('.modal input[name=name]', 'web1');
+    await page.fill('.modal input[name=memoryMiB]', '256');
+    await page.fill('.modal input[name=diskGiB]', '1');
+    await page.locator('.modal select[name=iso] option[value=demo]').waitFor({ state: 'attached' });
+    await page.selectOption('.modal select[name=iso]', 'demo');
+    await page.click('.modal button[type=submit]');
+    await page.locator('.vm-head h2', { hasText: 'web1' }).waitFor({ timeout: 15_000 });
+    vmId = /#\/vms\/([^/]+)/.exec(page.url())![1]!;
+    await badge('stopped');
+    await page.locator('.tree a', { hasText: 'web1' }).waitFor();
+
+    await page.click('[data-action=start]');
+    await badge('running');
+    await page.locator('.card dt', { hasText: 'vCPU' }).waitFor();
+    await shot('vm-summary.png');
+  });
+
+  it('shows the VGA console in noVNC', async () => {
+    await page.click('.tabs a:has-text("Console")');
+    await page.locator('.console-status.connected').waitFor({ timeout: 30_000 });
+    await page.waitForFunction(
+      () => {
+        const c = document.querySelector<HTMLCanvasElement>('.console-screen canvas');
+        if (!c || c.width === 0 || c.height === 0) return false;
+        const px = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+        for (let i = 0; i < px.length; i += 4) if (px[i]! + px[i + 1]! + px[i + 2]! > 0) return true;
+        return false;
+      },
+      undefined,
+      { timeout: 60_000, polling: 500 },
+    );
+    await shot('console.png');
+  });
+
+  it('shows the serial log of the booted guest', async () => {
+    await page.click('.tabs a:has-text("Serial")');
+    await page.locator('.serial-log', { hasText: BOOTED }).waitFor({ timeout: 120_000 });
+  });
+
+  it('shows the API error of a failing action and of a duplicate name', async () => {
+    // The UI disables Start while running; force the button on to provoke the API's invalid_state error.
+    await page.evaluate(() => {
+      const b = document.querySelector<HTMLButtonElement>('[data-action=start]')!;
+      b.disabled = false;
+      b.click();
+    });
+    const toastEl = page.locator('.toast.error', { hasText: /running/i });
+    await toastEl.waitFor({ timeout: 15_000 });
+
+    await page.click('.topbar button.primary');
+    await page.fill('.modal input[name=name]', 'web1');
+    await page.click('.modal button[type=submit]');
+    const formErr = page.locator('.modal .form-error');
+    await formErr.waitFor({ timeout: 15_000 });
+    expect(await formErr.textContent()).toMatch(/web1|exist/i);
+    await page.click('.modal button:has-text("Cancel")');
+  });
+
+  it('pauses and resumes the VM', async () => {
+    await page.click('[data-action=pause]');
+    await badge('paused');
+    await page.click('[data-action=resume]');
+    await badge('running');
+  });
+
+  it('force-stops the VM and sees stopped live, lists it, deletes it', async () => {
+    await page.click('[data-action=force-stop]');
+    await badge('stopped');
+
+    await page.click('.tabs a:has-text("Snapshots")');
+    await page.fill('.snapshots input', 'before-change');
+    await page.click('.snapshots button[type=submit]');
+    await page.locator('.snapshots td', { hasText: 'before-change' }).waitFor({ timeout: 30_000 });
+    await page.click('.snapshots tr:has-text("before-change") button.danger');
+    await page.click('.modal button.danger');
+    await page
+      .locator('.snapshots td', { hasText: 'before-change' })
+      .waitFor({ state: 'detached', timeout: 30_000 });
+
+    await page.goto(`${d.url}/#/vms`);
+    await page.locator('.vm-list tr', { hasText: 'web1' }).waitFor({ timeout: 15_000 });
+    await page.fill('.vm-list input', 'nomatch');
+    await page.locator('.vm-list td', { hasText: 'No virtual machines.' }).waitFor();
+    await page.fill('.vm-list input', 'web');
+    await page.selectOption('.vm-list select', 'stopped');
+    await page.locator('.vm-list tr', { hasText: 'web1' }).waitFor();
+    await page.selectOption('.vm-list select', '');
+    while ((await page.locator('.toast-x').count()) > 0) await page.locator('.toast-x').first().click();
+    await shot('vm-list.png');
+
+    await page.click('.vm-list tr:has-text("web1")');
+    await page.locator('.vm-head h2', { hasText: 'web1' }).waitFor();
+    await page.click('[data-action=delete]');
+    await page.click('.modal button.danger');
+    await page.waitForFunction(() => location.hash === '#/vms', undefined, { timeout: 30_000 });
+    await page.locator('.tree a', { hasText: 'web1' }).waitFor({ state: 'detached', timeout: 30_000 });
+    const left = await d.api.request<{ id: string }[]>('GET', '/api/v1/vms');
+    expect(left.find((v) => v.id === vmId)).toBeUndefined();
+  });
+
+  it('shows guest agent facts (OS, IPs) of a running VM created through the API', async () => {
+    const vm = await createVm(d.api, kernelVm('agent1', { start: true }));
+    await page.locator('.tree a', { hasText: 'agent1' }).click();
+    await badge('running');
+    await page.locator('.card dt', { hasText: 'OS' }).waitFor({ timeout: 120_000 });
+    await page.locator('.card dt', { hasText: 'IPs' }).waitFor();
+    expect(await page.locator('.card', { hasText: 'Guest' }).textContent()).toContain('connected');
+    await d.api.request('DELETE', `/api/v1/vms/${vm.id}?force=true`);
+    await page.locator('.tree a', { hasText: 'agent1' }).waitFor({ state: 'detached', timeout: 30_000 });
+    expect(pageErrors).toEqual([]);
+  });
+});

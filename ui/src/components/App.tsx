@@ -1,0 +1,53 @@
+import { useEffect, useState } from 'preact/hooks';
+import { api } from '../api';
+import { useRoute } from '../route';
+import { refreshAll, setState, startLive, useStore } from '../store';
+import { CreateVmDialog } from './CreateVmDialog';
+import { Dashboard } from './Dashboard';
+import { Login } from './Login';
+import { TasksPanel } from './TasksPanel';
+import { Toasts } from './Toasts';
+import { TopBar } from './TopBar';
+import { Tree } from './Tree';
+import { VmList } from './VmList';
+import { VmPage } from './VmPage';
+
+export function App() {
+  const s = useStore();
+  const route = useRoute();
+  const [creating, setCreating] = useState(false);
+
+  useEffect(() => {
+    api<{ user: string }>('GET', '/auth/whoami')
+      .then((w) => setState({ user: w.user, checked: true }))
+      .catch(() => setState({ checked: true }));
+  }, []);
+  useEffect(() => {
+    if (!s.user) return;
+    refreshAll().catch(() => {});
+    startLive();
+  }, [s.user]);
+
+  if (!s.checked) return <div class="splash">Loading…</div>;
+  if (!s.user)
+    return (
+      <>
+        <Login />
+        <Toasts />
+      </>
+    );
+  return (
+    <div class="shell">
+      <TopBar onCreate={() => setCreating(true)} />
+      <Tree route={route} />
+      <main class="main">
+        {route.view === 'dashboard' && <Dashboard />}
+        {route.view === 'vms' && <VmList onCreate={() => setCreating(true)} />}
+        {route.view === 'vm' && <VmPage id={route.id!} tab={route.tab!} />}
+      </main>
+      <TasksPanel />
+      {creating && <CreateVmDialog onClose={() => setCreating(false)} />}
+      <Toasts />
+    </div>
+  );
+}

@@ -1,0 +1,90 @@
+import { useEffect, useState } from 'preact/hooks';
+import { api, fmtBytes, type Vm } from '../api';
+import { StateBadge } from './StateBadge';
+
+interface GuestFacts {
+  os?: { 'pretty-name'?: string; name?: string; 'kernel-release'?: string };
+  hostname?: string;
+  ips?: string[];
+  uptimeSec?: number | null;
+}
+
+export function VmSummary({ vm }: { vm: Vm }) {
+  const [facts, setFacts] = useState<GuestFacts | undefined>();
+  const [factsError, setFactsError] = useState('');
+  const connected = vm.state === 'running' && vm.agent?.status === 'connected';
+  useEffect(() => {
+    setFacts(undefined);
+    setFactsError('');
+    if (!connected) return;
+    api<GuestFacts>('GET', `/vms/${vm.id}/guest`)
+      .then(setFacts)
+      .catch((e) => setFactsError((e as Error).message));
+  }, [vm.id, connected]);
+  return (
+    <div class="cards">
+      <div class="card">
+        <h3>Hardware</h3>
+        <dl>
+          <dt>State</dt>
+          <dd>
+            <StateBadge state={vm.state} /> {vm.reason}
+          </dd>
+          <dt>Host</dt>
+          <dd>{vm.node}</dd>
+          <dt>vCPU</dt>
+          <dd>{vm.vcpus}</dd>
+          <dt>Memory</dt>
+          <dd>{vm.memoryMiB} MiB</dd>
+          {vm.disks.map((d, i) => (
+            <>
+              <dt>Disk {i}</dt>
+              <dd>
+                {fmtBytes(d.sizeBytes)} on {d.pool}
+                {d.image ? ` (from ${d.image})` : ''}
+              </dd>
+            </>
+          ))}
+          {vm.networks.map((n, i) => (
+            <>
+              <dt>NIC {i}</dt>
+              <dd>
+                {n.network} <span class="mono">{n.mac}</span>
+              </dd>
+            </>
+          ))}
+          <dt>Boot</dt>
+          <dd class="mono">{Object.keys(vm.boot ?? {}).join(', ')}</dd>
+        </dl>
+      </div>
+      <div class="card">
+        <h3>Guest</h3>
+        <dl>
+          <dt>Agent</dt>
+          <dd>
+            {vm.agent?.status}
+            {vm.agent?.version ? ` (${vm.agent.flavour ?? ''} ${vm.agent.version})` : ''}
+          </dd>
+          {facts && (
+            <>
+              <dt>OS</dt>
+              <dd>{facts.os?.['pretty-name'] ?? facts.os?.name ?? '?'}</dd>
+              <dt>Hostname</dt>
+              <dd>{facts.hostname}</dd>
+              <dt>IPs</dt>
+              <dd class="mono">{(facts.ips ?? []).join(', ') || '—'}</dd>
+              {facts.uptimeSec != null && (
+                <>
+                  <dt>Uptime</dt>
+                  <dd>{facts.uptimeSec} s</dd>
+                </>
+              )}
+            </>
+          )}
+        </dl>
+        {!connected && <p class="muted">Guest facts appear when the VM runs with a connected agent.</p>}
+        {factsError && <p class="task-error">{factsError}</p>}
+      </div>
+    </div>
+  );
+}

@@ -1,0 +1,29 @@
+import { useEffect, useState } from 'preact/hooks';
+
+/** Hash routes: #/ (dashboard), #/vms, #/vms/<id>/<tab>. */
+export interface Route {
+  view: 'dashboard' | 'vms' | 'vm';
+  id?: string;
+  tab?: string;
+}
+
+export function parseRoute(hash: string): Route {
+  const parts = hash.replace(/^#\/?/, '').split('/').filter(Boolean);
+  if (parts[0] === 'vms' && parts[1]) return { view: 'vm', id: parts[1], tab: parts[2] ?? 'summary' };
+  if (parts[0] === 'vms') return { view: 'vms' };
+  return { view: 'dashboard' };
+}
+
+export function useRoute(): Route {
+  const [route, setRoute] = useState(parseRoute(location.hash));
+  useEffect(() => {
+    const on = () => setRoute(parseRoute(location.hash));
+    addEventListener('hashchange', on);
+    return () => removeEventListener('hashchange', on);
+  }, []);
+  return route;
+}
+
+export function go(path: string): void {
+  location.hash = path;
+}

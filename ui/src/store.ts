@@ -1,0 +1,127 @@
+import { useEffect, useState } from 'preact/hooks';
+import { api, type HostNode, setUnauthenticatedHandler, type Task, type Vm } from './api';
+
+export interface Toast {
+  id: number;
+  kind: 'error' | 'info';
+  text: string;
+}
+
+export interface State {
+  user?: string;
+  checked: boolean;
+  vms: Vm[];
+  tasks: Task[];
+  nodes: HostNode[];
+  toasts: Toast[];
+  live: boolean;
+}
+
+let state: State = { checked: false, vms: [], tasks: [], nodes: [], toasts: [], live: false };
+const listeners = new Set<() => void>();
+
+export function getState(): State {
+  return state;
+}
+
+export function setState(patch: Partial<State>): void {
+  state = { ...state, ...patch };
+  for (const l of listeners) l();
+}
+
+/** Re-renders the calling component whenever the store changes. */
+export function useStore(): State {
+  const [, tick] = useState(0);
+  useEffect(() => {
+    const l = () => tick((n) => n + 1);
+    listeners.add(l);
+    return () => listeners.delete(l);
+  }, []);
+  return state;
+}
+
+let toastSeq = 0;
+export function toast(text: string, kind: Toast['kind'] = 'error'): void {
+  const t = { id: ++toastSeq, kind, text };
+  setState({ toasts: [...state.toasts, t] });
+  setTimeout(() => dismissToast(t.id), kind === 'error' ? 10_000 : 4_000);
+}
+
+export function dismissToast(id: number): void {
+  setState({ toasts: state.toasts.filter((t) => t.id !== id) });
+}
+
+/** Runs an API call; a failure becomes a visible toast with the API's message. Returns undefined then. */
+export async function attempt<T>(what: string, fn: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (e) {
+    toast(`${what}: ${(e as Error).message}`);
+    return undefined;
+  }
+}
+
+export async function refreshVms(): Promise<void> {
+  setState({ vms: await api<Vm[]>('GET', '/vms') });
+}
+
+export async function refreshAll(): Promise<void> {
+  const [vms, tasks, nodes] = await Promise.all([
+    api<Vm[]>('GET', '/vms'),
+    api<Task[]>('GET', '/tasks?limit=50'),
+    api<HostNode[]>('GET', '/nodes'),
+  ]);
+  setState({ vms, tasks, nodes });
+}
+
+let source: EventSource | undefined;
+let refreshTimer: ReturnType<typeof setTimeout> | undefined;
+
+function refreshSoon(): void {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(() => refreshAll().catch(() => {}), 300);
+}
+
+/** Subscribes to GET /api/v1/events; vm and task events patch the store, then a debounced refresh. */
+export function startLive(): void {
+  source?.close();
+  source = new EventSource('/api/v1/events');
+  source.addEventListener('open', () => setState({ live: true }));
+  source.addEventListener('error', () => setState({ live: false }));
+  source.addEventListener('hello', () => refreshSoon());
+  source.addEventListener('vm', (ev) => {
+    const e = JSON.parse((ev as MessageEvent).data) as Partial<Vm> & { id: string };
+    const known = state.vms.some((v) => v.id === e.id);
+    if (known) {
+      setState({
+        vms: state.vms.map((v) =>
+          v.id === e.id
+            ? { ...v, state: e.state ?? v.state, reason: e.reason, agent: e.agent ?? v.agent }
+            : v,
+        ),
+      });
+    }
+    refreshSoon();
+  });
+  source.addEventListener('task', (ev) => {
+    const e = JSON.parse((ev as MessageEvent).data) as Task & { taskType?: string };
+    const t: Task = { ...e, type: e.taskType ?? e.type };
+    const old = state.tasks.find((x) => x.id === t.id);
+    const merged = old ? { ...old, ...t } : { ...t, startedAt: new Date().toISOString() };
+    setState({ tasks: [merged, ...state.tasks.filter((x) => x.id !== t.id)].slice(0, 100) });
+    if (t.status !== 'running') refreshSoon();
+  });
+}
+
+export function stopLive(): void {
+  source?.close();
+  source = undefined;
+  setState({ live: false });
+}
+
+setUnauthenticatedHandler(() => {
+  if (!state.user) return;
+  stopLive();
+  setState({ user: undefined, vms: [], tasks: [], nodes: [] });
+  toast('Session expired: log in again');
+});
