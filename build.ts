@@ -9,6 +9,7 @@ import { dirname, extname, join, relative } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { BunPlugin } from 'bun';
 import protobuf from 'protobufjs';
+import { CONTENT_TYPES } from './src/api/ui';
 
 const root = import.meta.dir;
 
@@ -29,16 +30,6 @@ const inlineEtcdProto: BunPlugin = {
 };
 
 const uiDir = join(root, 'dist', 'ui');
-
-const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.map': 'application/json',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.wasm': 'application/wasm',
-};
 
 function listFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
@@ -88,7 +79,7 @@ const embedUi: BunPlugin = {
       for (const f of listFiles(uiDir)) {
         const rel = `/${relative(uiDir, f).split('\\').join('/')}`;
         assets[rel] = {
-          type: TYPES[extname(f)] ?? 'application/octet-stream',
+          type: CONTENT_TYPES[extname(f)] ?? 'application/octet-stream',
           base64: readFileSync(f).toString('base64'),
         };
       }

@@ -10,7 +10,7 @@ import { Hono } from 'hono';
 type Asset = { type: string; body: Uint8Array<ArrayBuffer>; source: 'embedded' | 'disk' };
 type AssetMap = Map<string, Asset>;
 
-const TYPES: Record<string, string> = {
+export const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
@@ -52,7 +52,7 @@ function fromDisk(path: string): Asset | undefined {
   const file = normalize(join(DIST_UI, path));
   if (!file.startsWith(`${DIST_UI}/`) || !existsSync(file) || !statSync(file).isFile()) return undefined;
   return {
-    type: TYPES[extname(file)] ?? 'application/octet-stream',
+    type: CONTENT_TYPES[extname(file)] ?? 'application/octet-stream',
     body: new Uint8Array(readFileSync(file)),
     source: 'disk',
   };

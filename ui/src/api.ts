@@ -91,12 +91,4 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   return (type.includes('json') ? JSON.parse(text) : text) as T;
 }
 
-export function fmtBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
-}
+export { bytes as fmtBytes } from '../../src/util/format';
