@@ -184,7 +184,9 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
     case 'password': {
       // The password comes on stdin (never on the command line, where ps and shell history would show it).
       const user = values.user ?? 'root';
-      const password = (await Bun.stdin.text()).replace(/\r?\n$/, '');
+      const password = process.stdin.isTTY
+        ? await promptHidden(`New password for ${user}: `)
+        : (await Bun.stdin.text()).replace(/\r?\n$/, '');
       if (!password) throw new NfError('validation_failed', 'give the new password on standard input');
       await api.request('POST', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/guest/password`, {
         username: user,
@@ -405,4 +407,37 @@ export async function taskCommand(argv: string[], out: Out): Promise<void> {
           ],
         ),
   );
+}
+
+/** Reads a line from the terminal without echoing it. */
+function promptHidden(question: string): Promise<string> {
+  process.stderr.write(question);
+  const stdin = process.stdin;
+  stdin.setRawMode(true);
+  stdin.resume();
+  return new Promise((resolve, reject) => {
+    let value = '';
+    const onData = (chunk: Buffer) => {
+      for (const ch of chunk.toString('utf8')) {
+        if (ch === '\r' || ch === '\n') {
+          done();
+          resolve(value);
+          return;
+        }
+        if (ch === '\u0003') {
+          done();
+          reject(new NfError('validation_failed', 'cancelled'));
+          return;
+        }
+        value = ch === '\u007f' ? value.slice(0, -1) : value + ch;
+      }
+    };
+    const done = () => {
+      stdin.off('data', onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+      process.stderr.write('\n');
+    };
+    stdin.on('data', onData);
+  });
 }

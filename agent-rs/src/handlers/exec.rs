@@ -11,10 +11,13 @@ use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 /// Per-stream capture limit (qemu-ga's GUEST_EXEC_MAX_OUTPUT).
 pub const MAX_OUTPUT: usize = 16 << 20;
 const THREAD_STACK: usize = 64 << 10;
+/// Results of finished programs that nobody asks for are kept this long (the host gave up waiting).
+const FINISHED_TTL: Duration = Duration::from_secs(600);
 
 /// A thread draining one output pipe.
 type Stream = JoinHandle<Captured>;
@@ -23,6 +26,8 @@ struct Entry {
     pid: i64,
     child: Child,
     status: Option<ExitStatus>,
+    /// When the exit was seen: results nobody fetches are dropped after FINISHED_TTL.
+    exited_at: Option<Instant>,
     out: Option<Stream>,
     err: Option<Stream>,
 }
@@ -121,25 +126,35 @@ impl ExecTable {
         let limit = self.limit;
         let mut out = None;
         let mut err = None;
-        if let Some(r) = merged_reader {
-            out = Some(spawn_thread(move || capture(r, limit))?);
-        }
-        if let Some(r) = child.stdout.take() {
-            out = Some(spawn_thread(move || capture(r, limit))?);
-        }
-        if let Some(r) = child.stderr.take() {
-            err = Some(spawn_thread(move || capture(r, limit))?);
-        }
-        if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
-            // A child that never reads its input gets EPIPE when it exits.
-            spawn_thread(move || {
-                let _ = stdin.write_all(&data);
-            })?;
+        let started = (|| -> Result<(), AgentError> {
+            if let Some(r) = merged_reader {
+                out = Some(spawn_thread(move || capture(r, limit))?);
+            }
+            if let Some(r) = child.stdout.take() {
+                out = Some(spawn_thread(move || capture(r, limit))?);
+            }
+            if let Some(r) = child.stderr.take() {
+                err = Some(spawn_thread(move || capture(r, limit))?);
+            }
+            if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+                // A child that never reads its input gets EPIPE when it exits.
+                spawn_thread(move || {
+                    let _ = stdin.write_all(&data);
+                })?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = started {
+            // Without its I/O threads the child would block on a full pipe: end and reap it.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
         }
         self.entries.push(Entry {
             pid,
             child,
             status: None,
+            exited_at: None,
             out,
             err,
         });
@@ -148,13 +163,25 @@ impl ExecTable {
 
     /// Collects exit statuses (reaps zombies) without blocking.
     pub fn reap(&mut self) {
+        let now = Instant::now();
         for e in &mut self.entries {
             if e.status.is_none() {
                 if let Ok(Some(st)) = e.child.try_wait() {
                     e.status = Some(st);
+                    e.exited_at = Some(now);
                 }
             }
         }
+        // Forget results nobody fetched: their output would otherwise be held forever, and the pid could
+        // be reused by a newer program.
+        self.entries.retain(|e| {
+            let stale = e
+                .exited_at
+                .is_some_and(|t| now.duration_since(t) > FINISHED_TTL);
+            let drained = e.out.as_ref().is_none_or(|h| h.is_finished())
+                && e.err.as_ref().is_none_or(|h| h.is_finished());
+            !(stale && drained)
+        });
     }
 
     pub fn status(&mut self, pid: i64) -> HandlerResult {
