@@ -11,7 +11,8 @@ import { VERSION } from './version';
 const USAGE = `neuroflow ${VERSION}: virtual machines on QEMU, managed through one API
 
 Usage:
-  neuroflow serve [--dev] [--data-dir DIR] [--listen HOST:PORT] [--root-password PW] [--demo-image NAME=PATH]...
+  neuroflow serve [--dev] [--data-dir DIR] [--listen HOST:PORT] [--root-password PW] [--host-path DIR]...
+                  [--demo-image NAME=PATH]...
   neuroflow vm list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot ...
   neuroflow vm guest NAME | vm exec NAME -- PROGRAM ARGS... | vm password NAME --user U < file | vm fsfreeze|fsthaw NAME
   neuroflow node list
@@ -34,6 +35,7 @@ async function serveCommand(argv: string[]): Promise<void> {
       listen: { type: 'string', default: '127.0.0.1:8006' },
       'demo-image': { type: 'string', multiple: true },
       'root-password': { type: 'string' },
+      'host-path': { type: 'string', multiple: true },
     },
   });
   const { host, port } = parseHostPort(values.listen, 8006);
@@ -44,7 +46,12 @@ async function serveCommand(argv: string[]): Promise<void> {
   });
   // NEUROFLOW_ROOT_PASSWORD keeps the password out of `ps`; --root-password is for labs.
   const rootPassword = values['root-password'] ?? process.env.NEUROFLOW_ROOT_PASSWORD;
+  const hostPaths = [
+    ...(values['host-path'] ?? []),
+    ...(process.env.NEUROFLOW_HOST_PATHS ?? '').split(':').filter(Boolean),
+  ];
   const daemon = await serve({
+    hostPaths,
     dataDir: values['data-dir'],
     host,
     port,

@@ -20,6 +20,7 @@ import { DirPool } from './storage/dir-pool';
 import { EmbeddedEtcd } from './store/etcd-server';
 import { EtcdStore, type Store } from './store/store';
 import { writeFileAtomic } from './util/fs';
+import { HostPaths } from './util/host-paths';
 import { createLogger } from './util/log';
 import { isLoopback } from './util/net';
 import { pidAlive, procCmdline, readPidfile } from './util/proc';
@@ -34,6 +35,8 @@ export interface ServeOptions {
   host: string;
   port: number;
   dev: boolean;
+  /** Host directories whose files the API may attach to VMs or import (default DATA_DIR/import). */
+  hostPaths?: string[];
   /** The root user's password for browser logins; generated into DATA_DIR/root.password if absent. */
   rootPassword?: string;
   /** Image files to register at first start so a newcomer can boot a VM at once. */
@@ -134,11 +137,15 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   node.metrics.start();
 
   await ensureDefaultNetwork(store);
-  const images = new ImageService(store, pools);
+  const importDir = join(dataDir, 'import');
+  mkdirSync(importDir, { recursive: true, mode: 0o700 });
+  const hostPaths = new HostPaths([importDir, ...(opts.hostPaths ?? [])]);
+  log.info('host paths the API may use', { allowed: hostPaths.allowed });
+  const images = new ImageService(store, pools, hostPaths);
   // The VM service needs the reconciler and the reconciler needs the VM service's runSpec: late-bind it.
   let vms!: VmService;
   const reconciler = new Reconciler(store, node, (vm) => vms.runSpec(vm));
-  vms = new VmService(store, node, nodeName, pools, images, reconciler);
+  vms = new VmService(store, node, nodeName, pools, images, reconciler, hostPaths);
   const actions = new VmActions(vms);
   const events = new EventBus();
   const tasks = new TaskLog(store, (t) =>
@@ -264,7 +271,7 @@ async function registerDemoImages(
   for (const d of demo) {
     if (!existsSync(d.path)) continue;
     try {
-      await images.importFile({ name: d.name, path: d.path, source: `demo: ${d.path}` });
+      await images.importFile({ name: d.name, path: d.path, source: `demo: ${d.path}`, trusted: true });
       log.info('registered demo image', { name: d.name });
     } catch (err) {
       if (!NfError.isCode(err, 'already_exists'))

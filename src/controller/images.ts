@@ -8,6 +8,7 @@ import type { DirPool } from '../storage/dir-pool';
 import { imageInfo } from '../storage/qemu-img';
 import { findByRef } from '../store/lookup';
 import type { Store, Versioned } from '../store/store';
+import type { HostPaths } from '../util/host-paths';
 import { type ImageRecord, keys, type VmRecord } from './records';
 
 /**
@@ -18,6 +19,7 @@ export class ImageService {
   constructor(
     private readonly store: Store,
     private readonly pools: Map<string, DirPool>,
+    private readonly hostPaths: HostPaths,
   ) {}
 
   async list(): Promise<ImageRecord[]> {
@@ -42,7 +44,10 @@ export class ImageService {
     pool?: string;
     sha256?: string;
     source?: string;
+    /** Files named by the operator on serve's command line (demo images) skip the allow-list. */
+    trusted?: boolean;
   }): Promise<ImageRecord> {
+    if (!opts.trusted) this.hostPaths.check(opts.path, 'path');
     let size: number;
     try {
       const st = await stat(opts.path);

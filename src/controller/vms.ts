@@ -7,6 +7,7 @@ import type { NodeApi, VmStatus } from '../node/types';
 import type { DirPool } from '../storage/dir-pool';
 import { findByRef } from '../store/lookup';
 import type { Store, Versioned } from '../store/store';
+import type { HostPaths } from '../util/host-paths';
 import type { VmRunSpec } from '../vmm/types';
 import type { ImageService } from './images';
 import type { Reconciler } from './reconciler';
@@ -48,6 +49,7 @@ export class VmService {
     readonly pools: Map<string, DirPool>,
     readonly images: ImageService,
     readonly reconciler: Reconciler,
+    private readonly hostPaths: HostPaths,
   ) {}
 
   async list(): Promise<VmView[]> {
@@ -287,6 +289,11 @@ export class VmService {
     return spec;
   }
 
+  private hostFile(path: string, field: string): void {
+    this.hostPaths.check(path, field);
+    checkReadableFile(path, field);
+  }
+
   pool(name: string): DirPool {
     const pool = this.pools.get(name);
     if (!pool) throw new NfError('validation_failed', `storage pool "${name}" does not exist (try "local")`);
@@ -299,13 +306,13 @@ export class VmService {
   ): Promise<BootRecord> {
     const b = input.boot;
     if ('kernel' in b) {
-      checkReadableFile(b.kernel, 'boot.kernel');
-      if (b.initrd) checkReadableFile(b.initrd, 'boot.initrd');
+      this.hostFile(b.kernel, 'boot.kernel');
+      if (b.initrd) this.hostFile(b.initrd, 'boot.initrd');
       return b;
     }
     if ('cdrom' in b) {
       if (b.cdrom.startsWith('/')) {
-        checkReadableFile(b.cdrom, 'boot.cdrom');
+        this.hostFile(b.cdrom, 'boot.cdrom');
         return { cdrom: { path: b.cdrom } };
       }
       const img = await this.images.find(b.cdrom);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { ApiClient } from '../../src/cli/client';
 import { pidAlive, procCmdline, readPidfile } from '../../src/util/proc';
 import { waitFor } from '../../src/util/wait';
+import { testGuest } from './guest';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -41,7 +42,20 @@ export class TestDaemon implements AsyncDisposable {
   async launch(demoIso?: string): Promise<void> {
     rmSync(join(this.dataDir, 'api.url'), { force: true });
     const [cmd, ...pre] = neuroflowCommand();
-    const args = [...pre, 'serve', '--dev', '--data-dir', this.dataDir, '--listen', '127.0.0.1:0'];
+    // The API may only use host files under allowed dirs: the test guest's, and temp dirs tests make.
+    const args = [
+      ...pre,
+      'serve',
+      '--dev',
+      '--data-dir',
+      this.dataDir,
+      '--listen',
+      '127.0.0.1:0',
+      '--host-path',
+      testGuest().dir,
+      '--host-path',
+      tmpdir(),
+    ];
     if (demoIso) args.push('--demo-image', `demo=${demoIso}`);
     const child = spawn(cmd!, args, {
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pidAlive } from '../../src/util/proc';
 import { waitFor } from '../../src/util/wait';
 import { TestDaemon } from '../harness/daemon';
-import { BOOTED } from '../harness/guest';
+import { BOOTED, testGuest } from '../harness/guest';
 import { waitConsole } from '../harness/serial';
 import { createVm, getVm, kernelVm, vmAction } from '../harness/vms';
 
@@ -57,10 +57,17 @@ describe('bad input and faults: clear errors, nothing left behind', () => {
     await expectError(await post('{"name": "bad1",'), 400, 'validation_failed', /JSON/);
     await expectError(await post({ ...kernelVm('bad1'), disks: [{}] }), 400, 'validation_failed', /sizeGiB/);
     await expectError(
-      await post({ ...kernelVm('bad1'), boot: { kernel: '/nonexistent/vmlinuz' } }),
+      await post({ ...kernelVm('bad1'), boot: { kernel: join(testGuest().dir, 'nonexistent-vmlinuz') } }),
       400,
       'file_not_found',
       /nonexistent/,
+    );
+    // Host files outside the allowed directories never reach a guest.
+    await expectError(
+      await post({ ...kernelVm('bad1'), boot: { cdrom: '/etc/shadow' } }),
+      403,
+      'forbidden',
+      /outside/,
     );
     await expectError(
       await post({ ...kernelVm('bad1'), networks: [{ network: 'nope' }] }),

@@ -153,8 +153,11 @@ describe('images, and the newcomer path through the CLI', () => {
       d.api.request('POST', '/api/v1/images/import', { name: 'evil2', path: evilData }),
     ).rejects.toMatchObject({ code: 'validation_failed', message: expect.stringMatching(/data file/) });
     await expect(
-      d.api.request('POST', '/api/v1/images/import', { name: 'ghost', path: '/nonexistent.iso' }),
+      d.api.request('POST', '/api/v1/images/import', { name: 'ghost', path: join(work, 'nonexistent.iso') }),
     ).rejects.toMatchObject({ code: 'file_not_found' });
+    await expect(
+      d.api.request('POST', '/api/v1/images/import', { name: 'shadow', path: '/etc/shadow' }),
+    ).rejects.toMatchObject({ code: 'forbidden' });
     writeFileSync(join(work, 'empty.img'), '');
     await expect(
       d.api.request('POST', '/api/v1/images/import', { name: 'empty', path: join(work, 'empty.img') }),

@@ -52,7 +52,10 @@ export class QgaClient {
         this.synced = false;
         return undefined as T;
       }
-      const line = await this.nextLine(Math.max(1, deadline - Date.now()), command);
+      const line = await this.nextLine(Math.max(1, deadline - Date.now()), command).catch((err) => {
+        this.close(); // a late reply must never be taken for the next command's answer
+        throw err;
+      });
       return parseReply<T>(line, command);
     });
     let timer: Timer | undefined;
