@@ -1,5 +1,6 @@
 // Runs every benchmark in turn; each records its own figures.
 await import('./single-host');
 await import('./agent');
+await import('./ui');
 
 export {};

@@ -26,7 +26,8 @@ describe('web UI', () => {
 
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
-    d = await TestDaemon.start({ demoIso: testGuest().iso });
+    // Samples every 500 ms instead of 10 s, so the Monitor graphs fill within seconds.
+    d = await TestDaemon.start({ demoIso: testGuest().iso, env: { NEUROFLOW_METRICS_INTERVAL_MS: '500' } });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: [
@@ -117,6 +118,47 @@ describe('web UI', () => {
     await page.locator('.serial-log', { hasText: BOOTED }).waitFor({ timeout: 120_000 });
   });
 
+  it('draws live CPU, memory, disk and network graphs on the Monitor tab, updated in place', async () => {
+    await page.click('.tabs a:has-text("Monitor")');
+    const points = () =>
+      page.evaluate(() =>
+        Number(document.querySelector('.monitor .chart[data-title="CPU"]')?.getAttribute('data-points') ?? 0),
+      );
+    await page.waitForFunction(
+      () =>
+        Number(document.querySelector('.monitor .chart[data-title="CPU"]')?.getAttribute('data-points')) >= 2,
+      undefined,
+      { timeout: 20_000, polling: 200 },
+    );
+    expect(await page.locator('.monitor .chart').count()).toBe(4);
+    // The path has a segment per sample after the first; the same SVG element gets redrawn.
+    const path = await page.locator('.monitor .chart[data-title="CPU"] path.series').elementHandle();
+    expect(await path!.getAttribute('d')).toMatch(/^M[\d.]+ [\d.]+L/);
+    const before = await points();
+    await page.waitForFunction(
+      (n) =>
+        Number(document.querySelector('.monitor .chart[data-title="CPU"]')?.getAttribute('data-points')) > n,
+      before,
+      { timeout: 20_000, polling: 200 },
+    );
+    expect(await path!.evaluate((el) => el.isConnected)).toBe(true);
+    // Axes carry units.
+    expect(await page.locator('.monitor .chart[data-title="CPU"] text').allTextContents()).toContain('100 %');
+    expect(
+      (await page.locator('.monitor .chart[data-title="Network"] text').allTextContents()).join(' '),
+    ).toMatch(/B\/s/);
+    await page.click('.monitor .range-switch button[data-range="24h"]');
+    await page.locator('.monitor .range-switch button.active[data-range="24h"]').waitFor();
+    await page.click('.monitor .range-switch button[data-range="1h"]');
+    await page.waitForFunction(
+      () =>
+        Number(document.querySelector('.monitor .chart[data-title="CPU"]')?.getAttribute('data-points')) >= 2,
+      undefined,
+      { timeout: 20_000, polling: 200 },
+    );
+    await shot('monitor.png');
+  });
+
   it('shows the API error of a failing action and of a duplicate name', async () => {
     // The UI disables Start while running; force the button on to provoke the API's invalid_state error.
     await page.evaluate(() => {
@@ -134,6 +176,47 @@ describe('web UI', () => {
     await formErr.waitFor({ timeout: 15_000 });
     expect(await formErr.textContent()).toMatch(/web1|exist/i);
     await page.click('.modal button:has-text("Cancel")');
+  });
+
+  it('lists the audit trail in Events (who, what, result), newest first and live', async () => {
+    await page.click('.topbar nav a:has-text("Events")');
+    // Rows come from GET /tasks plus live task events; the user arrives with the next refresh.
+    const row = (type: string, status: string, text = '') =>
+      page.locator(`.events tr[data-type="${type}"][data-status="${status}"]`, { hasText: text }).first();
+    await row('vm.create', 'ok', 'web1')
+      .locator('td.user', { hasText: /^root$/ })
+      .waitFor({ timeout: 15_000 });
+    await row('vm.start', 'ok')
+      .locator('td.user', { hasText: /^root$/ })
+      .waitFor({ timeout: 15_000 });
+    // The failed start of the previous test, with the API's message.
+    await page.selectOption('.events select[name=status]', 'error');
+    await row('vm.start', 'error')
+      .locator('td.task-error', { hasText: /running/i })
+      .waitFor({ timeout: 15_000 });
+    expect(await page.locator('.events tbody tr:not([data-status="error"])').count()).toBe(0);
+    await page.selectOption('.events select[name=status]', '');
+    // Live: a failing call by the admin token shows up on top without a reload.
+    await d.api.request('POST', `/api/v1/vms/${vmId}/start`).catch(() => {});
+    await page.locator('.events tbody tr').first().filter({ hasText: 'admin' }).waitFor({ timeout: 15_000 });
+    await page.fill('.events input[name=filter]', 'admin');
+    await page.locator('.events tbody tr', { hasText: 'root' }).first().waitFor({ state: 'detached' });
+    await page.fill('.events input[name=filter]', '');
+    while ((await page.locator('.toast-x').count()) > 0) await page.locator('.toast-x').first().click();
+    await shot('events.png');
+
+    // The dashboard's host graphs.
+    await page.click('.topbar nav a:has-text("Dashboard")');
+    await page.waitForFunction(
+      () =>
+        Number(
+          document.querySelector('.host-charts .chart[data-title="Host CPU"]')?.getAttribute('data-points'),
+        ) >= 2,
+      undefined,
+      { timeout: 20_000, polling: 200 },
+    );
+    await page.locator('.tree a', { hasText: 'web1' }).click();
+    await badge('running');
   });
 
   it('pauses and resumes the VM', async () => {

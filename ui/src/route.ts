@@ -1,8 +1,8 @@
 import { useEffect, useState } from 'preact/hooks';
 
-/** Hash routes: #/ (dashboard), #/vms, #/vms/<id>/<tab>. */
+/** Hash routes: #/ (dashboard), #/vms, #/vms/<id>/<tab>, #/events. */
 export interface Route {
-  view: 'dashboard' | 'vms' | 'vm';
+  view: 'dashboard' | 'vms' | 'vm' | 'events';
   id?: string;
   tab?: string;
 }
@@ -11,6 +11,7 @@ export function parseRoute(hash: string): Route {
   const parts = hash.replace(/^#\/?/, '').split('/').filter(Boolean);
   if (parts[0] === 'vms' && parts[1]) return { view: 'vm', id: parts[1], tab: parts[2] ?? 'summary' };
   if (parts[0] === 'vms') return { view: 'vms' };
+  if (parts[0] === 'events') return { view: 'events' };
   return { view: 'dashboard' };
 }
 

@@ -61,8 +61,27 @@ export async function attempt<T>(what: string, fn: () => Promise<T>): Promise<T 
   }
 }
 
+/**
+ * Keeps the old object of every VM whose JSON did not change, so memoised rows (VM list, tree) skip
+ * re-rendering: with 1,000 VMs a refresh re-renders only the VMs that changed.
+ */
+function shareVms(next: Vm[]): Vm[] {
+  const old = new Map(state.vms.map((v) => [v.id, v]));
+  let same = next.length === state.vms.length;
+  const out = next.map((v, i) => {
+    const o = old.get(v.id);
+    if (o && JSON.stringify(o) === JSON.stringify(v)) {
+      if (state.vms[i] !== o) same = false;
+      return o;
+    }
+    same = false;
+    return v;
+  });
+  return same ? state.vms : out;
+}
+
 export async function refreshVms(): Promise<void> {
-  setState({ vms: await api<Vm[]>('GET', '/vms') });
+  setState({ vms: shareVms(await api<Vm[]>('GET', '/vms')) });
 }
 
 export async function refreshAll(): Promise<void> {
@@ -71,7 +90,7 @@ export async function refreshAll(): Promise<void> {
     api<Task[]>('GET', '/tasks?limit=50'),
     api<HostNode[]>('GET', '/nodes'),
   ]);
-  setState({ vms, tasks, nodes });
+  setState({ vms: shareVms(vms), tasks, nodes });
 }
 
 let source: EventSource | undefined;
@@ -90,22 +109,35 @@ export function startLive(): void {
   source.addEventListener('error', () => setState({ live: false }));
   source.addEventListener('hello', () => refreshSoon());
   source.addEventListener('vm', (ev) => {
-    const e = JSON.parse((ev as MessageEvent).data) as Partial<Vm> & { id: string };
-    const known = state.vms.some((v) => v.id === e.id);
-    if (known) {
-      setState({
-        vms: state.vms.map((v) =>
-          v.id === e.id
-            ? { ...v, state: e.state ?? v.state, reason: e.reason, agent: e.agent ?? v.agent }
-            : v,
-        ),
-      });
+    // The event carries the agent's status only (a string); patch only the VM that changed.
+    const e = JSON.parse((ev as MessageEvent).data) as {
+      id: string;
+      state?: Vm['state'];
+      reason?: string;
+      agent?: string;
+    };
+    const i = state.vms.findIndex((v) => v.id === e.id);
+    if (i >= 0) {
+      const v = state.vms[i]!;
+      const vms = state.vms.slice();
+      vms[i] = {
+        ...v,
+        state: e.state ?? v.state,
+        reason: e.reason,
+        agent: e.agent ? { ...v.agent, status: e.agent } : v.agent,
+      };
+      setState({ vms });
     }
     refreshSoon();
   });
   source.addEventListener('task', (ev) => {
-    const e = JSON.parse((ev as MessageEvent).data) as Task & { taskType?: string };
-    const t: Task = { ...e, type: e.taskType ?? e.type };
+    const e = JSON.parse((ev as MessageEvent).data) as Omit<Task, 'error'> & {
+      taskType?: string;
+      error?: string | Task['error'];
+    };
+    const error = typeof e.error === 'string' ? { code: 'error', message: e.error } : e.error;
+    const t: Task = { ...e, type: e.taskType ?? e.type, error };
+    if (t.status !== 'running' && !t.endedAt) t.endedAt = new Date().toISOString();
     const old = state.tasks.find((x) => x.id === t.id);
     const merged = old ? { ...old, ...t } : { ...t, startedAt: new Date().toISOString() };
     setState({ tasks: [merged, ...state.tasks.filter((x) => x.id !== t.id)].slice(0, 100) });

@@ -4,6 +4,7 @@ import { useRoute } from '../route';
 import { refreshAll, setState, startLive, useStore } from '../store';
 import { CreateVmDialog } from './CreateVmDialog';
 import { Dashboard } from './Dashboard';
+import { Events } from './Events';
 import { Login } from './Login';
 import { TasksPanel } from './TasksPanel';
 import { Toasts } from './Toasts';
@@ -43,6 +44,7 @@ export function App() {
       <main class="main">
         {route.view === 'dashboard' && <Dashboard />}
         {route.view === 'vms' && <VmList onCreate={() => setCreating(true)} />}
+        {route.view === 'events' && <Events />}
         {route.view === 'vm' && <VmPage id={route.id!} tab={route.tab!} />}
       </main>
       <TasksPanel />

@@ -1,5 +1,6 @@
 import { fmtBytes, type VmState } from '../api';
 import { useStore } from '../store';
+import { HostCharts } from './Metrics';
 import { StateBadge } from './StateBadge';
 
 const STATES: VmState[] = ['running', 'stopped', 'paused', 'starting', 'stopping', 'error'];
@@ -64,6 +65,7 @@ export function Dashboard() {
           </ul>
         </div>
       </div>
+      {n && <HostCharts key={n.name} node={n} />}
     </div>
   );
 }

@@ -18,6 +18,7 @@ export function TopBar({ onCreate }: { onCreate: () => void }) {
       <nav>
         <a href="#/">Dashboard</a>
         <a href="#/vms">Virtual machines</a>
+        <a href="#/events">Events</a>
       </nav>
       <button type="button" class="primary" onClick={onCreate}>
         New VM

@@ -1,21 +1,49 @@
-import { useState } from 'preact/hooks';
+import { Component } from 'preact';
+import { useMemo, useState } from 'preact/hooks';
 import type { Vm } from '../api';
 import { go } from '../route';
 import { useStore } from '../store';
+import { collator, useWindow } from '../window';
 import { StateBadge } from './StateBadge';
 
 type Key = 'name' | 'state' | 'memoryMiB';
+
+/** Must match `.vm-list tr.row` in app.css. */
+const ROW = 30;
+
+/** One row; re-renders only when its VM object changes (the store keeps unchanged VMs' objects). */
+class VmRow extends Component<{ vm: Vm }> {
+  override shouldComponentUpdate(next: { vm: Vm }) {
+    return next.vm !== this.props.vm;
+  }
+  override render({ vm }: { vm: Vm }) {
+    return (
+      <tr class="clickable row" data-id={vm.id} onClick={() => go(`/vms/${vm.id}`)}>
+        <td>{vm.name}</td>
+        <td>
+          <StateBadge state={vm.state} />
+        </td>
+        <td>{vm.vcpus}</td>
+        <td>{vm.memoryMiB} MiB</td>
+        <td>{vm.node}</td>
+        <td>{vm.agent?.status}</td>
+      </tr>
+    );
+  }
+}
 
 export function VmList({ onCreate }: { onCreate: () => void }) {
   const s = useStore();
   const [text, setText] = useState('');
   const [state, setStateFilter] = useState('');
   const [sort, setSort] = useState<{ key: Key; dir: 1 | -1 }>({ key: 'name', dir: 1 });
-  const vms = s.vms
-    .filter(
-      (v) => (!text || v.name.toLowerCase().includes(text.toLowerCase())) && (!state || v.state === state),
-    )
-    .sort((a, b) => cmp(a, b, sort.key) * sort.dir);
+  const vms = useMemo(() => {
+    const q = text.toLowerCase();
+    return s.vms
+      .filter((v) => (!q || v.name.toLowerCase().includes(q)) && (!state || v.state === state))
+      .sort((a, b) => cmp(a, b, sort.key) * sort.dir);
+  }, [s.vms, text, state, sort]);
+  const w = useWindow(ROW, vms.length);
   const header = (key: Key, label: string) => (
     <th class="sortable" onClick={() => setSort({ key, dir: sort.key === key ? (-sort.dir as 1 | -1) : 1 })}>
       {label} {sort.key === key ? (sort.dir === 1 ? '▲' : '▼') : ''}
@@ -41,45 +69,43 @@ export function VmList({ onCreate }: { onCreate: () => void }) {
         <button type="button" class="primary" onClick={onCreate}>
           New VM
         </button>
+        <span class="muted vm-count" data-count={vms.length}>
+          {vms.length === s.vms.length ? `${vms.length} VMs` : `${vms.length} of ${s.vms.length} VMs`}
+        </span>
       </div>
-      <table class="grid">
-        <thead>
-          <tr>
-            {header('name', 'Name')}
-            {header('state', 'State')}
-            <th>vCPU</th>
-            {header('memoryMiB', 'Memory')}
-            <th>Host</th>
-            <th>Agent</th>
-          </tr>
-        </thead>
-        <tbody>
-          {vms.map((vm) => (
-            <tr key={vm.id} class="clickable" onClick={() => go(`/vms/${vm.id}`)}>
-              <td>{vm.name}</td>
-              <td>
-                <StateBadge state={vm.state} />
-              </td>
-              <td>{vm.vcpus}</td>
-              <td>{vm.memoryMiB} MiB</td>
-              <td>{vm.node}</td>
-              <td>{vm.agent?.status}</td>
-            </tr>
-          ))}
-          {vms.length === 0 && (
+      <div class="vm-scroll" ref={w.ref} onScroll={w.onScroll}>
+        <table class="grid">
+          <thead>
             <tr>
-              <td colSpan={6} class="muted">
-                No virtual machines.
-              </td>
+              {header('name', 'Name')}
+              {header('state', 'State')}
+              <th>vCPU</th>
+              {header('memoryMiB', 'Memory')}
+              <th>Host</th>
+              <th>Agent</th>
             </tr>
-          )}
-        </tbody>
-      </table>
+          </thead>
+          <tbody>
+            {w.padTop > 0 && <tr class="spacer" style={{ height: `${w.padTop}px` }} />}
+            {vms.slice(w.start, w.end).map((vm) => (
+              <VmRow key={vm.id} vm={vm} />
+            ))}
+            {w.padBottom > 0 && <tr class="spacer" style={{ height: `${w.padBottom}px` }} />}
+            {vms.length === 0 && (
+              <tr>
+                <td colSpan={6} class="muted">
+                  No virtual machines.
+                </td>
+              </tr>
+            )}
+          </tbody>
+        </table>
+      </div>
     </div>
   );
 }
 
 function cmp(a: Vm, b: Vm, key: Key): number {
   if (key === 'memoryMiB') return a.memoryMiB - b.memoryMiB;
-  return String(a[key]).localeCompare(String(b[key]));
+  return collator.compare(String(a[key]), String(b[key]));
 }

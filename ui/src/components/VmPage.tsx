@@ -1,4 +1,5 @@
 import { useStore } from '../store';
+import { VmMonitor } from './Metrics';
 import { StateBadge } from './StateBadge';
 import { VmActions } from './VmActions';
 import { VmConsole } from './VmConsole';
@@ -8,6 +9,7 @@ import { VmSummary } from './VmSummary';
 
 const TABS = [
   ['summary', 'Summary'],
+  ['monitor', 'Monitor'],
   ['console', 'Console'],
   ['serial', 'Serial'],
   ['snapshots', 'Snapshots'],
@@ -34,6 +36,7 @@ export function VmPage({ id, tab }: { id: string; tab: string }) {
       </nav>
       <div class="tab-body">
         {tab === 'summary' && <VmSummary vm={vm} />}
+        {tab === 'monitor' && <VmMonitor vm={vm} />}
         {tab === 'console' && <VmConsole vm={vm} />}
         {tab === 'serial' && <VmSerial vm={vm} />}
         {tab === 'snapshots' && <VmSnapshots vm={vm} />}
