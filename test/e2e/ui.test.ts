@@ -1,7 +1,8 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium } from '../harness/browser';
 import { neuroflowCommand, TestDaemon } from '../harness/daemon';
 import { BOOTED, testGuest } from '../harness/guest';
 import { createVm, kernelVm } from '../harness/vms';
@@ -11,7 +12,6 @@ import { createVm, kernelVm } from '../harness/vms';
  * Screenshots of each view land in docs/screenshots/.
  */
 const SHOTS = join(import.meta.dirname, '..', '..', 'docs', 'screenshots');
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
 describe('web UI', () => {
   let d: TestDaemon;
@@ -28,19 +28,7 @@ describe('web UI', () => {
     mkdirSync(SHOTS, { recursive: true });
     // Samples every 500 ms instead of 10 s, so the Monitor graphs fill within seconds.
     d = await TestDaemon.start({ demoIso: testGuest().iso, env: { NEUROFLOW_METRICS_INTERVAL_MS: '500' } });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless=new',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1360, height: 860 } });
     page.on('pageerror', (e) => pageErrors.push(String(e)));
   });
