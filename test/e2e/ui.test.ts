@@ -62,6 +62,8 @@ describe('web UI', () => {
     await page.locator('.dashboard dt', { hasText: 'Accelerator' }).waitFor({ timeout: 15_000 });
     await page.locator('.topbar .live.on').waitFor({ timeout: 15_000 });
     expect(await page.locator('.topbar .user').textContent()).toBe('root');
+    // This host runs without KVM: the dashboard says so as an alarm, with the probe's reason.
+    await page.locator('.alarms .alarm-warning', { hasText: 'TCG' }).waitFor({ timeout: 15_000 });
     await shot('dashboard.png');
   });
 

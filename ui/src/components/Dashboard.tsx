@@ -1,5 +1,7 @@
+import { alarms } from '../alarms';
 import { fmtBytes, type VmState } from '../api';
 import { useStore } from '../store';
+import { AlarmList } from './Alarms';
 import { HostCharts } from './Metrics';
 import { StateBadge } from './StateBadge';
 
@@ -52,6 +54,10 @@ export function Dashboard() {
             ))}
           </ul>
           <a href="#/vms">All virtual machines →</a>
+        </div>
+        <div class="card">
+          <h3>Alarms</h3>
+          <AlarmList items={alarms(s.vms, s.nodes)} />
         </div>
         <div class="card">
           <h3>Recent tasks</h3>
