@@ -262,4 +262,14 @@ describe('web UI', () => {
     await page.locator('.tree a', { hasText: 'agent1' }).waitFor({ state: 'detached', timeout: 30_000 });
     expect(pageErrors).toEqual([]);
   });
+
+  it('logs out: the session is gone, and the API refuses the old cookie', async () => {
+    const cookiesBefore = await page.context().cookies();
+    await page.locator('.topbar button', { hasText: 'Log out' }).click();
+    await page.locator('.login-box').waitFor({ timeout: 15_000 });
+    const old = cookiesBefore.find((c) => c.name === 'nf_session');
+    expect(old).toBeDefined();
+    const res = await fetch(`${d.url}/api/v1/vms`, { headers: { cookie: `nf_session=${old!.value}` } });
+    expect(res.status).toBe(401);
+  });
 });
