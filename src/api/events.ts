@@ -22,8 +22,4 @@ export class EventBus {
     this.listeners.add(l);
     return () => this.listeners.delete(l);
   }
-
-  get size(): number {
-    return this.listeners.size;
-  }
 }

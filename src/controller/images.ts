@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { open, rename, rm, stat } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { NfError } from '../errors';
@@ -8,7 +8,7 @@ import type { DirPool } from '../storage/dir-pool';
 import { imageInfo } from '../storage/qemu-img';
 import { findByRef } from '../store/lookup';
 import type { Store, Versioned } from '../store/store';
-import type { HostPaths } from '../util/host-paths';
+import { type HostPaths, readableFile } from '../util/host-paths';
 import { type ImageRecord, keys, type VmRecord } from './records';
 
 /**
@@ -47,20 +47,10 @@ export class ImageService {
     /** Files named by the operator on serve's command line (demo images) skip the allow-list. */
     trusted?: boolean;
   }): Promise<ImageRecord> {
-    if (!opts.trusted) this.hostPaths.check(opts.path, 'path');
-    let size: number;
-    try {
-      const st = await stat(opts.path);
-      if (!st.isFile()) throw new Error('not a regular file');
-      size = st.size;
-    } catch (err) {
-      throw new NfError(
-        'file_not_found',
-        `${opts.path} is not a readable file on the host (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
-      );
-    }
+    if (opts.trusted) readableFile(opts.path, 'path');
+    else this.hostPaths.file(opts.path, 'path');
     const body = Bun.file(opts.path).stream();
-    return this.ingest({ ...opts, body, source: opts.source ?? opts.path, expectedSize: size });
+    return this.ingest({ ...opts, body, source: opts.source ?? opts.path });
   }
 
   /** Stores a streamed upload (request body) in the pool. */
@@ -109,7 +99,6 @@ export class ImageService {
     pool?: string;
     sha256?: string;
     source: string;
-    expectedSize?: number;
     maxBytes?: number;
   }): Promise<ImageRecord> {
     const pool = this.pool(opts.pool ?? 'local');

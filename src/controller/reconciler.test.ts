@@ -23,9 +23,6 @@ class FakeNode implements NodeApi {
   async info(): Promise<NodeInfo> {
     throw new Error('unused');
   }
-  vmStatuses(): VmStatus[] {
-    return [...this.states.values()];
-  }
   vmStatus(id: string): VmStatus {
     return this.states.get(id) ?? { id, state: 'stopped', updatedAt: '' };
   }

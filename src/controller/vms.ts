@@ -1,5 +1,4 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { accessSync, constants, statSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import type { CreateVmInput } from '../api/schemas';
 import { NfError } from '../errors';
@@ -289,11 +288,6 @@ export class VmService {
     return spec;
   }
 
-  private hostFile(path: string, field: string): void {
-    this.hostPaths.check(path, field);
-    checkReadableFile(path, field);
-  }
-
   pool(name: string): DirPool {
     const pool = this.pools.get(name);
     if (!pool) throw new NfError('validation_failed', `storage pool "${name}" does not exist (try "local")`);
@@ -306,13 +300,13 @@ export class VmService {
   ): Promise<BootRecord> {
     const b = input.boot;
     if ('kernel' in b) {
-      this.hostFile(b.kernel, 'boot.kernel');
-      if (b.initrd) this.hostFile(b.initrd, 'boot.initrd');
+      this.hostPaths.file(b.kernel, 'boot.kernel');
+      if (b.initrd) this.hostPaths.file(b.initrd, 'boot.initrd');
       return b;
     }
     if ('cdrom' in b) {
       if (b.cdrom.startsWith('/')) {
-        this.hostFile(b.cdrom, 'boot.cdrom');
+        this.hostPaths.file(b.cdrom, 'boot.cdrom');
         return { cdrom: { path: b.cdrom } };
       }
       const img = await this.images.find(b.cdrom);
@@ -332,18 +326,6 @@ export class VmService {
 }
 
 export type { VmStatus };
-
-function checkReadableFile(path: string, field: string): void {
-  try {
-    accessSync(path, constants.R_OK);
-    if (!statSync(path).isFile()) throw new Error('not a regular file');
-  } catch (err) {
-    throw new NfError(
-      'file_not_found',
-      `${field}: ${path} is not a readable file on the host (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
-    );
-  }
-}
 
 function bootView(b: BootRecord): Record<string, unknown> {
   if ('cdrom' in b) return { cdrom: 'image' in b.cdrom ? { image: b.cdrom.image } : { path: b.cdrom.path } };

@@ -133,10 +133,6 @@ export class Node implements NodeApi {
     };
   }
 
-  vmStatuses(): VmStatus[] {
-    return [...this.statuses.values()];
-  }
-
   vmStatus(id: string): VmStatus {
     const s = this.statuses.get(id) ?? { id, state: 'stopped', updatedAt: new Date().toISOString() };
     const agent = this.agents.get(id);

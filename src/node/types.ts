@@ -41,7 +41,6 @@ export interface StopOptions {
  */
 export interface NodeApi {
   info(): Promise<NodeInfo>;
-  vmStatuses(): VmStatus[];
   vmStatus(id: string): VmStatus;
   startVm(spec: VmRunSpec): Promise<VmStatus>;
   stopVm(id: string, opts?: StopOptions): Promise<VmStatus>;

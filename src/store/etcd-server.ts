@@ -38,10 +38,6 @@ export class EmbeddedEtcd {
     return `http://127.0.0.1:${this.ports.client}`;
   }
 
-  get processId(): number | undefined {
-    return this.pid;
-  }
-
   async start(): Promise<void> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     this.ports = await this.loadPorts();
@@ -67,12 +63,6 @@ export class EmbeddedEtcd {
         if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
       });
     }
-  }
-
-  /** Leaves etcd running (used by tests that simulate a crashed daemon). */
-  detach(): void {
-    this.stopping = true;
-    if (this.superviseTimer) clearInterval(this.superviseTimer);
   }
 
   private async loadPorts(): Promise<EtcdPorts> {

@@ -1,4 +1,4 @@
-import { realpathSync } from 'node:fs';
+import { accessSync, constants, realpathSync, statSync } from 'node:fs';
 import { resolve, sep } from 'node:path';
 import { NfError } from '../errors';
 
@@ -24,6 +24,12 @@ export class HostPaths {
     return this.roots;
   }
 
+  /** An allowed, readable regular file, or a `forbidden` / `file_not_found` error naming the field. */
+  file(path: string, field: string): void {
+    this.check(path, field);
+    readableFile(path, field);
+  }
+
   /** Throws `forbidden` for a path outside every allowed directory (missing files are the caller's). */
   check(path: string, field: string): void {
     let real: string;
@@ -37,5 +43,16 @@ export class HostPaths {
       'forbidden',
       `${field}: ${path} is outside the directories this host allows (${this.roots.join(', ') || 'none'}); copy the file there or start serve with --host-path DIR`,
     );
+  }
+}
+
+/** Throws `file_not_found` unless the path is a regular file this process can read. */
+export function readableFile(path: string, field: string): void {
+  try {
+    accessSync(path, constants.R_OK);
+    if (!statSync(path).isFile()) throw new Error('not a regular file');
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new NfError('file_not_found', `${field}: ${path} is not a readable file on the host (${why})`);
   }
 }
