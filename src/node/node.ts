@@ -33,6 +33,8 @@ export class Node implements NodeApi {
   /** QEMU processes found alive whose monitor we could not reach: never started twice, only killed. */
   private readonly orphans = new Map<string, number>();
   private readonly agents = new Map<string, AgentTracker>();
+  /** The spec each running VM was started with, read once when it is tracked (sampled every 10 s). */
+  private readonly specs = new Map<string, VmRunSpec>();
   readonly metrics = new MetricsCollector(() => this.sampleSources());
   private readonly listeners = new Set<(s: VmStatus) => void>();
   /** One operation per VM at a time: a stop never races a start. */
@@ -151,7 +153,7 @@ export class Node implements NodeApi {
     return [...this.instances.values()].map((inst) => ({
       id: inst.id,
       pid: inst.pid,
-      vcpus: this.specOf(inst.id)?.vcpus ?? 1,
+      vcpus: this.specs.get(inst.id)?.vcpus ?? 1,
       blockStats: () => inst.blockStats(),
       netStats: async () => {
         const agent = this.agents.get(inst.id);
@@ -419,7 +421,9 @@ export class Node implements NodeApi {
 
   private track(instance: VmInstance): void {
     this.instances.set(instance.id, instance);
-    if (this.agentEnabled(instance.id)) {
+    const spec = this.specOf(instance.id);
+    if (spec) this.specs.set(instance.id, spec);
+    if (spec && spec.agent !== false) {
       const agent = new AgentTracker(instance.id, join(this.runDir(instance.id), 'qga.sock'), () => {
         const cur = this.statuses.get(instance.id);
         if (cur) for (const l of this.listeners) l(this.vmStatus(instance.id));
@@ -446,6 +450,7 @@ export class Node implements NodeApi {
     void instance.exited.then(async (info) => {
       if (this.instances.get(instance.id) !== instance) return;
       this.instances.delete(instance.id);
+      this.specs.delete(instance.id);
       // Status first and synchronously: whoever awaited `exited` must already see the VM down.
       if (info.clean) this.setStatus({ id: instance.id, state: 'stopped' });
       else {
@@ -460,7 +465,6 @@ export class Node implements NodeApi {
     });
   }
 
-  /** Whether the VM was started with the agent channel (from its run spec, also after re-attach). */
   /** The spec a VM was started with (its run dir's journal), also after re-attach. */
   private specOf(id: string): VmRunSpec | undefined {
     try {
@@ -468,11 +472,6 @@ export class Node implements NodeApi {
     } catch {
       return undefined;
     }
-  }
-
-  private agentEnabled(id: string): boolean {
-    const spec = this.specOf(id);
-    return spec !== undefined && spec.agent !== false;
   }
 
   private running(id: string): VmInstance {
