@@ -173,16 +173,10 @@ pub fn none(args: Value) -> Result<(), AgentError> {
 }
 #[cfg(test)]
 mod tests {
+    use crate::command::tests::args;
     use crate::command::Command;
     use crate::error::ErrorClass;
-    use serde_json::{json, Map, Value};
-
-    fn args(v: Value) -> Option<Map<String, Value>> {
-        match v {
-            Value::Object(m) => Some(m),
-            _ => None,
-        }
-    }
+    use serde_json::json;
 
     #[test]
     fn argument_errors_use_qemu_wording() {

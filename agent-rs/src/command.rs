@@ -142,12 +142,13 @@ impl Command {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::error::ErrorClass;
     use serde_json::json;
 
-    fn args(v: Value) -> Option<Map<String, Value>> {
+    /// The `arguments` member of a request, as the parser receives it (shared with args.rs tests).
+    pub(crate) fn args(v: Value) -> Option<Map<String, Value>> {
         match v {
             Value::Object(m) => Some(m),
             _ => None,
