@@ -90,6 +90,13 @@ const embedUi: BunPlugin = {
 };
 
 export async function build(outfile = join(root, 'dist', 'neuroflow')): Promise<string> {
+  // The gRPC contract's TypeScript is generated from src/cluster/proto (not committed).
+  const gen = Bun.spawnSync([join(root, 'scripts', 'gen-proto.sh')], {
+    cwd: root,
+    stdout: 'inherit',
+    stderr: 'inherit',
+  });
+  if (gen.exitCode !== 0) throw new Error('scripts/gen-proto.sh failed');
   mkdirSync(dirname(outfile), { recursive: true });
   const ui = await buildUi();
   console.log(

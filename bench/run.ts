@@ -2,5 +2,7 @@
 await import('./single-host');
 await import('./agent');
 await import('./ui');
+await (await import('./scheduler')).runSchedulerBench();
+await import('./cluster');
 
 export {};

@@ -9,7 +9,7 @@ DEBIAN_PACKAGES=(
   qemu-system-x86 qemu-utils etcd-server etcd-client
   linux-image-amd64 busybox-static cpio kmod xz-utils zstd e2fsprogs
   isolinux syslinux-common xorriso qemu-guest-agent
-  iproute2 procps ca-certificates
+  iproute2 procps ca-certificates protobuf-compiler
   chromium
 )
 

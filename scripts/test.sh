@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/gen-proto.sh
 export PATH="$PWD/node_modules/.bin:$PATH"
 
 echo "== build" >&2

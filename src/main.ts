@@ -2,7 +2,7 @@
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_DATA_DIR } from './cli/client';
-import { imageCommand, nodeCommand, taskCommand, vmCommand } from './cli/commands';
+import { clusterCommand, imageCommand, nodeCommand, taskCommand, vmCommand } from './cli/commands';
 import { NfError, toNfError } from './errors';
 import { serve } from './serve';
 import { parseHostPort } from './util/net';
@@ -12,10 +12,14 @@ const USAGE = `neuroflow ${VERSION}: virtual machines on QEMU, managed through o
 
 Usage:
   neuroflow serve [--dev] [--data-dir DIR] [--listen HOST:PORT] [--root-password PW] [--host-path DIR]...
-                  [--demo-image NAME=PATH]...
+                  [--demo-image NAME=PATH]... [--name HOST] [--advertise IP] [--join TOKEN] [--cluster-name N]
+                  [--grpc-port 8007] [--etcd-client-port 2379] [--etcd-peer-port 2380]
+      --dev: one host alone over plain HTTP (loopback). Without it, the first start makes a new cluster
+      (CA, TLS etcd member, HTTPS API) unless --join TOKEN joins an existing one.
   neuroflow vm list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot ...
   neuroflow vm guest NAME | vm exec NAME -- PROGRAM ARGS... | vm password NAME --user U < file | vm fsfreeze|fsthaw NAME
-  neuroflow node list
+  neuroflow node list | node maintenance NAME on|off | node remove NAME [--force]
+  neuroflow cluster show | cluster token create [--ttl 1h] | cluster token list|show|revoke ID
   neuroflow image list|import|upload|delete ...
   neuroflow task list
   neuroflow version
@@ -36,8 +40,25 @@ async function serveCommand(argv: string[]): Promise<void> {
       'demo-image': { type: 'string', multiple: true },
       'root-password': { type: 'string' },
       'host-path': { type: 'string', multiple: true },
+      join: { type: 'string' },
+      name: { type: 'string' },
+      advertise: { type: 'string' },
+      'cluster-name': { type: 'string' },
+      'grpc-port': { type: 'string' },
+      'etcd-client-port': { type: 'string' },
+      'etcd-peer-port': { type: 'string' },
     },
   });
+  const portFlag = (flag: 'grpc-port' | 'etcd-client-port' | 'etcd-peer-port') => {
+    const v = values[flag];
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 65535)
+      throw new NfError('validation_failed', `--${flag} ${v}: not a port`);
+    return n;
+  };
+  // NEUROFLOW_JOIN_TOKEN keeps the token out of `ps`.
+  const joinToken = values.join ?? process.env.NEUROFLOW_JOIN_TOKEN;
   const { host, port } = parseHostPort(values.listen, 8006);
   const demoImages = (values['demo-image'] ?? []).map((s) => {
     const i = s.indexOf('=');
@@ -58,6 +79,13 @@ async function serveCommand(argv: string[]): Promise<void> {
     dev: values.dev,
     demoImages,
     ...(rootPassword ? { rootPassword } : {}),
+    ...(joinToken ? { join: joinToken } : {}),
+    ...(values.name ? { name: values.name } : {}),
+    ...(values.advertise ? { advertise: values.advertise } : {}),
+    ...(values['cluster-name'] ? { clusterName: values['cluster-name'] } : {}),
+    ...(portFlag('grpc-port') ? { grpcPort: portFlag('grpc-port')! } : {}),
+    ...(portFlag('etcd-client-port') ? { etcdClientPort: portFlag('etcd-client-port')! } : {}),
+    ...(portFlag('etcd-peer-port') ? { etcdPeerPort: portFlag('etcd-peer-port')! } : {}),
   });
   // The compiled binary knows its own path; from sources, show the command name.
   const self = basename(process.execPath) === 'neuroflow' ? process.execPath : 'neuroflow';
@@ -65,7 +93,7 @@ async function serveCommand(argv: string[]): Promise<void> {
   const lines = [
     `NeuroFlow ${VERSION} is running.`,
     `  API:   ${daemon.url}/api/v1  (OpenAPI: ${daemon.url}/api/v1/openapi.json)`,
-    `  Token: ${daemon.tokenPath}`,
+    `  Token: ${daemon.tokenPath || "the cluster's admin token (in DATA_DIR/admin.token of the first host)"}`,
     `  Try:   ${self} vm list ${dd}`,
   ];
   if (demoImages.length > 0) {
@@ -99,6 +127,9 @@ export async function main(argv: string[]): Promise<number> {
         return (await vmCommand(rest, out)) ?? 0;
       case 'node':
         await nodeCommand(rest, out);
+        return 0;
+      case 'cluster':
+        await clusterCommand(rest, out);
         return 0;
       case 'image':
         await imageCommand(rest, out);

@@ -1,29 +1,54 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createApp } from './api/app';
 import { hashToken } from './api/auth';
 import { ConsoleProxy } from './api/console';
 import type { ApiContext } from './api/context';
 import { EventBus, type LiveEvent } from './api/events';
-import { SessionStore } from './api/sessions';
+import { hashPassword, SessionStore } from './api/sessions';
+import {
+  type ClusterConfig,
+  foundCluster,
+  joinWithToken,
+  pkiDir,
+  readClusterConfig,
+  readPki,
+} from './cluster/config';
+import * as pb from './cluster/gen/neuroflow/v1/node';
+import { controlHandlers, HeartbeatClient } from './cluster/grpc/control';
+import { nodeInfoFromPb, nodeInfoToPb } from './cluster/grpc/convert';
+import { controllersOnly, nodeServiceHandlers, serveNode } from './cluster/grpc/node-server';
+import { RemoteNode } from './cluster/grpc/remote-node';
+import { type GrpcServerHandle, startGrpcServer } from './cluster/grpc/server';
+import { fromOwnAddress } from './cluster/grpc/tls';
+import { JoinService } from './cluster/join';
+import { EtcdHealthLeases, EtcdLeadership, type Leadership, SoleLeader } from './cluster/leadership';
+import { EtcdMembership } from './cluster/membership';
+import { CONTROLLER_SAN, fingerprint, type HostPkiFiles } from './cluster/pki';
 import { GuestService } from './controller/guest';
 import { ImageService } from './controller/images';
+import { NodeRegistry } from './controller/node-registry';
+import { NodeRouter } from './controller/node-router';
+import { Placement } from './controller/placement';
 import { Reconciler } from './controller/reconciler';
-import { keys, type NetworkRecord } from './controller/records';
+import { type ClusterRecord, keys, type NetworkRecord, type NodeRecord } from './controller/records';
 import { TaskLog } from './controller/tasks';
 import { VmActions } from './controller/vm-actions';
 import { VmService } from './controller/vms';
 import { NfError } from './errors';
 import { defaultNodeName, Node } from './node/node';
+import type { NodeInfo } from './node/types';
 import { DirPool } from './storage/dir-pool';
-import { EmbeddedEtcd } from './store/etcd-server';
+import { EmbeddedEtcd, memberUrls } from './store/etcd-server';
 import { EtcdStore, type Store } from './store/store';
 import { writeFileAtomic } from './util/fs';
 import { HostPaths } from './util/host-paths';
 import { createLogger } from './util/log';
 import { isLoopback } from './util/net';
 import { pidAlive, procCmdline, readPidfile } from './util/proc';
+import { waitFor } from './util/wait';
 import { VERSION } from './version';
 import { QemuDriver } from './vmm/qemu/driver';
 import { chooseAcceleratorCached, qemuBinary, qemuVersion } from './vmm/qemu/host';
@@ -34,6 +59,7 @@ export interface ServeOptions {
   dataDir: string;
   host: string;
   port: number;
+  /** One host, plain HTTP on loopback, no cluster PKI: a laptop or CI. */
   dev: boolean;
   /** Host directories whose files the API may attach to VMs or import (default DATA_DIR/import). */
   hostPaths?: string[];
@@ -41,11 +67,22 @@ export interface ServeOptions {
   rootPassword?: string;
   /** Image files to register at first start so a newcomer can boot a VM at once. */
   demoImages?: { name: string; path: string }[];
+  /** Join an existing cluster with this token (first start only). */
+  join?: string;
+  /** This host's name in the cluster (default: the system host name). */
+  name?: string;
+  /** The management IP other hosts dial (default: the listen address). */
+  advertise?: string;
+  clusterName?: string;
+  grpcPort?: number;
+  etcdClientPort?: number;
+  etcdPeerPort?: number;
 }
 
 export interface Daemon {
   url: string;
   dataDir: string;
+  /** DATA_DIR/admin.token where this host holds the admin token ('' on hosts that joined). */
   tokenPath: string;
   /** Graceful stop: the API and etcd stop, guests keep running. */
   stop(): Promise<void>;
@@ -65,36 +102,99 @@ export async function ensureAdminToken(dataDir: string): Promise<{ token: string
   return { token: await ensureSecretFile(path, () => `nf_${randomBytes(32).toString('base64url')}`), path };
 }
 
+const WILDCARD = new Set(['0.0.0.0', '::', '']);
+const HOST_NAME = /^(?=.{1,63}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
 export async function serve(opts: ServeOptions): Promise<Daemon> {
-  if (!isLoopback(opts.host)) {
-    if (!opts.dev) {
-      throw new NfError(
-        'validation_failed',
-        `refusing to listen on ${opts.host} without TLS; use a loopback address, or --dev for a lab`,
-      );
-    }
+  if (opts.dev && opts.join)
+    throw new NfError('validation_failed', '--dev runs one host alone; drop it to --join a cluster');
+  if (opts.dev && !isLoopback(opts.host)) {
     log.warn(
       'listening on a non-loopback address over plain HTTP (--dev): the API token travels in clear text',
       { host: opts.host },
     );
   }
+  const address = opts.advertise ?? opts.host;
+  if (!opts.dev && (WILDCARD.has(address) || !isIP(address)))
+    throw new NfError(
+      'validation_failed',
+      `a cluster host needs its management IP: --listen IP:PORT or --advertise IP (got "${address}")`,
+    );
+  const name = opts.name ?? defaultNodeName();
+  if (!opts.dev && !HOST_NAME.test(name))
+    throw new NfError(
+      'validation_failed',
+      `"${name}" cannot be a cluster host name (lowercase letters, digits, - and .); pass --name`,
+    );
   // Files we make (and QEMU's console logs) are for root only unless we say otherwise.
   process.umask(0o077);
   const dataDir = resolve(opts.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   await claimDataDir(dataDir);
-  const { path: tokenPath, token } = await ensureAdminToken(dataDir);
-  const rootPassword =
-    opts.rootPassword ??
-    (await ensureSecretFile(join(dataDir, 'root.password'), () => randomBytes(12).toString('base64url')));
+
+  // Cluster membership: found a cluster on first start, join one with a token, or carry on as before.
+  let cfg = readClusterConfig(dataDir);
+  if (opts.dev && cfg)
+    throw new NfError(
+      'invalid_state',
+      `${dataDir} belongs to cluster "${cfg.clusterName}" as host ${cfg.name}; start it without --dev`,
+    );
+  if (opts.join && cfg)
+    throw new NfError(
+      'invalid_state',
+      `${dataDir} already belongs to cluster "${cfg.clusterName}" as host ${cfg.name}; start without --join`,
+    );
+  const ports = {
+    apiPort: opts.port,
+    grpcPort: opts.grpcPort ?? 8007,
+    etcdClientPort: opts.etcdClientPort ?? 2379,
+    etcdPeerPort: opts.etcdPeerPort ?? 2380,
+  };
+  if (!opts.dev && !cfg && existsSync(join(dataDir, 'etcd', 'member-data')))
+    throw new NfError(
+      'invalid_state',
+      `${dataDir} holds a single-host (--dev) setup; start it with --dev (turning it into a cluster host is not supported yet)`,
+    );
+  if (!opts.dev && !cfg) {
+    if (opts.join) {
+      log.info('joining a cluster', { name, address });
+      cfg = (await joinWithToken(dataDir, opts.join, { name, address, ...ports })).cfg;
+      log.info('joined', { cluster: cfg.clusterName, role: cfg.role });
+    } else {
+      cfg = await foundCluster(dataDir, {
+        clusterName: opts.clusterName ?? `${name}-cluster`,
+        name,
+        address,
+        ...ports,
+      });
+      log.info('created a new cluster', { cluster: cfg.clusterName, name });
+    }
+  }
+  const pki = cfg ? await readPki(dataDir) : undefined;
+  const tlsPems = pki ? { caPem: pki.caPem, certPem: pki.certPem, keyPem: pki.keyPem } : undefined;
+  const nodeName = cfg?.name ?? name;
+
+  // The admin token and root password live on the host that made them; joined hosts use the cluster's.
+  const local = !cfg || cfg.founder;
+  const admin = local ? await ensureAdminToken(dataDir) : undefined;
+  const rootPassword = local
+    ? (opts.rootPassword ??
+      (await ensureSecretFile(join(dataDir, 'root.password'), () => randomBytes(12).toString('base64url'))))
+    : undefined;
 
   // Bind the port first: if it is taken, fail before touching etcd or any VM. Until the daemon is ready
   // every request gets 503.
   let handler: ((req: Request) => Response | Promise<Response>) | undefined;
-  const consoleProxy = new ConsoleProxy(join(dataDir, 'node', 'vms'));
+  // The router exists once the node does; the proxy only needs it for upgrades after startup.
+  let routerRef: NodeRouter | undefined;
+  const consoleProxy = new ConsoleProxy(
+    (id) => (routerRef ? routerRef.openConsole(id) : Promise.reject(new NfError('unavailable', 'starting'))),
+    (id) => routerRef?.vmStatus(id).state === 'running',
+  );
   const server = Bun.serve({
     hostname: opts.host,
     port: opts.port,
+    ...(pki ? { tls: { cert: pki.certPem, key: pki.keyPem } } : {}),
     fetch: (req, srv) => {
       if (!handler)
         return Response.json(
@@ -109,22 +209,24 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     maxRequestBodySize: 64 * 1024 ** 3,
     idleTimeout: 0, // stops and uploads may take minutes
   });
+  const scheme = pki ? 'https' : 'http';
+  const urlHost = cfg ? cfg.address : opts.host;
+  const url = `${scheme}://${urlHost.includes(':') ? `[${urlHost}]` : urlHost}:${server.port}`;
 
-  const etcd = new EmbeddedEtcd(dataDir);
-  await etcd.start();
-  const store = new EtcdStore(etcd.endpoint);
-
+  // The node role: every host runs VMs.
   const binary = qemuBinary();
   const version = qemuVersion(binary);
   if (!version)
     throw new NfError('unavailable', `${binary} not found; install qemu-system-x86 (scripts/setup.sh)`);
   const accel = await chooseAcceleratorCached(join(dataDir, 'node', 'accel.json'), binary);
   log.info('accelerator chosen', { ...accel });
-
   const pool = new DirPool('local', join(dataDir, 'pools', 'local'));
   pool.init();
   const pools = new Map([[pool.name, pool]]);
-  const nodeName = defaultNodeName();
+  const importDir = join(dataDir, 'import');
+  mkdirSync(importDir, { recursive: true, mode: 0o700 });
+  const hostPaths = new HostPaths([importDir, ...(opts.hostPaths ?? [])]);
+  log.info('host paths the API may use', { allowed: hostPaths.allowed });
   const node = new Node(
     nodeName,
     join(dataDir, 'node', 'vms'),
@@ -132,20 +234,138 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     pools,
     accel,
     version,
+    hostPaths,
   );
   await node.recover();
   node.metrics.start();
 
+  const cleanup: (() => Promise<void> | void)[] = [];
+  let grpc: GrpcServerHandle | undefined;
+  let heartbeat: HeartbeatClient | undefined;
+  if (cfg && tlsPems) {
+    const report = async () => ({
+      node: nodeName,
+      info: nodeInfoToPb(await node.info()),
+      vms: [],
+      grpcAddress: hostPortText(cfg!.address, cfg!.grpcPort),
+    });
+    // gRPC checks each controller's certificate by its host name (TLS cannot send an IP as server name).
+    const names = new Map(cfg.controllers.flatMap((c) => (c.grpc ? [[c.grpc, c.name] as const] : [])));
+    if (cfg.role === 'controller') names.set(hostPortText(cfg.address, cfg.grpcPort), nodeName);
+    heartbeat = new HeartbeatClient({
+      controllers: [...names.keys()],
+      tls: tlsPems,
+      report,
+      serverName: (addr) => names.get(addr) ?? addr,
+    });
+    cleanup.push(() => heartbeat?.stop());
+  }
+
+  if (cfg?.role === 'worker') {
+    // A worker runs VMs for the controllers; its API port only says where to go.
+    const nodeService = await serveNode(node, {
+      host: opts.host,
+      port: cfg.grpcPort,
+      tls: tlsPems!,
+      vmIds: () => node.knownVmIds(),
+      authorize: (p) => controllersOnly(p) && fromOwnAddress(p),
+    });
+    heartbeat!.start();
+    const apis = cfg.controllers.flatMap((c) => (c.api ? [`https://${c.api}`] : []));
+    handler = () =>
+      Response.json(
+        new NfError(
+          'invalid_state',
+          `host ${nodeName} is a worker of cluster "${cfg!.clusterName}"; manage it through a controller: ${apis.join(', ')}`,
+        ).toBody(),
+        { status: 409 },
+      );
+    await writeFileAtomic(join(dataDir, 'api.url'), `${url}\n`, 0o644);
+    log.info('NeuroFlow worker is serving', { node: nodeName, grpcPort: nodeService.port });
+    return {
+      url,
+      dataDir,
+      tokenPath: '',
+      async stop() {
+        heartbeat?.stop();
+        await nodeService.stop();
+        await server.stop(true);
+        node.detachAll();
+        rmSync(join(dataDir, 'serve.pid'), { force: true });
+      },
+    };
+  }
+
+  // The controller role: etcd member, API, and (when elected) scheduler and reconciler.
+  const etcd = cfg
+    ? new EmbeddedEtcd(dataDir, {
+        name: nodeName,
+        host: cfg.address,
+        clientPort: cfg.etcdClientPort,
+        peerPort: cfg.etcdPeerPort,
+        initialCluster: cfg.etcd!.initialCluster,
+        state: cfg.etcd!.state,
+        tls: {
+          ca: join(pkiDir(dataDir), 'ca.crt'),
+          cert: join(pkiDir(dataDir), 'host.crt'),
+          key: join(pkiDir(dataDir), 'host.key'),
+        },
+      })
+    : new EmbeddedEtcd(dataDir);
+  await etcd.start();
+  const etcdTls = tlsPems
+    ? {
+        credentials: {
+          rootCertificate: Buffer.from(tlsPems.caPem),
+          privateKey: Buffer.from(tlsPems.keyPem),
+          certChain: Buffer.from(tlsPems.certPem),
+        },
+        grpcOptions: { 'grpc.ssl_target_name_override': CONTROLLER_SAN },
+      }
+    : {};
+  if (cfg?.etcd?.peerClientUrls?.length) {
+    // A member that just joined is a learner and serves no reads: wait until the leader promotes it.
+    await waitPromoted(cfg.etcd.peerClientUrls, etcd.endpoint, etcdTls);
+  }
+  const store = new EtcdStore(
+    cfg?.etcd?.peerClientUrls?.length ? [etcd.endpoint, ...cfg.etcd.peerClientUrls] : etcd.endpoint,
+    etcdTls,
+  );
+
+  let cluster: ClusterRecord | undefined;
+  if (cfg) {
+    cluster = await ensureClusterRecord(store, cfg, pki!, admin?.token, rootPassword);
+  }
+  const leadership: Leadership = cfg ? new EtcdLeadership(store.client, nodeName) : new SoleLeader(nodeName);
+  const registry = new NodeRegistry(store, () => leadership.leaderName());
+  await registry.upsert(nodeName, (cur) => {
+    const rec: NodeRecord = cur ?? {
+      name: nodeName,
+      role: 'controller',
+      addresses: cfg ? [cfg.address] : [opts.host],
+      maintenance: false,
+      joinedAt: new Date().toISOString(),
+    };
+    const want = { ...rec };
+    if (cfg) {
+      want.apiAddress = hostPortText(cfg.address, server.port ?? cfg.apiPort);
+      want.grpcAddress = hostPortText(cfg.address, cfg.grpcPort);
+      const urls = memberUrls(cfg.address, cfg.etcdClientPort, cfg.etcdPeerPort);
+      want.etcd = { memberId: rec.etcd?.memberId ?? '', learner: rec.etcd?.learner ?? false, ...urls };
+    }
+    return JSON.stringify(want) === JSON.stringify(cur) ? undefined : want;
+  });
   await ensureDefaultNetwork(store);
-  const importDir = join(dataDir, 'import');
-  mkdirSync(importDir, { recursive: true, mode: 0o700 });
-  const hostPaths = new HostPaths([importDir, ...(opts.hostPaths ?? [])]);
-  log.info('host paths the API may use', { allowed: hostPaths.allowed });
-  const images = new ImageService(store, pools, hostPaths);
+
+  const router = new NodeRouter(nodeName, node);
+  routerRef = router;
+  const images = new ImageService(store, pools, hostPaths, nodeName, router);
   // The VM service needs the reconciler and the reconciler needs the VM service's runSpec: late-bind it.
   let vms!: VmService;
-  const reconciler = new Reconciler(store, node, (vm) => vms.runSpec(vm));
-  vms = new VmService(store, node, nodeName, pools, images, reconciler, hostPaths);
+  const reconciler = new Reconciler(store, router, (vm) => vms.runSpec(vm));
+  vms = new VmService(store, router, images, reconciler, hostPaths);
+  const placement = new Placement(store, router, registry);
+  vms.onCreated = () => placement.wake();
   const actions = new VmActions(vms);
   const events = new EventBus();
   const tasks = new TaskLog(store, (t) =>
@@ -159,7 +379,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
       ...(t.error ? { error: t.error.message } : {}),
     }),
   );
-  node.onStatus((s) => {
+  router.onStatus((s) => {
     const e: LiveEvent = { type: 'vm', id: s.id, state: s.state };
     if (s.reason) e.reason = s.reason;
     if (s.agent) e.agent = s.agent.status;
@@ -167,41 +387,239 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   });
   await registerDemoImages(images, opts.demoImages ?? []);
   await reportOrphans(store, pool, join(dataDir, 'node', 'vms'));
-  await reconciler.start();
+
+  // Other hosts, reached over gRPC with this host's certificate (OU=controller).
+  let stopNodeSync: (() => Promise<void>) | undefined;
+  if (cfg && tlsPems) {
+    stopNodeSync = await syncRemoteNodes(store, router, nodeName, tlsPems);
+  }
+
+  // Node health: heartbeats arrive at the leader, which keeps one lease per node alive.
+  const leases = new EtcdHealthLeases(store.client);
+  const onReport = async (nodeName2: string, info: NodeInfo) => {
+    await registry.recordInfo(nodeName2, info);
+    await leases.beat(nodeName2, {
+      at: new Date().toISOString(),
+      memoryAvailableBytes: info.memoryAvailableBytes,
+      vmsRunning: 0,
+    });
+  };
+  let membership: EtcdMembership | undefined;
+  if (cfg && tlsPems) {
+    membership = new EtcdMembership(store, registry);
+    let leaderAddress: { address: string; name: string } | undefined;
+    const controlService = controlHandlers(
+      async (peer, report) => {
+        const rec = await registry.find(report.node).catch(() => undefined);
+        if (!rec)
+          throw new NfError('forbidden', `host ${report.node} is not a member of this cluster (removed?)`);
+        if (!rec.value.addresses.includes(peer.address))
+          throw new NfError(
+            'forbidden',
+            `the certificate of host ${report.node} was presented from ${peer.address}, not from its address ${rec.value.addresses.join(', ')}`,
+          );
+        if (report.info) await onReport(report.node, nodeInfoFromPb(report.info));
+        return undefined;
+      },
+      () => (leadership.isLeader() ? undefined : leaderAddress),
+    );
+    const nodeHandlers = nodeServiceHandlers(node, {
+      vmIds: () => node.knownVmIds(),
+      authorize: (p) => controllersOnly(p) && fromOwnAddress(p),
+    });
+    grpc = await startGrpcServer(
+      [
+        [pb.NodeService, nodeHandlers.implementation],
+        [pb.ControlService, controlService],
+      ],
+      { host: opts.host, port: cfg.grpcPort, tls: tlsPems },
+    );
+    cleanup.push(() => nodeHandlers.close());
+    // Follow the leader's gRPC address for redirects.
+    const refreshLeader = async () => {
+      const leaderName = await leadership.leaderName().catch(() => undefined);
+      const addr = leaderName
+        ? (await registry.find(leaderName).catch(() => undefined))?.value.grpcAddress
+        : undefined;
+      leaderAddress = leaderName && addr ? { address: addr, name: leaderName } : undefined;
+    };
+    const leaderTimer = setInterval(() => void refreshLeader(), 1000);
+    cleanup.push(() => clearInterval(leaderTimer));
+    await refreshLeader();
+  } else {
+    // One host: its own heartbeat goes straight to the health lease.
+    const beat = () =>
+      void node
+        .info()
+        .then((i) => onReport(nodeName, i))
+        .catch(() => {});
+    const t = setInterval(beat, 2000);
+    cleanup.push(() => clearInterval(t));
+    beat();
+  }
+
+  // Leader duties.
+  leadership.onChange((leader) => {
+    if (leader) {
+      void reconciler.start();
+      void placement.start();
+      membership?.start();
+    } else {
+      void reconciler.stop();
+      void placement.stop();
+      membership?.stop();
+      leases.close();
+    }
+  });
+  if (leadership instanceof EtcdLeadership) await leadership.start();
+  heartbeat?.start();
 
   const ctx: ApiContext = {
     version: VERSION,
     store,
-    node,
+    node: router,
+    registry,
+    leadership,
     vms,
     actions,
     images,
-    guest: new GuestService(vms, node),
+    guest: new GuestService(vms, router),
     console: consoleProxy,
-    sessions: new SessionStore(rootPassword),
+    sessions: new SessionStore(cluster ? cluster.rootPassword : rootPassword!),
     events,
     tasks,
-    adminTokenHash: hashToken(token),
+    adminTokenHash: cluster ? Buffer.from(cluster.adminTokenHash, 'hex') : hashToken(admin!.token),
     maxUploadBytes: 64 * 1024 ** 3,
     metricsIntervalSec: node.metrics.intervalMs / 1000,
   };
+  if (cfg && pki && membership) {
+    const caFingerprint = fingerprint(pki.caPem);
+    ctx.cluster = {
+      name: cfg.clusterName,
+      caPem: pki.caPem,
+      caFingerprint,
+      membership,
+      join: new JoinService(store, { certPem: pki.caPem, keyPem: pki.caKeyPem! }, cfg.clusterName, async () =>
+        (await registry.list()).flatMap((n) => (n.value.apiAddress ? [n.value.apiAddress] : [])),
+      ),
+    };
+  }
   handler = createApp(ctx).fetch;
-  const url = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${server.port}`;
   await writeFileAtomic(join(dataDir, 'api.url'), `${url}\n`, 0o644);
-  log.info('NeuroFlow is serving', { url, dataDir, node: nodeName });
+  log.info('NeuroFlow is serving', { url, dataDir, node: nodeName, cluster: cfg?.clusterName ?? null });
 
   return {
     url,
     dataDir,
-    tokenPath,
+    tokenPath: admin?.path ?? '',
     async stop() {
-      await server.stop(true);
-      await reconciler.stop();
+      // Each step is bounded: a stuck dependency must not keep the daemon from exiting.
+      const step = async (what: string, fn: () => unknown) => {
+        let done = false;
+        await Promise.race([
+          Promise.resolve()
+            .then(fn)
+            .catch((err) => log.warn('shutdown step failed', { what, err: (err as Error).message }))
+            .finally(() => {
+              done = true;
+            }),
+          Bun.sleep(5000).then(() => {
+            if (!done) log.warn('shutdown step timed out', { what });
+          }),
+        ]);
+      };
+      await step('api', () => server.stop(true));
+      for (const c of cleanup) await step('cleanup', c);
+      await step('leadership', () => leadership.stop());
+      await step('reconciler', () => reconciler.stop());
+      await step('placement', () => placement.stop());
+      membership?.stop();
+      leases.close();
+      await step('remote nodes', () => stopNodeSync?.());
+      await step('grpc', () => grpc?.stop(1000));
       node.detachAll();
       store.close();
-      await etcd.stop();
+      await step('etcd', () => etcd.stop());
       rmSync(join(dataDir, 'serve.pid'), { force: true });
     },
+  };
+}
+
+function hostPortText(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** Waits until this host's etcd member is a voter (the leader promotes learners once they caught up). */
+async function waitPromoted(others: string[], mine: string, tls: object): Promise<void> {
+  const probe = new EtcdStore(others, tls);
+  try {
+    const myPeer = mine;
+    await waitFor(
+      async () => {
+        const { members } = await probe.client.cluster.memberList({}).catch(() => ({ members: [] }));
+        const me = (members ?? []).find((m) => m.clientURLs.includes(myPeer));
+        return !!me && !me.isLearner;
+      },
+      { timeoutMs: 120_000, intervalMs: 250, what: 'the controller leader to promote this etcd member' },
+    );
+  } finally {
+    probe.close();
+  }
+}
+
+/** The cluster record: written by the founder on its first start, read by every controller. */
+async function ensureClusterRecord(
+  store: Store,
+  cfg: ClusterConfig,
+  pki: HostPkiFiles,
+  adminToken: string | undefined,
+  rootPassword: string | undefined,
+): Promise<ClusterRecord> {
+  const cur = await store.get<ClusterRecord>(keys.cluster);
+  if (cur) return cur.value;
+  if (!cfg.founder || !adminToken || !rootPassword)
+    throw new NfError(
+      'invalid_state',
+      'the cluster record is missing in etcd; is this host in the right cluster?',
+    );
+  const rec: ClusterRecord = {
+    name: cfg.clusterName,
+    createdAt: new Date().toISOString(),
+    caFingerprint: fingerprint(pki.caPem),
+    caCertPem: pki.caPem,
+    adminTokenHash: hashToken(adminToken).toString('hex'),
+    rootPassword: hashPassword(rootPassword),
+  };
+  await store.txn({ when: [{ key: keys.cluster, absent: true }], put: [{ key: keys.cluster, value: rec }] });
+  return rec;
+}
+
+/** Keeps a RemoteNode in the router for every other host in the node records. */
+async function syncRemoteNodes(
+  store: Store,
+  router: NodeRouter,
+  self: string,
+  tls: { caPem: string; certPem: string; keyPem: string },
+): Promise<() => Promise<void>> {
+  const sync = async () => {
+    const nodes = await store.list<NodeRecord>(keys.nodes);
+    const want = new Map(
+      nodes
+        .filter((n) => n.value.name !== self && n.value.grpcAddress)
+        .map((n) => [n.value.name, n.value.grpcAddress!]),
+    );
+    for (const name of router.names()) if (name !== self && !want.has(name)) router.remove(name);
+    for (const [name, addr] of want) {
+      const cur = router.get(name) as RemoteNode | undefined;
+      if (cur && cur.address === addr) continue;
+      router.add(name, new RemoteNode(name, addr, tls));
+    }
+  };
+  await sync();
+  const cancel = await store.watchPrefix(keys.nodes, () => void sync().catch(() => {}));
+  return async () => {
+    await cancel();
+    for (const name of router.names()) router.remove(name);
   };
 }
 

@@ -5,9 +5,10 @@ import { NfError } from '../errors';
 import type { Env } from './context';
 import { SESSION_COOKIE, type SessionStore } from './sessions';
 
-/** Reachable without a token: liveness probes and the API description. */
-const PUBLIC_PATHS = new Set(['/api/v1/health', '/api/v1/openapi.json']);
-const PUBLIC_POSTS = new Set(['/api/v1/auth/login', '/api/v1/auth/logout']);
+/** Reachable without a token: liveness probes, the API description and the cluster CA (public). */
+const PUBLIC_PATHS = new Set(['/api/v1/health', '/api/v1/openapi.json', '/api/v1/cluster/ca']);
+/** Login, and joining a host (authenticated by the join token's secret instead). */
+const PUBLIC_POSTS = new Set(['/api/v1/auth/login', '/api/v1/auth/logout', '/api/v1/cluster/join']);
 
 export function hashToken(token: string): Buffer {
   return createHash('sha256').update(token).digest();

@@ -1,9 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
-import { join } from 'node:path';
 import type { Server, ServerWebSocket, WebSocketHandler } from 'bun';
 import { NfError } from '../errors';
+import type { ConsoleStream } from '../node/types';
 import { createLogger } from '../util/log';
 
 const log = createLogger('console');
@@ -19,21 +17,26 @@ interface Ticket {
 interface SocketData {
   vmId: string;
   user: string;
-  vnc?: Socket;
-  /** Bytes from the browser that arrived before the VNC socket was connected. */
+  vnc?: ConsoleStream;
+  /** Bytes from the browser that arrived before the VNC stream was open. */
   pending: Buffer[];
+  closed?: boolean;
 }
 
 /**
  * The VM console for noVNC: an authenticated websocket on the API that carries RFB to and from QEMU's
- * VNC server, which listens only on a unix socket in the VM's run dir. A browser cannot put a bearer
+ * VNC server, which listens only on a unix socket in the VM's run dir on the VM's host (reached through
+ * the node API: in process here, a gRPC stream for another host). A browser cannot put a bearer
  * token on a websocket, so the API hands out a one-time ticket (30 s, single use, bound to one VM), like
  * Proxmox's vncticket; the ticket is the only credential the upgrade accepts.
  */
 export class ConsoleProxy {
   private readonly tickets = new Map<string, Ticket>();
 
-  constructor(private readonly runRoot: string) {}
+  constructor(
+    private readonly open: (vmId: string) => Promise<ConsoleStream>,
+    private readonly running: (vmId: string) => boolean,
+  ) {}
 
   issue(vmId: string, user: string): { ticket: string; expiresAt: string; path: string } {
     this.sweep();
@@ -65,7 +68,7 @@ export class ConsoleProxy {
         { status: 401 },
       );
     }
-    if (!existsSync(join(this.runRoot, vmId, 'vnc.sock'))) {
+    if (!this.running(vmId)) {
       return Response.json(new NfError('invalid_state', 'the VM is not running: no console').toBody(), {
         status: 409,
       });
@@ -80,30 +83,37 @@ export class ConsoleProxy {
 
   readonly websocket: WebSocketHandler<SocketData> = {
     open: (ws) => {
-      const vnc = connect(join(this.runRoot, ws.data.vmId, 'vnc.sock'));
-      ws.data.vnc = vnc;
-      vnc.on('connect', () => {
-        for (const b of ws.data.pending) vnc.write(b);
-        ws.data.pending = [];
-        log.info('console opened', { vm: ws.data.vmId, user: ws.data.user });
-      });
-      vnc.on('data', (chunk: Buffer) => {
-        ws.sendBinary(chunk);
-      });
-      vnc.on('error', (err) => {
-        log.warn('VNC socket error', { vm: ws.data.vmId, err: err.message });
-        ws.close(1011, 'VNC server unreachable');
-      });
-      vnc.on('close', () => ws.close(1000, 'VNC server closed the connection'));
+      this.open(ws.data.vmId).then(
+        (vnc) => {
+          if (ws.data.closed) return vnc.close();
+          ws.data.vnc = vnc;
+          for (const b of ws.data.pending) vnc.write(b);
+          ws.data.pending = [];
+          log.info('console opened', { vm: ws.data.vmId, user: ws.data.user });
+          vnc.onData((chunk) => ws.sendBinary(chunk));
+          vnc.onClose((error) => {
+            if (error) log.warn('VNC stream broke', { vm: ws.data.vmId, err: error });
+            ws.close(
+              error ? 1011 : 1000,
+              error ? 'VNC server unreachable' : 'VNC server closed the connection',
+            );
+          });
+        },
+        (err: Error) => {
+          log.warn('cannot open the VNC console', { vm: ws.data.vmId, err: err.message });
+          ws.close(1011, 'VNC server unreachable');
+        },
+      );
     },
     message: (ws: ServerWebSocket<SocketData>, message) => {
       const buf = typeof message === 'string' ? Buffer.from(message, 'latin1') : Buffer.from(message);
       const vnc = ws.data.vnc;
-      if (vnc && !vnc.connecting) vnc.write(buf);
+      if (vnc) vnc.write(buf);
       else ws.data.pending.push(buf);
     },
     close: (ws) => {
-      ws.data.vnc?.destroy();
+      ws.data.closed = true;
+      ws.data.vnc?.close();
     },
   };
 

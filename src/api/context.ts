@@ -1,9 +1,13 @@
+import type { JoinService } from '../cluster/join';
+import type { Leadership } from '../cluster/leadership';
+import type { EtcdMembership } from '../cluster/membership';
 import type { GuestService } from '../controller/guest';
 import type { ImageService } from '../controller/images';
+import type { NodeRegistry } from '../controller/node-registry';
+import type { NodeRouter } from '../controller/node-router';
 import type { TaskLog } from '../controller/tasks';
 import type { VmActions } from '../controller/vm-actions';
 import type { VmService } from '../controller/vms';
-import type { NodeApi } from '../node/types';
 import type { Store } from '../store/store';
 import type { ConsoleProxy } from './console';
 import type { EventBus } from './events';
@@ -13,7 +17,18 @@ import type { SessionStore } from './sessions';
 export interface ApiContext {
   version: string;
   store: Store;
-  node: NodeApi;
+  /** Every host as one NodeApi (VM calls go to the VM's host); `node.local` is this host. */
+  node: NodeRouter;
+  registry: NodeRegistry;
+  leadership: Leadership;
+  /** Absent in --dev (one host, no cluster PKI). */
+  cluster?: {
+    name: string;
+    caPem: string;
+    caFingerprint: string;
+    join: JoinService;
+    membership: EtcdMembership;
+  };
   vms: VmService;
   actions: VmActions;
   images: ImageService;

@@ -51,7 +51,16 @@ export async function renderMetrics(ctx: ApiContext): Promise<string> {
   try {
     const counts = new Map<string, number>();
     for (const vm of await ctx.vms.list()) counts.set(vm.state, (counts.get(vm.state) ?? 0) + 1);
-    for (const state of ['stopped', 'starting', 'running', 'stopping', 'paused', 'error'])
+    for (const state of [
+      'pending',
+      'stopped',
+      'starting',
+      'running',
+      'stopping',
+      'paused',
+      'error',
+      'unknown',
+    ])
       vmsByState.set({ state }, counts.get(state) ?? 0);
   } catch {
     // etcd down: report what we can.

@@ -66,6 +66,18 @@ export const BootInput = z
   ])
   .openapi('BootInput');
 
+const GROUP = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'letters, digits, _ . - (up to 63)');
+
+export const Placement = z
+  .strictObject({
+    node: z.string().min(1).max(253).optional().openapi({ description: 'Run on this host only' }),
+    affinityGroup: GROUP.optional().openapi({ description: 'VMs sharing this name run on the same host' }),
+    antiAffinityGroup: GROUP.optional().openapi({
+      description: 'VMs sharing this name run on different hosts',
+    }),
+  })
+  .openapi('Placement');
+
 export const CreateVmBody = z
   .strictObject({
     name: NAME,
@@ -85,12 +97,22 @@ export const CreateVmBody = z
       .boolean()
       .default(true)
       .openapi({ description: 'Give the VM the guest agent channel (virtio-serial)' }),
+    placement: Placement.optional(),
   })
   .openapi('CreateVm');
 
 export type CreateVmInput = z.infer<typeof CreateVmBody>;
 
-export const VmState = z.enum(['stopped', 'starting', 'running', 'stopping', 'paused', 'error']);
+export const VmState = z.enum([
+  'pending',
+  'stopped',
+  'starting',
+  'running',
+  'stopping',
+  'paused',
+  'error',
+  'unknown',
+]);
 
 export const SnapshotSchema = z
   .object({
@@ -107,9 +129,12 @@ export const VmSchema = z
     id: z.string(),
     name: z.string(),
     state: VmState,
-    reason: z.string().optional().openapi({ description: 'Why the VM is in error' }),
+    reason: z.string().optional().openapi({
+      description: 'Why the VM is in error, pending (no host fits) or unknown (host unreachable)',
+    }),
     powerState: z.enum(['running', 'stopped', 'paused']).openapi({ description: 'The desired power state' }),
-    node: z.string(),
+    node: z.string().openapi({ description: "The VM's host; empty while pending" }),
+    placement: Placement.optional(),
     vcpus: z.number(),
     memoryMiB: z.number(),
     machine: z.string(),
@@ -213,23 +238,107 @@ export const NodeSchema = z
   .object({
     name: z.string(),
     state: z.enum(['ready', 'not-ready', 'maintenance']),
+    role: z.enum(['controller', 'worker']),
+    leader: z.boolean().openapi({ description: 'This host leads the controllers (scheduler, reconciler)' }),
+    lastHeartbeat: z.string().nullable(),
+    addresses: z.array(z.string()),
+    joinedAt: z.string(),
     cpus: z.number(),
     cpuModel: z.string(),
     memoryTotalBytes: z.number(),
-    memoryAvailableBytes: z.number(),
-    accelerator: z.enum(['kvm', 'tcg']),
-    acceleratorReason: z.string(),
-    qemuVersion: z.string(),
-    kernel: z.string(),
-    uptimeSec: z.number(),
-    loadAvg: z.array(z.number()),
+    memoryAvailableBytes: z.number().nullable(),
+    accelerator: z.enum(['kvm', 'tcg']).nullable(),
+    acceleratorReason: z.string().optional(),
+    qemuVersion: z.string().optional(),
+    kernel: z.string().optional(),
+    uptimeSec: z.number().optional(),
+    loadAvg: z.array(z.number()).optional(),
     vms: z.object({ total: z.number(), running: z.number() }),
+    allocation: z
+      .object({ vms: z.number(), vcpus: z.number(), memoryBytes: z.number() })
+      .openapi({ description: 'What the VMs placed on the host reserve' }),
     allocatedMemoryMiB: z.number(),
     pools: z.array(
       z.object({ name: z.string(), type: z.string(), totalBytes: z.number(), freeBytes: z.number() }),
     ),
+    etcd: z
+      .object({ memberId: z.string(), learner: z.boolean(), peerUrl: z.string(), clientUrl: z.string() })
+      .optional(),
   })
   .openapi('Node');
+
+export const NodePatch = z
+  .strictObject({ maintenance: z.boolean().openapi({ description: 'No new VMs are placed on it' }) })
+  .openapi('NodePatch');
+
+export const JoinTokenSchema = z
+  .object({
+    id: z.string(),
+    token: z
+      .string()
+      .optional()
+      .openapi({ description: 'Only in the answer to create: paste it on the new host' }),
+    expiresAt: z.string(),
+    createdAt: z.string(),
+    createdBy: z.string(),
+    description: z.string().optional(),
+    status: z.enum(['valid', 'used', 'expired']),
+    usedAt: z.string().optional(),
+    usedBy: z.string().optional(),
+  })
+  .openapi('JoinToken');
+
+export const CreateJoinToken = z
+  .strictObject({
+    ttlSec: z.number().int().min(60).max(604800).default(3600),
+    description: z.string().max(256).optional(),
+  })
+  .openapi('CreateJoinToken');
+
+export const JoinRequestSchema = z
+  .strictObject({
+    tokenId: z.string().max(64),
+    secret: z.string().max(128),
+    name: z.string().max(253),
+    address: z.string().max(64),
+    csr: z.string().max(16384),
+    apiPort: z.number().int(),
+    grpcPort: z.number().int(),
+    etcdClientPort: z.number().int(),
+    etcdPeerPort: z.number().int(),
+  })
+  .openapi('JoinRequest');
+
+export const PolicySchema = z
+  .object({
+    strategy: z
+      .enum(['spread', 'pack'])
+      .openapi({ description: 'spread: least loaded host; pack: fullest host' }),
+    memoryOvercommit: z.number().min(1).max(4).openapi({ description: '1 = no memory overcommit' }),
+    vcpuOvercommit: z
+      .number()
+      .min(0.1)
+      .max(1000)
+      .openapi({ description: 'vCPUs allowed per host CPU (4 by default)' }),
+  })
+  .openapi('PlacementPolicy');
+
+export const ClusterPatch = z
+  .strictObject({ policy: PolicySchema.partial().strict() })
+  .openapi('ClusterPatch');
+
+export const ClusterSchema = z
+  .object({
+    name: z.string(),
+    policy: PolicySchema,
+    mode: z.enum(['single-host', 'cluster']),
+    leader: z.string().nullable(),
+    caFingerprint: z.string().nullable(),
+    etcdMembers: z.array(
+      z.object({ id: z.string(), name: z.string(), learner: z.boolean(), peerUrls: z.array(z.string()) }),
+    ),
+  })
+  .openapi('Cluster');
 
 export const TaskSchema = z
   .object({

@@ -8,6 +8,17 @@ interface Session {
   expiresAt: number;
 }
 
+export interface PasswordHash {
+  /** scrypt N=16384 r=8 p=1, 32 bytes; base64. */
+  salt: string;
+  hash: string;
+}
+
+export function hashPassword(password: string): PasswordHash {
+  const salt = randomBytes(16);
+  return { salt: salt.toString('base64'), hash: scryptSync(password, salt, 32).toString('base64') };
+}
+
 /**
  * Browser logins: the root user's password (checked against a scrypt hash kept only in memory) yields a
  * random session id for an HttpOnly cookie. Sessions live in memory: a daemon restart logs browsers out.
@@ -15,16 +26,19 @@ interface Session {
  */
 export class SessionStore {
   private readonly sessions = new Map<string, Session>();
-  private readonly salt = randomBytes(16);
+  private readonly salt: Buffer;
   private readonly hash: Buffer;
   private failures = 0;
   private lockedUntil = 0;
 
   constructor(
-    rootPassword: string,
+    /** The root password, or its hash as every controller of a cluster shares it. */
+    rootPassword: string | PasswordHash,
     readonly ttlMs = Number(process.env.NEUROFLOW_SESSION_TTL_SEC ?? 0) * 1000 || DEFAULT_TTL_MS,
   ) {
-    this.hash = scryptSync(rootPassword, this.salt, 32);
+    const h = typeof rootPassword === 'string' ? hashPassword(rootPassword) : rootPassword;
+    this.salt = Buffer.from(h.salt, 'base64');
+    this.hash = Buffer.from(h.hash, 'base64');
   }
 
   async login(user: string, password: string): Promise<{ id: string; expiresAt: number }> {

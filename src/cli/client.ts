@@ -7,6 +7,8 @@ export const DEFAULT_DATA_DIR = '/var/lib/neuroflow';
 export interface Endpoint {
   url: string;
   token: string;
+  /** PEM of the CA that signed the API's certificate (a cluster's CA). */
+  ca?: string;
 }
 
 /** --url/--token win, then NEUROFLOW_URL/NEUROFLOW_TOKEN, then the files a local daemon writes in its data dir. */
@@ -24,7 +26,11 @@ export function resolveEndpoint(flags: { url?: string; token?: string; dataDir?:
       `no API token: pass --token, set NEUROFLOW_TOKEN, or --data-dir of a host (${join(dataDir, 'admin.token')} not found)`,
     );
   }
-  return { url: url.replace(/\/$/, ''), token };
+  // A cluster host's API certificate comes from the cluster CA: trust it for that host.
+  const caFile = process.env.NEUROFLOW_CA_FILE ?? join(dataDir, 'cluster', 'pki', 'ca.crt');
+  const ep: Endpoint = { url: url.replace(/\/$/, ''), token };
+  if (existsSync(caFile)) ep.ca = readFileSync(caFile, 'utf8');
+  return ep;
 }
 
 export class ApiClient {
@@ -44,7 +50,12 @@ export class ApiClient {
     } else if (init.contentType) headers['content-type'] = init.contentType;
     let res: Response;
     try {
-      res = await fetch(`${this.ep.url}${path}`, { method, headers, body: payload ?? null });
+      res = await fetch(`${this.ep.url}${path}`, {
+        method,
+        headers,
+        body: payload ?? null,
+        ...(this.ep.ca ? { tls: { ca: this.ep.ca } } : {}),
+      } as RequestInit);
     } catch (err) {
       throw new NfError('unavailable', `cannot reach NeuroFlow at ${this.ep.url}: ${(err as Error).message}`);
     }

@@ -301,29 +301,129 @@ function describeVm(vm: Vm): string {
 }
 
 export async function nodeCommand(argv: string[], out: Out): Promise<void> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: GLOBAL });
-  if (positionals[0] !== 'list') throw new NfError('validation_failed', 'use: node list');
-  const nodes = await client(values).request<Record<string, unknown>[]>('GET', '/api/v1/nodes');
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { ...GLOBAL, force: { type: 'boolean', default: false } },
+  });
+  const api = client(values);
+  const sub = positionals[0];
+  if (sub === 'maintenance') {
+    const name = need(positionals, 1, 'host name');
+    const on = need(positionals, 2, 'on|off');
+    if (on !== 'on' && on !== 'off')
+      throw new NfError('validation_failed', 'use: node maintenance NAME on|off');
+    await api.request('PATCH', `/api/v1/nodes/${encodeURIComponent(name)}`, { maintenance: on === 'on' });
+    out(`host ${name}: maintenance ${on}`);
+    return;
+  }
+  if (sub === 'remove') {
+    const name = need(positionals, 1, 'host name');
+    await api.request(
+      'DELETE',
+      `/api/v1/nodes/${encodeURIComponent(name)}${values.force ? '?force=true' : ''}`,
+    );
+    out(`host ${name} removed from the cluster`);
+    return;
+  }
+  if (sub !== 'list')
+    throw new NfError(
+      'validation_failed',
+      'use: node list | node maintenance NAME on|off | node remove NAME [--force]',
+    );
+  const nodes = await api.request<Record<string, unknown>[]>('GET', '/api/v1/nodes');
   out(
     values.json
       ? JSON.stringify(nodes, null, 2)
       : table(
           nodes.map((n) => ({
             ...n,
-            memory: `${bytes(n.memoryAvailableBytes as number)} free of ${bytes(n.memoryTotalBytes as number)}`,
+            name: n.leader ? `${n.name} *` : n.name,
+            memory:
+              n.memoryAvailableBytes === null
+                ? bytes(n.memoryTotalBytes as number)
+                : `${bytes(n.memoryAvailableBytes as number)} free of ${bytes(n.memoryTotalBytes as number)}`,
             vmCount: `${(n.vms as { running: number }).running}/${(n.vms as { total: number }).total}`,
           })),
           [
-            { key: 'name', title: 'Name' },
+            { key: 'name', title: 'Name (* leader)' },
+            { key: 'role', title: 'Role' },
             { key: 'state', title: 'State' },
             { key: 'cpus', title: 'CPUs' },
             { key: 'memory', title: 'Memory' },
             { key: 'accelerator', title: 'Accel' },
-            { key: 'qemuVersion', title: 'QEMU' },
             { key: 'vmCount', title: 'VMs (running/all)' },
+            { key: 'lastHeartbeat', title: 'Last heartbeat' },
           ],
         ),
   );
+}
+
+/** `cluster show`, `cluster token create|list|show|revoke`. */
+export async function clusterCommand(argv: string[], out: Out): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { ...GLOBAL, ttl: { type: 'string', default: '1h' }, description: { type: 'string' } },
+  });
+  const api = client(values);
+  const show = (v: unknown) => out(JSON.stringify(v, null, 2));
+  if (positionals[0] === 'show') return show(await api.request('GET', '/api/v1/cluster'));
+  if (positionals[0] !== 'token')
+    throw new NfError(
+      'validation_failed',
+      'use: cluster show | cluster token create [--ttl 1h] | token list | token revoke ID',
+    );
+  switch (positionals[1]) {
+    case 'create': {
+      const body: Record<string, unknown> = { ttlSec: parseDuration(values.ttl) };
+      if (values.description) body.description = values.description;
+      const t = await api.request<{ token: string; id: string; expiresAt: string }>(
+        'POST',
+        '/api/v1/cluster/join-tokens',
+        body,
+      );
+      if (values.json) return show(t);
+      out(t.token);
+      process.stderr.write(
+        `join token ${t.id}, single use, expires ${t.expiresAt}; on the new host: neuroflow serve --join <token> --listen IP:8006 --name NAME\n`,
+      );
+      return;
+    }
+    case 'list': {
+      const all = await api.request<Record<string, unknown>[]>('GET', '/api/v1/cluster/join-tokens');
+      out(
+        values.json
+          ? JSON.stringify(all, null, 2)
+          : table(all, [
+              { key: 'id', title: 'Id' },
+              { key: 'status', title: 'Status' },
+              { key: 'expiresAt', title: 'Expires' },
+              { key: 'usedBy', title: 'Used by' },
+              { key: 'createdBy', title: 'Created by' },
+            ]),
+      );
+      return;
+    }
+    case 'show':
+      return show(
+        await api.request('GET', `/api/v1/cluster/join-tokens/${need(positionals, 2, 'token id')}`),
+      );
+    case 'revoke':
+      await api.request('DELETE', `/api/v1/cluster/join-tokens/${need(positionals, 2, 'token id')}`);
+      out('revoked');
+      return;
+    default:
+      throw new NfError('validation_failed', 'use: cluster token create|list|show|revoke');
+  }
+}
+
+/** "90s", "15m", "1h", "2d" or plain seconds. */
+export function parseDuration(text: string): number {
+  const m = /^(\d+)\s*([smhd]?)$/.exec(text.trim());
+  if (!m) throw new NfError('validation_failed', `"${text}" is not a duration (e.g. 30m, 1h, 2d)`);
+  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
 }
 
 export async function imageCommand(argv: string[], out: Out): Promise<void> {

@@ -20,6 +20,11 @@ export class ImageService {
     private readonly store: Store,
     private readonly pools: Map<string, DirPool>,
     private readonly hostPaths: HostPaths,
+    /** This host (images land in its pools) and the way to reach the host of an image to delete it. */
+    private readonly nodeName: string,
+    private readonly nodes: {
+      on(name: string): { deleteImageFile(pool: string, file: string): Promise<void> };
+    },
   ) {}
 
   async list(): Promise<ImageRecord[]> {
@@ -30,11 +35,6 @@ export class ImageService {
 
   find(ref: string): Promise<Versioned<ImageRecord>> {
     return findByRef<ImageRecord>(this.store, ref, 'image', keys.image, keys.imageName);
-  }
-
-  async path(id: string): Promise<string> {
-    const img = (await this.find(id)).value;
-    return this.pool(img.pool).imagePath(img.file);
   }
 
   /** Copies a host file into the pool. */
@@ -90,7 +90,7 @@ export class ImageService {
       // A retried transaction may have gone through already: only a record still there is a conflict.
       if (!NfError.isCode(err, 'conflict') || (await this.store.get(cur.key))) throw err;
     }
-    await rm(this.pool(img.pool).imagePath(img.file), { force: true });
+    await this.nodes.on(img.node ?? this.nodeName).deleteImageFile(img.pool, img.file);
   }
 
   private async ingest(opts: {
@@ -161,6 +161,7 @@ export class ImageService {
         kind: format === 'iso' ? 'iso' : 'disk',
         format,
         pool: pool.name,
+        node: this.nodeName,
         file,
         sizeBytes: received,
         virtualSizeBytes: info.virtualSize,

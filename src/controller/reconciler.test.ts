@@ -4,6 +4,7 @@ import type { NodeApi, NodeInfo, StopOptions, VmStatus } from '../node/types';
 import { MemoryStore } from '../store/memory-store';
 import { waitFor } from '../util/wait';
 import type { RuntimeState, VmRunSpec } from '../vmm/types';
+import { NodeRouter } from './node-router';
 import { Reconciler } from './reconciler';
 import { keys, type VmRecord } from './records';
 
@@ -66,6 +67,12 @@ class FakeNode implements NodeApi {
   async guestCommand<T>(): Promise<T> {
     throw new NfError('unavailable', 'no agent in the fake');
   }
+  async openConsole(): Promise<never> {
+    throw new NfError('not_implemented', 'no console in the fake');
+  }
+  async createVolume(): Promise<void> {}
+  async deleteVolume(): Promise<void> {}
+  async deleteImageFile(): Promise<void> {}
   hasProcess(id: string): boolean {
     const s = this.vmStatus(id).state;
     return s === 'running' || s === 'paused';
@@ -113,7 +120,7 @@ async function setup(power: VmRecord['power'], extra: Partial<VmRecord> = {}) {
     boot: { kind: 'disk', index: 0 },
     agent: false,
   });
-  const rec = new Reconciler(store, node, spec, 60_000);
+  const rec = new Reconciler(store, new NodeRouter('n1', node), spec, 60_000);
   const read = async () => (await store.get<VmRecord>(keys.vm(ID)))!.value;
   return { store, node, rec, read };
 }

@@ -1,9 +1,10 @@
 import { NfError, toNfError } from '../errors';
-import type { NodeApi, StopOptions, VmStatus } from '../node/types';
+import type { StopOptions, VmStatus } from '../node/types';
 import type { Store, Versioned } from '../store/store';
 import { KeyedLock } from '../util/lock';
 import { createLogger } from '../util/log';
 import type { VmRunSpec } from '../vmm/types';
+import type { NodeRouter } from './node-router';
 import { keys, type VmRecord } from './records';
 
 const log = createLogger('reconciler');
@@ -28,12 +29,15 @@ export class Reconciler {
 
   constructor(
     private readonly store: Store,
-    private readonly node: NodeApi,
+    private readonly node: NodeRouter,
     private readonly runSpec: (vm: VmRecord) => Promise<VmRunSpec>,
     private readonly resyncMs = 10_000,
   ) {}
 
+  /** Starts the loop (on the leader; an API action still reconciles its own VM on any controller). */
   async start(): Promise<void> {
+    if (this.timer && !this.stopped) return;
+    this.stopped = false;
     this.cancelWatch = await this.store.watchPrefix(keys.vms, () => this.wake());
     this.unsubscribe = this.node.onStatus(() => this.wake());
     this.timer = setInterval(() => this.wake(), this.resyncMs);
@@ -43,6 +47,7 @@ export class Reconciler {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
     this.unsubscribe?.();
     await this.cancelWatch?.().catch(() => {});
   }
@@ -70,6 +75,9 @@ export class Reconciler {
           return; // the resync timer wakes us again
         }
         for (const vm of vms) {
+          this.node.locate(vm.value.id, vm.value.node);
+          // Pending VMs wait for the scheduler; VMs of an unreachable host wait for it (never elsewhere).
+          if (!vm.value.node || !this.node.reachable(vm.value.node)) continue;
           const b = this.backoff.get(vm.value.id);
           if (b && b.until > Date.now()) continue;
           if (this.lock.busy(vm.value.id)) continue; // an API action is on it
@@ -100,6 +108,20 @@ export class Reconciler {
     const cur = await this.store.get<VmRecord>(keys.vm(id));
     if (!cur) return undefined;
     const vm = cur.value;
+    this.node.locate(id, vm.node);
+    if (!vm.node) {
+      if (vm.power !== 'stopped')
+        throw new NfError(
+          'invalid_state',
+          `VM "${vm.name}" has no host yet: ${vm.pending?.reason ?? 'pending'}`,
+        );
+      return undefined;
+    }
+    if (!this.node.reachable(vm.node))
+      throw new NfError(
+        'unavailable',
+        `host ${vm.node} of VM "${vm.name}" is not reachable; try again later`,
+      );
     let status = this.node.vmStatus(id);
     // A live process counts as up whatever its label says: never start a second QEMU next to it.
     const up = status.state === 'running' || status.state === 'paused' || this.node.hasProcess(id);

@@ -12,6 +12,17 @@ export const keys = {
   tasks: `${PREFIX}tasks/`,
   network: (name: string) => `${PREFIX}networks/${name}`,
   networks: `${PREFIX}networks/`,
+  node: (name: string) => `${PREFIX}nodes/${name}`,
+  nodes: `${PREFIX}nodes/`,
+  /** Written by the leader on each heartbeat, attached to a lease: gone when the node goes quiet. */
+  nodeHealth: (name: string) => `${PREFIX}node-health/${name}`,
+  nodeHealths: `${PREFIX}node-health/`,
+  joinToken: (id: string) => `${PREFIX}join-tokens/${id}`,
+  joinTokens: `${PREFIX}join-tokens/`,
+  cluster: `${PREFIX}cluster`,
+  /** Placement policy of the cluster (SchedPolicy); absent: defaults. */
+  policy: `${PREFIX}policy`,
+  leader: `${PREFIX}leader`,
 };
 
 export type PowerState = 'running' | 'stopped' | 'paused';
@@ -45,10 +56,24 @@ export interface SnapshotRecord {
   quiesced?: boolean;
 }
 
+/** Where a VM may run, as the administrator asked. */
+export interface PlacementRecord {
+  /** Run on this host only. */
+  node?: string;
+  /** VMs sharing this name run on the same host. */
+  affinityGroup?: string;
+  /** VMs sharing this name run on different hosts. */
+  antiAffinityGroup?: string;
+}
+
 export interface VmRecord {
   id: string;
   name: string;
+  /** The host the scheduler placed the VM on; '' while it is pending (its disks do not exist yet). */
   node: string;
+  placement?: PlacementRecord;
+  /** Why the scheduler could not place it yet. */
+  pending?: { reason: string; at: string };
   vcpus: number;
   memoryMiB: number;
   machine: 'q35' | 'pc';
@@ -77,6 +102,8 @@ export interface ImageRecord {
   kind: 'iso' | 'disk';
   format: 'iso' | 'qcow2' | 'raw';
   pool: string;
+  /** The host whose pool holds the file (absent in records from before clusters: the first host). */
+  node?: string;
   file: string;
   sizeBytes: number;
   virtualSizeBytes: number;
@@ -100,4 +127,57 @@ export interface TaskRecord {
   error?: { code: string; message: string };
   startedAt: string;
   endedAt?: string;
+}
+
+export type NodeRole = 'controller' | 'worker';
+
+export interface NodeRecord {
+  name: string;
+  role: NodeRole;
+  /** host:port of its HTTPS API (controllers), and of its gRPC node service. */
+  apiAddress?: string;
+  grpcAddress?: string;
+  /** Management IP addresses (also in its certificate). */
+  addresses: string[];
+  /** No new VMs are placed on it. */
+  maintenance: boolean;
+  joinedAt: string;
+  /** Capacity and facts from its last heartbeat that changed them. */
+  info?: {
+    cpus: number;
+    cpuModel: string;
+    memoryTotalBytes: number;
+    accelerator: 'kvm' | 'tcg';
+    pools: { name: string; type: string; totalBytes: number; freeBytes: number }[];
+    qemuVersion: string;
+  };
+  etcd?: { memberId: string; learner: boolean; peerUrl: string; clientUrl: string };
+}
+
+export interface NodeHealthRecord {
+  at: string;
+  memoryAvailableBytes: number;
+  vmsRunning: number;
+}
+
+export interface JoinTokenRecord {
+  id: string;
+  secretHash: string;
+  expiresAt: string;
+  createdAt: string;
+  createdBy: string;
+  description?: string;
+  /** Set when a host used it: the token cannot be used again. */
+  usedAt?: string;
+  usedBy?: string;
+}
+
+export interface ClusterRecord {
+  name: string;
+  createdAt: string;
+  caFingerprint: string;
+  caCertPem: string;
+  /** sha256 of the admin token and the root password's scrypt hash, so every controller accepts them. */
+  adminTokenHash: string;
+  rootPassword: { salt: string; hash: string };
 }

@@ -24,6 +24,11 @@ export class VmActions {
 
   start(ref: string): Promise<VmView> {
     return this.act(ref, async (cur) => {
+      if (!cur.value.node)
+        throw new NfError(
+          'invalid_state',
+          `VM "${cur.value.name}" has no host yet: ${cur.value.pending?.reason ?? 'waiting for the scheduler'}`,
+        );
       const state = this.node.vmStatus(cur.value.id).state;
       if (state === 'running')
         throw new NfError('invalid_state', `VM "${cur.value.name}" is already running`);

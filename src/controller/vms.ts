@@ -1,14 +1,14 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { cpus, totalmem } from 'node:os';
 import type { CreateVmInput } from '../api/schemas';
 import { NfError } from '../errors';
-import type { NodeApi, VmStatus } from '../node/types';
-import type { DirPool } from '../storage/dir-pool';
+import type { VmStatus } from '../node/types';
 import { findByRef } from '../store/lookup';
 import type { Store, Versioned } from '../store/store';
 import type { HostPaths } from '../util/host-paths';
 import type { VmRunSpec } from '../vmm/types';
 import type { ImageService } from './images';
+import { HOST_RESERVE_BYTES } from './node-registry';
+import type { NodeRouter } from './node-router';
 import type { Reconciler } from './reconciler';
 import {
   type BootRecord,
@@ -16,15 +16,27 @@ import {
   type ImageRecord,
   keys,
   type NetworkRecord,
+  type NodeRecord,
   type VmRecord,
 } from './records';
 
 const GiB = 1024 ** 3;
 
-export type VmState = 'stopped' | 'starting' | 'running' | 'stopping' | 'paused' | 'error';
+export type VmState =
+  | 'pending'
+  | 'stopped'
+  | 'starting'
+  | 'running'
+  | 'stopping'
+  | 'paused'
+  | 'error'
+  | 'unknown';
 
 export interface VmView
-  extends Omit<VmRecord, 'power' | 'generation' | 'runningGeneration' | 'lastError' | 'boot' | 'agent'> {
+  extends Omit<
+    VmRecord,
+    'power' | 'generation' | 'runningGeneration' | 'lastError' | 'pending' | 'boot' | 'agent'
+  > {
   state: VmState;
   powerState: VmRecord['power'];
   reason?: string;
@@ -43,9 +55,8 @@ export interface VmView
 export class VmService {
   constructor(
     readonly store: Store,
-    readonly node: NodeApi,
-    readonly nodeName: string,
-    readonly pools: Map<string, DirPool>,
+    /** Every host as one NodeApi: VM calls go to the VM's host. */
+    readonly node: NodeRouter,
     readonly images: ImageService,
     readonly reconciler: Reconciler,
     private readonly hostPaths: HostPaths,
@@ -61,21 +72,40 @@ export class VmService {
   }
 
   /** Looks a VM up by id or name. */
-  find(ref: string): Promise<Versioned<VmRecord>> {
-    return findByRef<VmRecord>(this.store, ref, 'VM', keys.vm, keys.vmName);
+  async find(ref: string): Promise<Versioned<VmRecord>> {
+    const rec = await findByRef<VmRecord>(this.store, ref, 'VM', keys.vm, keys.vmName);
+    this.node.locate(rec.value.id, rec.value.node);
+    return rec;
   }
 
   view(vm: VmRecord): VmView {
+    this.node.locate(vm.id, vm.node);
     const status = this.node.vmStatus(vm.id);
     const transition = this.reconciler.transition(vm.id);
     let state: VmState = transition ?? status.state;
     let reason: string | undefined;
+    if (!vm.node) {
+      state = 'pending';
+      reason = vm.pending?.reason ?? 'waiting for the scheduler to choose a host';
+    } else if (!this.node.reachable(vm.node)) {
+      state = 'unknown';
+      reason = `host ${vm.node} is not reachable`;
+    }
     if (!transition && status.state === 'error') reason = status.reason;
     if (!transition && status.state === 'stopped' && vm.lastError) {
       state = 'error';
       reason = vm.lastError.message;
     }
-    const { power, generation: _g, runningGeneration: _r, lastError: _e, boot, agent: enabled, ...rest } = vm;
+    const {
+      power,
+      generation: _g,
+      runningGeneration: _r,
+      lastError: _e,
+      pending: _p,
+      boot,
+      agent: enabled,
+      ...rest
+    } = vm;
     const agent: VmView['agent'] =
       enabled === false ? { enabled: false, status: 'disabled' } : { enabled: true, status: 'absent' };
     const live = status.agent;
@@ -98,39 +128,51 @@ export class VmService {
     if (await this.store.get(keys.vmName(input.name))) {
       throw new NfError('already_exists', `a VM named "${input.name}" already exists; pick another name`);
     }
-    const hostMiB = Math.floor(totalmem() / 1024 ** 2);
-    if (input.memoryMiB > hostMiB) {
-      throw new NfError(
-        'insufficient_resources',
-        `memoryMiB ${input.memoryMiB} exceeds this host's ${hostMiB} MiB of RAM`,
+    const hosts = (await this.store.list<NodeRecord>(keys.nodes)).map((n) => n.value);
+    const known = hosts.filter((h) => h.info);
+    if (input.placement?.node && !hosts.some((h) => h.name === input.placement?.node))
+      throw new NfError('validation_failed', `placement.node: no host named "${input.placement.node}"`);
+    const candidates = known.filter((h) => !input.placement?.node || h.name === input.placement.node);
+    if (candidates.length > 0) {
+      const maxMiB = Math.max(
+        ...candidates.map((h) => Math.floor((h.info!.memoryTotalBytes - HOST_RESERVE_BYTES) / 1024 ** 2)),
       );
-    }
-    if (input.vcpus > cpus().length * 4) {
-      throw new NfError(
-        'insufficient_resources',
-        `vcpus ${input.vcpus} exceeds 4x this host's ${cpus().length} CPUs`,
-      );
+      if (input.memoryMiB > maxMiB) {
+        throw new NfError(
+          'insufficient_resources',
+          `memoryMiB ${input.memoryMiB} exceeds the ${maxMiB} MiB the largest host has for VMs`,
+        );
+      }
+      const maxCpus = Math.max(...candidates.map((h) => h.info!.cpus));
+      if (input.vcpus > maxCpus * 4) {
+        throw new NfError(
+          'insufficient_resources',
+          `vcpus ${input.vcpus} exceeds 4x the largest host's ${maxCpus} CPUs`,
+        );
+      }
     }
     for (const n of input.networks) {
       if (!(await this.store.get<NetworkRecord>(keys.network(n.network)))) {
         throw new NfError('validation_failed', `network "${n.network}" does not exist (try "default")`);
       }
     }
+    const poolNames = new Set(known.flatMap((h) => h.info!.pools.map((p) => p.name)));
     // Images the new VM uses: the create transaction re-writes them, so an image delete racing this
     // create loses its compare-and-swap instead of removing a backing file under the new VM.
     const used = new Map<string, Versioned<ImageRecord>>();
     const boot = await this.resolveBoot(input, used);
     const id = randomUUID();
-    const planned: { disk: DiskRecord; backing?: { path: string; format: 'qcow2' | 'raw' } }[] = [];
+    const disks: DiskRecord[] = [];
     for (const [i, d] of input.disks.entries()) {
-      const pool = this.pool(d.pool ?? 'local');
+      const poolName = d.pool ?? 'local';
+      if (known.length > 0 && !poolNames.has(poolName))
+        throw new NfError('validation_failed', `storage pool "${poolName}" does not exist (try "local")`);
       const disk: DiskRecord = {
         id: `disk${i}`,
-        pool: pool.name,
+        pool: poolName,
         volume: `vm-${id}-disk${i}.qcow2`,
         sizeBytes: 0,
       };
-      let backing: { path: string; format: 'qcow2' | 'raw' } | undefined;
       if (d.image) {
         const img = await this.images.find(d.image);
         used.set(img.key, img);
@@ -139,10 +181,10 @@ export class VmService {
             'validation_failed',
             `image "${d.image}" is an ISO; use it as boot.cdrom, not as a disk`,
           );
-        if (img.value.pool !== pool.name)
+        if (img.value.pool !== poolName)
           throw new NfError(
             'validation_failed',
-            `image "${d.image}" is in pool ${img.value.pool}, the disk in ${pool.name}`,
+            `image "${d.image}" is in pool ${img.value.pool}, the disk in ${poolName}`,
           );
         if (d.sizeGiB !== undefined && d.sizeGiB * GiB < img.value.virtualSizeBytes) {
           throw new NfError(
@@ -152,46 +194,38 @@ export class VmService {
         }
         disk.image = img.value.id;
         disk.sizeBytes = d.sizeGiB !== undefined ? Math.ceil(d.sizeGiB * GiB) : img.value.virtualSizeBytes;
-        backing = {
-          path: pool.imagePath(img.value.file),
-          format: img.value.format === 'raw' ? 'raw' : 'qcow2',
-        };
       } else {
         disk.sizeBytes = Math.ceil(((d.sizeGiB ?? 0) * GiB) / 512) * 512;
       }
-      planned.push(backing ? { disk, backing } : { disk });
+      disks.push(disk);
     }
 
-    // 2. Do the work, undoing it if any step fails.
-    const created: DiskRecord[] = [];
+    // 2. Write the record, pending: the leader's scheduler picks a host and creates the disks there.
+    const now = new Date().toISOString();
+    const vm: VmRecord = {
+      id,
+      name: input.name,
+      node: '',
+      vcpus: input.vcpus,
+      memoryMiB: input.memoryMiB,
+      machine: input.machine,
+      disks,
+      networks: input.networks.map((n, i) => ({
+        id: `net${i}`,
+        network: n.network,
+        mac: n.mac?.toLowerCase() ?? randomMac(),
+      })),
+      boot,
+      snapshots: [],
+      power: 'stopped',
+      generation: 1,
+      createdAt: now,
+      updatedAt: now,
+    };
+    if (input.placement && Object.keys(input.placement).length > 0) vm.placement = { ...input.placement };
+    if (input.description !== undefined) vm.description = input.description;
+    if (!input.agent) vm.agent = false;
     try {
-      for (const p of planned) {
-        await this.pool(p.disk.pool).createDisk(p.disk.volume, p.disk.sizeBytes, p.backing);
-        created.push(p.disk);
-      }
-      const now = new Date().toISOString();
-      const vm: VmRecord = {
-        id,
-        name: input.name,
-        node: this.nodeName,
-        vcpus: input.vcpus,
-        memoryMiB: input.memoryMiB,
-        machine: input.machine,
-        disks: planned.map((p) => p.disk),
-        networks: input.networks.map((n, i) => ({
-          id: `net${i}`,
-          network: n.network,
-          mac: n.mac?.toLowerCase() ?? randomMac(),
-        })),
-        boot,
-        snapshots: [],
-        power: 'stopped',
-        generation: 1,
-        createdAt: now,
-        updatedAt: now,
-      };
-      if (input.description !== undefined) vm.description = input.description;
-      if (!input.agent) vm.agent = false;
       await this.store.txn(
         {
           when: [
@@ -207,24 +241,42 @@ export class VmService {
         },
         `a VM named "${vm.name}" was just created by someone else; pick another name`,
       );
-      return this.view(vm);
     } catch (err) {
-      // etcd retries a transaction whose reply was lost: it may have committed after all. Only delete
-      // the new disks when the record is surely not there; when unsure, leave them (orphans, not loss).
-      const outcome = await this.store.get<VmRecord>(keys.vm(id)).then(
-        (r) => (r ? 'committed' : 'absent'),
-        () => 'unknown',
-      );
-      if (outcome === 'committed') return this.view((await this.find(id)).value);
-      if (outcome === 'absent') {
-        for (const d of created)
-          await this.pool(d.pool)
-            .deleteDisk(d.volume)
-            .catch(() => {});
+      // etcd retries a transaction whose reply was lost: it may have committed after all.
+      if (!(await this.store.get<VmRecord>(keys.vm(id)).catch(() => undefined))) {
+        if (NfError.isCode(err, 'conflict')) throw new NfError('already_exists', err.message);
+        throw err;
       }
-      if (NfError.isCode(err, 'conflict')) throw new NfError('already_exists', err.message);
-      throw err;
     }
+    this.onCreated?.();
+    return this.view(await this.waitPlaced(id, this.placeWaitMs));
+  }
+
+  /** Called after a VM record is written (the leader's placement wakes up). */
+  onCreated?: () => void;
+  placeWaitMs = 15_000;
+
+  /** Waits until the scheduler placed the VM or said why it cannot, up to a deadline. */
+  private async waitPlaced(id: string, timeoutMs: number): Promise<VmRecord> {
+    const done = (v: Versioned<VmRecord> | undefined) => !v || !!v.value.node || !!v.value.pending;
+    let rec = await this.store.get<VmRecord>(keys.vm(id));
+    if (done(rec)) return (rec ?? (await this.find(id))).value;
+    let wake: () => void = () => {};
+    const cancel = await this.store.watchPrefix(keys.vm(id), () => wake());
+    try {
+      const deadline = Date.now() + timeoutMs;
+      while (!done(rec) && Date.now() < deadline) {
+        await new Promise<void>((r) => {
+          wake = r;
+          setTimeout(r, Math.min(1000, Math.max(0, deadline - Date.now())));
+        });
+        rec = await this.store.get<VmRecord>(keys.vm(id));
+      }
+    } finally {
+      await cancel().catch(() => {});
+    }
+    if (rec?.value.node) this.node.locate(id, rec.value.node);
+    return (rec ?? (await this.find(id))).value;
   }
 
   async delete(ref: string, force: boolean): Promise<void> {
@@ -232,6 +284,11 @@ export class VmService {
     await this.reconciler.lock.run(first.value.id, async () => {
       const cur = await this.find(first.value.id);
       const vm = cur.value;
+      if (vm.node && !this.node.reachable(vm.node))
+        throw new NfError(
+          'unavailable',
+          `host ${vm.node} of VM "${vm.name}" is not reachable; its disks cannot be deleted now (nothing was deleted)`,
+        );
       // Decide by the process, not the state label: a VM in error can still have a live QEMU.
       if (this.node.hasProcess(vm.id)) {
         if (!force) {
@@ -256,8 +313,11 @@ export class VmService {
         // A retried transaction may have gone through already: only a record still there is a conflict.
         if (!NfError.isCode(err, 'conflict') || (await this.store.get(cur.key))) throw err;
       }
-      for (const d of vm.disks) await this.pool(d.pool).deleteDisk(d.volume);
-      await this.node.forgetVm(vm.id);
+      if (vm.node) {
+        for (const d of vm.disks) await this.node.on(vm.node).deleteVolume(d.pool, d.volume);
+        await this.node.forgetVm(vm.id);
+      }
+      this.node.forget(vm.id);
     });
   }
 
@@ -269,7 +329,8 @@ export class VmService {
       vcpus: vm.vcpus,
       memoryMiB: vm.memoryMiB,
       machine: vm.machine,
-      disks: vm.disks.map((d) => ({ id: d.id, path: this.pool(d.pool).diskPath(d.volume), format: 'qcow2' })),
+      // The host resolves pool volumes and image files to its own paths.
+      disks: vm.disks.map((d) => ({ id: d.id, path: '', pool: d.pool, volume: d.volume, format: 'qcow2' })),
       nics: vm.networks.map((n) => ({ id: n.id, network: n.network, type: 'nat', mac: n.mac })),
       boot: { kind: 'disk', index: 0 },
       agent: vm.agent !== false,
@@ -281,17 +342,15 @@ export class VmService {
       if (b.cmdline) spec.boot.cmdline = b.cmdline;
     } else if ('cdrom' in b) {
       spec.boot = { kind: 'cdrom' };
-      spec.cdrom = { path: 'path' in b.cdrom ? b.cdrom.path : await this.images.path(b.cdrom.image) };
+      if ('path' in b.cdrom) spec.cdrom = { path: b.cdrom.path };
+      else {
+        const img = (await this.images.find(b.cdrom.image)).value;
+        spec.cdrom = { path: '', pool: img.pool, file: img.file };
+      }
     } else {
       spec.boot = { kind: 'disk', index: b.disk };
     }
     return spec;
-  }
-
-  pool(name: string): DirPool {
-    const pool = this.pools.get(name);
-    if (!pool) throw new NfError('validation_failed', `storage pool "${name}" does not exist (try "local")`);
-    return pool;
   }
 
   private async resolveBoot(

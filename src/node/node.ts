@@ -1,10 +1,12 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { open, readFile, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { cpus, freemem, hostname, loadavg, release, totalmem, uptime } from 'node:os';
 import { join } from 'node:path';
 import { NfError } from '../errors';
 import type { DirPool } from '../storage/dir-pool';
 import { writeFileAtomic } from '../util/fs';
+import type { HostPaths } from '../util/host-paths';
 import { KeyedLock } from '../util/lock';
 import { createLogger } from '../util/log';
 import { pidAlive, procCmdline, readPidfile } from '../util/proc';
@@ -15,7 +17,7 @@ import type { VmInstance, VmmDriver, VmRunSpec } from '../vmm/types';
 import { AgentTracker } from './agent';
 import { MetricsCollector, type VmSampleSource } from './metrics';
 import type { Point } from './series';
-import type { NodeApi, NodeInfo, StopOptions, VmStatus } from './types';
+import type { ConsoleStream, NodeApi, NodeInfo, StopOptions, VmStatus } from './types';
 
 const log = createLogger('node');
 const VM_ID = /^[0-9a-f-]{36}$/;
@@ -47,6 +49,8 @@ export class Node implements NodeApi {
     private readonly pools: Map<string, DirPool>,
     private readonly accel: AccelChoice,
     private readonly qemuVersion: string,
+    /** Host files a controller may name as kernel, initrd or CD-ROM; checked again here, on the host. */
+    private readonly hostPaths?: HostPaths,
   ) {}
 
   runDir(id: string): string {
@@ -106,6 +110,12 @@ export class Node implements NodeApi {
     } else {
       this.setStatus({ id, state: 'stopped' });
     }
+  }
+
+  /** Every VM this node has a status, process or run directory for. */
+  knownVmIds(): string[] {
+    const ids = new Set([...this.statuses.keys(), ...this.instances.keys(), ...this.orphans.keys()]);
+    return [...ids];
   }
 
   hasProcess(id: string): boolean {
@@ -195,7 +205,8 @@ export class Node implements NodeApi {
     return () => this.listeners.delete(listener);
   }
 
-  startVm(spec: VmRunSpec): Promise<VmStatus> {
+  startVm(requested: VmRunSpec): Promise<VmStatus> {
+    const spec = this.resolveSpec(requested);
     return this.serialize(spec.id, async () => {
       if (this.hasProcess(spec.id)) {
         throw new NfError(
@@ -399,6 +410,76 @@ export class Node implements NodeApi {
     } finally {
       await fh.close();
     }
+  }
+
+  openConsole(id: string): Promise<ConsoleStream> {
+    this.running(id);
+    const path = join(this.runDir(id), 'vnc.sock');
+    if (!existsSync(path)) throw new NfError('invalid_state', 'the VM has no VNC console socket');
+    return new Promise((resolve, reject) => {
+      const sock = connect(path);
+      const closers: ((error?: string) => void)[] = [];
+      let closed = false;
+      const finish = (error?: string) => {
+        if (closed) return;
+        closed = true;
+        for (const c of closers) c(error);
+      };
+      sock.once('connect', () =>
+        resolve({
+          write: (d) => void sock.write(d),
+          onData: (l) => void sock.on('data', (b: Buffer) => l(b)),
+          onClose: (l) => void closers.push(l),
+          close: () => sock.destroy(),
+        }),
+      );
+      sock.once('error', (err) => {
+        reject(new NfError('unavailable', `cannot reach the VNC server of the VM: ${err.message}`));
+        finish(err.message);
+      });
+      sock.once('close', () => finish());
+    });
+  }
+
+  async createVolume(
+    pool: string,
+    volume: string,
+    sizeBytes: number,
+    backing?: { file: string; format: 'qcow2' | 'raw' },
+  ): Promise<void> {
+    const p = this.pool(pool);
+    await p.createDisk(
+      volume,
+      sizeBytes,
+      backing ? { path: p.imagePath(backing.file), format: backing.format } : undefined,
+    );
+  }
+
+  async deleteVolume(pool: string, volume: string): Promise<void> {
+    await this.pool(pool).deleteDisk(volume);
+  }
+
+  async deleteImageFile(pool: string, file: string): Promise<void> {
+    await rm(this.pool(pool).imagePath(file), { force: true });
+  }
+
+  /**
+   * Turns pool references into paths in this host's pools, and checks host files against this host's
+   * allow-list: a controller's word is not enough to hand a host file to a guest.
+   */
+  private resolveSpec(spec: VmRunSpec): VmRunSpec {
+    const out: VmRunSpec = structuredClone(spec);
+    for (const d of out.disks) {
+      if (d.pool !== undefined && d.volume !== undefined) d.path = this.pool(d.pool).diskPath(d.volume);
+    }
+    if (out.cdrom?.pool !== undefined && out.cdrom.file !== undefined)
+      out.cdrom.path = this.pool(out.cdrom.pool).imagePath(out.cdrom.file);
+    else if (out.cdrom) this.hostPaths?.file(out.cdrom.path, 'cdrom');
+    if (out.boot.kind === 'kernel') {
+      this.hostPaths?.file(out.boot.kernel, 'kernel');
+      if (out.boot.initrd) this.hostPaths?.file(out.boot.initrd, 'initrd');
+    }
+    return out;
   }
 
   forgetVm(id: string): Promise<void> {

@@ -35,6 +35,15 @@ export interface StopOptions {
   timeoutMs?: number;
 }
 
+/** A byte stream to a running VM's VNC server (RFB), wherever the VM runs. */
+export interface ConsoleStream {
+  write(data: Uint8Array): void;
+  onData(listener: (data: Uint8Array) => void): void;
+  /** Called once when the stream ends, from either side; `error` when it broke. */
+  onClose(listener: (error?: string) => void): void;
+  close(): void;
+}
+
 /**
  * What the controller may ask of a node. On one host the controller calls this directly; in a cluster
  * the gRPC service implements the same interface on the wire.
@@ -60,8 +69,8 @@ export interface NodeApi {
   ): Promise<void>;
   consoleLog(id: string, maxBytes?: number): Promise<string>;
   /** Monitoring points of a VM: the last hour at full resolution ('fine') or a day of averages. */
-  vmMetrics(id: string, range: 'fine' | 'coarse'): Point[];
-  hostMetrics(range: 'fine' | 'coarse'): Point[];
+  vmMetrics(id: string, range: 'fine' | 'coarse'): Point[] | Promise<Point[]>;
+  hostMetrics(range: 'fine' | 'coarse'): Point[] | Promise<Point[]>;
   /** Runs a guest agent command in the VM (the agent must be connected). */
   guestCommand<T>(
     id: string,
@@ -69,6 +78,19 @@ export interface NodeApi {
     args?: Record<string, unknown>,
     opts?: { timeoutMs?: number; noReply?: boolean },
   ): Promise<T>;
+  /** Opens the VM's VNC console (the VM must be running). */
+  openConsole(id: string): Promise<ConsoleStream>;
+  /** Creates a thin qcow2 volume in one of the node's pools, optionally cloned from an image file there. */
+  createVolume(
+    pool: string,
+    volume: string,
+    sizeBytes: number,
+    backing?: { file: string; format: 'qcow2' | 'raw' },
+  ): Promise<void>;
+  /** Deletes a volume; a volume already gone is not an error. */
+  deleteVolume(pool: string, volume: string): Promise<void>;
+  /** Deletes an image file from one of the node's pools. */
+  deleteImageFile(pool: string, file: string): Promise<void>;
   /** True while a QEMU process of this VM exists (managed, or alive but unreachable). */
   hasProcess(id: string): boolean;
   /** Forgets a stopped VM's run directory (on VM delete). */

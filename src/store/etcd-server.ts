@@ -15,6 +15,24 @@ interface EtcdPorts {
   peer: number;
 }
 
+/** A member of a cluster's etcd: TLS for clients and peers from the cluster CA, fixed ports on the host's IP. */
+export interface EtcdMemberConfig {
+  name: string;
+  host: string;
+  clientPort: number;
+  peerPort: number;
+  /** name=peerUrl,... as the cluster had it when this member was added. */
+  initialCluster: string;
+  state: 'new' | 'existing';
+  /** PEM file paths: the cluster CA, this host's certificate and key (serving and client). */
+  tls: { ca: string; cert: string; key: string };
+}
+
+export function memberUrls(host: string, clientPort: number, peerPort: number) {
+  const h = host.includes(':') ? `[${host}]` : host;
+  return { clientUrl: `https://${h}:${clientPort}`, peerUrl: `https://${h}:${peerPort}` };
+}
+
 /**
  * The embedded single-member etcd of `serve --dev`. Like a QEMU process it is started detached with a
  * pidfile, so a daemon killed with -9 finds it again instead of fighting over the data dir lock, and a
@@ -29,18 +47,26 @@ export class EmbeddedEtcd {
   private restarts = 0;
   private restarting = false;
 
-  constructor(dataDir: string) {
+  constructor(
+    dataDir: string,
+    /** A cluster member (TLS, the host's address); without it a loopback single member for --dev. */
+    private readonly member?: EtcdMemberConfig,
+  ) {
     this.dir = join(dataDir, 'etcd');
   }
 
   get endpoint(): string {
+    if (this.member)
+      return memberUrls(this.member.host, this.member.clientPort, this.member.peerPort).clientUrl;
     if (!this.ports) throw new Error('etcd not started');
     return `http://127.0.0.1:${this.ports.client}`;
   }
 
   async start(): Promise<void> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    this.ports = await this.loadPorts();
+    this.ports = this.member
+      ? { client: this.member.clientPort, peer: this.member.peerPort }
+      : await this.loadPorts();
     const existing = this.adoptable();
     if (existing) {
       log.info('adopting running etcd', { pid: existing });
@@ -82,26 +108,40 @@ export class EmbeddedEtcd {
       : undefined;
   }
 
-  private async launch(): Promise<void> {
-    const { client, peer } = this.ports!;
-    const peerUrl = `http://127.0.0.1:${peer}`;
-    const args = [
+  private memberArgs(m: EtcdMemberConfig): string[] {
+    const { clientUrl, peerUrl } = memberUrls(m.host, m.clientPort, m.peerPort);
+    const fresh = !existsSync(join(this.dir, 'member-data'));
+    return [
       '--name',
-      'neuroflow',
+      m.name,
       '--data-dir',
       join(this.dir, 'member-data'),
       '--listen-client-urls',
-      `http://127.0.0.1:${client}`,
+      clientUrl,
       '--advertise-client-urls',
-      `http://127.0.0.1:${client}`,
+      clientUrl,
       '--listen-peer-urls',
       peerUrl,
       '--initial-advertise-peer-urls',
       peerUrl,
       '--initial-cluster',
-      `neuroflow=${peerUrl}`,
+      m.initialCluster,
       '--initial-cluster-state',
-      existsSync(join(this.dir, 'member-data')) ? 'existing' : 'new',
+      fresh ? m.state : 'existing',
+      '--client-cert-auth',
+      '--trusted-ca-file',
+      m.tls.ca,
+      '--cert-file',
+      m.tls.cert,
+      '--key-file',
+      m.tls.key,
+      '--peer-client-cert-auth',
+      '--peer-trusted-ca-file',
+      m.tls.ca,
+      '--peer-cert-file',
+      m.tls.cert,
+      '--peer-key-file',
+      m.tls.key,
       '--auto-compaction-retention',
       '1h',
       '--quota-backend-bytes',
@@ -109,6 +149,37 @@ export class EmbeddedEtcd {
       '--log-outputs',
       'stderr',
     ];
+  }
+
+  private async launch(): Promise<void> {
+    const { client, peer } = this.ports!;
+    const peerUrl = `http://127.0.0.1:${peer}`;
+    const args = this.member
+      ? this.memberArgs(this.member)
+      : [
+          '--name',
+          'neuroflow',
+          '--data-dir',
+          join(this.dir, 'member-data'),
+          '--listen-client-urls',
+          `http://127.0.0.1:${client}`,
+          '--advertise-client-urls',
+          `http://127.0.0.1:${client}`,
+          '--listen-peer-urls',
+          peerUrl,
+          '--initial-advertise-peer-urls',
+          peerUrl,
+          '--initial-cluster',
+          `neuroflow=${peerUrl}`,
+          '--initial-cluster-state',
+          existsSync(join(this.dir, 'member-data')) ? 'existing' : 'new',
+          '--auto-compaction-retention',
+          '1h',
+          '--quota-backend-bytes',
+          String(2 * 1024 ** 3),
+          '--log-outputs',
+          'stderr',
+        ];
     const logFd = openSync(join(this.dir, 'etcd.log'), 'a', 0o600);
     try {
       const child = spawn(etcdBinary(), args, { detached: true, stdio: ['ignore', logFd, logFd] });
@@ -139,6 +210,19 @@ export class EmbeddedEtcd {
           throw new NfError('unavailable', `etcd exited during start; see ${join(this.dir, 'etcd.log')}`);
         }
         try {
+          if (this.member) {
+            // A learner answers no linearizable /health: a TLS /version reply says the member is up.
+            const t = this.member.tls;
+            const res = await fetch(`${this.endpoint}/version`, {
+              signal: AbortSignal.timeout(1000),
+              tls: {
+                ca: readFileSync(t.ca, 'utf8'),
+                cert: readFileSync(t.cert, 'utf8'),
+                key: readFileSync(t.key, 'utf8'),
+              },
+            } as RequestInit);
+            return res.ok;
+          }
           const res = await fetch(`${this.endpoint}/health`, { signal: AbortSignal.timeout(1000) });
           return res.ok && ((await res.json()) as { health?: string }).health === 'true';
         } catch {

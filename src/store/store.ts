@@ -35,15 +35,31 @@ export interface Store {
  */
 export class EtcdStore implements Store {
   readonly client: Etcd3;
+  private readonly options: IOptions;
 
-  constructor(endpoint: string, options: Partial<IOptions> = {}) {
-    this.client = new Etcd3({
+  constructor(endpoint: string | string[], options: Partial<IOptions> = {}) {
+    this.options = {
       hosts: endpoint,
       dialTimeout: 3000,
       // A stalled etcd must not hang API calls and per-VM locks forever.
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 10_000 }),
       ...options,
-    });
+    };
+    this.client = new Etcd3(this.options);
+  }
+
+  /**
+   * Runs fn with a client of its own, closed afterwards. For membership changes, which etcd refuses
+   * with UNAVAILABLE while the cluster settles: on the shared client that would trip its circuit breaker
+   * and fail every other call for a while.
+   */
+  async withOwnClient<R>(fn: (client: Etcd3) => Promise<R>): Promise<R> {
+    const client = new Etcd3(this.options);
+    try {
+      return await fn(client);
+    } finally {
+      client.close();
+    }
   }
 
   async get<T>(key: string): Promise<Versioned<T> | undefined> {

@@ -8,7 +8,10 @@ export type Accelerator = 'kvm' | 'tcg';
 export interface DiskRun {
   /** Stable id inside the VM ("disk0"), also the QEMU node name. */
   id: string;
+  /** A host path; a controller sends pool + volume instead and the node resolves the path in its pool. */
   path: string;
+  pool?: string;
+  volume?: string;
   format: 'qcow2' | 'raw';
   readOnly?: boolean;
 }
@@ -34,7 +37,8 @@ export interface VmRunSpec {
   memoryMiB: number;
   machine: 'q35' | 'pc';
   disks: DiskRun[];
-  cdrom?: { path: string };
+  /** A host path, or an image file in one of the node's pools (the node resolves it). */
+  cdrom?: { path: string; pool?: string; file?: string };
   nics: NicRun[];
   boot: BootRun;
   /** Give the guest the virtio-serial port org.qemu.guest_agent.0 for a guest agent. */

@@ -122,15 +122,20 @@ export class TestDaemon implements AsyncDisposable {
     const pids = [...this.qemuPids()];
     const etcd = this.etcdPid();
     if (etcd) pids.push(etcd);
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {}
-    }
-    await waitFor(() => pids.every((p) => !pidAlive(p)), {
-      timeoutMs: 10_000,
-      what: 'test processes to die',
-    }).catch(() => {});
+    await killAll(pids);
     rmSync(this.dataDir, { recursive: true, force: true });
   }
+}
+
+/** SIGKILLs the processes and waits (bounded) until they are gone. */
+export async function killAll(pids: number[]): Promise<void> {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {}
+  }
+  await waitFor(() => pids.every((p) => !pidAlive(p)), {
+    timeoutMs: 10_000,
+    what: 'test processes to die',
+  }).catch(() => {});
 }

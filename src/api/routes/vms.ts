@@ -166,7 +166,7 @@ export function vmRoutes(ctx: ApiContext) {
         metricsBody(
           range,
           ctx.metricsIntervalSec,
-          ctx.node.vmMetrics(vm.value.id, range === '1h' ? 'fine' : 'coarse'),
+          await ctx.node.vmMetrics(vm.value.id, range === '1h' ? 'fine' : 'coarse'),
         ),
         200,
       );

@@ -1,0 +1,250 @@
+/**
+ * The `Control` service: nodes report to the controllers over one long-lived Heartbeat stream each.
+ * The server side (controlHandlers) answers reports with Acks, Redirects to the leader, and the
+ * node's Assignment; the client side (HeartbeatClient) keeps the stream to the leader alive.
+ */
+import { type ClientDuplexStream, type ServerDuplexStream, status as Status } from '@grpc/grpc-js';
+import { NfError } from '../../errors';
+import { createLogger } from '../../util/log';
+import { parseHostPort } from '../../util/net';
+import * as pb from '../gen/neuroflow/v1/node';
+import { toGrpcError } from './errors';
+import { checkPeer } from './server';
+import {
+  clientChannelOptions,
+  clientCredentials,
+  describePeer,
+  type PeerIdentity,
+  peerIdentity,
+  type TlsPems,
+} from './tls';
+
+const log = createLogger('control');
+
+/**
+ * Handles one report of a node. May return the ids of the VMs the cluster assigns to that node; the
+ * stream sends an Assignment whenever that list differs from the last one it sent.
+ */
+export type ReportHandler = (
+  peer: PeerIdentity,
+  report: pb.NodeReport,
+) => string[] | undefined | Promise<string[] | undefined>;
+
+/** Any holder of a cluster certificate may report; the report must be about the caller's own host. */
+const anyMember = (p: PeerIdentity): boolean => p.role === 'controller' || p.role === 'worker';
+
+/**
+ * The `Control` service implementation of a controller, to pass with pb.ControlService to
+ * startGrpcServer. `leaderElsewhere` returns the leader's Control address when this controller is
+ * not the leader (the node is then redirected there), undefined when it is.
+ */
+export function controlHandlers(
+  onReport: ReportHandler,
+  leaderElsewhere: () => { address: string; name: string } | undefined,
+  opts: { authorize?: (peer: PeerIdentity) => boolean } = {},
+): pb.ControlServer {
+  const authorize = opts.authorize ?? anyMember;
+  return {
+    heartbeat: (call: ServerDuplexStream<pb.NodeReport, pb.ControlMessage>) => {
+      const peer = peerIdentity(call);
+      const fail = (err: unknown) => {
+        if (!call.writableEnded) call.emit('error', toGrpcError(err));
+      };
+      try {
+        checkPeer(peer, authorize, 'Control');
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      let last: string[] | undefined;
+      let queue = Promise.resolve();
+      call.on('data', (report: pb.NodeReport) => {
+        queue = queue
+          .then(async () => {
+            if (call.writableEnded || call.cancelled) return;
+            if (report.node !== peer.name) {
+              throw new NfError('forbidden', `${describePeer(peer)} may not report as node "${report.node}"`);
+            }
+            const leader = leaderElsewhere();
+            if (leader) {
+              call.write({
+                kind: { $case: 'redirect', value: { leader: leader.address, leaderName: leader.name } },
+              });
+              call.end();
+              return;
+            }
+            const assignment = await onReport(peer, report);
+            if (call.writableEnded || call.cancelled) return;
+            call.write({ kind: { $case: 'ack', value: { seq: report.seq } } });
+            if (assignment && assignment.join('\n') !== last?.join('\n')) {
+              last = [...assignment];
+              call.write({ kind: { $case: 'assignment', value: { vmIds: last } } });
+            }
+          })
+          .catch(fail);
+      });
+      call.on('end', () => {
+        if (!call.writableEnded) call.end();
+      });
+    },
+  };
+}
+
+export interface HeartbeatOptions {
+  /** host:port of the controllers' Control service; the client tries them in turn. */
+  controllers: string[];
+  /** This node's certificate (CN = its name), key and the cluster CA. */
+  tls: TlsPems;
+  /** The report to send; seq is filled in. */
+  report: () => Omit<pb.NodeReport, 'seq'> | Promise<Omit<pb.NodeReport, 'seq'>>;
+  /** Time between reports (2 s). */
+  intervalMs?: number;
+  /** First and longest wait before trying the next controller (250 ms, 5 s). */
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  /** The name a controller's certificate must carry; by default the host part of its address. */
+  serverName?: (address: string) => string;
+}
+
+/**
+ * The node's end of the Heartbeat: keeps a stream to a controller (following Redirects to the leader,
+ * moving on to the next controller on failure), sends a report every intervalMs and on sendNow(), and
+ * hands received Assignments to onAssignment listeners.
+ */
+export class HeartbeatClient {
+  private readonly listeners = new Set<(vmIds: string[]) => void>();
+  private readonly intervalMs: number;
+  private readonly reconnectMinMs: number;
+  private readonly reconnectMaxMs: number;
+  private backoffMs: number;
+  private client?: pb.ControlClient;
+  private stream?: ClientDuplexStream<pb.NodeReport, pb.ControlMessage>;
+  private target?: string;
+  private next = 0;
+  private redirectTo?: string;
+  /** Host names of redirect targets, learnt from the redirects. */
+  private readonly redirectNames = new Map<string, string>();
+  private redirects = 0;
+  private seq = 0;
+  private sending = false;
+  private again = false;
+  private timer?: ReturnType<typeof setInterval>;
+  private retry?: ReturnType<typeof setTimeout>;
+  private stopped = true;
+  private acked = false;
+
+  constructor(private readonly opts: HeartbeatOptions) {
+    if (opts.controllers.length === 0)
+      throw new NfError('validation_failed', 'no controller address to report to');
+    this.intervalMs = opts.intervalMs ?? 2000;
+    this.reconnectMinMs = opts.reconnectMinMs ?? 250;
+    this.reconnectMaxMs = opts.reconnectMaxMs ?? 5000;
+    this.backoffMs = this.reconnectMinMs;
+  }
+
+  /** The controller the stream is open to, once it has acknowledged a report. */
+  get controller(): string | undefined {
+    return this.acked ? this.target : undefined;
+  }
+
+  /** Called with the VM ids the cluster assigns to this node, each time they change. */
+  onAssignment(listener: (vmIds: string[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.timer = setInterval(() => this.sendNow(), this.intervalMs);
+    this.connect();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
+    clearTimeout(this.retry);
+    this.disconnect();
+  }
+
+  /** Sends a report now (e.g. after a VM changed state) instead of at the next tick. */
+  sendNow(): void {
+    if (!this.stream || this.stopped) return;
+    if (this.sending) {
+      this.again = true;
+      return;
+    }
+    this.sending = true;
+    void (async () => {
+      try {
+        do {
+          this.again = false;
+          const report = await this.opts.report();
+          this.stream?.write({ ...report, seq: ++this.seq });
+        } while (this.again && this.stream);
+      } catch (err) {
+        log.warn('building the node report failed', { err });
+      } finally {
+        this.sending = false;
+      }
+    })();
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const address = this.redirectTo ?? this.opts.controllers[this.next++ % this.opts.controllers.length]!;
+    this.redirectTo = undefined;
+    const name =
+      this.redirectNames.get(address) ?? this.opts.serverName?.(address) ?? parseHostPort(address, 0).host;
+    const client = new pb.ControlClient(
+      address,
+      clientCredentials(this.opts.tls, name),
+      clientChannelOptions(name),
+    );
+    const stream = client.heartbeat();
+    this.client = client;
+    this.stream = stream;
+    this.target = address;
+    this.acked = false;
+    stream.on('data', (m: pb.ControlMessage) => this.onMessage(m));
+    stream.on('error', () => {}); // 'status' follows
+    stream.on('status', (s: { code: number; details: string }) => {
+      if (this.stream !== stream) return;
+      // Refusals (not a member, wrong certificate) deserve a word; a controller going away does not.
+      const quiet = s.code === Status.OK || s.code === Status.UNAVAILABLE || s.code === Status.CANCELLED;
+      log[quiet ? 'debug' : 'warn']('heartbeat stream ended', { address, code: s.code, details: s.details });
+      this.disconnect();
+      if (this.stopped) return;
+      // A redirect is followed at once, unless controllers keep bouncing the node around.
+      const wait = this.redirectTo && this.redirects <= 3 ? 0 : this.backoffMs;
+      if (!this.redirectTo || this.redirects > 3)
+        this.backoffMs = Math.min(this.backoffMs * 2, this.reconnectMaxMs);
+      this.retry = setTimeout(() => this.connect(), wait);
+    });
+    this.sendNow();
+  }
+
+  private onMessage(m: pb.ControlMessage): void {
+    const k = m.kind;
+    if (k?.$case === 'ack') {
+      this.acked = true;
+      this.redirects = 0;
+      this.backoffMs = this.reconnectMinMs;
+    } else if (k?.$case === 'redirect') {
+      this.redirectTo = k.value.leader;
+      if (k.value.leaderName) this.redirectNames.set(k.value.leader, k.value.leaderName);
+      this.redirects++;
+    } else if (k?.$case === 'assignment') {
+      for (const l of this.listeners) l(k.value.vmIds);
+    }
+  }
+
+  private disconnect(): void {
+    const stream = this.stream;
+    this.stream = undefined;
+    this.acked = false;
+    stream?.cancel();
+    this.client?.close();
+    this.client = undefined;
+  }
+}

@@ -1,0 +1,205 @@
+/**
+ * Conversions between the NodeApi types (src/node/types.ts, src/vmm/types.ts) and their protobuf
+ * messages. Strings that are TypeScript unions on one side travel as plain strings and are checked
+ * on the way in, so a bad value fails loudly instead of spreading.
+ */
+import { NfError } from '../../errors';
+import type { AgentState } from '../../node/agent';
+import type { Point } from '../../node/series';
+import type { NodeInfo, StopOptions, VmStatus } from '../../node/types';
+import type { BootRun, DiskRun, NicRun, VmRunSpec } from '../../vmm/types';
+import type * as pb from '../gen/neuroflow/v1/node';
+
+function oneOf<T extends string>(value: string, allowed: readonly T[], what: string): T {
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  throw new NfError('validation_failed', `${what} "${value}" is not one of ${allowed.join(', ')}`);
+}
+
+/** Copies the keys whose value is not undefined (proto3 `optional` fields arrive as undefined). */
+function defined<T extends object>(obj: T): T {
+  for (const k of Object.keys(obj) as (keyof T)[]) if (obj[k] === undefined) delete obj[k];
+  return obj;
+}
+
+export function nodeInfoToPb(i: NodeInfo): pb.NodeInfo {
+  return { ...i, pools: i.pools.map((p) => ({ ...p })), loadAvg: [...i.loadAvg] };
+}
+
+export function nodeInfoFromPb(i: pb.NodeInfo): NodeInfo {
+  return {
+    name: i.name,
+    cpus: i.cpus,
+    cpuModel: i.cpuModel,
+    memoryTotalBytes: i.memoryTotalBytes,
+    memoryAvailableBytes: i.memoryAvailableBytes,
+    accelerator: oneOf(i.accelerator, ['kvm', 'tcg'], 'accelerator'),
+    acceleratorReason: i.acceleratorReason,
+    qemuVersion: i.qemuVersion,
+    kernel: i.kernel,
+    uptimeSec: i.uptimeSec,
+    loadAvg: i.loadAvg,
+    pools: i.pools.map((p) => ({
+      name: p.name,
+      type: p.type,
+      totalBytes: p.totalBytes,
+      freeBytes: p.freeBytes,
+    })),
+  };
+}
+
+function agentToPb(a: AgentState): pb.AgentState {
+  return defined({
+    status: a.status,
+    version: a.version,
+    flavour: a.flavour,
+    commands: a.commands ?? [],
+    hasCommands: a.commands !== undefined,
+  });
+}
+
+function agentFromPb(a: pb.AgentState): AgentState {
+  const flavours = ['neuroflow', 'qemu-ga'] as const;
+  return defined<AgentState>({
+    status: oneOf(a.status, ['connected', 'absent', 'disabled'], 'agent status'),
+    version: a.version,
+    flavour: a.flavour === undefined ? undefined : oneOf(a.flavour, flavours, 'agent flavour'),
+    commands: a.hasCommands ? a.commands : undefined,
+  });
+}
+
+export function vmStatusToPb(s: VmStatus, hasProcess: boolean): pb.VmStatus {
+  return defined({
+    id: s.id,
+    agent: s.agent && agentToPb(s.agent),
+    state: s.state,
+    pid: s.pid,
+    startedAt: s.startedAt,
+    reason: s.reason,
+    updatedAt: s.updatedAt,
+    hasProcess,
+  });
+}
+
+export function vmStatusFromPb(s: pb.VmStatus): VmStatus {
+  return defined({
+    id: s.id,
+    agent: s.agent && agentFromPb(s.agent),
+    state: oneOf(s.state, ['running', 'paused', 'stopped', 'error'], 'VM state'),
+    pid: s.pid,
+    startedAt: s.startedAt,
+    reason: s.reason,
+    updatedAt: s.updatedAt,
+  });
+}
+
+function bootToPb(b: BootRun): pb.BootRun {
+  switch (b.kind) {
+    case 'kernel':
+      return {
+        kind: { $case: 'kernel', value: defined({ kernel: b.kernel, initrd: b.initrd, cmdline: b.cmdline }) },
+      };
+    case 'cdrom':
+      return { kind: { $case: 'cdrom', value: {} } };
+    case 'disk':
+      return { kind: { $case: 'disk', value: { index: b.index } } };
+  }
+}
+
+function bootFromPb(b: pb.BootRun | undefined): BootRun {
+  const k = b?.kind;
+  switch (k?.$case) {
+    case 'kernel':
+      return defined({
+        kind: 'kernel',
+        kernel: k.value.kernel,
+        initrd: k.value.initrd,
+        cmdline: k.value.cmdline,
+      });
+    case 'cdrom':
+      return { kind: 'cdrom' };
+    case 'disk':
+      return { kind: 'disk', index: k.value.index };
+    default:
+      throw new NfError('validation_failed', 'the VM spec has no boot source');
+  }
+}
+
+export function specToPb(s: VmRunSpec): pb.VmRunSpec {
+  return defined({
+    id: s.id,
+    name: s.name,
+    vcpus: s.vcpus,
+    memoryMib: s.memoryMiB,
+    machine: s.machine,
+    disks: s.disks.map((d) => defined({ ...d })),
+    cdrom: s.cdrom && defined({ path: s.cdrom.path, pool: s.cdrom.pool, file: s.cdrom.file }),
+    nics: s.nics.map((n) => ({ ...n })),
+    boot: bootToPb(s.boot),
+    agent: s.agent,
+  });
+}
+
+export function specFromPb(s: pb.VmRunSpec | undefined): VmRunSpec {
+  if (!s) throw new NfError('validation_failed', 'the request has no VM spec');
+  const disk = (d: pb.DiskRun): DiskRun =>
+    defined({
+      id: d.id,
+      path: d.path,
+      pool: d.pool,
+      volume: d.volume,
+      format: oneOf(d.format, ['qcow2', 'raw'], 'disk format'),
+      readOnly: d.readOnly,
+    });
+  const nic = (n: pb.NicRun): NicRun => ({
+    id: n.id,
+    network: n.network,
+    type: oneOf(n.type, ['nat'], 'NIC type'),
+    mac: n.mac,
+  });
+  return defined({
+    id: s.id,
+    name: s.name,
+    vcpus: s.vcpus,
+    memoryMiB: s.memoryMib,
+    machine: oneOf(s.machine, ['q35', 'pc'], 'machine'),
+    disks: s.disks.map(disk),
+    cdrom: s.cdrom && defined({ path: s.cdrom.path, pool: s.cdrom.pool, file: s.cdrom.file }),
+    nics: s.nics.map(nic),
+    boot: bootFromPb(s.boot),
+    agent: s.agent,
+  });
+}
+
+export function stopOptionsToPb(o: StopOptions | undefined): pb.StopOptions {
+  return defined({ force: o?.force, timeoutMs: o?.timeoutMs });
+}
+
+export function stopOptionsFromPb(o: pb.StopOptions | undefined): StopOptions {
+  return defined({ force: o?.force, timeoutMs: o?.timeoutMs });
+}
+
+export function pointToPb(p: Point): pb.Point {
+  const values: Record<string, number> = {};
+  const nullKeys: string[] = [];
+  for (const [k, v] of Object.entries(p)) {
+    if (k === 't') continue;
+    if (v === null) nullKeys.push(k);
+    else values[k] = v;
+  }
+  return { t: p.t, values, nullKeys };
+}
+
+export function pointFromPb(p: pb.Point): Point {
+  const out: Point = { t: p.t };
+  for (const [k, v] of Object.entries(p.values)) out[k] = v;
+  for (const k of p.nullKeys) out[k] = null;
+  return out;
+}
+
+export function rangeFromPb(range: string): 'fine' | 'coarse' {
+  return oneOf(range, ['fine', 'coarse'], 'metrics range');
+}
+
+export function volumeFormatFromPb(format: string): 'qcow2' | 'raw' {
+  return oneOf(format, ['qcow2', 'raw'], 'image format');
+}

@@ -1,0 +1,195 @@
+/**
+ * The node side of the cluster: serves the `Node` gRPC service over a NodeApi (the local Node) so
+ * that controllers on other hosts can drive it through a RemoteNode.
+ */
+import type { ServerDuplexStream, ServerWritableStream } from '@grpc/grpc-js';
+import type { ConsoleStream, NodeApi, VmStatus } from '../../node/types';
+import * as pb from '../gen/neuroflow/v1/node';
+import {
+  nodeInfoToPb,
+  pointToPb,
+  rangeFromPb,
+  specFromPb,
+  stopOptionsFromPb,
+  vmStatusToPb,
+  volumeFormatFromPb,
+} from './convert';
+import { toGrpcError } from './errors';
+import { checkPeer, type GrpcServerHandle, type ServeOptions, startGrpcServer, unaryHandler } from './server';
+import { type PeerIdentity, peerIdentity } from './tls';
+
+export interface NodeServiceOptions {
+  /** Who may call; by default only holders of a controller certificate. */
+  authorize?: (peer: PeerIdentity) => boolean;
+  /**
+   * The ids of every VM the node knows, for the first update of WatchStatus. Without it, the server
+   * only knows the VMs it has seen a status of since it started (through onStatus or a call).
+   */
+  vmIds?: () => Iterable<string>;
+}
+
+export interface ServeNodeOptions extends ServeOptions, NodeServiceOptions {}
+
+/** The `Node` service over a NodeApi, to serve with pb.NodeService (possibly beside other services). */
+export interface NodeServiceHandlers {
+  readonly implementation: pb.NodeServer;
+  /** Ends the WatchStatus streams and stops listening to the node. */
+  close(): void;
+}
+
+/** The Node service of this host, running. */
+export interface NodeServerHandle {
+  readonly port: number;
+  /** Ends the WatchStatus streams and shuts the server down. */
+  stop(): Promise<void>;
+}
+
+/** Only controllers drive nodes. */
+export const controllersOnly = (p: PeerIdentity): boolean => p.role === 'controller';
+
+/** Serves `node` as the gRPC `Node` service on opts.host:opts.port over mTLS (a server of its own). */
+export async function serveNode(node: NodeApi, opts: ServeNodeOptions): Promise<NodeServerHandle> {
+  const handlers = nodeServiceHandlers(node, opts);
+  const handle: GrpcServerHandle = await startGrpcServer([[pb.NodeService, handlers.implementation]], opts);
+  return {
+    port: handle.port,
+    stop: async () => {
+      handlers.close();
+      await handle.stop();
+    },
+  };
+}
+
+/** The handlers of the `Node` service over `node`. */
+export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}): NodeServiceHandlers {
+  const authorize = opts.authorize ?? controllersOnly;
+  const seen = new Set<string>();
+  const watchers = new Set<ServerWritableStream<pb.WatchStatusRequest, pb.StatusUpdate>>();
+  const unary = <Req, Res>(fn: (req: Req) => Res | Promise<Res>) => unaryHandler(authorize, 'Node', fn);
+  const status = (s: VmStatus): pb.VmStatus => {
+    seen.add(s.id);
+    return vmStatusToPb(s, node.hasProcess(s.id));
+  };
+  const empty = async (p: Promise<void>): Promise<pb.Empty> => {
+    await p;
+    return {};
+  };
+
+  const unsubscribe = node.onStatus((s) => {
+    seen.add(s.id);
+    if (watchers.size === 0) return;
+    // The node's current view: a status event may lack the agent state that vmStatus() merges in.
+    const update: pb.StatusUpdate = { snapshot: false, vms: [status(node.vmStatus(s.id))] };
+    for (const w of watchers) if (!w.cancelled && !w.writableEnded) w.write(update);
+  });
+
+  const impl: pb.NodeServer = {
+    info: unary(async () => nodeInfoToPb(await node.info())),
+    startVm: unary(async (r: pb.StartVmRequest) => status(await node.startVm(specFromPb(r.spec)))),
+    stopVm: unary(async (r: pb.StopVmRequest) =>
+      status(await node.stopVm(r.id, stopOptionsFromPb(r.options))),
+    ),
+    pauseVm: unary(async (r: pb.VmRequest) => status(await node.pauseVm(r.id))),
+    resumeVm: unary(async (r: pb.VmRequest) => status(await node.resumeVm(r.id))),
+    resetVm: unary(async (r: pb.VmRequest) => status(await node.resetVm(r.id))),
+    snapshotVm: unary((r: pb.SnapshotRequest) => empty(node.snapshotVm(r.id, r.name, r.disks))),
+    deleteVmSnapshot: unary((r: pb.SnapshotRequest) => empty(node.deleteVmSnapshot(r.id, r.name, r.disks))),
+    revertVmSnapshot: unary((r: pb.SnapshotRequest) => empty(node.revertVmSnapshot(r.id, r.name, r.disks))),
+    consoleLog: unary(async (r: pb.ConsoleLogRequest) => ({ text: await node.consoleLog(r.id, r.maxBytes) })),
+    vmMetrics: unary(async (r: pb.VmMetricsRequest) => ({
+      points: (await node.vmMetrics(r.id, rangeFromPb(r.range))).map(pointToPb),
+    })),
+    hostMetrics: unary(async (r: pb.HostMetricsRequest) => ({
+      points: (await node.hostMetrics(rangeFromPb(r.range))).map(pointToPb),
+    })),
+    guestCommand: unary(async (r: pb.GuestCommandRequest): Promise<pb.GuestCommandResponse> => {
+      const args = r.argsJson === undefined ? undefined : (JSON.parse(r.argsJson) as Record<string, unknown>);
+      const opts: { timeoutMs?: number; noReply?: boolean } = {};
+      if (r.timeoutMs !== undefined) opts.timeoutMs = r.timeoutMs;
+      if (r.noReply !== undefined) opts.noReply = r.noReply;
+      const result = await node.guestCommand<unknown>(r.id, r.command, args, opts);
+      return result === undefined ? {} : { resultJson: JSON.stringify(result) };
+    }),
+    createVolume: unary((r: pb.CreateVolumeRequest) =>
+      empty(
+        node.createVolume(
+          r.pool,
+          r.volume,
+          r.sizeBytes,
+          r.backing && { file: r.backing.file, format: volumeFormatFromPb(r.backing.format) },
+        ),
+      ),
+    ),
+    deleteVolume: unary((r: pb.VolumeRequest) => empty(node.deleteVolume(r.pool, r.volume))),
+    deleteImageFile: unary((r: pb.ImageFileRequest) => empty(node.deleteImageFile(r.pool, r.file))),
+    hasProcess: unary((r: pb.VmRequest) => ({ hasProcess: node.hasProcess(r.id) })),
+    forgetVm: unary(async (r: pb.VmRequest) => {
+      await node.forgetVm(r.id);
+      seen.delete(r.id);
+      return {};
+    }),
+    console: (call: ServerDuplexStream<pb.ConsoleData, pb.ConsoleData>) => {
+      try {
+        checkPeer(peerIdentity(call), authorize, 'Node');
+      } catch (err) {
+        call.emit('error', toGrpcError(err));
+        return;
+      }
+      let stream: ConsoleStream | undefined;
+      let opening: Promise<void> | undefined;
+      const early: Uint8Array[] = [];
+      call.on('data', (m: pb.ConsoleData) => {
+        if (stream) {
+          if (m.data.length) stream.write(m.data);
+          return;
+        }
+        if (m.data.length) early.push(m.data);
+        if (opening) return;
+        opening = node.openConsole(m.vmId).then(
+          (s) => {
+            stream = s;
+            for (const d of early.splice(0)) s.write(d);
+            s.onData((d) => {
+              if (!call.writableEnded) call.write({ vmId: '', data: Buffer.from(d) });
+            });
+            s.onClose(() => {
+              if (!call.writableEnded) call.end();
+            });
+            if (call.cancelled) s.close();
+          },
+          (err) => {
+            if (!call.writableEnded) call.emit('error', toGrpcError(err));
+          },
+        );
+      });
+      const end = () => stream?.close();
+      call.on('end', end);
+      call.on('cancelled', end);
+      call.on('close', end);
+    },
+    watchStatus: (call) => {
+      try {
+        checkPeer(peerIdentity(call), authorize, 'Node');
+      } catch (err) {
+        call.emit('error', toGrpcError(err));
+        return;
+      }
+      // Snapshot and subscription in one tick: no change can fall between them.
+      const ids = new Set([...(opts.vmIds?.() ?? []), ...seen]);
+      call.write({ snapshot: true, vms: [...ids].map((id) => status(node.vmStatus(id))) });
+      watchers.add(call);
+      const drop = () => watchers.delete(call);
+      call.on('cancelled', drop);
+      call.on('close', drop);
+    },
+  };
+
+  return {
+    implementation: impl,
+    close: () => {
+      unsubscribe();
+      for (const w of watchers) w.end();
+      watchers.clear();
+    },
+  };
+}

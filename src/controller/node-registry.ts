@@ -1,0 +1,168 @@
+import { NfError } from '../errors';
+import type { NodeInfo } from '../node/types';
+import type { Store, Versioned } from '../store/store';
+import { createLogger } from '../util/log';
+import { keys, type NodeHealthRecord, type NodeRecord, type VmRecord } from './records';
+import type { SchedNode } from './scheduler';
+
+const log = createLogger('nodes');
+
+/** Memory kept back from VMs on every host (the daemon, QEMU overheads, page cache). */
+export const HOST_RESERVE_BYTES = 512 * 1024 ** 2;
+
+export type NodeStatus = 'ready' | 'not-ready' | 'maintenance';
+
+export interface NodeView {
+  name: string;
+  role: NodeRecord['role'];
+  status: NodeStatus;
+  maintenance: boolean;
+  leader: boolean;
+  lastHeartbeat: string | null;
+  addresses: string[];
+  apiAddress?: string;
+  joinedAt: string;
+  capacity: { cpus: number; memoryBytes: number; accelerator: string; cpuModel: string } | null;
+  allocation: { vms: number; vcpus: number; memoryBytes: number };
+  pools: NonNullable<NodeRecord['info']>['pools'];
+  etcd?: NodeRecord['etcd'];
+}
+
+/** A lease-backed liveness key per node, kept alive by the leader as heartbeats arrive. */
+export interface HealthLeases {
+  beat(node: string, value: NodeHealthRecord): Promise<void>;
+  drop(node: string): Promise<void>;
+  close(): void;
+}
+
+/** Node records (desired: role, maintenance, addresses) and health (the leader's lease-backed keys). */
+export class NodeRegistry {
+  constructor(
+    private readonly store: Store,
+    private readonly leaderName: () => Promise<string | undefined>,
+  ) {}
+
+  list(): Promise<Versioned<NodeRecord>[]> {
+    return this.store.list<NodeRecord>(keys.nodes);
+  }
+
+  async find(name: string): Promise<Versioned<NodeRecord>> {
+    const rec = await this.store.get<NodeRecord>(keys.node(name));
+    if (!rec) throw new NfError('not_found', `no host named "${name}" in the cluster`);
+    return rec;
+  }
+
+  async health(): Promise<Map<string, NodeHealthRecord>> {
+    const all = await this.store.list<NodeHealthRecord>(keys.nodeHealths);
+    return new Map(all.map((h) => [h.key.slice(keys.nodeHealths.length), h.value]));
+  }
+
+  /** Creates or updates a node's record (at first start or join, and when its facts change). */
+  async upsert(name: string, change: (cur: NodeRecord | undefined) => NodeRecord | undefined): Promise<void> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const cur = await this.store.get<NodeRecord>(keys.node(name));
+      const next = change(cur ? structuredClone(cur.value) : undefined);
+      if (!next) return;
+      try {
+        await this.store.txn({
+          when: [cur ? { key: cur.key, revision: cur.revision } : { key: keys.node(name), absent: true }],
+          put: [{ key: keys.node(name), value: next }],
+        });
+        return;
+      } catch (err) {
+        if (!NfError.isCode(err, 'conflict')) throw err;
+      }
+    }
+    throw new NfError('conflict', `host ${name} record kept changing; retry`);
+  }
+
+  /** A heartbeat's facts into the node record, written only when capacity or pools changed. */
+  async recordInfo(name: string, info: NodeInfo): Promise<void> {
+    const facts: NonNullable<NodeRecord['info']> = {
+      cpus: info.cpus,
+      cpuModel: info.cpuModel,
+      memoryTotalBytes: info.memoryTotalBytes,
+      accelerator: info.accelerator,
+      pools: info.pools.map((p) => ({ ...p, freeBytes: roundTo(p.freeBytes, 1024 ** 3) })),
+      qemuVersion: info.qemuVersion,
+    };
+    await this.upsert(name, (cur) => {
+      if (!cur) return undefined; // not a member (removed meanwhile)
+      if (JSON.stringify(cur.info) === JSON.stringify(facts)) return undefined;
+      return { ...cur, info: facts };
+    });
+  }
+
+  async setMaintenance(name: string, on: boolean): Promise<void> {
+    await this.find(name);
+    await this.upsert(name, (cur) => (cur ? { ...cur, maintenance: on } : undefined));
+    log.info(on ? 'host enters maintenance mode' : 'host leaves maintenance mode', { node: name });
+  }
+
+  async views(vms?: VmRecord[]): Promise<NodeView[]> {
+    const [nodes, health, leader, allVms] = await Promise.all([
+      this.list(),
+      this.health(),
+      this.leaderName().catch(() => undefined),
+      vms ? Promise.resolve(vms) : this.store.list<VmRecord>(keys.vms).then((l) => l.map((v) => v.value)),
+    ]);
+    const alloc = new Map<string, NodeView['allocation']>();
+    for (const vm of allVms) {
+      if (!vm.node) continue;
+      const a = alloc.get(vm.node) ?? { vms: 0, vcpus: 0, memoryBytes: 0 };
+      a.vms++;
+      a.vcpus += vm.vcpus;
+      a.memoryBytes += vm.memoryMiB * 1024 ** 2;
+      alloc.set(vm.node, a);
+    }
+    return nodes
+      .map(({ value: n }) => {
+        const h = health.get(n.name);
+        const view: NodeView = {
+          name: n.name,
+          role: n.role,
+          status: n.maintenance ? 'maintenance' : h ? 'ready' : 'not-ready',
+          maintenance: n.maintenance,
+          leader: leader === n.name,
+          lastHeartbeat: h?.at ?? null,
+          addresses: n.addresses,
+          joinedAt: n.joinedAt,
+          capacity: n.info
+            ? {
+                cpus: n.info.cpus,
+                memoryBytes: n.info.memoryTotalBytes,
+                accelerator: n.info.accelerator,
+                cpuModel: n.info.cpuModel,
+              }
+            : null,
+          allocation: alloc.get(n.name) ?? { vms: 0, vcpus: 0, memoryBytes: 0 },
+          pools: n.info?.pools ?? [],
+        };
+        if (n.apiAddress) view.apiAddress = n.apiAddress;
+        if (n.etcd) view.etcd = n.etcd;
+        return view;
+      })
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** The scheduler's picture of the hosts. */
+  async schedNodes(networks: string[]): Promise<SchedNode[]> {
+    const [nodes, health] = await Promise.all([this.list(), this.health()]);
+    return nodes.map(({ value: n }) => ({
+      name: n.name,
+      ready: health.has(n.name) && !!n.info,
+      maintenance: n.maintenance,
+      cpus: n.info?.cpus ?? 0,
+      memoryBytes: Math.max(0, (n.info?.memoryTotalBytes ?? 0) - HOST_RESERVE_BYTES),
+      pools: n.info?.pools.map((p) => p.name) ?? [],
+      // nat networks exist on every host; OVN networks will too.
+      networks,
+      accelerator: n.info?.accelerator ?? 'tcg',
+      cpuModel: n.info?.cpuModel ?? '',
+    }));
+  }
+}
+
+function roundTo(n: number, unit: number): number {
+  return Math.round(n / unit) * unit;
+}

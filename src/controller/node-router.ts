@@ -1,0 +1,201 @@
+import { NfError } from '../errors';
+import type { Point } from '../node/series';
+import type { ConsoleStream, NodeApi, NodeInfo, StopOptions, VmStatus } from '../node/types';
+import type { VmRunSpec } from '../vmm/types';
+
+/** A node the router can reach: the local one in process, others over gRPC. */
+export interface RoutedNode extends NodeApi {
+  /** False while a remote node cannot be reached (its VMs then show `unknown`). */
+  readonly connected?: boolean;
+  close?(): void;
+}
+
+type Disks = { id: string; pool: string; volume: string }[];
+
+/**
+ * The controller's view of every node as one NodeApi: a call about a VM goes to the host its record names.
+ * Locations are learnt from the VM records the controller reads (`locate`), so the reconciler, actions and
+ * guest calls need not know whether the VM runs here or on another host.
+ */
+export class NodeRouter implements NodeApi {
+  private readonly nodes = new Map<string, RoutedNode>();
+  private readonly unsubscribe = new Map<string, () => void>();
+  private readonly where = new Map<string, string>();
+  private readonly listeners = new Set<(s: VmStatus) => void>();
+
+  constructor(
+    readonly localName: string,
+    readonly local: NodeApi,
+  ) {
+    this.add(localName, local);
+  }
+
+  add(name: string, api: RoutedNode): void {
+    if (this.nodes.get(name) === api) return;
+    this.remove(name);
+    this.nodes.set(name, api);
+    this.unsubscribe.set(
+      name,
+      api.onStatus((s) => {
+        if (this.where.get(s.id) !== name) return; // a stale report from a host the VM left
+        for (const l of this.listeners) l(s);
+      }),
+    );
+  }
+
+  remove(name: string): void {
+    if (name === this.localName) return;
+    this.unsubscribe.get(name)?.();
+    this.unsubscribe.delete(name);
+    this.nodes.get(name)?.close?.();
+    this.nodes.delete(name);
+  }
+
+  names(): string[] {
+    return [...this.nodes.keys()];
+  }
+
+  get(name: string): RoutedNode | undefined {
+    return this.nodes.get(name);
+  }
+
+  has(name: string): boolean {
+    return this.nodes.has(name);
+  }
+
+  /** False when the host is unknown here or its connection is down. */
+  reachable(name: string): boolean {
+    const n = this.nodes.get(name);
+    return !!n && n.connected !== false;
+  }
+
+  /** The NodeApi of one host. */
+  on(name: string): NodeApi {
+    if (!name) throw new NfError('invalid_state', 'the VM is not placed on a host yet (pending)');
+    const n = this.nodes.get(name);
+    if (!n) throw new NfError('unavailable', `host ${name} is not known to this controller`);
+    return n;
+  }
+
+  /** Records which host a VM's record names ('' while it is pending). */
+  locate(id: string, node: string): void {
+    if (node) this.where.set(id, node);
+    else this.where.delete(id);
+  }
+
+  forget(id: string): void {
+    this.where.delete(id);
+  }
+
+  private vm(id: string): NodeApi {
+    const node = this.where.get(id);
+    if (!node) throw new NfError('invalid_state', 'the VM is not placed on a host yet (pending)');
+    return this.on(node);
+  }
+
+  // --- NodeApi: host-level calls answer for the local host; VM calls follow the VM. ---
+
+  info(): Promise<NodeInfo> {
+    return this.local.info();
+  }
+
+  vmStatus(id: string): VmStatus {
+    const node = this.where.get(id);
+    const n = node ? this.nodes.get(node) : undefined;
+    if (!n) return { id, state: 'stopped', updatedAt: new Date(0).toISOString() };
+    return n.vmStatus(id);
+  }
+
+  async startVm(spec: VmRunSpec): Promise<VmStatus> {
+    return this.vm(spec.id).startVm(spec);
+  }
+
+  async stopVm(id: string, opts?: StopOptions): Promise<VmStatus> {
+    return this.vm(id).stopVm(id, opts);
+  }
+
+  async pauseVm(id: string): Promise<VmStatus> {
+    return this.vm(id).pauseVm(id);
+  }
+
+  async resumeVm(id: string): Promise<VmStatus> {
+    return this.vm(id).resumeVm(id);
+  }
+
+  async resetVm(id: string): Promise<VmStatus> {
+    return this.vm(id).resetVm(id);
+  }
+
+  async snapshotVm(id: string, name: string, disks: Disks): Promise<void> {
+    return this.vm(id).snapshotVm(id, name, disks);
+  }
+
+  async deleteVmSnapshot(id: string, name: string, disks: Disks): Promise<void> {
+    return this.vm(id).deleteVmSnapshot(id, name, disks);
+  }
+
+  async revertVmSnapshot(id: string, name: string, disks: Disks): Promise<void> {
+    return this.vm(id).revertVmSnapshot(id, name, disks);
+  }
+
+  async consoleLog(id: string, maxBytes?: number): Promise<string> {
+    return this.vm(id).consoleLog(id, maxBytes);
+  }
+
+  vmMetrics(id: string, range: 'fine' | 'coarse') {
+    const node = this.where.get(id);
+    const n = node ? this.nodes.get(node) : undefined;
+    return n ? n.vmMetrics(id, range) : ([] as Point[]);
+  }
+
+  hostMetrics(range: 'fine' | 'coarse') {
+    return this.local.hostMetrics(range);
+  }
+
+  async guestCommand<T>(
+    id: string,
+    command: string,
+    args?: Record<string, unknown>,
+    opts?: { timeoutMs?: number; noReply?: boolean },
+  ): Promise<T> {
+    return this.vm(id).guestCommand<T>(id, command, args, opts);
+  }
+
+  async openConsole(id: string): Promise<ConsoleStream> {
+    return this.vm(id).openConsole(id);
+  }
+
+  createVolume(
+    pool: string,
+    volume: string,
+    sizeBytes: number,
+    backing?: { file: string; format: 'qcow2' | 'raw' },
+  ): Promise<void> {
+    return this.local.createVolume(pool, volume, sizeBytes, backing);
+  }
+
+  deleteVolume(pool: string, volume: string): Promise<void> {
+    return this.local.deleteVolume(pool, volume);
+  }
+
+  deleteImageFile(pool: string, file: string): Promise<void> {
+    return this.local.deleteImageFile(pool, file);
+  }
+
+  hasProcess(id: string): boolean {
+    const node = this.where.get(id);
+    const n = node ? this.nodes.get(node) : undefined;
+    return n ? n.hasProcess(id) : false;
+  }
+
+  forgetVm(id: string): Promise<void> {
+    const node = this.where.get(id);
+    const n = node ? this.nodes.get(node) : undefined;
+    return n ? n.forgetVm(id) : Promise.resolve();
+  }
+
+  onStatus(listener: (status: VmStatus) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}

@@ -1,0 +1,171 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ApiClient } from '../../src/cli/client';
+import { pidAlive, procCmdline, readPidfile } from '../../src/util/proc';
+import { waitFor } from '../../src/util/wait';
+import { killAll, neuroflowCommand } from './daemon';
+import { testGuest } from './guest';
+
+function run(argv: string[]): string {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${argv.join(' ')} failed: ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+/**
+ * Several "hosts" on one machine: each a network namespace with its own IP on a bridge in the root
+ * namespace (which also gets an address, so the test process reaches every host). Disposing it removes
+ * every namespace and the bridge.
+ */
+export class NetLab implements AsyncDisposable {
+  readonly id = randomBytes(3).toString('hex');
+  readonly bridge = `nfbr${this.id}`;
+  readonly subnet: string;
+  readonly hosts: { ns: string; ip: string }[] = [];
+
+  constructor() {
+    // 10.<200-249>.<0-255>.0/24, unlikely to collide with the machine's own networks.
+    const b = randomBytes(2);
+    this.subnet = `10.${200 + (b[0]! % 50)}.${b[1]!}`;
+    run(['ip', 'link', 'add', this.bridge, 'type', 'bridge']);
+    run(['ip', 'addr', 'add', `${this.subnet}.254/24`, 'dev', this.bridge]);
+    run(['ip', 'link', 'set', this.bridge, 'up']);
+  }
+
+  /** A new namespace "host" with address subnet.N (N = 1, 2, ...). */
+  addHost(): { ns: string; ip: string } {
+    const n = this.hosts.length + 1;
+    const ns = `nf${this.id}h${n}`;
+    const veth = `nfv${this.id}${n}`;
+    run(['ip', 'netns', 'add', ns]);
+    run(['ip', 'link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    run(['ip', 'link', 'set', veth, 'master', this.bridge, 'up']);
+    const ip = `${this.subnet}.${n}`;
+    run(['ip', '-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
+    run(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
+    run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+    const host = { ns, ip };
+    this.hosts.push(host);
+    return host;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const h of this.hosts) spawnSync('ip', ['netns', 'del', h.ns]);
+    spawnSync('ip', ['link', 'del', this.bridge]);
+  }
+}
+
+/**
+ * `neuroflow serve` (cluster mode) inside a namespace, with its own data dir. Disposing it kills the
+ * daemon and every etcd and QEMU it started, and removes the data dir.
+ */
+export class ClusterHost implements AsyncDisposable {
+  child?: ChildProcess;
+  output = '';
+  readonly dataDir = mkdtempSync(join(tmpdir(), 'nf-cluster-'));
+
+  constructor(
+    readonly name: string,
+    readonly ns: string,
+    readonly ip: string,
+  ) {}
+
+  get url(): string {
+    return `https://${this.ip}:8006`;
+  }
+
+  /** Starts serve; resolves once the API answers (or rejects with the daemon's output if it exits). */
+  async start(opts: { join?: string; env?: Record<string, string> } = {}): Promise<void> {
+    rmSync(join(this.dataDir, 'api.url'), { force: true });
+    const [cmd, ...pre] = neuroflowCommand();
+    const args = [
+      'netns',
+      'exec',
+      this.ns,
+      cmd!,
+      ...pre,
+      'serve',
+      '--data-dir',
+      this.dataDir,
+      '--listen',
+      `${this.ip}:8006`,
+      '--name',
+      this.name,
+      '--host-path',
+      testGuest().dir,
+    ];
+    const env: Record<string, string> = {
+      ...(process.env as Record<string, string>),
+      NEUROFLOW_ACCEL: 'tcg',
+    };
+    if (opts.join) env.NEUROFLOW_JOIN_TOKEN = opts.join;
+    Object.assign(env, opts.env ?? {});
+    this.output = '';
+    const child = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    this.child = child;
+    child.stdout!.on('data', (b) => (this.output += b));
+    child.stderr!.on('data', (b) => (this.output += b));
+    await waitFor(
+      () => {
+        if (child.exitCode !== null)
+          throw new Error(`serve on ${this.name} exited ${child.exitCode}:\n${this.output}`);
+        return existsSync(join(this.dataDir, 'api.url'));
+      },
+      { timeoutMs: 180_000, what: `serve on ${this.name} to listen` },
+    );
+  }
+
+  /** Runs serve expecting it to fail at once; returns its exit code and output. */
+  async startExpectingFailure(opts: { join?: string }): Promise<{ code: number | null; output: string }> {
+    try {
+      await this.start(opts);
+    } catch {
+      return { code: this.child?.exitCode ?? null, output: this.output };
+    }
+    throw new Error(`serve on ${this.name} started but was expected to fail`);
+  }
+
+  /** An API client trusting the cluster CA, with the given (admin) token. */
+  api(token: string, caPem: string): ApiClient {
+    return new ApiClient({ url: this.url, token, ca: caPem });
+  }
+
+  file(rel: string): string {
+    return readFileSync(join(this.dataDir, rel), 'utf8');
+  }
+
+  async kill9(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGKILL');
+    await waitFor(() => child.exitCode !== null || child.signalCode !== null, {
+      timeoutMs: 10_000,
+      what: `serve on ${this.name} to die`,
+    });
+  }
+
+  private pids(): number[] {
+    const pids: number[] = [];
+    const vmsDir = join(this.dataDir, 'node', 'vms');
+    if (existsSync(vmsDir)) {
+      for (const id of readdirSync(vmsDir)) {
+        const pid = readPidfile(join(vmsDir, id, 'qemu.pid'));
+        if (pid && pidAlive(pid) && (procCmdline(pid) ?? []).some((a) => a.includes(this.dataDir)))
+          pids.push(pid);
+      }
+    }
+    const etcd = readPidfile(join(this.dataDir, 'etcd', 'etcd.pid'));
+    if (etcd && pidAlive(etcd) && (procCmdline(etcd) ?? []).some((a) => a.includes(this.dataDir)))
+      pids.push(etcd);
+    return pids;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.kill9().catch(() => {});
+    await killAll(this.pids());
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
