@@ -7,7 +7,7 @@ import { hashToken } from './api/auth';
 import { ConsoleProxy } from './api/console';
 import type { ApiContext } from './api/context';
 import { EventBus, type LiveEvent } from './api/events';
-import { hashPassword, SessionStore } from './api/sessions';
+import { hashPassword, type PasswordHash, SessionStore } from './api/sessions';
 import {
   type ClusterConfig,
   foundCluster,
@@ -65,6 +65,8 @@ export interface ServeOptions {
   hostPaths?: string[];
   /** The root user's password for browser logins; generated into DATA_DIR/root.password if absent. */
   rootPassword?: string;
+  /** The root password as its scrypt hash (the appliance keeps no plain password). */
+  rootPasswordHash?: PasswordHash;
   /** Image files to register at first start so a newcomer can boot a VM at once. */
   demoImages?: { name: string; path: string }[];
   /** Join an existing cluster with this token (first start only). */
@@ -177,8 +179,9 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   // The admin token and root password live on the host that made them; joined hosts use the cluster's.
   const local = !cfg || cfg.founder;
   const admin = local ? await ensureAdminToken(dataDir) : undefined;
-  const rootPassword = local
-    ? (opts.rootPassword ??
+  const rootPassword: string | PasswordHash | undefined = local
+    ? (opts.rootPasswordHash ??
+      opts.rootPassword ??
       (await ensureSecretFile(join(dataDir, 'root.password'), () => randomBytes(12).toString('base64url'))))
     : undefined;
 
@@ -391,7 +394,11 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   // Other hosts, reached over gRPC with this host's certificate (OU=controller).
   let stopNodeSync: (() => Promise<void>) | undefined;
   if (cfg && tlsPems) {
-    stopNodeSync = await syncRemoteNodes(store, router, nodeName, tlsPems);
+    // A host (re)connecting may be what a pending VM or a start waits for.
+    stopNodeSync = await syncRemoteNodes(store, router, nodeName, tlsPems, () => {
+      placement.wake();
+      reconciler.wake();
+    });
   }
 
   // Node health: heartbeats arrive at the leader, which keeps one lease per node alive.
@@ -573,7 +580,7 @@ async function ensureClusterRecord(
   cfg: ClusterConfig,
   pki: HostPkiFiles,
   adminToken: string | undefined,
-  rootPassword: string | undefined,
+  rootPassword: string | PasswordHash | undefined,
 ): Promise<ClusterRecord> {
   const cur = await store.get<ClusterRecord>(keys.cluster);
   if (cur) return cur.value;
@@ -588,7 +595,7 @@ async function ensureClusterRecord(
     caFingerprint: fingerprint(pki.caPem),
     caCertPem: pki.caPem,
     adminTokenHash: hashToken(adminToken).toString('hex'),
-    rootPassword: hashPassword(rootPassword),
+    rootPassword: typeof rootPassword === 'string' ? hashPassword(rootPassword) : rootPassword,
   };
   await store.txn({ when: [{ key: keys.cluster, absent: true }], put: [{ key: keys.cluster, value: rec }] });
   return rec;
@@ -600,6 +607,7 @@ async function syncRemoteNodes(
   router: NodeRouter,
   self: string,
   tls: { caPem: string; certPem: string; keyPem: string },
+  onConnected: () => void,
 ): Promise<() => Promise<void>> {
   const sync = async () => {
     const nodes = await store.list<NodeRecord>(keys.nodes);
@@ -612,7 +620,11 @@ async function syncRemoteNodes(
     for (const [name, addr] of want) {
       const cur = router.get(name) as RemoteNode | undefined;
       if (cur && cur.address === addr) continue;
-      router.add(name, new RemoteNode(name, addr, tls));
+      const remote = new RemoteNode(name, addr, tls);
+      remote.onConnectionChange((up) => {
+        if (up) onConnected();
+      });
+      router.add(name, remote);
     }
   };
   await sync();

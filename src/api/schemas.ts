@@ -241,6 +241,9 @@ export const NodeSchema = z
     role: z.enum(['controller', 'worker']),
     leader: z.boolean().openapi({ description: 'This host leads the controllers (scheduler, reconciler)' }),
     lastHeartbeat: z.string().nullable(),
+    connected: z.boolean().openapi({
+      description: "This controller's gRPC connection to the host is up (always true for itself)",
+    }),
     addresses: z.array(z.string()),
     joinedAt: z.string(),
     cpus: z.number(),

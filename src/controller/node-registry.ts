@@ -146,11 +146,15 @@ export class NodeRegistry {
   }
 
   /** The scheduler's picture of the hosts. */
-  async schedNodes(networks: string[]): Promise<SchedNode[]> {
+  async schedNodes(
+    networks: string[],
+    reachable: (name: string) => boolean = () => true,
+  ): Promise<SchedNode[]> {
     const [nodes, health] = await Promise.all([this.list(), this.health()]);
     return nodes.map(({ value: n }) => ({
       name: n.name,
-      ready: health.has(n.name) && !!n.info,
+      // Ready: heartbeats arrive, facts are known, and the leader can reach it to create disks and start.
+      ready: health.has(n.name) && !!n.info && reachable(n.name),
       maintenance: n.maintenance,
       cpus: n.info?.cpus ?? 0,
       memoryBytes: Math.max(0, (n.info?.memoryTotalBytes ?? 0) - HOST_RESERVE_BYTES),

@@ -7,6 +7,8 @@ import type { VmRunSpec } from '../vmm/types';
 export interface RoutedNode extends NodeApi {
   /** False while a remote node cannot be reached (its VMs then show `unknown`). */
   readonly connected?: boolean;
+  /** Waits (bounded) for the connection; true once connected. */
+  waitConnected?(timeoutMs: number): Promise<boolean>;
   close?(): void;
 }
 
@@ -67,6 +69,14 @@ export class NodeRouter implements NodeApi {
   reachable(name: string): boolean {
     const n = this.nodes.get(name);
     return !!n && n.connected !== false;
+  }
+
+  /** Gives a host a few seconds to (re)connect before an action needs it; false if it stays away. */
+  async reach(name: string, timeoutMs = 5000): Promise<boolean> {
+    const n = this.nodes.get(name);
+    if (!n) return false;
+    if (n.connected !== false) return true;
+    return (await n.waitConnected?.(timeoutMs)) ?? false;
   }
 
   /** The NodeApi of one host. */

@@ -90,7 +90,10 @@ export class Placement {
     ]);
     const imageNode = new Map(images.map((i) => [i.value.id, i.value.node ?? this.router.localName]));
     const state = new ClusterState(
-      await this.registry.schedNodes(networks.map((n) => n.value.name)),
+      await this.registry.schedNodes(
+        networks.map((n) => n.value.name),
+        (name) => this.router.reachable(name),
+      ),
       policy?.value,
     );
     // Placed VMs only count for capacity and groups: their pins do not matter any more.

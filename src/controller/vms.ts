@@ -84,17 +84,18 @@ export class VmService {
     const transition = this.reconciler.transition(vm.id);
     let state: VmState = transition ?? status.state;
     let reason: string | undefined;
+    if (!transition && status.state === 'error') reason = status.reason;
+    if (!transition && status.state === 'stopped' && vm.lastError) {
+      state = 'error';
+      reason = vm.lastError.message;
+    }
+    // What we cannot know wins over what we last knew.
     if (!vm.node) {
       state = 'pending';
       reason = vm.pending?.reason ?? 'waiting for the scheduler to choose a host';
     } else if (!this.node.reachable(vm.node)) {
       state = 'unknown';
       reason = `host ${vm.node} is not reachable`;
-    }
-    if (!transition && status.state === 'error') reason = status.reason;
-    if (!transition && status.state === 'stopped' && vm.lastError) {
-      state = 'error';
-      reason = vm.lastError.message;
     }
     const {
       power,
@@ -284,7 +285,7 @@ export class VmService {
     await this.reconciler.lock.run(first.value.id, async () => {
       const cur = await this.find(first.value.id);
       const vm = cur.value;
-      if (vm.node && !this.node.reachable(vm.node))
+      if (vm.node && !(await this.node.reach(vm.node)))
         throw new NfError(
           'unavailable',
           `host ${vm.node} of VM "${vm.name}" is not reachable; its disks cannot be deleted now (nothing was deleted)`,

@@ -10,6 +10,7 @@ import { keys } from '../../src/controller/records';
 import { NfError } from '../../src/errors';
 import { EtcdStore } from '../../src/store/store';
 import { waitFor } from '../../src/util/wait';
+import { launchChromium } from '../harness/browser';
 import { ClusterHost, NetLab } from '../harness/cluster';
 import { BOOTED, testGuest } from '../harness/guest';
 import type { VmView } from '../harness/vms';
@@ -29,7 +30,10 @@ describe('cluster of hosts in network namespaces', () => {
   const newToken = async (a = api) =>
     await a.request<{ token: string; id: string }>('POST', '/api/v1/cluster/join-tokens', { ttlSec: 600 });
   const nodes = (a = api) =>
-    a.request<{ name: string; state: string; role: string; leader: boolean }[]>('GET', '/api/v1/nodes');
+    a.request<{ name: string; state: string; role: string; leader: boolean; connected: boolean }[]>(
+      'GET',
+      '/api/v1/nodes',
+    );
   const vmBody = (name: string) => {
     const g = testGuest();
     return {
@@ -66,6 +70,10 @@ describe('cluster of hosts in network namespaces', () => {
   });
 
   afterAll(async () => {
+    for (const h of hosts) {
+      const report = h.crashReport();
+      if (report) console.error(report);
+    }
     await Promise.all(hosts.map((h) => h[Symbol.asyncDispose]()));
     await lab?.[Symbol.asyncDispose]();
   });
@@ -150,10 +158,11 @@ describe('cluster of hosts in network namespaces', () => {
     await byName('h3').start({ join: (await newToken()).token });
     await byName('h4').start({ join: (await newToken()).token });
 
-    await waitFor(async () => (await nodes()).filter((n) => n.state === 'ready').length === 4, {
-      timeoutMs: 60_000,
-      what: 'four ready hosts',
-    });
+    // Ready (heartbeats reach the leader) and connected (h1's gRPC reaches each host).
+    await waitFor(
+      async () => (await nodes()).filter((n) => n.state === 'ready' && n.connected).length === 4,
+      { timeoutMs: 60_000, what: 'four ready hosts, connected from h1' },
+    );
     const list = await nodes();
     expect(list.map((n) => [n.name, n.role])).toEqual([
       ['h1', 'controller'],
@@ -177,6 +186,78 @@ describe('cluster of hosts in network namespaces', () => {
     await expect(byName('h4').api(token, ca).request('GET', '/api/v1/vms')).rejects.toThrow(
       /worker.*controller/,
     );
+  });
+
+  it('shows the cluster in the web UI: four hosts, three etcd members, a join token created and revoked', async () => {
+    const browser = await launchChromium();
+    try {
+      // HTTPS with the cluster's own CA, which Chromium does not know.
+      const context = await browser.newContext({
+        ignoreHTTPSErrors: true,
+        viewport: { width: 1360, height: 860 },
+      });
+      const page = await context.newPage();
+      const pageErrors: string[] = [];
+      page.on('pageerror', (e) => pageErrors.push(String(e)));
+      const h1 = byName('h1');
+      await page.goto(h1.url);
+      await page.fill('input[name=password]', h1.file('root.password').trim());
+      await page.click('button[type=submit]');
+      await page.locator('.topbar .user', { hasText: 'root' }).waitFor({ timeout: 15_000 });
+
+      await page.click('.topbar nav a:has-text("Cluster")');
+      await page
+        .locator('.cluster-page .cluster-mode', { hasText: /^cluster$/ })
+        .waitFor({ timeout: 15_000 });
+      await page.waitForFunction(
+        () =>
+          [...document.querySelectorAll('.hosts-table tr[data-host] .state-badge')].filter(
+            (b) => b.textContent === 'ready',
+          ).length === 4,
+        undefined,
+        { timeout: 30_000, polling: 250 },
+      );
+      const attr = (sel: string, name: string) =>
+        page.locator(sel).evaluateAll((els, n) => els.map((e) => e.getAttribute(n)), name);
+      expect(await attr('.hosts-table tr[data-host]', 'data-host')).toEqual(['h1', 'h2', 'h3', 'h4']);
+      expect((await attr('.etcd-table tr[data-member]', 'data-member')).sort()).toEqual(['h1', 'h2', 'h3']);
+      expect(await page.locator('.etcd-table tbody tr', { hasText: 'learner' }).count()).toBe(0);
+      expect(await page.locator('.cluster-page .fingerprint').textContent()).toMatch(/^sha256:/);
+      // The inventory tree: the cluster, its four hosts, one of them the leader.
+      expect(await page.locator('.tree a.tree-host').count()).toBe(4);
+      expect(await page.locator('.tree a.tree-host .leader-mark').count()).toBe(1);
+      expect(await page.locator('.join-tokens .tokens-unavailable').count()).toBe(0);
+
+      // A join token: shown once, with the command for the new host; then listed as valid.
+      await page.selectOption('.token-form select[name=ttl]', '900');
+      await page.fill('.token-form input[name=description]', 'for esx5 (ui)');
+      await page.click('.token-form button[type=submit]');
+      const shown = page.locator('.token-once textarea.token-value');
+      await shown.waitFor({ timeout: 15_000 });
+      const tok = await shown.inputValue();
+      expect(await page.locator('.token-once .join-hint').textContent()).toContain('--join');
+      const { id } = JSON.parse(Buffer.from(tok, 'base64url').toString()) as { id: string };
+      const row = page.locator(`.tokens-table tr[data-id="${id}"]`);
+      await row.waitFor({ timeout: 15_000 });
+      expect(await row.getAttribute('data-status')).toBe('valid');
+      expect(await row.textContent()).toContain('for esx5 (ui)');
+      const listed = await api.request<{ id: string; status: string }[]>(
+        'GET',
+        '/api/v1/cluster/join-tokens',
+      );
+      expect(listed.find((t) => t.id === id)?.status).toBe('valid');
+
+      // Revoked behind a confirmation: gone from the page and from the API.
+      await row.locator('[data-action=revoke]').click();
+      await page.locator('.modal button.danger', { hasText: 'Revoke' }).click();
+      await row.waitFor({ state: 'detached', timeout: 15_000 });
+      await page.locator('.token-once').waitFor({ state: 'detached' });
+      const after = await api.request<{ id: string }[]>('GET', '/api/v1/cluster/join-tokens');
+      expect(after.find((t) => t.id === id)).toBeUndefined();
+      expect(pageErrors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
   });
 
   let vms: VmView[] = [];

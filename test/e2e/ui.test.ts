@@ -263,6 +263,147 @@ describe('web UI', () => {
     expect(pageErrors).toEqual([]);
   });
 
+  let host = '';
+  const hostBadge = (state: string) =>
+    page
+      .locator('.host-head .state-badge', { hasText: new RegExp(`^${state}$`) })
+      .waitFor({ timeout: 15_000 });
+  const closeToasts = async () => {
+    while ((await page.locator('.toast-x').count()) > 0) await page.locator('.toast-x').first().click();
+  };
+
+  it('shows the host page (summary, capacity, graphs) and turns maintenance mode on and off', async () => {
+    host = (await d.api.request<{ name: string }[]>('GET', '/api/v1/nodes'))[0]!.name;
+    // Inventory: cluster → host (with the leader mark) → VMs.
+    await page.locator('.tree a.tree-cluster', { hasText: '(single host)' }).waitFor({ timeout: 15_000 });
+    await page.locator(`.tree a.tree-host[data-host="${host}"] .leader-mark`).waitFor();
+    await page.click(`.tree a.tree-host[data-host="${host}"]`);
+    await page.locator('.host-head h2', { hasText: host }).waitFor({ timeout: 15_000 });
+    await hostBadge('ready');
+    for (const dt of ['Last heartbeat', 'Addresses', 'vCPU allocated', 'Memory reserved', 'etcd'])
+      await page.locator('.host-page dt', { hasText: dt }).first().waitFor();
+    expect(await page.locator('.host-page .heartbeat').textContent()).toMatch(/\d+ s ago/);
+    // Removing the only host is not offered.
+    expect(await page.locator('[data-action=remove]').isDisabled()).toBe(true);
+
+    await page.click('[data-action=maintenance-enter]');
+    await hostBadge('maintenance');
+    await page.locator('.host-page .note', { hasText: 'maintenance mode' }).waitFor();
+    await page.locator(`.tree a.tree-host[data-state="maintenance"]`).waitFor();
+    await page.click('[data-action=maintenance-exit]');
+    await hostBadge('ready');
+    await page.locator(`.tree a.tree-host[data-state="ready"]`).waitFor();
+    const state = await d.api.request<{ state: string }>('GET', `/api/v1/nodes/${host}`);
+    expect(state.state).toBe('ready');
+
+    await page.waitForFunction(
+      () =>
+        Number(
+          document.querySelector('.host-charts .chart[data-title="Host CPU"]')?.getAttribute('data-points'),
+        ) >= 2,
+      undefined,
+      { timeout: 20_000, polling: 200 },
+    );
+    await closeToasts();
+    await shot('hosts.png');
+  });
+
+  it('keeps a VM pinned to a host in maintenance pending with the reason, and places it after', async () => {
+    await page.click('[data-action=maintenance-enter]');
+    await hostBadge('maintenance');
+
+    await page.click('.topbar button.primary');
+    await page.fill('.modal input[name=name]', 'pinned1');
+    await page.fill('.modal input[name=memoryMiB]', '128');
+    await page.fill('.modal input[name=diskGiB]', '1');
+    await page.click('.modal details.placement summary');
+    await page.locator(`.modal select[name=node] option[value="${host}"]`).waitFor({ state: 'attached' });
+    await page.selectOption('.modal select[name=node]', host);
+    await page.fill('.modal input[name=antiAffinityGroup]', 'web');
+    await page.click('.modal button[type=submit]');
+    await page.locator('.vm-head h2', { hasText: 'pinned1' }).waitFor({ timeout: 15_000 });
+    await badge('pending', 15_000);
+    expect(await page.locator('.vm-head .reason').textContent()).toMatch(
+      /no host fits VM "pinned1".*in maintenance/,
+    );
+    expect(await page.locator('.vm-head .vm-host').textContent()).toBe('no host yet');
+    expect(await page.locator('.card dd.placement').textContent()).toBe(
+      `pinned to ${host}; anti-affinity group web`,
+    );
+    // The tree lists it under "Pending"; the dashboard raises an alarm with the reason.
+    await page.locator('.tree .tree-group', { hasText: 'Pending (1)' }).waitFor();
+    await page.click('.topbar nav a:has-text("Dashboard")');
+    await page
+      .locator('.alarms .alarm-warning', { hasText: /VM pinned1 is pending: no host fits/ })
+      .waitFor({ timeout: 15_000 });
+    await page.locator('.tree a', { hasText: 'pinned1' }).click();
+    await badge('pending');
+
+    // Maintenance off: the scheduler places it on the host, the page follows without a reload.
+    await page.click(`.tree a.tree-host[data-host="${host}"]`);
+    await page.click('[data-action=maintenance-exit]');
+    await hostBadge('ready');
+    await page.locator('.tree a', { hasText: 'pinned1' }).click();
+    await badge('stopped', 30_000);
+    await page.locator('.vm-head .vm-host a', { hasText: host }).waitFor();
+    expect(await page.locator('.card dd.vm-node').textContent()).toBe(host);
+    await page.locator('.tree .tree-group', { hasText: 'Pending' }).waitFor({ state: 'detached' });
+    // The host page lists it; the VM list links the host.
+    await page.click('.vm-head .vm-host a');
+    await page.locator('.host-vms td', { hasText: 'pinned1' }).waitFor({ timeout: 15_000 });
+    await page.click('.topbar nav a:has-text("Virtual machines")');
+    await page
+      .locator('.vm-list tr:has-text("pinned1") td a', { hasText: host })
+      .waitFor({ timeout: 15_000 });
+    const vm = (await d.api.request<{ id: string; name: string }[]>('GET', '/api/v1/vms')).find(
+      (v) => v.name === 'pinned1',
+    )!;
+    await d.api.request('DELETE', `/api/v1/vms/${vm.id}`);
+    await page.locator('.tree a', { hasText: 'pinned1' }).waitFor({ state: 'detached', timeout: 30_000 });
+  });
+
+  it('shows the cluster page: single-host note, policy errors inline, join tokens unavailable', async () => {
+    await page.click('.topbar nav a:has-text("Cluster")');
+    await page
+      .locator('.cluster-page .note.single-host', { hasText: 'runs alone' })
+      .waitFor({ timeout: 15_000 });
+    expect(await page.locator('.cluster-page .cluster-mode').textContent()).toBe('single-host');
+    await page.locator('.hosts-table tr[data-host]').first().waitFor();
+    expect(await page.locator('.hosts-table tr[data-host]').count()).toBe(1);
+    // The API's own answer (invalid_state) says why there are no tokens.
+    await page
+      .locator('.join-tokens .tokens-unavailable', { hasText: /this host runs alone \(serve --dev\)/ })
+      .waitFor({ timeout: 15_000 });
+    expect(await page.locator('.join-tokens button', { hasText: 'Create join token' }).count()).toBe(0);
+
+    // Placement policy: the API's validation message lands next to the field.
+    await page.fill('.policy-form input[name=memoryOvercommit]', '9');
+    await page.click('.policy-form button[type=submit]');
+    await page
+      .locator('.policy-form .field-error[data-field=memoryOvercommit]', { hasText: /4/ })
+      .waitFor({ timeout: 15_000 });
+    await page.fill('.policy-form input[name=memoryOvercommit]', '1.5');
+    await page.selectOption('.policy-form select[name=strategy]', 'pack');
+    await page.click('.policy-form button[type=submit]');
+    await page.locator('.toast', { hasText: 'Placement policy saved' }).waitFor({ timeout: 15_000 });
+    await page.locator('.policy-form .field-error').waitFor({ state: 'detached' });
+    const c = await d.api.request<{ policy: Record<string, unknown> }>('GET', '/api/v1/cluster');
+    expect(c.policy).toEqual({ strategy: 'pack', memoryOvercommit: 1.5, vcpuOvercommit: 4 });
+    await d.api.request('PATCH', '/api/v1/cluster', { policy: { strategy: 'spread', memoryOvercommit: 1 } });
+    // The page reloads the cluster every 5 s; the form follows.
+    await page.waitForFunction(
+      () =>
+        document.querySelector<HTMLSelectElement>('.policy-form select[name=strategy]')?.value === 'spread',
+      undefined,
+      { timeout: 15_000, polling: 200 },
+    );
+    await closeToasts();
+    await page.click('.tasks-head');
+    await shot('cluster.png');
+    await page.click('.tasks-head');
+    expect(pageErrors).toEqual([]);
+  });
+
   it('logs out: the session is gone, and the API refuses the old cookie', async () => {
     const cookiesBefore = await page.context().cookies();
     await page.locator('.topbar button', { hasText: 'Log out' }).click();

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiClient } from '../../src/cli/client';
@@ -137,6 +137,13 @@ export class ClusterHost implements AsyncDisposable {
     return readFileSync(join(this.dataDir, rel), 'utf8');
   }
 
+  /** The last lines of the daemon's output when it exited by itself (for a failing test's report). */
+  crashReport(): string | undefined {
+    const c = this.child;
+    if (!c || c.exitCode === null || c.signalCode === 'SIGKILL') return undefined;
+    return `serve on ${this.name} exited (${c.exitCode ?? c.signalCode}):\n${this.output.split('\n').slice(-40).join('\n')}`;
+  }
+
   async kill9(): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
@@ -165,6 +172,9 @@ export class ClusterHost implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.kill9().catch(() => {});
+    // NF_KEEP_LOGS=DIR keeps each host's daemon output for a post-mortem.
+    if (process.env.NF_KEEP_LOGS)
+      writeFileSync(join(process.env.NF_KEEP_LOGS, `${this.name}.log`), this.output);
     await killAll(this.pids());
     rmSync(this.dataDir, { recursive: true, force: true });
   }

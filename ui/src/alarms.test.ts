@@ -5,6 +5,7 @@ import type { HostNode, Vm } from './api';
 const node = (over: Partial<HostNode> = {}) =>
   ({
     name: 'h1',
+    state: 'ready',
     memoryTotalBytes: 100,
     memoryAvailableBytes: 50,
     accelerator: 'kvm',
@@ -40,5 +41,63 @@ describe('dashboard alarms', () => {
       'Host h1: memory 95 % used',
       'Host h1 runs VMs without KVM (TCG): no /dev/kvm',
     ]);
+  });
+
+  it('raises a critical alarm for a host that is not ready, without memory or TCG noise from it', () => {
+    const a = alarms(
+      [],
+      [
+        node({ name: 'h1' }),
+        node({
+          name: 'h2',
+          state: 'not-ready',
+          lastHeartbeat: null,
+          memoryAvailableBytes: null,
+          accelerator: 'tcg',
+        }),
+        node({ name: 'h3', state: 'maintenance' }),
+      ],
+    );
+    expect(a).toEqual([
+      { level: 'critical', text: 'Host h2 is not ready: no heartbeat', href: '#/hosts/h2' },
+    ]);
+  });
+
+  it('does not read a missing memory figure as full memory', () => {
+    expect(alarms([], [node({ memoryAvailableBytes: null })])).toEqual([]);
+  });
+
+  it('reports unknown VMs (critical) and pending VMs (warning) with their reasons', () => {
+    const a = alarms(
+      [
+        vm({
+          id: 'p',
+          name: 'db',
+          state: 'pending',
+          reason: 'no host fits VM "db": 1 host: 1 in maintenance',
+        }),
+        vm({ id: 'u', name: 'web', state: 'unknown', reason: 'host h2 is not reachable' }),
+        vm({ id: 'w', name: 'new', state: 'pending' }),
+      ],
+      [node()],
+    );
+    expect(a).toEqual([
+      { level: 'critical', text: 'VM web is unknown: host h2 is not reachable', href: '#/vms/u' },
+      {
+        level: 'warning',
+        text: 'VM db is pending: no host fits VM "db": 1 host: 1 in maintenance',
+        href: '#/vms/p',
+      },
+      { level: 'warning', text: 'VM new is pending: waiting for a host', href: '#/vms/w' },
+    ]);
+  });
+
+  it('sums up many pending VMs in one line after the first five', () => {
+    const many = Array.from({ length: 12 }, (_, i) =>
+      vm({ id: `v${i}`, name: `vm${i}`, state: 'pending', reason: 'no host fits' }),
+    );
+    const a = alarms(many, [node()]);
+    expect(a).toHaveLength(6);
+    expect(a[5]).toEqual({ level: 'warning', text: '7 more VMs pending (no host fits)', href: '#/vms' });
   });
 });

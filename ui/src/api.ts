@@ -1,11 +1,28 @@
-export type VmState = 'stopped' | 'starting' | 'running' | 'stopping' | 'paused' | 'error';
+export type VmState =
+  | 'pending'
+  | 'stopped'
+  | 'starting'
+  | 'running'
+  | 'stopping'
+  | 'paused'
+  | 'error'
+  | 'unknown';
+
+export interface Placement {
+  node?: string;
+  affinityGroup?: string;
+  antiAffinityGroup?: string;
+}
 
 export interface Vm {
   id: string;
   name: string;
   state: VmState;
+  /** Why the VM is in error, pending (no host fits) or unknown (host unreachable). */
   reason?: string;
+  /** The VM's host; '' while pending. */
   node: string;
+  placement?: Placement;
   vcpus: number;
   memoryMiB: number;
   disks: { id: string; pool: string; volume: string; sizeBytes: number; image?: string }[];
@@ -28,20 +45,63 @@ export interface Task {
   endedAt?: string;
 }
 
+export type HostState = 'ready' | 'not-ready' | 'maintenance';
+
+/** GET /nodes: a host's record, health and (when it answers) live facts. */
 export interface HostNode {
   name: string;
-  state: string;
+  state: HostState;
+  role: 'controller' | 'worker';
+  leader: boolean;
+  lastHeartbeat: string | null;
+  /** This controller's gRPC connection to the host is up (always true for itself). */
+  connected?: boolean;
+  addresses: string[];
+  joinedAt?: string;
   cpus: number;
   cpuModel: string;
   memoryTotalBytes: number;
-  memoryAvailableBytes: number;
-  accelerator: string;
-  acceleratorReason: string;
-  qemuVersion: string;
-  uptimeSec: number;
-  loadAvg: number[];
+  memoryAvailableBytes: number | null;
+  accelerator: 'kvm' | 'tcg' | null;
+  acceleratorReason?: string;
+  qemuVersion?: string;
+  kernel?: string;
+  uptimeSec?: number;
+  loadAvg?: number[];
   vms: { total: number; running: number };
+  /** What the VMs placed on the host reserve. */
+  allocation: { vms: number; vcpus: number; memoryBytes: number };
   allocatedMemoryMiB: number;
+  pools: { name: string; type: string; totalBytes: number; freeBytes: number }[];
+  etcd?: { memberId: string; learner: boolean; peerUrl: string; clientUrl: string };
+}
+
+export interface Policy {
+  strategy: 'spread' | 'pack';
+  memoryOvercommit: number;
+  vcpuOvercommit: number;
+}
+
+export interface ClusterInfo {
+  name: string;
+  mode: 'single-host' | 'cluster';
+  leader: string | null;
+  caFingerprint: string | null;
+  policy: Policy;
+  etcdMembers: { id: string; name: string; learner: boolean; peerUrls: string[] }[];
+}
+
+export interface JoinToken {
+  id: string;
+  /** Only in the answer to create. */
+  token?: string;
+  expiresAt: string;
+  createdAt: string;
+  createdBy: string;
+  description?: string;
+  status: 'valid' | 'used' | 'expired';
+  usedAt?: string;
+  usedBy?: string;
 }
 
 export interface Image {
@@ -56,6 +116,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** validation_failed: one entry per field ({path: 'policy.memoryOvercommit', message}). */
+    readonly details?: { path?: string; message: string }[],
   ) {
     super(message);
   }
@@ -79,13 +141,15 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   if (!res.ok) {
     let code = 'error';
     let message = `${res.status} ${res.statusText}`;
+    let details: ApiError['details'];
     try {
       const e = JSON.parse(text).error;
       code = e.code;
       message = e.message;
+      if (Array.isArray(e.details)) details = e.details;
     } catch {}
     if (res.status === 401 && path !== '/auth/login' && path !== '/auth/whoami') onUnauthenticated();
-    throw new ApiError(res.status, code, message);
+    throw new ApiError(res.status, code, message, details);
   }
   const type = res.headers.get('content-type') ?? '';
   return (type.includes('json') ? JSON.parse(text) : text) as T;

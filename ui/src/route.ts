@@ -1,8 +1,8 @@
 import { useEffect, useState } from 'preact/hooks';
 
-/** Hash routes: #/ (dashboard), #/vms, #/vms/<id>/<tab>, #/events. */
+/** Hash routes: #/ (dashboard), #/vms, #/vms/<id>/<tab>, #/hosts/<name>, #/cluster, #/events. */
 export interface Route {
-  view: 'dashboard' | 'vms' | 'vm' | 'events';
+  view: 'dashboard' | 'vms' | 'vm' | 'host' | 'cluster' | 'events';
   id?: string;
   tab?: string;
 }
@@ -11,6 +11,8 @@ export function parseRoute(hash: string): Route {
   const parts = hash.replace(/^#\/?/, '').split('/').filter(Boolean);
   if (parts[0] === 'vms' && parts[1]) return { view: 'vm', id: parts[1], tab: parts[2] ?? 'summary' };
   if (parts[0] === 'vms') return { view: 'vms' };
+  if (parts[0] === 'hosts' && parts[1]) return { view: 'host', id: decodeURIComponent(parts[1]) };
+  if (parts[0] === 'cluster') return { view: 'cluster' };
   if (parts[0] === 'events') return { view: 'events' };
   return { view: 'dashboard' };
 }
@@ -27,4 +29,9 @@ export function useRoute(): Route {
 
 export function go(path: string): void {
   location.hash = path;
+}
+
+/** The hash of a host's page. */
+export function hostHref(name: string): string {
+  return `#/hosts/${encodeURIComponent(name)}`;
 }

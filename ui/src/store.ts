@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, type HostNode, setUnauthenticatedHandler, type Task, type Vm } from './api';
+import { api, type ClusterInfo, type HostNode, setUnauthenticatedHandler, type Task, type Vm } from './api';
 
 export interface Toast {
   id: number;
@@ -13,6 +13,8 @@ export interface State {
   vms: Vm[];
   tasks: Task[];
   nodes: HostNode[];
+  /** GET /cluster (name, mode, leader, policy); loaded at login and by the cluster page. */
+  cluster?: ClusterInfo;
   toasts: Toast[];
   live: boolean;
 }
@@ -84,6 +86,16 @@ export async function refreshVms(): Promise<void> {
   setState({ vms: shareVms(await api<Vm[]>('GET', '/vms')) });
 }
 
+export async function refreshNodes(): Promise<void> {
+  setState({ nodes: await api<HostNode[]>('GET', '/nodes') });
+}
+
+export async function refreshCluster(): Promise<ClusterInfo> {
+  const cluster = await api<ClusterInfo>('GET', '/cluster');
+  setState({ cluster });
+  return cluster;
+}
+
 export async function refreshAll(): Promise<void> {
   const [vms, tasks, nodes] = await Promise.all([
     api<Vm[]>('GET', '/vms'),
@@ -95,6 +107,24 @@ export async function refreshAll(): Promise<void> {
 
 let source: EventSource | undefined;
 let refreshTimer: ReturnType<typeof setTimeout> | undefined;
+let pollTimer: ReturnType<typeof setInterval> | undefined;
+
+const hostStates = (nodes: HostNode[]) => nodes.map((n) => `${n.name}:${n.state}`).join(' ');
+
+/**
+ * Host health, heartbeats and placements have no events: every 5 s the hosts are fetched again, and
+ * the VMs too while some are pending or unknown, or when a host changed state (its VMs go unknown).
+ */
+async function poll(): Promise<void> {
+  if (document.hidden || !state.user) return;
+  const before = hostStates(state.nodes);
+  await refreshNodes();
+  if (
+    before !== hostStates(state.nodes) ||
+    state.vms.some((v) => v.state === 'pending' || v.state === 'unknown')
+  )
+    await refreshVms();
+}
 
 function refreshSoon(): void {
   clearTimeout(refreshTimer);
@@ -104,6 +134,8 @@ function refreshSoon(): void {
 /** Subscribes to GET /api/v1/events; vm and task events patch the store, then a debounced refresh. */
 export function startLive(): void {
   source?.close();
+  clearInterval(pollTimer);
+  pollTimer = setInterval(() => poll().catch(() => {}), 5000);
   source = new EventSource('/api/v1/events');
   source.addEventListener('open', () => setState({ live: true }));
   source.addEventListener('error', () => setState({ live: false }));
@@ -146,6 +178,7 @@ export function startLive(): void {
 }
 
 export function stopLive(): void {
+  clearInterval(pollTimer);
   source?.close();
   source = undefined;
   setState({ live: false });
@@ -154,6 +187,6 @@ export function stopLive(): void {
 setUnauthenticatedHandler(() => {
   if (!state.user) return;
   stopLive();
-  setState({ user: undefined, vms: [], tasks: [], nodes: [] });
+  setState({ user: undefined, vms: [], tasks: [], nodes: [], cluster: undefined });
   toast('Session expired: log in again');
 });

@@ -32,7 +32,10 @@ export function nodeRoutes(ctx: ApiContext) {
             new Promise<undefined>((res) => setTimeout(res, 1000)),
           ]);
         }
-        return nodeBody(n, live, health.get(n.name)?.memoryAvailableBytes ?? null, vms);
+        return {
+          ...nodeBody(n, live, health.get(n.name)?.memoryAvailableBytes ?? null, vms),
+          connected: ctx.node.reachable(n.name),
+        };
       }),
     );
   }
@@ -159,10 +162,10 @@ function nodeBody(
   live: NodeInfo | undefined,
   memoryAvailableBytes: number | null,
   vms: VmRecord[],
-): z.infer<typeof NodeSchema> {
+): Omit<z.infer<typeof NodeSchema>, 'connected'> {
   const mine = vms.filter((v) => v.node === n.name);
   const running = mine.filter((v) => v.power !== 'stopped').length;
-  const body: z.infer<typeof NodeSchema> = {
+  const body: Omit<z.infer<typeof NodeSchema>, 'connected'> = {
     name: n.name,
     state: n.status,
     role: n.role,

@@ -105,6 +105,23 @@ export class RemoteNode implements NodeApi {
     return () => this.connectionListeners.delete(listener);
   }
 
+  /** Resolves true once connected (at once if it is), false after timeoutMs. */
+  waitConnected(timeoutMs: number): Promise<boolean> {
+    if (this.connected) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        off();
+        resolve(this.connected);
+      }, timeoutMs);
+      const off = this.onConnectionChange((c) => {
+        if (!c) return;
+        clearTimeout(timer);
+        off();
+        resolve(true);
+      });
+    });
+  }
+
   /** Closes the stream and the channel; later calls fail with 'unavailable'. */
   close(): void {
     if (this.closed) return;

@@ -32,7 +32,8 @@ export async function startGrpcServer(
   services: [ServiceDefinition, UntypedServiceImplementation][],
   opts: ServeOptions,
 ): Promise<GrpcServerHandle> {
-  const server = new Server({ 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000 });
+  // Keepalive generous enough for a loaded host (TCG guests on two cores answer pings late).
+  const server = new Server({ 'grpc.keepalive_time_ms': 15_000, 'grpc.keepalive_timeout_ms': 15_000 });
   for (const [def, impl] of services) server.addService(def, impl);
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
   const port = await new Promise<number>((resolve, reject) =>

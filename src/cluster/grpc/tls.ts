@@ -50,10 +50,14 @@ export function clientChannelOptions(serverName: string): ChannelOptions {
   return {
     'grpc.ssl_target_name_override': serverName,
     'grpc.default_authority': serverName,
-    // Notice a dead peer (power loss, partition) within ~15 s even when no call is running.
-    'grpc.keepalive_time_ms': 10_000,
-    'grpc.keepalive_timeout_ms': 5_000,
+    // Notice a dead peer (power loss, partition) within ~30 s even when no call is running, without
+    // dropping a live one whose host is busy.
+    'grpc.keepalive_time_ms': 15_000,
+    'grpc.keepalive_timeout_ms': 15_000,
     'grpc.keepalive_permit_without_calls': 1,
+    // Reconnect within seconds once a peer is back (grpc-js otherwise backs off up to 2 minutes).
+    'grpc.initial_reconnect_backoff_ms': 250,
+    'grpc.max_reconnect_backoff_ms': 5_000,
   };
 }
 

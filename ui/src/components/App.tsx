@@ -1,10 +1,12 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api';
 import { useRoute } from '../route';
-import { refreshAll, setState, startLive, useStore } from '../store';
+import { refreshAll, refreshCluster, setState, startLive, useStore } from '../store';
+import { ClusterPage } from './ClusterPage';
 import { CreateVmDialog } from './CreateVmDialog';
 import { Dashboard } from './Dashboard';
 import { Events } from './Events';
+import { HostPage } from './HostPage';
 import { Login } from './Login';
 import { TasksPanel } from './TasksPanel';
 import { Toasts } from './Toasts';
@@ -26,6 +28,7 @@ export function App() {
   useEffect(() => {
     if (!s.user) return;
     refreshAll().catch(() => {});
+    refreshCluster().catch(() => {});
     startLive();
   }, [s.user]);
 
@@ -46,6 +49,8 @@ export function App() {
         {route.view === 'vms' && <VmList onCreate={() => setCreating(true)} />}
         {route.view === 'events' && <Events />}
         {route.view === 'vm' && <VmPage id={route.id!} tab={route.tab!} />}
+        {route.view === 'host' && <HostPage name={route.id!} />}
+        {route.view === 'cluster' && <ClusterPage />}
       </main>
       <TasksPanel />
       {creating && <CreateVmDialog onClose={() => setCreating(false)} />}

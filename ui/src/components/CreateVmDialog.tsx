@@ -1,12 +1,27 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, type Image, type Vm } from '../api';
+import { api, type Image, type Placement, type Vm } from '../api';
 import { go } from '../route';
-import { refreshAll, toast } from '../store';
+import { refreshAll, toast, useStore } from '../store';
+import { collator } from '../window';
 
-/** New VM booting an ISO from /images; the API's validation message is shown inline. */
+/**
+ * New VM booting an ISO from /images, optionally placed (a host, affinity and anti-affinity groups);
+ * the API's validation message is shown inline.
+ */
 export function CreateVmDialog({ onClose }: { onClose: () => void }) {
+  const s = useStore();
   const [images, setImages] = useState<Image[]>([]);
-  const [f, setF] = useState({ name: '', vcpus: 1, memoryMiB: 512, diskGiB: 8, iso: '', start: false });
+  const [f, setF] = useState({
+    name: '',
+    vcpus: 1,
+    memoryMiB: 512,
+    diskGiB: 8,
+    iso: '',
+    start: false,
+    node: '',
+    affinityGroup: '',
+    antiAffinityGroup: '',
+  });
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
 
@@ -20,6 +35,7 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
       .catch((e) => setError((e as Error).message));
   }, []);
 
+  const hosts = [...s.nodes].sort((a, b) => collator.compare(a.name, b.name));
   const set = (k: keyof typeof f) => (e: Event) => {
     const el = e.target as HTMLInputElement;
     const v = el.type === 'checkbox' ? el.checked : el.type === 'number' ? Number(el.value) : el.value;
@@ -30,6 +46,10 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
     e.preventDefault();
     setBusy(true);
     setError('');
+    const placement: Placement = {};
+    if (f.node) placement.node = f.node;
+    if (f.affinityGroup.trim()) placement.affinityGroup = f.affinityGroup.trim();
+    if (f.antiAffinityGroup.trim()) placement.antiAffinityGroup = f.antiAffinityGroup.trim();
     try {
       const vm = await api<Vm>('POST', '/vms', {
         name: f.name,
@@ -39,8 +59,14 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
         networks: [{ network: 'default' }],
         boot: f.iso ? { cdrom: f.iso } : { disk: 0 },
         start: f.start,
+        ...(Object.keys(placement).length ? { placement } : {}),
       });
-      toast(`VM ${vm.name} created`, 'info');
+      toast(
+        vm.state === 'pending'
+          ? `VM ${vm.name} created, pending: ${vm.reason ?? 'waiting for a host'}`
+          : `VM ${vm.name} created${vm.node ? ` on ${vm.node}` : ''}`,
+        'info',
+      );
       await refreshAll().catch(() => {});
       onClose();
       go(`/vms/${vm.id}`);
@@ -94,6 +120,41 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
             <input name="start" type="checkbox" checked={f.start} onChange={set('start')} /> Start after
             creation
           </label>
+          <details class="placement">
+            <summary>Placement (optional)</summary>
+            <div class="form">
+              <label>
+                Host
+                <select name="node" value={f.node} onChange={set('node')}>
+                  <option value="">Automatic (the scheduler picks a host)</option>
+                  {hosts.map((n) => (
+                    <option key={n.name} value={n.name}>
+                      {n.name}
+                      {n.state !== 'ready' ? ` (${n.state})` : ''}
+                    </option>
+                  ))}
+                </select>
+              </label>
+              <label>
+                Affinity group
+                <input
+                  name="affinityGroup"
+                  placeholder="VMs of a group share a host"
+                  value={f.affinityGroup}
+                  onInput={set('affinityGroup')}
+                />
+              </label>
+              <label>
+                Anti-affinity group
+                <input
+                  name="antiAffinityGroup"
+                  placeholder="VMs of a group run on different hosts"
+                  value={f.antiAffinityGroup}
+                  onInput={set('antiAffinityGroup')}
+                />
+              </label>
+            </div>
+          </details>
           {error && (
             <div class="form-error" role="alert">
               {error}

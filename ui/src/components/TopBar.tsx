@@ -7,7 +7,7 @@ export function TopBar({ onCreate }: { onCreate: () => void }) {
   async function logout() {
     await api('POST', '/auth/logout').catch(() => {});
     stopLive();
-    setState({ user: undefined, vms: [], tasks: [], nodes: [] });
+    setState({ user: undefined, vms: [], tasks: [], nodes: [], cluster: undefined });
     go('/');
   }
   return (
@@ -18,6 +18,7 @@ export function TopBar({ onCreate }: { onCreate: () => void }) {
       <nav>
         <a href="#/">Dashboard</a>
         <a href="#/vms">Virtual machines</a>
+        <a href="#/cluster">Cluster</a>
         <a href="#/events">Events</a>
       </nav>
       <button type="button" class="primary" onClick={onCreate}>

@@ -40,9 +40,11 @@ export function VmActions({ vm }: { vm: Vm }) {
     if (ok) toast(`Snapshot ${name} taken`, 'info');
     refreshAll().catch(() => {});
   }
+  // A pending VM has no host and no process: nothing to stop.
+  const live = vm.state !== 'stopped' && vm.state !== 'pending';
   async function remove() {
     setConfirmDelete(false);
-    const force = vm.state !== 'stopped' ? '?force=true' : '';
+    const force = live ? '?force=true' : '';
     const ok = await attempt(`Delete ${vm.name}`, () => api('DELETE', `/vms/${vm.id}${force}`));
     if (ok !== undefined) {
       go('/vms');
@@ -76,8 +78,7 @@ export function VmActions({ vm }: { vm: Vm }) {
           onConfirm={remove}
           onCancel={() => setConfirmDelete(false)}
         >
-          This deletes the VM and its disks{vm.state !== 'stopped' ? ', stopping it first' : ''}. It cannot be
-          undone.
+          This deletes the VM and its disks{live ? ', stopping it first' : ''}. It cannot be undone.
         </ConfirmDialog>
       )}
     </div>

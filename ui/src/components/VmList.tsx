@@ -1,12 +1,12 @@
 import { Component } from 'preact';
 import { useMemo, useState } from 'preact/hooks';
 import type { Vm } from '../api';
-import { go } from '../route';
+import { go, hostHref } from '../route';
 import { useStore } from '../store';
 import { collator, useWindow } from '../window';
 import { StateBadge } from './StateBadge';
 
-type Key = 'name' | 'state' | 'memoryMiB';
+type Key = 'name' | 'state' | 'memoryMiB' | 'node';
 
 /** Must match `.vm-list tr.row` in app.css. */
 const ROW = 30;
@@ -21,11 +21,24 @@ class VmRow extends Component<{ vm: Vm }> {
       <tr class="clickable row" data-id={vm.id} onClick={() => go(`/vms/${vm.id}`)}>
         <td>{vm.name}</td>
         <td>
-          <StateBadge state={vm.state} />
+          <StateBadge state={vm.state} reason={vm.reason} />
+          {vm.reason && (vm.state === 'pending' || vm.state === 'unknown' || vm.state === 'error') && (
+            <span class="row-reason" title={vm.reason}>
+              {vm.reason}
+            </span>
+          )}
         </td>
         <td>{vm.vcpus}</td>
         <td>{vm.memoryMiB} MiB</td>
-        <td>{vm.node}</td>
+        <td>
+          {vm.node ? (
+            <a href={hostHref(vm.node)} onClick={(e) => e.stopPropagation()}>
+              {vm.node}
+            </a>
+          ) : (
+            <span class="muted">—</span>
+          )}
+        </td>
         <td>{vm.agent?.status}</td>
       </tr>
     );
@@ -60,11 +73,13 @@ export function VmList({ onCreate }: { onCreate: () => void }) {
         />
         <select value={state} onChange={(e) => setStateFilter((e.target as HTMLSelectElement).value)}>
           <option value="">All states</option>
-          {['running', 'stopped', 'paused', 'starting', 'stopping', 'error'].map((st) => (
-            <option key={st} value={st}>
-              {st}
-            </option>
-          ))}
+          {['running', 'stopped', 'paused', 'starting', 'stopping', 'pending', 'unknown', 'error'].map(
+            (st) => (
+              <option key={st} value={st}>
+                {st}
+              </option>
+            ),
+          )}
         </select>
         <button type="button" class="primary" onClick={onCreate}>
           New VM
@@ -81,7 +96,7 @@ export function VmList({ onCreate }: { onCreate: () => void }) {
               {header('state', 'State')}
               <th>vCPU</th>
               {header('memoryMiB', 'Memory')}
-              <th>Host</th>
+              {header('node', 'Host')}
               <th>Agent</th>
             </tr>
           </thead>

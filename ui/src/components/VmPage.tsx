@@ -1,3 +1,4 @@
+import { hostHref } from '../route';
 import { useStore } from '../store';
 import { VmMonitor } from './Metrics';
 import { StateBadge } from './StateBadge';
@@ -23,8 +24,17 @@ export function VmPage({ id, tab }: { id: string; tab: string }) {
     <div class="vm-page">
       <div class="vm-head">
         <h2>{vm.name}</h2>
-        <StateBadge state={vm.state} />
-        {vm.reason && <span class="reason">{vm.reason}</span>}
+        <StateBadge state={vm.state} reason={vm.reason} />
+        <span class="vm-host">
+          {vm.node ? (
+            <>
+              on <a href={hostHref(vm.node)}>{vm.node}</a>
+            </>
+          ) : (
+            'no host yet'
+          )}
+        </span>
+        {vm.reason && <span class={`reason reason-${vm.state}`}>{vm.reason}</span>}
       </div>
       <VmActions vm={vm} />
       <nav class="tabs">

@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, fmtBytes, type Vm } from '../api';
+import { hostHref } from '../route';
 import { StateBadge } from './StateBadge';
 
 interface GuestFacts {
@@ -13,6 +14,14 @@ export function VmSummary({ vm }: { vm: Vm }) {
   const [facts, setFacts] = useState<GuestFacts | undefined>();
   const [factsError, setFactsError] = useState('');
   const connected = vm.state === 'running' && vm.agent?.status === 'connected';
+  const p = vm.placement;
+  const placement = [
+    p?.node && `pinned to ${p.node}`,
+    p?.affinityGroup && `affinity group ${p.affinityGroup}`,
+    p?.antiAffinityGroup && `anti-affinity group ${p.antiAffinityGroup}`,
+  ]
+    .filter(Boolean)
+    .join('; ');
   useEffect(() => {
     setFacts(undefined);
     setFactsError('');
@@ -28,10 +37,22 @@ export function VmSummary({ vm }: { vm: Vm }) {
         <dl>
           <dt>State</dt>
           <dd>
-            <StateBadge state={vm.state} /> {vm.reason}
+            <StateBadge state={vm.state} reason={vm.reason} /> {vm.reason}
           </dd>
           <dt>Host</dt>
-          <dd>{vm.node}</dd>
+          <dd class="vm-node">
+            {vm.node ? (
+              <a href={hostHref(vm.node)}>{vm.node}</a>
+            ) : (
+              <span class="muted">none yet (pending)</span>
+            )}
+          </dd>
+          {placement && (
+            <>
+              <dt>Placement</dt>
+              <dd class="placement">{placement}</dd>
+            </>
+          )}
           <dt>vCPU</dt>
           <dd>{vm.vcpus}</dd>
           <dt>Memory</dt>
