@@ -409,5 +409,18 @@ describe('cluster of hosts in network namespaces', () => {
     await booted(api2, vm.id);
     // Wrong input still gets clear errors there.
     await expect(api2.request('POST', '/api/v1/vms', vmBody('after-failover'))).rejects.toThrow(NfError);
+    survivor = api2;
+  });
+
+  let survivor: ApiClient;
+  it('removes a worker: refused while VMs are placed on it, done with force', async () => {
+    const held = (await survivor.request<VmView[]>('GET', '/api/v1/vms')).filter((v) => v.node === 'h4');
+    expect(held.length).toBeGreaterThan(0);
+    await expect(survivor.request('DELETE', '/api/v1/nodes/h4')).rejects.toThrow(/holds \d+ VM/);
+    expect((await nodes(survivor)).map((n) => n.name)).toContain('h4');
+    await survivor.request('DELETE', '/api/v1/nodes/h4?force=true');
+    expect((await nodes(survivor)).map((n) => n.name)).not.toContain('h4');
+    // Its VMs stay in the inventory, shown as unknown: their disks are on that host, nothing is lost.
+    expect((await survivor.request<VmView>('GET', `/api/v1/vms/${held[0]!.id}`)).state).toBe('unknown');
   });
 });
