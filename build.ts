@@ -29,6 +29,119 @@ const inlineEtcdProto: BunPlugin = {
   },
 };
 
+/**
+ * blessed (the console TUI) requires its widgets by computed name (lib/widget.js) and reads its terminfo,
+ * termcap and fonts from `blessed/usr` beside its own files (lib/tput.js, widgets/bigtext.js): neither
+ * survives `--compile`. Make the widget requires static, and give tput.js and bigtext.js an `fs` that
+ * serves `usr/` from the binary under the made-up prefix /$blessed-usr/ (real files pass through, so the
+ * system's terminfo is still read first, as blessed does).
+ */
+const BLESSED_USR = '/$blessed-usr/';
+const blessedDir = () => dirname(Bun.resolveSync('blessed/package.json', root));
+const bundleBlessed: BunPlugin = {
+  name: 'bundle-blessed',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]blessed[\\/]lib[\\/]widget\.js$/ }, (args) => {
+      const src = readFileSync(args.path, 'utf8');
+      const list = /widget\.classes = \[([^\]]*)\];/.exec(src);
+      const loop =
+        /widget\.classes\.forEach\(function\(name\) \{\s*var file = name\.toLowerCase\(\);\s*widget\[name\] = widget\[file\] = require\('\.\/widgets\/' \+ file\);\s*\}\);/;
+      if (!list || !loop.test(src)) throw new Error('blessed changed lib/widget.js; update build.ts');
+      const names = [...list[1]!.matchAll(/'(\w+)'/g)].map((m) => m[1]!);
+      const requires = names
+        .map((n) => `widget.${n} = widget.${n.toLowerCase()} = require('./widgets/${n.toLowerCase()}');`)
+        .join('\n');
+      return { contents: src.replace(loop, requires), loader: 'js' };
+    });
+    build.onLoad({ filter: /[\\/]blessed[\\/]lib[\\/](tput|widgets[\\/]bigtext)\.js$/ }, (args) => {
+      const src = readFileSync(args.path, 'utf8');
+      const usr = /__dirname \+ '\/(?:\.\.\/)+usr\//g;
+      const fs = /\bfs = require\('fs'\)/;
+      if (!usr.test(src) || !fs.test(src)) throw new Error(`blessed changed ${args.path}; update build.ts`);
+      return {
+        contents: src.replace(usr, `'${BLESSED_USR}`).replace(fs, "fs = require('nf:blessed-fs')"),
+        loader: 'js',
+      };
+    });
+    build.onResolve({ filter: /^nf:blessed-fs$/ }, () => ({
+      path: 'nf:blessed-fs',
+      namespace: 'nf-blessed',
+    }));
+    build.onLoad({ filter: /.*/, namespace: 'nf-blessed' }, () => {
+      const usr = join(blessedDir(), 'usr');
+      const files: Record<string, string> = {};
+      for (const f of listFiles(usr))
+        files[relative(usr, f).split('\\').join('/')] = readFileSync(f).toString('base64');
+      if (!files.linux || !files.xterm) throw new Error(`blessed/usr has no linux or xterm terminfo: ${usr}`);
+      return { contents: blessedFsModule(files), loader: 'js' };
+    });
+  },
+};
+
+/** An `fs` for blessed: paths under BLESSED_USR come from `files` (base64), others from the real fs. */
+function blessedFsModule(files: Record<string, string>): string {
+  return `
+const realFs = require('fs');
+const PREFIX = ${JSON.stringify(BLESSED_USR)};
+const files = ${JSON.stringify(files)};
+const dirs = new Set(['']);
+for (const f of Object.keys(files)) {
+  const parts = f.split('/');
+  for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
+}
+function rel(p) {
+  const s = String(p);
+  if (!s.startsWith(PREFIX) && s + '/' !== PREFIX) return undefined;
+  const out = [];
+  for (const part of s.slice(PREFIX.length).split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') out.pop(); else out.push(part);
+  }
+  return out.join('/');
+}
+function enoent(p, call) {
+  const e = new Error("ENOENT: no such file or directory, " + call + " '" + p + "'");
+  e.code = 'ENOENT';
+  return e;
+}
+function stat(p, call) {
+  const r = rel(p);
+  if (r === undefined) return realFs[call](p);
+  const isDir = dirs.has(r);
+  if (!isDir && !(r in files)) throw enoent(p, call);
+  const size = isDir ? 0 : Buffer.from(files[r], 'base64').length;
+  return { size, mode: isDir ? 0o40555 : 0o100444, isFile: () => !isDir, isDirectory: () => isDir,
+    isSymbolicLink: () => false, mtime: new Date(0) };
+}
+module.exports = Object.assign({}, realFs, {
+  readFileSync(p, opts) {
+    const r = rel(p);
+    if (r === undefined) return realFs.readFileSync(p, opts);
+    if (!(r in files)) throw enoent(p, 'open');
+    const b = Buffer.from(files[r], 'base64');
+    const enc = typeof opts === 'string' ? opts : opts && opts.encoding;
+    return enc ? b.toString(enc) : b;
+  },
+  statSync: (p) => stat(p, 'statSync'),
+  lstatSync: (p) => stat(p, 'lstatSync'),
+  existsSync(p) {
+    const r = rel(p);
+    return r === undefined ? realFs.existsSync(p) : dirs.has(r) || r in files;
+  },
+  readdirSync(p, opts) {
+    const r = rel(p);
+    if (r === undefined) return realFs.readdirSync(p, opts);
+    if (!dirs.has(r)) throw enoent(p, 'scandir');
+    const base = r === '' ? '' : r + '/';
+    const names = new Set();
+    for (const k of [...Object.keys(files), ...dirs])
+      if (k.startsWith(base) && k !== r && k.length > base.length) names.add(k.slice(base.length).split('/')[0]);
+    return [...names].sort();
+  },
+});
+`;
+}
+
 const uiDir = join(root, 'dist', 'ui');
 
 function listFiles(dir: string): string[] {
@@ -107,7 +220,9 @@ export async function build(outfile = join(root, 'dist', 'neuroflow')): Promise<
     target: 'bun',
     minify: true,
     sourcemap: 'none',
-    plugins: [inlineEtcdProto, embedUi],
+    plugins: [inlineEtcdProto, embedUi, bundleBlessed],
+    // Optional packages of blessed's Terminal widget, required only when one is made (the console does not).
+    external: ['term.js', 'pty.js'],
     compile: { outfile },
   });
   if (!result.success) {

@@ -6,7 +6,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['src/**/*.test.ts', 'scripts/**/*.test.ts', 'ui/**/*.test.ts'],
+          include: ['src/**/*.test.ts', 'scripts/**/*.test.ts', 'ui/**/*.test.ts', 'tui/**/*.test.ts'],
           testTimeout: 20_000,
           sequence: { groupOrder: 0 },
         },
@@ -22,6 +22,16 @@ export default defineConfig({
           maxWorkers: 2,
           // Units first; the slow real-guest files after them.
           sequence: { groupOrder: 1 },
+        },
+      },
+      {
+        test: {
+          name: 'appliance',
+          // The ISO booted in QEMU (TCG), driven through its serial console: slow, after everything else.
+          include: ['test/appliance/**/*.test.ts'],
+          testTimeout: 900_000,
+          hookTimeout: 900_000,
+          sequence: { groupOrder: 3 },
         },
       },
       {

@@ -4,5 +4,6 @@ await import('./agent');
 await import('./ui');
 await (await import('./scheduler')).runSchedulerBench();
 await import('./cluster');
+await import('./appliance');
 
 export {};

@@ -1,4 +1,7 @@
 #!/usr/bin/env bun
+// First of all: @peculiar/x509 (cluster PKI) needs the Reflect polyfill loaded before it, whichever
+// module the bundler initialises first.
+import './cluster/reflect';
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_DATA_DIR } from './cli/client';
@@ -22,6 +25,9 @@ Usage:
   neuroflow cluster show | cluster token create [--ttl 1h] | cluster token list|show|revoke ID
   neuroflow image list|import|upload|delete ...
   neuroflow task list
+  neuroflow console                       the appliance's console (TUI, TERM=linux)
+  neuroflow install --disk /dev/X [--answer FILE]   install the appliance to a disk
+  neuroflow appliance boot|serve          appliance init steps (run by the image's init)
   neuroflow version
 
 Client commands find the API through --url/--token, NEUROFLOW_URL/NEUROFLOW_TOKEN, or --data-dir
@@ -65,8 +71,10 @@ async function serveCommand(argv: string[]): Promise<void> {
     if (i <= 0) throw new NfError('validation_failed', `--demo-image ${s}: use NAME=PATH`);
     return { name: s.slice(0, i), path: s.slice(i + 1) };
   });
-  // NEUROFLOW_ROOT_PASSWORD keeps the password out of `ps`; --root-password is for labs.
+  // NEUROFLOW_ROOT_PASSWORD keeps the password out of `ps`; --root-password is for labs. The appliance
+  // passes only the scrypt hash it keeps: NEUROFLOW_ROOT_PASSWORD_SCRYPT='{"salt":"...","hash":"..."}'.
   const rootPassword = values['root-password'] ?? process.env.NEUROFLOW_ROOT_PASSWORD;
+  const rootPasswordHash = parseScrypt(process.env.NEUROFLOW_ROOT_PASSWORD_SCRYPT);
   const hostPaths = [
     ...(values['host-path'] ?? []),
     ...(process.env.NEUROFLOW_HOST_PATHS ?? '').split(':').filter(Boolean),
@@ -79,6 +87,7 @@ async function serveCommand(argv: string[]): Promise<void> {
     dev: values.dev,
     demoImages,
     ...(rootPassword ? { rootPassword } : {}),
+    ...(rootPasswordHash ? { rootPasswordHash } : {}),
     ...(joinToken ? { join: joinToken } : {}),
     ...(values.name ? { name: values.name } : {}),
     ...(values.advertise ? { advertise: values.advertise } : {}),
@@ -115,6 +124,18 @@ async function serveCommand(argv: string[]): Promise<void> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
 }
 
+function parseScrypt(text: string | undefined): { salt: string; hash: string } | undefined {
+  if (!text) return undefined;
+  try {
+    const v = JSON.parse(text) as { salt?: unknown; hash?: unknown };
+    if (typeof v.salt === 'string' && typeof v.hash === 'string') return { salt: v.salt, hash: v.hash };
+  } catch {}
+  throw new NfError(
+    'validation_failed',
+    'NEUROFLOW_ROOT_PASSWORD_SCRYPT must be JSON {"salt": "...", "hash": "..."}',
+  );
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   const out = (s: string) => process.stdout.write(`${s}\n`);
@@ -131,6 +152,12 @@ export async function main(argv: string[]): Promise<number> {
       case 'cluster':
         await clusterCommand(rest, out);
         return 0;
+      case 'console':
+        return await (await import('../tui/main')).consoleCommand(rest);
+      case 'appliance':
+        return await (await import('./appliance/commands')).applianceCommand(rest);
+      case 'install':
+        return await (await import('./appliance/commands')).installCommand(rest);
       case 'image':
         await imageCommand(rest, out);
         return 0;

@@ -3,7 +3,7 @@
  * OU = role) that serves the HTTPS API and authenticates the host to its peers (mutual TLS).
  * ECDSA P-256 with SHA-256 throughout; keys are PKCS#8 PEM, certificates and CSRs PEM.
  */
-import 'reflect-metadata'; // @peculiar/x509 uses tsyringe, which needs this loaded first
+import './reflect'; // @peculiar/x509 uses tsyringe, which needs this loaded first
 import {
   createHash,
   createPrivateKey,
