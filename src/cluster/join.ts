@@ -255,6 +255,8 @@ function validateRequest(r: JoinRequest): void {
   const bad = (m: string) => new NfError('validation_failed', m);
   if (typeof r.name !== 'string' || !HOST_NAME.test(r.name))
     throw bad(`"${r.name}" is not a valid host name (lowercase letters, digits, - and .)`);
+  if (r.name === 'localhost' || r.name === CONTROLLER_SAN || r.name.endsWith('.neuroflow.internal'))
+    throw bad(`"${r.name}" is a reserved name; pick another host name`);
   if (typeof r.address !== 'string' || !isIP(r.address))
     throw bad(`address "${r.address}" is not an IP address`);
   for (const k of ['apiPort', 'grpcPort', 'etcdClientPort', 'etcdPeerPort'] as const) {

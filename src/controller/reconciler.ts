@@ -146,8 +146,11 @@ export class Reconciler {
         if (vm.power === 'paused') status = await this.node.pauseVm(id);
       } catch (err) {
         const e = toNfError(err);
-        if (e.code !== 'unavailable') {
+        // Latch the failure only when the start surely failed: not when the host was unreachable or the
+        // call timed out (QEMU may be up), nor when a QEMU already runs (another controller started it).
+        if (e.code !== 'unavailable' && e.code !== 'timeout' && e.code !== 'invalid_state') {
           await this.update(cur, (v) => {
+            if (v.generation !== vm.generation) return false; // a newer request decides now
             v.power = 'stopped';
             v.generation++;
             v.lastError = { message: e.message, at: new Date().toISOString() };

@@ -285,7 +285,9 @@ export class VmService {
     await this.reconciler.lock.run(first.value.id, async () => {
       const cur = await this.find(first.value.id);
       const vm = cur.value;
-      if (vm.node && !(await this.node.reach(vm.node)))
+      // A host removed from the cluster (forced) took the VM's disks with it: only the record is left.
+      const hostGone = !!vm.node && !(await this.store.get(keys.node(vm.node)));
+      if (vm.node && !hostGone && !(await this.node.reach(vm.node)))
         throw new NfError(
           'unavailable',
           `host ${vm.node} of VM "${vm.name}" is not reachable; its disks cannot be deleted now (nothing was deleted)`,
@@ -314,7 +316,7 @@ export class VmService {
         // A retried transaction may have gone through already: only a record still there is a conflict.
         if (!NfError.isCode(err, 'conflict') || (await this.store.get(cur.key))) throw err;
       }
-      if (vm.node) {
+      if (vm.node && !hostGone) {
         for (const d of vm.disks) await this.node.on(vm.node).deleteVolume(d.pool, d.volume);
         await this.node.forgetVm(vm.id);
       }

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { CONTROLLER_SAN } from '../cluster/names';
 import { NfError } from '../errors';
 import { writeFileAtomic } from '../util/fs';
 import { createLogger } from '../util/log';
@@ -129,6 +130,9 @@ export class EmbeddedEtcd {
       '--initial-cluster-state',
       fresh ? m.state : 'existing',
       '--client-cert-auth',
+      // Only controller certificates (they carry this name) may use etcd: a worker's key is not enough.
+      '--client-cert-allowed-hostname',
+      CONTROLLER_SAN,
       '--trusted-ca-file',
       m.tls.ca,
       '--cert-file',
@@ -136,6 +140,8 @@ export class EmbeddedEtcd {
       '--key-file',
       m.tls.key,
       '--peer-client-cert-auth',
+      '--peer-cert-allowed-hostname',
+      CONTROLLER_SAN,
       '--peer-trusted-ca-file',
       m.tls.ca,
       '--peer-cert-file',

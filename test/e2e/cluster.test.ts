@@ -422,5 +422,8 @@ describe('cluster of hosts in network namespaces', () => {
     expect((await nodes(survivor)).map((n) => n.name)).not.toContain('h4');
     // Its VMs stay in the inventory, shown as unknown: their disks are on that host, nothing is lost.
     expect((await survivor.request<VmView>('GET', `/api/v1/vms/${held[0]!.id}`)).state).toBe('unknown');
+    // Their records can still be deleted (the disks left with the host).
+    await survivor.request('DELETE', `/api/v1/vms/${held[0]!.id}`);
+    await expect(survivor.request('GET', `/api/v1/vms/${held[0]!.id}`)).rejects.toThrow(/no VM|not found/i);
   });
 });

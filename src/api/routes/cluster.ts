@@ -2,6 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { keys } from '../../controller/records';
 import { DEFAULT_POLICY, type SchedPolicy } from '../../controller/scheduler';
 import { NfError } from '../../errors';
+import { createLogger } from '../../util/log';
 import type { ApiContext } from '../context';
 import { errors, json } from '../openapi';
 import { newRouter } from '../router';
@@ -14,6 +15,7 @@ import {
   PolicySchema,
 } from '../schemas';
 
+const log = createLogger('cluster-api');
 const IdParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' } }) });
 
 export function clusterRoutes(ctx: ApiContext) {
@@ -102,9 +104,15 @@ export function clusterRoutes(ctx: ApiContext) {
     }),
     async (c) => {
       const req = c.req.valid('json');
-      const res = await ctx.tasks.run('node.join', req.name, `join-token:${req.tokenId}`, () =>
-        cluster().join.join(req),
-      );
+      // Anyone may call this: only an admitted host gets a task (the audit trail); refusals are logged.
+      let res: Awaited<ReturnType<ReturnType<typeof cluster>['join']['join']>>;
+      try {
+        res = await cluster().join.join(req);
+      } catch (err) {
+        log.warn('join refused', { name: req.name, address: req.address, err: (err as Error).message });
+        throw err;
+      }
+      await ctx.tasks.run('node.join', req.name, `join-token:${req.tokenId}`, async () => undefined);
       return c.json(res as unknown as Record<string, unknown>, 200);
     },
   );
