@@ -9,6 +9,7 @@
  * /var/log/neuroflow/boot.log); a failing step is reported and the boot goes on, so the console and the
  * API come up whatever happened. Also the small process helpers the installer and `appliance serve` use.
  */
+
 import { spawnSync } from 'node:child_process';
 import {
   appendFileSync,
@@ -26,6 +27,7 @@ import { writeFileAtomic } from '../util/fs';
 import { VERSION } from '../version';
 import { APPLIANCE_DATA_DIR, type ApplianceConfig, defaultConfig, readConfig, writeConfig } from './config';
 import { applyNetwork, managementInterface } from './network';
+import type { CommandResult, RunOptions as SystemRunOptions } from './system';
 import { applyHostname, applyRootPassword, realRunner } from './system';
 
 /** Run-time state of the appliance (a tmpfs). */
@@ -36,17 +38,9 @@ export const LOG_DIR = '/var/log/neuroflow';
 
 // --- process helpers ----------------------------------------------------------------------------------
 
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-export interface RunOptions {
-  input?: string;
-  timeoutMs?: number;
-  env?: Record<string, string>;
-}
+/** The same result and options as the console's runner (src/appliance/system.ts), run synchronously. */
+export type RunResult = CommandResult;
+export type RunOptions = SystemRunOptions & { env?: Record<string, string> };
 
 /** Runs a program from an argv array (never through a shell). Never throws: the exit code says. */
 export function run(argv: string[], opts: RunOptions = {}): RunResult {

@@ -19,6 +19,8 @@ export interface NodeView {
   maintenance: boolean;
   leader: boolean;
   lastHeartbeat: string | null;
+  /** From the last heartbeat; null when the host is not ready. */
+  memoryAvailableBytes: number | null;
   addresses: string[];
   apiAddress?: string;
   joinedAt: string;
@@ -125,6 +127,7 @@ export class NodeRegistry {
           maintenance: n.maintenance,
           leader: leader === n.name,
           lastHeartbeat: h?.at ?? null,
+          memoryAvailableBytes: h?.memoryAvailableBytes ?? null,
           addresses: n.addresses,
           joinedAt: n.joinedAt,
           capacity: n.info

@@ -19,7 +19,6 @@ export function nodeRoutes(ctx: ApiContext) {
   async function views(): Promise<z.infer<typeof NodeSchema>[]> {
     const vms = (await ctx.store.list<VmRecord>(keys.vms)).map((v) => v.value);
     const nodes = await ctx.registry.views(vms);
-    const health = await ctx.registry.health();
     return Promise.all(
       nodes.map(async (n) => {
         let live: NodeInfo | undefined;
@@ -33,11 +32,17 @@ export function nodeRoutes(ctx: ApiContext) {
           ]);
         }
         return {
-          ...nodeBody(n, live, health.get(n.name)?.memoryAvailableBytes ?? null, vms),
+          ...nodeBody(n, live, vms),
           connected: ctx.node.reachable(n.name),
         };
       }),
     );
+  }
+
+  async function viewOf(name: string): Promise<z.infer<typeof NodeSchema>> {
+    const v = (await views()).find((n) => n.name === name);
+    if (!v) throw new NfError('not_found', `no host named "${name}" in the cluster`);
+    return v;
   }
 
   r.openapi(
@@ -60,10 +65,7 @@ export function nodeRoutes(ctx: ApiContext) {
       responses: { 200: json(NodeSchema, 'Host'), ...errors },
     }),
     async (c) => {
-      const { name } = c.req.valid('param');
-      const v = (await views()).find((n) => n.name === name);
-      if (!v) throw new NfError('not_found', `no host named "${name}" in the cluster`);
-      return c.json(v, 200);
+      return c.json(await viewOf(c.req.valid('param').name), 200);
     },
   );
   r.openapi(
@@ -87,9 +89,7 @@ export function nodeRoutes(ctx: ApiContext) {
         c.get('user'),
         () => ctx.registry.setMaintenance(name, maintenance),
       );
-      const v = (await views()).find((n) => n.name === name);
-      if (!v) throw new NfError('not_found', `no host named "${name}" in the cluster`);
-      return c.json(v, 200);
+      return c.json(await viewOf(name), 200);
     },
   );
   r.openapi(
@@ -160,7 +160,6 @@ export function nodeRoutes(ctx: ApiContext) {
 function nodeBody(
   n: NodeView,
   live: NodeInfo | undefined,
-  memoryAvailableBytes: number | null,
   vms: VmRecord[],
 ): Omit<z.infer<typeof NodeSchema>, 'connected'> {
   const mine = vms.filter((v) => v.node === n.name);
@@ -176,7 +175,7 @@ function nodeBody(
     cpus: live?.cpus ?? n.capacity?.cpus ?? 0,
     cpuModel: live?.cpuModel ?? n.capacity?.cpuModel ?? '',
     memoryTotalBytes: live?.memoryTotalBytes ?? n.capacity?.memoryBytes ?? 0,
-    memoryAvailableBytes: live?.memoryAvailableBytes ?? memoryAvailableBytes,
+    memoryAvailableBytes: live?.memoryAvailableBytes ?? n.memoryAvailableBytes,
     accelerator: live?.accelerator ?? (n.capacity?.accelerator as 'kvm' | 'tcg' | undefined) ?? null,
     vms: { total: mine.length, running },
     allocation: n.allocation,
