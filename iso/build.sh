@@ -13,7 +13,8 @@
 #   initrd.img       gzip'd cpio: busybox + the modules to find the medium (iso/initramfs/)
 #   rootfs.squashfs  zstd squashfs: busybox userland, QEMU + qemu-img (libraries, firmware, the rbd
 #                    block driver with librbd/librados), etcd, Open vSwitch/OVN, GRUB and mkfs tools for
-#                    the installer, host kernel modules, neuroflow + neuroflow-agent, iso/rootfs/ files
+#                    the installer, Dropbear (SSH while the console enables it), host kernel modules,
+#                    neuroflow + neuroflow-agent, iso/rootfs/ files
 #   build.json       version, hash, kernel, sizes, sha256 of each file
 # and a copy of the ISO at dist/neuroflow.iso (or --out FILE).
 # <hash> covers this script, every file under iso/, and the sha256 of every host file that goes into
@@ -69,7 +70,8 @@ for c in "mksquashfs squashfs-tools" "grub-mkrescue grub-common" "xorriso xorris
 	"cpio cpio" "gzip gzip" "ldd libc-bin" "depmod kmod" "flock util-linux" "sfdisk fdisk" \
 	"mkfs.vfat dosfstools" "mkfs.ext4 e2fsprogs" "grub-install grub2-common" \
 	"qemu-system-x86_64 qemu-system-x86" "qemu-img qemu-utils" "etcd etcd-server" "etcdctl etcd-client" \
-	"ovs-vsctl openvswitch-switch" "ovn-controller ovn-host" "ovn-northd ovn-central"; do
+	"ovs-vsctl openvswitch-switch" "ovn-controller ovn-host" "ovn-northd ovn-central" \
+	"dropbear dropbear-bin" "dropbearkey dropbear-bin"; do
 	need_cmd ${c% *} ${c#* }
 done
 [[ -d /usr/lib/grub/i386-pc ]] || die "GRUB for BIOS is missing: apt-get install grub-pc-bin"
@@ -102,6 +104,7 @@ PROGRAMS=(
 	/usr/sbin/sfdisk /usr/sbin/wipefs /usr/sbin/blkid /usr/bin/lsblk /usr/sbin/blockdev
 	/usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/resize2fs /usr/sbin/tune2fs /usr/sbin/mkfs.fat /usr/sbin/fsck.fat
 	/usr/sbin/ip /usr/sbin/bridge
+	/usr/sbin/dropbear /usr/bin/dropbearkey
 )
 # QEMU's loadable modules: TCG itself (a module in Debian), the rbd (Ceph) block driver, virtio-gpu.
 QEMU_MODULES=(accel-tcg-x86_64.so accel-tcg-i386.so block-rbd.so hw-display-virtio-gpu.so
@@ -344,11 +347,14 @@ printf '{"version":"%s","hash":"%s","kernel":"%s"}\n' "$version" "$hash" "$kver"
 
 # Every program must run inside the image with the libraries copied there.
 for p in /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/bin/etcd /usr/sbin/ovs-vswitchd /usr/bin/ovn-controller \
-	/usr/sbin/sfdisk /usr/sbin/mke2fs /usr/sbin/grub-install /usr/sbin/ip; do
+	/usr/sbin/sfdisk /usr/sbin/mke2fs /usr/sbin/grub-install /usr/sbin/ip /usr/sbin/dropbear; do
 	[[ -e "$root$p" ]] || continue
 	chroot "$root" "$p" --version >/dev/null 2>&1 || chroot "$root" "$p" -V >/dev/null 2>&1 ||
 		die "$p does not run inside the image (try: chroot $root $p --version)"
 done
+# dropbearkey has no version option: its usage text (exit 0) shows it loads.
+chroot "$root" /usr/bin/dropbearkey -h >/dev/null 2>&1 ||
+	die "/usr/bin/dropbearkey does not run inside the image (try: chroot $root /usr/bin/dropbearkey -h)"
 # Bun needs /proc: a private mount namespace keeps the proc mount from leaking.
 unshare --mount --fork sh -c 'mount -t proc proc "$1/proc" && chroot "$1" /usr/bin/neuroflow version' sh "$root" >/dev/null ||
 	die "/usr/bin/neuroflow does not run inside the image"

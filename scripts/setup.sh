@@ -12,9 +12,10 @@ DEBIAN_PACKAGES=(
   iproute2 procps ca-certificates protobuf-compiler
   chromium
   # The appliance ISO (iso/build.sh): GRUB for BIOS and UEFI, mtools for the EFI image, squashfs, the
-  # installer's partitioning and mkfs tools, Open vSwitch/OVN, QEMU's rbd driver (librbd/librados), OVMF.
+  # installer's partitioning and mkfs tools, Open vSwitch/OVN, QEMU's rbd driver (librbd/librados), OVMF,
+  # Dropbear (the appliance's SSH server while the console enables it).
   grub-pc-bin grub-efi-amd64-bin grub-common grub2-common mtools dosfstools squashfs-tools gdisk fdisk
-  openvswitch-switch ovn-host ovn-central qemu-block-extra ovmf
+  openvswitch-switch ovn-host ovn-central qemu-block-extra ovmf dropbear-bin
 )
 
 missing=()

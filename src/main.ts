@@ -27,7 +27,7 @@ Usage:
   neuroflow task list
   neuroflow console                       the appliance's console (TUI, TERM=linux)
   neuroflow install --disk /dev/X [--answer FILE]   install the appliance to a disk
-  neuroflow appliance boot|serve          appliance init steps (run by the image's init)
+  neuroflow appliance boot|serve|stop-vms appliance init and shutdown steps (run by the image's init)
   neuroflow version
 
 Client commands find the API through --url/--token, NEUROFLOW_URL/NEUROFLOW_TOKEN, or --data-dir

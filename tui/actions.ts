@@ -22,6 +22,7 @@ import {
   readResolvConf,
   type StepResult,
 } from '../src/appliance/network';
+import { readSshStatus, SSH_STATUS, type SshStatus } from '../src/appliance/ssh';
 import {
   type ApplianceServices,
   applianceServices,
@@ -115,6 +116,8 @@ export interface HostStatus {
   management: ReturnType<typeof managementView>;
   cluster: ReturnType<typeof clusterView>;
   sshUntil?: Date;
+  /** What the supervisor says SSH does (dropbear running, its host key, why not). */
+  ssh?: SshStatus;
 }
 
 export async function gatherStatus(env: ConsoleEnv, lastError?: string): Promise<HostStatus> {
@@ -132,6 +135,7 @@ export async function gatherStatus(env: ConsoleEnv, lastError?: string): Promise
   ]);
   const facts = readClusterFacts(env.dataDir);
   const until = cfg?.ssh.enabledUntil ? new Date(cfg.ssh.enabledUntil) : undefined;
+  const ssh = readSshStatus(join(env.root, SSH_STATUS));
   return {
     hostname: cfg?.hostname ?? osHostname(),
     cfg,
@@ -149,6 +153,7 @@ export async function gatherStatus(env: ConsoleEnv, lastError?: string): Promise
       ...(lastError ? { lastError } : {}),
     }),
     ...(until && until.getTime() > Date.now() ? { sshUntil: until } : {}),
+    ...(ssh ? { ssh } : {}),
   };
 }
 
@@ -208,15 +213,20 @@ export function checkLogin(env: ConsoleEnv, password: string): boolean {
   return verifyRootPassword(password, loadConfig(env)?.rootPassword);
 }
 
+/** SSH on for N minutes, or off: the supervisor starts/stops dropbear; the API and etcd keep running. */
 export async function enableSsh(env: ConsoleEnv, minutes: number | null): Promise<ActionReport> {
   const cfg = configWithSsh(loadConfig(env), minutes);
   await writeConfig(cfg, env.dataDir);
+  // A SIGHUP that only changes `ssh` does not restart serve (src/appliance/serve.ts).
   const r = await env.services.restartManagement();
   const what =
     minutes === null
-      ? 'SSH is turned off.'
-      : `SSH is on until ${new Date(cfg.ssh.enabledUntil!).toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit' })}.`;
-  return { lines: [what, restartLine(r)], ok: true };
+      ? 'SSH is turned off (open sessions stay until they end).'
+      : `SSH is on until ${new Date(cfg.ssh.enabledUntil!).toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit' })}: root with the root password, port 22.`;
+  const applied = r.signalled
+    ? `Asked the management service (pid ${r.pid}) to apply it; the API keeps running.`
+    : restartLine(r);
+  return { lines: [what, applied], ok: true };
 }
 
 export async function restartServices(env: ConsoleEnv): Promise<ActionReport> {

@@ -49,7 +49,7 @@ import {
   renderMessage,
   renderText,
 } from './render';
-import { clusterText } from './status';
+import { clusterText, sshStatusLines } from './status';
 
 export interface Key {
   name?: string;
@@ -422,6 +422,13 @@ export class App {
       this.stop(0);
       return;
     }
+    // Ctrl-L repaints the whole terminal (a kernel message printed over the console, a serial terminal
+    // attached late): blessed otherwise only sends what changed.
+    if (key.full === 'C-l') {
+      this.screen.realloc();
+      this.screen.render();
+      return;
+    }
     const topView = this.stack[this.stack.length - 1];
     if (topView) {
       topView.key(ch, key);
@@ -661,6 +668,7 @@ export class App {
             sshOn()
               ? `SSH is enabled until ${this.status!.sshUntil!.toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit' })}.`
               : 'SSH is disabled.',
+            ...sshStatusLines(this.status?.ssh),
             '',
             'Root login over SSH with the root password, for a limited time.',
           ],
@@ -713,7 +721,8 @@ export class App {
           kind === 'poweroff' ? 'Confirm Shut Down' : 'Confirm Restart',
           [
             kind === 'poweroff' ? 'Shut down this host?' : 'Restart this host?',
-            'Virtual machines running on it are stopped.',
+            'Its running VMs are shut down first (forced off after 2 minutes).',
+            'They stay off when the host comes back.',
           ],
           `<F${kind === 'poweroff' ? '2' : '11'}> ${kind === 'poweroff' ? 'Shut Down' : 'Restart'}  <Esc> Cancel`,
           {

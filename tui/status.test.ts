@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { defaultConfig, parseConfig } from '../src/appliance/config';
 import { clusterProgress } from './actions';
-import { clusterText, clusterView, lastServeError, managementView, readableLogLine } from './status';
+import {
+  clusterText,
+  clusterView,
+  lastServeError,
+  managementView,
+  readableLogLine,
+  sshStatusLines,
+} from './status';
 
 const base = parseConfig({ ...defaultConfig(), hostname: 'esx1' });
 const withCluster = (cluster: object) => parseConfig({ ...base, cluster });
@@ -187,5 +194,31 @@ describe('following a create or join', () => {
       ok: true,
       message: 'created cluster prod as controller',
     });
+  });
+});
+
+describe('SSH in the Troubleshooting menu', () => {
+  const base = { listen: ['22'], since: '2030-01-01T10:00:00.000Z' };
+  it('says what runs, the host key, or why it does not', () => {
+    expect(sshStatusLines(undefined)).toEqual([]);
+    expect(
+      sshStatusLines({
+        ...base,
+        running: true,
+        until: '2030-01-01T11:00:00.000Z',
+        pid: 42,
+        fingerprint: 'SHA256:abc',
+        message: 'dropbear runs on 22 until 2030-01-01T11:00:00.000Z',
+      }),
+    ).toEqual(['dropbear runs (pid 42) on 22.', 'Host key: SHA256:abc']);
+    expect(
+      sshStatusLines({
+        ...base,
+        running: false,
+        until: '2030-01-01T11:00:00.000Z',
+        message: 'dropbear exited (1); dropbear is started again at 2030-01-01T10:00:02.000Z',
+      }),
+    ).toEqual(['Not running: dropbear exited (1); dropbear is started again at 2030-01-01T10:00:02.000Z']);
+    expect(sshStatusLines({ ...base, running: false, until: null, message: 'SSH is disabled' })).toEqual([]);
   });
 });

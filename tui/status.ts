@@ -8,6 +8,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ApplianceConfig } from '../src/appliance/config';
 import { type LiveInterface, managementInterface } from '../src/appliance/network';
+import type { SshStatus } from '../src/appliance/ssh';
 
 export const API_PORT = 8006;
 
@@ -286,4 +287,19 @@ export function managementView(cfg: ApplianceConfig | undefined, live: LiveInter
   const ip = addr.split('/')[0]!;
   const url = `https://${ip}:${API_PORT}/`;
   return { ip, url, text: `${url} (DHCP)`, detail: `${addr} on ${dev}, DHCP` };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// SSH
+
+/** What the supervisor says about SSH (/run/neuroflow/ssh-status.json), for the Troubleshooting menu. */
+export function sshStatusLines(s: SshStatus | undefined): string[] {
+  if (!s) return [];
+  if (s.running)
+    return [
+      `dropbear runs (pid ${s.pid ?? '?'}) on ${s.listen.join(', ')}.`,
+      ...(s.fingerprint ? [`Host key: ${s.fingerprint}`] : []),
+    ];
+  if (s.until) return [`Not running: ${s.message}`];
+  return [];
 }

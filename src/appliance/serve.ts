@@ -15,12 +15,16 @@
  * throws at start-up), so nothing here may import src/serve.ts or src/cluster/*. The `serve` command
  * gets the config's root password as its scrypt hash (NEUROFLOW_ROOT_PASSWORD_SCRYPT); without one set
  * yet, `serve` generates DATA_DIR/root.password (the founder's cluster record keeps whichever it used).
- * SIGHUP: read the config again and restart the child. SIGTERM/SIGINT: stop the child (the API and etcd
- * stop, VMs keep running) and exit.
+ * SIGHUP: read the config again and restart the child, unless only `ssh` changed: SSH (dropbear while
+ * `ssh.enabledUntil` is in the future, src/appliance/ssh.ts) is applied at once and the child (API, etcd)
+ * keeps running. A SIGHUP with no change at all restarts the child (the console's "Restart Management
+ * Services"). SIGTERM/SIGINT: stop the child (the API and etcd stop, VMs keep running) and dropbear's
+ * listener (open SSH sessions stay), and exit.
  *
  * Files: /run/neuroflow/appliance-serve.pid (this process), /run/neuroflow/cluster-status.json (what
  * runs: state idle|waiting|starting|running|error|stopped, mode, message, url, pid, since),
- * /var/log/neuroflow/serve.log (the child's output).
+ * /var/log/neuroflow/serve.log (the child's output); for SSH /run/neuroflow/ssh-status.json and
+ * /var/log/neuroflow/ssh.log (see ssh.ts).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import {
@@ -41,6 +45,7 @@ import { deferred } from '../util/wait';
 import { interfaceAddress, LOG_DIR, RUN_DIR } from './boot';
 import { APPLIANCE_DATA_DIR, type ApplianceConfig, readConfig, writeConfig } from './config';
 import { managementInterface } from './network';
+import { SshService, type SshServiceOptions, sshOnlyChange } from './ssh';
 
 export const API_PORT = 8006;
 
@@ -69,6 +74,8 @@ export interface ApplianceServeOptions {
   restartDelayMs?: (attempt: number) => number;
   /** How long a stopping child gets before SIGKILL. */
   stopTimeoutMs?: number;
+  /** SSH (dropbear): listen addresses, programs, clock (default: port 22 on every address). */
+  ssh?: Omit<SshServiceOptions, 'dataDir' | 'runDir' | 'logDir'>;
 }
 
 /** argv[0..] that runs this program again: the compiled binary, or bun + the entry script. */
@@ -125,11 +132,23 @@ export class ApplianceServe {
   private wake = deferred<void>();
   private generation = 0;
   private stopping = false;
+  /** The config the current pass runs with (what a SIGHUP compares against). */
+  private applied: ApplianceConfig | undefined;
+  /** Set once run() holds the pidfile: a second supervisor that lost must not touch dropbear. */
+  private started = false;
+  /** Dropbear while `ssh.enabledUntil` is in the future. */
+  readonly ssh: SshService;
 
   constructor(private readonly opts: ApplianceServeOptions = {}) {
     this.dataDir = opts.dataDir ?? APPLIANCE_DATA_DIR;
     this.runDir = opts.runDir ?? RUN_DIR;
     this.logDir = opts.logDir ?? LOG_DIR;
+    this.ssh = new SshService({
+      ...opts.ssh,
+      dataDir: this.dataDir,
+      runDir: this.runDir,
+      logDir: this.logDir,
+    });
   }
 
   get pidfile(): string {
@@ -142,17 +161,37 @@ export class ApplianceServe {
     return join(this.logDir, 'serve.log');
   }
 
-  /** Read the config again and restart (SIGHUP). */
+  /**
+   * SIGHUP: read the config again; SSH follows it at once; the child is restarted unless only `ssh`
+   * changed (an unreadable config restarts it too: the pass then reports the error).
+   */
   reload(): void {
+    let next: ApplianceConfig | undefined;
+    let readable = true;
+    try {
+      next = readConfig(this.dataDir);
+    } catch {
+      readable = false;
+    }
+    if (readable && this.started) this.ssh.configure(next?.ssh.enabledUntil ?? null);
+    if (readable && !this.stopping && sshOnlyChange(this.applied, next)) {
+      this.applied = next;
+      return;
+    }
+    this.restart();
+  }
+
+  /** End the current pass (its child stops), then start the next one. */
+  private restart(): void {
     this.generation += 1;
     this.wake.resolve();
   }
 
-  /** Stop the child and end run(). */
+  /** Stop the child and dropbear's listener, and end run(). */
   async stop(): Promise<void> {
     this.stopping = true;
-    this.reload();
-    await this.stopChild();
+    this.restart();
+    await Promise.all([this.stopChild(), this.ssh.stop()]);
   }
 
   async status(s: Omit<ClusterStatus, 'since'>): Promise<void> {
@@ -168,6 +207,7 @@ export class ApplianceServe {
     if (other && other !== process.pid && pidAlive(other) && procCmdline(other)?.includes('serve'))
       throw new NfError('invalid_state', `appliance serve already runs (pid ${other})`);
     await writeFileAtomic(this.pidfile, `${process.pid}\n`, 0o644);
+    this.started = true;
     try {
       while (!this.stopping) {
         const gen = this.generation;
@@ -179,6 +219,7 @@ export class ApplianceServe {
       }
       await this.status({ state: 'stopped', mode: 'unknown' });
     } finally {
+      await this.ssh.stop();
       rmSync(this.pidfile, { force: true });
     }
   }
@@ -189,9 +230,12 @@ export class ApplianceServe {
     try {
       read = readConfig(this.dataDir);
     } catch (err) {
+      this.applied = undefined;
       await this.status({ state: 'error', mode: 'unknown', message: toNfError(err).message });
       return;
     }
+    this.applied = read;
+    this.ssh.configure(read?.ssh.enabledUntil ?? null);
     if (!read || read.cluster.mode === 'none') {
       await this.status({
         state: 'idle',
@@ -224,6 +268,8 @@ export class ApplianceServe {
       // A join that worked made the config say member: from then on a dying child is restarted.
       try {
         cfg = readConfig(this.dataDir) ?? cfg;
+        // What runs from now on; its ssh part stays what SSH was last given (a SIGHUP brings the rest).
+        this.applied = { ...cfg, ssh: this.applied?.ssh ?? cfg.ssh };
       } catch {}
       const current = this.readStatus();
       const message =
@@ -257,8 +303,12 @@ export class ApplianceServe {
         if (mode === 'join') {
           try {
             const now = readConfig(this.dataDir) ?? cfg;
-            if (now.cluster.mode === 'join')
-              await writeConfig({ ...now, cluster: { mode: 'member' } }, this.dataDir);
+            if (now.cluster.mode === 'join') {
+              const member: ApplianceConfig = { ...now, cluster: { mode: 'member' } };
+              await writeConfig(member, this.dataDir);
+              // A later SIGHUP compares against what runs: the joined member.
+              if (this.applied?.cluster.mode === 'join') this.applied = { ...member, ssh: this.applied.ssh };
+            }
             mode = 'member';
           } catch (err) {
             await this.status({

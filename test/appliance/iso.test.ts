@@ -1,24 +1,49 @@
 /**
- * The appliance ISO in QEMU (TCG), two independent flows run side by side (one vCPU each):
+ * The appliance ISO in QEMU (TCG), two independent flows run side by side:
  *
- * live: BIOS and UEFI boots, GRUB on the serial console, the system in RAM with the medium released,
- * /var/lib/neuroflow on a tmpfs, no API until a cluster is chosen, then the console's contract (config
- * written + SIGHUP to `appliance serve`) starts it.
+ * two live appliances on one network (taps on a bridge of the test machine, no DHCP there), driven
+ * through the console TUI on their first serial port as an admin would: both boot (BIOS) to a system in
+ * RAM with the medium released and /var/lib/neuroflow on a tmpfs; the VGA screen shows the console's
+ * grey and yellow; F2 sets the root password, host name and a static address (which answers ping from
+ * the test machine); A creates a cluster on its console, the admin logs in to A's API with the root
+ * password and makes a join token, B joins with the token typed into its console, and A's API lists both
+ * hosts ready. Then the ISO boots with UEFI (OVMF).
  *
  * unattended install: the GRUB entry "Install (unattended answer file)" (hotkey i on the serial console)
  * with an answer file on a small vfat disk labelled NF-ANSWER installs to a blank virtual disk and powers
  * off. Then the disk boots alone (the ISO removed): the host name and root password from the answer file,
- * NF-DATA mounted, cluster.mode create -> the API answers through the forwarded port; a file written to
+ * NF-DATA mounted, cluster.mode create -> the API answers through a forwarded port; a file written to
  * NF-DATA survives a power cycle; the disk also boots with UEFI.
  */
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApplianceVm, answerDisk, apiGet, blankDisk, buildIso, cleanupVms, freePort, waitApi } from './vm';
+import { waitFor } from '../../src/util/wait';
+import { VERSION } from '../../src/version';
+import { NetLab } from '../harness/cluster';
+import {
+  ApplianceVm,
+  answerDisk,
+  apiCall,
+  apiGet,
+  apiLogin,
+  blankDisk,
+  buildIso,
+  cleanupVms,
+  dcuiColours,
+  freePort,
+  KEY,
+  SerialConsole,
+  waitApi,
+  waitPing,
+} from './vm';
 
 const BOOT_FAIL = /Kernel panic|NEUROFLOW-INITRAMFS: error|error in step/;
 const HOSTNAME = 'nf-installed';
 const PASSWORD = 'answer-pass-42';
+/** Set on the live appliances' consoles. */
+const CONSOLE_PASSWORD = 'Console-pass-7';
 
 let iso = '';
 beforeAll(() => {
@@ -26,73 +51,259 @@ beforeAll(() => {
 });
 afterAll(cleanupVms);
 
+/** The first line an SSH server sends on ip:22, or undefined when nothing listens there. */
+function sshBanner(ip: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const sock = connect({ host: ip, port: 22, timeout: 5000 }, () => {});
+    let got = '';
+    const done = (v: string | undefined) => {
+      sock.destroy();
+      resolve(v);
+    };
+    sock.on('data', (b: Buffer) => {
+      got += b.toString('latin1');
+      if (got.includes('\n')) done(got.split('\n')[0]!.trim());
+    });
+    sock.on('timeout', () => done(undefined));
+    sock.on('error', () => done(undefined));
+    sock.on('close', () => done(got ? got.trim() : undefined));
+  });
+}
+
 /** One step of a flow: its name leads any failure. */
 async function step(name: string, fn: () => Promise<void>): Promise<void> {
   try {
     await fn();
   } catch (err) {
-    (err as Error).message = `${name}: ${(err as Error).message}`;
-    throw err;
+    // A new error: some (DOMException: a fetch timeout) have a read-only message.
+    throw new Error(`${name}: ${(err as Error).message}`, { cause: err });
   }
 }
 
-// The two flows are independent: they run at the same time (each VM has one vCPU; the machine has two).
+// The two flows are independent: they run at the same time (each VM has one vCPU; the machine has two,
+// so three VMs share them while both live appliances run).
 describe('appliance ISO', () => {
-  it.concurrent('live: BIOS and UEFI boots', async () => {
-    await step(
-      'boots (BIOS) to a system in RAM with a tmpfs data dir, then serves the API once a cluster is chosen',
-      async () => {
-        const port = await freePort();
-        const vm = new ApplianceVm({ name: 'live', iso, apiPort: port }).start();
-        await vm.waitSerial(/GNU GRUB/, 120_000);
-        await vm.waitSerial(/NEUROFLOW-APPLIANCE: up in [^\r\n]*/, 300_000, { fail: BOOT_FAIL });
-        const log = vm.serial(0);
-        expect(log).toMatch(/NEUROFLOW-INITRAMFS: medium=\/dev\/sr0 label=NEUROFLOW/);
-        expect(log).toMatch(/NEUROFLOW-INITRAMFS: medium unmounted/);
-        expect(log).toMatch(/NEUROFLOW-APPLIANCE: data=tmpfs on \/var\/lib\/neuroflow/);
-        expect(log).toMatch(/NEUROFLOW-APPLIANCE: medium \/dev\/sr0 \(NEUROFLOW\) released/);
+  it.concurrent('two live appliances on one network, set up through their serial consoles', async () => {
+    await using lab = new NetLab();
+    const hosts = [
+      { name: 'appl-a', ip: `${lab.subnet}.101` },
+      { name: 'appl-b', ip: `${lab.subnet}.102` },
+    ].map((h, i) => {
+      const vm = new ApplianceVm({ name: h.name, iso, tap: lab.addTap(), mac: `52:54:00:4e:46:0${i + 1}` });
+      return { ...h, vm, tui: new SerialConsole(vm) };
+    });
+    const [a, b] = hosts as [(typeof hosts)[0], (typeof hosts)[0]];
+    const url = (ip: string) => `https://${ip}:8006`;
 
-        // No root password yet: the login on ttyS1 asks for none.
-        await vm.login(undefined);
-        const mounts = await vm.exec('cat /proc/mounts');
+    await step(
+      'both boot (BIOS) to a system in RAM with a tmpfs data dir and the console on ttyS0',
+      async () => {
+        for (const h of hosts) await h.vm.start().connectSerial(0);
+        await Promise.all(
+          hosts.map(async (h) => {
+            await h.vm.waitSerial(/GNU GRUB/, 120_000);
+            await h.vm.waitSerial(/NEUROFLOW-APPLIANCE: up in [^\r\n]*/, 400_000, { fail: BOOT_FAIL });
+            const log = h.vm.serial(0);
+            expect(log).toMatch(/NEUROFLOW-INITRAMFS: medium=\/dev\/sr0 label=NEUROFLOW/);
+            expect(log).toMatch(/NEUROFLOW-INITRAMFS: medium unmounted/);
+            expect(log).toMatch(/NEUROFLOW-APPLIANCE: data=tmpfs on \/var\/lib\/neuroflow/);
+            expect(log).toMatch(/NEUROFLOW-APPLIANCE: medium \/dev\/sr0 \(NEUROFLOW\) released/);
+            // No DHCP server on this network: the console says so instead of showing a URL.
+            await h.tui.waitScreen(
+              /To manage this host, go to:\s+(not configured|no address)/,
+              'the main screen',
+              {
+                timeoutMs: 300_000,
+              },
+            );
+            expect(h.tui.screen()).toMatch(new RegExp(`NeuroFlow ${VERSION.replace(/\./g, '\\.')}`));
+            expect(h.tui.screen()).toMatch(/Cluster: +none/);
+          }),
+        );
+        // The system in RAM, the medium released (a root login on ttyS1: no password yet).
+        await a.vm.login(undefined);
+        const mounts = await a.vm.exec('cat /proc/mounts');
         expect(mounts).toMatch(/^\S+ \/var\/lib\/neuroflow tmpfs /m);
         expect(mounts).toMatch(/^nf-root \/ overlay /m);
         expect(mounts).not.toMatch(/iso9660|^\/dev\/sr0 /m);
-        expect(await vm.exec('readlink /proc/1/exe')).toMatch(/busybox/);
-
-        const ppm = readFileSync(await vm.screendump());
-        expect(ppm.subarray(0, 2).toString()).toBe('P6');
-
-        // cluster.mode none: serve waits for the console (its status comes once the supervisor has started:
-        // under TCG three Bun processes start at once, the supervisor and the two consoles).
-        const idle = JSON.parse(
-          await vm.exec(
-            'i=0; while [ ! -s /run/neuroflow/cluster-status.json ] && [ $i -lt 300 ]; do sleep 0.5; i=$((i+1)); done; cat /run/neuroflow/cluster-status.json',
-            200_000,
-          ),
-        ) as { state: string };
-        expect(idle.state).toBe('idle');
-
-        // What the console does to create a cluster: write the config, SIGHUP the supervisor.
-        await vm.exec(
-          `sed -i 's/"mode": "none"/"mode": "create"/' /var/lib/neuroflow/appliance/config.json && kill -HUP $(cat /run/neuroflow/appliance-serve.pid)`,
-        );
-        await waitApi(port, 420_000, vm);
-        // The supervisor sees the API answer on its next poll (every second, slower under TCG).
-        const status = JSON.parse(
-          await vm.exec(
-            `i=0; until grep -q '"state":"running"' /run/neuroflow/cluster-status.json || [ $i -ge 240 ]; do sleep 0.5; i=$((i+1)); done; cat /run/neuroflow/cluster-status.json`,
-            200_000,
-          ),
-        ) as {
-          state: string;
-          url: string;
-        };
-        expect(status.state).toBe('running');
-        expect(status.url).toBe('https://10.0.2.15:8006');
-        await vm.destroy();
+        expect(await a.vm.exec('readlink /proc/1/exe')).toMatch(/busybox/);
+        await a.vm.type('exit\r', 1);
       },
     );
+
+    await step('the screen (VGA) shows the console in its grey and yellow', async () => {
+      const c = dcuiColours(readFileSync(await a.vm.screendump()));
+      expect(c.width).toBeGreaterThanOrEqual(640);
+      expect(c.topGrey).toBeGreaterThan(0.5);
+      expect(c.middleYellow).toBeGreaterThan(0.5);
+    });
+
+    await step(
+      'F2 on each console: root password, host name and a static address that takes effect',
+      async () => {
+        await Promise.all(
+          hosts.map(async (h) => {
+            const t = h.tui;
+            await t.send(KEY.f2);
+            await t.waitScreen(/System Customization/, 'the customization menu');
+            await t.waitScreen(/Root password: not set/, 'the root password item');
+            await t.send(KEY.enter);
+            await t.waitScreen(/New password: +\[/, 'the password form');
+            await t.send(CONSOLE_PASSWORD);
+            await t.send(KEY.down);
+            await t.send(CONSOLE_PASSWORD);
+            await t.waitScreen(/<Enter> OK/, 'the password form valid');
+            await t.send(KEY.enter);
+            await t.waitScreen(/The root password is set\./, 'the password saved');
+            await t.send(KEY.enter);
+            await t.waitScreen(/Root password: set/, 'the menu again');
+
+            await t.send(KEY.down);
+            await t.waitScreen(
+              /Host name, DHCP or a static IPv4 address|Host name: +neuroflow/,
+              'the network item',
+            );
+            await t.send(KEY.enter);
+            await t.waitScreen(/IPv4 configuration: +< DHCP >/, 'the network form');
+            await t.keys(KEY.ctrlU, h.name, KEY.down, KEY.right);
+            await t.waitScreen(/IPv4 configuration: +< static >/, 'static mode');
+            await t.keys(
+              KEY.down,
+              `${h.ip}/24`,
+              KEY.down,
+              `${lab.subnet}.254`,
+              KEY.down,
+              `${lab.subnet}.254`,
+            );
+            await t.waitScreen(/<Enter> OK/, 'the network form valid');
+            await t.send(KEY.enter);
+            await t.waitScreen(/Saved the management network settings\./, 'the network saved');
+            await t.send(KEY.enter);
+            await t.waitScreen(
+              new RegExp(`IPv4: +${h.ip.replace(/\./g, '\\.')}/24`),
+              'the new address in the menu',
+            );
+          }),
+        );
+        // The address is on the host: the machine running the test reaches it on the lab's bridge.
+        for (const h of hosts) await waitPing(h.ip, 60_000);
+      },
+    );
+
+    let joinToken = '';
+    await step('A creates the cluster on its console; its API answers on the static address', async () => {
+      const t = a.tui;
+      await t.send(KEY.down);
+      await t.waitScreen(/Found a new cluster on this host/, 'the create item');
+      await t.send(KEY.enter);
+      await t.waitScreen(/Cluster name: +\[/, 'the create form');
+      await t.send('lab2');
+      await t.send(KEY.enter);
+      await t.waitScreen(/Creating the cluster|waiting/, 'the progress');
+      await t.waitScreen(/Done: created cluster lab2 as controller\./, 'the cluster created', {
+        timeoutMs: 400_000,
+      });
+      await t.send(KEY.escape);
+      await t.waitScreen(/Done: created cluster/, 'the progress closed', { not: true });
+      await t.send(KEY.escape);
+      await t.waitScreen(
+        new RegExp(`https://${a.ip.replace(/\./g, '\\.')}:8006/ \\(STATIC\\)`),
+        'the URL on the main screen',
+      );
+      await t.waitScreen(
+        /Cluster: +joined cluster lab2 as controller/,
+        'the cluster state on the main screen',
+      );
+
+      // The admin logs in with the root password set on the console, and makes a join token.
+      const session = await apiLogin(url(a.ip), CONSOLE_PASSWORD);
+      const res = await apiCall(url(a.ip), 'POST', '/api/v1/cluster/join-tokens', session, { ttlSec: 3600 });
+      expect(res.status).toBe(201);
+      joinToken = ((await res.json()) as { token: string }).token;
+      expect(joinToken.length).toBeGreaterThan(100);
+    });
+
+    await step('B joins with the token typed into its console; the API lists both hosts ready', async () => {
+      const t = b.tui;
+      await t.keys(KEY.down, KEY.down);
+      await t.waitScreen(/Join an existing cluster with a token/, 'the join item');
+      await t.send(KEY.enter);
+      await t.waitScreen(/Join token: +\[/, 'the join form');
+      await t.send(joinToken);
+      await t.waitScreen(/<Enter> OK/, 'the token accepted');
+      await t.send(KEY.enter);
+      await t.waitScreen(/Done: joined cluster lab2 as controller\./, 'the join done', {
+        timeoutMs: 400_000,
+      });
+      await t.keys(KEY.escape, KEY.escape);
+      await t.waitScreen(
+        /Cluster: +joined cluster lab2 as controller/,
+        'the cluster state on the main screen',
+      );
+
+      const session = await apiLogin(url(a.ip), CONSOLE_PASSWORD);
+      const nodes = await waitFor(
+        async () => {
+          const r = await apiCall(url(a.ip), 'GET', '/api/v1/nodes', session);
+          const list = (await r.json()) as { name: string; state: string; address?: string }[];
+          return list.length === 2 && list.every((n) => n.state === 'ready') ? list : undefined;
+        },
+        { timeoutMs: 120_000, intervalMs: 1000, what: 'both hosts ready' },
+      );
+      expect(nodes.map((n) => n.name).sort()).toEqual(['appl-a', 'appl-b']);
+      // B serves the API too (a controller), with the same root password.
+      await apiLogin(url(b.ip), CONSOLE_PASSWORD);
+    });
+
+    await step('troubleshooting on A: the network test pings the gateway; SSH for a set time', async () => {
+      const t = a.tui;
+      await t.send(KEY.f2);
+      // A root password is set now: the console asks for it first.
+      await t.waitScreen(/Authentication Required/, 'the login form');
+      await t.send('wrong-password');
+      await t.send(KEY.enter);
+      await t.waitScreen(/Wrong password\./, 'the wrong password refused');
+      await t.send(KEY.enter);
+      await t.waitScreen(/Wrong password\./, 'the message closed', { not: true });
+      await t.send(KEY.f2);
+      await t.waitScreen(/Authentication Required/, 'the login form again');
+      await t.send(CONSOLE_PASSWORD);
+      await t.send(KEY.enter);
+      await t.waitScreen(/System Customization/, 'the customization menu');
+      await t.keys(KEY.down, KEY.down, KEY.down, KEY.down, KEY.down);
+      await t.waitScreen(/Restart the management services, enable SSH/, 'the troubleshooting item');
+      await t.send(KEY.enter);
+      await t.waitScreen(/Pings the default gateway|Restarts the NeuroFlow management service/, 'the menu');
+      await t.keys(KEY.down, KEY.down);
+      await t.waitScreen(/Pings the default gateway/, 'the network test item');
+      await t.send(KEY.enter);
+      await t.waitScreen(
+        new RegExp(`OK +gateway ${lab.subnet.replace(/\./g, '\\.')}\\.254`),
+        'the gateway answered',
+        {
+          timeoutMs: 90_000,
+        },
+      );
+      await t.waitScreen(/OK +DNS server [^\n]*replies[\s\S]*<Esc> Close/, 'the network test finished');
+      await t.send(KEY.escape);
+      await t.waitScreen(/<Esc> Close/, 'the network test closed', { not: true });
+
+      await t.send(KEY.up);
+      await t.waitScreen(/SSH is disabled\./, 'the SSH item');
+      await t.send(KEY.enter);
+      await t.waitScreen(/Minutes: +\[60/, 'the SSH form');
+      await t.send(KEY.enter);
+      await t.waitScreen(/SSH is on until \d\d:\d\d/, 'SSH enabled');
+      const banner = await waitFor(() => sshBanner(a.ip), {
+        timeoutMs: 60_000,
+        intervalMs: 1000,
+        what: `an SSH banner on ${a.ip}:22`,
+      });
+      expect(banner).toMatch(/^SSH-2\.0-dropbear/);
+      expect(await sshBanner(b.ip)).toBeUndefined();
+    });
+
+    for (const h of hosts) await h.vm.destroy();
 
     await step('boots the ISO with UEFI (OVMF) through GRUB to the system', async () => {
       const vm = new ApplianceVm({ name: 'live-uefi', iso, firmware: 'uefi' }).start();
@@ -169,7 +380,13 @@ describe('appliance ISO', () => {
 
           await waitApi(port, 420_000, vm);
           token = (await vm.exec('cat /var/lib/neuroflow/admin.token')).trim();
-          const nodes = (await (await apiGet(port, '/api/v1/nodes', token)).json()) as { name: string }[];
+          const nodes = await waitFor(
+            () =>
+              apiGet(port, '/api/v1/nodes', token)
+                .then((r) => (r.ok ? (r.json() as Promise<{ name: string }[]>) : undefined))
+                .catch(() => undefined),
+            { timeoutMs: 120_000, intervalMs: 1000, what: 'GET /api/v1/nodes' },
+          );
           expect(nodes.map((n) => n.name)).toEqual([HOSTNAME]);
           // A clean power-off through the ACPI button (acpid -> init -> the shutdown script).
           expect(await vm.powerdown(180_000)).toBe(true);
@@ -186,7 +403,14 @@ describe('appliance ISO', () => {
         expect((await vm.exec('cat /var/lib/neuroflow/test-marker')).trim()).toBe(marker);
         expect((await vm.exec('hostname')).trim()).toBe(HOSTNAME);
         await waitApi(port, 420_000, vm);
-        const cluster = (await (await apiGet(port, '/api/v1/cluster', token)).json()) as { name?: string };
+        // Health answers first; the cluster record may take a few more seconds under load (3 TCG VMs).
+        const cluster = await waitFor(
+          () =>
+            apiGet(port, '/api/v1/cluster', token)
+              .then((r) => (r.ok ? (r.json() as Promise<{ name?: string }>) : undefined))
+              .catch(() => undefined),
+          { timeoutMs: 120_000, intervalMs: 1000, what: 'GET /api/v1/cluster' },
+        );
         expect(JSON.stringify(cluster)).toContain('lab');
         await vm.destroy();
       });

@@ -5,12 +5,13 @@
  * port to the guest's :8006. Every VM is registered for cleanup (killed, its temp dir removed) even when
  * a test fails.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitFor } from '../../src/util/wait';
+import { VirtualTerminal } from '../../tui/vt';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 export const OVMF = '/usr/share/ovmf/OVMF.fd';
@@ -58,6 +59,10 @@ export interface VmOptions {
   /** Forward 127.0.0.1:PORT to the guest's :8006. */
   apiPort?: number;
   memoryMiB?: number;
+  /** A host tap device for the NIC instead of user-mode networking (then apiPort does not apply). */
+  tap?: string;
+  /** The NIC's MAC address (VMs on one network need different ones). */
+  mac?: string;
   /** Extra QEMU arguments. */
   extra?: string[];
 }
@@ -120,7 +125,9 @@ export class ApplianceVm {
       '-qmp',
       `unix:${this.path('qmp.sock')},server=on,wait=off`,
       '-nic',
-      `user,model=virtio-net-pci${o.apiPort ? `,hostfwd=tcp:127.0.0.1:${o.apiPort}-:8006` : ''}`,
+      o.tap
+        ? `tap,ifname=${o.tap},script=no,downscript=no,model=virtio-net-pci${o.mac ? `,mac=${o.mac}` : ''}`
+        : `user,model=virtio-net-pci${o.mac ? `,mac=${o.mac}` : ''}${o.apiPort ? `,hostfwd=tcp:127.0.0.1:${o.apiPort}-:8006` : ''}`,
       '-boot',
       `order=${o.boot ?? (o.iso ? 'd' : 'c')}`,
     ];
@@ -176,20 +183,52 @@ export class ApplianceVm {
     });
   }
 
-  /** Types on a serial port (the socket of its chardev; QEMU takes one client at a time: retried). */
+  /**
+   * Types on a serial port through one connection to its chardev socket, kept open while the VM runs
+   * (QEMU takes one client at a time, and a client that hangs up can lose what the guest's UART had
+   * not taken yet).
+   */
   async type(text: string, port: 0 | 1 = 0): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await new Promise<void>((resolve, reject) => {
-          const s = connect(this.path(`s${port}.sock`), () => s.end(text, () => resolve()));
-          s.once('error', reject);
+    const sock = await this.serialSocket(port);
+    await new Promise<void>((resolve, reject) => sock.write(text, (err) => (err ? reject(err) : resolve())));
+  }
+
+  private readonly serialSocks = new Map<number, Socket>();
+  private readonly received = new Map<number, string>();
+
+  /**
+   * What a serial port printed since its socket was first connected (connect early with `connectSerial`),
+   * as a terminal on the line gets it; the log file also has the output from before, but QEMU can
+   * write a chunk to it twice when the client is slow, which garbles escape sequences.
+   */
+  serialStream(port: 0 | 1 = 0): string {
+    return this.received.get(port) ?? '';
+  }
+
+  async connectSerial(port: 0 | 1 = 0): Promise<void> {
+    await this.serialSocket(port);
+  }
+
+  private async serialSocket(port: 0 | 1): Promise<Socket> {
+    const open = this.serialSocks.get(port);
+    if (open && !open.destroyed) return open;
+    const sock = await waitFor(
+      () => {
+        if (!this.alive) throw new Error(`${this.opts.name}: QEMU is not running`);
+        return new Promise<Socket | undefined>((resolve) => {
+          const s = connect(this.path(`s${port}.sock`), () => resolve(s));
+          s.once('error', () => resolve(undefined));
         });
-        return;
-      } catch (err) {
-        if (attempt >= 20 || !this.alive) throw err;
-        await Bun.sleep(250);
-      }
-    }
+      },
+      { timeoutMs: 10_000, intervalMs: 200, what: `${this.opts.name}: serial ${port} socket` },
+    );
+    const decoder = new TextDecoder();
+    sock.on('data', (b: Buffer) =>
+      this.received.set(port, this.serialStream(port) + decoder.decode(b, { stream: true })),
+    );
+    sock.on('error', () => sock.destroy());
+    this.serialSocks.set(port, sock);
+    return sock;
   }
 
   /** Logs in on ttyS1 (busybox getty + login). */
@@ -300,6 +339,8 @@ export class ApplianceVm {
   /** Kills QEMU (if still running) and removes the VM's files unless `keepFiles`. */
   async destroy(removeFiles = true): Promise<void> {
     this.qmpSock?.destroy();
+    for (const sock of this.serialSocks.values()) sock.destroy();
+    this.serialSocks.clear();
     if (this.alive) {
       this.proc?.kill('SIGKILL');
       await this.exited;
@@ -307,6 +348,71 @@ export class ApplianceVm {
     running.delete(this);
     if (removeFiles && !process.env.NEUROFLOW_KEEP_VM_FILES)
       rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Keys as the Linux console (TERM=linux) sends them. */
+export const KEY = {
+  f2: `${ESC}[[B`,
+  f12: `${ESC}[24~`,
+  up: `${ESC}[A`,
+  down: `${ESC}[B`,
+  right: `${ESC}[C`,
+  enter: '\r',
+  escape: ESC,
+  ctrlU: '\x15',
+};
+
+/**
+ * The console TUI on a VM's first serial port, as a person at a serial terminal sees it: what the port
+ * printed since `vm.connectSerial(0)` (GRUB, the kernel, then the TUI) goes through a terminal emulator
+ * of the TUI's size (80x24, what it sets on a serial line); keys are typed into the port.
+ */
+export class SerialConsole {
+  private readonly vt = new VirtualTerminal(80, 24);
+  private offset = 0;
+
+  constructor(readonly vm: ApplianceVm) {}
+
+  /** The screen now (catches up with what the port printed first). */
+  screen(): string {
+    const text = this.vm.serialStream(0);
+    if (text.length > this.offset) {
+      this.vt.write(text.slice(this.offset));
+      this.offset = text.length;
+    }
+    return this.vt.text();
+  }
+
+  async send(keys: string): Promise<void> {
+    await this.vm.type(keys, 0);
+  }
+
+  /** Sends keys one write each (in order; the TUI reads them as separate key presses). */
+  async keys(...keys: string[]): Promise<void> {
+    for (const k of keys) await this.send(k);
+  }
+
+  /** Waits until the screen matches (or, with `{ not }`, no longer matches) the pattern. */
+  async waitScreen(
+    pattern: RegExp,
+    what: string,
+    opts: { not?: boolean; timeoutMs?: number } = {},
+  ): Promise<string> {
+    try {
+      return await waitFor(
+        () => {
+          if (!this.vm.alive) throw new Error(`${this.vm.opts.name}: QEMU exited`);
+          const s = this.screen();
+          return pattern.test(s) !== !!opts.not ? s : undefined;
+        },
+        { timeoutMs: opts.timeoutMs ?? 60_000, intervalMs: 200, what: `${this.vm.opts.name}: ${what}` },
+      );
+    } catch (err) {
+      throw new Error(
+        `${(err as Error).message}\n--- ${this.vm.opts.name} ttyS0 screen ---\n${this.screen()}`,
+      );
+    }
   }
 }
 
@@ -323,9 +429,50 @@ export function tail(log: string, lines = 40): string {
 export async function apiGet(port: number, path: string, token?: string): Promise<Response> {
   return fetch(`https://127.0.0.1:${port}${path}`, {
     headers: token ? { authorization: `Bearer ${token}` } : {},
-    signal: AbortSignal.timeout(10_000),
+    signal: AbortSignal.timeout(30_000),
     tls: { rejectUnauthorized: false },
   } as RequestInit);
+}
+
+/** Logs in as root with the password (as the web UI does); returns the session cookie. */
+export async function apiLogin(base: string, password: string): Promise<string> {
+  const res = await fetch(`${base}/api/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'root', password }),
+    signal: AbortSignal.timeout(20_000),
+    tls: { rejectUnauthorized: false },
+  } as RequestInit);
+  if (res.status !== 200) throw new Error(`login at ${base}: ${res.status} ${await res.text()}`);
+  const cookie = /^[^;]+/.exec(res.headers.get('set-cookie') ?? '')?.[0];
+  if (!cookie) throw new Error(`login at ${base}: no session cookie`);
+  return cookie;
+}
+
+/** An API call with a session cookie (HTTPS with the cluster's own CA: not verified here). */
+export async function apiCall(
+  base: string,
+  method: string,
+  path: string,
+  cookie: string,
+  body?: unknown,
+): Promise<Response> {
+  return fetch(`${base}${path}`, {
+    method,
+    headers: { cookie, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    signal: AbortSignal.timeout(20_000),
+    tls: { rejectUnauthorized: false },
+  } as RequestInit);
+}
+
+/** Waits until an address answers ping (busybox's: setup.sh installs busybox-static, not iputils). */
+export async function waitPing(ip: string, timeoutMs: number): Promise<void> {
+  await waitFor(() => spawnSync('busybox', ['ping', '-c1', '-W1', ip], { stdio: 'ignore' }).status === 0, {
+    timeoutMs,
+    intervalMs: 500,
+    what: `${ip} to answer ping`,
+  });
 }
 
 /** Waits until GET /api/v1/health answers 200 through the forwarded port. */
@@ -341,6 +488,51 @@ export async function waitApi(port: number, timeoutMs: number, vm?: ApplianceVm)
     },
     { timeoutMs, intervalMs: 1000, what: `the API on 127.0.0.1:${port}` },
   );
+}
+
+/**
+ * The share of a PPM screendump's pixels in each colour of the console TUI (the VGA palette's grey
+ * 170,170,170 of the top band and brown-yellow 170,85,0 of the body, like the ESXi DCUI), overall and
+ * in the top and middle thirds of the picture.
+ */
+export function dcuiColours(ppm: Buffer): {
+  width: number;
+  height: number;
+  grey: number;
+  yellow: number;
+  topGrey: number;
+  middleYellow: number;
+} {
+  // P6 <width> <height> <maxval> then RGB bytes (no comments in QEMU's output).
+  const header = /^P6\s+(\d+)\s+(\d+)\s+(\d+)\s/.exec(ppm.subarray(0, 64).toString('latin1'));
+  if (!header) throw new Error('not a binary PPM (P6)');
+  const [width, height] = [Number(header[1]), Number(header[2])];
+  const data = ppm.subarray(header[0].length);
+  // The VGA DAC has 6 bits a channel: 170 shows as 168, 85 as 87.
+  const near = (v: number, want: number) => Math.abs(v - want) <= 4;
+  const count = (y0: number, y1: number) => {
+    let grey = 0;
+    let yellow = 0;
+    for (let y = y0; y < y1; y++)
+      for (let x = 0; x < width; x++) {
+        const i = (y * width + x) * 3;
+        const [r, g, b] = [data[i]!, data[i + 1]!, data[i + 2]!];
+        if (near(r, 170) && near(g, 170) && near(b, 170)) grey++;
+        else if (near(r, 170) && near(g, 85) && b <= 4) yellow++;
+      }
+    const n = (y1 - y0) * width;
+    return { grey: grey / n, yellow: yellow / n };
+  };
+  const all = count(0, height);
+  const third = Math.floor(height / 3);
+  return {
+    width,
+    height,
+    grey: all.grey,
+    yellow: all.yellow,
+    topGrey: count(0, third).grey,
+    middleYellow: count(third, 2 * third).yellow,
+  };
 }
 
 /** Creates an empty qcow2 disk. */

@@ -25,6 +25,7 @@ export class NetLab implements AsyncDisposable {
   readonly bridge = `nfbr${this.id}`;
   readonly subnet: string;
   readonly hosts: { ns: string; ip: string }[] = [];
+  readonly taps: string[] = [];
 
   constructor() {
     // 10.<200-249>.<0-255>.0/24, unlikely to collide with the machine's own networks.
@@ -52,7 +53,20 @@ export class NetLab implements AsyncDisposable {
     return host;
   }
 
+  /**
+   * A tap device on the bridge for a QEMU NIC (`-netdev tap,ifname=TAP,script=no,downscript=no`): the
+   * VM is a host of this lab; its address is its own business (subnet.N with N > 100 is free).
+   */
+  addTap(): string {
+    const tap = `nft${this.id}${this.taps.length + 1}`;
+    run(['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap']);
+    this.taps.push(tap);
+    run(['ip', 'link', 'set', tap, 'master', this.bridge, 'up']);
+    return tap;
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
+    for (const t of this.taps) spawnSync('ip', ['link', 'del', t]);
     for (const h of this.hosts) spawnSync('ip', ['netns', 'del', h.ns]);
     spawnSync('ip', ['link', 'del', this.bridge]);
   }

@@ -85,6 +85,10 @@ link_beside fsck.fat fsck.vfat
 link_beside mke2fs mkfs.ext2 mkfs.ext3 mkfs.ext4
 link_beside e2fsck fsck.ext2 fsck.ext3 fsck.ext4
 
+# Dropbear runs only while the console enables SSH, under `neuroflow appliance serve` (host keys in the
+# data dir): not at boot through the package's init script.
+rm -f "$TARGET/etc/init.d/S50dropbear"
+
 # UEFI firmware for guests (edk2 installs it into the images directory, not the target).
 if [[ -f "${BINARIES_DIR:-/nonexistent}/OVMF.fd" ]]; then
 	install -D -m 644 "$BINARIES_DIR/OVMF.fd" "$TARGET/usr/share/ovmf/OVMF.fd"
@@ -102,7 +106,7 @@ for c in neuroflow busybox qemu-system-x86_64 qemu-img etcd sfdisk wipefs blkid 
 	find_cmd "$c" || missing+=("$c")
 done
 ((${#missing[@]} == 0)) || die "missing in the image: ${missing[*]}"
-for c in ovs-vswitchd ovsdb-server ovs-vsctl ovn-controller ovn-northd lsblk resize2fs; do
+for c in ovs-vswitchd ovsdb-server ovs-vsctl ovn-controller ovn-northd lsblk resize2fs dropbear dropbearkey; do
 	find_cmd "$c" || log "note: $c is not in the image"
 done
 [[ -e "$TARGET/lib/libstdc++.so.6" || -e "$TARGET/usr/lib/libstdc++.so.6" ]] ||
