@@ -16,13 +16,14 @@ import {
   readClusterConfig,
   readPki,
 } from './cluster/config';
+import { ControllerMembers, controllersFile, initialControllers } from './cluster/controller-members';
 import * as pb from './cluster/gen/neuroflow/v1/node';
 import { controlHandlers, HeartbeatClient } from './cluster/grpc/control';
 import { nodeInfoFromPb, nodeInfoToPb } from './cluster/grpc/convert';
 import { controllersOnly, nodeServiceHandlers, serveNode } from './cluster/grpc/node-server';
 import { RemoteNode } from './cluster/grpc/remote-node';
 import { type GrpcServerHandle, startGrpcServer } from './cluster/grpc/server';
-import { fromOwnAddress } from './cluster/grpc/tls';
+import { fromOwnAddress, type PeerIdentity } from './cluster/grpc/tls';
 import { JoinService } from './cluster/join';
 import { EtcdHealthLeases, EtcdLeadership, type Leadership, SoleLeader } from './cluster/leadership';
 import { EtcdMembership } from './cluster/membership';
@@ -245,6 +246,8 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   const cleanup: (() => Promise<void> | void)[] = [];
   let grpc: GrpcServerHandle | undefined;
   let heartbeat: HeartbeatClient | undefined;
+  let members: ControllerMembers | undefined;
+  let recheckNodeCallers: () => number = () => 0;
   if (cfg && tlsPems) {
     const report = async () => ({
       node: nodeName,
@@ -262,7 +265,17 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
       serverName: (addr) => names.get(addr) ?? addr,
     });
     cleanup.push(() => heartbeat?.stop());
+    // Only controllers that are members now may drive this host: the leader's list, from the heartbeat.
+    members = new ControllerMembers(initialControllers(dataDir, cfg), controllersFile(dataDir));
+    heartbeat.onControllers((list) => {
+      if (!members?.update(list)) return;
+      // Streams opened before (status, console) are checked again: a removed controller loses them too.
+      const ended = recheckNodeCallers();
+      if (ended) log.warn('ended the streams of controllers that are no longer members', { streams: ended });
+    });
   }
+  const nodeCallers = (p: PeerIdentity): boolean =>
+    controllersOnly(p) && fromOwnAddress(p) && (members?.check(p) ?? true);
 
   if (cfg?.role === 'worker') {
     // A worker runs VMs for the controllers; its API port only says where to go.
@@ -271,8 +284,9 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
       port: cfg.grpcPort,
       tls: tlsPems!,
       vmIds: () => node.knownVmIds(),
-      authorize: (p) => controllersOnly(p) && fromOwnAddress(p),
+      authorize: nodeCallers,
     });
+    recheckNodeCallers = () => nodeService.recheck();
     heartbeat!.start();
     const apis = cfg.controllers.flatMap((c) => (c.api ? [`https://${c.api}`] : []));
     handler = () =>
@@ -417,23 +431,19 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     let leaderAddress: { address: string; name: string } | undefined;
     const controlService = controlHandlers(
       async (peer, report) => {
-        const rec = await registry.find(report.node).catch(() => undefined);
-        if (!rec)
-          throw new NfError('forbidden', `host ${report.node} is not a member of this cluster (removed?)`);
-        if (!rec.value.addresses.includes(peer.address))
-          throw new NfError(
-            'forbidden',
-            `the certificate of host ${report.node} was presented from ${peer.address}, not from its address ${rec.value.addresses.join(', ')}`,
-          );
+        // A removed host's record is gone: its reports are refused (and it gets no list of controllers).
+        await registry.checkReporter(report.node, peer.address);
         if (report.info) await onReport(report.node, nodeInfoFromPb(report.info));
         return undefined;
       },
       () => (leadership.isLeader() ? undefined : leaderAddress),
+      { controllers: () => registry.cachedControllers() },
     );
     const nodeHandlers = nodeServiceHandlers(node, {
       vmIds: () => node.knownVmIds(),
-      authorize: (p) => controllersOnly(p) && fromOwnAddress(p),
+      authorize: nodeCallers,
     });
+    recheckNodeCallers = () => nodeHandlers.recheck();
     grpc = await startGrpcServer(
       [
         [pb.NodeService, nodeHandlers.implementation],

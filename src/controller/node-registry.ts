@@ -30,6 +30,14 @@ export interface NodeView {
   etcd?: NodeRecord['etcd'];
 }
 
+/** The controllers that are members of the cluster, as a node's Node service needs them. */
+export interface ControllerList {
+  /** The store revision the list was read at: grows with every change, removals included. */
+  revision: number;
+  /** Sorted by name. */
+  controllers: { name: string; addresses: string[] }[];
+}
+
 /** A lease-backed liveness key per node, kept alive by the leader as heartbeats arrive. */
 export interface HealthLeases {
   beat(node: string, value: NodeHealthRecord): Promise<void>;
@@ -52,6 +60,49 @@ export class NodeRegistry {
     const rec = await this.store.get<NodeRecord>(keys.node(name));
     if (!rec) throw new NfError('not_found', `no host named "${name}" in the cluster`);
     return rec;
+  }
+
+  /** The controllers that are members now (records with role controller), read at one revision. */
+  async controllers(): Promise<ControllerList> {
+    const { items, revision } = await this.store.listWithRevision<NodeRecord>(keys.nodes);
+    return {
+      revision: Number(revision),
+      controllers: items
+        .filter((n) => n.value.role === 'controller')
+        .map((n) => ({ name: n.value.name, addresses: [...n.value.addresses] }))
+        .sort((a, b) => a.name.localeCompare(b.name)),
+    };
+  }
+
+  private controllersCache?: { at: number; list: Promise<ControllerList> };
+
+  /** controllers(), read at most once per maxAgeMs: every heartbeat of every node asks for it. */
+  cachedControllers(maxAgeMs = 1000): Promise<ControllerList> {
+    const now = Date.now();
+    const cur = this.controllersCache;
+    if (cur && now - cur.at < maxAgeMs) return cur.list;
+    const list = this.controllers();
+    this.controllersCache = { at: now, list };
+    list.catch(() => {
+      if (this.controllersCache?.list === list) this.controllersCache = undefined; // do not keep a failure
+    });
+    return list;
+  }
+
+  /**
+   * Refuses (forbidden) a heartbeat report unless `name` is a member host (its record exists: a removed
+   * host's is gone) and reports from one of its recorded addresses (a copied certificate and key used
+   * from another machine is refused). A store failure is passed on as it is, not taken as a removal.
+   */
+  async checkReporter(name: string, address: string): Promise<NodeRecord> {
+    const rec = await this.store.get<NodeRecord>(keys.node(name));
+    if (!rec) throw new NfError('forbidden', `host ${name} is not a member of this cluster (removed?)`);
+    if (!rec.value.addresses.includes(address))
+      throw new NfError(
+        'forbidden',
+        `the certificate of host ${name} was presented from ${address}, not from its address ${rec.value.addresses.join(', ')}`,
+      );
+    return rec.value;
   }
 
   async health(): Promise<Map<string, NodeHealthRecord>> {

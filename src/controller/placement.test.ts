@@ -1,6 +1,11 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NfError } from '../errors';
 import type { ConsoleStream, NodeApi, NodeInfo, VmStatus } from '../node/types';
+import { DirPool } from '../storage/dir-pool';
+import { imageInfo } from '../storage/qemu-img';
 import { MemoryStore } from '../store/memory-store';
 import type { TxnOps } from '../store/store';
 import { setLogLevel } from '../util/log';
@@ -20,6 +25,7 @@ import {
 } from './records';
 
 const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
 
 /** A host that records the volume calls it gets; `failCreate` makes createVolume fail for one volume. */
 class FakeNode implements NodeApi {
@@ -28,6 +34,10 @@ class FakeNode implements NodeApi {
   failCreate?: { volume: string; error: Error };
   /** Runs inside createVolume, before it returns (to change the store meanwhile). */
   onCreate?: (volume: string) => Promise<void>;
+  /** A real pool behind createVolume/deleteVolume (all volumes in it, whatever pool is named). */
+  pool?: DirPool;
+  /** Makes deleteVolume fail (the host did not answer). */
+  failDelete?: Error;
 
   constructor(readonly name: string) {}
 
@@ -83,10 +93,19 @@ class FakeNode implements NodeApi {
     );
     if (this.failCreate?.volume === volume) throw this.failCreate.error;
     await this.onCreate?.(volume);
+    // as Node.createVolume does
+    if (this.pool)
+      await this.pool.createDisk(
+        volume,
+        sizeBytes,
+        backing ? { path: this.pool.imagePath(backing.file), format: backing.format } : undefined,
+      );
     this.volumes.add(`${pool}/${volume}`);
   }
   async deleteVolume(pool: string, volume: string): Promise<void> {
     this.calls.push(`delete ${pool}/${volume}`);
+    if (this.failDelete) throw this.failDelete;
+    await this.pool?.deleteDisk(volume);
     this.volumes.delete(`${pool}/${volume}`);
   }
   async deleteImageFile(): Promise<void> {}
@@ -410,6 +429,50 @@ describe('Placement', () => {
     expect(rec.node).toBe('a');
     expect(rec.pending).toBeUndefined();
     expect(a.volumes).toEqual(new Set(['default/vol-0']));
+  });
+
+  it('converges when the cleanup after a lost compare-and-swap failed too (a real pool keeps the volume)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nf-placement-test-'));
+    try {
+      const vm = vmRecord(1, {
+        disks: [disk(0, { volume: `vm-${vmId(1)}-disk0.qcow2`, sizeBytes: 64 * MiB })],
+      });
+      const { placement, read, nodes, store } = await setup([{ name: 'a' }], [vm]);
+      const a = nodes.get('a')!;
+      const pool = new DirPool('default', dir);
+      pool.init();
+      a.pool = pool;
+      a.failDelete = new NfError('unavailable', 'host a did not answer');
+      let conflicts = 1;
+      store.onTxn = (ops) => (bindsHost(ops) && conflicts-- > 0 ? 'conflict' : undefined);
+      expect(await placement.pass()).toBe(0);
+      const file = pool.diskPath(vm.disks[0]!.volume);
+      expect(existsSync(file)).toBe(true); // the leftover
+      expect((await read(vm.id)).node).toBe('');
+
+      // The next pass creates the same volume again: accepted as it is, and the VM is placed.
+      expect(await placement.pass()).toBe(1);
+      const rec = await read(vm.id);
+      expect(rec.node).toBe('a');
+      expect(rec.pending).toBeUndefined();
+      expect((await imageInfo(file)).virtualSize).toBe(64 * MiB);
+
+      // A leftover that is not what the VM asks for (here: another size) is refused and kept.
+      const other = vmRecord(2, {
+        disks: [disk(0, { volume: `vm-${vmId(2)}-disk0.qcow2`, sizeBytes: 64 * MiB })],
+      });
+      await pool.createDisk(other.disks[0]!.volume, 32 * MiB);
+      await store.txn({ put: [{ key: keys.vm(other.id), value: other }] });
+      expect(await placement.pass()).toBe(0);
+      const pending = await read(other.id);
+      expect(pending.node).toBe('');
+      expect(pending.pending?.reason).toContain(
+        'already exists in pool default and is not the one asked for',
+      );
+      expect((await imageInfo(pool.diskPath(other.disks[0]!.volume))).virtualSize).toBe(32 * MiB);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('keeps the disks when the bind committed but its reply was lost', async () => {

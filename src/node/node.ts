@@ -441,6 +441,11 @@ export class Node implements NodeApi {
     });
   }
 
+  /**
+   * Creates a volume (DirPool.createDisk). Idempotent: a volume that exists already as this call would
+   * make it (qcow2, same virtual size, same backing file and format) is accepted; any other file of that
+   * name is refused with `already_exists` and left alone.
+   */
   async createVolume(
     pool: string,
     volume: string,

@@ -80,7 +80,13 @@ export interface NodeApi {
   ): Promise<T>;
   /** Opens the VM's VNC console (the VM must be running). */
   openConsole(id: string): Promise<ConsoleStream>;
-  /** Creates a thin qcow2 volume in one of the node's pools, optionally cloned from an image file there. */
+  /**
+   * Creates a thin qcow2 volume in one of the node's pools, optionally cloned from an image file there.
+   * Idempotent: a volume that already exists as this call would make it (qcow2, same virtual size, same
+   * backing file and format or none) is accepted as is, so placement retries converge after a failed
+   * cleanup; any other existing file under that name is refused with `already_exists`, never replaced.
+   * Volume names carry their VM's id (`vm-<uuid>-disk<n>.qcow2`), so the same name is the same VM's disk.
+   */
   createVolume(
     pool: string,
     volume: string,

@@ -1,5 +1,6 @@
-import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { constants, mkdirSync, readdirSync, rmSync, statfsSync } from 'node:fs';
+import { copyFile, link, lstat, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { NfError } from '../errors';
 import { imageInfo, qemuImg } from './qemu-img';
@@ -39,6 +40,10 @@ export class DirPool {
     for (const f of readdirSync(this.imagesDir)) {
       if (/^incoming-.*\.part$/.test(f)) rmSync(join(this.imagesDir, f), { force: true });
     }
+    // Volumes whose creation a crash cut short (see createDisk): never under a volume's name.
+    for (const f of readdirSync(this.disksDir)) {
+      if (/^\..+\.part$/.test(f)) rmSync(join(this.disksDir, f), { force: true });
+    }
   }
 
   info(): PoolInfo {
@@ -61,26 +66,88 @@ export class DirPool {
     return this.safeJoin(this.imagesDir, file);
   }
 
-  /** Creates a thin qcow2 volume, optionally as a copy-on-write clone of a backing image. */
+  /**
+   * Creates a thin qcow2 volume, optionally as a copy-on-write clone of a backing image.
+   *
+   * Idempotent: when the volume already exists and is what this call would create (a qcow2 of the same
+   * virtual size, with the same backing file and backing format or none, and no external data file),
+   * the call succeeds and leaves it as it is, so a retry after a lost reply or a failed cleanup
+   * converges. Any other file under that name (another size or format, another backing file, not an
+   * image of ours) is refused with `already_exists` and never touched.
+   *
+   * The volume is made under a temporary name and linked into place only if the name is still free:
+   * a volume's name never shows a half-made file, and an existing file is never overwritten.
+   */
   async createDisk(
     volume: string,
     sizeBytes: number | undefined,
     backing?: { path: string; format: 'qcow2' | 'raw' },
   ): Promise<string> {
     const path = this.diskPath(volume);
-    if (existsSync(path))
-      throw new NfError('already_exists', `volume ${volume} already exists in pool ${this.name}`);
+    if (await exists(path)) {
+      await this.checkSameDisk(volume, path, sizeBytes, backing);
+      return path;
+    }
+    const tmp = join(this.disksDir, `.${volume}.${randomBytes(6).toString('hex')}.part`);
     const args = ['create', '-q', '-f', 'qcow2', '-o', 'lazy_refcounts=on'];
     if (backing) args.push('-b', backing.path, '-F', backing.format);
-    args.push(path);
+    args.push(tmp);
     if (sizeBytes !== undefined) args.push(String(sizeBytes));
     try {
       await qemuImg(args);
+      await linkNew(tmp, path);
     } catch (err) {
-      await rm(path, { force: true });
+      if (NfError.isCode(err, 'already_exists')) {
+        // Another call made it meanwhile: the same rules as for a volume found at the start.
+        await this.checkSameDisk(volume, path, sizeBytes, backing);
+        return path;
+      }
       throw err;
+    } finally {
+      await rm(tmp, { force: true });
     }
     return path;
+  }
+
+  /** Throws `already_exists` unless the file at `path` is what createDisk would make of these arguments. */
+  private async checkSameDisk(
+    volume: string,
+    path: string,
+    sizeBytes: number | undefined,
+    backing: { path: string; format: 'qcow2' | 'raw' } | undefined,
+  ): Promise<void> {
+    const refuse = (why: string) =>
+      new NfError(
+        'already_exists',
+        `volume ${volume} already exists in pool ${this.name} and is not the one asked for (${why}); it was left as it is`,
+      );
+    const st = await lstat(path);
+    if (!st.isFile()) throw refuse('not a regular file');
+    let info: Awaited<ReturnType<typeof imageInfo>>;
+    try {
+      info = await imageInfo(path); // probed, not forced: a raw file must show as raw
+    } catch (err) {
+      throw refuse(`unreadable: ${(err as Error).message}`);
+    }
+    if (info.format !== 'qcow2') throw refuse(`format ${info.format}, not qcow2`);
+    if (info.dataFile) throw refuse('it has an external data file');
+    if (sizeBytes !== undefined) {
+      // qemu-img rounds a size up to whole 512-byte sectors.
+      const want = Math.ceil(sizeBytes / 512) * 512;
+      if (info.virtualSize !== want) throw refuse(`virtual size ${info.virtualSize} bytes, not ${want}`);
+    } else if (!backing) {
+      throw refuse('no size to compare with');
+    }
+    const haveBacking = info.backingFilename ?? '';
+    const wantBacking = backing?.path ?? '';
+    if (haveBacking !== wantBacking)
+      throw refuse(
+        haveBacking
+          ? `backing file ${haveBacking}, not ${wantBacking || 'none'}`
+          : `no backing file, not ${wantBacking}`,
+      );
+    if (backing && info.backingFormat !== backing.format)
+      throw refuse(`backing format ${info.backingFormat ?? 'unknown'}, not ${backing.format}`);
   }
 
   async deleteDisk(volume: string): Promise<void> {
@@ -112,5 +179,38 @@ export class DirPool {
     if (!full.startsWith(`${dir}/`))
       throw new NfError('validation_failed', `"${name}" escapes the pool directory`);
     return full;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/**
+ * Puts `tmp` at `path` unless something is there already (`already_exists`). A hard link does that
+ * atomically; where the file system has none, an exclusive copy still never overwrites.
+ */
+async function linkNew(tmp: string, path: string): Promise<void> {
+  try {
+    await link(tmp, path);
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw new NfError('already_exists', `${path} exists`);
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw err;
+  }
+  try {
+    await copyFile(tmp, path, constants.COPYFILE_EXCL);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST')
+      throw new NfError('already_exists', `${path} exists`);
+    // A partial copy is left: it might not be ours after all, and it is refused, never used.
+    throw err;
   }
 }

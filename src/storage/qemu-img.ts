@@ -34,6 +34,8 @@ export interface ImageInfo {
   virtualSize: number;
   actualSize: number;
   backingFilename?: string;
+  /** The format recorded for the backing file (qcow2 images name it: `-F` at creation). */
+  backingFormat?: string;
   /** qcow2 external data file: like a backing file, it could point at any host file. */
   dataFile?: string;
   snapshots: { name: string; date: string; vmStateSize: number }[];
@@ -44,6 +46,7 @@ interface RawInfo {
   'virtual-size': number;
   'actual-size'?: number;
   'backing-filename'?: string;
+  'backing-filename-format'?: string;
   'format-specific'?: { data?: { 'data-file'?: string } };
   snapshots?: { name: string; 'date-sec': number; 'vm-state-size': number }[];
 }
@@ -65,6 +68,7 @@ export async function imageInfo(path: string, format?: string): Promise<ImageInf
     })),
   };
   if (raw['backing-filename']) info.backingFilename = raw['backing-filename'];
+  if (raw['backing-filename-format']) info.backingFormat = raw['backing-filename-format'];
   const dataFile = raw['format-specific']?.data?.['data-file'];
   if (dataFile) info.dataFile = dataFile;
   return info;

@@ -33,6 +33,19 @@ describe('MemoryStore (the Store contract)', () => {
     expect(seen.sort()).toEqual(['/x/a', '/x/b', '/x/b']);
   });
 
+  it('lists with the store revision, which grows also when a key is deleted', async () => {
+    const s = new MemoryStore();
+    await s.txn({ put: [{ key: '/x/a', value: 1 }] });
+    await s.txn({ put: [{ key: '/x/b', value: 2 }] });
+    const before = await s.listWithRevision<number>('/x/');
+    expect(before.items.map((i) => i.value)).toStrictEqual([1, 2]);
+    await s.txn({ delete: ['/x/b'] });
+    const after = await s.listWithRevision<number>('/x/');
+    expect(after.items.map((i) => i.value)).toStrictEqual([1]);
+    // the highest mod revision of the entries went down; the list's revision went up
+    expect(Number(after.revision)).toBeGreaterThan(Number(before.revision));
+  });
+
   it('fails every call while down', async () => {
     const s = new MemoryStore();
     s.down = true;

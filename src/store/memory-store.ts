@@ -26,6 +26,10 @@ export class MemoryStore implements Store {
       .map(([key, e]) => ({ key, value: JSON.parse(e.value) as T, revision: String(e.mod) }));
   }
 
+  async listWithRevision<T>(prefix: string): Promise<{ items: Versioned<T>[]; revision: string }> {
+    return { items: await this.list<T>(prefix), revision: String(this.revision) };
+  }
+
   async txn(ops: TxnOps, conflictMessage = 'the record was changed by someone else; retry'): Promise<void> {
     this.check();
     for (const c of ops.when ?? []) {

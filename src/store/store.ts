@@ -23,6 +23,11 @@ export interface TxnOps {
 export interface Store {
   get<T>(key: string): Promise<Versioned<T> | undefined>;
   list<T>(prefix: string): Promise<Versioned<T>[]>;
+  /**
+   * Like list, with the store's revision the list was read at: it only grows, also when keys are
+   * deleted (unlike the highest mod revision of the entries).
+   */
+  listWithRevision<T>(prefix: string): Promise<{ items: Versioned<T>[]; revision: string }>;
   txn(ops: TxnOps, conflictMessage?: string): Promise<void>;
   watchPrefix(prefix: string, onChange: (key: string) => void): Promise<() => Promise<void>>;
   ping(): Promise<boolean>;
@@ -70,12 +75,17 @@ export class EtcdStore implements Store {
   }
 
   async list<T>(prefix: string): Promise<Versioned<T>[]> {
+    return (await this.listWithRevision<T>(prefix)).items;
+  }
+
+  async listWithRevision<T>(prefix: string): Promise<{ items: Versioned<T>[]; revision: string }> {
     const res = await this.wrap(() => this.client.getAll().prefix(prefix).exec());
-    return res.kvs.map((kv) => ({
+    const items = res.kvs.map((kv) => ({
       key: kv.key.toString(),
       value: JSON.parse(kv.value.toString()) as T,
       revision: kv.mod_revision,
     }));
+    return { items, revision: res.header.revision };
   }
 
   /** Runs the writes only if every condition holds; throws `conflict` otherwise. */

@@ -1,7 +1,8 @@
 /**
  * The `Control` service: nodes report to the controllers over one long-lived Heartbeat stream each.
- * The server side (controlHandlers) answers reports with Acks, Redirects to the leader, and the
- * node's Assignment; the client side (HeartbeatClient) keeps the stream to the leader alive.
+ * The server side (controlHandlers) answers reports with Acks, Redirects to the leader, the node's
+ * Assignment and the cluster's current Controllers; the client side (HeartbeatClient) keeps the
+ * stream to the leader alive.
  */
 import { type ClientDuplexStream, type ServerDuplexStream, status as Status } from '@grpc/grpc-js';
 import { NfError } from '../../errors';
@@ -33,6 +34,17 @@ export type ReportHandler = (
 /** Any holder of a cluster certificate may report; the report must be about the caller's own host. */
 const anyMember = (p: PeerIdentity): boolean => p.role === 'controller' || p.role === 'worker';
 
+export interface ControlOptions {
+  /** Who may report; by default any holder of a cluster certificate (onReport checks membership). */
+  authorize?: (peer: PeerIdentity) => boolean;
+  /**
+   * The controllers that are members now, sent to a node after its first accepted report and then
+   * whenever they change (a node's Node service accepts calls only from them). A failure to read them
+   * only skips the sending for that report.
+   */
+  controllers?: () => pb.Controllers | Promise<pb.Controllers>;
+}
+
 /**
  * The `Control` service implementation of a controller, to pass with pb.ControlService to
  * startGrpcServer. `leaderElsewhere` returns the leader's Control address when this controller is
@@ -41,7 +53,7 @@ const anyMember = (p: PeerIdentity): boolean => p.role === 'controller' || p.rol
 export function controlHandlers(
   onReport: ReportHandler,
   leaderElsewhere: () => { address: string; name: string } | undefined,
-  opts: { authorize?: (peer: PeerIdentity) => boolean } = {},
+  opts: ControlOptions = {},
 ): pb.ControlServer {
   const authorize = opts.authorize ?? anyMember;
   return {
@@ -57,6 +69,7 @@ export function controlHandlers(
         return;
       }
       let last: string[] | undefined;
+      let lastControllers: string | undefined;
       let queue = Promise.resolve();
       call.on('data', (report: pb.NodeReport) => {
         queue = queue
@@ -79,6 +92,20 @@ export function controlHandlers(
             if (assignment && assignment.join('\n') !== last?.join('\n')) {
               last = [...assignment];
               call.write({ kind: { $case: 'assignment', value: { vmIds: last } } });
+            }
+            if (opts.controllers) {
+              const list = await Promise.resolve()
+                .then(opts.controllers)
+                .catch((err: unknown) => {
+                  log.debug('cannot read the controllers for a heartbeat reply', { err });
+                  return undefined;
+                });
+              if (!list || call.writableEnded || call.cancelled) return;
+              const key = JSON.stringify(list.controllers);
+              if (key !== lastControllers) {
+                lastControllers = key;
+                call.write({ kind: { $case: 'controllers', value: list } });
+              }
             }
           })
           .catch(fail);
@@ -113,6 +140,7 @@ export interface HeartbeatOptions {
  */
 export class HeartbeatClient {
   private readonly listeners = new Set<(vmIds: string[]) => void>();
+  private readonly controllerListeners = new Set<(list: pb.Controllers) => void>();
   private readonly intervalMs: number;
   private readonly reconnectMinMs: number;
   private readonly reconnectMaxMs: number;
@@ -151,6 +179,12 @@ export class HeartbeatClient {
   onAssignment(listener: (vmIds: string[]) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** Called with the cluster's controllers as the leader sends them (after the first report, on change). */
+  onControllers(listener: (list: pb.Controllers) => void): () => void {
+    this.controllerListeners.add(listener);
+    return () => this.controllerListeners.delete(listener);
   }
 
   start(): void {
@@ -236,6 +270,14 @@ export class HeartbeatClient {
       this.redirects++;
     } else if (k?.$case === 'assignment') {
       for (const l of this.listeners) l(k.value.vmIds);
+    } else if (k?.$case === 'controllers') {
+      for (const l of this.controllerListeners) {
+        try {
+          l(k.value);
+        } catch (err) {
+          log.warn('controllers listener failed', { err });
+        }
+      }
     }
   }
 

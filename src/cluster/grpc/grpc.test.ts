@@ -2,19 +2,31 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { status as Status } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { NodeRegistry } from '../../controller/node-registry';
+import { keys, type NodeRecord } from '../../controller/records';
 import { NfError } from '../../errors';
 import type { Point } from '../../node/series';
 import type { ConsoleStream, NodeApi, NodeInfo, StopOptions, VmStatus } from '../../node/types';
+import { MemoryStore } from '../../store/memory-store';
 import { freePort } from '../../util/net';
 import { waitFor } from '../../util/wait';
 import type { VmRunSpec } from '../../vmm/types';
+import { ControllerMembers } from '../controller-members';
 import * as pb from '../gen/neuroflow/v1/node';
 import { controlHandlers, HeartbeatClient } from './control';
-import { type NodeServerHandle, serveNode } from './node-server';
+import { controllersOnly, type NodeServerHandle, serveNode } from './node-server';
 import { RemoteNode } from './remote-node';
 import { type GrpcServerHandle, startGrpcServer } from './server';
-import { type PeerIdentity, peerAddress, type TlsPems } from './tls';
+import {
+  clientChannelOptions,
+  clientCredentials,
+  fromOwnAddress,
+  type PeerIdentity,
+  peerAddress,
+  type TlsPems,
+} from './tls';
 
 // ---- a throwaway PKI: cluster CA, a controller, a worker (the node under test), a rogue CA's cert
 
@@ -51,6 +63,7 @@ function makeCert(ca: string, name: string, ou: string, cn: string, sans: string
 }
 
 let ctl: TlsPems;
+let ctl2: TlsPems;
 let worker: TlsPems;
 let rogue: TlsPems;
 
@@ -58,6 +71,7 @@ beforeAll(() => {
   makeCa('ca');
   makeCa('other-ca');
   ctl = makeCert('ca', 'ctl1', 'controller', 'ctl1', ['DNS:ctl1', 'IP:127.0.0.1']);
+  ctl2 = makeCert('ca', 'ctl2', 'controller', 'ctl2', ['DNS:ctl2', 'IP:127.0.0.1']);
   worker = makeCert('ca', 'node2', 'worker', 'node2', ['DNS:node2', 'IP:127.0.0.1']);
   rogue = makeCert('other-ca', 'rogue', 'controller', 'ctl1', ['DNS:ctl1', 'DNS:node2', 'IP:127.0.0.1']);
 });
@@ -469,4 +483,230 @@ test('peerAddress drops the port and unmaps IPv4', () => {
   expect(peerAddress('::ffff:10.0.0.5:41234')).toBe('10.0.0.5');
   expect(peerAddress('[fd00::1]:41234')).toBe('fd00::1');
   expect(peerAddress('fd00::1:41234')).toBe('fd00::1');
+});
+
+describe('Membership: only current controllers drive a node, only member hosts report', () => {
+  const record = (name: string, role: 'controller' | 'worker'): NodeRecord => ({
+    name,
+    role,
+    addresses: ['127.0.0.1'],
+    maintenance: false,
+    joinedAt: '2024-01-01T00:00:00.000Z',
+  });
+
+  /** A cluster in a MemoryStore: ctl1 and ctl2 controllers, node2 a worker. */
+  async function cluster() {
+    const store = new MemoryStore();
+    await store.txn({
+      put: [record('ctl1', 'controller'), record('ctl2', 'controller'), record('node2', 'worker')].map(
+        (r) => ({
+          key: keys.node(r.name),
+          value: r,
+        }),
+      ),
+    });
+    const registry = new NodeRegistry(store, async () => 'ctl1');
+    return { store, registry, remove: (name: string) => store.txn({ delete: [keys.node(name)] }) };
+  }
+
+  /** The leader's Control service as serve.ts builds it (membership check, controllers list). */
+  async function startLeader(registry: NodeRegistry, reports: string[] = []): Promise<GrpcServerHandle> {
+    const srv = await startGrpcServer(
+      [
+        [
+          pb.ControlService,
+          controlHandlers(
+            async (peer, report) => {
+              await registry.checkReporter(report.node, peer.address);
+              reports.push(report.node);
+              return undefined;
+            },
+            () => undefined,
+            { controllers: () => registry.cachedControllers(0) },
+          ),
+        ],
+      ],
+      { host: '127.0.0.1', port: 0, tls: ctl },
+    );
+    cleanups.push(() => srv.stop(100));
+    return srv;
+  }
+
+  /** node2's Node service behind the membership check, starting from its join data (ctl1 only). */
+  async function startMemberNode(fake = new FakeNode()) {
+    const members = new ControllerMembers({
+      source: 'config',
+      revision: 0,
+      controllers: [{ name: 'ctl1', addresses: ['127.0.0.1'] }],
+    });
+    const srv = await serveNode(fake, {
+      host: '127.0.0.1',
+      port: 0,
+      tls: worker,
+      authorize: (p) => controllersOnly(p) && fromOwnAddress(p) && members.check(p),
+    });
+    cleanups.push(() => srv.stop());
+    return { srv, members };
+  }
+
+  function heartbeat(port: number, node = 'node2', tls = worker): HeartbeatClient {
+    const hb = new HeartbeatClient({
+      controllers: [`127.0.0.1:${port}`],
+      tls,
+      intervalMs: 100,
+      reconnectMinMs: 50,
+      reconnectMaxMs: 200,
+      serverName: () => 'ctl1',
+      report: () => ({ node, info: INFO, vms: [], grpcAddress: '127.0.0.1:7444' }),
+    });
+    cleanups.push(() => hb.stop());
+    return hb;
+  }
+
+  /** The raw gRPC status of a call, to see the code on the wire. */
+  function rawInfo(port: number, tls: TlsPems): Promise<{ code: number; details: string }> {
+    const client = new pb.NodeClient(
+      `127.0.0.1:${port}`,
+      clientCredentials(tls, 'node2'),
+      clientChannelOptions('node2'),
+    );
+    cleanups.push(() => client.close());
+    return new Promise((resolve) =>
+      client.info({}, (err) =>
+        resolve(err ? { code: err.code, details: err.details } : { code: 0, details: '' }),
+      ),
+    );
+  }
+
+  test('a controller removed from the cluster is refused with PERMISSION_DENIED once the leader says so', async () => {
+    const { registry, remove } = await cluster();
+    const leader = await startLeader(registry);
+    const fake = new FakeNode();
+    fake.set({ id: 'vm-1', state: 'running' });
+    const { srv, members } = await startMemberNode(fake);
+
+    // Before the leader's list: the join data names ctl1 only.
+    expect(await remote(srv.port).info()).toStrictEqual(INFO);
+    const early = await rejection(remote(srv.port, ctl2, 'node2').info());
+    expect(early.code).toBe('forbidden');
+    expect(early.message).toBe(
+      'ctl2 (controller) at 127.0.0.1 is not a controller of this cluster (removed?); this host takes calls from ctl1 (its join data, until the leader sends the current list)',
+    );
+
+    const lists: pb.Controllers[] = [];
+    const hb = heartbeat(leader.port);
+    hb.onControllers((l) => {
+      lists.push(l);
+      if (members.update(l)) srv.recheck(); // as serve.ts does
+    });
+    hb.start();
+    await waitFor(() => lists.length === 1, { timeoutMs: 5000, what: 'the list of controllers' });
+    expect(lists[0]!.controllers).toStrictEqual([
+      { name: 'ctl1', addresses: ['127.0.0.1'] },
+      { name: 'ctl2', addresses: ['127.0.0.1'] },
+    ]);
+    const second = remote(srv.port, ctl2, 'node2');
+    expect(await second.info()).toStrictEqual(INFO);
+    await waitFor(() => second.connected, { timeoutMs: 5000, what: "ctl2's status stream" });
+    const vnc = await second.openConsole('vm-1');
+    let consoleEnd: string | undefined | null = null;
+    vnc.onClose((e) => {
+      consoleEnd = e;
+    });
+
+    // DELETE /nodes/ctl2: its record goes; the next heartbeat reply carries the new list.
+    await remove('ctl2');
+    await waitFor(() => lists.length === 2, { timeoutMs: 5000, what: 'the new list' });
+    expect(lists[1]!.controllers.map((c) => c.name)).toStrictEqual(['ctl1']);
+    expect(lists[1]!.revision).toBeGreaterThan(lists[0]!.revision);
+    const err = await rejection(second.info());
+    expect(err.code).toBe('forbidden');
+    expect(err.message).toBe(
+      `ctl2 (controller) at 127.0.0.1 is not a controller of this cluster (removed?); this host takes calls from ctl1 (the leader's list of revision ${lists[1]!.revision})`,
+    );
+    const raw = await rawInfo(srv.port, ctl2);
+    expect(raw.code).toBe(Status.PERMISSION_DENIED);
+    expect(raw.details).toContain('is not a controller of this cluster');
+    // The streams it had open end with the refusal (and stay refused); ctl1 goes on as before.
+    await waitFor(() => !second.connected, { timeoutMs: 5000, what: "ctl2's status stream to end" });
+    await waitFor(() => fake.consoleClosed && consoleEnd !== null, {
+      timeoutMs: 5000,
+      what: "ctl2's console to end",
+    });
+    expect(consoleEnd).toContain('is not a controller of this cluster');
+    expect(await remote(srv.port).info()).toStrictEqual(INFO);
+    await Bun.sleep(500);
+    expect(second.connected).toBe(false);
+    expect(lists).toHaveLength(2); // unchanged list: not sent again with every ack
+  });
+
+  test('the Control service refuses the heartbeats of a removed host', async () => {
+    const { registry, remove } = await cluster();
+    const reports: string[] = [];
+    const leader = await startLeader(registry, reports);
+    const lists: pb.Controllers[] = [];
+    const hb = heartbeat(leader.port);
+    hb.onControllers((l) => lists.push(l));
+    hb.start();
+    await waitFor(() => hb.controller !== undefined && lists.length === 1, {
+      timeoutMs: 5000,
+      what: 'an ack',
+    });
+
+    await remove('node2');
+    await waitFor(() => hb.controller === undefined, { timeoutMs: 5000, what: 'the stream to be refused' });
+    const count = reports.length;
+    await Bun.sleep(500); // it keeps trying, and keeps being refused
+    expect(reports.length).toBe(count);
+    expect(hb.controller).toBeUndefined();
+    expect(lists).toHaveLength(1);
+  });
+
+  test('the refusal of a removed host says so, with PERMISSION_DENIED; a store failure is not taken as removal', async () => {
+    const { store, registry, remove } = await cluster();
+    await remove('node2');
+    const refused = await rejection(registry.checkReporter('node2', '127.0.0.1'));
+    expect(refused.code).toBe('forbidden');
+    expect(refused.grpcStatus).toBe(Status.PERMISSION_DENIED);
+    expect(refused.message).toBe('host node2 is not a member of this cluster (removed?)');
+    store.down = true;
+    expect((await rejection(registry.checkReporter('ctl1', '127.0.0.1'))).code).toBe('unavailable');
+  });
+
+  test('a failure to read the controllers skips the list, not the heartbeat', async () => {
+    let fail = true;
+    const reports: string[] = [];
+    const srv = await startGrpcServer(
+      [
+        [
+          pb.ControlService,
+          controlHandlers(
+            (_, r) => {
+              reports.push(r.node);
+              return undefined;
+            },
+            () => undefined,
+            {
+              controllers: () => {
+                if (fail) throw new NfError('unavailable', 'etcd is unreachable (test)');
+                return { revision: 3, controllers: [{ name: 'ctl1', addresses: [] }] };
+              },
+            },
+          ),
+        ],
+      ],
+      { host: '127.0.0.1', port: 0, tls: ctl },
+    );
+    cleanups.push(() => srv.stop(100));
+    const lists: pb.Controllers[] = [];
+    const hb = heartbeat(srv.port);
+    hb.onControllers((l) => lists.push(l));
+    hb.start();
+    await waitFor(() => reports.length >= 3, { timeoutMs: 5000, what: 'reports' });
+    expect(hb.controller).toBe(`127.0.0.1:${srv.port}`);
+    expect(lists).toStrictEqual([]);
+    fail = false;
+    await waitFor(() => lists.length === 1, { timeoutMs: 5000, what: 'the list' });
+    expect(lists[0]).toStrictEqual({ revision: 3, controllers: [{ name: 'ctl1', addresses: [] }] });
+  });
 });

@@ -19,7 +19,10 @@ import { checkPeer, type GrpcServerHandle, type ServeOptions, startGrpcServer, u
 import { type PeerIdentity, peerIdentity } from './tls';
 
 export interface NodeServiceOptions {
-  /** Who may call; by default only holders of a controller certificate. */
+  /**
+   * Who may call; by default only holders of a controller certificate. May throw an NfError with its
+   * own reason (serve.ts adds the caller's address and its membership: ControllerMembers.check).
+   */
   authorize?: (peer: PeerIdentity) => boolean;
   /**
    * The ids of every VM the node knows, for the first update of WatchStatus. Without it, the server
@@ -35,11 +38,19 @@ export interface NodeServiceHandlers {
   readonly implementation: pb.NodeServer;
   /** Ends the WatchStatus streams and stops listening to the node. */
   close(): void;
+  /**
+   * Checks the callers of the open streams (WatchStatus, Console) again, after what `authorize` knows
+   * changed (a controller was removed): the streams of refused callers end with their refusal.
+   * Returns how many were ended.
+   */
+  recheck(): number;
 }
 
 /** The Node service of this host, running. */
 export interface NodeServerHandle {
   readonly port: number;
+  /** See NodeServiceHandlers.recheck. */
+  recheck(): number;
   /** Ends the WatchStatus streams and shuts the server down. */
   stop(): Promise<void>;
 }
@@ -53,6 +64,7 @@ export async function serveNode(node: NodeApi, opts: ServeNodeOptions): Promise<
   const handle: GrpcServerHandle = await startGrpcServer([[pb.NodeService, handlers.implementation]], opts);
   return {
     port: handle.port,
+    recheck: () => handlers.recheck(),
     stop: async () => {
       handlers.close();
       await handle.stop();
@@ -64,7 +76,12 @@ export async function serveNode(node: NodeApi, opts: ServeNodeOptions): Promise<
 export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}): NodeServiceHandlers {
   const authorize = opts.authorize ?? controllersOnly;
   const seen = new Set<string>();
-  const watchers = new Set<ServerWritableStream<pb.WatchStatusRequest, pb.StatusUpdate>>();
+  /** Open streams and their callers, checked again by recheck(). */
+  const watchers = new Map<ServerWritableStream<pb.WatchStatusRequest, pb.StatusUpdate>, PeerIdentity>();
+  const consoles = new Map<
+    ServerDuplexStream<pb.ConsoleData, pb.ConsoleData>,
+    { peer: PeerIdentity; end(): void }
+  >();
   const unary = <Req, Res>(fn: (req: Req) => Res | Promise<Res>) => unaryHandler(authorize, 'Node', fn);
   const status = (s: VmStatus): pb.VmStatus => {
     seen.add(s.id);
@@ -80,7 +97,7 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
     if (watchers.size === 0) return;
     // The node's current view: a status event may lack the agent state that vmStatus() merges in.
     const update: pb.StatusUpdate = { snapshot: false, vms: [status(node.vmStatus(s.id))] };
-    for (const w of watchers) if (!w.cancelled && !w.writableEnded) w.write(update);
+    for (const w of watchers.keys()) if (!w.cancelled && !w.writableEnded) w.write(update);
   });
 
   const impl: pb.NodeServer = {
@@ -129,12 +146,14 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
       return {};
     }),
     console: (call: ServerDuplexStream<pb.ConsoleData, pb.ConsoleData>) => {
+      const peer = peerIdentity(call);
       try {
-        checkPeer(peerIdentity(call), authorize, 'Node');
+        checkPeer(peer, authorize, 'Node');
       } catch (err) {
         call.emit('error', toGrpcError(err));
         return;
       }
+
       let stream: ConsoleStream | undefined;
       let opening: Promise<void> | undefined;
       const early: Uint8Array[] = [];
@@ -162,14 +181,19 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
           },
         );
       });
-      const end = () => stream?.close();
+      const end = () => {
+        consoles.delete(call);
+        stream?.close();
+      };
+      consoles.set(call, { peer, end });
       call.on('end', end);
       call.on('cancelled', end);
       call.on('close', end);
     },
     watchStatus: (call) => {
+      const peer = peerIdentity(call);
       try {
-        checkPeer(peerIdentity(call), authorize, 'Node');
+        checkPeer(peer, authorize, 'Node');
       } catch (err) {
         call.emit('error', toGrpcError(err));
         return;
@@ -177,7 +201,7 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
       // Snapshot and subscription in one tick: no change can fall between them.
       const ids = new Set([...(opts.vmIds?.() ?? []), ...seen]);
       call.write({ snapshot: true, vms: [...ids].map((id) => status(node.vmStatus(id))) });
-      watchers.add(call);
+      watchers.set(call, peer);
       const drop = () => watchers.delete(call);
       call.on('cancelled', drop);
       call.on('close', drop);
@@ -188,8 +212,34 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
     implementation: impl,
     close: () => {
       unsubscribe();
-      for (const w of watchers) w.end();
+      for (const w of watchers.keys()) w.end();
       watchers.clear();
+    },
+    recheck: () => {
+      const refused = (peer: PeerIdentity): unknown => {
+        try {
+          checkPeer(peer, authorize, 'Node');
+          return undefined;
+        } catch (err) {
+          return err;
+        }
+      };
+      let ended = 0;
+      for (const [call, peer] of watchers) {
+        const err = refused(peer);
+        if (!err) continue;
+        watchers.delete(call);
+        ended++;
+        if (!call.writableEnded) call.emit('error', toGrpcError(err));
+      }
+      for (const [call, c] of consoles) {
+        const err = refused(c.peer);
+        if (!err) continue;
+        ended++;
+        if (!call.writableEnded) call.emit('error', toGrpcError(err)); // first: closing the VNC side ends the call
+        c.end();
+      }
+      return ended;
     },
   };
 }

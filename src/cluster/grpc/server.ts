@@ -60,7 +60,10 @@ export async function startGrpcServer(
   };
 }
 
-/** Throws NfError('forbidden') unless the peer passes `authorize`. */
+/**
+ * Throws NfError('forbidden') unless the peer passes `authorize`. An `authorize` may also throw an
+ * NfError of its own, to say more precisely why the caller is refused.
+ */
 export function checkPeer(
   peer: PeerIdentity,
   authorize: (p: PeerIdentity) => boolean,
