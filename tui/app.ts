@@ -4,6 +4,7 @@
  * rendering are ours (tui/forms.ts, tui/render.ts), so the screens behave the same on tty1, a serial
  * console and a test's pseudo-terminal.
  */
+
 import { cpus, totalmem } from 'node:os';
 import blessed from 'blessed';
 import { VERSION } from '../src/version';
@@ -40,6 +41,7 @@ import {
   sshForm,
   type Values,
 } from './forms';
+import { joinSplitEscapes } from './input';
 import {
   type HostFacts,
   type MenuItem,
@@ -316,6 +318,8 @@ export class App {
       memoryBytes: totalmem(),
       ...(env.dryRunLog ? { dryRunLog: env.dryRunLog } : {}),
     };
+    // Serial consoles deliver a key's escape sequence in pieces at times: join them before blessed parses.
+    joinSplitEscapes(process.stdin);
     this.screen = blessed.screen({
       smartCSR: true,
       terminal: process.env.TERM || 'linux',
