@@ -301,7 +301,14 @@ describe('boot chain and inittab (docs/appliance.md)', () => {
 
   it('respawns `neuroflow appliance serve`', () => {
     const serve = entries.filter((e) => /\bneuroflow appliance serve$/.test(e.process));
-    expect(serve).toEqual([{ id: '', action: 'respawn', process: serve[0]!.process }]);
+    // On /dev/null: with no terminal named, busybox init would reset ttyS0's modes (the serial console
+    // TUI's) at every respawn.
+    expect(serve).toEqual([{ id: 'null', action: 'respawn', process: serve[0]!.process }]);
+  });
+
+  it('names a terminal for every respawned entry (the default, /dev/console, is the serial TUI)', () => {
+    const unnamed = entries.filter((e) => e.action === 'respawn' && e.id === '');
+    expect(unnamed).toEqual([]);
   });
 
   it.each(['tty1', 'ttyS0'])('respawns `neuroflow console` with TERM=linux on %s', (tty) => {

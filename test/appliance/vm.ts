@@ -150,7 +150,9 @@ export class ApplianceVm {
     return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null;
   }
 
+  /** What a serial port printed: its stream once `connectSerial` ran for it, else its log file. */
   serial(n: 0 | 1 = 0): string {
+    if (this.serialSocks.has(n)) return this.serialStream(n);
     try {
       return readFileSync(this.path(`serial${n}.log`), 'utf8');
     } catch {
@@ -184,13 +186,29 @@ export class ApplianceVm {
   }
 
   /**
-   * Types on a serial port through one connection to its chardev socket, kept open while the VM runs
-   * (QEMU takes one client at a time, and a client that hangs up can lose what the guest's UART had
-   * not taken yet).
+   * Types on a serial port: through the connection `connectSerial` keeps open, or else through a
+   * connection of its own (QEMU takes one client at a time: retried).
    */
   async type(text: string, port: 0 | 1 = 0): Promise<void> {
-    const sock = await this.serialSocket(port);
-    await new Promise<void>((resolve, reject) => sock.write(text, (err) => (err ? reject(err) : resolve())));
+    const open = this.serialSocks.get(port);
+    if (open && !open.destroyed) {
+      await new Promise<void>((resolve, reject) =>
+        open.write(text, (err) => (err ? reject(err) : resolve())),
+      );
+      return;
+    }
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await new Promise<void>((resolve, reject) => {
+          const s = connect(this.path(`s${port}.sock`), () => s.end(text, () => resolve()));
+          s.once('error', reject);
+        });
+        return;
+      } catch (err) {
+        if (attempt >= 20 || !this.alive) throw err;
+        await Bun.sleep(250);
+      }
+    }
   }
 
   private readonly serialSocks = new Map<number, Socket>();
@@ -205,6 +223,10 @@ export class ApplianceVm {
     return this.received.get(port) ?? '';
   }
 
+  /**
+   * Keeps a connection to a serial port's socket from now on: what it prints is then read from that
+   * stream (`serial`), and keys go through it (`type`).
+   */
   async connectSerial(port: 0 | 1 = 0): Promise<void> {
     await this.serialSocket(port);
   }
