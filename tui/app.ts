@@ -725,7 +725,7 @@ export class App {
           kind === 'poweroff' ? 'Confirm Shut Down' : 'Confirm Restart',
           [
             kind === 'poweroff' ? 'Shut down this host?' : 'Restart this host?',
-            'Its running VMs are shut down first (forced off after 2 minutes).',
+            'Its running VMs are shut down first (forced off after 2 minutes by default).',
             'They stay off when the host comes back.',
           ],
           `<F${kind === 'poweroff' ? '2' : '11'}> ${kind === 'poweroff' ? 'Shut Down' : 'Restart'}  <Esc> Cancel`,

@@ -3,7 +3,8 @@
  * escape sequence (Down is ESC [ B, F2 on the Linux console ESC [ [ B, F12 ESC [ 2 4 ~) can reach the
  * console in two reads; blessed parses each read alone, so ESC [ then B became "Escape" and a typed "B".
  * Like ncurses' ESCDELAY, an unfinished sequence at the end of a read is held back until the rest comes,
- * or for `delayMs` (then passed on as it is: a lone ESC is the Escape key).
+ * or for `delayMs` (100 ms like vim's ttimeoutlen: a BMC's serial-over-LAN batches characters for up to
+ * ~60 ms; then passed on as it is: a lone ESC is the Escape key).
  */
 
 const ESC = 0x1b;
@@ -26,7 +27,7 @@ export class EscapeJoiner {
 
   constructor(
     private readonly emit: (chunk: Buffer) => void,
-    private readonly delayMs = 50,
+    private readonly delayMs = 100,
   ) {}
 
   push(chunk: Buffer): void {
@@ -53,7 +54,7 @@ export class EscapeJoiner {
  * Routes the 'data' events of a terminal input stream (process.stdin, before blessed listens to it)
  * through an EscapeJoiner. Everything else about the stream (raw mode, pause/resume) stays as it is.
  */
-export function joinSplitEscapes(input: NodeJS.ReadStream, delayMs = 50): void {
+export function joinSplitEscapes(input: NodeJS.ReadStream, delayMs = 100): void {
   const emit = input.emit.bind(input) as (event: string | symbol, ...args: unknown[]) => boolean;
   const joiner = new EscapeJoiner((chunk) => emit('data', chunk), delayMs);
   input.emit = ((event: string | symbol, ...args: unknown[]): boolean => {

@@ -51,6 +51,13 @@ describe('planSsh', () => {
     expect(planSsh({ enabledUntil: at(-1), now: T0, running: false }).action).toBe('none');
   });
 
+  it('keeps SSH off when the deadline is more than a day ahead (a wrong clock)', () => {
+    const d = planSsh({ enabledUntil: at(25 * 3600_000), now: T0, running: true });
+    expect(d).toMatchObject({ action: 'stop', want: false });
+    expect(d.reason).toContain('more than 24 hours ahead');
+    expect(planSsh({ enabledUntil: at(24 * 3600_000), now: T0, running: false }).action).toBe('start');
+  });
+
   it('treats a deadline that is not a time as off', () => {
     const d = planSsh({ enabledUntil: 'tomorrow', now: T0, running: true });
     expect(d).toMatchObject({ action: 'stop', want: false });

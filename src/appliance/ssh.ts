@@ -33,6 +33,8 @@ export const SSH_STATUS = '/run/neuroflow/ssh-status.json';
 
 /** The longest wait between two looks at the clock while SSH is on (a clock that jumps is noticed). */
 export const SSH_MAX_CHECK_MS = 60_000;
+/** The furthest ahead a deadline may be (the console's limit is 1440 minutes; 5 minutes of slack). */
+export const SSH_MAX_AHEAD_MS = 24 * 3600_000 + 5 * 60_000;
 
 // ---------------------------------------------------------------------------------------------------------
 // Pure decisions
@@ -70,6 +72,10 @@ export function planSsh(i: SshInputs): SshDecision {
   const until = new Date(untilMs).toISOString();
   if (untilMs <= i.now) return off(`SSH was enabled until ${until}`);
   const left = untilMs - i.now;
+  // The console allows at most a day; a deadline further ahead means a wrong clock (a host whose RTC
+  // starts behind) or a hand-edited config: SSH stays off rather than on without a limit.
+  if (left > SSH_MAX_AHEAD_MS)
+    return off(`ssh.enabledUntil ${until} is more than 24 hours ahead: check the clock (SSH stays off)`);
   const base = { want: true, until, nextCheckMs: Math.min(left, SSH_MAX_CHECK_MS) };
   if (i.running) return { ...base, action: 'none', reason: `SSH is enabled until ${until}` };
   if (i.retryAt !== undefined && i.retryAt > i.now)
@@ -262,6 +268,9 @@ export class SshService {
     } else if (d.action === 'stop') {
       await this.stopDropbear(d.reason);
     }
+    // A listener left by a supervisor that died (SIGKILL, out of memory) is not our child: while SSH is
+    // off it must go too, or it would listen on without a deadline.
+    if (!d.want) await this.stopStale();
     if (!d.want) this.lastError = undefined;
     const after = planSsh(inputs());
     const message = this.proc

@@ -23,6 +23,8 @@ import { QgaClient } from '../vmm/qemu/qga/client';
 import type { ExitInfo, VmInstance, VmRunSpec } from '../vmm/types';
 
 const VM_ID = /^[0-9a-f-]{36}$/;
+/** How long resuming a paused guest may take before the shutdown request goes ahead anyway. */
+const WAKE_TIMEOUT_MS = 5000;
 
 /** A QEMU process of this node, found through its run dir. */
 export interface RunningVm {
@@ -170,13 +172,13 @@ async function shutdownOne(
     ...(detail ? { detail } : {}),
   });
   // Every step is bounded by the deadline: a monitor or agent that hangs must not hold the host.
-  const step = async (what: string, fn: () => Promise<unknown>): Promise<boolean> => {
+  const step = async (what: string, fn: () => Promise<unknown>, capMs = Infinity): Promise<boolean> => {
     try {
       const done = await within(
         fn().then(() => true),
-        left(),
+        Math.min(left(), capMs),
       );
-      if (done === undefined) problems.push(`${what}: no answer before the deadline`);
+      if (done === undefined) problems.push(`${what}: no answer in time`);
       return done === true;
     } catch (err) {
       problems.push(`${what}: ${message(err)}`);
@@ -193,7 +195,8 @@ async function shutdownOne(
     }
   }
   if (g.monitorProblem) problems.push(g.monitorProblem);
-  else await step('resume', () => g.wake());
+  // A monitor that hangs here must not use up the guest's time before it is asked at all.
+  else await step('resume', () => g.wake(), WAKE_TIMEOUT_MS);
   if (g.vm.agent && (await within(g.askAgent(), left()).catch(() => false))) {
     asked.push('agent');
     if (!g.monitorProblem && (await within(g.exited, Math.min(graceMs, left()))) === undefined) {

@@ -210,7 +210,9 @@ async function linkNew(tmp: string, path: string): Promise<void> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST')
       throw new NfError('already_exists', `${path} exists`);
-    // A partial copy is left: it might not be ours after all, and it is refused, never used.
+    // COPYFILE_EXCL made the file, so a copy cut short (no space left) is ours: it goes, or a retry
+    // could take its intact qcow2 header for the volume asked for.
+    await rm(path, { force: true }).catch(() => {});
     throw err;
   }
 }
