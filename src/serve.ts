@@ -267,8 +267,8 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     cleanup.push(() => heartbeat?.stop());
     // Only controllers that are members now may drive this host: the leader's list, from the heartbeat.
     members = new ControllerMembers(initialControllers(dataDir, cfg), controllersFile(dataDir));
-    heartbeat.onControllers((list) => {
-      if (!members?.update(list)) return;
+    heartbeat.onControllers((list, meta) => {
+      if (!members?.update(list, meta)) return;
       // Streams opened before (status, console) are checked again: a removed controller loses them too.
       const ended = recheckNodeCallers();
       if (ended) log.warn('ended the streams of controllers that are no longer members', { streams: ended });

@@ -141,10 +141,19 @@ describe('ControllerMembers', () => {
     ).toBe(false);
     expect(m.known.revision).toBe(10);
     expect(() => m.check(peer('ctl2', 'fd00::2'))).toThrow(NfError);
-    expect(m.update({ revision: 12, controllers: [] })).toBe(true);
-    expect(refusal(() => m.check(peer('ctl1', '10.0.0.1'))).message).toContain(
-      'takes calls from no controller',
-    );
+    // An empty list would lock every controller out: it is ignored.
+    expect(m.update({ revision: 12, controllers: [] })).toBe(false);
+    expect(m.check(peer('ctl1', '10.0.0.1'))).toBe(true);
+  });
+
+  test('the first list of a new heartbeat stream is taken even with a lower revision (etcd restored)', () => {
+    const m = new ControllerMembers(initialControllers(dataDir, config()));
+    expect(m.update({ revision: 900, controllers: [{ name: 'ctl1', addresses: ['10.0.0.1'] }] })).toBe(true);
+    const restored = { revision: 40, controllers: [{ name: 'ctl2', addresses: ['fd00::2'] }] };
+    expect(m.update(restored)).toBe(false);
+    expect(m.update(restored, { firstOfStream: true })).toBe(true);
+    expect(m.check(peer('ctl2', 'fd00::2'))).toBe(true);
+    expect(m.known.revision).toBe(40);
   });
 
   test('the first list of a run is taken whatever its revision (a store restored from backup)', () => {
@@ -167,8 +176,11 @@ describe('ControllerMembers', () => {
     m.update({ revision: 6, controllers: [{ name: 'ctl1', addresses: ['10.0.0.1'] }] });
     await m.flush();
     expect(readFileSync(file, 'utf8')).toBe('marker');
-    m.update({ revision: 7, controllers: [] });
+    m.update({ revision: 7, controllers: [{ name: 'ctl2', addresses: [] }] });
     await m.flush();
-    expect(JSON.parse(readFileSync(file, 'utf8'))).toStrictEqual({ revision: 7, controllers: [] });
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toStrictEqual({
+      revision: 7,
+      controllers: [{ name: 'ctl2', addresses: [] }],
+    });
   });
 });

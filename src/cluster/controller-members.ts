@@ -104,11 +104,23 @@ export class ControllerMembers {
 
   /**
    * Takes a list the leader sent. A list older (lower revision) than one taken before in this process
-   * is ignored (a deposed leader's late answer); the first one of a process is taken whatever its
-   * revision, so a store restored from a backup cannot lock the host out. Returns whether it was taken.
+   * is ignored (a deposed leader's late answer), except the first one of a process or of a heartbeat
+   * stream, so a store restored from a backup cannot lock the host out; an empty list is ignored.
+   * Returns whether it was taken.
    */
-  update(list: { revision: number; controllers: ControllerMember[] }): boolean {
-    if (this.updated && list.revision < this.current.revision) {
+  update(
+    list: { revision: number; controllers: ControllerMember[] },
+    meta: { firstOfStream?: boolean } = {},
+  ): boolean {
+    // A cluster always has a controller (the leader that sent it): an empty list is a fault, and taking
+    // it would lock every controller out.
+    if (list.controllers.length === 0) {
+      log.warn('ignoring an empty list of controllers', { revision: list.revision });
+      return false;
+    }
+    // The first list of a new heartbeat stream comes from the leader of now: taken whatever its
+    // revision (after an etcd restore every revision is lower, and the leader only sends changes).
+    if (this.updated && !meta.firstOfStream && list.revision < this.current.revision) {
       log.warn('ignoring an older list of controllers', { got: list.revision, have: this.current.revision });
       return false;
     }

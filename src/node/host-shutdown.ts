@@ -141,7 +141,8 @@ export async function shutdownGuests(
   guests: GuestControl[],
   opts: ShutdownOptions,
 ): Promise<VmShutdownResult[]> {
-  const start = Date.now();
+  // Monotonic: a clock stepped during the shutdown changes no guest's time.
+  const start = performance.now();
   const deadline = start + opts.timeoutMs;
   const grace = opts.agentGraceMs ?? Math.min(15_000, opts.timeoutMs / 2);
   return Promise.all(
@@ -161,14 +162,14 @@ async function shutdownOne(
 ): Promise<VmShutdownResult> {
   const asked: ShutdownStep[] = [];
   const problems: string[] = [];
-  const left = () => Math.max(0, deadline - Date.now());
+  const left = () => Math.max(0, deadline - performance.now());
   const result = (outcome: ShutdownOutcome, detail?: string): VmShutdownResult => ({
     id: g.vm.id,
     name: g.vm.name,
     pid: g.vm.pid,
     outcome,
     asked,
-    elapsedMs: Date.now() - start,
+    elapsedMs: Math.round(performance.now() - start),
     ...(detail ? { detail } : {}),
   });
   // Every step is bounded by the deadline: a monitor or agent that hangs must not hold the host.
@@ -346,5 +347,7 @@ export async function attachGuests(vms: RunningVm[]): Promise<GuestControl[]> {
 export function serveOwner(dataDir: string, probe: ProcessProbe = realProbe): number | undefined {
   const pid = readPidfile(join(dataDir, 'serve.pid'));
   if (!pid || pid === process.pid || !probe.alive(pid)) return undefined;
-  return (probe.cmdline(pid) ?? []).includes('serve') ? pid : undefined;
+  // `neuroflow serve`, not `neuroflow appliance serve` (a pid reused since would not own the data dir).
+  const argv = probe.cmdline(pid) ?? [];
+  return argv.includes('serve') && !argv.includes('appliance') ? pid : undefined;
 }

@@ -140,7 +140,9 @@ export interface HeartbeatOptions {
  */
 export class HeartbeatClient {
   private readonly listeners = new Set<(vmIds: string[]) => void>();
-  private readonly controllerListeners = new Set<(list: pb.Controllers) => void>();
+  private readonly controllerListeners = new Set<
+    (list: pb.Controllers, meta: { firstOfStream: boolean }) => void
+  >();
   private readonly intervalMs: number;
   private readonly reconnectMinMs: number;
   private readonly reconnectMaxMs: number;
@@ -160,6 +162,8 @@ export class HeartbeatClient {
   private retry?: ReturnType<typeof setTimeout>;
   private stopped = true;
   private acked = false;
+  /** Lists of controllers received on the current stream. */
+  private listsOnStream = 0;
 
   constructor(private readonly opts: HeartbeatOptions) {
     if (opts.controllers.length === 0)
@@ -181,8 +185,11 @@ export class HeartbeatClient {
     return () => this.listeners.delete(listener);
   }
 
-  /** Called with the cluster's controllers as the leader sends them (after the first report, on change). */
-  onControllers(listener: (list: pb.Controllers) => void): () => void {
+  /**
+   * Called with the cluster's controllers as the leader sends them (after the first report of each
+   * stream, then on change); `firstOfStream` marks the first of a stream.
+   */
+  onControllers(listener: (list: pb.Controllers, meta: { firstOfStream: boolean }) => void): () => void {
     this.controllerListeners.add(listener);
     return () => this.controllerListeners.delete(listener);
   }
@@ -240,6 +247,7 @@ export class HeartbeatClient {
     this.stream = stream;
     this.target = address;
     this.acked = false;
+    this.listsOnStream = 0;
     stream.on('data', (m: pb.ControlMessage) => this.onMessage(m));
     stream.on('error', () => {}); // 'status' follows
     stream.on('status', (s: { code: number; details: string }) => {
@@ -271,9 +279,10 @@ export class HeartbeatClient {
     } else if (k?.$case === 'assignment') {
       for (const l of this.listeners) l(k.value.vmIds);
     } else if (k?.$case === 'controllers') {
+      const firstOfStream = this.listsOnStream++ === 0;
       for (const l of this.controllerListeners) {
         try {
-          l(k.value);
+          l(k.value, { firstOfStream });
         } catch (err) {
           log.warn('controllers listener failed', { err });
         }
