@@ -11,7 +11,8 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { NfError } from '../errors';
+import { rejection } from '../../test/harness/errors';
+import type { NfError } from '../errors';
 import { DirPool } from './dir-pool';
 import { imageInfo, qemuImg } from './qemu-img';
 
@@ -28,15 +29,6 @@ beforeEach(() => {
 });
 
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-async function rejection(p: Promise<unknown>): Promise<NfError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(NfError);
-  return err as NfError;
-}
 
 /** An image in the pool's images dir, to clone volumes from. */
 async function image(file: string, size = 4 * MiB, format: 'qcow2' | 'raw' = 'qcow2'): Promise<string> {

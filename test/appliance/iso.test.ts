@@ -339,10 +339,15 @@ describe('appliance ISO', () => {
         await vm.waitSerial(/Install \(unattended answer file\)/, 120_000);
         // Hotkey i boots that entry (the entry then echoes "Unattended install: ..."); GRUB may not read keys
         // at once, so type it again until it did.
-        for (let i = 0; i < 30 && !/Unattended install: answer file/.test(vm.serial(0)) && vm.alive; i++) {
-          await vm.type('i');
-          await Bun.sleep(2000);
-        }
+        await waitFor(
+          async () => {
+            if (/Unattended install: answer file/.test(vm.serial(0))) return true;
+            if (!vm.alive) throw new Error('installer: QEMU exited at the GRUB menu');
+            await vm.type('i');
+            return false;
+          },
+          { timeoutMs: 60_000, intervalMs: 2000, what: 'GRUB to take the hotkey i' },
+        );
         await vm.waitSerial(/NEUROFLOW-INSTALL: done in [^\r\n]*/, 900_000, {
           fail: /NEUROFLOW-INSTALL: failed[^\r\n]*|Kernel panic/,
         });

@@ -11,21 +11,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ApplianceConfig, defaultConfig, readConfig, writeConfig } from '../../src/appliance/config';
-import { ApplianceServe, type ClusterStatus, defaultChildArgv, selfArgv } from '../../src/appliance/serve';
+import {
+  ApplianceServe,
+  type ApplianceServeOptions,
+  type ClusterStatus,
+  defaultChildArgv,
+  selfArgv,
+} from '../../src/appliance/serve';
 import { findProgram, SshService } from '../../src/appliance/ssh';
+import { freePort } from '../../src/util/net';
 import { pidAlive, procCmdline } from '../../src/util/proc';
 import { waitFor } from '../../src/util/wait';
 
 const DROPBEAR = findProgram('dropbear');
 const BANNER = /^SSH-2\.0-dropbear/;
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((res, rej) => srv.once('error', rej).listen(0, '127.0.0.1', () => res()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((res) => srv.close(() => res()));
-  return port;
-}
 
 /** The first line the port sends, or undefined when nothing answers (refused, closed, 2 s of silence). */
 function banner(port: number): Promise<string | undefined> {
@@ -76,6 +75,35 @@ describe.skipIf(!existsSync(DROPBEAR))('appliance SSH (real dropbear)', () => {
   const tempDir = () => {
     dir = mkdtempSync(join(tmpdir(), 'nf-appliance-ssh-'));
     return dir;
+  };
+
+  /**
+   * `appliance serve` with its dirs under `d`, `script` standing in for `neuroflow serve` (always
+   * healthy) and SSH on loopback:port; running, and stopped after the test.
+   */
+  const runSupervisor = (
+    d: string,
+    dataDir: string,
+    script: string,
+    port: number,
+    opts: Pick<ApplianceServeOptions, 'restartDelayMs' | 'stopTimeoutMs'>,
+  ): { sup: ApplianceServe; run: Promise<void> } => {
+    const sup = new ApplianceServe({
+      dataDir,
+      runDir: join(d, 'run'),
+      logDir: join(d, 'log'),
+      address: () => '127.0.0.1',
+      childArgv: (c, address, dd) => [script, ...defaultChildArgv(c, address, dd).slice(selfArgv().length)],
+      healthy: async () => true,
+      ssh: { listen: [`127.0.0.1:${port}`] },
+      ...opts,
+    });
+    const run = sup.run();
+    cleanups.push(async () => {
+      await sup.stop();
+      await run;
+    });
+    return { sup, run };
   };
 
   /** An SSH service with its dirs under `d`, listening on loopback:port; stopped after the test. */
@@ -207,21 +235,7 @@ describe.skipIf(!existsSync(DROPBEAR))('appliance SSH (real dropbear)', () => {
       { ...defaultConfig(), hostname: 'esx3', cluster: { mode: 'join', token: 't' } },
       dataDir,
     );
-    const sup = new ApplianceServe({
-      dataDir,
-      runDir: join(d, 'run'),
-      logDir: join(d, 'log'),
-      address: () => '127.0.0.1',
-      childArgv: (c, address, dd) => [script, ...defaultChildArgv(c, address, dd).slice(selfArgv().length)],
-      healthy: async () => true,
-      stopTimeoutMs: 2000,
-      ssh: { listen: [`127.0.0.1:${port}`] },
-    });
-    const run = sup.run();
-    cleanups.push(async () => {
-      await sup.stop();
-      await run;
-    });
+    const { sup } = runSupervisor(d, dataDir, script, port, { stopTimeoutMs: 2000 });
     await waitFor(() => sup.readStatus()?.state === 'running', { timeoutMs: 10_000, what: 'running' });
     expect(sup.readStatus()?.mode).toBe('member');
     const child = sup.readStatus()!.pid!;
@@ -249,21 +263,9 @@ describe.skipIf(!existsSync(DROPBEAR))('appliance SSH (real dropbear)', () => {
     );
     const base: ApplianceConfig = { ...defaultConfig(), hostname: 'esx1', cluster: { mode: 'create' } };
     await writeConfig(base, dataDir);
-    const sup = new ApplianceServe({
-      dataDir,
-      runDir: join(d, 'run'),
-      logDir: join(d, 'log'),
-      address: () => '127.0.0.1',
-      childArgv: (c, address, dd) => [script, ...defaultChildArgv(c, address, dd).slice(selfArgv().length)],
-      healthy: async () => true,
+    const { sup, run } = runSupervisor(d, dataDir, script, port, {
       restartDelayMs: () => 100,
       stopTimeoutMs: 5000,
-      ssh: { listen: [`127.0.0.1:${port}`] },
-    });
-    const run = sup.run();
-    cleanups.push(async () => {
-      await sup.stop();
-      await run;
     });
     const status = () => sup.readStatus() ?? ({ state: 'none' } as unknown as ClusterStatus);
     const starts = () => readFileSync(sup.logFile, 'utf8').match(/child argv/g)?.length ?? 0;

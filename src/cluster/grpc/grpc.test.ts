@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status as Status } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { rejection } from '../../../test/harness/errors';
 import { NodeRegistry } from '../../controller/node-registry';
 import { keys, type NodeRecord } from '../../controller/records';
 import { NfError } from '../../errors';
@@ -209,15 +210,6 @@ function remote(port: number, tls = ctl, serverName = 'node2'): RemoteNode {
   });
   cleanups.push(() => r.close());
   return r;
-}
-
-async function rejection(p: Promise<unknown>): Promise<NfError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(NfError);
-  return err as NfError;
 }
 
 const SPEC: VmRunSpec = {
