@@ -36,6 +36,17 @@ export default defineConfig({
       },
       {
         test: {
+          name: 'bench',
+          // Every benchmark at its smoke size, so a change that breaks one fails CI; last, alone.
+          include: ['test/bench/**/*.test.ts'],
+          testTimeout: 900_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+          sequence: { groupOrder: 4 },
+        },
+      },
+      {
+        test: {
           name: 'e2e',
           // A headless Chromium (/usr/bin/chromium) drives the embedded web UI against a real daemon.
           include: ['test/e2e/**/*.test.ts'],

@@ -9,7 +9,7 @@ import { TestDaemon } from '../test/harness/daemon';
 import { BOOTED } from '../test/harness/guest';
 import { waitConsole } from '../test/harness/serial';
 import { createVm, getVm, kernelVm } from '../test/harness/vms';
-import { record, summary, timed } from './lib';
+import { benchSize, record, summary, timed } from './lib';
 
 const ROOT = join(import.meta.dirname, '..');
 const sizeBytes = statSync(join(ROOT, 'dist', 'neuroflow-agent')).size;
@@ -39,7 +39,7 @@ for (const [variant, proc] of [
   const idle = Math.min(...(await Promise.all([0, 1, 2].map(() => rssKiB(vm.id, proc, false)))));
   const during = await rssKiB(vm.id, proc, true);
   const ping: number[] = [];
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < benchSize('BENCH_PINGS', 200, 10); i++) {
     const [ms] = await timed(() => d.api.request('POST', `/api/v1/vms/${vm.id}/guest/ping`));
     ping.push(ms);
   }

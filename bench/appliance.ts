@@ -17,7 +17,7 @@ import {
   freePort,
   waitApi,
 } from '../test/appliance/vm';
-import { record } from './lib';
+import { record, SMOKE } from './lib';
 
 const PASSWORD = 'bench-password-1';
 const s = (ms: number) => Math.round(ms / 100) / 10;
@@ -70,7 +70,7 @@ try {
 
   await vm.login(PASSWORD);
   const token = (await vm.exec('cat /var/lib/neuroflow/admin.token')).trim();
-  await Bun.sleep(60_000);
+  await Bun.sleep(SMOKE ? 1000 : 60_000); // idle settles (a figure, not a sync)
   const meminfo = await vm.exec('cat /proc/meminfo');
   const kb = (k: string) =>
     Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(meminfo)?.[1] ?? Number.NaN) * 1024;

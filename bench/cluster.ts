@@ -12,9 +12,9 @@ import { EtcdStore } from '../src/store/store';
 import { waitFor } from '../src/util/wait';
 import { ClusterHost, NetLab } from '../test/harness/cluster';
 import { testGuest } from '../test/harness/guest';
-import { record, summary } from './lib';
+import { benchSize, record, summary } from './lib';
 
-const PLACE_VMS = Number(process.env.BENCH_PLACE_VMS ?? 5000);
+const PLACE_VMS = benchSize('BENCH_PLACE_VMS', 5000, 200);
 
 testGuest(); // fails early with a clear message when the guest is not built
 const lab = new NetLab();
@@ -114,7 +114,7 @@ try {
 
   // Failover: kill the leader's serve; another controller reports a new leader.
   const failoverMs: number[] = [];
-  for (let round = 0; round < 2; round++) {
+  for (let round = 0; round < benchSize('BENCH_FAILOVERS', 2, 1); round++) {
     const before = await api.request<{ leader: string }>('GET', '/api/v1/cluster');
     const old = hosts.find((h) => h.name === before.leader)!;
     const other = hosts.find((h) => h !== old)!;

@@ -4,6 +4,18 @@ import { join } from 'node:path';
 
 const ROOT = join(import.meta.dirname, '..');
 
+/**
+ * BENCH_SMOKE=1: the test command's smoke run. Every benchmark runs at a small size and writes its JSON to
+ * BENCH_RESULTS_DIR; docs/benchmarks.md is left alone (smoke figures are not figures).
+ */
+export const SMOKE = process.env.BENCH_SMOKE === '1';
+
+/** A size from the environment variable `env`, else the full or the smoke default. */
+export function benchSize(env: string, full: number, smoke: number): number {
+  const v = process.env[env];
+  return v !== undefined && v !== '' ? Number(v) : SMOKE ? smoke : full;
+}
+
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   const i = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
@@ -27,15 +39,20 @@ export async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
   return [performance.now() - t0, v];
 }
 
-/** Writes bench/results/NAME.json and appends one line per figure to docs/benchmarks.md. */
+/**
+ * Writes bench/results/NAME.json (BENCH_RESULTS_DIR overrides the directory) and appends one line per
+ * figure to docs/benchmarks.md, except in a smoke run.
+ */
 export function record(name: string, figures: Record<string, unknown>, lines: string[]): void {
-  const dir = join(ROOT, 'bench', 'results');
+  const dir = process.env.BENCH_RESULTS_DIR || join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const when = new Date().toISOString();
   writeFileSync(
     join(dir, `${name}.json`),
-    `${JSON.stringify({ name, when, machine: machine(), figures }, null, 2)}\n`,
+    `${JSON.stringify({ name, when, machine: machine(), smoke: SMOKE, figures }, null, 2)}\n`,
   );
+  for (const l of lines) console.log(`${name}: ${l}`);
+  if (SMOKE) return;
   const md = join(ROOT, 'docs', 'benchmarks.md');
   if (!existsSync(md))
     writeFileSync(
@@ -43,7 +60,6 @@ export function record(name: string, figures: Record<string, unknown>, lines: st
       '# Benchmarks\n\nAppended by `npm run bench`; newest last. Machine: see each line.\n\n',
     );
   for (const l of lines) appendFileSync(md, `- ${when.slice(0, 16)} ${name} (${machine()}): ${l}\n`);
-  for (const l of lines) console.log(`${name}: ${l}`);
 }
 
 function machine(): string {

@@ -5,11 +5,11 @@
  * BENCH_SCHED_PLACEMENTS change the sizes.
  */
 import { ClusterState, type SchedNode, type SchedVm } from '../src/controller/scheduler';
-import { record, summary } from './lib';
+import { benchSize, record, summary } from './lib';
 
-const HOSTS = Number(process.env.BENCH_SCHED_HOSTS ?? 1000);
-const PLACED = Number(process.env.BENCH_SCHED_VMS ?? 50_000);
-const PLACEMENTS = Number(process.env.BENCH_SCHED_PLACEMENTS ?? 20_000);
+const HOSTS = benchSize('BENCH_SCHED_HOSTS', 1000, 20);
+const PLACED = benchSize('BENCH_SCHED_VMS', 50_000, 500);
+const PLACEMENTS = benchSize('BENCH_SCHED_PLACEMENTS', 20_000, 500);
 const GiB = 1024 ** 3;
 
 /** A deterministic pseudo-random sequence (mulberry32), so every run places the same VMs. */

@@ -8,14 +8,14 @@ import { procRssBytes } from '../src/util/proc';
 import { neuroflowCommand, TestDaemon } from '../test/harness/daemon';
 import { testGuest } from '../test/harness/guest';
 import { kernelVm } from '../test/harness/vms';
-import { record, summary, timed } from './lib';
+import { benchSize, record, SMOKE, summary, timed } from './lib';
 
-const N = Number(process.env.BENCH_VMS ?? 1000);
+const N = benchSize('BENCH_VMS', 1000, 50);
 
 await using d = await TestDaemon.start();
 const api = d.api;
 const rss = () => Math.round((procRssBytes(d.child!.pid!) ?? 0) / 1024 ** 2);
-await Bun.sleep(2000); // let startup allocations settle before reading idle RSS (a figure, not a sync)
+await Bun.sleep(SMOKE ? 200 : 2000); // let startup allocations settle before reading idle RSS (a figure, not a sync)
 const idleRssMiB = rss();
 
 const g = testGuest();
@@ -26,7 +26,7 @@ for (let i = 0; i < N; i++) {
   create.push(ms);
 }
 const get: number[] = [];
-for (let i = 0; i < 1000; i++) {
+for (let i = 0; i < benchSize('BENCH_GETS', 1000, 50); i++) {
   const [ms] = await timed(() => api.request('GET', `/api/v1/vms/bench-${Math.floor(Math.random() * N)}`));
   get.push(ms);
 }

@@ -8,10 +8,10 @@ import { gzipSync } from 'node:zlib';
 import { launchChromium } from '../test/harness/browser';
 import { TestDaemon } from '../test/harness/daemon';
 import { testGuest } from '../test/harness/guest';
-import { record, summary } from './lib';
+import { benchSize, record, summary } from './lib';
 
-const N = Number(process.env.BENCH_VMS ?? 1000);
-const RUNS = 5;
+const N = benchSize('BENCH_VMS', 1000, 50);
+const RUNS = benchSize('BENCH_UI_RUNS', 5, 1);
 const ROOT = join(import.meta.dirname, '..');
 
 // The bundle as served: dist/ui/ (index.html, app.js, app.css, the lazy noVNC chunk).

@@ -22,6 +22,11 @@ export const ERROR_CODES = {
   conflict: { http: 409, grpc: 10 },
   /** The host lacks the memory, disk or CPU the request needs. */
   insufficient_resources: { http: 422, grpc: 8 },
+  /**
+   * Powering on would take more vCPUs or memory than the VM's host has free under the overcommit policy;
+   * the details carry what is asked, what is free and the limits. Stop a VM there or change the policy.
+   */
+  insufficient_capacity: { http: 409, grpc: 8 },
   payload_too_large: { http: 413, grpc: 8 },
   /** The checksum given for an upload does not match what was received. */
   checksum_mismatch: { http: 422, grpc: 3 },

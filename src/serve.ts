@@ -28,6 +28,7 @@ import { JoinService } from './cluster/join';
 import { EtcdHealthLeases, EtcdLeadership, type Leadership, SoleLeader } from './cluster/leadership';
 import { EtcdMembership } from './cluster/membership';
 import { CONTROLLER_SAN, fingerprint, type HostPkiFiles } from './cluster/pki';
+import { Admission } from './controller/admission';
 import { GuestService } from './controller/guest';
 import { ImageService } from './controller/images';
 import { NodeRegistry } from './controller/node-registry';
@@ -383,7 +384,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   vms = new VmService(store, router, images, reconciler, hostPaths);
   const placement = new Placement(store, router, registry);
   vms.onCreated = () => placement.wake();
-  const actions = new VmActions(vms);
+  const actions = new VmActions(vms, new Admission(store, router, registry));
   const events = new EventBus();
   const tasks = new TaskLog(store, (t) =>
     events.publish({

@@ -258,8 +258,11 @@ export const NodeSchema = z
     loadAvg: z.array(z.number()).optional(),
     vms: z.object({ total: z.number(), running: z.number() }),
     allocation: z
-      .object({ vms: z.number(), vcpus: z.number(), memoryBytes: z.number() })
-      .openapi({ description: 'What the VMs placed on the host reserve' }),
+      .object({ vms: z.number(), poweredOn: z.number(), vcpus: z.number(), memoryBytes: z.number() })
+      .openapi({
+        description:
+          'VMs placed on the host (vms), and the count, vCPUs and memory of those powered on: a stopped VM holds no CPU or memory',
+      }),
     allocatedMemoryMiB: z.number(),
     pools: z.array(
       z.object({ name: z.string(), type: z.string(), totalBytes: z.number(), freeBytes: z.number() }),

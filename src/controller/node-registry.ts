@@ -2,7 +2,7 @@ import { NfError } from '../errors';
 import type { NodeInfo } from '../node/types';
 import type { Store, Versioned } from '../store/store';
 import { createLogger } from '../util/log';
-import { keys, type NodeHealthRecord, type NodeRecord, type VmRecord } from './records';
+import { isPoweredOn, keys, type NodeHealthRecord, type NodeRecord, type VmRecord } from './records';
 import type { SchedNode } from './scheduler';
 
 const log = createLogger('nodes');
@@ -25,7 +25,8 @@ export interface NodeView {
   apiAddress?: string;
   joinedAt: string;
   capacity: { cpus: number; memoryBytes: number; accelerator: string; cpuModel: string } | null;
-  allocation: { vms: number; vcpus: number; memoryBytes: number };
+  /** VMs placed on the host; vCPUs, memory and count of those powered on (stopped VMs hold none). */
+  allocation: { vms: number; poweredOn: number; vcpus: number; memoryBytes: number };
   pools: NonNullable<NodeRecord['info']>['pools'];
   etcd?: NodeRecord['etcd'];
 }
@@ -162,8 +163,13 @@ export class NodeRegistry {
     const alloc = new Map<string, NodeView['allocation']>();
     for (const vm of allVms) {
       if (!vm.node) continue;
-      const a = alloc.get(vm.node) ?? { vms: 0, vcpus: 0, memoryBytes: 0 };
+      const a = alloc.get(vm.node) ?? { vms: 0, poweredOn: 0, vcpus: 0, memoryBytes: 0 };
       a.vms++;
+      if (!isPoweredOn(vm)) {
+        alloc.set(vm.node, a);
+        continue;
+      }
+      a.poweredOn++;
       a.vcpus += vm.vcpus;
       a.memoryBytes += vm.memoryMiB * 1024 ** 2;
       alloc.set(vm.node, a);
@@ -189,7 +195,7 @@ export class NodeRegistry {
                 cpuModel: n.info.cpuModel,
               }
             : null,
-          allocation: alloc.get(n.name) ?? { vms: 0, vcpus: 0, memoryBytes: 0 },
+          allocation: alloc.get(n.name) ?? { vms: 0, poweredOn: 0, vcpus: 0, memoryBytes: 0 },
           pools: n.info?.pools ?? [],
         };
         if (n.apiAddress) view.apiAddress = n.apiAddress;

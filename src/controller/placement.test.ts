@@ -3,249 +3,24 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NfError } from '../errors';
-import type { ConsoleStream, NodeApi, NodeInfo, VmStatus } from '../node/types';
 import { DirPool } from '../storage/dir-pool';
 import { imageInfo } from '../storage/qemu-img';
 import { MemoryStore } from '../store/memory-store';
-import type { TxnOps } from '../store/store';
 import { setLogLevel } from '../util/log';
 import { waitFor } from '../util/wait';
-import type { VmRunSpec } from '../vmm/types';
-import { HOST_RESERVE_BYTES, NodeRegistry } from './node-registry';
-import { NodeRouter } from './node-router';
-import { Placement } from './placement';
+import { keys, type VmRecord } from './records';
 import {
-  type DiskRecord,
-  type ImageRecord,
-  keys,
-  type NetworkRecord,
-  type NodeHealthRecord,
-  type NodeRecord,
-  type VmRecord,
-} from './records';
-
-const GiB = 1024 ** 3;
-const MiB = 1024 ** 2;
-
-/** A host that records the volume calls it gets; `failCreate` makes createVolume fail for one volume. */
-class FakeNode implements NodeApi {
-  calls: string[] = [];
-  volumes = new Set<string>();
-  failCreate?: { volume: string; error: Error };
-  /** Runs inside createVolume, before it returns (to change the store meanwhile). */
-  onCreate?: (volume: string) => Promise<void>;
-  /** A real pool behind createVolume/deleteVolume (all volumes in it, whatever pool is named). */
-  pool?: DirPool;
-  /** Makes deleteVolume fail (the host did not answer). */
-  failDelete?: Error;
-
-  constructor(readonly name: string) {}
-
-  async info(): Promise<NodeInfo> {
-    throw new Error('unused');
-  }
-  vmStatus(id: string): VmStatus {
-    return { id, state: 'stopped', updatedAt: '' };
-  }
-  async startVm(spec: VmRunSpec): Promise<VmStatus> {
-    return this.vmStatus(spec.id);
-  }
-  async stopVm(id: string): Promise<VmStatus> {
-    return this.vmStatus(id);
-  }
-  async pauseVm(id: string): Promise<VmStatus> {
-    return this.vmStatus(id);
-  }
-  async resumeVm(id: string): Promise<VmStatus> {
-    return this.vmStatus(id);
-  }
-  async resetVm(id: string): Promise<VmStatus> {
-    return this.vmStatus(id);
-  }
-  async snapshotVm(): Promise<void> {}
-  async deleteVmSnapshot(): Promise<void> {}
-  async revertVmSnapshot(): Promise<void> {}
-  /** Says which host answered, so a test sees where the router sent a VM call. */
-  async consoleLog(id: string): Promise<string> {
-    return `${id}@${this.name}`;
-  }
-  async forgetVm(): Promise<void> {}
-  vmMetrics(): [] {
-    return [];
-  }
-  hostMetrics(): [] {
-    return [];
-  }
-  async guestCommand<T>(): Promise<T> {
-    throw new NfError('unavailable', 'no agent in the fake');
-  }
-  async openConsole(): Promise<ConsoleStream> {
-    throw new NfError('unavailable', 'no console in the fake');
-  }
-  async createVolume(
-    pool: string,
-    volume: string,
-    sizeBytes: number,
-    backing?: { file: string; format: 'qcow2' | 'raw' },
-  ): Promise<void> {
-    this.calls.push(
-      `create ${pool}/${volume} ${sizeBytes}${backing ? ` backing=${backing.file}:${backing.format}` : ''}`,
-    );
-    if (this.failCreate?.volume === volume) throw this.failCreate.error;
-    await this.onCreate?.(volume);
-    // as Node.createVolume does
-    if (this.pool)
-      await this.pool.createDisk(
-        volume,
-        sizeBytes,
-        backing ? { path: this.pool.imagePath(backing.file), format: backing.format } : undefined,
-      );
-    this.volumes.add(`${pool}/${volume}`);
-  }
-  async deleteVolume(pool: string, volume: string): Promise<void> {
-    this.calls.push(`delete ${pool}/${volume}`);
-    if (this.failDelete) throw this.failDelete;
-    await this.pool?.deleteDisk(volume);
-    this.volumes.delete(`${pool}/${volume}`);
-  }
-  async deleteImageFile(): Promise<void> {}
-  hasProcess(): boolean {
-    return false;
-  }
-  onStatus(): () => void {
-    return () => {};
-  }
-}
-
-/** A MemoryStore whose transactions a test can count and make fail. */
-class TestStore extends MemoryStore {
-  txns = 0;
-  /**
-   * Decides the fate of each transaction: 'conflict' fails it unapplied, 'lost' applies it and then
-   * throws as if the reply had been lost; undefined lets it run.
-   */
-  onTxn?: (ops: TxnOps) => 'conflict' | 'lost' | undefined;
-
-  override async txn(ops: TxnOps, conflictMessage?: string): Promise<void> {
-    this.txns++;
-    const fate = this.onTxn?.(ops);
-    if (fate === 'conflict') throw new NfError('conflict', 'the record was changed by someone else; retry');
-    await super.txn(ops, conflictMessage);
-    if (fate === 'lost') throw new NfError('unavailable', 'etcd is unreachable: reply lost');
-  }
-}
-
-/** A transaction that writes a host into a VM record (the bind, not markPending). */
-function bindsHost(ops: TxnOps): boolean {
-  return (ops.put ?? []).some((p) => p.key.startsWith(keys.vms) && (p.value as VmRecord).node !== '');
-}
-
-interface HostSpec {
-  name: string;
-  /** Memory usable for VMs (HOST_RESERVE_BYTES is added to make the record's total). */
-  usableBytes?: number;
-  cpus?: number;
-  maintenance?: boolean;
-  ready?: boolean;
-  pools?: string[];
-}
-
-function nodeRecord(h: HostSpec): NodeRecord {
-  return {
-    name: h.name,
-    role: 'worker',
-    addresses: ['192.0.2.1'],
-    maintenance: h.maintenance ?? false,
-    joinedAt: '2024-01-01T00:00:00.000Z',
-    info: {
-      cpus: h.cpus ?? 8,
-      cpuModel: 'Test CPU',
-      memoryTotalBytes: (h.usableBytes ?? 16 * GiB) + HOST_RESERVE_BYTES,
-      accelerator: 'kvm',
-      pools: (h.pools ?? ['default']).map((name) => ({
-        name,
-        type: 'dir',
-        totalBytes: 100 * GiB,
-        freeBytes: 50 * GiB,
-      })),
-      qemuVersion: '9.0.0',
-    },
-  };
-}
-
-function vmId(n: number): string {
-  return `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
-}
-
-/** A pending VM; createdAt follows n so that lower numbers are older. */
-function vmRecord(n: number, extra: Partial<VmRecord> = {}): VmRecord {
-  const at = new Date(Date.UTC(2024, 0, 1) + n * 1000).toISOString();
-  return {
-    id: vmId(n),
-    name: `vm${n}`,
-    node: '',
-    vcpus: 1,
-    memoryMiB: 512,
-    machine: 'q35',
-    disks: [],
-    networks: [{ id: 'nic0', network: 'default', mac: '52:54:00:00:00:01' }],
-    boot: { disk: 0 },
-    snapshots: [],
-    power: 'stopped',
-    generation: 1,
-    createdAt: at,
-    updatedAt: at,
-    ...extra,
-  };
-}
-
-function disk(n: number, extra: Partial<DiskRecord> = {}): DiskRecord {
-  return { id: `disk${n}`, pool: 'default', volume: `vol-${n}`, sizeBytes: (n + 1) * GiB, ...extra };
-}
-
-function imageRecord(id: string, node: string | undefined, extra: Partial<ImageRecord> = {}): ImageRecord {
-  const img: ImageRecord = {
-    id,
-    name: `image-${id}`,
-    kind: 'disk',
-    format: 'qcow2',
-    pool: 'default',
-    file: `${id}.qcow2`,
-    sizeBytes: GiB,
-    virtualSizeBytes: 10 * GiB,
-    sha256: '0'.repeat(64),
-    createdAt: '2024-01-01T00:00:00.000Z',
-  };
-  if (node !== undefined) img.node = node;
-  return { ...img, ...extra };
-}
-
-async function setup(hosts: HostSpec[], vms: VmRecord[] = []) {
-  const store = new TestStore();
-  const nodes = new Map(hosts.map((h) => [h.name, new FakeNode(h.name)]));
-  const first = hosts[0]!.name;
-  const router = new NodeRouter(first, nodes.get(first)!);
-  for (const [name, n] of nodes) if (name !== first) router.add(name, n);
-  const put: { key: string; value: unknown }[] = [
-    { key: keys.network('default'), value: { name: 'default', type: 'nat' } satisfies NetworkRecord },
-  ];
-  for (const h of hosts) {
-    put.push({ key: keys.node(h.name), value: nodeRecord(h) });
-    if (h.ready !== false) put.push({ key: keys.nodeHealth(h.name), value: health() });
-  }
-  for (const v of vms) put.push({ key: keys.vm(v.id), value: v });
-  await store.txn({ put });
-  store.txns = 0;
-  const registry = new NodeRegistry(store, async () => first);
-  const placement = new Placement(store, router, registry);
-  const read = async (id: string) => (await store.get<VmRecord>(keys.vm(id)))!.value;
-  const put1 = (key: string, value: unknown) => store.txn({ put: [{ key, value }] });
-  return { store, nodes, router, registry, placement, read, put: put1 };
-}
-
-function health(): NodeHealthRecord {
-  return { at: new Date().toISOString(), memoryAvailableBytes: 8 * GiB, vmsRunning: 0 };
-}
+  bindsHost,
+  disk,
+  GiB,
+  health,
+  imageRecord,
+  MiB,
+  nodeRecord,
+  setup,
+  vmId,
+  vmRecord,
+} from './test-cluster';
 
 beforeAll(() => setLogLevel('error'));
 afterAll(() => setLogLevel('info'));
@@ -661,68 +436,70 @@ describe('Placement', () => {
     expect(nodes).toEqual(['a', 'a', 'b']);
   });
 
-  it('lets memory overcommit from the policy fit more VMs', async () => {
-    const vms = [1, 2, 3].map((n) => vmRecord(n));
-    const { placement, read, put } = await setup([{ name: 'a', usableBytes: GiB }], vms);
-    expect(await placement.pass()).toBe(2);
-    expect((await read(vms[2]!.id)).pending?.reason).toMatch(/1 insufficient memory/);
-    await put(keys.policy, { memoryOvercommit: 2 });
-    expect(await placement.pass()).toBe(1);
-    expect((await read(vms[2]!.id)).node).toBe('a');
+  it('defines stopped VMs beyond the memory and vCPUs of their host: a stopped VM holds none', async () => {
+    // 1 GiB usable, 2 CPUs (8 vCPUs): five 512 MiB, 2 vCPU VMs would not all run at once, but all are defined
+    const vms = [1, 2, 3, 4, 5].map((n) => vmRecord(n, { vcpus: 2, disks: [disk(n)] }));
+    const { placement, read, nodes } = await setup([{ name: 'a', usableBytes: GiB, cpus: 2 }], vms);
+    expect(await placement.pass()).toBe(5);
+    for (const v of vms) expect((await read(v.id)).node).toBe('a');
+    expect(nodes.get('a')!.calls).toHaveLength(5);
   });
 
-  it('reserves every placed VM’s memory, running or not, after the host reserve', async () => {
-    // 1 GiB usable per host: HOST_RESERVE_BYTES comes off memoryTotalBytes
+  it('still keeps a VM pending that is larger than every host', async () => {
+    const big = vmRecord(1, { memoryMiB: 2048 });
+    const wide = vmRecord(2, { vcpus: 4, memoryMiB: 64 });
+    const { placement, read } = await setup([{ name: 'a', usableBytes: GiB, cpus: 2 }], [big, wide]);
+    expect(await placement.pass()).toBe(0);
+    expect((await read(big.id)).pending?.reason).toBe(
+      'no host fits VM "vm1" (1 vCPU, 2048 MiB): 1 host: 1 insufficient memory',
+    );
+    expect((await read(wide.id)).pending?.reason).toBe(
+      'no host fits VM "vm2" (4 vCPU, 64 MiB): 1 host: 1 insufficient vCPUs',
+    );
+  });
+
+  it('spreads stopped VMs by what is defined on each host, not only by what runs', async () => {
+    // "a" runs one VM; "b" has three stopped ones defined: a new stopped VM goes to "a"
+    const running = vmRecord(10, { node: 'a', power: 'running', generation: 2, runningGeneration: 2 });
+    const stopped = [11, 12, 13].map((n) => vmRecord(n, { node: 'b' }));
+    const vm = vmRecord(1);
+    const { placement, read } = await setup([{ name: 'a' }, { name: 'b' }], [running, ...stopped, vm]);
+    expect(await placement.pass()).toBe(1);
+    expect((await read(vm.id)).node).toBe('a');
+  });
+
+  it('counts powered-on VMs against a host when a VM that is to run needs one, after the host reserve', async () => {
+    // a VM asked to run without a host (its host was removed): it needs room now
+    const on = vmRecord(0, { node: 'a', power: 'running', generation: 2 });
+    const off = vmRecord(9, { node: 'b', memoryMiB: 1024 }); // stopped: holds nothing on "b"
+    const vm = vmRecord(1, { power: 'running', memoryMiB: 768 });
     const hosts = [
       { name: 'a', usableBytes: GiB },
       { name: 'b', usableBytes: GiB },
     ];
-    const vms = [1, 2, 3, 4, 5].map((n) => vmRecord(n));
-    const { placement, read } = await setup(hosts, vms);
-    expect(await placement.pass()).toBe(4);
-    const recs = await Promise.all(vms.map((v) => read(v.id)));
-    expect(recs.filter((v) => v.node === 'a')).toHaveLength(2);
-    expect(recs.filter((v) => v.node === 'b')).toHaveLength(2);
-    // the youngest VM is the one left over
-    expect(recs[4]!.node).toBe('');
-    expect(recs[4]!.pending?.reason).toBe(
-      'no host fits VM "vm5" (1 vCPU, 512 MiB): 2 hosts: 2 insufficient memory',
+    const { placement, read } = await setup(hosts, [on, off, vm]);
+    expect(await placement.pass()).toBe(1);
+    expect((await read(vm.id)).node).toBe('b');
+
+    const only = await setup([{ name: 'a', usableBytes: GiB }], [on, vm]);
+    expect(await only.placement.pass()).toBe(0);
+    expect((await only.read(vm.id)).pending?.reason).toBe(
+      'no host fits VM "vm1" (1 vCPU, 768 MiB): 1 host: 1 insufficient memory',
     );
-    // a later pass does not place it either: the placed (stopped) VMs still hold their memory
-    expect(await placement.pass()).toBe(0);
+    // memory overcommit from the policy makes room
+    await only.put(keys.policy, { memoryOvercommit: 2 });
+    expect(await only.placement.pass()).toBe(1);
+    expect((await only.read(vm.id)).node).toBe('a');
   });
 
-  it('reserves the capacity of VMs with disks placed earlier in the same pass', async () => {
-    const vms = [1, 2, 3].map((n) => vmRecord(n, { disks: [disk(n)] }));
-    const { placement, read, nodes } = await setup([{ name: 'a', usableBytes: GiB }], vms);
-    expect(await placement.pass()).toBe(2);
-    expect((await read(vms[2]!.id)).pending?.reason).toMatch(/1 host: 1 insufficient memory$/);
-    // nothing was created for the VM that did not fit
-    expect(nodes.get('a')!.calls).toEqual([
-      `create default/vol-1 ${2 * GiB}`,
-      `create default/vol-2 ${3 * GiB}`,
-    ]);
-  });
-
-  it('counts VMs placed earlier against their host, and places the oldest pending VM first', async () => {
-    const existing = vmRecord(0, { node: 'a', memoryMiB: 512, power: 'stopped' });
-    // vm3 is the oldest of the pending ones even though vm2 is listed first
-    const young = vmRecord(2, { createdAt: '2025-01-01T00:00:00.000Z' });
-    const old = vmRecord(3);
-    const { placement, read } = await setup([{ name: 'a', usableBytes: GiB }], [existing, young, old]);
+  it('places the oldest pending VM first when only one fits', async () => {
+    // vm3 is the oldest of the pending ones even though vm2 is listed first; both are to run
+    const young = vmRecord(2, { createdAt: '2025-01-01T00:00:00.000Z', power: 'running', memoryMiB: 768 });
+    const old = vmRecord(3, { power: 'running', memoryMiB: 768 });
+    const { placement, read } = await setup([{ name: 'a', usableBytes: GiB }], [young, old]);
     expect(await placement.pass()).toBe(1);
     expect((await read(old.id)).node).toBe('a');
     expect((await read(young.id)).node).toBe('');
-    expect((await read(existing.id)).node).toBe('a');
-  });
-
-  it('reserves vCPUs too (4 per host CPU by default)', async () => {
-    const vms = [1, 2, 3, 4, 5].map((n) => vmRecord(n, { vcpus: 2, memoryMiB: 64 }));
-    const { placement, read } = await setup([{ name: 'a', cpus: 2 }], vms);
-    expect(await placement.pass()).toBe(4);
-    expect((await read(vms[4]!.id)).pending?.reason).toBe(
-      'no host fits VM "vm5" (2 vCPU, 64 MiB): 1 host: 1 insufficient vCPUs',
-    );
   });
 
   it('places 120 diskless VMs in one pass, in batched transactions', async () => {

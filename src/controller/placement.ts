@@ -3,7 +3,7 @@ import type { Store, Versioned } from '../store/store';
 import { createLogger } from '../util/log';
 import type { NodeRegistry } from './node-registry';
 import type { NodeRouter } from './node-router';
-import { type ImageRecord, keys, type NetworkRecord, type VmRecord } from './records';
+import { type ImageRecord, isPoweredOn, keys, type NetworkRecord, type VmRecord } from './records';
 import { ClusterState, type SchedPolicy, type SchedVm } from './scheduler';
 
 const log = createLogger('placement');
@@ -14,7 +14,9 @@ const BATCH = 50;
 /**
  * Runs on the leader: gives every pending VM a host (scheduler), creates its disks there, then writes the
  * host into the record with compare-and-swap. A VM that fits nowhere keeps `pending` with the reason.
- * Every placed VM reserves its vCPUs and memory on its host, running or not: local disks bind it there.
+ * A stopped VM costs its disks, not CPU or memory: it only needs a host it could ever run on (hosts with
+ * fewer VMs defined are preferred). Only powered-on VMs hold capacity; admission happens at power-on
+ * (Admission).
  */
 export class Placement {
   private pendingPass = false;
@@ -83,28 +85,7 @@ export class Placement {
     const unplaced = vms.filter((v) => !v.value.node);
     if (unplaced.length === 0) return 0;
     this.stats.passes++;
-    const [policy, networks, images] = await Promise.all([
-      this.store.get<Partial<SchedPolicy>>(keys.policy),
-      this.store.list<NetworkRecord>(keys.networks),
-      this.store.list<ImageRecord>(keys.images),
-    ]);
-    const imageNode = new Map(images.map((i) => [i.value.id, i.value.node ?? this.router.localName]));
-    const state = new ClusterState(
-      await this.registry.schedNodes(
-        networks.map((n) => n.value.name),
-        (name) => this.router.reachable(name),
-      ),
-      policy?.value,
-    );
-    // Placed VMs only count for capacity and groups: their pins do not matter any more.
-    for (const v of vms) {
-      if (!v.value.node) continue;
-      try {
-        state.assign(toSched(v.value, imageNode, { pins: false }), v.value.node);
-      } catch (err) {
-        log.warn('a placed VM cannot be accounted for', { vm: v.value.name, err: (err as Error).message });
-      }
-    }
+    const { state, images, imageNode } = await loadClusterState(this.store, this.router, this.registry, vms);
     unplaced.sort((a, b) => a.value.createdAt.localeCompare(b.value.createdAt));
     let placed = 0;
     // VMs without disks need nothing on the host: their records are written in batches.
@@ -121,9 +102,10 @@ export class Placement {
         await this.markPending(cur, toNfError(err).message);
         continue;
       }
+      const poweredOn = isPoweredOn(cur.value, (id) => this.router.hasProcess(id));
       let p: ReturnType<ClusterState['place']>;
       try {
-        p = state.place(sched);
+        p = state.place(sched, { mode: poweredOn ? 'power-on' : 'define' });
       } catch (err) {
         await this.markPending(cur, `the VM record is not valid for placement: ${(err as Error).message}`);
         continue;
@@ -133,14 +115,14 @@ export class Placement {
         continue;
       }
       if (cur.value.disks.length === 0) {
-        state.assign(sched, p.node);
+        state.assign(sched, p.node, { poweredOn });
         batch.push({ cur, node: p.node });
         if (batch.length >= BATCH) await flush();
         continue;
       }
       try {
         await this.bind(cur, p.node, images);
-        state.assign(sched, p.node);
+        state.assign(sched, p.node, { poweredOn });
         placed++;
       } catch (err) {
         log.warn('could not place VM on the chosen host', {
@@ -241,6 +223,45 @@ export class Placement {
       .txn({ when: [{ key: cur.key, revision: cur.revision }], put: [{ key: cur.key, value: next }] })
       .catch(() => {}); // changed meanwhile: the next pass sees it
   }
+}
+
+/**
+ * The scheduler's view of the cluster now: ready hosts under the policy, and every placed VM of `vms`
+ * accounted on its host (powered on or only defined there). `skip` leaves one VM out (the one judged).
+ */
+export async function loadClusterState(
+  store: Store,
+  router: NodeRouter,
+  registry: NodeRegistry,
+  vms: Versioned<VmRecord>[],
+  skip?: string,
+): Promise<{ state: ClusterState; images: Versioned<ImageRecord>[]; imageNode: Map<string, string> }> {
+  const [policy, networks, images] = await Promise.all([
+    store.get<Partial<SchedPolicy>>(keys.policy),
+    store.list<NetworkRecord>(keys.networks),
+    store.list<ImageRecord>(keys.images),
+  ]);
+  const imageNode = new Map(images.map((i) => [i.value.id, i.value.node ?? router.localName]));
+  const state = new ClusterState(
+    await registry.schedNodes(
+      networks.map((n) => n.value.name),
+      (name) => router.reachable(name),
+    ),
+    policy?.value,
+  );
+  // Placed VMs only count for capacity and groups: their pins do not matter any more.
+  const hasProcess = (id: string) => router.hasProcess(id);
+  for (const v of vms) {
+    if (!v.value.node || v.value.id === skip) continue;
+    try {
+      state.assign(toSched(v.value, imageNode, { pins: false }), v.value.node, {
+        poweredOn: isPoweredOn(v.value, hasProcess),
+      });
+    } catch (err) {
+      log.warn('a placed VM cannot be accounted for', { vm: v.value.name, err: (err as Error).message });
+    }
+  }
+  return { state, images, imageNode };
 }
 
 /** A VM as the scheduler sees it; images on one host's pool pin the VM to that host. */

@@ -23,6 +23,8 @@ export const keys = {
   /** Placement policy of the cluster (SchedPolicy); absent: defaults. */
   policy: `${PREFIX}policy`,
   leader: `${PREFIX}leader`,
+  /** Bumped by every power-on admitted on the host, so concurrent admissions conflict (Admission). */
+  admission: (node: string) => `${PREFIX}admission/${node}`,
 };
 
 export type PowerState = 'running' | 'stopped' | 'paused';
@@ -94,6 +96,14 @@ export interface VmRecord {
   lastError?: { message: string; at: string };
   createdAt: string;
   updatedAt: string;
+}
+
+/**
+ * A VM holds CPU and memory while it is powered on: asked to run or be paused, or with a QEMU process
+ * still alive (a stop in progress). A stopped VM costs only its disks.
+ */
+export function isPoweredOn(vm: VmRecord, hasProcess?: (id: string) => boolean): boolean {
+  return vm.power !== 'stopped' || (!!vm.node && !!hasProcess?.(vm.id));
 }
 
 export interface ImageRecord {

@@ -328,6 +328,45 @@ describe('anti-affinity', () => {
   });
 });
 
+describe('powered-on and defined VMs', () => {
+  it('a stopped VM holds no CPU or memory against a power-on, but counts for groups', () => {
+    const s = new ClusterState([host('h1', { cpus: 4, memoryBytes: 2 * GiB })]);
+    s.assign(vm('off', { vcpus: 4, memoryMiB: 2048, antiAffinityGroup: 'g' }), 'h1', { poweredOn: false });
+    expect(s.allocation('h1')).toEqual({ vcpus: 0, memoryBytes: 0, vms: 1 });
+    expect(chosen(s.place(vm('x', { vcpus: 4, memoryMiB: 2048 })))).toBe('h1');
+    expect(failure(s.place(vm('y', { antiAffinityGroup: 'g' }))).excluded).toEqual({ 'anti-affinity': 1 });
+    s.assign(vm('on', { vcpus: 1, memoryMiB: 1024 }), 'h1');
+    expect(failure(s.place(vm('z', { memoryMiB: 1025 }))).excluded).toEqual({ memory: 1 });
+    expect(s.headroom('h1')).toEqual({ vcpus: 15, memoryBytes: GiB, vcpuLimit: 16, memoryLimit: 2 * GiB });
+    expect(s.headroom('nope')).toBeUndefined();
+  });
+
+  it('define mode only asks that the VM could ever run on the host, and prefers fewer defined', () => {
+    const s = new ClusterState([host('h1', { cpus: 2, memoryBytes: 4 * GiB }), host('h2')]);
+    // h1 is full of powered-on VMs, h2 has many stopped ones defined
+    s.assign(vm('on', { vcpus: 8, memoryMiB: 4096 }), 'h1');
+    for (let i = 0; i < 4; i++)
+      s.assign(vm(`off${i}`, { vcpus: 4, memoryMiB: 8192 }), 'h2', { poweredOn: false });
+    expect(chosen(s.place(vm('x'), { mode: 'power-on' }))).toBe('h2');
+    expect(chosen(s.place(vm('x'), { mode: 'define' }))).toBe('h1');
+    // larger than the host itself: never
+    expect(failure(s.place(vm('big', { vcpus: 16 }), { mode: 'define' })).excluded).toEqual({ vcpu: 2 });
+    expect(failure(s.place(vm('huge', { memoryMiB: 32768 }), { mode: 'define' })).excluded).toEqual({
+      memory: 2,
+    });
+  });
+
+  it('unassign takes back exactly what a stopped VM was accounted with', () => {
+    const s = new ClusterState([host('h1')]);
+    s.assign(vm('off', { vcpus: 2 }), 'h1', { poweredOn: false });
+    s.assign(vm('on', { vcpus: 3 }), 'h1');
+    s.unassign('off');
+    expect(s.allocation('h1')).toEqual({ vcpus: 3, memoryBytes: GiB, vms: 1 });
+    s.assign(vm('on', { vcpus: 3 }), 'h1', { poweredOn: false });
+    expect(s.allocation('h1')).toEqual({ vcpus: 0, memoryBytes: 0, vms: 1 });
+  });
+});
+
 describe('accounting', () => {
   it('assign and unassign add and take back usage', () => {
     const s = new ClusterState([host('h1')]);

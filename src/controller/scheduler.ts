@@ -105,12 +105,22 @@ const PASS = -1;
 
 const MiB = 1024 * 1024;
 
-/** What is allocated on a host (known to the cluster or not yet). */
+/**
+ * What is allocated on a host (known to the cluster or not yet). Only powered-on VMs hold CPU and memory;
+ * every VM assigned there (a stopped one is bound by its local disks) counts in `defined`.
+ */
 interface Usage {
   vcpus: number;
   memoryBytes: number;
+  defined: { vcpus: number; memoryBytes: number };
   /** Ids of the VMs assigned there. */
   vms: Set<string>;
+}
+
+/** How a VM is judged: `power-on` (the default) counts what powered-on VMs hold; `define` only asks that
+ * the VM could ever run there (a stopped VM holds no CPU or memory) and prefers hosts with fewer defined. */
+export interface PlaceOptions {
+  mode?: 'power-on' | 'define';
 }
 
 interface Host {
@@ -129,6 +139,7 @@ interface Assigned {
   node: string;
   vcpus: number;
   memoryBytes: number;
+  poweredOn: boolean;
   affinityGroup: string | undefined;
   antiAffinityGroup: string | undefined;
 }
@@ -140,6 +151,8 @@ type GroupIndex = Map<string, Map<string, number>>;
 interface Request {
   vm: SchedVm;
   memoryBytes: number;
+  /** Judge capacity against powered-on VMs (true) or only the VM's size against the host's (false). */
+  powerOn: boolean;
   /** The VM's own earlier assignment, which is not counted against it, and the host it is on. */
   self: Assigned | undefined;
   selfHost: Host | undefined;
@@ -205,10 +218,11 @@ export class ClusterState {
   }
 
   /**
-   * Accounts a VM already placed (running or assigned) on a node; idempotent by vm.id (moves if node
-   * changes, and takes the VM's current size and groups). The node need not be known yet.
+   * Accounts a VM already placed on a node; idempotent by vm.id (moves if node changes, and takes the VM's
+   * current size and groups). The node need not be known yet. A VM that is not powered on
+   * (`poweredOn: false`) holds no CPU or memory there, but still counts for groups and `define` placements.
    */
-  assign(vm: SchedVm, node: string): void {
+  assign(vm: SchedVm, node: string, opts: { poweredOn?: boolean } = {}): void {
     checkVm(vm);
     if (!node) throw new Error(`cannot assign VM "${vm.name}" to a host without a name`);
     this.unassign(vm.id);
@@ -216,12 +230,12 @@ export class ClusterState {
       node,
       vcpus: vm.vcpus,
       memoryBytes: vm.memoryMiB * MiB,
+      poweredOn: opts.poweredOn ?? true,
       affinityGroup: vm.affinityGroup,
       antiAffinityGroup: vm.antiAffinityGroup,
     };
     const u = this.usageOf(node);
-    u.vcpus += a.vcpus;
-    u.memoryBytes += a.memoryBytes;
+    addUsage(u, a, 1);
     u.vms.add(vm.id);
     if (a.affinityGroup !== undefined) addMember(this.affinity, a.affinityGroup, node, 1);
     if (a.antiAffinityGroup !== undefined) addMember(this.antiAffinity, a.antiAffinityGroup, node, 1);
@@ -234,8 +248,7 @@ export class ClusterState {
     if (!a) return;
     this.vms.delete(vmId);
     const u = this.usageOf(a.node);
-    u.vcpus -= a.vcpus;
-    u.memoryBytes -= a.memoryBytes;
+    addUsage(u, a, -1);
     u.vms.delete(vmId);
     if (u.vms.size === 0 && !this.byName.has(a.node)) this.usage.delete(a.node);
     if (a.affinityGroup !== undefined) addMember(this.affinity, a.affinityGroup, a.node, -1);
@@ -246,12 +259,14 @@ export class ClusterState {
    * Chooses a host for vm without assigning it. A VM already assigned is judged as if it were not: its
    * own usage and group membership do not count against it.
    */
-  place(vm: SchedVm): Placement {
+  place(vm: SchedVm, opts: PlaceOptions = {}): Placement {
     checkVm(vm);
     const self = this.vms.get(vm.id);
+    const powerOn = opts.mode !== 'define';
     const req: Request = {
       vm,
       memoryBytes: vm.memoryMiB * MiB,
+      powerOn,
       self,
       selfHost: self && this.byName.get(self.node),
       affinityHost: this.affinityHost(vm, self),
@@ -268,10 +283,12 @@ export class ClusterState {
     let best: Host | undefined;
     let bestScore = Number.NEGATIVE_INFINITY;
     for (const h of candidates) {
-      // What the host would hold with the VM on it.
+      // What the host would hold with the VM on it: powered-on VMs, or every VM defined there.
       const own = h === req.selfHost ? req.self : undefined;
-      const memoryBytes = h.usage.memoryBytes + req.memoryBytes - (own ? own.memoryBytes : 0);
-      const vcpus = h.usage.vcpus + vm.vcpus - (own ? own.vcpus : 0);
+      const held = powerOn ? h.usage : h.usage.defined;
+      const ownHeld = own && (!powerOn || own.poweredOn) ? own : undefined;
+      const memoryBytes = held.memoryBytes + req.memoryBytes - (ownHeld ? ownHeld.memoryBytes : 0);
+      const vcpus = held.vcpus + vm.vcpus - (ownHeld ? ownHeld.vcpus : 0);
       const failed = check(h, req, memoryBytes, vcpus);
       if (failed !== PASS) {
         excluded[failed]!++;
@@ -294,10 +311,27 @@ export class ClusterState {
     return p;
   }
 
-  /** What is allocated on a node (zeros for a node nothing is assigned to). */
+  /** What the powered-on VMs on a node hold, and how many VMs are assigned there (zeros for none). */
   allocation(node: string): { vcpus: number; memoryBytes: number; vms: number } {
     const u = this.usage.get(node);
     return { vcpus: u?.vcpus ?? 0, memoryBytes: u?.memoryBytes ?? 0, vms: u?.vms.size ?? 0 };
+  }
+
+  /**
+   * What a known node could still give to powered-on VMs under the policy (negative when overcommitted
+   * beyond it), with the limits; undefined for an unknown node.
+   */
+  headroom(
+    node: string,
+  ): { vcpus: number; memoryBytes: number; vcpuLimit: number; memoryLimit: number } | undefined {
+    const h = this.byName.get(node);
+    if (!h) return undefined;
+    return {
+      vcpus: h.vcpuLimit - h.usage.vcpus,
+      memoryBytes: h.memoryLimit - h.usage.memoryBytes,
+      vcpuLimit: h.vcpuLimit,
+      memoryLimit: h.memoryLimit,
+    };
   }
 
   /**
@@ -380,7 +414,7 @@ export class ClusterState {
   private usageOf(node: string): Usage {
     let u = this.usage.get(node);
     if (!u) {
-      u = { vcpus: 0, memoryBytes: 0, vms: new Set() };
+      u = { vcpus: 0, memoryBytes: 0, defined: { vcpus: 0, memoryBytes: 0 }, vms: new Set() };
       this.usage.set(node, u);
     }
     return u;
@@ -393,8 +427,9 @@ function check(h: Host, req: Request, memoryBytes: number, vcpus: number): numbe
   const vm = req.vm;
   if (!n.ready) return NOT_READY;
   if (n.maintenance) return MAINTENANCE;
-  if (req.memoryBytes > n.memoryBytes || memoryBytes > h.memoryLimit) return MEMORY;
-  if (vm.vcpus > n.cpus || vcpus > h.vcpuLimit) return VCPU;
+  // A VM larger than the host never runs there; what others hold counts only for a power-on.
+  if (req.memoryBytes > n.memoryBytes || (req.powerOn && memoryBytes > h.memoryLimit)) return MEMORY;
+  if (vm.vcpus > n.cpus || (req.powerOn && vcpus > h.vcpuLimit)) return VCPU;
   for (const p of vm.pools) if (!h.pools.has(p)) return STORAGE;
   for (const net of vm.networks) if (!h.networks.has(net)) return NETWORK;
   if (vm.requireKvm && n.accelerator !== 'kvm') return ACCELERATOR;
@@ -415,6 +450,15 @@ function score(memoryUse: number, cpuUse: number, pack: boolean): number {
   const mean = (memoryUse + cpuUse) / 2;
   const imbalance = Math.abs(memoryUse - cpuUse) / 4;
   return pack ? mean - imbalance : 1 - mean - imbalance;
+}
+
+/** Adds (sign 1) or takes back (-1) what an assigned VM holds on its host. */
+function addUsage(u: Usage, a: Assigned, sign: 1 | -1): void {
+  u.defined.vcpus += sign * a.vcpus;
+  u.defined.memoryBytes += sign * a.memoryBytes;
+  if (!a.poweredOn) return;
+  u.vcpus += sign * a.vcpus;
+  u.memoryBytes += sign * a.memoryBytes;
 }
 
 function addMember(index: GroupIndex, group: string, node: string, delta: number): void {

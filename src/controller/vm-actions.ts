@@ -2,6 +2,7 @@ import { NfError } from '../errors';
 import type { StopOptions } from '../node/types';
 import type { Versioned } from '../store/store';
 import { createLogger } from '../util/log';
+import type { Admission } from './admission';
 import type { PowerState, SnapshotRecord, VmRecord } from './records';
 import type { VmService, VmView } from './vms';
 
@@ -12,7 +13,11 @@ const log = createLogger('vm-actions');
  * reconcile pass at once (under the VM's lock) so the caller gets the outcome, not a promise of one.
  */
 export class VmActions {
-  constructor(private readonly vms: VmService) {}
+  constructor(
+    private readonly vms: VmService,
+    /** Power-ons need room on the host (absent: no admission control, for tests of other actions). */
+    private readonly admission?: Admission,
+  ) {}
 
   private get reconciler() {
     return this.vms.reconciler;
@@ -40,7 +45,7 @@ export class VmActions {
           `VM "${cur.value.name}" still has a QEMU process that does not answer; force-stop it first`,
         );
       }
-      await this.setPower(cur, 'running');
+      await this.setPower(cur, 'running', { admit: true });
       await this.reconciler.reconcile(cur.value.id);
     });
   }
@@ -215,7 +220,12 @@ export class VmActions {
       throw new NfError('invalid_state', `cannot ${action} VM "${vm.name}": it is ${actual}, not ${state}`);
   }
 
-  private async setPower(cur: Versioned<VmRecord>, power: PowerState): Promise<void> {
+  /** Changes desired power; a power-on from `stopped` with `admit` goes through admission control. */
+  private async setPower(
+    cur: Versioned<VmRecord>,
+    power: PowerState,
+    opts: { admit?: boolean } = {},
+  ): Promise<void> {
     const next: VmRecord = {
       ...cur.value,
       power,
@@ -223,6 +233,16 @@ export class VmActions {
       updatedAt: new Date().toISOString(),
     };
     delete next.lastError;
+    if (opts.admit && this.admission && cur.value.power === 'stopped') {
+      const written = await this.admission.powerOn(cur, next);
+      if (written.node !== cur.value.node)
+        log.info('VM powered on another host: its own had no room', {
+          vm: cur.value.name,
+          from: cur.value.node,
+          to: written.node,
+        });
+      return;
+    }
     await this.vms.store.txn({
       when: [{ key: cur.key, revision: cur.revision }],
       put: [{ key: cur.key, value: next }],

@@ -70,7 +70,8 @@ export interface HostNode {
   loadAvg?: number[];
   vms: { total: number; running: number };
   /** What the VMs placed on the host reserve. */
-  allocation: { vms: number; vcpus: number; memoryBytes: number };
+  /** vcpus and memoryBytes: what powered-on VMs hold (a stopped VM holds none). */
+  allocation: { vms: number; poweredOn: number; vcpus: number; memoryBytes: number };
   allocatedMemoryMiB: number;
   pools: { name: string; type: string; totalBytes: number; freeBytes: number }[];
   etcd?: { memberId: string; learner: boolean; peerUrl: string; clientUrl: string };

@@ -60,7 +60,7 @@ export function clusterRoutes(ctx: ApiContext) {
       path: '/',
       tags: ['Cluster'],
       summary:
-        'Change the placement policy (strategy, memory and vCPU overcommit); applies to new placements',
+        'Change the placement policy (strategy, memory and vCPU overcommit); applies to new placements and power-ons',
       request: { body: { content: { 'application/json': { schema: ClusterPatch } }, required: true } },
       responses: { 200: json(PolicySchema, 'The policy now'), ...errors },
     }),

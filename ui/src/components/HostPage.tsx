@@ -115,7 +115,7 @@ export function HostPage({ name }: { name: string }) {
               {n.loadAvg && <span class="muted"> (load {n.loadAvg.map((l) => l.toFixed(2)).join(' ')})</span>}
             </dd>
             <dt>vCPU allocated</dt>
-            <dd>
+            <dd title="Only powered-on VMs hold vCPUs and memory; a stopped VM costs its disks">
               {n.allocation.vcpus}
               {vcpuCap > 0 && (
                 <>
@@ -147,6 +147,7 @@ export function HostPage({ name }: { name: string }) {
               )}
               <Meter value={memCap ? n.allocation.memoryBytes / memCap : 0} />
             </dd>
+            <dd class="muted">by {n.allocation.poweredOn} powered-on VM(s); stopped VMs hold none</dd>
             <dt>VMs</dt>
             <dd>
               {n.vms.total} placed, {n.vms.running} running
