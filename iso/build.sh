@@ -71,7 +71,7 @@ for c in "mksquashfs squashfs-tools" "grub-mkrescue grub-common" "xorriso xorris
 	"mkfs.vfat dosfstools" "mkfs.ext4 e2fsprogs" "grub-install grub2-common" \
 	"qemu-system-x86_64 qemu-system-x86" "qemu-img qemu-utils" "etcd etcd-server" "etcdctl etcd-client" \
 	"ovs-vsctl openvswitch-switch" "ovn-controller ovn-host" "ovn-northd ovn-central" \
-	"dropbear dropbear-bin" "dropbearkey dropbear-bin"; do
+	"dropbear dropbear-bin" "dropbearkey dropbear-bin" "passt passt" "nft nftables"; do
 	need_cmd ${c% *} ${c#* }
 done
 [[ -d /usr/lib/grub/i386-pc ]] || die "GRUB for BIOS is missing: apt-get install grub-pc-bin"
@@ -105,6 +105,7 @@ PROGRAMS=(
 	/usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/resize2fs /usr/sbin/tune2fs /usr/sbin/mkfs.fat /usr/sbin/fsck.fat
 	/usr/sbin/ip /usr/sbin/bridge
 	/usr/sbin/dropbear /usr/bin/dropbearkey
+	/usr/bin/passt /usr/bin/passt.avx2 /usr/sbin/nft
 )
 # QEMU's loadable modules: TCG itself (a module in Debian), the rbd (Ceph) block driver, virtio-gpu.
 QEMU_MODULES=(accel-tcg-x86_64.so accel-tcg-i386.so block-rbd.so hw-display-virtio-gpu.so
@@ -347,7 +348,8 @@ printf '{"version":"%s","hash":"%s","kernel":"%s"}\n' "$version" "$hash" "$kver"
 
 # Every program must run inside the image with the libraries copied there.
 for p in /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/bin/etcd /usr/sbin/ovs-vswitchd /usr/bin/ovn-controller \
-	/usr/sbin/sfdisk /usr/sbin/mke2fs /usr/sbin/grub-install /usr/sbin/ip /usr/sbin/dropbear; do
+	/usr/sbin/sfdisk /usr/sbin/mke2fs /usr/sbin/grub-install /usr/sbin/ip /usr/sbin/dropbear /usr/sbin/nft \
+	/usr/bin/passt; do
 	[[ -e "$root$p" ]] || continue
 	chroot "$root" "$p" --version >/dev/null 2>&1 || chroot "$root" "$p" -V >/dev/null 2>&1 ||
 		die "$p does not run inside the image (try: chroot $root $p --version)"

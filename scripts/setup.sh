@@ -16,6 +16,8 @@ DEBIAN_PACKAGES=(
   # Dropbear (the appliance's SSH server while the console enables it).
   grub-pc-bin grub-efi-amd64-bin grub-common grub2-common mtools dosfstools squashfs-tools gdisk fdisk
   openvswitch-switch ovn-host ovn-central qemu-block-extra ovmf dropbear-bin
+  # The nat network: passt (userspace NAT per NIC), nftables (keeps passt off every host address).
+  passt nftables
 )
 
 missing=()

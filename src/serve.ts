@@ -40,6 +40,7 @@ import { TaskLog } from './controller/tasks';
 import { VmActions } from './controller/vm-actions';
 import { VmService } from './controller/vms';
 import { NfError } from './errors';
+import { NatNetwork } from './network/nat';
 import { defaultNodeName, Node } from './node/node';
 import type { NodeInfo } from './node/types';
 import { DirPool } from './storage/dir-pool';
@@ -232,10 +233,17 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   mkdirSync(importDir, { recursive: true, mode: 0o700 });
   const hostPaths = new HostPaths([importDir, ...(opts.hostPaths ?? [])]);
   log.info('host paths the API may use', { allowed: hostPaths.allowed });
+  // The nat network: installed now so that a problem shows at start; re-checked before every VM start.
+  const nat = new NatNetwork();
+  await nat.ensureFirewall().catch((err) =>
+    log.error('the nat network is unavailable: VMs with a NIC will not start', {
+      err: (err as Error).message,
+    }),
+  );
   const node = new Node(
     nodeName,
     join(dataDir, 'node', 'vms'),
-    new QemuDriver({ binary, accel: accel.accel }),
+    new QemuDriver({ binary, accel: accel.accel, nat }),
     pools,
     accel,
     version,

@@ -1,20 +1,14 @@
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CONTROLLER_SAN } from '../cluster/names';
 import { NfError } from '../errors';
 import { writeFileAtomic } from '../util/fs';
 import { createLogger } from '../util/log';
-import { freePort } from '../util/net';
 import { pidAlive, procCmdline, readPidfile } from '../util/proc';
 import { waitFor } from '../util/wait';
 
 const log = createLogger('etcd');
-
-interface EtcdPorts {
-  client: number;
-  peer: number;
-}
 
 /** A member of a cluster's etcd: TLS for clients and peers from the cluster CA, fixed ports on the host's IP. */
 export interface EtcdMemberConfig {
@@ -35,13 +29,21 @@ export function memberUrls(host: string, clientPort: number, peerPort: number) {
 }
 
 /**
- * The embedded single-member etcd of `serve --dev`. Like a QEMU process it is started detached with a
- * pidfile, so a daemon killed with -9 finds it again instead of fighting over the data dir lock, and a
- * supervisor restarts it when it dies.
+ * Where the single member of `serve --dev` listens: unix sockets in DATA_DIR/etcd (0700, root), never a
+ * TCP port, so no local user and no guest (QEMU's user networking once mapped 10.0.2.2 to the host's
+ * loopback) can reach desired state. etcd wants `host:port` even for unix URLs and makes the socket file
+ * with that name relative to its working directory, which is the etcd dir.
+ */
+const DEV_CLIENT_URL = 'unix://client:2379';
+const DEV_PEER_URL = 'unix://peer:2380';
+
+/**
+ * The embedded etcd: the single member of `serve --dev`, or a cluster member. Like a QEMU process it is
+ * started detached with a pidfile, so a daemon killed with -9 finds it again instead of fighting over the
+ * data dir lock, and a supervisor restarts it when it dies.
  */
 export class EmbeddedEtcd {
   private readonly dir: string;
-  private ports?: EtcdPorts;
   private pid?: number;
   private superviseTimer?: Timer;
   private stopping = false;
@@ -56,18 +58,25 @@ export class EmbeddedEtcd {
     this.dir = join(dataDir, 'etcd');
   }
 
+  /** What clients dial: the member's https URL, or (dev) the unix socket as a gRPC target. */
   get endpoint(): string {
     if (this.member)
       return memberUrls(this.member.host, this.member.clientPort, this.member.peerPort).clientUrl;
-    if (!this.ports) throw new Error('etcd not started');
-    return `http://127.0.0.1:${this.ports.client}`;
+    return `unix://${this.clientSocket}`;
+  }
+
+  private get clientSocket(): string {
+    return join(this.dir, DEV_CLIENT_URL.slice('unix://'.length));
   }
 
   async start(): Promise<void> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    this.ports = this.member
-      ? { client: this.member.clientPort, peer: this.member.peerPort }
-      : await this.loadPorts();
+    chmodSync(this.dir, 0o700); // also a dir made by an older version
+    if (!this.member && this.clientSocket.length > 100)
+      throw new NfError(
+        'validation_failed',
+        `the data dir path is too long for etcd's unix socket (${this.clientSocket}); use a shorter --data-dir`,
+      );
     const existing = this.adoptable();
     if (existing) {
       log.info('adopting running etcd', { pid: existing });
@@ -92,21 +101,20 @@ export class EmbeddedEtcd {
     }
   }
 
-  private async loadPorts(): Promise<EtcdPorts> {
-    const file = join(this.dir, 'ports.json');
-    if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as EtcdPorts;
-    const ports = { client: await freePort(), peer: await freePort() };
-    await writeFileAtomic(file, JSON.stringify(ports), 0o600);
-    return ports;
-  }
-
+  /**
+   * The etcd of this data dir left running by an earlier daemon, if it listens where we expect. One of an
+   * older version that listened on loopback TCP is stopped here, and launched again on the sockets.
+   */
   private adoptable(): number | undefined {
     const pid = readPidfile(join(this.dir, 'etcd.pid'));
     if (!pid || !pidAlive(pid)) return undefined;
     const argv = procCmdline(pid) ?? [];
-    return argv.some((a) => a.includes('etcd')) && argv.includes(join(this.dir, 'member-data'))
-      ? pid
-      : undefined;
+    if (!argv.some((a) => a.includes('etcd')) || !argv.includes(join(this.dir, 'member-data')))
+      return undefined;
+    if (this.member || argv.includes(DEV_CLIENT_URL)) return pid;
+    log.warn('stopping an etcd that listens on TCP (older version); it restarts on a unix socket', { pid });
+    process.kill(pid, 'SIGTERM');
+    return undefined;
   }
 
   private memberArgs(m: EtcdMemberConfig): string[] {
@@ -158,8 +166,15 @@ export class EmbeddedEtcd {
   }
 
   private async launch(): Promise<void> {
-    const { client, peer } = this.ports!;
-    const peerUrl = `http://127.0.0.1:${peer}`;
+    const old = readPidfile(join(this.dir, 'etcd.pid'));
+    // An older version's etcd (TCP) is stopping: it holds the data dir lock until it is gone.
+    if (old && pidAlive(old) && (procCmdline(old) ?? []).includes(join(this.dir, 'member-data')))
+      await waitFor(() => !pidAlive(old), { timeoutMs: 15_000, what: 'the old etcd to exit' });
+    if (!this.member) {
+      // Sockets of an etcd that died (kill -9) are left behind and would fail the listen.
+      for (const url of [DEV_CLIENT_URL, DEV_PEER_URL])
+        rmSync(join(this.dir, url.slice('unix://'.length)), { force: true });
+    }
     const args = this.member
       ? this.memberArgs(this.member)
       : [
@@ -168,15 +183,15 @@ export class EmbeddedEtcd {
           '--data-dir',
           join(this.dir, 'member-data'),
           '--listen-client-urls',
-          `http://127.0.0.1:${client}`,
+          DEV_CLIENT_URL,
           '--advertise-client-urls',
-          `http://127.0.0.1:${client}`,
+          DEV_CLIENT_URL,
           '--listen-peer-urls',
-          peerUrl,
+          DEV_PEER_URL,
           '--initial-advertise-peer-urls',
-          peerUrl,
+          DEV_PEER_URL,
           '--initial-cluster',
-          `neuroflow=${peerUrl}`,
+          `neuroflow=${DEV_PEER_URL}`,
           '--initial-cluster-state',
           existsSync(join(this.dir, 'member-data')) ? 'existing' : 'new',
           '--auto-compaction-retention',
@@ -188,7 +203,12 @@ export class EmbeddedEtcd {
         ];
     const logFd = openSync(join(this.dir, 'etcd.log'), 'a', 0o600);
     try {
-      const child = spawn(etcdBinary(), args, { detached: true, stdio: ['ignore', logFd, logFd] });
+      // cwd: etcd makes its unix sockets relative to it (DEV_CLIENT_URL)
+      const child = spawn(etcdBinary(), args, {
+        cwd: this.dir,
+        detached: true,
+        stdio: ['ignore', logFd, logFd],
+      });
       await new Promise<void>((resolve, reject) => {
         child.once('spawn', resolve);
         child.once('error', (e) =>
@@ -203,7 +223,7 @@ export class EmbeddedEtcd {
       child.unref();
       this.pid = child.pid!;
       await writeFileAtomic(join(this.dir, 'etcd.pid'), `${child.pid}\n`, 0o600);
-      log.info('etcd started', { pid: child.pid, client });
+      log.info('etcd started', { pid: child.pid, endpoint: this.endpoint });
     } finally {
       closeSync(logFd);
     }
@@ -229,7 +249,10 @@ export class EmbeddedEtcd {
             } as RequestInit);
             return res.ok;
           }
-          const res = await fetch(`${this.endpoint}/health`, { signal: AbortSignal.timeout(1000) });
+          const res = await fetch('http://localhost/health', {
+            signal: AbortSignal.timeout(1000),
+            unix: this.clientSocket,
+          } as RequestInit);
           return res.ok && ((await res.json()) as { health?: string }).health === 'true';
         } catch {
           return false;

@@ -19,7 +19,7 @@ export interface DiskRun {
 export interface NicRun {
   id: string;
   network: string;
-  /** nat = QEMU user networking; later: ovn, bridge. */
+  /** nat = outbound NAT through passt, no access to the host (src/network/nat.ts); later: ovn, bridge. */
   type: 'nat';
   mac: string;
 }

@@ -43,6 +43,11 @@ export function runPaths(runDir: string): RunPaths {
   };
 }
 
+/** The unix socket QEMU listens on for a NIC's network backend (nat: passt is handed the connection). */
+export function nicSocketPath(paths: RunPaths, nicId: string): string {
+  return join(paths.runDir, `net-${nicId}.sock`);
+}
+
 /** QEMU's key=value lists escape a comma by doubling it. */
 function escapeComma(v: string): string {
   return v.replaceAll(',', ',,');
@@ -143,7 +148,15 @@ export function buildQemuConfig(
   }
 
   for (const nic of spec.nics) {
-    add('-netdev', { json: { type: 'user', id: nic.id } });
+    // nat: QEMU listens, the node connects and hands the connection to passt (src/network/nat.ts)
+    add('-netdev', {
+      json: {
+        type: 'stream',
+        id: nic.id,
+        server: true,
+        addr: { type: 'unix', path: nicSocketPath(paths, nic.id) },
+      },
+    });
     add('-device', { json: { driver: 'virtio-net-pci', netdev: nic.id, mac: nic.mac, id: `${nic.id}-dev` } });
   }
 

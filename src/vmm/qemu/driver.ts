@@ -11,11 +11,12 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { NfError } from '../../errors';
+import type { NatNetwork } from '../../network/nat';
 import { createLogger } from '../../util/log';
 import { pidAlive, procCmdline, readPidfile } from '../../util/proc';
 import { waitFor } from '../../util/wait';
 import type { Accelerator, VmInstance, VmmDriver, VmRunSpec } from '../types';
-import { buildQemuConfig, renderArgv, runPaths } from './cmdline';
+import { buildQemuConfig, nicSocketPath, renderArgv, runPaths } from './cmdline';
 import { QemuInstance, stderrReason } from './instance';
 import { QmpClient } from './qmp';
 
@@ -24,6 +25,8 @@ const log = createLogger('qemu');
 export interface QemuDriverOptions {
   binary: string;
   accel: Accelerator;
+  /** The nat network's backend; without it a VM with a NIC does not start. */
+  nat?: NatNetwork;
 }
 
 /**
@@ -43,7 +46,15 @@ export class QemuDriver implements VmmDriver {
     if (old && pidAlive(old) && (procCmdline(old) ?? []).includes(spec.id)) {
       throw new NfError('invalid_state', `VM "${spec.name}" already has a QEMU process (pid ${old})`);
     }
-    for (const stale of [paths.qmp, paths.serial, paths.pidfile, paths.vnc]) rmSync(stale, { force: true });
+    const nics = spec.nics.map((n) => n.id);
+    if (nics.length > 0) {
+      if (!this.opts.nat)
+        throw new NfError('unavailable', `this host has no nat network backend for VM "${spec.name}"`);
+      await this.opts.nat.ensureFirewall(); // fail closed: no guest network without it
+    }
+    const sockets = nics.map((id) => nicSocketPath(paths, id));
+    for (const stale of [paths.qmp, paths.serial, paths.pidfile, paths.vnc, ...sockets])
+      rmSync(stale, { force: true });
     rotateConsoleLog(paths.consoleLog);
     const stderrPath = join(runDir, 'qemu.log');
     const argv = renderArgv(buildQemuConfig(spec, paths, this.opts));
@@ -74,11 +85,15 @@ export class QemuDriver implements VmmDriver {
       const startedAt = new Date().toISOString();
       writeFileSync(join(runDir, 'started-at'), startedAt);
       const instance = new QemuInstance(spec.id, pid, startedAt, qmp, stderrPath, child);
+      // QEMU is still paused (-S): hand each NIC's connection to its passt before the guest runs.
+      for (const id of nics)
+        await Promise.race([this.opts.nat!.attach(nicSocketPath(paths, id), runDir, id), exitedEarly]);
       await Promise.race([qmp.execute('cont'), exitedEarly]);
       log.info('VM started', { id: spec.id, name: spec.name, pid });
       return instance;
     } catch (err) {
       qmp?.close();
+      this.opts.nat?.stop(runDir, nics);
       if (err instanceof NfError) {
         if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
         throw err;
