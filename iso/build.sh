@@ -348,8 +348,7 @@ printf '{"version":"%s","hash":"%s","kernel":"%s"}\n' "$version" "$hash" "$kver"
 
 # Every program must run inside the image with the libraries copied there.
 for p in /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/bin/etcd /usr/sbin/ovs-vswitchd /usr/bin/ovn-controller \
-	/usr/sbin/sfdisk /usr/sbin/mke2fs /usr/sbin/grub-install /usr/sbin/ip /usr/sbin/dropbear /usr/sbin/nft \
-	/usr/bin/passt; do
+	/usr/sbin/sfdisk /usr/sbin/mke2fs /usr/sbin/grub-install /usr/sbin/ip /usr/sbin/dropbear /usr/sbin/nft; do
 	[[ -e "$root$p" ]] || continue
 	chroot "$root" "$p" --version >/dev/null 2>&1 || chroot "$root" "$p" -V >/dev/null 2>&1 ||
 		die "$p does not run inside the image (try: chroot $root $p --version)"
@@ -360,6 +359,9 @@ chroot "$root" /usr/bin/dropbearkey -h >/dev/null 2>&1 ||
 # Bun needs /proc: a private mount namespace keeps the proc mount from leaking.
 unshare --mount --fork sh -c 'mount -t proc proc "$1/proc" && chroot "$1" /usr/bin/neuroflow version' sh "$root" >/dev/null ||
 	die "/usr/bin/neuroflow does not run inside the image"
+# passt re-executes its AVX2 build through /proc/self/exe: it needs /proc as well.
+unshare --mount --fork sh -c 'mount -t proc proc "$1/proc" && chroot "$1" /usr/bin/passt --version' sh "$root" >/dev/null 2>&1 ||
+	die "/usr/bin/passt does not run inside the image"
 
 mksquashfs "$root" "$tmp/rootfs.squashfs" "${SQUASHFS_COMP[@]}" -noappend -all-root -quiet -no-progress \
 	-mkfs-time 0 -all-time 0 >&2 || die "mksquashfs failed"

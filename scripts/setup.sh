@@ -18,6 +18,9 @@ DEBIAN_PACKAGES=(
   openvswitch-switch ovn-host ovn-central qemu-block-extra ovmf dropbear-bin
   # The nat network: passt (userspace NAT per NIC), nftables (keeps passt off every host address).
   passt nftables
+  # Integrated Ceph (src/ceph): monitors, managers, OSDs, and the ceph/rbd tools; QEMU's rbd driver is
+  # in qemu-block-extra above.
+  ceph-mon ceph-mgr ceph-osd ceph-common
 )
 
 missing=()

@@ -1,4 +1,5 @@
 import { NfError } from '../errors';
+import { capabilitiesOf } from '../storage/registry';
 import type { Store, Versioned } from '../store/store';
 import type { NodeRegistry } from './node-registry';
 import type { NodeRouter } from './node-router';
@@ -7,9 +8,6 @@ import { type ImageRecord, isPoweredOn, keys, type NodeRecord, type VmRecord } f
 import type { ClusterState } from './scheduler';
 
 const MiB = 1024 ** 2;
-
-/** Pool types whose volumes every host reaches: a VM whose disks are all on them is not bound to a host. */
-export const SHARED_POOL_TYPES: ReadonlySet<string> = new Set(['rbd']);
 
 /** What a refused power-on reports in the error's details. */
 export interface CapacityShortfall {
@@ -117,7 +115,7 @@ export class Admission {
     if (vm.placement?.node) return false;
     const shared = new Set<string>();
     for (const n of nodes)
-      for (const p of n.value.info?.pools ?? []) if (SHARED_POOL_TYPES.has(p.type)) shared.add(p.name);
+      for (const p of n.value.info?.pools ?? []) if (capabilitiesOf(p.type)?.shared) shared.add(p.name);
     if (vm.disks.length === 0 || !vm.disks.every((d) => shared.has(d.pool))) return false;
     const local = new Set(images.filter((i) => !shared.has(i.value.pool)).map((i) => i.value.id));
     const cdrom = 'cdrom' in vm.boot && 'image' in vm.boot.cdrom ? vm.boot.cdrom.image : undefined;

@@ -4,7 +4,8 @@ import { connect } from 'node:net';
 import { cpus, freemem, hostname, loadavg, release, totalmem, uptime } from 'node:os';
 import { join } from 'node:path';
 import { NfError } from '../errors';
-import type { DirPool } from '../storage/dir-pool';
+import { DirPool } from '../storage/dir-pool';
+import type { StorageDriver } from '../storage/driver';
 import { writeFileAtomic } from '../util/fs';
 import type { HostPaths } from '../util/host-paths';
 import { KeyedLock } from '../util/lock';
@@ -46,7 +47,7 @@ export class Node implements NodeApi {
     readonly name: string,
     private readonly runRoot: string,
     private readonly driver: VmmDriver,
-    private readonly pools: Map<string, DirPool>,
+    private readonly pools: Map<string, StorageDriver>,
     private readonly accel: AccelChoice,
     private readonly qemuVersion: string,
     /** Host files a controller may name as kernel, initrd or CD-ROM; checked again here, on the host. */
@@ -138,10 +139,12 @@ export class Node implements NodeApi {
       kernel: release(),
       uptimeSec: Math.round(uptime()),
       loadAvg: loadavg(),
-      pools: [...this.pools.values()].map((p) => {
-        const i = p.info();
-        return { name: i.name, type: i.type, totalBytes: i.totalBytes, freeBytes: i.freeBytes };
-      }),
+      pools: await Promise.all(
+        [...this.pools.values()].map(async (p) => {
+          const u = await p.usage();
+          return { name: p.name, type: p.type, totalBytes: u.totalBytes, freeBytes: u.freeBytes };
+        }),
+      ),
     };
   }
 
@@ -389,7 +392,7 @@ export class Node implements NodeApi {
           throw new NfError('not_found', `disk ${d.id} has no snapshot "${name}"; nothing was reverted`);
         }
       }
-      for (const d of disks) await this.pool(d.pool).snapshotApply(d.volume, name);
+      for (const d of disks) await this.pool(d.pool).snapshotRollback(d.volume, name);
     });
   }
 
@@ -442,9 +445,9 @@ export class Node implements NodeApi {
   }
 
   /**
-   * Creates a volume (DirPool.createDisk). Idempotent: a volume that exists already as this call would
-   * make it (qcow2, same virtual size, same backing file and format) is accepted; any other file of that
-   * name is refused with `already_exists` and left alone.
+   * Creates a volume (StorageDriver.createVolume). Idempotent: a volume that exists already as this call
+   * would make it (same virtual size, same clone source) is accepted; anything else of that name is
+   * refused with `already_exists` and left alone.
    */
   async createVolume(
     pool: string,
@@ -452,20 +455,19 @@ export class Node implements NodeApi {
     sizeBytes: number,
     backing?: { file: string; format: 'qcow2' | 'raw' },
   ): Promise<void> {
-    const p = this.pool(pool);
-    await p.createDisk(
+    await this.pool(pool).createVolume(
       volume,
       sizeBytes,
-      backing ? { path: p.imagePath(backing.file), format: backing.format } : undefined,
+      backing ? { image: backing.file, format: backing.format } : undefined,
     );
   }
 
   async deleteVolume(pool: string, volume: string): Promise<void> {
-    await this.pool(pool).deleteDisk(volume);
+    await this.pool(pool).deleteVolume(volume);
   }
 
   async deleteImageFile(pool: string, file: string): Promise<void> {
-    await rm(this.pool(pool).imagePath(file), { force: true });
+    await rm(this.imagePool(pool).imagePath(file), { force: true });
   }
 
   /**
@@ -475,10 +477,11 @@ export class Node implements NodeApi {
   private resolveSpec(spec: VmRunSpec): VmRunSpec {
     const out: VmRunSpec = structuredClone(spec);
     for (const d of out.disks) {
-      if (d.pool !== undefined && d.volume !== undefined) d.path = this.pool(d.pool).diskPath(d.volume);
+      if (d.pool !== undefined && d.volume !== undefined)
+        d.blockdev = this.pool(d.pool).blockdev(d.volume, d.id, { readOnly: d.readOnly ?? false });
     }
     if (out.cdrom?.pool !== undefined && out.cdrom.file !== undefined)
-      out.cdrom.path = this.pool(out.cdrom.pool).imagePath(out.cdrom.file);
+      out.cdrom.path = this.imagePool(out.cdrom.pool).imagePath(out.cdrom.file);
     else if (out.cdrom) this.hostPaths?.file(out.cdrom.path, 'cdrom');
     if (out.boot.kind === 'kernel') {
       this.hostPaths?.file(out.boot.kernel, 'kernel');
@@ -566,9 +569,17 @@ export class Node implements NodeApi {
     return instance;
   }
 
-  private pool(name: string): DirPool {
+  private pool(name: string): StorageDriver {
     const pool = this.pools.get(name);
     if (!pool) throw new NfError('not_found', `storage pool "${name}" does not exist on node ${this.name}`);
+    return pool;
+  }
+
+  /** A pool holding image files (ISOs, disk templates): a `dir` pool of this host. */
+  private imagePool(name: string): DirPool {
+    const pool = this.pool(name);
+    if (!(pool instanceof DirPool))
+      throw new NfError('not_implemented', `pool "${name}" (${pool.type}) holds no image files`);
     return pool;
   }
 

@@ -1,8 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { constants, mkdirSync, readdirSync, rmSync, statfsSync } from 'node:fs';
-import { copyFile, link, lstat, rm } from 'node:fs/promises';
+import { copyFile, link, lstat, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { NfError } from '../errors';
+import {
+  type BlockdevNode,
+  type CloneSource,
+  growTo,
+  notAsAsked,
+  type PoolUsage,
+  type StorageCapabilities,
+  type StorageDriver,
+  type VolumeInfo,
+} from './driver';
 import { imageInfo, qemuImg } from './qemu-img';
 
 export interface PoolInfo {
@@ -10,18 +20,28 @@ export interface PoolInfo {
   type: 'dir';
   path: string;
   /** What this driver can do, so callers ask instead of assuming. */
-  capabilities: { thin: boolean; snapshots: boolean; shared: boolean };
+  capabilities: StorageCapabilities;
   totalBytes: number;
   freeBytes: number;
 }
 
 const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$/;
 
+export const DIR_CAPABILITIES: StorageCapabilities = Object.freeze({
+  shared: false,
+  thin: true,
+  snapshots: true,
+  linkedClones: true,
+  liveResize: true,
+});
+
 /**
- * A directory of thin qcow2 volumes (VM disks) and images (ISOs, disk templates). Names are checked so a
- * path can never leave the pool's directory.
+ * The `dir` storage driver: a directory of thin qcow2 volumes (VM disks) and images (ISOs, disk
+ * templates) on one host. Names are checked so a path can never leave the pool's directory.
  */
-export class DirPool {
+export class DirPool implements StorageDriver {
+  readonly type = 'dir';
+  readonly capabilities = DIR_CAPABILITIES;
   readonly disksDir: string;
   readonly imagesDir: string;
 
@@ -52,10 +72,78 @@ export class DirPool {
       name: this.name,
       type: 'dir',
       path: this.path,
-      capabilities: { thin: true, snapshots: true, shared: false },
+      capabilities: DIR_CAPABILITIES,
       totalBytes: fs.blocks * fs.bsize,
       freeBytes: fs.bavail * fs.bsize,
     };
+  }
+
+  async usage(): Promise<PoolUsage> {
+    const { totalBytes, freeBytes } = this.info();
+    const volumes = await this.listVolumes();
+    return {
+      totalBytes,
+      freeBytes,
+      virtualBytes: volumes.reduce((n, v) => n + v.virtualBytes, 0),
+      allocatedBytes: volumes.reduce((n, v) => n + v.allocatedBytes, 0),
+      volumes: volumes.length,
+    };
+  }
+
+  createVolume(volume: string, sizeBytes: number | undefined, clone?: CloneSource): Promise<void> {
+    const backing = clone ? { path: this.imagePath(clone.image), format: clone.format } : undefined;
+    return this.createDisk(volume, sizeBytes, backing).then(() => {});
+  }
+
+  deleteVolume(volume: string): Promise<void> {
+    return this.deleteDisk(volume);
+  }
+
+  async resizeVolume(volume: string, sizeBytes: number): Promise<void> {
+    const size = growTo(this.name, volume, (await this.volumeInfo(volume))?.virtualBytes, sizeBytes);
+    if (size !== undefined)
+      await qemuImg(['resize', '-q', '-f', 'qcow2', this.diskPath(volume), String(size)]);
+  }
+
+  async volumeInfo(volume: string): Promise<VolumeInfo | undefined> {
+    const path = this.diskPath(volume);
+    if (!(await exists(path))) return undefined;
+    const info = await imageInfo(path, 'qcow2');
+    const v: VolumeInfo = {
+      name: volume,
+      virtualBytes: info.virtualSize,
+      allocatedBytes: info.actualSize,
+      snapshots: info.snapshots.map((s) => s.name),
+    };
+    if (info.backingFilename) v.parent = info.backingFilename.split('/').at(-1)!;
+    return v;
+  }
+
+  async listVolumes(): Promise<VolumeInfo[]> {
+    const names = (await readdir(this.disksDir)).filter((f) => VOLUME_NAME.test(f)).sort();
+    const all = await Promise.all(names.map((n) => this.volumeInfo(n).catch(() => undefined)));
+    return all.filter((v): v is VolumeInfo => v !== undefined);
+  }
+
+  blockdev(volume: string, nodeName: string, opts: { readOnly?: boolean } = {}): BlockdevNode[] {
+    const readOnly = opts.readOnly ?? false;
+    return [
+      {
+        driver: 'file',
+        filename: this.diskPath(volume),
+        'node-name': `${nodeName}-file`,
+        'read-only': readOnly,
+        'auto-read-only': true,
+        discard: 'unmap',
+      },
+      {
+        driver: 'qcow2',
+        file: `${nodeName}-file`,
+        'node-name': nodeName,
+        'read-only': readOnly,
+        discard: 'unmap',
+      },
+    ];
   }
 
   diskPath(volume: string): string {
@@ -116,11 +204,7 @@ export class DirPool {
     sizeBytes: number | undefined,
     backing: { path: string; format: 'qcow2' | 'raw' } | undefined,
   ): Promise<void> {
-    const refuse = (why: string) =>
-      new NfError(
-        'already_exists',
-        `volume ${volume} already exists in pool ${this.name} and is not the one asked for (${why}); it was left as it is`,
-      );
+    const refuse = (why: string) => notAsAsked(this.name, volume, why);
     const st = await lstat(path);
     if (!st.isFile()) throw refuse('not a regular file');
     let info: Awaited<ReturnType<typeof imageInfo>>;
@@ -158,7 +242,7 @@ export class DirPool {
     await qemuImg(['snapshot', '-q', '-c', name, this.diskPath(volume)]);
   }
 
-  async snapshotApply(volume: string, name: string): Promise<void> {
+  async snapshotRollback(volume: string, name: string): Promise<void> {
     await qemuImg(['snapshot', '-q', '-a', name, this.diskPath(volume)]);
   }
 

@@ -73,3 +73,25 @@ export async function imageInfo(path: string, format?: string): Promise<ImageInf
   if (dataFile) info.dataFile = dataFile;
   return info;
 }
+
+/**
+ * Runs qemu-io commands on an image given as QEMU's nested block options (a `json:` filename), e.g. to
+ * write or check a data pattern. Returns what it printed; a failed command makes it throw.
+ */
+export async function qemuIo(options: Record<string, unknown>, commands: string[]): Promise<string> {
+  const bin = process.env.NEUROFLOW_QEMU_IO ?? 'qemu-io';
+  const args = commands.flatMap((c) => ['-c', c]);
+  args.push(`json:${JSON.stringify(options)}`);
+  return await new Promise((resolve, reject) => {
+    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.once('error', (e) => reject(new NfError('unavailable', `cannot run ${bin}: ${e.message}`)));
+    child.once('close', (code) =>
+      code === 0 && !/^(qemu-io: |\w+ failed: )/m.test(out)
+        ? resolve(out)
+        : reject(new NfError('hypervisor_error', `qemu-io ${commands.join('; ')}: ${out.trim()}`)),
+    );
+  });
+}

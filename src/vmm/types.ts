@@ -14,6 +14,11 @@ export interface DiskRun {
   volume?: string;
   format: 'qcow2' | 'raw';
   readOnly?: boolean;
+  /**
+   * How QEMU opens it, from the pool's storage driver (node-side): -blockdev nodes, the last named `id`.
+   * Without it, `path` is opened as a file of `format`.
+   */
+  blockdev?: Record<string, unknown>[];
 }
 
 export interface NicRun {

@@ -110,27 +110,30 @@ export function buildQemuConfig(
   add('-device', { json: { driver: 'VGA', id: 'video0' } });
   add('-vnc', `unix:${paths.vnc}`);
 
-  // Disks: one file + format node per disk; the device refers to the format node.
+  // Disks: the storage driver's nodes, or one file + format node; the device refers to the top node.
   spec.disks.forEach((disk, index) => {
-    add('-blockdev', {
-      json: {
-        driver: 'file',
-        filename: disk.path,
-        'node-name': `${disk.id}-file`,
-        'read-only': disk.readOnly ?? false,
-        'auto-read-only': true,
-        discard: 'unmap',
-      },
-    });
-    add('-blockdev', {
-      json: {
-        driver: disk.format,
-        file: `${disk.id}-file`,
-        'node-name': disk.id,
-        'read-only': disk.readOnly ?? false,
-        discard: 'unmap',
-      },
-    });
+    if (disk.blockdev) for (const node of disk.blockdev) add('-blockdev', { json: node });
+    else {
+      add('-blockdev', {
+        json: {
+          driver: 'file',
+          filename: disk.path,
+          'node-name': `${disk.id}-file`,
+          'read-only': disk.readOnly ?? false,
+          'auto-read-only': true,
+          discard: 'unmap',
+        },
+      });
+      add('-blockdev', {
+        json: {
+          driver: disk.format,
+          file: `${disk.id}-file`,
+          'node-name': disk.id,
+          'read-only': disk.readOnly ?? false,
+          discard: 'unmap',
+        },
+      });
+    }
     const dev: Record<string, unknown> = { driver: 'virtio-blk-pci', drive: disk.id, id: `${disk.id}-dev` };
     if (spec.boot.kind === 'disk' && spec.boot.index === index) dev.bootindex = 1;
     add('-device', { json: dev });

@@ -1,0 +1,272 @@
+import { cephTool } from '../ceph/tools';
+import { NfError } from '../errors';
+import {
+  type BlockdevNode,
+  type CloneSource,
+  growTo,
+  notAsAsked,
+  type PoolUsage,
+  type StorageCapabilities,
+  type StorageDriver,
+  type VolumeInfo,
+} from './driver';
+
+export const RBD_CAPABILITIES: StorageCapabilities = Object.freeze({
+  shared: true,
+  thin: true,
+  snapshots: true,
+  linkedClones: true,
+  liveResize: true,
+});
+
+/** How a host reaches an RBD pool: a Ceph config (monitors, keyring path) and a cephx user. */
+export interface RbdPoolConfig {
+  /** NeuroFlow's name of the pool. */
+  name: string;
+  /** The Ceph pool that holds the images. */
+  pool: string;
+  /** ceph.conf path: `mon host` and `keyring` (0600, root). */
+  conf: string;
+  /** cephx user without the `client.` prefix. */
+  user: string;
+}
+
+/** Features of every image (fast-diff makes `rbd du` quick; deep-flatten lets clones drop their parent). */
+export const RBD_FEATURES = 'layering,exclusive-lock,object-map,fast-diff,deep-flatten';
+/** The snapshot of an image that linked clones hang off (clone v2: no protect needed). */
+export const CLONE_BASE_SNAPSHOT = 'nf-clone-base';
+
+const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$/;
+const SNAPSHOT_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$/;
+
+interface RbdInfo {
+  name: string;
+  size: number;
+  parent?: { pool: string; image: string; snapshot: string };
+}
+interface RbdLsEntry {
+  image: string;
+  size: number;
+  snapshot?: string;
+  parent?: { pool: string; image: string; snapshot: string };
+}
+interface RbdDu {
+  images: { name: string; snapshot?: string; provisioned_size: number; used_size: number }[];
+}
+
+/**
+ * The `rbd` storage driver: volumes are RBD images in one Ceph pool, reached by every host through
+ * librbd (QEMU's rbd block driver, no kernel module). Runs the `rbd` and `ceph` tools (ceph-common) with
+ * argv arrays; sizes in bytes.
+ */
+export class RbdPool implements StorageDriver {
+  readonly type = 'rbd';
+  readonly capabilities = RBD_CAPABILITIES;
+  readonly name: string;
+
+  constructor(readonly config: RbdPoolConfig) {
+    this.name = config.name;
+  }
+
+  async usage(): Promise<PoolUsage> {
+    const [df, du] = await Promise.all([
+      this.ceph<{ pools: { name: string; stats: { max_avail: number; bytes_used: number } }[] }>(['df']),
+      this.rbdJson<RbdDu>(['du', '-p', this.config.pool]),
+    ]);
+    const stats = df.pools.find((p) => p.name === this.config.pool)?.stats;
+    if (!stats) throw new NfError('not_found', `Ceph pool ${this.config.pool} does not exist`);
+    const heads = du.images.filter((i) => i.snapshot === undefined);
+    return {
+      // What the pool may still grow to (replication already counted in max_avail) plus what it holds.
+      totalBytes: stats.max_avail + stats.bytes_used,
+      freeBytes: stats.max_avail,
+      virtualBytes: heads.reduce((n, i) => n + i.provisioned_size, 0),
+      allocatedBytes: du.images.reduce((n, i) => n + i.used_size, 0),
+      volumes: heads.length,
+    };
+  }
+
+  async createVolume(volume: string, sizeBytes: number | undefined, clone?: CloneSource): Promise<void> {
+    const spec = this.spec(volume);
+    const existing = await this.info(volume);
+    if (existing) return this.checkSame(volume, existing, sizeBytes, clone);
+    try {
+      if (clone) {
+        const image = this.spec(clone.image);
+        if (clone.format !== 'raw')
+          throw new NfError(
+            'validation_failed',
+            `image ${clone.image} in an RBD pool must be raw, not ${clone.format}`,
+          );
+        if (!(await this.hasSnapshot(clone.image, CLONE_BASE_SNAPSHOT)))
+          await this.rbd(['snap', 'create', `${image}@${CLONE_BASE_SNAPSHOT}`]);
+        await this.rbd(['clone', '--rbd-default-clone-format', '2', `${image}@${CLONE_BASE_SNAPSHOT}`, spec]);
+        if (sizeBytes !== undefined) {
+          const made = await this.info(volume);
+          if (made && sizeBytes > made.size) await this.rbd(['resize', '--size', `${sizeBytes}B`, spec]);
+        }
+      } else {
+        if (sizeBytes === undefined) throw new NfError('validation_failed', `volume ${volume} needs a size`);
+        await this.rbd(['create', '--size', `${sizeBytes}B`, '--image-feature', RBD_FEATURES, spec]);
+      }
+    } catch (err) {
+      // Another call made it meanwhile: judged as a volume found at the start.
+      const now = await this.info(volume).catch(() => undefined);
+      if (now && /exists/i.test((err as Error).message)) return this.checkSame(volume, now, sizeBytes, clone);
+      throw err;
+    }
+  }
+
+  private checkSame(volume: string, have: RbdInfo, sizeBytes: number | undefined, clone?: CloneSource): void {
+    const refuse = (why: string) => notAsAsked(this.name, volume, why);
+    const parent = have.parent?.image;
+    if ((parent ?? '') !== (clone?.image ?? ''))
+      throw refuse(
+        parent ? `a clone of ${parent}, not ${clone?.image ?? 'empty'}` : `not a clone of ${clone!.image}`,
+      );
+    if (sizeBytes !== undefined && have.size !== sizeBytes && !(clone && have.size > sizeBytes))
+      throw refuse(`size ${have.size} bytes, not ${sizeBytes}`);
+  }
+
+  async deleteVolume(volume: string): Promise<void> {
+    const spec = this.spec(volume);
+    if (!(await this.info(volume))) return;
+    const children = await this.rbdJson<unknown[]>(['children', '--all', spec]).catch(() => []);
+    if (children.length > 0)
+      throw new NfError(
+        'in_use',
+        `volume ${volume} has ${children.length} linked clone(s); delete or flatten them first`,
+      );
+    await this.rbd(['snap', 'purge', '--no-progress', spec]);
+    await this.rbd(['rm', '--no-progress', spec]);
+  }
+
+  async resizeVolume(volume: string, sizeBytes: number): Promise<void> {
+    const size = growTo(this.name, volume, (await this.info(volume))?.size, sizeBytes);
+    if (size !== undefined)
+      await this.rbd(['resize', '--no-progress', '--size', `${size}B`, this.spec(volume)]);
+  }
+
+  async volumeInfo(volume: string): Promise<VolumeInfo | undefined> {
+    const info = await this.info(volume);
+    if (!info) return undefined;
+    const [du, snaps] = await Promise.all([
+      this.rbdJson<RbdDu>(['du', this.spec(volume)]),
+      this.snapshots(volume),
+    ]);
+    const v: VolumeInfo = {
+      name: volume,
+      virtualBytes: info.size,
+      allocatedBytes: du.images.reduce((n, i) => n + i.used_size, 0),
+      snapshots: snaps.filter((s) => s !== CLONE_BASE_SNAPSHOT),
+    };
+    if (info.parent) v.parent = info.parent.image;
+    return v;
+  }
+
+  async listVolumes(): Promise<VolumeInfo[]> {
+    const [ls, du] = await Promise.all([
+      this.rbdJson<RbdLsEntry[]>(['ls', '-l', this.config.pool]),
+      this.rbdJson<RbdDu>(['du', '-p', this.config.pool]),
+    ]);
+    const used = new Map<string, number>();
+    for (const i of du.images) used.set(i.name, (used.get(i.name) ?? 0) + i.used_size);
+    const out = new Map<string, VolumeInfo>();
+    for (const e of ls.filter((x) => x.snapshot === undefined)) {
+      const v: VolumeInfo = {
+        name: e.image,
+        virtualBytes: e.size,
+        allocatedBytes: used.get(e.image) ?? 0,
+        snapshots: [],
+      };
+      if (e.parent) v.parent = e.parent.image;
+      out.set(e.image, v);
+    }
+    for (const e of ls)
+      if (e.snapshot !== undefined && e.snapshot !== CLONE_BASE_SNAPSHOT)
+        out.get(e.image)?.snapshots.push(e.snapshot);
+    return [...out.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async snapshotCreate(volume: string, name: string): Promise<void> {
+    await this.rbd(['snap', 'create', '--no-progress', this.snapSpec(volume, name)]);
+  }
+
+  async snapshotDelete(volume: string, name: string): Promise<void> {
+    if (!(await this.hasSnapshot(volume, name))) return;
+    await this.rbd(['snap', 'rm', '--no-progress', this.snapSpec(volume, name)]);
+  }
+
+  async snapshotRollback(volume: string, name: string): Promise<void> {
+    await this.rbd(['snap', 'rollback', '--no-progress', this.snapSpec(volume, name)]);
+  }
+
+  async hasSnapshot(volume: string, name: string): Promise<boolean> {
+    return (await this.snapshots(volume)).includes(name);
+  }
+
+  blockdev(volume: string, nodeName: string, opts: { readOnly?: boolean } = {}): BlockdevNode[] {
+    return [
+      {
+        driver: 'rbd',
+        pool: this.config.pool,
+        image: this.checkName(volume),
+        conf: this.config.conf,
+        user: this.config.user,
+        'node-name': nodeName,
+        'read-only': opts.readOnly ?? false,
+        'auto-read-only': true,
+        discard: 'unmap',
+      },
+    ];
+  }
+
+  private async snapshots(volume: string): Promise<string[]> {
+    const list = await this.rbdJson<{ name: string }[]>(['snap', 'ls', this.spec(volume)]);
+    return list.map((s) => s.name);
+  }
+
+  private async info(volume: string): Promise<RbdInfo | undefined> {
+    try {
+      return await this.rbdJson<RbdInfo>(['info', this.spec(volume)]);
+    } catch (err) {
+      if (/No such file or directory|\(2\)/.test((err as Error).message)) return undefined;
+      throw err;
+    }
+  }
+
+  private checkName(volume: string): string {
+    if (!VOLUME_NAME.test(volume))
+      throw new NfError('validation_failed', `"${volume}" is not a valid volume name`);
+    return volume;
+  }
+
+  private spec(volume: string): string {
+    return `${this.config.pool}/${this.checkName(volume)}`;
+  }
+
+  private snapSpec(volume: string, name: string): string {
+    if (!SNAPSHOT_NAME.test(name))
+      throw new NfError('validation_failed', `"${name}" is not a valid snapshot name`);
+    return `${this.spec(volume)}@${name}`;
+  }
+
+  private common(): string[] {
+    return ['--conf', this.config.conf, '--id', this.config.user];
+  }
+
+  private rbd(args: string[]): Promise<string> {
+    return cephTool('rbd', [...this.common(), ...args], { what: `rbd ${args.slice(0, 2).join(' ')}` });
+  }
+
+  private async rbdJson<T>(args: string[]): Promise<T> {
+    return JSON.parse(await this.rbd([...args, '--format', 'json'])) as T;
+  }
+
+  private async ceph<T>(args: string[]): Promise<T> {
+    const out = await cephTool('ceph', [...this.common(), ...args, '--format', 'json'], {
+      what: `ceph ${args[0]}`,
+    });
+    return JSON.parse(out) as T;
+  }
+}

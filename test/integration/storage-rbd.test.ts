@@ -1,0 +1,28 @@
+import { afterAll, beforeAll, describe } from 'vitest';
+import { type ConformanceTarget, io, storageConformance } from '../../src/storage/conformance';
+import type { RbdPool } from '../../src/storage/rbd-pool';
+import { CephLab } from '../harness/ceph';
+
+describe('storage conformance: rbd (a real Ceph cluster)', () => {
+  let lab: CephLab;
+  let pool: RbdPool;
+  beforeAll(async () => {
+    lab = await CephLab.start();
+    pool = lab.rbdPool();
+  }, 180_000);
+  afterAll(async () => {
+    await lab?.[Symbol.asyncDispose]();
+  });
+
+  let n = 0;
+  const target = (): ConformanceTarget => ({
+    driver: pool,
+    async makeImage(name, sizeBytes, pattern) {
+      // an image is a volume of the pool that templates clones hang off
+      await pool.createVolume(name, sizeBytes);
+      await io(pool, name, [`write -P ${pattern} 0 1M`]);
+      return { format: 'raw' };
+    },
+  });
+  storageConformance(target, (base) => `${base}-${++n}`);
+});
