@@ -2,6 +2,8 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
+    // One Ceph lab for the run, started in the background (test/harness/ceph.ts sharedCephLab()).
+    globalSetup: ['test/harness/global-setup.ts'],
     projects: [
       {
         test: {

@@ -24,6 +24,7 @@ Usage:
   neuroflow node list | node maintenance NAME on|off | node remove NAME [--force]
   neuroflow cluster show | cluster token create [--ttl 1h] | cluster token list|show|revoke ID
   neuroflow image list|import|upload|delete ...
+  neuroflow pool list|show|volumes|create|delete ...
   neuroflow task list
   neuroflow console                       the appliance's console (TUI, TERM=linux)
   neuroflow install --disk /dev/X [--answer FILE]   install the appliance to a disk
@@ -163,6 +164,9 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'task':
         await taskCommand(rest, out);
+        return 0;
+      case 'pool':
+        await (await import('./cli/pools')).poolCommand(rest, out);
         return 0;
       case 'version':
       case '--version':

@@ -34,6 +34,7 @@ import { ImageService } from './controller/images';
 import { NodeRegistry } from './controller/node-registry';
 import { NodeRouter } from './controller/node-router';
 import { Placement } from './controller/placement';
+import { PoolService } from './controller/pools';
 import { Reconciler } from './controller/reconciler';
 import { type ClusterRecord, keys, type NetworkRecord, type NodeRecord } from './controller/records';
 import { TaskLog } from './controller/tasks';
@@ -385,7 +386,13 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
 
   const router = new NodeRouter(nodeName, node);
   routerRef = router;
-  const images = new ImageService(store, pools, hostPaths, nodeName, router);
+  // Image files live in this host's dir pools only (shared pools are added to `pools` at run time).
+  const images = new ImageService(store, new Map(pools), hostPaths, nodeName, router);
+  const poolService = new PoolService(store, router);
+  // This host reaches the shared pools from the start (a worker gets them when a controller connects).
+  await poolService
+    .pushTo(nodeName)
+    .catch((err) => log.error('cannot open the shared storage pools', { err: (err as Error).message }));
   // The VM service needs the reconciler and the reconciler needs the VM service's runSpec: late-bind it.
   let vms!: VmService;
   const reconciler = new Reconciler(store, router, (vm) => vms.runSpec(vm));
@@ -418,9 +425,15 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   let stopNodeSync: (() => Promise<void>) | undefined;
   if (cfg && tlsPems) {
     // A host (re)connecting may be what a pending VM or a start waits for.
-    stopNodeSync = await syncRemoteNodes(store, router, nodeName, tlsPems, () => {
+    stopNodeSync = await syncRemoteNodes(store, router, nodeName, tlsPems, (name) => {
       placement.wake();
       reconciler.wake();
+      // the host must reach the shared pools before a VM with disks there can run on it
+      void poolService
+        .pushTo(name)
+        .catch((err) =>
+          log.warn('a host did not take the pool list', { node: name, err: (err as Error).message }),
+        );
     });
   }
 
@@ -509,6 +522,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     vms,
     actions,
     images,
+    pools: poolService,
     guest: new GuestService(vms, router),
     console: consoleProxy,
     sessions: new SessionStore(cluster ? cluster.rootPassword : rootPassword!),
@@ -626,7 +640,7 @@ async function syncRemoteNodes(
   router: NodeRouter,
   self: string,
   tls: { caPem: string; certPem: string; keyPem: string },
-  onConnected: () => void,
+  onConnected: (name: string) => void,
 ): Promise<() => Promise<void>> {
   const sync = async () => {
     const nodes = await store.list<NodeRecord>(keys.nodes);
@@ -641,7 +655,7 @@ async function syncRemoteNodes(
       if (cur && cur.address === addr) continue;
       const remote = new RemoteNode(name, addr, tls);
       remote.onConnectionChange((up) => {
-        if (up) onConnected();
+        if (up) onConnected(name);
       });
       router.add(name, remote);
     }

@@ -12,6 +12,7 @@ import { eventRoutes } from './routes/events';
 import { guestRoutes } from './routes/guest';
 import { imageRoutes } from './routes/images';
 import { nodeRoutes } from './routes/nodes';
+import { poolRoutes } from './routes/pools';
 import { systemRoutes } from './routes/system';
 import { taskRoutes } from './routes/tasks';
 import { vmRoutes } from './routes/vms';
@@ -52,6 +53,7 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
   api.route('/vms', guestRoutes(ctx));
   api.route('/images', imageRoutes(ctx));
   api.route('/nodes', nodeRoutes(ctx));
+  api.route('/pools', poolRoutes(ctx));
   api.route('/cluster', clusterRoutes(ctx));
   api.route('/tasks', taskRoutes(ctx));
   app.route('/api/v1', api);

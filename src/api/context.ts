@@ -5,6 +5,7 @@ import type { GuestService } from '../controller/guest';
 import type { ImageService } from '../controller/images';
 import type { NodeRegistry } from '../controller/node-registry';
 import type { NodeRouter } from '../controller/node-router';
+import type { PoolService } from '../controller/pools';
 import type { TaskLog } from '../controller/tasks';
 import type { VmActions } from '../controller/vm-actions';
 import type { VmService } from '../controller/vms';
@@ -32,6 +33,7 @@ export interface ApiContext {
   vms: VmService;
   actions: VmActions;
   images: ImageService;
+  pools: PoolService;
   guest: GuestService;
   console: ConsoleProxy;
   sessions: SessionStore;

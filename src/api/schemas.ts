@@ -432,3 +432,72 @@ export const MetricsSchema = z
     points: z.array(z.record(z.string(), z.number().nullable())),
   })
   .openapi('Metrics');
+
+const PoolName = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,31}$/, '1-32 lower-case letters, digits or -, starting with a letter')
+  .openapi({ example: 'ceph' });
+
+export const PoolSchema = z
+  .object({
+    name: z.string(),
+    type: z
+      .string()
+      .openapi({ description: '`dir` (each host its own, thin qcow2 files) or `rbd` (Ceph, shared)' }),
+    capabilities: z.object({
+      shared: z.boolean(),
+      thin: z.boolean(),
+      snapshots: z.boolean(),
+      linkedClones: z.boolean(),
+      liveResize: z.boolean(),
+    }),
+    totalBytes: z.number(),
+    freeBytes: z.number(),
+    hosts: z
+      .array(z.object({ name: z.string(), totalBytes: z.number(), freeBytes: z.number() }))
+      .openapi({ description: 'Hosts that reach the pool, with the figures each reported' }),
+    rbd: z
+      .object({ pool: z.string(), monitors: z.array(z.string()), user: z.string() })
+      .optional()
+      .openapi({ description: 'The Ceph pool and how hosts reach it (the key is never shown)' }),
+    description: z.string().optional(),
+    createdAt: z.string().optional(),
+    vms: z.number().openapi({ description: 'VMs with a disk in the pool' }),
+  })
+  .openapi('Pool');
+
+export const CreatePoolBody = z
+  .strictObject({
+    name: PoolName,
+    type: z.literal('rbd'),
+    pool: z
+      .string()
+      .regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}$/)
+      .openapi({ description: 'The Ceph pool (it must exist, with the rbd application)', example: 'rbd' }),
+    monitors: z
+      .array(z.string().min(1).max(200))
+      .min(1)
+      .max(16)
+      .openapi({ example: ['10.0.0.1', '10.0.0.2:6789', '[v2:10.0.0.3:3300,v1:10.0.0.3:6789]'] }),
+    user: z
+      .string()
+      .regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/)
+      .openapi({ description: 'cephx user without "client."', example: 'neuroflow' }),
+    key: z
+      .string()
+      .min(1)
+      .max(200)
+      .openapi({ description: 'Its cephx key (`ceph auth get-key client.USER`); stored, never shown again' }),
+    description: z.string().max(500).optional(),
+  })
+  .openapi('CreatePool');
+
+export const VolumeSchema = z
+  .object({
+    name: z.string(),
+    virtualBytes: z.number(),
+    allocatedBytes: z.number(),
+    parent: z.string().optional(),
+    snapshots: z.array(z.string()),
+  })
+  .openapi('Volume');

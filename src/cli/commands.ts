@@ -4,9 +4,9 @@ import { NfError } from '../errors';
 import { ApiClient, resolveEndpoint } from './client';
 import { bytes, table } from './table';
 
-type Out = (s: string) => void;
+export type Out = (s: string) => void;
 
-const GLOBAL = {
+export const GLOBAL = {
   url: { type: 'string' },
   token: { type: 'string' },
   'data-dir': { type: 'string' },
@@ -27,7 +27,7 @@ interface Vm {
   [k: string]: unknown;
 }
 
-function client(values: { url?: string; token?: string; 'data-dir'?: string }): ApiClient {
+export function client(values: { url?: string; token?: string; 'data-dir'?: string }): ApiClient {
   const flags: { url?: string; token?: string; dataDir?: string } = {};
   if (values.url) flags.url = values.url;
   if (values.token) flags.token = values.token;
@@ -35,13 +35,13 @@ function client(values: { url?: string; token?: string; 'data-dir'?: string }): 
   return new ApiClient(resolveEndpoint(flags));
 }
 
-function need(positionals: string[], i: number, what: string): string {
+export function need(positionals: string[], i: number, what: string): string {
   const v = positionals[i];
   if (!v) throw new NfError('validation_failed', `missing ${what}`);
   return v;
 }
 
-const enc = encodeURIComponent;
+export const enc = encodeURIComponent;
 
 export async function vmCommand(argv: string[], out: Out): Promise<number | undefined> {
   const { values, positionals } = parseArgs({
@@ -65,6 +65,7 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       timeout: { type: 'string' },
       'no-agent': { type: 'boolean', default: false },
       user: { type: 'string' },
+      pool: { type: 'string' },
     },
   });
   const api = client(values);
@@ -99,7 +100,8 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
         name: need(positionals, 1, 'VM name'),
         vcpus: Number(values.vcpus),
         memoryMiB: Number(values.memory),
-        disks: (values.disk ?? []).map(parseDisk),
+        // --pool: where the disks go (default: the host's local pool)
+        disks: (values.disk ?? []).map(parseDisk).map((d) => (values.pool ? { ...d, pool: values.pool } : d)),
         networks: (values.network ?? ['default']).filter((n) => n !== 'none').map((network) => ({ network })),
         start: values.start,
         agent: !values['no-agent'],

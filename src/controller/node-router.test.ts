@@ -102,6 +102,10 @@ class FakeNode implements RoutedNode {
   async deleteVolume(pool: string, volume: string): Promise<void> {
     this.call(`delete-volume ${pool}/${volume}`);
   }
+  async configurePools(): Promise<void> {}
+  async listVolumes(): Promise<[]> {
+    return [];
+  }
   async deleteImageFile(pool: string, file: string): Promise<void> {
     this.call(`delete-image ${pool}/${file}`);
   }

@@ -1,6 +1,8 @@
 import { NfError } from '../errors';
 import type { Point } from '../node/series';
 import type { ConsoleStream, NodeApi, NodeInfo, StopOptions, VmStatus } from '../node/types';
+import type { VolumeInfo } from '../storage/driver';
+import type { SharedPoolConfig } from '../storage/shared-pools';
 import type { VmRunSpec } from '../vmm/types';
 
 /** A node the router can reach: the local one in process, others over gRPC. */
@@ -190,6 +192,16 @@ export class NodeRouter implements NodeApi {
 
   deleteImageFile(pool: string, file: string): Promise<void> {
     return this.local.deleteImageFile(pool, file);
+  }
+
+  /** Volumes of a pool of this host (use on(name) for another host). */
+  listVolumes(pool: string): Promise<VolumeInfo[]> {
+    return this.local.listVolumes(pool);
+  }
+
+  /** This host's shared pools (use on(name) for another host). */
+  configurePools(pools: SharedPoolConfig[]): Promise<void> {
+    return this.local.configurePools(pools);
   }
 
   hasProcess(id: string): boolean {

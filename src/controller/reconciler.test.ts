@@ -72,6 +72,10 @@ class FakeNode implements NodeApi {
   }
   async createVolume(): Promise<void> {}
   async deleteVolume(): Promise<void> {}
+  async configurePools(): Promise<void> {}
+  async listVolumes(): Promise<[]> {
+    return [];
+  }
   async deleteImageFile(): Promise<void> {}
   hasProcess(id: string): boolean {
     const s = this.vmStatus(id).state;

@@ -23,6 +23,8 @@ export const keys = {
   /** Placement policy of the cluster (SchedPolicy); absent: defaults. */
   policy: `${PREFIX}policy`,
   leader: `${PREFIX}leader`,
+  pool: (name: string) => `${PREFIX}pools/${name}`,
+  pools: `${PREFIX}pools/`,
   /** Bumped by every power-on admitted on the host, so concurrent admissions conflict (Admission). */
   admission: (node: string) => `${PREFIX}admission/${node}`,
 };
@@ -120,6 +122,19 @@ export interface ImageRecord {
   sha256: string;
   createdAt: string;
   source?: string;
+}
+
+/**
+ * A cluster-wide storage pool (each host's `local` dir pool has no record). The key is a secret: it is
+ * handed to the hosts over mTLS and never shown by the API.
+ */
+export interface PoolRecord {
+  name: string;
+  type: 'rbd';
+  rbd: { pool: string; monitors: string[]; user: string; key: string };
+  description?: string;
+  createdAt: string;
+  createdBy: string;
 }
 
 export interface NetworkRecord {

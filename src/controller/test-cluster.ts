@@ -105,6 +105,10 @@ export class FakeNode implements NodeApi {
     await this.pool?.deleteDisk(volume);
     this.volumes.delete(`${pool}/${volume}`);
   }
+  async configurePools(): Promise<void> {}
+  async listVolumes(): Promise<[]> {
+    return [];
+  }
   async deleteImageFile(): Promise<void> {}
   /** VMs with a QEMU process on this host (none unless a test says so). */
   processes = new Set<string>();

@@ -158,6 +158,8 @@ export class VmService {
       }
     }
     const poolNames = new Set(known.flatMap((h) => h.info!.pools.map((p) => p.name)));
+    // a shared pool just added is known before the hosts' next heartbeat reports it
+    for (const p of await this.store.list<{ name: string }>(keys.pools)) poolNames.add(p.value.name);
     // Images the new VM uses: the create transaction re-writes them, so an image delete racing this
     // create loses its compare-and-swap instead of removing a backing file under the new VM.
     const used = new Map<string, Versioned<ImageRecord>>();

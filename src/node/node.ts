@@ -2,10 +2,11 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { open, readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { cpus, freemem, hostname, loadavg, release, totalmem, uptime } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { NfError } from '../errors';
 import { DirPool } from '../storage/dir-pool';
-import type { StorageDriver } from '../storage/driver';
+import type { PoolUsage, StorageDriver, VolumeInfo } from '../storage/driver';
+import { openSharedPool, removeSharedPool, type SharedPoolConfig } from '../storage/shared-pools';
 import { writeFileAtomic } from '../util/fs';
 import type { HostPaths } from '../util/host-paths';
 import { KeyedLock } from '../util/lock';
@@ -42,6 +43,7 @@ export class Node implements NodeApi {
   private readonly listeners = new Set<(s: VmStatus) => void>();
   /** One operation per VM at a time: a stop never races a start. */
   private readonly locks = new KeyedLock();
+  private readonly usageCache = new Map<string, { at: number; usage: PoolUsage }>();
 
   constructor(
     readonly name: string,
@@ -139,12 +141,14 @@ export class Node implements NodeApi {
       kernel: release(),
       uptimeSec: Math.round(uptime()),
       loadAvg: loadavg(),
-      pools: await Promise.all(
-        [...this.pools.values()].map(async (p) => {
-          const u = await p.usage();
-          return { name: p.name, type: p.type, totalBytes: u.totalBytes, freeBytes: u.freeBytes };
-        }),
-      ),
+      pools: (
+        await Promise.all(
+          [...this.pools.values()].map(async (p) => {
+            const u = await this.poolUsage(p);
+            return u && { name: p.name, type: p.type, totalBytes: u.totalBytes, freeBytes: u.freeBytes };
+          }),
+        )
+      ).filter((p) => p !== undefined),
     };
   }
 
@@ -464,6 +468,48 @@ export class Node implements NodeApi {
 
   async deleteVolume(pool: string, volume: string): Promise<void> {
     await this.pool(pool).deleteVolume(volume);
+  }
+
+  /**
+   * Opens the cluster-wide pools named (ceph.conf and keyring under DATA_DIR/node/shared-pools, 0600)
+   * and closes the shared ones not named any more. A name taken by a local pool is refused.
+   */
+  async configurePools(configs: SharedPoolConfig[]): Promise<void> {
+    const dir = join(dirname(this.runRoot), 'shared-pools');
+    for (const c of configs) {
+      const have = this.pools.get(c.name);
+      if (have && !have.capabilities.shared)
+        throw new NfError('already_exists', `host ${this.name} has a local pool named "${c.name}"`);
+    }
+    for (const c of configs) {
+      this.pools.set(c.name, await openSharedPool(dir, c));
+      this.usageCache.delete(c.name);
+    }
+    const want = new Set(configs.map((c) => c.name));
+    for (const [name, p] of this.pools) {
+      if (!p.capabilities.shared || want.has(name)) continue;
+      this.pools.delete(name);
+      removeSharedPool(dir, name);
+    }
+  }
+
+  listVolumes(pool: string): Promise<VolumeInfo[]> {
+    return this.pool(pool).listVolumes();
+  }
+
+  /** A pool's figures; shared pools are asked at most every 15 s (a heartbeat comes every 2 s). */
+  private async poolUsage(p: StorageDriver): Promise<PoolUsage | undefined> {
+    if (!p.capabilities.shared) return p.usage();
+    const cached = this.usageCache.get(p.name);
+    if (cached && Date.now() - cached.at < 15_000) return cached.usage;
+    try {
+      const usage = await p.usage();
+      this.usageCache.set(p.name, { at: Date.now(), usage });
+      return usage;
+    } catch (err) {
+      log.warn('cannot read the figures of a shared pool', { pool: p.name, err: (err as Error).message });
+      return cached?.usage; // unreachable for now: report the last figures, or leave the pool out
+    }
   }
 
   async deleteImageFile(pool: string, file: string): Promise<void> {

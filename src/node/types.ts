@@ -1,3 +1,5 @@
+import type { VolumeInfo } from '../storage/driver';
+import type { SharedPoolConfig } from '../storage/shared-pools';
 import type { Accelerator, RuntimeState, VmRunSpec } from '../vmm/types';
 import type { AgentState } from './agent';
 import type { Point } from './series';
@@ -95,6 +97,13 @@ export interface NodeApi {
   ): Promise<void>;
   /** Deletes a volume; a volume already gone is not an error. */
   deleteVolume(pool: string, volume: string): Promise<void>;
+  /**
+   * The cluster-wide pools this host must reach (the whole list: pools not in it are closed). The host
+   * writes their ceph.conf and keyring (0600) and reports them in info() from then on.
+   */
+  configurePools(pools: SharedPoolConfig[]): Promise<void>;
+  /** The volumes of one of the host's pools, with their sizes, parent image and snapshots. */
+  listVolumes(pool: string): Promise<VolumeInfo[]>;
   /** Deletes an image file from one of the node's pools. */
   deleteImageFile(pool: string, file: string): Promise<void>;
   /** True while a QEMU process of this VM exists (managed, or alive but unreachable). */

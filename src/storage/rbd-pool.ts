@@ -69,12 +69,17 @@ export class RbdPool implements StorageDriver {
   }
 
   async usage(): Promise<PoolUsage> {
-    const [df, du] = await Promise.all([
-      this.ceph<{ pools: { name: string; stats: { max_avail: number; bytes_used: number } }[] }>(['df']),
-      this.rbdJson<RbdDu>(['du', '-p', this.config.pool]),
-    ]);
-    const stats = df.pools.find((p) => p.name === this.config.pool)?.stats;
-    if (!stats) throw new NfError('not_found', `Ceph pool ${this.config.pool} does not exist`);
+    // `rbd du` reads the pool itself: it fails when the pool, the key or the monitors are wrong.
+    const du = await this.rbdJson<RbdDu>(['du', '-p', this.config.pool]).catch((err: Error) => {
+      if (/No such file or directory|\(2\)/.test(err.message))
+        throw new NfError('not_found', `Ceph pool ${this.config.pool} does not exist`);
+      throw err;
+    });
+    // Capacity comes from the manager, which reports a new pool a few seconds late: 0 until then.
+    const df = await this.ceph<{
+      pools: { name: string; stats: { max_avail: number; bytes_used: number } }[];
+    }>(['df']);
+    const stats = df.pools.find((p) => p.name === this.config.pool)?.stats ?? { max_avail: 0, bytes_used: 0 };
     const heads = du.images.filter((i) => i.snapshot === undefined);
     return {
       // What the pool may still grow to (replication already counted in max_avail) plus what it holds.

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from '../harness/browser';
+import { sharedCephLab } from '../harness/ceph';
 import { neuroflowCommand, TestDaemon } from '../harness/daemon';
 import { BOOTED, testGuest } from '../harness/guest';
 import { createVm, kernelVm } from '../harness/vms';
@@ -401,6 +402,50 @@ describe('web UI', () => {
     await page.click('.tasks-head');
     await shot('cluster.png');
     await page.click('.tasks-head');
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('shows storage pools; adds a Ceph pool (a wrong key is refused inline), lists its volumes, removes it', async () => {
+    const ceph = await (await sharedCephLab()).newPool();
+    await page.click('.topbar a[href="#/storage"]');
+    await page.locator('.storage-page tr[data-pool=local]').waitFor({ timeout: 15_000 });
+    expect(await page.locator('.storage-page tr[data-pool=local] td').nth(2).textContent()).toBe('per host');
+    const fill = async (key: string) => {
+      await page.fill('.add-pool input[name=name]', 'ceph');
+      await page.fill('.add-pool input[name=pool]', ceph.pool);
+      await page.fill('.add-pool input[name=monitors]', (await sharedCephLab()).ip);
+      await page.fill('.add-pool input[name=user]', ceph.user);
+      await page.fill('.add-pool input[name=key]', key);
+      await page.click('.add-pool button[type=submit]');
+    };
+    await fill('AQBSdVRnAAAAABAAt7ZKy2wPwp8RZQcTvv0Dmw==');
+    await page
+      .locator('.add-pool .form-error', { hasText: 'nothing was stored' })
+      .waitFor({ timeout: 60_000 });
+    await fill(ceph.key);
+    const row = page.locator('.storage-page tr[data-pool=ceph]');
+    await row.waitFor({ timeout: 60_000 });
+    expect(await row.locator('td').nth(2).textContent()).toBe('shared');
+    // the key went in, and never comes back out
+    expect(await page.content()).not.toContain(ceph.key);
+    // the host reports the pool with its capacity
+    await row.locator('.meter').waitFor({ timeout: 20_000 });
+    await createVm(d.api, kernelVm('onceph', { disks: [{ sizeGiB: 1, pool: 'ceph' }] }));
+    await row.locator('button.link').click();
+    await page
+      .locator('.volumes[data-volumes=ceph] td.mono', { hasText: /^vm-.*-disk0/ })
+      .waitFor({ timeout: 15_000 });
+    await closeToasts();
+    await shot('storage.png');
+    // removing a pool that holds a VM's disk is refused, with the VM named
+    await row.locator('[data-action=remove-pool]').click();
+    await page.click('.modal button.danger');
+    await page.locator('.modal .form-error', { hasText: 'onceph' }).waitFor({ timeout: 15_000 });
+    await page.click('.modal button:not(.danger)');
+    await d.api.request('DELETE', '/api/v1/vms/onceph?force=true');
+    await row.locator('[data-action=remove-pool]').click();
+    await page.click('.modal button.danger');
+    await row.waitFor({ state: 'detached', timeout: 15_000 });
     expect(pageErrors).toEqual([]);
   });
 

@@ -1,24 +1,19 @@
-import { afterAll, beforeAll, describe } from 'vitest';
+import { beforeAll, describe } from 'vitest';
 import { type ConformanceTarget, io, storageConformance } from '../../src/storage/conformance';
 import type { RbdPool } from '../../src/storage/rbd-pool';
-import { CephLab } from '../harness/ceph';
+import { sharedCephLab } from '../harness/ceph';
 
 describe('storage conformance: rbd (a real Ceph cluster)', () => {
-  let lab: CephLab;
   let pool: RbdPool;
   beforeAll(async () => {
-    lab = await CephLab.start();
-    pool = lab.rbdPool();
-  }, 180_000);
-  afterAll(async () => {
-    await lab?.[Symbol.asyncDispose]();
-  });
+    pool = (await (await sharedCephLab()).newPool()).rbdPool();
+  }, 300_000);
 
   let n = 0;
   const target = (): ConformanceTarget => ({
     driver: pool,
     async makeImage(name, sizeBytes, pattern) {
-      // an image is a volume of the pool that templates clones hang off
+      // an image is a volume of the pool that templates' clones hang off
       await pool.createVolume(name, sizeBytes);
       await io(pool, name, [`write -P ${pattern} 0 1M`]);
       return { format: 'raw' };

@@ -1,8 +1,8 @@
 import { useEffect, useState } from 'preact/hooks';
 
-/** Hash routes: #/ (dashboard), #/vms, #/vms/<id>/<tab>, #/hosts/<name>, #/cluster, #/events. */
+/** Hash routes: #/ (dashboard), #/vms, #/vms/<id>/<tab>, #/hosts/<name>, #/cluster, #/storage, #/events. */
 export interface Route {
-  view: 'dashboard' | 'vms' | 'vm' | 'host' | 'cluster' | 'events';
+  view: 'dashboard' | 'vms' | 'vm' | 'host' | 'cluster' | 'storage' | 'events';
   id?: string;
   tab?: string;
 }
@@ -14,6 +14,7 @@ export function parseRoute(hash: string): Route {
   if (parts[0] === 'hosts' && parts[1]) return { view: 'host', id: decodeURIComponent(parts[1]) };
   if (parts[0] === 'cluster') return { view: 'cluster' };
   if (parts[0] === 'events') return { view: 'events' };
+  if (parts[0] === 'storage') return { view: 'storage' };
   return { view: 'dashboard' };
 }
 

@@ -151,6 +151,10 @@ class FakeNode implements NodeApi {
   }
   async createVolume() {}
   async deleteVolume() {}
+  async configurePools(): Promise<void> {}
+  async listVolumes(): Promise<[]> {
+    return [];
+  }
   async deleteImageFile(pool: string, file: string) {
     throw new NfError('not_found', `no image ${file} in pool ${pool}`);
   }

@@ -139,6 +139,12 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
     ),
     deleteVolume: unary((r: pb.VolumeRequest) => empty(node.deleteVolume(r.pool, r.volume))),
     deleteImageFile: unary((r: pb.ImageFileRequest) => empty(node.deleteImageFile(r.pool, r.file))),
+    listVolumes: unary(async (r: pb.ListVolumesRequest) => ({
+      volumes: (await node.listVolumes(r.pool)).map((v) => ({ ...v })),
+    })),
+    configurePools: unary((r: pb.ConfigurePoolsRequest) =>
+      empty(node.configurePools(r.pools.map((p) => ({ ...p, type: p.type as 'rbd' })))),
+    ),
     hasProcess: unary((r: pb.VmRequest) => ({ hasProcess: node.hasProcess(r.id) })),
     forgetVm: unary(async (r: pb.VmRequest) => {
       await node.forgetVm(r.id);

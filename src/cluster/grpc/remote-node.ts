@@ -3,6 +3,7 @@
  * gRPC `Node` service with mutual TLS. The synchronous part of NodeApi (vmStatus, hasProcess,
  * onStatus) is answered from a cache fed by a WatchStatus stream that is kept open and reopened.
  */
+
 import {
   type CallOptions,
   type ClientReadableStream,
@@ -14,6 +15,8 @@ import {
 import { NfError } from '../../errors';
 import type { Point } from '../../node/series';
 import type { ConsoleStream, NodeApi, NodeInfo, StopOptions, VmStatus } from '../../node/types';
+import type { VolumeInfo } from '../../storage/driver';
+import type { SharedPoolConfig } from '../../storage/shared-pools';
 import { createLogger } from '../../util/log';
 import type { VmRunSpec } from '../../vmm/types';
 import * as pb from '../gen/neuroflow/v1/node';
@@ -239,6 +242,24 @@ export class RemoteNode implements NodeApi {
 
   async deleteVolume(pool: string, volume: string): Promise<void> {
     await this.call('DeleteVolume', this.client.deleteVolume, { pool, volume });
+  }
+
+  async listVolumes(pool: string): Promise<VolumeInfo[]> {
+    const r = await this.call('ListVolumes', this.client.listVolumes, { pool });
+    return r.volumes.map((v) => {
+      const out: VolumeInfo = {
+        name: v.name,
+        virtualBytes: Number(v.virtualBytes),
+        allocatedBytes: Number(v.allocatedBytes),
+        snapshots: v.snapshots,
+      };
+      if (v.parent !== undefined) out.parent = v.parent;
+      return out;
+    });
+  }
+
+  async configurePools(pools: SharedPoolConfig[]): Promise<void> {
+    await this.call('ConfigurePools', this.client.configurePools, { pools });
   }
 
   async deleteImageFile(pool: string, file: string): Promise<void> {

@@ -8,6 +8,7 @@ import { Dashboard } from './Dashboard';
 import { Events } from './Events';
 import { HostPage } from './HostPage';
 import { Login } from './Login';
+import { StoragePage } from './StoragePage';
 import { TasksPanel } from './TasksPanel';
 import { Toasts } from './Toasts';
 import { TopBar } from './TopBar';
@@ -51,6 +52,7 @@ export function App() {
         {route.view === 'vm' && <VmPage id={route.id!} tab={route.tab!} />}
         {route.view === 'host' && <HostPage name={route.id!} />}
         {route.view === 'cluster' && <ClusterPage />}
+        {route.view === 'storage' && <StoragePage />}
       </main>
       <TasksPanel />
       {creating && <CreateVmDialog onClose={() => setCreating(false)} />}

@@ -37,8 +37,8 @@ export function ClusterPage() {
       {error && <div class="form-error">{error}</div>}
       {single && (
         <p class="note single-host">
-          This host runs alone (<span class="mono">serve --dev</span>): embedded etcd on loopback, plain HTTP,
-          no certificates. Other hosts cannot join it; a cluster starts from{' '}
+          This host runs alone (<span class="mono">serve --dev</span>): embedded etcd on a local socket, plain
+          HTTP, no certificates. Other hosts cannot join it; a cluster starts from{' '}
           <span class="mono">neuroflow serve</span> without <span class="mono">--dev</span> on a new data
           directory.
         </p>
@@ -136,7 +136,7 @@ function EtcdMembers({ c }: { c: ClusterInfo }) {
     <div class="card section">
       <h3>etcd members</h3>
       {c.mode === 'single-host' ? (
-        <p class="muted">One embedded etcd on loopback, not shared with other hosts.</p>
+        <p class="muted">One embedded etcd on a local unix socket, not shared with other hosts.</p>
       ) : (
         <table class="grid etcd-table">
           <thead>

@@ -19,6 +19,7 @@ export function TopBar({ onCreate }: { onCreate: () => void }) {
         <a href="#/">Dashboard</a>
         <a href="#/vms">Virtual machines</a>
         <a href="#/cluster">Cluster</a>
+        <a href="#/storage">Storage</a>
         <a href="#/events">Events</a>
       </nav>
       <button type="button" class="primary" onClick={onCreate}>

@@ -1,0 +1,290 @@
+import { useEffect, useState } from 'preact/hooks';
+import { api, fmtBytes } from '../api';
+import { hostHref } from '../route';
+import { toast } from '../store';
+import { ConfirmDialog } from './ConfirmDialog';
+import { Meter } from './Meter';
+
+interface Pool {
+  name: string;
+  type: string;
+  capabilities: {
+    shared: boolean;
+    thin: boolean;
+    snapshots: boolean;
+    linkedClones: boolean;
+    liveResize: boolean;
+  };
+  totalBytes: number;
+  freeBytes: number;
+  hosts: { name: string; totalBytes: number; freeBytes: number }[];
+  rbd?: { pool: string; monitors: string[]; user: string };
+  description?: string;
+  vms: number;
+}
+
+interface Volume {
+  name: string;
+  virtualBytes: number;
+  allocatedBytes: number;
+  parent?: string;
+  snapshots: string[];
+}
+
+/** Storage: pools with capacity and the hosts that reach them, their volumes; add or remove a Ceph pool. */
+export function StoragePage() {
+  const [pools, setPools] = useState<Pool[] | undefined>();
+  const [error, setError] = useState('');
+  const [open, setOpen] = useState<string | undefined>();
+  const [remove, setRemove] = useState<{ name: string; error?: string; busy?: boolean } | undefined>();
+
+  async function load() {
+    try {
+      setPools(await api<Pool[]>('GET', '/pools'));
+      setError('');
+    } catch (e) {
+      setError((e as Error).message);
+    }
+  }
+  useEffect(() => {
+    load();
+    const t = setInterval(() => !document.hidden && load(), 5000);
+    return () => clearInterval(t);
+  }, []);
+
+  async function confirmRemove() {
+    if (!remove) return;
+    setRemove({ ...remove, busy: true });
+    try {
+      await api('DELETE', `/pools/${encodeURIComponent(remove.name)}`);
+      toast(`pool ${remove.name} removed`, 'info');
+      setRemove(undefined);
+      if (open === remove.name) setOpen(undefined);
+      await load();
+    } catch (e) {
+      setRemove({ ...remove, busy: false, error: (e as Error).message });
+    }
+  }
+
+  return (
+    <div class="storage-page">
+      <div class="vm-head">
+        <h2>Storage</h2>
+      </div>
+      {error && <div class="form-error">{error}</div>}
+      {!pools && !error && <div class="muted">Loading…</div>}
+      {pools && (
+        <table class="grid pools">
+          <thead>
+            <tr>
+              <th>Pool</th>
+              <th>Type</th>
+              <th>Scope</th>
+              <th>Capacity</th>
+              <th>Hosts</th>
+              <th>VMs</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {pools.map((p) => (
+              <tr key={p.name} data-pool={p.name}>
+                <td>
+                  <button
+                    type="button"
+                    class="link"
+                    onClick={() => setOpen(open === p.name ? undefined : p.name)}
+                  >
+                    {p.name}
+                  </button>
+                  {p.rbd && <div class="muted mono">ceph: {p.rbd.pool}</div>}
+                </td>
+                <td>{p.type}</td>
+                <td>{p.capabilities.shared ? 'shared' : 'per host'}</td>
+                <td class="mem-cell">
+                  {p.totalBytes > 0 ? (
+                    <>
+                      {fmtBytes(p.totalBytes - p.freeBytes)} used of {fmtBytes(p.totalBytes)}
+                      <Meter value={(p.totalBytes - p.freeBytes) / p.totalBytes} warn={0.8} />
+                    </>
+                  ) : (
+                    <span class="muted">not reported yet</span>
+                  )}
+                </td>
+                <td>
+                  {p.hosts.length === 0 ? (
+                    <span class="muted">none reach it</span>
+                  ) : (
+                    p.hosts.map((h, i) => (
+                      <>
+                        {i > 0 && ', '}
+                        <a href={hostHref(h.name)}>{h.name}</a>
+                      </>
+                    ))
+                  )}
+                </td>
+                <td>{p.vms}</td>
+                <td>
+                  {p.capabilities.shared && (
+                    <button
+                      type="button"
+                      data-action="remove-pool"
+                      onClick={() => setRemove({ name: p.name })}
+                    >
+                      Remove
+                    </button>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {open && pools?.some((p) => p.name === open) && <Volumes pool={pools.find((p) => p.name === open)!} />}
+      <AddCephPool onAdded={load} />
+      {remove && (
+        <ConfirmDialog
+          title={`Remove pool ${remove.name}?`}
+          confirm="Remove"
+          onConfirm={confirmRemove}
+          onCancel={() => setRemove(undefined)}
+          error={remove.error}
+          busy={remove.busy}
+        >
+          NeuroFlow stops using the pool; the Ceph pool and its images stay. It is refused while VMs or
+          volumes are in it.
+        </ConfirmDialog>
+      )}
+    </div>
+  );
+}
+
+function Volumes({ pool }: { pool: Pool }) {
+  const [volumes, setVolumes] = useState<Volume[] | undefined>();
+  const [error, setError] = useState('');
+  const [node, setNode] = useState(pool.capabilities.shared ? '' : (pool.hosts[0]?.name ?? ''));
+  useEffect(() => {
+    setVolumes(undefined);
+    const q = node ? `?node=${encodeURIComponent(node)}` : '';
+    api<Volume[]>('GET', `/pools/${encodeURIComponent(pool.name)}/volumes${q}`)
+      .then((v) => {
+        setVolumes(v);
+        setError('');
+      })
+      .catch((e) => setError((e as Error).message));
+  }, [pool.name, node]);
+  return (
+    <div class="card section volumes" data-volumes={pool.name}>
+      <h3>
+        Volumes in {pool.name}
+        {!pool.capabilities.shared && pool.hosts.length > 1 && (
+          <select value={node} onChange={(e) => setNode((e.target as HTMLSelectElement).value)}>
+            {pool.hosts.map((h) => (
+              <option value={h.name}>{h.name}</option>
+            ))}
+          </select>
+        )}
+      </h3>
+      {error && <div class="form-error">{error}</div>}
+      {volumes && volumes.length === 0 && <div class="muted">No volumes.</div>}
+      {volumes && volumes.length > 0 && (
+        <table class="grid">
+          <thead>
+            <tr>
+              <th>Volume</th>
+              <th>Size</th>
+              <th>Allocated</th>
+              <th>Parent</th>
+              <th>Snapshots</th>
+            </tr>
+          </thead>
+          <tbody>
+            {volumes.map((v) => (
+              <tr key={v.name} data-volume={v.name}>
+                <td class="mono">{v.name}</td>
+                <td>{fmtBytes(v.virtualBytes)}</td>
+                <td>{fmtBytes(v.allocatedBytes)}</td>
+                <td class="mono">{v.parent ?? ''}</td>
+                <td>{v.snapshots.join(', ')}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
+  );
+}
+
+/** Adds an existing Ceph pool: its monitors, user and key are tried by the API before anything is kept. */
+function AddCephPool({ onAdded }: { onAdded: () => Promise<void> }) {
+  const [f, setF] = useState({ name: '', pool: 'rbd', monitors: '', user: '', key: '' });
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+  const set = (k: keyof typeof f) => (e: Event) => setF({ ...f, [k]: (e.target as HTMLInputElement).value });
+  async function submit(e: Event) {
+    e.preventDefault();
+    setBusy(true);
+    setError('');
+    try {
+      await api('POST', '/pools', {
+        name: f.name,
+        type: 'rbd',
+        pool: f.pool,
+        monitors: f.monitors
+          .split(/[\s,]+/)
+          .map((m) => m.trim())
+          .filter(Boolean),
+        user: f.user,
+        key: f.key,
+      });
+      toast(`pool ${f.name} added`, 'info');
+      setF({ name: '', pool: 'rbd', monitors: '', user: '', key: '' });
+      await onAdded();
+    } catch (err) {
+      setError((err as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  }
+  return (
+    <form class="card form add-pool" noValidate onSubmit={submit}>
+      <h3>Add an existing Ceph pool</h3>
+      <label>
+        Name in NeuroFlow
+        <input name="name" value={f.name} onInput={set('name')} placeholder="ceph" />
+      </label>
+      <label>
+        Ceph pool
+        <input name="pool" value={f.pool} onInput={set('pool')} />
+      </label>
+      <label>
+        Monitors
+        <input
+          name="monitors"
+          value={f.monitors}
+          onInput={set('monitors')}
+          placeholder="10.0.0.1, 10.0.0.2"
+        />
+      </label>
+      <label>
+        cephx user
+        <input name="user" value={f.user} onInput={set('user')} placeholder="neuroflow (without client.)" />
+      </label>
+      <label>
+        Key
+        <input name="key" type="password" autocomplete="off" value={f.key} onInput={set('key')} />
+        <span class="hint">ceph auth get-key client.USER; stored, never shown again</span>
+      </label>
+      {error && (
+        <div class="form-error" role="alert">
+          {error}
+        </div>
+      )}
+      <div>
+        <button type="submit" class="primary" disabled={busy}>
+          {busy ? 'Checking…' : 'Add pool'}
+        </button>
+      </div>
+    </form>
+  );
+}
