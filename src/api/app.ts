@@ -15,6 +15,7 @@ import { nodeRoutes } from './routes/nodes';
 import { poolRoutes } from './routes/pools';
 import { systemRoutes } from './routes/system';
 import { taskRoutes } from './routes/tasks';
+import { vmDiskRoutes } from './routes/vm-disks';
 import { vmRoutes } from './routes/vms';
 import { uiRoutes } from './ui';
 
@@ -51,6 +52,7 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
   api.route('/events', eventRoutes(ctx));
   api.route('/vms', vmRoutes(ctx));
   api.route('/vms', guestRoutes(ctx));
+  api.route('/vms', vmDiskRoutes(ctx));
   api.route('/images', imageRoutes(ctx));
   api.route('/nodes', nodeRoutes(ctx));
   api.route('/pools', poolRoutes(ctx));

@@ -140,6 +140,20 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
         await api.request<Vm>('POST', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/${sub}${qs}`),
       );
     }
+    case 'resize': {
+      // vm resize NAME DISK SIZE_GIB: disks only grow; online while the VM runs
+      const disk = need(positionals, 2, 'disk (disk0, disk1, ...)');
+      const sizeGiB = Number(need(positionals, 3, 'new size in GiB'));
+      return show(
+        await api.request<Vm>(
+          'POST',
+          `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/disks/${enc(disk)}/resize`,
+          {
+            sizeGiB,
+          },
+        ),
+      );
+    }
     case 'delete':
       await api.request(
         'DELETE',

@@ -137,7 +137,8 @@ export class NodeRegistry {
       cpuModel: info.cpuModel,
       memoryTotalBytes: info.memoryTotalBytes,
       accelerator: info.accelerator,
-      pools: info.pools.map((p) => ({ ...p, freeBytes: roundTo(p.freeBytes, 1024 ** 3) })),
+      // free space in whole GiB, rounded down (fewer record writes; never more than there is)
+      pools: info.pools.map((p) => ({ ...p, freeBytes: Math.floor(p.freeBytes / 1024 ** 3) * 1024 ** 3 })),
       qemuVersion: info.qemuVersion,
     };
     await this.upsert(name, (cur) => {
@@ -225,8 +226,4 @@ export class NodeRegistry {
       cpuModel: n.info?.cpuModel ?? '',
     }));
   }
-}
-
-function roundTo(n: number, unit: number): number {
-  return Math.round(n / unit) * unit;
 }

@@ -103,6 +103,7 @@ class FakeNode implements RoutedNode {
     this.call(`delete-volume ${pool}/${volume}`);
   }
   async configurePools(): Promise<void> {}
+  async resizeVolume(): Promise<void> {}
   async listVolumes(): Promise<[]> {
     return [];
   }

@@ -190,6 +190,18 @@ export class NodeRouter implements NodeApi {
     return this.local.deleteVolume(pool, volume);
   }
 
+  /** Grows a VM's disk on the VM's host (through its QEMU when it runs). */
+  resizeVolume(
+    pool: string,
+    volume: string,
+    sizeBytes: number,
+    vm?: { id: string; disk: string },
+  ): Promise<void> {
+    return vm
+      ? this.vm(vm.id).resizeVolume(pool, volume, sizeBytes, vm)
+      : this.local.resizeVolume(pool, volume, sizeBytes);
+  }
+
   deleteImageFile(pool: string, file: string): Promise<void> {
     return this.local.deleteImageFile(pool, file);
   }

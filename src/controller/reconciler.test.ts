@@ -73,6 +73,7 @@ class FakeNode implements NodeApi {
   async createVolume(): Promise<void> {}
   async deleteVolume(): Promise<void> {}
   async configurePools(): Promise<void> {}
+  async resizeVolume(): Promise<void> {}
   async listVolumes(): Promise<[]> {
     return [];
   }

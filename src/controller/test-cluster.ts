@@ -106,6 +106,7 @@ export class FakeNode implements NodeApi {
     this.volumes.delete(`${pool}/${volume}`);
   }
   async configurePools(): Promise<void> {}
+  async resizeVolume(): Promise<void> {}
   async listVolumes(): Promise<[]> {
     return [];
   }

@@ -173,6 +173,44 @@ export class VmActions {
     });
   }
 
+  /**
+   * Grows a disk to sizeBytes: live through QEMU while the VM runs or is paused (the guest sees the new
+   * size at once), in the pool otherwise. Shrinking is refused; the record follows the disk.
+   */
+  diskResize(ref: string, diskId: string, sizeBytes: number): Promise<VmView> {
+    return this.act(ref, async (cur) => {
+      const vm = cur.value;
+      const disk = vm.disks.find((d) => d.id === diskId);
+      if (!disk)
+        throw new NfError(
+          'not_found',
+          `VM "${vm.name}" has no disk ${diskId} (it has ${vm.disks.map((d) => d.id).join(', ') || 'none'})`,
+        );
+      if (sizeBytes < disk.sizeBytes)
+        throw new NfError(
+          'validation_failed',
+          `disk ${diskId} of VM "${vm.name}" is ${disk.sizeBytes} bytes; it can grow, not shrink (asked ${sizeBytes})`,
+        );
+      if (sizeBytes === disk.sizeBytes) return;
+      if (!vm.node)
+        throw new NfError('invalid_state', `VM "${vm.name}" has no host yet; its disks do not exist`);
+      const state = this.node.vmStatus(vm.id).state;
+      const live = state === 'running' || state === 'paused';
+      await this.node.resizeVolume(
+        disk.pool,
+        disk.volume,
+        sizeBytes,
+        live ? { id: vm.id, disk: diskId } : undefined,
+      );
+      await this.reconciler.update(cur, (v) => {
+        const d = v.disks.find((x) => x.id === diskId);
+        if (!d || d.sizeBytes >= sizeBytes) return false;
+        d.sizeBytes = sizeBytes;
+        return true;
+      });
+    });
+  }
+
   private async freeze(id: string): Promise<boolean> {
     try {
       await this.node.guestCommand(id, 'guest-fsfreeze-freeze', undefined, { timeoutMs: 60_000 });

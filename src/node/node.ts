@@ -5,7 +5,7 @@ import { cpus, freemem, hostname, loadavg, release, totalmem, uptime } from 'nod
 import { dirname, join } from 'node:path';
 import { NfError } from '../errors';
 import { DirPool } from '../storage/dir-pool';
-import type { PoolUsage, StorageDriver, VolumeInfo } from '../storage/driver';
+import { growTo, type PoolUsage, type StorageDriver, type VolumeInfo } from '../storage/driver';
 import { openSharedPool, removeSharedPool, type SharedPoolConfig } from '../storage/shared-pools';
 import { writeFileAtomic } from '../util/fs';
 import type { HostPaths } from '../util/host-paths';
@@ -464,6 +464,30 @@ export class Node implements NodeApi {
       sizeBytes,
       backing ? { image: backing.file, format: backing.format } : undefined,
     );
+  }
+
+  async resizeVolume(
+    pool: string,
+    volume: string,
+    sizeBytes: number,
+    vm?: { id: string; disk: string },
+  ): Promise<void> {
+    const p = this.pool(pool);
+    const grow = async () => {
+      const info = await p.volumeInfo(volume);
+      const size = growTo(p.name, volume, info?.virtualBytes, sizeBytes);
+      if (size === undefined) return;
+      const instance = vm && this.instances.get(vm.id);
+      if (!instance) return p.resizeVolume(volume, size);
+      if (!p.capabilities.liveResize)
+        throw new NfError(
+          'invalid_state',
+          `pool ${p.name} (${p.type}) cannot grow a disk in use; stop the VM first`,
+        );
+      await instance.resizeDisk(vm.disk, size);
+    };
+    // Under the VM's lock: a start or stop does not race the resize.
+    return vm ? this.serialize(vm.id, grow) : grow();
   }
 
   async deleteVolume(pool: string, volume: string): Promise<void> {

@@ -95,6 +95,16 @@ export interface NodeApi {
     sizeBytes: number,
     backing?: { file: string; format: 'qcow2' | 'raw' },
   ): Promise<void>;
+  /**
+   * Grows a volume: through the VM's QEMU while vmId runs here (the guest sees the new size at once),
+   * else in the pool. Shrinking is refused (`validation_failed`).
+   */
+  resizeVolume(
+    pool: string,
+    volume: string,
+    sizeBytes: number,
+    vm?: { id: string; disk: string },
+  ): Promise<void>;
   /** Deletes a volume; a volume already gone is not an error. */
   deleteVolume(pool: string, volume: string): Promise<void>;
   /**

@@ -76,6 +76,8 @@ export interface VmInstance {
   /** Bytes read and written by all disks since the process started. */
   blockStats(): Promise<{ rd: number; wr: number }>;
   deleteDiskSnapshots(name: string, diskIds: string[]): Promise<void>;
+  /** Grows a disk while the guest runs (QMP block_resize on its top node); the guest sees the new size. */
+  resizeDisk(diskId: string, sizeBytes: number): Promise<void>;
   /** Resolves once the process is gone. */
   readonly exited: Promise<ExitInfo>;
   /** Called when the guest opens or closes a virtio-serial port (the agent starting or going away). */

@@ -91,6 +91,16 @@ describe('shared storage: an existing Ceph RBD pool, used by VMs', () => {
       ).trim(),
     ).toBe('nf-rbd-data');
 
+    // grown online on RBD: the guest sees 2 GiB
+    await d.api.request('POST', `/api/v1/vms/${vm.id}/disks/disk0/resize`, { sizeGiB: 2 });
+    await waitFor(
+      async () =>
+        (await guestRun(d.api, d.dataDir, vm.id, 'cat /sys/block/vda/size')).trim() ===
+        String(4 * 1024 * 1024),
+      { timeoutMs: 20_000, what: 'the guest to see the grown RBD disk' },
+    );
+    expect((await ceph.rbdPool().volumeInfo(vm.disks[0]!.volume))?.virtualBytes).toBe(2 * 1024 ** 3);
+
     const inUse = (await rejection(d.api.request('DELETE', '/api/v1/pools/ceph'))) as NfError;
     expect(inUse.code).toBe('in_use');
     expect(inUse.message).toContain('rbd1');

@@ -152,6 +152,7 @@ class FakeNode implements NodeApi {
   async createVolume() {}
   async deleteVolume() {}
   async configurePools(): Promise<void> {}
+  async resizeVolume(): Promise<void> {}
   async listVolumes(): Promise<[]> {
     return [];
   }

@@ -138,6 +138,16 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
       ),
     ),
     deleteVolume: unary((r: pb.VolumeRequest) => empty(node.deleteVolume(r.pool, r.volume))),
+    resizeVolume: unary((r: pb.ResizeVolumeRequest) =>
+      empty(
+        node.resizeVolume(
+          r.pool,
+          r.volume,
+          Number(r.sizeBytes),
+          r.vmId && r.diskId ? { id: r.vmId, disk: r.diskId } : undefined,
+        ),
+      ),
+    ),
     deleteImageFile: unary((r: pb.ImageFileRequest) => empty(node.deleteImageFile(r.pool, r.file))),
     listVolumes: unary(async (r: pb.ListVolumesRequest) => ({
       volumes: (await node.listVolumes(r.pool)).map((v) => ({ ...v })),

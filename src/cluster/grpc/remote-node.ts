@@ -240,6 +240,20 @@ export class RemoteNode implements NodeApi {
     await this.call('CreateVolume', this.client.createVolume, req);
   }
 
+  async resizeVolume(
+    pool: string,
+    volume: string,
+    sizeBytes: number,
+    vm?: { id: string; disk: string },
+  ): Promise<void> {
+    const req: pb.ResizeVolumeRequest = { pool, volume, sizeBytes };
+    if (vm) {
+      req.vmId = vm.id;
+      req.diskId = vm.disk;
+    }
+    await this.call('ResizeVolume', this.client.resizeVolume, req);
+  }
+
   async deleteVolume(pool: string, volume: string): Promise<void> {
     await this.call('DeleteVolume', this.client.deleteVolume, { pool, volume });
   }

@@ -153,6 +153,10 @@ export class QemuInstance implements VmInstance {
     return { rd, wr };
   }
 
+  async resizeDisk(diskId: string, sizeBytes: number): Promise<void> {
+    await this.exec('block_resize', { 'node-name': diskId, size: sizeBytes });
+  }
+
   async deleteDiskSnapshots(name: string, diskIds: string[]): Promise<void> {
     for (const device of diskIds) {
       try {

@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, fmtBytes, type Vm } from '../api';
 import { hostHref } from '../route';
+import { refreshVms, toast } from '../store';
 import { StateBadge } from './StateBadge';
 
 interface GuestFacts {
@@ -8,6 +9,59 @@ interface GuestFacts {
   hostname?: string;
   ips?: string[];
   uptimeSec?: number | null;
+}
+
+/** Grows a disk (online while the VM runs); the API's refusal shows beside the field. */
+function GrowDisk({ vm, disk }: { vm: Vm; disk: Vm['disks'][number] }) {
+  const [open, setOpen] = useState(false);
+  const [size, setSize] = useState(String(Math.ceil(disk.sizeBytes / 1024 ** 3) + 1));
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+  if (!open)
+    return (
+      <button type="button" class="link grow-disk" onClick={() => setOpen(true)}>
+        Grow…
+      </button>
+    );
+  async function submit(e: Event) {
+    e.preventDefault();
+    setBusy(true);
+    setError('');
+    try {
+      await api('POST', `/vms/${vm.id}/disks/${disk.id}/resize`, { sizeGiB: Number(size) });
+      toast(`disk ${disk.id} of ${vm.name} is now ${size} GiB`, 'info');
+      setOpen(false);
+      await refreshVms();
+    } catch (err) {
+      setError((err as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  }
+  return (
+    <form class="inline-form grow-form" onSubmit={submit}>
+      <input
+        name="sizeGiB"
+        type="number"
+        min="1"
+        step="1"
+        value={size}
+        onInput={(e) => setSize((e.target as HTMLInputElement).value)}
+      />{' '}
+      GiB{' '}
+      <button type="submit" class="primary" disabled={busy}>
+        Grow
+      </button>{' '}
+      <button type="button" onClick={() => setOpen(false)}>
+        Cancel
+      </button>
+      {error && (
+        <div class="form-error" role="alert">
+          {error}
+        </div>
+      )}
+    </form>
+  );
 }
 
 export function VmSummary({ vm }: { vm: Vm }) {
@@ -60,9 +114,9 @@ export function VmSummary({ vm }: { vm: Vm }) {
           {vm.disks.map((d, i) => (
             <>
               <dt>Disk {i}</dt>
-              <dd>
+              <dd class="disk" data-disk={d.id}>
                 {fmtBytes(d.sizeBytes)} on {d.pool}
-                {d.image ? ` (from ${d.image})` : ''}
+                {d.image ? ` (from ${d.image})` : ''} <GrowDisk vm={vm} disk={d} />
               </dd>
             </>
           ))}

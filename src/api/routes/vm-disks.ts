@@ -1,0 +1,50 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import type { ApiContext } from '../context';
+import { errors, json } from '../openapi';
+import { newRouter } from '../router';
+import { VmSchema } from '../schemas';
+
+const MiB = 1024 ** 2;
+
+const DiskParams = z.object({
+  id: z.string().openapi({ param: { name: 'id', in: 'path' }, description: 'VM id or name' }),
+  disk: z.string().openapi({ param: { name: 'disk', in: 'path' }, example: 'disk0' }),
+});
+
+export const ResizeDiskBody = z
+  .strictObject({
+    sizeGiB: z
+      .number()
+      .positive()
+      .max(65_536)
+      .refine((g) => Number.isInteger(g * 1024), 'a whole number of MiB (GiB × 1024 must be an integer)')
+      .openapi({ description: 'The new size; disks only grow', example: 20 }),
+  })
+  .openapi('ResizeDisk');
+
+/** A VM's disks: grow one (online while the VM runs). */
+export function vmDiskRoutes(ctx: ApiContext) {
+  const r = newRouter();
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/{id}/disks/{disk}/resize',
+      tags: ['VMs'],
+      summary: 'Grow a disk; while the VM runs the guest sees the new size at once (QMP block_resize)',
+      request: {
+        params: DiskParams,
+        body: { content: { 'application/json': { schema: ResizeDiskBody } }, required: true },
+      },
+      responses: { 200: json(VmSchema, 'The VM afterwards'), ...errors },
+    }),
+    async (c) => {
+      const { id, disk } = c.req.valid('param');
+      const bytes = Math.round(c.req.valid('json').sizeGiB * 1024) * MiB;
+      const vm = await ctx.tasks.run('vm.disk.resize', `${id}/${disk}`, c.get('user'), () =>
+        ctx.actions.diskResize(id, disk, bytes),
+      );
+      return c.json(vm, 200);
+    },
+  );
+  return r;
+}
