@@ -8,6 +8,7 @@ import { ConsoleProxy } from './api/console';
 import type { ApiContext } from './api/context';
 import { EventBus, type LiveEvent } from './api/events';
 import { hashPassword, type PasswordHash, SessionStore } from './api/sessions';
+import { CephService } from './ceph/service';
 import {
   type ClusterConfig,
   foundCluster,
@@ -389,6 +390,14 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   // Image files live in this host's dir pools only (shared pools are added to `pools` at run time).
   const images = new ImageService(store, new Map(pools), hostPaths, nodeName, router);
   const poolService = new PoolService(store, router);
+  // Integrated Ceph: this host's daemons are adopted (or started) and supervised like etcd.
+  const ceph = new CephService(dataDir, store, nodeName, cfg?.address ?? opts.host, hostPaths, () =>
+    poolService.pushAll(),
+  );
+  await ceph
+    .start()
+    .catch((err) => log.error('cannot start the Ceph daemons', { err: (err as Error).message }));
+  cleanup.push(() => ceph.stop());
   // This host reaches the shared pools from the start (a worker gets them when a controller connects).
   await poolService
     .pushTo(nodeName)
@@ -523,6 +532,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     actions,
     images,
     pools: poolService,
+    ceph,
     guest: new GuestService(vms, router),
     console: consoleProxy,
     sessions: new SessionStore(cluster ? cluster.rootPassword : rootPassword!),

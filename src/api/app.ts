@@ -7,6 +7,7 @@ import type { ApiContext, Env } from './context';
 import { requestMetrics } from './metrics';
 import { newRouter } from './router';
 import { authRoutes } from './routes/auth';
+import { cephRoutes } from './routes/ceph';
 import { clusterRoutes } from './routes/cluster';
 import { eventRoutes } from './routes/events';
 import { guestRoutes } from './routes/guest';
@@ -56,6 +57,7 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
   api.route('/images', imageRoutes(ctx));
   api.route('/nodes', nodeRoutes(ctx));
   api.route('/pools', poolRoutes(ctx));
+  api.route('/ceph', cephRoutes(ctx));
   api.route('/cluster', clusterRoutes(ctx));
   api.route('/tasks', taskRoutes(ctx));
   app.route('/api/v1', api);

@@ -1,3 +1,4 @@
+import type { CephService } from '../ceph/service';
 import type { JoinService } from '../cluster/join';
 import type { Leadership } from '../cluster/leadership';
 import type { EtcdMembership } from '../cluster/membership';
@@ -34,6 +35,7 @@ export interface ApiContext {
   actions: VmActions;
   images: ImageService;
   pools: PoolService;
+  ceph: CephService;
   guest: GuestService;
   console: ConsoleProxy;
   sessions: SessionStore;

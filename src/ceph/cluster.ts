@@ -217,12 +217,16 @@ export class CephCluster {
     };
   }
 
-  /** Waits until health is OK and every PG active+clean. */
-  async waitHealthy(timeoutMs: number): Promise<CephHealth> {
+  /**
+   * Waits until health is OK and every PG active+clean; `tolerate` names checks that may stay (a lab on a
+   * fuller disk than Ceph likes: MON_DISK_LOW).
+   */
+  async waitHealthy(timeoutMs: number, tolerate: string[] = []): Promise<CephHealth> {
     return waitFor(
       async () => {
         const h = await this.health().catch(() => undefined);
-        if (!h || h.status !== 'HEALTH_OK') return undefined;
+        if (!h || (h.status !== 'HEALTH_OK' && !h.checks.every((c) => tolerate.includes(c.name))))
+          return undefined;
         return (h.pgs.byState['active+clean'] ?? 0) === h.pgs.total ? h : undefined;
       },
       { timeoutMs, intervalMs: 500, what: 'Ceph to be HEALTH_OK with every PG active+clean' },

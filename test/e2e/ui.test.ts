@@ -449,6 +449,25 @@ describe('web UI', () => {
     expect(pageErrors).toEqual([]);
   });
 
+  it('sets up the integrated Ceph on this host from the Storage page, with an OSD, offered as pool "ceph"', async () => {
+    const mon = `127.${1 + Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}`;
+    await page.goto(`${d.url}/#/storage`);
+    await page.locator('.ceph-bootstrap').waitFor({ timeout: 15_000 });
+    await page.fill('.ceph-bootstrap input[name=size]', '1');
+    await page.fill('.ceph-bootstrap input[name=minSize]', '1');
+    await page.fill('.ceph-bootstrap input[name=monitorAddress]', mon);
+    await page.click('.ceph-bootstrap button[type=submit]');
+    await page.locator('.ceph-card .warning-text', { hasText: 'one copy' }).waitFor({ timeout: 90_000 });
+    await page.locator('.storage-page tr[data-pool=ceph]').waitFor({ timeout: 15_000 });
+    await page.fill('.add-osd input[name=device]', join(d.dataDir, 'osd0.img'));
+    await page.fill('.add-osd input[name=sizeGiB]', '4');
+    await page.click('.add-osd button[type=submit]');
+    await page.locator('.ceph-card .osds', { hasText: '1 up, 1 in, of 1' }).waitFor({ timeout: 120_000 });
+    await closeToasts();
+    await page.locator('.ceph-card').screenshot({ path: join(SHOTS, 'ceph.png') });
+    expect(pageErrors).toEqual([]);
+  });
+
   it('logs out: the session is gone, and the API refuses the old cookie', async () => {
     const cookiesBefore = await page.context().cookies();
     await page.locator('.topbar button', { hasText: 'Log out' }).click();

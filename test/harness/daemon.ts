@@ -112,6 +112,15 @@ export class TestDaemon implements AsyncDisposable {
       );
   }
 
+  /** Ceph daemons of this data dir's integrated cluster (their argv names its ceph.conf). */
+  cephPids(): number[] {
+    const conf = join(this.dataDir, 'ceph', 'ceph.conf');
+    return readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .map(Number)
+      .filter((pid) => (procCmdline(pid) ?? []).includes(conf));
+  }
+
   etcdPid(): number | undefined {
     const pid = readPidfile(join(this.dataDir, 'etcd', 'etcd.pid'));
     return pid && pidAlive(pid) ? pid : undefined;
@@ -122,6 +131,7 @@ export class TestDaemon implements AsyncDisposable {
     const pids = [...this.qemuPids()];
     const etcd = this.etcdPid();
     if (etcd) pids.push(etcd);
+    pids.push(...this.cephPids());
     await killAll(pids);
     rmSync(this.dataDir, { recursive: true, force: true });
   }

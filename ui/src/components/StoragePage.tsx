@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, fmtBytes } from '../api';
 import { hostHref } from '../route';
-import { toast } from '../store';
+import { toast, useStore } from '../store';
 import { ConfirmDialog } from './ConfirmDialog';
 import { Meter } from './Meter';
 
@@ -33,24 +33,9 @@ interface Volume {
 
 /** Storage: pools with capacity and the hosts that reach them, their volumes; add or remove a Ceph pool. */
 export function StoragePage() {
-  const [pools, setPools] = useState<Pool[] | undefined>();
-  const [error, setError] = useState('');
+  const { data: pools, error, reload: load } = usePolled<Pool[]>('/pools');
   const [open, setOpen] = useState<string | undefined>();
   const [remove, setRemove] = useState<{ name: string; error?: string; busy?: boolean } | undefined>();
-
-  async function load() {
-    try {
-      setPools(await api<Pool[]>('GET', '/pools'));
-      setError('');
-    } catch (e) {
-      setError((e as Error).message);
-    }
-  }
-  useEffect(() => {
-    load();
-    const t = setInterval(() => !document.hidden && load(), 5000);
-    return () => clearInterval(t);
-  }, []);
 
   async function confirmRemove() {
     if (!remove) return;
@@ -141,6 +126,7 @@ export function StoragePage() {
         </table>
       )}
       {open && pools?.some((p) => p.name === open) && <Volumes pool={pools.find((p) => p.name === open)!} />}
+      <CephCard onChange={load} />
       <AddCephPool onAdded={load} />
       {remove && (
         <ConfirmDialog
@@ -287,4 +273,204 @@ function AddCephPool({ onAdded }: { onAdded: () => Promise<void> }) {
       </div>
     </form>
   );
+}
+
+interface CephStatus {
+  configured: boolean;
+  health?: {
+    status: string;
+    checks: { name: string; severity: string; summary: string }[];
+    mons: { total: number; inQuorum: string[] };
+    osds: { total: number; up: number; in: number };
+    pgs: { total: number; byState: Record<string, number> };
+  };
+  daemons: { entity: string; pid?: number; restarts: number }[];
+  pool?: { name: string; size: number; minSize: number; warning?: string };
+}
+
+/** The integrated Ceph cluster: health, daemons; set it up on this host; add an OSD. */
+function CephCard({ onChange }: { onChange: () => Promise<void> }) {
+  const s = useStore();
+  const polled = usePolled<CephStatus>('/ceph');
+  const [done, setSt] = useState<CephStatus | undefined>();
+  const st = done ?? polled.data;
+  const [failed, setError] = useState('');
+  const error = failed || polled.error;
+  const [busy, setBusy] = useState('');
+  const [boot, setBoot] = useState({ size: '3', minSize: '2', monitorAddress: '' });
+  const [osd, setOsd] = useState({ node: '', device: '', sizeGiB: '' });
+  async function run(what: string, fn: () => Promise<CephStatus>) {
+    setBusy(what);
+    setError('');
+    try {
+      setSt(await fn());
+      await Promise.all([onChange(), polled.reload()]);
+      setSt(undefined);
+    } catch (e) {
+      setError((e as Error).message);
+    } finally {
+      setBusy('');
+    }
+  }
+  const bootstrap = (e: Event) => {
+    e.preventDefault();
+    const body: Record<string, unknown> = { size: Number(boot.size), minSize: Number(boot.minSize) };
+    if (boot.monitorAddress) body.monitorAddress = boot.monitorAddress;
+    return run('bootstrap', () => api<CephStatus>('POST', '/ceph', body));
+  };
+  const addOsd = (e: Event) => {
+    e.preventDefault();
+    const body: Record<string, unknown> = { node: osd.node || s.nodes[0]?.name, device: osd.device };
+    if (osd.sizeGiB) body.sizeGiB = Number(osd.sizeGiB);
+    return run('osd', () => api<CephStatus>('POST', '/ceph/osds', body));
+  };
+  const h = st?.health;
+  const clean = h ? (h.pgs.byState['active+clean'] ?? 0) : 0;
+  return (
+    <div class="card section ceph-card">
+      <h3>Integrated Ceph</h3>
+      {error && (
+        <div class="form-error" role="alert">
+          {error}
+        </div>
+      )}
+      {st && !st.configured && (
+        <form class="form ceph-bootstrap" noValidate onSubmit={bootstrap}>
+          <p class="muted">
+            Not set up. NeuroFlow can run Ceph on this host (a monitor, a manager, then OSDs on its disks) and
+            offer it as the shared pool <span class="mono">ceph</span>.
+          </p>
+          <label>
+            Copies of every block
+            <input
+              name="size"
+              type="number"
+              min="1"
+              max="10"
+              value={boot.size}
+              onInput={(e) => setBoot({ ...boot, size: (e.target as HTMLInputElement).value })}
+            />
+            <span class="hint">3 for a real cluster; 1 keeps a single copy (a failed disk loses data)</span>
+          </label>
+          <label>
+            Copies needed for I/O
+            <input
+              name="minSize"
+              type="number"
+              min="1"
+              max="10"
+              value={boot.minSize}
+              onInput={(e) => setBoot({ ...boot, minSize: (e.target as HTMLInputElement).value })}
+            />
+          </label>
+          <label>
+            Monitor address
+            <input
+              name="monitorAddress"
+              value={boot.monitorAddress}
+              placeholder="this host's address"
+              onInput={(e) => setBoot({ ...boot, monitorAddress: (e.target as HTMLInputElement).value })}
+            />
+          </label>
+          <button type="submit" class="primary" disabled={!!busy}>
+            {busy === 'bootstrap' ? 'Setting up…' : 'Set up Ceph on this host'}
+          </button>
+        </form>
+      )}
+      {st?.configured && h && (
+        <>
+          <dl class="ceph-health">
+            <dt>Health</dt>
+            <dd class={`health ${h.status}`}>{h.status}</dd>
+            {h.checks.map((c) => (
+              <>
+                <dt>{c.name}</dt>
+                <dd class="muted">{c.summary}</dd>
+              </>
+            ))}
+            <dt>Monitors</dt>
+            <dd>
+              {h.mons.inQuorum.length} of {h.mons.total} in quorum
+            </dd>
+            <dt>OSDs</dt>
+            <dd class="osds">
+              {h.osds.up} up, {h.osds.in} in, of {h.osds.total}
+            </dd>
+            <dt>Placement groups</dt>
+            <dd>
+              {clean} of {h.pgs.total} active+clean
+              {h.pgs.total > 0 && <Meter value={clean / h.pgs.total} warn={2} />}
+            </dd>
+            {st.pool && (
+              <>
+                <dt>Replicas</dt>
+                <dd>
+                  {st.pool.size} (I/O needs {st.pool.minSize})
+                  {st.pool.warning && <div class="warning-text">{st.pool.warning}</div>}
+                </dd>
+              </>
+            )}
+            <dt>Daemons here</dt>
+            <dd class="mono">
+              {st.daemons
+                .map(
+                  (d) =>
+                    `${d.entity}${d.pid ? '' : ' (down)'}${d.restarts ? ` (restarted ${d.restarts}×)` : ''}`,
+                )
+                .join(', ')}
+            </dd>
+          </dl>
+          <form class="toolbar add-osd" onSubmit={addOsd}>
+            <select
+              name="node"
+              value={osd.node || s.nodes[0]?.name}
+              onChange={(e) => setOsd({ ...osd, node: (e.target as HTMLSelectElement).value })}
+            >
+              {s.nodes.map((n) => (
+                <option value={n.name}>{n.name}</option>
+              ))}
+            </select>
+            <input
+              name="device"
+              placeholder="/dev/sdb, or a file"
+              value={osd.device}
+              onInput={(e) => setOsd({ ...osd, device: (e.target as HTMLInputElement).value })}
+            />
+            <input
+              name="sizeGiB"
+              type="number"
+              min="1"
+              placeholder="GiB (new file)"
+              value={osd.sizeGiB}
+              onInput={(e) => setOsd({ ...osd, sizeGiB: (e.target as HTMLInputElement).value })}
+            />
+            <button type="submit" disabled={!!busy}>
+              {busy === 'osd' ? 'Making the OSD…' : 'Add OSD'}
+            </button>
+            <span class="hint">Everything on the disk is lost.</span>
+          </form>
+        </>
+      )}
+    </div>
+  );
+}
+
+/** GET path now and every `everyMs` while the page is visible; the last answer or the error. */
+function usePolled<T>(path: string, everyMs = 5000) {
+  const [data, setData] = useState<T | undefined>();
+  const [error, setError] = useState('');
+  const reload = async () => {
+    try {
+      setData(await api<T>('GET', path));
+      setError('');
+    } catch (e) {
+      setError((e as Error).message);
+    }
+  };
+  useEffect(() => {
+    reload();
+    const t = setInterval(() => !document.hidden && reload(), everyMs);
+    return () => clearInterval(t);
+  }, [path]);
+  return { data, error, reload };
 }
