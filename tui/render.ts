@@ -5,7 +5,7 @@
  */
 import type { HostStatus } from './actions';
 import type { FieldSpec, FormState } from './forms';
-import { clusterText } from './status';
+import { cephText, clusterText } from './status';
 
 /** Escapes text for blessed tags. */
 export function esc(s: string): string {
@@ -76,6 +76,8 @@ export function renderMain(
     bottom.push(`  Management IP:  ${esc(s.management.ip ?? s.management.text)}`);
     bottom.push(`  Network:        ${esc(s.management.detail)}`);
     bottom.push(`  Cluster:        ${esc(clusterText(s.cluster))}`);
+    if (s.probe.ceph)
+      bottom.push(`  Ceph:           ${esc(fitText(cephText(s.probe.ceph), width - 20).trimEnd())}`);
     const warnings: string[] = [];
     if (s.configError) warnings.push(`Config: ${s.configError}`);
     if (s.management.warning) warnings.push(s.management.warning);

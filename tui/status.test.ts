@@ -2,10 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { defaultConfig, parseConfig } from '../src/appliance/config';
 import { clusterProgress } from './actions';
 import {
+  cephText,
   clusterText,
   clusterView,
   lastServeError,
   managementView,
+  probeApi,
   readableLogLine,
   sshStatusLines,
 } from './status';
@@ -220,5 +222,56 @@ describe('SSH in the Troubleshooting menu', () => {
       }),
     ).toEqual(['Not running: dropbear exited (1); dropbear is started again at 2030-01-01T10:00:02.000Z']);
     expect(sshStatusLines({ ...base, running: false, until: null, message: 'SSH is disabled' })).toEqual([]);
+  });
+});
+
+describe('the Ceph line', () => {
+  it('reads the integrated Ceph from the API and says it in one line', async () => {
+    let configured = true;
+    const server = Bun.serve({
+      port: 0,
+      hostname: '127.0.0.1',
+      fetch(req) {
+        const path = new URL(req.url).pathname;
+        if (path === '/api/v1/health') return Response.json({ status: 'ok', version: '0.1.0' });
+        if (path === '/api/v1/cluster')
+          return Response.json({ name: 'prod', mode: 'cluster', leader: 'esx1' });
+        if (path === '/api/v1/nodes') return Response.json([]);
+        if (path === '/api/v1/ceph')
+          return Response.json(
+            configured
+              ? {
+                  configured: true,
+                  daemons: [],
+                  health: {
+                    status: 'HEALTH_WARN',
+                    checks: [{ name: 'OSD_DOWN', severity: 'HEALTH_WARN', summary: '1 osds down' }],
+                    mons: { total: 3, inQuorum: ['a', 'b', 'c'] },
+                    osds: { total: 6, up: 5, in: 6 },
+                    pgs: { total: 64, byState: {} },
+                  },
+                }
+              : { configured: false, daemons: [] },
+          );
+        return new Response('no', { status: 404 });
+      },
+    });
+    try {
+      const ep = { url: `http://127.0.0.1:${server.port}`, token: 't' };
+      const probe = await probeApi(ep);
+      expect(probe.ceph).toEqual({
+        health: 'HEALTH_WARN',
+        monsInQuorum: 3,
+        mons: 3,
+        osdsUp: 5,
+        osds: 6,
+        check: '1 osds down',
+      });
+      expect(cephText(probe.ceph!)).toBe('HEALTH_WARN, 3/3 monitors in quorum, 5/6 OSDs up (1 osds down)');
+      configured = false;
+      expect((await probeApi(ep)).ceph).toBeUndefined();
+    } finally {
+      server.stop(true);
+    }
   });
 });

@@ -23,6 +23,25 @@ export interface ApiProbe {
   /** With the admin token (only on the host that founded the cluster). */
   cluster?: { name: string; mode: string; leader: string | null };
   nodes?: { name: string; state: string; role: string }[];
+  /** The integrated Ceph cluster, when this host runs one. */
+  ceph?: CephSummary;
+}
+
+export interface CephSummary {
+  health: string;
+  monsInQuorum: number;
+  mons: number;
+  osdsUp: number;
+  osds: number;
+  /** The first health check, when health is not OK. */
+  check?: string;
+}
+
+/** One line for the console: `HEALTH_OK, 3/3 monitors in quorum, 6/6 OSDs up`. */
+export function cephText(c: CephSummary): string {
+  return `${c.health}, ${c.monsInQuorum}/${c.mons} monitors in quorum, ${c.osdsUp}/${c.osds} OSDs up${
+    c.check ? ` (${c.check})` : ''
+  }`;
 }
 
 export interface ApiEndpoint {
@@ -93,6 +112,26 @@ export async function probeApi(ep: ApiEndpoint, timeoutMs = 1500): Promise<ApiPr
         state: x.state,
         role: x.role,
       }));
+    const ceph = await getJson(ep, '/api/v1/ceph', timeoutMs, true);
+    const b = ceph.body as {
+      configured?: boolean;
+      health?: {
+        status: string;
+        checks: { summary: string }[];
+        mons: { total: number; inQuorum: string[] };
+        osds: { total: number; up: number };
+      };
+    };
+    if (ceph.status === 200 && b.configured && b.health) {
+      probe.ceph = {
+        health: b.health.status,
+        monsInQuorum: b.health.mons.inQuorum.length,
+        mons: b.health.mons.total,
+        osdsUp: b.health.osds.up,
+        osds: b.health.osds.total,
+      };
+      if (b.health.checks[0]) probe.ceph.check = b.health.checks[0].summary;
+    }
   } catch {}
   return probe;
 }
