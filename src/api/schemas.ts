@@ -209,8 +209,26 @@ export const ImageSchema = z
     sha256: z.string(),
     createdAt: z.string(),
     source: z.string().optional(),
+    node: z
+      .string()
+      .optional()
+      .openapi({ description: 'The host whose pool holds it (not for a shared pool)' }),
+    shared: z.boolean().optional().openapi({
+      description: 'In a shared pool: every host clones VM disks from it; it pins no VM to a host',
+    }),
   })
   .openapi('Image');
+
+export const CopyImageBody = z
+  .strictObject({
+    pool: z.string().min(1).openapi({ description: 'A shared pool (type rbd)', example: 'ceph' }),
+    name: z
+      .string()
+      .regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/)
+      .optional()
+      .openapi({ description: 'The new image (default: NAME-POOL)' }),
+  })
+  .openapi('CopyImage');
 
 export const ImportImageBody = z
   .strictObject({

@@ -446,7 +446,7 @@ export async function imageCommand(argv: string[], out: Out): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { ...GLOBAL, sha256: { type: 'string' } },
+    options: { ...GLOBAL, sha256: { type: 'string' }, pool: { type: 'string' }, name: { type: 'string' } },
   });
   const api = client(values);
   const [sub] = positionals;
@@ -496,12 +496,28 @@ export async function imageCommand(argv: string[], out: Out): Promise<void> {
       );
       return;
     }
+    case 'copy': {
+      // image copy NAME --pool POOL [--name NEW]: into a shared pool, for linked clones on every host
+      const body: Record<string, string> = { pool: values.pool ?? need([], 0, '--pool (a shared pool)') };
+      if (values.name) body.name = values.name;
+      out(
+        JSON.stringify(
+          await api.request('POST', `/api/v1/images/${enc(need(positionals, 1, 'image name'))}/copy`, body),
+          null,
+          2,
+        ),
+      );
+      return;
+    }
     case 'delete':
       await api.request('DELETE', `/api/v1/images/${enc(need(positionals, 1, 'image name'))}`);
       out(`deleted ${positionals[1]}`);
       return;
     default:
-      throw new NfError('validation_failed', 'use: image list|import NAME PATH|upload NAME FILE|delete NAME');
+      throw new NfError(
+        'validation_failed',
+        'use: image list|import NAME PATH|upload NAME FILE|copy NAME --pool POOL [--name NEW]|delete NAME',
+      );
   }
 }
 

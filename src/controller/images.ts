@@ -4,6 +4,7 @@ import { open, rename, rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { NfError } from '../errors';
+import type { NodeApi } from '../node/types';
 import type { DirPool } from '../storage/dir-pool';
 import { imageInfo } from '../storage/qemu-img';
 import { findByRef } from '../store/lookup';
@@ -23,7 +24,7 @@ export class ImageService {
     /** This host (images land in its pools) and the way to reach the host of an image to delete it. */
     private readonly nodeName: string,
     private readonly nodes: {
-      on(name: string): { deleteImageFile(pool: string, file: string): Promise<void> };
+      on(name: string): Pick<NodeApi, 'deleteImageFile' | 'copyImage'>;
     },
   ) {}
 
@@ -62,6 +63,68 @@ export class ImageService {
     maxBytes?: number;
   }): Promise<ImageRecord> {
     return this.ingest({ ...opts, source: 'upload' });
+  }
+
+  /**
+   * Copies a disk image into a shared pool (Ceph RBD) as a new image: VMs on every host then clone their
+   * disks from it (linked clones), and it pins no VM to a host. Runs on the host that holds the source.
+   */
+  async copyToPool(ref: string, opts: { pool: string; name?: string }): Promise<ImageRecord> {
+    const src = (await this.find(ref)).value;
+    if (src.kind !== 'disk')
+      throw new NfError(
+        'validation_failed',
+        `image "${src.name}" is an ISO; only disk images go to a shared pool so far`,
+      );
+    if (src.shared) throw new NfError('validation_failed', `image "${src.name}" is in a shared pool already`);
+    if (!(await this.store.get(keys.pool(opts.pool))))
+      throw new NfError(
+        'validation_failed',
+        `"${opts.pool}" is not a shared storage pool (see GET /api/v1/pools)`,
+      );
+    const name = opts.name ?? `${src.name}-${opts.pool}`;
+    if (await this.store.get(keys.imageName(name)))
+      throw new NfError('already_exists', `an image named "${name}" already exists; give another name`);
+    const id = randomUUID();
+    const volume = `img-${id}`;
+    const host = this.nodes.on(src.node ?? this.nodeName);
+    const format = src.format === 'raw' ? 'raw' : 'qcow2';
+    const size = await host.copyImage(
+      { pool: src.pool, file: src.file, format },
+      { pool: opts.pool, volume },
+    );
+    const rec: ImageRecord = {
+      id,
+      name,
+      kind: 'disk',
+      format: 'raw',
+      pool: opts.pool,
+      shared: true,
+      file: volume,
+      sizeBytes: size,
+      virtualSizeBytes: size,
+      // the source file's: the copy is the same content as raw
+      sha256: src.sha256,
+      createdAt: new Date().toISOString(),
+      source: `image:${src.name}`,
+    };
+    try {
+      await this.store.txn(
+        {
+          when: [{ key: keys.imageName(name), absent: true }],
+          put: [
+            { key: keys.image(id), value: rec },
+            { key: keys.imageName(name), value: id },
+          ],
+        },
+        `an image named "${name}" was just created by someone else`,
+      );
+    } catch (err) {
+      if (!(await this.store.get(keys.image(id)).catch(() => undefined)))
+        await host.deleteImageFile(opts.pool, volume).catch(() => {});
+      throw err;
+    }
+    return rec;
   }
 
   async delete(ref: string): Promise<void> {

@@ -103,6 +103,9 @@ class FakeNode implements RoutedNode {
     this.call(`delete-volume ${pool}/${volume}`);
   }
   async configurePools(): Promise<void> {}
+  async copyImage(): Promise<number> {
+    return 0;
+  }
   async resizeVolume(): Promise<void> {}
   async listVolumes(): Promise<[]> {
     return [];

@@ -206,6 +206,14 @@ export class NodeRouter implements NodeApi {
     return this.local.deleteImageFile(pool, file);
   }
 
+  /** Copies an image of this host into a shared pool (use on(name) for another host). */
+  copyImage(
+    src: { pool: string; file: string; format: 'qcow2' | 'raw' },
+    dst: { pool: string; volume: string },
+  ): Promise<number> {
+    return this.local.copyImage(src, dst);
+  }
+
   /** Volumes of a pool of this host (use on(name) for another host). */
   listVolumes(pool: string): Promise<VolumeInfo[]> {
     return this.local.listVolumes(pool);

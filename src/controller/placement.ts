@@ -241,7 +241,10 @@ export async function loadClusterState(
     store.list<NetworkRecord>(keys.networks),
     store.list<ImageRecord>(keys.images),
   ]);
-  const imageNode = new Map(images.map((i) => [i.value.id, i.value.node ?? router.localName]));
+  // Images on one host's pool pin the VMs made from them there; images in a shared pool do not.
+  const imageNode = new Map(
+    images.filter((i) => !i.value.shared).map((i) => [i.value.id, i.value.node ?? router.localName]),
+  );
   const state = new ClusterState(
     await registry.schedNodes(
       networks.map((n) => n.value.name),

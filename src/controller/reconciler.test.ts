@@ -73,6 +73,9 @@ class FakeNode implements NodeApi {
   async createVolume(): Promise<void> {}
   async deleteVolume(): Promise<void> {}
   async configurePools(): Promise<void> {}
+  async copyImage(): Promise<number> {
+    return 0;
+  }
   async resizeVolume(): Promise<void> {}
   async listVolumes(): Promise<[]> {
     return [];

@@ -116,6 +116,8 @@ export interface ImageRecord {
   pool: string;
   /** The host whose pool holds the file (absent in records from before clusters: the first host). */
   node?: string;
+  /** In a shared pool (an RBD image every host reaches): it pins no VM to a host. */
+  shared?: boolean;
   file: string;
   sizeBytes: number;
   virtualSizeBytes: number;

@@ -106,6 +106,9 @@ export class FakeNode implements NodeApi {
     this.volumes.delete(`${pool}/${volume}`);
   }
   async configurePools(): Promise<void> {}
+  async copyImage(): Promise<number> {
+    return 0;
+  }
   async resizeVolume(): Promise<void> {}
   async listVolumes(): Promise<[]> {
     return [];

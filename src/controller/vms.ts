@@ -124,7 +124,21 @@ export class VmService {
     return view;
   }
 
+  /**
+   * Creates a VM. VMs made from the same image at once each re-write the image record (so that a delete
+   * racing them fails instead); the one that loses that compare-and-swap is validated and written again.
+   */
   async create(input: CreateVmInput): Promise<VmView> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.createOnce(input);
+      } catch (err) {
+        if (!(err instanceof ImageRaced) || attempt >= 8) throw err instanceof ImageRaced ? err.cause : err;
+      }
+    }
+  }
+
+  private async createOnce(input: CreateVmInput): Promise<VmView> {
     // 1. Validate everything that can be checked without side effects.
     if (await this.store.get(keys.vmName(input.name))) {
       throw new NfError('already_exists', `a VM named "${input.name}" already exists; pick another name`);
@@ -247,7 +261,11 @@ export class VmService {
     } catch (err) {
       // etcd retries a transaction whose reply was lost: it may have committed after all.
       if (!(await this.store.get<VmRecord>(keys.vm(id)).catch(() => undefined))) {
-        if (NfError.isCode(err, 'conflict')) throw new NfError('already_exists', err.message);
+        if (NfError.isCode(err, 'conflict')) {
+          // The name still free: an image the VM uses changed (another VM from it, just now). Again.
+          if (!(await this.store.get(keys.vmName(vm.name)))) throw new ImageRaced(err);
+          throw new NfError('already_exists', err.message);
+        }
         throw err;
       }
     }
@@ -390,6 +408,13 @@ export class VmService {
 }
 
 export type { VmStatus };
+
+/** A create lost its compare-and-swap on an image record, not on the name: it is tried again. */
+class ImageRaced extends Error {
+  constructor(override readonly cause: NfError) {
+    super(cause.message);
+  }
+}
 
 function bootView(b: BootRecord): Record<string, unknown> {
   if ('cdrom' in b) return { cdrom: 'image' in b.cdrom ? { image: b.cdrom.image } : { path: b.cdrom.path } };

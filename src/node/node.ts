@@ -4,8 +4,10 @@ import { connect } from 'node:net';
 import { cpus, freemem, hostname, loadavg, release, totalmem, uptime } from 'node:os';
 import { dirname, join } from 'node:path';
 import { NfError } from '../errors';
+import { nestBlockdev } from '../storage/blockdev';
 import { DirPool } from '../storage/dir-pool';
 import { growTo, type PoolUsage, type StorageDriver, type VolumeInfo } from '../storage/driver';
+import { imageInfo, qemuImg } from '../storage/qemu-img';
 import { openSharedPool, removeSharedPool, type SharedPoolConfig } from '../storage/shared-pools';
 import { writeFileAtomic } from '../util/fs';
 import type { HostPaths } from '../util/host-paths';
@@ -537,7 +539,42 @@ export class Node implements NodeApi {
   }
 
   async deleteImageFile(pool: string, file: string): Promise<void> {
+    const p = this.pool(pool);
+    // an image in a shared pool is a volume there (refused while linked clones hang off it)
+    if (p.capabilities.shared) return p.deleteVolume(file);
     await rm(this.imagePool(pool).imagePath(file), { force: true });
+  }
+
+  async copyImage(
+    src: { pool: string; file: string; format: 'qcow2' | 'raw' },
+    dst: { pool: string; volume: string },
+  ): Promise<number> {
+    const from = this.imagePool(src.pool).imagePath(src.file);
+    const to = this.pool(dst.pool);
+    if (!to.capabilities.shared || !to.capabilities.linkedClones)
+      throw new NfError(
+        'validation_failed',
+        `pool ${dst.pool} (${to.type}) is not a shared pool with linked clones`,
+      );
+    if (await to.volumeInfo(dst.volume))
+      throw new NfError('already_exists', `pool ${dst.pool} already has a volume ${dst.volume}`);
+    const size = (await imageInfo(from, src.format)).virtualSize;
+    const rounded = Math.ceil(size / 1024 ** 2) * 1024 ** 2;
+    await to.createVolume(dst.volume, rounded);
+    try {
+      // raw into the volume the driver made (its features, its size), through QEMU's own block layer: the
+      // driver's protocol node under a raw format node
+      const top = nestBlockdev(to.blockdev(dst.volume, 'dst'));
+      const target = top.driver === 'raw' || top.driver === 'qcow2' ? top : { driver: 'raw', file: top };
+      await qemuImg(
+        ['convert', '-q', '-n', '-f', src.format, from, `json:${JSON.stringify(target)}`],
+        3_600_000,
+      );
+    } catch (err) {
+      await to.deleteVolume(dst.volume).catch(() => {});
+      throw err;
+    }
+    return rounded;
   }
 
   /**

@@ -114,6 +114,14 @@ export interface NodeApi {
   configurePools(pools: SharedPoolConfig[]): Promise<void>;
   /** The volumes of one of the host's pools, with their sizes, parent image and snapshots. */
   listVolumes(pool: string): Promise<VolumeInfo[]>;
+  /**
+   * Copies an image file of one of the host's dir pools into a shared pool as a raw volume (the image a
+   * linked clone hangs off); returns its virtual size. The target must not exist.
+   */
+  copyImage(
+    src: { pool: string; file: string; format: 'qcow2' | 'raw' },
+    dst: { pool: string; volume: string },
+  ): Promise<number>;
   /** Deletes an image file from one of the node's pools. */
   deleteImageFile(pool: string, file: string): Promise<void>;
   /** True while a QEMU process of this VM exists (managed, or alive but unreachable). */

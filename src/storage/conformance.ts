@@ -5,7 +5,11 @@
  */
 import { expect, it } from 'vitest';
 import { rejection } from '../../test/harness/errors';
-import type { BlockdevNode, StorageDriver } from './driver';
+import { nestBlockdev } from './blockdev';
+import type { StorageDriver } from './driver';
+
+export { nestBlockdev };
+
 import { qemuIo } from './qemu-img';
 
 const MiB = 1024 ** 2;
@@ -14,21 +18,6 @@ export interface ConformanceTarget {
   driver: StorageDriver;
   /** Makes an image in the pool that volumes can be cloned from, holding `pattern` in its first MiB. */
   makeImage(name: string, sizeBytes: number, pattern: number): Promise<{ format: 'qcow2' | 'raw' }>;
-}
-
-/** QEMU's nested option form of a -blockdev node list (references to other nodes inlined). */
-export function nestBlockdev(nodes: BlockdevNode[]): Record<string, unknown> {
-  const byName = new Map(nodes.map((n) => [n['node-name'], n]));
-  const nest = (n: BlockdevNode): Record<string, unknown> => {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(n)) {
-      if (k === 'node-name' || k === 'auto-read-only') continue;
-      const ref = typeof v === 'string' && k === 'file' ? byName.get(v) : undefined;
-      out[k] = ref ? nest(ref) : v;
-    }
-    return out;
-  };
-  return nest(nodes.at(-1)!);
 }
 
 /** Runs qemu-io commands on a volume through the driver's description of it. */

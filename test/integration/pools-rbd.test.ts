@@ -4,7 +4,7 @@ import { waitFor } from '../../src/util/wait';
 import { type SharedLab, sharedCephLab } from '../harness/ceph';
 import { TestDaemon } from '../harness/daemon';
 import { rejection } from '../harness/errors';
-import { BOOTED } from '../harness/guest';
+import { BOOTED, testGuest } from '../harness/guest';
 import { guestRun, waitConsole } from '../harness/serial';
 import { createVm, kernelVm, vmAction } from '../harness/vms';
 
@@ -100,6 +100,31 @@ describe('shared storage: an existing Ceph RBD pool, used by VMs', () => {
       { timeoutMs: 20_000, what: 'the guest to see the grown RBD disk' },
     );
     expect((await ceph.rbdPool().volumeInfo(vm.disks[0]!.volume))?.virtualBytes).toBe(2 * 1024 ** 3);
+
+    // a disk image copied into the pool: two VMs are linked clones of it, and one boots with its data
+    await d.api.request('POST', '/api/v1/images/import', { name: 'data', path: testGuest().dataDisk });
+    const img = await d.api.request<{ id: string; name: string; pool: string; shared: boolean }>(
+      'POST',
+      '/api/v1/images/data/copy',
+      { pool: 'ceph' },
+    );
+    expect(img).toMatchObject({ name: 'data-ceph', pool: 'ceph', shared: true });
+    const clones = await Promise.all(
+      ['clone1', 'clone2'].map((name) =>
+        createVm(d.api, kernelVm(name, { disks: [{ image: 'data-ceph', pool: 'ceph' }] })),
+      ),
+    );
+    const vols = await d.api.request<{ name: string; parent?: string }[]>(
+      'GET',
+      '/api/v1/pools/ceph/volumes',
+    );
+    for (const c of clones) expect(vols.find((v) => v.name === c.disks[0]!.volume)?.parent).toMatch(/^img-/);
+    await vmAction(d.api, clones[0]!.id, 'start');
+    await waitConsole(d.api, clones[0]!.id, /NEUROFLOW-TEST-GUEST: data=\/data/);
+    const imgDelete = await rejection(d.api.request('DELETE', '/api/v1/images/data-ceph'));
+    expect(imgDelete.code).toBe('in_use');
+    for (const c of clones) await d.api.request('DELETE', `/api/v1/vms/${c.id}?force=true`);
+    await d.api.request('DELETE', '/api/v1/images/data-ceph');
 
     const inUse = (await rejection(d.api.request('DELETE', '/api/v1/pools/ceph'))) as NfError;
     expect(inUse.code).toBe('in_use');

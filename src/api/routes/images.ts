@@ -3,7 +3,7 @@ import { NfError } from '../../errors';
 import type { ApiContext } from '../context';
 import { errors, json } from '../openapi';
 import { newRouter } from '../router';
-import { IdParam, ImageSchema, ImportImageBody, UploadImageQuery } from '../schemas';
+import { CopyImageBody, IdParam, ImageSchema, ImportImageBody, UploadImageQuery } from '../schemas';
 
 const TAG = ['Images'];
 
@@ -88,6 +88,27 @@ export function imageRoutes(ctx: ApiContext) {
       const { id } = c.req.valid('param');
       await ctx.tasks.run('image.delete', id, c.get('user'), () => ctx.images.delete(id));
       return c.body(null, 204);
+    },
+  );
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/{id}/copy',
+      tags: TAG,
+      summary: 'Copy a disk image into a shared pool: VMs on every host then use it as linked clones',
+      request: {
+        params: IdParam,
+        body: { content: { 'application/json': { schema: CopyImageBody } }, required: true },
+      },
+      responses: { 201: json(ImageSchema, 'The new image'), ...errors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const b = c.req.valid('json');
+      const img = await ctx.tasks.run('image.copy', `${id}->${b.pool}`, c.get('user'), () =>
+        ctx.images.copyToPool(id, b),
+      );
+      return c.json(view(img), 201);
     },
   );
   return r;

@@ -152,6 +152,9 @@ class FakeNode implements NodeApi {
   async createVolume() {}
   async deleteVolume() {}
   async configurePools(): Promise<void> {}
+  async copyImage(): Promise<number> {
+    return 0;
+  }
   async resizeVolume(): Promise<void> {}
   async listVolumes(): Promise<[]> {
     return [];

@@ -149,6 +149,12 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
       ),
     ),
     deleteImageFile: unary((r: pb.ImageFileRequest) => empty(node.deleteImageFile(r.pool, r.file))),
+    copyImage: unary(async (r: pb.CopyImageRequest) => ({
+      sizeBytes: await node.copyImage(
+        { pool: r.srcPool, file: r.srcFile, format: r.srcFormat === 'raw' ? 'raw' : 'qcow2' },
+        { pool: r.dstPool, volume: r.dstVolume },
+      ),
+    })),
     listVolumes: unary(async (r: pb.ListVolumesRequest) => ({
       volumes: (await node.listVolumes(r.pool)).map((v) => ({ ...v })),
     })),

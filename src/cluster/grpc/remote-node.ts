@@ -258,6 +258,20 @@ export class RemoteNode implements NodeApi {
     await this.call('DeleteVolume', this.client.deleteVolume, { pool, volume });
   }
 
+  async copyImage(
+    src: { pool: string; file: string; format: 'qcow2' | 'raw' },
+    dst: { pool: string; volume: string },
+  ): Promise<number> {
+    const r = await this.call('CopyImage', this.client.copyImage, {
+      srcPool: src.pool,
+      srcFile: src.file,
+      srcFormat: src.format,
+      dstPool: dst.pool,
+      dstVolume: dst.volume,
+    });
+    return Number(r.sizeBytes);
+  }
+
   async listVolumes(pool: string): Promise<VolumeInfo[]> {
     const r = await this.call('ListVolumes', this.client.listVolumes, { pool });
     return r.volumes.map((v) => {
