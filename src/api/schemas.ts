@@ -146,8 +146,13 @@ export const VmSchema = z
         volume: z.string(),
         sizeBytes: z.number(),
         image: z.string().optional(),
+        cloneOf: z
+          .object({ vm: z.string(), disk: z.string() })
+          .optional()
+          .openapi({ description: 'A linked clone of this template disk' }),
       }),
     ),
+    template: z.boolean().optional().openapi({ description: 'A template: never powered on; clone it' }),
     networks: z.array(z.object({ id: z.string(), network: z.string(), mac: z.string() })),
     boot: z.record(z.string(), z.unknown()),
     pid: z.number().optional(),

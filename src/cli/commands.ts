@@ -140,6 +140,17 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
         await api.request<Vm>('POST', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/${sub}${qs}`),
       );
     }
+    case 'template':
+      return show(
+        await api.request<Vm>('POST', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/template`),
+      );
+    case 'clone':
+      // vm clone TEMPLATE NEW: linked clones of the template's disks
+      return show(
+        await api.request<Vm>('POST', `/api/v1/vms/${enc(need(positionals, 1, 'template name'))}/clone`, {
+          name: need(positionals, 2, 'name of the new VM'),
+        }),
+      );
     case 'resize': {
       // vm resize NAME DISK SIZE_GIB: disks only grow; online while the VM runs
       const disk = need(positionals, 2, 'disk (disk0, disk1, ...)');

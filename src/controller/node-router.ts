@@ -1,6 +1,6 @@
 import { NfError } from '../errors';
 import type { Point } from '../node/series';
-import type { ConsoleStream, NodeApi, NodeInfo, StopOptions, VmStatus } from '../node/types';
+import type { ConsoleStream, NodeApi, NodeInfo, StopOptions, VmStatus, VolumeBacking } from '../node/types';
 import type { VolumeInfo } from '../storage/driver';
 import type { SharedPoolConfig } from '../storage/shared-pools';
 import type { VmRunSpec } from '../vmm/types';
@@ -177,12 +177,7 @@ export class NodeRouter implements NodeApi {
     return this.vm(id).openConsole(id);
   }
 
-  createVolume(
-    pool: string,
-    volume: string,
-    sizeBytes: number,
-    backing?: { file: string; format: 'qcow2' | 'raw' },
-  ): Promise<void> {
+  createVolume(pool: string, volume: string, sizeBytes: number, backing?: VolumeBacking): Promise<void> {
     return this.local.createVolume(pool, volume, sizeBytes, backing);
   }
 

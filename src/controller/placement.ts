@@ -1,4 +1,5 @@
 import { NfError, toNfError } from '../errors';
+import type { VolumeBacking } from '../node/types';
 import type { Store, Versioned } from '../store/store';
 import { createLogger } from '../util/log';
 import type { NodeRegistry } from './node-registry';
@@ -186,11 +187,13 @@ export class Placement {
     const created: { pool: string; volume: string }[] = [];
     try {
       for (const d of cur.value.disks) {
-        let backing: { file: string; format: 'qcow2' | 'raw' } | undefined;
+        let backing: VolumeBacking | undefined;
         if (d.image) {
           const img = images.find((i) => i.value.id === d.image);
           if (!img) throw new NfError('not_found', `image ${d.image} of disk ${d.id} is gone`);
           backing = { file: img.value.file, format: img.value.format === 'raw' ? 'raw' : 'qcow2' };
+        } else if (d.cloneOf) {
+          backing = await this.templateDisk(d.cloneOf, d.pool);
         }
         await api.createVolume(d.pool, d.volume, d.sizeBytes, backing);
         created.push(d);
@@ -214,6 +217,17 @@ export class Placement {
       }
       throw err;
     }
+  }
+
+  /** The template disk a linked clone hangs off, as a backing volume of the same pool. */
+  private async templateDisk(of: { vm: string; disk: string }, pool: string): Promise<VolumeBacking> {
+    const tpl = (await this.store.get<VmRecord>(keys.vm(of.vm)))?.value;
+    const disk = tpl?.disks.find((x) => x.id === of.disk);
+    if (!tpl?.template || !disk || disk.pool !== pool)
+      throw new NfError('not_found', `template disk ${of.vm}/${of.disk} is gone`);
+    // qcow2 files in a dir pool; raw images in a shared (RBD) one
+    const shared = !!(await this.store.get(keys.pool(pool)));
+    return { file: disk.volume, format: shared ? 'raw' : 'qcow2', volume: true };
   }
 
   private async markPending(cur: Versioned<VmRecord>, reason: string): Promise<void> {
@@ -241,10 +255,15 @@ export async function loadClusterState(
     store.list<NetworkRecord>(keys.networks),
     store.list<ImageRecord>(keys.images),
   ]);
-  // Images on one host's pool pin the VMs made from them there; images in a shared pool do not.
+  // Images on one host's pool pin the VMs made from them there; images in a shared pool do not. So do
+  // templates (their linked clones hang off their disks) with disks in a host's pool.
   const imageNode = new Map(
     images.filter((i) => !i.value.shared).map((i) => [i.value.id, i.value.node ?? router.localName]),
   );
+  const shared = new Set((await store.list<{ name: string }>(keys.pools)).map((p) => p.value.name));
+  for (const v of vms)
+    if (v.value.template && v.value.node && v.value.disks.some((d) => !shared.has(d.pool)))
+      imageNode.set(`template:${v.value.id}`, v.value.node);
   const state = new ClusterState(
     await registry.schedNodes(
       networks.map((n) => n.value.name),
@@ -282,7 +301,11 @@ export function toSched(vm: VmRecord, imageNode: Map<string, string>, opts = { p
   if (!opts.pins) return s;
   const pins = new Set<string>();
   if (vm.placement?.node) pins.add(vm.placement.node);
-  for (const d of vm.disks) if (d.image && imageNode.has(d.image)) pins.add(imageNode.get(d.image)!);
+  for (const d of vm.disks) {
+    if (d.image && imageNode.has(d.image)) pins.add(imageNode.get(d.image)!);
+    const tpl = d.cloneOf && imageNode.get(`template:${d.cloneOf.vm}`);
+    if (tpl) pins.add(tpl);
+  }
   if ('cdrom' in vm.boot && 'image' in vm.boot.cdrom && imageNode.has(vm.boot.cdrom.image))
     pins.add(imageNode.get(vm.boot.cdrom.image)!);
   if (pins.size > 1)

@@ -38,6 +38,8 @@ export interface DiskRecord {
   sizeBytes: number;
   /** The image this disk was cloned from (its backing file); the image cannot be deleted meanwhile. */
   image?: string;
+  /** A linked clone of a template's disk; the template cannot be deleted meanwhile. */
+  cloneOf?: { vm: string; disk: string };
 }
 
 export interface NicRecord {
@@ -88,6 +90,8 @@ export interface VmRecord {
   /** The guest agent channel (absent in records from before it existed: on). */
   agent?: boolean;
   snapshots: SnapshotRecord[];
+  /** A template: never powered on; linked clones are made from its disks (POST /vms/{id}/clone). */
+  template?: boolean;
   /** Desired power state; the reconciler makes the node match it. */
   power: PowerState;
   /** Bumped on every change of `power`, so a failed attempt is tied to the request that caused it. */

@@ -29,6 +29,7 @@ export class VmActions {
 
   start(ref: string): Promise<VmView> {
     return this.act(ref, async (cur) => {
+      this.notTemplate(cur.value, 'start');
       if (!cur.value.node)
         throw new NfError(
           'invalid_state',
@@ -100,9 +101,36 @@ export class VmActions {
     });
   }
 
+  /**
+   * Turns a stopped VM into a template, as vSphere does: it is never powered on again, its disks stay as
+   * they are, and linked clones are made from them (VmService.clone).
+   */
+  toTemplate(ref: string): Promise<VmView> {
+    return this.act(ref, async (cur) => {
+      const vm = cur.value;
+      if (vm.template) throw new NfError('invalid_state', `VM "${vm.name}" is a template already`);
+      if (!vm.node)
+        throw new NfError('invalid_state', `VM "${vm.name}" has no host yet; its disks do not exist`);
+      if (vm.disks.length === 0)
+        throw new NfError('invalid_state', `VM "${vm.name}" has no disks to clone from`);
+      const state = this.node.vmStatus(vm.id).state;
+      if (vm.power !== 'stopped' || this.node.hasProcess(vm.id))
+        throw new NfError(
+          'invalid_state',
+          `VM "${vm.name}" is ${state}; stop it before making it a template`,
+        );
+      await this.reconciler.update(cur, (v) => {
+        if (v.power !== 'stopped') return false;
+        v.template = true;
+        return true;
+      });
+    });
+  }
+
   snapshotCreate(ref: string, name: string, description?: string): Promise<VmView> {
     return this.act(ref, async (cur) => {
       const vm = cur.value;
+      this.notTemplate(vm, 'snapshot');
       if (vm.snapshots.some((s) => s.name === name)) {
         throw new NfError('already_exists', `VM "${vm.name}" already has a snapshot named "${name}"`);
       }
@@ -139,6 +167,7 @@ export class VmActions {
   snapshotDelete(ref: string, name: string): Promise<VmView> {
     return this.act(ref, async (cur) => {
       const vm = cur.value;
+      this.notTemplate(vm, 'delete a snapshot of');
       this.snapshot(vm, name);
       await this.node.deleteVmSnapshot(vm.id, name, vm.disks);
       await this.vms.store.txn({
@@ -161,6 +190,7 @@ export class VmActions {
   snapshotRevert(ref: string, name: string): Promise<VmView> {
     return this.act(ref, async (cur) => {
       const vm = cur.value;
+      this.notTemplate(vm, 'revert');
       this.snapshot(vm, name);
       const state = this.node.vmStatus(vm.id).state;
       if (state === 'running' || state === 'paused') {
@@ -180,6 +210,7 @@ export class VmActions {
   diskResize(ref: string, diskId: string, sizeBytes: number): Promise<VmView> {
     return this.act(ref, async (cur) => {
       const vm = cur.value;
+      this.notTemplate(vm, 'resize a disk of');
       const disk = vm.disks.find((d) => d.id === diskId);
       if (!disk)
         throw new NfError(
@@ -250,6 +281,15 @@ export class VmActions {
     const snap = vm.snapshots.find((s) => s.name === name);
     if (!snap) throw new NfError('not_found', `VM "${vm.name}" has no snapshot named "${name}"`);
     return snap;
+  }
+
+  /** Templates are never powered on and their disks never change: clones hang off them. */
+  private notTemplate(vm: VmRecord, action: string): void {
+    if (vm.template)
+      throw new NfError(
+        'invalid_state',
+        `cannot ${action} "${vm.name}": it is a template; clone it (POST /api/v1/vms/${vm.id}/clone)`,
+      );
   }
 
   private require(vm: VmRecord, state: 'running' | 'paused', action: string): void {

@@ -300,11 +300,79 @@ export class VmService {
     return (rec ?? (await this.find(id))).value;
   }
 
+  /**
+   * A new VM with a template's hardware and linked clones of its disks (new MAC addresses). Placed like
+   * any new VM: anywhere the pools reach for shared disks, on the template's host for local ones.
+   */
+  async clone(ref: string, input: { name: string; description?: string }): Promise<VmView> {
+    const src = await this.find(ref);
+    const t = src.value;
+    if (!t.template)
+      throw new NfError(
+        'invalid_state',
+        `VM "${t.name}" is not a template; make it one first (POST /api/v1/vms/${t.id}/template)`,
+      );
+    if (await this.store.get(keys.vmName(input.name)))
+      throw new NfError('already_exists', `a VM named "${input.name}" already exists; pick another name`);
+    const id = randomUUID();
+    const now = new Date().toISOString();
+    const vm: VmRecord = {
+      id,
+      name: input.name,
+      node: '',
+      vcpus: t.vcpus,
+      memoryMiB: t.memoryMiB,
+      machine: t.machine,
+      disks: t.disks.map((d) => ({
+        id: d.id,
+        pool: d.pool,
+        volume: `vm-${id}-${d.id}.qcow2`,
+        sizeBytes: d.sizeBytes,
+        cloneOf: { vm: t.id, disk: d.id },
+      })),
+      networks: t.networks.map((n) => ({ ...n, mac: randomMac() })),
+      boot: structuredClone(t.boot),
+      snapshots: [],
+      power: 'stopped',
+      generation: 1,
+      createdAt: now,
+      updatedAt: now,
+    };
+    if (t.agent === false) vm.agent = false;
+    if (input.description !== undefined) vm.description = input.description;
+    await this.store.txn(
+      {
+        // the template as it was read: a delete or a change of it meanwhile fails this clone
+        when: [
+          { key: keys.vmName(vm.name), absent: true },
+          { key: src.key, revision: src.revision },
+        ],
+        put: [
+          { key: keys.vm(id), value: vm },
+          { key: keys.vmName(vm.name), value: id },
+        ],
+      },
+      `a VM named "${vm.name}" was just created, or template "${t.name}" changed; retry`,
+    );
+    this.onCreated?.();
+    return this.view(await this.waitPlaced(id, this.placeWaitMs));
+  }
+
   async delete(ref: string, force: boolean): Promise<void> {
     const first = await this.find(ref);
     await this.reconciler.lock.run(first.value.id, async () => {
       const cur = await this.find(first.value.id);
       const vm = cur.value;
+      if (vm.template) {
+        const clones = (await this.store.list<VmRecord>(keys.vms))
+          .filter((v) => v.value.disks.some((d) => d.cloneOf?.vm === vm.id))
+          .map((v) => v.value.name);
+        if (clones.length > 0)
+          throw new NfError(
+            'in_use',
+            `template "${vm.name}" has ${clones.length} linked clone(s): ${clones.slice(0, 10).join(', ')}; delete them first`,
+          );
+      }
       // A host removed from the cluster (forced) took the VM's disks with it: only the record is left.
       const hostGone = !!vm.node && !(await this.store.get(keys.node(vm.node)));
       if (vm.node && !hostGone && !(await this.node.reach(vm.node)))

@@ -21,7 +21,7 @@ import type { VmInstance, VmmDriver, VmRunSpec } from '../vmm/types';
 import { AgentTracker } from './agent';
 import { MetricsCollector, type VmSampleSource } from './metrics';
 import type { Point } from './series';
-import type { ConsoleStream, NodeApi, NodeInfo, StopOptions, VmStatus } from './types';
+import type { ConsoleStream, NodeApi, NodeInfo, StopOptions, VmStatus, VolumeBacking } from './types';
 
 const log = createLogger('node');
 const VM_ID = /^[0-9a-f-]{36}$/;
@@ -459,12 +459,14 @@ export class Node implements NodeApi {
     pool: string,
     volume: string,
     sizeBytes: number,
-    backing?: { file: string; format: 'qcow2' | 'raw' },
+    backing?: VolumeBacking,
   ): Promise<void> {
     await this.pool(pool).createVolume(
       volume,
       sizeBytes,
-      backing ? { image: backing.file, format: backing.format } : undefined,
+      backing
+        ? { image: backing.file, format: backing.format, ...(backing.volume ? { volume: true } : {}) }
+        : undefined,
     );
   }
 

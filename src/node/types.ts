@@ -50,6 +50,13 @@ export interface ConsoleStream {
  * What the controller may ask of a node. On one host the controller calls this directly; in a cluster
  * the gRPC service implements the same interface on the wire.
  */
+/** What a new volume is a linked clone of: an image file of the pool, or (`volume`) a volume (a template's disk). */
+export interface VolumeBacking {
+  file: string;
+  format: 'qcow2' | 'raw';
+  volume?: boolean;
+}
+
 export interface NodeApi {
   info(): Promise<NodeInfo>;
   vmStatus(id: string): VmStatus;
@@ -89,12 +96,7 @@ export interface NodeApi {
    * cleanup; any other existing file under that name is refused with `already_exists`, never replaced.
    * Volume names carry their VM's id (`vm-<uuid>-disk<n>.qcow2`), so the same name is the same VM's disk.
    */
-  createVolume(
-    pool: string,
-    volume: string,
-    sizeBytes: number,
-    backing?: { file: string; format: 'qcow2' | 'raw' },
-  ): Promise<void>;
+  createVolume(pool: string, volume: string, sizeBytes: number, backing?: VolumeBacking): Promise<void>;
   /**
    * Grows a volume: through the VM's QEMU while vmId runs here (the guest sees the new size at once),
    * else in the pool. Shrinking is refused (`validation_failed`).

@@ -91,7 +91,12 @@ export class DirPool implements StorageDriver {
   }
 
   createVolume(volume: string, sizeBytes: number | undefined, clone?: CloneSource): Promise<void> {
-    const backing = clone ? { path: this.imagePath(clone.image), format: clone.format } : undefined;
+    const backing = clone
+      ? {
+          path: clone.volume ? this.diskPath(clone.image) : this.imagePath(clone.image),
+          format: clone.format,
+        }
+      : undefined;
     return this.createDisk(volume, sizeBytes, backing).then(() => {});
   }
 

@@ -46,6 +46,8 @@ export interface CloneSource {
   /** An image of the same pool (a file name in a dir pool, an image name in an RBD pool). */
   image: string;
   format: 'qcow2' | 'raw';
+  /** The source is a volume of the pool (a template's disk) rather than an image. */
+  volume?: boolean;
 }
 
 export interface StorageDriver {

@@ -405,6 +405,26 @@ describe('web UI', () => {
     expect(pageErrors).toEqual([]);
   });
 
+  it('converts a stopped VM into a template and makes a linked clone of it', async () => {
+    const vm = await createVm(d.api, kernelVm('tplui'));
+    await page.goto(`${d.url}/#/vms/${vm.id}`);
+    await page.click('[data-action=template]');
+    await page.locator('.actions .template-tag').waitFor({ timeout: 15_000 });
+    expect(await page.locator('[data-action=start]').count()).toBe(0);
+    page.once('dialog', (dlg) => void dlg.accept('tplui-1'));
+    await page.click('[data-action=clone]');
+    await page.locator('.vm-head h2', { hasText: 'tplui-1' }).waitFor({ timeout: 15_000 });
+    await badge('stopped');
+    const clone = await d.api.request<{ id: string; disks: { cloneOf?: { vm: string } }[] }>(
+      'GET',
+      '/api/v1/vms/tplui-1',
+    );
+    expect(clone.disks[0]!.cloneOf?.vm).toBe(vm.id);
+    await d.api.request('DELETE', `/api/v1/vms/${clone.id}`);
+    await d.api.request('DELETE', `/api/v1/vms/${vm.id}`);
+    expect(pageErrors).toEqual([]);
+  });
+
   it('shows storage pools; adds a Ceph pool (a wrong key is refused inline), lists its volumes, removes it', async () => {
     const ceph = await (await sharedCephLab()).newPool();
     await page.click('.topbar a[href="#/storage"]');

@@ -5,6 +5,7 @@ import { neuroflowCommand, TestDaemon } from '../harness/daemon';
 import { rejection } from '../harness/errors';
 import { BOOTED } from '../harness/guest';
 import { guestRun, waitConsole } from '../harness/serial';
+import { templateAndClones } from '../harness/templates';
 import { createVm, getVm, kernelVm, vmAction } from '../harness/vms';
 
 const GiB = 1024 ** 3;
@@ -76,5 +77,9 @@ describe('VM disks: grow online and offline', () => {
       String((3 * GiB) / 512),
     );
     await vmAction(d.api, vm.id, 'stop', '?force=true');
+  });
+
+  it('makes a template of a VM on the local pool, and linked clones of it on the same host', async () => {
+    await templateAndClones(d, 'local');
   });
 });

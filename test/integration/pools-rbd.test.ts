@@ -6,6 +6,7 @@ import { TestDaemon } from '../harness/daemon';
 import { rejection } from '../harness/errors';
 import { BOOTED, testGuest } from '../harness/guest';
 import { guestRun, waitConsole } from '../harness/serial';
+import { templateAndClones } from '../harness/templates';
 import { createVm, kernelVm, vmAction } from '../harness/vms';
 
 interface Pool {
@@ -125,6 +126,9 @@ describe('shared storage: an existing Ceph RBD pool, used by VMs', () => {
     expect(imgDelete.code).toBe('in_use');
     for (const c of clones) await d.api.request('DELETE', `/api/v1/vms/${c.id}?force=true`);
     await d.api.request('DELETE', '/api/v1/images/data-ceph');
+
+    // a template on the pool, and two linked clones of it that see its data
+    await templateAndClones(d, 'ceph');
 
     const inUse = (await rejection(d.api.request('DELETE', '/api/v1/pools/ceph'))) as NfError;
     expect(inUse.code).toBe('in_use');

@@ -25,7 +25,16 @@ export interface Vm {
   placement?: Placement;
   vcpus: number;
   memoryMiB: number;
-  disks: { id: string; pool: string; volume: string; sizeBytes: number; image?: string }[];
+  disks: {
+    id: string;
+    pool: string;
+    volume: string;
+    sizeBytes: number;
+    image?: string;
+    cloneOf?: { vm: string; disk: string };
+  }[];
+  /** A template: never powered on; linked clones are made from it. */
+  template?: boolean;
   networks: { id: string; network: string; mac: string }[];
   snapshots: { name: string; vmState: string; createdAt?: string; quiesced?: boolean }[];
   agent: { enabled: boolean; status: string; version?: string; flavour?: string };

@@ -133,7 +133,11 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
           r.pool,
           r.volume,
           r.sizeBytes,
-          r.backing && { file: r.backing.file, format: volumeFormatFromPb(r.backing.format) },
+          r.backing && {
+            file: r.backing.file,
+            format: volumeFormatFromPb(r.backing.format),
+            ...(r.backing.volume ? { volume: true } : {}),
+          },
         ),
       ),
     ),

@@ -14,7 +14,14 @@ import {
 } from '@grpc/grpc-js';
 import { NfError } from '../../errors';
 import type { Point } from '../../node/series';
-import type { ConsoleStream, NodeApi, NodeInfo, StopOptions, VmStatus } from '../../node/types';
+import type {
+  ConsoleStream,
+  NodeApi,
+  NodeInfo,
+  StopOptions,
+  VmStatus,
+  VolumeBacking,
+} from '../../node/types';
 import type { VolumeInfo } from '../../storage/driver';
 import type { SharedPoolConfig } from '../../storage/shared-pools';
 import { createLogger } from '../../util/log';
@@ -233,10 +240,11 @@ export class RemoteNode implements NodeApi {
     pool: string,
     volume: string,
     sizeBytes: number,
-    backing?: { file: string; format: 'qcow2' | 'raw' },
+    backing?: VolumeBacking,
   ): Promise<void> {
     const req: pb.CreateVolumeRequest = { pool, volume, sizeBytes };
-    if (backing) req.backing = { file: backing.file, format: backing.format };
+    if (backing)
+      req.backing = { file: backing.file, format: backing.format, volume: backing.volume ?? false };
     await this.call('CreateVolume', this.client.createVolume, req);
   }
 

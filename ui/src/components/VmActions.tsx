@@ -40,6 +40,21 @@ export function VmActions({ vm }: { vm: Vm }) {
     if (ok) toast(`Snapshot ${name} taken`, 'info');
     refreshAll().catch(() => {});
   }
+  async function makeTemplate() {
+    const ok = await attempt(`Convert ${vm.name} to a template`, () => api('POST', `/vms/${vm.id}/template`));
+    if (ok !== undefined) toast(`${vm.name} is a template now`, 'info');
+    refreshAll().catch(() => {});
+  }
+  async function clone() {
+    const name = prompt('Name of the new VM (linked clone)', `${vm.name}-1`);
+    if (!name) return;
+    const made = await attempt(`Clone ${vm.name}`, () => api<Vm>('POST', `/vms/${vm.id}/clone`, { name }));
+    if (made) {
+      toast(`${name} made from ${vm.name}`, 'info');
+      await refreshAll().catch(() => {});
+      go(`/vms/${made.id}`);
+    }
+  }
   // A pending VM has no host and no process: nothing to stop.
   const live = vm.state !== 'stopped' && vm.state !== 'pending';
   async function remove() {
@@ -52,6 +67,35 @@ export function VmActions({ vm }: { vm: Vm }) {
     }
   }
 
+  const deleteControl = (
+    <>
+      <button type="button" data-action="delete" class="danger" onClick={() => setConfirmDelete(true)}>
+        Delete
+      </button>
+      {confirmDelete && (
+        <ConfirmDialog
+          title={`Delete ${vm.template ? 'template ' : ''}${vm.name}?`}
+          confirm="Delete"
+          onConfirm={remove}
+          onCancel={() => setConfirmDelete(false)}
+        >
+          {vm.template
+            ? 'This deletes the template and its disks (refused while linked clones of it exist).'
+            : `This deletes the VM and its disks${live ? ', stopping it first' : ''}. It cannot be undone.`}
+        </ConfirmDialog>
+      )}
+    </>
+  );
+  if (vm.template)
+    return (
+      <div class="actions">
+        <span class="tag template-tag">template</span>
+        <button type="button" class="primary" data-action="clone" onClick={clone}>
+          Clone…
+        </button>
+        {deleteControl}
+      </div>
+    );
   return (
     <div class="actions">
       {ACTIONS.map((a) => (
@@ -68,19 +112,16 @@ export function VmActions({ vm }: { vm: Vm }) {
       <button type="button" data-action="snapshot" onClick={snapshot}>
         Snapshot
       </button>
-      <button type="button" data-action="delete" class="danger" onClick={() => setConfirmDelete(true)}>
-        Delete
+      <button
+        type="button"
+        data-action="template"
+        disabled={vm.state !== 'stopped' || busy !== ''}
+        title="A template is never powered on; linked clones are made from it"
+        onClick={makeTemplate}
+      >
+        Convert to template
       </button>
-      {confirmDelete && (
-        <ConfirmDialog
-          title={`Delete ${vm.name}?`}
-          confirm="Delete"
-          onConfirm={remove}
-          onCancel={() => setConfirmDelete(false)}
-        >
-          This deletes the VM and its disks{live ? ', stopping it first' : ''}. It cannot be undone.
-        </ConfirmDialog>
-      )}
+      {deleteControl}
     </div>
   );
 }

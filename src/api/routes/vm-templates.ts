@@ -1,0 +1,58 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import type { ApiContext } from '../context';
+import { errors, json } from '../openapi';
+import { newRouter } from '../router';
+import { IdParam, VmSchema } from '../schemas';
+
+export const CloneVmBody = z
+  .strictObject({
+    name: z
+      .string()
+      .regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/, 'letters, digits, . _ -; up to 63 characters')
+      .openapi({ example: 'web-7' }),
+    description: z.string().max(500).optional(),
+  })
+  .openapi('CloneVm');
+
+/** Templates and linked clones. */
+export function vmTemplateRoutes(ctx: ApiContext) {
+  const r = newRouter();
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/{id}/template',
+      tags: ['VMs'],
+      summary:
+        'Convert a stopped VM into a template (never powered on again; linked clones are made from it)',
+      request: { params: IdParam },
+      responses: { 200: json(VmSchema, 'The template'), ...errors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const vm = await ctx.tasks.run('vm.template', id, c.get('user'), () => ctx.actions.toTemplate(id));
+      return c.json(vm, 200);
+    },
+  );
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/{id}/clone',
+      tags: ['VMs'],
+      summary: 'A new VM from a template: its hardware, new MAC addresses, linked clones of its disks',
+      request: {
+        params: IdParam,
+        body: { content: { 'application/json': { schema: CloneVmBody } }, required: true },
+      },
+      responses: { 201: json(VmSchema, 'The new VM'), ...errors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const b = c.req.valid('json');
+      const vm = await ctx.tasks.run('vm.clone', `${id}->${b.name}`, c.get('user'), () =>
+        ctx.vms.clone(id, b),
+      );
+      return c.json(vm, 201);
+    },
+  );
+  return r;
+}
