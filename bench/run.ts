@@ -4,6 +4,7 @@ await import('./agent');
 await import('./ui');
 await (await import('./scheduler')).runSchedulerBench();
 await import('./cluster');
+await import('./storage');
 await import('./appliance');
 
 export {};

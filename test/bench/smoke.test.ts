@@ -39,6 +39,7 @@ describe('every benchmark still runs (smoke size, figures not judged)', () => {
     ['agent.ts', 'guest-agent', 'agentSizeBytes'],
     ['ui.ts', 'web-ui', 'bundleGzipKiB'],
     ['cluster.ts', 'cluster', 'failoverMs'],
+    ['storage.ts', 'storage', 'linkedCloneOf10GiBMs'],
     ['appliance.ts', 'appliance', 'diskBootToApiSeconds'],
   ])('bench/%s', async (script, name, figure) => {
     const out = await smoke(script, name);
