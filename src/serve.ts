@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:f
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createApp } from './api/app';
-import { hashToken } from './api/auth';
+import { hashToken, isAuthenticated } from './api/auth';
 import { ConsoleProxy } from './api/console';
 import type { ApiContext } from './api/context';
 import { EventBus, type LiveEvent } from './api/events';
@@ -193,6 +193,8 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   // Bind the port first: if it is taken, fail before touching etcd or any VM. Until the daemon is ready
   // every request gets 503.
   let handler: ((req: Request) => Response | Promise<Response>) | undefined;
+  /** Set once the API exists: does a request carry a valid token or session? */
+  let trusted: ((req: Request) => boolean) | undefined;
   // The router exists once the node does; the proxy only needs it for upgrades after startup.
   let routerRef: NodeRouter | undefined;
   const consoleProxy = new ConsoleProxy(
@@ -204,6 +206,11 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     port: opts.port,
     ...(pki ? { tls: { cert: pki.certPem, key: pki.keyPem } } : {}),
     fetch: (req, srv) => {
+      // An authenticated client may wait on a long call (a stop, an import, the event stream); a join
+      // waits on etcd; anyone else gets the idle timeout (no slow headers or bodies held open for ever).
+      if (trusted?.(req)) srv.timeout(req, 0);
+      else if (req.method === 'POST' && new URL(req.url).pathname === '/api/v1/cluster/join')
+        srv.timeout(req, 255);
       if (!handler)
         return Response.json(
           new NfError('unavailable', 'NeuroFlow is starting; retry in a moment').toBody(),
@@ -214,8 +221,9 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
       return upgraded ?? handler(req);
     },
     websocket: consoleProxy.websocket,
+    // Image uploads (authenticated) may be large; JSON bodies are limited to 1 MiB by the API (limitBodies).
     maxRequestBodySize: 64 * 1024 ** 3,
-    idleTimeout: 0, // stops and uploads may take minutes
+    idleTimeout: httpIdleTimeoutSec(),
   });
   const scheme = pki ? 'https' : 'http';
   const urlHost = cfg ? cfg.address : opts.host;
@@ -555,6 +563,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     };
   }
   handler = createApp(ctx).fetch;
+  trusted = (req) => isAuthenticated(req, ctx.adminTokenHash, ctx.sessions);
   await writeFileAtomic(join(dataDir, 'api.url'), `${url}\n`, 0o644);
   log.info('NeuroFlow is serving', { url, dataDir, node: nodeName, cluster: cfg?.clusterName ?? null });
 
@@ -751,4 +760,10 @@ async function registerDemoImages(
         log.warn('cannot register demo image', { name: d.name, err });
     }
   }
+}
+
+/** Seconds a connection may stay silent unless it is authenticated (Bun allows 1-255; default 30). */
+function httpIdleTimeoutSec(): number {
+  const v = Number(process.env.NEUROFLOW_HTTP_IDLE_TIMEOUT_SEC ?? 30);
+  return Number.isInteger(v) && v >= 1 && v <= 255 ? v : 30;
 }

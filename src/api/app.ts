@@ -2,7 +2,7 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import { HTTPException } from 'hono/http-exception';
 import { NfError, toNfError } from '../errors';
 import { createLogger } from '../util/log';
-import { requireToken } from './auth';
+import { limitBodies, requireToken } from './auth';
 import type { ApiContext, Env } from './context';
 import { requestMetrics } from './metrics';
 import { newRouter } from './router';
@@ -50,6 +50,7 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
   app.route('/', systemRoutes(ctx));
   const api = newRouter();
   api.use('*', requireToken(ctx.adminTokenHash, ctx.sessions));
+  api.use('*', limitBodies());
   api.route('/auth', authRoutes(ctx));
   api.route('/events', eventRoutes(ctx));
   api.route('/vms', vmRoutes(ctx));

@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { getCookie } from 'hono/cookie';
 import { NfError } from '../errors';
 import type { Env } from './context';
@@ -12,6 +13,45 @@ const PUBLIC_POSTS = new Set(['/api/v1/auth/login', '/api/v1/auth/logout', '/api
 
 export function hashToken(token: string): Buffer {
   return createHash('sha256').update(token).digest();
+}
+
+/** JSON bodies are small: 1 MiB at most (image uploads stream raw bodies, authenticated). */
+export const MAX_JSON_BODY_BYTES = 1024 ** 2;
+
+/** Routes whose body is a raw stream of any size (after authentication): image uploads. */
+function isUpload(method: string, path: string): boolean {
+  return method === 'POST' && path === '/api/v1/images';
+}
+
+/**
+ * Refuses a body over MAX_JSON_BODY_BYTES with `payload_too_large` (413): by its Content-Length before
+ * reading anything, or while reading a body that does not say its length. Runs after authentication, so
+ * only the login and join routes take bodies from anyone, and only small ones.
+ */
+export function limitBodies(): MiddlewareHandler<Env> {
+  const limit = bodyLimit({
+    maxSize: MAX_JSON_BODY_BYTES,
+    onError: () => {
+      throw new NfError(
+        'payload_too_large',
+        `request bodies are limited to ${MAX_JSON_BODY_BYTES} bytes (upload images with POST /api/v1/images)`,
+      );
+    },
+  });
+  return (c, next) => (isUpload(c.req.method, c.req.path) ? next() : limit(c, next));
+}
+
+/**
+ * True when the request carries a valid admin token or session: such a client may keep a connection idle
+ * while a long call runs (the server's idle timeout is for everyone else). Cheap: hashes and a map.
+ */
+export function isAuthenticated(req: Request, adminTokenHash: Buffer, sessions?: SessionStore): boolean {
+  const m = /^Bearer\s+(\S+)$/i.exec(req.headers.get('authorization') ?? '');
+  if (m) return timingSafeEqual(hashToken(m[1]!), adminTokenHash);
+  const cookie = new RegExp(`(?:^|;\\s*)${SESSION_COOKIE}=([^;]+)`).exec(
+    req.headers.get('cookie') ?? '',
+  )?.[1];
+  return !!sessions?.check(cookie);
 }
 
 /**
