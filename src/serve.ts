@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:f
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createApp } from './api/app';
-import { hashToken, isAuthenticated } from './api/auth';
+import { hashToken, isAuthenticated, withClientAddress } from './api/auth';
 import { ConsoleProxy } from './api/console';
 import type { ApiContext } from './api/context';
 import { EventBus, type LiveEvent } from './api/events';
@@ -218,7 +218,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
         );
       const upgraded = consoleProxy.upgrade(req, srv);
       if (upgraded === 'upgraded') return undefined;
-      return upgraded ?? handler(req);
+      return upgraded ?? handler(withClientAddress(req, srv.requestIP(req)?.address));
     },
     websocket: consoleProxy.websocket,
     // Image uploads (authenticated) may be large; JSON bodies are limited to 1 MiB by the API (limitBodies).

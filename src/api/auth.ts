@@ -15,6 +15,18 @@ export function hashToken(token: string): Buffer {
   return createHash('sha256').update(token).digest();
 }
 
+/**
+ * The peer's address as serve saw it on the connection (withClientAddress): whatever a client sent
+ * under this name is replaced, so it cannot pose as another address.
+ */
+export const CLIENT_ADDRESS_HEADER = 'x-neuroflow-client-address';
+
+export function withClientAddress(req: Request, address: string | undefined): Request {
+  const headers = new Headers(req.headers);
+  headers.set(CLIENT_ADDRESS_HEADER, address ?? 'unknown');
+  return new Request(req, { headers });
+}
+
 /** JSON bodies are small: 1 MiB at most (image uploads stream raw bodies, authenticated). */
 export const MAX_JSON_BODY_BYTES = 1024 ** 2;
 

@@ -1,5 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
+import { CLIENT_ADDRESS_HEADER } from '../auth';
 import type { ApiContext } from '../context';
 import { errors, json } from '../openapi';
 import { newRouter } from '../router';
@@ -24,7 +25,11 @@ export function authRoutes(ctx: ApiContext) {
     }),
     async (c) => {
       const { username, password } = c.req.valid('json');
-      const s = await ctx.sessions.login(username, password);
+      const s = await ctx.sessions.login(
+        username,
+        password,
+        c.req.header(CLIENT_ADDRESS_HEADER) ?? 'unknown',
+      );
       setCookie(c, SESSION_COOKIE, s.id, {
         httpOnly: true,
         sameSite: 'Strict',
