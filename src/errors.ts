@@ -28,6 +28,8 @@ export const ERROR_CODES = {
    */
   insufficient_capacity: { http: 409, grpc: 8 },
   payload_too_large: { http: 413, grpc: 8 },
+  /** A request body in a format the route does not take (JSON routes take application/json). */
+  unsupported_media_type: { http: 415, grpc: 3 },
   /** The checksum given for an upload does not match what was received. */
   checksum_mismatch: { http: 422, grpc: 3 },
   not_implemented: { http: 501, grpc: 12 },

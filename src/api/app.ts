@@ -2,7 +2,7 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import { HTTPException } from 'hono/http-exception';
 import { NfError, toNfError } from '../errors';
 import { createLogger } from '../util/log';
-import { limitBodies, requireToken } from './auth';
+import { checkWrites, limitBodies, requireToken } from './auth';
 import type { ApiContext, Env } from './context';
 import { requestMetrics } from './metrics';
 import { newRouter } from './router';
@@ -29,6 +29,7 @@ function asNfError(err: unknown): NfError {
     if (err.status === 400) return new NfError('validation_failed', `bad request body: ${err.message}`);
     if (err.status === 413) return new NfError('payload_too_large', err.message);
     if (err.status === 401) return new NfError('unauthenticated', err.message);
+    if (err.status === 415) return new NfError('unsupported_media_type', err.message);
   }
   return toNfError(err);
 }
@@ -51,6 +52,7 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
   const api = newRouter();
   api.use('*', requireToken(ctx.adminTokenHash, ctx.sessions));
   api.use('*', limitBodies());
+  api.use('*', checkWrites());
   api.route('/auth', authRoutes(ctx));
   api.route('/events', eventRoutes(ctx));
   api.route('/vms', vmRoutes(ctx));

@@ -54,6 +54,42 @@ export function limitBodies(): MiddlewareHandler<Env> {
 }
 
 /**
+ * Writes are JSON and come from our own pages: a body must be `application/json` (415 otherwise; image
+ * uploads excepted), and a write without a bearer token (a browser's cookie, or the login itself) from
+ * another site is refused (403) by its `Sec-Fetch-Site` or `Origin`. SameSite=Strict alone lets other ports
+ * of the same host and sibling subdomains through; a `text/plain` form post needs no preflight.
+ */
+export function checkWrites(): MiddlewareHandler<Env> {
+  return async (c, next) => {
+    const method = c.req.method;
+    if (method === 'GET' || method === 'HEAD' || method === 'OPTIONS') return next();
+    if (!c.req.header('authorization')) {
+      const site = c.req.header('sec-fetch-site');
+      const origin = c.req.header('origin');
+      const own = new URL(c.req.url).origin;
+      if (
+        (site && site !== 'same-origin' && site !== 'none') ||
+        (origin && origin !== 'null' && origin !== own) ||
+        origin === 'null'
+      )
+        throw new NfError(
+          'forbidden',
+          `a ${method} from another site (${origin ?? site}) is refused; use the NeuroFlow pages or an API token`,
+        );
+    }
+    const hasBody =
+      Number(c.req.header('content-length') ?? 0) > 0 || c.req.header('transfer-encoding') !== undefined;
+    const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+    if (hasBody && !isUpload(method, c.req.path) && type !== 'application/json')
+      throw new NfError(
+        'unsupported_media_type',
+        `send the body as application/json${type ? `, not ${type}` : ' (no Content-Type was given)'}`,
+      );
+    return next();
+  };
+}
+
+/**
  * True when the request carries a valid admin token or session: such a client may keep a connection idle
  * while a long call runs (the server's idle timeout is for everyone else). Cheap: hashes and a map.
  */

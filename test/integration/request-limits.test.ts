@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestDaemon } from '../harness/daemon';
 import { rejection } from '../harness/errors';
@@ -74,5 +77,51 @@ describe('request limits: small JSON bodies, no connection held open by someone 
     }
     expect(seen).toContain('vm.create');
     await reader.cancel();
+  });
+
+  it('refuses cookie writes from another site, and bodies that are not JSON', async () => {
+    const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
+    const login = await fetch(`${d.url}/api/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', origin: d.url },
+      body: JSON.stringify({ username: 'root', password }),
+    });
+    expect(login.status).toBe(200);
+    const cookie = /^[^;]+/.exec(login.headers.get('set-cookie') ?? '')![0];
+    const images = async () => (await d.api.request<unknown[]>('GET', '/api/v1/images')).length;
+    const before = await images();
+    const imp = (
+      headers: Record<string, string>,
+      body = JSON.stringify({ name: 'x', path: join(tmpdir(), 'nf-no-such-image.qcow2') }),
+    ) => fetch(`${d.url}/api/v1/images/import`, { method: 'POST', headers: { cookie, ...headers }, body });
+    // a form post from another site (text/plain needs no preflight)
+    const foreign = await imp({ origin: 'http://127.0.0.1:1', 'content-type': 'text/plain' });
+    expect(foreign.status).toBe(403);
+    expect(((await foreign.json()) as { error: { code: string } }).error.code).toBe('forbidden');
+    const crossSite = await imp({ 'sec-fetch-site': 'cross-site', 'content-type': 'application/json' });
+    expect(crossSite.status).toBe(403);
+    // a login from another site too
+    const foreignLogin = await fetch(`${d.url}/api/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', origin: 'http://evil.example' },
+      body: JSON.stringify({ username: 'root', password }),
+    });
+    expect(foreignLogin.status).toBe(403);
+    // our own page's request goes through (and fails on its own terms: the file is not there)
+    const own = await imp({
+      origin: d.url,
+      'sec-fetch-site': 'same-origin',
+      'content-type': 'application/json',
+    });
+    expect(((await own.json()) as { error: { code: string } }).error.code).toBe('file_not_found');
+    // a token client sending something other than JSON
+    const plain = await fetch(`${d.url}/api/v1/vms`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${d.token}`, 'content-type': 'text/plain' },
+      body: '{}',
+    });
+    expect(plain.status).toBe(415);
+    expect(((await plain.json()) as { error: { code: string } }).error.code).toBe('unsupported_media_type');
+    expect(await images()).toBe(before);
   });
 });
