@@ -24,15 +24,23 @@ const SNAPSHOT_NAME = z
     'use 1-63 letters, digits, ".", "_" or "-", starting with a letter',
   );
 
-const MAC = z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i, 'a MAC address like 52:54:00:12:34:56');
+// No regex flags: the OpenAPI pattern must mean the same to every generator.
+const MAC = z
+  .string()
+  .regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/, 'a MAC address like 52:54:00:12:34:56')
+  .refine(
+    (m) => (Number.parseInt(m.slice(0, 2), 16) & 1) === 0,
+    'a unicast MAC address (the first byte even)',
+  );
 const ABS_PATH = z.string().min(1).max(4096).regex(/^\//, 'an absolute path on the host');
 
 export const DiskInput = z
   .strictObject({
     sizeGiB: z
       .number()
-      .positive()
+      .min(1 / 1024)
       .max(65536)
+      .refine((g) => Number.isInteger(g * 1024), 'a whole number of MiB (GiB × 1024 must be an integer)')
       .optional()
       .openapi({ description: 'Size of a new blank disk, or the new size of a clone (GiB)' }),
     image: z

@@ -199,7 +199,9 @@ export class ImageService {
         );
       }
       if (received === 0) throw new NfError('validation_failed', 'the image is empty');
-      const info = await imageInfo(tmp);
+      // The format from the file's first bytes, then qemu-img told which one: probing with qemu-img would
+      // open formats that name other files (a VMDK's extents), an oracle for host paths.
+      const info = await imageInfo(tmp, await sniffFormat(tmp));
       // A qcow2 with a backing file could point at any host file and leak it into a VM: refuse it.
       if (info.backingFilename || info.dataFile) {
         throw new NfError(
@@ -272,6 +274,35 @@ function unsupported(format: string): never {
 }
 
 /** ISO 9660 has "CD001" at byte 32769 (the primary volume descriptor). */
+/** qcow2 or raw by magic bytes; formats that refer to other files or are not supported yet are refused. */
+export async function sniffFormat(path: string): Promise<'qcow2' | 'raw'> {
+  const fh = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(64);
+    await fh.read(head, 0, 64, 0);
+    const text = head.toString('latin1');
+    if (head.subarray(0, 4).equals(Buffer.from([0x51, 0x46, 0x49, 0xfb]))) return 'qcow2';
+    if (text.startsWith('KDMV') || text.startsWith('COWD') || /^#\s*Disk DescriptorFile/.test(text))
+      throw new NfError(
+        'validation_failed',
+        'VMDK images are not accepted here yet (convert to qcow2 with qemu-img)',
+      );
+    if (text.startsWith('vhdxfile') || text.startsWith('conectix'))
+      throw new NfError(
+        'validation_failed',
+        'VHD/VHDX images are not accepted (convert to qcow2 with qemu-img)',
+      );
+    if (text.startsWith('QED\0') || text.startsWith('<<< ') || text.startsWith('WithoutFreeSpace'))
+      throw new NfError(
+        'validation_failed',
+        'this image format is not accepted (convert to qcow2 with qemu-img)',
+      );
+    return 'raw';
+  } finally {
+    await fh.close();
+  }
+}
+
 async function looksLikeIso(path: string): Promise<boolean> {
   const fh = await open(path, 'r');
   try {

@@ -214,6 +214,19 @@ export class VmService {
       } else {
         disk.sizeBytes = Math.ceil(((d.sizeGiB ?? 0) * GiB) / 512) * 512;
       }
+      // Thin disks may overcommit a pool as a whole, but one disk larger than the free space of every
+      // host's pool of that name can never be written full.
+      const free = Math.max(
+        -1,
+        ...candidates.flatMap((h) =>
+          h.info!.pools.filter((p) => p.name === poolName).map((p) => p.freeBytes),
+        ),
+      );
+      if (free >= 0 && disk.sizeBytes > free)
+        throw new NfError(
+          'insufficient_resources',
+          `disk ${i} (${(disk.sizeBytes / GiB).toFixed(1)} GiB) is larger than the free space of pool ${poolName} (${(free / GiB).toFixed(1)} GiB)`,
+        );
       disks.push(disk);
     }
 

@@ -81,6 +81,26 @@ describe('bad input and faults: clear errors, nothing left behind', () => {
       'validation_failed',
       /boot.disk/,
     );
+    // whole MiB only, and never a disk larger than the pool's free space
+    await expectError(
+      await post({ ...kernelVm('bad1'), disks: [{ sizeGiB: 1e-300 }] }),
+      400,
+      'validation_failed',
+      /sizeGiB/,
+    );
+    await expectError(
+      await post({ ...kernelVm('bad1'), disks: [{ sizeGiB: 65536 }] }),
+      422,
+      'insufficient_resources',
+      /larger than the free space of pool local/,
+    );
+    // a multicast MAC is no NIC's address
+    await expectError(
+      await post({ ...kernelVm('bad1'), networks: [{ network: 'default', mac: '01:00:5e:00:00:01' }] }),
+      400,
+      'validation_failed',
+      /unicast/,
+    );
     const tooMuch = Math.ceil(totalmem() / 1024 ** 2) + 1024;
     await expectError(
       await post({ ...kernelVm('bad1'), memoryMiB: tooMuch }),
@@ -161,5 +181,16 @@ describe('bad input and faults: clear errors, nothing left behind', () => {
     // Starting again clears the error.
     expect((await vmAction(d.api, 'victim', 'start')).state).toBe('running');
     await d.api.request('DELETE', '/api/v1/vms/victim?force=true');
+  });
+
+  it('refuses uploads in formats that refer to other files (VMDK), without probing them', async () => {
+    const vmdk = '# Disk DescriptorFile\nversion=1\nRW 8 FLAT "/etc/shadow" 0\n';
+    const res = await fetch(`${d.url}/api/v1/images?name=evil`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${d.token}`, 'content-type': 'application/octet-stream' },
+      body: vmdk,
+    });
+    await expectError(res, 400, 'validation_failed', /VMDK/);
+    expect(await d.api.request<unknown[]>('GET', '/api/v1/images')).toEqual([]);
   });
 });
