@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { NfError } from '../errors';
 import { nestBlockdev } from '../storage/blockdev';
 import { DirPool } from '../storage/dir-pool';
-import { growTo, type PoolUsage, type StorageDriver, type VolumeInfo } from '../storage/driver';
+import { growTo, type StorageDriver, type VolumeInfo } from '../storage/driver';
 import { imageInfo, qemuImg } from '../storage/qemu-img';
 import { openSharedPool, removeSharedPool, type SharedPoolConfig } from '../storage/shared-pools';
 import { writeFileAtomic } from '../util/fs';
@@ -45,7 +45,10 @@ export class Node implements NodeApi {
   private readonly listeners = new Set<(s: VmStatus) => void>();
   /** One operation per VM at a time: a stop never races a start. */
   private readonly locks = new KeyedLock();
-  private readonly usageCache = new Map<string, { at: number; usage: PoolUsage }>();
+  private readonly usageCache = new Map<
+    string,
+    { at: number; usage: { totalBytes: number; freeBytes: number } }
+  >();
 
   constructor(
     readonly name: string,
@@ -525,13 +528,16 @@ export class Node implements NodeApi {
     return this.pool(pool).listVolumes();
   }
 
-  /** A pool's figures; shared pools are asked at most every 15 s (a heartbeat comes every 2 s). */
-  private async poolUsage(p: StorageDriver): Promise<PoolUsage | undefined> {
-    if (!p.capabilities.shared) return p.usage();
+  /**
+   * A pool's size and free space for the heartbeat (every 2 s): a file system's at once, a shared pool's
+   * at most every 15 s.
+   */
+  private async poolUsage(p: StorageDriver): Promise<{ totalBytes: number; freeBytes: number } | undefined> {
+    if (!p.capabilities.shared) return p.capacity();
     const cached = this.usageCache.get(p.name);
     if (cached && Date.now() - cached.at < 15_000) return cached.usage;
     try {
-      const usage = await p.usage();
+      const usage = await p.capacity();
       this.usageCache.set(p.name, { at: Date.now(), usage });
       return usage;
     } catch (err) {

@@ -54,6 +54,9 @@ export function storageConformance(target: () => ConformanceTarget, unique: (bas
     expect(usage.volumes).toBeGreaterThanOrEqual(1);
     expect(usage.virtualBytes).toBeGreaterThanOrEqual(64 * MiB);
     expect(usage.totalBytes).toBeGreaterThan(0);
+    const cap = await driver.capacity();
+    expect(cap.totalBytes).toBeGreaterThan(0);
+    expect(cap.freeBytes).toBeLessThanOrEqual(cap.totalBytes);
     // another size under the same name is refused, and the volume is left as it was
     const err = await rejection(driver.createVolume(v, 128 * MiB));
     expect(err.code).toBe('already_exists');

@@ -78,6 +78,11 @@ export class DirPool implements StorageDriver {
     };
   }
 
+  async capacity(): Promise<{ totalBytes: number; freeBytes: number }> {
+    const { totalBytes, freeBytes } = this.info();
+    return { totalBytes, freeBytes };
+  }
+
   async usage(): Promise<PoolUsage> {
     const { totalBytes, freeBytes } = this.info();
     const volumes = await this.listVolumes();

@@ -55,7 +55,10 @@ export interface StorageDriver {
   readonly type: string;
   readonly capabilities: StorageCapabilities;
 
+  /** Everything about the pool's space, volumes included (reads every volume: not for a hot path). */
   usage(): Promise<PoolUsage>;
+  /** Size and free space only, cheaply: what a host reports on every heartbeat. */
+  capacity(): Promise<{ totalBytes: number; freeBytes: number }>;
   /**
    * Creates a volume of sizeBytes (or the source's size), empty or as a linked clone of `clone`.
    * Idempotent: a volume that exists exactly as asked is accepted; anything else under the name is

@@ -68,6 +68,19 @@ export class RbdPool implements StorageDriver {
     this.name = config.name;
   }
 
+  async capacity(): Promise<{ totalBytes: number; freeBytes: number }> {
+    const s = await this.poolStats();
+    return { totalBytes: s.max_avail + s.bytes_used, freeBytes: s.max_avail };
+  }
+
+  /** The pool's figures from the manager (a new pool shows a few seconds late: zeros until then). */
+  private async poolStats(): Promise<{ max_avail: number; bytes_used: number }> {
+    const df = await this.ceph<{
+      pools: { name: string; stats: { max_avail: number; bytes_used: number } }[];
+    }>(['df']);
+    return df.pools.find((p) => p.name === this.config.pool)?.stats ?? { max_avail: 0, bytes_used: 0 };
+  }
+
   async usage(): Promise<PoolUsage> {
     // `rbd du` reads the pool itself: it fails when the pool, the key or the monitors are wrong.
     const du = await this.rbdJson<RbdDu>(['du', '-p', this.config.pool]).catch((err: Error) => {
@@ -75,11 +88,7 @@ export class RbdPool implements StorageDriver {
         throw new NfError('not_found', `Ceph pool ${this.config.pool} does not exist`);
       throw err;
     });
-    // Capacity comes from the manager, which reports a new pool a few seconds late: 0 until then.
-    const df = await this.ceph<{
-      pools: { name: string; stats: { max_avail: number; bytes_used: number } }[];
-    }>(['df']);
-    const stats = df.pools.find((p) => p.name === this.config.pool)?.stats ?? { max_avail: 0, bytes_used: 0 };
+    const stats = await this.poolStats();
     const heads = du.images.filter((i) => i.snapshot === undefined);
     return {
       // What the pool may still grow to (replication already counted in max_avail) plus what it holds.
