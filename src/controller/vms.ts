@@ -219,7 +219,8 @@ export class VmService {
       const free = Math.max(
         -1,
         ...candidates.flatMap((h) =>
-          h.info!.pools.filter((p) => p.name === poolName).map((p) => p.freeBytes),
+          // a pool whose size is not known yet (0: Ceph's manager reports a new pool late) is not judged
+          h.info!.pools.filter((p) => p.name === poolName && p.totalBytes > 0).map((p) => p.freeBytes),
         ),
       );
       if (free >= 0 && disk.sizeBytes > free)

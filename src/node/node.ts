@@ -538,7 +538,8 @@ export class Node implements NodeApi {
     if (cached && Date.now() - cached.at < 15_000) return cached.usage;
     try {
       const usage = await p.capacity();
-      this.usageCache.set(p.name, { at: Date.now(), usage });
+      // not reported by Ceph's manager yet: ask again next time instead of keeping zeros for 15 s
+      if (usage.totalBytes > 0) this.usageCache.set(p.name, { at: Date.now(), usage });
       return usage;
     } catch (err) {
       log.warn('cannot read the figures of a shared pool', { pool: p.name, err: (err as Error).message });
