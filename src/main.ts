@@ -21,12 +21,13 @@ Usage:
       (CA, TLS etcd member, HTTPS API) unless --join TOKEN joins an existing one.
   neuroflow vm list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot ...
   neuroflow vm resize NAME DISK GIB         grow a disk (online while the VM runs)
-  neuroflow vm template NAME | vm clone TEMPLATE NEW   templates and linked clones
+  neuroflow vm template NAME | vm clone TEMPLATE NEW [--node HOST]   templates and linked clones
   neuroflow vm guest NAME | vm exec NAME -- PROGRAM ARGS... | vm password NAME --user U < file | vm fsfreeze|fsthaw NAME
   neuroflow node list | node maintenance NAME on|off | node remove NAME [--force]
   neuroflow cluster show | cluster token create [--ttl 1h] | cluster token list|show|revoke ID
   neuroflow image list|import|upload|delete ...
   neuroflow pool list|show|volumes|create|delete ...
+  neuroflow ceph status|bootstrap|osd add HOST DEVICE|mon add HOST   integrated Ceph
   neuroflow task list
   neuroflow console                       the appliance's console (TUI, TERM=linux)
   neuroflow install --disk /dev/X [--answer FILE]   install the appliance to a disk
@@ -169,6 +170,9 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'pool':
         await (await import('./cli/pools')).poolCommand(rest, out);
+        return 0;
+      case 'ceph':
+        await (await import('./cli/ceph')).cephCommand(rest, out);
         return 0;
       case 'version':
       case '--version':

@@ -8,6 +8,7 @@ import { ConsoleProxy } from './api/console';
 import type { ApiContext } from './api/context';
 import { EventBus, type LiveEvent } from './api/events';
 import { hashPassword, type PasswordHash, SessionStore } from './api/sessions';
+import { CephHost } from './ceph/host';
 import { CephService } from './ceph/service';
 import {
   type ClusterConfig,
@@ -258,9 +259,14 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     accel,
     version,
     hostPaths,
+    // Integrated Ceph: this host's daemons (mons, managers, OSDs), supervised like etcd on every role.
+    new CephHost(dataDir, nodeName, cfg?.address ?? opts.host, hostPaths),
   );
   await node.recover();
   node.metrics.start();
+  await node.ceph
+    .start()
+    .catch((err) => log.error('cannot start the Ceph daemons', { err: (err as Error).message }));
 
   const cleanup: (() => Promise<void> | void)[] = [];
   let grpc: GrpcServerHandle | undefined;
@@ -398,14 +404,11 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   // Image files live in this host's dir pools only (shared pools are added to `pools` at run time).
   const images = new ImageService(store, new Map(pools), hostPaths, nodeName, router);
   const poolService = new PoolService(store, router);
-  // Integrated Ceph: this host's daemons are adopted (or started) and supervised like etcd.
-  const ceph = new CephService(dataDir, store, nodeName, cfg?.address ?? opts.host, hostPaths, () =>
-    poolService.pushAll(),
-  );
+  // Integrated Ceph: the cluster's record in etcd, driven from whichever controller an admin talks to.
+  const ceph = new CephService(store, router, registry, node.ceph, () => poolService.pushAll());
   await ceph
-    .start()
-    .catch((err) => log.error('cannot start the Ceph daemons', { err: (err as Error).message }));
-  cleanup.push(() => ceph.stop());
+    .adoptLocal()
+    .catch((err) => log.error('cannot record this host’s Ceph cluster', { err: (err as Error).message }));
   // This host reaches the shared pools from the start (a worker gets them when a controller connects).
   await poolService
     .pushTo(nodeName)
@@ -450,6 +453,11 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
         .pushTo(name)
         .catch((err) =>
           log.warn('a host did not take the pool list', { node: name, err: (err as Error).message }),
+        );
+      void ceph
+        .pushTo(name)
+        .catch((err) =>
+          log.warn('a host did not take the Ceph config', { node: name, err: (err as Error).message }),
         );
     });
   }

@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { NfError } from '../errors';
 import { writeFileAtomic } from '../util/fs';
 import { createLogger } from '../util/log';
 import { waitFor } from '../util/wait';
 import { type CephConfig, cephPaths, type MonAddress, monAddrv, renderCephConf } from './conf';
 import { CephDaemon } from './daemon';
+import { type CephKey, KEY_CAPS, newCephKey, renderKeyring } from './keyring';
 import { cephTool } from './tools';
 
 const log = createLogger('ceph');
@@ -49,8 +51,8 @@ export class CephCluster {
   }
 
   /**
-   * Makes a new cluster with this host as its first monitor and manager, and starts both. Keys: mon.,
-   * client.admin, client.bootstrap-osd (0600). Refuses a directory that already holds a cluster.
+   * Makes a new cluster with this host as its only monitor and manager, and starts both (labs and tests;
+   * the product goes through CephService, which does the same steps across hosts).
    */
   static async bootstrap(
     dir: string,
@@ -59,57 +61,10 @@ export class CephCluster {
   ): Promise<CephCluster> {
     const c = new CephCluster(dir);
     if (c.exists()) throw new NfError('already_exists', `a Ceph cluster is already set up in ${dir}`);
-    const p = c.paths;
-    for (const d of [dir, `${dir}/keys`, p.run, p.log, `${dir}/mon`, `${dir}/mgr`, `${dir}/osd`])
-      mkdirSync(d, { recursive: true, mode: 0o700 });
     const config: CephConfig = { ...CLUSTER_DEFAULTS, ...opts, fsid: randomUUID(), mons: [host], dir };
-    await writeFileAtomic(p.conf, renderCephConf(config), 0o600);
-    const auth = (args: string[]) => cephTool('ceph-authtool', args, { what: 'ceph-authtool' });
-    const monKeyring = p.keyring(`mon.${host.name}`);
-    await auth(['--create-keyring', monKeyring, '--gen-key', '-n', 'mon.', '--cap', 'mon', 'allow *']);
-    await auth([
-      '--create-keyring',
-      p.keyring('client.admin'),
-      '--gen-key',
-      '-n',
-      'client.admin',
-      ...[
-        '--cap',
-        'mon',
-        'allow *',
-        '--cap',
-        'osd',
-        'allow *',
-        '--cap',
-        'mds',
-        'allow *',
-        '--cap',
-        'mgr',
-        'allow *',
-      ],
-    ]);
-    await auth([
-      '--create-keyring',
-      p.keyring('client.bootstrap-osd'),
-      '--gen-key',
-      '-n',
-      'client.bootstrap-osd',
-      ...['--cap', 'mon', 'profile bootstrap-osd', '--cap', 'mgr', 'allow r'],
-    ]);
-    await auth([monKeyring, '--import-keyring', p.keyring('client.admin')]);
-    await auth([monKeyring, '--import-keyring', p.keyring('client.bootstrap-osd')]);
-    const monmap = `${dir}/monmap`;
-    await cephTool(
-      'monmaptool',
-      ['--create', '--addv', host.name, monAddrv(host.ip), '--fsid', config.fsid, monmap],
-      { what: 'monmaptool' },
-    );
-    await cephTool(
-      'ceph-mon',
-      ['--conf', p.conf, '--mkfs', '-i', host.name, '--monmap', monmap, '--keyring', monKeyring],
-      { what: 'ceph-mon --mkfs' },
-    );
-    await c.startDaemon('mon', host.name);
+    const keys = newClusterKeys();
+    await c.configure(config, [keys.admin, keys.bootstrapOsd]);
+    await c.makeMon(host.name, await makeMonmap(config.fsid, [host], dir), Object.values(keys));
     // Clone v2 (no protect/unprotect) needs every client at mimic or later.
     await c.admin(['osd', 'set-require-min-compat-client', 'mimic']);
     await c.addMgr(host.name);
@@ -117,14 +72,87 @@ export class CephCluster {
     return c;
   }
 
-  /** A manager on this host (its key, its data dir), started. */
+  /** Writes this host's ceph.conf and the keyrings given (0600, one file per entity). */
+  async configure(config: Omit<CephConfig, 'dir'>, keys: CephKey[]): Promise<void> {
+    const p = this.paths;
+    for (const d of [
+      this.dir,
+      `${this.dir}/keys`,
+      p.run,
+      p.log,
+      `${this.dir}/mon`,
+      `${this.dir}/mgr`,
+      `${this.dir}/osd`,
+    ])
+      mkdirSync(d, { recursive: true, mode: 0o700 });
+    await writeFileAtomic(p.conf, renderCephConf({ ...config, dir: this.dir }), 0o600);
+    for (const k of keys) {
+      if (k.entity === 'mon.') continue; // only in a monitor's seed keyring
+      await writeFileAtomic(p.keyring(k.entity), renderKeyring([{ entity: k.entity, key: k.key }]), 0o600);
+    }
+  }
+
+  /**
+   * A monitor on this host from the cluster's monmap, seeded with the keys given (with their caps: the
+   * mon., client.admin and client.bootstrap-osd keys), and started. A monitor already made is started.
+   */
+  async makeMon(name: string, monmap: Buffer, keys: CephKey[]): Promise<void> {
+    const data = this.paths.monData(name);
+    if (!existsSync(join(data, 'keyring'))) {
+      rmSync(data, { recursive: true, force: true }); // a half-made one from a failed mkfs
+      const seed = this.paths.keyring(`mon.${name}`);
+      await writeFileAtomic(seed, renderKeyring(keys), 0o600);
+      const map = join(this.dir, `monmap.${name}`);
+      await writeFile(map, monmap, { mode: 0o600 });
+      try {
+        await this.tool('ceph-mon', ['--mkfs', '-i', name, '--monmap', map, '--keyring', seed]);
+      } finally {
+        rmSync(map, { force: true });
+      }
+    }
+    await this.startDaemon('mon', name);
+  }
+
+  /** A manager on this host with its key made by the cluster (admin key needed), started. */
   async addMgr(id: string): Promise<void> {
-    mkdirSync(this.paths.mgrData(id), { recursive: true, mode: 0o700 });
     await this.admin(
       ['auth', 'get-or-create', `mgr.${id}`, 'mon', 'allow profile mgr', 'osd', 'allow *', 'mds', 'allow *'],
       { out: this.paths.keyring(`mgr.${id}`) },
     );
+    await this.makeMgr(id);
+  }
+
+  /** A manager on this host whose keyring is already under keys/, started. */
+  async makeMgr(id: string): Promise<void> {
+    if (!existsSync(this.paths.keyring(`mgr.${id}`)))
+      throw new NfError('invalid_state', `mgr.${id} has no key on this host`);
+    mkdirSync(this.paths.mgrData(id), { recursive: true, mode: 0o700 });
     await this.startDaemon('mgr', id);
+  }
+
+  /** OSD ids with a data dir on this host. */
+  osdIds(): number[] {
+    const root = `${this.dir}/osd`;
+    return existsSync(root)
+      ? readdirSync(root)
+          .map(Number)
+          .filter((n) => Number.isInteger(n))
+      : [];
+  }
+
+  /**
+   * Stops this host's daemons and removes its Ceph files: only for a cluster that holds no data here (a
+   * bootstrap that failed half-way). Refused while an OSD of this host exists.
+   */
+  async purge(): Promise<void> {
+    if (this.osdIds().length > 0)
+      throw new NfError(
+        'invalid_state',
+        `this host has OSDs (${this.osdIds().join(', ')}); not removing Ceph here`,
+      );
+    await this.stop({ daemons: true });
+    this.daemons.clear();
+    rmSync(this.dir, { recursive: true, force: true });
   }
 
   /**
@@ -247,6 +275,11 @@ export class CephCluster {
     this.supervise();
   }
 
+  /** Supervises again after stop() (a host given new daemons). */
+  resume(): void {
+    this.stopping = false;
+  }
+
   /** Stops supervising; with `daemons`, also stops every daemon (a host going down). */
   async stop(opts: { daemons?: boolean } = {}): Promise<void> {
     this.stopping = true;
@@ -270,7 +303,8 @@ export class CephCluster {
 
   /** Runs `ceph` as client.admin; with `out`, writes its output to that file (0600). */
   async admin(args: string[], opts: { out?: string } = {}): Promise<string> {
-    const out = await this.tool('ceph', ['--id', 'admin', ...args]);
+    // A cluster without a quorum makes `ceph` wait for ever: give up after 15 s.
+    const out = await this.tool('ceph', ['--connect-timeout', '15', '--id', 'admin', ...args]);
     if (opts.out) await writeFileAtomic(opts.out, out, 0o600);
     return out;
   }
@@ -313,4 +347,28 @@ function rank(t: 'mon' | 'mgr' | 'osd'): number {
 /** The fsid of the cluster configured in dir (from its ceph.conf). */
 export function cephFsid(dir: string): string | undefined {
   return /^fsid = (.+)$/m.exec(readFileSync(cephPaths(dir).conf, 'utf8'))?.[1];
+}
+
+/** The three keys a new cluster starts with, with their caps. */
+export function newClusterKeys(): { mon: CephKey; admin: CephKey; bootstrapOsd: CephKey } {
+  return {
+    mon: { entity: 'mon.', key: newCephKey(), caps: { ...KEY_CAPS.mon } },
+    admin: { entity: 'client.admin', key: newCephKey(), caps: { ...KEY_CAPS.admin } },
+    bootstrapOsd: { entity: 'client.bootstrap-osd', key: newCephKey(), caps: { ...KEY_CAPS.bootstrapOsd } },
+  };
+}
+
+/** The initial monmap of a new cluster (msgr2 and v1 addresses of every monitor). */
+export async function makeMonmap(fsid: string, mons: MonAddress[], tmpDir: string): Promise<Buffer> {
+  const file = join(tmpDir, `monmap.new.${process.pid}`);
+  mkdirSync(tmpDir, { recursive: true, mode: 0o700 });
+  try {
+    const add = mons.flatMap((m) => ['--addv', m.name, monAddrv(m.ip)]);
+    await cephTool('monmaptool', ['--create', ...add, '--fsid', fsid, '--clobber', file], {
+      what: 'monmaptool',
+    });
+    return readFileSync(file);
+  } finally {
+    rmSync(file, { force: true });
+  }
 }

@@ -20,6 +20,10 @@ export interface CephConfig {
   failureDomain: 'host' | 'osd';
   /** Free-space percentage of a mon's disk under which Ceph warns (default 30). */
   monDataAvailWarn?: number;
+  /** This host's name: the CRUSH host bucket of its OSDs (not the kernel's hostname, which namespaces share). */
+  hostName?: string;
+  /** This host's address, bound by its OSDs and manager (absent: Ceph picks one). */
+  hostIp?: string;
 }
 
 export function monAddrv(ip: string): string {
@@ -66,6 +70,8 @@ export function renderCephConf(c: CephConfig): string {
   if (c.poolSize === 1)
     lines.push('mon allow pool size one = true', 'mon warn on pool no redundancy = false');
   if (c.monDataAvailWarn !== undefined) lines.push(`mon data avail warn = ${c.monDataAvailWarn}`);
+  // OSDs and the manager bind to the host's address (the mon's is in the monmap).
+  const bind = c.hostIp ? [`public addr = ${c.hostIp}`] : [];
   lines.push(
     '',
     '[mon]',
@@ -73,12 +79,15 @@ export function renderCephConf(c: CephConfig): string {
     '',
     '[mgr]',
     `mgr data = ${c.dir}/mgr/$id`,
+    ...bind,
     '',
     '[osd]',
     `osd data = ${c.dir}/osd/$id`,
     'osd objectstore = bluestore',
     // the block device or file is given at mkfs (--bluestore-block-path); mkfs links osd/<id>/block to it
     'bluestore block create = false',
+    ...(c.hostName ? [`crush location = root=default host=${c.hostName}`] : []),
+    ...bind,
     '',
   );
   return lines.join('\n');

@@ -66,6 +66,7 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       'no-agent': { type: 'boolean', default: false },
       user: { type: 'string' },
       pool: { type: 'string' },
+      node: { type: 'string' },
     },
   });
   const api = client(values);
@@ -145,10 +146,11 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
         await api.request<Vm>('POST', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/template`),
       );
     case 'clone':
-      // vm clone TEMPLATE NEW: linked clones of the template's disks
+      // vm clone TEMPLATE NEW [--node HOST]: linked clones of the template's disks
       return show(
         await api.request<Vm>('POST', `/api/v1/vms/${enc(need(positionals, 1, 'template name'))}/clone`, {
           name: need(positionals, 2, 'name of the new VM'),
+          ...(values.node ? { placement: { node: values.node } } : {}),
         }),
       );
     case 'resize': {

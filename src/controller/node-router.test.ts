@@ -103,6 +103,12 @@ class FakeNode implements RoutedNode {
     this.call(`delete-volume ${pool}/${volume}`);
   }
   async configurePools(): Promise<void> {}
+  async cephApply(): Promise<{ daemons: [] }> {
+    return { daemons: [] };
+  }
+  async cephDaemons(): Promise<{ daemons: [] }> {
+    return { daemons: [] };
+  }
   async copyImage(): Promise<number> {
     return 0;
   }

@@ -1,3 +1,4 @@
+import type { CephApplyRequest, CephHostState } from '../ceph/host';
 import { NfError } from '../errors';
 import type { Point } from '../node/series';
 import type { ConsoleStream, NodeApi, NodeInfo, StopOptions, VmStatus, VolumeBacking } from '../node/types';
@@ -217,6 +218,15 @@ export class NodeRouter implements NodeApi {
   /** This host's shared pools (use on(name) for another host). */
   configurePools(pools: SharedPoolConfig[]): Promise<void> {
     return this.local.configurePools(pools);
+  }
+
+  /** This host's Ceph part (use on(name) for another host). */
+  cephApply(req: CephApplyRequest): Promise<CephHostState> {
+    return this.local.cephApply(req);
+  }
+
+  cephDaemons(): Promise<CephHostState> {
+    return this.local.cephDaemons();
   }
 
   hasProcess(id: string): boolean {

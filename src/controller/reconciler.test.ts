@@ -73,6 +73,12 @@ class FakeNode implements NodeApi {
   async createVolume(): Promise<void> {}
   async deleteVolume(): Promise<void> {}
   async configurePools(): Promise<void> {}
+  async cephApply(): Promise<{ daemons: [] }> {
+    return { daemons: [] };
+  }
+  async cephDaemons(): Promise<{ daemons: [] }> {
+    return { daemons: [] };
+  }
   async copyImage(): Promise<number> {
     return 0;
   }

@@ -27,6 +27,9 @@ export const keys = {
   pools: `${PREFIX}pools/`,
   /** Bumped by every power-on admitted on the host, so concurrent admissions conflict (Admission). */
   admission: (node: string) => `${PREFIX}admission/${node}`,
+  /** The integrated Ceph cluster (CephRecord) and its keys (CephSecretsRecord, never in API answers). */
+  ceph: `${PREFIX}ceph/cluster`,
+  cephSecrets: `${PREFIX}ceph/secrets`,
 };
 
 export type PowerState = 'running' | 'stopped' | 'paused';
@@ -211,4 +214,27 @@ export interface ClusterRecord {
   /** sha256 of the admin token and the root password's scrypt hash, so every controller accepts them. */
   adminTokenHash: string;
   rootPassword: { salt: string; hash: string };
+}
+
+/** The integrated Ceph cluster: who runs which daemon, and the config every host's ceph.conf shares. */
+export interface CephRecord {
+  fsid: string;
+  state: 'bootstrapping' | 'ready';
+  /** Monitors by host name (each also runs a manager), with the address they listen on. */
+  mons: { name: string; ip: string }[];
+  osds: { id: number; node: string; device: string }[];
+  poolSize: number;
+  poolMinSize: number;
+  failureDomain: 'host' | 'osd';
+  osdMemoryTargetBytes: number;
+  monDataAvailWarn?: number;
+  createdAt: string;
+  createdBy?: string;
+}
+
+/** The cluster's own cephx keys: controllers run `ceph` as client.admin, hosts make OSDs with bootstrap-osd. */
+export interface CephSecretsRecord {
+  mon: string;
+  admin: string;
+  bootstrapOsd: string;
 }

@@ -114,6 +114,12 @@ export class FakeNode implements NodeApi {
     return [];
   }
   async deleteImageFile(): Promise<void> {}
+  async cephApply(): Promise<{ daemons: [] }> {
+    return { daemons: [] };
+  }
+  async cephDaemons(): Promise<{ daemons: [] }> {
+    return { daemons: [] };
+  }
   /** VMs with a QEMU process on this host (none unless a test says so). */
   processes = new Set<string>();
   hasProcess(id: string): boolean {

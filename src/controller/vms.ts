@@ -17,6 +17,7 @@ import {
   keys,
   type NetworkRecord,
   type NodeRecord,
+  type PlacementRecord,
   type VmRecord,
 } from './records';
 
@@ -318,7 +319,10 @@ export class VmService {
    * A new VM with a template's hardware and linked clones of its disks (new MAC addresses). Placed like
    * any new VM: anywhere the pools reach for shared disks, on the template's host for local ones.
    */
-  async clone(ref: string, input: { name: string; description?: string }): Promise<VmView> {
+  async clone(
+    ref: string,
+    input: { name: string; description?: string; placement?: PlacementRecord },
+  ): Promise<VmView> {
     const src = await this.find(ref);
     const t = src.value;
     if (!t.template)
@@ -328,6 +332,9 @@ export class VmService {
       );
     if (await this.store.get(keys.vmName(input.name)))
       throw new NfError('already_exists', `a VM named "${input.name}" already exists; pick another name`);
+    const pin = input.placement?.node;
+    if (pin && !(await this.store.get(keys.node(pin))))
+      throw new NfError('validation_failed', `placement.node: no host named "${pin}"`);
     const id = randomUUID();
     const now = new Date().toISOString();
     const vm: VmRecord = {
@@ -354,6 +361,8 @@ export class VmService {
     };
     if (t.agent === false) vm.agent = false;
     if (input.description !== undefined) vm.description = input.description;
+    const placement = input.placement ?? t.placement;
+    if (placement && Object.keys(placement).length > 0) vm.placement = { ...placement };
     await this.store.txn(
       {
         // the template as it was read: a delete or a change of it meanwhile fails this clone

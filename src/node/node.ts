@@ -3,6 +3,7 @@ import { open, readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { cpus, freemem, hostname, loadavg, release, totalmem, uptime } from 'node:os';
 import { dirname, join } from 'node:path';
+import type { CephApplyRequest, CephHost, CephHostState } from '../ceph/host';
 import { NfError } from '../errors';
 import { nestBlockdev } from '../storage/blockdev';
 import { DirPool } from '../storage/dir-pool';
@@ -59,7 +60,22 @@ export class Node implements NodeApi {
     private readonly qemuVersion: string,
     /** Host files a controller may name as kernel, initrd or CD-ROM; checked again here, on the host. */
     private readonly hostPaths?: HostPaths,
+    /** This host's integrated Ceph daemons (absent in unit tests). */
+    private readonly cephHost?: CephHost,
   ) {}
+
+  get ceph(): CephHost {
+    if (!this.cephHost) throw new NfError('unavailable', 'Ceph is not available on this host');
+    return this.cephHost;
+  }
+
+  cephApply(req: CephApplyRequest): Promise<CephHostState> {
+    return this.ceph.apply(req);
+  }
+
+  async cephDaemons(): Promise<CephHostState> {
+    return this.cephHost ? this.cephHost.state() : { daemons: [] };
+  }
 
   runDir(id: string): string {
     if (!VM_ID.test(id)) throw new NfError('validation_failed', `bad VM id ${id}`);
@@ -619,6 +635,7 @@ export class Node implements NodeApi {
   /** Daemon shutdown: leave guests running, just let go of their monitors. */
   detachAll(): void {
     this.metrics.stop();
+    void this.cephHost?.stop(); // the daemons keep running; the next serve adopts them
     for (const agent of this.agents.values()) agent.stop();
     for (const instance of this.instances.values()) instance.detach();
     this.instances.clear();

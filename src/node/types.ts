@@ -1,3 +1,4 @@
+import type { CephApplyRequest, CephHostState } from '../ceph/host';
 import type { VolumeInfo } from '../storage/driver';
 import type { SharedPoolConfig } from '../storage/shared-pools';
 import type { Accelerator, RuntimeState, VmRunSpec } from '../vmm/types';
@@ -126,6 +127,13 @@ export interface NodeApi {
   ): Promise<number>;
   /** Deletes an image file from one of the node's pools. */
   deleteImageFile(pool: string, file: string): Promise<void>;
+  /**
+   * Integrated Ceph on this host: writes the cluster's config and the keys given, and makes the daemon
+   * asked for (monitor, manager or OSD; the host checks the device). Applying again only starts.
+   */
+  cephApply(req: CephApplyRequest): Promise<CephHostState>;
+  /** This host's Ceph daemons and the cluster it belongs to. */
+  cephDaemons(): Promise<CephHostState>;
   /** True while a QEMU process of this VM exists (managed, or alive but unreachable). */
   hasProcess(id: string): boolean;
   /** Forgets a stopped VM's run directory (on VM delete). */

@@ -158,6 +158,19 @@ export class ClusterHost implements AsyncDisposable {
     return `serve on ${this.name} exited (${c.exitCode ?? c.signalCode}):\n${this.output.split('\n').slice(-40).join('\n')}`;
   }
 
+  /**
+   * The whole host dies: serve and every process in its namespace (etcd, QEMU, passt, Ceph daemons) get
+   * SIGKILL at once, as when the power goes. Its data dir stays, so start() brings it back.
+   */
+  async powerOff(): Promise<void> {
+    await this.kill9();
+    const pids = spawnSync('ip', ['netns', 'pids', this.ns], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .map(Number)
+      .filter((n) => n > 0);
+    await killAll(pids);
+  }
+
   async kill9(): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
@@ -178,6 +191,15 @@ export class ClusterHost implements AsyncDisposable {
           pids.push(pid);
       }
     }
+    // Ceph daemons (our pidfiles; their argv names this data dir's ceph.conf)
+    const cephRun = join(this.dataDir, 'ceph', 'run');
+    if (existsSync(cephRun)) {
+      for (const f of readdirSync(cephRun).filter((x) => x.endsWith('.pid'))) {
+        const pid = readPidfile(join(cephRun, f));
+        if (pid && pidAlive(pid) && (procCmdline(pid) ?? []).some((a) => a.includes(this.dataDir)))
+          pids.push(pid);
+      }
+    }
     const etcd = readPidfile(join(this.dataDir, 'etcd', 'etcd.pid'));
     if (etcd && pidAlive(etcd) && (procCmdline(etcd) ?? []).some((a) => a.includes(this.dataDir)))
       pids.push(etcd);
@@ -190,6 +212,7 @@ export class ClusterHost implements AsyncDisposable {
     if (process.env.NF_KEEP_LOGS)
       writeFileSync(join(process.env.NF_KEEP_LOGS, `${this.name}.log`), this.output);
     await killAll(this.pids());
+    await this.powerOff().catch(() => {}); // anything else still running in the namespace
     rmSync(this.dataDir, { recursive: true, force: true });
   }
 }

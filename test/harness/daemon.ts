@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,6 +37,18 @@ export class TestDaemon implements AsyncDisposable {
     d.env = opts.env ?? {};
     await d.launch(opts.demoIso);
     return d;
+  }
+
+  /** Runs a CLI command against this daemon; resolves with its stdout, rejects with its stderr. */
+  cli(args: string[]): Promise<string> {
+    const [cmd, ...pre] = neuroflowCommand();
+    return new Promise((resolve, reject) => {
+      execFile(cmd!, [...pre, ...args, '--data-dir', this.dataDir], (err, stdout, stderr) =>
+        err
+          ? reject(new Error(`neuroflow ${args.join(' ')} failed: ${stderr || err.message}`))
+          : resolve(stdout),
+      );
+    });
   }
 
   async launch(demoIso?: string): Promise<void> {

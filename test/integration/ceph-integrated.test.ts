@@ -17,7 +17,9 @@ interface CephStatus {
     osds: { total: number; up: number };
     pgs: { total: number; byState: Record<string, number> };
   };
-  daemons: { entity: string; pid?: number; restarts: number }[];
+  monitors: { name: string; ip: string; inQuorum: boolean }[];
+  osds: { id: number; node: string; up?: boolean }[];
+  daemons: { host: string; entity: string; pid?: number; restarts: number }[];
   pool?: { size: number; warning?: string };
 }
 
@@ -49,7 +51,13 @@ describe('integrated Ceph: set up by NeuroFlow, supervised by serve', () => {
     );
 
   it('bootstraps a monitor and a manager on this host and says what one copy risks', async () => {
-    expect(await status()).toEqual({ configured: false, daemons: [] });
+    expect(await status()).toEqual({
+      configured: false,
+      monitors: [],
+      osds: [],
+      daemons: [],
+      unreachableHosts: [],
+    });
     const s = await d.api.request<CephStatus>('POST', '/api/v1/ceph', {
       monitorAddress: mon,
       size: 1,
@@ -58,6 +66,8 @@ describe('integrated Ceph: set up by NeuroFlow, supervised by serve', () => {
     expect(s.configured).toBe(true);
     expect(s.health?.mons.total).toBe(1);
     expect(s.daemons.map((x) => x.entity).sort()).toEqual([`mgr.${host}`, `mon.${host}`]);
+    expect(s.daemons.every((x) => x.host === host)).toBe(true);
+    expect(s.monitors).toEqual([{ name: host, ip: mon, inQuorum: true }]);
     expect(s.pool?.warning).toMatch(/one copy/);
     expect(
       (await rejection(d.api.request('POST', '/api/v1/ceph', { monitorAddress: mon, size: 1, minSize: 1 })))
@@ -65,7 +75,7 @@ describe('integrated Ceph: set up by NeuroFlow, supervised by serve', () => {
     ).toBe('already_exists');
   });
 
-  it('makes an OSD on a file; refuses what is not a disk or not on this host', async () => {
+  it('makes an OSD on a file; refuses what is not a disk, an unknown host or a path outside the host paths', async () => {
     const bad = await rejection(
       d.api.request('POST', '/api/v1/ceph/osds', { node: host, device: '/dev/null' }),
     );
@@ -77,7 +87,7 @@ describe('integrated Ceph: set up by NeuroFlow, supervised by serve', () => {
         sizeGiB: 4,
       }),
     );
-    expect(elsewhere.code).toBe('not_implemented');
+    expect(elsewhere.code).toBe('not_found');
     const outside = await rejection(
       d.api.request('POST', '/api/v1/ceph/osds', { node: host, device: '/etc/osd.img', sizeGiB: 4 }),
     );
@@ -88,8 +98,14 @@ describe('integrated Ceph: set up by NeuroFlow, supervised by serve', () => {
       sizeGiB: 4,
     });
     expect(s.daemons.map((x) => x.entity)).toContain('osd.0');
+    // nothing half-done by the refusals: one OSD, the one asked for
+    expect(s.osds).toMatchObject([{ id: 0, node: host, device: join(d.dataDir, 'osd0.img') }]);
     const h = await healthy();
     expect(h.health?.osds).toMatchObject({ total: 1, up: 1 });
+    // the CLI says the same
+    const cli = await d.cli(['ceph', 'status']);
+    expect(cli).toMatch(/health HEALTH_(OK|WARN)/);
+    expect(cli).toMatch(new RegExp(`osd\\.0\\s+${host}`));
   });
 
   it('gives VMs the shared pool "ceph": a VM boots with its disk there', async () => {

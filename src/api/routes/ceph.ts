@@ -14,8 +14,31 @@ const Health = z.object({
 export const CephStatusSchema = z
   .object({
     configured: z.boolean(),
+    fsid: z.string().optional(),
+    state: z.enum(['bootstrapping', 'ready']).optional(),
     health: Health.optional(),
-    daemons: z.array(z.object({ entity: z.string(), pid: z.number().optional(), restarts: z.number() })),
+    error: z
+      .string()
+      .optional()
+      .openapi({ description: 'Why there is no health: no monitor answered in time' }),
+    monitors: z.array(z.object({ name: z.string(), ip: z.string(), inQuorum: z.boolean() })),
+    osds: z.array(
+      z.object({
+        id: z.number(),
+        node: z.string(),
+        device: z.string(),
+        up: z.boolean().optional(),
+        in: z.boolean().optional(),
+      }),
+    ),
+    daemons: z
+      .array(
+        z.object({ host: z.string(), entity: z.string(), pid: z.number().optional(), restarts: z.number() }),
+      )
+      .openapi({ description: 'Every Ceph host’s daemons; no pid: not running' }),
+    unreachableHosts: z
+      .array(z.string())
+      .openapi({ description: 'Hosts with Ceph daemons that did not answer (their daemons are not listed)' }),
     pool: z
       .object({ name: z.string(), size: z.number(), minSize: z.number(), warning: z.string().optional() })
       .optional()
@@ -25,11 +48,24 @@ export const CephStatusSchema = z
 
 export const CephBootstrapBody = z
   .strictObject({
+    monitors: z
+      .array(z.string().min(1).max(63))
+      .min(1)
+      .max(5)
+      .optional()
+      .openapi({
+        description: 'Hosts that run a monitor and a manager (default: up to three controllers)',
+        example: ['h1', 'h2', 'h3'],
+      }),
     monitorAddress: z
       .string()
       .regex(/^[0-9a-fA-F.:]+$/)
       .optional()
-      .openapi({ description: "The monitor's IP (default: the host's management address)" }),
+      .openapi({ description: "With one monitor: its IP (default: the host's management address)" }),
+    failureDomain: z
+      .enum(['host', 'osd'])
+      .optional()
+      .openapi({ description: 'Copies on different hosts (default when size > 1) or only different OSDs' }),
     size: z.number().int().min(1).max(10).default(3).openapi({ description: 'Copies of every block' }),
     minSize: z.number().int().min(1).max(10).default(2).openapi({ description: 'Copies needed for I/O' }),
   })
@@ -55,7 +91,18 @@ export const CephOsdBody = z
   })
   .openapi('CephOsd');
 
-/** The integrated Ceph cluster: status, bootstrap, OSDs. */
+export const CephMonBody = z
+  .strictObject({
+    node: z.string().min(1).max(63).openapi({ description: 'The host that gets a monitor and a manager' }),
+    address: z
+      .string()
+      .regex(/^[0-9a-fA-F.:]+$/)
+      .optional()
+      .openapi({ description: "The monitor's IP (default: the host's management address)" }),
+  })
+  .openapi('CephMon');
+
+/** The integrated Ceph cluster: status, bootstrap, OSDs, monitors. */
 export function cephRoutes(ctx: ApiContext) {
   const r = newRouter();
   r.openapi(
@@ -73,13 +120,15 @@ export function cephRoutes(ctx: ApiContext) {
       method: 'post',
       path: '/',
       tags: ['Ceph'],
-      summary: 'Set up Ceph on this host: monitor, manager, the RBD pool and the shared storage pool "ceph"',
+      summary:
+        'Set up Ceph: monitors and managers on up to three controllers, the RBD pool and the shared storage pool "ceph"',
       request: { body: { content: { 'application/json': { schema: CephBootstrapBody } }, required: true } },
       responses: { 201: json(CephStatusSchema, 'Status'), ...errors },
     }),
     async (c) => {
       const b = c.req.valid('json');
-      const s = await ctx.tasks.run('ceph.bootstrap', 'ceph', c.get('user'), () => ctx.ceph.bootstrap(b));
+      const user = c.get('user');
+      const s = await ctx.tasks.run('ceph.bootstrap', 'ceph', user, () => ctx.ceph.bootstrap(b, user));
       return c.json(s, 201);
     },
   );
@@ -97,6 +146,21 @@ export function cephRoutes(ctx: ApiContext) {
       const s = await ctx.tasks.run('ceph.osd.create', `${b.node}:${b.device}`, c.get('user'), () =>
         ctx.ceph.addOsd(b),
       );
+      return c.json(s, 201);
+    },
+  );
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/mons',
+      tags: ['Ceph'],
+      summary: 'Add a monitor (and a manager) on another host; every Ceph host then names it',
+      request: { body: { content: { 'application/json': { schema: CephMonBody } }, required: true } },
+      responses: { 201: json(CephStatusSchema, 'Status'), ...errors },
+    }),
+    async (c) => {
+      const b = c.req.valid('json');
+      const s = await ctx.tasks.run('ceph.mon.create', b.node, c.get('user'), () => ctx.ceph.addMon(b));
       return c.json(s, 201);
     },
   );

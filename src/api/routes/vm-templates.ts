@@ -2,7 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { ApiContext } from '../context';
 import { errors, json } from '../openapi';
 import { newRouter } from '../router';
-import { IdParam, VmSchema } from '../schemas';
+import { IdParam, Placement, VmSchema } from '../schemas';
 
 export const CloneVmBody = z
   .strictObject({
@@ -11,6 +11,10 @@ export const CloneVmBody = z
       .regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/, 'letters, digits, . _ -; up to 63 characters')
       .openapi({ example: 'web-7' }),
     description: z.string().max(500).optional(),
+    placement: Placement.optional().openapi({
+      description:
+        "Where the clone may run (default: the template's; a clone on shared storage may go anywhere)",
+    }),
   })
   .openapi('CloneVm');
 

@@ -3,6 +3,7 @@
  * messages. Strings that are TypeScript unions on one side travel as plain strings and are checked
  * on the way in, so a bad value fails loudly instead of spreading.
  */
+import type { CephApplyRequest, CephHostState } from '../../ceph/host';
 import { NfError } from '../../errors';
 import type { AgentState } from '../../node/agent';
 import type { Point } from '../../node/series';
@@ -202,4 +203,74 @@ export function rangeFromPb(range: string): 'fine' | 'coarse' {
 
 export function volumeFormatFromPb(format: string): 'qcow2' | 'raw' {
   return oneOf(format, ['qcow2', 'raw'], 'image format');
+}
+
+export function cephApplyToPb(r: CephApplyRequest): pb.CephApplyRequest {
+  const c = r.config;
+  const out: pb.CephApplyRequest = {
+    fsid: c.fsid,
+    mons: c.mons.map((m) => ({ name: m.name, ip: m.ip })),
+    poolSize: c.poolSize,
+    poolMinSize: c.poolMinSize,
+    failureDomain: c.failureDomain,
+    osdMemoryTargetBytes: c.osdMemoryTargetBytes,
+    keys: r.keys.map((k) => ({ entity: k.entity, key: k.key, caps: { ...(k.caps ?? {}) } })),
+    monmap: r.mon?.monmap ?? Buffer.alloc(0),
+    purge: r.purge ?? false,
+  };
+  if (c.monDataAvailWarn !== undefined) out.monDataAvailWarn = c.monDataAvailWarn;
+  if (r.mon) out.monName = r.mon.name;
+  if (r.mgr) out.mgrId = r.mgr.id;
+  if (r.osd) {
+    out.osdDevice = r.osd.device;
+    if (r.osd.sizeGiB !== undefined) out.osdSizeGib = r.osd.sizeGiB;
+  }
+  return out;
+}
+
+export function cephApplyFromPb(r: pb.CephApplyRequest): CephApplyRequest {
+  if (r.failureDomain !== 'host' && r.failureDomain !== 'osd')
+    throw new NfError('validation_failed', `bad failure domain "${r.failureDomain}"`);
+  const config: CephApplyRequest['config'] = {
+    fsid: r.fsid,
+    mons: r.mons.map((m) => ({ name: m.name, ip: m.ip })),
+    poolSize: r.poolSize,
+    poolMinSize: r.poolMinSize,
+    failureDomain: r.failureDomain,
+    osdMemoryTargetBytes: r.osdMemoryTargetBytes,
+  };
+  if (r.monDataAvailWarn !== undefined) config.monDataAvailWarn = r.monDataAvailWarn;
+  const out: CephApplyRequest = {
+    config,
+    keys: r.keys.map((k) =>
+      Object.keys(k.caps).length
+        ? { entity: k.entity, key: k.key, caps: k.caps }
+        : { entity: k.entity, key: k.key },
+    ),
+  };
+  if (r.monName !== undefined) out.mon = { name: r.monName, monmap: Buffer.from(r.monmap) };
+  if (r.mgrId !== undefined) out.mgr = { id: r.mgrId };
+  if (r.osdDevice !== undefined)
+    out.osd =
+      r.osdSizeGib !== undefined ? { device: r.osdDevice, sizeGiB: r.osdSizeGib } : { device: r.osdDevice };
+  if (r.purge) out.purge = true;
+  return out;
+}
+
+export function cephStateToPb(s: CephHostState): pb.CephHostState {
+  const out: pb.CephHostState = { daemons: s.daemons.map((d) => ({ ...d })) };
+  if (s.fsid !== undefined) out.fsid = s.fsid;
+  if (s.osdId !== undefined) out.osdId = s.osdId;
+  return out;
+}
+
+export function cephStateFromPb(s: pb.CephHostState): CephHostState {
+  const out: CephHostState = {
+    daemons: s.daemons.map((d) =>
+      d.pid !== undefined ? { ...d } : { entity: d.entity, restarts: d.restarts },
+    ),
+  };
+  if (s.fsid !== undefined) out.fsid = s.fsid;
+  if (s.osdId !== undefined) out.osdId = s.osdId;
+  return out;
 }

@@ -152,6 +152,12 @@ class FakeNode implements NodeApi {
   async createVolume() {}
   async deleteVolume() {}
   async configurePools(): Promise<void> {}
+  async cephApply(): Promise<{ daemons: [] }> {
+    return { daemons: [] };
+  }
+  async cephDaemons(): Promise<{ daemons: [] }> {
+    return { daemons: [] };
+  }
   async copyImage(): Promise<number> {
     return 0;
   }

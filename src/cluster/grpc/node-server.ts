@@ -6,6 +6,8 @@ import type { ServerDuplexStream, ServerWritableStream } from '@grpc/grpc-js';
 import type { ConsoleStream, NodeApi, VmStatus } from '../../node/types';
 import * as pb from '../gen/neuroflow/v1/node';
 import {
+  cephApplyFromPb,
+  cephStateToPb,
   nodeInfoToPb,
   pointToPb,
   rangeFromPb,
@@ -165,6 +167,10 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
     configurePools: unary((r: pb.ConfigurePoolsRequest) =>
       empty(node.configurePools(r.pools.map((p) => ({ ...p, type: p.type as 'rbd' })))),
     ),
+    cephApply: unary(async (r: pb.CephApplyRequest) =>
+      cephStateToPb(await node.cephApply(cephApplyFromPb(r))),
+    ),
+    cephDaemons: unary(async () => cephStateToPb(await node.cephDaemons())),
     hasProcess: unary((r: pb.VmRequest) => ({ hasProcess: node.hasProcess(r.id) })),
     forgetVm: unary(async (r: pb.VmRequest) => {
       await node.forgetVm(r.id);

@@ -12,6 +12,7 @@ import {
   Metadata,
   type ServiceError,
 } from '@grpc/grpc-js';
+import type { CephApplyRequest, CephHostState } from '../../ceph/host';
 import { NfError } from '../../errors';
 import type { Point } from '../../node/series';
 import type {
@@ -27,7 +28,15 @@ import type { SharedPoolConfig } from '../../storage/shared-pools';
 import { createLogger } from '../../util/log';
 import type { VmRunSpec } from '../../vmm/types';
 import * as pb from '../gen/neuroflow/v1/node';
-import { nodeInfoFromPb, pointFromPb, specToPb, stopOptionsToPb, vmStatusFromPb } from './convert';
+import {
+  cephApplyToPb,
+  cephStateFromPb,
+  nodeInfoFromPb,
+  pointFromPb,
+  specToPb,
+  stopOptionsToPb,
+  vmStatusFromPb,
+} from './convert';
 import { fromGrpcError } from './errors';
 import { clientChannelOptions, clientCredentials, type TlsPems } from './tls';
 
@@ -296,6 +305,16 @@ export class RemoteNode implements NodeApi {
 
   async configurePools(pools: SharedPoolConfig[]): Promise<void> {
     await this.call('ConfigurePools', this.client.configurePools, { pools });
+  }
+
+  async cephApply(req: CephApplyRequest): Promise<CephHostState> {
+    // An OSD's mkfs writes its whole metadata: give it minutes, like the host does.
+    const r = await this.call('CephApply', this.client.cephApply, cephApplyToPb(req), 300_000);
+    return cephStateFromPb(r);
+  }
+
+  async cephDaemons(): Promise<CephHostState> {
+    return cephStateFromPb(await this.call('CephDaemons', this.client.cephDaemons, {}));
   }
 
   async deleteImageFile(pool: string, file: string): Promise<void> {

@@ -277,6 +277,8 @@ function AddCephPool({ onAdded }: { onAdded: () => Promise<void> }) {
 
 interface CephStatus {
   configured: boolean;
+  fsid?: string;
+  state?: 'bootstrapping' | 'ready';
   health?: {
     status: string;
     checks: { name: string; severity: string; summary: string }[];
@@ -284,11 +286,15 @@ interface CephStatus {
     osds: { total: number; up: number; in: number };
     pgs: { total: number; byState: Record<string, number> };
   };
-  daemons: { entity: string; pid?: number; restarts: number }[];
+  error?: string;
+  monitors: { name: string; ip: string; inQuorum: boolean }[];
+  osds: { id: number; node: string; device: string; up?: boolean; in?: boolean }[];
+  daemons: { host: string; entity: string; pid?: number; restarts: number }[];
+  unreachableHosts: string[];
   pool?: { name: string; size: number; minSize: number; warning?: string };
 }
 
-/** The integrated Ceph cluster: health, daemons; set it up on this host; add an OSD. */
+/** The integrated Ceph cluster: health, monitors, OSDs and daemons per host; set it up; add OSDs and monitors. */
 function CephCard({ onChange }: { onChange: () => Promise<void> }) {
   const s = useStore();
   const polled = usePolled<CephStatus>('/ceph');
@@ -297,8 +303,17 @@ function CephCard({ onChange }: { onChange: () => Promise<void> }) {
   const [failed, setError] = useState('');
   const error = failed || polled.error;
   const [busy, setBusy] = useState('');
-  const [boot, setBoot] = useState({ size: '3', minSize: '2', monitorAddress: '' });
+  const controllers = s.nodes.filter((n) => n.role === 'controller').map((n) => n.name);
+  const [boot, setBoot] = useState({
+    size: '3',
+    minSize: '2',
+    monitorAddress: '',
+    failureDomain: 'host',
+    monitors: undefined as string[] | undefined,
+  });
+  const monitors = boot.monitors ?? controllers.slice(0, 3);
   const [osd, setOsd] = useState({ node: '', device: '', sizeGiB: '' });
+  const [monNode, setMonNode] = useState('');
   async function run(what: string, fn: () => Promise<CephStatus>) {
     setBusy(what);
     setError('');
@@ -314,8 +329,13 @@ function CephCard({ onChange }: { onChange: () => Promise<void> }) {
   }
   const bootstrap = (e: Event) => {
     e.preventDefault();
-    const body: Record<string, unknown> = { size: Number(boot.size), minSize: Number(boot.minSize) };
-    if (boot.monitorAddress) body.monitorAddress = boot.monitorAddress;
+    const body: Record<string, unknown> = {
+      size: Number(boot.size),
+      minSize: Number(boot.minSize),
+      failureDomain: boot.failureDomain,
+    };
+    if (monitors.length > 0) body.monitors = monitors;
+    if (boot.monitorAddress && monitors.length === 1) body.monitorAddress = boot.monitorAddress;
     return run('bootstrap', () => api<CephStatus>('POST', '/ceph', body));
   };
   const addOsd = (e: Event) => {
@@ -324,8 +344,18 @@ function CephCard({ onChange }: { onChange: () => Promise<void> }) {
     if (osd.sizeGiB) body.sizeGiB = Number(osd.sizeGiB);
     return run('osd', () => api<CephStatus>('POST', '/ceph/osds', body));
   };
+  const monCandidates = s.nodes.map((n) => n.name).filter((n) => !st?.monitors.some((m) => m.name === n));
+  const addMon = (e: Event) => {
+    e.preventDefault();
+    const node = monNode || monCandidates[0];
+    if (!node) return;
+    return run('mon', () => api<CephStatus>('POST', '/ceph/mons', { node }));
+  };
+  const toggleMon = (name: string, on: boolean) =>
+    setBoot({ ...boot, monitors: on ? [...monitors, name] : monitors.filter((m) => m !== name) });
   const h = st?.health;
   const clean = h ? (h.pgs.byState['active+clean'] ?? 0) : 0;
+  const hosts = [...new Set(st?.daemons.map((d) => d.host) ?? [])];
   return (
     <div class="card section ceph-card">
       <h3>Integrated Ceph</h3>
@@ -337,9 +367,25 @@ function CephCard({ onChange }: { onChange: () => Promise<void> }) {
       {st && !st.configured && (
         <form class="form ceph-bootstrap" noValidate onSubmit={bootstrap}>
           <p class="muted">
-            Not set up. NeuroFlow can run Ceph on this host (a monitor, a manager, then OSDs on its disks) and
-            offer it as the shared pool <span class="mono">ceph</span>.
+            Not set up. NeuroFlow can run Ceph on its hosts (monitors and managers on up to three controllers,
+            then OSDs on the disks of any host) and offer it as the shared pool <span class="mono">ceph</span>
+            .
           </p>
+          <fieldset class="ceph-monitors">
+            <legend>Monitor hosts</legend>
+            {s.nodes.map((n) => (
+              <label class="check">
+                <input
+                  type="checkbox"
+                  name={`mon-${n.name}`}
+                  checked={monitors.includes(n.name)}
+                  onChange={(e) => toggleMon(n.name, (e.target as HTMLInputElement).checked)}
+                />
+                {n.name} <span class="muted">{n.role}</span>
+              </label>
+            ))}
+            <span class="hint">An odd number: 3 keep a quorum when one host fails</span>
+          </fieldset>
           <label>
             Copies of every block
             <input
@@ -364,62 +410,109 @@ function CephCard({ onChange }: { onChange: () => Promise<void> }) {
             />
           </label>
           <label>
-            Monitor address
-            <input
-              name="monitorAddress"
-              value={boot.monitorAddress}
-              placeholder="this host's address"
-              onInput={(e) => setBoot({ ...boot, monitorAddress: (e.target as HTMLInputElement).value })}
-            />
+            Copies go to different
+            <select
+              name="failureDomain"
+              value={boot.failureDomain}
+              onChange={(e) => setBoot({ ...boot, failureDomain: (e.target as HTMLSelectElement).value })}
+            >
+              <option value="host">hosts (survives a host failing)</option>
+              <option value="osd">disks only (one host may hold every copy)</option>
+            </select>
           </label>
-          <button type="submit" class="primary" disabled={!!busy}>
-            {busy === 'bootstrap' ? 'Setting up…' : 'Set up Ceph on this host'}
+          {monitors.length === 1 && (
+            <label>
+              Monitor address
+              <input
+                name="monitorAddress"
+                value={boot.monitorAddress}
+                placeholder="the host's address"
+                onInput={(e) => setBoot({ ...boot, monitorAddress: (e.target as HTMLInputElement).value })}
+              />
+            </label>
+          )}
+          <button type="submit" class="primary" disabled={!!busy || monitors.length === 0}>
+            {busy === 'bootstrap' ? 'Setting up…' : `Set up Ceph on ${monitors.join(', ') || '…'}`}
           </button>
         </form>
       )}
+      {st?.configured && !h && st.error && <div class="warning-text">{st.error}</div>}
       {st?.configured && h && (
+        <dl class="ceph-health">
+          <dt>Health</dt>
+          <dd class={`health ${h.status}`}>{h.status}</dd>
+          {h.checks.map((c) => (
+            <>
+              <dt>{c.name}</dt>
+              <dd class="muted">{c.summary}</dd>
+            </>
+          ))}
+          <dt>Monitors</dt>
+          <dd>
+            {h.mons.inQuorum.length} of {h.mons.total} in quorum
+          </dd>
+          <dt>OSDs</dt>
+          <dd class="osds">
+            {h.osds.up} up, {h.osds.in} in, of {h.osds.total}
+          </dd>
+          <dt>Placement groups</dt>
+          <dd>
+            {clean} of {h.pgs.total} active+clean
+            {h.pgs.total > 0 && <Meter value={clean / h.pgs.total} warn={2} />}
+          </dd>
+          {st.pool && (
+            <>
+              <dt>Replicas</dt>
+              <dd>
+                {st.pool.size} (I/O needs {st.pool.minSize})
+                {st.pool.warning && <div class="warning-text">{st.pool.warning}</div>}
+              </dd>
+            </>
+          )}
+        </dl>
+      )}
+      {st?.configured && (
         <>
-          <dl class="ceph-health">
-            <dt>Health</dt>
-            <dd class={`health ${h.status}`}>{h.status}</dd>
-            {h.checks.map((c) => (
-              <>
-                <dt>{c.name}</dt>
-                <dd class="muted">{c.summary}</dd>
-              </>
-            ))}
-            <dt>Monitors</dt>
-            <dd>
-              {h.mons.inQuorum.length} of {h.mons.total} in quorum
-            </dd>
-            <dt>OSDs</dt>
-            <dd class="osds">
-              {h.osds.up} up, {h.osds.in} in, of {h.osds.total}
-            </dd>
-            <dt>Placement groups</dt>
-            <dd>
-              {clean} of {h.pgs.total} active+clean
-              {h.pgs.total > 0 && <Meter value={clean / h.pgs.total} warn={2} />}
-            </dd>
-            {st.pool && (
-              <>
-                <dt>Replicas</dt>
-                <dd>
-                  {st.pool.size} (I/O needs {st.pool.minSize})
-                  {st.pool.warning && <div class="warning-text">{st.pool.warning}</div>}
-                </dd>
-              </>
-            )}
-            <dt>Daemons here</dt>
-            <dd class="mono">
-              {st.daemons
-                .map(
-                  (d) =>
-                    `${d.entity}${d.pid ? '' : ' (down)'}${d.restarts ? ` (restarted ${d.restarts}×)` : ''}`,
-                )
-                .join(', ')}
-            </dd>
-          </dl>
+          <table class="table ceph-daemons">
+            <thead>
+              <tr>
+                <th>Host</th>
+                <th>Monitor</th>
+                <th>OSDs</th>
+                <th>Daemons</th>
+              </tr>
+            </thead>
+            <tbody>
+              {[...new Set([...st.monitors.map((m) => m.name), ...st.osds.map((o) => o.node), ...hosts])]
+                .sort()
+                .map((host) => {
+                  const mon = st.monitors.find((m) => m.name === host);
+                  return (
+                    <tr data-host={host}>
+                      <td>{host}</td>
+                      <td>{mon ? `${mon.ip} ${mon.inQuorum ? '(in quorum)' : '(out of quorum)'}` : '—'}</td>
+                      <td class="mono">
+                        {st.osds
+                          .filter((o) => o.node === host)
+                          .map((o) => `osd.${o.id} ${o.up === false ? 'down' : o.up ? 'up' : ''}`)
+                          .join(', ') || '—'}
+                      </td>
+                      <td class="mono">
+                        {st.unreachableHosts.includes(host)
+                          ? 'host not answering'
+                          : st.daemons
+                              .filter((d) => d.host === host)
+                              .map(
+                                (d) =>
+                                  `${d.entity}${d.pid ? '' : ' (down)'}${d.restarts ? ` (restarted ${d.restarts}×)` : ''}`,
+                              )
+                              .join(', ')}
+                      </td>
+                    </tr>
+                  );
+                })}
+            </tbody>
+          </table>
           <form class="toolbar add-osd" onSubmit={addOsd}>
             <select
               name="node"
@@ -449,6 +542,22 @@ function CephCard({ onChange }: { onChange: () => Promise<void> }) {
             </button>
             <span class="hint">Everything on the disk is lost.</span>
           </form>
+          {monCandidates.length > 0 && (
+            <form class="toolbar add-mon" onSubmit={addMon}>
+              <select
+                name="monNode"
+                value={monNode || monCandidates[0]}
+                onChange={(e) => setMonNode((e.target as HTMLSelectElement).value)}
+              >
+                {monCandidates.map((n) => (
+                  <option value={n}>{n}</option>
+                ))}
+              </select>
+              <button type="submit" disabled={!!busy}>
+                {busy === 'mon' ? 'Adding the monitor…' : 'Add monitor'}
+              </button>
+            </form>
+          )}
         </>
       )}
     </div>
