@@ -2,7 +2,8 @@
  * Storage figures of issue 11 on one host (TCG): integrated Ceph set up through the API to HEALTH_OK
  * (a monitor, a manager, one OSD on a sparse file), serve's idle RSS with the Ceph daemons supervised and
  * theirs, the time to make a linked clone of a template with a 10 GiB disk on RBD, and in-guest
- * sequential write throughput on `dir` (qcow2) and `rbd` (dd with fsync, timed from the host).
+ * sequential write throughput on `dir` (qcow2) and `rbd` (dd with fsync, timed from the host), and
+ * 4 KiB random-write IOPS on both (nf-iobench in the guest: O_DIRECT, queue depth 1).
  * Run: `bun bench/storage.ts` (after `npm run build`).
  */
 import { join } from 'node:path';
@@ -16,6 +17,7 @@ import { benchSize, record, SMOKE, summary, timed } from './lib';
 
 const CLONES = benchSize('BENCH_CLONES', 5, 1);
 const WRITE_MIB = benchSize('BENCH_WRITE_MIB', 256, 16);
+const IOPS_SECONDS = benchSize('BENCH_IOPS_SECONDS', 20, 2);
 const mib = (b: number) => Math.round(b / 1024 ** 2);
 
 await using d = await TestDaemon.start();
@@ -74,6 +76,7 @@ for (let i = 0; i < CLONES; i++) {
 
 // Sequential writes inside a guest, dir vs rbd.
 const writeMBps: Record<string, number> = {};
+const randomWriteIops: Record<string, number> = {};
 for (const pool of ['local', 'ceph']) {
   const vm = await createVm(d.api, kernelVm(`bench-dd-${pool}`, { disks: [{ sizeGiB: 1, pool }] }));
   await vmAction(d.api, vm.id, 'start');
@@ -88,6 +91,17 @@ for (const pool of ['local', 'ceph']) {
     ),
   );
   writeMBps[pool] = Math.round((WRITE_MIB / (ms / 1000)) * 10) / 10;
+  // 4 KiB random writes, O_DIRECT, queue depth 1 (nf-iobench, from agent-rs: fio's randwrite iodepth=1)
+  const out = await guestRun(
+    d.api,
+    d.dataDir,
+    vm.id,
+    `nf-iobench /dev/vda ${IOPS_SECONDS} 256`,
+    (IOPS_SECONDS + 60) * 1000,
+  );
+  const m = /\{"iops":(\d+)/.exec(out);
+  if (!m) throw new Error(`nf-iobench printed no figure: ${out.trim().slice(-300)}`);
+  randomWriteIops[pool] = Number(m[1]);
   await vmAction(d.api, vm.id, 'stop', '?force=true');
 }
 
@@ -98,12 +112,15 @@ const figures = {
   linkedCloneOf10GiBMs: summary(cloneMs),
   inGuestSequentialWriteMBps: writeMBps,
   writeMiB: WRITE_MIB,
+  inGuestRandomWrite4kIops: randomWriteIops,
+  iopsSeconds: IOPS_SECONDS,
 };
 record('storage', figures, [
-  `integrated Ceph on one host (mon, mgr, one 16 GiB file OSD) set up through the API to HEALTH_OK in ${Math.round(bootstrapMs / 100) / 10} s (target for three hosts < 60 s: not measured yet)`,
+  `integrated Ceph on one host (mon, mgr, one 16 GiB file OSD) set up through the API to HEALTH_OK in ${Math.round(bootstrapMs / 100) / 10} s (three hosts: bench/cluster.ts)`,
   `serve RSS ${serveRssMiB} MiB with Ceph supervised; Ceph daemons ${Object.entries(rss)
     .map(([k, v]) => `${k} ${v} MiB`)
     .join(', ')}`,
   `linked clone of a template with a 10 GiB RBD disk (API call to placed): p50 ${cloneMs.length ? summary(cloneMs).p50 : '?'} ms, max ${summary(cloneMs).max} ms (target < 1 s)`,
-  `in-guest sequential write (dd 1 MiB blocks, fsync, ${WRITE_MIB} MiB, timed from the host, TCG): dir ${writeMBps.local} MB/s, rbd ${writeMBps.ceph} MB/s; 4 KiB random-write IOPS not measured (no fio in the test guest)`,
+  `in-guest sequential write (dd 1 MiB blocks, fsync, ${WRITE_MIB} MiB, timed from the host, TCG): dir ${writeMBps.local} MB/s, rbd ${writeMBps.ceph} MB/s`,
+  `in-guest 4 KiB random writes (O_DIRECT, queue depth 1, ${IOPS_SECONDS} s over 256 MiB, nf-iobench, TCG): dir ${randomWriteIops.local} IOPS, rbd ${randomWriteIops.ceph} IOPS`,
 ]);

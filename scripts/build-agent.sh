@@ -54,4 +54,9 @@ cp "$BIN" "$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 size=$(stat -c %s "$OUT")
 log "dist/neuroflow-agent: $size bytes ($((size / 1024)) KiB)"
+# The test guest's I/O benchmark tool (4 KiB random writes), built from the same crate, static too.
+IOBENCH="${CARGO_TARGET_DIR:-$AGENT_DIR/target}/$TARGET/release/nf-iobench"
+[ -x "$IOBENCH" ] || die "build produced no nf-iobench at $IOBENCH"
+cp "$IOBENCH" "$ROOT/dist/nf-iobench.tmp"
+mv "$ROOT/dist/nf-iobench.tmp" "$ROOT/dist/nf-iobench"
 echo "$OUT"

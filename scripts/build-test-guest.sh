@@ -61,6 +61,8 @@ SCRIPT_PATH="$SCRIPT_DIR/$(basename "${BASH_SOURCE[0]}")"
 GUEST_DIR="$SCRIPT_DIR/guest"
 REPO_DIR=$(dirname "$SCRIPT_DIR")
 AGENT_BINARY="${NEUROFLOW_AGENT_BINARY:-$REPO_DIR/dist/neuroflow-agent}"
+# 4 KiB random-write benchmark tool, built beside the agent (scripts/build-agent.sh): /bin/nf-iobench
+IOBENCH_BINARY="$(dirname "$AGENT_BINARY")/nf-iobench"
 
 # Everything but the final path goes to stderr.
 exec 3>&1 1>&2
@@ -157,6 +159,7 @@ hash=$(
 		echo "kernel $kver ${kernel_pkg:-?} ${kernel_pkg_version:-?} $(sha256 "$vmlinuz_src")"
 		echo "busybox-static $busybox_version $(sha256 "$BUSYBOX")"
 		echo "agent $(sha256 "$AGENT_BINARY")"
+		if [[ -f "$IOBENCH_BINARY" ]]; then echo "iobench $(sha256 "$IOBENCH_BINARY")"; fi
 		echo "qemu-guest-agent $qemu_ga_version $(sha256 "$QEMU_GA")"
 		for lib in "${qemu_ga_libs[@]}"; do echo "lib $lib $(sha256 "$lib")"; done
 		echo "isolinux $(pkg_version isolinux) syslinux-common $(pkg_version syslinux-common) xorriso $(pkg_version xorriso)"
@@ -349,6 +352,7 @@ mkcpio() { # mkcpio DIR OUT [gzip]
 # initrd-qemu-ga.img: the common tree + Debian's qemu-ga, its libraries and
 # the dynamic loader at their host paths (/usr/sbin is /bin in the guest).
 # Left uncompressed (~11 MB): gunzipping it costs ~0.25 s of boot under TCG.
+if [[ -f "$IOBENCH_BINARY" ]]; then install -m 755 "$IOBENCH_BINARY" "$root/bin/nf-iobench"; fi
 qroot="$tmp/root-qemu-ga"
 cp -a "$root" "$qroot"
 install -m 755 "$QEMU_GA" "$qroot$QEMU_GA"

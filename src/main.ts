@@ -21,7 +21,8 @@ Usage:
       (CA, TLS etcd member, HTTPS API) unless --join TOKEN joins an existing one.
   neuroflow vm list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot ...
   neuroflow vm resize NAME DISK GIB         grow a disk (online while the VM runs)
-  neuroflow vm template NAME | vm clone TEMPLATE NEW [--node HOST]   templates and linked clones
+  neuroflow vm move-disk NAME DISK POOL     move a disk to another pool (live while the VM runs)
+  neuroflow vm template NAME | vm clone TEMPLATE NEW [--node HOST] [--full]   templates, linked or full clones
   neuroflow vm guest NAME | vm exec NAME -- PROGRAM ARGS... | vm password NAME --user U < file | vm fsfreeze|fsthaw NAME
   neuroflow node list | node maintenance NAME on|off | node remove NAME [--force]
   neuroflow cluster show | cluster token create [--ttl 1h] | cluster token list|show|revoke ID

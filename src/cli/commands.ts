@@ -1,10 +1,17 @@
 import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { NfError } from '../errors';
+import { type ErrorCode, isErrorCode, NfError } from '../errors';
 import { ApiClient, resolveEndpoint } from './client';
 import { bytes, table } from './table';
 
 export type Out = (s: string) => void;
+
+interface Task {
+  id: string;
+  status: 'running' | 'ok' | 'error';
+  progress: number;
+  error?: { code: string; message: string };
+}
 
 export const GLOBAL = {
   url: { type: 'string' },
@@ -67,6 +74,7 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       user: { type: 'string' },
       pool: { type: 'string' },
       node: { type: 'string' },
+      full: { type: 'boolean', default: false },
     },
   });
   const api = client(values);
@@ -146,11 +154,12 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
         await api.request<Vm>('POST', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/template`),
       );
     case 'clone':
-      // vm clone TEMPLATE NEW [--node HOST]: linked clones of the template's disks
+      // vm clone TEMPLATE NEW [--node HOST] [--full]: linked clones of the template's disks (--full: copies)
       return show(
         await api.request<Vm>('POST', `/api/v1/vms/${enc(need(positionals, 1, 'template name'))}/clone`, {
           name: need(positionals, 2, 'name of the new VM'),
           ...(values.node ? { placement: { node: values.node } } : {}),
+          ...(values.full ? { full: true } : {}),
         }),
       );
     case 'resize': {
@@ -166,6 +175,29 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
           },
         ),
       );
+    }
+    case 'move-disk': {
+      // vm move-disk NAME DISK POOL: live while the VM runs; waits for the task and shows its progress
+      const vmName = need(positionals, 1, 'VM name');
+      const disk = need(positionals, 2, 'disk (disk0, disk1, ...)');
+      const pool = need(positionals, 3, 'target pool');
+      let task = await api.request<Task>('POST', `/api/v1/vms/${enc(vmName)}/disks/${enc(disk)}/move`, {
+        pool,
+      });
+      let shown = -1;
+      while (task.status === 'running') {
+        const pct = Math.floor(task.progress * 100);
+        if (pct !== shown && !values.json) out(`moving ${vmName}/${disk} to ${pool}: ${pct}%`);
+        shown = pct;
+        await Bun.sleep(1000);
+        task = await api.request<Task>('GET', `/api/v1/tasks/${enc(task.id)}`);
+      }
+      if (task.status === 'error')
+        throw new NfError(
+          isErrorCode(task.error?.code ?? '') ? (task.error!.code as ErrorCode) : 'internal',
+          task.error?.message ?? 'the move failed',
+        );
+      return show(await api.request<Vm>('GET', `/api/v1/vms/${enc(vmName)}`));
     }
     case 'delete':
       await api.request(

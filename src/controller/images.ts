@@ -71,11 +71,6 @@ export class ImageService {
    */
   async copyToPool(ref: string, opts: { pool: string; name?: string }): Promise<ImageRecord> {
     const src = (await this.find(ref)).value;
-    if (src.kind !== 'disk')
-      throw new NfError(
-        'validation_failed',
-        `image "${src.name}" is an ISO; only disk images go to a shared pool so far`,
-      );
     if (src.shared) throw new NfError('validation_failed', `image "${src.name}" is in a shared pool already`);
     if (!(await this.store.get(keys.pool(opts.pool))))
       throw new NfError(
@@ -88,7 +83,8 @@ export class ImageService {
     const id = randomUUID();
     const volume = `img-${id}`;
     const host = this.nodes.on(src.node ?? this.nodeName);
-    const format = src.format === 'raw' ? 'raw' : 'qcow2';
+    // an ISO is raw bytes; it becomes a read-only CD-ROM medium any host can open
+    const format = src.format === 'qcow2' ? 'qcow2' : 'raw';
     const size = await host.copyImage(
       { pool: src.pool, file: src.file, format },
       { pool: opts.pool, volume },
@@ -96,8 +92,8 @@ export class ImageService {
     const rec: ImageRecord = {
       id,
       name,
-      kind: 'disk',
-      format: 'raw',
+      kind: src.kind,
+      format: src.kind === 'iso' ? 'iso' : 'raw',
       pool: opts.pool,
       shared: true,
       file: volume,

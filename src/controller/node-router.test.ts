@@ -109,6 +109,8 @@ class FakeNode implements RoutedNode {
   async cephDaemons(): Promise<{ daemons: [] }> {
     return { daemons: [] };
   }
+  async moveDisk(): Promise<void> {}
+  async flattenVolume(): Promise<void> {}
   async copyImage(): Promise<number> {
     return 0;
   }

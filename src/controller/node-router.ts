@@ -1,7 +1,15 @@
 import type { CephApplyRequest, CephHostState } from '../ceph/host';
 import { NfError } from '../errors';
 import type { Point } from '../node/series';
-import type { ConsoleStream, NodeApi, NodeInfo, StopOptions, VmStatus, VolumeBacking } from '../node/types';
+import type {
+  ConsoleStream,
+  MoveDiskRequest,
+  NodeApi,
+  NodeInfo,
+  StopOptions,
+  VmStatus,
+  VolumeBacking,
+} from '../node/types';
 import type { VolumeInfo } from '../storage/driver';
 import type { SharedPoolConfig } from '../storage/shared-pools';
 import type { VmRunSpec } from '../vmm/types';
@@ -186,6 +194,10 @@ export class NodeRouter implements NodeApi {
     return this.local.deleteVolume(pool, volume);
   }
 
+  flattenVolume(pool: string, volume: string): Promise<void> {
+    return this.local.flattenVolume(pool, volume);
+  }
+
   /** Grows a VM's disk on the VM's host (through its QEMU when it runs). */
   resizeVolume(
     pool: string,
@@ -218,6 +230,11 @@ export class NodeRouter implements NodeApi {
   /** This host's shared pools (use on(name) for another host). */
   configurePools(pools: SharedPoolConfig[]): Promise<void> {
     return this.local.configurePools(pools);
+  }
+
+  /** Moves a disk on the VM's host. */
+  moveDisk(req: MoveDiskRequest, onProgress?: (done: number, total: number) => void): Promise<void> {
+    return this.vm(req.vmId).moveDisk(req, onProgress);
   }
 
   /** This host's Ceph part (use on(name) for another host). */

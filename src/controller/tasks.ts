@@ -25,6 +25,28 @@ export class TaskLog {
     user: string,
     fn: (progress: (p: number) => void) => Promise<T>,
   ): Promise<T> {
+    return this.finish(await this.begin(type, target, user), fn);
+  }
+
+  /**
+   * Like run, but answers as soon as the task is recorded: fn goes on in the background and its outcome
+   * (progress, result or error) lands in the task (GET /api/v1/tasks/{id}, the event stream).
+   */
+  async start(
+    type: string,
+    target: string,
+    user: string,
+    fn: (progress: (p: number) => void) => Promise<unknown>,
+  ): Promise<TaskRecord> {
+    const task = await this.begin(type, target, user);
+    const answer = { ...task };
+    void this.finish(task, fn).catch((err) =>
+      log.warn('background task failed', { type, target, err: (err as Error).message }),
+    );
+    return answer;
+  }
+
+  private async begin(type: string, target: string, user: string): Promise<TaskRecord> {
     // Time-ordered ids so a prefix listing is chronological.
     const id = `${Date.now().toString(36).padStart(9, '0')}-${randomUUID().slice(0, 8)}`;
     const task: TaskRecord = {
@@ -37,6 +59,10 @@ export class TaskLog {
       startedAt: new Date().toISOString(),
     };
     await this.save(task);
+    return task;
+  }
+
+  private async finish<T>(task: TaskRecord, fn: (progress: (p: number) => void) => Promise<T>): Promise<T> {
     try {
       const result = await fn((p) => {
         task.progress = Math.max(0, Math.min(1, p));

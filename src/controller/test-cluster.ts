@@ -120,6 +120,8 @@ export class FakeNode implements NodeApi {
   async cephDaemons(): Promise<{ daemons: [] }> {
     return { daemons: [] };
   }
+  async moveDisk(): Promise<void> {}
+  async flattenVolume(): Promise<void> {}
   /** VMs with a QEMU process on this host (none unless a test says so). */
   processes = new Set<string>();
   hasProcess(id: string): boolean {

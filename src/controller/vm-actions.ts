@@ -3,10 +3,16 @@ import type { StopOptions } from '../node/types';
 import type { Versioned } from '../store/store';
 import { createLogger } from '../util/log';
 import type { Admission } from './admission';
-import type { PowerState, SnapshotRecord, VmRecord } from './records';
+import { keys, type NodeRecord, type PowerState, type SnapshotRecord, type VmRecord } from './records';
 import type { VmService, VmView } from './vms';
 
 const log = createLogger('vm-actions');
+
+/**
+ * How many parents a template's disk may stand on (an image, other templates' disks); a VM past it is
+ * flattened when it becomes a template, so no clone hangs more than MAX_TEMPLATE_DEPTH + 1 deep.
+ */
+export const MAX_TEMPLATE_DEPTH = 2;
 
 /**
  * Power actions and snapshots. Each changes desired state with compare-and-swap, then runs the per-VM
@@ -119,7 +125,18 @@ export class VmActions {
           'invalid_state',
           `VM "${vm.name}" is ${state}; stop it before making it a template`,
         );
-      await this.reconciler.update(cur, (v) => {
+      // Clones of clones make ever longer chains that every read may walk: past the cap, this VM's
+      // disks are made independent first (their clones then start a new chain).
+      const deep = new Set<string>();
+      for (const d of vm.disks) if ((await this.vms.cloneDepth(d)) >= MAX_TEMPLATE_DEPTH) deep.add(d.id);
+      if (deep.size > 0) {
+        log.info('flattening disks before they become a template (clone chain too deep)', {
+          vm: vm.id,
+          disks: [...deep],
+        });
+        await this.vms.flattenDisks(cur, (d) => deep.has(d.id));
+      }
+      await this.reconciler.update(await this.vms.find(vm.id), (v) => {
         if (v.power !== 'stopped') return false;
         v.template = true;
         return true;
@@ -240,6 +257,118 @@ export class VmActions {
         return true;
       });
     });
+  }
+
+  /** VMs with a disk move running from this controller. */
+  private readonly moves = new Set<string>();
+
+  /**
+   * Checks a disk move and says how it will run; nothing changes. Refused: a template, an unknown disk or
+   * pool, the disk's own pool, a VM without a host, a VM with snapshots (they cannot move), a pool the
+   * VM's host does not reach, a pool with less free space than the disk, a move already running.
+   */
+  async diskMoveCheck(ref: string, diskId: string, pool: string): Promise<{ vm: VmRecord; live: boolean }> {
+    const vm = (await this.vms.find(ref)).value;
+    this.notTemplate(vm, 'move a disk of');
+    const disk = vm.disks.find((d) => d.id === diskId);
+    if (!disk)
+      throw new NfError(
+        'not_found',
+        `VM "${vm.name}" has no disk ${diskId} (it has ${vm.disks.map((d) => d.id).join(', ') || 'none'})`,
+      );
+    if (disk.pool === pool)
+      throw new NfError('validation_failed', `disk ${diskId} is already in pool ${pool}`);
+    if (!vm.node)
+      throw new NfError('invalid_state', `VM "${vm.name}" has no host yet; its disks do not exist`);
+    if (vm.snapshots.length > 0)
+      throw new NfError(
+        'invalid_state',
+        `VM "${vm.name}" has snapshots (${vm.snapshots.map((x) => x.name).join(', ')}); they cannot move with a disk: delete them first`,
+      );
+    if (this.moves.has(vm.id))
+      throw new NfError('conflict', `a disk of VM "${vm.name}" is being moved already`);
+    const host = (await this.vms.store.get<NodeRecord>(keys.node(vm.node)))?.value;
+    const known = await this.vms.store.get(keys.pool(pool));
+    const reached = host?.info?.pools.find((p) => p.name === pool);
+    if (!known && pool !== 'local') throw new NfError('not_found', `no storage pool named "${pool}"`);
+    if (!reached)
+      throw new NfError(
+        'validation_failed',
+        `host ${vm.node} of VM "${vm.name}" does not reach pool ${pool}`,
+      );
+    if (reached.totalBytes > 0 && disk.sizeBytes > reached.freeBytes)
+      throw new NfError(
+        'insufficient_resources',
+        `disk ${diskId} (${(disk.sizeBytes / 1024 ** 3).toFixed(1)} GiB) is larger than the free space of pool ${pool} (${(reached.freeBytes / 1024 ** 3).toFixed(1)} GiB)`,
+      );
+    const state = this.node.vmStatus(vm.id).state;
+    return { vm, live: state === 'running' || state === 'paused' };
+  }
+
+  /**
+   * Moves a disk to another pool of the VM's host, as a full copy (a linked clone becomes independent).
+   * While the VM runs QEMU mirrors it and the guest keeps writing (a stop meanwhile ends the move, and
+   * the VM stays on the source); a stopped VM's disk is copied under the VM's lock, so it cannot start
+   * meanwhile. The record then names the new pool and the old volume is deleted.
+   */
+  async diskMove(ref: string, diskId: string, pool: string, progress: (p: number) => void): Promise<VmView> {
+    const { vm, live } = await this.diskMoveCheck(ref, diskId, pool);
+    const disk = vm.disks.find((d) => d.id === diskId)!;
+    this.moves.add(vm.id);
+    try {
+      const move = () =>
+        this.node.moveDisk(
+          {
+            vmId: vm.id,
+            diskId,
+            from: { pool: disk.pool, volume: disk.volume },
+            to: { pool, volume: disk.volume },
+          },
+          (done, total) => progress(total > 0 ? (done / total) * 0.99 : 0),
+        );
+      const commit = async () => {
+        const cur = await this.vms.find(vm.id);
+        let changed = false;
+        await this.reconciler.update(cur, (v) => {
+          const d = v.disks.find((x) => x.id === diskId);
+          if (!d || d.pool !== disk.pool) return false;
+          d.pool = pool;
+          delete d.image;
+          delete d.cloneOf;
+          changed = true;
+          return true;
+        });
+        if (!changed) throw new NfError('conflict', `the record of VM "${vm.name}" changed during the move`);
+      };
+      if (live) {
+        await move();
+        await this.reconciler.lock.run(vm.id, commit);
+      } else {
+        await this.reconciler.lock.run(vm.id, async () => {
+          const state = this.node.vmStatus(vm.id).state;
+          if (state === 'running' || state === 'paused')
+            throw new NfError('invalid_state', `VM "${vm.name}" was started meanwhile; move the disk again`);
+          await move();
+          await commit();
+        });
+      }
+      // The record names the new volume: the old one can go.
+      await this.node
+        .on(vm.node)
+        .deleteVolume(disk.pool, disk.volume)
+        .catch((err) =>
+          log.error('the moved disk’s old volume could not be deleted', {
+            vm: vm.id,
+            pool: disk.pool,
+            volume: disk.volume,
+            err: (err as Error).message,
+          }),
+        );
+      log.info('disk moved', { vm: vm.id, disk: diskId, from: disk.pool, to: pool, live });
+    } finally {
+      this.moves.delete(vm.id);
+    }
+    return this.vms.get(vm.id);
   }
 
   private async freeze(id: string): Promise<boolean> {

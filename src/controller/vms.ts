@@ -5,6 +5,7 @@ import type { VmStatus } from '../node/types';
 import { findByRef } from '../store/lookup';
 import type { Store, Versioned } from '../store/store';
 import type { HostPaths } from '../util/host-paths';
+import { createLogger } from '../util/log';
 import type { VmRunSpec } from '../vmm/types';
 import type { ImageService } from './images';
 import { HOST_RESERVE_BYTES } from './node-registry';
@@ -22,6 +23,7 @@ import {
 } from './records';
 
 const GiB = 1024 ** 3;
+const log = createLogger('vms');
 
 export type VmState =
   | 'pending'
@@ -321,7 +323,7 @@ export class VmService {
    */
   async clone(
     ref: string,
-    input: { name: string; description?: string; placement?: PlacementRecord },
+    input: { name: string; description?: string; placement?: PlacementRecord; full?: boolean },
   ): Promise<VmView> {
     const src = await this.find(ref);
     const t = src.value;
@@ -378,7 +380,62 @@ export class VmService {
       `a VM named "${vm.name}" was just created, or template "${t.name}" changed; retry`,
     );
     this.onCreated?.();
-    return this.view(await this.waitPlaced(id, this.placeWaitMs));
+    const placed = await this.waitPlaced(id, this.placeWaitMs);
+    if (!input.full) return this.view(placed);
+    // A full clone: the linked clones, made independent of the template before anyone can start it.
+    try {
+      if (!placed.node)
+        throw new NfError(
+          'invalid_state',
+          `the clone could not be placed (${placed.pending?.reason ?? 'no host yet'}); nothing was kept`,
+        );
+      await this.flatten(id);
+    } catch (err) {
+      await this.delete(id, true).catch((e) =>
+        log.error('a failed full clone could not be removed', { vm: id, err: (e as Error).message }),
+      );
+      throw err;
+    }
+    return this.get(id);
+  }
+
+  /**
+   * Makes a VM's linked-clone disks independent (their parents' data copied in), under the VM's lock;
+   * the record then names no parent. The VM must be stopped.
+   */
+  async flatten(id: string): Promise<void> {
+    await this.reconciler.lock.run(id, async () => this.flattenDisks(await this.find(id)));
+  }
+
+  /** flatten() for a caller that holds the VM's lock already; `only` picks the disks. */
+  async flattenDisks(cur: Versioned<VmRecord>, only?: (d: DiskRecord) => boolean): Promise<void> {
+    const vm = cur.value;
+    if (vm.power !== 'stopped' || this.node.hasProcess(vm.id))
+      throw new NfError('invalid_state', `VM "${vm.name}" must be stopped to flatten its disks`);
+    const disks = vm.disks.filter((d) => (d.cloneOf || d.image) && (!only || only(d)));
+    for (const d of disks) await this.node.on(vm.node).flattenVolume(d.pool, d.volume);
+    await this.reconciler.update(cur, (v) => {
+      for (const d of v.disks)
+        if (disks.some((x) => x.id === d.id)) {
+          delete d.cloneOf;
+          delete d.image;
+        }
+      return disks.length > 0;
+    });
+  }
+
+  /** How many parents a disk's chain has (an image, templates' disks): what a clone of it adds to. */
+  async cloneDepth(d: DiskRecord): Promise<number> {
+    let depth = 0;
+    let cur: DiskRecord | undefined = d;
+    while (cur && depth < 64) {
+      if (cur.image) return depth + 1;
+      if (!cur.cloneOf) return depth;
+      depth++;
+      const of: { vm: string; disk: string } = cur.cloneOf;
+      cur = (await this.store.get<VmRecord>(keys.vm(of.vm)))?.value.disks.find((x) => x.id === of.disk);
+    }
+    return depth;
   }
 
   async delete(ref: string, force: boolean): Promise<void> {

@@ -153,18 +153,35 @@ function stopPasst(pidfile: string): void {
   } catch {}
 }
 
-function connect(path: string): Promise<net.Socket> {
+/**
+ * Connects to a NIC's socket. QEMU 7.2 starts listening on a stream netdev in the background, so the
+ * socket may appear a moment after QMP answers (seen missing in CI, under load): retry for a few seconds.
+ */
+async function connect(path: string, timeoutMs = 10_000): Promise<net.Socket> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await connectOnce(path);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || Date.now() >= deadline)
+        throw new NfError(
+          'hypervisor_error',
+          `cannot connect to QEMU's network socket ${path}: ${(err as Error).message}`,
+        );
+      await Bun.sleep(50);
+    }
+  }
+}
+
+function connectOnce(path: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = net.connect(path);
     s.once('connect', () => {
       s.pause();
       resolve(s);
     });
-    s.once('error', (e) =>
-      reject(
-        new NfError('hypervisor_error', `cannot connect to QEMU's network socket ${path}: ${e.message}`),
-      ),
-    );
+    s.once('error', reject);
   });
 }
 

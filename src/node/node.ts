@@ -5,10 +5,10 @@ import { cpus, freemem, hostname, loadavg, release, totalmem, uptime } from 'nod
 import { dirname, join } from 'node:path';
 import type { CephApplyRequest, CephHost, CephHostState } from '../ceph/host';
 import { NfError } from '../errors';
-import { nestBlockdev } from '../storage/blockdev';
+import { imageOpts, nestBlockdev } from '../storage/blockdev';
 import { DirPool } from '../storage/dir-pool';
 import { growTo, type StorageDriver, type VolumeInfo } from '../storage/driver';
-import { imageInfo, qemuImg } from '../storage/qemu-img';
+import { imageInfo, qemuImg, qemuImgProgress } from '../storage/qemu-img';
 import { openSharedPool, removeSharedPool, type SharedPoolConfig } from '../storage/shared-pools';
 import { writeFileAtomic } from '../util/fs';
 import type { HostPaths } from '../util/host-paths';
@@ -22,7 +22,15 @@ import type { VmInstance, VmmDriver, VmRunSpec } from '../vmm/types';
 import { AgentTracker } from './agent';
 import { MetricsCollector, type VmSampleSource } from './metrics';
 import type { Point } from './series';
-import type { ConsoleStream, NodeApi, NodeInfo, StopOptions, VmStatus, VolumeBacking } from './types';
+import type {
+  ConsoleStream,
+  MoveDiskRequest,
+  NodeApi,
+  NodeInfo,
+  StopOptions,
+  VmStatus,
+  VolumeBacking,
+} from './types';
 
 const log = createLogger('node');
 const VM_ID = /^[0-9a-f-]{36}$/;
@@ -46,6 +54,8 @@ export class Node implements NodeApi {
   private readonly listeners = new Set<(s: VmStatus) => void>();
   /** One operation per VM at a time: a stop never races a start. */
   private readonly locks = new KeyedLock();
+  /** VMs with a disk being moved (one move per VM at a time; no resize or snapshot meanwhile). */
+  private readonly moving = new Set<string>();
   private readonly usageCache = new Map<
     string,
     { at: number; usage: { totalBytes: number; freeBytes: number } }
@@ -357,6 +367,7 @@ export class Node implements NodeApi {
   }
 
   snapshotVm(id: string, name: string, disks: { id: string; pool: string; volume: string }[]): Promise<void> {
+    this.notMoving(id);
     return this.serialize(id, async () => {
       const instance = this.instances.get(id);
       if (instance) {
@@ -495,6 +506,7 @@ export class Node implements NodeApi {
     sizeBytes: number,
     vm?: { id: string; disk: string },
   ): Promise<void> {
+    if (vm) this.notMoving(vm.id);
     const p = this.pool(pool);
     const grow = async () => {
       const info = await p.volumeInfo(volume);
@@ -511,6 +523,10 @@ export class Node implements NodeApi {
     };
     // Under the VM's lock: a start or stop does not race the resize.
     return vm ? this.serialize(vm.id, grow) : grow();
+  }
+
+  async flattenVolume(pool: string, volume: string): Promise<void> {
+    await this.pool(pool).flattenVolume(volume);
   }
 
   async deleteVolume(pool: string, volume: string): Promise<void> {
@@ -603,6 +619,67 @@ export class Node implements NodeApi {
   }
 
   /**
+   * Moves a VM's disk from one pool of this host to another, as a full copy (a linked clone becomes
+   * independent). While the VM runs, QEMU mirrors it and the guest keeps writing; a stopped VM's volume
+   * is copied with qemu-img under the VM's lock, so it cannot start meanwhile. The source volume is left
+   * for the caller to delete once its record names the target. On a failure the target is removed.
+   */
+  async moveDisk(
+    req: MoveDiskRequest,
+    onProgress: (done: number, total: number) => void = () => {},
+  ): Promise<void> {
+    const from = this.pool(req.from.pool);
+    const to = this.pool(req.to.pool);
+    if (from === to) throw new NfError('validation_failed', `the disk is already in pool ${req.to.pool}`);
+    const info = await from.volumeInfo(req.from.volume);
+    if (!info)
+      throw new NfError('not_found', `volume ${req.from.volume} does not exist in pool ${from.name}`);
+    if (info.snapshots.length > 0)
+      throw new NfError(
+        'invalid_state',
+        `volume ${req.from.volume} has snapshots (${info.snapshots.join(', ')}); they cannot move with it: delete them first`,
+      );
+    if (this.moving.has(req.vmId))
+      throw new NfError('conflict', `a disk of VM ${req.vmId} is being moved already`);
+    this.moving.add(req.vmId);
+    try {
+      const live = this.instances.get(req.vmId);
+      if (live) {
+        await to.createVolume(req.to.volume, info.virtualBytes);
+        try {
+          const node = `mv${Date.now().toString(36)}-${req.diskId}`;
+          await live.mirrorDisk(req.diskId, to.blockdev(req.to.volume, node), onProgress);
+        } catch (err) {
+          await to.deleteVolume(req.to.volume).catch(() => {});
+          throw err;
+        }
+        return;
+      }
+      await this.serialize(req.vmId, async () => {
+        if (this.hasProcess(req.vmId))
+          throw new NfError('invalid_state', `VM ${req.vmId} has a QEMU process but is not managed here`);
+        await to.createVolume(req.to.volume, info.virtualBytes);
+        try {
+          const src = imageOpts(nestBlockdev(from.blockdev(req.from.volume, 'src', { readOnly: true })));
+          const dstTop = nestBlockdev(to.blockdev(req.to.volume, 'dst'));
+          const dst = imageOpts(
+            dstTop.driver === 'raw' || dstTop.driver === 'qcow2' ? dstTop : { driver: 'raw', file: dstTop },
+          );
+          await qemuImgProgress(
+            ['convert', '-p', '-n', '--image-opts', src, '--target-image-opts', dst],
+            (pct) => onProgress(Math.round((pct / 100) * info.virtualBytes), info.virtualBytes),
+          );
+        } catch (err) {
+          await to.deleteVolume(req.to.volume).catch(() => {});
+          throw err;
+        }
+      });
+    } finally {
+      this.moving.delete(req.vmId);
+    }
+  }
+
+  /**
    * Turns pool references into paths in this host's pools, and checks host files against this host's
    * allow-list: a controller's word is not enough to hand a host file to a guest.
    */
@@ -612,7 +689,10 @@ export class Node implements NodeApi {
       if (d.pool !== undefined && d.volume !== undefined)
         d.blockdev = this.pool(d.pool).blockdev(d.volume, d.id, { readOnly: d.readOnly ?? false });
     }
-    if (out.cdrom?.pool !== undefined && out.cdrom.file !== undefined)
+    const cdPool = out.cdrom?.pool !== undefined ? this.pools.get(out.cdrom.pool) : undefined;
+    if (out.cdrom && cdPool?.capabilities.shared && out.cdrom.file !== undefined)
+      out.cdrom.blockdev = cdPool.blockdev(out.cdrom.file, 'cd0', { readOnly: true });
+    else if (out.cdrom?.pool !== undefined && out.cdrom.file !== undefined)
       out.cdrom.path = this.imagePool(out.cdrom.pool).imagePath(out.cdrom.file);
     else if (out.cdrom) this.hostPaths?.file(out.cdrom.path, 'cdrom');
     if (out.boot.kind === 'kernel') {
@@ -700,6 +780,11 @@ export class Node implements NodeApi {
     const instance = this.instances.get(id);
     if (!instance) throw new NfError('invalid_state', 'the VM is not running');
     return instance;
+  }
+
+  private notMoving(vmId: string): void {
+    if (this.moving.has(vmId))
+      throw new NfError('invalid_state', `a disk of VM ${vmId} is being moved; wait until the move ends`);
   }
 
   private pool(name: string): StorageDriver {

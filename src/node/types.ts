@@ -58,6 +58,14 @@ export interface VolumeBacking {
   volume?: boolean;
 }
 
+/** A VM's disk from one pool of its host to another (NodeApi.moveDisk). */
+export interface MoveDiskRequest {
+  vmId: string;
+  diskId: string;
+  from: { pool: string; volume: string };
+  to: { pool: string; volume: string };
+}
+
 export interface NodeApi {
   info(): Promise<NodeInfo>;
   vmStatus(id: string): VmStatus;
@@ -110,6 +118,8 @@ export interface NodeApi {
   ): Promise<void>;
   /** Deletes a volume; a volume already gone is not an error. */
   deleteVolume(pool: string, volume: string): Promise<void>;
+  /** Makes a linked clone independent of its parent (no VM may be using it). */
+  flattenVolume(pool: string, volume: string): Promise<void>;
   /**
    * The cluster-wide pools this host must reach (the whole list: pools not in it are closed). The host
    * writes their ceph.conf and keyring (0600) and reports them in info() from then on.
@@ -132,6 +142,11 @@ export interface NodeApi {
    * asked for (monitor, manager or OSD; the host checks the device). Applying again only starts.
    */
   cephApply(req: CephApplyRequest): Promise<CephHostState>;
+  /**
+   * Copies a VM's disk into another pool of this host: mirrored live while the VM runs (the guest then
+   * uses the copy), copied offline otherwise. Progress in bytes; the source stays for the caller.
+   */
+  moveDisk(req: MoveDiskRequest, onProgress?: (done: number, total: number) => void): Promise<void>;
   /** This host's Ceph daemons and the cluster it belongs to. */
   cephDaemons(): Promise<CephHostState>;
   /** True while a QEMU process of this VM exists (managed, or alive but unreachable). */

@@ -128,6 +128,16 @@ export function storageConformance(target: () => ConformanceTarget, unique: (bas
     await driver.createVolume(big, 32 * MiB, { image, format });
     expect((await driver.volumeInfo(big))?.virtualBytes).toBe(32 * MiB);
     expect(await holds(driver, big, 0x55)).toBe(true);
+    // flattened: no parent any more, and the same data
+    await driver.flattenVolume(clone);
+    const flat = await driver.volumeInfo(clone);
+    expect(flat?.parent).toBeUndefined();
+    expect(flat?.virtualBytes).toBe(16 * MiB);
+    expect(await holds(driver, clone, 0x66)).toBe(true);
+    const tail = await io(driver, clone, ['read -P 0x55 65536 65536']);
+    expect(tail).not.toMatch(/Pattern verification failed/);
+    await driver.flattenVolume(clone); // nothing to do: fine
+    expect((await rejection(driver.flattenVolume(unique('missing')))).code).toBe('not_found');
     await driver.deleteVolume(clone);
     await driver.deleteVolume(big);
   });

@@ -69,6 +69,11 @@ export interface StorageDriver {
   deleteVolume(volume: string): Promise<void>;
   /** Grows a volume that no VM uses (a running VM grows through QMP block_resize). Shrinking is refused. */
   resizeVolume(volume: string, sizeBytes: number): Promise<void>;
+  /**
+   * Makes a linked clone independent of its parent (its parent's data copied in), in a volume no VM
+   * uses. A volume that has no parent is left as it is.
+   */
+  flattenVolume(volume: string): Promise<void>;
   volumeInfo(volume: string): Promise<VolumeInfo | undefined>;
   listVolumes(): Promise<VolumeInfo[]>;
 

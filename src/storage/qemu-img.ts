@@ -2,7 +2,11 @@ import { spawn } from 'node:child_process';
 import { NfError } from '../errors';
 
 /** Runs qemu-img with an argv array (never a shell) and returns stdout; stderr becomes the error message. */
-export async function qemuImg(args: string[], timeoutMs = 120_000): Promise<string> {
+export async function qemuImg(
+  args: string[],
+  timeoutMs = 120_000,
+  onStdout?: (chunk: string) => void,
+): Promise<string> {
   const bin = process.env.NEUROFLOW_QEMU_IMG ?? 'qemu-img';
   return await new Promise((resolve, reject) => {
     const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
@@ -10,6 +14,8 @@ export async function qemuImg(args: string[], timeoutMs = 120_000): Promise<stri
     let err = '';
     child.stdout.on('data', (d) => {
       out += d;
+      onStdout?.(String(d));
+      if (out.length > 65_536) out = out.slice(-8192); // -p prints for ever
     });
     child.stderr.on('data', (d) => {
       err += d;
@@ -93,5 +99,18 @@ export async function qemuIo(options: Record<string, unknown>, commands: string[
         ? resolve(out)
         : reject(new NfError('hypervisor_error', `qemu-io ${commands.join('; ')}: ${out.trim()}`)),
     );
+  });
+}
+
+/** qemu-img with `-p`: calls onPercent with each percentage it prints (no time limit: a copy takes what it takes). */
+export async function qemuImgProgress(args: string[], onPercent: (pct: number) => void): Promise<void> {
+  let last = -1;
+  await qemuImg(args, 0, (chunk) => {
+    for (const m of chunk.matchAll(/\((\d+(?:\.\d+)?)\/100%\)/g)) {
+      const pct = Number(m[1]);
+      if (pct === last) continue;
+      last = pct;
+      onPercent(pct);
+    }
   });
 }

@@ -161,6 +161,13 @@ export class RbdPool implements StorageDriver {
       await this.rbd(['resize', '--no-progress', '--size', `${size}B`, this.spec(volume)]);
   }
 
+  async flattenVolume(volume: string): Promise<void> {
+    const info = await this.info(volume);
+    if (!info) throw new NfError('not_found', `volume ${volume} does not exist in pool ${this.name}`);
+    if (!info.parent) return;
+    await this.rbd(['flatten', '--no-progress', this.spec(volume)]);
+  }
+
   async volumeInfo(volume: string): Promise<VolumeInfo | undefined> {
     const info = await this.info(volume);
     if (!info) return undefined;

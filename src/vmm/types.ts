@@ -43,7 +43,8 @@ export interface VmRunSpec {
   machine: 'q35' | 'pc';
   disks: DiskRun[];
   /** A host path, or an image file in one of the node's pools (the node resolves it). */
-  cdrom?: { path: string; pool?: string; file?: string };
+  /** The CD-ROM: a host file, an image file of a dir pool, or (`blockdev`, node-side) a shared pool's volume. */
+  cdrom?: { path: string; pool?: string; file?: string; blockdev?: Record<string, unknown>[] };
   nics: NicRun[];
   boot: BootRun;
   /** Give the guest the virtio-serial port org.qemu.guest_agent.0 for a guest agent. */
@@ -78,6 +79,16 @@ export interface VmInstance {
   deleteDiskSnapshots(name: string, diskIds: string[]): Promise<void>;
   /** Grows a disk while the guest runs (QMP block_resize on its top node); the guest sees the new size. */
   resizeDisk(diskId: string, sizeBytes: number): Promise<void>;
+  /**
+   * Moves a disk while the guest runs: opens the target nodes, mirrors everything (the guest keeps
+   * writing), switches the device to the target when both are in step, and closes the old volume. On a
+   * failure the target is closed again and the guest stays on the source.
+   */
+  mirrorDisk(
+    diskId: string,
+    target: Record<string, unknown>[],
+    onProgress: (done: number, total: number) => void,
+  ): Promise<void>;
   /** Resolves once the process is gone. */
   readonly exited: Promise<ExitInfo>;
   /** Called when the guest opens or closes a virtio-serial port (the agent starting or going away). */

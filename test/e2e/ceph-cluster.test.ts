@@ -5,7 +5,7 @@ import { waitFor } from '../../src/util/wait';
 import { launchChromium } from '../harness/browser';
 import { ClusterHost, NetLab } from '../harness/cluster';
 import { BOOTED, testGuest } from '../harness/guest';
-import { guestRun, waitConsole } from '../harness/serial';
+import { guestRun, startAndBoot } from '../harness/serial';
 import { kernelVm, type VmView } from '../harness/vms';
 
 interface CephStatus {
@@ -60,9 +60,13 @@ describe('integrated Ceph on three hosts', () => {
     }
   };
   const start = async (name: string) => {
-    const vm = await api.request<VmView>('POST', `/api/v1/vms/${name}/start`);
-    await waitConsole(api, vm.id, new RegExp(BOOTED), 150_000);
-    return vm;
+    const id = (await vmOf(name)).id;
+    await startAndBoot(
+      api,
+      id,
+      () => api.request<VmView>('POST', `/api/v1/vms/${id}/start`),
+      new RegExp(BOOTED),
+    );
   };
   const consoleLog = async (name: string) =>
     (await api.request<string>('GET', `/api/v1/vms/${(await vmOf(name)).id}/console-log`)) ?? '';

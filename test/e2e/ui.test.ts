@@ -411,8 +411,9 @@ describe('web UI', () => {
     await page.click('[data-action=template]');
     await page.locator('.actions .template-tag').waitFor({ timeout: 15_000 });
     expect(await page.locator('[data-action=start]').count()).toBe(0);
-    page.once('dialog', (dlg) => void dlg.accept('tplui-1'));
     await page.click('[data-action=clone]');
+    await page.fill('.clone-dialog input[name=name]', 'tplui-1');
+    await page.click('.clone-dialog button[type=submit]');
     await page.locator('.vm-head h2', { hasText: 'tplui-1' }).waitFor({ timeout: 15_000 });
     await badge('stopped');
     const clone = await d.api.request<{ id: string; disks: { cloneOf?: { vm: string } }[] }>(
@@ -420,6 +421,19 @@ describe('web UI', () => {
       '/api/v1/vms/tplui-1',
     );
     expect(clone.disks[0]!.cloneOf?.vm).toBe(vm.id);
+    // a full clone: its disk hangs off nothing
+    await page.goto(`${d.url}/#/vms/${vm.id}`);
+    await page.click('[data-action=clone]');
+    await page.fill('.clone-dialog input[name=name]', 'tplui-full');
+    await page.check('.clone-dialog input[name=full]');
+    await page.click('.clone-dialog button[type=submit]');
+    await page.locator('.vm-head h2', { hasText: 'tplui-full' }).waitFor({ timeout: 30_000 });
+    const full = await d.api.request<{ id: string; disks: { cloneOf?: unknown }[] }>(
+      'GET',
+      '/api/v1/vms/tplui-full',
+    );
+    expect(full.disks[0]!.cloneOf).toBeUndefined();
+    await d.api.request('DELETE', `/api/v1/vms/${full.id}`);
     await d.api.request('DELETE', `/api/v1/vms/${clone.id}`);
     await d.api.request('DELETE', `/api/v1/vms/${vm.id}`);
     expect(pageErrors).toEqual([]);

@@ -30,6 +30,32 @@ export async function waitConsole(
   );
 }
 
+/**
+ * Starts a VM (with `start`) and waits for a boot that happened after it: the console log goes on across
+ * starts (rotated only when large), so an older boot's banner must not count.
+ */
+export async function startAndBoot(
+  api: ApiClient,
+  vm: string,
+  start: () => Promise<unknown>,
+  banner: RegExp,
+  timeoutMs = 150_000,
+): Promise<void> {
+  const read = async () => (await api.request<string>('GET', `/api/v1/vms/${vm}/console-log`)) ?? '';
+  const before = await read();
+  await start();
+  await waitFor(
+    async () => {
+      const log = await read();
+      // a rotated log starts again; otherwise only what came after the start counts
+      const fresh =
+        log.length < before.length || !log.startsWith(before.slice(0, 64)) ? log : log.slice(before.length);
+      return banner.test(fresh);
+    },
+    { timeoutMs, intervalMs: 250, what: `VM ${vm} to boot after its start` },
+  );
+}
+
 /** Runs a shell command in the guest and returns what it printed between unique markers. */
 export async function guestRun(
   api: ApiClient,

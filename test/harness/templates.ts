@@ -2,7 +2,7 @@ import { expect } from 'vitest';
 import type { TestDaemon } from './daemon';
 import { rejection } from './errors';
 import { BOOTED } from './guest';
-import { guestRun, waitConsole } from './serial';
+import { guestRun, startAndBoot, waitConsole } from './serial';
 import { createVm, kernelVm, type VmView, vmAction } from './vms';
 
 /**
@@ -54,6 +54,46 @@ export async function templateAndClones(d: TestDaemon, pool: string): Promise<vo
   const busy = await rejection(d.api.request('DELETE', `/api/v1/vms/${tpl.id}`));
   expect(busy.code).toBe('in_use');
   expect(busy.message).toContain(`${tag}-clone1`);
-  for (const c of clones) await d.api.request('DELETE', `/api/v1/vms/${c.id}?force=true`);
+
+  // A full clone: its disk is a copy that hangs off nothing, so it outlives the template.
+  const full = await d.api.request<VmView & { disks: { cloneOf?: unknown }[] }>(
+    'POST',
+    `/api/v1/vms/${tpl.id}/clone`,
+    { name: `${tag}-full`, full: true },
+  );
+  expect(full.disks[0]!.cloneOf).toBeUndefined();
+  const fullVol = (
+    await d.api.request<{ name: string; parent?: string }[]>('GET', `/api/v1/pools/${pool}/volumes${q}`)
+  ).find((v) => v.name === full.disks[0]!.volume);
+  expect(fullVol).toBeDefined();
+  expect(fullVol!.parent).toBeUndefined();
+
+  // Clones of clones: a template whose disk already stands on two parents is flattened first.
+  const c1 = clones[1]!;
+  await d.api.request('POST', `/api/v1/vms/${c1.id}/template`); // depth 1: stays linked
+  expect(
+    (await d.api.request<VmView & { disks: { cloneOf?: unknown }[] }>('GET', `/api/v1/vms/${c1.id}`))
+      .disks[0]!.cloneOf,
+  ).toBeDefined();
+  const c2 = await d.api.request<VmView>('POST', `/api/v1/vms/${c1.id}/clone`, { name: `${tag}-gen2` });
+  await d.api.request('POST', `/api/v1/vms/${c2.id}/template`); // depth 2: flattened
+  const flat = await d.api.request<VmView & { disks: { cloneOf?: unknown }[] }>(
+    'GET',
+    `/api/v1/vms/${c2.id}`,
+  );
+  expect(flat.disks[0]!.cloneOf).toBeUndefined();
+  const flatVol = (
+    await d.api.request<{ name: string; parent?: string }[]>('GET', `/api/v1/pools/${pool}/volumes${q}`)
+  ).find((v) => v.name === c2.disks[0]!.volume);
+  expect(flatVol!.parent).toBeUndefined();
+
+  for (const id of [c2.id, c1.id, clones[0]!.id])
+    await d.api.request('DELETE', `/api/v1/vms/${id}?force=true`);
   await d.api.request('DELETE', `/api/v1/vms/${tpl.id}`);
+  // the full clone still boots and holds the template's data
+  await startAndBoot(d.api, full.id, () => vmAction(d.api, full.id, 'start'), new RegExp(BOOTED));
+  expect((await guestRun(d.api, d.dataDir, full.id, `head -c ${tag.length + 5} /dev/vda`)).trim()).toBe(
+    `${tag}-data`,
+  );
+  await d.api.request('DELETE', `/api/v1/vms/${full.id}?force=true`);
 }

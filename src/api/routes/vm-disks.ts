@@ -2,7 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { ApiContext } from '../context';
 import { errors, json } from '../openapi';
 import { newRouter } from '../router';
-import { VmSchema } from '../schemas';
+import { TaskSchema, VmSchema } from '../schemas';
 
 const MiB = 1024 ** 2;
 
@@ -22,7 +22,17 @@ export const ResizeDiskBody = z
   })
   .openapi('ResizeDisk');
 
-/** A VM's disks: grow one (online while the VM runs). */
+export const MoveDiskBody = z
+  .strictObject({
+    pool: z
+      .string()
+      .min(1)
+      .max(63)
+      .openapi({ description: "A pool the VM's host reaches (a shared pool, or local)", example: 'ceph' }),
+  })
+  .openapi('MoveDisk');
+
+/** A VM's disks: grow one (online while the VM runs), move one to another pool (live while it runs). */
 export function vmDiskRoutes(ctx: ApiContext) {
   const r = newRouter();
   r.openapi(
@@ -44,6 +54,39 @@ export function vmDiskRoutes(ctx: ApiContext) {
         ctx.actions.diskResize(id, disk, bytes),
       );
       return c.json(vm, 200);
+    },
+  );
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/{id}/disks/{disk}/move',
+      tags: ['VMs'],
+      summary:
+        'Move a disk to another pool: mirrored while the VM runs (blockdev-mirror), copied when stopped; a task with progress',
+      request: {
+        params: DiskParams,
+        body: { content: { 'application/json': { schema: MoveDiskBody } }, required: true },
+      },
+      responses: {
+        202: json(
+          TaskSchema,
+          'The move runs as this task (GET /api/v1/tasks/{id}); the VM record follows when it ends',
+        ),
+        ...errors,
+      },
+    }),
+    async (c) => {
+      const { id, disk } = c.req.valid('param');
+      const { pool } = c.req.valid('json');
+      // Bad input is an answer now, not a failed task later.
+      const { vm } = await ctx.actions.diskMoveCheck(id, disk, pool);
+      const task = await ctx.tasks.start(
+        'vm.disk.move',
+        `${vm.name}/${disk}→${pool}`,
+        c.get('user'),
+        (progress) => ctx.actions.diskMove(vm.id, disk, pool, progress),
+      );
+      return c.json(task, 202);
     },
   );
   return r;

@@ -11,6 +11,10 @@ export const CloneVmBody = z
       .regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/, 'letters, digits, . _ -; up to 63 characters')
       .openapi({ example: 'web-7' }),
     description: z.string().max(500).optional(),
+    full: z.boolean().optional().openapi({
+      description:
+        'A full clone: disks independent of the template (its data copied in; slower, and the template may then go)',
+    }),
     placement: Placement.optional().openapi({
       description:
         "Where the clone may run (default: the template's; a clone on shared storage may go anywhere)",

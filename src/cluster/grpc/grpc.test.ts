@@ -158,6 +158,8 @@ class FakeNode implements NodeApi {
   async cephDaemons(): Promise<{ daemons: [] }> {
     return { daemons: [] };
   }
+  async moveDisk(): Promise<void> {}
+  async flattenVolume(): Promise<void> {}
   async copyImage(): Promise<number> {
     return 0;
   }

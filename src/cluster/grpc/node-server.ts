@@ -144,6 +144,7 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
       ),
     ),
     deleteVolume: unary((r: pb.VolumeRequest) => empty(node.deleteVolume(r.pool, r.volume))),
+    flattenVolume: unary((r: pb.VolumeRequest) => empty(node.flattenVolume(r.pool, r.volume))),
     resizeVolume: unary((r: pb.ResizeVolumeRequest) =>
       empty(
         node.resizeVolume(
@@ -167,6 +168,38 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
     configurePools: unary((r: pb.ConfigurePoolsRequest) =>
       empty(node.configurePools(r.pools.map((p) => ({ ...p, type: p.type as 'rbd' })))),
     ),
+    moveDisk: (call: ServerWritableStream<pb.MoveDiskRequest, pb.MoveDiskProgress>) => {
+      try {
+        checkPeer(peerIdentity(call), authorize, 'Node');
+      } catch (err) {
+        call.emit('error', toGrpcError(err));
+        return;
+      }
+      const r = call.request;
+      let last = 0;
+      node
+        .moveDisk(
+          {
+            vmId: r.vmId,
+            diskId: r.diskId,
+            from: { pool: r.fromPool, volume: r.fromVolume },
+            to: { pool: r.toPool, volume: r.toVolume },
+          },
+          (done, total) => {
+            // at most two messages a second
+            const now = Date.now();
+            if (now - last < 500 || call.writableEnded) return;
+            last = now;
+            call.write({ doneBytes: done, totalBytes: total });
+          },
+        )
+        .then(
+          () => call.end(),
+          (err) => {
+            if (!call.writableEnded) call.emit('error', toGrpcError(err));
+          },
+        );
+    },
     cephApply: unary(async (r: pb.CephApplyRequest) =>
       cephStateToPb(await node.cephApply(cephApplyFromPb(r))),
     ),

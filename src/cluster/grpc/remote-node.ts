@@ -17,6 +17,7 @@ import { NfError } from '../../errors';
 import type { Point } from '../../node/series';
 import type {
   ConsoleStream,
+  MoveDiskRequest,
   NodeApi,
   NodeInfo,
   StopOptions,
@@ -271,6 +272,11 @@ export class RemoteNode implements NodeApi {
     await this.call('ResizeVolume', this.client.resizeVolume, req);
   }
 
+  async flattenVolume(pool: string, volume: string): Promise<void> {
+    // copies the parent's data in: minutes for a large disk
+    await this.call('FlattenVolume', this.client.flattenVolume, { pool, volume }, 3_600_000);
+  }
+
   async deleteVolume(pool: string, volume: string): Promise<void> {
     await this.call('DeleteVolume', this.client.deleteVolume, { pool, volume });
   }
@@ -305,6 +311,32 @@ export class RemoteNode implements NodeApi {
 
   async configurePools(pools: SharedPoolConfig[]): Promise<void> {
     await this.call('ConfigurePools', this.client.configurePools, { pools });
+  }
+
+  moveDisk(req: MoveDiskRequest, onProgress?: (done: number, total: number) => void): Promise<void> {
+    if (this.closed)
+      return Promise.reject(new NfError('unavailable', `the connection to node ${this.name} is closed`));
+    return new Promise((resolve, reject) => {
+      // A copy of a large disk takes hours; the host ends the stream when it is done.
+      const stream = this.client.moveDisk(
+        {
+          vmId: req.vmId,
+          diskId: req.diskId,
+          fromPool: req.from.pool,
+          fromVolume: req.from.volume,
+          toPool: req.to.pool,
+          toVolume: req.to.volume,
+        },
+        new Metadata(),
+        { deadline: Date.now() + 24 * 3600_000 },
+      );
+      stream.on('data', (m: pb.MoveDiskProgress) => onProgress?.(Number(m.doneBytes), Number(m.totalBytes)));
+      stream.on('error', (err: ServiceError) => {
+        const ready = this.client.getChannel().getConnectivityState(false) === connectivityState.READY;
+        reject(fromGrpcError(err, `node ${this.name} (${this.address})`, 'MoveDisk', ready));
+      });
+      stream.on('end', () => resolve());
+    });
   }
 
   async cephApply(req: CephApplyRequest): Promise<CephHostState> {

@@ -37,6 +37,27 @@ const cases: Record<string, VmRunSpec> = {
     boot: { kind: 'cdrom' },
   },
   'disk-boot-kvm': { ...base, nics: [], boot: { kind: 'disk', index: 1 }, agent: false },
+  'cdrom-rbd': {
+    ...base,
+    disks: [],
+    cdrom: {
+      path: '',
+      pool: 'ceph',
+      file: 'img-1',
+      blockdev: [
+        {
+          driver: 'rbd',
+          pool: 'rbd',
+          image: 'img-1',
+          conf: '/d/ceph.conf',
+          user: 'nf',
+          'node-name': 'cd0',
+          'read-only': true,
+        },
+      ],
+    },
+    boot: { kind: 'cdrom' },
+  },
 };
 
 /** Golden files pin the exact argv; regenerate with UPDATE_GOLDEN=1 after an intended change. */

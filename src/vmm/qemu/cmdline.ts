@@ -139,11 +139,16 @@ export function buildQemuConfig(
     add('-device', { json: dev });
   });
 
-  if (spec.cdrom) {
+  if (spec.cdrom?.blockdev) {
+    // an ISO in a shared pool: the driver's read-only nodes, the last named cd0
+    for (const node of spec.cdrom.blockdev) add('-blockdev', { json: node });
+  } else if (spec.cdrom) {
     add('-blockdev', {
       json: { driver: 'file', filename: spec.cdrom.path, 'node-name': 'cd0-file', 'read-only': true },
     });
     add('-blockdev', { json: { driver: 'raw', file: 'cd0-file', 'node-name': 'cd0', 'read-only': true } });
+  }
+  if (spec.cdrom) {
     const dev: Record<string, unknown> = { driver: 'ide-cd', drive: 'cd0', id: 'cd0-dev' };
     if (spec.machine === 'q35') dev.bus = 'ide.0';
     if (spec.boot.kind === 'cdrom') dev.bootindex = 0;

@@ -133,7 +133,8 @@ export class QemuInstance implements VmInstance {
 
   async snapshotDisks(name: string, diskIds: string[]): Promise<void> {
     // One transaction: every disk gets the snapshot at the same instant, or none does.
-    const actions = diskIds.map((device) => ({
+    const nodes = await Promise.all(diskIds.map((d) => this.topNode(d)));
+    const actions = nodes.map((device) => ({
       type: 'blockdev-snapshot-internal-sync',
       data: { device, name },
     }));
@@ -154,11 +155,100 @@ export class QemuInstance implements VmInstance {
   }
 
   async resizeDisk(diskId: string, sizeBytes: number): Promise<void> {
-    await this.exec('block_resize', { 'node-name': diskId, size: sizeBytes });
+    await this.exec('block_resize', { 'node-name': await this.topNode(diskId), size: sizeBytes });
+  }
+
+  /**
+   * The node a disk's device uses now: the disk's id, or the node a move switched it to (asked from
+   * QEMU, so it holds after `serve` restarts too).
+   */
+  async topNode(diskId: string): Promise<string> {
+    const blocks = (await this.exec('query-block')) as {
+      qdev?: string;
+      inserted?: { 'node-name'?: string };
+    }[];
+    const dev = blocks.find((b) => b.qdev === `/machine/peripheral/${diskId}-dev/virtio-backend`);
+    return dev?.inserted?.['node-name'] ?? diskId;
+  }
+
+  async mirrorDisk(
+    diskId: string,
+    target: Record<string, unknown>[],
+    onProgress: (done: number, total: number) => void,
+  ): Promise<void> {
+    const source = await this.topNode(diskId);
+    const sourceNodes = await this.nodeChain(source);
+    const top = target.at(-1)!['node-name'] as string;
+    const job = `move-${diskId}`;
+    const added: string[] = [];
+    try {
+      for (const node of target) {
+        await this.exec('blockdev-add', node);
+        added.push(node['node-name'] as string);
+      }
+      await this.exec('blockdev-mirror', {
+        'job-id': job,
+        device: source,
+        target: top,
+        sync: 'full',
+        'auto-dismiss': false,
+      });
+      let completing = false;
+      for (;;) {
+        const jobs = (await this.exec('query-jobs')) as {
+          id: string;
+          status: string;
+          'current-progress': number;
+          'total-progress': number;
+          error?: string;
+        }[];
+        const j = jobs.find((x) => x.id === job);
+        if (!j) throw new NfError('internal', `the mirror job of ${diskId} vanished`);
+        onProgress(j['current-progress'], j['total-progress']);
+        if (j.status === 'concluded') {
+          await this.exec('job-dismiss', { id: job }).catch(() => {});
+          if (j.error) throw new NfError('unavailable', `moving ${diskId} failed: ${j.error}`);
+          if (!completing) throw new NfError('unavailable', `moving ${diskId} was cancelled`);
+          break;
+        }
+        if (j.status === 'ready' && !completing) {
+          // Source and target are in step: the device switches to the target atomically.
+          await this.exec('job-complete', { id: job });
+          completing = true;
+        }
+        await Bun.sleep(250);
+      }
+    } catch (err) {
+      await this.exec('job-cancel', { id: job, force: true }).catch(() => {});
+      await waitFor(
+        async () => !((await this.exec('query-jobs')) as { id: string }[]).some((x) => x.id === job),
+        { timeoutMs: 10_000, what: 'the mirror job to end' },
+      )
+        .catch(() => this.exec('job-dismiss', { id: job }))
+        .catch(() => {});
+      for (const n of added.reverse()) await this.exec('blockdev-del', { 'node-name': n }).catch(() => {});
+      throw err;
+    }
+    // The device now uses the target: close the old volume (top node first, then what it stood on).
+    for (const n of sourceNodes)
+      await this.exec('blockdev-del', { 'node-name': n }).catch((err: Error) =>
+        log.warn('cannot close a moved disk’s old node', { vm: this.id, node: n, err: err.message }),
+      );
+  }
+
+  /**
+   * A disk's top node and the nodes we opened under it (named `<top>-...`, e.g. its file node), top first;
+   * implicit nodes (a qcow2 backing file) go with their parent.
+   */
+  private async nodeChain(top: string): Promise<string[]> {
+    const nodes = (await this.exec('query-named-block-nodes', { flat: true })) as { 'node-name': string }[];
+    const under = nodes.map((n) => n['node-name']).filter((n) => n.startsWith(`${top}-`));
+    return [top, ...new Set(under)];
   }
 
   async deleteDiskSnapshots(name: string, diskIds: string[]): Promise<void> {
-    for (const device of diskIds) {
+    for (const diskId of diskIds) {
+      const device = await this.topNode(diskId);
       try {
         await this.exec('blockdev-snapshot-delete-internal-sync', { device, name });
       } catch (err) {

@@ -126,6 +126,7 @@ export function StoragePage() {
         </table>
       )}
       {open && pools?.some((p) => p.name === open) && <Volumes pool={pools.find((p) => p.name === open)!} />}
+      <ImagesCard pools={pools ?? []} />
       <CephCard onChange={load} />
       <AddCephPool onAdded={load} />
       {remove && (
@@ -139,6 +140,147 @@ export function StoragePage() {
         >
           NeuroFlow stops using the pool; the Ceph pool and its images stay. It is refused while VMs or
           volumes are in it.
+        </ConfirmDialog>
+      )}
+    </div>
+  );
+}
+
+interface ImageRow {
+  id: string;
+  name: string;
+  kind: 'iso' | 'disk';
+  format: string;
+  pool: string;
+  sizeBytes: number;
+  virtualSizeBytes: number;
+  node?: string;
+  shared?: boolean;
+}
+
+/**
+ * ISOs and disk images: where each lives (a host's pool, or a shared pool every host clones from); copy
+ * a disk image into a shared pool; delete one (refused while VMs use it).
+ */
+function ImagesCard({ pools }: { pools: Pool[] }) {
+  const { data: images, error: loadError, reload } = usePolled<ImageRow[]>('/images', 10_000);
+  const [copy, setCopy] = useState<{ id: string; pool: string } | undefined>();
+  const [busy, setBusy] = useState('');
+  const [error, setError] = useState('');
+  const [remove, setRemove] = useState<ImageRow | undefined>();
+  const shared = pools.filter((p) => p.capabilities.shared && p.capabilities.linkedClones).map((p) => p.name);
+  async function doCopy(img: ImageRow) {
+    if (!copy) return;
+    setBusy(img.id);
+    setError('');
+    try {
+      const made = await api<ImageRow>('POST', `/images/${img.id}/copy`, { pool: copy.pool });
+      toast(`image ${made.name} is in pool ${copy.pool}: VMs on every host can use it`, 'info');
+      setCopy(undefined);
+      await reload();
+    } catch (e) {
+      setError((e as Error).message);
+    } finally {
+      setBusy('');
+    }
+  }
+  async function doRemove() {
+    if (!remove) return;
+    try {
+      await api('DELETE', `/images/${remove.id}`);
+      toast(`image ${remove.name} deleted`, 'info');
+      setRemove(undefined);
+      await reload();
+    } catch (e) {
+      setError((e as Error).message);
+      setRemove(undefined);
+    }
+  }
+  return (
+    <div class="card section images-card">
+      <h3>Images</h3>
+      {(error || loadError) && (
+        <div class="form-error" role="alert">
+          {error || loadError}
+        </div>
+      )}
+      {images && images.length === 0 && (
+        <p class="muted">No images yet: neuroflow image import NAME PATH, or image upload NAME FILE.</p>
+      )}
+      {images && images.length > 0 && (
+        <table class="grid images">
+          <thead>
+            <tr>
+              <th>Image</th>
+              <th>Kind</th>
+              <th>Pool</th>
+              <th>Size</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {images.map((img) => (
+              <tr data-image={img.name}>
+                <td>{img.name}</td>
+                <td>
+                  {img.kind} <span class="muted">{img.format}</span>
+                </td>
+                <td>
+                  {img.pool}{' '}
+                  <span class="muted">{img.shared ? '(every host)' : img.node ? `on ${img.node}` : ''}</span>
+                </td>
+                <td>{fmtBytes(img.virtualSizeBytes || img.sizeBytes)}</td>
+                <td class="row-actions">
+                  {img.kind === 'disk' && !img.shared && shared.length > 0 && copy?.id !== img.id && (
+                    <button
+                      type="button"
+                      data-action="copy-image"
+                      onClick={() => setCopy({ id: img.id, pool: shared[0]! })}
+                    >
+                      Copy to pool…
+                    </button>
+                  )}
+                  {copy?.id === img.id && (
+                    <span class="inline-form copy-image-form">
+                      <select
+                        name="pool"
+                        value={copy.pool}
+                        onChange={(e) => setCopy({ ...copy, pool: (e.target as HTMLSelectElement).value })}
+                      >
+                        {shared.map((p) => (
+                          <option value={p}>{p}</option>
+                        ))}
+                      </select>{' '}
+                      <button
+                        type="button"
+                        class="primary"
+                        disabled={busy === img.id}
+                        onClick={() => doCopy(img)}
+                      >
+                        {busy === img.id ? 'Copying…' : 'Copy'}
+                      </button>{' '}
+                      <button type="button" onClick={() => setCopy(undefined)}>
+                        Cancel
+                      </button>
+                    </span>
+                  )}{' '}
+                  <button type="button" data-action="delete-image" onClick={() => setRemove(img)}>
+                    Delete
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {remove && (
+        <ConfirmDialog
+          title={`Delete image ${remove.name}?`}
+          confirm="Delete"
+          onConfirm={doRemove}
+          onCancel={() => setRemove(undefined)}
+        >
+          The image goes for good. It is refused while a VM's disk is a clone of it.
         </ConfirmDialog>
       )}
     </div>

@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { api, type Vm } from '../api';
 import { go } from '../route';
-import { attempt, refreshAll, toast } from '../store';
+import { attempt, refreshAll, toast, useStore } from '../store';
 import { ConfirmDialog } from './ConfirmDialog';
 
 type Action = { key: string; label: string; path: string; when: Vm['state'][] };
@@ -45,16 +45,7 @@ export function VmActions({ vm }: { vm: Vm }) {
     if (ok !== undefined) toast(`${vm.name} is a template now`, 'info');
     refreshAll().catch(() => {});
   }
-  async function clone() {
-    const name = prompt('Name of the new VM (linked clone)', `${vm.name}-1`);
-    if (!name) return;
-    const made = await attempt(`Clone ${vm.name}`, () => api<Vm>('POST', `/vms/${vm.id}/clone`, { name }));
-    if (made) {
-      toast(`${name} made from ${vm.name}`, 'info');
-      await refreshAll().catch(() => {});
-      go(`/vms/${made.id}`);
-    }
-  }
+  const [cloning, setCloning] = useState(false);
   // A pending VM has no host and no process: nothing to stop.
   const live = vm.state !== 'stopped' && vm.state !== 'pending';
   async function remove() {
@@ -90,9 +81,10 @@ export function VmActions({ vm }: { vm: Vm }) {
     return (
       <div class="actions">
         <span class="tag template-tag">template</span>
-        <button type="button" class="primary" data-action="clone" onClick={clone}>
+        <button type="button" class="primary" data-action="clone" onClick={() => setCloning(true)}>
           Clone…
         </button>
+        {cloning && <CloneDialog vm={vm} onClose={() => setCloning(false)} />}
         {deleteControl}
       </div>
     );
@@ -122,6 +114,79 @@ export function VmActions({ vm }: { vm: Vm }) {
         Convert to template
       </button>
       {deleteControl}
+    </div>
+  );
+}
+
+/** A new VM from a template: its name, where it may run, linked (instant) or full (a copy). */
+function CloneDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) {
+  const s = useStore();
+  const [name, setName] = useState(`${vm.name}-1`);
+  const [node, setNode] = useState('');
+  const [full, setFull] = useState(false);
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+  async function submit(e: Event) {
+    e.preventDefault();
+    setBusy(true);
+    setError('');
+    try {
+      const body: Record<string, unknown> = { name };
+      if (node) body.placement = { node };
+      if (full) body.full = true;
+      const made = await api<Vm>('POST', `/vms/${vm.id}/clone`, body);
+      toast(`${name} made from ${vm.name}`, 'info');
+      onClose();
+      await refreshAll().catch(() => {});
+      go(`/vms/${made.id}`);
+    } catch (err) {
+      setError((err as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  }
+  return (
+    <div class="modal-backdrop">
+      <form class="modal clone-dialog" role="dialog" aria-label={`Clone ${vm.name}`} onSubmit={submit}>
+        <h3>Clone {vm.name}</h3>
+        <div class="modal-body form">
+          <label>
+            Name
+            <input name="name" value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+          </label>
+          <label>
+            Host
+            <select name="node" value={node} onChange={(e) => setNode((e.target as HTMLSelectElement).value)}>
+              <option value="">any (the scheduler picks)</option>
+              {s.nodes.map((n) => (
+                <option value={n.name}>{n.name}</option>
+              ))}
+            </select>
+          </label>
+          <label class="check">
+            <input
+              type="checkbox"
+              name="full"
+              checked={full}
+              onChange={(e) => setFull((e.target as HTMLInputElement).checked)}
+            />
+            Full clone: copy the disks (independent of the template; slower)
+          </label>
+        </div>
+        {error && (
+          <div class="form-error" role="alert">
+            {error}
+          </div>
+        )}
+        <div class="modal-actions">
+          <button type="button" onClick={onClose}>
+            Cancel
+          </button>
+          <button type="submit" class="primary" disabled={busy || !name}>
+            {busy ? 'Cloning…' : 'Clone'}
+          </button>
+        </div>
+      </form>
     </div>
   );
 }

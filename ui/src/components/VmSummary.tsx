@@ -64,6 +64,88 @@ function GrowDisk({ vm, disk }: { vm: Vm; disk: Vm['disks'][number] }) {
   );
 }
 
+interface MoveTask {
+  id: string;
+  status: 'running' | 'ok' | 'error';
+  progress: number;
+  error?: { message: string };
+}
+
+/** Moves a disk to another pool (live while the VM runs), showing the task's progress until it ends. */
+function MoveDisk({ vm, disk }: { vm: Vm; disk: Vm['disks'][number] }) {
+  const [open, setOpen] = useState(false);
+  const [pools, setPools] = useState<string[]>([]);
+  const [pool, setPool] = useState('');
+  const [error, setError] = useState('');
+  const [task, setTask] = useState<MoveTask | undefined>();
+  useEffect(() => {
+    if (!open) return;
+    api<{ name: string; hosts: { name: string }[] }[]>('GET', '/pools')
+      .then((list) => {
+        const names = list
+          .filter((p) => p.name !== disk.pool && p.hosts.some((h) => h.name === vm.node))
+          .map((p) => p.name);
+        setPools(names);
+        setPool(names[0] ?? '');
+      })
+      .catch((e) => setError((e as Error).message));
+  }, [open, disk.pool, vm.node]);
+  if (!open)
+    return (
+      <button type="button" class="link move-disk" onClick={() => setOpen(true)}>
+        Move…
+      </button>
+    );
+  async function submit(e: Event) {
+    e.preventDefault();
+    setError('');
+    try {
+      let t = await api<MoveTask>('POST', `/vms/${vm.id}/disks/${disk.id}/move`, { pool });
+      setTask(t);
+      while (t.status === 'running') {
+        await new Promise((r) => setTimeout(r, 1000));
+        t = await api<MoveTask>('GET', `/tasks/${t.id}`);
+        setTask(t);
+      }
+      if (t.status === 'error') throw new Error(t.error?.message ?? 'the move failed');
+      toast(`disk ${disk.id} of ${vm.name} moved to ${pool}`, 'info');
+      setOpen(false);
+      setTask(undefined);
+      await refreshVms();
+    } catch (err) {
+      setError((err as Error).message);
+      setTask(undefined);
+    }
+  }
+  const moving = task?.status === 'running';
+  return (
+    <form class="inline-form move-form" onSubmit={submit}>
+      to{' '}
+      <select name="pool" value={pool} onChange={(e) => setPool((e.target as HTMLSelectElement).value)}>
+        {pools.map((p) => (
+          <option value={p}>{p}</option>
+        ))}
+      </select>{' '}
+      <button type="submit" class="primary" disabled={moving || !pool}>
+        {moving ? `Moving… ${Math.floor((task?.progress ?? 0) * 100)}%` : 'Move'}
+      </button>{' '}
+      {!moving && (
+        <button type="button" onClick={() => setOpen(false)}>
+          Cancel
+        </button>
+      )}
+      <span class="hint">
+        {vm.state === 'running' ? 'live: the guest keeps running' : 'copied while the VM is stopped'}
+      </span>
+      {error && (
+        <div class="form-error" role="alert">
+          {error}
+        </div>
+      )}
+    </form>
+  );
+}
+
 export function VmSummary({ vm }: { vm: Vm }) {
   const [facts, setFacts] = useState<GuestFacts | undefined>();
   const [factsError, setFactsError] = useState('');
@@ -116,7 +198,8 @@ export function VmSummary({ vm }: { vm: Vm }) {
               <dt>Disk {i}</dt>
               <dd class="disk" data-disk={d.id}>
                 {fmtBytes(d.sizeBytes)} on {d.pool}
-                {d.image ? ` (from ${d.image})` : ''} <GrowDisk vm={vm} disk={d} />
+                {d.image ? ` (from ${d.image})` : ''} <GrowDisk vm={vm} disk={d} />{' '}
+                <MoveDisk vm={vm} disk={d} />
               </dd>
             </>
           ))}
