@@ -46,6 +46,7 @@ try {
   for (const h of [h2, h3]) {
     const { token: jt } = await api.request<{ token: string }>('POST', '/api/v1/cluster/join-tokens', {
       ttlSec: 600,
+      role: 'controller',
     });
     const t0 = performance.now();
     await h.start({ join: jt });

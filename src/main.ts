@@ -25,7 +25,7 @@ Usage:
   neuroflow vm template NAME | vm clone TEMPLATE NEW [--node HOST] [--full]   templates, linked or full clones
   neuroflow vm guest NAME | vm exec NAME -- PROGRAM ARGS... | vm password NAME --user U < file | vm fsfreeze|fsthaw NAME
   neuroflow node list | node maintenance NAME on|off | node remove NAME [--force]
-  neuroflow cluster show | cluster token create [--ttl 1h] | cluster token list|show|revoke ID
+  neuroflow cluster show | cluster token create [--ttl 1h] [--role worker|controller] | cluster token list|show|revoke ID
   neuroflow image list|import|upload|delete ...
   neuroflow pool list|show|volumes|create|delete ...
   neuroflow ceph status|bootstrap|osd add HOST DEVICE|mon add HOST   integrated Ceph

@@ -249,6 +249,7 @@ describe('the Ceph line', () => {
                     mons: { total: 3, inQuorum: ['a', 'b', 'c'] },
                     osds: { total: 6, up: 5, in: 6 },
                     pgs: { total: 64, byState: {} },
+                    recovery: { degradedRatio: 0.1234, misplacedRatio: 0, bytesPerSec: 0, objectsPerSec: 0 },
                   },
                 }
               : { configured: false, daemons: [] },
@@ -266,8 +267,11 @@ describe('the Ceph line', () => {
         osdsUp: 5,
         osds: 6,
         check: '1 osds down',
+        degraded: 0.1234,
       });
-      expect(cephText(probe.ceph!)).toBe('HEALTH_WARN, 3/3 monitors in quorum, 5/6 OSDs up (1 osds down)');
+      expect(cephText(probe.ceph!)).toBe(
+        'HEALTH_WARN, 3/3 monitors in quorum, 5/6 OSDs up, 12.3% degraded (1 osds down)',
+      );
       configured = false;
       expect((await probeApi(ep)).ceph).toBeUndefined();
     } finally {

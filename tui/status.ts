@@ -35,13 +35,15 @@ export interface CephSummary {
   osds: number;
   /** The first health check, when health is not OK. */
   check?: string;
+  /** Share of objects degraded while Ceph recovers (0..1). */
+  degraded?: number;
 }
 
 /** One line for the console: `HEALTH_OK, 3/3 monitors in quorum, 6/6 OSDs up`. */
 export function cephText(c: CephSummary): string {
   return `${c.health}, ${c.monsInQuorum}/${c.mons} monitors in quorum, ${c.osdsUp}/${c.osds} OSDs up${
-    c.check ? ` (${c.check})` : ''
-  }`;
+    c.degraded ? `, ${(c.degraded * 100).toFixed(1)}% degraded` : ''
+  }${c.check ? ` (${c.check})` : ''}`;
 }
 
 export interface ApiEndpoint {
@@ -120,6 +122,7 @@ export async function probeApi(ep: ApiEndpoint, timeoutMs = 1500): Promise<ApiPr
         checks: { summary: string }[];
         mons: { total: number; inQuorum: string[] };
         osds: { total: number; up: number };
+        recovery?: { degradedRatio: number };
       };
     };
     if (ceph.status === 200 && b.configured && b.health) {
@@ -131,6 +134,7 @@ export async function probeApi(ep: ApiEndpoint, timeoutMs = 1500): Promise<ApiPr
         osds: b.health.osds.total,
       };
       if (b.health.checks[0]) probe.ceph.check = b.health.checks[0].summary;
+      if (b.health.recovery?.degradedRatio) probe.ceph.degraded = b.health.recovery.degradedRatio;
     }
   } catch {}
   return probe;

@@ -319,6 +319,7 @@ export const JoinTokenSchema = z
     createdAt: z.string(),
     createdBy: z.string(),
     description: z.string().optional(),
+    role: z.enum(['controller', 'worker']).openapi({ description: 'What the joining host becomes' }),
     status: z.enum(['valid', 'used', 'expired']),
     usedAt: z.string().optional(),
     usedBy: z.string().optional(),
@@ -329,6 +330,10 @@ export const CreateJoinToken = z
   .strictObject({
     ttlSec: z.number().int().min(60).max(604800).default(3600),
     description: z.string().max(256).optional(),
+    role: z.enum(['controller', 'worker']).default('worker').openapi({
+      description:
+        'What the joining host becomes: a controller (etcd member, API, receives the CA key; at most three) or a worker (runs VMs)',
+    }),
   })
   .openapi('CreateJoinToken');
 

@@ -27,6 +27,8 @@ export interface CephHealth {
   mons: { total: number; inQuorum: string[] };
   osds: { total: number; up: number; in: number };
   pgs: { total: number; byState: Record<string, number> };
+  /** While data is degraded or moving: how much, and how fast Ceph recovers it. */
+  recovery?: { degradedRatio: number; misplacedRatio: number; bytesPerSec: number; objectsPerSec: number };
 }
 
 /**
@@ -226,10 +228,30 @@ export class CephCluster {
       quorum_names: string[];
       monmap: { num_mons?: number; mons?: unknown[] };
       osdmap: { num_osds: number; num_up_osds: number; num_in_osds: number };
-      pgmap: { num_pgs: number; pgs_by_state?: { state_name: string; count: number }[] };
+      pgmap: {
+        num_pgs: number;
+        pgs_by_state?: { state_name: string; count: number }[];
+        degraded_ratio?: number;
+        misplaced_ratio?: number;
+        recovering_bytes_per_sec?: number;
+        recovering_objects_per_sec?: number;
+      };
     };
     const s = JSON.parse(await this.admin(['status', '--format', 'json'])) as Status;
+    const pg = s.pgmap;
+    const recovering =
+      (pg.degraded_ratio ?? 0) > 0 || (pg.misplaced_ratio ?? 0) > 0 || (pg.recovering_bytes_per_sec ?? 0) > 0;
     return {
+      ...(recovering
+        ? {
+            recovery: {
+              degradedRatio: pg.degraded_ratio ?? 0,
+              misplacedRatio: pg.misplaced_ratio ?? 0,
+              bytesPerSec: pg.recovering_bytes_per_sec ?? 0,
+              objectsPerSec: pg.recovering_objects_per_sec ?? 0,
+            },
+          }
+        : {}),
       status: s.health.status,
       checks: Object.entries(s.health.checks).map(([name, c]) => ({
         name,

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import type { CephStatus } from '../ceph/service';
 import { NfError } from '../errors';
 import { client, GLOBAL, need, type Out } from './commands';
-import { table } from './table';
+import { bytes, table } from './table';
 
 const USAGE =
   'use: ceph status | bootstrap [--monitor HOST...] [--size N] [--min-size N] [--failure-domain host|osd] |\n' +
@@ -80,6 +80,10 @@ export function render(s: CephStatus): string {
         .map(([k, v]) => `${v} ${k}`)
         .join(', ')}`,
     );
+    if (h.recovery)
+      lines.push(
+        `recovery: ${(h.recovery.degradedRatio * 100).toFixed(1)}% degraded, ${(h.recovery.misplacedRatio * 100).toFixed(1)}% misplaced, ${bytes(h.recovery.bytesPerSec)}/s`,
+      );
   } else if (s.error) lines.push(`health unknown: ${s.error}`);
   if (s.pool) lines.push(`pool ${s.pool.name}: ${s.pool.size} copies, ${s.pool.minSize} for I/O`);
   if (s.pool?.warning) lines.push(`  warning: ${s.pool.warning}`);

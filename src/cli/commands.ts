@@ -425,7 +425,12 @@ export async function clusterCommand(argv: string[], out: Out): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { ...GLOBAL, ttl: { type: 'string', default: '1h' }, description: { type: 'string' } },
+    options: {
+      ...GLOBAL,
+      ttl: { type: 'string', default: '1h' },
+      description: { type: 'string' },
+      role: { type: 'string', default: 'worker' },
+    },
   });
   const api = client(values);
   const show = (v: unknown) => out(JSON.stringify(v, null, 2));
@@ -433,11 +438,11 @@ export async function clusterCommand(argv: string[], out: Out): Promise<void> {
   if (positionals[0] !== 'token')
     throw new NfError(
       'validation_failed',
-      'use: cluster show | cluster token create [--ttl 1h] | token list | token revoke ID',
+      'use: cluster show | cluster token create [--ttl 1h] [--role worker|controller] | token list | token revoke ID',
     );
   switch (positionals[1]) {
     case 'create': {
-      const body: Record<string, unknown> = { ttlSec: parseDuration(values.ttl) };
+      const body: Record<string, unknown> = { ttlSec: parseDuration(values.ttl), role: values.role };
       if (values.description) body.description = values.description;
       const t = await api.request<{ token: string; id: string; expiresAt: string }>(
         'POST',
@@ -447,7 +452,7 @@ export async function clusterCommand(argv: string[], out: Out): Promise<void> {
       if (values.json) return show(t);
       out(t.token);
       process.stderr.write(
-        `join token ${t.id}, single use, expires ${t.expiresAt}; on the new host: neuroflow serve --join <token> --listen IP:8006 --name NAME\n`,
+        `join token ${t.id} for a ${values.role}, single use, expires ${t.expiresAt}; on the new host: neuroflow serve --join <token> --listen IP:8006 --name NAME\n`,
       );
       return;
     }

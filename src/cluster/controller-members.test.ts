@@ -109,7 +109,8 @@ describe('ControllerMembers', () => {
     expect(m.check(peer('ctl1', '10.0.0.1'))).toBe(true);
     expect(m.check(peer('ctl2', 'FD00::2'))).toBe(true);
     expect(m.check(peer('ctl3', '10.0.0.3'))).toBe(true); // no address in the join data: the name is enough
-    expect(m.check(peer('ctl1', '127.0.0.1'))).toBe(true); // this host itself, like the certificates' SANs
+    // loopback is not a controller's address: a local process with a copied certificate is refused
+    expect(refusal(() => m.check(peer('ctl1', '127.0.0.1'))).code).toBe('forbidden');
     const stranger = refusal(() => m.check(peer('ctl4', '10.0.0.4')));
     expect(stranger.code).toBe('forbidden');
     expect(stranger.message).toBe(

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { NfError } from '../errors';
 import { writeFileAtomic } from '../util/fs';
 import { createLogger } from '../util/log';
-import { isLoopback, parseHostPort } from '../util/net';
+import { parseHostPort } from '../util/net';
 import { type ClusterConfig, clusterDir } from './config';
 import { describePeer, type PeerIdentity } from './grpc/tls';
 
@@ -173,8 +173,9 @@ export class ControllerMembers {
           members.map((c) => c.name).join(', ') || 'no controller'
         } (${from})`,
       );
-    // Loopback is this host itself (certificates carry it too); a remote caller must use a recorded address.
-    const own = isLoopback(peer.address) || m.addresses.some((a) => norm(a) === norm(peer.address));
+    // A caller must use a recorded address of that controller; loopback is not one (a local process with a
+    // copied certificate is not the controller).
+    const own = m.addresses.some((a) => norm(a) === norm(peer.address));
     if (m.addresses.length > 0 && !own)
       throw new NfError(
         'forbidden',

@@ -50,6 +50,7 @@ export interface TokenView {
   createdAt: string;
   createdBy: string;
   description?: string;
+  role: NodeRole;
   status: 'valid' | 'used' | 'expired';
   usedAt?: string;
   usedBy?: string;
@@ -75,7 +76,9 @@ export class JoinService {
     private readonly controllerApis: () => Promise<string[]>,
   ) {}
 
-  async createToken(opts: { ttlSec: number; user: string; description?: string }) {
+  async createToken(opts: { ttlSec: number; user: string; description?: string; role?: NodeRole }) {
+    const role = opts.role ?? 'worker';
+    if (role === 'controller') await this.roomForController();
     const t = newJoinToken({
       controllers: await this.controllerApis(),
       caFingerprint: fingerprint(this.ca.certPem),
@@ -87,6 +90,7 @@ export class JoinService {
       expiresAt: t.expiresAt,
       createdAt: new Date().toISOString(),
       createdBy: opts.user,
+      role,
     };
     if (opts.description) rec.description = opts.description;
     await this.store.txn({
@@ -112,9 +116,27 @@ export class JoinService {
     await this.store.txn({ delete: [keys.joinToken(id)] });
   }
 
-  /** Admits a host: checks the token and the request, signs its certificate, adds its etcd member. */
-  async join(req: JoinRequest): Promise<JoinResponse> {
+  /** Refuses a controller token or join when the cluster has its three controllers (etcd members). */
+  private async roomForController(): Promise<void> {
+    const members = (await this.store.withOwnClient((c) => c.cluster.memberList({}))).members ?? [];
+    if (members.length >= MAX_CONTROLLERS)
+      throw new NfError(
+        'invalid_state',
+        `the cluster has ${members.length} controllers (etcd members), the most it takes; join the host as a worker`,
+      );
+  }
+
+  /**
+   * Admits a host: checks the token and the request, signs its certificate, adds its etcd member.
+   * `from` is the address the request came from: the certificate is only issued for that address.
+   */
+  async join(req: JoinRequest, from?: string): Promise<JoinResponse> {
     validateRequest(req);
+    if (from !== undefined && normaliseIp(from) !== normaliseIp(req.address))
+      throw new NfError(
+        'forbidden',
+        `the join request came from ${from} but asks for a certificate for ${req.address}; a host joins from its own address`,
+      );
     const tok = await this.store.get<JoinTokenRecord>(keys.joinToken(req.tokenId));
     // One message for unknown, revoked and wrong secret: a guesser learns nothing.
     if (!tok || !secretMatches(req.secret, tok.value.secretHash))
@@ -135,8 +157,9 @@ export class JoinService {
     if (nodes.some((n) => n.value.addresses.includes(req.address)))
       throw new NfError('already_exists', `a host with address ${req.address} is already in the cluster`);
 
-    const members = (await this.store.withOwnClient((c) => c.cluster.memberList({}))).members ?? [];
-    const role: NodeRole = members.length < MAX_CONTROLLERS ? 'controller' : 'worker';
+    // The role the admin chose for this token; a controller only while the cluster has room for one.
+    const role: NodeRole = tok.value.role ?? 'worker';
+    if (role === 'controller') await this.roomForController();
     const certPem = await issueHostCert(this.ca, req.csr, {
       name: req.name,
       role,
@@ -243,6 +266,7 @@ function view(t: JoinTokenRecord): TokenView {
     expiresAt: t.expiresAt,
     createdAt: t.createdAt,
     createdBy: t.createdBy,
+    role: t.role ?? 'worker',
     status: t.usedAt ? 'used' : Date.parse(t.expiresAt) <= Date.now() ? 'expired' : 'valid',
   };
   if (t.description) v.description = t.description;
@@ -340,4 +364,12 @@ export async function joinCluster(
     return { response: json, keyPem, via: addr };
   }
   throw new NfError('unavailable', `no controller in the token answered: ${errors.join('; ')}`);
+}
+
+/** An IP as text, without an IPv4-mapped IPv6 prefix or a zone, lower case. */
+function normaliseIp(ip: string): string {
+  return ip
+    .replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '')
+    .replace(/%.*$/, '')
+    .toLowerCase();
 }

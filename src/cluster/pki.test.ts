@@ -107,7 +107,9 @@ describe('issueHostCert', () => {
     const csr = await createCsr(keyPem, 'evil');
     const pem = await issueHostCert(ca, csr, { name: 'n2', role: 'worker', dns: [], ips: [] });
     expect(certInfo(pem).cn).toBe('n2');
-    expect(certInfo(pem).dns).toEqual(['n2', 'localhost']);
+    // no loopback names or addresses: a local process with a copied certificate is not the host
+    expect(certInfo(pem).dns).toEqual(['n2']);
+    expect(certInfo(pem).ips).toEqual([]);
   });
 
   it('sets the subject, SANs, usages, key identifiers and validity', () => {
@@ -221,8 +223,8 @@ describe('certInfo, fingerprint, verifyChain', () => {
     expect(info).toEqual({
       cn: 'n7',
       ou: 'controller',
-      dns: ['n7', 'localhost', 'n7.lan'],
-      ips: ['127.0.0.1', '::1', '192.168.1.7', '2001:db8::7'],
+      dns: ['n7', 'n7.lan', 'localhost'],
+      ips: ['192.168.1.7', '2001:db8::7', '127.0.0.1'],
       notAfter: new Date(node.validTo),
       fingerprint: fingerprint(h.certPem),
       serial: node.serialNumber.toLowerCase(),
@@ -324,14 +326,14 @@ describe('mutual TLS', () => {
 
   const client = () => ({ ca: ca.certPem, cert: worker.certPem, key: worker.keyPem });
 
-  it('connects by host name, DNS SAN and loopback addresses with the CA pinned', async () => {
+  it('connects by host name and DNS SAN with the CA pinned, not by loopback names', async () => {
     expect(await talk({ ...client(), host: '127.0.0.1', servername: 'ctl1' })).toBe('hello worker1');
     expect(await talk({ ...client(), host: '127.0.0.1', servername: 'ctl1.example.com' })).toBe(
       'hello worker1',
     );
-    expect(await talk({ ...client(), host: 'localhost' })).toBe('hello worker1');
-    expect(await talk({ ...client(), host: '127.0.0.1' })).toBe('hello worker1');
-    expect(await talk({ ...client(), host: '::1' })).toBe('hello worker1');
+    // the certificates carry no loopback names or addresses any more
+    await expect(talk({ ...client(), host: 'localhost' })).rejects.toThrow(/does not match|altname/i);
+    await expect(talk({ ...client(), host: '127.0.0.1' })).rejects.toThrow(/does not match|altname|IP/i);
   });
 
   it('rejects a name the certificate does not carry', async () => {

@@ -41,9 +41,12 @@ export interface IssueHostCertOptions {
   /** The host name: the certificate's CN and a DNS SAN. */
   name: string;
   role: HostRole;
-  /** Extra DNS SANs; `name` and `localhost` are always included. */
+  /**
+   * Extra DNS SANs; `name` is always included. No `localhost` or loopback address unless asked: a local
+   * process with a copied certificate must not pass for the host (security review, issue 18).
+   */
   dns: string[];
-  /** Extra IP SANs; 127.0.0.1 and ::1 are always included. */
+  /** The host's IP SANs. */
   ips: string[];
   /** Validity in days (default 825); never beyond the CA's own expiry. */
   days?: number;
@@ -132,8 +135,8 @@ export async function issueHostCert(
   if (!Number.isInteger(days) || days < 1 || days > MAX_HOST_CERT_DAYS) {
     throw invalid(`days must be an integer from 1 to ${MAX_HOST_CERT_DAYS}`);
   }
-  const dns = [...new Set([name, 'localhost', ...opts.dns.map((d) => checkHostName(d, 'DNS name'))])];
-  const ips = [...new Set(['127.0.0.1', '::1', ...opts.ips.map(checkIp)])];
+  const dns = [...new Set([name, ...opts.dns.map((d) => checkHostName(d, 'DNS name'))])];
+  const ips = [...new Set(opts.ips.map(checkIp))];
 
   let csr: x509.Pkcs10CertificateRequest;
   try {

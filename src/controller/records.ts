@@ -201,6 +201,8 @@ export interface JoinTokenRecord {
   createdAt: string;
   createdBy: string;
   description?: string;
+  /** What the joining host becomes, as the admin chose (absent in tokens of older versions: worker). */
+  role?: NodeRole;
   /** Set when a host used it: the token cannot be used again. */
   usedAt?: string;
   usedBy?: string;

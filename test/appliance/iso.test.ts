@@ -217,7 +217,10 @@ describe('appliance ISO', () => {
 
       // The admin logs in with the root password set on the console, and makes a join token.
       const session = await apiLogin(url(a.ip), CONSOLE_PASSWORD);
-      const res = await apiCall(url(a.ip), 'POST', '/api/v1/cluster/join-tokens', session, { ttlSec: 3600 });
+      const res = await apiCall(url(a.ip), 'POST', '/api/v1/cluster/join-tokens', session, {
+        ttlSec: 3600,
+        role: 'controller',
+      });
       expect(res.status).toBe(201);
       joinToken = ((await res.json()) as { token: string }).token;
       expect(joinToken.length).toBeGreaterThan(100);

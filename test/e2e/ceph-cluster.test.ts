@@ -12,6 +12,7 @@ interface CephStatus {
   configured: boolean;
   health?: {
     status: string;
+    recovery?: { degradedRatio: number };
     checks: { name: string; summary: string }[];
     mons: { total: number; inQuorum: string[] };
     osds: { total: number; up: number; in: number };
@@ -82,6 +83,7 @@ describe('integrated Ceph on three hosts', () => {
     for (const n of [2, 3]) {
       const { token } = await api.request<{ token: string }>('POST', '/api/v1/cluster/join-tokens', {
         ttlSec: 600,
+        role: 'controller',
       });
       await h(n).start({ join: token });
     }
@@ -255,6 +257,12 @@ describe('integrated Ceph on three hosts', () => {
       timeoutMs: 120_000,
       what: 'the guest to keep writing and verifying with h3 down',
     });
+    // The status says how much is degraded (a third of every object's copies are gone).
+    const deg = await waitFor(async () => (await status()).health?.recovery, {
+      timeoutMs: 60_000,
+      what: 'Ceph to report degraded objects',
+    });
+    expect(deg.degradedRatio).toBeGreaterThan(0);
 
     // h3 comes back: its daemons start again, the OSD catches up, health returns to OK.
     await h(3).start();

@@ -5,13 +5,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../src/cli/client';
 import * as pb from '../../src/cluster/gen/neuroflow/v1/node';
 import { clientChannelOptions, clientCredentials } from '../../src/cluster/grpc/tls';
-import { CONTROLLER_SAN } from '../../src/cluster/pki';
+import { CONTROLLER_SAN, createCsr, generateKey } from '../../src/cluster/pki';
+import { parseJoinToken } from '../../src/cluster/token';
 import { keys } from '../../src/controller/records';
 import { NfError } from '../../src/errors';
 import { EtcdStore } from '../../src/store/store';
 import { waitFor } from '../../src/util/wait';
 import { launchChromium } from '../harness/browser';
 import { ClusterHost, NetLab } from '../harness/cluster';
+import { rejection } from '../harness/errors';
 import { BOOTED, testGuest } from '../harness/guest';
 import type { VmView } from '../harness/vms';
 
@@ -27,8 +29,11 @@ describe('cluster of hosts in network namespaces', () => {
   let api: ApiClient;
 
   const byName = (n: string) => hosts.find((h) => h.name === n)!;
-  const newToken = async (a = api) =>
-    await a.request<{ token: string; id: string }>('POST', '/api/v1/cluster/join-tokens', { ttlSec: 600 });
+  const newToken = async (role: 'controller' | 'worker' = 'worker', a = api) =>
+    await a.request<{ token: string; id: string }>('POST', '/api/v1/cluster/join-tokens', {
+      ttlSec: 600,
+      role,
+    });
   const nodes = (a = api) =>
     a.request<{ name: string; state: string; role: string; leader: boolean; connected: boolean }[]>(
       'GET',
@@ -150,12 +155,16 @@ describe('cluster of hosts in network namespaces', () => {
   });
 
   it('joins two controllers (etcd members) and a worker with single-use tokens', async () => {
-    const first = await newToken();
+    const first = await newToken('controller');
     await byName('h2').start({ join: first.token });
     // The same token again, on another host: refused.
     const reuse = await byName('h3').startExpectingFailure({ join: first.token });
     expect(reuse.output).toMatch(/already used \(by h2/);
-    await byName('h3').start({ join: (await newToken()).token });
+    await byName('h3').start({ join: (await newToken('controller')).token });
+    // Three controllers: no token for a fourth, and h4 joins with a worker token.
+    const fourth = await rejection(newToken('controller'));
+    expect(fourth.code).toBe('invalid_state');
+    expect(fourth.message).toMatch(/has 3 controllers .* join the host as a worker/);
     await byName('h4').start({ join: (await newToken()).token });
 
     // Ready (heartbeats reach the leader) and connected (h1's gRPC reaches each host).
@@ -182,6 +191,30 @@ describe('cluster of hosts in network namespaces', () => {
     // Every controller serves the same cluster with the same admin token.
     const viaH3 = byName('h3').api(token, ca);
     expect((await nodes(viaH3)).map((n) => n.name)).toEqual(['h1', 'h2', 'h3', 'h4']);
+    // A join asks for a certificate for the address it comes from, not another host's: refused, and the
+    // token stays unused.
+    const stolen = await newToken();
+    const parsed = parseJoinToken(stolen.token);
+    const { keyPem } = await generateKey();
+    const joinBody = {
+      tokenId: parsed.id,
+      secret: parsed.secret,
+      name: 'impostor',
+      address: byName('h2').ip, // the test process calls from the bridge's address
+      csr: await createCsr(keyPem, 'impostor'),
+      apiPort: 8006,
+      grpcPort: 8007,
+      etcdClientPort: 2379,
+      etcdPeerPort: 2380,
+    };
+    const spoofed = await rejection(api.request('POST', '/api/v1/cluster/join', joinBody));
+    expect(spoofed.code).toBe('forbidden');
+    expect(spoofed.message).toMatch(/came from .* but asks for a certificate for/);
+    expect(
+      (await api.request<{ status: string; role: string }>('GET', `/api/v1/cluster/join-tokens/${stolen.id}`))
+        .status,
+    ).toBe('valid');
+    await api.request('DELETE', `/api/v1/cluster/join-tokens/${stolen.id}`);
     // A worker has no API of its own: it says where to go.
     await expect(byName('h4').api(token, ca).request('GET', '/api/v1/vms')).rejects.toThrow(
       /worker.*controller/,

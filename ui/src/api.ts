@@ -109,6 +109,8 @@ export interface JoinToken {
   createdAt: string;
   createdBy: string;
   description?: string;
+  /** What the joining host becomes. */
+  role: 'controller' | 'worker';
   status: 'valid' | 'used' | 'expired';
   usedAt?: string;
   usedBy?: string;

@@ -9,6 +9,17 @@ const Health = z.object({
   mons: z.object({ total: z.number(), inQuorum: z.array(z.string()) }),
   osds: z.object({ total: z.number(), up: z.number(), in: z.number() }),
   pgs: z.object({ total: z.number(), byState: z.record(z.string(), z.number()) }),
+  recovery: z
+    .object({
+      degradedRatio: z.number(),
+      misplacedRatio: z.number(),
+      bytesPerSec: z.number(),
+      objectsPerSec: z.number(),
+    })
+    .optional()
+    .openapi({
+      description: 'While data is degraded or moving: the share of objects, and the recovery rate',
+    }),
 });
 
 export const CephStatusSchema = z

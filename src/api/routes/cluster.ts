@@ -3,6 +3,7 @@ import { keys } from '../../controller/records';
 import { DEFAULT_POLICY, type SchedPolicy } from '../../controller/scheduler';
 import { NfError } from '../../errors';
 import { createLogger } from '../../util/log';
+import { CLIENT_ADDRESS_HEADER } from '../auth';
 import type { ApiContext } from '../context';
 import { errors, json } from '../openapi';
 import { newRouter } from '../router';
@@ -107,7 +108,7 @@ export function clusterRoutes(ctx: ApiContext) {
       // Anyone may call this: only an admitted host gets a task (the audit trail); refusals are logged.
       let res: Awaited<ReturnType<ReturnType<typeof cluster>['join']['join']>>;
       try {
-        res = await cluster().join.join(req);
+        res = await cluster().join.join(req, c.req.header(CLIENT_ADDRESS_HEADER));
       } catch (err) {
         log.warn('join refused', { name: req.name, address: req.address, err: (err as Error).message });
         throw err;
@@ -131,6 +132,7 @@ export function clusterRoutes(ctx: ApiContext) {
         cluster().join.createToken({
           ttlSec: b.ttlSec,
           user: c.get('user'),
+          role: b.role,
           ...(b.description ? { description: b.description } : {}),
         }),
       );

@@ -281,6 +281,10 @@ function JoinTokens({ single }: { single: boolean }) {
   const [listError, setListError] = useState('');
   const [ttl, setTtl] = useState(3600);
   const [description, setDescription] = useState('');
+  const controllers = useStore().nodes.filter((n) => n.role === 'controller').length;
+  const [role, setRole] = useState<'controller' | 'worker' | undefined>();
+  // a controller while the cluster has fewer than three (an etcd quorum that survives a host), else a worker
+  const chosenRole = role ?? (controllers < 3 ? 'controller' : 'worker');
   const [created, setCreated] = useState<JoinToken | undefined>();
   const [createError, setCreateError] = useState('');
   const [busy, setBusy] = useState(false);
@@ -304,7 +308,7 @@ function JoinTokens({ single }: { single: boolean }) {
     setBusy(true);
     setCreateError('');
     try {
-      const body: { ttlSec: number; description?: string } = { ttlSec: ttl };
+      const body: { ttlSec: number; description?: string; role: string } = { ttlSec: ttl, role: chosenRole };
       if (description.trim()) body.description = description.trim();
       const t = await api<JoinToken>('POST', '/cluster/join-tokens', body);
       setCreated(t);
@@ -354,6 +358,19 @@ function JoinTokens({ single }: { single: boolean }) {
               ))}
             </select>
           </label>
+          <label>
+            The host becomes{' '}
+            <select
+              name="role"
+              value={chosenRole}
+              onChange={(e) => setRole((e.target as HTMLSelectElement).value as 'controller' | 'worker')}
+            >
+              <option value="controller" disabled={controllers >= 3}>
+                a controller (etcd, API; receives the CA key)
+              </option>
+              <option value="worker">a worker (runs VMs)</option>
+            </select>
+          </label>
           <input
             name="description"
             placeholder="Description (e.g. the new host's name)"
@@ -378,6 +395,7 @@ function JoinTokens({ single }: { single: boolean }) {
             <tr>
               <th>Status</th>
               <th>ID</th>
+              <th>Role</th>
               <th>Description</th>
               <th>Created</th>
               <th>Expires</th>
@@ -392,6 +410,7 @@ function JoinTokens({ single }: { single: boolean }) {
                   <span class={`state-badge tk-${t.status}`}>{t.status}</span>
                 </td>
                 <td class="mono">{t.id}</td>
+                <td class="token-role">{t.role}</td>
                 <td>{t.description ?? ''}</td>
                 <td title={when(t.createdAt)}>
                   {ago(t.createdAt)} <span class="muted">by {t.createdBy}</span>
@@ -418,7 +437,7 @@ function JoinTokens({ single }: { single: boolean }) {
             ))}
             {tokens.length === 0 && (
               <tr>
-                <td colSpan={7} class="muted">
+                <td colSpan={8} class="muted">
                   No join tokens.
                 </td>
               </tr>

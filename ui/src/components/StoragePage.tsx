@@ -427,6 +427,7 @@ interface CephStatus {
     mons: { total: number; inQuorum: string[] };
     osds: { total: number; up: number; in: number };
     pgs: { total: number; byState: Record<string, number> };
+    recovery?: { degradedRatio: number; misplacedRatio: number; bytesPerSec: number; objectsPerSec: number };
   };
   error?: string;
   monitors: { name: string; ip: string; inQuorum: boolean }[];
@@ -602,6 +603,17 @@ function CephCard({ onChange }: { onChange: () => Promise<void> }) {
             {clean} of {h.pgs.total} active+clean
             {h.pgs.total > 0 && <Meter value={clean / h.pgs.total} warn={2} />}
           </dd>
+          {h.recovery && (
+            <>
+              <dt>Recovery</dt>
+              <dd class="recovery">
+                {(h.recovery.degradedRatio * 100).toFixed(1)}% of objects degraded
+                {h.recovery.misplacedRatio > 0 &&
+                  `, ${(h.recovery.misplacedRatio * 100).toFixed(1)}% misplaced`}
+                {h.recovery.bytesPerSec > 0 && `, recovering at ${fmtBytes(h.recovery.bytesPerSec)}/s`}
+              </dd>
+            </>
+          )}
           {st.pool && (
             <>
               <dt>Replicas</dt>
