@@ -33,6 +33,12 @@ const MAC = z
     'a unicast MAC address (the first byte even)',
   );
 const ABS_PATH = z.string().min(1).max(4096).regex(/^\//, 'an absolute path on the host');
+/**
+ * A kernel or initrd path: no commas. QEMU splits -initrd on commas for multiboot kernels (module
+ * lists), so a comma in a path could add modules with arguments; refusing it is simpler than escaping
+ * per kernel kind.
+ */
+const BOOT_PATH = ABS_PATH.regex(/^[^,]*$/, 'a path without commas (QEMU reads them as separators)');
 
 export const DiskInput = z
   .strictObject({
@@ -60,8 +66,8 @@ export const NicInput = z.strictObject({ network: NAME, mac: MAC.optional() }).o
 export const BootInput = z
   .union([
     z.strictObject({
-      kernel: ABS_PATH,
-      initrd: ABS_PATH.optional(),
+      kernel: BOOT_PATH,
+      initrd: BOOT_PATH.optional(),
       cmdline: z.string().max(4096).optional(),
     }),
     z.strictObject({

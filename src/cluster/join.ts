@@ -180,7 +180,7 @@ export class JoinService {
       record.apiAddress = hostPort(req.address, req.apiPort);
       const peerUrl = `https://${hostPort(req.address, req.etcdPeerPort)}`;
       const clientUrl = `https://${hostPort(req.address, req.etcdClientPort)}`;
-      const added = await addLearner(this.store, peerUrl);
+      const added = await addLearner(this.store, peerUrl, () => this.roomForController());
       addedMember = String(added.member?.ID ?? '');
       initialCluster = (added.members ?? [])
         .map((m) => `${m.ID === added.member?.ID ? req.name : m.name}=${m.peerURLs[0]}`)
@@ -241,9 +241,12 @@ export class JoinService {
  * ("unhealthy cluster", e.g. right after the previous join's promotion) and allows one learner at a
  * time: wait that out, for a bounded time.
  */
-async function addLearner(store: EtcdStore, peerUrl: string) {
+async function addLearner(store: EtcdStore, peerUrl: string, check: () => Promise<void>) {
   const deadline = Date.now() + 30_000;
   for (;;) {
+    // Checked again right before each try: another controller join may have added its member meanwhile
+    // (etcd takes one learner at a time, so a second join waits here until the first is promoted).
+    await check();
     try {
       return await store.withOwnClient((c) => c.cluster.memberAdd({ peerURLs: [peerUrl], isLearner: true }));
     } catch (err) {

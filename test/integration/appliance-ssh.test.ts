@@ -222,7 +222,11 @@ describe.skipIf(!existsSync(DROPBEAR))('appliance SSH (real dropbear)', () => {
     // Freed: the next attempt (after the back-off) listens.
     await new Promise<void>((res) => blocker.close(() => res()));
     await waitFor(async () => BANNER.test((await banner(port)) ?? ''), { timeoutMs: 15_000, what: 'banner' });
-    expect(ssh.readStatus()).toMatchObject({ running: true });
+    // dropbear answers as soon as it listens; the service writes its status a moment later
+    await waitFor(() => ssh.readStatus()?.running === true, {
+      timeoutMs: 5000,
+      what: 'the status to say running',
+    });
   });
 
   it('after a join became member, enabling SSH does not restart serve either', async () => {

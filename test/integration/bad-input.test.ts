@@ -62,6 +62,16 @@ describe('bad input and faults: clear errors, nothing left behind', () => {
       'file_not_found',
       /nonexistent/,
     );
+    // A comma in an initrd path would be a module separator for a multiboot kernel: refused.
+    await expectError(
+      await post({
+        ...kernelVm('bad1'),
+        boot: { kernel: testGuest().vmlinux, initrd: `${testGuest().initrd},/etc/shadow` },
+      }),
+      400,
+      'validation_failed',
+      /without commas/,
+    );
     // Host files outside the allowed directories never reach a guest.
     await expectError(
       await post({ ...kernelVm('bad1'), boot: { cdrom: '/etc/shadow' } }),

@@ -79,6 +79,11 @@ describe('QEMU command line', () => {
     expect(argv[argv.indexOf('-name') + 1]).toBe('guest=web,,1,debug-threads=on');
   });
 
+  it('refuses a kernel or initrd path with a comma (a multiboot module separator)', () => {
+    const bad = { ...base, boot: { kind: 'kernel' as const, kernel: '/boot/vmlinux', initrd: '/boot/a,b' } };
+    expect(() => buildQemuConfig(bad, paths, host)).toThrow(/comma/);
+  });
+
   it('starts paused so the monitor is connected before the guest runs', () => {
     expect(renderArgv(buildQemuConfig(base, paths, host))).toContain('-S');
   });

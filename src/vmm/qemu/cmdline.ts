@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { NfError } from '../../errors';
 import type { Accelerator, VmRunSpec } from '../types';
 
 /**
@@ -184,6 +185,13 @@ export function buildQemuConfig(
   }
 
   if (spec.boot.kind === 'kernel') {
+    // QEMU splits -initrd on commas for multiboot kernels: a path with one is refused (the API does too)
+    for (const p of [spec.boot.kernel, spec.boot.initrd ?? ''])
+      if (p.includes(','))
+        throw new NfError(
+          'validation_failed',
+          `boot path ${p} contains a comma, which QEMU reads as a separator`,
+        );
     add('-kernel', spec.boot.kernel);
     if (spec.boot.initrd) add('-initrd', spec.boot.initrd);
     if (spec.boot.cmdline) add('-append', spec.boot.cmdline);
