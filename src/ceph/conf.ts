@@ -24,6 +24,11 @@ export interface CephConfig {
   hostName?: string;
   /** This host's address, bound by its OSDs and manager (absent: Ceph picks one). */
   hostIp?: string;
+  /**
+   * This host's monitor's address, when it has one: a monitor that joins an existing cluster is not in
+   * the monmap it starts from, and must be told where to listen.
+   */
+  monIp?: string;
 }
 
 export function monAddrv(ip: string): string {
@@ -76,6 +81,7 @@ export function renderCephConf(c: CephConfig): string {
     '',
     '[mon]',
     `mon data = ${c.dir}/mon/$id`,
+    ...(c.monIp ? [`public addr = ${c.monIp}`] : []),
     '',
     '[mgr]',
     `mgr data = ${c.dir}/mgr/$id`,

@@ -133,7 +133,13 @@ export class CephHost {
   private config(c: CephClusterConfig): Omit<CephConfig, 'dir'> {
     const ip = this.address;
     const bindable = ip && !['0.0.0.0', '::', '127.0.0.1', '::1', 'localhost'].includes(ip);
-    return { ...c, hostName: this.nodeName, ...(bindable ? { hostIp: ip } : {}) };
+    const monIp = c.mons.find((m) => m.name === this.nodeName)?.ip;
+    return {
+      ...c,
+      hostName: this.nodeName,
+      ...(bindable ? { hostIp: ip } : {}),
+      ...(monIp ? { monIp } : {}),
+    };
   }
 
   private checkDevice(osd: { device: string; sizeGiB?: number }): void {

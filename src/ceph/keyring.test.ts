@@ -56,7 +56,9 @@ describe('ceph.conf of a host', () => {
   };
 
   it('names every monitor, and puts the host in its own CRUSH bucket with its own address', () => {
-    const c = renderCephConf({ ...base, hostName: 'h2', hostIp: '10.0.0.2' });
+    const c = renderCephConf({ ...base, hostName: 'h2', hostIp: '10.0.0.2', monIp: 'fd00::2' });
+    const mon = c.slice(c.indexOf('[mon]'), c.indexOf('[mgr]'));
+    expect(mon).toContain('public addr = fd00::2');
     expect(c).toContain(
       'mon host = [v2:10.0.0.1:3300,v1:10.0.0.1:6789],[v2:[fd00::2]:3300,v1:[fd00::2]:6789]',
     );

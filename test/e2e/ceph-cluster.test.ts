@@ -105,17 +105,33 @@ describe('integrated Ceph on three hosts', () => {
     await lab?.[Symbol.asyncDispose]();
   });
 
-  it('bootstraps monitors on the three controllers and an OSD on each host; health reaches OK', async () => {
+  it('bootstraps monitors on two controllers, adds the third, then an OSD on each host; health reaches OK', async () => {
     const t0 = Date.now();
-    const boot = await api.request<CephStatus>('POST', '/api/v1/ceph', { size: 3, minSize: 2 });
+    const boot = await api.request<CephStatus>('POST', '/api/v1/ceph', {
+      size: 3,
+      minSize: 2,
+      monitors: ['h1', 'h2'],
+    });
     expect(boot.monitors.map((m) => [m.name, m.ip, m.inQuorum])).toEqual(
+      hosts.slice(0, 2).map((x) => [x.name, x.ip, true]),
+    );
+    // The third monitor joins with the cluster's monmap; the shared pool and every host then name it.
+    const added = await api.request<CephStatus>('POST', '/api/v1/ceph/mons', { node: 'h3' });
+    expect(added.monitors.map((m) => [m.name, m.ip, m.inQuorum])).toEqual(
       hosts.map((x) => [x.name, x.ip, true]),
     );
-    expect(boot.daemons.map((d) => `${d.host}:${d.entity}`).sort()).toEqual(
+    expect(added.daemons.map((d) => `${d.host}:${d.entity}`).sort()).toEqual(
       hosts.flatMap((x) => [`${x.name}:mgr.${x.name}`, `${x.name}:mon.${x.name}`]).sort(),
     );
+    const again = await api.request('POST', '/api/v1/ceph/mons', { node: 'h3' }).then(
+      () => undefined,
+      (e: { code: string }) => e,
+    );
+    expect(again?.code).toBe('already_exists');
+    const pool = await api.request<{ rbd?: { monitors: string[] } }>('GET', '/api/v1/pools/ceph');
+    expect(pool.rbd?.monitors.sort()).toEqual(hosts.map((x) => x.ip).sort());
     // No OSDs yet: the pool says what that risks.
-    expect(boot.pool?.warning).toMatch(/3 copies wanted but 0 OSD/);
+    expect(added.pool?.warning).toMatch(/3 copies wanted but 0 OSD/);
     // A device outside the host's allowed paths is refused by the host, before anything is made.
     const outside = await api
       .request('POST', '/api/v1/ceph/osds', { node: 'h2', device: '/var/tmp/osd.img', sizeGiB: 8 })
