@@ -32,6 +32,8 @@ export const ERROR_CODES = {
   unsupported_media_type: { http: 415, grpc: 3 },
   /** The checksum given for an upload does not match what was received. */
   checksum_mismatch: { http: 422, grpc: 3 },
+  /** The operation was cancelled (a task an admin cancelled, e.g. a migration); nothing was changed. */
+  cancelled: { http: 409, grpc: 1 },
   not_implemented: { http: 501, grpc: 12 },
   /** A dependency (etcd, QEMU, the node) is unreachable right now; retry later. */
   unavailable: { http: 503, grpc: 14 },

@@ -22,6 +22,8 @@ Usage:
   neuroflow vm list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot ...
   neuroflow vm resize NAME DISK GIB         grow a disk (online while the VM runs)
   neuroflow vm move-disk NAME DISK POOL     move a disk to another pool (live while the VM runs)
+  neuroflow vm migrate NAME [--node HOST] [--bandwidth MIBPS] [--downtime-ms N] [--postcopy] [--time-limit SEC]
+                  [--no-wait]              live migration to another host (the scheduler picks without --node)
   neuroflow vm template NAME | vm clone TEMPLATE NEW [--node HOST] [--full]   templates, linked or full clones
   neuroflow vm guest NAME | vm exec NAME -- PROGRAM ARGS... | vm password NAME --user U < file | vm fsfreeze|fsthaw NAME
   neuroflow node list | node maintenance NAME on|off | node remove NAME [--force]
@@ -29,7 +31,7 @@ Usage:
   neuroflow image list|import|upload|delete ...
   neuroflow pool list|show|volumes|create|delete ...
   neuroflow ceph status|bootstrap|osd add HOST DEVICE|mon add HOST   integrated Ceph
-  neuroflow task list
+  neuroflow task list | task cancel ID
   neuroflow console                       the appliance's console (TUI, TERM=linux)
   neuroflow install --disk /dev/X [--answer FILE]   install the appliance to a disk
   neuroflow appliance boot|serve|stop-vms appliance init and shutdown steps (run by the image's init)

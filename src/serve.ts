@@ -33,6 +33,7 @@ import { CONTROLLER_SAN, fingerprint, type HostPkiFiles } from './cluster/pki';
 import { Admission } from './controller/admission';
 import { GuestService } from './controller/guest';
 import { ImageService } from './controller/images';
+import { Migrations } from './controller/migration';
 import { NodeRegistry } from './controller/node-registry';
 import { NodeRouter } from './controller/node-router';
 import { Placement } from './controller/placement';
@@ -261,6 +262,8 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     hostPaths,
     // Integrated Ceph: this host's daemons (mons, managers, OSDs), supervised like etcd on every role.
     new CephHost(dataDir, nodeName, cfg?.address ?? opts.host, hostPaths),
+    // Live migration: received on the management address, TLS with this host's cluster certificate.
+    cfg && tlsPems ? { address: cfg.address, tls: tlsPems } : undefined,
   );
   await node.recover();
   node.metrics.start();
@@ -430,6 +433,10 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
       status: t.status,
       progress: t.progress,
       ...(t.error ? { error: t.error.message } : {}),
+      ...(t.cancellable ? { cancellable: true } : {}),
+      ...(t.cancelRequested ? { cancelRequested: true } : {}),
+      ...(t.details ? { details: t.details } : {}),
+      ...(t.result ? { result: t.result } : {}),
     }),
   );
   router.onStatus((s) => {
@@ -522,15 +529,20 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     beat();
   }
 
+  const migrations = new Migrations(store, vms, router, registry, tasks);
+  cleanup.push(() => migrations.stop());
+
   // Leader duties.
   leadership.onChange((leader) => {
     if (leader) {
       void reconciler.start();
       void placement.start();
+      migrations.start();
       membership?.start();
     } else {
       void reconciler.stop();
       void placement.stop();
+      migrations.stop();
       membership?.stop();
       leases.close();
     }
@@ -546,6 +558,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     leadership,
     vms,
     actions,
+    migrations,
     images,
     pools: poolService,
     ceph,

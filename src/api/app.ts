@@ -17,6 +17,7 @@ import { poolRoutes } from './routes/pools';
 import { systemRoutes } from './routes/system';
 import { taskRoutes } from './routes/tasks';
 import { vmDiskRoutes } from './routes/vm-disks';
+import { vmMigrateRoutes } from './routes/vm-migrate';
 import { vmTemplateRoutes } from './routes/vm-templates';
 import { vmRoutes } from './routes/vms';
 import { uiRoutes } from './ui';
@@ -58,6 +59,7 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
   api.route('/vms', vmRoutes(ctx));
   api.route('/vms', guestRoutes(ctx));
   api.route('/vms', vmDiskRoutes(ctx));
+  api.route('/vms', vmMigrateRoutes(ctx));
   api.route('/vms', vmTemplateRoutes(ctx));
   api.route('/images', imageRoutes(ctx));
   api.route('/nodes', nodeRoutes(ctx));

@@ -4,6 +4,7 @@ import type { Leadership } from '../cluster/leadership';
 import type { EtcdMembership } from '../cluster/membership';
 import type { GuestService } from '../controller/guest';
 import type { ImageService } from '../controller/images';
+import type { Migrations } from '../controller/migration';
 import type { NodeRegistry } from '../controller/node-registry';
 import type { NodeRouter } from '../controller/node-router';
 import type { PoolService } from '../controller/pools';
@@ -33,6 +34,7 @@ export interface ApiContext {
   };
   vms: VmService;
   actions: VmActions;
+  migrations: Migrations;
   images: ImageService;
   pools: PoolService;
   ceph: CephService;

@@ -167,6 +167,16 @@ export const VmSchema = z
       }),
     ),
     template: z.boolean().optional().openapi({ description: 'A template: never powered on; clone it' }),
+    migration: z
+      .object({
+        taskId: z.string(),
+        source: z.string(),
+        target: z.string(),
+        localDisks: z.array(z.string()),
+        startedAt: z.string(),
+      })
+      .optional()
+      .openapi({ description: 'A live migration under way (POST /vms/{id}/migrate); actions wait for it' }),
     networks: z.array(z.object({ id: z.string(), network: z.string(), mac: z.string() })),
     boot: z.record(z.string(), z.unknown()),
     pid: z.number().optional(),
@@ -398,9 +408,52 @@ export const TaskSchema = z
     progress: z.number(),
     error: z.object({ code: z.string(), message: z.string() }).optional(),
     startedAt: z.string(),
+    updatedAt: z.string().optional(),
     endedAt: z.string().optional(),
+    cancellable: z.boolean().optional().openapi({ description: 'POST /tasks/{id}/cancel stops it' }),
+    cancelRequested: z.boolean().optional(),
+    details: z.record(z.string(), z.unknown()).optional().openapi({
+      description:
+        'What it does now; a migration: source, target, why, phase (preparing, disks, memory, switching, cleanup), ram {transferredBytes, remainingBytes, totalBytes, dirtyRateBytesPerSec, iteration, expectedDowntimeMs, mbps}, disks {doneBytes, totalBytes}',
+    }),
+    result: z.record(z.string(), z.unknown()).optional().openapi({
+      description:
+        'What it measured; a migration: target, downtimeMs (QEMU), totalMs, setupMs, transferredBytes',
+    }),
   })
   .openapi('Task');
+
+export const MigrateBody = z
+  .strictObject({
+    node: z
+      .string()
+      .min(1)
+      .max(63)
+      .optional()
+      .openapi({ description: 'Target host; without it the scheduler picks' }),
+    maxBandwidthMiBps: z.number().int().min(1).max(100_000).optional(),
+    policy: z
+      .strictObject({
+        downtimeLimitMs: z
+          .number()
+          .int()
+          .min(1)
+          .max(10_000)
+          .optional()
+          .openapi({ description: 'Default 50' }),
+        autoConvergeAfter: z
+          .number()
+          .int()
+          .min(1)
+          .max(100)
+          .optional()
+          .openapi({ description: 'Iterations before the guest is throttled more readily (default 5)' }),
+        postcopy: z.boolean().optional().openapi({ description: 'Allow post-copy (default false)' }),
+        timeLimitSec: z.number().int().min(10).max(86_400).optional().openapi({ description: 'Default 600' }),
+      })
+      .optional(),
+  })
+  .openapi('Migrate');
 
 export const ExecBody = z
   .strictObject({

@@ -6,11 +6,45 @@ import { bytes, table } from './table';
 
 export type Out = (s: string) => void;
 
-interface Task {
+interface Task<Details = Record<string, unknown>, Result = Record<string, unknown>> {
   id: string;
+  type: string;
+  target: string;
   status: 'running' | 'ok' | 'error';
   progress: number;
   error?: { code: string; message: string };
+  cancellable?: boolean;
+  cancelRequested?: boolean;
+  details?: Details;
+  result?: Result;
+}
+
+/** A vm.migrate task: QEMU's figures while it runs, the downtime and duration once it is done. */
+export type MigrateTask = Task<
+  {
+    source: string;
+    target: string;
+    why?: string;
+    phase: 'preparing' | 'disks' | 'memory' | 'switching' | 'cleanup';
+    ram?: {
+      transferredBytes: number;
+      remainingBytes: number;
+      totalBytes: number;
+      dirtyRateBytesPerSec: number;
+      iteration: number;
+      expectedDowntimeMs: number;
+      mbps: number;
+    };
+    disks?: { doneBytes: number; totalBytes: number };
+  },
+  { target: string; downtimeMs: number; totalMs: number; setupMs?: number; transferredBytes?: number }
+>;
+
+/** A failed task as the error the CLI exits with; a code outside our table stays in the message. */
+function taskError(task: Task<unknown, unknown>, fallback: string): NfError {
+  const code = task.error?.code ?? '';
+  if (isErrorCode(code)) return new NfError(code as ErrorCode, task.error?.message ?? fallback);
+  return new NfError('internal', `${code ? `${code}: ` : ''}${task.error?.message ?? fallback}`);
 }
 
 export const GLOBAL = {
@@ -75,6 +109,11 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       pool: { type: 'string' },
       node: { type: 'string' },
       full: { type: 'boolean', default: false },
+      bandwidth: { type: 'string' },
+      'downtime-ms': { type: 'string' },
+      postcopy: { type: 'boolean', default: false },
+      'time-limit': { type: 'string' },
+      'no-wait': { type: 'boolean', default: false },
     },
   });
   const api = client(values);
@@ -192,13 +231,12 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
         await Bun.sleep(1000);
         task = await api.request<Task>('GET', `/api/v1/tasks/${enc(task.id)}`);
       }
-      if (task.status === 'error')
-        throw new NfError(
-          isErrorCode(task.error?.code ?? '') ? (task.error!.code as ErrorCode) : 'internal',
-          task.error?.message ?? 'the move failed',
-        );
+      if (task.status === 'error') throw taskError(task, 'the move failed');
       return show(await api.request<Vm>('GET', `/api/v1/vms/${enc(vmName)}`));
     }
+    case 'migrate':
+      // vm migrate NAME [--node HOST] ...: live to another host; waits for the task and shows its progress
+      return migrateVm(api, need(positionals, 1, 'VM name'), values, out);
     case 'delete':
       await api.request(
         'DELETE',
@@ -267,9 +305,107 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
     default:
       throw new NfError(
         'validation_failed',
-        `unknown "vm ${sub ?? ''}"; use list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot|guest|exec|password|fsfreeze|fsthaw`,
+        `unknown "vm ${sub ?? ''}"; use list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot|resize|move-disk|migrate|template|clone|guest|exec|password|fsfreeze|fsthaw`,
       );
   }
+}
+
+/** A whole-number flag, or undefined when it is not given (the API checks the range). */
+function intFlag(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isInteger(n))
+    throw new NfError('validation_failed', `--${flag} ${text}: give a whole number`);
+  return n;
+}
+
+interface MigrateFlags {
+  node?: string;
+  bandwidth?: string;
+  'downtime-ms'?: string;
+  postcopy?: boolean;
+  'time-limit'?: string;
+  'no-wait'?: boolean;
+  json?: boolean;
+}
+
+/**
+ * Starts a live migration and, unless --no-wait, follows its task every 500 ms. Ctrl-C asks the API to
+ * cancel it (the VM stays on its host) and waits for the outcome; a second Ctrl-C stops waiting.
+ */
+async function migrateVm(api: ApiClient, vmName: string, values: MigrateFlags, out: Out): Promise<undefined> {
+  const policy: Record<string, unknown> = {};
+  const downtime = intFlag('downtime-ms', values['downtime-ms']);
+  if (downtime !== undefined) policy.downtimeLimitMs = downtime;
+  const timeLimit = intFlag('time-limit', values['time-limit']);
+  if (timeLimit !== undefined) policy.timeLimitSec = timeLimit;
+  if (values.postcopy) policy.postcopy = true;
+  const body: Record<string, unknown> = {};
+  if (values.node) body.node = values.node;
+  const bandwidth = intFlag('bandwidth', values.bandwidth);
+  if (bandwidth !== undefined) body.maxBandwidthMiBps = bandwidth;
+  if (Object.keys(policy).length > 0) body.policy = policy;
+  let task = await api.request<MigrateTask>('POST', `/api/v1/vms/${enc(vmName)}/migrate`, body);
+  const id = task.id;
+  if (values['no-wait']) {
+    out(
+      values.json
+        ? JSON.stringify(task, null, 2)
+        : `migrating ${vmName}${task.details ? ` to ${task.details.target}` : ''}: task ${id} (neuroflow task cancel ${id} stops it)`,
+    );
+    return;
+  }
+  if (!values.json && task.details?.why) out(`target ${task.details.target}: ${task.details.why}`);
+  let interrupts = 0;
+  const onInterrupt = () => {
+    if (++interrupts > 1) {
+      process.stderr.write(`stopped waiting; task ${id} goes on (neuroflow task list)\n`);
+      process.exit(130);
+    }
+    process.stderr.write(
+      `cancelling the migration of ${vmName} (task ${id}); Ctrl-C again to stop waiting\n`,
+    );
+    api
+      .request('POST', `/api/v1/tasks/${enc(id)}/cancel`)
+      .catch((err) => process.stderr.write(`cannot cancel: ${(err as Error).message}\n`));
+  };
+  process.on('SIGINT', onInterrupt);
+  try {
+    let shown = '';
+    while (task.status === 'running') {
+      const line = migrationLine(vmName, task);
+      if (line !== shown && !values.json) out(line);
+      shown = line;
+      await Bun.sleep(500);
+      task = await api.request<MigrateTask>('GET', `/api/v1/tasks/${enc(id)}`);
+    }
+  } finally {
+    process.off('SIGINT', onInterrupt);
+  }
+  if (task.status === 'error') throw taskError(task, 'the migration failed');
+  if (values.json) {
+    out(JSON.stringify(task, null, 2));
+    return;
+  }
+  const r = task.result;
+  out(
+    `migrated to ${r?.target ?? task.details?.target ?? '?'}: downtime ${r?.downtimeMs ?? '?'} ms (QEMU), total ${r?.totalMs ?? '?'} ms`,
+  );
+}
+
+/** "migrating web1 h1 -> h2: memory 41%, RAM 512/2048 MiB sent, 1024 MiB left, dirty 12.0 MiB/s, iteration 3". */
+export function migrationLine(vmName: string, task: MigrateTask): string {
+  const d = task.details;
+  const mib = (n: number) => Math.round(n / 1048576);
+  let line = `migrating ${vmName}${d ? ` ${d.source} -> ${d.target}` : ''}: ${d?.phase ?? 'starting'} ${Math.floor(task.progress * 100)}%`;
+  if (d?.ram) {
+    const r = d.ram;
+    line += `, RAM ${mib(r.transferredBytes)}/${mib(r.totalBytes)} MiB sent, ${mib(r.remainingBytes)} MiB left`;
+    line += `, dirty ${(r.dirtyRateBytesPerSec / 1048576).toFixed(1)} MiB/s, iteration ${r.iteration}`;
+  }
+  if (d?.disks) line += `, disks ${mib(d.disks.doneBytes)}/${mib(d.disks.totalBytes)} MiB`;
+  if (task.cancelRequested) line += ' (cancelling)';
+  return line;
 }
 
 async function snapshotCommand(
@@ -571,9 +707,19 @@ export async function imageCommand(argv: string[], out: Out): Promise<void> {
   }
 }
 
+/** `task list`, `task cancel ID` (a running migration: the VM stays where it was). */
 export async function taskCommand(argv: string[], out: Out): Promise<void> {
-  const { values } = parseArgs({ args: argv, allowPositionals: true, options: GLOBAL });
-  const tasks = await client(values).request<Record<string, unknown>[]>('GET', '/api/v1/tasks?limit=50');
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: GLOBAL });
+  const api = client(values);
+  const sub = positionals[0] ?? 'list';
+  if (sub === 'cancel') {
+    const id = need(positionals, 1, 'task id');
+    const t = await api.request<Task>('POST', `/api/v1/tasks/${enc(id)}/cancel`);
+    out(values.json ? JSON.stringify(t, null, 2) : `cancel requested: task ${id} (${t.type} of ${t.target})`);
+    return;
+  }
+  if (sub !== 'list') throw new NfError('validation_failed', 'use: task list | task cancel ID');
+  const tasks = await api.request<Record<string, unknown>[]>('GET', '/api/v1/tasks?limit=50');
   out(
     values.json
       ? JSON.stringify(tasks, null, 2)

@@ -3,8 +3,11 @@ import { NfError } from '../errors';
 import type { ConsoleStream, NodeInfo, StopOptions, VmStatus } from '../node/types';
 import type { RuntimeState, VmRunSpec } from '../vmm/types';
 import { NodeRouter, type RoutedNode } from './node-router';
+import { type MigrationVerbs, noMigration } from './test-cluster';
 
 /** A node that records every call it gets, prefixed with its name. */
+interface FakeNode extends MigrationVerbs {}
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the migration verbs come from noMigration
 class FakeNode implements RoutedNode {
   calls: string[] = [];
   states = new Map<string, VmStatus>();
@@ -130,6 +133,7 @@ class FakeNode implements RoutedNode {
     return () => this.listeners.delete(l);
   }
 }
+Object.assign(FakeNode.prototype, noMigration);
 
 const VM = '00000000-0000-4000-8000-000000000001';
 const OTHER = '00000000-0000-4000-8000-000000000002';

@@ -3,15 +3,18 @@ import { NfError } from '../errors';
 import type { Point } from '../node/series';
 import type {
   ConsoleStream,
+  IncomingRequest,
   MoveDiskRequest,
   NodeApi,
   NodeInfo,
+  OutgoingMigration,
   StopOptions,
   VmStatus,
   VolumeBacking,
 } from '../node/types';
 import type { VolumeInfo } from '../storage/driver';
 import type { SharedPoolConfig } from '../storage/shared-pools';
+import type { IncomingEndpoint, MigrationProgress, MigrationResult } from '../vmm/migration';
 import type { VmRunSpec } from '../vmm/types';
 
 /** A node the router can reach: the local one in process, others over gRPC. */
@@ -233,6 +236,31 @@ export class NodeRouter implements NodeApi {
   }
 
   /** Moves a disk on the VM's host. */
+  // Migration: the source's verbs follow the VM; the target's need the host named (on(target)).
+  prepareIncoming(_req: IncomingRequest): Promise<IncomingEndpoint> {
+    return Promise.reject(new NfError('internal', 'prepareIncoming goes to the target host: use on(target)'));
+  }
+
+  migrateOut(req: OutgoingMigration, onProgress?: (p: MigrationProgress) => void): Promise<MigrationResult> {
+    return this.vm(req.vmId).migrateOut(req, onProgress);
+  }
+
+  cancelMigration(vmId: string, reason?: string): Promise<void> {
+    return this.vm(vmId).cancelMigration(vmId, reason);
+  }
+
+  finishIncoming(vmId: string): Promise<VmStatus> {
+    return this.vm(vmId).finishIncoming(vmId);
+  }
+
+  abortIncoming(vmId: string, localDisks: { pool: string; volume: string }[]): Promise<void> {
+    return this.vm(vmId).abortIncoming(vmId, localDisks);
+  }
+
+  resumeMigrated(vmId: string): Promise<VmStatus> {
+    return this.vm(vmId).resumeMigrated(vmId);
+  }
+
   moveDisk(req: MoveDiskRequest, onProgress?: (done: number, total: number) => void): Promise<void> {
     return this.vm(req.vmId).moveDisk(req, onProgress);
   }

@@ -7,8 +7,11 @@ import type { RuntimeState, VmRunSpec } from '../vmm/types';
 import { NodeRouter } from './node-router';
 import { Reconciler } from './reconciler';
 import { keys, type VmRecord } from './records';
+import { type MigrationVerbs, noMigration } from './test-cluster';
 
 /** A node that only keeps states, and records what it was asked to do. */
+interface FakeNode extends MigrationVerbs {}
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the migration verbs come from noMigration
 class FakeNode implements NodeApi {
   states = new Map<string, VmStatus>();
   calls: string[] = [];
@@ -98,6 +101,7 @@ class FakeNode implements NodeApi {
     return () => this.listeners.delete(l);
   }
 }
+Object.assign(FakeNode.prototype, noMigration);
 
 const ID = '00000000-0000-4000-8000-000000000001';
 

@@ -78,6 +78,8 @@ export class Reconciler {
           this.node.locate(vm.value.id, vm.value.node);
           // Pending VMs wait for the scheduler; VMs of an unreachable host wait for it (never elsewhere).
           if (!vm.value.node || !this.node.reachable(vm.value.node)) continue;
+          // A migration decides where the guest runs until it ends (src/controller/migration.ts).
+          if (vm.value.migration) continue;
           const b = this.backoff.get(vm.value.id);
           if (b && b.until > Date.now()) continue;
           if (this.lock.busy(vm.value.id)) continue; // an API action is on it
@@ -109,6 +111,11 @@ export class Reconciler {
     if (!cur) return undefined;
     const vm = cur.value;
     this.node.locate(id, vm.node);
+    if (vm.migration)
+      throw new NfError(
+        'invalid_state',
+        `VM "${vm.name}" is being migrated from ${vm.migration.source} to ${vm.migration.target} (task ${vm.migration.taskId}); wait for it or cancel it`,
+      );
     if (!vm.node) {
       if (vm.power !== 'stopped')
         throw new NfError(

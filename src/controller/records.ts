@@ -10,6 +10,8 @@ export const keys = {
   imageName: (name: string) => `${PREFIX}names/images/${name}`,
   task: (id: string) => `${PREFIX}tasks/${id}`,
   tasks: `${PREFIX}tasks/`,
+  /** A cancel asked for a running task (apart from the task, which its runner keeps rewriting). */
+  taskCancel: (id: string) => `${PREFIX}task-cancel/${id}`,
   network: (name: string) => `${PREFIX}networks/${name}`,
   networks: `${PREFIX}networks/`,
   node: (name: string) => `${PREFIX}nodes/${name}`,
@@ -101,6 +103,19 @@ export interface VmRecord {
   generation: number;
   /** The generation at which the node last reached `power: running`; a later stop of the guest is its own. */
   runningGeneration?: number;
+  /**
+   * A live migration under way (src/controller/migration.ts): the reconciler leaves the VM alone and
+   * actions are refused until it ends; after a controller failover the leader finishes or undoes it
+   * from what the two hosts report.
+   */
+  migration?: {
+    taskId: string;
+    source: string;
+    target: string;
+    /** Disks on the source's local pool, copied to new volumes on the target. */
+    localDisks: string[];
+    startedAt: string;
+  };
   /** Why the last start failed or the VM died; shown as state `error` until the next start or stop. */
   lastError?: { message: string; at: string };
   createdAt: string;
@@ -160,7 +175,16 @@ export interface TaskRecord {
   progress: number;
   error?: { code: string; message: string };
   startedAt: string;
+  /** When its runner last saved it (a running task not saved for long lost its controller). */
+  updatedAt?: string;
   endedAt?: string;
+  /** POST /tasks/{id}/cancel may stop it while it runs. */
+  cancellable?: boolean;
+  cancelRequested?: boolean;
+  /** What the task is doing now (a migration: phase, RAM and disk figures). */
+  details?: Record<string, unknown>;
+  /** What it measured when it ended well (a migration: downtime, total time). */
+  result?: Record<string, unknown>;
 }
 
 export type NodeRole = 'controller' | 'worker';

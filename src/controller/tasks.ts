@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { toNfError } from '../errors';
+import { NfError, toNfError } from '../errors';
 import type { Store } from '../store/store';
 import { createLogger } from '../util/log';
 import { keys, type TaskRecord } from './records';
@@ -11,8 +11,21 @@ const KEEP = 500;
  * Long or state-changing operations as tasks in etcd (id, progress, result), which double as the audit
  * trail of who did what. Old tasks are trimmed.
  */
+/** What a background task may do besides reporting its progress (TaskLog.start). */
+export interface TaskControl {
+  /** Merges into the task's `details` (and saves it). */
+  details(d: Record<string, unknown>): void;
+  /** Sets the task's `result`, saved when it ends well. */
+  result(r: Record<string, unknown>): void;
+  /** Called when a cancel is asked on this controller (with who asked). */
+  onCancel(cb: (reason: string) => void): void;
+  /** Whether a cancel was asked anywhere (reads the task record: call it now and then). */
+  cancelRequested(): Promise<boolean>;
+}
+
 export class TaskLog {
   private writes = 0;
+  private readonly cancelHandlers = new Map<string, (reason: string) => void>();
 
   constructor(
     private readonly store: Store,
@@ -36,19 +49,80 @@ export class TaskLog {
     type: string,
     target: string,
     user: string,
-    fn: (progress: (p: number) => void) => Promise<unknown>,
+    fn: (progress: (p: number) => void, ctl: TaskControl) => Promise<unknown>,
+    opts: { id?: string; cancellable?: boolean; details?: Record<string, unknown> } = {},
   ): Promise<TaskRecord> {
-    const task = await this.begin(type, target, user);
+    const task = await this.begin(type, target, user, opts);
     const answer = { ...task };
-    void this.finish(task, fn).catch((err) =>
-      log.warn('background task failed', { type, target, err: (err as Error).message }),
-    );
+    const ctl: TaskControl = {
+      details: (d) => {
+        task.details = { ...task.details, ...d };
+        void this.save(task);
+      },
+      result: (r) => {
+        task.result = r;
+      },
+      onCancel: (cb) => {
+        this.cancelHandlers.set(task.id, cb);
+      },
+      cancelRequested: async () => {
+        if (task.cancelRequested) return true;
+        const asked = await this.store.get(keys.taskCancel(task.id)).catch(() => undefined);
+        if (asked) {
+          task.cancelRequested = true;
+          void this.save(task);
+        }
+        return task.cancelRequested === true;
+      },
+    };
+    void this.finish(task, (p) => fn(p, ctl))
+      .catch((err) => log.warn('background task failed', { type, target, err: (err as Error).message }))
+      .finally(() => {
+        this.cancelHandlers.delete(task.id);
+        if (opts.cancellable) void this.store.txn({ delete: [keys.taskCancel(task.id)] }).catch(() => {});
+      });
     return answer;
   }
 
-  private async begin(type: string, target: string, user: string): Promise<TaskRecord> {
-    // Time-ordered ids so a prefix listing is chronological.
-    const id = `${Date.now().toString(36).padStart(9, '0')}-${randomUUID().slice(0, 8)}`;
+  /** A time-ordered task id (a prefix listing is chronological), for a caller that must name it first. */
+  static newId(): string {
+    return `${Date.now().toString(36).padStart(9, '0')}-${randomUUID().slice(0, 8)}`;
+  }
+
+  /**
+   * Asks a running task to stop: recorded in the task (a task run by another controller sees it there)
+   * and passed at once to the task when it runs here.
+   */
+  async cancel(id: string, user: string): Promise<TaskRecord> {
+    const cur = await this.store.get<TaskRecord>(keys.task(id));
+    if (!cur) throw new NfError('not_found', `no task ${id}`);
+    const task = cur.value;
+    if (task.status !== 'running')
+      throw new NfError('invalid_state', `task ${id} has ended (${task.status}); there is nothing to cancel`);
+    if (!task.cancellable)
+      throw new NfError('invalid_state', `task ${id} (${task.type}) cannot be cancelled`);
+    if (!task.cancelRequested) {
+      const next = { ...task, cancelRequested: true };
+      await this.store.txn({
+        put: [
+          { key: keys.taskCancel(id), value: { by: user, at: new Date().toISOString() } },
+          { key: cur.key, value: next },
+        ],
+      });
+      this.onChange(next);
+      log.info('task cancel asked', { id, type: task.type, user });
+    }
+    this.cancelHandlers.get(id)?.(`cancelled by ${user}`);
+    return { ...task, cancelRequested: true };
+  }
+
+  private async begin(
+    type: string,
+    target: string,
+    user: string,
+    opts: { id?: string; cancellable?: boolean; details?: Record<string, unknown> } = {},
+  ): Promise<TaskRecord> {
+    const id = opts.id ?? TaskLog.newId();
     const task: TaskRecord = {
       id,
       type,
@@ -57,6 +131,8 @@ export class TaskLog {
       status: 'running',
       progress: 0,
       startedAt: new Date().toISOString(),
+      ...(opts.cancellable ? { cancellable: true } : {}),
+      ...(opts.details ? { details: opts.details } : {}),
     };
     await this.save(task);
     return task;
@@ -69,9 +145,11 @@ export class TaskLog {
         void this.save(task);
       });
       Object.assign(task, { status: 'ok', progress: 1, endedAt: new Date().toISOString() });
+      delete task.cancellable;
       return result;
     } catch (err) {
       const e = toNfError(err);
+      delete task.cancellable;
       Object.assign(task, {
         status: 'error',
         error: { code: e.code, message: e.message },
@@ -96,7 +174,19 @@ export class TaskLog {
     return (await this.store.get<TaskRecord>(keys.task(id)))?.value;
   }
 
+  /** Ends a running task whose runner is gone (the leader settled what it left). */
+  async settle(id: string, ok: boolean, message: string): Promise<void> {
+    const cur = await this.get(id);
+    if (!cur || cur.status !== 'running') return;
+    const task: TaskRecord = { ...cur, status: ok ? 'ok' : 'error', endedAt: new Date().toISOString() };
+    delete task.cancellable;
+    if (ok) task.details = { ...task.details, note: message };
+    else task.error = { code: 'unavailable', message };
+    await this.save(task);
+  }
+
   private async save(task: TaskRecord): Promise<void> {
+    task.updatedAt = new Date().toISOString();
     this.onChange({ ...task });
     try {
       await this.store.txn({ put: [{ key: keys.task(task.id), value: task }] });

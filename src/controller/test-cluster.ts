@@ -25,6 +25,8 @@ export const GiB = 1024 ** 3;
 export const MiB = 1024 ** 2;
 
 /** A host that records the volume calls it gets; `failCreate` makes createVolume fail for one volume. */
+export interface FakeNode extends MigrationVerbs {}
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the migration verbs come from noMigration
 export class FakeNode implements NodeApi {
   calls: string[] = [];
   volumes = new Set<string>();
@@ -265,3 +267,19 @@ export async function setup(hosts: HostSpec[], vms: VmRecord[] = []) {
 export function health(): NodeHealthRecord {
   return { at: new Date().toISOString(), memoryAvailableBytes: 8 * GiB, vmsRunning: 0 };
 }
+
+/** NodeApi's migration verbs for test fakes that take no part in migrations (they refuse). */
+export type MigrationVerbs = Pick<
+  NodeApi,
+  'prepareIncoming' | 'migrateOut' | 'cancelMigration' | 'finishIncoming' | 'abortIncoming' | 'resumeMigrated'
+>;
+const refuse = () => Promise.reject(new NfError('not_implemented', 'this fake host does not migrate'));
+export const noMigration: MigrationVerbs = {
+  prepareIncoming: refuse,
+  migrateOut: refuse,
+  cancelMigration: refuse,
+  finishIncoming: refuse,
+  abortIncoming: refuse,
+  resumeMigrated: refuse,
+};
+Object.assign(FakeNode.prototype, noMigration);

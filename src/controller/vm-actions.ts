@@ -270,6 +270,8 @@ export class VmActions {
   async diskMoveCheck(ref: string, diskId: string, pool: string): Promise<{ vm: VmRecord; live: boolean }> {
     const vm = (await this.vms.find(ref)).value;
     this.notTemplate(vm, 'move a disk of');
+    if (vm.migration)
+      throw new NfError('invalid_state', `VM "${vm.name}" is being migrated (task ${vm.migration.taskId})`);
     const disk = vm.disks.find((d) => d.id === diskId);
     if (!disk)
       throw new NfError(
@@ -458,7 +460,16 @@ export class VmActions {
 
   private async act(ref: string, fn: (cur: Versioned<VmRecord>) => Promise<void>): Promise<VmView> {
     const first = await this.vms.find(ref);
-    await this.reconciler.lock.run(first.value.id, async () => fn(await this.vms.find(first.value.id)));
+    await this.reconciler.lock.run(first.value.id, async () => {
+      const cur = await this.vms.find(first.value.id);
+      const m = cur.value.migration;
+      if (m)
+        throw new NfError(
+          'invalid_state',
+          `VM "${cur.value.name}" is being migrated from ${m.source} to ${m.target} (task ${m.taskId}); wait for it or cancel it`,
+        );
+      await fn(cur);
+    });
     return this.vms.get(first.value.id);
   }
 }

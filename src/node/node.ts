@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { open, readFile, rm } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { cpus, freemem, hostname, loadavg, release, totalmem, uptime } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { CephApplyRequest, CephHost, CephHostState } from '../ceph/host';
@@ -16,6 +16,7 @@ import { KeyedLock } from '../util/lock';
 import { createLogger } from '../util/log';
 import { pidAlive, procCmdline, readPidfile } from '../util/proc';
 import { waitFor } from '../util/wait';
+import type { IncomingEndpoint, MigrationProgress, MigrationResult, MigrationRole } from '../vmm/migration';
 import type { AccelChoice } from '../vmm/qemu/host';
 import { stderrReason } from '../vmm/qemu/instance';
 import type { VmInstance, VmmDriver, VmRunSpec } from '../vmm/types';
@@ -24,9 +25,11 @@ import { MetricsCollector, type VmSampleSource } from './metrics';
 import type { Point } from './series';
 import type {
   ConsoleStream,
+  IncomingRequest,
   MoveDiskRequest,
   NodeApi,
   NodeInfo,
+  OutgoingMigration,
   StopOptions,
   VmStatus,
   VolumeBacking,
@@ -72,6 +75,8 @@ export class Node implements NodeApi {
     private readonly hostPaths?: HostPaths,
     /** This host's integrated Ceph daemons (absent in unit tests). */
     private readonly cephHost?: CephHost,
+    /** Live migration: the address this host receives on and its cluster certificate (clusters only). */
+    private readonly migration?: { address: string; tls: { caPem: string; certPem: string; keyPem: string } },
   ) {}
 
   get ceph(): CephHost {
@@ -128,9 +133,27 @@ export class Node implements NodeApi {
       }
       log.warn('cannot re-attach VM', { id, err });
     }
+    if (instance && (await this.readJournal(id))?.expected === 'incoming') {
+      // A migration target whose daemon died before it was told to run the guest: the source still has
+      // it (a controller resumes it there), so this half goes, with the volumes made for it.
+      log.warn('ending the QEMU of a migration this host never finished receiving', {
+        id,
+        pid: instance.pid,
+      });
+      await instance.kill();
+      await this.dropIncoming(id);
+      return;
+    }
     if (instance) {
       this.track(instance);
-      this.setStatus({ id, state: await instance.state(), pid: instance.pid, startedAt: instance.startedAt });
+      const migration = await this.roleOf(id, instance);
+      this.setStatus({
+        id,
+        state: await instance.state(),
+        pid: instance.pid,
+        startedAt: instance.startedAt,
+        ...(migration ? { migration } : {}),
+      });
       return;
     }
     const journal = await this.readJournal(id);
@@ -141,6 +164,8 @@ export class Node implements NodeApi {
         this.setStatus({ id, state: 'error', reason });
       else this.setStatus({ id, state: 'stopped' });
       await this.writeJournal(id, 'stopped');
+    } else if (journal?.expected === 'incoming') {
+      await this.dropIncoming(id); // a migration target that died before it got the guest
     } else {
       this.setStatus({ id, state: 'stopped' });
     }
@@ -679,6 +704,219 @@ export class Node implements NodeApi {
     }
   }
 
+  /** Where a VM's QEMU here stands with a migration: its run state, and the journal for a target. */
+  private async roleOf(id: string, instance: VmInstance): Promise<MigrationRole | undefined> {
+    const role = await instance.migrationRole().catch(() => undefined);
+    if (role) return role;
+    // a target whose QEMU received everything but was not told to run yet
+    if ((await this.readJournal(id))?.expected === 'incoming' && (await instance.state()) !== 'running')
+      return 'received';
+    return undefined;
+  }
+
+  /** The host's certificate as QEMU TLS credentials files (the migration and NBD streams). */
+  private async migrationTls(): Promise<{ dir: string; address: string }> {
+    const m = this.migration;
+    if (!m)
+      throw new NfError(
+        'unavailable',
+        `host ${this.name} takes no part in migrations (it is not in a cluster)`,
+      );
+    const dir = join(dirname(this.runRoot), 'migration-tls');
+    for (const [file, pem, mode] of [
+      ['ca-cert.pem', m.tls.caPem, 0o644],
+      ['server-cert.pem', m.tls.certPem, 0o644],
+      ['client-cert.pem', m.tls.certPem, 0o644],
+      ['server-key.pem', m.tls.keyPem, 0o600],
+      ['client-key.pem', m.tls.keyPem, 0o600],
+    ] as const)
+      await writeFileAtomic(join(dir, file), pem, mode);
+    return { dir, address: m.address };
+  }
+
+  prepareIncoming(req: IncomingRequest): Promise<IncomingEndpoint> {
+    const spec = this.resolveSpec(req.spec);
+    return this.serialize(spec.id, async () => {
+      if (this.hasProcess(spec.id))
+        throw new NfError(
+          'invalid_state',
+          `VM "${spec.name}" already has a QEMU process on host ${this.name}`,
+        );
+      const tls = await this.migrationTls();
+      const need = spec.memoryMiB * 1024 ** 2;
+      const avail = (await memAvailable()) - HOST_RESERVE_BYTES;
+      if (need > avail)
+        throw new NfError(
+          'insufficient_resources',
+          `VM "${spec.name}" needs ${spec.memoryMiB} MiB but host ${this.name} has only ${Math.max(0, Math.floor(avail / 1024 ** 2))} MiB available`,
+        );
+      // Refuse before making anything: an existing volume of that name is never taken over.
+      for (const d of req.localDisks)
+        if (await this.pool(d.pool).volumeInfo(d.volume))
+          throw new NfError(
+            'already_exists',
+            `pool ${d.pool} of host ${this.name} already has a volume ${d.volume}`,
+          );
+      const dir = this.runDir(spec.id);
+      const made: { pool: string; volume: string }[] = [];
+      let instance: VmInstance | undefined;
+      try {
+        await writeFileAtomic(join(dir, 'spec.json'), JSON.stringify(spec, null, 2), 0o600);
+        await this.writeJournal(spec.id, 'incoming');
+        for (const d of req.localDisks) {
+          await this.pool(d.pool).createVolume(d.volume, d.sizeBytes);
+          made.push({ pool: d.pool, volume: d.volume });
+          // what abortIncoming may delete: only volumes made here for this migration
+          await writeFileAtomic(join(dir, 'incoming.json'), JSON.stringify({ volumes: made }), 0o600);
+        }
+        instance = await this.driver.start(spec, dir, { incoming: true });
+        const nbd =
+          req.localDisks.length > 0
+            ? { port: await freePort(tls.address), disks: req.localDisks.map((d) => d.id) }
+            : undefined;
+        const endpoint = await instance.listenIncoming({
+          address: tls.address,
+          tlsDir: tls.dir,
+          multifd: !req.policy.postcopy,
+          postcopy: req.policy.postcopy,
+          ...(nbd ? { nbd } : {}),
+        });
+        this.track(instance);
+        this.setStatus({
+          id: spec.id,
+          state: 'paused',
+          pid: instance.pid,
+          startedAt: instance.startedAt,
+          migration: 'incoming',
+        });
+        log.info('waiting for a migration', { id: spec.id, port: endpoint.port, nbdPort: endpoint.nbdPort });
+        return endpoint;
+      } catch (err) {
+        await instance?.kill().catch(() => {});
+        for (const v of made)
+          await this.pool(v.pool)
+            .deleteVolume(v.volume)
+            .catch(() => {});
+        await this.writeJournal(spec.id, 'stopped').catch(() => {});
+        await rm(join(dir, 'incoming.json'), { force: true });
+        throw err;
+      }
+    });
+  }
+
+  async migrateOut(
+    req: OutgoingMigration,
+    onProgress: (p: MigrationProgress) => void = () => {},
+  ): Promise<MigrationResult> {
+    const instance = this.running(req.vmId);
+    this.notMoving(req.vmId);
+    const tls = await this.migrationTls();
+    this.moving.add(req.vmId);
+    const status = (migration?: MigrationRole) => {
+      const cur = { ...this.vmStatus(req.vmId) };
+      delete cur.migration;
+      delete (cur as Partial<VmStatus>).agent;
+      this.setStatus({ ...cur, ...(migration ? { migration } : {}) });
+    };
+    status('outgoing');
+    try {
+      const result = await instance.migrateOut({ ...req, tlsDir: tls.dir }, onProgress);
+      this.setStatus({ ...this.vmStatus(req.vmId), state: 'paused', migration: 'migrated' });
+      log.info('migrated out', { id: req.vmId, to: req.targetName, downtimeMs: result.downtimeMs });
+      return result;
+    } catch (err) {
+      if (this.instances.get(req.vmId) === instance) {
+        const state = await instance.state().catch(() => undefined);
+        if (state) this.setStatus({ ...this.vmStatus(req.vmId), state });
+        status(undefined);
+      }
+      throw err;
+    } finally {
+      this.moving.delete(req.vmId);
+    }
+  }
+
+  async cancelMigration(vmId: string, reason?: string): Promise<void> {
+    this.instances.get(vmId)?.cancelMigration(reason);
+  }
+
+  finishIncoming(vmId: string): Promise<VmStatus> {
+    return this.serialize(vmId, async () => {
+      const instance = this.running(vmId);
+      // the journal first: a daemon restarted from here on knows the guest is meant to run here
+      await this.writeJournal(vmId, 'running');
+      await instance.finishIncoming();
+      await rm(join(this.runDir(vmId), 'incoming.json'), { force: true });
+      const cur = { ...this.vmStatus(vmId) };
+      delete cur.migration;
+      return this.setStatus({ ...cur, state: await instance.state() });
+    });
+  }
+
+  abortIncoming(vmId: string, localDisks: { pool: string; volume: string }[]): Promise<void> {
+    return this.serialize(vmId, async () => {
+      const dir = this.runDir(vmId);
+      const journal = await this.readJournal(vmId);
+      const instance = this.instances.get(vmId);
+      if (instance) {
+        const role = await this.roleOf(vmId, instance);
+        if (role !== 'incoming' && role !== 'received')
+          throw new NfError(
+            'invalid_state',
+            `VM ${vmId} runs on host ${this.name} (not a waiting migration target); it is not ended`,
+          );
+        await instance.kill();
+      } else if (this.orphans.has(vmId)) {
+        if (journal?.expected !== 'incoming')
+          throw new NfError(
+            'invalid_state',
+            `VM ${vmId} has a QEMU process here that is not a migration target`,
+          );
+        await this.killOrphan(vmId, this.orphans.get(vmId)!, { force: true });
+      }
+      // only volumes this host made for the migration, and only those the caller names
+      const made = await this.dropIncoming(vmId, localDisks);
+      if (journal?.expected === 'incoming' || made > 0) {
+        this.statuses.delete(vmId);
+        this.metrics.forget(vmId);
+        await rm(dir, { recursive: true, force: true });
+        for (const l of this.listeners) l(this.vmStatus(vmId));
+      }
+    });
+  }
+
+  /**
+   * Deletes the volumes this host made for an incoming migration (incoming.json), those named when
+   * `only` is given, and marks the VM stopped here. Returns how many it found.
+   */
+  private async dropIncoming(id: string, only?: { pool: string; volume: string }[]): Promise<number> {
+    const dir = this.runDir(id);
+    let made: { pool: string; volume: string }[] = [];
+    try {
+      made = (JSON.parse(await readFile(join(dir, 'incoming.json'), 'utf8')) as { volumes: typeof made })
+        .volumes;
+    } catch {}
+    for (const v of made)
+      if (!only || only.some((d) => d.pool === v.pool && d.volume === v.volume))
+        await this.pool(v.pool)
+          .deleteVolume(v.volume)
+          .catch((err) => log.warn('cannot delete a migration’s volume', { id, volume: v.volume, err }));
+    await rm(join(dir, 'incoming.json'), { force: true });
+    await this.writeJournal(id, 'stopped');
+    this.setStatus({ id, state: 'stopped' });
+    return made.length;
+  }
+
+  resumeMigrated(vmId: string): Promise<VmStatus> {
+    return this.serialize(vmId, async () => {
+      const instance = this.running(vmId);
+      await instance.resumeAfterMigration();
+      const cur = { ...this.vmStatus(vmId) };
+      delete cur.migration;
+      return this.setStatus({ ...cur, state: await instance.state() });
+    });
+  }
+
   /**
    * Turns pool references into paths in this host's pools, and checks host files against this host's
    * allow-list: a controller's word is not enough to hand a host file to a guest.
@@ -816,7 +1054,9 @@ export class Node implements NodeApi {
     return this.locks.run(id, fn);
   }
 
-  private async readJournal(id: string): Promise<{ expected: 'running' | 'stopped' } | undefined> {
+  private async readJournal(
+    id: string,
+  ): Promise<{ expected: 'running' | 'stopped' | 'incoming' } | undefined> {
     try {
       return JSON.parse(await readFile(join(this.runDir(id), 'journal.json'), 'utf8'));
     } catch {
@@ -824,7 +1064,7 @@ export class Node implements NodeApi {
     }
   }
 
-  private async writeJournal(id: string, expected: 'running' | 'stopped'): Promise<void> {
+  private async writeJournal(id: string, expected: 'running' | 'stopped' | 'incoming'): Promise<void> {
     await writeFileAtomic(join(this.runDir(id), 'journal.json'), JSON.stringify({ expected }), 0o600);
   }
 }
@@ -839,6 +1079,18 @@ async function memAvailable(): Promise<number> {
     if (m) return Number(m[1]) * 1024;
   } catch {}
   return freemem();
+}
+
+/** A TCP port free on the address right now (for a QEMU server that cannot bind port 0 and say so). */
+function freePort(address: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, address, () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 /** Waits for a promise up to a deadline; true if it settled in time. */

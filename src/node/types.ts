@@ -1,6 +1,14 @@
 import type { CephApplyRequest, CephHostState } from '../ceph/host';
 import type { VolumeInfo } from '../storage/driver';
 import type { SharedPoolConfig } from '../storage/shared-pools';
+import type {
+  IncomingEndpoint,
+  MigrationPolicy,
+  MigrationProgress,
+  MigrationResult,
+  MigrationRole,
+  OutgoingRequest,
+} from '../vmm/migration';
 import type { Accelerator, RuntimeState, VmRunSpec } from '../vmm/types';
 import type { AgentState } from './agent';
 import type { Point } from './series';
@@ -29,7 +37,32 @@ export interface VmStatus {
   startedAt?: string;
   /** Why the VM is in `error`: QEMU's own words when it has any. */
   reason?: string;
+  /** A migration this host's QEMU is part of (MigrationRole). */
+  migration?: MigrationRole;
   updatedAt: string;
+}
+
+/** A VM's disk on a host's local pool, made anew on the target of a migration. */
+export interface LocalDiskRef {
+  id: string;
+  pool: string;
+  volume: string;
+  sizeBytes: number;
+}
+
+/** The target's part of a migration (NodeApi.prepareIncoming). */
+export interface IncomingRequest {
+  spec: VmRunSpec;
+  /** Disks on local pools: new empty volumes made here and exported over NBD to the source's mirror. */
+  localDisks: LocalDiskRef[];
+  policy: MigrationPolicy;
+}
+
+/** The source's part of a migration (NodeApi.migrateOut). */
+export interface OutgoingMigration extends OutgoingRequest {
+  vmId: string;
+  /** Ids of the disks to mirror to the target's NBD exports (its local disks). */
+  localDisks: string[];
 }
 
 export interface StopOptions {
@@ -147,6 +180,28 @@ export interface NodeApi {
    * uses the copy), copied offline otherwise. Progress in bytes; the source stays for the caller.
    */
   moveDisk(req: MoveDiskRequest, onProgress?: (done: number, total: number) => void): Promise<void>;
+  /**
+   * Target of a migration: makes the local disks' new volumes, starts the VM's QEMU waiting (paused)
+   * for the stream and returns where it listens (TLS with the host certificates only).
+   */
+  prepareIncoming(req: IncomingRequest): Promise<IncomingEndpoint>;
+  /**
+   * Source of a migration: copies local disks and then memory to the target; resolves with QEMU's
+   * figures once the guest's state is all there (the guest is paused here, `migrated`). On a failure or
+   * a cancel the guest runs on here.
+   */
+  migrateOut(req: OutgoingMigration, onProgress?: (p: MigrationProgress) => void): Promise<MigrationResult>;
+  /** Stops the VM's outgoing migration (its migrateOut fails with `cancelled`). */
+  cancelMigration(vmId: string, reason?: string): Promise<void>;
+  /** Target, after the source completed: the guest runs here now. */
+  finishIncoming(vmId: string): Promise<VmStatus>;
+  /**
+   * Target, when a migration is abandoned: ends the waiting QEMU (never a guest that runs) and deletes
+   * the volumes made for it. Nothing there is not an error.
+   */
+  abortIncoming(vmId: string, localDisks: { pool: string; volume: string }[]): Promise<void>;
+  /** Source, when the target never ran the guest after a completed migration: it runs here again. */
+  resumeMigrated(vmId: string): Promise<VmStatus>;
   /** This host's Ceph daemons and the cluster it belongs to. */
   cephDaemons(): Promise<CephHostState>;
   /** True while a QEMU process of this VM exists (managed, or alive but unreachable). */

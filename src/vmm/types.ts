@@ -1,3 +1,11 @@
+import type {
+  IncomingEndpoint,
+  MigrationProgress,
+  MigrationResult,
+  MigrationRole,
+  OutgoingRequest,
+} from './migration';
+
 /**
  * The boundary between the node and a hypervisor: the verbs a VMM really has, nothing more.
  * QEMU is the only driver today; Cloud Hypervisor would be a second implementation.
@@ -89,6 +97,26 @@ export interface VmInstance {
     target: Record<string, unknown>[],
     onProgress: (done: number, total: number) => void,
   ): Promise<void>;
+  /** Where the process stands with a migration (from QEMU's run state). */
+  migrationRole(): Promise<MigrationRole | undefined>;
+  /** Target side: listen for the stream (and export local disks' new volumes over NBD), TLS only. */
+  listenIncoming(opts: {
+    address: string;
+    tlsDir: string;
+    multifd: boolean;
+    postcopy: boolean;
+    nbd?: { port: number; disks: string[] };
+  }): Promise<IncomingEndpoint>;
+  /** Target side, once the source completed: the guest runs here. */
+  finishIncoming(): Promise<void>;
+  /** Source side: copy local disks, then RAM and device state; the guest ends paused here. */
+  migrateOut(
+    req: OutgoingRequest & { tlsDir: string; localDisks: string[] },
+    onProgress: (p: MigrationProgress) => void,
+  ): Promise<MigrationResult>;
+  cancelMigration(reason?: string): void;
+  /** Source side: the guest runs here again after a completed migration its target never ran. */
+  resumeAfterMigration(): Promise<void>;
   /** Resolves once the process is gone. */
   readonly exited: Promise<ExitInfo>;
   /** Called when the guest opens or closes a virtio-serial port (the agent starting or going away). */
@@ -101,8 +129,11 @@ export interface VmInstance {
 
 export interface VmmDriver {
   readonly name: string;
-  /** Starts a process for the spec in runDir; resolves once the guest CPU runs. */
-  start(spec: VmRunSpec, runDir: string): Promise<VmInstance>;
+  /**
+   * Starts a process for the spec in runDir; resolves once the guest CPU runs, or (`incoming`) once
+   * the process waits, paused, for a migration stream.
+   */
+  start(spec: VmRunSpec, runDir: string, opts?: { incoming?: boolean }): Promise<VmInstance>;
   /** Finds a process started earlier (by a previous daemon) from runDir; undefined if none is alive. */
   attach(runDir: string, id: string): Promise<VmInstance | undefined>;
 }

@@ -8,6 +8,8 @@ export interface VmView {
   reason?: string;
   pid?: number;
   node: string;
+  /** A live migration under way. */
+  migration?: { taskId: string; source: string; target: string };
   disks: { id: string; volume: string; sizeBytes: number }[];
   snapshots: { name: string; vmState: string; quiesced?: boolean }[];
   agent?: { enabled: boolean; status: string; version?: string; flavour?: string };

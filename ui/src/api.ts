@@ -52,6 +52,45 @@ export interface Task {
   error?: { code: string; message: string };
   startedAt?: string;
   endedAt?: string;
+  /** The task can be stopped (POST /tasks/{id}/cancel): running migrations. */
+  cancellable?: boolean;
+  /** A cancel was asked for; the task ends when the work has been undone. */
+  cancelRequested?: boolean;
+  /** What the running task is doing; by type (vm.migrate: MigrationDetails). */
+  details?: Record<string, unknown>;
+  /** What the finished task did; by type (vm.migrate: MigrationResult). */
+  result?: Record<string, unknown>;
+}
+
+export type MigrationPhase = 'preparing' | 'disks' | 'memory' | 'switching' | 'cleanup';
+
+/** A running vm.migrate task's details: QEMU's figures for the RAM pass and the disk mirror. */
+export interface MigrationDetails {
+  source: string;
+  target: string;
+  /** Why the scheduler chose the target (a migration without a host named). */
+  why?: string;
+  phase: MigrationPhase;
+  ram?: {
+    transferredBytes: number;
+    remainingBytes: number;
+    totalBytes: number;
+    dirtyRateBytesPerSec: number;
+    iteration: number;
+    expectedDowntimeMs: number;
+    mbps: number;
+  };
+  disks?: { doneBytes: number; totalBytes: number };
+}
+
+/** A finished vm.migrate task's result. */
+export interface MigrationResult {
+  target: string;
+  /** QEMU's measure of the guest's pause at the switch-over. */
+  downtimeMs: number;
+  totalMs: number;
+  setupMs?: number;
+  transferredBytes?: number;
 }
 
 export type HostState = 'ready' | 'not-ready' | 'maintenance';

@@ -105,6 +105,23 @@ export async function refreshAll(): Promise<void> {
   setState({ vms: shareVms(vms), tasks, nodes });
 }
 
+/**
+ * A task fetched or returned by the API: replaces its older copy in place (a new one goes on top). A late
+ * answer saying "running" does not undo a task the live events already ended.
+ */
+export function putTask(t: Task): void {
+  const i = state.tasks.findIndex((x) => x.id === t.id);
+  if (i < 0) {
+    setState({ tasks: [t, ...state.tasks].slice(0, 100) });
+    return;
+  }
+  const old = state.tasks[i]!;
+  if (old.status !== 'running' && t.status === 'running') return;
+  const tasks = state.tasks.slice();
+  tasks[i] = { ...old, ...t };
+  setState({ tasks });
+}
+
 let source: EventSource | undefined;
 let refreshTimer: ReturnType<typeof setTimeout> | undefined;
 let pollTimer: ReturnType<typeof setInterval> | undefined;

@@ -33,5 +33,16 @@ export function taskRoutes(ctx: ApiContext) {
       return c.json(t, 200);
     },
   );
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/{id}/cancel',
+      tags: ['Tasks'],
+      summary: 'Cancel a running task that allows it (a migration: the VM keeps running on its source)',
+      request: { params: z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' } }) }) },
+      responses: { 202: json(TaskSchema, 'The task, with cancelRequested'), ...errors },
+    }),
+    async (c) => c.json(await ctx.tasks.cancel(c.req.valid('param').id, c.get('user')), 202),
+  );
   return r;
 }

@@ -8,6 +8,12 @@ import { NfError } from '../../errors';
 import type { AgentState } from '../../node/agent';
 import type { Point } from '../../node/series';
 import type { NodeInfo, StopOptions, VmStatus } from '../../node/types';
+import type {
+  IncomingEndpoint,
+  MigrationPolicy,
+  MigrationProgress,
+  MigrationResult,
+} from '../../vmm/migration';
 import type { BootRun, DiskRun, NicRun, VmRunSpec } from '../../vmm/types';
 import type * as pb from '../gen/neuroflow/v1/node';
 
@@ -78,6 +84,7 @@ export function vmStatusToPb(s: VmStatus, hasProcess: boolean): pb.VmStatus {
     reason: s.reason,
     updatedAt: s.updatedAt,
     hasProcess,
+    migration: s.migration,
   });
 }
 
@@ -90,7 +97,84 @@ export function vmStatusFromPb(s: pb.VmStatus): VmStatus {
     startedAt: s.startedAt,
     reason: s.reason,
     updatedAt: s.updatedAt,
+    migration:
+      s.migration === undefined
+        ? undefined
+        : oneOf(s.migration, ['incoming', 'received', 'outgoing', 'migrated'] as const, 'migration role'),
   });
+}
+
+export function policyFromPb(p: pb.MigrationPolicy | undefined): MigrationPolicy {
+  if (!p) throw new NfError('validation_failed', 'a migration without its policy');
+  return {
+    downtimeLimitMs: p.downtimeLimitMs,
+    autoConvergeAfter: p.autoConvergeAfter,
+    postcopy: p.postcopy,
+    timeLimitSec: p.timeLimitSec,
+    maxBandwidthMiBps: p.maxBandwidthMibps,
+  };
+}
+
+export function policyToPb(p: MigrationPolicy): pb.MigrationPolicy {
+  return {
+    downtimeLimitMs: p.downtimeLimitMs,
+    autoConvergeAfter: p.autoConvergeAfter,
+    postcopy: p.postcopy,
+    timeLimitSec: p.timeLimitSec,
+    maxBandwidthMibps: p.maxBandwidthMiBps,
+  };
+}
+
+export function endpointFromPb(e: pb.IncomingEndpoint | undefined): IncomingEndpoint {
+  if (!e) throw new NfError('validation_failed', 'a migration without its target endpoint');
+  return defined({
+    address: e.address,
+    port: e.port,
+    nbdPort: e.nbdPort,
+    nbdDisks: e.nbdDisks.length > 0 ? e.nbdDisks : undefined,
+  });
+}
+
+export function endpointToPb(e: IncomingEndpoint): pb.IncomingEndpoint {
+  return defined({ address: e.address, port: e.port, nbdPort: e.nbdPort, nbdDisks: e.nbdDisks ?? [] });
+}
+
+export function progressToPb(p: MigrationProgress): pb.MigrationProgress {
+  return defined({
+    phase: p.phase,
+    ram: p.ram,
+    disksDoneBytes: p.disks?.doneBytes,
+    disksTotalBytes: p.disks?.totalBytes,
+  });
+}
+
+export function progressFromPb(p: pb.MigrationProgress): MigrationProgress {
+  return defined({
+    phase: oneOf(p.phase, ['disks', 'memory', 'switching'], 'migration phase'),
+    ram: p.ram && {
+      transferredBytes: Number(p.ram.transferredBytes),
+      remainingBytes: Number(p.ram.remainingBytes),
+      totalBytes: Number(p.ram.totalBytes),
+      dirtyRateBytesPerSec: Number(p.ram.dirtyRateBytesPerSec),
+      iteration: p.ram.iteration,
+      expectedDowntimeMs: p.ram.expectedDowntimeMs,
+      mbps: p.ram.mbps,
+    },
+    disks:
+      p.disksTotalBytes === undefined
+        ? undefined
+        : { doneBytes: Number(p.disksDoneBytes ?? 0), totalBytes: Number(p.disksTotalBytes) },
+  });
+}
+
+export function resultFromPb(r: pb.MigrationResult): MigrationResult {
+  return {
+    downtimeMs: r.downtimeMs,
+    totalMs: r.totalMs,
+    setupMs: r.setupMs,
+    transferredBytes: Number(r.transferredBytes),
+    postcopy: r.postcopy,
+  };
 }
 
 function bootToPb(b: BootRun): pb.BootRun {

@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { rejection } from '../../../test/harness/errors';
 import { NodeRegistry } from '../../controller/node-registry';
 import { keys, type NodeRecord } from '../../controller/records';
+import { type MigrationVerbs, noMigration } from '../../controller/test-cluster';
 import { NfError } from '../../errors';
 import type { Point } from '../../node/series';
 import type { ConsoleStream, NodeApi, NodeInfo, StopOptions, VmStatus } from '../../node/types';
@@ -96,6 +97,8 @@ const INFO: NodeInfo = {
   pools: [{ name: 'default', type: 'dir', totalBytes: 1e12, freeBytes: 5e11 }],
 };
 
+interface FakeNode extends MigrationVerbs {}
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the migration verbs come from noMigration
 class FakeNode implements NodeApi {
   readonly statuses = new Map<string, VmStatus>();
   readonly listeners = new Set<(s: VmStatus) => void>();
@@ -200,6 +203,7 @@ class FakeNode implements NodeApi {
     return () => this.listeners.delete(listener);
   }
 }
+Object.assign(FakeNode.prototype, noMigration);
 
 // ---- helpers
 

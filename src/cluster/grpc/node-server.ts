@@ -8,8 +8,12 @@ import * as pb from '../gen/neuroflow/v1/node';
 import {
   cephApplyFromPb,
   cephStateToPb,
+  endpointFromPb,
+  endpointToPb,
   nodeInfoToPb,
   pointToPb,
+  policyFromPb,
+  progressToPb,
   rangeFromPb,
   specFromPb,
   stopOptionsFromPb,
@@ -204,6 +208,58 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
       cephStateToPb(await node.cephApply(cephApplyFromPb(r))),
     ),
     cephDaemons: unary(async () => cephStateToPb(await node.cephDaemons())),
+    prepareIncoming: unary(async (r: pb.PrepareIncomingRequest) =>
+      endpointToPb(
+        await node.prepareIncoming({
+          spec: specFromPb(r.spec),
+          localDisks: r.localDisks.map((d) => ({ ...d, sizeBytes: Number(d.sizeBytes) })),
+          policy: policyFromPb(r.policy),
+        }),
+      ),
+    ),
+    migrateOut: (call: ServerWritableStream<pb.MigrateOutRequest, pb.MigrateOutUpdate>) => {
+      try {
+        checkPeer(peerIdentity(call), authorize, 'Node');
+      } catch (err) {
+        call.emit('error', toGrpcError(err));
+        return;
+      }
+      const r = call.request;
+      let last = 0;
+      // no controller to finish it: a migration must not complete on its own
+      call.on('cancelled', () => void node.cancelMigration(r.vmId, 'the controller driving it went away'));
+      node
+        .migrateOut(
+          {
+            vmId: r.vmId,
+            target: endpointFromPb(r.target),
+            targetName: r.targetName,
+            policy: policyFromPb(r.policy),
+            localDisks: r.localDisks,
+          },
+          (p) => {
+            // at most four messages a second, and every change of phase
+            const now = Date.now();
+            if ((now - last < 250 && p.phase !== 'switching') || call.writableEnded) return;
+            last = now;
+            call.write({ kind: { $case: 'progress', value: progressToPb(p) } });
+          },
+        )
+        .then(
+          (result) => {
+            if (call.writableEnded) return;
+            call.write({ kind: { $case: 'result', value: result } });
+            call.end();
+          },
+          (err) => {
+            if (!call.writableEnded) call.emit('error', toGrpcError(err));
+          },
+        );
+    },
+    cancelMigration: unary((r: pb.CancelMigrationRequest) => empty(node.cancelMigration(r.vmId, r.reason))),
+    finishIncoming: unary(async (r: pb.VmRequest) => status(await node.finishIncoming(r.id))),
+    abortIncoming: unary((r: pb.AbortIncomingRequest) => empty(node.abortIncoming(r.vmId, r.volumes))),
+    resumeMigrated: unary(async (r: pb.VmRequest) => status(await node.resumeMigrated(r.id))),
     hasProcess: unary((r: pb.VmRequest) => ({ hasProcess: node.hasProcess(r.id) })),
     forgetVm: unary(async (r: pb.VmRequest) => {
       await node.forgetVm(r.id);

@@ -17,9 +17,11 @@ import { NfError } from '../../errors';
 import type { Point } from '../../node/series';
 import type {
   ConsoleStream,
+  IncomingRequest,
   MoveDiskRequest,
   NodeApi,
   NodeInfo,
+  OutgoingMigration,
   StopOptions,
   VmStatus,
   VolumeBacking,
@@ -27,13 +29,19 @@ import type {
 import type { VolumeInfo } from '../../storage/driver';
 import type { SharedPoolConfig } from '../../storage/shared-pools';
 import { createLogger } from '../../util/log';
+import type { IncomingEndpoint, MigrationProgress, MigrationResult } from '../../vmm/migration';
 import type { VmRunSpec } from '../../vmm/types';
 import * as pb from '../gen/neuroflow/v1/node';
 import {
   cephApplyToPb,
   cephStateFromPb,
+  endpointFromPb,
+  endpointToPb,
   nodeInfoFromPb,
   pointFromPb,
+  policyToPb,
+  progressFromPb,
+  resultFromPb,
   specToPb,
   stopOptionsToPb,
   vmStatusFromPb,
@@ -351,6 +359,70 @@ export class RemoteNode implements NodeApi {
 
   async deleteImageFile(pool: string, file: string): Promise<void> {
     await this.call('DeleteImageFile', this.client.deleteImageFile, { pool, file });
+  }
+
+  async prepareIncoming(req: IncomingRequest): Promise<IncomingEndpoint> {
+    const r = await this.call(
+      'PrepareIncoming',
+      this.client.prepareIncoming,
+      { spec: specToPb(req.spec), localDisks: req.localDisks, policy: policyToPb(req.policy) },
+      START_TIMEOUT_MS,
+    );
+    return endpointFromPb(r);
+  }
+
+  migrateOut(req: OutgoingMigration, onProgress?: (p: MigrationProgress) => void): Promise<MigrationResult> {
+    if (this.closed)
+      return Promise.reject(new NfError('unavailable', `the connection to node ${this.name} is closed`));
+    return new Promise((resolve, reject) => {
+      let result: MigrationResult | undefined;
+      // the host ends the stream with the result (the policy's time limit bounds it)
+      const stream = this.client.migrateOut(
+        {
+          vmId: req.vmId,
+          target: endpointToPb(req.target),
+          targetName: req.targetName,
+          policy: policyToPb(req.policy),
+          localDisks: req.localDisks,
+        },
+        new Metadata(),
+        { deadline: Date.now() + (req.policy.timeLimitSec + 600) * 1000 },
+      );
+      stream.on('data', (m: pb.MigrateOutUpdate) => {
+        if (m.kind?.$case === 'progress') onProgress?.(progressFromPb(m.kind.value));
+        else if (m.kind?.$case === 'result') result = resultFromPb(m.kind.value);
+      });
+      stream.on('error', (err: ServiceError) => {
+        const ready = this.client.getChannel().getConnectivityState(false) === connectivityState.READY;
+        reject(fromGrpcError(err, `node ${this.name} (${this.address})`, 'MigrateOut', ready));
+      });
+      stream.on('end', () =>
+        result
+          ? resolve(result)
+          : reject(new NfError('unavailable', `node ${this.name} ended the migration without a result`)),
+      );
+    });
+  }
+
+  async cancelMigration(vmId: string, reason?: string): Promise<void> {
+    await this.call('CancelMigration', this.client.cancelMigration, reason ? { vmId, reason } : { vmId });
+  }
+
+  async finishIncoming(vmId: string): Promise<VmStatus> {
+    return this.apply(await this.call('FinishIncoming', this.client.finishIncoming, { id: vmId }));
+  }
+
+  async abortIncoming(vmId: string, localDisks: { pool: string; volume: string }[]): Promise<void> {
+    await this.call(
+      'AbortIncoming',
+      this.client.abortIncoming,
+      { vmId, volumes: localDisks },
+      START_TIMEOUT_MS,
+    );
+  }
+
+  async resumeMigrated(vmId: string): Promise<VmStatus> {
+    return this.apply(await this.call('ResumeMigrated', this.client.resumeMigrated, { id: vmId }));
   }
 
   async forgetVm(id: string): Promise<void> {

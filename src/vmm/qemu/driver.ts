@@ -38,7 +38,7 @@ export class QemuDriver implements VmmDriver {
 
   constructor(private readonly opts: QemuDriverOptions) {}
 
-  async start(spec: VmRunSpec, runDir: string): Promise<VmInstance> {
+  async start(spec: VmRunSpec, runDir: string, opts: { incoming?: boolean } = {}): Promise<VmInstance> {
     const paths = runPaths(runDir);
     mkdirSync(runDir, { recursive: true, mode: 0o700 });
     // Never start over a live QEMU of this VM (a second process on the same disks).
@@ -57,7 +57,10 @@ export class QemuDriver implements VmmDriver {
       rmSync(stale, { force: true });
     rotateConsoleLog(paths.consoleLog);
     const stderrPath = join(runDir, 'qemu.log');
-    const argv = renderArgv(buildQemuConfig(spec, paths, this.opts));
+    const config = buildQemuConfig(spec, paths, this.opts);
+    // the guest's state comes from the source: QEMU waits for migrate-incoming (and stays paused after)
+    if (opts.incoming) config.options.push({ flag: '-incoming', value: 'defer' });
+    const argv = renderArgv(config);
     const fd = openSync(stderrPath, 'w', 0o600);
     let child: ReturnType<typeof spawn>;
     try {
@@ -88,8 +91,12 @@ export class QemuDriver implements VmmDriver {
       // QEMU is still paused (-S): hand each NIC's connection to its passt before the guest runs.
       for (const id of nics)
         await Promise.race([this.opts.nat!.attach(nicSocketPath(paths, id), runDir, id), exitedEarly]);
-      await Promise.race([qmp.execute('cont'), exitedEarly]);
-      log.info('VM started', { id: spec.id, name: spec.name, pid });
+      if (!opts.incoming) await Promise.race([qmp.execute('cont'), exitedEarly]);
+      log.info(opts.incoming ? 'VM waits for its migration' : 'VM started', {
+        id: spec.id,
+        name: spec.name,
+        pid,
+      });
       return instance;
     } catch (err) {
       qmp?.close();

@@ -4,6 +4,13 @@ import { NfError } from '../../errors';
 import { createLogger } from '../../util/log';
 import { pidAlive } from '../../util/proc';
 import { deferred, waitFor } from '../../util/wait';
+import type {
+  IncomingEndpoint,
+  MigrationProgress,
+  MigrationResult,
+  MigrationRole,
+  OutgoingRequest,
+} from '../migration';
 import type { ExitInfo, RuntimeState, VmInstance } from '../types';
 import { type QmpClient, QmpError } from './qmp';
 
@@ -25,6 +32,48 @@ export function stderrReason(stderrPath: string, maxLines = 5): string | undefin
   return lines.slice(-maxLines).join('\n');
 }
 
+const TLS_ID = 'nf-migration-tls';
+
+interface JobInfo {
+  id: string;
+  status: string;
+  'current-progress': number;
+  'total-progress': number;
+  error?: string;
+}
+
+interface QueryMigrate {
+  status?: string;
+  'error-desc'?: string;
+  'total-time'?: number;
+  'setup-time'?: number;
+  downtime?: number;
+  'expected-downtime'?: number;
+  ram?: {
+    transferred?: number;
+    remaining?: number;
+    total?: number;
+    'dirty-pages-rate'?: number;
+    'page-size'?: number;
+    'dirty-sync-count'?: number;
+    'postcopy-requests'?: number;
+    mbps?: number;
+  };
+}
+
+function mib(bytes: number | undefined): number {
+  return Math.round((bytes ?? 0) / 1024 ** 2);
+}
+
+function capabilities(o: { multifd: boolean; postcopy: boolean }): { capability: string; state: boolean }[] {
+  return [
+    { capability: 'events', state: true },
+    { capability: 'multifd', state: o.multifd },
+    { capability: 'auto-converge', state: true },
+    { capability: 'postcopy-ram', state: o.postcopy },
+  ];
+}
+
 /**
  * One running QEMU process, driven through its QMP socket. It notices the process going away (QMP
  * closes) and tells clean shutdowns (a SHUTDOWN event, or our own quit) from crashes.
@@ -36,6 +85,9 @@ export class QemuInstance implements VmInstance {
   private readonly runtimeListeners: ((state: RuntimeState, reason?: string) => void)[] = [];
   private readonly channelListeners: ((port: string, open: boolean) => void)[] = [];
   private detached = false;
+  /** Set by cancelMigration: why the running outgoing migration stops. */
+  private migrationCancel: string | undefined;
+  private migrationTimedOut = false;
   private readonly exitDeferred = deferred<ExitInfo>();
 
   constructor(
@@ -98,6 +150,329 @@ export class QemuInstance implements VmInstance {
     if (st.status === 'internal-error' || st.status === 'guest-panicked' || st.status === 'io-error')
       return 'error';
     return 'paused';
+  }
+
+  /** QEMU's own run state ('running', 'inmigrate', 'postmigrate', ...). */
+  async runState(): Promise<string> {
+    const st = await this.qmp.execute<{ status: string }>('query-status');
+    return st.status;
+  }
+
+  /** Where this process stands with a migration, from its run state (also after a daemon restart). */
+  async migrationRole(): Promise<MigrationRole | undefined> {
+    if (this.qmp.isClosed) return undefined;
+    const st = await this.runState();
+    if (st === 'inmigrate') return 'incoming';
+    if (st === 'postmigrate') return 'migrated';
+    if (st === 'finish-migrate') return 'outgoing';
+    const m = (await this.exec('query-migrate')) as { status?: string };
+    return m.status === 'active' ||
+      m.status === 'setup' ||
+      m.status === 'device' ||
+      m.status?.startsWith('postcopy')
+      ? 'outgoing'
+      : undefined;
+  }
+
+  /**
+   * Target side, on a QEMU started with `-incoming defer` (and paused with -S: it runs only when the
+   * controller says so, after the source has let go). TLS with the host's cluster certificate on the
+   * migration stream and, for local disks, on an NBD server exporting the new empty volumes.
+   */
+  async listenIncoming(opts: {
+    address: string;
+    tlsDir: string;
+    multifd: boolean;
+    postcopy: boolean;
+    nbd?: { port: number; disks: string[] };
+  }): Promise<IncomingEndpoint> {
+    await this.tlsCreds(opts.tlsDir, 'server');
+    const host = opts.address;
+    if (opts.nbd) {
+      await this.exec('nbd-server-start', {
+        addr: { type: 'inet', data: { host, port: String(opts.nbd.port) } },
+        'tls-creds': TLS_ID,
+      });
+      for (const disk of opts.nbd.disks)
+        await this.exec('block-export-add', {
+          type: 'nbd',
+          id: `mig-${disk}`,
+          'node-name': await this.topNode(disk),
+          name: disk,
+          writable: true,
+        });
+    }
+    await this.exec('migrate-set-capabilities', { capabilities: capabilities(opts) });
+    await this.exec('migrate-set-parameters', {
+      'tls-creds': TLS_ID,
+      ...(opts.multifd ? { 'multifd-channels': 2 } : {}),
+    });
+    const uri = host.includes(':') ? `tcp:[${host}]:0` : `tcp:${host}:0`;
+    await this.exec('migrate-incoming', { uri });
+    const m = (await this.exec('query-migrate')) as { 'socket-address'?: { port?: string }[] };
+    const port = Number(m['socket-address']?.[0]?.port);
+    if (!port)
+      throw new NfError('hypervisor_error', 'QEMU did not say which port it listens on for the migration');
+    return {
+      address: host,
+      port,
+      ...(opts.nbd ? { nbdPort: opts.nbd.port, nbdDisks: opts.nbd.disks } : {}),
+    };
+  }
+
+  /** Target side, after the source finished: the NBD server goes, then the guest runs here. */
+  async finishIncoming(): Promise<void> {
+    const st = await this.runState();
+    if (st === 'inmigrate')
+      throw new NfError('invalid_state', `VM ${this.id} has not received its whole state yet (${st})`);
+    await this.exec('nbd-server-stop').catch(() => {}); // none without local disks
+    if (st !== 'running') await this.exec('cont');
+  }
+
+  /**
+   * Source side: mirrors local disks to the target's NBD exports until they are in step (writes then go
+   * to both), sends RAM and device state, and returns once QEMU completed (the guest is paused here in
+   * `postmigrate`; the controller resumes it on the target). On a failure or a cancel, everything it set
+   * up is taken down and the guest goes on running here.
+   */
+  async migrateOut(
+    req: OutgoingRequest & { tlsDir: string; localDisks: string[] },
+    onProgress: (p: MigrationProgress) => void,
+  ): Promise<MigrationResult> {
+    const { policy, target } = req;
+    this.migrationCancel = undefined;
+    this.migrationTimedOut = false;
+    const cancelled = () => {
+      if (this.migrationCancel)
+        throw new NfError(this.migrationTimedOut ? 'timeout' : 'cancelled', this.migrationCancel);
+    };
+    const mirrors: string[] = [];
+    const nbdNodes: string[] = [];
+    const multifd = !policy.postcopy;
+    const startedAt = Date.now();
+    const deadline = startedAt + policy.timeLimitSec * 1000;
+    let migrating = false;
+    try {
+      await this.tlsCreds(req.tlsDir, 'client');
+      if (req.localDisks.length > 0) {
+        if (!target.nbdPort) throw new NfError('validation_failed', 'the target exports no disks over NBD');
+        const tag = Date.now().toString(36);
+        for (const disk of req.localDisks) {
+          const node = `mig${tag}-${disk}`;
+          await this.exec('blockdev-add', {
+            driver: 'nbd',
+            'node-name': node,
+            server: { type: 'inet', host: target.address, port: String(target.nbdPort) },
+            export: disk,
+            'tls-creds': TLS_ID,
+            'tls-hostname': req.targetName,
+          });
+          nbdNodes.push(node);
+          await this.exec('blockdev-mirror', {
+            'job-id': node,
+            device: await this.topNode(disk),
+            target: node,
+            sync: 'full',
+            // once in step, every guest write reaches the target before it completes: the copy converges
+            'copy-mode': 'write-blocking',
+            'auto-dismiss': false,
+          });
+          mirrors.push(node);
+        }
+        for (;;) {
+          cancelled();
+          if (Date.now() > deadline)
+            throw new NfError('timeout', `the disks were not copied within ${policy.timeLimitSec} s`);
+          const jobs = ((await this.exec('query-jobs')) as JobInfo[]).filter((j) => mirrors.includes(j.id));
+          const failed = jobs.find((j) => j.status === 'concluded' || j.status === 'aborting');
+          if (failed || jobs.length < mirrors.length)
+            throw new NfError(
+              'unavailable',
+              `copying disk ${failed?.id.slice(4) ?? ''} to the target failed: ${failed?.error ?? 'the job ended'}`,
+            );
+          onProgress({
+            phase: 'disks',
+            disks: {
+              doneBytes: jobs.reduce((a, j) => a + j['current-progress'], 0),
+              totalBytes: jobs.reduce((a, j) => a + j['total-progress'], 0),
+            },
+          });
+          if (jobs.every((j) => j.status === 'ready')) break;
+          await Bun.sleep(200);
+        }
+      }
+      await this.exec('migrate-set-capabilities', {
+        capabilities: capabilities({ multifd, postcopy: policy.postcopy }),
+      });
+      await this.exec('migrate-set-parameters', {
+        'tls-creds': TLS_ID,
+        'tls-hostname': req.targetName,
+        'downtime-limit': policy.downtimeLimitMs,
+        // 0 would mean "as QEMU's default" (128 MiB/s): no cap is a very large one
+        'max-bandwidth': (policy.maxBandwidthMiBps || 1_000_000) * 1024 ** 2,
+        // throttle only a guest that dirties more than is sent, until the policy's iteration count
+        'throttle-trigger-threshold': 100,
+        'cpu-throttle-initial': 20,
+        'cpu-throttle-increment': 10,
+        ...(multifd ? { 'multifd-channels': 2 } : {}),
+      });
+      const host = target.address.includes(':') ? `[${target.address}]` : target.address;
+      let outcome: string | undefined;
+      const off = this.qmp.onEvent((ev) => {
+        if (ev.event !== 'MIGRATION') return;
+        const st = (ev.data as { status?: string } | undefined)?.status;
+        if (st === 'completed' || st === 'failed' || st === 'cancelled') outcome = st;
+      });
+      try {
+        migrating = true;
+        await this.exec('migrate', { uri: `tcp:${host}:${target.port}` });
+        let stricter = false;
+        let postcopyStarted = false;
+        let last = 0;
+        for (;;) {
+          if (outcome) break;
+          if (this.migrationCancel) {
+            await this.exec('migrate_cancel').catch(() => {});
+          } else if (Date.now() > deadline) {
+            const m = await this.queryMigrate();
+            this.migrationTimedOut = true;
+            this.migrationCancel = `did not converge within ${policy.timeLimitSec} s: ${mib(m.ram?.remaining)} MiB left, the guest dirties ${mib((m.ram?.['dirty-pages-rate'] ?? 0) * (m.ram?.['page-size'] ?? 4096))} MiB/s at ${Math.round(m.ram?.mbps ?? 0)} Mbit/s`;
+            await this.exec('migrate_cancel').catch(() => {});
+          }
+          if (Date.now() - last >= 500) {
+            last = Date.now();
+            const m = await this.queryMigrate();
+            if (m.status === 'completed' || m.status === 'failed' || m.status === 'cancelled') {
+              outcome = m.status;
+              break;
+            }
+            const iteration = m.ram?.['dirty-sync-count'] ?? 0;
+            if (iteration >= policy.autoConvergeAfter && !stricter) {
+              stricter = true;
+              await this.exec('migrate-set-parameters', { 'throttle-trigger-threshold': 50 }).catch(() => {});
+            }
+            if (policy.postcopy && !postcopyStarted && iteration >= policy.autoConvergeAfter * 2) {
+              postcopyStarted = true;
+              await this.exec('migrate-start-postcopy');
+            }
+            if (m.ram)
+              onProgress({
+                phase: 'memory',
+                ram: {
+                  transferredBytes: m.ram.transferred ?? 0,
+                  remainingBytes: m.ram.remaining ?? 0,
+                  totalBytes: m.ram.total ?? 0,
+                  dirtyRateBytesPerSec: (m.ram['dirty-pages-rate'] ?? 0) * (m.ram['page-size'] ?? 4096),
+                  iteration,
+                  expectedDowntimeMs: m['expected-downtime'] ?? 0,
+                  mbps: m.ram.mbps ?? 0,
+                },
+              });
+          }
+          await Bun.sleep(20);
+        }
+      } finally {
+        off();
+      }
+      if (outcome !== 'completed') {
+        migrating = false;
+        cancelled();
+        const m = await this.queryMigrate().catch(() => undefined);
+        throw new NfError('unavailable', `the migration failed: ${m?.['error-desc'] ?? outcome}`);
+      }
+      onProgress({ phase: 'switching' });
+      // The guest is paused here now. The mirrors let go of the target consistently (a soft cancel of a
+      // job in step), so the target holds every write the guest made.
+      for (const job of mirrors) await this.exec('block-job-cancel', { device: job });
+      await waitFor(
+        async () =>
+          ((await this.exec('query-jobs')) as JobInfo[])
+            .filter((j) => mirrors.includes(j.id))
+            .every((j) => j.status === 'concluded'),
+        { timeoutMs: 30_000, intervalMs: 10, what: 'the disk mirrors to finish' },
+      );
+      for (const job of mirrors) await this.exec('job-dismiss', { id: job }).catch(() => {});
+      mirrors.length = 0;
+      await this.dropNodes(nbdNodes);
+      nbdNodes.length = 0;
+      // QEMU fills in its figures just after the completion event
+      const m = await waitFor(
+        async () => {
+          const q = await this.queryMigrate();
+          return q['total-time'] ? q : undefined;
+        },
+        { timeoutMs: 2000, intervalMs: 10, what: 'the migration figures' },
+      ).catch(() => this.queryMigrate());
+      return {
+        downtimeMs: m.downtime ?? 0,
+        totalMs: m['total-time'] ?? Date.now() - startedAt,
+        setupMs: m['setup-time'] ?? 0,
+        transferredBytes: m.ram?.transferred ?? 0,
+        postcopy: (m.ram?.['postcopy-requests'] ?? 0) > 0 || policy.postcopy,
+      };
+    } catch (err) {
+      if (migrating) await this.exec('migrate_cancel').catch(() => {});
+      for (const job of mirrors)
+        await this.exec('block-job-cancel', { device: job, force: true }).catch(() => {});
+      if (mirrors.length > 0)
+        await waitFor(
+          async () =>
+            !((await this.exec('query-jobs')) as JobInfo[]).some(
+              (j) => mirrors.includes(j.id) && j.status !== 'concluded',
+            ),
+          { timeoutMs: 10_000, what: 'the disk mirrors to end' },
+        ).catch(() => {});
+      for (const job of mirrors) await this.exec('job-dismiss', { id: job }).catch(() => {});
+      await this.dropNodes(nbdNodes);
+      // a guest QEMU paused for the switch-over runs on when the migration fails; make sure of it
+      if ((await this.runState().catch(() => '')) === 'postmigrate')
+        log.warn('migration failed after QEMU completed', { id: this.id });
+      throw err;
+    } finally {
+      this.migrationCancel = undefined;
+    }
+  }
+
+  /** Closes the NBD client nodes of a migration (a job that just ended may hold them a moment longer). */
+  private async dropNodes(nodes: string[]): Promise<void> {
+    for (const n of nodes)
+      await waitFor(
+        () =>
+          this.exec('blockdev-del', { 'node-name': n }).then(
+            () => true,
+            (err: Error) => (/not found|cannot find/i.test(err.message) ? true : undefined),
+          ),
+        { timeoutMs: 5000, intervalMs: 100, what: `QEMU to close ${n}` },
+      ).catch((err: Error) =>
+        log.warn('cannot close a migration’s NBD node', { vm: this.id, node: n, err: err.message }),
+      );
+  }
+
+  /** Stops an outgoing migration; migrateOut then fails with `cancelled` and the guest runs on here. */
+  cancelMigration(reason = 'the migration was cancelled'): void {
+    this.migrationCancel ??= reason;
+    void this.exec('migrate_cancel').catch(() => {});
+  }
+
+  /** Resumes a guest whose migration completed but whose target never ran it (it still has its state). */
+  async resumeAfterMigration(): Promise<void> {
+    if ((await this.runState()) === 'postmigrate') await this.exec('cont');
+  }
+
+  private async queryMigrate(): Promise<QueryMigrate> {
+    return (await this.exec('query-migrate')) as QueryMigrate;
+  }
+
+  /** The cluster certificate as QEMU TLS credentials (re-made each time: the files may have changed). */
+  private async tlsCreds(dir: string, endpoint: 'server' | 'client'): Promise<void> {
+    await this.exec('object-del', { id: TLS_ID }).catch(() => {});
+    await this.exec('object-add', {
+      'qom-type': 'tls-creds-x509',
+      id: TLS_ID,
+      dir,
+      endpoint,
+      'verify-peer': true,
+    });
   }
 
   async pause(): Promise<void> {
@@ -219,7 +594,7 @@ export class QemuInstance implements VmInstance {
         await Bun.sleep(250);
       }
     } catch (err) {
-      await this.exec('job-cancel', { id: job, force: true }).catch(() => {});
+      await this.exec('block-job-cancel', { device: job, force: true }).catch(() => {});
       await waitFor(
         async () => !((await this.exec('query-jobs')) as { id: string }[]).some((x) => x.id === job),
         { timeoutMs: 10_000, what: 'the mirror job to end' },

@@ -1,15 +1,52 @@
-import { useState } from 'preact/hooks';
-import { useStore } from '../store';
+import { useEffect, useState } from 'preact/hooks';
+import { api, type Task } from '../api';
+import {
+  MIGRATE,
+  migrationDetails,
+  migrationOutcome,
+  migrationProgress,
+  migrationResult,
+} from '../migration';
+import { attempt, putTask, useStore } from '../store';
+
+/**
+ * The figures of running migrations change faster than task events say: fetch those tasks every second
+ * while the tab is visible.
+ */
+function useMigrationFigures(tasks: Task[]): void {
+  const ids = tasks
+    .filter((t) => t.type === MIGRATE && t.status === 'running')
+    .map((t) => t.id)
+    .join(' ');
+  useEffect(() => {
+    if (!ids) return;
+    const timer = setInterval(() => {
+      if (document.hidden) return;
+      for (const id of ids.split(' '))
+        api<Task>('GET', `/tasks/${encodeURIComponent(id)}`)
+          .then(putTask)
+          .catch(() => {});
+    }, 1000);
+    return () => clearInterval(timer);
+  }, [ids]);
+}
 
 export function TasksPanel() {
   const s = useStore();
   const [open, setOpen] = useState(true);
+  useMigrationFigures(s.tasks);
   // Targets are VM ids or names, snapshots "<vm>@<snapshot>".
   const name = (target: string) => {
     const [vm, snap] = target.split('@');
     const n = s.vms.find((v) => v.id === vm)?.name ?? vm;
     return snap === undefined ? n : `${n}@${snap}`;
   };
+  async function cancel(t: Task) {
+    const r = await attempt(`Cancel ${t.type} of ${name(t.target)}`, () =>
+      api<Task>('POST', `/tasks/${encodeURIComponent(t.id)}/cancel`),
+    );
+    if (r) putTask(r);
+  }
   return (
     <section class={`tasks ${open ? 'open' : ''}`}>
       <button type="button" class="tasks-head" onClick={() => setOpen(!open)}>
@@ -28,15 +65,53 @@ export function TasksPanel() {
               </tr>
             </thead>
             <tbody>
-              {s.tasks.slice(0, 30).map((t) => (
-                <tr key={t.id} class={`task-${t.status}`}>
-                  <td>{t.type}</td>
-                  <td>{name(t.target)}</td>
-                  <td>{t.status === 'running' ? `running ${Math.round(t.progress * 100)}%` : t.status}</td>
-                  <td>{t.startedAt ? new Date(t.startedAt).toLocaleTimeString() : ''}</td>
-                  <td class="task-error">{t.error?.message ?? ''}</td>
-                </tr>
-              ))}
+              {s.tasks.slice(0, 30).map((t) => {
+                const running = t.status === 'running';
+                const d = migrationDetails(t);
+                const r = migrationResult(t);
+                const to = r?.target ?? d?.target;
+                return (
+                  <tr
+                    key={t.id}
+                    class={`task-${t.status}`}
+                    data-testid="task-row"
+                    data-task-type={t.type}
+                    data-task-id={t.id}
+                  >
+                    <td>{t.type}</td>
+                    <td>
+                      {name(t.target)}
+                      {to ? ` → ${to}` : ''}
+                    </td>
+                    <td>{running ? `running ${Math.round(t.progress * 100)}%` : t.status}</td>
+                    <td>{t.startedAt ? new Date(t.startedAt).toLocaleTimeString() : ''}</td>
+                    <td class="task-details">
+                      {t.error && <span class="task-error">{t.error.message}</span>}
+                      {running && d && (
+                        <span class="task-migration" data-testid="task-progress" data-phase={d.phase}>
+                          {migrationProgress(d)}
+                        </span>
+                      )}
+                      {!running && r && (
+                        <span class="task-migration" data-testid="task-result">
+                          {migrationOutcome(r)}
+                        </span>
+                      )}
+                      {running && t.cancelRequested && <span class="task-cancelling">cancelling…</span>}
+                      {running && t.cancellable && !t.cancelRequested && (
+                        <button
+                          type="button"
+                          class="link task-cancel"
+                          data-testid="task-cancel"
+                          onClick={() => cancel(t)}
+                        >
+                          Cancel
+                        </button>
+                      )}
+                    </td>
+                  </tr>
+                );
+              })}
             </tbody>
           </table>
         </div>

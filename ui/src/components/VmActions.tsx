@@ -1,8 +1,10 @@
 import { useState } from 'preact/hooks';
 import { api, type Vm } from '../api';
+import { migrating } from '../migration';
 import { go } from '../route';
 import { attempt, refreshAll, toast, useStore } from '../store';
 import { ConfirmDialog } from './ConfirmDialog';
+import { MigrateDialog } from './MigrateDialog';
 
 type Action = { key: string; label: string; path: string; when: Vm['state'][] };
 
@@ -20,9 +22,12 @@ const ACTIONS: Action[] = [
   { key: 'resume', label: 'Resume', path: 'resume', when: ['paused'] },
 ];
 
-/** Power buttons, enabled by state; snapshot; delete behind a confirmation. */
+/** Power buttons, enabled by state; snapshot; live migration; delete behind a confirmation. */
 export function VmActions({ vm }: { vm: Vm }) {
+  const s = useStore();
   const [confirmDelete, setConfirmDelete] = useState(false);
+  const [migrateOpen, setMigrateOpen] = useState(false);
+  const inMigration = migrating(s.tasks, vm);
   const [busy, setBusy] = useState('');
 
   async function run(a: Action) {
@@ -104,6 +109,17 @@ export function VmActions({ vm }: { vm: Vm }) {
       <button type="button" data-action="snapshot" onClick={snapshot}>
         Snapshot
       </button>
+      <button
+        type="button"
+        data-action="migrate"
+        data-testid="vm-migrate"
+        disabled={(vm.state !== 'running' && vm.state !== 'paused') || inMigration || busy !== ''}
+        title={inMigration ? 'A migration of this VM is under way' : 'Move the running VM to another host'}
+        onClick={() => setMigrateOpen(true)}
+      >
+        {inMigration ? 'Migrating…' : 'Migrate…'}
+      </button>
+      {migrateOpen && <MigrateDialog vm={vm} onClose={() => setMigrateOpen(false)} />}
       <button
         type="button"
         data-action="template"

@@ -1,0 +1,490 @@
+import { NfError, toNfError } from '../errors';
+import type { LocalDiskRef, NodeApi } from '../node/types';
+import type { Store, Versioned } from '../store/store';
+import { createLogger } from '../util/log';
+import { DEFAULT_POLICY, type MigrationPolicy, type MigrationProgress } from '../vmm/migration';
+import type { NodeRegistry } from './node-registry';
+import type { NodeRouter } from './node-router';
+import { loadClusterState, toSched } from './placement';
+import {
+  type ImageRecord,
+  keys,
+  type NodeRecord,
+  type PoolRecord,
+  type TaskRecord,
+  type VmRecord,
+} from './records';
+import { type TaskControl, TaskLog } from './tasks';
+import type { VmService } from './vms';
+
+const log = createLogger('migration');
+
+export interface MigrateOptions {
+  node?: string;
+  maxBandwidthMiBps?: number;
+  policy?: Partial<Omit<MigrationPolicy, 'maxBandwidthMiBps'>>;
+}
+
+interface Plan {
+  taskId?: string;
+  vm: VmRecord;
+  source: string;
+  target: string;
+  /** Why the scheduler chose the target (when the caller did not). */
+  why?: string;
+  localDisks: LocalDiskRef[];
+  policy: MigrationPolicy;
+}
+
+/**
+ * Live migration of a running VM to another host (vMotion), as a task: checks first (nothing moves when
+ * one fails), then the target prepares (a paused QEMU waiting for the stream; new volumes for local
+ * disks), the source copies local disks and memory over TLS, and once QEMU completed the guest runs on
+ * the target and the record follows. A failure or cancel before that leaves the guest running on the
+ * source and removes what the target made. The record carries the migration while it runs, so the
+ * reconciler leaves the VM alone and a new leader can finish or undo it (resolve()).
+ */
+export class Migrations {
+  /** VMs whose migration this controller drives now (resolve() leaves them alone). */
+  private readonly active = new Set<string>();
+  private timer?: Timer;
+
+  constructor(
+    private readonly store: Store,
+    private readonly vms: VmService,
+    private readonly router: NodeRouter,
+    private readonly registry: NodeRegistry,
+    private readonly tasks: TaskLog,
+  ) {}
+
+  /** On the leader: every few seconds, migrations left behind by a controller that died are settled. */
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.resolveAll(), 5000);
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Checks everything, claims the VM and starts the task (202); the task does the rest. */
+  async migrate(ref: string, opts: MigrateOptions, user: string): Promise<TaskRecord> {
+    const cur = await this.vms.find(ref);
+    const plan = await this.plan(cur.value, opts);
+    const taskId = TaskLog.newId();
+    plan.taskId = taskId;
+    await this.claim(cur, plan, taskId);
+    this.active.add(plan.vm.id);
+    try {
+      return await this.tasks.start(
+        'vm.migrate',
+        plan.vm.name,
+        user,
+        (progress, ctl) => this.run(plan, progress, ctl),
+        {
+          id: taskId,
+          cancellable: true,
+          details: {
+            source: plan.source,
+            target: plan.target,
+            phase: 'preparing',
+            ...(plan.why ? { why: plan.why } : {}),
+          },
+        },
+      );
+    } catch (err) {
+      this.active.delete(plan.vm.id);
+      await this.release(plan.vm.id, taskId);
+      throw err;
+    }
+  }
+
+  /** Every check before anything moves; a refusal names what failed. */
+  private async plan(vm: VmRecord, opts: MigrateOptions): Promise<Plan> {
+    if (vm.template)
+      throw new NfError('invalid_state', `VM "${vm.name}" is a template; templates do not run`);
+    if (vm.migration)
+      throw new NfError(
+        'invalid_state',
+        `VM "${vm.name}" is being migrated already (task ${vm.migration.taskId})`,
+      );
+    const source = vm.node;
+    if (!source) throw new NfError('invalid_state', `VM "${vm.name}" has no host yet`);
+    const st = this.router.vmStatus(vm.id);
+    if (vm.power === 'stopped' || (st.state !== 'running' && st.state !== 'paused'))
+      throw new NfError(
+        'invalid_state',
+        `VM "${vm.name}" is not running (${st.state}); a stopped VM is moved by starting it elsewhere`,
+      );
+    if (st.migration)
+      throw new NfError(
+        'invalid_state',
+        `VM "${vm.name}" is part of a migration on host ${source} (${st.migration})`,
+      );
+    if (!this.router.reachable(source))
+      throw new NfError('unavailable', `host ${source} of VM "${vm.name}" is not reachable`);
+    if (opts.node === source)
+      throw new NfError('validation_failed', `VM "${vm.name}" already runs on host ${source}`);
+    if (vm.placement?.node && vm.placement.node === source)
+      throw new NfError('invalid_state', `VM "${vm.name}" is pinned to host ${source} (placement.node)`);
+    const sharedPools = new Set((await this.store.list<PoolRecord>(keys.pools)).map((p) => p.value.name));
+    const local = vm.disks.filter((d) => !sharedPools.has(d.pool));
+    if (local.length > 0 && vm.snapshots.length > 0)
+      throw new NfError(
+        'invalid_state',
+        `VM "${vm.name}" has snapshots (${vm.snapshots.map((s) => s.name).join(', ')}) on local disks; they cannot move with them: delete them first or move the disks to a shared pool`,
+      );
+    if ('cdrom' in vm.boot && 'image' in vm.boot.cdrom) {
+      const image = (await this.store.get<ImageRecord>(keys.image(vm.boot.cdrom.image)))?.value;
+      if (image && !image.shared)
+        throw new NfError(
+          'invalid_state',
+          `VM "${vm.name}" boots from ISO "${image.name}" on host ${image.node ?? source}'s local pool; copy it to a shared pool first`,
+        );
+    }
+
+    const nodes = new Map((await this.registry.list()).map((n) => [n.value.name, n.value]));
+    const srcNode = nodes.get(source);
+    const vmsList = await this.store.list<VmRecord>(keys.vms);
+    const { state, imageNode } = await loadClusterState(
+      this.store,
+      this.router,
+      this.registry,
+      vmsList,
+      vm.id,
+    );
+    const sched = toSched(vm, imageNode, { pins: false });
+    const candidates = opts.node ? [opts.node] : [...nodes.keys()].filter((n) => n !== source).sort();
+    if (opts.node && !nodes.has(opts.node)) throw new NfError('not_found', `no host named "${opts.node}"`);
+    const refusals: string[] = [];
+    let best: { node: string; score: number } | undefined;
+    for (const name of candidates) {
+      const why = this.incompatible(vm, srcNode, nodes.get(name)!, local);
+      if (why) {
+        refusals.push(`${name}: ${why}`);
+        continue;
+      }
+      const p = state.place({ ...sched, node: name });
+      if (!p.ok) {
+        refusals.push(`${name}: ${p.reason.replace(/^[^:]*: 1 host: /, '')}`);
+        continue;
+      }
+      if (!best || p.score > best.score) best = { node: name, score: p.score };
+    }
+    if (!best) {
+      const code = opts.node ? 'invalid_state' : 'insufficient_capacity';
+      throw new NfError(
+        code,
+        opts.node
+          ? `VM "${vm.name}" cannot move to host ${refusals[0]}`
+          : `no host can take VM "${vm.name}": ${refusals.join('; ') || 'the cluster has no other host'}`,
+        { refusals },
+      );
+    }
+    const policy: MigrationPolicy = {
+      ...DEFAULT_POLICY,
+      ...Object.fromEntries(Object.entries(opts.policy ?? {}).filter(([, v]) => v !== undefined)),
+      maxBandwidthMiBps: opts.maxBandwidthMiBps ?? 0,
+    };
+    const plan: Plan = {
+      vm,
+      source,
+      target: best.node,
+      localDisks: local.map((d) => ({ id: d.id, pool: d.pool, volume: d.volume, sizeBytes: d.sizeBytes })),
+      policy,
+    };
+    if (!opts.node)
+      plan.why = `the scheduler chose ${best.node}: it passes every check and has the most room left${refusals.length ? ` (not: ${refusals.join('; ')})` : ''}`;
+    return plan;
+  }
+
+  /** What makes a host unable to receive the VM from its source, beyond the scheduler's filters. */
+  private incompatible(
+    vm: VmRecord,
+    src: NodeRecord | undefined,
+    dst: NodeRecord,
+    local: VmRecord['disks'],
+  ): string | undefined {
+    if (dst.maintenance) return 'in maintenance';
+    if (!this.router.reachable(dst.name) || !dst.info) return 'not reachable';
+    if (!src?.info) return undefined;
+    if (dst.info.accelerator !== src.info.accelerator)
+      return `accelerator ${dst.info.accelerator}, the VM runs under ${src.info.accelerator}`;
+    if (src.info.accelerator === 'kvm' && dst.info.cpuModel !== src.info.cpuModel)
+      return `CPU model "${dst.info.cpuModel}" differs from the source's "${src.info.cpuModel}" (the VM sees the host CPU)`;
+    if (dst.info.qemuVersion !== src.info.qemuVersion)
+      return `QEMU ${dst.info.qemuVersion}, the source runs ${src.info.qemuVersion} (the machine type must match)`;
+    for (const pool of new Set(vm.disks.map((d) => d.pool)))
+      if (!dst.info.pools.some((p) => p.name === pool)) return `does not reach pool ${pool}`;
+    const need = local.reduce((a, d) => a + d.sizeBytes, 0);
+    const free = dst.info.pools.find((p) => p.name === 'local')?.freeBytes ?? 0;
+    if (need > 0 && need > free)
+      return `local disks need ${gib(need)} GiB, its local pool has ${gib(free)} GiB free`;
+    return undefined;
+  }
+
+  private async claim(cur: Versioned<VmRecord>, plan: Plan, taskId: string): Promise<void> {
+    const next: VmRecord = {
+      ...cur.value,
+      migration: {
+        taskId,
+        source: plan.source,
+        target: plan.target,
+        localDisks: plan.localDisks.map((d) => d.id),
+        startedAt: new Date().toISOString(),
+      },
+      updatedAt: new Date().toISOString(),
+    };
+    try {
+      await this.store.txn({
+        when: [{ key: cur.key, revision: cur.revision }],
+        put: [{ key: cur.key, value: next }],
+      });
+    } catch (err) {
+      if (NfError.isCode(err, 'conflict'))
+        throw new NfError('conflict', `VM "${plan.vm.name}" changed meanwhile; try again`);
+      throw err;
+    }
+  }
+
+  /** Ends the VM's migration in its record; `node` when the guest now runs elsewhere. */
+  private async release(
+    vmId: string,
+    taskId: string,
+    moved?: { node: string; localDisks: string[] },
+  ): Promise<void> {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const cur = await this.store.get<VmRecord>(keys.vm(vmId));
+      if (!cur || cur.value.migration?.taskId !== taskId) return;
+      const next = structuredClone(cur.value);
+      delete next.migration;
+      if (moved) {
+        next.node = moved.node;
+        // local disks are full copies on the target: no image or template under them any more
+        for (const d of next.disks)
+          if (moved.localDisks.includes(d.id)) {
+            delete d.image;
+            delete d.cloneOf;
+          }
+      }
+      next.updatedAt = new Date().toISOString();
+      try {
+        await this.store.txn({
+          when: [{ key: cur.key, revision: cur.revision }],
+          put: [{ key: cur.key, value: next }],
+        });
+        this.router.locate(vmId, next.node);
+        return;
+      } catch (err) {
+        if (!NfError.isCode(err, 'conflict')) throw err;
+      }
+    }
+    throw new NfError(
+      'conflict',
+      `the record of VM ${vmId} kept changing; the migration is settled by the leader`,
+    );
+  }
+
+  private async run(plan: Plan, progress: (p: number) => void, ctl: TaskControl): Promise<void> {
+    const { vm, source, target } = plan;
+    const src = this.router.on(source);
+    const dst = this.router.on(target);
+    const taskId = plan.taskId ?? '';
+    const diskVolumes = plan.localDisks.map((d) => ({ pool: d.pool, volume: d.volume }));
+    let cancelReason: string | undefined;
+    const cancel = (reason: string) => {
+      cancelReason ??= reason;
+      void src.cancelMigration(vm.id, reason).catch(() => {});
+    };
+    ctl.onCancel(cancel);
+    // a cancel asked on another controller, or the target going away, stops the copy
+    const watch = setInterval(() => {
+      ctl.details({}); // a heartbeat: the leader leaves a migration alone while its task is alive
+      if (!this.router.reachable(target)) cancel(`host ${target} went away during the migration`);
+      void ctl.cancelRequested().then((asked) => asked && cancel('cancelled by an administrator'));
+    }, 1000);
+    const t0 = Date.now();
+    let completed = false;
+    try {
+      try {
+        const endpoint = await dst.prepareIncoming({
+          spec: await this.vms.runSpec(vm),
+          localDisks: plan.localDisks,
+          policy: plan.policy,
+        });
+        if (cancelReason) throw new NfError('cancelled', cancelReason);
+        const result = await src.migrateOut(
+          {
+            vmId: vm.id,
+            target: endpoint,
+            targetName: target,
+            policy: plan.policy,
+            localDisks: plan.localDisks.map((d) => d.id),
+          },
+          (p) => this.report(p, plan, progress, ctl),
+        );
+        completed = true;
+        clearInterval(watch);
+        ctl.details({ phase: 'switching' });
+        // The source holds the guest paused; the target has its whole state: run it there.
+        try {
+          await dst.finishIncoming(vm.id);
+        } catch (err) {
+          // Not run there: the source still has the guest, intact; it runs on there.
+          log.error('the target did not take over; resuming on the source', {
+            vm: vm.name,
+            target,
+            err: (err as Error).message,
+          });
+          await src.resumeMigrated(vm.id);
+          throw new NfError(
+            'unavailable',
+            `host ${target} did not take the VM over (${(err as Error).message}); it runs on ${source} again`,
+          );
+        }
+        await this.release(vm.id, taskId, { node: target, localDisks: plan.localDisks.map((d) => d.id) });
+        ctl.details({ phase: 'cleanup' });
+        ctl.result({
+          target,
+          downtimeMs: result.downtimeMs,
+          totalMs: Date.now() - t0,
+          qemuTotalMs: result.totalMs,
+          setupMs: result.setupMs,
+          transferredBytes: result.transferredBytes,
+          postcopy: result.postcopy,
+        });
+        log.info('VM migrated', {
+          vm: vm.name,
+          from: source,
+          to: target,
+          downtimeMs: result.downtimeMs,
+          totalMs: Date.now() - t0,
+        });
+        await this.cleanSource(vm.id, source, diskVolumes);
+      } catch (err) {
+        if (!completed || !(await this.runsOn(target, vm.id))) {
+          await dst.abortIncoming(vm.id, diskVolumes).catch((e) =>
+            log.warn(
+              'the target keeps leftovers of an abandoned migration (its daemon removes them when it restarts)',
+              {
+                vm: vm.name,
+                target,
+                err: (e as Error).message,
+              },
+            ),
+          );
+          await this.release(vm.id, taskId);
+        }
+        const e = toNfError(err);
+        if (cancelReason && (e.code === 'cancelled' || e.code === 'unavailable'))
+          throw new NfError('cancelled', `${cancelReason}; VM "${vm.name}" runs on ${source}`);
+        throw err;
+      }
+    } finally {
+      clearInterval(watch);
+      this.active.delete(vm.id);
+    }
+  }
+
+  private report(p: MigrationProgress, plan: Plan, progress: (p: number) => void, ctl: TaskControl): void {
+    const hasDisks = plan.localDisks.length > 0;
+    if (p.phase === 'disks' && p.disks) {
+      ctl.details({ phase: 'disks', disks: p.disks });
+      progress((p.disks.totalBytes ? p.disks.doneBytes / p.disks.totalBytes : 0) * 0.5);
+    } else if (p.phase === 'memory' && p.ram) {
+      ctl.details({ phase: 'memory', ram: p.ram });
+      const sent = p.ram.transferredBytes;
+      const frac = sent + p.ram.remainingBytes > 0 ? sent / (sent + p.ram.remainingBytes) : 0;
+      progress(hasDisks ? 0.5 + frac * 0.45 : frac * 0.95);
+    } else if (p.phase === 'switching') ctl.details({ phase: 'switching' });
+  }
+
+  /** The guest runs (not waiting for a migration) on this host. */
+  private async runsOn(node: string, vmId: string): Promise<boolean> {
+    const n = this.router.get(node);
+    if (!n || !this.router.reachable(node)) return false;
+    const s = n.vmStatus(vmId);
+    return s.state === 'running' && !s.migration;
+  }
+
+  /** The source's QEMU (paused, its state sent) ends; its local volumes go once the record names the target's. */
+  private async cleanSource(vmId: string, source: string, volumes: { pool: string; volume: string }[]) {
+    const src: NodeApi = this.router.on(source);
+    try {
+      await src.stopVm(vmId, { force: true });
+      for (const v of volumes) await src.deleteVolume(v.pool, v.volume);
+      await src.forgetVm(vmId);
+    } catch (err) {
+      log.error('the source of a migration keeps leftovers', {
+        vm: vmId,
+        source,
+        err: (err as Error).message,
+      });
+    }
+  }
+
+  /** Settles every migration whose controller is gone (on the leader). */
+  async resolveAll(): Promise<void> {
+    let vms: Versioned<VmRecord>[];
+    try {
+      vms = await this.store.list<VmRecord>(keys.vms);
+    } catch {
+      return;
+    }
+    for (const v of vms)
+      if (v.value.migration && !this.active.has(v.value.id))
+        await this.resolve(v.value).catch((err) =>
+          log.warn('cannot settle a migration yet', { vm: v.value.name, err: (err as Error).message }),
+        );
+  }
+
+  /**
+   * A migration whose controller died: both hosts say where the guest is. Target runs it → the record
+   * follows; target has the whole state and the source sent it → run it there; otherwise the source
+   * keeps (or gets back) the guest and the target's part goes. Waits while a host is unreachable.
+   */
+  async resolve(vm: VmRecord): Promise<void> {
+    const m = vm.migration;
+    if (!m) return;
+    // the task may still run on a live controller (it saves itself every second): leave it alone then
+    const task = await this.tasks.get(m.taskId);
+    const seen = Date.parse(task?.updatedAt ?? task?.startedAt ?? m.startedAt);
+    if (task?.status === 'running' && Date.now() - seen < 20_000) return;
+    if (!this.router.reachable(m.source) || !this.router.reachable(m.target)) return;
+    const src = this.router.on(m.source);
+    const dst = this.router.on(m.target);
+    const s = src.vmStatus(vm.id);
+    const t = dst.vmStatus(vm.id);
+    const settle = (ok: boolean, message: string) =>
+      task?.status === 'running' ? this.tasks.settle(m.taskId, ok, message) : Promise.resolve();
+    const volumes = vm.disks
+      .filter((d) => m.localDisks.includes(d.id))
+      .map((d) => ({ pool: d.pool, volume: d.volume }));
+    if (t.state === 'running' && !t.migration) {
+      await this.release(vm.id, m.taskId, { node: m.target, localDisks: m.localDisks });
+      await this.cleanSource(vm.id, m.source, volumes);
+      await settle(true, `its controller went away; the VM runs on ${m.target}`);
+      log.warn('a migration left by a controller was finished: the VM runs on its target', { vm: vm.name });
+      return;
+    }
+    if (s.migration === 'migrated' && t.migration === 'received') {
+      await dst.finishIncoming(vm.id);
+      await this.release(vm.id, m.taskId, { node: m.target, localDisks: m.localDisks });
+      await this.cleanSource(vm.id, m.source, volumes);
+      await settle(true, `its controller went away; the leader let the VM run on ${m.target}`);
+      log.warn('a migration left by a controller was finished on its target', { vm: vm.name });
+      return;
+    }
+    if (s.migration === 'outgoing') await src.cancelMigration(vm.id, 'its controller went away');
+    await dst.abortIncoming(vm.id, volumes);
+    if (s.migration === 'migrated') await src.resumeMigrated(vm.id);
+    await this.release(vm.id, m.taskId);
+    await settle(false, `its controller went away; the migration was undone and the VM runs on ${m.source}`);
+    log.warn('a migration left by a controller was undone: the VM stays on its source', { vm: vm.name });
+  }
+}
+
+function gib(bytes: number): string {
+  return (bytes / 1024 ** 3).toFixed(1);
+}

@@ -1,0 +1,347 @@
+import { spawnSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ApiClient } from '../../src/cli/client';
+import { waitFor } from '../../src/util/wait';
+import { launchChromium } from '../harness/browser';
+import { ClusterHost, NetLab } from '../harness/cluster';
+import { rejection } from '../harness/errors';
+import { BOOTED } from '../harness/guest';
+import { guestRun, startAndBoot } from '../harness/serial';
+import { kernelVm, type VmView } from '../harness/vms';
+
+interface Task {
+  id: string;
+  status: 'running' | 'ok' | 'error';
+  error?: { code: string; message: string };
+  cancellable?: boolean;
+  details?: { phase?: string; source?: string; target?: string; why?: string };
+  result?: { target: string; downtimeMs: number; totalMs: number };
+}
+
+/**
+ * Follows a guest's serial output in the console logs of both hosts (QEMU appends to them), and notes
+ * when each "TICK-n" line of the guest's 10 ms counter was first seen: the longest pause between two
+ * ticks is the downtime the guest's outside world saw.
+ */
+class TickWatch {
+  private readonly seen = new Map<number, number>();
+  private readonly offsets = new Map<string, number>();
+  private readonly partial = new Map<string, string>();
+  private timer?: Timer;
+
+  constructor(private readonly files: () => string[]) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.poll(), 2);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private poll(): void {
+    const now = Date.now();
+    for (const f of this.files()) {
+      let fd: number;
+      try {
+        const size = statSync(f).size;
+        const off = this.offsets.get(f) ?? size; // only what is written from now on
+        if (size <= off) {
+          this.offsets.set(f, Math.min(off, size));
+          continue;
+        }
+        fd = openSync(f, 'r');
+        const buf = Buffer.alloc(size - off);
+        readSync(fd, buf, 0, buf.length, off);
+        closeSync(fd);
+        this.offsets.set(f, size);
+        const text = (this.partial.get(f) ?? '') + buf.toString('utf8');
+        const lines = text.split('\n');
+        this.partial.set(f, lines.pop() ?? '');
+        for (const l of lines) {
+          const m = /TICK-(\d+)/.exec(l);
+          if (m && !this.seen.has(Number(m[1]))) this.seen.set(Number(m[1]), now);
+        }
+      } catch {
+        // not there (yet, or any more)
+      }
+    }
+  }
+
+  get count(): number {
+    return this.seen.size;
+  }
+
+  /** The longest pause between two consecutive ticks seen (ms), and around which tick. */
+  maxGap(): { ms: number; at: number } {
+    const ticks = [...this.seen.entries()].sort((a, b) => a[0] - b[0]);
+    let best = { ms: 0, at: 0 };
+    for (let i = 1; i < ticks.length; i++) {
+      const ms = ticks[i]![1] - ticks[i - 1]![1];
+      if (ms > best.ms) best = { ms, at: ticks[i]![0] };
+    }
+    return best;
+  }
+}
+
+/**
+ * Live migration between two hosts in network namespaces (each its own `serve`): a guest on local `dir`
+ * disks moves with its disks (mirrored over NBD, TLS) while a counter keeps ticking on its serial line;
+ * a cancel and a target whose daemon is killed -9 in the middle leave it running on its source.
+ */
+describe('live migration between two hosts', () => {
+  let lab: NetLab;
+  const hosts: ClusterHost[] = [];
+  let api: ApiClient;
+  const h = (n: string) => hosts.find((x) => x.name === n)!;
+  const vmOf = (name: string) => api.request<VmView>('GET', `/api/v1/vms/${name}`);
+  const other = (node: string) => (node === 'h1' ? 'h2' : 'h1');
+  const run = async (name: string, cmd: string, timeoutMs = 60_000) => {
+    const vm = await vmOf(name);
+    return guestRun(api, h(vm.node).dataDir, vm.id, cmd, timeoutMs);
+  };
+  const task = (id: string) => api.request<Task>('GET', `/api/v1/tasks/${id}`);
+  const ended = (id: string, timeoutMs = 180_000) =>
+    waitFor(
+      async () => {
+        const t = await task(id);
+        return t.status === 'running' ? undefined : t;
+      },
+      { timeoutMs, intervalMs: 200, what: `task ${id} to end` },
+    );
+  /** Waits for a migration to copy memory (and fails with the task's error if it ended instead). */
+  const inMemoryPhase = (id: string) =>
+    waitFor(
+      async () => {
+        const t = await task(id);
+        if (t.status !== 'running') throw new Error(`the migration ended: ${JSON.stringify(t)}`);
+        return t.details?.phase === 'memory';
+      },
+      { timeoutMs: 60_000, what: 'the memory copy to start' },
+    );
+  /** QEMU processes of the VM on the machine (every host's). */
+  const qemus = (id: string) =>
+    spawnSync('pgrep', ['-f', `qemu-system.*${id}`], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter(Boolean).length;
+  const volumePath = (host: string, volume: string) =>
+    join(h(host).dataDir, 'pools', 'local', 'disks', volume);
+
+  beforeAll(async () => {
+    lab = new NetLab();
+    for (let i = 1; i <= 2; i++) {
+      const x = lab.addHost();
+      hosts.push(new ClusterHost(`h${i}`, x.ns, x.ip));
+    }
+    await h('h1').start();
+    api = h('h1').api(h('h1').file('admin.token').trim(), h('h1').file('cluster/pki/ca.crt'));
+    const { token } = await api.request<{ token: string }>('POST', '/api/v1/cluster/join-tokens', {
+      ttlSec: 600,
+    });
+    await h('h2').start({ join: token });
+    await waitFor(
+      async () =>
+        (await api.request<{ state: string; connected: boolean }[]>('GET', '/api/v1/nodes')).filter(
+          (n) => n.state === 'ready' && n.connected,
+        ).length === 2,
+      { timeoutMs: 90_000, what: 'two ready hosts' },
+    );
+    const vm = await api.request<VmView>('POST', '/api/v1/vms', kernelVm('mig'));
+    await startAndBoot(
+      api,
+      vm.id,
+      () => api.request('POST', `/api/v1/vms/${vm.id}/start`),
+      new RegExp(BOOTED),
+    );
+  }, 300_000);
+
+  afterAll(async () => {
+    for (const x of hosts) {
+      const report = x.crashReport();
+      if (report) console.error(report);
+    }
+    await Promise.all(hosts.map((x) => x[Symbol.asyncDispose]()));
+    await lab?.[Symbol.asyncDispose]();
+  });
+
+  it('refuses what cannot migrate, naming why, and starts nothing', async () => {
+    const vm = await vmOf('mig');
+    const self = await rejection(api.request('POST', `/api/v1/vms/mig/migrate`, { node: vm.node }));
+    expect(self.code).toBe('validation_failed');
+    const nowhere = await rejection(api.request('POST', `/api/v1/vms/mig/migrate`, { node: 'h9' }));
+    expect(nowhere.code).toBe('not_found');
+    const bad = await rejection(api.request('POST', `/api/v1/vms/mig/migrate`, { maxBandwidthMiBps: 0 }));
+    expect(bad.code).toBe('validation_failed');
+    const stopped = await api.request<VmView>('POST', '/api/v1/vms', kernelVm('stopped-one'));
+    const off = await rejection(api.request('POST', `/api/v1/vms/${stopped.id}/migrate`, {}));
+    expect(off.code).toBe('invalid_state');
+    expect(off.message).toMatch(/not running/);
+    await api.request('DELETE', `/api/v1/vms/${stopped.id}`);
+    expect((await vmOf('mig')).migration).toBeUndefined();
+    expect(qemus(vm.id)).toBe(1);
+  });
+
+  it('moves a running guest with its local disk; the counter keeps ticking and the data checks out', async () => {
+    const before = await vmOf('mig');
+    const source = before.node;
+    const target = other(source);
+    const volume = before.disks[0]!.volume;
+    // Known data on the disk, and the counter on the serial line (10 ms apart).
+    const sum = (
+      await run(
+        'mig',
+        'dd if=/dev/urandom of=/tmp/p bs=1M count=4 2>/dev/null; dd if=/tmp/p of=/dev/vda bs=1M seek=16 oflag=direct conv=fsync 2>/dev/null; md5sum </tmp/p',
+      )
+    ).trim();
+    expect(sum).toMatch(/^[0-9a-f]{32}/);
+    await run('mig', "(i=0; while :; do i=$((i+1)); echo TICK-$i; usleep 10000; done) & echo ticker''-on");
+    const logs = () =>
+      [source, target].map((n) => join(h(n).dataDir, 'node', 'vms', before.id, 'console.log'));
+    const ticks = new TickWatch(logs);
+    ticks.start();
+    try {
+      await waitFor(() => ticks.count >= 20, { timeoutMs: 30_000, what: 'the guest counter to tick' });
+      const t0 = await api.request<Task>('POST', '/api/v1/vms/mig/migrate', {});
+      expect(t0.cancellable).toBe(true);
+      expect(t0.details?.target).toBe(target); // the scheduler's choice: the only other host
+      expect(t0.details?.why).toMatch(/scheduler chose/);
+      const done = await ended(t0.id);
+      expect(done.error).toBeUndefined();
+      expect(done.status).toBe('ok');
+      expect(done.result?.target).toBe(target);
+      expect(done.result?.downtimeMs).toBeGreaterThanOrEqual(0);
+      const after = await vmOf('mig');
+      expect(after.node).toBe(target);
+      expect(after.migration).toBeUndefined();
+      expect(after.state).toBe('running');
+      const seenBefore = ticks.count;
+      await waitFor(() => ticks.count >= seenBefore + 20, {
+        timeoutMs: 30_000,
+        what: 'the counter to tick on the target',
+      });
+      const gap = ticks.maxGap();
+      console.log(
+        `migration with a local disk: QEMU downtime ${done.result?.downtimeMs} ms, guest-visible ${gap.ms} ms (at tick ${gap.at}), total ${done.result?.totalMs} ms`,
+      );
+      expect(gap.ms).toBeGreaterThan(0);
+    } finally {
+      ticks.stop();
+    }
+    // One QEMU (on the target), the data moved with the disk, and the source's volume is gone.
+    expect(qemus(before.id)).toBe(1);
+    await run('mig', 'kill %1 2>/dev/null; true');
+    const again = (
+      await run('mig', 'dd if=/dev/vda bs=1M skip=16 count=4 iflag=direct 2>/dev/null | md5sum')
+    ).trim();
+    expect(again).toBe(sum);
+    expect(existsSync(volumePath(source, volume))).toBe(false);
+    expect(existsSync(volumePath(target, volume))).toBe(true);
+  }, 240_000);
+
+  it('cancels in the middle: the VM runs on its source and the target keeps nothing', async () => {
+    const before = await vmOf('mig');
+    const target = other(before.node);
+    const volume = before.disks[0]!.volume;
+    // 1 MiB/s: the memory copy takes minutes, so the cancel lands in it
+    const t = await api.request<Task>('POST', '/api/v1/vms/mig/migrate', {
+      node: target,
+      maxBandwidthMiBps: 1,
+    });
+    await inMemoryPhase(t.id);
+    expect(existsSync(volumePath(target, volume))).toBe(true); // made on the target for the copy
+    const busy = await rejection(api.request('POST', '/api/v1/vms/mig/stop'));
+    expect(busy.code).toBe('invalid_state');
+    expect(busy.message).toMatch(/being migrated/);
+    const asked = await api.request<Task>('POST', `/api/v1/tasks/${t.id}/cancel`);
+    expect(asked.id).toBe(t.id);
+    const done = await ended(t.id, 60_000);
+    expect(done.status).toBe('error');
+    expect(done.error?.code).toBe('cancelled');
+    const after = await vmOf('mig');
+    expect(after.node).toBe(before.node);
+    expect(after.migration).toBeUndefined();
+    expect(after.state).toBe('running');
+    expect(qemus(before.id)).toBe(1);
+    expect(existsSync(volumePath(target, volume))).toBe(false);
+    expect(existsSync(volumePath(before.node, volume))).toBe(true);
+    const ended2 = await rejection(api.request('POST', `/api/v1/tasks/${t.id}/cancel`));
+    expect(ended2.code).toBe('invalid_state');
+    // The guest is still alive and well on the source.
+    expect((await run('mig', "echo al''ive")).trim()).toBe('alive');
+  }, 180_000);
+
+  it('keeps the VM on its source when serve on the target is killed -9 during the copy', async () => {
+    // the target must be the worker (h1 serves the API and is the only controller)
+    if ((await vmOf('mig')).node !== 'h1') {
+      const back = await api.request<Task>('POST', '/api/v1/vms/mig/migrate', { node: 'h1' });
+      expect((await ended(back.id)).status).toBe('ok');
+    }
+    const before = await vmOf('mig');
+    const target = other(before.node);
+    const volume = before.disks[0]!.volume;
+    const t = await api.request<Task>('POST', '/api/v1/vms/mig/migrate', {
+      node: target,
+      maxBandwidthMiBps: 1,
+    });
+    await inMemoryPhase(t.id);
+    await h(target).kill9();
+    const done = await ended(t.id, 120_000);
+    expect(done.status).toBe('error');
+    expect(done.error?.message).toMatch(new RegExp(`${target} went away|runs on ${before.node}`));
+    const after = await vmOf('mig');
+    expect(after.node).toBe(before.node);
+    expect(after.migration).toBeUndefined();
+    expect(after.state).toBe('running');
+    expect((await run('mig', "echo al''ive")).trim()).toBe('alive');
+    // Back up, the target's daemon ends the half-received QEMU and deletes what it made for it.
+    await h(target).start();
+    await waitFor(() => qemus(before.id) === 1 && !existsSync(volumePath(target, volume)), {
+      timeoutMs: 60_000,
+      what: 'the target to drop its half of the migration',
+    });
+  }, 240_000);
+
+  it('migrates from the VM page of the web UI, with the progress in the tasks panel', async () => {
+    await waitFor(
+      async () =>
+        (await api.request<{ state: string; connected: boolean }[]>('GET', '/api/v1/nodes')).filter(
+          (n) => n.state === 'ready' && n.connected,
+        ).length === 2,
+      { timeoutMs: 90_000, what: 'two ready hosts' },
+    );
+    const before = await vmOf('mig');
+    const target = other(before.node);
+    const browser = await launchChromium();
+    try {
+      const context = await browser.newContext({
+        ignoreHTTPSErrors: true,
+        viewport: { width: 1360, height: 900 },
+      });
+      const page = await context.newPage();
+      const pageErrors: string[] = [];
+      page.on('pageerror', (e) => pageErrors.push(String(e)));
+      await page.goto(h('h1').url);
+      await page.fill('input[name=password]', h('h1').file('root.password').trim());
+      await page.click('button[type=submit]');
+      await page.locator('.topbar .user', { hasText: 'root' }).waitFor({ timeout: 15_000 });
+      await page.goto(`${h('h1').url}/#/vms/${before.id}/summary`);
+      await page.click('[data-testid=vm-migrate]');
+      await page.locator('[data-testid=migrate-dialog]').waitFor({ timeout: 10_000 });
+      await page.selectOption('[data-testid=migrate-target]', target);
+      await page.click('[data-testid=migrate-submit]');
+      await page
+        .locator('[data-testid=task-row][data-task-type="vm.migrate"] [data-testid=task-result]')
+        .first()
+        .waitFor({ timeout: 120_000 });
+      await waitFor(async () => (await vmOf('mig')).node === target, {
+        timeoutMs: 30_000,
+        what: 'the VM on the target',
+      });
+      expect(pageErrors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+  }, 240_000);
+});

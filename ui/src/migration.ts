@@ -1,0 +1,71 @@
+import {
+  fmtBytes,
+  type HostNode,
+  type MigrationDetails,
+  type MigrationResult,
+  type Task,
+  type Vm,
+} from './api';
+
+/** The task type of a live migration. */
+export const MIGRATE = 'vm.migrate';
+
+export function migrationDetails(t: Task): MigrationDetails | undefined {
+  return t.type === MIGRATE && t.details ? (t.details as unknown as MigrationDetails) : undefined;
+}
+
+export function migrationResult(t: Task): MigrationResult | undefined {
+  return t.type === MIGRATE && t.result ? (t.result as unknown as MigrationResult) : undefined;
+}
+
+/** One compact line: "memory · RAM 512.0 MiB of 2.0 GiB, 1.0 GiB left, dirty 12.0 MiB/s, … · disks …". */
+export function migrationProgress(d: MigrationDetails): string {
+  const parts: string[] = [d.phase];
+  if (d.ram) {
+    const r = d.ram;
+    parts.push(
+      `RAM ${fmtBytes(r.transferredBytes)} of ${fmtBytes(r.totalBytes)}, ${fmtBytes(r.remainingBytes)} left, ` +
+        `dirty ${fmtBytes(r.dirtyRateBytesPerSec)}/s, iteration ${r.iteration}, ` +
+        `expected downtime ${Math.round(r.expectedDowntimeMs)} ms`,
+    );
+  }
+  if (d.disks) parts.push(`disks ${fmtBytes(d.disks.doneBytes)} of ${fmtBytes(d.disks.totalBytes)}`);
+  return parts.join(' · ');
+}
+
+/** "downtime 12 ms, total 8.4 s": the guest's pause as QEMU measured it, and the whole task. */
+export function migrationOutcome(r: MigrationResult): string {
+  return `downtime ${Math.round(r.downtimeMs)} ms, total ${(r.totalMs / 1000).toFixed(1)} s`;
+}
+
+export interface TargetOption {
+  value: string;
+  label: string;
+  disabled: boolean;
+}
+
+/**
+ * The migrate dialog's host choices: the scheduler first, then every connected host but the VM's own;
+ * a host in maintenance (no new VMs) or not ready is listed but cannot be chosen.
+ */
+export function migrationTargets(nodes: HostNode[], vm: Pick<Vm, 'node'>): TargetOption[] {
+  const hosts = nodes
+    .filter((n) => n.name !== vm.node && n.connected !== false)
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((n) => ({
+      value: n.name,
+      label:
+        n.state === 'ready'
+          ? n.name
+          : `${n.name} (${n.state === 'maintenance' ? 'maintenance' : 'not ready'})`,
+      disabled: n.state !== 'ready',
+    }));
+  return [{ value: '', label: 'Automatic (scheduler picks)', disabled: false }, ...hosts];
+}
+
+/** Whether a migration of this VM is under way (its target is the VM's id or name). */
+export function migrating(tasks: Task[], vm: Pick<Vm, 'id' | 'name'>): boolean {
+  return tasks.some(
+    (t) => t.type === MIGRATE && t.status === 'running' && (t.target === vm.id || t.target === vm.name),
+  );
+}
