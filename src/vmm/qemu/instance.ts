@@ -222,9 +222,17 @@ export class QemuInstance implements VmInstance {
 
   /** Target side, after the source finished: the NBD server goes, then the guest runs here. */
   async finishIncoming(): Promise<void> {
-    const st = await this.runState();
-    if (st === 'inmigrate')
-      throw new NfError('invalid_state', `VM ${this.id} has not received its whole state yet (${st})`);
+    // The source completes when it has sent everything; the target may still be loading the last
+    // device state (and activating shared disks) for a moment.
+    const st = await waitFor(
+      async () => {
+        const x = await this.runState();
+        return x === 'inmigrate' ? undefined : x;
+      },
+      { timeoutMs: 30_000, intervalMs: 5, what: 'the target to load the whole state' },
+    ).catch(() => {
+      throw new NfError('invalid_state', `VM ${this.id} has not received its whole state (inmigrate)`);
+    });
     await this.exec('nbd-server-stop').catch(() => {}); // none without local disks
     if (st !== 'running') await this.exec('cont');
   }
