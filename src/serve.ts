@@ -31,6 +31,7 @@ import { EtcdHealthLeases, EtcdLeadership, type Leadership, SoleLeader } from '.
 import { EtcdMembership } from './cluster/membership';
 import { CONTROLLER_SAN, fingerprint, type HostPkiFiles } from './cluster/pki';
 import { Admission } from './controller/admission';
+import { Drs } from './controller/drs';
 import { GuestService } from './controller/guest';
 import { ImageService } from './controller/images';
 import { Migrations } from './controller/migration';
@@ -531,6 +532,8 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
 
   const migrations = new Migrations(store, vms, router, registry, tasks);
   cleanup.push(() => migrations.stop());
+  const drs = new Drs(store, router, registry, migrations, tasks);
+  cleanup.push(() => drs.stop());
 
   // Leader duties.
   leadership.onChange((leader) => {
@@ -538,11 +541,13 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
       void reconciler.start();
       void placement.start();
       migrations.start();
+      drs.start();
       membership?.start();
     } else {
       void reconciler.stop();
       void placement.stop();
       migrations.stop();
+      drs.stop();
       membership?.stop();
       leases.close();
     }
@@ -559,6 +564,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     vms,
     actions,
     migrations,
+    drs,
     images,
     pools: poolService,
     ceph,

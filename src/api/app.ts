@@ -9,6 +9,7 @@ import { newRouter } from './router';
 import { authRoutes } from './routes/auth';
 import { cephRoutes } from './routes/ceph';
 import { clusterRoutes } from './routes/cluster';
+import { drsRoutes } from './routes/drs';
 import { eventRoutes } from './routes/events';
 import { guestRoutes } from './routes/guest';
 import { imageRoutes } from './routes/images';
@@ -67,6 +68,7 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
   api.route('/ceph', cephRoutes(ctx));
   api.route('/cluster', clusterRoutes(ctx));
   api.route('/tasks', taskRoutes(ctx));
+  api.route('/drs', drsRoutes(ctx));
   app.route('/api/v1', api);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });

@@ -2,6 +2,7 @@ import type { CephService } from '../ceph/service';
 import type { JoinService } from '../cluster/join';
 import type { Leadership } from '../cluster/leadership';
 import type { EtcdMembership } from '../cluster/membership';
+import type { Drs } from '../controller/drs';
 import type { GuestService } from '../controller/guest';
 import type { ImageService } from '../controller/images';
 import type { Migrations } from '../controller/migration';
@@ -35,6 +36,7 @@ export interface ApiContext {
   vms: VmService;
   actions: VmActions;
   migrations: Migrations;
+  drs: Drs;
   images: ImageService;
   pools: PoolService;
   ceph: CephService;

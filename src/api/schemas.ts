@@ -317,6 +317,10 @@ export const NodeSchema = z
     etcd: z
       .object({ memberId: z.string(), learner: z.boolean(), peerUrl: z.string(), clientUrl: z.string() })
       .optional(),
+    evacuationTask: z
+      .string()
+      .optional()
+      .openapi({ description: 'In the answer to entering maintenance: the task that empties the host' }),
   })
   .openapi('Node');
 

@@ -100,6 +100,170 @@ export class Migrations {
     }
   }
 
+  /**
+   * Empties a host that entered maintenance mode, as a task (`node.evacuate`): running and paused VMs
+   * are live-migrated away a few at a time (smallest first, the scheduler picks each target); stopped VMs
+   * whose disks are all shared are re-homed; what cannot move is reported with why. The task fails
+   * (listing them) when any VM stays; it stops starting new moves when cancelled or when the host leaves
+   * maintenance mode.
+   */
+  async evacuate(node: string, user: string, parallel = 2): Promise<TaskRecord> {
+    const running = (await this.tasks.list(100)).find(
+      (t) => t.type === 'node.evacuate' && t.target === node && t.status === 'running',
+    );
+    if (running) return running;
+    return this.tasks.start(
+      'node.evacuate',
+      node,
+      user,
+      (progress, ctl) => this.runEvacuation(node, user, parallel, progress, ctl),
+      {
+        cancellable: true,
+        details: { phase: 'planning', moved: [], stayed: [], moving: [] },
+      },
+    );
+  }
+
+  private async runEvacuation(
+    node: string,
+    user: string,
+    parallel: number,
+    progress: (p: number) => void,
+    ctl: TaskControl,
+  ): Promise<void> {
+    let stopAsked: string | undefined;
+    ctl.onCancel((reason) => {
+      stopAsked ??= reason;
+    });
+    const shared = new Set((await this.store.list<PoolRecord>(keys.pools)).map((p) => p.value.name));
+    const vms = (await this.store.list<VmRecord>(keys.vms))
+      .map((v) => v.value)
+      .filter((v) => v.node === node);
+    const moved: { vm: string; to: string }[] = [];
+    const stayed: { vm: string; reason: string }[] = [];
+    const live: VmRecord[] = [];
+    for (const vm of vms) {
+      const st = this.router.vmStatus(vm.id);
+      const up = st.state === 'running' || st.state === 'paused' || this.router.hasProcess(vm.id);
+      if (vm.placement?.node === node)
+        stayed.push({ vm: vm.name, reason: `pinned to ${node} (placement.node)` });
+      else if (up) live.push(vm);
+      else if (vm.disks.every((d) => shared.has(d.pool))) {
+        const to = await this.rehome(vm).catch((err: Error) => {
+          stayed.push({ vm: vm.name, reason: err.message });
+          return undefined;
+        });
+        if (to) moved.push({ vm: vm.name, to });
+      } else
+        stayed.push({
+          vm: vm.name,
+          reason:
+            'stopped, with disks on this host’s local pool (start it and migrate it, or move its disks to a shared pool)',
+        });
+    }
+    // smallest first: most VMs leave soonest
+    live.sort((a, b) => a.memoryMiB - b.memoryMiB || a.name.localeCompare(b.name));
+    const total = vms.length;
+    const report = (moving: string[]) => {
+      ctl.details({ phase: 'migrating', moved, stayed, moving, total });
+      progress(total ? (moved.length + stayed.length) / total : 1);
+    };
+    report([]);
+    const queue = [...live];
+    const moving = new Set<string>();
+    const one = async (vm: VmRecord) => {
+      moving.add(vm.name);
+      report([...moving]);
+      try {
+        const task = await this.migrate(vm.id, {}, user);
+        const done = await this.waitTask(task.id, () => stopAsked);
+        if (done.status === 'ok') moved.push({ vm: vm.name, to: String(done.result?.target ?? '') });
+        else stayed.push({ vm: vm.name, reason: done.error?.message ?? 'the migration failed' });
+      } catch (err) {
+        stayed.push({ vm: vm.name, reason: (err as Error).message });
+      } finally {
+        moving.delete(vm.name);
+        report([...moving]);
+      }
+    };
+    const worker = async () => {
+      for (;;) {
+        if (!stopAsked && (await ctl.cancelRequested())) stopAsked = 'cancelled by an administrator';
+        const rec = stopAsked ? undefined : (await this.store.get<NodeRecord>(keys.node(node)))?.value;
+        if (!stopAsked && !rec?.maintenance) stopAsked = `host ${node} left maintenance mode`;
+        const vm = queue.shift();
+        if (!vm) return;
+        if (stopAsked) {
+          stayed.push({ vm: vm.name, reason: `not moved: ${stopAsked}` });
+          continue;
+        }
+        await one(vm);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, parallel) }, worker));
+    ctl.details({ phase: 'done', moved, stayed, moving: [], total });
+    ctl.result({ moved: moved.length, stayed: stayed.length });
+    if (stopAsked && stopAsked.startsWith('cancelled'))
+      throw new NfError('cancelled', `evacuation of ${node} ${stopAsked}; ${moved.length} VM(s) moved`);
+    if (stayed.length > 0)
+      throw new NfError(
+        'invalid_state',
+        `${stayed.length} VM(s) stay on ${node}: ${stayed.map((x) => `${x.vm} (${x.reason})`).join('; ')}`,
+        { moved, stayed },
+      );
+  }
+
+  /** A stopped VM on shared disks gets another host (the scheduler's choice, define mode). */
+  private async rehome(vm: VmRecord): Promise<string> {
+    const vmsList = await this.store.list<VmRecord>(keys.vms);
+    const { state, imageNode } = await loadClusterState(
+      this.store,
+      this.router,
+      this.registry,
+      vmsList,
+      vm.id,
+    );
+    const sched = toSched(vm, imageNode, { pins: false });
+    const nodes = (await this.registry.list())
+      .map((n) => n.value)
+      .filter((n) => n.name !== vm.node && !n.maintenance);
+    let best: { node: string; score: number } | undefined;
+    for (const n of nodes) {
+      const p = state.place({ ...sched, node: n.name }, { mode: 'define' });
+      if (p.ok && (!best || p.score > best.score)) best = { node: n.name, score: p.score };
+    }
+    if (!best) throw new NfError('insufficient_capacity', 'stopped; no other host can hold it');
+    const cur = await this.vms.find(vm.id);
+    if (cur.value.node !== vm.node || cur.value.migration || cur.value.power !== 'stopped')
+      throw new NfError('conflict', 'changed meanwhile');
+    await this.store.txn({
+      when: [{ key: cur.key, revision: cur.revision }],
+      put: [{ key: cur.key, value: { ...cur.value, node: best.node, updatedAt: new Date().toISOString() } }],
+    });
+    this.router.locate(vm.id, best.node);
+    return best.node;
+  }
+
+  /** Waits for a task to end; asks it to cancel once `stop` says so. */
+  private async waitTask(id: string, stop: () => string | undefined): Promise<TaskRecord> {
+    let asked = false;
+    for (;;) {
+      const t = await this.tasks.get(id);
+      if (!t) throw new NfError('internal', `task ${id} vanished`);
+      if (t.status !== 'running') return t;
+      if (stop() && !asked) {
+        asked = true;
+        await this.tasks.cancel(id, 'evacuation').catch(() => {});
+      }
+      await Bun.sleep(250);
+    }
+  }
+
+  /** Whether the VM could move to the host now (every check of migrate, nothing started). */
+  async check(ref: string, node: string): Promise<void> {
+    await this.plan((await this.vms.find(ref)).value, { node });
+  }
+
   /** Every check before anything moves; a refusal names what failed. */
   private async plan(vm: VmRecord, opts: MigrateOptions): Promise<Plan> {
     if (vm.template)

@@ -59,6 +59,7 @@ export class Node implements NodeApi {
   private readonly locks = new KeyedLock();
   /** VMs with a disk being moved (one move per VM at a time; no resize or snapshot meanwhile). */
   private readonly moving = new Set<string>();
+  private tlsWritten?: Promise<void>;
   private readonly usageCache = new Map<
     string,
     { at: number; usage: { totalBytes: number; freeBytes: number } }
@@ -723,14 +724,21 @@ export class Node implements NodeApi {
         `host ${this.name} takes no part in migrations (it is not in a cluster)`,
       );
     const dir = join(dirname(this.runRoot), 'migration-tls');
-    for (const [file, pem, mode] of [
-      ['ca-cert.pem', m.tls.caPem, 0o644],
-      ['server-cert.pem', m.tls.certPem, 0o644],
-      ['client-cert.pem', m.tls.certPem, 0o644],
-      ['server-key.pem', m.tls.keyPem, 0o600],
-      ['client-key.pem', m.tls.keyPem, 0o600],
-    ] as const)
-      await writeFileAtomic(join(dir, file), pem, mode);
+    // written once per daemon (two migrations at once must not write the same files together)
+    this.tlsWritten ??= (async () => {
+      for (const [file, pem, mode] of [
+        ['ca-cert.pem', m.tls.caPem, 0o644],
+        ['server-cert.pem', m.tls.certPem, 0o644],
+        ['client-cert.pem', m.tls.certPem, 0o644],
+        ['server-key.pem', m.tls.keyPem, 0o600],
+        ['client-key.pem', m.tls.keyPem, 0o600],
+      ] as const)
+        await writeFileAtomic(join(dir, file), pem, mode);
+    })().catch((err) => {
+      this.tlsWritten = undefined;
+      throw err;
+    });
+    await this.tlsWritten;
     return { dir, address: m.address };
   }
 

@@ -278,4 +278,99 @@ describe('live migration between two hosts', () => {
       await browser.close();
     }
   }, 240_000);
+
+  it('empties a host put in maintenance mode: its three running VMs move away, live', async () => {
+    await waitFor(
+      async () =>
+        (await api.request<{ state: string; connected: boolean }[]>('GET', '/api/v1/nodes')).filter(
+          (n) => n.state === 'ready' && n.connected,
+        ).length === 2,
+      { timeoutMs: 90_000, what: 'two ready hosts' },
+    );
+    // Three running VMs on h2 (the worker): 'mig' and two more.
+    const made = await Promise.all(
+      ['evac1', 'evac2'].map((n) =>
+        api.request<VmView>('POST', '/api/v1/vms', kernelVm(n, { memoryMiB: 128 })),
+      ),
+    );
+    await Promise.all(
+      made.map((vm) =>
+        startAndBoot(api, vm.id, () => api.request('POST', `/api/v1/vms/${vm.id}/start`), new RegExp(BOOTED)),
+      ),
+    );
+    for (const name of ['mig', 'evac1', 'evac2']) {
+      if ((await vmOf(name)).node === 'h2') continue;
+      const t = await api.request<Task>('POST', `/api/v1/vms/${name}/migrate`, { node: 'h2' });
+      expect((await ended(t.id)).status).toBe('ok');
+    }
+    const host = await api.request<{ state: string; evacuationTask?: string }>('PATCH', '/api/v1/nodes/h2', {
+      maintenance: true,
+    });
+    expect(host.state).toBe('maintenance');
+    expect(host.evacuationTask).toBeTruthy();
+    const done = await ended(host.evacuationTask!, 240_000);
+    expect(done.error).toBeUndefined();
+    expect(done.status).toBe('ok');
+    expect(
+      (done.details as { moved?: { vm: string; to: string }[] }).moved?.map((m) => [m.vm, m.to]).sort(),
+    ).toEqual([
+      ['evac1', 'h1'],
+      ['evac2', 'h1'],
+      ['mig', 'h1'],
+    ]);
+    for (const name of ['mig', 'evac1', 'evac2']) {
+      const vm = await vmOf(name);
+      expect(vm.node).toBe('h1');
+      expect(vm.state).toBe('running');
+      expect(qemus(vm.id)).toBe(1);
+    }
+    // Leaving maintenance moves nothing back.
+    const back = await api.request<{ state: string; evacuationTask?: string }>('PATCH', '/api/v1/nodes/h2', {
+      maintenance: false,
+    });
+    expect(back.evacuationTask).toBeUndefined();
+    expect((await vmOf('mig')).node).toBe('h1');
+  }, 300_000);
+
+  it('DRS in automatic mode moves a VM off a host made busy by CPU-burning guests, and says why', async () => {
+    // After the evacuation every VM is on h1; two of them now burn their CPU.
+    for (const name of ['evac1', 'evac2']) {
+      expect((await vmOf(name)).node).toBe('h1');
+      await run(name, "(while :; do :; done) & echo burn''ing");
+    }
+    const set = await api.request<{ mode: string; threshold: number }>('PUT', '/api/v1/drs', {
+      mode: 'automatic',
+      threshold: 3,
+    });
+    expect([set.mode, set.threshold]).toEqual(['automatic', 3]);
+    type Drs = {
+      hosts: { node: string; cpuLoad: number }[];
+      history: {
+        vmName: string;
+        from: string;
+        to: string;
+        reason: string;
+        automatic: boolean;
+        taskId?: string;
+      }[];
+    };
+    // The hosts' VM metrics need two samples (10 s apart) before the burn shows: ask for passes until DRS acts.
+    const acted = await waitFor(
+      async () => {
+        const d = await api.request<Drs>('POST', '/api/v1/drs/run');
+        return d.history.length > 0 ? d : undefined;
+      },
+      { timeoutMs: 90_000, intervalMs: 3000, what: 'DRS to move a VM' },
+    );
+    const move = acted.history[0]!;
+    expect(['evac1', 'evac2']).toContain(move.vmName);
+    expect([move.from, move.to, move.automatic]).toEqual(['h1', 'h2', true]);
+    expect(move.reason).toMatch(/h1 is at \d+% load .* h2 at \d+% .* moving evac\d/);
+    expect((await ended(move.taskId!)).status).toBe('ok');
+    expect((await vmOf(move.vmName)).node).toBe('h2');
+    // The history keeps it, with the outcome; the moved VM does not move again for 30 minutes.
+    const after = await api.request<Drs & { history: { status: string }[] }>('GET', '/api/v1/drs');
+    expect(after.history[0]?.status).toMatch(/ok|started/);
+    for (const name of ['evac1', 'evac2']) await run(name, 'kill %1 2>/dev/null; true');
+  }, 240_000);
 });

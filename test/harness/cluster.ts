@@ -114,6 +114,8 @@ export class ClusterHost implements AsyncDisposable {
     const env: Record<string, string> = {
       ...(process.env as Record<string, string>),
       NEUROFLOW_ACCEL: 'tcg',
+      // DRS passes only when a test asks (POST /drs/run): no VM moves under another test's feet
+      NEUROFLOW_DRS_INTERVAL_SEC: '0',
     };
     if (opts.join) env.NEUROFLOW_JOIN_TOKEN = opts.join;
     Object.assign(env, opts.env ?? {});

@@ -73,7 +73,8 @@ export function nodeRoutes(ctx: ApiContext) {
       method: 'patch',
       path: '/{name}',
       tags: ['Nodes'],
-      summary: 'Maintenance mode on or off (no new VMs are placed on a host in maintenance)',
+      summary:
+        'Maintenance mode on or off: no new VMs are placed on a host in maintenance, and entering it live-migrates its VMs away (a task, evacuationTask in the answer)',
       request: {
         params: NameParam,
         body: { content: { 'application/json': { schema: NodePatch } }, required: true },
@@ -89,7 +90,12 @@ export function nodeRoutes(ctx: ApiContext) {
         c.get('user'),
         () => ctx.registry.setMaintenance(name, maintenance),
       );
-      return c.json(await viewOf(name), 200);
+      // Entering maintenance empties the host (a task); leaving it moves nothing back (DRS may).
+      const evacuation = maintenance ? await ctx.migrations.evacuate(name, c.get('user')) : undefined;
+      return c.json(
+        { ...(await viewOf(name)), ...(evacuation ? { evacuationTask: evacuation.id } : {}) },
+        200,
+      );
     },
   );
   r.openapi(
