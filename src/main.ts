@@ -5,7 +5,14 @@ import './cluster/reflect';
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_DATA_DIR } from './cli/client';
-import { clusterCommand, imageCommand, nodeCommand, taskCommand, vmCommand } from './cli/commands';
+import {
+  clusterCommand,
+  drsCommand,
+  imageCommand,
+  nodeCommand,
+  taskCommand,
+  vmCommand,
+} from './cli/commands';
 import { NfError, toNfError } from './errors';
 import { serve } from './serve';
 import { parseHostPort } from './util/net';
@@ -26,7 +33,11 @@ Usage:
                   [--no-wait]              live migration to another host (the scheduler picks without --node)
   neuroflow vm template NAME | vm clone TEMPLATE NEW [--node HOST] [--full]   templates, linked or full clones
   neuroflow vm guest NAME | vm exec NAME -- PROGRAM ARGS... | vm password NAME --user U < file | vm fsfreeze|fsthaw NAME
-  neuroflow node list | node maintenance NAME on|off | node remove NAME [--force]
+  neuroflow node list | node remove NAME [--force]
+  neuroflow node maintenance NAME on|off [--no-wait]   on: live-migrates the host's VMs away (follows the
+                  task; exits non-zero listing what stayed); off: moves nothing back
+  neuroflow drs | drs set [--mode off|manual|automatic] [--threshold 1-5] | drs run | drs apply REC_ID [--no-wait]
+                  load balancing: hosts' loads, recommendations, history; settings; a pass now; apply a move
   neuroflow cluster show | cluster token create [--ttl 1h] [--role worker|controller] | cluster token list|show|revoke ID
   neuroflow image list|import|upload|delete ...
   neuroflow pool list|show|volumes|create|delete ...
@@ -158,6 +169,9 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'cluster':
         await clusterCommand(rest, out);
+        return 0;
+      case 'drs':
+        await drsCommand(rest, out);
         return 0;
       case 'console':
         return await (await import('../tui/main')).consoleCommand(rest);

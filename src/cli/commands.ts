@@ -345,7 +345,7 @@ async function migrateVm(api: ApiClient, vmName: string, values: MigrateFlags, o
   const bandwidth = intFlag('bandwidth', values.bandwidth);
   if (bandwidth !== undefined) body.maxBandwidthMiBps = bandwidth;
   if (Object.keys(policy).length > 0) body.policy = policy;
-  let task = await api.request<MigrateTask>('POST', `/api/v1/vms/${enc(vmName)}/migrate`, body);
+  const task = await api.request<MigrateTask>('POST', `/api/v1/vms/${enc(vmName)}/migrate`, body);
   const id = task.id;
   if (values['no-wait']) {
     out(
@@ -356,32 +356,25 @@ async function migrateVm(api: ApiClient, vmName: string, values: MigrateFlags, o
     return;
   }
   if (!values.json && task.details?.why) out(`target ${task.details.target}: ${task.details.why}`);
-  let interrupts = 0;
-  const onInterrupt = () => {
-    if (++interrupts > 1) {
-      process.stderr.write(`stopped waiting; task ${id} goes on (neuroflow task list)\n`);
-      process.exit(130);
-    }
-    process.stderr.write(
-      `cancelling the migration of ${vmName} (task ${id}); Ctrl-C again to stop waiting\n`,
-    );
-    api
-      .request('POST', `/api/v1/tasks/${enc(id)}/cancel`)
-      .catch((err) => process.stderr.write(`cannot cancel: ${(err as Error).message}\n`));
-  };
-  process.on('SIGINT', onInterrupt);
-  try {
-    let shown = '';
-    while (task.status === 'running') {
-      const line = migrationLine(vmName, task);
-      if (line !== shown && !values.json) out(line);
-      shown = line;
-      await Bun.sleep(500);
-      task = await api.request<MigrateTask>('GET', `/api/v1/tasks/${enc(id)}`);
-    }
-  } finally {
-    process.off('SIGINT', onInterrupt);
-  }
+  return finishMigration(api, vmName, task, values, out);
+}
+
+/** Follows a started migration to its end; prints the downtime, or throws the task's error. */
+async function finishMigration(
+  api: ApiClient,
+  vmName: string,
+  started: MigrateTask,
+  values: { json?: boolean },
+  out: Out,
+): Promise<undefined> {
+  const task = await followTask(
+    api,
+    started,
+    `the migration of ${vmName}`,
+    (t) => migrationLine(vmName, t),
+    values,
+    out,
+  );
   if (task.status === 'error') throw taskError(task, 'the migration failed');
   if (values.json) {
     out(JSON.stringify(task, null, 2));
@@ -391,6 +384,47 @@ async function migrateVm(api: ApiClient, vmName: string, values: MigrateFlags, o
   out(
     `migrated to ${r?.target ?? task.details?.target ?? '?'}: downtime ${r?.downtimeMs ?? '?'} ms (QEMU), total ${r?.totalMs ?? '?'} ms`,
   );
+}
+
+/**
+ * Follows a task every 500 ms until it ends, printing `line(task)` whenever it changes (not with --json).
+ * Ctrl-C asks the API to cancel it and waits for the outcome; a second Ctrl-C stops waiting.
+ */
+async function followTask<T extends Task<unknown, unknown>>(
+  api: ApiClient,
+  started: T,
+  what: string,
+  line: (task: T) => string,
+  values: { json?: boolean },
+  out: Out,
+): Promise<T> {
+  let task = started;
+  const id = task.id;
+  let interrupts = 0;
+  const onInterrupt = () => {
+    if (++interrupts > 1) {
+      process.stderr.write(`stopped waiting; task ${id} goes on (neuroflow task list)\n`);
+      process.exit(130);
+    }
+    process.stderr.write(`cancelling ${what} (task ${id}); Ctrl-C again to stop waiting\n`);
+    api
+      .request('POST', `/api/v1/tasks/${enc(id)}/cancel`)
+      .catch((err) => process.stderr.write(`cannot cancel: ${(err as Error).message}\n`));
+  };
+  process.on('SIGINT', onInterrupt);
+  try {
+    let shown = '';
+    while (task.status === 'running') {
+      const text = line(task);
+      if (text !== shown && !values.json) out(text);
+      shown = text;
+      await Bun.sleep(500);
+      task = await api.request<T>('GET', `/api/v1/tasks/${enc(id)}`);
+    }
+  } finally {
+    process.off('SIGINT', onInterrupt);
+  }
+  return task;
 }
 
 /** "migrating web1 h1 -> h2: memory 41%, RAM 512/2048 MiB sent, 1024 MiB left, dirty 12.0 MiB/s, iteration 3". */
@@ -501,7 +535,11 @@ export async function nodeCommand(argv: string[], out: Out): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { ...GLOBAL, force: { type: 'boolean', default: false } },
+    options: {
+      ...GLOBAL,
+      force: { type: 'boolean', default: false },
+      'no-wait': { type: 'boolean', default: false },
+    },
   });
   const api = client(values);
   const sub = positionals[0];
@@ -509,10 +547,23 @@ export async function nodeCommand(argv: string[], out: Out): Promise<void> {
     const name = need(positionals, 1, 'host name');
     const on = need(positionals, 2, 'on|off');
     if (on !== 'on' && on !== 'off')
-      throw new NfError('validation_failed', 'use: node maintenance NAME on|off');
-    await api.request('PATCH', `/api/v1/nodes/${encodeURIComponent(name)}`, { maintenance: on === 'on' });
-    out(`host ${name}: maintenance ${on}`);
-    return;
+      throw new NfError('validation_failed', 'use: node maintenance NAME on|off [--no-wait]');
+    const host = await api.request<{ evacuationTask?: string }>(
+      'PATCH',
+      `/api/v1/nodes/${encodeURIComponent(name)}`,
+      { maintenance: on === 'on' },
+    );
+    const id = host.evacuationTask;
+    if (on === 'off' || !id || values['no-wait']) {
+      const text =
+        on === 'off'
+          ? `host ${name}: maintenance off (VMs that left it are not moved back; DRS may rebalance)`
+          : `host ${name}: maintenance on${id ? `; evacuation task ${id} (neuroflow task cancel ${id} stops it)` : ''}`;
+      out(values.json ? JSON.stringify(host, null, 2) : text);
+      return;
+    }
+    if (!values.json) out(`host ${name}: maintenance on; evacuating its VMs: task ${id} (Ctrl-C cancels)`);
+    return evacuate(api, name, id, values, out);
   }
   if (sub === 'remove') {
     const name = need(positionals, 1, 'host name');
@@ -526,7 +577,7 @@ export async function nodeCommand(argv: string[], out: Out): Promise<void> {
   if (sub !== 'list')
     throw new NfError(
       'validation_failed',
-      'use: node list | node maintenance NAME on|off | node remove NAME [--force]',
+      'use: node list | node maintenance NAME on|off [--no-wait] | node remove NAME [--force]',
     );
   const nodes = await api.request<Record<string, unknown>[]>('GET', '/api/v1/nodes');
   out(
@@ -554,6 +605,64 @@ export async function nodeCommand(argv: string[], out: Out): Promise<void> {
           ],
         ),
   );
+}
+
+/** A node.evacuate task: what moved where, what stayed and why, what is moving now. */
+export type EvacuateTask = Task<
+  {
+    phase: 'planning' | 'migrating' | 'done';
+    total?: number;
+    moved: { vm: string; to: string }[];
+    stayed: { vm: string; reason: string }[];
+    moving: string[];
+  },
+  { moved: number; stayed: number }
+>;
+
+/** Follows the evacuation of a host put in maintenance; exits non-zero (with what stayed) unless all moved. */
+async function evacuate(
+  api: ApiClient,
+  host: string,
+  id: string,
+  values: { json?: boolean },
+  out: Out,
+): Promise<void> {
+  const started = await api.request<EvacuateTask>('GET', `/api/v1/tasks/${enc(id)}`);
+  const task = await followTask(
+    api,
+    started,
+    `the evacuation of ${host}`,
+    (t) => evacuationLine(host, t),
+    values,
+    out,
+  );
+  if (!values.json) for (const line of evacuationSummary(host, task)) out(line);
+  if (task.status === 'error') throw taskError(task, `VMs stay on ${host}`);
+  if (values.json) out(JSON.stringify(task, null, 2));
+}
+
+/** "evacuating h2: 2/3 moved, moving web1, stayed: db1 (pinned to h2 (placement.node))". */
+export function evacuationLine(host: string, task: EvacuateTask): string {
+  const d = task.details;
+  if (!d || d.phase === 'planning') return `evacuating ${host}: planning`;
+  let line = `evacuating ${host}: ${d.moved.length}/${d.total ?? '?'} moved`;
+  if (d.moving.length > 0) line += `, moving ${d.moving.join(', ')}`;
+  if (d.stayed.length > 0) line += `, stayed: ${d.stayed.map((x) => `${x.vm} (${x.reason})`).join(', ')}`;
+  if (task.cancelRequested) line += ' (cancelling)';
+  return line;
+}
+
+/** The end of an evacuation: where each VM went; "host h2 is empty" when every VM moved. */
+export function evacuationSummary(host: string, task: EvacuateTask): string[] {
+  const moved = task.details?.moved ?? [];
+  const lines = moved.map((m) => `moved ${m.vm} -> ${m.to}`);
+  if (task.status === 'ok')
+    lines.push(
+      moved.length === 0
+        ? `host ${host} had no VMs to move`
+        : `host ${host} evacuated: ${moved.length} VM(s) moved`,
+    );
+  return lines;
 }
 
 /** `cluster show`, `cluster token create|list|show|revoke`. */
@@ -735,6 +844,168 @@ export async function taskCommand(argv: string[], out: Out): Promise<void> {
           ],
         ),
   );
+}
+
+/** GET /api/v1/drs: the policy, the hosts' loads, current recommendations and the history (newest first). */
+export interface DrsStatus {
+  mode: 'off' | 'manual' | 'automatic';
+  threshold: number;
+  intervalSec: number;
+  lastRunAt?: string;
+  hosts: { node: string; cpuLoad: number; memoryLoad: number; vms: number }[];
+  recommendations: {
+    id: string;
+    vm: string;
+    vmName: string;
+    from: string;
+    to: string;
+    reason: string;
+    createdAt: string;
+  }[];
+  history: {
+    id: string;
+    at: string;
+    vm: string;
+    vmName: string;
+    from: string;
+    to: string;
+    reason: string;
+    automatic: boolean;
+    taskId?: string;
+    status: 'started' | 'ok' | 'error';
+    error?: string;
+  }[];
+}
+
+/** The load gap between the busiest and the idlest host (percentage points) each threshold tolerates. */
+export const DRS_TOLERANCE: Record<number, number> = { 1: 40, 2: 30, 3: 20, 4: 15, 5: 10 };
+
+const pct = (n: number) => `${Math.round(n * 100)}%`;
+
+/** `neuroflow drs`: mode, threshold, last run, the hosts' loads, recommendations, the last 10 moves. */
+export function describeDrs(d: DrsStatus): string {
+  const tolerance = DRS_TOLERANCE[d.threshold];
+  const lines = [
+    `Mode:      ${d.mode}`,
+    `Threshold: ${d.threshold} (1 conservative .. 5 aggressive)${tolerance ? `: moves when hosts differ by more than ${tolerance} points` : ''}`,
+    `Last run:  ${d.lastRunAt ?? 'never'} (every ${d.intervalSec} s)`,
+    '',
+    table(
+      d.hosts.map((h) => ({ ...h, cpu: pct(h.cpuLoad), memory: pct(h.memoryLoad) })),
+      [
+        { key: 'node', title: 'Host' },
+        { key: 'cpu', title: 'CPU load' },
+        { key: 'memory', title: 'Memory load' },
+        { key: 'vms', title: 'VMs' },
+      ],
+    ),
+    '',
+  ];
+  if (d.recommendations.length === 0) lines.push('Recommendations: none');
+  else {
+    lines.push('Recommendations (neuroflow drs apply ID):');
+    lines.push(
+      table(
+        d.recommendations.map((r) => ({ ...r, move: `${r.from} -> ${r.to}` })),
+        [
+          { key: 'id', title: 'Id' },
+          { key: 'vmName', title: 'VM' },
+          { key: 'move', title: 'Move' },
+          { key: 'reason', title: 'Why' },
+        ],
+      ),
+    );
+  }
+  lines.push('');
+  const history = d.history.slice(0, 10);
+  if (history.length === 0) lines.push('History: no moves yet');
+  else {
+    lines.push(`History (last ${history.length}):`);
+    lines.push(
+      table(
+        history.map((h) => ({
+          ...h,
+          move: `${h.from} -> ${h.to}`,
+          by: h.automatic ? 'automatic' : 'manual',
+          outcome: h.error ? `${h.status}: ${h.error}` : h.status,
+        })),
+        [
+          { key: 'at', title: 'At' },
+          { key: 'vmName', title: 'VM' },
+          { key: 'move', title: 'Move' },
+          { key: 'by', title: 'By' },
+          { key: 'outcome', title: 'Status' },
+          { key: 'reason', title: 'Why' },
+        ],
+      ),
+    );
+  }
+  return lines.join('\n');
+}
+
+/** `drs [status]`, `drs set [--mode M] [--threshold N]`, `drs run`, `drs apply REC_ID [--no-wait]`. */
+export async function drsCommand(argv: string[], out: Out): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      ...GLOBAL,
+      mode: { type: 'string' },
+      threshold: { type: 'string' },
+      'no-wait': { type: 'boolean', default: false },
+    },
+  });
+  const api = client(values);
+  const show = (d: DrsStatus) => out(values.json ? JSON.stringify(d, null, 2) : describeDrs(d));
+  const sub = positionals[0] ?? 'status';
+  switch (sub) {
+    case 'status':
+      return show(await api.request<DrsStatus>('GET', '/api/v1/drs'));
+    case 'set': {
+      const body: Record<string, unknown> = {};
+      if (values.mode !== undefined) {
+        if (!['off', 'manual', 'automatic'].includes(values.mode))
+          throw new NfError('validation_failed', `--mode ${values.mode}: use off, manual or automatic`);
+        body.mode = values.mode;
+      }
+      const threshold = intFlag('threshold', values.threshold);
+      if (threshold !== undefined) body.threshold = threshold;
+      if (Object.keys(body).length === 0)
+        throw new NfError(
+          'validation_failed',
+          'use: drs set [--mode off|manual|automatic] [--threshold 1-5]',
+        );
+      const d = await api.request<DrsStatus>('PUT', '/api/v1/drs', body);
+      out(values.json ? JSON.stringify(d, null, 2) : `DRS: mode ${d.mode}, threshold ${d.threshold}`);
+      return;
+    }
+    case 'run':
+      return show(await api.request<DrsStatus>('POST', '/api/v1/drs/run'));
+    case 'apply': {
+      const id = need(positionals, 1, 'recommendation id (neuroflow drs lists them)');
+      const task = await api.request<MigrateTask>('POST', `/api/v1/drs/recommendations/${enc(id)}/apply`);
+      // The recommendation is gone once applied: name the VM from the task (its id) or the VM record.
+      const vmName = await api
+        .request<Vm>('GET', `/api/v1/vms/${enc(task.target)}`)
+        .then((vm) => vm.name)
+        .catch(() => task.target);
+      if (values['no-wait']) {
+        out(
+          values.json
+            ? JSON.stringify(task, null, 2)
+            : `migrating ${vmName}${task.details ? ` to ${task.details.target}` : ''}: task ${task.id} (neuroflow task cancel ${task.id} stops it)`,
+        );
+        return;
+      }
+      await finishMigration(api, vmName, task, values, out);
+      return;
+    }
+    default:
+      throw new NfError(
+        'validation_failed',
+        `unknown "drs ${sub}"; use: drs [status] | drs set [--mode off|manual|automatic] [--threshold 1-5] | drs run | drs apply REC_ID [--no-wait]`,
+      );
+  }
 }
 
 /** Reads a line from the terminal without echoing it. */

@@ -478,6 +478,11 @@ export class Migrations {
           policy: plan.policy,
         });
         if (cancelReason) throw new NfError('cancelled', cancelReason);
+        // The source says "switching" the moment the target holds everything: tell the target to run
+        // at once (the guest's pause ends there), while the source finishes its figures.
+        let handover: Promise<unknown> | undefined;
+        let switchAt = 0;
+        let runningAt = 0;
         const result = await src.migrateOut(
           {
             vmId: vm.id,
@@ -486,14 +491,24 @@ export class Migrations {
             policy: plan.policy,
             localDisks: plan.localDisks.map((d) => d.id),
           },
-          (p) => this.report(p, plan, progress, ctl),
+          (p) => {
+            if (p.phase === 'switching' && !handover) {
+              switchAt = Date.now();
+              handover = dst.finishIncoming(vm.id).then((st) => {
+                runningAt = Date.now();
+                return st;
+              });
+              handover.catch(() => {}); // judged below
+            }
+            this.report(p, plan, progress, ctl);
+          },
         );
         completed = true;
         clearInterval(watch);
         ctl.details({ phase: 'switching' });
         // The source holds the guest paused; the target has its whole state: run it there.
         try {
-          await dst.finishIncoming(vm.id);
+          await (handover ?? dst.finishIncoming(vm.id));
         } catch (err) {
           // Not run there: the source still has the guest, intact; it runs on there.
           log.error('the target did not take over; resuming on the source', {
@@ -517,6 +532,10 @@ export class Migrations {
           setupMs: result.setupMs,
           transferredBytes: result.transferredBytes,
           postcopy: result.postcopy,
+          ...(runningAt && switchAt ? { handoverMs: runningAt - switchAt } : {}),
+          ...(result.diskCopyMs !== undefined
+            ? { diskCopyMs: result.diskCopyMs, diskBytes: result.diskBytes }
+            : {}),
         });
         log.info('VM migrated', {
           vm: vm.name,
@@ -524,6 +543,8 @@ export class Migrations {
           to: target,
           downtimeMs: result.downtimeMs,
           totalMs: Date.now() - t0,
+          // from the source's "switching" to the target running, as this controller saw it
+          handoverMs: runningAt && switchAt ? runningAt - switchAt : undefined,
         });
         await this.cleanSource(vm.id, source, diskVolumes);
       } catch (err) {

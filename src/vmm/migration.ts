@@ -65,6 +65,9 @@ export interface MigrationResult {
   transferredBytes: number;
   /** Post-copy was used (the guest ran on the target before all its memory was there). */
   postcopy: boolean;
+  /** Local disks: how long the mirror took to get in step, and how much it copied. */
+  diskCopyMs?: number;
+  diskBytes?: number;
 }
 
 /**

@@ -40,6 +40,7 @@ describe('every benchmark still runs (smoke size, figures not judged)', () => {
     ['ui.ts', 'web-ui', 'bundleGzipKiB'],
     ['cluster.ts', 'cluster', 'failoverMs'],
     ['storage.ts', 'storage', 'linkedCloneOf10GiBMs'],
+    ['migration.ts', 'migration', 'linkMiBps'],
     ['appliance.ts', 'appliance', 'diskBootToApiSeconds'],
   ])('bench/%s', async (script, name, figure) => {
     const out = await smoke(script, name);

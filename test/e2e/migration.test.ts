@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../src/cli/client';
 import { waitFor } from '../../src/util/wait';
@@ -56,6 +57,19 @@ describe('live migration between two hosts', () => {
       },
       { timeoutMs: 60_000, what: 'the memory copy to start' },
     );
+  /** A browser page signed in as root on h1, and the page errors it collects. */
+  const signIn = async (browser: Browser) => {
+    const page = await (
+      await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1360, height: 900 } })
+    ).newPage();
+    const pageErrors: string[] = [];
+    page.on('pageerror', (e) => pageErrors.push(String(e)));
+    await page.goto(h('h1').url);
+    await page.fill('input[name=password]', h('h1').file('root.password').trim());
+    await page.click('button[type=submit]');
+    await page.locator('.topbar .user', { hasText: 'root' }).waitFor({ timeout: 15_000 });
+    return { page, pageErrors };
+  };
   /** QEMU processes of the VM on the machine (every host's). */
   const qemus = (id: string) =>
     spawnSync('pgrep', ['-f', `qemu-system.*${id}`], { encoding: 'utf8' })
@@ -249,17 +263,7 @@ describe('live migration between two hosts', () => {
     const target = other(before.node);
     const browser = await launchChromium();
     try {
-      const context = await browser.newContext({
-        ignoreHTTPSErrors: true,
-        viewport: { width: 1360, height: 900 },
-      });
-      const page = await context.newPage();
-      const pageErrors: string[] = [];
-      page.on('pageerror', (e) => pageErrors.push(String(e)));
-      await page.goto(h('h1').url);
-      await page.fill('input[name=password]', h('h1').file('root.password').trim());
-      await page.click('button[type=submit]');
-      await page.locator('.topbar .user', { hasText: 'root' }).waitFor({ timeout: 15_000 });
+      const { page, pageErrors } = await signIn(browser);
       await page.goto(`${h('h1').url}/#/vms/${before.id}/summary`);
       await page.click('[data-testid=vm-migrate]');
       await page.locator('[data-testid=migrate-dialog]').waitFor({ timeout: 10_000 });
@@ -372,5 +376,29 @@ describe('live migration between two hosts', () => {
     const after = await api.request<Drs & { history: { status: string }[] }>('GET', '/api/v1/drs');
     expect(after.history[0]?.status).toMatch(/ok|started/);
     for (const name of ['evac1', 'evac2']) await run(name, 'kill %1 2>/dev/null; true');
+    // The cluster page shows the mode, the hosts' loads and the move with its reason.
+    const browser = await launchChromium();
+    try {
+      const { page, pageErrors } = await signIn(browser);
+      await page.goto(`${h('h1').url}/#/cluster`);
+      await page.locator('[data-testid=drs-card]').waitFor({ timeout: 15_000 });
+      expect(await page.locator('[data-testid=drs-mode]').inputValue()).toBe('automatic');
+      await page.locator('[data-testid=drs-hosts] [data-node="h2"]').waitFor({ timeout: 15_000 });
+      const row = page.locator('[data-testid=drs-history] [data-automatic="true"]').first();
+      await row.waitFor({ timeout: 15_000 });
+      expect(await row.textContent()).toContain(move.vmName);
+      // manual mode from the page: saved through the API
+      await page.selectOption('[data-testid=drs-mode]', 'manual');
+      await waitFor(
+        async () => (await api.request<{ mode: string }>('GET', '/api/v1/drs')).mode === 'manual',
+        {
+          timeoutMs: 10_000,
+          what: 'the mode saved',
+        },
+      );
+      expect(pageErrors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
   }, 240_000);
 });

@@ -93,6 +93,23 @@ export interface MigrationResult {
   transferredBytes?: number;
 }
 
+/** A node.evacuate task's details (the task of entering maintenance): what moved, stayed, is moving. */
+export interface EvacuationDetails {
+  phase: 'planning' | 'migrating' | 'done';
+  /** The VMs on the host when the evacuation began (absent while planning). */
+  total?: number;
+  moved: { vm: string; to: string }[];
+  stayed: { vm: string; reason: string }[];
+  /** Names of the VMs being migrated now. */
+  moving: string[];
+}
+
+/** A finished node.evacuate task's result. */
+export interface EvacuationResult {
+  moved: number;
+  stayed: number;
+}
+
 export type HostState = 'ready' | 'not-ready' | 'maintenance';
 
 /** GET /nodes: a host's record, health and (when it answers) live facts. */
@@ -123,12 +140,67 @@ export interface HostNode {
   allocatedMemoryMiB: number;
   pools: { name: string; type: string; totalBytes: number; freeBytes: number }[];
   etcd?: { memberId: string; learner: boolean; peerUrl: string; clientUrl: string };
+  /** Only in the answer to entering maintenance: the node.evacuate task that empties the host. */
+  evacuationTask?: string;
 }
 
 export interface Policy {
   strategy: 'spread' | 'pack';
   memoryOvercommit: number;
   vcpuOvercommit: number;
+}
+
+export type DrsMode = 'off' | 'manual' | 'automatic';
+
+/** A host as DRS sees it: what its VMs use. */
+export interface DrsHostLoad {
+  node: string;
+  /** CPU the VMs' QEMU processes use over the host's CPUs (0..1, above 1 when overloaded). */
+  cpuLoad: number;
+  /** Memory of the powered-on VMs over the host's (0..1). */
+  memoryLoad: number;
+  vms: number;
+}
+
+export interface DrsRecommendation {
+  id: string;
+  /** The VM's id. */
+  vm: string;
+  vmName: string;
+  from: string;
+  to: string;
+  /** Why the move is recommended, in a sentence. */
+  reason: string;
+  createdAt: string;
+}
+
+export interface DrsHistoryEntry {
+  id: string;
+  at: string;
+  vm: string;
+  vmName: string;
+  from: string;
+  to: string;
+  reason: string;
+  /** Made by DRS in automatic mode (false: applied by an administrator). */
+  automatic: boolean;
+  /** The vm.migrate task. */
+  taskId?: string;
+  status: 'started' | 'ok' | 'error';
+  error?: string;
+}
+
+/** GET/PUT /drs, POST /drs/run. */
+export interface DrsStatus {
+  mode: DrsMode;
+  /** 1 (conservative) .. 5 (aggressive). */
+  threshold: number;
+  intervalSec: number;
+  lastRunAt?: string;
+  hosts: DrsHostLoad[];
+  recommendations: DrsRecommendation[];
+  /** Newest first. */
+  history: DrsHistoryEntry[];
 }
 
 export interface ClusterInfo {

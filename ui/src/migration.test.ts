@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { HostNode, Task } from './api';
 import {
+  evacuationDetails,
+  evacuationOf,
+  evacuationOutcome,
+  evacuationProgress,
   migrating,
   migrationDetails,
   migrationOutcome,
@@ -73,5 +77,50 @@ describe('migration figures', () => {
     expect(migrating([task({ target: 'web1' })], vm)).toBe(true);
     expect(migrating([task({ status: 'ok' })], vm)).toBe(false);
     expect(migrating([task({ type: 'vm.start' })], vm)).toBe(false);
+  });
+});
+
+describe('host evacuation', () => {
+  const evac = (over: Partial<Task>) => task({ type: 'node.evacuate', target: 'h2', ...over });
+
+  it('reads the details of node.evacuate tasks only', () => {
+    const details = { phase: 'migrating', total: 3, moved: [], stayed: [], moving: ['web1'] };
+    expect(evacuationDetails(evac({ details }))).toEqual(details);
+    expect(evacuationDetails(task({ details }))).toBeUndefined();
+  });
+
+  it('shows moved of total and the VMs moving', () => {
+    expect(
+      evacuationProgress({
+        phase: 'migrating',
+        total: 3,
+        moved: [
+          { vm: 'a', to: 'h1' },
+          { vm: 'b', to: 'h1' },
+        ],
+        stayed: [],
+        moving: ['web1', 'web2'],
+      }),
+    ).toBe('2/3 moved · moving web1, web2');
+    expect(evacuationProgress({ phase: 'planning', moved: [], stayed: [], moving: [] })).toBe('planning');
+    expect(
+      evacuationProgress({
+        phase: 'migrating',
+        moved: [],
+        stayed: [{ vm: 'db1', reason: 'pinned' }],
+        moving: [],
+      }),
+    ).toBe('0/? moved');
+  });
+
+  it('sums a finished evacuation up', () => {
+    expect(evacuationOutcome({ moved: 3, stayed: 1 })).toBe('3 moved, 1 stayed');
+  });
+
+  it('finds the running evacuation of a host', () => {
+    const t = evac({});
+    expect(evacuationOf([task({}), t], 'h2')).toBe(t);
+    expect(evacuationOf([evac({ status: 'ok' })], 'h2')).toBeUndefined();
+    expect(evacuationOf([t], 'h1')).toBeUndefined();
   });
 });

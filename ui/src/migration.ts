@@ -1,4 +1,6 @@
 import {
+  type EvacuationDetails,
+  type EvacuationResult,
   fmtBytes,
   type HostNode,
   type MigrationDetails,
@@ -68,4 +70,33 @@ export function migrating(tasks: Task[], vm: Pick<Vm, 'id' | 'name'>): boolean {
   return tasks.some(
     (t) => t.type === MIGRATE && t.status === 'running' && (t.target === vm.id || t.target === vm.name),
   );
+}
+
+/** The task type of a host's evacuation (entering maintenance mode). */
+export const EVACUATE = 'node.evacuate';
+
+export function evacuationDetails(t: Task): EvacuationDetails | undefined {
+  return t.type === EVACUATE && t.details ? (t.details as unknown as EvacuationDetails) : undefined;
+}
+
+export function evacuationResult(t: Task): EvacuationResult | undefined {
+  return t.type === EVACUATE && t.result ? (t.result as unknown as EvacuationResult) : undefined;
+}
+
+/** "2/3 moved · moving web1, web2" ("planning" before the VMs are counted). */
+export function evacuationProgress(d: EvacuationDetails): string {
+  if (d.phase === 'planning') return 'planning';
+  const parts = [`${d.moved?.length ?? 0}/${d.total ?? '?'} moved`];
+  if (d.moving?.length) parts.push(`moving ${d.moving.join(', ')}`);
+  return parts.join(' · ');
+}
+
+/** "3 moved, 1 stayed". */
+export function evacuationOutcome(r: EvacuationResult): string {
+  return `${r.moved} moved, ${r.stayed} stayed`;
+}
+
+/** The running evacuation of a host, if any. */
+export function evacuationOf(tasks: Task[], host: string): Task | undefined {
+  return tasks.find((t) => t.type === EVACUATE && t.status === 'running' && t.target === host);
 }

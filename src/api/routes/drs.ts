@@ -46,15 +46,9 @@ export const DrsSchema = z
 const DrsPut = z
   .strictObject({
     mode: z.enum(['off', 'manual', 'automatic']).optional(),
-    threshold: z
-      .number()
-      .int()
-      .min(1)
-      .max(5)
-      .optional()
-      .openapi({
-        description: '1 conservative .. 5 aggressive (tolerated load gap 40, 30, 20, 15, 10 points)',
-      }),
+    threshold: z.number().int().min(1).max(5).optional().openapi({
+      description: '1 conservative .. 5 aggressive (tolerated load gap 40, 30, 20, 15, 10 points)',
+    }),
   })
   .openapi('DrsPolicy');
 

@@ -174,6 +174,7 @@ export function resultFromPb(r: pb.MigrationResult): MigrationResult {
     setupMs: r.setupMs,
     transferredBytes: Number(r.transferredBytes),
     postcopy: r.postcopy,
+    ...(r.diskCopyMs !== undefined ? { diskCopyMs: r.diskCopyMs, diskBytes: Number(r.diskBytes ?? 0) } : {}),
   };
 }
 

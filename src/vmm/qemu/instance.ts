@@ -260,6 +260,7 @@ export class QemuInstance implements VmInstance {
     const startedAt = Date.now();
     const deadline = startedAt + policy.timeLimitSec * 1000;
     let migrating = false;
+    let disk: { ms: number; bytes: number } | undefined;
     try {
       await this.tlsCreds(req.tlsDir, 'client');
       if (req.localDisks.length > 0) {
@@ -305,7 +306,10 @@ export class QemuInstance implements VmInstance {
               totalBytes: jobs.reduce((a, j) => a + j['total-progress'], 0),
             },
           });
-          if (jobs.every((j) => j.status === 'ready')) break;
+          if (jobs.every((j) => j.status === 'ready')) {
+            disk = { ms: Date.now() - startedAt, bytes: jobs.reduce((a, j) => a + j['total-progress'], 0) };
+            break;
+          }
           await Bun.sleep(200);
         }
       }
@@ -326,10 +330,14 @@ export class QemuInstance implements VmInstance {
       });
       const host = target.address.includes(':') ? `[${target.address}]` : target.address;
       let outcome: string | undefined;
+      let wake = () => {};
       const off = this.qmp.onEvent((ev) => {
         if (ev.event !== 'MIGRATION') return;
         const st = (ev.data as { status?: string } | undefined)?.status;
-        if (st === 'completed' || st === 'failed' || st === 'cancelled') outcome = st;
+        if (st === 'completed' || st === 'failed' || st === 'cancelled') {
+          outcome = st;
+          wake(); // the switch-over is on the clock: no polling delay
+        }
       });
       try {
         migrating = true;
@@ -377,7 +385,13 @@ export class QemuInstance implements VmInstance {
                 },
               });
           }
-          await Bun.sleep(20);
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(resolve, 100);
+            wake = () => {
+              clearTimeout(t);
+              resolve();
+            };
+          });
         }
       } finally {
         off();
@@ -388,7 +402,6 @@ export class QemuInstance implements VmInstance {
         const m = await this.queryMigrate().catch(() => undefined);
         throw new NfError('unavailable', `the migration failed: ${m?.['error-desc'] ?? outcome}`);
       }
-      onProgress({ phase: 'switching' });
       // The guest is paused here now. The mirrors let go of the target consistently (a soft cancel of a
       // job in step), so the target holds every write the guest made.
       for (const job of mirrors) await this.exec('block-job-cancel', { device: job });
@@ -401,6 +414,9 @@ export class QemuInstance implements VmInstance {
       );
       for (const job of mirrors) await this.exec('job-dismiss', { id: job }).catch(() => {});
       mirrors.length = 0;
+      // The target holds everything: it may run now (the controller tells it at once, while the NBD
+      // nodes close and the figures come).
+      onProgress({ phase: 'switching' });
       await this.dropNodes(nbdNodes);
       nbdNodes.length = 0;
       // QEMU fills in its figures just after the completion event
@@ -417,6 +433,7 @@ export class QemuInstance implements VmInstance {
         setupMs: m['setup-time'] ?? 0,
         transferredBytes: m.ram?.transferred ?? 0,
         postcopy: (m.ram?.['postcopy-requests'] ?? 0) > 0 || policy.postcopy,
+        ...(disk ? { diskCopyMs: disk.ms, diskBytes: disk.bytes } : {}),
       };
     } catch (err) {
       if (migrating) await this.exec('migrate_cancel').catch(() => {});

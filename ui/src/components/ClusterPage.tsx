@@ -1,13 +1,25 @@
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, api, type ClusterInfo, fmtBytes, type JoinToken, type Policy } from '../api';
+import {
+  ApiError,
+  api,
+  type ClusterInfo,
+  type DrsMode,
+  type DrsRecommendation,
+  type DrsStatus,
+  fmtBytes,
+  type JoinToken,
+  type Policy,
+  type Task,
+} from '../api';
+import { DRS_MODES, DRS_THRESHOLDS, hostsByLoad, loadPct, modeHint, thresholdLabel } from '../drs';
 import { ago, when } from '../format';
 import { hostHref } from '../route';
-import { refreshCluster, refreshNodes, toast, useStore } from '../store';
+import { putTask, refreshCluster, refreshNodes, toast, useStore } from '../store';
 import { ConfirmDialog } from './ConfirmDialog';
 import { Meter } from './Meter';
 import { HostBadge, LeaderMark } from './StateBadge';
 
-/** The cluster: summary, hosts, etcd members, placement policy, join tokens. */
+/** The cluster: summary, hosts, DRS, etcd members, placement policy, join tokens. */
 export function ClusterPage() {
   const s = useStore();
   const [error, setError] = useState('');
@@ -75,6 +87,7 @@ export function ClusterPage() {
         <PolicyForm key={JSON.stringify(c.policy)} policy={c.policy} />
       </div>
       <Hosts />
+      <DrsCard />
       <EtcdMembers c={c} />
       <JoinTokens single={single} />
     </div>
@@ -127,6 +140,253 @@ function Hosts() {
           ))}
         </tbody>
       </table>
+    </div>
+  );
+}
+
+/** Shown history entries (the API keeps more). */
+const DRS_HISTORY_ROWS = 20;
+
+/**
+ * DRS: mode and threshold (saved at once), a pass on demand, the hosts' loads, the current
+ * recommendations with Apply, and the moves made; reloaded every 10 s while the page is open.
+ */
+function DrsCard() {
+  const [d, setD] = useState<DrsStatus | undefined>();
+  const [error, setError] = useState('');
+  // what is under way: 'save', 'run' or the id of a recommendation being applied
+  const [busy, setBusy] = useState('');
+
+  async function load() {
+    try {
+      setD(await api<DrsStatus>('GET', '/drs'));
+      setError('');
+    } catch (e) {
+      setError((e as Error).message);
+    }
+  }
+  useEffect(() => {
+    load();
+    const timer = setInterval(() => {
+      if (!document.hidden) load();
+    }, 10_000);
+    return () => clearInterval(timer);
+  }, []);
+
+  async function save(patch: { mode?: DrsMode; threshold?: number }) {
+    if (!d) return;
+    setD({ ...d, ...patch });
+    setBusy('save');
+    setError('');
+    try {
+      const next = await api<DrsStatus>('PUT', '/drs', patch);
+      setD(next);
+      toast(`DRS saved: ${next.mode}, threshold ${next.threshold}`, 'info');
+    } catch (e) {
+      setError(`Saving DRS settings: ${(e as Error).message}`);
+      await load();
+    } finally {
+      setBusy('');
+    }
+  }
+
+  async function run() {
+    setBusy('run');
+    setError('');
+    try {
+      const next = await api<DrsStatus>('POST', '/drs/run');
+      setD(next);
+      const n = next.recommendations.length;
+      toast(`DRS pass done: ${n ? `${n} recommendation(s)` : 'no move recommended'}`, 'info');
+    } catch (e) {
+      setError(`DRS pass: ${(e as Error).message}`);
+    } finally {
+      setBusy('');
+    }
+  }
+
+  async function apply(r: DrsRecommendation) {
+    setBusy(r.id);
+    setError('');
+    try {
+      const task = await api<Task>('POST', `/drs/recommendations/${encodeURIComponent(r.id)}/apply`);
+      putTask(task);
+      toast(`Migrating ${r.vmName} from ${r.from} to ${r.to} (progress in Recent tasks)`, 'info');
+      await load();
+    } catch (e) {
+      setError(`Applying the move of ${r.vmName}: ${(e as Error).message}`);
+      await load();
+    } finally {
+      setBusy('');
+    }
+  }
+
+  return (
+    <div class="card section drs-card" data-testid="drs-card">
+      <h3>DRS (load balancing)</h3>
+      {!d ? (
+        error ? (
+          <div class="form-error" role="alert">
+            {error}
+          </div>
+        ) : (
+          <p class="muted">Loading…</p>
+        )
+      ) : (
+        <>
+          <div class="toolbar drs-settings">
+            <label>
+              Mode{' '}
+              <select
+                name="drsMode"
+                data-testid="drs-mode"
+                value={d.mode}
+                disabled={busy === 'save'}
+                onChange={(e) => save({ mode: (e.target as HTMLSelectElement).value as DrsMode })}
+              >
+                {DRS_MODES.map((m) => (
+                  <option key={m.value} value={m.value}>
+                    {m.label}
+                  </option>
+                ))}
+              </select>
+            </label>
+            <label>
+              Threshold{' '}
+              <select
+                name="drsThreshold"
+                data-testid="drs-threshold"
+                value={String(d.threshold)}
+                disabled={busy === 'save'}
+                onChange={(e) => save({ threshold: Number((e.target as HTMLSelectElement).value) })}
+              >
+                {DRS_THRESHOLDS.map((n) => (
+                  <option key={n} value={String(n)}>
+                    {thresholdLabel(n)}
+                  </option>
+                ))}
+              </select>
+            </label>
+            <button type="button" data-testid="drs-run" disabled={busy !== ''} onClick={run}>
+              {busy === 'run' ? 'Running…' : 'Run now'}
+            </button>
+            <span class="muted drs-last-run" title={when(d.lastRunAt)}>
+              Last run {d.lastRunAt ? ago(d.lastRunAt) : 'never'}; every {d.intervalSec} s
+            </span>
+          </div>
+          <p class="hint drs-mode-hint">{modeHint(d.mode)}</p>
+          {error && (
+            <div class="form-error" role="alert">
+              {error}
+            </div>
+          )}
+          <table class="grid drs-hosts" data-testid="drs-hosts">
+            <thead>
+              <tr>
+                <th>Host</th>
+                <th title="CPU the VMs' QEMU processes use, over the host's CPUs">CPU load</th>
+                <th title="Memory of the powered-on VMs, over the host's memory">Memory load</th>
+                <th>VMs</th>
+              </tr>
+            </thead>
+            <tbody>
+              {hostsByLoad(d).map((h) => (
+                <tr key={h.node} data-node={h.node}>
+                  <td>
+                    <a href={hostHref(h.node)}>{h.node}</a>
+                  </td>
+                  <td class="load-cell drs-cpu">
+                    {loadPct(h.cpuLoad)}
+                    <Meter value={h.cpuLoad} />
+                  </td>
+                  <td class="load-cell drs-memory">
+                    {loadPct(h.memoryLoad)}
+                    <Meter value={h.memoryLoad} />
+                  </td>
+                  <td>{h.vms}</td>
+                </tr>
+              ))}
+              {d.hosts.length === 0 && (
+                <tr>
+                  <td colSpan={4} class="muted">
+                    No measure yet{d.mode === 'off' ? ' (DRS is off)' : ''}.
+                  </td>
+                </tr>
+              )}
+            </tbody>
+          </table>
+          <h4>Recommendations</h4>
+          {d.recommendations.length === 0 ? (
+            <p class="muted drs-none">
+              {d.mode === 'off'
+                ? 'None: DRS is off.'
+                : d.hosts.length < 2
+                  ? 'None: fewer than two hosts to balance.'
+                  : 'None: the hosts are within the threshold, or no move would even them.'}
+            </p>
+          ) : (
+            <ul class="drs-recommendations">
+              {d.recommendations.map((r) => (
+                <li key={r.id} data-testid="drs-recommendation" data-id={r.id} data-vm={r.vmName}>
+                  <span class="drs-move">
+                    Move <a href={`#/vms/${r.vm}`}>{r.vmName}</a> from <a href={hostHref(r.from)}>{r.from}</a>{' '}
+                    to <a href={hostHref(r.to)}>{r.to}</a>
+                  </span>{' '}
+                  <span class="drs-reason">{r.reason}</span>{' '}
+                  <button
+                    type="button"
+                    class="primary"
+                    data-testid="drs-apply"
+                    disabled={busy !== ''}
+                    onClick={() => apply(r)}
+                  >
+                    {busy === r.id ? 'Applying…' : 'Apply'}
+                  </button>
+                </li>
+              ))}
+            </ul>
+          )}
+          <h4>History</h4>
+          <table class="grid drs-history" data-testid="drs-history">
+            <thead>
+              <tr>
+                <th>When</th>
+                <th>VM</th>
+                <th>Move</th>
+                <th>Why</th>
+                <th>By</th>
+                <th>Status</th>
+              </tr>
+            </thead>
+            <tbody>
+              {d.history.slice(0, DRS_HISTORY_ROWS).map((h) => (
+                <tr key={h.id} data-id={h.id} data-status={h.status} data-automatic={String(h.automatic)}>
+                  <td title={when(h.at)}>{ago(h.at)}</td>
+                  <td>
+                    <a href={`#/vms/${h.vm}`}>{h.vmName}</a>
+                  </td>
+                  <td>
+                    {h.from} → {h.to}
+                  </td>
+                  <td class="drs-reason">{h.reason}</td>
+                  <td class="drs-by">{h.automatic ? 'automatic' : 'manual'}</td>
+                  <td class="drs-status">
+                    {h.status}
+                    {h.error && <span class="reason"> {h.error}</span>}
+                  </td>
+                </tr>
+              ))}
+              {d.history.length === 0 && (
+                <tr>
+                  <td colSpan={6} class="muted">
+                    No moves yet.
+                  </td>
+                </tr>
+              )}
+            </tbody>
+          </table>
+        </>
+      )}
     </div>
   );
 }

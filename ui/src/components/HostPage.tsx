@@ -1,8 +1,9 @@
 import { useState } from 'preact/hooks';
-import { ApiError, api, fmtBytes, type HostNode } from '../api';
+import { ApiError, api, fmtBytes, type HostNode, type Task } from '../api';
 import { ago, duration, when } from '../format';
+import { evacuationDetails, evacuationOf, evacuationProgress } from '../migration';
 import { go } from '../route';
-import { attempt, getState, refreshAll, setState, toast, useStore } from '../store';
+import { attempt, getState, putTask, refreshAll, setState, toast, useStore } from '../store';
 import { collator } from '../window';
 import { ConfirmDialog } from './ConfirmDialog';
 import { Meter } from './Meter';
@@ -23,6 +24,8 @@ export function HostPage({ name }: { name: string }) {
   const usedMem = n.memoryAvailableBytes != null ? n.memoryTotalBytes - n.memoryAvailableBytes : undefined;
   const vcpuCap = policy ? n.cpus * policy.vcpuOvercommit : 0;
   const memCap = policy ? n.memoryTotalBytes * policy.memoryOvercommit : n.memoryTotalBytes;
+  const evacuation = evacuationOf(s.tasks, name);
+  const evacuating = evacuation && evacuationDetails(evacuation);
   return (
     <div class="host-page">
       <div class="vm-head host-head">
@@ -36,10 +39,24 @@ export function HostPage({ name }: { name: string }) {
         <span class="tag">{n.role}</span>
       </div>
       <HostActions n={n} single={s.cluster?.mode === 'single-host'} />
+      {n.state !== 'maintenance' && (
+        <p class="hint maintenance-hint">
+          Entering maintenance mode live-migrates this host's running VMs to other hosts (progress in Recent
+          tasks); leaving it moves nothing back (DRS may rebalance).
+        </p>
+      )}
       {n.state === 'maintenance' && (
-        <p class="note">
-          In maintenance mode: no new VMs are placed on this host. Its VMs keep running; stop or delete them
-          before taking the host down.
+        <p class="note maintenance-note">
+          In maintenance mode: no new VMs are placed on this host. Entering it live-migrated the host's
+          running VMs to other hosts (the node.evacuate task in Recent tasks lists what moved, and what stayed
+          and why); a VM that could not move keeps running here. Leaving maintenance mode moves nothing back
+          (DRS may rebalance later).
+          {evacuation && (
+            <span class="evacuation-progress" data-testid="host-evacuation">
+              {' '}
+              Evacuating now: {evacuating ? evacuationProgress(evacuating) : 'starting'}.
+            </span>
+          )}
         </p>
       )}
       {n.state === 'not-ready' && (
@@ -261,14 +278,29 @@ function HostActions({ n, single }: { n: HostNode; single: boolean }) {
 
   async function maintenance(on: boolean) {
     setBusy(true);
-    const next = await attempt(`${on ? 'Enter' : 'Exit'} maintenance mode on ${n.name}`, () =>
+    const answer = await attempt(`${on ? 'Enter' : 'Exit'} maintenance mode on ${n.name}`, () =>
       api<HostNode>('PATCH', `/nodes/${encodeURIComponent(n.name)}`, { maintenance: on }),
     );
     setBusy(false);
-    if (next) {
-      setState({ nodes: getState().nodes.map((x) => (x.name === next.name ? next : x)) });
-      toast(`${n.name} ${on ? 'is in maintenance mode' : 'left maintenance mode'}`, 'info');
+    if (!answer) return;
+    const { evacuationTask, ...next } = answer;
+    setState({ nodes: getState().nodes.map((x) => (x.name === next.name ? next : x)) });
+    if (!on) {
+      toast(`${n.name} left maintenance mode; VMs that moved away stay where they are`, 'info');
+      return;
     }
+    if (!evacuationTask) {
+      toast(`${n.name} is in maintenance mode`, 'info');
+      return;
+    }
+    toast(
+      `${n.name} is in maintenance mode: its VMs are being live-migrated away (progress in Recent tasks)`,
+      'info',
+    );
+    // Show the task at once; its events and the panel's polling keep it current.
+    api<Task>('GET', `/tasks/${encodeURIComponent(evacuationTask)}`)
+      .then(putTask)
+      .catch(() => {});
   }
 
   async function doRemove() {
@@ -295,6 +327,7 @@ function HostActions({ n, single }: { n: HostNode; single: boolean }) {
           type="button"
           data-action="maintenance-exit"
           disabled={busy}
+          title="New VMs may be placed on this host again; VMs that moved away are not moved back (DRS may rebalance)"
           onClick={() => maintenance(false)}
         >
           Exit maintenance mode
@@ -304,6 +337,7 @@ function HostActions({ n, single }: { n: HostNode; single: boolean }) {
           type="button"
           data-action="maintenance-enter"
           disabled={busy}
+          title="No new VMs are placed on this host, and its running VMs are live-migrated to other hosts (progress in Recent tasks)"
           onClick={() => maintenance(true)}
         >
           Enter maintenance mode

@@ -1,6 +1,11 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, type Task } from '../api';
 import {
+  EVACUATE,
+  evacuationDetails,
+  evacuationOutcome,
+  evacuationProgress,
+  evacuationResult,
   MIGRATE,
   migrationDetails,
   migrationOutcome,
@@ -10,12 +15,12 @@ import {
 import { attempt, putTask, useStore } from '../store';
 
 /**
- * The figures of running migrations change faster than task events say: fetch those tasks every second
- * while the tab is visible.
+ * The figures of running migrations and evacuations change faster than task events say: fetch those
+ * tasks every second while the tab is visible.
  */
 function useMigrationFigures(tasks: Task[]): void {
   const ids = tasks
-    .filter((t) => t.type === MIGRATE && t.status === 'running')
+    .filter((t) => (t.type === MIGRATE || t.type === EVACUATE) && t.status === 'running')
     .map((t) => t.id)
     .join(' ');
   useEffect(() => {
@@ -70,6 +75,8 @@ export function TasksPanel() {
                 const d = migrationDetails(t);
                 const r = migrationResult(t);
                 const to = r?.target ?? d?.target;
+                const ev = evacuationDetails(t);
+                const evr = evacuationResult(t);
                 return (
                   <tr
                     key={t.id}
@@ -95,6 +102,27 @@ export function TasksPanel() {
                       {!running && r && (
                         <span class="task-migration" data-testid="task-result">
                           {migrationOutcome(r)}
+                        </span>
+                      )}
+                      {running && ev && (
+                        <span class="task-evacuation" data-testid="task-progress" data-phase={ev.phase}>
+                          {evacuationProgress(ev)}
+                        </span>
+                      )}
+                      {running && ev && ev.stayed?.length > 0 && (
+                        <span class="task-stayed" data-testid="task-stayed">
+                          stayed:{' '}
+                          {ev.stayed.map((x, i) => (
+                            <span key={x.vm} data-vm={x.vm}>
+                              {i > 0 && '; '}
+                              <b>{x.vm}</b> ({x.reason})
+                            </span>
+                          ))}
+                        </span>
+                      )}
+                      {!running && evr && (
+                        <span class="task-evacuation" data-testid="task-result">
+                          {evacuationOutcome(evr)}
                         </span>
                       )}
                       {running && t.cancelRequested && <span class="task-cancelling">cancelling…</span>}

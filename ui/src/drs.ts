@@ -1,0 +1,42 @@
+import type { DrsMode, DrsStatus } from './api';
+
+/** The load gap (percentage points) between the busiest and the idlest host each threshold tolerates. */
+export const DRS_TOLERANCE: Record<number, number> = { 1: 40, 2: 30, 3: 20, 4: 15, 5: 10 };
+
+export const DRS_THRESHOLDS = [1, 2, 3, 4, 5];
+
+/** "3: moves when hosts differ by more than 20 points" (1 conservative .. 5 aggressive). */
+export function thresholdLabel(n: number): string {
+  const kind = n === 1 ? ' (conservative)' : n === 5 ? ' (aggressive)' : '';
+  const tolerance = DRS_TOLERANCE[n];
+  return `${n}${kind}${tolerance ? `: moves when hosts differ by more than ${tolerance} points` : ''}`;
+}
+
+/** A load (0..1, above 1 when overloaded) as "45%". */
+export function loadPct(x: number): string {
+  return `${Math.round(x * 100)}%`;
+}
+
+export const DRS_MODES: { value: DrsMode; label: string }[] = [
+  { value: 'off', label: 'off' },
+  { value: 'manual', label: 'manual: recommend' },
+  { value: 'automatic', label: 'automatic: move' },
+];
+
+/** One sentence on what the mode does. */
+export function modeHint(mode: DrsMode): string {
+  switch (mode) {
+    case 'off':
+      return 'Off: DRS measures the hosts but recommends and moves nothing.';
+    case 'manual':
+      return 'Manual: DRS recommends moves; apply them here (or with neuroflow drs apply).';
+    case 'automatic':
+      return 'Automatic: DRS live-migrates the VMs it recommends moving; a VM moves at most once in 30 minutes.';
+  }
+}
+
+/** The hosts, busiest first (by the larger of CPU and memory load), for the load table. */
+export function hostsByLoad(d: Pick<DrsStatus, 'hosts'>): DrsStatus['hosts'] {
+  const key = (h: DrsStatus['hosts'][number]) => Math.max(h.cpuLoad, h.memoryLoad);
+  return [...d.hosts].sort((a, b) => key(b) - key(a) || a.node.localeCompare(b.node));
+}
