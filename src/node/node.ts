@@ -148,6 +148,11 @@ export class Node implements NodeApi {
     if (instance) {
       this.track(instance);
       const migration = await this.roleOf(id, instance);
+      // a source whose daemon died mid-copy: the copy is over (its controller gave up), clean it away
+      if (migration === 'outgoing' || migration === undefined)
+        await instance
+          .cleanupMigration()
+          .catch((err) => log.warn('cannot clean up a migration', { id, err }));
       this.setStatus({
         id,
         state: await instance.state(),

@@ -115,6 +115,8 @@ export interface VmInstance {
     onProgress: (p: MigrationProgress) => void,
   ): Promise<MigrationResult>;
   cancelMigration(reason?: string): void;
+  /** Removes what an earlier migration left (its daemon died mid-way); the guest goes on. */
+  cleanupMigration(): Promise<void>;
   /** Source side: the guest runs here again after a completed migration its target never ran. */
   resumeAfterMigration(): Promise<void>;
   /** Resolves once the process is gone. */

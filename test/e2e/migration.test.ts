@@ -57,6 +57,14 @@ describe('live migration between two hosts', () => {
       },
       { timeoutMs: 60_000, what: 'the memory copy to start' },
     );
+  const bothReady = () =>
+    waitFor(
+      async () =>
+        (await api.request<{ state: string; connected: boolean }[]>('GET', '/api/v1/nodes')).filter(
+          (n) => n.state === 'ready' && n.connected,
+        ).length === 2,
+      { timeoutMs: 90_000, what: 'two ready hosts' },
+    );
   /** A browser page signed in as root on h1, and the page errors it collects. */
   const signIn = async (browser: Browser) => {
     const page = await (
@@ -90,13 +98,7 @@ describe('live migration between two hosts', () => {
       ttlSec: 600,
     });
     await h('h2').start({ join: token });
-    await waitFor(
-      async () =>
-        (await api.request<{ state: string; connected: boolean }[]>('GET', '/api/v1/nodes')).filter(
-          (n) => n.state === 'ready' && n.connected,
-        ).length === 2,
-      { timeoutMs: 90_000, what: 'two ready hosts' },
-    );
+    await bothReady();
     const vm = await api.request<VmView>('POST', '/api/v1/vms', kernelVm('mig'));
     await startAndBoot(
       api,
@@ -251,14 +253,42 @@ describe('live migration between two hosts', () => {
     });
   }, 240_000);
 
+  it('keeps the VM running on its source when serve on the source is killed -9 during the copy', async () => {
+    await bothReady();
+    // the source must be the worker (h1 serves the API and drives the migration)
+    if ((await vmOf('mig')).node !== 'h2') {
+      const there = await api.request<Task>('POST', '/api/v1/vms/mig/migrate', { node: 'h2' });
+      expect((await ended(there.id)).status).toBe('ok');
+    }
+    const before = await vmOf('mig');
+    const pid = before.pid;
+    const t = await api.request<Task>('POST', '/api/v1/vms/mig/migrate', {
+      node: 'h1',
+      maxBandwidthMiBps: 1,
+    });
+    await inMemoryPhase(t.id);
+    await h('h2').kill9();
+    const done = await ended(t.id, 120_000);
+    expect(done.status).toBe('error');
+    // The guest never stopped: the same QEMU runs on h2, and h1 keeps nothing.
+    expect(qemus(before.id)).toBe(1);
+    expect(spawnSync('kill', ['-0', String(pid)]).status).toBe(0);
+    expect(existsSync(volumePath('h1', before.disks[0]!.volume))).toBe(false);
+    const rec = await vmOf('mig');
+    expect(rec.node).toBe('h2');
+    expect(rec.migration).toBeUndefined();
+    // serve comes back, re-attaches, and the VM is running there
+    await h('h2').start();
+    await waitFor(async () => (await vmOf('mig')).state === 'running', {
+      timeoutMs: 60_000,
+      what: 'the VM running on h2 again',
+    });
+    expect((await vmOf('mig')).pid).toBe(pid);
+    expect((await run('mig', "echo al''ive")).trim()).toBe('alive');
+  }, 240_000);
+
   it('migrates from the VM page of the web UI, with the progress in the tasks panel', async () => {
-    await waitFor(
-      async () =>
-        (await api.request<{ state: string; connected: boolean }[]>('GET', '/api/v1/nodes')).filter(
-          (n) => n.state === 'ready' && n.connected,
-        ).length === 2,
-      { timeoutMs: 90_000, what: 'two ready hosts' },
-    );
+    await bothReady();
     const before = await vmOf('mig');
     const target = other(before.node);
     const browser = await launchChromium();
@@ -284,13 +314,7 @@ describe('live migration between two hosts', () => {
   }, 240_000);
 
   it('empties a host put in maintenance mode: its three running VMs move away, live', async () => {
-    await waitFor(
-      async () =>
-        (await api.request<{ state: string; connected: boolean }[]>('GET', '/api/v1/nodes')).filter(
-          (n) => n.state === 'ready' && n.connected,
-        ).length === 2,
-      { timeoutMs: 90_000, what: 'two ready hosts' },
-    );
+    await bothReady();
     // Three running VMs on h2 (the worker): 'mig' and two more.
     const made = await Promise.all(
       ['evac1', 'evac2'].map((n) =>

@@ -248,6 +248,7 @@ export class QemuInstance implements VmInstance {
     onProgress: (p: MigrationProgress) => void,
   ): Promise<MigrationResult> {
     const { policy, target } = req;
+    await this.cleanupMigration();
     this.migrationCancel = undefined;
     this.migrationTimedOut = false;
     const cancelled = () => {
@@ -456,6 +457,48 @@ export class QemuInstance implements VmInstance {
     } finally {
       this.migrationCancel = undefined;
     }
+  }
+
+  /**
+   * Removes what an earlier migration left in this QEMU when its daemon died mid-way: a migration still
+   * under way (cancelled), disk mirrors to a target that is gone, and their NBD nodes. The guest goes on.
+   */
+  async cleanupMigration(): Promise<void> {
+    const ended = (st?: string) => !st || ['none', 'completed', 'failed', 'cancelled'].includes(st);
+    const m = await this.queryMigrate().catch(() => undefined);
+    if (!ended(m?.status)) {
+      log.warn('cancelling a migration an earlier daemon left running', { vm: this.id, status: m?.status });
+      await this.exec('migrate_cancel').catch(() => {});
+      await waitFor(async () => ended((await this.queryMigrate()).status), {
+        timeoutMs: 30_000,
+        intervalMs: 50,
+        what: 'the old migration to end',
+      });
+    }
+    const jobs = ((await this.exec('query-jobs').catch(() => [])) as JobInfo[]).filter((j) =>
+      /^mig[0-9a-z]*-/.test(j.id),
+    );
+    if (jobs.length === 0 && !(await this.staleNbdNodes()).length) return;
+    log.warn('cleaning up what an earlier migration left', { vm: this.id, jobs: jobs.map((j) => j.id) });
+    for (const j of jobs)
+      if (j.status !== 'concluded')
+        await this.exec('block-job-cancel', { device: j.id, force: true }).catch(() => {});
+    await waitFor(
+      async () =>
+        ((await this.exec('query-jobs')) as JobInfo[])
+          .filter((j) => jobs.some((x) => x.id === j.id))
+          .every((j) => j.status === 'concluded'),
+      { timeoutMs: 10_000, intervalMs: 50, what: 'old migration jobs to end' },
+    ).catch(() => {});
+    for (const j of jobs) await this.exec('job-dismiss', { id: j.id }).catch(() => {});
+    await this.dropNodes(await this.staleNbdNodes());
+  }
+
+  private async staleNbdNodes(): Promise<string[]> {
+    const nodes = (await this.exec('query-named-block-nodes', { flat: true }).catch(() => [])) as {
+      'node-name': string;
+    }[];
+    return nodes.map((n) => n['node-name']).filter((n) => /^mig[0-9a-z]*-/.test(n));
   }
 
   /** Closes the NBD client nodes of a migration (a job that just ended may hold them a moment longer). */
