@@ -54,7 +54,7 @@ import { EtcdStore, type Store } from './store/store';
 import { writeFileAtomic } from './util/fs';
 import { HostPaths } from './util/host-paths';
 import { createLogger } from './util/log';
-import { isLoopback } from './util/net';
+import { addressIn, isLoopback } from './util/net';
 import { pidAlive, procCmdline, readPidfile } from './util/proc';
 import { waitFor } from './util/wait';
 import { VERSION } from './version';
@@ -87,6 +87,8 @@ export interface ServeOptions {
   grpcPort?: number;
   etcdClientPort?: number;
   etcdPeerPort?: number;
+  /** Live migrations reach this host on its address in this CIDR block (default: the management address). */
+  migrationNetwork?: string;
 }
 
 export interface Daemon {
@@ -263,8 +265,9 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     hostPaths,
     // Integrated Ceph: this host's daemons (mons, managers, OSDs), supervised like etcd on every role.
     new CephHost(dataDir, nodeName, cfg?.address ?? opts.host, hostPaths),
-    // Live migration: received on the management address, TLS with this host's cluster certificate.
-    cfg && tlsPems ? { address: cfg.address, tls: tlsPems } : undefined,
+    // Live migration: received on the management address (or in the migration network), TLS with this
+    // host's cluster certificate.
+    cfg && tlsPems ? { ...migrationAddress(cfg.address, opts.migrationNetwork), tls: tlsPems } : undefined,
   );
   await node.recover();
   node.metrics.start();
@@ -633,6 +636,26 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
 
 function hostPortText(host: string, port: number): string {
   return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/**
+ * Where this host receives migrations: its address in the migration network when one is set (none there:
+ * migrations to it are refused with why), else the management address.
+ */
+function migrationAddress(management: string, network?: string): { address: string; unavailable?: string } {
+  if (!network) return { address: management };
+  try {
+    const address = addressIn(network);
+    if (address) {
+      log.info('migrations use the migration network', { network, address });
+      return { address };
+    }
+    const why = `this host has no address in the migration network ${network}`;
+    log.error(why);
+    return { address: management, unavailable: why };
+  } catch (err) {
+    throw new NfError('validation_failed', `--migration-network: ${(err as Error).message}`);
+  }
 }
 
 /** Waits until this host's etcd member is a voter (the leader promotes learners once they caught up). */

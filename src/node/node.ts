@@ -77,7 +77,12 @@ export class Node implements NodeApi {
     /** This host's integrated Ceph daemons (absent in unit tests). */
     private readonly cephHost?: CephHost,
     /** Live migration: the address this host receives on and its cluster certificate (clusters only). */
-    private readonly migration?: { address: string; tls: { caPem: string; certPem: string; keyPem: string } },
+    private readonly migration?: {
+      address: string;
+      /** Why this host cannot take part in migrations (no address in the migration network). */
+      unavailable?: string;
+      tls: { caPem: string; certPem: string; keyPem: string };
+    },
   ) {}
 
   get ceph(): CephHost {
@@ -721,13 +726,14 @@ export class Node implements NodeApi {
   }
 
   /** The host's certificate as QEMU TLS credentials files (the migration and NBD streams). */
-  private async migrationTls(): Promise<{ dir: string; address: string }> {
+  private async migrationTls(incoming = false): Promise<{ dir: string; address: string }> {
     const m = this.migration;
     if (!m)
       throw new NfError(
         'unavailable',
         `host ${this.name} takes no part in migrations (it is not in a cluster)`,
       );
+    if (incoming && m.unavailable) throw new NfError('unavailable', `host ${this.name}: ${m.unavailable}`);
     const dir = join(dirname(this.runRoot), 'migration-tls');
     // written once per daemon (two migrations at once must not write the same files together)
     this.tlsWritten ??= (async () => {
@@ -755,7 +761,7 @@ export class Node implements NodeApi {
           'invalid_state',
           `VM "${spec.name}" already has a QEMU process on host ${this.name}`,
         );
-      const tls = await this.migrationTls();
+      const tls = await this.migrationTls(true);
       const need = spec.memoryMiB * 1024 ** 2;
       const avail = (await memAvailable()) - HOST_RESERVE_BYTES;
       if (need > avail)

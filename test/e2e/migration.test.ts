@@ -92,12 +92,15 @@ describe('live migration between two hosts', () => {
       const x = lab.addHost();
       hosts.push(new ClusterHost(`h${i}`, x.ns, x.ip));
     }
-    await h('h1').start();
+    // migrations on the lab's network, named as a migration network (the management one here too)
+    const env = { NEUROFLOW_MIGRATION_NETWORK: `${lab.subnet}.0/24` };
+    await h('h1').start({ env });
     api = h('h1').api(h('h1').file('admin.token').trim(), h('h1').file('cluster/pki/ca.crt'));
     const { token } = await api.request<{ token: string }>('POST', '/api/v1/cluster/join-tokens', {
       ttlSec: 600,
     });
-    await h('h2').start({ join: token });
+    await h('h2').start({ join: token, env });
+    for (const x of hosts) expect(x.output).toContain('migrations use the migration network');
     await bothReady();
     const vm = await api.request<VmView>('POST', '/api/v1/vms', kernelVm('mig'));
     await startAndBoot(
