@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
@@ -418,6 +419,22 @@ describe('cluster of hosts in network namespaces', () => {
     const old = byName(before.leader);
     const other = hosts.find((h) => h.name !== old.name && h.name !== 'h4')!;
     const api2 = other.api(token, ca);
+    // A live migration driven by the leader is under way when it dies (1 MiB/s: minutes of copying).
+    const mover = vms.find((v) => v.node !== old.name && v.node !== 'h4')!;
+    type MigTask = { id: string; status: string; error?: { message: string }; details?: { phase?: string } };
+    const apiOld = old.api(token, ca);
+    const mig = await apiOld.request<MigTask>('POST', `/api/v1/vms/${mover.id}/migrate`, {
+      node: 'h4',
+      maxBandwidthMiBps: 1,
+    });
+    await waitFor(
+      async () =>
+        (await apiOld.request<MigTask>('GET', `/api/v1/tasks/${mig.id}`)).details?.phase === 'memory',
+      {
+        timeoutMs: 60_000,
+        what: 'the migration to copy memory',
+      },
+    );
     await old.kill9();
     await waitFor(
       async () => {
@@ -442,6 +459,25 @@ describe('cluster of hosts in network namespaces', () => {
     await booted(api2, vm.id);
     // Wrong input still gets clear errors there.
     await expect(api2.request('POST', '/api/v1/vms', vmBody('after-failover'))).rejects.toThrow(NfError);
+    // The new leader settles the migration its dead driver left: the VM runs on its source, h4 keeps
+    // nothing of it, and the task says what happened.
+    const settled = await waitFor(
+      async () => {
+        const t = await api2.request<MigTask>('GET', `/api/v1/tasks/${mig.id}`);
+        return t.status === 'running' ? undefined : t;
+      },
+      { timeoutMs: 90_000, intervalMs: 1000, what: 'the new leader to settle the migration' },
+    );
+    expect(settled.status).toBe('error');
+    expect(settled.error?.message).toMatch(/controller went away.*runs on/);
+    const moved = await api2.request<VmView & { migration?: unknown }>('GET', `/api/v1/vms/${mover.id}`);
+    expect(moved.node).toBe(mover.node);
+    expect(moved.migration).toBeUndefined();
+    expect(moved.state).toBe('running');
+    const procs = spawnSync('pgrep', ['-f', `qemu-system.*${mover.id}`], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter(Boolean);
+    expect(procs.length).toBe(1);
     survivor = api2;
   });
 
