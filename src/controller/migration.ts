@@ -294,6 +294,11 @@ export class Migrations {
       throw new NfError('invalid_state', `VM "${vm.name}" is pinned to host ${source} (placement.node)`);
     const sharedPools = new Set((await this.store.list<PoolRecord>(keys.pools)).map((p) => p.value.name));
     const local = vm.disks.filter((d) => !sharedPools.has(d.pool));
+    if (local.length > 0 && opts.policy?.postcopy)
+      throw new NfError(
+        'validation_failed',
+        `VM "${vm.name}" has disks on a local pool: post-copy needs every disk on shared storage (the disks must be in step before the guest runs on the target)`,
+      );
     if (local.length > 0 && vm.snapshots.length > 0)
       throw new NfError(
         'invalid_state',

@@ -26,6 +26,7 @@ export interface TaskControl {
 export class TaskLog {
   private writes = 0;
   private readonly cancelHandlers = new Map<string, (reason: string) => void>();
+  private readonly saving = new Map<string, Promise<void>>();
 
   constructor(
     private readonly store: Store,
@@ -185,14 +186,27 @@ export class TaskLog {
     await this.save(task);
   }
 
-  private async save(task: TaskRecord): Promise<void> {
+  /**
+   * Writes the task as it is now. Writes of one task go out one after the other: a progress write still
+   * in flight must never land after the final one (the task would stay "running" for ever).
+   */
+  private save(task: TaskRecord): Promise<void> {
     task.updatedAt = new Date().toISOString();
-    this.onChange({ ...task });
-    try {
-      await this.store.txn({ put: [{ key: keys.task(task.id), value: task }] });
-    } catch (err) {
-      log.warn('cannot record task', { id: task.id, err });
-    }
+    const snapshot = structuredClone(task);
+    this.onChange({ ...snapshot });
+    const prev = this.saving.get(task.id) ?? Promise.resolve();
+    const next = prev.then(async () => {
+      try {
+        await this.store.txn({ put: [{ key: keys.task(snapshot.id), value: snapshot }] });
+      } catch (err) {
+        log.warn('cannot record task', { id: snapshot.id, err });
+      }
+    });
+    this.saving.set(task.id, next);
+    void next.then(() => {
+      if (this.saving.get(task.id) === next) this.saving.delete(task.id);
+    });
+    return next;
   }
 
   /** Keeps the newest KEEP tasks; never throws (it runs in the background). */

@@ -46,7 +46,11 @@ describe('live migration between two hosts', () => {
         return t.status === 'running' ? undefined : t;
       },
       { timeoutMs, intervalMs: 200, what: `task ${id} to end` },
-    );
+    ).catch(async (err: Error) => {
+      // say where it stands, and what the other tasks did
+      const all = await api.request<Task[]>('GET', '/api/v1/tasks?limit=8').catch(() => []);
+      throw new Error(`${err.message}\n${all.map((x) => JSON.stringify(x)).join('\n')}`);
+    });
   /** Waits for a migration to copy memory (and fails with the task's error if it ended instead). */
   const inMemoryPhase = (id: string) =>
     waitFor(
@@ -207,8 +211,25 @@ describe('live migration between two hosts', () => {
     const busy = await rejection(api.request('POST', '/api/v1/vms/mig/stop'));
     expect(busy.code).toBe('invalid_state');
     expect(busy.message).toMatch(/being migrated/);
-    const asked = await api.request<Task>('POST', `/api/v1/tasks/${t.id}/cancel`);
-    expect(asked.id).toBe(t.id);
+    // The VM page says it is migrating, with its actions disabled; its Cancel button stops the migration.
+    const browser = await launchChromium();
+    try {
+      const { page, pageErrors } = await signIn(browser);
+      await page.goto(`${h('h1').url}/#/vms/${before.id}/summary`);
+      const banner = page.locator('[data-testid=vm-migrating]');
+      await banner.waitFor({ timeout: 15_000 });
+      expect(await banner.textContent()).toContain(`from ${before.node} to ${target}`);
+      expect(await page.locator('[data-testid=vm-migrate]').isDisabled()).toBe(true);
+      await page.click('[data-testid=vm-migrating-cancel]');
+      await waitFor(async () => (await task(t.id)).status !== 'running', {
+        timeoutMs: 60_000,
+        what: 'the cancel',
+      });
+      await banner.waitFor({ state: 'detached', timeout: 15_000 });
+      expect(pageErrors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
     const done = await ended(t.id, 60_000);
     expect(done.status).toBe('error');
     expect(done.error?.code).toBe('cancelled');
@@ -224,6 +245,56 @@ describe('live migration between two hosts', () => {
     // The guest is still alive and well on the source.
     expect((await run('mig', "echo al''ive")).trim()).toBe('alive');
   }, 180_000);
+
+  it('gives up at the policy’s time limit with the reason, and the VM runs on', async () => {
+    const before = await vmOf('mig');
+    const target = other(before.node);
+    const t = await api.request<Task>('POST', '/api/v1/vms/mig/migrate', {
+      node: target,
+      maxBandwidthMiBps: 1,
+      policy: { timeLimitSec: 10 },
+    });
+    const done = await ended(t.id, 90_000);
+    expect(done.status).toBe('error');
+    expect(done.error?.code).toBe('timeout');
+    expect(done.error?.message).toMatch(/within 10 s/);
+    const after = await vmOf('mig');
+    expect([after.node, after.state, after.migration]).toEqual([before.node, 'running', undefined]);
+    expect(qemus(before.id)).toBe(1);
+    expect(existsSync(volumePath(target, before.disks[0]!.volume))).toBe(false);
+  }, 120_000);
+
+  it('switches a guest that dirties memory faster than the link to post-copy when the policy allows it', async () => {
+    const refused = await rejection(
+      api.request('POST', '/api/v1/vms/mig/migrate', { policy: { postcopy: true } }),
+    );
+    expect(refused.message).toMatch(/post-copy needs every disk on shared storage/);
+    const vm = await api.request<VmView>('POST', '/api/v1/vms', kernelVm('pc', { disks: [] }));
+    await startAndBoot(
+      api,
+      vm.id,
+      () => api.request('POST', `/api/v1/vms/${vm.id}/start`),
+      new RegExp(BOOTED),
+    );
+    await run(
+      'pc',
+      "(while :; do dd if=/dev/urandom of=/dev/shm/d bs=1M count=64 2>/dev/null; done) & echo dirt''y",
+    );
+    const source = (await vmOf('pc')).node;
+    const t = await api.request<Task>('POST', '/api/v1/vms/pc/migrate', {
+      node: other(source),
+      maxBandwidthMiBps: 4,
+      policy: { postcopy: true, autoConvergeAfter: 1 },
+    });
+    const done = await ended(t.id, 180_000);
+    expect(done.error).toBeUndefined();
+    expect((done.result as { postcopy?: boolean }).postcopy).toBe(true);
+    const after = await vmOf('pc');
+    expect([after.node, after.state]).toEqual([other(source), 'running']);
+    expect(qemus(vm.id)).toBe(1);
+    expect((await run('pc', "kill %1 2>/dev/null; echo al''ive")).trim()).toMatch(/alive$/);
+    await api.request('DELETE', `/api/v1/vms/${vm.id}?force=true`);
+  }, 240_000);
 
   it('keeps the VM on its source when serve on the target is killed -9 during the copy', async () => {
     // the target must be the worker (h1 serves the API and is the only controller)

@@ -40,6 +40,17 @@ export interface Vm {
   agent: { enabled: boolean; status: string; version?: string; flavour?: string };
   boot: Record<string, unknown>;
   startedAt?: string;
+  /** Set while a live migration of the VM is under way; the server refuses every action then (409). */
+  migration?: VmMigration;
+}
+
+/** A VM's live migration under way: its task, the hosts, the local disks being copied. */
+export interface VmMigration {
+  taskId: string;
+  source: string;
+  target: string;
+  localDisks: string[];
+  startedAt: string;
 }
 
 export interface Task {

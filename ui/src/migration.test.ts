@@ -6,10 +6,12 @@ import {
   evacuationOutcome,
   evacuationProgress,
   migrating,
+  migrationBanner,
   migrationDetails,
   migrationOutcome,
   migrationProgress,
   migrationTargets,
+  migrationTask,
 } from './migration';
 
 const MiB = 1024 * 1024;
@@ -77,6 +79,27 @@ describe('migration figures', () => {
     expect(migrating([task({ target: 'web1' })], vm)).toBe(true);
     expect(migrating([task({ status: 'ok' })], vm)).toBe(false);
     expect(migrating([task({ type: 'vm.start' })], vm)).toBe(false);
+  });
+
+  const m = {
+    taskId: 't1',
+    source: 'h1',
+    target: 'h2',
+    localDisks: ['vda'],
+    startedAt: new Date(2024, 0, 2, 9, 5, 3).toISOString(),
+  };
+
+  it('knows a VM is being migrated from its own migration field, without the task', () => {
+    expect(migrating([], { id: 'vm-1', name: 'web1', migration: m })).toBe(true);
+    expect(migrationTask([task({ id: 't0' }), task({})], m)?.id).toBe('t1');
+    expect(migrationTask([task({})], undefined)).toBeUndefined();
+  });
+
+  it('says where from, where to and since when; phase and percentage while the task runs', () => {
+    expect(migrationBanner(m)).toBe('Migrating from h1 to h2 since 09:05:03');
+    const running = task({ progress: 0.416, details: { source: 'h1', target: 'h2', phase: 'memory' } });
+    expect(migrationBanner(m, running)).toBe('Migrating from h1 to h2 since 09:05:03 · memory · 42%');
+    expect(migrationBanner(m, { ...running, status: 'ok' })).toBe('Migrating from h1 to h2 since 09:05:03');
   });
 });
 

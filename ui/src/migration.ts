@@ -7,7 +7,9 @@ import {
   type MigrationResult,
   type Task,
   type Vm,
+  type VmMigration,
 } from './api';
+import { clock } from './format';
 
 /** The task type of a live migration. */
 export const MIGRATE = 'vm.migrate';
@@ -65,11 +67,36 @@ export function migrationTargets(nodes: HostNode[], vm: Pick<Vm, 'node'>): Targe
   return [{ value: '', label: 'Automatic (scheduler picks)', disabled: false }, ...hosts];
 }
 
-/** Whether a migration of this VM is under way (its target is the VM's id or name). */
-export function migrating(tasks: Task[], vm: Pick<Vm, 'id' | 'name'>): boolean {
-  return tasks.some(
-    (t) => t.type === MIGRATE && t.status === 'running' && (t.target === vm.id || t.target === vm.name),
+/**
+ * Whether a migration of this VM is under way: the VM says so (its `migration`), or a running
+ * vm.migrate task targets the VM's id or name.
+ */
+export function migrating(tasks: Task[], vm: Pick<Vm, 'id' | 'name' | 'migration'>): boolean {
+  return (
+    !!vm.migration ||
+    tasks.some(
+      (t) => t.type === MIGRATE && t.status === 'running' && (t.target === vm.id || t.target === vm.name),
+    )
   );
+}
+
+/** The task of a VM's migration under way, if the store holds it. */
+export function migrationTask(tasks: Task[], m: VmMigration | undefined): Task | undefined {
+  return m ? tasks.find((t) => t.id === m.taskId) : undefined;
+}
+
+/**
+ * The VM page's banner line: "Migrating from h1 to h2 since 09:05:03", then the phase and percentage
+ * while the task (if known) runs: " · memory · 40%".
+ */
+export function migrationBanner(m: VmMigration, t?: Task): string {
+  const parts = [`Migrating from ${m.source} to ${m.target} since ${clock(m.startedAt)}`];
+  if (t?.status === 'running') {
+    const d = migrationDetails(t);
+    if (d) parts.push(d.phase);
+    parts.push(`${Math.round(t.progress * 100)}%`);
+  }
+  return parts.join(' · ');
 }
 
 /** The task type of a host's evacuation (entering maintenance mode). */

@@ -42,6 +42,14 @@ export function useStore(): State {
   return state;
 }
 
+/** POST /tasks/{id}/cancel (a running migration or evacuation); the answer replaces the task's copy. */
+export async function cancelTask(id: string, what: string): Promise<void> {
+  const r = await attempt(`Cancel ${what}`, () =>
+    api<Task>('POST', `/tasks/${encodeURIComponent(id)}/cancel`),
+  );
+  if (r) putTask(r);
+}
+
 let toastSeq = 0;
 export function toast(text: string, kind: Toast['kind'] = 'error'): void {
   const t = { id: ++toastSeq, kind, text };

@@ -345,6 +345,7 @@ export class QemuInstance implements VmInstance {
         await this.exec('migrate', { uri: `tcp:${host}:${target.port}` });
         let stricter = false;
         let postcopyStarted = false;
+        let postcopySwitched = false;
         let last = 0;
         for (;;) {
           if (outcome) break;
@@ -362,6 +363,12 @@ export class QemuInstance implements VmInstance {
             if (m.status === 'completed' || m.status === 'failed' || m.status === 'cancelled') {
               outcome = m.status;
               break;
+            }
+            // Post-copy: the guest's state minus its memory is on the target, which must run now (it
+            // pulls the rest from here); from this moment a failure of either host loses the guest.
+            if (m.status === 'postcopy-active' && !postcopySwitched) {
+              postcopySwitched = true;
+              onProgress({ phase: 'switching' });
             }
             const iteration = m.ram?.['dirty-sync-count'] ?? 0;
             if (iteration >= policy.autoConvergeAfter && !stricter) {

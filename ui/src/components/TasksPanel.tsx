@@ -12,7 +12,7 @@ import {
   migrationProgress,
   migrationResult,
 } from '../migration';
-import { attempt, putTask, useStore } from '../store';
+import { cancelTask, putTask, useStore } from '../store';
 
 /**
  * The figures of running migrations and evacuations change faster than task events say: fetch those
@@ -46,12 +46,7 @@ export function TasksPanel() {
     const n = s.vms.find((v) => v.id === vm)?.name ?? vm;
     return snap === undefined ? n : `${n}@${snap}`;
   };
-  async function cancel(t: Task) {
-    const r = await attempt(`Cancel ${t.type} of ${name(t.target)}`, () =>
-      api<Task>('POST', `/tasks/${encodeURIComponent(t.id)}/cancel`),
-    );
-    if (r) putTask(r);
-  }
+  const cancel = (t: Task) => cancelTask(t.id, `${t.type} of ${name(t.target)}`);
   return (
     <section class={`tasks ${open ? 'open' : ''}`}>
       <button type="button" class="tasks-head" onClick={() => setOpen(!open)}>

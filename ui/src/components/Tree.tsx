@@ -1,6 +1,6 @@
 import { Component } from 'preact';
 import { useMemo, useState } from 'preact/hooks';
-import type { HostNode, Vm } from '../api';
+import type { HostNode, Vm, VmMigration } from '../api';
 import { hostHref, type Route } from '../route';
 import { useStore } from '../store';
 import { collator, useWindow } from '../window';
@@ -25,10 +25,25 @@ class VmRow extends Component<{ vm: Vm; sel: boolean }> {
       <li class="d2">
         <a class={sel ? 'sel' : ''} href={`#/vms/${vm.id}`} title={vm.reason}>
           <StateIcon state={vm.state} title={vm.reason ? `${vm.state}: ${vm.reason}` : vm.state} /> {vm.name}
+          {vm.migration && <MigratingMark m={vm.migration} />}
         </a>
       </li>
     );
   }
+}
+
+/** "⇄" beside a VM whose live migration is under way. */
+export function MigratingMark({ m }: { m: VmMigration }) {
+  return (
+    <span
+      class="migrating-mark"
+      data-testid="vm-migrating-mark"
+      title={`migrating ${m.source} → ${m.target}`}
+    >
+      {' '}
+      ⇄
+    </span>
+  );
 }
 
 function Twisty({ open, onClick, label }: { open: boolean; onClick: () => void; label: string }) {

@@ -6,6 +6,8 @@ import { attempt, refreshAll, toast, useStore } from '../store';
 import { ConfirmDialog } from './ConfirmDialog';
 import { MigrateDialog } from './MigrateDialog';
 
+const BEING_MIGRATED = 'Refused while the VM is being migrated';
+
 type Action = { key: string; label: string; path: string; when: Vm['state'][] };
 
 const ACTIONS: Action[] = [
@@ -28,6 +30,9 @@ export function VmActions({ vm }: { vm: Vm }) {
   const [confirmDelete, setConfirmDelete] = useState(false);
   const [migrateOpen, setMigrateOpen] = useState(false);
   const inMigration = migrating(s.tasks, vm);
+  // While the VM says a migration is under way the server refuses every action (409).
+  const locked = !!vm.migration;
+  const lockedTitle = locked ? BEING_MIGRATED : undefined;
   const [busy, setBusy] = useState('');
 
   async function run(a: Action) {
@@ -65,7 +70,14 @@ export function VmActions({ vm }: { vm: Vm }) {
 
   const deleteControl = (
     <>
-      <button type="button" data-action="delete" class="danger" onClick={() => setConfirmDelete(true)}>
+      <button
+        type="button"
+        data-action="delete"
+        class="danger"
+        disabled={locked}
+        title={lockedTitle}
+        onClick={() => setConfirmDelete(true)}
+      >
         Delete
       </button>
       {confirmDelete && (
@@ -86,7 +98,14 @@ export function VmActions({ vm }: { vm: Vm }) {
     return (
       <div class="actions">
         <span class="tag template-tag">template</span>
-        <button type="button" class="primary" data-action="clone" onClick={() => setCloning(true)}>
+        <button
+          type="button"
+          class="primary"
+          data-action="clone"
+          disabled={locked}
+          title={lockedTitle}
+          onClick={() => setCloning(true)}
+        >
           Clone…
         </button>
         {cloning && <CloneDialog vm={vm} onClose={() => setCloning(false)} />}
@@ -100,13 +119,14 @@ export function VmActions({ vm }: { vm: Vm }) {
           type="button"
           key={a.key}
           data-action={a.key}
-          disabled={!a.when.includes(vm.state) || busy !== ''}
+          disabled={locked || !a.when.includes(vm.state) || busy !== ''}
+          title={lockedTitle}
           onClick={() => run(a)}
         >
           {busy === a.key ? `${a.label}…` : a.label}
         </button>
       ))}
-      <button type="button" data-action="snapshot" onClick={snapshot}>
+      <button type="button" data-action="snapshot" disabled={locked} title={lockedTitle} onClick={snapshot}>
         Snapshot
       </button>
       <button
@@ -114,7 +134,13 @@ export function VmActions({ vm }: { vm: Vm }) {
         data-action="migrate"
         data-testid="vm-migrate"
         disabled={(vm.state !== 'running' && vm.state !== 'paused') || inMigration || busy !== ''}
-        title={inMigration ? 'A migration of this VM is under way' : 'Move the running VM to another host'}
+        title={
+          locked
+            ? BEING_MIGRATED
+            : inMigration
+              ? 'A migration of this VM is under way'
+              : 'Move the running VM to another host'
+        }
         onClick={() => setMigrateOpen(true)}
       >
         {inMigration ? 'Migrating…' : 'Migrate…'}
@@ -123,8 +149,8 @@ export function VmActions({ vm }: { vm: Vm }) {
       <button
         type="button"
         data-action="template"
-        disabled={vm.state !== 'stopped' || busy !== ''}
-        title="A template is never powered on; linked clones are made from it"
+        disabled={locked || vm.state !== 'stopped' || busy !== ''}
+        title={lockedTitle ?? 'A template is never powered on; linked clones are made from it'}
         onClick={makeTemplate}
       >
         Convert to template

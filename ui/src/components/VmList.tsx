@@ -5,6 +5,7 @@ import { go, hostHref } from '../route';
 import { useStore } from '../store';
 import { collator, useWindow } from '../window';
 import { StateBadge } from './StateBadge';
+import { MigratingMark } from './Tree';
 
 type Key = 'name' | 'state' | 'memoryMiB' | 'node';
 
@@ -19,7 +20,10 @@ class VmRow extends Component<{ vm: Vm }> {
   override render({ vm }: { vm: Vm }) {
     return (
       <tr class="clickable row" data-id={vm.id} onClick={() => go(`/vms/${vm.id}`)}>
-        <td>{vm.name}</td>
+        <td>
+          {vm.name}
+          {vm.migration && <MigratingMark m={vm.migration} />}
+        </td>
         <td>
           <StateBadge state={vm.state} reason={vm.reason} />
           {vm.reason && (vm.state === 'pending' || vm.state === 'unknown' || vm.state === 'error') && (

@@ -1,5 +1,8 @@
+import { useState } from 'preact/hooks';
+import type { Task, VmMigration } from '../api';
+import { migrationBanner, migrationDetails, migrationProgress, migrationTask } from '../migration';
 import { hostHref } from '../route';
-import { useStore } from '../store';
+import { cancelTask, useStore } from '../store';
 import { VmMonitor } from './Metrics';
 import { StateBadge } from './StateBadge';
 import { VmActions } from './VmActions';
@@ -22,6 +25,9 @@ export function VmPage({ id, tab }: { id: string; tab: string }) {
   if (!vm) return <div class="muted">{s.vms.length ? 'No such VM.' : 'Loading…'}</div>;
   return (
     <div class="vm-page">
+      {vm.migration && (
+        <MigrationBanner vmName={vm.name} m={vm.migration} task={migrationTask(s.tasks, vm.migration)} />
+      )}
       <div class="vm-head">
         <h2>{vm.name}</h2>
         <StateBadge state={vm.state} reason={vm.reason} />
@@ -51,6 +57,43 @@ export function VmPage({ id, tab }: { id: string; tab: string }) {
         {tab === 'serial' && <VmSerial vm={vm} />}
         {tab === 'snapshots' && <VmSnapshots vm={vm} />}
       </div>
+    </div>
+  );
+}
+
+/** A live migration under way: hosts, start, phase and percentage (when the task is known), Cancel. */
+function MigrationBanner({ vmName, m, task }: { vmName: string; m: VmMigration; task?: Task }) {
+  const [busy, setBusy] = useState(false);
+  const d = task?.status === 'running' ? migrationDetails(task) : undefined;
+  async function cancel() {
+    setBusy(true);
+    await cancelTask(m.taskId, `the migration of ${vmName}`);
+    setBusy(false);
+  }
+  const disks = m.localDisks.length ? `local disks copied: ${m.localDisks.join(', ')}` : '';
+  return (
+    <div
+      class="vm-migrating"
+      role="status"
+      data-testid="vm-migrating"
+      data-task-id={m.taskId}
+      data-phase={d?.phase}
+      title={[d && migrationProgress(d), disks].filter(Boolean).join(' · ') || undefined}
+    >
+      <span>{migrationBanner(m, task)}</span>
+      {task?.cancelRequested ? (
+        <span class="task-cancelling">cancelling…</span>
+      ) : (
+        <button
+          type="button"
+          class="link task-cancel"
+          data-testid="vm-migrating-cancel"
+          disabled={busy}
+          onClick={cancel}
+        >
+          Cancel
+        </button>
+      )}
     </div>
   );
 }
