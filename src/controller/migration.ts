@@ -475,6 +475,8 @@ export class Migrations {
     }, 1000);
     const t0 = Date.now();
     let completed = false;
+    /** The target was told to run the guest and did not answer: only the leader's resolve() may decide. */
+    let inDoubt = false;
     try {
       try {
         const endpoint = await dst.prepareIncoming({
@@ -515,7 +517,22 @@ export class Migrations {
         try {
           await (handover ?? dst.finishIncoming(vm.id));
         } catch (err) {
-          // Not run there: the source still has the guest, intact; it runs on there.
+          const code = toNfError(err).code;
+          if (code === 'unavailable' || code === 'timeout') {
+            // No answer: the target may run the guest already (a lost reply). Resuming the source could
+            // run it twice, so it stays paused there; the leader settles it once the target answers.
+            inDoubt = true;
+            log.error('the target did not answer when told to run the VM; it stays paused on the source', {
+              vm: vm.name,
+              target,
+              err: (err as Error).message,
+            });
+            throw new NfError(
+              'unavailable',
+              `host ${target} did not answer when told to run VM "${vm.name}" (${(err as Error).message}); the VM stays paused on ${source} until ${target} answers, so that it never runs twice`,
+            );
+          }
+          // The target said no: the source still has the guest, intact; it runs on there.
           log.error('the target did not take over; resuming on the source', {
             vm: vm.name,
             target,
@@ -553,7 +570,7 @@ export class Migrations {
         });
         await this.cleanSource(vm.id, source, diskVolumes);
       } catch (err) {
-        if (!completed || !(await this.runsOn(target, vm.id))) {
+        if (!inDoubt && (!completed || !(await this.runsOn(target, vm.id)))) {
           await dst.abortIncoming(vm.id, diskVolumes).catch((e) =>
             log.warn(
               'the target keeps leftovers of an abandoned migration (its daemon removes them when it restarts)',
