@@ -327,40 +327,6 @@ describe('live migration between two hosts', () => {
     });
   }, 240_000);
 
-  it('keeps the VM running on its source when serve on the source is killed -9 during the copy', async () => {
-    await bothReady();
-    // the source must be the worker (h1 serves the API and drives the migration)
-    if ((await vmOf('mig')).node !== 'h2') {
-      const there = await api.request<Task>('POST', '/api/v1/vms/mig/migrate', { node: 'h2' });
-      expect((await ended(there.id)).status).toBe('ok');
-    }
-    const before = await vmOf('mig');
-    const pid = before.pid;
-    const t = await api.request<Task>('POST', '/api/v1/vms/mig/migrate', {
-      node: 'h1',
-      maxBandwidthMiBps: 1,
-    });
-    await inMemoryPhase(t.id);
-    await h('h2').kill9();
-    const done = await ended(t.id, 120_000);
-    expect(done.status).toBe('error');
-    // The guest never stopped: the same QEMU runs on h2, and h1 keeps nothing.
-    expect(qemus(before.id)).toBe(1);
-    expect(spawnSync('kill', ['-0', String(pid)]).status).toBe(0);
-    expect(existsSync(volumePath('h1', before.disks[0]!.volume))).toBe(false);
-    const rec = await vmOf('mig');
-    expect(rec.node).toBe('h2');
-    expect(rec.migration).toBeUndefined();
-    // serve comes back, re-attaches, and the VM is running there
-    await h('h2').start();
-    await waitFor(async () => (await vmOf('mig')).state === 'running', {
-      timeoutMs: 60_000,
-      what: 'the VM running on h2 again',
-    });
-    expect((await vmOf('mig')).pid).toBe(pid);
-    expect((await run('mig', "echo al''ive")).trim()).toBe('alive');
-  }, 240_000);
-
   it('migrates from the VM page of the web UI, with the progress in the tasks panel', async () => {
     await bothReady();
     const before = await vmOf('mig');
@@ -373,14 +339,15 @@ describe('live migration between two hosts', () => {
       await page.locator('[data-testid=migrate-dialog]').waitFor({ timeout: 10_000 });
       await page.selectOption('[data-testid=migrate-target]', target);
       await page.click('[data-testid=migrate-submit]');
+      // the VM moves (an older migration's row may show a result too: judge by the VM)
+      await waitFor(async () => (await vmOf('mig')).node === target, {
+        timeoutMs: 120_000,
+        what: 'the VM on the target',
+      });
       await page
         .locator('[data-testid=task-row][data-task-type="vm.migrate"] [data-testid=task-result]')
         .first()
-        .waitFor({ timeout: 120_000 });
-      await waitFor(async () => (await vmOf('mig')).node === target, {
-        timeoutMs: 30_000,
-        what: 'the VM on the target',
-      });
+        .waitFor({ timeout: 30_000 });
       expect(pageErrors).toEqual([]);
     } finally {
       await browser.close();
@@ -498,5 +465,40 @@ describe('live migration between two hosts', () => {
     } finally {
       await browser.close();
     }
+  }, 240_000);
+  // Last: QEMU 7.2 may be left unable to end the dead migration (cancel stuck with multifd), so the VM
+  // runs on but may not migrate again until restarted; no test after this one needs it to.
+  it('keeps the VM running on its source when serve on the source is killed -9 during the copy', async () => {
+    await bothReady();
+    // the source must be the worker (h1 serves the API and drives the migration)
+    if ((await vmOf('mig')).node !== 'h2') {
+      const there = await api.request<Task>('POST', '/api/v1/vms/mig/migrate', { node: 'h2' });
+      expect((await ended(there.id)).status).toBe('ok');
+    }
+    const before = await vmOf('mig');
+    const pid = before.pid;
+    const t = await api.request<Task>('POST', '/api/v1/vms/mig/migrate', {
+      node: 'h1',
+      maxBandwidthMiBps: 1,
+    });
+    await inMemoryPhase(t.id);
+    await h('h2').kill9();
+    const done = await ended(t.id, 120_000);
+    expect(done.status).toBe('error');
+    // The guest never stopped: the same QEMU runs on h2, and h1 keeps nothing.
+    expect(qemus(before.id)).toBe(1);
+    expect(spawnSync('kill', ['-0', String(pid)]).status).toBe(0);
+    expect(existsSync(volumePath('h1', before.disks[0]!.volume))).toBe(false);
+    const rec = await vmOf('mig');
+    expect(rec.node).toBe('h2');
+    expect(rec.migration).toBeUndefined();
+    // serve comes back, re-attaches, and the VM is running there
+    await h('h2').start();
+    await waitFor(async () => (await vmOf('mig')).state === 'running', {
+      timeoutMs: 60_000,
+      what: 'the VM running on h2 again',
+    });
+    expect((await vmOf('mig')).pid).toBe(pid);
+    expect((await run('mig', "echo al''ive")).trim()).toBe('alive');
   }, 240_000);
 });
