@@ -476,10 +476,18 @@ export class QemuInstance implements VmInstance {
     if (!ended(m?.status)) {
       log.warn('cancelling a migration an earlier daemon left running', { vm: this.id, status: m?.status });
       await this.exec('migrate_cancel').catch(() => {});
-      await waitFor(async () => ended((await this.queryMigrate()).status), {
-        timeoutMs: 30_000,
-        intervalMs: 50,
-        what: 'the old migration to end',
+      const over = () =>
+        waitFor(async () => ended((await this.queryMigrate()).status), {
+          timeoutMs: 10_000,
+          intervalMs: 50,
+          what: 'the old migration to end',
+        });
+      await over().catch(async () => {
+        // A cancel can hang on a connection whose peer is gone (multifd): drop the migration's
+        // connections (QMP yank), then wait again.
+        log.warn('the old migration does not end; yanking its connections', { vm: this.id });
+        await this.exec('yank', { instances: [{ type: 'migration' }] }).catch(() => {});
+        await over();
       });
     }
     const jobs = ((await this.exec('query-jobs').catch(() => [])) as JobInfo[]).filter((j) =>
