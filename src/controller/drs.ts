@@ -1,6 +1,7 @@
 import { NfError } from '../errors';
 import type { Store } from '../store/store';
 import { createLogger } from '../util/log';
+import { TOLERANCE } from './drs-policy';
 import type { Migrations } from './migration';
 import type { NodeRegistry } from './node-registry';
 import type { NodeRouter } from './node-router';
@@ -18,9 +19,6 @@ export interface DrsPolicy {
 }
 
 export const DEFAULT_DRS: DrsPolicy = { mode: 'automatic', threshold: 3 };
-
-/** The load gap between the busiest and the idlest host tolerated at each threshold. */
-export const TOLERANCE: Record<number, number> = { 1: 0.4, 2: 0.3, 3: 0.2, 4: 0.15, 5: 0.1 };
 
 /** A VM moves at most once in this long (ms). */
 export const MOVE_COOLDOWN_MS = 30 * 60_000;
@@ -203,16 +201,25 @@ export class Drs {
             .filter((h) => Date.now() - Date.parse(h.at) < MOVE_COOLDOWN_MS && h.status !== 'error')
             .map((h) => h.vm),
         );
-        const feasible = (vm: VmRecord, to: string) =>
-          !recent.has(vm.id) && this.pending.get(`${vm.id}>${to}`) === true;
-        // the migration checks are async: ask them first for every candidate, then choose
-        await this.precheck(hosts, loads, recent);
-        const move = chooseMove(
-          hosts.map((h) => ({ node: h.node, cpus: h.cpus, load: h.load })),
-          (node) => loads.get(node) ?? [],
-          TOLERANCE[policy.threshold] ?? 0.2,
-          feasible,
-        );
+        // the cheap rules first; the full migration check (it reads the cluster) only for the move
+        // chosen, and again without it when it is refused
+        const refused = new Set<string>();
+        let move: ReturnType<typeof chooseMove>;
+        for (;;) {
+          move = chooseMove(
+            hosts.map((h) => ({ node: h.node, cpus: h.cpus, load: h.cpuLoad })),
+            (node) => loads.get(node) ?? [],
+            TOLERANCE[policy.threshold] ?? 0.2,
+            (vm, to) => !recent.has(vm.id) && !refused.has(`${vm.id}>${to}`),
+          );
+          if (!move) break;
+          const ok = await this.migrations.check(move.vm.id, move.to).then(
+            () => true,
+            () => false,
+          );
+          if (ok) break;
+          refused.add(`${move.vm.id}>${move.to}`);
+        }
         if (move) {
           const pct = (x: number) => `${Math.round(x * 100)}%`;
           const cores = (loads.get(move.from) ?? []).find((l) => l.vm.id === move.vm.id)?.cores ?? 0;
@@ -254,30 +261,6 @@ export class Drs {
       return this.status();
     } finally {
       this.running = false;
-    }
-  }
-
-  /** Results of the migration checks of this pass, by "vm>target" (false: refused). */
-  private pending = new Map<string, boolean>();
-
-  private async precheck(
-    hosts: { node: string; load: number }[],
-    loads: Map<string, VmLoad[]>,
-    recent: Set<string>,
-  ): Promise<void> {
-    this.pending = new Map();
-    const busy = [...hosts].sort((a, b) => b.load - a.load)[0];
-    if (!busy) return;
-    for (const { vm } of loads.get(busy.node) ?? []) {
-      if (recent.has(vm.id)) continue;
-      for (const h of hosts) {
-        if (h.node === busy.node) continue;
-        const ok = await this.migrations.check(vm.id, h.node).then(
-          () => true,
-          () => false,
-        );
-        this.pending.set(`${vm.id}>${h.node}`, ok);
-      }
     }
   }
 
@@ -341,20 +324,15 @@ export class Drs {
   }
 
   /** Every ready host's load from its powered-on VMs (their QEMU's CPU use over the last minute). */
-  private async measure(): Promise<{
-    hosts: (HostLoad & { cpus: number; load: number })[];
-    loads: Map<string, VmLoad[]>;
-  }> {
-    const [nodes, vms, healthy] = await Promise.all([
-      this.registry.list(),
-      this.store.list<VmRecord>(keys.vms),
+  private async measure(): Promise<{ hosts: (HostLoad & { cpus: number })[]; loads: Map<string, VmLoad[]> }> {
+    const [nodes, vms] = await Promise.all([
       this.registry.schedNodes([], (n) => this.router.reachable(n)),
+      this.store.list<VmRecord>(keys.vms),
     ]);
-    const ready = new Set(healthy.filter((n) => n.ready && !n.maintenance).map((n) => n.name));
-    const hosts: (HostLoad & { cpus: number; load: number })[] = [];
+    const hosts: (HostLoad & { cpus: number })[] = [];
     const loads = new Map<string, VmLoad[]>();
-    for (const { value: n } of nodes) {
-      if (!ready.has(n.name) || !n.info) continue;
+    for (const n of nodes) {
+      if (!n.ready || n.maintenance) continue;
       const mine = vms
         .map((v) => v.value)
         .filter((v) => v.node === n.name && isPoweredOn(v, (id) => this.router.hasProcess(id)));
@@ -362,20 +340,26 @@ export class Drs {
       for (const vm of mine) {
         if (vm.migration || vm.template) continue;
         const points = await Promise.resolve(this.router.on(n.name).vmMetrics(vm.id, 'fine')).catch(() => []);
-        const recent = points.filter((p) => Date.now() - p.t * (p.t < 1e12 ? 1000 : 1) < 70_000);
-        const cpu = recent.map((p) => p.cpuPercent).filter((x): x is number => typeof x === 'number');
+        const cpu = points
+          .filter((p) => Date.now() - p.t < 70_000)
+          .map((p) => p.cpuPercent)
+          .filter((x): x is number => typeof x === 'number');
         const pct = cpu.length ? cpu.reduce((a, b) => a + b, 0) / cpu.length : 0;
         list.push({ vm, cores: (pct / 100) * vm.vcpus });
       }
+      // a VM pinned here is not a candidate, but its load counts
       loads.set(
         n.name,
         list.filter((l) => l.vm.placement?.node !== n.name),
       );
-      const cpus = Math.max(1, n.info.cpus);
-      const cpuLoad = list.reduce((a, l) => a + l.cores, 0) / cpus;
-      const memoryLoad =
-        mine.reduce((a, v) => a + v.memoryMiB * 1024 ** 2, 0) / Math.max(1, n.info.memoryTotalBytes);
-      hosts.push({ node: n.name, cpuLoad, memoryLoad, vms: mine.length, cpus, load: cpuLoad });
+      const cpus = Math.max(1, n.cpus);
+      hosts.push({
+        node: n.name,
+        cpus,
+        cpuLoad: list.reduce((a, l) => a + l.cores, 0) / cpus,
+        memoryLoad: mine.reduce((a, v) => a + v.memoryMiB * 1024 ** 2, 0) / Math.max(1, n.memoryBytes),
+        vms: mine.length,
+      });
     }
     return { hosts, loads };
   }

@@ -3,7 +3,9 @@ import { NfError } from '../errors';
 import type { VmStatus } from '../node/types';
 import { waitFor } from '../util/wait';
 import type { MigrationResult } from '../vmm/migration';
+import type { VmRunSpec } from '../vmm/types';
 import { Migrations } from './migration';
+import { Reconciler } from './reconciler';
 import { keys, type TaskRecord, type VmRecord } from './records';
 import { TaskLog } from './tasks';
 import { setup, vmId, vmRecord } from './test-cluster';
@@ -55,6 +57,7 @@ async function lab(finish: () => Promise<VmStatus>) {
   const vms = {
     find: async (ref: string) => (await store.get<VmRecord>(keys.vm(ref)))!,
     runSpec: async () => ({}),
+    reconciler: new Reconciler(store, router, async () => ({}) as VmRunSpec),
   } as unknown as VmService;
   const migrations = new Migrations(store, vms, router, registry, tasks);
   const record = async () => (await store.get<VmRecord>(keys.vm(vm.id)))!.value;

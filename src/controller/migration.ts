@@ -1,6 +1,7 @@
 import { NfError, toNfError } from '../errors';
 import type { LocalDiskRef, NodeApi } from '../node/types';
 import type { Store, Versioned } from '../store/store';
+import { bytes } from '../util/format';
 import { createLogger } from '../util/log';
 import { DEFAULT_POLICY, type MigrationPolicy, type MigrationProgress } from '../vmm/migration';
 import type { NodeRegistry } from './node-registry';
@@ -26,6 +27,7 @@ export interface MigrateOptions {
 }
 
 interface Plan {
+  /** Set once the VM is claimed for the task. */
   taskId?: string;
   vm: VmRecord;
   source: string;
@@ -290,7 +292,7 @@ export class Migrations {
       throw new NfError('unavailable', `host ${source} of VM "${vm.name}" is not reachable`);
     if (opts.node === source)
       throw new NfError('validation_failed', `VM "${vm.name}" already runs on host ${source}`);
-    if (vm.placement?.node && vm.placement.node === source)
+    if (vm.placement?.node === source)
       throw new NfError('invalid_state', `VM "${vm.name}" is pinned to host ${source} (placement.node)`);
     const sharedPools = new Set((await this.store.list<PoolRecord>(keys.pools)).map((p) => p.value.name));
     const local = vm.disks.filter((d) => !sharedPools.has(d.pool));
@@ -389,7 +391,7 @@ export class Migrations {
     const need = local.reduce((a, d) => a + d.sizeBytes, 0);
     const free = dst.info.pools.find((p) => p.name === 'local')?.freeBytes ?? 0;
     if (need > 0 && need > free)
-      return `local disks need ${gib(need)} GiB, its local pool has ${gib(free)} GiB free`;
+      return `local disks need ${bytes(need)}, its local pool has ${bytes(free)} free`;
     return undefined;
   }
 
@@ -417,42 +419,31 @@ export class Migrations {
     }
   }
 
-  /** Ends the VM's migration in its record; `node` when the guest now runs elsewhere. */
+  /** Ends the VM's migration in its record; `moved` when the guest now runs on the target. */
   private async release(
     vmId: string,
     taskId: string,
     moved?: { node: string; localDisks: string[] },
   ): Promise<void> {
-    for (let attempt = 0; attempt < 10; attempt++) {
-      const cur = await this.store.get<VmRecord>(keys.vm(vmId));
-      if (!cur || cur.value.migration?.taskId !== taskId) return;
-      const next = structuredClone(cur.value);
-      delete next.migration;
+    const cur = await this.store.get<VmRecord>(keys.vm(vmId));
+    if (!cur) return;
+    let node: string | undefined;
+    await this.vms.reconciler.update(cur, (v) => {
+      if (v.migration?.taskId !== taskId) return false; // settled already
+      delete v.migration;
       if (moved) {
-        next.node = moved.node;
+        v.node = moved.node;
         // local disks are full copies on the target: no image or template under them any more
-        for (const d of next.disks)
+        for (const d of v.disks)
           if (moved.localDisks.includes(d.id)) {
             delete d.image;
             delete d.cloneOf;
           }
       }
-      next.updatedAt = new Date().toISOString();
-      try {
-        await this.store.txn({
-          when: [{ key: cur.key, revision: cur.revision }],
-          put: [{ key: cur.key, value: next }],
-        });
-        this.router.locate(vmId, next.node);
-        return;
-      } catch (err) {
-        if (!NfError.isCode(err, 'conflict')) throw err;
-      }
-    }
-    throw new NfError(
-      'conflict',
-      `the record of VM ${vmId} kept changing; the migration is settled by the leader`,
-    );
+      node = v.node;
+      return true;
+    });
+    if (node !== undefined) this.router.locate(vmId, node);
   }
 
   private async run(plan: Plan, progress: (p: number) => void, ctl: TaskControl): Promise<void> {
@@ -668,19 +659,14 @@ export class Migrations {
     const volumes = vm.disks
       .filter((d) => m.localDisks.includes(d.id))
       .map((d) => ({ pool: d.pool, volume: d.volume }));
-    if (t.state === 'running' && !t.migration) {
+    const runsThere = await this.runsOn(m.target, vm.id);
+    if (runsThere || (s.migration === 'migrated' && t.migration === 'received')) {
+      // the target has the guest's newest state: it runs there (told now if it waits), the record follows
+      if (!runsThere) await dst.finishIncoming(vm.id);
       await this.release(vm.id, m.taskId, { node: m.target, localDisks: m.localDisks });
       await this.cleanSource(vm.id, m.source, volumes);
       await settle(true, `its controller went away; the VM runs on ${m.target}`);
       log.warn('a migration left by a controller was finished: the VM runs on its target', { vm: vm.name });
-      return;
-    }
-    if (s.migration === 'migrated' && t.migration === 'received') {
-      await dst.finishIncoming(vm.id);
-      await this.release(vm.id, m.taskId, { node: m.target, localDisks: m.localDisks });
-      await this.cleanSource(vm.id, m.source, volumes);
-      await settle(true, `its controller went away; the leader let the VM run on ${m.target}`);
-      log.warn('a migration left by a controller was finished on its target', { vm: vm.name });
       return;
     }
     if (s.migration === 'outgoing') await src.cancelMigration(vm.id, 'its controller went away');
@@ -690,8 +676,4 @@ export class Migrations {
     await settle(false, `its controller went away; the migration was undone and the VM runs on ${m.source}`);
     log.warn('a migration left by a controller was undone: the VM stays on its source', { vm: vm.name });
   }
-}
-
-function gib(bytes: number): string {
-  return (bytes / 1024 ** 3).toFixed(1);
 }

@@ -5,7 +5,7 @@ import { KeyedLock } from '../util/lock';
 import { createLogger } from '../util/log';
 import type { VmRunSpec } from '../vmm/types';
 import type { NodeRouter } from './node-router';
-import { keys, type VmRecord } from './records';
+import { keys, notMigrating, type VmRecord } from './records';
 
 const log = createLogger('reconciler');
 
@@ -111,11 +111,7 @@ export class Reconciler {
     if (!cur) return undefined;
     const vm = cur.value;
     this.node.locate(id, vm.node);
-    if (vm.migration)
-      throw new NfError(
-        'invalid_state',
-        `VM "${vm.name}" is being migrated from ${vm.migration.source} to ${vm.migration.target} (task ${vm.migration.taskId}); wait for it or cancel it`,
-      );
+    notMigrating(vm);
     if (!vm.node) {
       if (vm.power !== 'stopped')
         throw new NfError(

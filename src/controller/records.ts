@@ -1,3 +1,4 @@
+import { NfError } from '../errors';
 /** What the controller keeps in etcd. Keys live under one versioned prefix. */
 
 export const PREFIX = '/neuroflow/v1/';
@@ -120,6 +121,16 @@ export interface VmRecord {
   lastError?: { message: string; at: string };
   createdAt: string;
   updatedAt: string;
+}
+
+/** Refuses an action on a VM while a live migration decides where it runs. */
+export function notMigrating(vm: VmRecord): void {
+  const m = vm.migration;
+  if (m)
+    throw new NfError(
+      'invalid_state',
+      `VM "${vm.name}" is being migrated from ${m.source} to ${m.target} (task ${m.taskId}); wait for it or cancel it`,
+    );
 }
 
 /**

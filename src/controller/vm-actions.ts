@@ -3,7 +3,14 @@ import type { StopOptions } from '../node/types';
 import type { Versioned } from '../store/store';
 import { createLogger } from '../util/log';
 import type { Admission } from './admission';
-import { keys, type NodeRecord, type PowerState, type SnapshotRecord, type VmRecord } from './records';
+import {
+  keys,
+  type NodeRecord,
+  notMigrating,
+  type PowerState,
+  type SnapshotRecord,
+  type VmRecord,
+} from './records';
 import type { VmService, VmView } from './vms';
 
 const log = createLogger('vm-actions');
@@ -270,8 +277,7 @@ export class VmActions {
   async diskMoveCheck(ref: string, diskId: string, pool: string): Promise<{ vm: VmRecord; live: boolean }> {
     const vm = (await this.vms.find(ref)).value;
     this.notTemplate(vm, 'move a disk of');
-    if (vm.migration)
-      throw new NfError('invalid_state', `VM "${vm.name}" is being migrated (task ${vm.migration.taskId})`);
+    notMigrating(vm);
     const disk = vm.disks.find((d) => d.id === diskId);
     if (!disk)
       throw new NfError(
@@ -462,12 +468,7 @@ export class VmActions {
     const first = await this.vms.find(ref);
     await this.reconciler.lock.run(first.value.id, async () => {
       const cur = await this.vms.find(first.value.id);
-      const m = cur.value.migration;
-      if (m)
-        throw new NfError(
-          'invalid_state',
-          `VM "${cur.value.name}" is being migrated from ${m.source} to ${m.target} (task ${m.taskId}); wait for it or cancel it`,
-        );
+      notMigrating(cur.value);
       await fn(cur);
     });
     return this.vms.get(first.value.id);

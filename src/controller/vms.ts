@@ -18,6 +18,7 @@ import {
   keys,
   type NetworkRecord,
   type NodeRecord,
+  notMigrating,
   type PlacementRecord,
   type VmRecord,
 } from './records';
@@ -443,11 +444,7 @@ export class VmService {
     await this.reconciler.lock.run(first.value.id, async () => {
       const cur = await this.find(first.value.id);
       const vm = cur.value;
-      if (vm.migration)
-        throw new NfError(
-          'invalid_state',
-          `VM "${vm.name}" is being migrated (task ${vm.migration.taskId}); cancel the migration first`,
-        );
+      notMigrating(vm);
       if (vm.template) {
         const clones = (await this.store.list<VmRecord>(keys.vms))
           .filter((v) => v.value.disks.some((d) => d.cloneOf?.vm === vm.id))

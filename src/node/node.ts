@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { open, readFile, rm } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { cpus, freemem, hostname, loadavg, release, totalmem, uptime } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { CephApplyRequest, CephHost, CephHostState } from '../ceph/host';
@@ -14,12 +14,13 @@ import { writeFileAtomic } from '../util/fs';
 import type { HostPaths } from '../util/host-paths';
 import { KeyedLock } from '../util/lock';
 import { createLogger } from '../util/log';
+import { freePort } from '../util/net';
 import { pidAlive, procCmdline, readPidfile } from '../util/proc';
 import { waitFor } from '../util/wait';
 import type { IncomingEndpoint, MigrationProgress, MigrationResult, MigrationRole } from '../vmm/migration';
 import type { AccelChoice } from '../vmm/qemu/host';
 import { stderrReason } from '../vmm/qemu/instance';
-import type { VmInstance, VmmDriver, VmRunSpec } from '../vmm/types';
+import type { RuntimeState, VmInstance, VmmDriver, VmRunSpec } from '../vmm/types';
 import { AgentTracker } from './agent';
 import { MetricsCollector, type VmSampleSource } from './metrics';
 import type { Point } from './series';
@@ -288,14 +289,7 @@ export class Node implements NodeApi {
           `VM "${spec.name}" already has a QEMU process on node ${this.name}`,
         );
       }
-      const need = spec.memoryMiB * 1024 ** 2;
-      const avail = (await memAvailable()) - HOST_RESERVE_BYTES;
-      if (need > avail) {
-        throw new NfError(
-          'insufficient_resources',
-          `VM "${spec.name}" needs ${spec.memoryMiB} MiB but node ${this.name} has only ${Math.max(0, Math.floor(avail / 1024 ** 2))} MiB available; stop other VMs or lower its memory`,
-        );
-      }
+      await this.checkMemory(spec);
       const dir = this.runDir(spec.id);
       await writeFileAtomic(join(dir, 'spec.json'), JSON.stringify(spec, null, 2), 0o600);
       await this.writeJournal(spec.id, 'running');
@@ -314,6 +308,16 @@ export class Node implements NodeApi {
         startedAt: instance.startedAt,
       });
     });
+  }
+
+  /** The host has the VM's memory available now (beyond what it keeps for itself). */
+  private async checkMemory(spec: VmRunSpec): Promise<void> {
+    const avail = (await memAvailable()) - HOST_RESERVE_BYTES;
+    if (spec.memoryMiB * 1024 ** 2 > avail)
+      throw new NfError(
+        'insufficient_resources',
+        `VM "${spec.name}" needs ${spec.memoryMiB} MiB but node ${this.name} has only ${Math.max(0, Math.floor(avail / 1024 ** 2))} MiB available; stop other VMs or lower its memory`,
+      );
   }
 
   stopVm(id: string, opts: StopOptions = {}): Promise<VmStatus> {
@@ -715,6 +719,14 @@ export class Node implements NodeApi {
     }
   }
 
+  /** The VM's status with its migration role (none: it left the migration) and, when given, its state. */
+  private migrationStatus(id: string, migration?: MigrationRole, state?: RuntimeState): VmStatus {
+    const cur: Omit<VmStatus, 'updatedAt'> = { ...this.vmStatus(id) };
+    delete cur.agent; // merged in by vmStatus, not part of the stored status
+    delete cur.migration;
+    return this.setStatus({ ...cur, ...(state ? { state } : {}), ...(migration ? { migration } : {}) });
+  }
+
   /** Where a VM's QEMU here stands with a migration: its run state, and the journal for a target. */
   private async roleOf(id: string, instance: VmInstance): Promise<MigrationRole | undefined> {
     const role = await instance.migrationRole().catch(() => undefined);
@@ -762,13 +774,7 @@ export class Node implements NodeApi {
           `VM "${spec.name}" already has a QEMU process on host ${this.name}`,
         );
       const tls = await this.migrationTls(true);
-      const need = spec.memoryMiB * 1024 ** 2;
-      const avail = (await memAvailable()) - HOST_RESERVE_BYTES;
-      if (need > avail)
-        throw new NfError(
-          'insufficient_resources',
-          `VM "${spec.name}" needs ${spec.memoryMiB} MiB but host ${this.name} has only ${Math.max(0, Math.floor(avail / 1024 ** 2))} MiB available`,
-        );
+      await this.checkMemory(spec);
       // Refuse before making anything: an existing volume of that name is never taken over.
       for (const d of req.localDisks)
         if (await this.pool(d.pool).volumeInfo(d.volume))
@@ -783,10 +789,11 @@ export class Node implements NodeApi {
         await writeFileAtomic(join(dir, 'spec.json'), JSON.stringify(spec, null, 2), 0o600);
         await this.writeJournal(spec.id, 'incoming');
         for (const d of req.localDisks) {
-          await this.pool(d.pool).createVolume(d.volume, d.sizeBytes);
+          // listed before it is made (none of these names existed: checked above), so that what
+          // abortIncoming and a restarted daemon delete is exactly what this migration made
           made.push({ pool: d.pool, volume: d.volume });
-          // what abortIncoming may delete: only volumes made here for this migration
           await writeFileAtomic(join(dir, 'incoming.json'), JSON.stringify({ volumes: made }), 0o600);
+          await this.pool(d.pool).createVolume(d.volume, d.sizeBytes);
         }
         instance = await this.driver.start(spec, dir, { incoming: true });
         const nbd =
@@ -812,12 +819,7 @@ export class Node implements NodeApi {
         return endpoint;
       } catch (err) {
         await instance?.kill().catch(() => {});
-        for (const v of made)
-          await this.pool(v.pool)
-            .deleteVolume(v.volume)
-            .catch(() => {});
-        await this.writeJournal(spec.id, 'stopped').catch(() => {});
-        await rm(join(dir, 'incoming.json'), { force: true });
+        await this.dropIncoming(spec.id).catch(() => {}); // the volumes incoming.json lists
         throw err;
       }
     });
@@ -831,24 +833,15 @@ export class Node implements NodeApi {
     this.notMoving(req.vmId);
     const tls = await this.migrationTls();
     this.moving.add(req.vmId);
-    const status = (migration?: MigrationRole) => {
-      const cur = { ...this.vmStatus(req.vmId) };
-      delete cur.migration;
-      delete (cur as Partial<VmStatus>).agent;
-      this.setStatus({ ...cur, ...(migration ? { migration } : {}) });
-    };
-    status('outgoing');
+    this.migrationStatus(req.vmId, 'outgoing');
     try {
       const result = await instance.migrateOut({ ...req, tlsDir: tls.dir }, onProgress);
-      this.setStatus({ ...this.vmStatus(req.vmId), state: 'paused', migration: 'migrated' });
+      this.migrationStatus(req.vmId, 'migrated', 'paused');
       log.info('migrated out', { id: req.vmId, to: req.targetName, downtimeMs: result.downtimeMs });
       return result;
     } catch (err) {
-      if (this.instances.get(req.vmId) === instance) {
-        const state = await instance.state().catch(() => undefined);
-        if (state) this.setStatus({ ...this.vmStatus(req.vmId), state });
-        status(undefined);
-      }
+      if (this.instances.get(req.vmId) === instance)
+        this.migrationStatus(req.vmId, undefined, await instance.state().catch(() => undefined));
       throw err;
     } finally {
       this.moving.delete(req.vmId);
@@ -866,9 +859,7 @@ export class Node implements NodeApi {
       await this.writeJournal(vmId, 'running');
       await instance.finishIncoming();
       await rm(join(this.runDir(vmId), 'incoming.json'), { force: true });
-      const cur = { ...this.vmStatus(vmId) };
-      delete cur.migration;
-      return this.setStatus({ ...cur, state: await instance.state() });
+      return this.migrationStatus(vmId, undefined, await instance.state());
     });
   }
 
@@ -930,9 +921,7 @@ export class Node implements NodeApi {
     return this.serialize(vmId, async () => {
       const instance = this.running(vmId);
       await instance.resumeAfterMigration();
-      const cur = { ...this.vmStatus(vmId) };
-      delete cur.migration;
-      return this.setStatus({ ...cur, state: await instance.state() });
+      return this.migrationStatus(vmId, undefined, await instance.state());
     });
   }
 
@@ -1098,18 +1087,6 @@ async function memAvailable(): Promise<number> {
     if (m) return Number(m[1]) * 1024;
   } catch {}
   return freemem();
-}
-
-/** A TCP port free on the address right now (for a QEMU server that cannot bind port 0 and say so). */
-function freePort(address: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, address, () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** Waits for a promise up to a deadline; true if it settled in time. */

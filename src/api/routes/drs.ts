@@ -7,7 +7,9 @@ import { TaskSchema } from '../schemas';
 const HostLoad = z.object({
   node: z.string(),
   cpuLoad: z.number().openapi({ description: "CPU its VMs' QEMU processes use, over its CPUs (0..1+)" }),
-  memoryLoad: z.number().openapi({ description: "Powered-on VMs' memory over its memory (0..1)" }),
+  memoryLoad: z
+    .number()
+    .openapi({ description: "Powered-on VMs' memory over the memory the host gives VMs (0..1)" }),
   vms: z.number().int(),
 });
 

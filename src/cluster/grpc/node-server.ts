@@ -97,6 +97,40 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
     await p;
     return {};
   };
+  /**
+   * A server stream: the caller checked, progress messages at most one per `everyMs` (an `urgent` one
+   * always goes), then the last message `fn` returns, if any, and the end; a failure ends it with the
+   * error.
+   */
+  const streamed = <Req, Res>(
+    call: ServerWritableStream<Req, Res>,
+    everyMs: number,
+    fn: (req: Req, send: (m: Res, urgent?: boolean) => void) => Promise<Res | undefined>,
+  ): void => {
+    try {
+      checkPeer(peerIdentity(call), authorize, 'Node');
+    } catch (err) {
+      call.emit('error', toGrpcError(err));
+      return;
+    }
+    let last = 0;
+    const send = (m: Res, urgent = false) => {
+      const now = Date.now();
+      if ((!urgent && now - last < everyMs) || call.writableEnded) return;
+      last = now;
+      call.write(m);
+    };
+    fn(call.request, send).then(
+      (final) => {
+        if (call.writableEnded) return;
+        if (final !== undefined) call.write(final);
+        call.end();
+      },
+      (err) => {
+        if (!call.writableEnded) call.emit('error', toGrpcError(err));
+      },
+    );
+  };
 
   const unsubscribe = node.onStatus((s) => {
     seen.add(s.id);
@@ -172,38 +206,19 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
     configurePools: unary((r: pb.ConfigurePoolsRequest) =>
       empty(node.configurePools(r.pools.map((p) => ({ ...p, type: p.type as 'rbd' })))),
     ),
-    moveDisk: (call: ServerWritableStream<pb.MoveDiskRequest, pb.MoveDiskProgress>) => {
-      try {
-        checkPeer(peerIdentity(call), authorize, 'Node');
-      } catch (err) {
-        call.emit('error', toGrpcError(err));
-        return;
-      }
-      const r = call.request;
-      let last = 0;
-      node
-        .moveDisk(
+    moveDisk: (call: ServerWritableStream<pb.MoveDiskRequest, pb.MoveDiskProgress>) =>
+      streamed(call, 500, async (r, send) => {
+        await node.moveDisk(
           {
             vmId: r.vmId,
             diskId: r.diskId,
             from: { pool: r.fromPool, volume: r.fromVolume },
             to: { pool: r.toPool, volume: r.toVolume },
           },
-          (done, total) => {
-            // at most two messages a second
-            const now = Date.now();
-            if (now - last < 500 || call.writableEnded) return;
-            last = now;
-            call.write({ doneBytes: done, totalBytes: total });
-          },
-        )
-        .then(
-          () => call.end(),
-          (err) => {
-            if (!call.writableEnded) call.emit('error', toGrpcError(err));
-          },
+          (done, total) => send({ doneBytes: done, totalBytes: total }),
         );
-    },
+        return undefined;
+      }),
     cephApply: unary(async (r: pb.CephApplyRequest) =>
       cephStateToPb(await node.cephApply(cephApplyFromPb(r))),
     ),
@@ -217,19 +232,11 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
         }),
       ),
     ),
-    migrateOut: (call: ServerWritableStream<pb.MigrateOutRequest, pb.MigrateOutUpdate>) => {
-      try {
-        checkPeer(peerIdentity(call), authorize, 'Node');
-      } catch (err) {
-        call.emit('error', toGrpcError(err));
-        return;
-      }
-      const r = call.request;
-      let last = 0;
-      // no controller to finish it: a migration must not complete on its own
-      call.on('cancelled', () => void node.cancelMigration(r.vmId, 'the controller driving it went away'));
-      node
-        .migrateOut(
+    migrateOut: (call: ServerWritableStream<pb.MigrateOutRequest, pb.MigrateOutUpdate>) =>
+      streamed(call, 250, async (r, send) => {
+        // no controller to finish it: a migration must not complete on its own
+        call.on('cancelled', () => void node.cancelMigration(r.vmId, 'the controller driving it went away'));
+        const result = await node.migrateOut(
           {
             vmId: r.vmId,
             target: endpointFromPb(r.target),
@@ -237,25 +244,11 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
             policy: policyFromPb(r.policy),
             localDisks: r.localDisks,
           },
-          (p) => {
-            // at most four messages a second, and every change of phase
-            const now = Date.now();
-            if ((now - last < 250 && p.phase !== 'switching') || call.writableEnded) return;
-            last = now;
-            call.write({ kind: { $case: 'progress', value: progressToPb(p) } });
-          },
-        )
-        .then(
-          (result) => {
-            if (call.writableEnded) return;
-            call.write({ kind: { $case: 'result', value: result } });
-            call.end();
-          },
-          (err) => {
-            if (!call.writableEnded) call.emit('error', toGrpcError(err));
-          },
+          // every change of phase goes at once ("switching" starts the target)
+          (p) => send({ kind: { $case: 'progress', value: progressToPb(p) } }, p.phase === 'switching'),
         );
-    },
+        return { kind: { $case: 'result' as const, value: result } };
+      }),
     cancelMigration: unary((r: pb.CancelMigrationRequest) => empty(node.cancelMigration(r.vmId, r.reason))),
     finishIncoming: unary(async (r: pb.VmRequest) => status(await node.finishIncoming(r.id))),
     abortIncoming: unary((r: pb.AbortIncomingRequest) => empty(node.abortIncoming(r.vmId, r.volumes))),

@@ -321,30 +321,26 @@ export class RemoteNode implements NodeApi {
     await this.call('ConfigurePools', this.client.configurePools, { pools });
   }
 
-  moveDisk(req: MoveDiskRequest, onProgress?: (done: number, total: number) => void): Promise<void> {
-    if (this.closed)
-      return Promise.reject(new NfError('unavailable', `the connection to node ${this.name} is closed`));
-    return new Promise((resolve, reject) => {
-      // A copy of a large disk takes hours; the host ends the stream when it is done.
-      const stream = this.client.moveDisk(
-        {
-          vmId: req.vmId,
-          diskId: req.diskId,
-          fromPool: req.from.pool,
-          fromVolume: req.from.volume,
-          toPool: req.to.pool,
-          toVolume: req.to.volume,
-        },
-        new Metadata(),
-        { deadline: Date.now() + 24 * 3600_000 },
-      );
-      stream.on('data', (m: pb.MoveDiskProgress) => onProgress?.(Number(m.doneBytes), Number(m.totalBytes)));
-      stream.on('error', (err: ServiceError) => {
-        const ready = this.client.getChannel().getConnectivityState(false) === connectivityState.READY;
-        reject(fromGrpcError(err, `node ${this.name} (${this.address})`, 'MoveDisk', ready));
-      });
-      stream.on('end', () => resolve());
-    });
+  async moveDisk(req: MoveDiskRequest, onProgress?: (done: number, total: number) => void): Promise<void> {
+    // A copy of a large disk takes hours; the host ends the stream when it is done.
+    await this.streamed(
+      'MoveDisk',
+      24 * 3600_000,
+      (md, opts) =>
+        this.client.moveDisk(
+          {
+            vmId: req.vmId,
+            diskId: req.diskId,
+            fromPool: req.from.pool,
+            fromVolume: req.from.volume,
+            toPool: req.to.pool,
+            toVolume: req.to.volume,
+          },
+          md,
+          opts,
+        ),
+      (m: pb.MoveDiskProgress) => onProgress?.(Number(m.doneBytes), Number(m.totalBytes)),
+    );
   }
 
   async cephApply(req: CephApplyRequest): Promise<CephHostState> {
@@ -371,36 +367,53 @@ export class RemoteNode implements NodeApi {
     return endpointFromPb(r);
   }
 
-  migrateOut(req: OutgoingMigration, onProgress?: (p: MigrationProgress) => void): Promise<MigrationResult> {
+  async migrateOut(
+    req: OutgoingMigration,
+    onProgress?: (p: MigrationProgress) => void,
+  ): Promise<MigrationResult> {
+    let result: MigrationResult | undefined;
+    // the host ends the stream with the result (the policy's time limit bounds it)
+    await this.streamed(
+      'MigrateOut',
+      (req.policy.timeLimitSec + 600) * 1000,
+      (md, opts) =>
+        this.client.migrateOut(
+          {
+            vmId: req.vmId,
+            target: endpointToPb(req.target),
+            targetName: req.targetName,
+            policy: policyToPb(req.policy),
+            localDisks: req.localDisks,
+          },
+          md,
+          opts,
+        ),
+      (m: pb.MigrateOutUpdate) => {
+        if (m.kind?.$case === 'progress') onProgress?.(progressFromPb(m.kind.value));
+        else if (m.kind?.$case === 'result') result = resultFromPb(m.kind.value);
+      },
+    );
+    if (!result) throw new NfError('unavailable', `node ${this.name} ended the migration without a result`);
+    return result;
+  }
+
+  /** A server-streaming call: every message to `onData`, resolved at the end, the error mapped. */
+  private streamed<Res>(
+    what: string,
+    deadlineMs: number,
+    open: (md: Metadata, opts: { deadline: number }) => ClientReadableStream<Res>,
+    onData: (m: Res) => void,
+  ): Promise<void> {
     if (this.closed)
       return Promise.reject(new NfError('unavailable', `the connection to node ${this.name} is closed`));
     return new Promise((resolve, reject) => {
-      let result: MigrationResult | undefined;
-      // the host ends the stream with the result (the policy's time limit bounds it)
-      const stream = this.client.migrateOut(
-        {
-          vmId: req.vmId,
-          target: endpointToPb(req.target),
-          targetName: req.targetName,
-          policy: policyToPb(req.policy),
-          localDisks: req.localDisks,
-        },
-        new Metadata(),
-        { deadline: Date.now() + (req.policy.timeLimitSec + 600) * 1000 },
-      );
-      stream.on('data', (m: pb.MigrateOutUpdate) => {
-        if (m.kind?.$case === 'progress') onProgress?.(progressFromPb(m.kind.value));
-        else if (m.kind?.$case === 'result') result = resultFromPb(m.kind.value);
-      });
+      const stream = open(new Metadata(), { deadline: Date.now() + deadlineMs });
+      stream.on('data', onData);
       stream.on('error', (err: ServiceError) => {
         const ready = this.client.getChannel().getConnectivityState(false) === connectivityState.READY;
-        reject(fromGrpcError(err, `node ${this.name} (${this.address})`, 'MigrateOut', ready));
+        reject(fromGrpcError(err, `node ${this.name} (${this.address})`, what, ready));
       });
-      stream.on('end', () =>
-        result
-          ? resolve(result)
-          : reject(new NfError('unavailable', `node ${this.name} ended the migration without a result`)),
-      );
+      stream.on('end', () => resolve());
     });
   }
 

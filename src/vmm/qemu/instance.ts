@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { NfError } from '../../errors';
+import { bytes } from '../../util/format';
 import { createLogger } from '../../util/log';
 import { pidAlive } from '../../util/proc';
 import { deferred, waitFor } from '../../util/wait';
@@ -61,8 +62,11 @@ interface QueryMigrate {
   };
 }
 
-function mib(bytes: number | undefined): number {
-  return Math.round((bytes ?? 0) / 1024 ** 2);
+/** query-migrate statuses of a migration that is over (or never was). */
+function migrationOver(status?: string): boolean {
+  return (
+    !status || status === 'none' || status === 'completed' || status === 'failed' || status === 'cancelled'
+  );
 }
 
 function capabilities(o: { multifd: boolean; postcopy: boolean }): { capability: string; state: boolean }[] {
@@ -165,13 +169,7 @@ export class QemuInstance implements VmInstance {
     if (st === 'inmigrate') return 'incoming';
     if (st === 'postmigrate') return 'migrated';
     if (st === 'finish-migrate') return 'outgoing';
-    const m = (await this.exec('query-migrate')) as { status?: string };
-    return m.status === 'active' ||
-      m.status === 'setup' ||
-      m.status === 'device' ||
-      m.status?.startsWith('postcopy')
-      ? 'outgoing'
-      : undefined;
+    return migrationOver((await this.queryMigrate()).status) ? undefined : 'outgoing';
   }
 
   /**
@@ -298,7 +296,7 @@ export class QemuInstance implements VmInstance {
           if (failed || jobs.length < mirrors.length)
             throw new NfError(
               'unavailable',
-              `copying disk ${failed?.id.slice(4) ?? ''} to the target failed: ${failed?.error ?? 'the job ended'}`,
+              `copying disk ${failed?.id.replace(/^mig[^-]*-/, '') ?? ''} to the target failed: ${failed?.error ?? 'the job ended'}`,
             );
           onProgress({
             phase: 'disks',
@@ -349,13 +347,12 @@ export class QemuInstance implements VmInstance {
         let last = 0;
         for (;;) {
           if (outcome) break;
-          if (this.migrationCancel) {
-            await this.exec('migrate_cancel').catch(() => {});
-          } else if (Date.now() > deadline) {
+          if (!this.migrationCancel && Date.now() > deadline) {
             const m = await this.queryMigrate();
             this.migrationTimedOut = true;
-            this.migrationCancel = `did not converge within ${policy.timeLimitSec} s: ${mib(m.ram?.remaining)} MiB left, the guest dirties ${mib((m.ram?.['dirty-pages-rate'] ?? 0) * (m.ram?.['page-size'] ?? 4096))} MiB/s at ${Math.round(m.ram?.mbps ?? 0)} Mbit/s`;
-            await this.exec('migrate_cancel').catch(() => {});
+            this.cancelMigration(
+              `did not converge within ${policy.timeLimitSec} s: ${bytes(m.ram?.remaining ?? 0)} left, the guest dirties ${bytes((m.ram?.['dirty-pages-rate'] ?? 0) * (m.ram?.['page-size'] ?? 4096))}/s at ${Math.round(m.ram?.mbps ?? 0)} Mbit/s`,
+            );
           }
           if (Date.now() - last >= 500) {
             last = Date.now();
@@ -412,16 +409,7 @@ export class QemuInstance implements VmInstance {
       }
       // The guest is paused here now. The mirrors let go of the target consistently (a soft cancel of a
       // job in step), so the target holds every write the guest made.
-      for (const job of mirrors) await this.exec('block-job-cancel', { device: job });
-      await waitFor(
-        async () =>
-          ((await this.exec('query-jobs')) as JobInfo[])
-            .filter((j) => mirrors.includes(j.id))
-            .every((j) => j.status === 'concluded'),
-        { timeoutMs: 30_000, intervalMs: 10, what: 'the disk mirrors to finish' },
-      );
-      for (const job of mirrors) await this.exec('job-dismiss', { id: job }).catch(() => {});
-      mirrors.length = 0;
+      await this.endJobs(mirrors.splice(0), 'in-step');
       // The target holds everything: it may run now (the controller tells it at once, while the NBD
       // nodes close and the figures come).
       onProgress({ phase: 'switching' });
@@ -445,17 +433,7 @@ export class QemuInstance implements VmInstance {
       };
     } catch (err) {
       if (migrating) await this.exec('migrate_cancel').catch(() => {});
-      for (const job of mirrors)
-        await this.exec('block-job-cancel', { device: job, force: true }).catch(() => {});
-      if (mirrors.length > 0)
-        await waitFor(
-          async () =>
-            !((await this.exec('query-jobs')) as JobInfo[]).some(
-              (j) => mirrors.includes(j.id) && j.status !== 'concluded',
-            ),
-          { timeoutMs: 10_000, what: 'the disk mirrors to end' },
-        ).catch(() => {});
-      for (const job of mirrors) await this.exec('job-dismiss', { id: job }).catch(() => {});
+      await this.endJobs(mirrors, 'abort');
       await this.dropNodes(nbdNodes);
       // a guest QEMU paused for the switch-over runs on when the migration fails; make sure of it
       if ((await this.runState().catch(() => '')) === 'postmigrate')
@@ -471,13 +449,12 @@ export class QemuInstance implements VmInstance {
    * under way (cancelled), disk mirrors to a target that is gone, and their NBD nodes. The guest goes on.
    */
   async cleanupMigration(): Promise<void> {
-    const ended = (st?: string) => !st || ['none', 'completed', 'failed', 'cancelled'].includes(st);
     const m = await this.queryMigrate().catch(() => undefined);
-    if (!ended(m?.status)) {
+    if (!migrationOver(m?.status)) {
       log.warn('cancelling a migration an earlier daemon left running', { vm: this.id, status: m?.status });
       await this.exec('migrate_cancel').catch(() => {});
       const over = () =>
-        waitFor(async () => ended((await this.queryMigrate()).status), {
+        waitFor(async () => migrationOver((await this.queryMigrate()).status), {
           timeoutMs: 10_000,
           intervalMs: 50,
           what: 'the old migration to end',
@@ -495,18 +472,34 @@ export class QemuInstance implements VmInstance {
     );
     if (jobs.length === 0 && !(await this.staleNbdNodes()).length) return;
     log.warn('cleaning up what an earlier migration left', { vm: this.id, jobs: jobs.map((j) => j.id) });
-    for (const j of jobs)
-      if (j.status !== 'concluded')
-        await this.exec('block-job-cancel', { device: j.id, force: true }).catch(() => {});
-    await waitFor(
+    await this.endJobs(
+      jobs.map((j) => j.id),
+      'abort',
+    );
+    await this.dropNodes(await this.staleNbdNodes());
+  }
+
+  /**
+   * Ends block jobs and forgets them (cancelled, concluded, dismissed). `in-step`: mirrors in step let
+   * go of their target consistently (every write is there), and not ending is an error; `abort`: at
+   * once, whatever state the target is in, best effort.
+   */
+  private async endJobs(ids: string[], how: 'in-step' | 'abort'): Promise<void> {
+    if (ids.length === 0) return;
+    const force = how === 'abort';
+    for (const id of ids) {
+      const cancel = this.exec('block-job-cancel', { device: id, force });
+      await (force ? cancel.catch(() => {}) : cancel); // an abort meets jobs already over
+    }
+    const over = waitFor(
       async () =>
         ((await this.exec('query-jobs')) as JobInfo[])
-          .filter((j) => jobs.some((x) => x.id === j.id))
+          .filter((j) => ids.includes(j.id))
           .every((j) => j.status === 'concluded'),
-      { timeoutMs: 10_000, intervalMs: 50, what: 'old migration jobs to end' },
-    ).catch(() => {});
-    for (const j of jobs) await this.exec('job-dismiss', { id: j.id }).catch(() => {});
-    await this.dropNodes(await this.staleNbdNodes());
+      { timeoutMs: force ? 10_000 : 30_000, intervalMs: 10, what: 'block jobs to end' },
+    );
+    await (force ? over.catch(() => {}) : over);
+    for (const id of ids) await this.exec('job-dismiss', { id }).catch(() => {});
   }
 
   private async staleNbdNodes(): Promise<string[]> {
@@ -516,7 +509,7 @@ export class QemuInstance implements VmInstance {
     return nodes.map((n) => n['node-name']).filter((n) => /^mig[0-9a-z]*-/.test(n));
   }
 
-  /** Closes the NBD client nodes of a migration (a job that just ended may hold them a moment longer). */
+  /** Closes block nodes we added (a job that just ended may hold them a moment longer). */
   private async dropNodes(nodes: string[]): Promise<void> {
     for (const n of nodes)
       await waitFor(
@@ -527,7 +520,7 @@ export class QemuInstance implements VmInstance {
           ),
         { timeoutMs: 5000, intervalMs: 100, what: `QEMU to close ${n}` },
       ).catch((err: Error) =>
-        log.warn('cannot close a migration’s NBD node', { vm: this.id, node: n, err: err.message }),
+        log.warn('cannot close a block node', { vm: this.id, node: n, err: err.message }),
       );
   }
 
@@ -677,14 +670,9 @@ export class QemuInstance implements VmInstance {
         await Bun.sleep(250);
       }
     } catch (err) {
-      await this.exec('block-job-cancel', { device: job, force: true }).catch(() => {});
-      await waitFor(
-        async () => !((await this.exec('query-jobs')) as { id: string }[]).some((x) => x.id === job),
-        { timeoutMs: 10_000, what: 'the mirror job to end' },
-      )
-        .catch(() => this.exec('job-dismiss', { id: job }))
-        .catch(() => {});
-      for (const n of added.reverse()) await this.exec('blockdev-del', { 'node-name': n }).catch(() => {});
+      // (the job stays, concluded, until dismissed: auto-dismiss is off)
+      await this.endJobs([job], 'abort');
+      await this.dropNodes(added.reverse());
       throw err;
     }
     // The device now uses the target: close the old volume (top node first, then what it stood on).
