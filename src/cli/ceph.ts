@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { CephStatus } from '../ceph/service';
 import { NfError } from '../errors';
-import { client, GLOBAL, need, type Out } from './commands';
+import { client, GLOBAL, intFlag, need, type Out } from './commands';
 import { bytes, table } from './table';
 
 const USAGE =
@@ -24,11 +24,6 @@ export async function cephCommand(argv: string[], out: Out): Promise<void> {
     },
   });
   const api = client(values);
-  const int = (v: string | undefined, what: string) => {
-    if (v === undefined) return undefined;
-    if (!/^\d+$/.test(v)) throw new NfError('validation_failed', `${what} must be a whole number`);
-    return Number(v);
-  };
   const show = (s: CephStatus) => (values.json ? out(JSON.stringify(s, null, 2)) : out(render(s)));
   const [sub, what] = positionals;
   switch (sub) {
@@ -38,8 +33,8 @@ export async function cephCommand(argv: string[], out: Out): Promise<void> {
     case 'bootstrap': {
       const body: Record<string, unknown> = {};
       if (values.monitor) body.monitors = values.monitor;
-      const size = int(values.size, '--size');
-      const minSize = int(values['min-size'], '--min-size');
+      const size = intFlag('size', values.size);
+      const minSize = intFlag('min-size', values['min-size']);
       if (size !== undefined) body.size = size;
       if (minSize !== undefined) body.minSize = minSize;
       if (values['failure-domain']) body.failureDomain = values['failure-domain'];
@@ -52,7 +47,7 @@ export async function cephCommand(argv: string[], out: Out): Promise<void> {
           node: need(positionals, 2, 'host'),
           device: need(positionals, 3, 'device (/dev/sdX, or a file under a host path)'),
         };
-        const gib = int(values['size-gib'], '--size-gib');
+        const gib = intFlag('size-gib', values['size-gib']);
         if (gib !== undefined) body.sizeGiB = gib;
         return show(await api.request<CephStatus>('POST', '/api/v1/ceph/osds', body));
       }

@@ -1,26 +1,22 @@
 import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import type { DrsStatus } from '../controller/drs';
+import { TOLERANCE } from '../controller/drs-policy';
+import type { TaskRecord } from '../controller/records';
 import { type ErrorCode, isErrorCode, NfError } from '../errors';
 import { ApiClient, resolveEndpoint } from './client';
 import { bytes, table } from './table';
 
 export type Out = (s: string) => void;
 
-interface Task<Details = Record<string, unknown>, Result = Record<string, unknown>> {
-  id: string;
-  type: string;
-  target: string;
-  status: 'running' | 'ok' | 'error';
-  progress: number;
-  error?: { code: string; message: string };
-  cancellable?: boolean;
-  cancelRequested?: boolean;
-  details?: Details;
-  result?: Result;
-}
+/** A task as the API answers it, with its type's details and result. */
+type Task<Details = Record<string, unknown>, Result = Record<string, unknown>> = Omit<
+  TaskRecord,
+  'details' | 'result'
+> & { details?: Details; result?: Result };
 
 /** A vm.migrate task: QEMU's figures while it runs, the downtime and duration once it is done. */
-export type MigrateTask = Task<
+type MigrateTask = Task<
   {
     source: string;
     target: string;
@@ -220,17 +216,17 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       const vmName = need(positionals, 1, 'VM name');
       const disk = need(positionals, 2, 'disk (disk0, disk1, ...)');
       const pool = need(positionals, 3, 'target pool');
-      let task = await api.request<Task>('POST', `/api/v1/vms/${enc(vmName)}/disks/${enc(disk)}/move`, {
+      const started = await api.request<Task>('POST', `/api/v1/vms/${enc(vmName)}/disks/${enc(disk)}/move`, {
         pool,
       });
-      let shown = -1;
-      while (task.status === 'running') {
-        const pct = Math.floor(task.progress * 100);
-        if (pct !== shown && !values.json) out(`moving ${vmName}/${disk} to ${pool}: ${pct}%`);
-        shown = pct;
-        await Bun.sleep(1000);
-        task = await api.request<Task>('GET', `/api/v1/tasks/${enc(task.id)}`);
-      }
+      const task = await followTask(
+        api,
+        started,
+        `the move of ${vmName}/${disk}`,
+        (t) => `moving ${vmName}/${disk} to ${pool}: ${Math.floor(t.progress * 100)}%`,
+        values,
+        out,
+      );
       if (task.status === 'error') throw taskError(task, 'the move failed');
       return show(await api.request<Vm>('GET', `/api/v1/vms/${enc(vmName)}`));
     }
@@ -311,7 +307,7 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
 }
 
 /** A whole-number flag, or undefined when it is not given (the API checks the range). */
-function intFlag(flag: string, text: string | undefined): number | undefined {
+export function intFlag(flag: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
   if (text.trim() === '' || !Number.isInteger(n))
@@ -346,27 +342,31 @@ async function migrateVm(api: ApiClient, vmName: string, values: MigrateFlags, o
   if (bandwidth !== undefined) body.maxBandwidthMiBps = bandwidth;
   if (Object.keys(policy).length > 0) body.policy = policy;
   const task = await api.request<MigrateTask>('POST', `/api/v1/vms/${enc(vmName)}/migrate`, body);
-  const id = task.id;
-  if (values['no-wait']) {
-    out(
-      values.json
-        ? JSON.stringify(task, null, 2)
-        : `migrating ${vmName}${task.details ? ` to ${task.details.target}` : ''}: task ${id} (neuroflow task cancel ${id} stops it)`,
-    );
-    return;
-  }
-  if (!values.json && task.details?.why) out(`target ${task.details.target}: ${task.details.why}`);
+  if (!values['no-wait'] && !values.json && task.details?.why)
+    out(`target ${task.details.target}: ${task.details.why}`);
   return finishMigration(api, vmName, task, values, out);
 }
 
-/** Follows a started migration to its end; prints the downtime, or throws the task's error. */
+/**
+ * What follows a started migration (`vm migrate`, `drs apply`): with --no-wait, the task and how to
+ * stop it; else follows it to its end and prints the downtime, or throws the task's error.
+ */
 async function finishMigration(
   api: ApiClient,
   vmName: string,
   started: MigrateTask,
-  values: { json?: boolean },
+  values: { json?: boolean; 'no-wait'?: boolean },
   out: Out,
 ): Promise<undefined> {
+  if (values['no-wait']) {
+    const id = started.id;
+    out(
+      values.json
+        ? JSON.stringify(started, null, 2)
+        : `migrating ${vmName}${started.details ? ` to ${started.details.target}` : ''}: task ${id} (neuroflow task cancel ${id} stops it)`,
+    );
+    return;
+  }
   const task = await followTask(
     api,
     started,
@@ -388,7 +388,8 @@ async function finishMigration(
 
 /**
  * Follows a task every 500 ms until it ends, printing `line(task)` whenever it changes (not with --json).
- * Ctrl-C asks the API to cancel it and waits for the outcome; a second Ctrl-C stops waiting.
+ * For a cancellable task, Ctrl-C asks the API to cancel it and waits for the outcome; a second Ctrl-C
+ * stops waiting. Ctrl-C stops any other task's follower at once (the task goes on).
  */
 async function followTask<T extends Task<unknown, unknown>>(
   api: ApiClient,
@@ -411,7 +412,9 @@ async function followTask<T extends Task<unknown, unknown>>(
       .request('POST', `/api/v1/tasks/${enc(id)}/cancel`)
       .catch((err) => process.stderr.write(`cannot cancel: ${(err as Error).message}\n`));
   };
-  process.on('SIGINT', onInterrupt);
+  // Only a cancellable task takes over Ctrl-C; for another, the default (exit) is the right answer.
+  const cancellable = started.cancellable === true;
+  if (cancellable) process.on('SIGINT', onInterrupt);
   try {
     let shown = '';
     while (task.status === 'running') {
@@ -422,13 +425,13 @@ async function followTask<T extends Task<unknown, unknown>>(
       task = await api.request<T>('GET', `/api/v1/tasks/${enc(id)}`);
     }
   } finally {
-    process.off('SIGINT', onInterrupt);
+    if (cancellable) process.off('SIGINT', onInterrupt);
   }
   return task;
 }
 
 /** "migrating web1 h1 -> h2: memory 41%, RAM 512/2048 MiB sent, 1024 MiB left, dirty 12.0 MiB/s, iteration 3". */
-export function migrationLine(vmName: string, task: MigrateTask): string {
+function migrationLine(vmName: string, task: MigrateTask): string {
   const d = task.details;
   const mib = (n: number) => Math.round(n / 1048576);
   let line = `migrating ${vmName}${d ? ` ${d.source} -> ${d.target}` : ''}: ${d?.phase ?? 'starting'} ${Math.floor(task.progress * 100)}%`;
@@ -608,7 +611,7 @@ export async function nodeCommand(argv: string[], out: Out): Promise<void> {
 }
 
 /** A node.evacuate task: what moved where, what stayed and why, what is moving now. */
-export type EvacuateTask = Task<
+type EvacuateTask = Task<
   {
     phase: 'planning' | 'migrating' | 'done';
     total?: number;
@@ -642,7 +645,7 @@ async function evacuate(
 }
 
 /** "evacuating h2: 2/3 moved, moving web1, stayed: db1 (pinned to h2 (placement.node))". */
-export function evacuationLine(host: string, task: EvacuateTask): string {
+function evacuationLine(host: string, task: EvacuateTask): string {
   const d = task.details;
   if (!d || d.phase === 'planning') return `evacuating ${host}: planning`;
   let line = `evacuating ${host}: ${d.moved.length}/${d.total ?? '?'} moved`;
@@ -653,7 +656,7 @@ export function evacuationLine(host: string, task: EvacuateTask): string {
 }
 
 /** The end of an evacuation: where each VM went; "host h2 is empty" when every VM moved. */
-export function evacuationSummary(host: string, task: EvacuateTask): string[] {
+function evacuationSummary(host: string, task: EvacuateTask): string[] {
   const moved = task.details?.moved ?? [];
   const lines = moved.map((m) => `moved ${m.vm} -> ${m.to}`);
   if (task.status === 'ok')
@@ -846,48 +849,14 @@ export async function taskCommand(argv: string[], out: Out): Promise<void> {
   );
 }
 
-/** GET /api/v1/drs: the policy, the hosts' loads, current recommendations and the history (newest first). */
-export interface DrsStatus {
-  mode: 'off' | 'manual' | 'automatic';
-  threshold: number;
-  intervalSec: number;
-  lastRunAt?: string;
-  hosts: { node: string; cpuLoad: number; memoryLoad: number; vms: number }[];
-  recommendations: {
-    id: string;
-    vm: string;
-    vmName: string;
-    from: string;
-    to: string;
-    reason: string;
-    createdAt: string;
-  }[];
-  history: {
-    id: string;
-    at: string;
-    vm: string;
-    vmName: string;
-    from: string;
-    to: string;
-    reason: string;
-    automatic: boolean;
-    taskId?: string;
-    status: 'started' | 'ok' | 'error';
-    error?: string;
-  }[];
-}
-
-/** The load gap between the busiest and the idlest host (percentage points) each threshold tolerates. */
-export const DRS_TOLERANCE: Record<number, number> = { 1: 40, 2: 30, 3: 20, 4: 15, 5: 10 };
-
 const pct = (n: number) => `${Math.round(n * 100)}%`;
 
 /** `neuroflow drs`: mode, threshold, last run, the hosts' loads, recommendations, the last 10 moves. */
-export function describeDrs(d: DrsStatus): string {
-  const tolerance = DRS_TOLERANCE[d.threshold];
+function describeDrs(d: DrsStatus): string {
+  const tolerance = TOLERANCE[d.threshold];
   const lines = [
     `Mode:      ${d.mode}`,
-    `Threshold: ${d.threshold} (1 conservative .. 5 aggressive)${tolerance ? `: moves when hosts differ by more than ${tolerance} points` : ''}`,
+    `Threshold: ${d.threshold} (1 conservative .. 5 aggressive)${tolerance ? `: moves when hosts differ by more than ${Math.round(tolerance * 100)} points` : ''}`,
     `Last run:  ${d.lastRunAt ?? 'never'} (every ${d.intervalSec} s)`,
     '',
     table(
@@ -984,20 +953,8 @@ export async function drsCommand(argv: string[], out: Out): Promise<void> {
     case 'apply': {
       const id = need(positionals, 1, 'recommendation id (neuroflow drs lists them)');
       const task = await api.request<MigrateTask>('POST', `/api/v1/drs/recommendations/${enc(id)}/apply`);
-      // The recommendation is gone once applied: name the VM from the task (its id) or the VM record.
-      const vmName = await api
-        .request<Vm>('GET', `/api/v1/vms/${enc(task.target)}`)
-        .then((vm) => vm.name)
-        .catch(() => task.target);
-      if (values['no-wait']) {
-        out(
-          values.json
-            ? JSON.stringify(task, null, 2)
-            : `migrating ${vmName}${task.details ? ` to ${task.details.target}` : ''}: task ${task.id} (neuroflow task cancel ${task.id} stops it)`,
-        );
-        return;
-      }
-      await finishMigration(api, vmName, task, values, out);
+      // A vm.migrate task's target is the VM's name.
+      await finishMigration(api, task.target, task, values, out);
       return;
     }
     default:

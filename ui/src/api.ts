@@ -238,11 +238,20 @@ export interface JoinToken {
   usedBy?: string;
 }
 
+/** GET /images: an ISO or a disk image in a pool. */
 export interface Image {
   id: string;
   name: string;
   kind: 'iso' | 'disk';
+  format: 'iso' | 'qcow2' | 'raw';
+  pool: string;
   sizeBytes: number;
+  /** The disk's size as the guest sees it (a qcow2 file is smaller). */
+  virtualSizeBytes: number;
+  /** The host whose pool holds it (not for a shared pool). */
+  node?: string;
+  /** In a shared pool: every host clones VM disks from it; it pins no VM to a host. */
+  shared?: boolean;
 }
 
 export class ApiError extends Error {

@@ -1,15 +1,13 @@
+import { TOLERANCE } from '../../src/controller/drs-policy';
 import type { DrsMode, DrsStatus } from './api';
-
-/** The load gap (percentage points) between the busiest and the idlest host each threshold tolerates. */
-export const DRS_TOLERANCE: Record<number, number> = { 1: 40, 2: 30, 3: 20, 4: 15, 5: 10 };
 
 export const DRS_THRESHOLDS = [1, 2, 3, 4, 5];
 
 /** "3: moves when hosts differ by more than 20 points" (1 conservative .. 5 aggressive). */
 export function thresholdLabel(n: number): string {
   const kind = n === 1 ? ' (conservative)' : n === 5 ? ' (aggressive)' : '';
-  const tolerance = DRS_TOLERANCE[n];
-  return `${n}${kind}${tolerance ? `: moves when hosts differ by more than ${tolerance} points` : ''}`;
+  const tolerance = TOLERANCE[n];
+  return `${n}${kind}${tolerance ? `: moves when hosts differ by more than ${Math.round(tolerance * 100)} points` : ''}`;
 }
 
 /** A load (0..1, above 1 when overloaded) as "45%". */

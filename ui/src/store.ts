@@ -188,18 +188,37 @@ export function startLive(): void {
     refreshSoon();
   });
   source.addEventListener('task', (ev) => {
-    const e = JSON.parse((ev as MessageEvent).data) as Omit<Task, 'error'> & {
-      taskType?: string;
-      error?: string | Task['error'];
-    };
-    const error = typeof e.error === 'string' ? { code: 'error', message: e.error } : e.error;
-    const t: Task = { ...e, type: e.taskType ?? e.type, error };
-    if (t.status !== 'running' && !t.endedAt) t.endedAt = new Date().toISOString();
-    const old = state.tasks.find((x) => x.id === t.id);
-    const merged = old ? { ...old, ...t } : { ...t, startedAt: new Date().toISOString() };
-    setState({ tasks: [merged, ...state.tasks.filter((x) => x.id !== t.id)].slice(0, 100) });
+    const t = applyTaskEvent(JSON.parse((ev as MessageEvent).data) as TaskEvent);
     if (t.status !== 'running') refreshSoon();
   });
+}
+
+/** A `task` event as src/serve.ts publishes it: the type as taskType, the error as its message. */
+export type TaskEvent = Omit<Task, 'error'> & { taskType?: string; error?: string | Task['error'] };
+
+/**
+ * When the last task event of each running task arrived (Date.now()). Only tasks run by this controller
+ * have events; a running task without one lately is run elsewhere (a DRS move on the leader) or stalled.
+ */
+const taskEventAt = new Map<string, number>();
+
+/** Milliseconds since the last event of the task; Infinity when none came (or it has ended). */
+export function sinceTaskEvent(id: string, now = Date.now()): number {
+  const at = taskEventAt.get(id);
+  return at === undefined ? Number.POSITIVE_INFINITY : now - at;
+}
+
+/** Merges a task event into the store (the task goes on top) and notes when it came; returns the task. */
+export function applyTaskEvent(e: TaskEvent, now = Date.now()): Task {
+  const error = typeof e.error === 'string' ? { code: 'error', message: e.error } : e.error;
+  const t: Task = { ...e, type: e.taskType ?? e.type, error };
+  if (t.status !== 'running' && !t.endedAt) t.endedAt = new Date(now).toISOString();
+  if (t.status === 'running') taskEventAt.set(t.id, now);
+  else taskEventAt.delete(t.id);
+  const old = state.tasks.find((x) => x.id === t.id);
+  const merged = old ? { ...old, ...t } : { ...t, startedAt: new Date(now).toISOString() };
+  setState({ tasks: [merged, ...state.tasks.filter((x) => x.id !== t.id)].slice(0, 100) });
+  return merged;
 }
 
 export function stopLive(): void {

@@ -1,9 +1,9 @@
 import { useState } from 'preact/hooks';
-import { ApiError, api, fmtBytes, type HostNode, type Task } from '../api';
+import { ApiError, api, fmtBytes, type HostNode } from '../api';
 import { ago, duration, when } from '../format';
 import { evacuationDetails, evacuationOf, evacuationProgress } from '../migration';
 import { go } from '../route';
-import { attempt, getState, putTask, refreshAll, setState, toast, useStore } from '../store';
+import { attempt, getState, refreshAll, setState, toast, useStore } from '../store';
 import { collator } from '../window';
 import { ConfirmDialog } from './ConfirmDialog';
 import { Meter } from './Meter';
@@ -293,14 +293,11 @@ function HostActions({ n, single }: { n: HostNode; single: boolean }) {
       toast(`${n.name} is in maintenance mode`, 'info');
       return;
     }
+    // The node.evacuate task's events bring it into Recent tasks and keep it current.
     toast(
       `${n.name} is in maintenance mode: its VMs are being live-migrated away (progress in Recent tasks)`,
       'info',
     );
-    // Show the task at once; its events and the panel's polling keep it current.
-    api<Task>('GET', `/tasks/${encodeURIComponent(evacuationTask)}`)
-      .then(putTask)
-      .catch(() => {});
   }
 
   async function doRemove() {

@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, fmtBytes } from '../api';
+import { api, fmtBytes, type Image } from '../api';
 import { hostHref } from '../route';
 import { toast, useStore } from '../store';
 import { ConfirmDialog } from './ConfirmDialog';
@@ -146,35 +146,23 @@ export function StoragePage() {
   );
 }
 
-interface ImageRow {
-  id: string;
-  name: string;
-  kind: 'iso' | 'disk';
-  format: string;
-  pool: string;
-  sizeBytes: number;
-  virtualSizeBytes: number;
-  node?: string;
-  shared?: boolean;
-}
-
 /**
  * ISOs and disk images: where each lives (a host's pool, or a shared pool every host clones from); copy
  * a disk image into a shared pool; delete one (refused while VMs use it).
  */
 function ImagesCard({ pools }: { pools: Pool[] }) {
-  const { data: images, error: loadError, reload } = usePolled<ImageRow[]>('/images', 10_000);
+  const { data: images, error: loadError, reload } = usePolled<Image[]>('/images', 10_000);
   const [copy, setCopy] = useState<{ id: string; pool: string } | undefined>();
   const [busy, setBusy] = useState('');
   const [error, setError] = useState('');
-  const [remove, setRemove] = useState<ImageRow | undefined>();
+  const [remove, setRemove] = useState<Image | undefined>();
   const shared = pools.filter((p) => p.capabilities.shared && p.capabilities.linkedClones).map((p) => p.name);
-  async function doCopy(img: ImageRow) {
+  async function doCopy(img: Image) {
     if (!copy) return;
     setBusy(img.id);
     setError('');
     try {
-      const made = await api<ImageRow>('POST', `/images/${img.id}/copy`, { pool: copy.pool });
+      const made = await api<Image>('POST', `/images/${img.id}/copy`, { pool: copy.pool });
       toast(`image ${made.name} is in pool ${copy.pool}: VMs on every host can use it`, 'info');
       setCopy(undefined);
       await reload();

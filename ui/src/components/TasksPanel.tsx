@@ -12,11 +12,15 @@ import {
   migrationProgress,
   migrationResult,
 } from '../migration';
-import { cancelTask, putTask, useStore } from '../store';
+import { cancelTask, putTask, sinceTaskEvent, useStore } from '../store';
+
+/** A running task without an event for this long is fetched instead (ms). */
+const QUIET_MS = 3000;
 
 /**
- * The figures of running migrations and evacuations change faster than task events say: fetch those
- * tasks every second while the tab is visible.
+ * Task events carry the details and result of the tasks this controller runs; a running migration or
+ * evacuation run by another controller (a DRS move on the leader) has none here: fetch such a task
+ * every second, while the tab is visible, as long as no event for it came in the last 3 s.
  */
 function useMigrationFigures(tasks: Task[]): void {
   const ids = tasks
@@ -27,10 +31,12 @@ function useMigrationFigures(tasks: Task[]): void {
     if (!ids) return;
     const timer = setInterval(() => {
       if (document.hidden) return;
+      const now = Date.now();
       for (const id of ids.split(' '))
-        api<Task>('GET', `/tasks/${encodeURIComponent(id)}`)
-          .then(putTask)
-          .catch(() => {});
+        if (sinceTaskEvent(id, now) >= QUIET_MS)
+          api<Task>('GET', `/tasks/${encodeURIComponent(id)}`)
+            .then(putTask)
+            .catch(() => {});
     }, 1000);
     return () => clearInterval(timer);
   }, [ids]);

@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, fmtBytes, type Vm } from '../api';
+import { api, fmtBytes, type Task, type Vm } from '../api';
 import { hostHref } from '../route';
-import { refreshVms, toast } from '../store';
+import { putTask, refreshVms, toast, useStore } from '../store';
 import { StateBadge } from './StateBadge';
 
 interface GuestFacts {
@@ -64,20 +64,15 @@ function GrowDisk({ vm, disk }: { vm: Vm; disk: Vm['disks'][number] }) {
   );
 }
 
-interface MoveTask {
-  id: string;
-  status: 'running' | 'ok' | 'error';
-  progress: number;
-  error?: { message: string };
-}
-
 /** Moves a disk to another pool (live while the VM runs), showing the task's progress until it ends. */
 function MoveDisk({ vm, disk }: { vm: Vm; disk: Vm['disks'][number] }) {
   const [open, setOpen] = useState(false);
   const [pools, setPools] = useState<string[]>([]);
   const [pool, setPool] = useState('');
   const [error, setError] = useState('');
-  const [task, setTask] = useState<MoveTask | undefined>();
+  // The vm.disk.move task; its events keep the store's copy current.
+  const [taskId, setTaskId] = useState<string | undefined>();
+  const task = useStore().tasks.find((t) => t.id === taskId);
   useEffect(() => {
     if (!open) return;
     api<{ name: string; hosts: { name: string }[] }[]>('GET', '/pools')
@@ -90,6 +85,30 @@ function MoveDisk({ vm, disk }: { vm: Vm; disk: Vm['disks'][number] }) {
       })
       .catch((e) => setError((e as Error).message));
   }, [open, disk.pool, vm.node]);
+  // A task not in the store (dropped by a refresh of the task list): fetched once, not polled.
+  const missing = taskId !== undefined && !task;
+  useEffect(() => {
+    if (!missing || !taskId) return;
+    api<Task>('GET', `/tasks/${encodeURIComponent(taskId)}`)
+      .then(putTask)
+      .catch((e) => {
+        setError((e as Error).message);
+        setTaskId(undefined);
+      });
+  }, [missing, taskId]);
+  // Once the task ends: say so, once.
+  const status = task?.status;
+  useEffect(() => {
+    if (!task || status === 'running') return;
+    setTaskId(undefined);
+    if (status === 'error') {
+      setError(task.error?.message ?? 'the move failed');
+      return;
+    }
+    toast(`disk ${disk.id} of ${vm.name} moved to ${pool}`, 'info');
+    setOpen(false);
+    refreshVms().catch(() => {});
+  }, [taskId, status]);
   if (!open)
     return (
       <button type="button" class="link move-disk" onClick={() => setOpen(true)}>
@@ -100,21 +119,11 @@ function MoveDisk({ vm, disk }: { vm: Vm; disk: Vm['disks'][number] }) {
     e.preventDefault();
     setError('');
     try {
-      let t = await api<MoveTask>('POST', `/vms/${vm.id}/disks/${disk.id}/move`, { pool });
-      setTask(t);
-      while (t.status === 'running') {
-        await new Promise((r) => setTimeout(r, 1000));
-        t = await api<MoveTask>('GET', `/tasks/${t.id}`);
-        setTask(t);
-      }
-      if (t.status === 'error') throw new Error(t.error?.message ?? 'the move failed');
-      toast(`disk ${disk.id} of ${vm.name} moved to ${pool}`, 'info');
-      setOpen(false);
-      setTask(undefined);
-      await refreshVms();
+      const t = await api<Task>('POST', `/vms/${vm.id}/disks/${disk.id}/move`, { pool });
+      putTask(t);
+      setTaskId(t.id);
     } catch (err) {
       setError((err as Error).message);
-      setTask(undefined);
     }
   }
   const moving = task?.status === 'running';
