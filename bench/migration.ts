@@ -13,11 +13,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ApiClient } from '../src/cli/client';
 import { waitFor } from '../src/util/wait';
-import { ClusterHost, NetLab } from '../test/harness/cluster';
+import { ClusterHost, NetLab, readyHosts } from '../test/harness/cluster';
 import { BOOTED, testGuest } from '../test/harness/guest';
 import { guestRun, startAndBoot } from '../test/harness/serial';
 import { TICKER, TickWatch } from '../test/harness/ticks';
-import { kernelVm, type VmView } from '../test/harness/vms';
+import { kernelVm, type VmView, waitTask } from '../test/harness/vms';
 import { benchSize, record, summary } from './lib';
 
 const N = benchSize('BENCH_MIGRATIONS', 20, 2);
@@ -40,10 +40,7 @@ interface Task {
 
 testGuest();
 const lab = new NetLab();
-const hosts = [1, 2].map((i) => {
-  const h = lab.addHost();
-  return new ClusterHost(`h${i}`, h.ns, h.ip);
-});
+const hosts: ClusterHost[] = [];
 const other = (n: string) => (n === 'h1' ? 'h2' : 'h1');
 const hostOf = (n: string) => hosts.find((h) => h.name === n)!;
 let api: ApiClient;
@@ -55,13 +52,7 @@ const run = async (name: string, cmd: string) => {
 };
 async function migrate(name: string, to: string): Promise<NonNullable<Task['result']>> {
   const t = await api.request<Task>('POST', `/api/v1/vms/${name}/migrate`, { node: to });
-  const done = await waitFor(
-    async () => {
-      const x = await api.request<Task>('GET', `/api/v1/tasks/${t.id}`);
-      return x.status === 'running' ? undefined : x;
-    },
-    { timeoutMs: 600_000, intervalMs: 100, what: `the migration of ${name}` },
-  );
+  const done = (await waitTask(api, t.id, 600_000)) as Task;
   if (done.status !== 'ok' || !done.result)
     throw new Error(`migration of ${name} failed: ${done.error?.message}`);
   return done.result;
@@ -111,29 +102,43 @@ async function linkMiBps(): Promise<number> {
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  await new Promise<void>((resolve) => server.stdout!.once('data', () => resolve()));
-  const t0 = performance.now();
-  const client = spawnSync(
-    'ip',
-    [
-      'netns',
-      'exec',
-      a.ns,
-      process.execPath,
-      '-e',
-      `const net=require('node:net');const buf=Buffer.alloc(1<<20,7);let i=0;const c=net.connect(${port},'${b.ip}',()=>{const go=()=>{while(i<1024){i++;if(!c.write(buf)){c.once('drain',go);return}}c.end()};go()});c.on('error',e=>{console.error(e);process.exit(1)})`,
-    ],
-    { stdio: 'inherit', timeout: 120_000 },
-  );
-  await new Promise<void>((resolve) =>
-    server.exitCode !== null ? resolve() : server.once('exit', () => resolve()),
-  );
-  const ms = performance.now() - t0;
-  if (client.status !== 0) throw new Error('the link measure failed');
-  return bytes / 1024 ** 2 / (ms / 1000);
+  try {
+    // up, or gone (it could not listen)
+    const up = await new Promise<boolean>((resolve) => {
+      server.stdout!.once('data', () => resolve(true));
+      server.once('exit', () => resolve(false));
+    });
+    if (!up) throw new Error('the link measure could not listen');
+    const t0 = performance.now();
+    const client = spawnSync(
+      'ip',
+      [
+        'netns',
+        'exec',
+        a.ns,
+        process.execPath,
+        '-e',
+        `const net=require('node:net');const buf=Buffer.alloc(1<<20,7);let i=0;const c=net.connect(${port},'${b.ip}',()=>{const go=()=>{while(i<1024){i++;if(!c.write(buf)){c.once('drain',go);return}}c.end()};go()});c.on('error',e=>{console.error(e);process.exit(1)})`,
+      ],
+      { stdio: 'inherit', timeout: 120_000 },
+    );
+    if (client.status !== 0) throw new Error('the link measure failed');
+    await waitFor(() => server.exitCode !== null, {
+      timeoutMs: 60_000,
+      what: 'the link measure to receive everything',
+    });
+    const ms = performance.now() - t0;
+    return bytes / 1024 ** 2 / (ms / 1000);
+  } finally {
+    if (server.exitCode === null) server.kill('SIGKILL');
+  }
 }
 
 try {
+  for (const i of [1, 2]) {
+    const h = lab.addHost();
+    hosts.push(new ClusterHost(`h${i}`, h.ns, h.ip));
+  }
   const [h1, h2] = hosts as [ClusterHost, ClusterHost];
   await h1.start();
   api = h1.api(h1.file('admin.token').trim(), h1.file('cluster/pki/ca.crt'));
@@ -141,13 +146,7 @@ try {
     ttlSec: 600,
   });
   await h2.start({ join: token });
-  await waitFor(
-    async () =>
-      (await api.request<{ state: string; connected: boolean }[]>('GET', '/api/v1/nodes')).filter(
-        (n) => n.state === 'ready' && n.connected,
-      ).length === 2,
-    { timeoutMs: 120_000, what: 'two ready hosts' },
-  );
+  await readyHosts(api, 2, 120_000);
   // RAM-only guests (no disk: what a VM on a shared pool moves), 512 MiB each.
   for (const name of ['idle', 'dirty']) {
     const vm = await api.request<VmView>(
@@ -196,7 +195,8 @@ try {
   const volume = join(hostOf(diskVm.node).dataDir, 'pools', 'local', 'disks', diskVm.disks[0]!.volume);
   const raw = join(tmpdir(), `nf-bench-disk-${process.pid}.raw`);
   try {
-    spawnSync('sh', ['-c', `head -c ${DISK_MIB}M /dev/urandom > ${raw}`]);
+    if (spawnSync('sh', ['-c', `head -c ${DISK_MIB}M /dev/urandom > ${raw}`]).status !== 0)
+      throw new Error('cannot write the random disk contents');
     const conv = spawnSync('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'qcow2', raw, volume], {
       encoding: 'utf8',
     });

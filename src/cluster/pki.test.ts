@@ -333,7 +333,7 @@ describe('mutual TLS', () => {
     );
     // the certificates carry no loopback names or addresses any more
     await expect(talk({ ...client(), host: 'localhost' })).rejects.toThrow(/does not match|altname/i);
-    await expect(talk({ ...client(), host: '127.0.0.1' })).rejects.toThrow(/does not match|altname|IP/i);
+    await expect(talk({ ...client(), host: '127.0.0.1' })).rejects.toThrow(/does not match|altname/i);
   });
 
   it('rejects a name the certificate does not carry', async () => {

@@ -2,12 +2,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../src/cli/client';
 import { waitFor } from '../../src/util/wait';
-import { launchChromium } from '../harness/browser';
+import { launchChromium, signIn } from '../harness/browser';
 import { ClusterHost, NetLab } from '../harness/cluster';
+import { rejection } from '../harness/errors';
 import { BOOTED, testGuest } from '../harness/guest';
 import { guestRun, startAndBoot } from '../harness/serial';
 import { TICKER, TickWatch } from '../harness/ticks';
-import { kernelVm, type VmView } from '../harness/vms';
+import { kernelVm, type VmView, waitTask } from '../harness/vms';
 
 interface CephStatus {
   configured: boolean;
@@ -124,11 +125,8 @@ describe('integrated Ceph on three hosts', () => {
     expect(added.daemons.map((d) => `${d.host}:${d.entity}`).sort()).toEqual(
       hosts.flatMap((x) => [`${x.name}:mgr.${x.name}`, `${x.name}:mon.${x.name}`]).sort(),
     );
-    const again = await api.request('POST', '/api/v1/ceph/mons', { node: 'h3' }).then(
-      () => undefined,
-      (e: { code: string }) => e,
-    );
-    expect(again?.code).toBe('already_exists');
+    const again = await rejection(api.request('POST', '/api/v1/ceph/mons', { node: 'h3' }));
+    expect(again.code).toBe('already_exists');
     const pool = await api.request<{ rbd?: { monitors: string[] } }>('GET', '/api/v1/pools/ceph');
     expect(pool.rbd?.monitors.sort()).toEqual(hosts.map((x) => x.ip).sort());
     // No OSDs yet: the pool says what that risks.
@@ -277,6 +275,7 @@ describe('integrated Ceph on three hosts', () => {
     // The status says how much is degraded (a third of every object's copies are gone).
     const deg = await waitFor(async () => (await status()).health?.recovery, {
       timeoutMs: 60_000,
+      intervalMs: 1000,
       what: 'Ceph to report degraded objects',
     });
     expect(deg.degradedRatio).toBeGreaterThan(0);
@@ -330,18 +329,7 @@ describe('integrated Ceph on three hosts', () => {
     try {
       await waitFor(() => ticks.count >= 20, { timeoutMs: 30_000, what: 'the guest counter to tick' });
       const t = await api.request<{ id: string }>('POST', '/api/v1/vms/mover/migrate', { node: target });
-      const done = await waitFor(
-        async () => {
-          const x = await api.request<{
-            status: string;
-            error?: { message: string };
-            details?: { phase?: string; disks?: unknown };
-            result?: { downtimeMs: number; totalMs: number };
-          }>('GET', `/api/v1/tasks/${t.id}`);
-          return x.status === 'running' ? undefined : x;
-        },
-        { timeoutMs: 120_000, intervalMs: 200, what: 'the migration to end' },
-      );
+      const done = await waitTask(api, t.id, 120_000);
       expect(done.error).toBeUndefined();
       expect(done.details?.disks).toBeUndefined(); // a shared disk is not copied
       const seen = ticks.count;
@@ -369,17 +357,7 @@ describe('integrated Ceph on three hosts', () => {
   it('shows monitors, OSDs and daemons of every host in the web UI', async () => {
     const browser = await launchChromium();
     try {
-      const context = await browser.newContext({
-        ignoreHTTPSErrors: true,
-        viewport: { width: 1360, height: 900 },
-      });
-      const page = await context.newPage();
-      const pageErrors: string[] = [];
-      page.on('pageerror', (e) => pageErrors.push(String(e)));
-      await page.goto(h(1).url);
-      await page.fill('input[name=password]', h(1).file('root.password').trim());
-      await page.click('button[type=submit]');
-      await page.locator('.topbar .user', { hasText: 'root' }).waitFor({ timeout: 15_000 });
+      const { page, pageErrors } = await signIn(browser, h(1).url, h(1).file('root.password').trim());
       await page.click('.topbar nav a:has-text("Storage")');
       const rows = page.locator('.ceph-daemons tr[data-host]');
       await page.waitForFunction(

@@ -12,11 +12,11 @@ import { keys } from '../../src/controller/records';
 import { NfError } from '../../src/errors';
 import { EtcdStore } from '../../src/store/store';
 import { waitFor } from '../../src/util/wait';
-import { launchChromium } from '../harness/browser';
+import { launchChromium, signIn } from '../harness/browser';
 import { ClusterHost, NetLab } from '../harness/cluster';
 import { rejection } from '../harness/errors';
 import { BOOTED, testGuest } from '../harness/guest';
-import type { VmView } from '../harness/vms';
+import { type VmView, waitTask } from '../harness/vms';
 
 /**
  * Four hosts, each a network namespace running its own `neuroflow serve` with its own data dir and
@@ -225,19 +225,8 @@ describe('cluster of hosts in network namespaces', () => {
   it('shows the cluster in the web UI: four hosts, three etcd members, a join token created and revoked', async () => {
     const browser = await launchChromium();
     try {
-      // HTTPS with the cluster's own CA, which Chromium does not know.
-      const context = await browser.newContext({
-        ignoreHTTPSErrors: true,
-        viewport: { width: 1360, height: 860 },
-      });
-      const page = await context.newPage();
-      const pageErrors: string[] = [];
-      page.on('pageerror', (e) => pageErrors.push(String(e)));
       const h1 = byName('h1');
-      await page.goto(h1.url);
-      await page.fill('input[name=password]', h1.file('root.password').trim());
-      await page.click('button[type=submit]');
-      await page.locator('.topbar .user', { hasText: 'root' }).waitFor({ timeout: 15_000 });
+      const { page, pageErrors } = await signIn(browser, h1.url, h1.file('root.password').trim());
 
       await page.click('.topbar nav a:has-text("Cluster")');
       await page
@@ -430,10 +419,7 @@ describe('cluster of hosts in network namespaces', () => {
     await waitFor(
       async () =>
         (await apiOld.request<MigTask>('GET', `/api/v1/tasks/${mig.id}`)).details?.phase === 'memory',
-      {
-        timeoutMs: 60_000,
-        what: 'the migration to copy memory',
-      },
+      { timeoutMs: 60_000, intervalMs: 500, what: 'the migration to copy memory' },
     );
     await old.kill9();
     await waitFor(
@@ -461,13 +447,7 @@ describe('cluster of hosts in network namespaces', () => {
     await expect(api2.request('POST', '/api/v1/vms', vmBody('after-failover'))).rejects.toThrow(NfError);
     // The new leader settles the migration its dead driver left: the VM runs on its source, h4 keeps
     // nothing of it, and the task says what happened.
-    const settled = await waitFor(
-      async () => {
-        const t = await api2.request<MigTask>('GET', `/api/v1/tasks/${mig.id}`);
-        return t.status === 'running' ? undefined : t;
-      },
-      { timeoutMs: 90_000, intervalMs: 1000, what: 'the new leader to settle the migration' },
-    );
+    const settled = await waitTask(api2, mig.id, 90_000);
     expect(settled.status).toBe('error');
     expect(settled.error?.message).toMatch(/controller went away.*runs on/);
     const moved = await api2.request<VmView & { migration?: unknown }>('GET', `/api/v1/vms/${mover.id}`);
@@ -479,7 +459,7 @@ describe('cluster of hosts in network namespaces', () => {
       .filter(Boolean);
     expect(procs.length).toBe(1);
     survivor = api2;
-  });
+  }, 420_000);
 
   let survivor: ApiClient;
   it('removes a worker: refused while VMs are placed on it, done with force', async () => {

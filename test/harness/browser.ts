@@ -1,4 +1,4 @@
-import { type Browser, chromium } from 'playwright-core';
+import { type Browser, chromium, type Page } from 'playwright-core';
 
 /**
  * Debian's Chromium, headless, with everything that would call out to the network turned off (this
@@ -18,4 +18,27 @@ export function launchChromium(): Promise<Browser> {
       '--disable-sync',
     ],
   });
+}
+
+/**
+ * A page signed in as root (the password from a host's data dir) at `url`, with the page errors it
+ * collects; HTTPS with a cluster's own CA, which Chromium does not know, is accepted.
+ */
+export async function signIn(
+  browser: Browser,
+  url: string,
+  password: string,
+): Promise<{ page: Page; pageErrors: string[] }> {
+  const context = await browser.newContext({
+    ignoreHTTPSErrors: true,
+    viewport: { width: 1360, height: 900 },
+  });
+  const page = await context.newPage();
+  const pageErrors: string[] = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  await page.goto(url);
+  await page.fill('input[name=password]', password);
+  await page.click('button[type=submit]');
+  await page.locator('.topbar .user', { hasText: 'root' }).waitFor({ timeout: 15_000 });
+  return { page, pageErrors };
 }

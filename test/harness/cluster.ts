@@ -218,3 +218,14 @@ export class ClusterHost implements AsyncDisposable {
     rmSync(this.dataDir, { recursive: true, force: true });
   }
 }
+
+/** Waits until `n` hosts are ready (heartbeats arrive) and connected (the API's controller reaches them). */
+export function readyHosts(api: ApiClient, n: number, timeoutMs = 90_000): Promise<unknown> {
+  return waitFor(
+    async () =>
+      (await api.request<{ state: string; connected: boolean }[]>('GET', '/api/v1/nodes')).filter(
+        (h) => h.state === 'ready' && h.connected,
+      ).length === n,
+    { timeoutMs, intervalMs: 500, what: `${n} ready hosts` },
+  );
+}

@@ -47,9 +47,12 @@ export async function startAndBoot(
   await waitFor(
     async () => {
       const log = await read();
-      // a rotated log starts again; otherwise only what came after the start counts
-      const fresh =
-        log.length < before.length || !log.startsWith(before.slice(0, 64)) ? log : log.slice(before.length);
+      // Only what came after the start counts. The API gives the log's last 256 KiB, so the window
+      // moves as the log grows: find where the old tail ends in it now (it can only have moved towards
+      // the start; a rotated log has none of it).
+      const tail = before.slice(-200);
+      const at = tail ? log.lastIndexOf(tail, before.length - tail.length) : -1;
+      const fresh = at >= 0 ? log.slice(at + tail.length) : log;
       return banner.test(fresh);
     },
     { timeoutMs, intervalMs: 250, what: `VM ${vm} to boot after its start` },

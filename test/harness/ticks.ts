@@ -34,8 +34,11 @@ export class TickWatch {
         }
         fd = openSync(f, 'r');
         const buf = Buffer.alloc(size - off);
-        readSync(fd, buf, 0, buf.length, off);
-        closeSync(fd);
+        try {
+          readSync(fd, buf, 0, buf.length, off);
+        } finally {
+          closeSync(fd);
+        }
         this.offsets.set(f, size);
         const text = (this.partial.get(f) ?? '') + buf.toString('utf8');
         const lines = text.split('\n');

@@ -1,4 +1,5 @@
 import type { ApiClient } from '../../src/cli/client';
+import { waitFor } from '../../src/util/wait';
 import { testGuest } from './guest';
 
 export interface VmView {
@@ -44,4 +45,33 @@ export function vmAction(api: ApiClient, vm: string, action: string, query = '')
 
 export function getVm(api: ApiClient, vm: string): Promise<VmView> {
   return api.request<VmView>('GET', `/api/v1/vms/${vm}`);
+}
+
+/** A task as the API shows it (the fields tests read). */
+export interface TaskView {
+  id: string;
+  type: string;
+  status: 'running' | 'ok' | 'error';
+  progress: number;
+  error?: { code: string; message: string };
+  cancellable?: boolean;
+  details?: Record<string, unknown> & { phase?: string; source?: string; target?: string; why?: string };
+  result?: Record<string, unknown>;
+}
+
+/**
+ * Waits for a task to end and returns it; on the deadline the error lists the newest tasks, so a test
+ * report says where things stand.
+ */
+export async function waitTask(api: ApiClient, id: string, timeoutMs = 180_000): Promise<TaskView> {
+  return waitFor(
+    async () => {
+      const t = await api.request<TaskView>('GET', `/api/v1/tasks/${id}`);
+      return t.status === 'running' ? undefined : t;
+    },
+    { timeoutMs, intervalMs: 250, what: `task ${id} to end` },
+  ).catch(async (err: Error) => {
+    const all = await api.request<TaskView[]>('GET', '/api/v1/tasks?limit=8').catch(() => []);
+    throw new Error(`${err.message}\n${all.map((x) => JSON.stringify(x)).join('\n')}`);
+  });
 }

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/util/wait';
-import { launchChromium } from '../harness/browser';
+import { launchChromium, signIn } from '../harness/browser';
 import { sharedCephLab } from '../harness/ceph';
 import { TestDaemon } from '../harness/daemon';
 import { rejection } from '../harness/errors';
@@ -155,13 +155,11 @@ describe('moving a disk between pools (local ⇄ Ceph RBD)', () => {
   it('moves a disk from the VM page in the browser, with the progress shown', async () => {
     const browser = await launchChromium();
     try {
-      const page = await (await browser.newContext({ viewport: { width: 1360, height: 860 } })).newPage();
-      const pageErrors: string[] = [];
-      page.on('pageerror', (e) => pageErrors.push(String(e)));
-      await page.goto(d.url);
-      await page.fill('input[name=password]', readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim());
-      await page.click('button[type=submit]');
-      await page.locator('.topbar .user', { hasText: 'root' }).waitFor({ timeout: 15_000 });
+      const { page, pageErrors } = await signIn(
+        browser,
+        d.url,
+        readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim(),
+      );
       await page.goto(`${d.url}/#/vms/${vm.id}`);
       const disk = page.locator('.disk[data-disk=disk0]');
       await disk.locator('.move-disk').click();
