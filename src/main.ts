@@ -41,6 +41,9 @@ Usage:
                   task; exits non-zero listing what stayed); off: moves nothing back
   neuroflow drs | drs set [--mode off|manual|automatic] [--threshold 1-5] | drs run | drs apply REC_ID [--no-wait]
                   load balancing: hosts' loads, recommendations, history; settings; a pass now; apply a move
+  neuroflow ha | ha set [--detection SEC] [--tolerate N]   high availability: host states, admission control,
+                  recovery timelines (detected, fenced, restarted); detection time, host failures to tolerate
+  neuroflow vm ha NAME [--enable|--disable] [--priority high|medium|low] [--order N] [--isolation poweroff|shutdown|leave]
   neuroflow cluster show | cluster token create [--ttl 1h] [--role worker|controller] | cluster token list|show|revoke ID
   neuroflow image list|import|upload|delete ...
   neuroflow pool list|show|volumes|create|delete ...
@@ -178,6 +181,9 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'drs':
         await drsCommand(rest, out);
+        return 0;
+      case 'ha':
+        await (await import('./cli/ha')).haCommand(rest, out);
         return 0;
       case 'console':
         return await (await import('../tui/main')).consoleCommand(rest);

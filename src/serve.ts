@@ -33,6 +33,7 @@ import { CONTROLLER_SAN, fingerprint, type HostPkiFiles } from './cluster/pki';
 import { Admission } from './controller/admission';
 import { Drs } from './controller/drs';
 import { GuestService } from './controller/guest';
+import { HaService } from './controller/ha/service';
 import { ImageService } from './controller/images';
 import { Migrations } from './controller/migration';
 import { NodeRegistry } from './controller/node-registry';
@@ -47,6 +48,7 @@ import { VmService } from './controller/vms';
 import { NfError } from './errors';
 import { NatNetwork } from './network/nat';
 import { defaultNodeName, Node } from './node/node';
+import { SelfFence } from './node/self-fence';
 import type { NodeInfo } from './node/types';
 import { DirPool } from './storage/dir-pool';
 import { EmbeddedEtcd, memberUrls } from './store/etcd-server';
@@ -298,6 +300,12 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     });
     cleanup.push(() => heartbeat?.stop());
     // Only controllers that are members now may drive this host: the leader's list, from the heartbeat.
+    // HA: the host isolates its HA VMs when no report was acknowledged for the leader's window.
+    const fence = new SelfFence(node, undefined, (msg, fields) => log.warn(msg, fields));
+    node.selfFence = fence;
+    heartbeat.onAck((sentAt, windowMs) => fence.contact(sentAt, windowMs));
+    fence.start();
+    cleanup.push(() => fence.stop());
     members = new ControllerMembers(initialControllers(dataDir, cfg), controllersFile(dataDir));
     heartbeat.onControllers((list, meta) => {
       if (!members?.update(list, meta)) return;
@@ -473,8 +481,21 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     });
   }
 
-  // Node health: heartbeats arrive at the leader, which keeps one lease per node alive.
-  const leases = new EtcdHealthLeases(store.client);
+  // High availability: the leader's HA manager restarts the VMs of failed hosts elsewhere.
+  const ha = new HaService({
+    store,
+    router,
+    registry,
+    tasks,
+    reconciler,
+    fenceRbd: (pool, volumes, ips) => node.fenceRbdClients(pool, volumes, ips),
+    isLeader: () => leadership.isLeader(),
+  });
+  reconciler.hold = (vm) => ha.holds(vm);
+  await ha.settings().catch(() => {});
+
+  // Node health: heartbeats arrive at the leader, which keeps one lease per node alive (HA's detection time).
+  const leases = new EtcdHealthLeases(store.client, () => ha.detectionSec());
   const onReport = async (nodeName2: string, info: NodeInfo) => {
     await registry.recordInfo(nodeName2, info);
     await leases.beat(nodeName2, {
@@ -495,7 +516,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
         return undefined;
       },
       () => (leadership.isLeader() ? undefined : leaderAddress),
-      { controllers: () => registry.cachedControllers() },
+      { controllers: () => registry.cachedControllers(), selfFenceMs: () => ha.selfFenceMs() },
     );
     const nodeHandlers = nodeServiceHandlers(node, {
       vmIds: () => node.knownVmIds(),
@@ -537,6 +558,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   cleanup.push(() => migrations.stop());
   const drs = new Drs(store, router, registry, migrations, tasks);
   cleanup.push(() => drs.stop());
+  cleanup.push(() => ha.stop());
 
   // Leader duties.
   leadership.onChange((leader) => {
@@ -545,12 +567,14 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
       void placement.start();
       migrations.start();
       drs.start();
+      void ha.start();
       membership?.start();
     } else {
       void reconciler.stop();
       void placement.stop();
       migrations.stop();
       drs.stop();
+      ha.stop();
       membership?.stop();
       leases.close();
     }
@@ -568,6 +592,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     actions,
     migrations,
     drs,
+    ha,
     images,
     pools: poolService,
     ceph,

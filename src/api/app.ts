@@ -12,6 +12,7 @@ import { clusterRoutes } from './routes/cluster';
 import { drsRoutes } from './routes/drs';
 import { eventRoutes } from './routes/events';
 import { guestRoutes } from './routes/guest';
+import { haRoutes, vmHaRoutes } from './routes/ha';
 import { imageRoutes } from './routes/images';
 import { nodeRoutes } from './routes/nodes';
 import { poolRoutes } from './routes/pools';
@@ -62,6 +63,7 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
   api.route('/vms', vmDiskRoutes(ctx));
   api.route('/vms', vmMigrateRoutes(ctx));
   api.route('/vms', vmTemplateRoutes(ctx));
+  api.route('/vms', vmHaRoutes(ctx));
   api.route('/images', imageRoutes(ctx));
   api.route('/nodes', nodeRoutes(ctx));
   api.route('/pools', poolRoutes(ctx));
@@ -69,6 +71,7 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
   api.route('/cluster', clusterRoutes(ctx));
   api.route('/tasks', taskRoutes(ctx));
   api.route('/drs', drsRoutes(ctx));
+  api.route('/ha', haRoutes(ctx));
   app.route('/api/v1', api);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });

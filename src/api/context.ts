@@ -4,6 +4,7 @@ import type { Leadership } from '../cluster/leadership';
 import type { EtcdMembership } from '../cluster/membership';
 import type { Drs } from '../controller/drs';
 import type { GuestService } from '../controller/guest';
+import type { HaService } from '../controller/ha/service';
 import type { ImageService } from '../controller/images';
 import type { Migrations } from '../controller/migration';
 import type { NodeRegistry } from '../controller/node-registry';
@@ -37,6 +38,7 @@ export interface ApiContext {
   actions: VmActions;
   migrations: Migrations;
   drs: Drs;
+  ha: HaService;
   images: ImageService;
   pools: PoolService;
   ceph: CephService;

@@ -92,6 +92,16 @@ export const Placement = z
   })
   .openapi('Placement');
 
+/** A VM's HA policy as a request gives it: any subset of the fields. */
+export const HaPolicyInput = z
+  .strictObject({
+    enabled: z.boolean().optional(),
+    priority: z.enum(['high', 'medium', 'low']).optional(),
+    restartOrder: z.number().int().min(0).max(1000).optional(),
+    isolationResponse: z.enum(['poweroff', 'shutdown', 'leave']).optional(),
+  })
+  .openapi('HaPolicyInput');
+
 export const CreateVmBody = z
   .strictObject({
     name: NAME,
@@ -112,10 +122,30 @@ export const CreateVmBody = z
       .default(true)
       .openapi({ description: 'Give the VM the guest agent channel (virtio-serial)' }),
     placement: Placement.optional(),
+    ha: HaPolicyInput.optional().openapi({ description: 'High availability (PUT /vms/{id}/ha changes it)' }),
   })
   .openapi('CreateVm');
 
 export type CreateVmInput = z.infer<typeof CreateVmBody>;
+
+export const HaPolicySchema = z
+  .object({
+    enabled: z.boolean().openapi({ description: 'Restart the VM on another host when its host fails' }),
+    priority: z.enum(['high', 'medium', 'low']).openapi({
+      description: 'Restart class: each class runs (or 30 s pass) before the next starts',
+    }),
+    restartOrder: z
+      .number()
+      .int()
+      .min(0)
+      .max(1000)
+      .openapi({ description: 'Within a priority, lower first' }),
+    isolationResponse: z.enum(['poweroff', 'shutdown', 'leave']).openapi({
+      description:
+        'What a host that lost the cluster does with the VM before the others restart it: poweroff (kill QEMU, the default), shutdown (ask the guest; its disk writes are fenced meanwhile), leave (storage fencing alone)',
+    }),
+  })
+  .openapi('HaPolicy');
 
 export const VmState = z.enum([
   'pending',
@@ -167,6 +197,10 @@ export const VmSchema = z
       }),
     ),
     template: z.boolean().optional().openapi({ description: 'A template: never powered on; clone it' }),
+    ha: HaPolicySchema.optional(),
+    epoch: z.number().optional().openapi({
+      description: 'Ownership epoch (an etcd revision) handed to its host with every start',
+    }),
     migration: z
       .object({
         taskId: z.string(),

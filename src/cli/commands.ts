@@ -110,6 +110,11 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       postcopy: { type: 'boolean', default: false },
       'time-limit': { type: 'string' },
       'no-wait': { type: 'boolean', default: false },
+      enable: { type: 'boolean' },
+      disable: { type: 'boolean' },
+      priority: { type: 'string' },
+      order: { type: 'string' },
+      isolation: { type: 'string' },
     },
   });
   const api = client(values);
@@ -233,6 +238,10 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
     case 'migrate':
       // vm migrate NAME [--node HOST] ...: live to another host; waits for the task and shows its progress
       return migrateVm(api, need(positionals, 1, 'VM name'), values, out);
+    case 'ha':
+      // vm ha NAME [--enable|--disable] [--priority P] [--order N] [--isolation R]
+      await (await import('./ha')).vmHa(api, need(positionals, 1, 'VM name'), values, out);
+      return;
     case 'delete':
       await api.request(
         'DELETE',

@@ -105,14 +105,22 @@ export class EtcdLeadership implements Leadership {
  */
 export class EtcdHealthLeases implements HealthLeases {
   private readonly leases = new Map<string, Lease>();
+  private readonly ttls = new Map<string, number>();
 
   constructor(
     private readonly client: Etcd3,
-    private readonly ttlSec = 10,
+    /** The lease's time to live: HA's detection time (read at each beat; a change takes a new lease). */
+    private readonly ttlSec: () => number = () => 10,
   ) {}
 
   async beat(node: string, value: NodeHealthRecord): Promise<void> {
+    const ttl = this.ttlSec();
     let lease = this.leases.get(node);
+    if (lease && this.ttls.get(node) !== ttl) {
+      lease.release();
+      this.leases.delete(node);
+      lease = undefined;
+    }
     if (lease) {
       try {
         await lease.keepaliveOnce();
@@ -123,9 +131,10 @@ export class EtcdHealthLeases implements HealthLeases {
       }
     }
     if (!lease) {
-      lease = this.client.lease(this.ttlSec, { autoKeepAlive: false });
+      lease = this.client.lease(ttl, { autoKeepAlive: false });
       lease.on('lost', () => {});
       this.leases.set(node, lease);
+      this.ttls.set(node, ttl);
     }
     await lease.put(keys.nodeHealth(node)).value(JSON.stringify(value)).exec();
   }

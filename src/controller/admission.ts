@@ -1,6 +1,6 @@
 import { NfError } from '../errors';
 import { capabilitiesOf } from '../storage/registry';
-import type { Store, Versioned } from '../store/store';
+import type { Condition, Store, Versioned } from '../store/store';
 import type { NodeRegistry } from './node-registry';
 import type { NodeRouter } from './node-router';
 import { loadClusterState, toSched } from './placement';
@@ -76,17 +76,12 @@ export class Admission {
       target = elsewhere;
     }
     const written: VmRecord = { ...next, node: target };
-    const targetKey = keys.admission(target);
-    const targetTicket = target === vm.node ? ticket : await this.store.get<{ count: number }>(targetKey);
+    const targetTicket =
+      target === vm.node ? ticket : await this.store.get<{ count: number }>(keys.admission(target));
+    const bump = admissionBump(target, targetTicket);
     await this.store.txn({
-      when: [
-        { key: cur.key, revision: cur.revision },
-        targetTicket ? { key: targetKey, revision: targetTicket.revision } : { key: targetKey, absent: true },
-      ],
-      put: [
-        { key: cur.key, value: written },
-        { key: targetKey, value: { count: (targetTicket?.value.count ?? 0) + 1 } },
-      ],
+      when: [{ key: cur.key, revision: cur.revision }, bump.when],
+      put: [{ key: cur.key, value: written }, bump.put],
     });
     if (target !== vm.node) this.router.locate(vm.id, target);
     return written;
@@ -112,14 +107,7 @@ export class Admission {
 
   /** The VM needs nothing of its current host: every disk on shared storage, no image from a host pool. */
   private movable(vm: VmRecord, nodes: Versioned<NodeRecord>[], images: Versioned<ImageRecord>[]): boolean {
-    if (vm.placement?.node) return false;
-    const shared = new Set<string>();
-    for (const n of nodes)
-      for (const p of n.value.info?.pools ?? []) if (capabilitiesOf(p.type)?.shared) shared.add(p.name);
-    if (vm.disks.length === 0 || !vm.disks.every((d) => shared.has(d.pool))) return false;
-    const local = new Set(images.filter((i) => !shared.has(i.value.pool)).map((i) => i.value.id));
-    const cdrom = 'cdrom' in vm.boot && 'image' in vm.boot.cdrom ? vm.boot.cdrom.image : undefined;
-    return !(cdrom && local.has(cdrom)) && !vm.disks.some((d) => d.image && local.has(d.image));
+    return !tiedToHost(vm, nodes, images);
   }
 
   /** Another host with room for the VM, chosen by the scheduler as for a new placement. */
@@ -127,6 +115,54 @@ export class Admission {
     const p = state.place(toSched({ ...vm, node: '' }, imageNode, { pins: false }));
     return p.ok && p.node !== vm.node ? p.node : undefined;
   }
+}
+
+export type AdmissionTicket = Versioned<{ count: number }> | undefined;
+
+/**
+ * The compare and the bump of a host's admission key, for the transaction that powers a VM on there:
+ * any power-on on the host committed since `ticket` was read makes it fail. Read the ticket before the
+ * VMs the decision is based on.
+ */
+export function admissionBump(
+  node: string,
+  ticket: AdmissionTicket,
+): { when: Condition; put: { key: string; value: { count: number } } } {
+  const key = keys.admission(node);
+  return {
+    when: ticket ? { key, revision: ticket.revision } : { key, absent: true },
+    put: { key, value: { count: (ticket?.value.count ?? 0) + 1 } },
+  };
+}
+
+/** Every host's admission ticket, read at once (before the VMs, see admissionBump). */
+export async function admissionTickets(store: Store): Promise<Map<string, AdmissionTicket>> {
+  const all = await store.list<{ count: number }>(keys.admission(''));
+  return new Map(all.map((t) => [t.key.slice(keys.admission('').length), t]));
+}
+
+/**
+ * Why a VM cannot run on another host than its own (pinned, a disk on a host's pool, an image file of a
+ * host's pool), or undefined when it can: every disk on shared storage.
+ */
+export function tiedToHost(
+  vm: VmRecord,
+  nodes: Versioned<NodeRecord>[],
+  images: Versioned<ImageRecord>[],
+): string | undefined {
+  if (vm.placement?.node) return `pinned to host ${vm.placement.node}`;
+  const shared = new Set<string>();
+  for (const n of nodes)
+    for (const p of n.value.info?.pools ?? []) if (capabilitiesOf(p.type)?.shared) shared.add(p.name);
+  if (vm.disks.length === 0) return 'it has no disk on shared storage';
+  const local = vm.disks.find((d) => !shared.has(d.pool));
+  if (local) return `disk ${local.id} is on pool ${local.pool} of its host, not on shared storage`;
+  const hostImages = new Set(images.filter((i) => !shared.has(i.value.pool)).map((i) => i.value.id));
+  const cdrom = 'cdrom' in vm.boot && 'image' in vm.boot.cdrom ? vm.boot.cdrom.image : undefined;
+  if (cdrom && hostImages.has(cdrom)) return 'its CD-ROM image is in a pool of its host';
+  if (vm.disks.some((d) => d.image && hostImages.has(d.image)))
+    return 'a disk hangs off an image in a pool of its host';
+  return undefined;
 }
 
 function refusal(vm: VmRecord, s: CapacityShortfall): NfError {

@@ -77,6 +77,10 @@ class FakeNode implements RoutedNode {
   async forgetVm(id: string): Promise<void> {
     this.call(`forget ${id}`);
   }
+  async probe(): Promise<{ cutOff: boolean }> {
+    return { cutOff: false };
+  }
+  async setIsolation(): Promise<void> {}
   vmMetrics(id: string, range: 'fine' | 'coarse') {
     this.call(`vm-metrics ${id} ${range}`);
     return [{ t: 1, cpu: this.name.length }];

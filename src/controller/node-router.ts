@@ -280,6 +280,15 @@ export class NodeRouter implements NodeApi {
     return n ? n.hasProcess(id) : false;
   }
 
+  /** Probes the local host (HA probes a given host with on(name).probe()). */
+  probe(): Promise<{ cutOff: boolean }> {
+    return this.on(this.localName).probe();
+  }
+
+  setIsolation(id: string, response: 'poweroff' | 'shutdown' | 'leave' | undefined): Promise<void> {
+    return this.vm(id).setIsolation(id, response);
+  }
+
   forgetVm(id: string): Promise<void> {
     const node = this.where.get(id);
     const n = node ? this.nodes.get(node) : undefined;

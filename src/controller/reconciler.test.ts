@@ -61,6 +61,10 @@ class FakeNode implements NodeApi {
     return '';
   }
   async forgetVm(): Promise<void> {}
+  async probe(): Promise<{ cutOff: boolean }> {
+    return { cutOff: false };
+  }
+  async setIsolation(): Promise<void> {}
   vmMetrics(): [] {
     return [];
   }

@@ -26,6 +26,8 @@ export class Reconciler {
   private pending = false;
   private running = false;
   private stopped = false;
+  /** VMs another part of the leader decides about for now (HA moving them off a failed host). */
+  hold?: (vm: VmRecord) => boolean;
 
   constructor(
     private readonly store: Store,
@@ -80,6 +82,7 @@ export class Reconciler {
           if (!vm.value.node || !this.node.reachable(vm.value.node)) continue;
           // A migration decides where the guest runs until it ends (src/controller/migration.ts).
           if (vm.value.migration) continue;
+          if (this.hold?.(vm.value)) continue;
           const b = this.backoff.get(vm.value.id);
           if (b && b.until > Date.now()) continue;
           if (this.lock.busy(vm.value.id)) continue; // an API action is on it
@@ -132,7 +135,9 @@ export class Reconciler {
     if (vm.power === 'stopped' && up) {
       status = await this.during(id, 'stopping', () => this.node.stopVm(id, stopOpts));
     } else if (vm.power !== 'stopped' && !up) {
-      if (vm.runningGeneration === vm.generation) {
+      // Stopped by its host's HA isolation response (the host lost the cluster and is back, and HA did
+      // not move the VM): it is started again below, not taken as the guest's own power-off.
+      if (vm.runningGeneration === vm.generation && !status.fenced) {
         // We had it up for this request and now it is down: the guest powered off or QEMU died.
         await this.update(cur, (v) => {
           if (v.generation !== vm.generation) return false;
@@ -151,7 +156,8 @@ export class Reconciler {
         const e = toNfError(err);
         // Latch the failure only when the start surely failed: not when the host was unreachable or the
         // call timed out (QEMU may be up), nor when a QEMU already runs (another controller started it).
-        if (e.code !== 'unavailable' && e.code !== 'timeout' && e.code !== 'invalid_state') {
+        // Nor when the host refused a stale ownership epoch (the VM was handed on meanwhile).
+        if (!['unavailable', 'timeout', 'invalid_state', 'conflict'].includes(e.code)) {
           await this.update(cur, (v) => {
             if (v.generation !== vm.generation) return false; // a newer request decides now
             v.power = 'stopped';

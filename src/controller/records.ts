@@ -1,4 +1,5 @@
 import { NfError } from '../errors';
+import type { HaPolicy } from './ha/policy';
 /** What the controller keeps in etcd. Keys live under one versioned prefix. */
 
 export const PREFIX = '/neuroflow/v1/';
@@ -33,6 +34,10 @@ export const keys = {
   /** The integrated Ceph cluster (CephRecord) and its keys (CephSecretsRecord, never in API answers). */
   ceph: `${PREFIX}ceph/cluster`,
   cephSecrets: `${PREFIX}ceph/secrets`,
+  /** HA: the cluster's settings (HaSettings) and one record per host failure (RecoveryRecord). */
+  haSettings: `${PREFIX}ha/settings`,
+  haRecovery: (id: string) => `${PREFIX}ha/recoveries/${id}`,
+  haRecoveries: `${PREFIX}ha/recoveries/`,
 };
 
 export type PowerState = 'running' | 'stopped' | 'paused';
@@ -119,6 +124,13 @@ export interface VmRecord {
   };
   /** Why the last start failed or the VM died; shown as state `error` until the next start or stop. */
   lastError?: { message: string; at: string };
+  /** High availability: restarted on another host when its host fails (src/controller/ha/). */
+  ha?: HaPolicy;
+  /**
+   * Ownership epoch: the record's etcd revision when it was last handed to a host (an HA restart, a
+   * migration). Every start carries it; a host refuses a start older than one it was handed.
+   */
+  epoch?: number;
   createdAt: string;
   updatedAt: string;
 }

@@ -69,6 +69,10 @@ export class FakeNode implements NodeApi {
     return `${id}@${this.name}`;
   }
   async forgetVm(): Promise<void> {}
+  async probe(): Promise<{ cutOff: boolean }> {
+    return { cutOff: false };
+  }
+  async setIsolation(): Promise<void> {}
   vmMetrics(): [] {
     return [];
   }

@@ -7,6 +7,8 @@ import type { Store, Versioned } from '../store/store';
 import type { HostPaths } from '../util/host-paths';
 import { createLogger } from '../util/log';
 import type { VmRunSpec } from '../vmm/types';
+import { tiedToHost } from './admission';
+import { DEFAULT_HA_POLICY } from './ha/policy';
 import type { ImageService } from './images';
 import { HOST_RESERVE_BYTES } from './node-registry';
 import type { NodeRouter } from './node-router';
@@ -258,6 +260,7 @@ export class VmService {
       updatedAt: now,
     };
     if (input.placement && Object.keys(input.placement).length > 0) vm.placement = { ...input.placement };
+    if (input.ha) vm.ha = { ...DEFAULT_HA_POLICY, ...input.ha };
     if (input.description !== undefined) vm.description = input.description;
     if (!input.agent) vm.agent = false;
     try {
@@ -508,6 +511,16 @@ export class VmService {
       boot: { kind: 'disk', index: 0 },
       agent: vm.agent !== false,
     };
+    if (vm.epoch) spec.epoch = vm.epoch;
+    // The isolation response only for a VM HA can restart elsewhere: killing one it cannot would only
+    // take it down.
+    if (vm.ha?.enabled) {
+      const [nodes, images] = await Promise.all([
+        this.store.list<NodeRecord>(keys.nodes),
+        this.store.list<ImageRecord>(keys.images),
+      ]);
+      if (!tiedToHost(vm, nodes, images)) spec.isolationResponse = vm.ha.isolationResponse;
+    }
     const b = vm.boot;
     if ('kernel' in b) {
       spec.boot = { kind: 'kernel', kernel: b.kernel };

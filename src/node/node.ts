@@ -9,6 +9,7 @@ import { imageOpts, nestBlockdev } from '../storage/blockdev';
 import { DirPool } from '../storage/dir-pool';
 import { growTo, type StorageDriver, type VolumeInfo } from '../storage/driver';
 import { imageInfo, qemuImg, qemuImgProgress } from '../storage/qemu-img';
+import { RbdPool } from '../storage/rbd-pool';
 import { openSharedPool, removeSharedPool, type SharedPoolConfig } from '../storage/shared-pools';
 import { writeFileAtomic } from '../util/fs';
 import type { HostPaths } from '../util/host-paths';
@@ -23,6 +24,7 @@ import { stderrReason } from '../vmm/qemu/instance';
 import type { RuntimeState, VmInstance, VmmDriver, VmRunSpec } from '../vmm/types';
 import { AgentTracker } from './agent';
 import { MetricsCollector, type VmSampleSource } from './metrics';
+import type { SelfFence } from './self-fence';
 import type { Point } from './series';
 import type {
   ConsoleStream,
@@ -291,6 +293,7 @@ export class Node implements NodeApi {
       }
       await this.checkMemory(spec);
       const dir = this.runDir(spec.id);
+      await this.checkEpoch(spec);
       await writeFileAtomic(join(dir, 'spec.json'), JSON.stringify(spec, null, 2), 0o600);
       await this.writeJournal(spec.id, 'running');
       let instance: VmInstance;
@@ -308,6 +311,79 @@ export class Node implements NodeApi {
         startedAt: instance.startedAt,
       });
     });
+  }
+
+  /**
+   * The fencing token of HA: a start carries the VM's ownership epoch (an etcd revision), and a start
+   * older than one this host was handed is refused (a stale request from a controller that has not seen
+   * the VM handed on). The highest epoch seen is kept in the run dir.
+   */
+  private async checkEpoch(spec: VmRunSpec): Promise<void> {
+    if (!spec.epoch) return;
+    const file = join(this.runDir(spec.id), 'epoch');
+    const seen = Number((await readFile(file, 'utf8').catch(() => '0')).trim()) || 0;
+    if (spec.epoch < seen)
+      throw new NfError(
+        'conflict',
+        `VM "${spec.name}": a start with ownership epoch ${spec.epoch} came after one with epoch ${seen}; the request is stale`,
+      );
+    if (spec.epoch > seen) await writeFileAtomic(file, `${spec.epoch}\n`, 0o600);
+  }
+
+  /**
+   * HA storage fencing, run by the leader on its own host: blocklists the clients of a failed host
+   * (its addresses `ips`) on these volumes of a shared pool and removes their locks.
+   */
+  async fenceRbdClients(pool: string, volumes: string[], ips: string[]): Promise<string[]> {
+    const p = this.pool(pool);
+    if (!(p instanceof RbdPool)) throw new NfError('not_implemented', `pool "${pool}" is not an RBD pool`);
+    return p.fenceClients(volumes, ips);
+  }
+
+  /** Set by serve in a cluster: the host's half of HA fencing (probes count as contact). */
+  selfFence?: SelfFence;
+  /** VMs being stopped by the isolation response, with why: their exit is reported as `fenced`. */
+  private readonly isolating = new Map<string, string>();
+
+  probe(): Promise<{ cutOff: boolean }> {
+    this.selfFence?.contact(performance.now());
+    return Promise.resolve({ cutOff: this.selfFence?.cutOff ?? false });
+  }
+
+  async setIsolation(id: string, response: 'poweroff' | 'shutdown' | 'leave' | undefined): Promise<void> {
+    const spec = this.specOf(id);
+    if (!spec) return; // never started here: its next start carries the policy
+    if (response) spec.isolationResponse = response;
+    else delete spec.isolationResponse;
+    await writeFileAtomic(join(this.runDir(id), 'spec.json'), JSON.stringify(spec, null, 2), 0o600);
+    if (this.specs.has(id)) this.specs.set(id, spec);
+  }
+
+  /** Running VMs with an HA isolation response (SelfFence's targets). */
+  haVms(): { id: string; name: string; isolationResponse: 'poweroff' | 'shutdown' | 'leave' }[] {
+    return [...this.instances.keys()].flatMap((id) => {
+      const spec = this.specs.get(id) ?? this.specOf(id);
+      return spec?.isolationResponse
+        ? [{ id, name: spec.name, isolationResponse: spec.isolationResponse }]
+        : [];
+    });
+  }
+
+  /**
+   * The isolation response for one VM: `poweroff` kills QEMU at once (not behind an operation in
+   * progress: the cluster may restart the VM elsewhere within a second), `shutdown` asks the guest and
+   * kills it after two minutes. Its exit is reported as stopped and `fenced`.
+   */
+  async isolate(id: string, response: 'poweroff' | 'shutdown', why: string): Promise<void> {
+    const instance = this.instances.get(id);
+    if (!instance) return;
+    this.isolating.set(id, why);
+    log.warn('HA isolation response', { id, response, why });
+    if (response === 'poweroff') {
+      await this.writeJournal(id, 'stopped').catch(() => {});
+      await instance.kill();
+      await settles(instance.exited, 30_000);
+    } else await this.stopVm(id, { timeoutMs: 120_000 });
   }
 
   /** The host has the VM's memory available now (beyond what it keeps for itself). */
@@ -1000,7 +1076,11 @@ export class Node implements NodeApi {
       this.instances.delete(instance.id);
       this.specs.delete(instance.id);
       // Status first and synchronously: whoever awaited `exited` must already see the VM down.
-      if (info.clean) this.setStatus({ id: instance.id, state: 'stopped' });
+      const fenced = this.isolating.get(instance.id);
+      this.isolating.delete(instance.id);
+      if (fenced !== undefined)
+        this.setStatus({ id: instance.id, state: 'stopped', reason: fenced, fenced: true });
+      else if (info.clean) this.setStatus({ id: instance.id, state: 'stopped' });
       else {
         log.warn('VM died', { id: instance.id, reason: info.reason });
         this.setStatus({

@@ -39,6 +39,8 @@ export interface VmStatus {
   reason?: string;
   /** A migration this host's QEMU is part of (MigrationRole). */
   migration?: MigrationRole;
+  /** Stopped by the host's HA isolation response (it lost the cluster), not by the guest. */
+  fenced?: boolean;
   updatedAt: string;
 }
 
@@ -208,5 +210,12 @@ export interface NodeApi {
   hasProcess(id: string): boolean;
   /** Forgets a stopped VM's run directory (on VM delete). */
   forgetVm(id: string): Promise<void>;
+  /**
+   * HA: the leader's direct check of a host whose heartbeats stopped; answering also counts as contact
+   * for the host's self-fence. `cutOff`: the host had lost the cluster and isolated its HA VMs.
+   */
+  probe(): Promise<{ cutOff: boolean }>;
+  /** A running VM's HA isolation response changed (undefined: not an HA VM any more). */
+  setIsolation(id: string, response: 'poweroff' | 'shutdown' | 'leave' | undefined): Promise<void>;
   onStatus(listener: (status: VmStatus) => void): () => void;
 }

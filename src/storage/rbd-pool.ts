@@ -266,6 +266,39 @@ export class RbdPool implements StorageDriver {
     return `${this.config.pool}/${this.checkName(volume)}`;
   }
 
+  /**
+   * HA storage fencing: every client of `volumes` that connects from one of `ips` (a failed host's
+   * QEMUs) is blocklisted for `expireSec` (its writes are refused from then on, even if it lives on behind
+   * a partition), then its exclusive lock is removed so the VM's next QEMU takes it at once. The pool's
+   * user may do both (`profile rbd`). Returns what it did, one line per client or lock.
+   */
+  async fenceClients(volumes: string[], ips: string[], expireSec = 3600): Promise<string[]> {
+    const done: string[] = [];
+    const fromHost = (addr: string) => ips.includes(addrIp(addr));
+    for (const volume of volumes) {
+      const spec = this.spec(volume);
+      const status = await this.rbd(['status', spec, '--format', 'json']);
+      const watchers = [...status.matchAll(CLIENT_ADDR)].map((m) => m[0]).filter(fromHost);
+      const locks = parseLocks(await this.rbd(['lock', 'ls', spec, '--format', 'json']));
+      const addrs = new Set([...watchers, ...locks.map((l) => l.address).filter(fromHost)]);
+      for (const addr of addrs) {
+        // (it answers on stderr only: not JSON)
+        await cephTool('ceph', [...this.common(), 'osd', 'blocklist', 'add', addr, String(expireSec)], {
+          what: 'ceph osd blocklist add',
+        });
+        done.push(`${volume}: blocklisted ${addr}`);
+      }
+      for (const l of locks.filter((x) => fromHost(x.address))) {
+        await this.rbd(['lock', 'rm', spec, l.id, l.locker]).catch((err: Error) => {
+          // gone meanwhile (librbd broke it for the VM's next QEMU): fine
+          if (!/No such file|\(2\)/.test(err.message)) throw err;
+        });
+        done.push(`${volume}: lock of ${l.locker} removed`);
+      }
+    }
+    return done;
+  }
+
   private snapSpec(volume: string, name: string): string {
     if (!SNAPSHOT_NAME.test(name))
       throw new NfError('validation_failed', `"${name}" is not a valid snapshot name`);
@@ -290,4 +323,24 @@ export class RbdPool implements StorageDriver {
     });
     return JSON.parse(out) as T;
   }
+}
+
+/** A Ceph client instance address as the tools print it: IP:port/nonce (IPv4, or [IPv6]). */
+const CLIENT_ADDR = /(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):\d+\/\d+/g;
+
+function addrIp(addr: string): string {
+  const host = addr.slice(0, addr.lastIndexOf(':'));
+  return host.startsWith('[') ? host.slice(1, -1) : host;
+}
+
+/** `rbd lock ls --format json`: an array in Ceph 16 (an object keyed by lock id before). */
+export function parseLocks(json: string): { id: string; locker: string; address: string }[] {
+  const raw = JSON.parse(json || '[]') as unknown;
+  const list = Array.isArray(raw)
+    ? (raw as { id: string; locker: string; address: string }[])
+    : Object.entries((raw ?? {}) as Record<string, { locker: string; address: string }>).map(([id, l]) => ({
+        id,
+        ...l,
+      }));
+  return list.filter((l) => l && typeof l.id === 'string' && typeof l.locker === 'string' && l.address);
 }

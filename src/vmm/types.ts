@@ -57,6 +57,10 @@ export interface VmRunSpec {
   boot: BootRun;
   /** Give the guest the virtio-serial port org.qemu.guest_agent.0 for a guest agent. */
   agent: boolean;
+  /** Its ownership epoch (an etcd revision): a node refuses a start older than one it was handed. */
+  epoch?: number;
+  /** HA: what the host does with it when the host loses the cluster (absent: not an HA VM). */
+  isolationResponse?: 'poweroff' | 'shutdown' | 'leave';
 }
 
 export type RuntimeState = 'running' | 'paused' | 'stopped' | 'error';

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../src/cli/client';
 import { waitFor } from '../../src/util/wait';
 import { launchChromium, signIn } from '../harness/browser';
-import { ClusterHost, NetLab } from '../harness/cluster';
+import { ClusterHost, NetLab, readyHosts } from '../harness/cluster';
 import { rejection } from '../harness/errors';
 import { BOOTED, testGuest } from '../harness/guest';
 import { guestRun, startAndBoot } from '../harness/serial';
@@ -384,4 +384,197 @@ describe('integrated Ceph on three hosts', () => {
       await browser.close();
     }
   });
+
+  // --- High availability (issue 14): the last tests, they take hosts down. ---
+
+  interface Recovery {
+    id: string;
+    host: string;
+    status: string;
+    detectedAt: string;
+    fencedAt?: string;
+    fence?: string;
+    returnedAt?: string;
+    endedAt?: string;
+    durationSec?: number;
+    vms: { id: string; name: string; state: string; target?: string; runningAt?: string; taskId?: string }[];
+    unprotected: { name: string; reason: string }[];
+  }
+  interface HaStatus {
+    settings: { detectionSec: number };
+    hosts: { name: string; state: string }[];
+    recoveries: Recovery[];
+  }
+  const ha = () => api.request<HaStatus>('GET', '/api/v1/ha');
+  /** A host that is neither the leader nor h1 (the API the test talks to). */
+  const victim = async () => {
+    const nodes = await api.request<{ name: string; leader: boolean }[]>('GET', '/api/v1/nodes');
+    return hosts.find((x) => x.name !== 'h1' && !nodes.find((n) => n.name === x.name)?.leader)!;
+  };
+  /** Puts the VM on `host` (a live migration) unless it runs there already. */
+  const moveTo = async (name: string, host: string) => {
+    if ((await vmOf(name)).node === host) return;
+    const t = await api.request<{ id: string }>('POST', `/api/v1/vms/${name}/migrate`, { node: host });
+    expect((await waitTask(api, t.id, 120_000)).error).toBeUndefined();
+  };
+  /** Waits until the VM runs on another host than `from`, and for the guest's boot there. */
+  const runningElsewhere = async (name: string, from: string, timeoutMs = 120_000) => {
+    const vm = await waitFor(
+      async () => {
+        const v = await vmOf(name).catch(() => undefined);
+        return v && v.node !== from && v.state === 'running' ? v : undefined;
+      },
+      { timeoutMs, intervalMs: 250, what: `${name} to run again on another host than ${from}` },
+    );
+    const at = Date.now();
+    await waitFor(async () => new RegExp(BOOTED).test(await consoleLog(name)), {
+      timeoutMs: 120_000,
+      intervalMs: 250,
+      what: `${name} to boot on ${vm.node}`,
+    });
+    return { vm: vm as VmView & { startedAt?: string; pid?: number }, runningAt: at };
+  };
+  /**
+   * The guest's single-writer marker: 512-byte slots from 1 MiB on its RBD disk, each "M <boot id> <time>
+   * <slot>"; a writer resumes after the last slot written, so two copies writing would interleave.
+   */
+  const MARKER =
+    'bid=$(cut -c1-8 /proc/sys/kernel/random/boot_id); i=0; while [ $i -lt 3000 ]; do l=$(dd if=/dev/vda bs=512 skip=$((2048+i)) count=1 iflag=direct 2>/dev/null | tr -d \'\\000\'); [ -z "$l" ] && break; i=$((i+1)); done; ' +
+    'touch /tmp/mark; (while [ -e /tmp/mark ]; do echo "M $bid $(date +%s) $i" | dd of=/dev/vda bs=512 seek=$((2048+i)) count=1 oflag=direct conv=sync 2>/dev/null; [ $((i%10)) -eq 0 ] && echo MARK\'\'-$i; i=$((i+1)); sleep 0.2; done) & true';
+
+  it('HA: a host crashes (serve and QEMUs killed -9); its HA VM runs again on another host and the recovery timeline is in the API', async () => {
+    await api.request('POST', '/api/v1/vms', {
+      ...kernelVm('ha1', { disks: [{ sizeGiB: 1, pool: 'ceph' }] }),
+      ha: { enabled: true, priority: 'high' },
+    });
+    expect(await api.request<{ protection: { state: string } }>('GET', '/api/v1/vms/ha1/ha')).toMatchObject({
+      policy: { enabled: true, priority: 'high', isolationResponse: 'poweroff' },
+      protection: { state: 'protected' },
+    });
+    await start('ha1');
+    const v = await victim();
+    await moveTo('ha1', v.name);
+    const sum = (
+      await run(
+        'ha1',
+        'dd if=/dev/urandom of=/tmp/p bs=1M count=4 2>/dev/null; dd if=/tmp/p of=/dev/vda bs=1M seek=16 oflag=direct conv=fsync 2>/dev/null; md5sum </tmp/p',
+      )
+    ).trim();
+    const t0 = Date.now();
+    await v.crash();
+    const { vm, runningAt } = await runningElsewhere('ha1', v.name);
+    const rec = await waitFor(
+      async () => (await ha()).recoveries.find((r) => r.host === v.name && r.status === 'done'),
+      { timeoutMs: 60_000, intervalMs: 500, what: 'the recovery of the crashed host to end' },
+    );
+    const ms = (iso?: string) => (iso ? Date.parse(iso) - t0 : Number.NaN);
+    console.log(
+      `HA after a crash of ${v.name}: detected +${ms(rec.detectedAt)} ms, fenced +${ms(rec.fencedAt)} ms, running on ${vm.node} +${ms(rec.vms[0]?.runningAt)} ms, guest booted +${runningAt - t0} ms; fence: ${rec.fence}`,
+    );
+    expect(rec.vms.map((x) => [x.name, x.state, x.target])).toEqual([['ha1', 'running', vm.node]]);
+    expect(ms(rec.detectedAt)).toBeGreaterThanOrEqual(6000); // not before the lease ran out
+    expect(Date.parse(rec.fencedAt!)).toBeGreaterThanOrEqual(Date.parse(rec.detectedAt));
+    const task = await api.request<{ type: string; status: string; target: string }>(
+      'GET',
+      `/api/v1/tasks/${rec.vms[0]!.taskId}`,
+    );
+    expect(task).toMatchObject({ type: 'vm.ha-restart', status: 'ok', target: 'ha1' });
+    // Same disk: the data written on the crashed host is there.
+    const again = await run('ha1', 'dd if=/dev/vda bs=1M skip=16 count=4 iflag=direct 2>/dev/null | md5sum');
+    expect(/[0-9a-f]{32}/.exec(again)?.[0]).toBe(/[0-9a-f]{32}/.exec(sum)?.[0]);
+    // The host comes back; the VM stays where it is, one copy.
+    await v.start();
+    await readyHosts(api, 3, 180_000);
+    expect(v.qemuPids(vm.id)).toEqual([]);
+    expect((await vmOf('ha1')).node).toBe(vm.node);
+  }, 600_000);
+
+  it('HA: a partitioned host powers off its HA VM before the others restart it; one writer on the disk; the host rejoins', async () => {
+    const v = await victim();
+    await moveTo('ha1', v.name);
+    const before = (await vmOf('ha1')) as VmView & { pid?: number };
+    expect(before.pid).toBeGreaterThan(0);
+    await run('ha1', MARKER);
+    await waitFor(async () => /MARK-\d*[1-9]0\b/.test(await consoleLog('ha1')), {
+      timeoutMs: 60_000,
+      what: 'the marker writer to write',
+    });
+    // Watch the isolated copy's QEMU from outside: when does it die?
+    let deadAt: number | undefined;
+    const watch = setInterval(() => {
+      if (deadAt === undefined && !v.qemuPids(before.id).includes(before.pid!)) deadAt = Date.now();
+    }, 25);
+    const cutAt = Date.now();
+    v.link(false);
+    try {
+      const { vm } = await runningElsewhere('ha1', v.name, 180_000);
+      const started = Date.parse((vm as { startedAt?: string }).startedAt ?? '');
+      console.log(
+        `HA after a partition of ${v.name}: its copy killed +${deadAt! - cutAt} ms, the new one started on ${vm.node} +${started - cutAt} ms`,
+      );
+      // The isolated host ended its copy itself, and before the new one started (never two).
+      expect(deadAt).toBeDefined();
+      expect(deadAt! - cutAt).toBeGreaterThanOrEqual(5000);
+      expect(deadAt!).toBeLessThan(started);
+      await run('ha1', MARKER);
+      await waitFor(async () => ((await consoleLog('ha1')).match(/MARK-\d+/g) ?? []).length >= 3, {
+        timeoutMs: 120_000,
+        what: 'the marker writer on the new host',
+      });
+    } finally {
+      clearInterval(watch);
+      v.link(true);
+    }
+    // The link is back: the host rejoins, and there is still one copy.
+    await readyHosts(api, 3, 180_000);
+    const after = await vmOf('ha1');
+    expect(after.node).not.toBe(v.name);
+    expect(v.qemuPids(before.id)).toEqual([]);
+    const rec = (await ha()).recoveries.find(
+      (r) => r.host === v.name && r.detectedAt > new Date(cutAt).toISOString(),
+    );
+    expect(rec?.status).toBe('done');
+    await waitFor(async () => !!(await ha()).recoveries.find((r) => r.id === rec!.id)?.returnedAt, {
+      timeoutMs: 60_000,
+      what: 'the recovery to note that the host came back',
+    });
+    // The web UI shows the recovery as a timeline: detected, fenced, the VM running on its new host.
+    const browser = await launchChromium();
+    try {
+      const { page, pageErrors } = await signIn(browser, h(1).url, h(1).file('root.password').trim());
+      await page.click('.topbar nav a:has-text("Cluster")');
+      const row = page.locator(`.ha-recoveries [data-recovery="${rec!.id}"]`);
+      await row
+        .locator('.ha-step[data-step="vm"][data-vm="ha1"][data-state="running"]')
+        .waitFor({ timeout: 30_000 });
+      expect(await row.getAttribute('data-status')).toBe('done');
+      expect(await row.locator('.ha-step[data-step="fenced"]').count()).toBe(1);
+      expect(await row.locator('.ha-timeline').textContent()).toContain(`ha1 running on ${after.node}`);
+      expect(pageErrors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+    // The marker: every slot in order, one boot then the other, the first's last write before the second's first.
+    await run('ha1', 'rm /tmp/mark; sleep 1');
+    const out = await run(
+      'ha1',
+      'i=0; while [ $i -lt 3000 ]; do l=$(dd if=/dev/vda bs=512 skip=$((2048+i)) count=1 iflag=direct 2>/dev/null | tr -d \'\\000\'); [ -z "$l" ] && break; echo "$l"; i=$((i+1)); done',
+      120_000,
+    );
+    const slots = out
+      .split('\n')
+      .map((l) => /^M (\w+) (\d+) (\d+)$/.exec(l.trim()))
+      .filter((m): m is RegExpExecArray => !!m)
+      .map((m) => ({ boot: m[1]!, time: Number(m[2]), slot: Number(m[3]) }));
+    expect(slots.length).toBeGreaterThan(10);
+    expect(slots.map((x) => x.slot)).toEqual(slots.map((_, i) => i));
+    const boots = slots.map((x) => x.boot).filter((b, i, a) => i === 0 || a[i - 1] !== b);
+    // the boot before the partition (a migration keeps the guest's boot) and the one after the restart
+    expect(new Set(boots).size).toBe(boots.length); // no boot writes again after another took over
+    for (let i = 1; i < slots.length; i++)
+      if (slots[i]!.boot !== slots[i - 1]!.boot)
+        expect(slots[i - 1]!.time).toBeLessThanOrEqual(slots[i]!.time);
+    expect(boots.length).toBeGreaterThanOrEqual(2);
+    await api.request('POST', '/api/v1/vms/ha1/stop?force=true');
+  }, 600_000);
 });

@@ -173,6 +173,32 @@ export class ClusterHost implements AsyncDisposable {
     await killAll(pids);
   }
 
+  /** The host's QEMU processes (of VMs in its run dir), alive now. */
+  qemuPids(vmId?: string): number[] {
+    const vmsDir = join(this.dataDir, 'node', 'vms');
+    if (!existsSync(vmsDir)) return [];
+    return readdirSync(vmsDir)
+      .filter((id) => !vmId || id === vmId)
+      .flatMap((id) => {
+        const pid = readPidfile(join(vmsDir, id, 'qemu.pid'));
+        return pid && pidAlive(pid) && (procCmdline(pid) ?? []).some((a) => a.includes(this.dataDir))
+          ? [pid]
+          : [];
+      });
+  }
+
+  /** A host crash as HA sees it: serve and every QEMU of the host get SIGKILL (etcd and Ceph live on). */
+  async crash(): Promise<void> {
+    const qemus = this.qemuPids();
+    await this.kill9();
+    await killAll(qemus);
+  }
+
+  /** Takes the host's only link down (a partition) or up again. */
+  link(up: boolean): void {
+    run(['ip', '-n', this.ns, 'link', 'set', 'eth0', up ? 'up' : 'down']);
+  }
+
   async kill9(): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;

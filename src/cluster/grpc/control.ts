@@ -43,6 +43,8 @@ export interface ControlOptions {
    * only skips the sending for that report.
    */
   controllers?: () => pb.Controllers | Promise<pb.Controllers>;
+  /** HA: the self-fence window sent with every acknowledgement (0: off). */
+  selfFenceMs?: () => number;
 }
 
 /**
@@ -88,7 +90,9 @@ export function controlHandlers(
             }
             const assignment = await onReport(peer, report);
             if (call.writableEnded || call.cancelled) return;
-            call.write({ kind: { $case: 'ack', value: { seq: report.seq } } });
+            call.write({
+              kind: { $case: 'ack', value: { seq: report.seq, selfFenceMs: opts.selfFenceMs?.() ?? 0 } },
+            });
             if (assignment && assignment.join('\n') !== last?.join('\n')) {
               last = [...assignment];
               call.write({ kind: { $case: 'assignment', value: { vmIds: last } } });
@@ -128,6 +132,11 @@ export interface HeartbeatOptions {
   intervalMs?: number;
   /** First and longest wait before trying the next controller (250 ms, 5 s). */
   reconnectMinMs?: number;
+  /**
+   * A report not acknowledged within this long (2.5 intervals) means a stalled controller: the stream is
+   * dropped and the next controller tried (a new leader redirects), before the host's self-fence.
+   */
+  ackTimeoutMs?: number;
   reconnectMaxMs?: number;
   /** The name a controller's certificate must carry; by default the host part of its address. */
   serverName?: (address: string) => string;
@@ -140,6 +149,9 @@ export interface HeartbeatOptions {
  */
 export class HeartbeatClient {
   private readonly listeners = new Set<(vmIds: string[]) => void>();
+  private readonly ackListeners = new Set<(sentAt: number, selfFenceMs: number) => void>();
+  /** Send time (monotonic) of each report not yet acknowledged, by seq. */
+  private readonly sentAt = new Map<number, number>();
   private readonly controllerListeners = new Set<
     (list: pb.Controllers, meta: { firstOfStream: boolean }) => void
   >();
@@ -179,6 +191,15 @@ export class HeartbeatClient {
     return this.acked ? this.target : undefined;
   }
 
+  /**
+   * Called on each acknowledgement with the send time (performance.now()) of the report it acknowledges
+   * (the leader renewed the host's lease after that) and the self-fence window the leader asks for.
+   */
+  onAck(listener: (sentAt: number, selfFenceMs: number) => void): () => void {
+    this.ackListeners.add(listener);
+    return () => this.ackListeners.delete(listener);
+  }
+
   /** Called with the VM ids the cluster assigns to this node, each time they change. */
   onAssignment(listener: (vmIds: string[]) => void): () => void {
     this.listeners.add(listener);
@@ -197,7 +218,10 @@ export class HeartbeatClient {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
-    this.timer = setInterval(() => this.sendNow(), this.intervalMs);
+    this.timer = setInterval(() => {
+      this.checkAcks();
+      this.sendNow();
+    }, this.intervalMs);
     this.connect();
   }
 
@@ -221,7 +245,10 @@ export class HeartbeatClient {
         do {
           this.again = false;
           const report = await this.opts.report();
-          this.stream?.write({ ...report, seq: ++this.seq });
+          if (!this.stream) break;
+          const seq = ++this.seq;
+          this.sentAt.set(seq, performance.now());
+          this.stream.write({ ...report, seq });
         } while (this.again && this.stream);
       } catch (err) {
         log.warn('building the node report failed', { err });
@@ -229,6 +256,16 @@ export class HeartbeatClient {
         this.sending = false;
       }
     })();
+  }
+
+  /** Drops a stream whose controller stopped acknowledging (stalled, or cut off from etcd). */
+  private checkAcks(): void {
+    const timeout = this.opts.ackTimeoutMs ?? this.intervalMs * 2.5;
+    const oldest = Math.min(...this.sentAt.values());
+    if (!this.stream || !Number.isFinite(oldest) || performance.now() - oldest < timeout) return;
+    log.warn('the controller stopped acknowledging reports; trying the next one', { address: this.target });
+    this.disconnect();
+    this.retry = setTimeout(() => this.connect(), 0);
   }
 
   private connect(): void {
@@ -272,6 +309,16 @@ export class HeartbeatClient {
       this.acked = true;
       this.redirects = 0;
       this.backoffMs = this.reconnectMinMs;
+      const sentAt = this.sentAt.get(k.value.seq);
+      for (const seq of this.sentAt.keys()) if (seq <= k.value.seq) this.sentAt.delete(seq);
+      if (sentAt !== undefined)
+        for (const l of this.ackListeners) {
+          try {
+            l(sentAt, k.value.selfFenceMs);
+          } catch (err) {
+            log.warn('ack listener failed', { err });
+          }
+        }
     } else if (k?.$case === 'redirect') {
       this.redirectTo = k.value.leader;
       if (k.value.leaderName) this.redirectNames.set(k.value.leader, k.value.leaderName);
@@ -294,6 +341,7 @@ export class HeartbeatClient {
     const stream = this.stream;
     this.stream = undefined;
     this.acked = false;
+    this.sentAt.clear();
     stream?.cancel();
     this.client?.close();
     this.client = undefined;

@@ -85,6 +85,7 @@ export function vmStatusToPb(s: VmStatus, hasProcess: boolean): pb.VmStatus {
     updatedAt: s.updatedAt,
     hasProcess,
     migration: s.migration,
+    fenced: s.fenced ?? false,
   });
 }
 
@@ -101,6 +102,7 @@ export function vmStatusFromPb(s: pb.VmStatus): VmStatus {
       s.migration === undefined
         ? undefined
         : oneOf(s.migration, ['incoming', 'received', 'outgoing', 'migrated'] as const, 'migration role'),
+    fenced: s.fenced || undefined,
   });
 }
 
@@ -222,6 +224,8 @@ export function specToPb(s: VmRunSpec): pb.VmRunSpec {
     nics: s.nics.map((n) => ({ ...n })),
     boot: bootToPb(s.boot),
     agent: s.agent,
+    epoch: s.epoch ?? 0,
+    isolationResponse: s.isolationResponse ?? '',
   });
 }
 
@@ -253,6 +257,8 @@ export function specFromPb(s: pb.VmRunSpec | undefined): VmRunSpec {
     nics: s.nics.map(nic),
     boot: bootFromPb(s.boot),
     agent: s.agent,
+    epoch: s.epoch || undefined,
+    isolationResponse: s.isolationResponse ? isolationFromPb(s.isolationResponse) : undefined,
   });
 }
 
@@ -358,4 +364,8 @@ export function cephStateFromPb(s: pb.CephHostState): CephHostState {
   if (s.fsid !== undefined) out.fsid = s.fsid;
   if (s.osdId !== undefined) out.osdId = s.osdId;
   return out;
+}
+
+export function isolationFromPb(s: string): 'poweroff' | 'shutdown' | 'leave' {
+  return oneOf(s, ['poweroff', 'shutdown', 'leave'] as const, 'isolation response');
 }

@@ -180,6 +180,12 @@ class FakeNode implements NodeApi {
   async forgetVm(id: string) {
     this.statuses.delete(id);
   }
+  probes = 0;
+  async probe() {
+    this.probes++;
+    return { cutOff: false };
+  }
+  async setIsolation() {}
   /** A console that answers every chunk in upper case; `consoleClosed` turns true when it is closed. */
   consoleClosed = false;
   async openConsole(id: string): Promise<ConsoleStream> {

@@ -10,6 +10,7 @@ import {
   cephStateToPb,
   endpointFromPb,
   endpointToPb,
+  isolationFromPb,
   nodeInfoToPb,
   pointToPb,
   policyFromPb,
@@ -254,6 +255,10 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
     abortIncoming: unary((r: pb.AbortIncomingRequest) => empty(node.abortIncoming(r.vmId, r.volumes))),
     resumeMigrated: unary(async (r: pb.VmRequest) => status(await node.resumeMigrated(r.id))),
     hasProcess: unary((r: pb.VmRequest) => ({ hasProcess: node.hasProcess(r.id) })),
+    probe: unary(() => node.probe()),
+    setIsolation: unary((r: pb.SetIsolationRequest) =>
+      empty(node.setIsolation(r.id, r.isolationResponse ? isolationFromPb(r.isolationResponse) : undefined)),
+    ),
     forgetVm: unary(async (r: pb.VmRequest) => {
       await node.forgetVm(r.id);
       seen.delete(r.id);

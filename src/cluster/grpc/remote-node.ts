@@ -438,6 +438,15 @@ export class RemoteNode implements NodeApi {
     return this.apply(await this.call('ResumeMigrated', this.client.resumeMigrated, { id: vmId }));
   }
 
+  /** A short deadline: a host that does not answer within it counts as silent on this path. */
+  probe(timeoutMs = 1500): Promise<{ cutOff: boolean }> {
+    return this.call('Probe', this.client.probe, {}, timeoutMs);
+  }
+
+  async setIsolation(id: string, response: 'poweroff' | 'shutdown' | 'leave' | undefined): Promise<void> {
+    await this.call('SetIsolation', this.client.setIsolation, { id, isolationResponse: response ?? '' });
+  }
+
   async forgetVm(id: string): Promise<void> {
     await this.call('ForgetVm', this.client.forgetVm, { id });
     this.cache.delete(id);
