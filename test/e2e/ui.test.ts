@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium } from '../harness/browser';
+import { launchChromium, signIn } from '../harness/browser';
 import { sharedCephLab } from '../harness/ceph';
 import { neuroflowCommand, TestDaemon } from '../harness/daemon';
 import { BOOTED, testGuest } from '../harness/guest';
@@ -403,6 +403,89 @@ describe('web UI', () => {
     await shot('cluster.png');
     await page.click('.tasks-head');
     expect(pageErrors).toEqual([]);
+  });
+
+  it("shows and edits HA: detection time and admission on the cluster page, a VM's policy and protection", async () => {
+    // A page of its own, signed in here: the test also runs alone (-t).
+    const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
+    const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
+    const closeAllToasts = async () => {
+      while ((await p.locator('.toast-x').count()) > 0) await p.locator('.toast-x').first().click();
+    };
+    let haVmId = '';
+    try {
+      await p.goto(`${d.url}/#/cluster`);
+      const card = p.locator('.ha-status');
+      await card.locator('.ha-detection', { hasText: /^10 s / }).waitFor({ timeout: 15_000 });
+      await card.locator('.ha-admission', { hasText: /\w{3}/ }).waitFor();
+      await card.locator('.ha-recoveries, .ha-none').first().waitFor();
+
+      // Detection time 15 s through the dialog.
+      await card.locator('button', { hasText: 'Edit…' }).click();
+      const settings = p.locator('.ha-settings-dialog');
+      expect(await settings.locator('input[name=detectionSec]').inputValue()).toBe('10');
+      await settings.locator('input[name=detectionSec]').fill('15');
+      await settings.locator('button[type=submit]').click();
+      await settings.waitFor({ state: 'detached', timeout: 15_000 });
+      await card.locator('.ha-detection', { hasText: /^15 s / }).waitFor({ timeout: 15_000 });
+      const ha = await d.api.request<{ settings: { detectionSec: number } }>('GET', '/api/v1/ha');
+      expect(ha.settings.detectionSec).toBe(15);
+      await d.api.request('PUT', '/api/v1/ha', { detectionSec: 10 });
+      // The card reloads while the page is open.
+      await card.locator('.ha-detection', { hasText: /^10 s / }).waitFor({ timeout: 15_000 });
+
+      // A VM's policy: HA on, high priority, isolation response shutdown.
+      const vm = await createVm(d.api, kernelVm('haui'));
+      haVmId = vm.id;
+      await p.goto(`${d.url}/#/vms/${vm.id}`);
+      const haCard = p.locator('.ha-card');
+      await haCard.locator('.protection[data-state=disabled]').waitFor({ timeout: 15_000 });
+      await haCard.locator('button', { hasText: 'Edit HA…' }).click();
+      const dialog = p.locator('.ha-dialog');
+      await dialog.locator('input[name=enabled]').check();
+      await dialog.locator('select[name=priority]').selectOption('high');
+      await dialog.locator('select[name=isolationResponse]').selectOption('shutdown');
+      await dialog.locator('.isolation-hint', { hasText: 'fenced' }).waitFor();
+      expect(await dialog.locator('input[name=restartOrder]').inputValue()).toBe('0');
+      await dialog.locator('button[type=submit]').click();
+      await dialog.waitFor({ state: 'detached', timeout: 15_000 });
+      const vmHa = await d.api.request<{
+        policy: Record<string, unknown>;
+        protection: { state: string; reason?: string };
+      }>('GET', `/api/v1/vms/${vm.id}/ha`);
+      expect(vmHa.policy).toEqual({
+        enabled: true,
+        priority: 'high',
+        restartOrder: 0,
+        isolationResponse: 'shutdown',
+      });
+      // One host, a disk on its local pool: nowhere else to restart it, and the card says why.
+      expect(vmHa.protection.state).toBe('unprotected');
+      expect(vmHa.protection.reason).toMatch(/disk0 is on pool local .*not on shared storage/);
+      await haCard
+        .locator('.protection[data-state=unprotected]', { hasText: vmHa.protection.reason! })
+        .waitFor({ timeout: 15_000 });
+      expect(await haCard.locator('.protection').textContent()).toBe(
+        `Unprotected: ${vmHa.protection.reason}`,
+      );
+      expect(await haCard.locator('.ha-enabled').textContent()).toBe('on');
+      expect(await haCard.locator('.ha-priority').textContent()).toBe('high');
+      expect(await haCard.locator('.ha-isolation').textContent()).toBe('shut down');
+
+      // The cluster page lists it among the HA VMs not protected, with the reason.
+      await p.goto(`${d.url}/#/cluster`);
+      await card
+        .locator('.ha-unprotected li[data-vm=haui]', { hasText: 'not on shared storage' })
+        .waitFor({ timeout: 15_000 });
+      await card.locator('.ha-detection', { hasText: /^10 s / }).waitFor();
+      await closeAllToasts();
+      await card.screenshot({ path: join(SHOTS, 'ha.png') });
+      expect(errors).toEqual([]);
+    } finally {
+      await d.api.request('PUT', '/api/v1/ha', { detectionSec: 10 }).catch(() => {});
+      if (haVmId) await d.api.request('DELETE', `/api/v1/vms/${haVmId}`).catch(() => {});
+      await p.context().close();
+    }
   });
 
   it('converts a stopped VM into a template and makes a linked clone of it', async () => {

@@ -13,13 +13,15 @@ import {
 } from '../api';
 import { DRS_MODES, DRS_THRESHOLDS, hostsByLoad, loadPct, modeHint, thresholdLabel } from '../drs';
 import { ago, when } from '../format';
+import { usePolled } from '../poll';
 import { hostHref } from '../route';
 import { putTask, refreshCluster, refreshNodes, toast, useStore } from '../store';
 import { ConfirmDialog } from './ConfirmDialog';
+import { HaCard } from './HaCard';
 import { Meter } from './Meter';
 import { HostBadge, LeaderMark } from './StateBadge';
 
-/** The cluster: summary, hosts, DRS, etcd members, placement policy, join tokens. */
+/** The cluster: summary, hosts, DRS, HA, etcd members, placement policy, join tokens. */
 export function ClusterPage() {
   const s = useStore();
   const [error, setError] = useState('');
@@ -88,6 +90,7 @@ export function ClusterPage() {
       </div>
       <Hosts />
       <DrsCard />
+      <HaCard />
       <EtcdMembers c={c} />
       <JoinTokens single={single} />
     </div>
@@ -152,26 +155,9 @@ const DRS_HISTORY_ROWS = 20;
  * recommendations with Apply, and the moves made; reloaded every 10 s while the page is open.
  */
 function DrsCard() {
-  const [d, setD] = useState<DrsStatus | undefined>();
-  const [error, setError] = useState('');
+  const { value: d, set: setD, error, setError, load } = usePolled<DrsStatus>('/drs', 10_000);
   // what is under way: 'save', 'run' or the id of a recommendation being applied
   const [busy, setBusy] = useState('');
-
-  async function load() {
-    try {
-      setD(await api<DrsStatus>('GET', '/drs'));
-      setError('');
-    } catch (e) {
-      setError((e as Error).message);
-    }
-  }
-  useEffect(() => {
-    load();
-    const timer = setInterval(() => {
-      if (!document.hidden) load();
-    }, 10_000);
-    return () => clearInterval(timer);
-  }, []);
 
   async function save(patch: { mode?: DrsMode; threshold?: number }) {
     if (!d) return;

@@ -18,6 +18,7 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
     diskGiB: 8,
     iso: '',
     start: false,
+    ha: false,
     node: '',
     affinityGroup: '',
     antiAffinityGroup: '',
@@ -60,6 +61,7 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
         boot: f.iso ? { cdrom: f.iso } : { disk: 0 },
         start: f.start,
         ...(Object.keys(placement).length ? { placement } : {}),
+        ...(f.ha ? { ha: { enabled: true } } : {}),
       });
       toast(
         vm.state === 'pending'
@@ -119,6 +121,10 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
           <label class="check">
             <input name="start" type="checkbox" checked={f.start} onChange={set('start')} /> Start after
             creation
+          </label>
+          <label class="check">
+            <input name="ha" type="checkbox" checked={f.ha} onChange={set('ha')} /> High availability: restart
+            on another host when its host fails
           </label>
           <details class="placement">
             <summary>Placement (optional)</summary>

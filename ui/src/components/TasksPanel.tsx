@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, type Task } from '../api';
+import { haRestartDetails, taskLabel } from '../ha';
 import {
   EVACUATE,
   evacuationDetails,
@@ -75,7 +76,8 @@ export function TasksPanel() {
                 const running = t.status === 'running';
                 const d = migrationDetails(t);
                 const r = migrationResult(t);
-                const to = r?.target ?? d?.target;
+                const ha = haRestartDetails(t);
+                const to = r?.target ?? d?.target ?? ha?.to;
                 const ev = evacuationDetails(t);
                 const evr = evacuationResult(t);
                 return (
@@ -86,7 +88,7 @@ export function TasksPanel() {
                     data-task-type={t.type}
                     data-task-id={t.id}
                   >
-                    <td>{t.type}</td>
+                    <td>{taskLabel(t.type)}</td>
                     <td>
                       {name(t.target)}
                       {to ? ` → ${to}` : ''}
@@ -95,6 +97,11 @@ export function TasksPanel() {
                     <td>{t.startedAt ? new Date(t.startedAt).toLocaleTimeString() : ''}</td>
                     <td class="task-details">
                       {t.error && <span class="task-error">{t.error.message}</span>}
+                      {ha && (
+                        <span class="task-ha" data-testid="task-ha">
+                          from failed host {ha.from} → {ha.to}
+                        </span>
+                      )}
                       {running && d && (
                         <span class="task-migration" data-testid="task-progress" data-phase={d.phase}>
                           {migrationProgress(d)}

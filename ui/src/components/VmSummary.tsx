@@ -3,6 +3,7 @@ import { api, fmtBytes, type Task, type Vm } from '../api';
 import { hostHref } from '../route';
 import { putTask, refreshVms, toast, useStore } from '../store';
 import { StateBadge } from './StateBadge';
+import { VmHaCard } from './VmHaCard';
 
 interface GuestFacts {
   os?: { 'pretty-name'?: string; name?: string; 'kernel-release'?: string };
@@ -252,6 +253,7 @@ export function VmSummary({ vm }: { vm: Vm }) {
         {!connected && <p class="muted">Guest facts appear when the VM runs with a connected agent.</p>}
         {factsError && <p class="task-error">{factsError}</p>}
       </div>
+      {!vm.template && <VmHaCard vm={vm} />}
     </div>
   );
 }
