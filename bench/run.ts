@@ -5,6 +5,8 @@ await import('./ui');
 await (await import('./scheduler')).runSchedulerBench();
 await import('./cluster');
 await import('./storage');
+await import('./migration');
+await import('./ha');
 await import('./appliance');
 
 export {};

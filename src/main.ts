@@ -24,9 +24,11 @@ Usage:
   neuroflow serve [--dev] [--data-dir DIR] [--listen HOST:PORT] [--root-password PW] [--host-path DIR]...
                   [--demo-image NAME=PATH]... [--name HOST] [--advertise IP] [--join TOKEN] [--cluster-name N]
                   [--grpc-port 8007] [--etcd-client-port 2379] [--etcd-peer-port 2380]
-                  [--migration-network CIDR]
+                  [--migration-network CIDR] [--watchdog /dev/watchdog]
       --migration-network (or NEUROFLOW_MIGRATION_NETWORK): live migrations reach this host on its address
       in that network (TLS always); default: the management address.
+      --watchdog (or NEUROFLOW_WATCHDOG): feed this watchdog device every second; a hung daemon lets it
+      reset the host (HA: a hung host cannot keep VMs the cluster restarts elsewhere).
       --dev: one host alone over plain HTTP (loopback). Without it, the first start makes a new cluster
       (CA, TLS etcd member, HTTPS API) unless --join TOKEN joins an existing one.
   neuroflow vm list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot ...
@@ -78,6 +80,7 @@ async function serveCommand(argv: string[]): Promise<void> {
       'etcd-client-port': { type: 'string' },
       'etcd-peer-port': { type: 'string' },
       'migration-network': { type: 'string' },
+      watchdog: { type: 'string' },
     },
   });
   const portFlag = (flag: 'grpc-port' | 'etcd-client-port' | 'etcd-peer-port') => {
@@ -105,9 +108,11 @@ async function serveCommand(argv: string[]): Promise<void> {
     ...(process.env.NEUROFLOW_HOST_PATHS ?? '').split(':').filter(Boolean),
   ];
   const migrationNetwork = values['migration-network'] ?? process.env.NEUROFLOW_MIGRATION_NETWORK;
+  const watchdog = values.watchdog ?? process.env.NEUROFLOW_WATCHDOG;
   const daemon = await serve({
     hostPaths,
     ...(migrationNetwork ? { migrationNetwork } : {}),
+    ...(watchdog ? { watchdog } : {}),
     dataDir: values['data-dir'],
     host,
     port,

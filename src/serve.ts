@@ -50,6 +50,7 @@ import { NatNetwork } from './network/nat';
 import { defaultNodeName, Node } from './node/node';
 import { SelfFence } from './node/self-fence';
 import type { NodeInfo } from './node/types';
+import { WatchdogFeeder } from './node/watchdog';
 import { DirPool } from './storage/dir-pool';
 import { EmbeddedEtcd, memberUrls } from './store/etcd-server';
 import { EtcdStore, type Store } from './store/store';
@@ -91,6 +92,8 @@ export interface ServeOptions {
   etcdPeerPort?: number;
   /** Live migrations reach this host on its address in this CIDR block (default: the management address). */
   migrationNetwork?: string;
+  /** A watchdog device to feed (WatchdogFeeder): a hung daemon resets the host. */
+  watchdog?: string;
 }
 
 export interface Daemon {
@@ -144,6 +147,8 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   process.umask(0o077);
   const dataDir = resolve(opts.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  if (opts.watchdog && !existsSync(opts.watchdog))
+    throw new NfError('validation_failed', `--watchdog ${opts.watchdog}: no such device`);
   await claimDataDir(dataDir);
 
   // Cluster membership: found a cluster on first start, join one with a token, or carry on as before.
@@ -338,12 +343,14 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
         { status: 409 },
       );
     await writeFileAtomic(join(dataDir, 'api.url'), `${url}\n`, 0o644);
+    const watchdog = startWatchdog(opts.watchdog);
     log.info('NeuroFlow worker is serving', { node: nodeName, grpcPort: nodeService.port });
     return {
       url,
       dataDir,
       tokenPath: '',
       async stop() {
+        watchdog?.stop();
         heartbeat?.stop();
         await nodeService.stop();
         await server.stop(true);
@@ -620,6 +627,9 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   handler = createApp(ctx).fetch;
   trusted = (req) => isAuthenticated(req, ctx.adminTokenHash, ctx.sessions);
   await writeFileAtomic(join(dataDir, 'api.url'), `${url}\n`, 0o644);
+  // Armed only once serving: a start that fails must not leave a host that resets itself.
+  const watchdog = startWatchdog(opts.watchdog);
+  cleanup.unshift(() => watchdog?.stop());
   log.info('NeuroFlow is serving', { url, dataDir, node: nodeName, cluster: cfg?.clusterName ?? null });
 
   return {
@@ -657,6 +667,13 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
       rmSync(join(dataDir, 'serve.pid'), { force: true });
     },
   };
+}
+
+function startWatchdog(path: string | undefined): WatchdogFeeder | undefined {
+  if (!path) return undefined;
+  const w = new WatchdogFeeder(path);
+  w.start();
+  return w;
 }
 
 function hostPortText(host: string, port: number): string {

@@ -117,4 +117,38 @@ describe('Admission', () => {
     expect((await refusal(c.powerOn(local.id))).details.host).toBe('a');
     expect((await refusal(c.powerOn(pinned.id))).details.host).toBe('a');
   });
+
+  it('HA admission control: refuses a power-on that leaves no room to restart HA VMs after a host failure', async () => {
+    const GiB4 = 4 * GiB;
+    const hosts = [
+      { name: 'a', usableBytes: GiB4, sharedPools: ['ceph'] },
+      { name: 'b', usableBytes: GiB4, sharedPools: ['ceph'] },
+    ];
+    const ha = {
+      enabled: true,
+      priority: 'medium' as const,
+      restartOrder: 0,
+      isolationResponse: 'poweroff' as const,
+    };
+    const shared = (n: number) => [disk(n, { pool: 'ceph' })];
+    const vms = [
+      vmRecord(1, { node: 'a', memoryMiB: 2048, disks: shared(1), ha, power: 'running' }),
+      vmRecord(2, { node: 'b', memoryMiB: 1024, disks: shared(2), ha }),
+      vmRecord(3, { node: 'b', memoryMiB: 1024, disks: shared(3), ha }),
+      vmRecord(4, { node: 'b', memoryMiB: 2048, disks: shared(4) }),
+    ];
+    const c = await cluster(hosts, vms);
+    // 2 + 1 GiB: if a fails, b holds all of it
+    await c.powerOn(vms[1]!.id);
+    // 2 + 1 + 1 = 4 GiB: still fits on one host
+    await c.powerOn(vms[2]!.id);
+    // + 2 GiB of a non-HA VM on b: b has room now, but not after a failure of a
+    const before = await c.get(vms[3]!.id);
+    const err = await refusal(c.powerOn(vms[3]!.id));
+    expect(err.message).toContain('HA admission control (1 host failure(s) tolerated)');
+    expect(await c.get(vms[3]!.id)).toEqual(before);
+    // tolerating no failure turns it off
+    await c.put(keys.haSettings, { detectionSec: 10, tolerateHostFailures: 0 });
+    expect((await c.powerOn(vms[3]!.id)).power).toBe('running');
+  });
 });

@@ -1,7 +1,10 @@
 import { NfError } from '../errors';
 import { capabilitiesOf } from '../storage/registry';
 import type { Condition, Store, Versioned } from '../store/store';
+import { type FailoverHost, failoverCheck } from './ha/failover';
+import { DEFAULT_HA_SETTINGS, type HaSettings } from './ha/policy';
 import type { NodeRegistry } from './node-registry';
+import { HOST_RESERVE_BYTES } from './node-registry';
 import type { NodeRouter } from './node-router';
 import { loadClusterState, toSched } from './placement';
 import { type ImageRecord, isPoweredOn, keys, type NodeRecord, type VmRecord } from './records';
@@ -76,6 +79,7 @@ export class Admission {
       target = elsewhere;
     }
     const written: VmRecord = { ...next, node: target };
+    await this.checkFailover(vms, nodes, written);
     const targetTicket =
       target === vm.node ? ticket : await this.store.get<{ count: number }>(keys.admission(target));
     const bump = admissionBump(target, targetTicket);
@@ -85,6 +89,37 @@ export class Admission {
     });
     if (target !== vm.node) this.router.locate(vm.id, target);
     return written;
+  }
+
+  /**
+   * HA admission control: once any powered-on VM has HA on, a power-on that would leave too little
+   * room to restart the HA VMs after `tolerateHostFailures` hosts fail is refused (vSphere's "host
+   * failures to tolerate"). A cluster with too few hosts for the setting is only warned about (GET /ha).
+   */
+  private async checkFailover(vms: Versioned<VmRecord>[], nodes: Versioned<NodeRecord>[], written: VmRecord) {
+    const hasProcess = (id: string) => this.router.hasProcess(id);
+    const on = vms
+      .map((v) => v.value)
+      .filter((v) => v.id !== written.id && v.node && isPoweredOn(v, hasProcess));
+    on.push(written);
+    if (!on.some((v) => v.ha?.enabled)) return;
+    const settings = {
+      ...DEFAULT_HA_SETTINGS,
+      ...(await this.store.get<Partial<HaSettings>>(keys.haSettings))?.value,
+    };
+    const hosts = failoverHosts(nodes.map((n) => n.value));
+    if (hosts.length <= settings.tolerateHostFailures) return;
+    const check = failoverCheck(
+      settings.tolerateHostFailures,
+      hosts,
+      on.map((v) => ({ node: v.node, memoryMiB: v.memoryMiB, ha: !!v.ha?.enabled })),
+    );
+    if (!check.ok)
+      throw new NfError(
+        'insufficient_capacity',
+        `cannot power on VM "${written.name}": HA admission control (${settings.tolerateHostFailures} host failure(s) tolerated): ${check.message}; stop a VM, add a host, or lower the failures to tolerate (PUT /api/v1/ha)`,
+        { needBytes: check.needBytes, leftBytes: check.leftBytes },
+      );
   }
 
   /** What the VM's own host lacks to power it on, or undefined when it fits. */
@@ -115,6 +150,16 @@ export class Admission {
     const p = state.place(toSched({ ...vm, node: '' }, imageNode, { pins: false }));
     return p.ok && p.node !== vm.node ? p.node : undefined;
   }
+}
+
+/** The hosts outside maintenance with the memory they give VMs, as failoverCheck takes them. */
+export function failoverHosts(nodes: NodeRecord[]): FailoverHost[] {
+  return nodes
+    .filter((n) => !n.maintenance)
+    .map((n) => ({
+      name: n.name,
+      memoryBytes: Math.max(0, (n.info?.memoryTotalBytes ?? 0) - HOST_RESERVE_BYTES),
+    }));
 }
 
 export type AdmissionTicket = Versioned<{ count: number }> | undefined;

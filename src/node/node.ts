@@ -346,7 +346,7 @@ export class Node implements NodeApi {
   private readonly isolating = new Map<string, string>();
 
   probe(): Promise<{ cutOff: boolean }> {
-    this.selfFence?.contact(performance.now());
+    this.selfFence?.contact(performance.now(), undefined, 'probe');
     return Promise.resolve({ cutOff: this.selfFence?.cutOff ?? false });
   }
 

@@ -35,7 +35,14 @@ export class SelfFence {
    * Proof that the cluster saw this host at `at` (the send time of an acknowledged report, or when a
    * probe arrived). `windowMs` (from the leader; 0 = HA fencing off) replaces the current window.
    */
-  contact(at: number, windowMs?: number): void {
+  contact(at: number, windowMs?: number, source = 'ack'): void {
+    const silent = this.now() - this.lastContact;
+    if (silent > 3000 && at > this.lastContact)
+      this.log('contact with the cluster after a silence', {
+        source,
+        silentMs: Math.round(silent),
+        contactAgoMs: Math.round(this.now() - at),
+      });
     if (at > this.lastContact) this.lastContact = at;
     if (windowMs !== undefined) this.windowMs = windowMs;
     if (this.isolated && this.now() - this.lastContact < this.windowMs) {

@@ -41,6 +41,7 @@ describe('every benchmark still runs (smoke size, figures not judged)', () => {
     ['cluster.ts', 'cluster', 'failoverMs'],
     ['storage.ts', 'storage', 'linkedCloneOf10GiBMs'],
     ['migration.ts', 'migration', 'linkMiBps'],
+    ['ha.ts', 'ha', 'failoverMs'],
     ['appliance.ts', 'appliance', 'diskBootToApiSeconds'],
   ])('bench/%s', async (script, name, figure) => {
     const out = await smoke(script, name);

@@ -489,6 +489,37 @@ describe('integrated Ceph on three hosts', () => {
     expect((await vmOf('ha1')).node).toBe(vm.node);
   }, 600_000);
 
+  it('HA: a 5 s link flap changes nothing: no recovery, the HA VM keeps its QEMU', async () => {
+    const v = await victim();
+    await moveTo('ha1', v.name);
+    const before = (await vmOf('ha1')) as VmView & { pid?: number };
+    const recoveries = (await ha()).recoveries.length;
+    v.link(false);
+    try {
+      // 5 s, measured by a deadline the test waits for (no other condition marks the end of a flap)
+      const until = Date.now() + 5000;
+      await waitFor(() => Date.now() >= until, { timeoutMs: 6000, intervalMs: 100, what: 'the 5 s flap' });
+    } finally {
+      v.link(true);
+    }
+    // Once a heartbeat sent after the flap arrived, the host's lease is renewed and its self-fence timer
+    // reset: a failover for this flap could only have happened before, and nothing was declared or fenced.
+    const upAt = new Date().toISOString();
+    await waitFor(
+      async () => {
+        const n = await api.request<{ name: string; lastHeartbeat: string | null }[]>('GET', '/api/v1/nodes');
+        return (n.find((x) => x.name === v.name)?.lastHeartbeat ?? '') > upAt;
+      },
+      { timeoutMs: 60_000, intervalMs: 250, what: `a heartbeat of ${v.name} after the flap` },
+    );
+    const s = await ha();
+    expect(s.recoveries.length).toBe(recoveries);
+    expect(s.hosts.find((x) => x.name === v.name)?.state).toBe('online');
+    const after = (await vmOf('ha1')) as VmView & { pid?: number };
+    expect([after.node, after.state, after.pid]).toEqual([v.name, 'running', before.pid]);
+    expect(v.qemuPids(before.id)).toEqual([before.pid]);
+  }, 180_000);
+
   it('HA: a partitioned host powers off its HA VM before the others restart it; one writer on the disk; the host rejoins', async () => {
     const v = await victim();
     await moveTo('ha1', v.name);

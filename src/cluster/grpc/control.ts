@@ -128,16 +128,23 @@ export interface HeartbeatOptions {
   tls: TlsPems;
   /** The report to send; seq is filled in. */
   report: () => Omit<pb.NodeReport, 'seq'> | Promise<Omit<pb.NodeReport, 'seq'>>;
-  /** Time between reports (2 s). */
-  intervalMs?: number;
-  /** First and longest wait before trying the next controller (250 ms, 5 s). */
-  reconnectMinMs?: number;
   /**
-   * A report not acknowledged within this long (2.5 intervals) means a stalled controller: the stream is
-   * dropped and the next controller tried (a new leader redirects), before the host's self-fence.
+   * Time between reports (1 s): an acknowledged report is the host's proof of contact for its HA
+   * self-fence, so the gap before a link flap adds to the silence the flap causes.
+   */
+  intervalMs?: number;
+  /**
+   * First and longest wait before trying the next controller (250 ms, 1 s): after a link flap the host
+   * must be back in contact well within the self-fence window (detection time minus a second).
+   */
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  /**
+   * A report not acknowledged within this long (3 intervals) means a stalled controller or a dead link:
+   * the stream is dropped and the next controller tried (a new leader redirects), before the host's
+   * self-fence. Checked every quarter interval.
    */
   ackTimeoutMs?: number;
-  reconnectMaxMs?: number;
   /** The name a controller's certificate must carry; by default the host part of its address. */
   serverName?: (address: string) => string;
 }
@@ -171,6 +178,7 @@ export class HeartbeatClient {
   private sending = false;
   private again = false;
   private timer?: ReturnType<typeof setInterval>;
+  private ackTimer?: ReturnType<typeof setInterval>;
   private retry?: ReturnType<typeof setTimeout>;
   private stopped = true;
   private acked = false;
@@ -180,9 +188,9 @@ export class HeartbeatClient {
   constructor(private readonly opts: HeartbeatOptions) {
     if (opts.controllers.length === 0)
       throw new NfError('validation_failed', 'no controller address to report to');
-    this.intervalMs = opts.intervalMs ?? 2000;
+    this.intervalMs = opts.intervalMs ?? 1000;
     this.reconnectMinMs = opts.reconnectMinMs ?? 250;
-    this.reconnectMaxMs = opts.reconnectMaxMs ?? 5000;
+    this.reconnectMaxMs = opts.reconnectMaxMs ?? 1000;
     this.backoffMs = this.reconnectMinMs;
   }
 
@@ -218,16 +226,15 @@ export class HeartbeatClient {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
-    this.timer = setInterval(() => {
-      this.checkAcks();
-      this.sendNow();
-    }, this.intervalMs);
+    this.timer = setInterval(() => this.sendNow(), this.intervalMs);
+    this.ackTimer = setInterval(() => this.checkAcks(), Math.max(50, this.intervalMs / 4));
     this.connect();
   }
 
   stop(): void {
     this.stopped = true;
     clearInterval(this.timer);
+    clearInterval(this.ackTimer);
     clearTimeout(this.retry);
     this.disconnect();
   }
@@ -260,7 +267,7 @@ export class HeartbeatClient {
 
   /** Drops a stream whose controller stopped acknowledging (stalled, or cut off from etcd). */
   private checkAcks(): void {
-    const timeout = this.opts.ackTimeoutMs ?? this.intervalMs * 2.5;
+    const timeout = this.opts.ackTimeoutMs ?? this.intervalMs * 3;
     const oldest = Math.min(...this.sentAt.values());
     if (!this.stream || !Number.isFinite(oldest) || performance.now() - oldest < timeout) return;
     log.warn('the controller stopped acknowledging reports; trying the next one', { address: this.target });

@@ -17,7 +17,10 @@ export interface HostSeen {
   name: string;
   /** Its health lease is alive: heartbeats reach the leader. */
   leased: boolean;
-  /** Without a lease: whether the leader's probe of its node service answered this tick. */
+  /**
+   * Whether the leader's probe of its node service answered this tick (asked when heartbeats are
+   * overdue or the lease expired; undefined when not asked).
+   */
   probeOk?: boolean;
 }
 
@@ -81,7 +84,13 @@ export interface Recovery {
 export type HaAction =
   | { kind: 'fence'; recovery: string; host: string; vms: string[] }
   | { kind: 'restart'; recovery: string; vm: string; host: string }
-  | { kind: 'save'; recovery: Recovery };
+  | { kind: 'save'; recovery: Recovery }
+  /**
+   * The failed host answers again: any QEMU it still has of these VMs (a `serve` that was killed while
+   * its QEMUs lived on, a `leave` isolation response) is a stale copy, blocklisted since the fencing:
+   * stop it there, unless the VM's record names that host again.
+   */
+  | { kind: 'reap'; recovery: string; host: string; vms: string[] };
 
 export type HostHaState = 'online' | 'suspect' | 'degraded' | 'failed';
 
@@ -195,7 +204,11 @@ export class HaManager {
       v.retryAt = now + RETRY_MS;
     }
     this.finish(now, r);
-    return [{ kind: 'save', recovery: structuredClone(r) }];
+    const out: HaAction[] = [{ kind: 'save', recovery: structuredClone(r) }];
+    // Handed over after the failed host came back: the copy it may still have is stale from now on.
+    if (result.ok && r.returnedAt !== undefined)
+      out.push({ kind: 'reap', recovery: r.id, host: r.host, vms: [vmId] });
+    return out;
   }
 
   private judge(now: number, h: HostSeen, vms: HaVm[], actions: HaAction[]): void {
@@ -207,6 +220,9 @@ export class HaManager {
         t.since = now;
       }
     };
+    // An answered probe is contact for the host's self-fence: it may not be declared failed for a
+    // detection time after it, whatever its lease does.
+    if (h.probeOk) t.lastProbeOk = now;
     if (h.leased) {
       if (t.state === 'failed') this.returned(now, h.name, actions);
       set('online');
@@ -214,7 +230,6 @@ export class HaManager {
     }
     if (t.state === 'failed') return;
     if (h.probeOk) {
-      t.lastProbeOk = now;
       set('degraded');
       return;
     }
@@ -336,6 +351,7 @@ export class HaManager {
     for (const r of this.recoveries.values()) {
       if (r.host !== host || r.returnedAt !== undefined) continue;
       r.returnedAt = now;
+      if (r.vms.length) actions.push({ kind: 'reap', recovery: r.id, host, vms: r.vms.map((v) => v.id) });
       actions.push({ kind: 'save', recovery: structuredClone(r) });
     }
   }

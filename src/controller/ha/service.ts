@@ -8,13 +8,14 @@
 import { NfError } from '../../errors';
 import type { Store } from '../../store/store';
 import { createLogger } from '../../util/log';
-import { admissionBump, admissionTickets, tiedToHost } from '../admission';
+import { admissionBump, admissionTickets, failoverHosts, tiedToHost } from '../admission';
 import type { NodeRegistry } from '../node-registry';
 import type { NodeRouter } from '../node-router';
 import { loadClusterState, toSched } from '../placement';
 import type { Reconciler } from '../reconciler';
 import { type ImageRecord, keys, type NodeRecord, type VmRecord } from '../records';
 import type { TaskLog } from '../tasks';
+import { failoverCheck } from './failover';
 import {
   type HaAction,
   HaManager,
@@ -34,7 +35,6 @@ import {
 } from './policy';
 
 const log = createLogger('ha');
-const MiB = 1024 ** 2;
 
 /** A recovery as saved and shown: times as ISO strings, plus the task of each restart. */
 export interface RecoveryRecord
@@ -80,6 +80,9 @@ export interface HaDeps {
   /** Whether this controller leads now (a tick of a former leader does nothing). */
   isLeader(): boolean;
 }
+
+/** Heartbeats this late (3 missed) make the leader probe the host. */
+const OVERDUE_MS = 3000;
 
 /** Recoveries kept in etcd (the newest). */
 const KEEP_RECOVERIES = 50;
@@ -286,8 +289,12 @@ export class HaService {
       ]);
       const hosts: HostSeen[] = await Promise.all(
         nodes.map(async (n): Promise<HostSeen> => {
-          if (health.has(n.name)) return { name: n.name, leased: true };
-          // The second path: the host's node service, asked directly with a short deadline.
+          const h = health.get(n.name);
+          // Heartbeats arrive (the last within 3 s): nothing to ask.
+          if (h && Date.now() - Date.parse(h.at) < OVERDUE_MS) return { name: n.name, leased: true };
+          // The second path: the host's node service, asked directly with a short deadline. Asked as soon
+          // as heartbeats are overdue, not only once the lease expired: an answered probe is contact for
+          // the host's self-fence, which would otherwise fire before the lease runs out.
           const probeOk = await this.d.router
             .on(n.name)
             .probe()
@@ -295,7 +302,7 @@ export class HaService {
               () => true,
               () => false,
             );
-          return { name: n.name, leased: false, probeOk };
+          return { name: n.name, leased: !!h, probeOk };
         }),
       );
       const seen: HaVm[] = vms
@@ -340,10 +347,32 @@ export class HaService {
             return this.apply(m, m.fenced(performance.now(), a.recovery, { ok: false, error: err.message }));
           },
         );
+      } else if (a.kind === 'reap') {
+        void this.reap(a.host, a.vms);
       } else if (a.kind === 'restart') {
         void this.restart(a.recovery, a.vm, a.host).then((result) =>
           this.apply(m, m.restarted(performance.now(), a.recovery, a.vm, result)),
         );
+      }
+    }
+  }
+
+  /** Stops the stale copies a failed host that answers again still runs of VMs HA moved away. */
+  private async reap(host: string, vmIds: string[]): Promise<void> {
+    for (const id of vmIds) {
+      const vm = (await this.d.store.get<VmRecord>(keys.vm(id)).catch(() => undefined))?.value;
+      if (!vm || vm.node === host) continue;
+      try {
+        const n = this.d.router.on(host);
+        const s = await n.stopVm(id, { force: true });
+        if (s.state === 'stopped' || s.state === 'error')
+          log.info('stale copy checked on a host that came back', { vm: vm.name, host, now: vm.node });
+      } catch (err) {
+        log.warn('cannot stop a stale copy on a host that came back', {
+          vm: vm.name,
+          host,
+          err: (err as Error).message,
+        });
       }
     }
   }
@@ -538,36 +567,17 @@ function fromRecord(rec: RecoveryRecord): Recovery {
   return out;
 }
 
-/**
- * Admission control as vSphere's "host failures to tolerate": the memory of the powered-on HA VMs must
- * fit on the hosts left after the N largest fail.
- */
+/** GET /ha's admission line: failoverCheck over the powered-on VMs and the hosts outside maintenance. */
 export function admissionCheck(
   s: HaSettings,
   nodes: NodeRecord[],
   vms: VmRecord[],
 ): { ok: boolean; message: string } {
-  const n = s.tolerateHostFailures;
-  if (n === 0) return { ok: true, message: 'admission control is off (0 host failures tolerated)' };
-  const sizes = nodes
-    .filter((x) => !x.maintenance)
-    .map((x) => x.info?.memoryTotalBytes ?? 0)
-    .sort((a, b) => b - a);
-  const left = sizes.slice(n).reduce((a, b) => a + b, 0);
-  const need = vms.filter((v) => v.power !== 'stopped').reduce((a, v) => a + v.memoryMiB * MiB, 0);
-  const fmt = (b: number) => `${Math.round(b / 1024 ** 3)} GiB`;
-  if (sizes.length <= n)
-    return {
-      ok: false,
-      message: `${n} host failure(s) tolerated but only ${sizes.length} host(s) outside maintenance`,
-    };
-  if (need > left)
-    return {
-      ok: false,
-      message: `the powered-on VMs need ${fmt(need)} of memory; after the ${n} largest host(s) fail ${fmt(left)} would be left`,
-    };
-  return {
-    ok: true,
-    message: `after ${n} host failure(s) ${fmt(left)} would be left for ${fmt(need)} of powered-on VMs`,
-  };
+  const on = vms.filter((v) => v.node && v.power !== 'stopped' && !v.template);
+  const c = failoverCheck(
+    s.tolerateHostFailures,
+    failoverHosts(nodes),
+    on.map((v) => ({ node: v.node, memoryMiB: v.memoryMiB, ha: !!v.ha?.enabled })),
+  );
+  return { ok: c.ok, message: c.message };
 }
