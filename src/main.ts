@@ -43,9 +43,10 @@ Usage:
                   task; exits non-zero listing what stayed); off: moves nothing back
   neuroflow drs | drs set [--mode off|manual|automatic] [--threshold 1-5] | drs run | drs apply REC_ID [--no-wait]
                   load balancing: hosts' loads, recommendations, history; settings; a pass now; apply a move
-  neuroflow ha | ha set [--detection SEC] [--tolerate N]   high availability: host states, admission control,
+  neuroflow ha | ha set [--detection SEC] [--tolerate N] [--monitoring-timeout SEC]   high availability: host states, admission control,
                   recovery timelines (detected, fenced, restarted); detection time, host failures to tolerate
   neuroflow vm ha NAME [--enable|--disable] [--priority high|medium|low] [--order N] [--isolation poweroff|shutdown|leave]
+                  [--monitor|--no-monitor]   VM monitoring: reset a guest whose agent and disks went silent
   neuroflow cluster show | cluster token create [--ttl 1h] [--role worker|controller] | cluster token list|show|revoke ID
   neuroflow image list|import|upload|delete ...
   neuroflow pool list|show|volumes|create|delete ...

@@ -99,6 +99,7 @@ export const HaPolicyInput = z
     priority: z.enum(['high', 'medium', 'low']).optional(),
     restartOrder: z.number().int().min(0).max(1000).optional(),
     isolationResponse: z.enum(['poweroff', 'shutdown', 'leave']).optional(),
+    monitoring: z.boolean().optional(),
   })
   .openapi('HaPolicyInput');
 
@@ -143,6 +144,10 @@ export const HaPolicySchema = z
     isolationResponse: z.enum(['poweroff', 'shutdown', 'leave']).openapi({
       description:
         'What a host that lost the cluster does with the VM before the others restart it: poweroff (kill QEMU, the default), shutdown (ask the guest; its disk writes are fenced meanwhile), leave (storage fencing alone)',
+    }),
+    monitoring: z.boolean().optional().openapi({
+      description:
+        'VM monitoring: reset the guest when its agent, having answered, stays silent with no disk I/O for the monitoring timeout (at most 3 resets an hour)',
     }),
   })
   .openapi('HaPolicy');

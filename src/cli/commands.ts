@@ -115,6 +115,8 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       priority: { type: 'string' },
       order: { type: 'string' },
       isolation: { type: 'string' },
+      monitor: { type: 'boolean' },
+      'no-monitor': { type: 'boolean' },
     },
   });
   const api = client(values);

@@ -6,7 +6,7 @@ import type { ApiClient } from './client';
 import { client, enc, GLOBAL, intFlag, type Out } from './commands';
 import { table } from './table';
 
-const USAGE = 'use: ha [status] | ha set [--detection SEC] [--tolerate N]';
+const USAGE = 'use: ha [status] | ha set [--detection SEC] [--tolerate N] [--monitoring-timeout SEC]';
 
 /** Seconds from a recovery's detection to a later time, as "+12.3 s". */
 function since(r: RecoveryRecord, iso?: string): string {
@@ -32,6 +32,7 @@ export function describeHa(s: HaStatus): string {
   const lines = [
     `Detection:   ${s.settings.detectionSec} s (hosts fence themselves at ${s.settings.detectionSec - 1} s)`,
     `Admission:   ${s.admission.ok ? 'ok' : 'WARNING'}: ${s.admission.message}`,
+    `Monitoring:  monitored VMs are reset after ${s.settings.monitoringTimeoutSec} s of a silent agent and no disk I/O`,
     `Protected:   ${s.protectedVms} VM(s)`,
     '',
     table(s.hosts, [
@@ -58,7 +59,12 @@ export async function haCommand(argv: string[], out: Out): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { ...GLOBAL, detection: { type: 'string' }, tolerate: { type: 'string' } },
+    options: {
+      ...GLOBAL,
+      detection: { type: 'string' },
+      tolerate: { type: 'string' },
+      'monitoring-timeout': { type: 'string' },
+    },
   });
   const api = client(values);
   const show = (s: HaStatus) => out(values.json ? JSON.stringify(s, null, 2) : describeHa(s));
@@ -71,6 +77,8 @@ export async function haCommand(argv: string[], out: Out): Promise<void> {
       const tolerate = intFlag('tolerate', values.tolerate);
       if (detection !== undefined) body.detectionSec = detection;
       if (tolerate !== undefined) body.tolerateHostFailures = tolerate;
+      const monitoring = intFlag('monitoring-timeout', values['monitoring-timeout']);
+      if (monitoring !== undefined) body.monitoringTimeoutSec = monitoring;
       if (Object.keys(body).length === 0) throw new NfError('validation_failed', USAGE);
       return show(await api.request<HaStatus>('PUT', '/api/v1/ha', body));
     }
@@ -86,6 +94,8 @@ export interface VmHaFlags {
   priority?: string;
   order?: string;
   isolation?: string;
+  monitor?: boolean;
+  'no-monitor'?: boolean;
 }
 
 /** `vm ha NAME [--enable|--disable] [--priority P] [--order N] [--isolation R]`: shows or changes. */
@@ -99,6 +109,10 @@ export async function vmHa(api: ApiClient, name: string, f: VmHaFlags, out: Out)
       throw new NfError('validation_failed', `--priority ${f.priority}: use high, medium or low`);
     body.priority = f.priority as HaPolicy['priority'];
   }
+  if (f.monitor && f['no-monitor'])
+    throw new NfError('validation_failed', 'use --monitor or --no-monitor, not both');
+  if (f.monitor) body.monitoring = true;
+  if (f['no-monitor']) body.monitoring = false;
   const order = intFlag('order', f.order);
   if (order !== undefined) body.restartOrder = order;
   if (f.isolation !== undefined) {
@@ -119,6 +133,7 @@ export async function vmHa(api: ApiClient, name: string, f: VmHaFlags, out: Out)
       `HA:          ${p.enabled ? 'on' : 'off'}`,
       `Priority:    ${p.priority} (restart order ${p.restartOrder})`,
       `Isolation:   ${p.isolationResponse} (what its host does with it when the host loses the cluster)`,
+      `Monitoring:  ${p.monitoring ? 'on (reset when its agent is silent and its disks idle)' : 'off'}`,
       `Protection:  ${r.protection.state}${r.protection.reason ? `: ${r.protection.reason}` : ''}`,
     ].join('\n'),
   );

@@ -106,7 +106,7 @@ export class AgentTracker {
     } finally {
       this.probing = false;
       // Connected: a slow liveness check. Absent: keep looking, the guest may still be booting.
-      this.schedule(this.state.status === 'connected' ? 30_000 : 3000);
+      this.schedule(this.state.status === 'connected' ? 10_000 : 3000);
     }
   }
 

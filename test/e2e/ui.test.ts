@@ -458,6 +458,7 @@ describe('web UI', () => {
         priority: 'high',
         restartOrder: 0,
         isolationResponse: 'shutdown',
+        monitoring: false,
       });
       // One host, a disk on its local pool: nowhere else to restart it, and the card says why.
       expect(vmHa.protection.state).toBe('unprotected');

@@ -175,6 +175,12 @@ describe.skipIf(!existsSync(DROPBEAR))('appliance SSH (real dropbear)', () => {
     expect(log).toMatch(/stopped dropbear/);
     expect(log).toMatch(/Child connection from 127\.0\.0\.1/); // dropbear's own -E log
     await ssh.stop();
+    // dropbear's child for the last banner probe ends on its own once it sees the probe gone (the CI run
+    // of 2026-12-07 caught one a moment after stop): nothing may stay behind for long.
+    await waitFor(() => processesUnder(d).length === 0, {
+      timeoutMs: 5000,
+      what: `the processes under ${d} to end (${processesUnder(d).join(', ')})`,
+    }).catch(() => undefined);
     expect(processesUnder(d)).toEqual([]);
   });
 

@@ -13,6 +13,9 @@ const HaSettingsSchema = z
     tolerateHostFailures: z.number().int().openapi({
       description: 'Admission control: host failures the powered-on VMs should survive (0: off)',
     }),
+    monitoringTimeoutSec: z.number().int().openapi({
+      description: 'VM monitoring: agent silence with no disk I/O before a monitored VM is reset',
+    }),
   })
   .openapi('HaSettings');
 
@@ -20,6 +23,7 @@ const HaSettingsPut = z
   .strictObject({
     detectionSec: z.number().int().min(6).max(120).optional(),
     tolerateHostFailures: z.number().int().min(0).max(16).optional(),
+    monitoringTimeoutSec: z.number().int().min(20).max(3600).optional(),
   })
   .openapi('HaSettingsInput');
 
@@ -105,7 +109,7 @@ export function haRoutes(ctx: ApiContext) {
       method: 'put',
       path: '/',
       tags: ['HA'],
-      summary: 'Set the detection time and the host failures to tolerate',
+      summary: 'Set the detection time, the host failures to tolerate and the VM monitoring timeout',
       request: { body: { content: { 'application/json': { schema: HaSettingsPut } }, required: true } },
       responses: { 200: json(HaStatusSchema, 'HA'), ...errors },
     }),

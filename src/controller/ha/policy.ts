@@ -17,6 +17,11 @@ export interface HaPolicy {
    * the blocklist meanwhile), `leave` keeps it running (storage fencing alone stops its writes).
    */
   isolationResponse: IsolationResponse;
+  /**
+   * VM monitoring: reset the guest when its agent, having answered, stays silent and its disks see no
+   * I/O for the cluster's monitoring timeout (at most 3 resets an hour). Absent: off.
+   */
+  monitoring?: boolean;
 }
 
 export const DEFAULT_HA_POLICY: Readonly<HaPolicy> = Object.freeze({
@@ -35,12 +40,18 @@ export interface HaSettings {
   detectionSec: number;
   /** Host failures the cluster should survive: GET /ha warns when the HA VMs would not fit after them. */
   tolerateHostFailures: number;
+  /** VM monitoring: how long a guest's agent must be silent, with no disk I/O, before a reset. */
+  monitoringTimeoutSec: number;
 }
 
 export const DEFAULT_HA_SETTINGS: Readonly<HaSettings> = Object.freeze({
   detectionSec: 10,
   tolerateHostFailures: 1,
+  monitoringTimeoutSec: 60,
 });
+
+export const MONITORING_MIN_SEC = 20;
+export const MONITORING_MAX_SEC = 3600;
 
 export const DETECTION_MIN_SEC = 6;
 export const DETECTION_MAX_SEC = 120;

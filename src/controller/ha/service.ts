@@ -24,6 +24,7 @@ import {
   type HostSeen,
   type Recovery,
 } from './manager';
+import { VmMonitor } from './monitor';
 import {
   DEFAULT_HA_POLICY,
   DEFAULT_HA_SETTINGS,
@@ -31,6 +32,8 @@ import {
   DETECTION_MIN_SEC,
   type HaPolicy,
   type HaSettings,
+  MONITORING_MAX_SEC,
+  MONITORING_MIN_SEC,
   selfFenceMs,
 } from './policy';
 
@@ -95,6 +98,7 @@ export class HaService {
   /** Recovery id → task id of each VM restart, and the resolver of its task. */
   private readonly tasksOf = new Map<string, string>();
   private readonly waiters = new Map<string, (r: { ok: boolean; message: string }) => void>();
+  private readonly monitor = new VmMonitor();
 
   constructor(private readonly d: HaDeps) {}
 
@@ -110,15 +114,8 @@ export class HaService {
       ...cur,
       ...Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)),
     };
-    if (
-      !Number.isInteger(next.detectionSec) ||
-      next.detectionSec < DETECTION_MIN_SEC ||
-      next.detectionSec > DETECTION_MAX_SEC
-    )
-      throw new NfError(
-        'validation_failed',
-        `detectionSec must be a whole number of seconds from ${DETECTION_MIN_SEC} to ${DETECTION_MAX_SEC}`,
-      );
+    seconds('detectionSec', next.detectionSec, DETECTION_MIN_SEC, DETECTION_MAX_SEC);
+    seconds('monitoringTimeoutSec', next.monitoringTimeoutSec, MONITORING_MIN_SEC, MONITORING_MAX_SEC);
     if (!Number.isInteger(next.tolerateHostFailures) || next.tolerateHostFailures < 0)
       throw new NfError('validation_failed', 'tolerateHostFailures must be a whole number, 0 or more');
     await this.d.store.txn({ put: [{ key: keys.haSettings, value: next }] });
@@ -325,6 +322,7 @@ export class HaService {
           return x;
         });
       await this.apply(m, m.tick(performance.now(), hosts, seen));
+      await this.monitorVms(vms, new Set(hosts.filter((h) => h.leased).map((h) => h.name)));
     } catch (err) {
       log.warn('HA pass failed', { err: (err as Error).message });
     } finally {
@@ -354,6 +352,51 @@ export class HaService {
           this.apply(m, m.restarted(performance.now(), a.recovery, a.vm, result)),
         );
       }
+    }
+  }
+
+  /**
+   * VM monitoring: each monitored HA VM on a live host is judged every second; a hung guest (its agent
+   * silent for the timeout after it had answered, and no disk I/O meanwhile) is reset, as a task.
+   */
+  private async monitorVms(vms: VmRecord[], live: Set<string>): Promise<void> {
+    const watched = vms.filter(
+      (v) => v.ha?.enabled && v.ha.monitoring && v.power === 'running' && !v.migration && live.has(v.node),
+    );
+    this.monitor.forget(new Set(watched.map((v) => v.id)));
+    const timeoutMs = this.cached.monitoringTimeoutSec * 1000;
+    for (const vm of watched) {
+      const s = this.d.router.vmStatus(vm.id);
+      const running = s.state === 'running';
+      const verdict = this.monitor.judge(vm.id, { running, agent: s.agent?.status }, Date.now(), timeoutMs);
+      if (verdict.kind === 'limit') {
+        log.warn('VM monitoring: the guest looks hung but was reset too often', {
+          vm: vm.name,
+          why: verdict.message,
+        });
+        continue;
+      }
+      if (verdict.kind !== 'check-io') continue;
+      const points = await Promise.resolve(this.d.router.vmMetrics(vm.id, 'fine')).catch(() => []);
+      const io = points.map((p) => ({
+        t: p.t,
+        diskReadBps: p.diskReadBps ?? null,
+        diskWriteBps: p.diskWriteBps ?? null,
+      }));
+      if (!VmMonitor.idle(io, verdict.sinceMs)) {
+        this.monitor.busy(vm.id, Date.now());
+        continue;
+      }
+      this.monitor.reset(vm.id, Date.now());
+      const why = `its guest agent has not answered for ${this.cached.monitoringTimeoutSec} s and its disks saw no I/O`;
+      log.warn('VM monitoring resets a hung guest', { vm: vm.name, node: vm.node, why });
+      await this.d.tasks
+        .start('vm.ha-reset', vm.name, 'ha', () => this.d.router.resetVm(vm.id), {
+          details: { why, node: vm.node },
+        })
+        .catch((err: Error) =>
+          log.warn('VM monitoring could not reset a guest', { vm: vm.name, err: err.message }),
+        );
     }
   }
 
@@ -515,6 +558,14 @@ export class HaService {
     const old = all.slice(KEEP_RECOVERIES);
     if (old.length) await this.d.store.txn({ delete: old.map((r) => keys.haRecovery(r.id)) }).catch(() => {});
   }
+}
+
+function seconds(field: string, v: number, min: number, max: number): void {
+  if (!Number.isInteger(v) || v < min || v > max)
+    throw new NfError(
+      'validation_failed',
+      `${field} must be a whole number of seconds from ${min} to ${max}`,
+    );
 }
 
 /** ms of performance.now() to an ISO time, and back (a record read by another leader). */

@@ -46,6 +46,10 @@ export function HaCard() {
             </dd>
             <dt>Tolerates</dt>
             <dd class="ha-tolerate">{tolerateLine(h.settings.tolerateHostFailures)}</dd>
+            <dt>VM monitoring</dt>
+            <dd class="ha-monitoring-timeout">
+              reset after {h.settings.monitoringTimeoutSec} s of a silent agent and idle disks
+            </dd>
             <dt>Admission control</dt>
             <dd
               class={`ha-admission ${h.admission.ok ? 'ok' : 'warning-text'}`}

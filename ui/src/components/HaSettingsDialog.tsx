@@ -16,6 +16,7 @@ export function HaSettingsDialog({
   const [f, setF] = useState({
     detectionSec: String(settings.detectionSec),
     tolerateHostFailures: String(settings.tolerateHostFailures),
+    monitoringTimeoutSec: String(settings.monitoringTimeoutSec),
   });
   const [error, setError] = useState('');
   const [badField, setBadField] = useState('');
@@ -33,6 +34,7 @@ export function HaSettingsDialog({
       const next = await api<HaStatus>('PUT', '/ha', {
         detectionSec: num(f.detectionSec),
         tolerateHostFailures: num(f.tolerateHostFailures),
+        monitoringTimeoutSec: num(f.monitoringTimeoutSec),
       });
       toast(
         `HA settings saved: detection ${next.settings.detectionSec} s, tolerates ${next.settings.tolerateHostFailures} host failure(s)`,
@@ -89,8 +91,25 @@ export function HaSettingsDialog({
               onInput={set('tolerateHostFailures')}
             />
             <span class="hint">
-              Admission control warns when the HA VMs would not fit on the hosts left after this many fail (0:
-              off).
+              Admission control refuses power-ons that would leave the HA VMs no room after this many hosts
+              fail (0: off).
+            </span>
+          </label>
+          <label>
+            VM monitoring timeout (s)
+            <input
+              name="monitoringTimeoutSec"
+              type="number"
+              min={20}
+              max={3600}
+              step={1}
+              class={badField === 'monitoringTimeoutSec' ? 'invalid' : ''}
+              value={f.monitoringTimeoutSec}
+              onInput={set('monitoringTimeoutSec')}
+            />
+            <span class="hint">
+              A monitored VM whose agent is silent this long, with no disk I/O, is reset (3 times an hour at
+              most).
             </span>
           </label>
         </div>

@@ -47,6 +47,8 @@ export function VmHaCard({ vm }: { vm: Vm }) {
         <dd class="ha-priority">{policy.priority}</dd>
         <dt>Restart order</dt>
         <dd class="ha-restart-order">{policy.restartOrder}</dd>
+        <dt>VM monitoring</dt>
+        <dd class="ha-monitoring">{policy.monitoring ? 'on' : 'off'}</dd>
         <dt>Isolation response</dt>
         <dd class="ha-isolation" title={isolationHint(policy.isolationResponse)}>
           {isolationLabel(policy.isolationResponse)}

@@ -37,6 +37,7 @@ export function VmHaDialog({
         // Left as typed when not a number: the API says what is wrong with it.
         restartOrder: order === '' || Number.isNaN(Number(order)) ? order : Number(order),
         isolationResponse: f.isolationResponse,
+        monitoring: !!f.monitoring,
       });
       toast(
         `HA of ${vm.name} saved: ${ha.policy.enabled ? `on, ${ha.policy.priority} priority` : 'off'}`,
@@ -66,6 +67,10 @@ export function VmHaDialog({
           <label class="check">
             <input name="enabled" type="checkbox" checked={f.enabled} onChange={set('enabled')} /> Restart on
             another host when its host fails
+          </label>
+          <label class="check">
+            <input name="monitoring" type="checkbox" checked={!!f.monitoring} onChange={set('monitoring')} />{' '}
+            VM monitoring: reset the guest when its agent stops answering and its disks are idle
           </label>
           <label>
             Priority
