@@ -67,6 +67,11 @@ export function renderCephConf(c: CephConfig): string {
     `osd crush chooseleaf type = ${c.failureDomain === 'host' ? 1 : 0}`,
     `osd memory target = ${c.osdMemoryTargetBytes}`,
     'rbd default clone format = 2',
+    // A dead OSD is marked down after 10 s of missed heartbeats (pinged every 2 s) instead of Ceph's 20 s:
+    // until then I/O to its placement groups waits, and so does HA's fencing and restart of the VMs of a
+    // failed host (docs/ha.md).
+    'osd heartbeat interval = 2',
+    'osd heartbeat grace = 10',
     `run dir = ${p.run}`,
     `log file = ${p.log}/$name.log`,
     `admin socket = ${p.run}/$name.asok`,

@@ -5,6 +5,7 @@
  * each HA VM handed to a surviving host (a new ownership epoch; the reconciler starts it there), each as
  * a task, with the recovery timeline saved in etcd so the next leader carries it on.
  */
+import { RemoteNode } from '../../cluster/grpc/remote-node';
 import { NfError } from '../../errors';
 import type { Store } from '../../store/store';
 import { createLogger } from '../../util/log';
@@ -84,6 +85,9 @@ export interface HaDeps {
   isLeader(): boolean;
 }
 
+/** How long the leader keeps trying to stop the stale copies of a host that came back. */
+const REAP_FOR_MS = 180_000;
+
 /** Heartbeats this late (3 missed) make the leader probe the host. */
 const OVERDUE_MS = 3000;
 
@@ -99,6 +103,9 @@ export class HaService {
   private readonly tasksOf = new Map<string, string>();
   private readonly waiters = new Map<string, (r: { ok: boolean; message: string }) => void>();
   private readonly monitor = new VmMonitor();
+  /** Leadership runs (start/stop), so a start that read while leadership was lost gives up. */
+  private runs = 0;
+  private restarts: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly d: HaDeps) {}
 
@@ -138,9 +145,18 @@ export class HaService {
   /** On becoming the leader: a new manager that carries on the recoveries an earlier leader left. */
   async start(): Promise<void> {
     if (this.timer) return;
+    const run = ++this.runs;
+    // The grace of a new leader counts from here, before the reads below.
+    const since = performance.now();
     await this.settings().catch(() => {});
-    const m = new HaManager(this.cached.detectionSec * 1000, performance.now(), () => crypto.randomUUID());
     const open = (await this.records().catch(() => [])).filter((r) => r.status !== 'done');
+    // Leadership lost (stop()) or a later start while reading: this run is over.
+    if (run !== this.runs || this.timer) return;
+    this.begin(since, open);
+  }
+
+  private begin(since: number, open: RecoveryRecord[]): void {
+    const m = new HaManager(this.cached.detectionSec * 1000, since, () => crypto.randomUUID());
     m.load(open.map((r) => fromRecord(r)));
     for (const r of open) for (const v of r.vms) if (v.taskId) this.tasksOf.set(`${r.id}:${v.id}`, v.taskId);
     this.manager = m;
@@ -150,6 +166,7 @@ export class HaService {
   }
 
   stop(): void {
+    this.runs++;
     clearInterval(this.timer);
     this.timer = undefined;
     this.manager = undefined;
@@ -348,9 +365,11 @@ export class HaService {
       } else if (a.kind === 'reap') {
         void this.reap(a.host, a.vms);
       } else if (a.kind === 'restart') {
-        void this.restart(a.recovery, a.vm, a.host).then((result) =>
-          this.apply(m, m.restarted(performance.now(), a.recovery, a.vm, result)),
-        );
+        // One at a time: restarts to the same host would otherwise conflict on its admission key.
+        this.restarts = this.restarts
+          .then(() => this.restart(a.recovery, a.vm, a.host))
+          .then((result) => this.apply(m, m.restarted(performance.now(), a.recovery, a.vm, result)))
+          .catch((err: Error) => log.warn('HA restart step failed', { err: err.message }));
       }
     }
   }
@@ -402,21 +421,34 @@ export class HaService {
 
   /** Stops the stale copies a failed host that answers again still runs of VMs HA moved away. */
   private async reap(host: string, vmIds: string[]): Promise<void> {
-    for (const id of vmIds) {
-      const vm = (await this.d.store.get<VmRecord>(keys.vm(id)).catch(() => undefined))?.value;
-      if (!vm || vm.node === host) continue;
-      try {
-        const n = this.d.router.on(host);
-        const s = await n.stopVm(id, { force: true });
-        if (s.state === 'stopped' || s.state === 'error')
-          log.info('stale copy checked on a host that came back', { vm: vm.name, host, now: vm.node });
-      } catch (err) {
-        log.warn('cannot stop a stale copy on a host that came back', {
-          vm: vm.name,
-          host,
-          err: (err as Error).message,
-        });
+    // The host's lease comes back with its first heartbeat; the leader's connection to its node service
+    // and the host's re-attach of its QEMUs may take a little longer: try until it is done (3 min).
+    const deadline = Date.now() + REAP_FOR_MS;
+    let left = [...vmIds];
+    for (let attempt = 0; left.length > 0; attempt++) {
+      const next: string[] = [];
+      for (const id of left) {
+        const vm = (await this.d.store.get<VmRecord>(keys.vm(id)).catch(() => undefined))?.value;
+        if (!vm || vm.node === host) continue;
+        try {
+          const n = this.d.router.on(host);
+          await n.stopVm(id, { force: true });
+          const still = n instanceof RemoteNode ? await n.fetchHasProcess(id) : n.hasProcess(id);
+          if (still) throw new NfError('unavailable', 'its QEMU is still there');
+          log.info('no stale copy left on a host that came back', { vm: vm.name, host, now: vm.node });
+        } catch (err) {
+          next.push(id);
+          if (Date.now() >= deadline)
+            log.error('cannot stop a stale copy on a host that came back; stop it by hand', {
+              vm: vm.name,
+              host,
+              err: (err as Error).message,
+            });
+        }
       }
+      if (Date.now() >= deadline || this.manager === undefined) return;
+      left = next;
+      if (left.length) await Bun.sleep(Math.min(5000, 500 * 2 ** attempt));
     }
   }
 
