@@ -110,6 +110,7 @@ describe('HA helpers', () => {
     };
     expect(taskLabel(t.type)).toBe('HA restart');
     expect(taskLabel('vm.migrate')).toBe('vm.migrate');
+    expect(taskLabel('vm.ha-reset')).toBe('HA reset (VM monitoring)');
     expect(haRestartDetails(t)).toEqual({ from: 'h3', to: 'h1' });
     expect(haRestartDetails({ ...t, type: 'vm.migrate' })).toBeUndefined();
   });

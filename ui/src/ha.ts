@@ -141,6 +141,7 @@ const TASK_LABELS: Record<string, string> = {
   [HA_RESTART]: 'HA restart',
   'ha.settings': 'HA settings',
   'vm.ha': 'HA policy',
+  'vm.ha-reset': 'HA reset (VM monitoring)',
 };
 
 /** A readable name for the HA task types; other types as they are. */

@@ -102,6 +102,9 @@ export function TasksPanel() {
                           from failed host {ha.from} → {ha.to}
                         </span>
                       )}
+                      {t.type === 'vm.ha-reset' && typeof t.details?.why === 'string' && (
+                        <span class="task-ha">{t.details.why}</span>
+                      )}
                       {running && d && (
                         <span class="task-migration" data-testid="task-progress" data-phase={d.phase}>
                           {migrationProgress(d)}
