@@ -88,6 +88,22 @@ async function trial(kind: Kind): Promise<{ ms: number; double: boolean }> {
     () => false,
   );
   const isolatedLate = kind === 'partition' && !(deadAt !== undefined && deadAt < started);
+  // Where the time went: the recovery's timeline against the fault.
+  const rec = (
+    await api.request<{
+      recoveries: {
+        host: string;
+        detectedAt: string;
+        fencedAt?: string;
+        fence?: string;
+        vms: { restartedAt?: string; runningAt?: string }[];
+      }[];
+    }>('GET', '/api/v1/ha')
+  ).recoveries.find((r) => r.host === v.name && Date.parse(r.detectedAt) > t0);
+  const at = (iso?: string) => (iso ? `+${((Date.parse(iso) - t0) / 1000).toFixed(1)} s` : '-');
+  console.log(
+    `ha: ${kind} of ${v.name}: detected ${at(rec?.detectedAt)}, fenced ${at(rec?.fencedAt)}, handed over ${at(rec?.vms[0]?.restartedAt)}, running ${at(rec?.vms[0]?.runningAt)}, booted +${(ms / 1000).toFixed(1)} s; ${rec?.fence ?? ''}`,
+  );
   return { ms, double: !single || isolatedLate };
 }
 

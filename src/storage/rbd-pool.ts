@@ -275,25 +275,41 @@ export class RbdPool implements StorageDriver {
   async fenceClients(volumes: string[], ips: string[], expireSec = 3600): Promise<string[]> {
     const done: string[] = [];
     const fromHost = (addr: string) => ips.includes(addrIp(addr));
+    // Each step with its time: a fence that waits on Ceph (an OSD not yet marked down) says where.
+    const timed = async <T>(fn: () => Promise<T>): Promise<[T, string]> => {
+      const t0 = performance.now();
+      const v = await fn();
+      return [v, `${((performance.now() - t0) / 1000).toFixed(1)} s`];
+    };
     for (const volume of volumes) {
       const spec = this.spec(volume);
-      const status = await this.rbd(['status', spec, '--format', 'json']);
+      const [[status, lockList], read] = await timed(() =>
+        Promise.all([
+          this.rbd(['status', spec, '--format', 'json']),
+          this.rbd(['lock', 'ls', spec, '--format', 'json']),
+        ]),
+      );
       const watchers = [...status.matchAll(CLIENT_ADDR)].map((m) => m[0]).filter(fromHost);
-      const locks = parseLocks(await this.rbd(['lock', 'ls', spec, '--format', 'json']));
+      const locks = parseLocks(lockList);
       const addrs = new Set([...watchers, ...locks.map((l) => l.address).filter(fromHost)]);
+      done.push(`${volume}: clients read (${read})`);
       for (const addr of addrs) {
         // (it answers on stderr only: not JSON)
-        await cephTool('ceph', [...this.common(), 'osd', 'blocklist', 'add', addr, String(expireSec)], {
-          what: 'ceph osd blocklist add',
-        });
-        done.push(`${volume}: blocklisted ${addr}`);
+        const [, took] = await timed(() =>
+          cephTool('ceph', [...this.common(), 'osd', 'blocklist', 'add', addr, String(expireSec)], {
+            what: 'ceph osd blocklist add',
+          }),
+        );
+        done.push(`${volume}: blocklisted ${addr} (${took})`);
       }
       for (const l of locks.filter((x) => fromHost(x.address))) {
-        await this.rbd(['lock', 'rm', spec, l.id, l.locker]).catch((err: Error) => {
-          // gone meanwhile (librbd broke it for the VM's next QEMU): fine
-          if (!/No such file|\(2\)/.test(err.message)) throw err;
-        });
-        done.push(`${volume}: lock of ${l.locker} removed`);
+        const [, took] = await timed(() =>
+          this.rbd(['lock', 'rm', spec, l.id, l.locker]).catch((err: Error) => {
+            // gone meanwhile (librbd broke it for the VM's next QEMU): fine
+            if (!/No such file|\(2\)/.test(err.message)) throw err;
+          }),
+        );
+        done.push(`${volume}: lock of ${l.locker} removed (${took})`);
       }
     }
     return done;

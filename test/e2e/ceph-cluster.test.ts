@@ -537,11 +537,24 @@ describe('integrated Ceph on three hosts', () => {
     }, 25);
     const cutAt = Date.now();
     v.link(false);
+    // For the report: when Ceph marks the cut-off host's OSD down (I/O to its placement groups, and so
+    // HA's fencing reads, wait for it).
+    let osdDownAt: number | undefined;
+    const osdWatch = setInterval(() => {
+      void status()
+        .then((st) => {
+          if (osdDownAt === undefined && st.health && st.health.osds.up < 3) osdDownAt = Date.now();
+        })
+        .catch(() => {});
+    }, 1000);
     try {
       const { vm } = await runningElsewhere('ha1', v.name, 180_000);
       const started = Date.parse((vm as { startedAt?: string }).startedAt ?? '');
+      const rec = (await ha()).recoveries.find((r) => r.host === v.name && Date.parse(r.detectedAt) > cutAt);
+      const at = (t?: number | string) =>
+        t === undefined ? '-' : `+${(typeof t === 'string' ? Date.parse(t) : t) - cutAt} ms`;
       console.log(
-        `HA after a partition of ${v.name}: its copy killed +${deadAt! - cutAt} ms, the new one started on ${vm.node} +${started - cutAt} ms`,
+        `HA after a partition of ${v.name}: its copy killed ${at(deadAt)}, Ceph saw its OSD down ${at(osdDownAt)}, detected ${at(rec?.detectedAt)}, fenced ${at(rec?.fencedAt)}, the new one started on ${vm.node} ${at(started)}; fence: ${rec?.fence}`,
       );
       // The isolated host ended its copy itself, and before the new one started (never two).
       expect(deadAt).toBeDefined();
@@ -554,6 +567,7 @@ describe('integrated Ceph on three hosts', () => {
       });
     } finally {
       clearInterval(watch);
+      clearInterval(osdWatch);
       v.link(true);
     }
     // The link is back: the host rejoins, and there is still one copy.

@@ -352,8 +352,16 @@ export class HaService {
       if (a.kind === 'save') await this.save(a.recovery);
       else if (a.kind === 'fence') {
         log.warn('fencing the storage of a failed host before restarting its HA VMs', { host: a.host });
+        const t0 = performance.now();
         void this.fence(a.host, a.vms).then(
-          (detail) => this.apply(m, m.fenced(performance.now(), a.recovery, { ok: true, detail })),
+          (detail) => {
+            log.warn('storage of the failed host fenced', {
+              host: a.host,
+              ms: Math.round(performance.now() - t0),
+              detail,
+            });
+            return this.apply(m, m.fenced(performance.now(), a.recovery, { ok: true, detail }));
+          },
           (err: Error) => {
             log.error('fencing failed; HA VMs stay down until it succeeds', {
               host: a.host,
