@@ -72,6 +72,8 @@ export function renderCephConf(c: CephConfig): string {
     // failed host (docs/ha.md).
     'osd heartbeat interval = 2',
     'osd heartbeat grace = 10',
+    // and no longer: the monitors would stretch the grace of OSDs they saw lag (a loaded lab host's all)
+    'mon osd adjust heartbeat grace = false',
     `run dir = ${p.run}`,
     `log file = ${p.log}/$name.log`,
     `admin socket = ${p.run}/$name.asok`,
