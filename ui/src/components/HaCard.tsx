@@ -1,5 +1,5 @@
-import { useEffect, useState } from 'preact/hooks';
-import { api, type HaRecovery, type HaStatus } from '../api';
+import { useState } from 'preact/hooks';
+import type { HaRecovery, HaStatus } from '../api';
 import { detectionLine, HOST_HA_STATES, recoveryHead, recoverySteps, tolerateLine } from '../ha';
 import { usePolled } from '../poll';
 import { hostHref } from '../route';
