@@ -503,8 +503,8 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
 
   // Node health: heartbeats arrive at the leader, which keeps one lease per node alive (HA's detection time).
   const leases = new EtcdHealthLeases(store.client, () => ha.detectionSec());
-  const onReport = async (nodeName2: string, info: NodeInfo) => {
-    await registry.recordInfo(nodeName2, info);
+  const onReport = async (nodeName2: string, info: NodeInfo, known?: NodeRecord) => {
+    await registry.recordInfo(nodeName2, info, known);
     await leases.beat(nodeName2, {
       at: new Date().toISOString(),
       memoryAvailableBytes: info.memoryAvailableBytes,
@@ -518,8 +518,8 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     const controlService = controlHandlers(
       async (peer, report) => {
         // A removed host's record is gone: its reports are refused (and it gets no list of controllers).
-        await registry.checkReporter(report.node, peer.address);
-        if (report.info) await onReport(report.node, nodeInfoFromPb(report.info));
+        const known = await registry.checkReporter(report.node, peer.address);
+        if (report.info) await onReport(report.node, nodeInfoFromPb(report.info), known);
         return undefined;
       },
       () => (leadership.isLeader() ? undefined : leaderAddress),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { RecoveryRecord } from '../controller/ha/service';
+import type { RecoveryRecord } from '../controller/ha/views';
 import { NfError } from '../errors';
 import type { ApiClient } from './client';
 import { describeRecovery, vmHa } from './ha';

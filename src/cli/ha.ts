@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { HaPolicy } from '../controller/ha/policy';
-import type { HaProtection, HaStatus, RecoveryRecord } from '../controller/ha/service';
+import type { HaStatus, RecoveryRecord, VmHaView } from '../controller/ha/views';
 import { NfError } from '../errors';
 import type { ApiClient } from './client';
 import { client, enc, GLOBAL, intFlag, type Out } from './commands';
@@ -121,7 +121,7 @@ export async function vmHa(api: ApiClient, name: string, f: VmHaFlags, out: Out)
     body.isolationResponse = f.isolation as HaPolicy['isolationResponse'];
   }
   const path = `/api/v1/vms/${enc(name)}/ha`;
-  const r = await api.request<{ policy: HaPolicy; protection: HaProtection }>(
+  const r = await api.request<VmHaView>(
     Object.keys(body).length ? 'PUT' : 'GET',
     path,
     Object.keys(body).length ? body : undefined,
@@ -135,6 +135,11 @@ export async function vmHa(api: ApiClient, name: string, f: VmHaFlags, out: Out)
       `Isolation:   ${p.isolationResponse} (what its host does with it when the host loses the cluster)`,
       `Monitoring:  ${p.monitoring ? 'on (reset when its agent is silent and its disks idle)' : 'off'}`,
       `Protection:  ${r.protection.state}${r.protection.reason ? `: ${r.protection.reason}` : ''}`,
+      ...(r.monitoring
+        ? [
+            `Watching:    agent ${r.monitoring.agentSilentForSec !== undefined ? `silent for ${r.monitoring.agentSilentForSec} s` : 'answering'}${r.monitoring.lastIoCheck ? `, disks ${r.monitoring.lastIoCheck.diskIdle ? 'idle' : 'busy'} at ${r.monitoring.lastIoCheck.at}` : ''}, ${r.monitoring.resetsLastHour} reset(s) in the last hour`,
+          ]
+        : []),
     ].join('\n'),
   );
 }

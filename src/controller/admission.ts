@@ -1,7 +1,7 @@
 import { NfError } from '../errors';
 import { capabilitiesOf } from '../storage/registry';
 import type { Condition, Store, Versioned } from '../store/store';
-import { type FailoverHost, failoverCheck } from './ha/failover';
+import { type FailoverHost, type FailoverVm, failoverCheck } from './ha/failover';
 import { DEFAULT_HA_SETTINGS, type HaSettings } from './ha/policy';
 import type { NodeRegistry } from './node-registry';
 import { HOST_RESERVE_BYTES } from './node-registry';
@@ -109,11 +109,7 @@ export class Admission {
     };
     const hosts = failoverHosts(nodes.map((n) => n.value));
     if (hosts.length <= settings.tolerateHostFailures) return;
-    const check = failoverCheck(
-      settings.tolerateHostFailures,
-      hosts,
-      on.map((v) => ({ node: v.node, memoryMiB: v.memoryMiB, ha: !!v.ha?.enabled })),
-    );
+    const check = failoverCheck(settings.tolerateHostFailures, hosts, on.map(failoverVm));
     if (!check.ok)
       throw new NfError(
         'insufficient_capacity',
@@ -142,7 +138,11 @@ export class Admission {
 
   /** The VM needs nothing of its current host: every disk on shared storage, no image from a host pool. */
   private movable(vm: VmRecord, nodes: Versioned<NodeRecord>[], images: Versioned<ImageRecord>[]): boolean {
-    return !tiedToHost(vm, nodes, images);
+    return !tiedToHost(
+      vm,
+      nodes.map((n) => n.value),
+      images.map((i) => i.value),
+    );
   }
 
   /** Another host with room for the VM, chosen by the scheduler as for a new placement. */
@@ -160,6 +160,11 @@ export function failoverHosts(nodes: NodeRecord[]): FailoverHost[] {
       name: n.name,
       memoryBytes: Math.max(0, (n.info?.memoryTotalBytes ?? 0) - HOST_RESERVE_BYTES),
     }));
+}
+
+/** A powered-on VM as failoverCheck takes it. */
+export function failoverVm(v: VmRecord): FailoverVm {
+  return { node: v.node, memoryMiB: v.memoryMiB, ha: !!v.ha?.enabled };
 }
 
 export type AdmissionTicket = Versioned<{ count: number }> | undefined;
@@ -190,19 +195,15 @@ export async function admissionTickets(store: Store): Promise<Map<string, Admiss
  * Why a VM cannot run on another host than its own (pinned, a disk on a host's pool, an image file of a
  * host's pool), or undefined when it can: every disk on shared storage.
  */
-export function tiedToHost(
-  vm: VmRecord,
-  nodes: Versioned<NodeRecord>[],
-  images: Versioned<ImageRecord>[],
-): string | undefined {
+export function tiedToHost(vm: VmRecord, nodes: NodeRecord[], images: ImageRecord[]): string | undefined {
   if (vm.placement?.node) return `pinned to host ${vm.placement.node}`;
   const shared = new Set<string>();
   for (const n of nodes)
-    for (const p of n.value.info?.pools ?? []) if (capabilitiesOf(p.type)?.shared) shared.add(p.name);
+    for (const p of n.info?.pools ?? []) if (capabilitiesOf(p.type)?.shared) shared.add(p.name);
   if (vm.disks.length === 0) return 'it has no disk on shared storage';
   const local = vm.disks.find((d) => !shared.has(d.pool));
   if (local) return `disk ${local.id} is on pool ${local.pool} of its host, not on shared storage`;
-  const hostImages = new Set(images.filter((i) => !shared.has(i.value.pool)).map((i) => i.value.id));
+  const hostImages = new Set(images.filter((i) => !shared.has(i.pool)).map((i) => i.id));
   const cdrom = 'cdrom' in vm.boot && 'image' in vm.boot.cdrom ? vm.boot.cdrom.image : undefined;
   if (cdrom && hostImages.has(cdrom)) return 'its CD-ROM image is in a pool of its host';
   if (vm.disks.some((d) => d.image && hostImages.has(d.image)))

@@ -130,8 +130,11 @@ export class NodeRegistry {
     throw new NfError('conflict', `host ${name} record kept changing; retry`);
   }
 
-  /** A heartbeat's facts into the node record, written only when capacity or pools changed. */
-  async recordInfo(name: string, info: NodeInfo): Promise<void> {
+  /**
+   * A heartbeat's facts into the node record, written only when capacity or pools changed. `known`: the
+   * record as the caller just read it (checkReporter): unchanged facts then cost no read.
+   */
+  async recordInfo(name: string, info: NodeInfo, known?: NodeRecord): Promise<void> {
     const facts: NonNullable<NodeRecord['info']> = {
       cpus: info.cpus,
       cpuModel: info.cpuModel,
@@ -141,6 +144,7 @@ export class NodeRegistry {
       pools: info.pools.map((p) => ({ ...p, freeBytes: Math.floor(p.freeBytes / 1024 ** 3) * 1024 ** 3 })),
       qemuVersion: info.qemuVersion,
     };
+    if (known && JSON.stringify(known.info) === JSON.stringify(facts)) return;
     await this.upsert(name, (cur) => {
       if (!cur) return undefined; // not a member (removed meanwhile)
       if (JSON.stringify(cur.info) === JSON.stringify(facts)) return undefined;

@@ -15,7 +15,7 @@ import type {
 import type { VolumeInfo } from '../storage/driver';
 import type { SharedPoolConfig } from '../storage/shared-pools';
 import type { IncomingEndpoint, MigrationProgress, MigrationResult } from '../vmm/migration';
-import type { VmRunSpec } from '../vmm/types';
+import type { IsolationResponse, VmRunSpec } from '../vmm/types';
 
 /** A node the router can reach: the local one in process, others over gRPC. */
 export interface RoutedNode extends NodeApi {
@@ -285,7 +285,7 @@ export class NodeRouter implements NodeApi {
     return this.on(this.localName).probe();
   }
 
-  setIsolation(id: string, response: 'poweroff' | 'shutdown' | 'leave' | undefined): Promise<void> {
+  setIsolation(id: string, response: IsolationResponse | undefined): Promise<void> {
     return this.vm(id).setIsolation(id, response);
   }
 

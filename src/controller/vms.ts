@@ -7,8 +7,8 @@ import type { Store, Versioned } from '../store/store';
 import type { HostPaths } from '../util/host-paths';
 import { createLogger } from '../util/log';
 import type { VmRunSpec } from '../vmm/types';
-import { tiedToHost } from './admission';
 import { DEFAULT_HA_POLICY } from './ha/policy';
+import { isolationResponseFor } from './ha/protection';
 import type { ImageService } from './images';
 import { HOST_RESERVE_BYTES } from './node-registry';
 import type { NodeRouter } from './node-router';
@@ -512,14 +512,13 @@ export class VmService {
       agent: vm.agent !== false,
     };
     if (vm.epoch) spec.epoch = vm.epoch;
-    // The isolation response only for a VM HA can restart elsewhere: killing one it cannot would only
-    // take it down.
     if (vm.ha?.enabled) {
       const [nodes, images] = await Promise.all([
-        this.store.list<NodeRecord>(keys.nodes),
-        this.store.list<ImageRecord>(keys.images),
+        this.store.list<NodeRecord>(keys.nodes).then((l) => l.map((n) => n.value)),
+        this.store.list<ImageRecord>(keys.images).then((l) => l.map((i) => i.value)),
       ]);
-      if (!tiedToHost(vm, nodes, images)) spec.isolationResponse = vm.ha.isolationResponse;
+      const response = isolationResponseFor(vm, nodes, images);
+      if (response) spec.isolationResponse = response;
     }
     const b = vm.boot;
     if ('kernel' in b) {

@@ -21,7 +21,7 @@ import { waitFor } from '../util/wait';
 import type { IncomingEndpoint, MigrationProgress, MigrationResult, MigrationRole } from '../vmm/migration';
 import type { AccelChoice } from '../vmm/qemu/host';
 import { stderrReason } from '../vmm/qemu/instance';
-import type { RuntimeState, VmInstance, VmmDriver, VmRunSpec } from '../vmm/types';
+import type { IsolationResponse, RuntimeState, VmInstance, VmmDriver, VmRunSpec } from '../vmm/types';
 import { AgentTracker } from './agent';
 import { MetricsCollector, type VmSampleSource } from './metrics';
 import type { SelfFence } from './self-fence';
@@ -350,7 +350,7 @@ export class Node implements NodeApi {
     return Promise.resolve({ cutOff: this.selfFence?.cutOff ?? false });
   }
 
-  async setIsolation(id: string, response: 'poweroff' | 'shutdown' | 'leave' | undefined): Promise<void> {
+  async setIsolation(id: string, response: IsolationResponse | undefined): Promise<void> {
     const spec = this.specOf(id);
     if (!spec) return; // never started here: its next start carries the policy
     if (response) spec.isolationResponse = response;
@@ -360,7 +360,7 @@ export class Node implements NodeApi {
   }
 
   /** Running VMs with an HA isolation response (SelfFence's targets). */
-  haVms(): { id: string; name: string; isolationResponse: 'poweroff' | 'shutdown' | 'leave' }[] {
+  haVms(): { id: string; name: string; isolationResponse: IsolationResponse }[] {
     return [...this.instances.keys()].flatMap((id) => {
       const spec = this.specs.get(id) ?? this.specOf(id);
       return spec?.isolationResponse

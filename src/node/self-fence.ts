@@ -1,4 +1,4 @@
-import type { IsolationResponse } from '../controller/ha/policy';
+import type { IsolationResponse } from '../vmm/types';
 
 /** What the self-fence acts on: the VMs of this host that have an isolation response, and how to apply it. */
 export interface FenceTarget {

@@ -9,7 +9,7 @@ import type {
   MigrationRole,
   OutgoingRequest,
 } from '../vmm/migration';
-import type { Accelerator, RuntimeState, VmRunSpec } from '../vmm/types';
+import type { Accelerator, IsolationResponse, RuntimeState, VmRunSpec } from '../vmm/types';
 import type { AgentState } from './agent';
 import type { Point } from './series';
 
@@ -216,6 +216,6 @@ export interface NodeApi {
    */
   probe(): Promise<{ cutOff: boolean }>;
   /** A running VM's HA isolation response changed (undefined: not an HA VM any more). */
-  setIsolation(id: string, response: 'poweroff' | 'shutdown' | 'leave' | undefined): Promise<void>;
+  setIsolation(id: string, response: IsolationResponse | undefined): Promise<void>;
   onStatus(listener: (status: VmStatus) => void): () => void;
 }

@@ -42,6 +42,12 @@ export type BootRun =
   | { kind: 'cdrom' }
   | { kind: 'disk'; index: number };
 
+/**
+ * HA: what a host that lost the cluster does with a VM before the others restart it (poweroff kills
+ * QEMU, shutdown asks the guest, leave keeps it: storage fencing alone stops its writes).
+ */
+export type IsolationResponse = 'poweroff' | 'shutdown' | 'leave';
+
 /** Everything a node needs to run a VM, fully resolved to host paths. */
 export interface VmRunSpec {
   id: string;
@@ -60,7 +66,7 @@ export interface VmRunSpec {
   /** Its ownership epoch (an etcd revision): a node refuses a start older than one it was handed. */
   epoch?: number;
   /** HA: what the host does with it when the host loses the cluster (absent: not an HA VM). */
-  isolationResponse?: 'poweroff' | 'shutdown' | 'leave';
+  isolationResponse?: IsolationResponse;
 }
 
 export type RuntimeState = 'running' | 'paused' | 'stopped' | 'error';

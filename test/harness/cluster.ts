@@ -210,15 +210,7 @@ export class ClusterHost implements AsyncDisposable {
   }
 
   private pids(): number[] {
-    const pids: number[] = [];
-    const vmsDir = join(this.dataDir, 'node', 'vms');
-    if (existsSync(vmsDir)) {
-      for (const id of readdirSync(vmsDir)) {
-        const pid = readPidfile(join(vmsDir, id, 'qemu.pid'));
-        if (pid && pidAlive(pid) && (procCmdline(pid) ?? []).some((a) => a.includes(this.dataDir)))
-          pids.push(pid);
-      }
-    }
+    const pids = this.qemuPids();
     // Ceph daemons (our pidfiles; their argv names this data dir's ceph.conf)
     const cephRun = join(this.dataDir, 'ceph', 'run');
     if (existsSync(cephRun)) {

@@ -67,14 +67,18 @@ describe('HA VM monitoring', () => {
       intervalMs: 500,
       what: 'the agent to be seen silent',
     });
-    const silentAt = Date.now();
-    // A timeout of silence and a few seconds more (the monitor looked at the I/O and found some): still
-    // the same boot, no reset task.
-    await waitFor(() => Date.now() - silentAt > 26_000, {
-      timeoutMs: 30_000,
-      intervalMs: 1000,
-      what: '26 s',
-    });
+    // The monitor looks at the disks once the silence lasted the timeout, finds them busy, and lets be.
+    const check = await waitFor(
+      async () =>
+        (
+          await d.api.request<{ monitoring?: { lastIoCheck?: { at: string; diskIdle: boolean } } }>(
+            'GET',
+            `/api/v1/vms/${vm.id}/ha`,
+          )
+        ).monitoring?.lastIoCheck,
+      { timeoutMs: 90_000, intervalMs: 500, what: 'VM monitoring to look at the disks' },
+    );
+    expect(check.diskIdle).toBe(false);
     expect(await tasks()).toEqual([]);
     expect(await boots()).toBe(1);
     // Now the disk goes idle too: the guest is reset, once, and boots again; its agent answers again.
@@ -85,6 +89,10 @@ describe('HA VM monitoring', () => {
       what: 'VM monitoring to reset the guest',
     });
     expect(reset).toMatchObject({ target: 'watched', user: 'ha' });
+    const watched = await d.api.request<{
+      monitoring?: { lastIoCheck?: { diskIdle: boolean }; resetsLastHour: number };
+    }>('GET', `/api/v1/vms/${vm.id}/ha`);
+    expect(watched.monitoring).toMatchObject({ lastIoCheck: { diskIdle: true }, resetsLastHour: 1 });
     await waitFor(async () => (await boots()) === 2, {
       timeoutMs: 120_000,
       intervalMs: 500,

@@ -88,6 +88,17 @@ const VmHaSchema = z
       state: z.enum(['protected', 'unprotected', 'disabled']),
       reason: z.string().optional(),
     }),
+    monitoring: z
+      .object({
+        agentSilentForSec: z.number().optional(),
+        lastIoCheck: z.object({ at: z.string(), diskIdle: z.boolean() }).optional(),
+        resetsLastHour: z.number(),
+      })
+      .optional()
+      .openapi({
+        description:
+          "VM monitoring's view of a monitored guest (answered by the leader): how long its agent has been silent, the last look at its disks' I/O, resets in the last hour",
+      }),
   })
   .openapi('VmHa');
 

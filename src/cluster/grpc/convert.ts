@@ -14,7 +14,7 @@ import type {
   MigrationProgress,
   MigrationResult,
 } from '../../vmm/migration';
-import type { BootRun, DiskRun, NicRun, VmRunSpec } from '../../vmm/types';
+import type { BootRun, DiskRun, IsolationResponse, NicRun, VmRunSpec } from '../../vmm/types';
 import type * as pb from '../gen/neuroflow/v1/node';
 
 function oneOf<T extends string>(value: string, allowed: readonly T[], what: string): T {
@@ -366,6 +366,6 @@ export function cephStateFromPb(s: pb.CephHostState): CephHostState {
   return out;
 }
 
-export function isolationFromPb(s: string): 'poweroff' | 'shutdown' | 'leave' {
+export function isolationFromPb(s: string): IsolationResponse {
   return oneOf(s, ['poweroff', 'shutdown', 'leave'] as const, 'isolation response');
 }

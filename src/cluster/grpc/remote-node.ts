@@ -30,7 +30,7 @@ import type { VolumeInfo } from '../../storage/driver';
 import type { SharedPoolConfig } from '../../storage/shared-pools';
 import { createLogger } from '../../util/log';
 import type { IncomingEndpoint, MigrationProgress, MigrationResult } from '../../vmm/migration';
-import type { VmRunSpec } from '../../vmm/types';
+import type { IsolationResponse, VmRunSpec } from '../../vmm/types';
 import * as pb from '../gen/neuroflow/v1/node';
 import {
   cephApplyToPb,
@@ -443,7 +443,7 @@ export class RemoteNode implements NodeApi {
     return this.call('Probe', this.client.probe, {}, timeoutMs);
   }
 
-  async setIsolation(id: string, response: 'poweroff' | 'shutdown' | 'leave' | undefined): Promise<void> {
+  async setIsolation(id: string, response: IsolationResponse | undefined): Promise<void> {
     await this.call('SetIsolation', this.client.setIsolation, { id, isolationResponse: response ?? '' });
   }
 

@@ -13,6 +13,13 @@ describe('VmMonitor (HA VM monitoring)', () => {
     expect(m.judge('v', up('absent'), 140_000, T).kind).toBe('ok');
     expect(m.judge('v', up('absent'), 199_999, T).kind).toBe('ok');
     expect(m.judge('v', up('absent'), 200_000, T)).toEqual({ kind: 'check-io', sinceMs: 140_000 });
+    expect(m.view('v', 200_000)).toEqual({ agentSilentForSec: 60, resetsLastHour: 0 });
+    m.busy('v', 200_000); // the disks were busy: the silence counts again from here
+    expect(m.view('v', 201_000)).toEqual({
+      agentSilentForSec: 1,
+      lastIoCheck: { at: new Date(200_000).toISOString(), diskIdle: false },
+      resetsLastHour: 0,
+    });
     // the agent answers again: all is well
     expect(m.judge('v', up('connected'), 201_000, T).kind).toBe('ok');
     expect(m.judge('v', up('absent'), 202_000, T).kind).toBe('ok');

@@ -32,6 +32,17 @@ interface Track {
   silentSince?: number;
   resets: number[];
   limitSaid?: boolean;
+  /** The last look at the disks' I/O, and whether they were idle. */
+  lastCheck?: { at: number; idle: boolean };
+}
+
+/** What VM monitoring knows of a guest now (GET /vms/{id}/ha, on the leader). */
+export interface MonitorView {
+  /** Seconds its agent has been silent after it had answered. */
+  agentSilentForSec?: number;
+  /** The last look at its disks (made once the silence lasted the timeout). */
+  lastIoCheck?: { at: string; diskIdle: boolean };
+  resetsLastHour: number;
 }
 
 export class VmMonitor {
@@ -81,11 +92,12 @@ export class VmMonitor {
     );
   }
 
-  /** A reset was made: the agent must answer again before its silence counts. */
+  /** A reset was made (its disks were idle): the agent must answer again before its silence counts. */
   reset(id: string, now: number): void {
     const t = this.tracks.get(id) ?? { answered: false, resets: [] };
     t.resets.push(now);
     t.answered = false;
+    t.lastCheck = { at: now, idle: true };
     delete t.silentSince;
     this.tracks.set(id, t);
   }
@@ -93,7 +105,18 @@ export class VmMonitor {
   /** The guest did I/O: its silence starts again (an agent may be gone while the workload runs). */
   busy(id: string, now: number): void {
     const t = this.tracks.get(id);
-    if (t?.silentSince !== undefined) t.silentSince = now;
+    if (!t) return;
+    t.lastCheck = { at: now, idle: false };
+    if (t.silentSince !== undefined) t.silentSince = now;
+  }
+
+  view(id: string, now: number): MonitorView {
+    const t = this.tracks.get(id);
+    const v: MonitorView = { resetsLastHour: t?.resets.filter((r) => now - r < HOUR_MS).length ?? 0 };
+    if (t?.silentSince !== undefined) v.agentSilentForSec = Math.round((now - t.silentSince) / 1000);
+    if (t?.lastCheck)
+      v.lastIoCheck = { at: new Date(t.lastCheck.at).toISOString(), diskIdle: t.lastCheck.idle };
+    return v;
   }
 
   forget(keep: Set<string>): void {

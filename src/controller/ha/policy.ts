@@ -1,7 +1,10 @@
 /** High availability: the per-VM policy and the cluster's settings, as kept in etcd and shown by the API. */
 
 export type HaPriority = 'high' | 'medium' | 'low';
-export type IsolationResponse = 'poweroff' | 'shutdown' | 'leave';
+
+import type { IsolationResponse } from '../../vmm/types';
+
+export type { IsolationResponse };
 
 /** A VM's HA policy (`ha` in its record). */
 export interface HaPolicy {

@@ -9,7 +9,7 @@ import { RemoteNode } from '../../cluster/grpc/remote-node';
 import { NfError } from '../../errors';
 import type { Store } from '../../store/store';
 import { createLogger } from '../../util/log';
-import { admissionBump, admissionTickets, failoverHosts, tiedToHost } from '../admission';
+import { admissionBump, admissionTickets, failoverHosts, failoverVm } from '../admission';
 import type { NodeRegistry } from '../node-registry';
 import type { NodeRouter } from '../node-router';
 import { loadClusterState, toSched } from '../placement';
@@ -37,41 +37,10 @@ import {
   MONITORING_MIN_SEC,
   selfFenceMs,
 } from './policy';
+import { NO_OTHER_HOST, protection } from './protection';
+import type { HaStatus, RecoveryRecord, VmHaView } from './views';
 
 const log = createLogger('ha');
-
-/** A recovery as saved and shown: times as ISO strings, plus the task of each restart. */
-export interface RecoveryRecord
-  extends Omit<Recovery, 'detectedAt' | 'fencedAt' | 'returnedAt' | 'endedAt' | 'vms'> {
-  detectedAt: string;
-  fencedAt?: string;
-  returnedAt?: string;
-  endedAt?: string;
-  /** Seconds from detection to the last VM running again. */
-  durationSec?: number;
-  vms: (Omit<Recovery['vms'][number], 'restartedAt' | 'runningAt' | 'retryAt'> & {
-    restartedAt?: string;
-    runningAt?: string;
-    taskId?: string;
-  })[];
-}
-
-/** Whether a VM is protected by HA now, and why not. */
-export interface HaProtection {
-  state: 'protected' | 'unprotected' | 'disabled';
-  reason?: string;
-}
-
-export interface HaStatus {
-  settings: HaSettings;
-  /** Each host as HA judges it (the leader's view; `online` on other controllers). */
-  hosts: { name: string; state: HostHaState }[];
-  /** Admission control: would the HA VMs still fit after `tolerateHostFailures` hosts fail? */
-  admission: { ok: boolean; message: string };
-  protectedVms: number;
-  unprotectedVms: { id: string; name: string; reason: string }[];
-  recoveries: RecoveryRecord[];
-}
 
 export interface HaDeps {
   store: Store;
@@ -183,20 +152,6 @@ export class HaService {
       .sort((a, b) => (a.detectedAt < b.detectedAt ? 1 : -1));
   }
 
-  /** A VM's protection as HA sees it now. */
-  protection(vm: VmRecord, nodes: NodeRecord[], images: ImageRecord[]): HaProtection {
-    if (!vm.ha?.enabled) return { state: 'disabled' };
-    const tied = tiedToHost(
-      vm,
-      nodes.map((n) => ({ key: '', revision: '0', value: n })),
-      images.map((i) => ({ key: '', revision: '0', value: i })),
-    );
-    if (tied) return { state: 'unprotected', reason: tied };
-    if (nodes.filter((n) => !n.maintenance).length < 2)
-      return { state: 'unprotected', reason: 'no other host to restart it on' };
-    return { state: 'protected' };
-  }
-
   async status(): Promise<HaStatus> {
     const [settings, nodes, vms, images, recoveries] = await Promise.all([
       this.settings(),
@@ -208,7 +163,7 @@ export class HaService {
     const unprotectedVms: HaStatus['unprotectedVms'] = [];
     let protectedVms = 0;
     for (const vm of vms) {
-      const p = this.protection(vm, nodes, images);
+      const p = protection(vm, nodes, images);
       if (p.state === 'protected') protectedVms++;
       else if (p.state === 'unprotected')
         unprotectedVms.push({ id: vm.id, name: vm.name, reason: p.reason! });
@@ -224,25 +179,25 @@ export class HaService {
   }
 
   /** A VM's HA policy and protection (GET /vms/{id}/ha). */
-  async vmHa(vm: VmRecord): Promise<{ policy: HaPolicy; protection: HaProtection }> {
+  async vmHa(vm: VmRecord): Promise<VmHaView> {
     const [nodes, images] = await Promise.all([
       this.d.registry.list().then((l) => l.map((n) => n.value)),
       this.d.store.list<ImageRecord>(keys.images).then((l) => l.map((i) => i.value)),
     ]);
-    return {
+    const view: VmHaView = {
       policy: { ...DEFAULT_HA_POLICY, ...vm.ha },
-      protection: this.protection(vm, nodes, images),
+      protection: protection(vm, nodes, images),
     };
+    // what VM monitoring knows lives on the leader
+    if (vm.ha?.monitoring && this.manager) view.monitoring = this.monitor.view(vm.id, Date.now());
+    return view;
   }
 
   /**
    * Changes a VM's HA policy (PUT /vms/{id}/ha) with compare-and-swap, and tells its host at once when it
    * runs (the isolation response applies from now, not from the next start).
    */
-  async setVmHa(
-    id: string,
-    patch: Partial<HaPolicy>,
-  ): Promise<{ policy: HaPolicy; protection: HaProtection }> {
+  async setVmHa(id: string, patch: Partial<HaPolicy>): Promise<VmHaView> {
     for (let attempt = 0; ; attempt++) {
       const cur = await this.d.store.get<VmRecord>(keys.vm(id));
       if (!cur) throw new NfError('not_found', `no VM ${id}`);
@@ -261,10 +216,9 @@ export class HaService {
       }
       const out = await this.vmHa(next);
       if (next.node && this.d.router.hasProcess(id)) {
-        // as VmService.runSpec: an isolation response only for a VM HA can restart elsewhere
-        const protectedNow = next.ha.enabled && out.protection.state === 'protected';
+        // the same rule as at start (VmService.runSpec)
         await this.d.router
-          .setIsolation(id, protectedNow ? next.ha.isolationResponse : undefined)
+          .setIsolation(id, out.protection.state === 'protected' ? next.ha.isolationResponse : undefined)
           .catch((err: Error) =>
             log.warn('the host did not take the new isolation response (it applies at the next start)', {
               vm: next.name,
@@ -295,11 +249,10 @@ export class HaService {
     this.ticking = true;
     try {
       await this.settings();
-      const [nodes, health, vms, images] = await Promise.all([
+      const [nodes, health, vms] = await Promise.all([
         this.d.registry.list().then((l) => l.map((n) => n.value)),
         this.d.registry.health(),
         this.d.store.list<VmRecord>(keys.vms).then((l) => l.map((v) => v.value)),
-        this.d.store.list<ImageRecord>(keys.images).then((l) => l.map((i) => i.value)),
       ]);
       const hosts: HostSeen[] = await Promise.all(
         nodes.map(async (n): Promise<HostSeen> => {
@@ -319,6 +272,12 @@ export class HaService {
           return { name: n.name, leased: !!h, probeOk };
         }),
       );
+      // Protection matters for the VMs of hosts that went silent (a recovery lists them): the images are
+      // read, and the VMs judged, only then, not every second for every VM.
+      const silent = new Set(hosts.filter((h) => h.probeOk !== undefined).map((h) => h.name));
+      const images = silent.size
+        ? (await this.d.store.list<ImageRecord>(keys.images)).map((i) => i.value)
+        : [];
       const seen: HaVm[] = vms
         .filter((v) => v.node && !v.template)
         .map((v) => {
@@ -332,9 +291,10 @@ export class HaService {
             running: s.state === 'running' || s.state === 'paused',
           };
           if (v.ha) x.ha = v.ha;
-          const p = this.protection(v, nodes, images);
-          if (p.state === 'unprotected' && p.reason !== 'no other host to restart it on')
-            x.unprotected = p.reason;
+          if (silent.has(v.node)) {
+            const p = protection(v, nodes, images);
+            if (p.state === 'unprotected' && p.reason !== NO_OTHER_HOST) x.unprotected = p.reason;
+          }
           if (v.migration) x.unprotected = `a migration to ${v.migration.target} was under way`;
           return x;
         });
@@ -665,10 +625,6 @@ export function admissionCheck(
   vms: VmRecord[],
 ): { ok: boolean; message: string } {
   const on = vms.filter((v) => v.node && v.power !== 'stopped' && !v.template);
-  const c = failoverCheck(
-    s.tolerateHostFailures,
-    failoverHosts(nodes),
-    on.map((v) => ({ node: v.node, memoryMiB: v.memoryMiB, ha: !!v.ha?.enabled })),
-  );
+  const c = failoverCheck(s.tolerateHostFailures, failoverHosts(nodes), on.map(failoverVm));
   return { ok: c.ok, message: c.message };
 }
