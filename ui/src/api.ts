@@ -1,7 +1,8 @@
-import type { HostHaState, RecoveryStatus, RecoveryVmState } from '../../src/controller/ha/manager';
+import type { HostHaState } from '../../src/controller/ha/manager';
 import type { HaPolicy, HaSettings } from '../../src/controller/ha/policy';
+import type { HaProtection, HaStatus, RecoveryRecord, VmHaView } from '../../src/controller/ha/views';
 
-export type { HaPolicy, HaSettings, HostHaState };
+export type { HaPolicy, HaProtection, HaSettings, HaStatus, HostHaState };
 
 export type VmState =
   | 'pending'
@@ -53,71 +54,14 @@ export interface Vm {
   epoch?: number;
 }
 
-/** Whether HA can restart the VM on another host now, and why not. */
-export interface HaProtection {
-  state: 'protected' | 'unprotected' | 'disabled';
-  reason?: string;
-}
-
 /** GET/PUT /vms/{id}/ha. */
-export interface VmHa {
-  policy: HaPolicy;
-  protection: HaProtection;
-}
+export type VmHa = VmHaView;
 
 /** A VM HA does not restart, and why. */
-export interface HaUnprotectedVm {
-  id: string;
-  name: string;
-  reason: string;
-}
+export type HaUnprotectedVm = HaStatus['unprotectedVms'][number];
 
 /** One host failure and what HA did about it (times ISO). */
-export interface HaRecovery {
-  id: string;
-  host: string;
-  status: RecoveryStatus;
-  /** Why the host was declared failed. */
-  reason: string;
-  detectedAt: string;
-  fencedAt?: string;
-  /** What storage fencing did. */
-  fence?: string;
-  fenceAttempts: number;
-  fenceError?: string;
-  /** When the host answered again. */
-  returnedAt?: string;
-  endedAt?: string;
-  /** Detection to the last VM running again. */
-  durationSec?: number;
-  vms: {
-    id: string;
-    name: string;
-    priority: HaPolicy['priority'];
-    restartOrder: number;
-    state: RecoveryVmState;
-    target?: string;
-    restartedAt?: string;
-    runningAt?: string;
-    error?: string;
-    attempts: number;
-    taskId?: string;
-  }[];
-  /** Powered-on VMs of the host HA did not restart. */
-  unprotected: HaUnprotectedVm[];
-}
-
-/** GET/PUT /ha. */
-export interface HaStatus {
-  settings: HaSettings;
-  hosts: { name: string; state: HostHaState }[];
-  /** Admission control: would the HA VMs still fit after `tolerateHostFailures` hosts fail? */
-  admission: { ok: boolean; message: string };
-  protectedVms: number;
-  unprotectedVms: HaUnprotectedVm[];
-  /** Newest first. */
-  recoveries: HaRecovery[];
-}
+export type HaRecovery = RecoveryRecord;
 
 /** A VM's live migration under way: its task, the hosts, the local disks being copied. */
 export interface VmMigration {

@@ -2,26 +2,24 @@ import { useEffect, useState } from 'preact/hooks';
 import { api } from './api';
 
 /**
- * GET `path` now and every `intervalMs` while the tab is visible (the cluster page's DRS and HA cards).
- * `set` replaces the value (after a save that answered with it); `load` reads again at once.
+ * GET `path` now and every `everyMs` while the tab is visible: the last answer or the error. `setData`
+ * replaces the answer (after a save that returned it); `reload` reads again at once.
  */
-export function usePolled<T>(path: string, intervalMs: number) {
-  const [value, set] = useState<T | undefined>();
+export function usePolled<T>(path: string, everyMs = 5000) {
+  const [data, setData] = useState<T | undefined>();
   const [error, setError] = useState('');
-  async function load() {
+  const reload = async () => {
     try {
-      set(await api<T>('GET', path));
+      setData(await api<T>('GET', path));
       setError('');
     } catch (e) {
       setError((e as Error).message);
     }
-  }
+  };
   useEffect(() => {
-    load();
-    const timer = setInterval(() => {
-      if (!document.hidden) load();
-    }, intervalMs);
-    return () => clearInterval(timer);
-  }, [path, intervalMs]);
-  return { value, set, error, setError, load };
+    reload();
+    const t = setInterval(() => !document.hidden && reload(), everyMs);
+    return () => clearInterval(t);
+  }, [path, everyMs]);
+  return { data, setData, error, setError, reload };
 }

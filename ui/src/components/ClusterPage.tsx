@@ -155,7 +155,7 @@ const DRS_HISTORY_ROWS = 20;
  * recommendations with Apply, and the moves made; reloaded every 10 s while the page is open.
  */
 function DrsCard() {
-  const { value: d, set: setD, error, setError, load } = usePolled<DrsStatus>('/drs', 10_000);
+  const { data: d, setData: setD, error, setError, reload: load } = usePolled<DrsStatus>('/drs', 10_000);
   // what is under way: 'save', 'run' or the id of a recommendation being applied
   const [busy, setBusy] = useState('');
 

@@ -1,4 +1,5 @@
 import type { ComponentChildren } from 'preact';
+import { FormActions } from './FormActions';
 
 export function ConfirmDialog(props: {
   title: string;
@@ -15,19 +16,15 @@ export function ConfirmDialog(props: {
       <div class="modal" role="dialog" aria-label={props.title}>
         <h3>{props.title}</h3>
         <div class="modal-body">{props.children}</div>
-        {props.error && (
-          <div class="form-error" role="alert">
-            {props.error}
-          </div>
-        )}
-        <div class="modal-actions">
-          <button type="button" onClick={props.onCancel}>
-            Cancel
-          </button>
-          <button type="button" class="danger" disabled={props.busy} onClick={props.onConfirm}>
-            {props.confirm}
-          </button>
-        </div>
+        <FormActions
+          error={props.error}
+          busy={!!props.busy}
+          label={props.confirm}
+          busyLabel={props.confirm}
+          onCancel={props.onCancel}
+          onConfirm={props.onConfirm}
+          danger
+        />
       </div>
     </div>
   );

@@ -16,7 +16,7 @@ const HA_RECOVERY_ROWS = 20;
  * reloaded every 3 s while the page is open.
  */
 export function HaCard() {
-  const { value: h, set: setH, error } = usePolled<HaStatus>('/ha', HA_POLL_MS);
+  const { data: h, setData: setH, error } = usePolled<HaStatus>('/ha', HA_POLL_MS);
   const [editing, setEditing] = useState(false);
 
   return (

@@ -2,6 +2,7 @@ import { useState } from 'preact/hooks';
 import { ApiError, api, type HaSettings, type HaStatus } from '../api';
 import { DETECTION_MAX_SEC, DETECTION_MIN_SEC } from '../ha';
 import { toast } from '../store';
+import { FormActions } from './FormActions';
 
 /** The cluster's HA settings: detection time and host failures to tolerate; the API's refusal stays in it. */
 export function HaSettingsDialog({
@@ -113,19 +114,7 @@ export function HaSettingsDialog({
             </span>
           </label>
         </div>
-        {error && (
-          <div class="form-error" role="alert">
-            {error}
-          </div>
-        )}
-        <div class="modal-actions">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" class="primary" disabled={busy}>
-            {busy ? 'Saving…' : 'Save'}
-          </button>
-        </div>
+        <FormActions error={error} busy={busy} label="Save" busyLabel="Saving…" onCancel={onClose} />
       </form>
     </div>
   );

@@ -2,6 +2,7 @@ import { useState } from 'preact/hooks';
 import { api, type Task, type Vm } from '../api';
 import { migrationDetails, migrationTargets } from '../migration';
 import { putTask, toast, useStore } from '../store';
+import { FormActions } from './FormActions';
 
 /** Live migration of a running or paused VM: to a chosen host or where the scheduler says, bandwidth capped. */
 export function MigrateDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) {
@@ -86,19 +87,14 @@ export function MigrateDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) 
             />
           </label>
         </div>
-        {error && (
-          <div class="form-error" role="alert">
-            {error}
-          </div>
-        )}
-        <div class="modal-actions">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" class="primary" data-testid="migrate-submit" disabled={busy}>
-            {busy ? 'Migrating…' : 'Migrate'}
-          </button>
-        </div>
+        <FormActions
+          error={error}
+          busy={busy}
+          label="Migrate"
+          busyLabel="Migrating…"
+          onCancel={onClose}
+          testId="migrate-submit"
+        />
       </form>
     </div>
   );

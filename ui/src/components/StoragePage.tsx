@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, fmtBytes, type Image } from '../api';
+import { usePolled } from '../poll';
 import { hostHref } from '../route';
 import { toast, useStore } from '../store';
 import { ConfirmDialog } from './ConfirmDialog';
@@ -704,24 +705,4 @@ function CephCard({ onChange }: { onChange: () => Promise<void> }) {
       )}
     </div>
   );
-}
-
-/** GET path now and every `everyMs` while the page is visible; the last answer or the error. */
-function usePolled<T>(path: string, everyMs = 5000) {
-  const [data, setData] = useState<T | undefined>();
-  const [error, setError] = useState('');
-  const reload = async () => {
-    try {
-      setData(await api<T>('GET', path));
-      setError('');
-    } catch (e) {
-      setError((e as Error).message);
-    }
-  };
-  useEffect(() => {
-    reload();
-    const t = setInterval(() => !document.hidden && reload(), everyMs);
-    return () => clearInterval(t);
-  }, [path]);
-  return { data, error, reload };
 }

@@ -4,6 +4,7 @@ import { migrating } from '../migration';
 import { go } from '../route';
 import { attempt, refreshAll, toast, useStore } from '../store';
 import { ConfirmDialog } from './ConfirmDialog';
+import { FormActions } from './FormActions';
 import { MigrateDialog } from './MigrateDialog';
 
 const BEING_MIGRATED = 'Refused while the VM is being migrated';
@@ -215,19 +216,14 @@ function CloneDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) {
             Full clone: copy the disks (independent of the template; slower)
           </label>
         </div>
-        {error && (
-          <div class="form-error" role="alert">
-            {error}
-          </div>
-        )}
-        <div class="modal-actions">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" class="primary" disabled={busy || !name}>
-            {busy ? 'Cloning…' : 'Clone'}
-          </button>
-        </div>
+        <FormActions
+          error={error}
+          busy={busy}
+          label="Clone"
+          busyLabel="Cloning…"
+          onCancel={onClose}
+          disabled={!name}
+        />
       </form>
     </div>
   );

@@ -2,6 +2,7 @@ import { useState } from 'preact/hooks';
 import { ApiError, api, type HaPolicy, type Vm, type VmHa } from '../api';
 import { HA_PRIORITIES, ISOLATION_RESPONSES, isolationHint } from '../ha';
 import { toast } from '../store';
+import { FormActions } from './FormActions';
 
 /** A VM's HA policy: on/off, priority, restart order, isolation response; the API's refusal stays in it. */
 export function VmHaDialog({
@@ -114,19 +115,7 @@ export function VmHaDialog({
             <span class="hint isolation-hint">{isolationHint(f.isolationResponse)}</span>
           </label>
         </div>
-        {error && (
-          <div class="form-error" role="alert">
-            {error}
-          </div>
-        )}
-        <div class="modal-actions">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" class="primary" disabled={busy}>
-            {busy ? 'Saving…' : 'Save'}
-          </button>
-        </div>
+        <FormActions error={error} busy={busy} label="Save" busyLabel="Saving…" onCancel={onClose} />
       </form>
     </div>
   );
