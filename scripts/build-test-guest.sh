@@ -245,6 +245,7 @@ install -m 644 "$GUEST_DIR/profile" "$root/etc/profile"
 install -m 755 "$GUEST_DIR/shutdown" "$root/bin/shutdown"
 install -m 755 "$GUEST_DIR/chpasswd" "$root/bin/chpasswd"
 install -m 755 "$GUEST_DIR/login-check" "$root/bin/login-check"
+install -m 755 "$GUEST_DIR/tpm-nv" "$root/bin/tpm-nv"
 [[ -e "$root/bin/su" && -e "$root/bin/mkpasswd" && -e "$root/bin/findfs" ]] ||
 	die "$BUSYBOX lacks su/mkpasswd/findfs; install the Debian package 'busybox-static'"
 # Users: root without a password (as before), test with a SHA-512 crypt hash
@@ -309,15 +310,27 @@ visit() {
 	done
 	order+=("$n")
 }
-while IFS= read -r m; do
-	m=${m%%#*}
-	m=${m//[[:space:]]/}
-	if [[ -n "$m" ]]; then visit "${m//-/_}"; fi
-done <"$GUEST_DIR/modules"
+read_modules() { # read_modules LIST: visits every module named in LIST
+	local m
+	while IFS= read -r m; do
+		m=${m%%#*}
+		m=${m//[[:space:]]/}
+		if [[ -n "$m" ]]; then visit "${m//-/_}"; fi
+	done <"$1"
+}
+read_modules "$GUEST_DIR/modules"
+base_count=${#order[@]}
+# guest/modules-hw: loaded by /init only with "nf.hw" on the kernel command line
+read_modules "$GUEST_DIR/modules-hw"
 
 : >"$root/etc/modules.order"
+: >"$root/etc/modules-hw.order"
 : >"$root/lib/modules/$kver/modules.dep"
+i=0
 for n in "${order[@]}"; do
+	list="$root/etc/modules.order"
+	((i++ < base_count)) || list="$root/etc/modules-hw.order"
+
 	src="$moddir/${mod_path[$n]}"
 	rel="${mod_path[$n]%%.ko*}.ko"
 	dst="$root/lib/modules/$kver/$rel"
@@ -332,7 +345,7 @@ for n in "${order[@]}"; do
 		;;
 	*) die "unsupported module file $src" ;;
 	esac
-	echo "$rel" >>"$root/etc/modules.order"
+	echo "$rel" >>"$list"
 	deps=
 	for d in ${mod_deps[$n]}; do deps+=" ${d%%.ko*}.ko"; done
 	echo "$rel:$deps" >>"$root/lib/modules/$kver/modules.dep"

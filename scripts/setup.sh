@@ -18,6 +18,8 @@ DEBIAN_PACKAGES=(
   openvswitch-switch ovn-host ovn-central qemu-block-extra ovmf dropbear-bin
   # The nat network: passt (userspace NAT per NIC), nftables (keeps passt off every host address).
   passt nftables
+  # vTPM: swtpm emulates a TPM 2.0 per VM; swtpm_setup (swtpm-tools) manufactures it with EK certificates.
+  swtpm swtpm-tools
   # Integrated Ceph (src/ceph): monitors, managers, OSDs, and the ceph/rbd tools; QEMU's rbd driver is
   # in qemu-block-extra above.
   ceph-mon ceph-mgr ceph-osd ceph-common

@@ -20,6 +20,8 @@ export const ERROR_CODES = {
   in_use: { http: 409, grpc: 9 },
   /** Someone else changed the record first (compare-and-swap lost); retry. */
   conflict: { http: 409, grpc: 10 },
+  /** The resource changed since the client read it (If-Match names an older ETag): read it again. */
+  precondition_failed: { http: 412, grpc: 9 },
   /** The host lacks the memory, disk or CPU the request needs. */
   insufficient_resources: { http: 422, grpc: 8 },
   /**

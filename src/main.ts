@@ -32,6 +32,14 @@ Usage:
       --dev: one host alone over plain HTTP (loopback). Without it, the first start makes a new cluster
       (CA, TLS etcd member, HTTPS API) unless --join TOKEN joins an existing one.
   neuroflow vm list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot ...
+  neuroflow vm create NAME [--vcpus N] [--memory MIB] [--disk GIB|image:NAME[:GIB]]... [--network NET]...
+                  [--kernel PATH [--initrd PATH] [--cmdline S] | --cdrom IMAGE | --boot-disk N] [--machine q35|pc]
+                  [--firmware bios|uefi] [--secure-boot] [--tpm] [--cpu MODEL] [--sockets N] [--cores N]
+                  [--threads N] [--cpu-flag +FLAG|-FLAG]... [--video std|virtio|qxl|cirrus|none] [--no-tablet]
+                  [--disk-bus virtio-blk|virtio-scsi|sata|ide] [--nic-model virtio|e1000e|rtl8139|vmxnet3] [--start]
+  neuroflow vm set NAME [--name NEW] [--description D] [--vcpus N] [--memory MIB] [--kernel ...|--cdrom IMAGE|--boot-disk N]
+                  [create's hardware flags] [--no-tpm] [--tablet]   change a VM (If-Match: a change made meanwhile is
+                  refused); a running VM's hardware changes at its next stop and start (shown as Pending)
   neuroflow vm resize NAME DISK GIB         grow a disk (online while the VM runs)
   neuroflow vm move-disk NAME DISK POOL     move a disk to another pool (live while the VM runs)
   neuroflow vm migrate NAME [--node HOST] [--bandwidth MIBPS] [--downtime-ms N] [--postcopy] [--time-limit SEC]

@@ -11,6 +11,7 @@ export const errors = {
   401: json(ErrorSchema, 'Missing or wrong token'),
   404: json(ErrorSchema, 'Not found'),
   409: json(ErrorSchema, 'Conflicts with the current state'),
+  412: json(ErrorSchema, 'Changed since read (If-Match)'),
   422: json(ErrorSchema, 'Not enough resources'),
   500: json(ErrorSchema, 'Hypervisor or internal failure'),
   503: json(ErrorSchema, 'A dependency is unavailable'),

@@ -40,6 +40,31 @@ const ABS_PATH = z.string().min(1).max(4096).regex(/^\//, 'an absolute path on t
  */
 const BOOT_PATH = ABS_PATH.regex(/^[^,]*$/, 'a path without commas (QEMU reads them as separators)');
 
+export const DiskBusSchema = z.enum(['virtio-blk', 'virtio-scsi', 'sata', 'ide']);
+export const NicModelSchema = z.enum(['virtio', 'e1000e', 'rtl8139', 'vmxnet3']);
+export const VideoSchema = z.enum(['std', 'virtio', 'qxl', 'cirrus', 'none']);
+/** A QEMU CPU model or flag name: letters, digits and . _ - only (no comma can add an option). */
+const CPU_NAME = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a CPU model name like x86-64-v2 or EPYC-v3');
+const CPU_FLAG = /^[a-z0-9][a-z0-9._-]{0,31}$/;
+
+export const CpuInput = z
+  .strictObject({
+    model: CPU_NAME.optional().openapi({
+      description:
+        'host (default: the host CPU, max under TCG), x86-64-v2, x86-64-v3, x86-64-v4 (portable levels: the VM moves between hosts that have it), or a QEMU model (EPYC-v3, Skylake-Server-v3, …)',
+    }),
+    sockets: z.number().int().min(1).max(16).optional(),
+    cores: z.number().int().min(1).max(256).optional(),
+    threads: z.number().int().min(1).max(2).optional(),
+    flags: z
+      .record(z.string().regex(CPU_FLAG, 'a CPU flag name like avx2 or pcid'), z.boolean())
+      .optional()
+      .openapi({ description: 'Flags forced on (true) or off (false) on top of the model, by QEMU name' }),
+  })
+  .openapi('CpuInput');
+
 export const DiskInput = z
   .strictObject({
     sizeGiB: z
@@ -55,13 +80,25 @@ export const DiskInput = z
       .optional()
       .openapi({ description: 'Name or id of a disk image to clone (copy-on-write)' }),
     pool: NAME.optional().openapi({ description: 'Storage pool (default "local")' }),
+    bus: DiskBusSchema.optional().openapi({
+      description:
+        'virtio-blk (default), virtio-scsi, sata (AHCI: guests without VirtIO drivers), ide (machine pc only)',
+    }),
   })
   .refine((d) => d.sizeGiB !== undefined || d.image !== undefined, {
     message: 'a disk needs sizeGiB, image, or both',
   })
   .openapi('DiskInput');
 
-export const NicInput = z.strictObject({ network: NAME, mac: MAC.optional() }).openapi('NicInput');
+export const NicInput = z
+  .strictObject({
+    network: NAME,
+    mac: MAC.optional(),
+    model: NicModelSchema.optional().openapi({
+      description: 'virtio (default), e1000e, rtl8139, vmxnet3 (guests without VirtIO drivers)',
+    }),
+  })
+  .openapi('NicInput');
 
 export const BootInput = z
   .union([
@@ -124,10 +161,52 @@ export const CreateVmBody = z
       .openapi({ description: 'Give the VM the guest agent channel (virtio-serial)' }),
     placement: Placement.optional(),
     ha: HaPolicyInput.optional().openapi({ description: 'High availability (PUT /vms/{id}/ha changes it)' }),
+    firmware: z.enum(['bios', 'uefi']).default('bios').openapi({
+      description: 'bios (SeaBIOS) or uefi (OVMF, with a variable store of its own that outlives restarts)',
+    }),
+    secureBoot: z
+      .boolean()
+      .default(false)
+      .openapi({ description: 'UEFI Secure Boot with Microsoft keys enrolled (needs uefi and q35)' }),
+    tpm: z
+      .boolean()
+      .default(false)
+      .openapi({ description: 'A TPM 2.0 (swtpm, CRB) whose state the host keeps' }),
+    cpu: CpuInput.optional(),
+    video: VideoSchema.default('std'),
+    tablet: z
+      .boolean()
+      .default(true)
+      .openapi({ description: 'A USB tablet: the console pointer follows the mouse exactly' }),
   })
   .openapi('CreateVm');
 
 export type CreateVmInput = z.infer<typeof CreateVmBody>;
+
+/** PATCH /vms/{id}: what changes; hardware of a running VM waits for its next cold start. */
+export const EditVmBody = z
+  .strictObject({
+    name: NAME.optional(),
+    description: z.string().max(1024).optional(),
+    vcpus: z.number().int().min(1).max(256).optional(),
+    memoryMiB: z
+      .number()
+      .int()
+      .min(16)
+      .max(16 * 1024 * 1024)
+      .optional(),
+    machine: z.enum(['q35', 'pc']).optional(),
+    boot: BootInput.optional(),
+    firmware: z.enum(['bios', 'uefi']).optional(),
+    secureBoot: z.boolean().optional(),
+    tpm: z.boolean().optional(),
+    cpu: CpuInput.optional().openapi({ description: 'Replaces the CPU settings as a whole' }),
+    video: VideoSchema.optional(),
+    tablet: z.boolean().optional(),
+  })
+  .openapi('EditVm');
+
+export type EditVmInput = z.infer<typeof EditVmBody>;
 
 export const HaPolicySchema = z
   .object({
@@ -199,8 +278,29 @@ export const VmSchema = z
           .object({ vm: z.string(), disk: z.string() })
           .optional()
           .openapi({ description: 'A linked clone of this template disk' }),
+        bus: DiskBusSchema.optional(),
       }),
     ),
+    firmware: z.enum(['bios', 'uefi']),
+    secureBoot: z.boolean(),
+    efiVars: z
+      .object({ pool: z.string(), volume: z.string() })
+      .optional()
+      .openapi({ description: 'UEFI: the volume holding the VM variable store' }),
+    tpm: z.boolean(),
+    cpu: z.object({
+      model: z.string(),
+      sockets: z.number(),
+      cores: z.number(),
+      threads: z.number(),
+      flags: z.record(z.string(), z.boolean()).optional(),
+    }),
+    video: VideoSchema,
+    tablet: z.boolean(),
+    pendingChanges: z.record(z.string(), z.unknown()).optional().openapi({
+      description:
+        'Hardware changes made while the VM ran, applied at its next cold start (a stop and a start; a guest reboot is not one)',
+    }),
     template: z.boolean().optional().openapi({ description: 'A template: never powered on; clone it' }),
     ha: HaPolicySchema.optional(),
     epoch: z.number().optional().openapi({
@@ -216,7 +316,9 @@ export const VmSchema = z
       })
       .optional()
       .openapi({ description: 'A live migration under way (POST /vms/{id}/migrate); actions wait for it' }),
-    networks: z.array(z.object({ id: z.string(), network: z.string(), mac: z.string() })),
+    networks: z.array(
+      z.object({ id: z.string(), network: z.string(), mac: z.string(), model: NicModelSchema.optional() }),
+    ),
     boot: z.record(z.string(), z.unknown()),
     pid: z.number().optional(),
     agent: z.object({

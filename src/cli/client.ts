@@ -40,9 +40,19 @@ export class ApiClient {
     method: string,
     path: string,
     body?: unknown,
-    init: { raw?: BodyInit; contentType?: string } = {},
+    init: { raw?: BodyInit; contentType?: string; headers?: Record<string, string> } = {},
   ): Promise<T> {
-    const headers: Record<string, string> = { authorization: `Bearer ${this.ep.token}` };
+    return (await this.exchange<T>(method, path, body, init)).body;
+  }
+
+  /** request() with the response's headers (an ETag to send back as If-Match). */
+  async exchange<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    init: { raw?: BodyInit; contentType?: string; headers?: Record<string, string> } = {},
+  ): Promise<{ body: T; headers: Headers }> {
+    const headers: Record<string, string> = { ...init.headers, authorization: `Bearer ${this.ep.token}` };
     let payload: BodyInit | undefined = init.raw;
     if (body !== undefined) {
       headers['content-type'] = 'application/json';
@@ -72,7 +82,8 @@ export class ApiClient {
         parsed?.error?.details,
       );
     }
-    if (res.status === 204 || text === '') return undefined as T;
-    return (res.headers.get('content-type') ?? '').includes('json') ? (JSON.parse(text) as T) : (text as T);
+    if (res.status === 204 || text === '') return { body: undefined as T, headers: res.headers };
+    const json = (res.headers.get('content-type') ?? '').includes('json');
+    return { body: json ? (JSON.parse(text) as T) : (text as T), headers: res.headers };
   }
 }

@@ -58,10 +58,20 @@ interface Vm {
   vcpus: number;
   memoryMiB: number;
   reason?: string;
-  disks: { id: string; sizeBytes: number; volume: string }[];
+  disks: { id: string; sizeBytes: number; volume: string; bus?: string }[];
+  networks?: { id: string; network: string; mac: string; model?: string }[];
   snapshots: { name: string; createdAt: string; vmState: string }[];
   agent: { status: string; version?: string };
+  firmware?: string;
+  secureBoot?: boolean;
+  tpm?: boolean;
+  cpu?: { model: string; sockets: number; cores: number; threads: number };
+  pendingChanges?: Record<string, unknown>;
   [k: string]: unknown;
+}
+
+function cpuText(c: NonNullable<Vm['cpu']>): string {
+  return `${c.model}, ${c.sockets} socket(s) × ${c.cores} core(s) × ${c.threads} thread(s)`;
 }
 
 export function client(values: { url?: string; token?: string; 'data-dir'?: string }): ApiClient {
@@ -117,6 +127,21 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       isolation: { type: 'string' },
       monitor: { type: 'boolean' },
       'no-monitor': { type: 'boolean' },
+      firmware: { type: 'string' },
+      'secure-boot': { type: 'boolean', default: false },
+      tpm: { type: 'boolean', default: false },
+      cpu: { type: 'string' },
+      sockets: { type: 'string' },
+      cores: { type: 'string' },
+      threads: { type: 'string' },
+      'cpu-flag': { type: 'string', multiple: true },
+      video: { type: 'string' },
+      'no-tablet': { type: 'boolean', default: false },
+      'disk-bus': { type: 'string' },
+      'nic-model': { type: 'string' },
+      name: { type: 'string' },
+      'no-tpm': { type: 'boolean', default: false },
+      tablet: { type: 'boolean', default: false },
     },
   });
   const api = client(values);
@@ -152,10 +177,17 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
         vcpus: Number(values.vcpus),
         memoryMiB: Number(values.memory),
         // --pool: where the disks go (default: the host's local pool)
-        disks: (values.disk ?? []).map(parseDisk).map((d) => (values.pool ? { ...d, pool: values.pool } : d)),
-        networks: (values.network ?? ['default']).filter((n) => n !== 'none').map((network) => ({ network })),
+        disks: (values.disk ?? []).map(parseDisk).map((d) => ({
+          ...d,
+          ...(values.pool ? { pool: values.pool } : {}),
+          ...(values['disk-bus'] ? { bus: values['disk-bus'] } : {}),
+        })),
+        networks: (values.network ?? ['default'])
+          .filter((n) => n !== 'none')
+          .map((network) => ({ network, ...(values['nic-model'] ? { model: values['nic-model'] } : {}) })),
         start: values.start,
         agent: !values['no-agent'],
+        ...hardwareFlags(values),
       };
       if (values.kernel) {
         const boot: Record<string, string> = { kernel: values.kernel };
@@ -190,6 +222,38 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       return show(
         await api.request<Vm>('POST', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/${sub}${qs}`),
       );
+    }
+    case 'set': {
+      // vm set NAME [--name NEW] [--description D] [--vcpus N] [--memory MIB] [hardware flags]: a running
+      // VM's hardware changes at its next cold start (shown as pending)
+      const ref = enc(need(positionals, 1, 'VM name'));
+      const patch: Record<string, unknown> = { ...hardwareFlags(values) };
+      if (values.name) patch.name = values.name;
+      if (values.description !== undefined) patch.description = values.description;
+      // (--vcpus and --memory have create's defaults: only what is on the command line counts)
+      const given = (flag: string) => argv.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`));
+      if (given('vcpus')) patch.vcpus = Number(values.vcpus);
+      if (given('memory')) patch.memoryMiB = Number(values.memory);
+      if (values.machine) patch.machine = values.machine;
+      if (values['no-tpm']) patch.tpm = false;
+      if (values.tablet) patch.tablet = true;
+      if (values.kernel)
+        patch.boot = {
+          kernel: values.kernel,
+          ...(values.initrd ? { initrd: values.initrd } : {}),
+          ...(values.cmdline ? { cmdline: values.cmdline } : {}),
+        };
+      else if (values.cdrom) patch.boot = { cdrom: values.cdrom };
+      else if (values['boot-disk'] !== undefined) patch.boot = { disk: Number(values['boot-disk']) };
+      if (Object.keys(patch).length === 0)
+        throw new NfError('validation_failed', 'vm set: say what to change');
+      // the copy this change is made on: a change by someone else meanwhile is refused (412), not lost
+      const { headers } = await api.exchange<Vm>('GET', `/api/v1/vms/${ref}`);
+      const etag = headers.get('etag');
+      const vm = await api.request<Vm>('PATCH', `/api/v1/vms/${ref}`, patch, {
+        headers: etag ? { 'if-match': etag } : {},
+      });
+      return show(vm);
     }
     case 'template':
       return show(
@@ -498,6 +562,38 @@ async function snapshotCommand(
   }
 }
 
+/** The create flags of the VM's virtual hardware: firmware, TPM, CPU model and topology, video, tablet. */
+export function hardwareFlags(values: {
+  firmware?: string;
+  'secure-boot'?: boolean;
+  tpm?: boolean;
+  cpu?: string;
+  sockets?: string;
+  cores?: string;
+  threads?: string;
+  'cpu-flag'?: string[];
+  video?: string;
+  'no-tablet'?: boolean;
+}): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  if (values.firmware) body.firmware = values.firmware;
+  if (values['secure-boot']) body.secureBoot = true;
+  if (values.tpm) body.tpm = true;
+  if (values.video) body.video = values.video;
+  if (values['no-tablet']) body.tablet = false;
+  const cpu: Record<string, unknown> = {};
+  if (values.cpu) cpu.model = values.cpu;
+  for (const k of ['sockets', 'cores', 'threads'] as const) if (values[k]) cpu[k] = Number(values[k]);
+  for (const f of values['cpu-flag'] ?? []) {
+    // --cpu-flag +avx2 / -pcid
+    const m = /^([+-])(.+)$/.exec(f);
+    if (!m) throw new NfError('validation_failed', `--cpu-flag ${f}: give +FLAG or -FLAG`);
+    cpu.flags = { ...(cpu.flags as object), [m[2]!]: m[1] === '+' };
+  }
+  if (Object.keys(cpu).length > 0) body.cpu = cpu;
+  return body;
+}
+
 /** "--disk 10" is a blank 10 GiB disk; "--disk image:NAME[:SIZE]" clones an image. */
 export function parseDisk(spec: string): Record<string, unknown> {
   if (spec.startsWith('image:')) {
@@ -536,11 +632,21 @@ function describeVm(vm: Vm): string {
     `Id:       ${vm.id}`,
     `State:    ${vm.state}${vm.reason ? ` (${vm.reason})` : ''}`,
     `Node:     ${vm.node}`,
-    `vCPUs:    ${vm.vcpus}`,
+    `vCPUs:    ${vm.vcpus}${vm.cpu ? ` (${cpuText(vm.cpu)})` : ''}`,
     `Memory:   ${vm.memoryMiB} MiB`,
+    `Firmware: ${vm.firmware ?? 'bios'}${vm.secureBoot ? ', Secure Boot' : ''}${vm.tpm ? ', TPM 2.0' : ''}`,
     `Agent:    ${vm.agent.status}${vm.agent.version ? ` ${vm.agent.version}` : ''}`,
   ];
-  for (const d of vm.disks) lines.push(`Disk:     ${d.id} ${bytes(d.sizeBytes)} (${d.volume})`);
+  for (const d of vm.disks)
+    lines.push(`Disk:     ${d.id} ${bytes(d.sizeBytes)} ${d.bus ?? 'virtio-blk'} (${d.volume})`);
+  for (const n of vm.networks ?? [])
+    lines.push(`NIC:      ${n.id} ${n.network} ${n.model ?? 'virtio'} ${n.mac}`);
+  if (vm.pendingChanges && Object.keys(vm.pendingChanges).length > 0)
+    lines.push(
+      `Pending:  ${Object.entries(vm.pendingChanges)
+        .map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`)
+        .join(', ')} (at the next stop and start)`,
+    );
   for (const s of vm.snapshots) lines.push(`Snapshot: ${s.name} (${s.createdAt}, ${s.vmState})`);
   return lines.join('\n');
 }

@@ -203,6 +203,9 @@ export function tiedToHost(vm: VmRecord, nodes: NodeRecord[], images: ImageRecor
   if (vm.disks.length === 0) return 'it has no disk on shared storage';
   const local = vm.disks.find((d) => !shared.has(d.pool));
   if (local) return `disk ${local.id} is on pool ${local.pool} of its host, not on shared storage`;
+  if (vm.efiVars && !shared.has(vm.efiVars.pool))
+    return `its UEFI variable store is on pool ${vm.efiVars.pool} of its host, not on shared storage`;
+  if (vm.tpm) return 'its TPM state is kept on its host';
   const hostImages = new Set(images.filter((i) => !shared.has(i.pool)).map((i) => i.id));
   const cdrom = 'cdrom' in vm.boot && 'image' in vm.boot.cdrom ? vm.boot.cdrom.image : undefined;
   if (cdrom && hostImages.has(cdrom)) return 'its CD-ROM image is in a pool of its host';

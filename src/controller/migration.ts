@@ -306,6 +306,16 @@ export class Migrations {
         'invalid_state',
         `VM "${vm.name}" has snapshots (${vm.snapshots.map((s) => s.name).join(', ')}) on local disks; they cannot move with them: delete them first or move the disks to a shared pool`,
       );
+    if (vm.efiVars && !sharedPools.has(vm.efiVars.pool))
+      throw new NfError(
+        'invalid_state',
+        `VM "${vm.name}" keeps its UEFI variables on pool ${vm.efiVars.pool} of host ${source}; live migration moves them only on a shared pool so far`,
+      );
+    if (vm.tpm)
+      throw new NfError(
+        'invalid_state',
+        `VM "${vm.name}" has a TPM, whose state live migration does not carry yet`,
+      );
     if ('cdrom' in vm.boot && 'image' in vm.boot.cdrom) {
       const image = (await this.store.get<ImageRecord>(keys.image(vm.boot.cdrom.image)))?.value;
       if (image && !image.shared)

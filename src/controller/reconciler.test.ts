@@ -159,6 +159,39 @@ describe('Reconciler', () => {
     expect(node.calls).toHaveLength(1);
   });
 
+  it('folds pending hardware changes into the record before a cold start, and starts with them', async () => {
+    const { store, node, read } = await setup('running', {
+      memoryMiB: 64,
+      pendingChanges: { memoryMiB: 128, tpm: true },
+    });
+    const specs: VmRecord[] = [];
+    const spy = new Reconciler(
+      store,
+      new NodeRouter('n1', node),
+      async (vm) => {
+        specs.push(vm);
+        return {
+          id: vm.id,
+          name: vm.name,
+          vcpus: 1,
+          memoryMiB: vm.memoryMiB,
+          machine: 'q35',
+          disks: [],
+          nics: [],
+          boot: { kind: 'disk', index: 0 },
+          agent: false,
+        };
+      },
+      60_000,
+    );
+    await spy.reconcile(ID);
+    expect(specs[0]).toMatchObject({ memoryMiB: 128, tpm: true });
+    expect(specs[0]!.pendingChanges).toBeUndefined();
+    const vm = await read();
+    expect(vm).toMatchObject({ memoryMiB: 128, tpm: true, runningGeneration: 2 });
+    expect(vm.pendingChanges).toBeUndefined();
+  });
+
   it('records a failed start as the VM error and does not retry it', async () => {
     const { node, rec, read } = await setup('running');
     node.failStart = new NfError('hypervisor_error', 'QEMU failed: Image is not in qcow2 format');

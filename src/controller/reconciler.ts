@@ -150,7 +150,11 @@ export class Reconciler {
         return status;
       }
       try {
-        status = await this.during(id, 'starting', async () => this.node.startVm(await this.runSpec(vm)));
+        // a cold start: hardware changed while the VM ran takes effect now
+        const toStart = vm.pendingChanges ? await this.foldPending(cur) : vm;
+        status = await this.during(id, 'starting', async () =>
+          this.node.startVm(await this.runSpec(toStart)),
+        );
         if (vm.power === 'paused') status = await this.node.pauseVm(id);
       } catch (err) {
         const e = toNfError(err);
@@ -186,6 +190,20 @@ export class Reconciler {
       });
     }
     return status;
+  }
+
+  /** Moves a VM's pending hardware changes into its record (before a cold start) and returns it. */
+  private async foldPending(cur: Versioned<VmRecord>): Promise<VmRecord> {
+    await this.update(cur, (v) => {
+      if (!v.pendingChanges) return false;
+      Object.assign(v, v.pendingChanges);
+      delete v.pendingChanges;
+      return true;
+    });
+    const now = await this.store.get<VmRecord>(cur.key);
+    if (!now) throw new NfError('not_found', `VM ${cur.value.id} was deleted`);
+    log.info('pending hardware changes applied', { vm: cur.value.id });
+    return now.value;
   }
 
   private async during<T>(id: string, t: Transition, fn: () => Promise<T>): Promise<T> {

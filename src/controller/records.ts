@@ -1,4 +1,5 @@
 import { NfError } from '../errors';
+import type { CpuRun, DiskBus, NicModel, VideoModel } from '../vmm/types';
 import type { HaPolicy } from './ha/policy';
 /** What the controller keeps in etcd. Keys live under one versioned prefix. */
 
@@ -51,12 +52,16 @@ export interface DiskRecord {
   image?: string;
   /** A linked clone of a template's disk; the template cannot be deleted meanwhile. */
   cloneOf?: { vm: string; disk: string };
+  /** Absent: virtio-blk. */
+  bus?: DiskBus;
 }
 
 export interface NicRecord {
   id: string;
   network: string;
   mac: string;
+  /** Absent: virtio. */
+  model?: NicModel;
 }
 
 export type BootRecord =
@@ -100,6 +105,22 @@ export interface VmRecord {
   boot: BootRecord;
   /** The guest agent channel (absent in records from before it existed: on). */
   agent?: boolean;
+  /** Absent: the host's best model (host under KVM, max under TCG), one socket. */
+  cpu?: CpuRun;
+  /** Absent: bios. */
+  firmware?: 'bios' | 'uefi';
+  /** UEFI Secure Boot (Microsoft's keys enrolled); only with firmware uefi on q35. */
+  secureBoot?: boolean;
+  /** UEFI: the VM's variable store, a volume beside its first disk (made from OVMF's template at first start). */
+  efiVars?: { pool: string; volume: string };
+  /** A TPM 2.0 (swtpm) whose state the VM's host keeps. */
+  tpm?: boolean;
+  /** Absent: std. */
+  video?: VideoModel;
+  /** A USB tablet (absent in records from before it existed: none). */
+  tablet?: boolean;
+  /** Hardware changed while the VM ran: folded into the record at its next cold start (reconciler). */
+  pendingChanges?: PendingChanges;
   snapshots: SnapshotRecord[];
   /** A template: never powered on; linked clones are made from its disks (POST /vms/{id}/clone). */
   template?: boolean;
@@ -152,6 +173,22 @@ export function notMigrating(vm: VmRecord): void {
 export function isPoweredOn(vm: VmRecord, hasProcess?: (id: string) => boolean): boolean {
   return vm.power !== 'stopped' || (!!vm.node && !!hasProcess?.(vm.id));
 }
+
+/** The hardware fields an edit of a running VM keeps for its next cold start. */
+export const COLD_FIELDS = [
+  'vcpus',
+  'memoryMiB',
+  'machine',
+  'boot',
+  'firmware',
+  'secureBoot',
+  'efiVars',
+  'tpm',
+  'cpu',
+  'video',
+  'tablet',
+] as const;
+export type PendingChanges = Partial<Pick<VmRecord, (typeof COLD_FIELDS)[number]>>;
 
 export interface ImageRecord {
   id: string;

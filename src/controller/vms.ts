@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { CreateVmInput } from '../api/schemas';
+import type { CreateVmInput, EditVmInput } from '../api/schemas';
 import { NfError } from '../errors';
 import type { VmStatus } from '../node/types';
 import { findByRef } from '../store/lookup';
@@ -9,6 +9,7 @@ import { createLogger } from '../util/log';
 import type { VmRunSpec } from '../vmm/types';
 import { DEFAULT_HA_POLICY } from './ha/policy';
 import { isolationResponseFor } from './ha/protection';
+import { checkHardware, hardwareView } from './hardware';
 import type { ImageService } from './images';
 import { HOST_RESERVE_BYTES } from './node-registry';
 import type { NodeRouter } from './node-router';
@@ -21,6 +22,7 @@ import {
   type NetworkRecord,
   type NodeRecord,
   notMigrating,
+  type PendingChanges,
   type PlacementRecord,
   type VmRecord,
 } from './records';
@@ -40,9 +42,17 @@ export type VmState =
 
 export interface VmView
   extends Omit<
-    VmRecord,
-    'power' | 'generation' | 'runningGeneration' | 'lastError' | 'pending' | 'boot' | 'agent'
-  > {
+      VmRecord,
+      | 'power'
+      | 'generation'
+      | 'runningGeneration'
+      | 'lastError'
+      | 'pending'
+      | 'boot'
+      | 'agent'
+      | keyof ReturnType<typeof hardwareView>
+    >,
+    ReturnType<typeof hardwareView> {
   state: VmState;
   powerState: VmRecord['power'];
   reason?: string;
@@ -121,7 +131,14 @@ export class VmService {
       if (live.version) agent.version = live.version;
       if (live.flavour) agent.flavour = live.flavour;
     }
-    const view: VmView = { ...rest, state, powerState: power, boot: bootView(boot), agent };
+    const view: VmView = {
+      ...rest,
+      ...hardwareView(vm),
+      state,
+      powerState: power,
+      boot: bootView(boot),
+      agent,
+    };
     if (reason) view.reason = reason;
     if (status.pid && (state === 'running' || state === 'paused' || state === 'stopping')) {
       view.pid = status.pid;
@@ -154,24 +171,17 @@ export class VmService {
     if (input.placement?.node && !hosts.some((h) => h.name === input.placement?.node))
       throw new NfError('validation_failed', `placement.node: no host named "${input.placement.node}"`);
     const candidates = known.filter((h) => !input.placement?.node || h.name === input.placement.node);
-    if (candidates.length > 0) {
-      const maxMiB = Math.max(
-        ...candidates.map((h) => Math.floor((h.info!.memoryTotalBytes - HOST_RESERVE_BYTES) / 1024 ** 2)),
-      );
-      if (input.memoryMiB > maxMiB) {
-        throw new NfError(
-          'insufficient_resources',
-          `memoryMiB ${input.memoryMiB} exceeds the ${maxMiB} MiB the largest host has for VMs`,
-        );
-      }
-      const maxCpus = Math.max(...candidates.map((h) => h.info!.cpus));
-      if (input.vcpus > maxCpus * 4) {
-        throw new NfError(
-          'insufficient_resources',
-          `vcpus ${input.vcpus} exceeds 4x the largest host's ${maxCpus} CPUs`,
-        );
-      }
-    }
+    checkSize(input, candidates);
+    checkHardware({
+      machine: input.machine,
+      vcpus: input.vcpus,
+      firmware: input.firmware,
+      secureBoot: input.secureBoot,
+      tpm: input.tpm,
+      cpu: input.cpu ? { model: 'host', ...input.cpu } : undefined,
+      diskBuses: input.disks.map((d) => d.bus),
+      cdrom: 'cdrom' in input.boot,
+    });
     for (const n of input.networks) {
       if (!(await this.store.get<NetworkRecord>(keys.network(n.network)))) {
         throw new NfError('validation_failed', `network "${n.network}" does not exist (try "default")`);
@@ -183,7 +193,7 @@ export class VmService {
     // Images the new VM uses: the create transaction re-writes them, so an image delete racing this
     // create loses its compare-and-swap instead of removing a backing file under the new VM.
     const used = new Map<string, Versioned<ImageRecord>>();
-    const boot = await this.resolveBoot(input, used);
+    const boot = await this.resolveBoot(input.boot, input.disks.length, used);
     const id = randomUUID();
     const disks: DiskRecord[] = [];
     for (const [i, d] of input.disks.entries()) {
@@ -196,6 +206,7 @@ export class VmService {
         volume: `vm-${id}-disk${i}.qcow2`,
         sizeBytes: 0,
       };
+      if (d.bus && d.bus !== 'virtio-blk') disk.bus = d.bus;
       if (d.image) {
         const img = await this.images.find(d.image);
         used.set(img.key, img);
@@ -251,6 +262,7 @@ export class VmService {
         id: `net${i}`,
         network: n.network,
         mac: n.mac?.toLowerCase() ?? randomMac(),
+        ...(n.model && n.model !== 'virtio' ? { model: n.model } : {}),
       })),
       boot,
       snapshots: [],
@@ -263,6 +275,16 @@ export class VmService {
     if (input.ha) vm.ha = { ...DEFAULT_HA_POLICY, ...input.ha };
     if (input.description !== undefined) vm.description = input.description;
     if (!input.agent) vm.agent = false;
+    if (input.cpu) vm.cpu = { model: 'host', ...input.cpu };
+    if (input.firmware === 'uefi') {
+      vm.firmware = 'uefi';
+      // beside the first disk, so it lives where the VM's data lives (shared storage: on every host)
+      vm.efiVars = { pool: disks[0]?.pool ?? 'local', volume: `vm-${id}-efivars.qcow2` };
+      if (input.secureBoot) vm.secureBoot = true;
+    }
+    if (input.tpm) vm.tpm = true;
+    if (input.video !== 'std') vm.video = input.video;
+    if (input.tablet) vm.tablet = true;
     try {
       await this.store.txn(
         {
@@ -322,6 +344,105 @@ export class VmService {
   }
 
   /**
+   * Changes a VM (PATCH). Name and description change at once; hardware changes at once on a stopped
+   * VM, and on a running one waits in `pendingChanges` for its next cold start (the reconciler folds it
+   * in before it starts QEMU). The result is checked as a whole first; nothing is written on a refusal.
+   * `ifMatch` (the ETag the client read) refuses an edit made on a stale copy with 412.
+   */
+  async edit(ref: string, input: EditVmInput, ifMatch?: string): Promise<{ vm: VmView; etag: string }> {
+    const id = (await this.find(ref)).value.id;
+    return this.reconciler.lock.run(id, async () => {
+      const cur = await this.find(id);
+      const vm = cur.value;
+      if (ifMatch && ifMatch !== '*' && ifMatch.replace(/^W\//, '') !== vmEtag(cur))
+        throw new NfError(
+          'precondition_failed',
+          `VM "${vm.name}" changed since it was read (ETag ${vmEtag(cur)}, If-Match ${ifMatch}); read it again`,
+        );
+      notMigrating(vm);
+      const running = vm.power !== 'stopped' || this.node.hasProcess(vm.id);
+      // What the VM will be at its next cold start: record, earlier pending changes, this edit.
+      const next: VmRecord = structuredClone({ ...vm, ...vm.pendingChanges });
+      const used = new Map<string, Versioned<ImageRecord>>();
+      const hw: PendingChanges = {};
+      if (input.vcpus !== undefined) hw.vcpus = input.vcpus;
+      if (input.memoryMiB !== undefined) hw.memoryMiB = input.memoryMiB;
+      if (input.machine !== undefined) hw.machine = input.machine;
+      if (input.boot !== undefined) hw.boot = await this.resolveBoot(input.boot, vm.disks.length, used);
+      if (input.cpu !== undefined) hw.cpu = { model: 'host', ...input.cpu };
+      if (input.video !== undefined) hw.video = input.video;
+      if (input.tablet !== undefined) hw.tablet = input.tablet;
+      if (input.tpm !== undefined) hw.tpm = input.tpm;
+      if (input.firmware !== undefined) hw.firmware = input.firmware;
+      if (input.secureBoot !== undefined) hw.secureBoot = input.secureBoot;
+      Object.assign(next, hw);
+      if (next.firmware === 'uefi' && !next.efiVars) {
+        hw.efiVars = { pool: vm.disks[0]?.pool ?? 'local', volume: `vm-${vm.id}-efivars.qcow2` };
+        next.efiVars = hw.efiVars;
+      } else if (
+        input.secureBoot !== undefined &&
+        vm.efiVars &&
+        (vm.secureBoot ?? false) !== input.secureBoot
+      )
+        // the store was made from one template or the other; its keys cannot be swapped under the guest
+        throw new NfError(
+          'validation_failed',
+          `VM "${vm.name}"'s UEFI variable store was made ${vm.secureBoot ? 'with' : 'without'} Secure Boot keys; secureBoot is chosen when UEFI is first given to a VM`,
+        );
+      checkHardware({
+        machine: next.machine,
+        vcpus: next.vcpus,
+        firmware: next.firmware ?? 'bios',
+        secureBoot: next.secureBoot ?? false,
+        tpm: next.tpm ?? false,
+        cpu: next.cpu,
+        diskBuses: next.disks.map((d) => d.bus),
+        cdrom: 'cdrom' in next.boot,
+      });
+      const hosts = (await this.store.list<NodeRecord>(keys.nodes)).map((n) => n.value).filter((h) => h.info);
+      checkSize(next, vm.node ? hosts.filter((h) => h.name === vm.node) : hosts);
+
+      const after = structuredClone(vm);
+      if (input.description !== undefined) after.description = input.description;
+      const rename = input.name !== undefined && input.name !== vm.name ? input.name : undefined;
+      if (rename) after.name = rename;
+      if (running) {
+        // only what differs from what runs is pending
+        const pending: PendingChanges = { ...vm.pendingChanges, ...hw };
+        for (const k of Object.keys(pending) as (keyof PendingChanges)[])
+          if (JSON.stringify(pending[k]) === JSON.stringify(vm[k])) delete pending[k];
+        if (Object.keys(pending).length > 0) after.pendingChanges = pending;
+        else delete after.pendingChanges;
+      } else {
+        Object.assign(after, hw);
+        delete after.pendingChanges;
+      }
+      after.updatedAt = new Date().toISOString();
+      await this.store.txn(
+        {
+          when: [
+            { key: cur.key, revision: cur.revision },
+            ...(rename ? [{ key: keys.vmName(rename), absent: true as const }] : []),
+            ...[...used.values()].map((img) => ({ key: img.key, revision: img.revision })),
+          ],
+          put: [
+            { key: cur.key, value: after },
+            ...(rename ? [{ key: keys.vmName(rename), value: vm.id }] : []),
+            ...[...used.values()].map((img) => ({ key: img.key, value: img.value })),
+          ],
+          delete: rename ? [keys.vmName(vm.name)] : [],
+        },
+        rename
+          ? `a VM named "${rename}" exists, or VM "${vm.name}" changed meanwhile; read it again`
+          : `VM "${vm.name}" changed meanwhile; read it again`,
+      );
+      log.info('VM edited', { vm: vm.id, pending: running ? Object.keys(hw) : [] });
+      const saved = await this.find(id);
+      return { vm: this.view(saved.value), etag: vmEtag(saved) };
+    });
+  }
+
+  /**
    * A new VM with a template's hardware and linked clones of its disks (new MAC addresses). Placed like
    * any new VM: anywhere the pools reach for shared disks, on the template's host for local ones.
    */
@@ -356,6 +477,7 @@ export class VmService {
         volume: `vm-${id}-${d.id}.qcow2`,
         sizeBytes: d.sizeBytes,
         cloneOf: { vm: t.id, disk: d.id },
+        ...(d.bus ? { bus: d.bus } : {}),
       })),
       networks: t.networks.map((n) => ({ ...n, mac: randomMac() })),
       boot: structuredClone(t.boot),
@@ -366,6 +488,10 @@ export class VmService {
       updatedAt: now,
     };
     if (t.agent === false) vm.agent = false;
+    // the same virtual hardware; a UEFI variable store and a TPM of its own, made new at its first start
+    for (const k of ['cpu', 'firmware', 'secureBoot', 'tpm', 'video', 'tablet'] as const)
+      if (t[k] !== undefined) Object.assign(vm, { [k]: structuredClone(t[k]) });
+    if (t.efiVars) vm.efiVars = { pool: t.efiVars.pool, volume: `vm-${id}-efivars.qcow2` };
     if (input.description !== undefined) vm.description = input.description;
     const placement = input.placement ?? t.placement;
     if (placement && Object.keys(placement).length > 0) vm.placement = { ...placement };
@@ -491,6 +617,7 @@ export class VmService {
       }
       if (vm.node && !hostGone) {
         for (const d of vm.disks) await this.node.on(vm.node).deleteVolume(d.pool, d.volume);
+        if (vm.efiVars) await this.node.on(vm.node).deleteVolume(vm.efiVars.pool, vm.efiVars.volume);
         await this.node.forgetVm(vm.id);
       }
       this.node.forget(vm.id);
@@ -506,11 +633,30 @@ export class VmService {
       memoryMiB: vm.memoryMiB,
       machine: vm.machine,
       // The host resolves pool volumes and image files to its own paths.
-      disks: vm.disks.map((d) => ({ id: d.id, path: '', pool: d.pool, volume: d.volume, format: 'qcow2' })),
-      nics: vm.networks.map((n) => ({ id: n.id, network: n.network, type: 'nat', mac: n.mac })),
+      disks: vm.disks.map((d) => ({
+        id: d.id,
+        path: '',
+        pool: d.pool,
+        volume: d.volume,
+        format: 'qcow2',
+        ...(d.bus ? { bus: d.bus } : {}),
+      })),
+      nics: vm.networks.map((n) => ({
+        id: n.id,
+        network: n.network,
+        type: 'nat',
+        mac: n.mac,
+        ...(n.model ? { model: n.model } : {}),
+      })),
       boot: { kind: 'disk', index: 0 },
       agent: vm.agent !== false,
     };
+    if (vm.cpu) spec.cpu = vm.cpu;
+    if (vm.firmware === 'uefi' && vm.efiVars)
+      spec.firmware = { type: 'uefi', secureBoot: vm.secureBoot ?? false, vars: { ...vm.efiVars } };
+    if (vm.tpm) spec.tpm = true;
+    if (vm.video) spec.video = vm.video;
+    if (vm.tablet) spec.tablet = true;
     if (vm.epoch) spec.epoch = vm.epoch;
     if (vm.ha?.enabled) {
       const [nodes, images] = await Promise.all([
@@ -539,10 +685,10 @@ export class VmService {
   }
 
   private async resolveBoot(
-    input: CreateVmInput,
+    b: CreateVmInput['boot'],
+    diskCount: number,
     used: Map<string, Versioned<ImageRecord>>,
   ): Promise<BootRecord> {
-    const b = input.boot;
     if ('kernel' in b) {
       this.hostPaths.file(b.kernel, 'boot.kernel');
       if (b.initrd) this.hostPaths.file(b.initrd, 'boot.initrd');
@@ -559,17 +705,40 @@ export class VmService {
         throw new NfError('validation_failed', `image "${b.cdrom}" is a disk image, not an ISO`);
       return { cdrom: { image: img.value.id } };
     }
-    if (b.disk >= input.disks.length) {
-      throw new NfError(
-        'validation_failed',
-        `boot.disk is ${b.disk} but the VM has ${input.disks.length} disk(s)`,
-      );
+    if (b.disk >= diskCount) {
+      throw new NfError('validation_failed', `boot.disk is ${b.disk} but the VM has ${diskCount} disk(s)`);
     }
     return b;
   }
 }
 
 export type { VmStatus };
+
+/** A VM's memory and vCPUs must fit the largest of the hosts it may run on. */
+function checkSize(vm: { vcpus: number; memoryMiB: number }, candidates: NodeRecord[]): void {
+  if (candidates.length === 0) return;
+  const maxMiB = Math.max(
+    ...candidates.map((h) => Math.floor((h.info!.memoryTotalBytes - HOST_RESERVE_BYTES) / 1024 ** 2)),
+  );
+  if (vm.memoryMiB > maxMiB) {
+    throw new NfError(
+      'insufficient_resources',
+      `memoryMiB ${vm.memoryMiB} exceeds the ${maxMiB} MiB the largest host has for VMs`,
+    );
+  }
+  const maxCpus = Math.max(...candidates.map((h) => h.info!.cpus));
+  if (vm.vcpus > maxCpus * 4) {
+    throw new NfError(
+      'insufficient_resources',
+      `vcpus ${vm.vcpus} exceeds 4x the largest host's ${maxCpus} CPUs`,
+    );
+  }
+}
+
+/** The ETag of a VM record: its etcd revision (any change of the record changes it). */
+export function vmEtag(rec: Versioned<VmRecord>): string {
+  return `"${rec.revision}"`;
+}
 
 /** A create lost its compare-and-swap on an image record, not on the name: it is tried again. */
 class ImageRaced extends Error {

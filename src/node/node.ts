@@ -19,6 +19,7 @@ import { freePort } from '../util/net';
 import { pidAlive, procCmdline, readPidfile } from '../util/proc';
 import { waitFor } from '../util/wait';
 import type { IncomingEndpoint, MigrationProgress, MigrationResult, MigrationRole } from '../vmm/migration';
+import { OVMF_VARS_BYTES, ovmfFiles } from '../vmm/qemu/firmware';
 import type { AccelChoice } from '../vmm/qemu/host';
 import { stderrReason } from '../vmm/qemu/instance';
 import type { IsolationResponse, RuntimeState, VmInstance, VmmDriver, VmRunSpec } from '../vmm/types';
@@ -294,6 +295,7 @@ export class Node implements NodeApi {
       await this.checkMemory(spec);
       const dir = this.runDir(spec.id);
       await this.checkEpoch(spec);
+      await this.ensureEfiVars(spec);
       await writeFileAtomic(join(dir, 'spec.json'), JSON.stringify(spec, null, 2), 0o600);
       await this.writeJournal(spec.id, 'running');
       let instance: VmInstance;
@@ -1004,6 +1006,41 @@ export class Node implements NodeApi {
   }
 
   /**
+   * A UEFI VM's variable store: made in its pool from OVMF's template on the first start (a marker in
+   * the run dir covers a daemon that died half-way: the volume is made again, never trusted half-done).
+   * Once made it is never rewritten here, so boot entries and Secure Boot keys the guest set stay.
+   */
+  private async ensureEfiVars(spec: VmRunSpec): Promise<void> {
+    const fw = spec.firmware;
+    if (!fw) return;
+    const pool = this.pool(fw.vars.pool);
+    const marker = join(this.runDir(spec.id), 'efivars-creating');
+    const half = existsSync(marker);
+    if (!half && (await pool.volumeInfo(fw.vars.volume))) return;
+    const { varsTemplate } = ovmfFiles(fw.secureBoot);
+    if (!existsSync(varsTemplate))
+      throw new NfError(
+        'unavailable',
+        `host ${this.name} lacks OVMF's variable template ${varsTemplate} (Debian package ovmf)`,
+      );
+    await writeFileAtomic(marker, `${fw.vars.volume}\n`, 0o600);
+    if (half) await pool.deleteVolume(fw.vars.volume);
+    await pool.createVolume(fw.vars.volume, OVMF_VARS_BYTES);
+    try {
+      const top = nestBlockdev(pool.blockdev(fw.vars.volume, 'dst'));
+      const dst = imageOpts(
+        top.driver === 'raw' || top.driver === 'qcow2' ? top : { driver: 'raw', file: top },
+      );
+      await qemuImg(['convert', '-n', '-f', 'raw', varsTemplate, '--target-image-opts', dst]);
+    } catch (err) {
+      await pool.deleteVolume(fw.vars.volume).catch(() => {});
+      throw err;
+    }
+    await rm(marker, { force: true });
+    log.info('UEFI variable store made', { vm: spec.id, pool: fw.vars.pool, secureBoot: fw.secureBoot });
+  }
+
+  /**
    * Turns pool references into paths in this host's pools, and checks host files against this host's
    * allow-list: a controller's word is not enough to hand a host file to a guest.
    */
@@ -1013,6 +1050,11 @@ export class Node implements NodeApi {
       if (d.pool !== undefined && d.volume !== undefined)
         d.blockdev = this.pool(d.pool).blockdev(d.volume, d.id, { readOnly: d.readOnly ?? false });
     }
+    if (out.firmware)
+      out.firmware.vars.blockdev = this.pool(out.firmware.vars.pool).blockdev(
+        out.firmware.vars.volume,
+        'efivars-vol',
+      );
     const cdPool = out.cdrom?.pool !== undefined ? this.pools.get(out.cdrom.pool) : undefined;
     if (out.cdrom && cdPool?.capabilities.shared && out.cdrom.file !== undefined)
       out.cdrom.blockdev = cdPool.blockdev(out.cdrom.file, 'cd0', { readOnly: true });

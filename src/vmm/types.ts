@@ -27,6 +27,32 @@ export interface DiskRun {
    * Without it, `path` is opened as a file of `format`.
    */
   blockdev?: Record<string, unknown>[];
+  /** The controller it hangs on (absent: virtio-blk). */
+  bus?: DiskBus;
+}
+
+/** How a disk reaches the guest: paravirtual (virtio-blk, virtio-scsi) or emulated for guests without drivers. */
+export type DiskBus = 'virtio-blk' | 'virtio-scsi' | 'sata' | 'ide';
+/** The NIC the guest sees: virtio, or an emulated Intel, Realtek or VMware one (guests without VirtIO drivers). */
+export type NicModel = 'virtio' | 'e1000e' | 'rtl8139' | 'vmxnet3';
+export type VideoModel = 'std' | 'virtio' | 'qxl' | 'cirrus' | 'none';
+
+/** The guest's CPU: a model (host, max, x86-64-v2..v4 or a QEMU named model), its topology and flags. */
+export interface CpuRun {
+  model: string;
+  sockets?: number;
+  cores?: number;
+  threads?: number;
+  /** CPU flags forced on (true) or off (false) on top of the model, by QEMU's names ("avx2", "pcid"). */
+  flags?: Record<string, boolean>;
+}
+
+/** UEFI firmware (OVMF) with the VM's own variable store (a pool volume, like a disk). */
+export interface FirmwareRun {
+  type: 'uefi';
+  secureBoot: boolean;
+  /** The variable store: a pool volume the node creates from OVMF's template on the first start. */
+  vars: { pool: string; volume: string; blockdev?: Record<string, unknown>[] };
 }
 
 export interface NicRun {
@@ -35,6 +61,8 @@ export interface NicRun {
   /** nat = outbound NAT through passt, no access to the host (src/network/nat.ts); later: ovn, bridge. */
   type: 'nat';
   mac: string;
+  /** Absent: virtio. */
+  model?: NicModel;
 }
 
 export type BootRun =
@@ -67,6 +95,16 @@ export interface VmRunSpec {
   epoch?: number;
   /** HA: what the host does with it when the host loses the cluster (absent: not an HA VM). */
   isolationResponse?: IsolationResponse;
+  /** Absent: the host's best (host under KVM, max under TCG), one socket. */
+  cpu?: CpuRun;
+  /** Absent: BIOS (SeaBIOS). */
+  firmware?: FirmwareRun;
+  /** A TPM 2.0 (swtpm, CRB interface) whose state lives in the run dir on the host. */
+  tpm?: boolean;
+  /** Absent: std (VGA). */
+  video?: VideoModel;
+  /** A USB tablet (absolute pointer: the console's mouse follows the cursor). */
+  tablet?: boolean;
 }
 
 export type RuntimeState = 'running' | 'paused' | 'stopped' | 'error';

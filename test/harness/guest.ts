@@ -5,6 +5,8 @@ import { join } from 'node:path';
 export interface TestGuest {
   dir: string;
   vmlinux: string;
+  /** The distribution bzImage (EFI stub): what UEFI firmware boots; vmlinux is for direct boots only. */
+  vmlinuz: string;
   initrd: string;
   iso: string;
   cmdline: string;
@@ -39,6 +41,7 @@ export function testGuest(): TestGuest {
   cached = {
     dir,
     vmlinux: join(dir, 'vmlinux'),
+    vmlinuz: join(dir, 'vmlinuz'),
     initrd: join(dir, 'initrd.img'),
     iso: join(dir, 'demo.iso'),
     cmdline: manifest.cmdline,

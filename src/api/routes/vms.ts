@@ -1,4 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { vmEtag } from '../../controller/vms';
 import { NfError } from '../../errors';
 import type { ApiContext } from '../context';
 import { errors, json, metricsBody } from '../openapi';
@@ -6,6 +7,7 @@ import { newRouter } from '../router';
 import {
   CreateSnapshotBody,
   CreateVmBody,
+  EditVmBody,
   ForceQuery,
   IdParam,
   MetricsQuery,
@@ -76,7 +78,36 @@ export function vmRoutes(ctx: ApiContext) {
       request: { params: IdParam },
       responses: { 200: json(VmSchema, 'The VM'), ...errors },
     }),
-    async (c) => c.json(await vms.get(c.req.valid('param').id), 200),
+    async (c) => {
+      const rec = await vms.find(c.req.valid('param').id);
+      c.header('ETag', vmEtag(rec));
+      return c.json(vms.view(rec.value), 200);
+    },
+  );
+
+  r.openapi(
+    createRoute({
+      method: 'patch',
+      path: '/{id}',
+      tags: TAG,
+      summary:
+        'Change a VM: name and description at once; hardware at once when stopped, else at its next cold start (pendingChanges). If-Match: the ETag of a GET (412 when the VM changed since)',
+      request: {
+        params: IdParam,
+        headers: z.object({ 'if-match': z.string().optional() }),
+        ...body(EditVmBody),
+      },
+      responses: { 200: json(VmSchema, 'The VM afterwards'), ...errors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const ifMatch = c.req.valid('header')['if-match'];
+      const { vm, etag } = await tasks.run('vm.edit', id, c.get('user'), () =>
+        vms.edit(id, c.req.valid('json'), ifMatch),
+      );
+      c.header('ETag', etag);
+      return c.json(vm, 200);
+    },
   );
 
   r.openapi(

@@ -15,6 +15,11 @@ import type {
   MigrationResult,
 } from '../../vmm/migration';
 import type { BootRun, DiskRun, IsolationResponse, NicRun, VmRunSpec } from '../../vmm/types';
+
+const DISK_BUSES = ['virtio-blk', 'virtio-scsi', 'sata', 'ide'] as const;
+const NIC_MODELS = ['virtio', 'e1000e', 'rtl8139', 'vmxnet3'] as const;
+const VIDEO_MODELS = ['std', 'virtio', 'qxl', 'cirrus', 'none'] as const;
+
 import type * as pb from '../gen/neuroflow/v1/node';
 
 function oneOf<T extends string>(value: string, allowed: readonly T[], what: string): T {
@@ -226,6 +231,15 @@ export function specToPb(s: VmRunSpec): pb.VmRunSpec {
     agent: s.agent,
     epoch: s.epoch ?? 0,
     isolationResponse: s.isolationResponse ?? '',
+    cpu: s.cpu && defined({ ...s.cpu, flags: s.cpu.flags ?? {} }),
+    firmware: s.firmware && {
+      secureBoot: s.firmware.secureBoot,
+      varsPool: s.firmware.vars.pool,
+      varsVolume: s.firmware.vars.volume,
+    },
+    tpm: s.tpm ?? false,
+    video: s.video ?? '',
+    tablet: s.tablet ?? false,
   });
 }
 
@@ -239,13 +253,18 @@ export function specFromPb(s: pb.VmRunSpec | undefined): VmRunSpec {
       volume: d.volume,
       format: oneOf(d.format, ['qcow2', 'raw'], 'disk format'),
       readOnly: d.readOnly,
+      bus: d.bus === undefined ? undefined : oneOf(d.bus, DISK_BUSES, 'disk bus'),
     });
-  const nic = (n: pb.NicRun): NicRun => ({
-    id: n.id,
-    network: n.network,
-    type: oneOf(n.type, ['nat'], 'NIC type'),
-    mac: n.mac,
-  });
+  const nic = (n: pb.NicRun): NicRun =>
+    defined({
+      id: n.id,
+      network: n.network,
+      type: oneOf(n.type, ['nat'], 'NIC type'),
+      mac: n.mac,
+      model: n.model === undefined ? undefined : oneOf(n.model, NIC_MODELS, 'NIC model'),
+    });
+  const cpu = s.cpu;
+  const flags = cpu && Object.keys(cpu.flags).length > 0 ? { ...cpu.flags } : undefined;
   return defined({
     id: s.id,
     name: s.name,
@@ -259,6 +278,17 @@ export function specFromPb(s: pb.VmRunSpec | undefined): VmRunSpec {
     agent: s.agent,
     epoch: s.epoch || undefined,
     isolationResponse: s.isolationResponse ? isolationFromPb(s.isolationResponse) : undefined,
+    cpu:
+      cpu &&
+      defined({ model: cpu.model, sockets: cpu.sockets, cores: cpu.cores, threads: cpu.threads, flags }),
+    firmware: s.firmware && {
+      type: 'uefi' as const,
+      secureBoot: s.firmware.secureBoot,
+      vars: { pool: s.firmware.varsPool, volume: s.firmware.varsVolume },
+    },
+    tpm: s.tpm || undefined,
+    video: s.video ? oneOf(s.video, VIDEO_MODELS, 'video model') : undefined,
+    tablet: s.tablet || undefined,
   });
 }
 

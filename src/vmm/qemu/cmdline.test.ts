@@ -58,6 +58,42 @@ const cases: Record<string, VmRunSpec> = {
     },
     boot: { kind: 'cdrom' },
   },
+  'uefi-secureboot-tpm': {
+    ...base,
+    firmware: {
+      type: 'uefi',
+      secureBoot: true,
+      vars: {
+        pool: 'local',
+        volume: 'vm-1-efivars.qcow2',
+        blockdev: [
+          { driver: 'file', filename: '/pool/disks/vm-1-efivars.qcow2', 'node-name': 'efivars-vol-file' },
+          { driver: 'qcow2', file: 'efivars-vol-file', 'node-name': 'efivars-vol' },
+        ],
+      },
+    },
+    tpm: true,
+    cpu: { model: 'x86-64-v3', sockets: 2, cores: 1, threads: 1, flags: { pcid: false } },
+    video: 'virtio',
+    tablet: true,
+  },
+  'devices-pc': {
+    ...base,
+    machine: 'pc',
+    disks: [
+      { ...base.disks[0]!, bus: 'ide' },
+      { ...base.disks[1]!, bus: 'sata' },
+      { id: 'disk2', path: '/pool/disks/vm-1-disk2.qcow2', format: 'qcow2', bus: 'virtio-scsi' },
+    ],
+    cdrom: { path: '/pool/images/x.iso' },
+    nics: [
+      { ...base.nics[0]!, model: 'e1000e' },
+      { id: 'net1', network: 'default', type: 'nat', mac: '52:54:00:aa:bb:cd', model: 'vmxnet3' },
+    ],
+    boot: { kind: 'disk', index: 0 },
+    cpu: { model: 'EPYC-v3', cores: 2 },
+    video: 'none',
+  },
 };
 
 /** Golden files pin the exact argv; regenerate with UPDATE_GOLDEN=1 after an intended change. */
@@ -82,6 +118,20 @@ describe('QEMU command line', () => {
   it('refuses a kernel or initrd path with a comma (a multiboot module separator)', () => {
     const bad = { ...base, boot: { kind: 'kernel' as const, kernel: '/boot/vmlinux', initrd: '/boot/a,b' } };
     expect(() => buildQemuConfig(bad, paths, host)).toThrow(/comma/);
+  });
+
+  it('refuses a CPU model or flag that would add options of its own', () => {
+    for (const cpu of [{ model: 'max,kvm=off' }, { model: 'host', flags: { 'avx,enforce=off': true } }])
+      expect(() => buildQemuConfig({ ...base, cpu }, paths, host)).toThrow(/not a valid name/);
+  });
+
+  it('gives the portable CPU levels as flags on qemu64, enforced', () => {
+    const argv = renderArgv(buildQemuConfig({ ...base, cpu: { model: 'x86-64-v2' } }, paths, host));
+    expect(argv[argv.indexOf('-cpu') + 1]).toBe(
+      'qemu64,+cx16,+lahf_lm,+popcnt,+pni,+sse4.1,+sse4.2,+ssse3,enforce',
+    );
+    const tcgHost = renderArgv(buildQemuConfig({ ...base, cpu: { model: 'host' } }, paths, host));
+    expect(tcgHost[tcgHost.indexOf('-cpu') + 1]).toBe('max'); // TCG has no host CPU to pass through
   });
 
   it('starts paused so the monitor is connected before the guest runs', () => {

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { NfError } from '../../errors';
-import type { Accelerator, VmRunSpec } from '../types';
+import type { Accelerator, DiskRun, NicModel, VideoModel, VmRunSpec } from '../types';
+import { cpuArg, OVMF_VARS_BYTES, ovmfFiles } from './firmware';
 
 /**
  * The QEMU command line as data: a list of options, each a flag and an optional value (a string, a
@@ -30,6 +31,11 @@ export interface RunPaths {
   pidfile: string;
   vnc: string;
   qga: string;
+  /** swtpm's control socket, its state directory (kept while the VM exists) and its pidfile and log. */
+  tpmSocket: string;
+  tpmState: string;
+  tpmPidfile: string;
+  tpmLog: string;
 }
 
 export function runPaths(runDir: string): RunPaths {
@@ -41,6 +47,10 @@ export function runPaths(runDir: string): RunPaths {
     pidfile: join(runDir, 'qemu.pid'),
     vnc: join(runDir, 'vnc.sock'),
     qga: join(runDir, 'qga.sock'),
+    tpmSocket: join(runDir, 'swtpm.sock'),
+    tpmState: join(runDir, 'tpm'),
+    tpmPidfile: join(runDir, 'swtpm.pid'),
+    tpmLog: join(runDir, 'swtpm.log'),
   };
 }
 
@@ -74,7 +84,7 @@ export function renderArgv(config: QemuConfig): string[] {
 export function buildQemuConfig(
   spec: VmRunSpec,
   paths: RunPaths,
-  host: { accel: Accelerator; binary: string },
+  host: { accel: Accelerator; binary: string; ovmfDir?: string },
 ): QemuConfig {
   const o: QemuOption[] = [];
   const add = (flag: string, value?: OptionValue) => o.push(value === undefined ? { flag } : { flag, value });
@@ -88,10 +98,41 @@ export function buildQemuConfig(
   add('-pidfile', paths.pidfile);
   add('-msg', { timestamp: 'on' });
 
-  // Machine and CPU.
-  add('-machine', { type: spec.machine, accel: host.accel });
-  add('-cpu', host.accel === 'kvm' ? 'host' : 'max');
-  add('-smp', { cpus: spec.vcpus });
+  // Machine, firmware and CPU.
+  const machine: Record<string, string> = { type: spec.machine, accel: host.accel };
+  if (spec.firmware) {
+    // pflash0: OVMF's code, read-only, shared by every VM; pflash1: this VM's variable store
+    machine.pflash0 = 'fw-code';
+    machine.pflash1 = 'efivars';
+    if (spec.firmware.secureBoot) machine.smm = 'on'; // the Secure Boot build keeps its variables in SMM
+  }
+  add('-machine', machine);
+  if (spec.firmware) {
+    const fw = ovmfFiles(spec.firmware.secureBoot, host.ovmfDir);
+    add('-blockdev', {
+      json: { driver: 'file', filename: fw.code, 'node-name': 'fw-code-file', 'read-only': true },
+    });
+    add('-blockdev', {
+      json: { driver: 'raw', file: 'fw-code-file', 'node-name': 'fw-code', 'read-only': true },
+    });
+    const vars = spec.firmware.vars;
+    if (vars.blockdev) for (const node of vars.blockdev) add('-blockdev', { json: node });
+    else
+      add('-blockdev', {
+        json: { driver: 'file', filename: vars.volume, 'node-name': 'efivars-vol', 'read-only': false },
+      });
+    // the flash must be exactly the template's size, whatever the pool rounds a volume up to
+    add('-blockdev', {
+      json: { driver: 'raw', file: 'efivars-vol', 'node-name': 'efivars', size: OVMF_VARS_BYTES },
+    });
+    if (spec.firmware.secureBoot) add('-global', { driver: 'cfi.pflash01', property: 'secure', value: 'on' });
+  }
+  add('-cpu', cpuArg(spec.cpu, host.accel));
+  const smp: Record<string, number> = { cpus: spec.vcpus };
+  if (spec.cpu?.sockets) smp.sockets = spec.cpu.sockets;
+  if (spec.cpu?.cores) smp.cores = spec.cpu.cores;
+  if (spec.cpu?.threads) smp.threads = spec.cpu.threads;
+  add('-smp', smp);
   add('-m', { size: `${spec.memoryMiB}M` });
 
   // Management channels: all on unix sockets inside the run dir, never on the network.
@@ -108,8 +149,26 @@ export function buildQemuConfig(
   });
   add('-serial', 'chardev:serial0');
   add('-display', 'none');
-  add('-device', { json: { driver: 'VGA', id: 'video0' } });
+  const video = VIDEO_DEVICES[spec.video ?? 'std'];
+  if (video) add('-device', { json: { driver: video, id: 'video0' } });
   add('-vnc', `unix:${paths.vnc}`);
+  if (spec.tablet) {
+    add('-device', { json: { driver: 'qemu-xhci', id: 'xhci0' } });
+    add('-device', { json: { driver: 'usb-tablet', id: 'tablet0', bus: 'xhci0.0' } });
+  }
+  if (spec.tpm) {
+    // swtpm (started by the driver before QEMU) emulates the chip; QEMU speaks to it on this socket
+    add('-chardev', { '': 'socket', id: 'tpm0-chr', path: paths.tpmSocket });
+    add('-tpmdev', { '': 'emulator', id: 'tpm0', chardev: 'tpm0-chr' });
+    add('-device', { json: { driver: 'tpm-crb', tpmdev: 'tpm0', id: 'tpm0-dev' } });
+  }
+
+  // Controllers the disks need: one virtio-scsi, an AHCI on the pc machine (q35 has one built in).
+  const buses = diskBuses(spec);
+  if (spec.disks.some((d) => d.bus === 'virtio-scsi'))
+    add('-device', { json: { driver: 'virtio-scsi-pci', id: 'scsi0' } });
+  if (buses.ahci === 'ahci0' && spec.disks.some((d) => d.bus === 'sata'))
+    add('-device', { json: { driver: 'ich9-ahci', id: 'ahci0' } });
 
   // Disks: the storage driver's nodes, or one file + format node; the device refers to the top node.
   spec.disks.forEach((disk, index) => {
@@ -135,7 +194,7 @@ export function buildQemuConfig(
         },
       });
     }
-    const dev: Record<string, unknown> = { driver: 'virtio-blk-pci', drive: disk.id, id: `${disk.id}-dev` };
+    const dev = diskDevice(disk, buses);
     if (spec.boot.kind === 'disk' && spec.boot.index === index) dev.bootindex = 1;
     add('-device', { json: dev });
   });
@@ -152,6 +211,7 @@ export function buildQemuConfig(
   if (spec.cdrom) {
     const dev: Record<string, unknown> = { driver: 'ide-cd', drive: 'cd0', id: 'cd0-dev' };
     if (spec.machine === 'q35') dev.bus = 'ide.0';
+    else if (buses.ideUsed > 0) dev.bus = `ide.${Math.floor(buses.ideUsed / 2)}`;
     if (spec.boot.kind === 'cdrom') dev.bootindex = 0;
     add('-device', { json: dev });
   }
@@ -166,7 +226,9 @@ export function buildQemuConfig(
         addr: { type: 'unix', path: nicSocketPath(paths, nic.id) },
       },
     });
-    add('-device', { json: { driver: 'virtio-net-pci', netdev: nic.id, mac: nic.mac, id: `${nic.id}-dev` } });
+    add('-device', {
+      json: { driver: NIC_DEVICES[nic.model ?? 'virtio'], netdev: nic.id, mac: nic.mac, id: `${nic.id}-dev` },
+    });
   }
 
   if (spec.agent) {
@@ -198,4 +260,53 @@ export function buildQemuConfig(
   }
 
   return { binary: host.binary, options: o };
+}
+
+const NIC_DEVICES: Record<NicModel, string> = {
+  virtio: 'virtio-net-pci',
+  e1000e: 'e1000e',
+  rtl8139: 'rtl8139',
+  vmxnet3: 'vmxnet3',
+};
+
+const VIDEO_DEVICES: Record<VideoModel, string | undefined> = {
+  std: 'VGA',
+  virtio: 'virtio-vga',
+  qxl: 'qxl-vga',
+  cirrus: 'cirrus-vga',
+  none: undefined,
+};
+
+interface DiskBuses {
+  /** The AHCI controller SATA disks hang on: q35's own (ide.N) or one we add on pc (ahci0.N). */
+  ahci: 'ide' | 'ahci0';
+  /** Ports in use: q35's port 0 is the CD-ROM's, so SATA disks start at 1. */
+  sataNext: number;
+  /** pc: IDE units taken by IDE disks (two per bus); the CD-ROM goes after them. */
+  ideUsed: number;
+}
+
+function diskBuses(spec: VmRunSpec): DiskBuses {
+  return {
+    ahci: spec.machine === 'q35' ? 'ide' : 'ahci0',
+    sataNext: spec.machine === 'q35' ? 1 : 0,
+    ideUsed: 0,
+  };
+}
+
+/** The -device of a disk on its bus; SATA ports and IDE units are given in disk order. */
+function diskDevice(disk: DiskRun, buses: DiskBuses): Record<string, unknown> {
+  const id = `${disk.id}-dev`;
+  switch (disk.bus ?? 'virtio-blk') {
+    case 'virtio-blk':
+      return { driver: 'virtio-blk-pci', drive: disk.id, id };
+    case 'virtio-scsi':
+      return { driver: 'scsi-hd', bus: 'scsi0.0', drive: disk.id, id };
+    case 'sata':
+      return { driver: 'ide-hd', bus: `${buses.ahci}.${buses.sataNext++}`, drive: disk.id, id };
+    case 'ide': {
+      const unit = buses.ideUsed++;
+      return { driver: 'ide-hd', bus: `ide.${Math.floor(unit / 2)}`, unit: unit % 2, drive: disk.id, id };
+    }
+  }
 }

@@ -19,6 +19,7 @@ import type { Accelerator, VmInstance, VmmDriver, VmRunSpec } from '../types';
 import { buildQemuConfig, nicSocketPath, renderArgv, runPaths } from './cmdline';
 import { QemuInstance, stderrReason } from './instance';
 import { QmpClient } from './qmp';
+import { startSwtpm, stopSwtpm } from './swtpm';
 
 const log = createLogger('qemu');
 
@@ -61,6 +62,7 @@ export class QemuDriver implements VmmDriver {
     // the guest's state comes from the source: QEMU waits for migrate-incoming (and stays paused after)
     if (opts.incoming) config.options.push({ flag: '-incoming', value: 'defer' });
     const argv = renderArgv(config);
+    if (spec.tpm) await startSwtpm(paths, spec.name);
     const fd = openSync(stderrPath, 'w', 0o600);
     let child: ReturnType<typeof spawn>;
     try {
@@ -72,7 +74,10 @@ export class QemuDriver implements VmmDriver {
       child.once('spawn', () => resolve(undefined));
       child.once('error', (e) => resolve(e));
     });
-    if (spawned) throw new NfError('hypervisor_error', `cannot run ${argv[0]}: ${spawned.message}`);
+    if (spawned) {
+      if (spec.tpm) stopSwtpm(paths);
+      throw new NfError('hypervisor_error', `cannot run ${argv[0]}: ${spawned.message}`);
+    }
     child.unref();
     const pid = child.pid!;
     const exitedEarly = new Promise<never>((_, reject) => {
@@ -101,6 +106,7 @@ export class QemuDriver implements VmmDriver {
     } catch (err) {
       qmp?.close();
       this.opts.nat?.stop(runDir, nics);
+      if (spec.tpm) stopSwtpm(paths);
       if (err instanceof NfError) {
         if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
         throw err;

@@ -1,0 +1,81 @@
+import { NfError } from '../errors';
+import type { CpuRun, DiskBus } from '../vmm/types';
+import type { VmRecord } from './records';
+
+/**
+ * The rules a VM's virtual hardware must follow, checked before anything is written (create now, edits
+ * later): each refusal names the field and what would work instead.
+ */
+export interface HardwareChoice {
+  machine: 'q35' | 'pc';
+  vcpus: number;
+  firmware: 'bios' | 'uefi';
+  secureBoot: boolean;
+  tpm: boolean;
+  cpu?: CpuRun;
+  diskBuses: (DiskBus | undefined)[];
+  cdrom: boolean;
+}
+
+/** q35's AHCI has six ports; the CD-ROM takes port 0. */
+const Q35_SATA_PORTS = 5;
+/** pc: an AHCI controller of our own, six ports. */
+const PC_SATA_PORTS = 6;
+/** pc: two IDE buses of two units, shared with the CD-ROM. */
+const PC_IDE_UNITS = 4;
+
+export function checkHardware(h: HardwareChoice): void {
+  const bad = (msg: string) => new NfError('validation_failed', msg);
+  if (h.secureBoot && h.firmware !== 'uefi')
+    throw bad('secureBoot needs firmware "uefi" (BIOS has no Secure Boot)');
+  if (h.secureBoot && h.machine !== 'q35')
+    throw bad('secureBoot needs machine "q35" (its firmware keeps the keys in SMM, which pc lacks)');
+  if (h.cpu) cpuTopology(h.vcpus, h.cpu);
+  const sata = h.diskBuses.filter((b) => b === 'sata').length;
+  const ide = h.diskBuses.filter((b) => b === 'ide').length;
+  if (h.machine === 'q35' && ide > 0)
+    throw bad('disk bus "ide" needs machine "pc"; q35 has no IDE controller: use "sata" (AHCI) instead');
+  const sataPorts = h.machine === 'q35' ? Q35_SATA_PORTS : PC_SATA_PORTS;
+  if (sata > sataPorts)
+    throw bad(`${sata} SATA disks: machine ${h.machine} has ${sataPorts} SATA ports for disks`);
+  if (ide + (h.cdrom ? 1 : 0) > PC_IDE_UNITS)
+    throw bad(
+      `${ide} IDE disks${h.cdrom ? ' and a CD-ROM' : ''}: machine pc has ${PC_IDE_UNITS} IDE units; use "sata" or "virtio-blk" for the rest`,
+    );
+}
+
+/**
+ * sockets × cores × threads must be the vCPU count; a missing part is 1, except cores, which takes what
+ * is left.
+ */
+export function cpuTopology(vcpus: number, cpu: CpuRun): { sockets: number; cores: number; threads: number } {
+  const sockets = cpu.sockets ?? 1;
+  const threads = cpu.threads ?? 1;
+  const cores = cpu.cores ?? vcpus / (sockets * threads);
+  if (!Number.isInteger(cores) || sockets * cores * threads !== vcpus)
+    throw new NfError(
+      'validation_failed',
+      `cpu topology: ${sockets} socket(s) × ${cpu.cores ?? '?'} core(s) × ${threads} thread(s) does not make the VM's ${vcpus} vCPUs`,
+    );
+  return { sockets, cores, threads };
+}
+
+/** The hardware part of a VM's API view: defaults spelled out for records written before the fields. */
+export function hardwareView(vm: VmRecord): {
+  firmware: 'bios' | 'uefi';
+  secureBoot: boolean;
+  tpm: boolean;
+  video: NonNullable<VmRecord['video']>;
+  tablet: boolean;
+  cpu: CpuRun & { sockets: number; cores: number; threads: number };
+} {
+  const cpu = vm.cpu ?? { model: 'host' };
+  return {
+    firmware: vm.firmware ?? 'bios',
+    secureBoot: vm.secureBoot ?? false,
+    tpm: vm.tpm ?? false,
+    video: vm.video ?? 'std',
+    tablet: vm.tablet ?? false,
+    cpu: { ...cpu, ...cpuTopology(vm.vcpus, cpu) },
+  };
+}

@@ -1,0 +1,258 @@
+import { spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { neuroflowCommand, TestDaemon } from '../harness/daemon';
+import { rejection } from '../harness/errors';
+import { BOOTED, testGuest } from '../harness/guest';
+import { guestRun, startAndBoot } from '../harness/serial';
+import { createVm, getVm, kernelVm, type VmView, vmAction } from '../harness/vms';
+
+/** The test guest with the extra device drivers (SATA, SCSI, e1000e, efivarfs) loaded at boot. */
+const HW_CMDLINE = () => `${testGuest().cmdline} nf.hw`;
+/** EFI_GLOBAL_VARIABLE: where Boot#### entries live. */
+const EFI_GLOBAL = '8be4df61-93ca-11d2-aa0d-00e098032b8c';
+const EFIVARS = '/sys/firmware/efi/efivars';
+
+describe('VM hardware: firmware, TPM, CPU and device models', () => {
+  let d: TestDaemon;
+  beforeAll(async () => {
+    d = await TestDaemon.start();
+  });
+  afterAll(async () => {
+    await d?.[Symbol.asyncDispose]();
+  });
+
+  const run = (id: string, cmd: string) => guestRun(d.api, d.dataDir, id, cmd);
+  const boot = (id: string, action: () => Promise<unknown>) =>
+    startAndBoot(d.api, id, action, new RegExp(BOOTED), 240_000);
+
+  it('UEFI with a TPM: a boot entry in the NVRAM and a value in the TPM outlive a guest reset and a VM restart', async () => {
+    const g = testGuest();
+    const vm = await createVm(
+      d.api,
+      kernelVm('uefi-tpm', {
+        firmware: 'uefi',
+        tpm: true,
+        // OVMF loads the kernel through its EFI stub: the bzImage, not the ELF vmlinux
+        boot: { kernel: g.vmlinuz, initrd: g.initrd, cmdline: HW_CMDLINE() },
+      }),
+    );
+    expect(vm).toMatchObject({ firmware: 'uefi', secureBoot: false, tpm: true });
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    expect((await getVm(d.api, vm.id)) as unknown).toMatchObject({
+      efiVars: { pool: 'local', volume: `vm-${vm.id}-efivars.qcow2` },
+    });
+
+    // The guest runs on UEFI and sees a TPM 2.0.
+    await run(vm.id, `mount -t efivarfs efivarfs ${EFIVARS}`);
+    expect(await run(vm.id, `ls ${EFIVARS} | grep -c ^BootOrder-`)).toMatch(/^1/);
+    expect((await run(vm.id, 'cat /sys/class/tpm/tpm0/tpm_version_major')).trim()).toBe('2');
+
+    // A boot entry: attributes NV|BS|RT, then an EFI_LOAD_OPTION (active, description "NF", an empty
+    // device path); and 8 bytes in a TPM NV index.
+    const entry =
+      '\\x07\\x00\\x00\\x00\\x01\\x00\\x00\\x00\\x04\\x00N\\x00F\\x00\\x00\\x00\\x7f\\xff\\x04\\x00';
+    await run(vm.id, `printf '${entry}' > ${EFIVARS}/Boot0042-${EFI_GLOBAL}`);
+    const readEntry = () => run(vm.id, `od -An -v -tx1 ${EFIVARS}/Boot0042-${EFI_GLOBAL} | tr -d ' \\n'`);
+    const written = (await readEntry()).trim();
+    expect(written).toBe('070000000100000004004e00460000007fff0400');
+    expect(await run(vm.id, 'tpm-nv define')).toMatch(/rc=00000000/);
+    expect(await run(vm.id, 'tpm-nv write 0123456789abcdef')).toMatch(/rc=00000000/);
+    const nv = async () => {
+      const out = await run(vm.id, 'tpm-nv read');
+      expect(out).toMatch(/rc=00000000/);
+      return /data=([0-9a-f]*)/.exec(out)?.[1];
+    };
+    expect(await nv()).toBe('0123456789abcdef');
+
+    // A reset of the guest (the TPM is reset too: its NV memory stays).
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'reset'));
+    await run(vm.id, `mount -t efivarfs efivarfs ${EFIVARS}`);
+    expect((await readEntry()).trim()).toBe(written);
+    expect(await nv()).toBe('0123456789abcdef');
+
+    // A new QEMU and a new swtpm on the same variable store and TPM state.
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    await run(vm.id, `mount -t efivarfs efivarfs ${EFIVARS}`);
+    expect((await readEntry()).trim()).toBe(written);
+    expect(await nv()).toBe('0123456789abcdef');
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
+  });
+
+  it('Secure Boot: OVMF with Microsoft keys enrolled runs the guest with Secure Boot on', async () => {
+    const g = testGuest();
+    const vm = await createVm(
+      d.api,
+      kernelVm('uefi-sb', {
+        firmware: 'uefi',
+        secureBoot: true,
+        disks: [],
+        networks: [],
+        boot: { kernel: g.vmlinuz, initrd: g.initrd, cmdline: HW_CMDLINE() },
+      }),
+    );
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    // the kernel reads it from the firmware and locks itself down accordingly
+    // (counted: the console helper drops kernel message lines)
+    expect((await run(vm.id, 'dmesg | grep -c "locked down from EFI Secure Boot"')).trim()).toBe('1');
+    await run(vm.id, `mount -t efivarfs efivarfs ${EFIVARS}`);
+    // SecureBoot variable: 4 bytes of attributes, then 1 (on)
+    expect(
+      (await run(vm.id, `od -An -tx1 ${EFIVARS}/SecureBoot-${EFI_GLOBAL} | tr -d ' \n'`)).trim(),
+    ).toMatch(/01$/);
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
+  });
+
+  it('device models, CPU model and topology: the guest sees SATA, SCSI and e1000e devices and two sockets', async () => {
+    const vm = await createVm(
+      d.api,
+      kernelVm('devices', {
+        vcpus: 2,
+        cpu: { model: 'x86-64-v2', sockets: 2 },
+        disks: [{ sizeGiB: 1 }, { sizeGiB: 1, bus: 'sata' }, { sizeGiB: 1, bus: 'virtio-scsi' }],
+        networks: [{ network: 'default', model: 'e1000e' }],
+        video: 'virtio',
+        boot: { kernel: testGuest().vmlinux, initrd: testGuest().initrd, cmdline: HW_CMDLINE() },
+      }),
+    );
+    expect(vm).toMatchObject({
+      cpu: { model: 'x86-64-v2', sockets: 2, cores: 1, threads: 1 },
+      video: 'virtio',
+      tablet: true,
+      disks: [{ id: 'disk0' }, { id: 'disk1', bus: 'sata' }, { id: 'disk2', bus: 'virtio-scsi' }],
+      networks: [{ id: 'net0', model: 'e1000e' }],
+    });
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    const blocks = (await run(vm.id, 'ls /sys/block')).split(/\s+/).filter((b) => /^(vd|sd)/.test(b));
+    expect(blocks.sort()).toEqual(['sda', 'sdb', 'vda']);
+    // one on AHCI (ata), one on virtio-scsi, whichever driver came first
+    const paths = await run(vm.id, 'for b in /sys/block/sd*; do readlink -f $b/device; done');
+    expect(paths).toMatch(/\/ata\d+\//);
+    expect(paths).toMatch(/\/virtio\d+\//);
+    expect(await run(vm.id, 'basename $(readlink /sys/class/net/eth0/device/driver)')).toMatch(/^e1000e/);
+    expect((await run(vm.id, 'cat /sys/devices/system/cpu/cpu1/topology/physical_package_id')).trim()).toBe(
+      '1',
+    );
+    // the x86-64-v2 level: SSE4.2 yes, AVX (v3) no
+    const flags = await run(vm.id, 'grep -m1 ^flags /proc/cpuinfo');
+    expect(flags).toMatch(/\bsse4_2\b/);
+    expect(flags).not.toMatch(/\bavx\b/);
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
+  });
+
+  it('refuses hardware that cannot work, with a stable code, and creates nothing', async () => {
+    const before = (await d.api.request<unknown[]>('GET', '/api/v1/vms')).length;
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ secureBoot: true }, /secureBoot needs firmware "uefi"/],
+      [{ firmware: 'uefi', secureBoot: true, machine: 'pc' }, /needs machine "q35"/],
+      [{ disks: [{ sizeGiB: 1, bus: 'ide' }] }, /"ide" needs machine "pc"/],
+      [{ vcpus: 3, cpu: { sockets: 2 } }, /does not make the VM's 3 vCPUs/],
+      [{ cpu: { model: 'max,kvm=off' } }, /CPU model name/],
+      [{ cpu: { flags: { 'avx,enforce': true } } }, /cpu\.flags/],
+      [{ networks: [{ network: 'default', model: 'ne2k' }] }, /model/],
+      [
+        {
+          machine: 'pc',
+          disks: [1, 2, 3, 4].map(() => ({ sizeGiB: 1, bus: 'ide' })),
+          boot: { cdrom: testGuest().iso },
+        },
+        /IDE units/,
+      ],
+    ];
+    for (const [extra, message] of cases) {
+      const err = await rejection(createVm(d.api, kernelVm('bad-hw', extra)));
+      expect(err.code, JSON.stringify(extra)).toBe('validation_failed');
+      expect(err.message, JSON.stringify(extra)).toMatch(message);
+    }
+    expect((await d.api.request<unknown[]>('GET', '/api/v1/vms')).length).toBe(before);
+  });
+
+  it('edits a VM: at once when stopped, pending until the next cold start when running; If-Match refuses stale edits', async () => {
+    const vm = await createVm(d.api, kernelVm('edit1', { memoryMiB: 384 }));
+    const read = async (ref: string) => {
+      const { body, headers } = await d.api.exchange<VmView & Record<string, unknown>>(
+        'GET',
+        `/api/v1/vms/${ref}`,
+      );
+      return { vm: body, etag: headers.get('etag')! };
+    };
+    const patch = (ref: string, body: Record<string, unknown>, etag?: string) =>
+      d.api.exchange<VmView & Record<string, unknown>>('PATCH', `/api/v1/vms/${ref}`, body, {
+        headers: etag ? { 'if-match': etag } : {},
+      });
+    const first = await read(vm.id);
+    expect(first.etag).toMatch(/^"\d+"$/);
+
+    // stopped: applied at once
+    const edited = await patch(vm.id, { vcpus: 2, description: 'edited', cpu: { sockets: 2 } }, first.etag);
+    expect(edited.body).toMatchObject({ vcpus: 2, description: 'edited', cpu: { sockets: 2, cores: 1 } });
+    expect(edited.body.pendingChanges).toBeUndefined();
+    expect(edited.headers.get('etag')).not.toBe(first.etag);
+
+    // an edit made on the copy read before is refused, and changes nothing
+    const stale = await rejection(patch(vm.id, { vcpus: 1 }, first.etag));
+    expect(stale.code).toBe('precondition_failed');
+    expect((await getVm(d.api, vm.id)) as unknown).toMatchObject({ vcpus: 2 });
+
+    // impossible results are refused whole
+    const now = await read(vm.id);
+    for (const [body, code] of [
+      [{ secureBoot: true }, 'validation_failed'],
+      [{ vcpus: 3 }, 'validation_failed'], // 2 sockets cannot hold 3 vCPUs
+      [{ memoryMiB: 16 * 1024 * 1024 }, 'insufficient_resources'],
+      [{ boot: { disk: 4 } }, 'validation_failed'],
+      [{ disks: [] }, 'validation_failed'],
+    ] as const) {
+      const err = await rejection(patch(vm.id, body, now.etag));
+      expect(err.code, JSON.stringify(body)).toBe(code);
+    }
+    expect((await read(vm.id)).etag).toBe(now.etag);
+
+    // running: hardware waits for the next cold start; the name changes at once
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    const memTotalMiB = async () =>
+      Math.round(
+        Number(/MemTotal:\s+(\d+)/.exec(await run(vm.id, 'grep MemTotal /proc/meminfo'))?.[1]) / 1024,
+      );
+    const before = await memTotalMiB();
+    const pending = await patch(vm.id, {
+      memoryMiB: 320,
+      cpu: { sockets: 1 },
+      vcpus: 1,
+      name: 'edit1-renamed',
+    });
+    expect(pending.body).toMatchObject({
+      name: 'edit1-renamed',
+      memoryMiB: 384,
+      vcpus: 2,
+      pendingChanges: { memoryMiB: 320, vcpus: 1, cpu: { model: 'host', sockets: 1 } },
+    });
+    expect((await getVm(d.api, 'edit1-renamed')).id).toBe(vm.id);
+    expect((await rejection(getVm(d.api, 'edit1'))).code).toBe('not_found');
+    // a guest reset is no cold start
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'reset'));
+    expect(await memTotalMiB()).toBe(before);
+    expect((await read(vm.id)).vm.pendingChanges).toMatchObject({ memoryMiB: 320 });
+
+    // the CLI shows it, through GET + PATCH with If-Match
+    const [bin, ...pre] = neuroflowCommand();
+    const cli = spawnSync(
+      bin!,
+      [...pre, 'vm', 'set', 'edit1-renamed', '--video', 'virtio', '--data-dir', d.dataDir],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(cli.status, cli.stderr).toBe(0);
+    expect(cli.stdout).toMatch(/Pending: .*memoryMiB=320.*video=virtio/);
+
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    const after = (await read(vm.id)).vm;
+    expect(after).toMatchObject({ memoryMiB: 320, vcpus: 1, video: 'virtio', cpu: { sockets: 1 } });
+    expect(after.pendingChanges).toBeUndefined();
+    expect(await memTotalMiB()).toBeLessThan(before - 40);
+    expect((await run(vm.id, 'grep -c ^processor /proc/cpuinfo')).trim()).toBe('1');
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
+  });
+});
