@@ -489,6 +489,71 @@ describe('web UI', () => {
     }
   });
 
+  it('creates a UEFI VM with a TPM in the wizard and shows its hardware', async () => {
+    // A page of its own, signed in here: the test also runs alone (-t).
+    const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
+    const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
+    let id = '';
+    try {
+      await p.click('.topbar button.primary');
+      const dialog = p.getByRole('dialog', { name: 'New virtual machine' });
+      await dialog.locator('input[name=name]').fill('uefi1');
+      await dialog.locator('input[name=memoryMiB]').fill('256');
+      await dialog.locator('input[name=diskGiB]').fill('1');
+      await dialog.locator('details.hardware summary').click();
+      // Secure Boot needs UEFI: off and disabled while the firmware is BIOS (the default).
+      const secureBoot = dialog.getByLabel('Secure Boot');
+      expect(await dialog.getByLabel('Firmware').inputValue()).toBe('bios');
+      expect(await secureBoot.isDisabled()).toBe(true);
+      expect(await secureBoot.isChecked()).toBe(false);
+      await dialog.getByLabel('Firmware').selectOption('uefi');
+      await dialog.locator('input[name=secureBoot]:enabled').waitFor({ timeout: 5_000 });
+      await dialog.getByLabel('TPM 2.0').check();
+      await dialog.getByLabel('CPU model').selectOption('x86-64-v2');
+      await dialog.getByLabel('Disk bus').selectOption('sata');
+      await dialog.getByLabel('NIC model').selectOption('e1000e');
+      expect(await dialog.getByLabel('USB tablet').isChecked()).toBe(true);
+      await dialog.locator('button[type=submit]').click();
+      await p.locator('.vm-head h2', { hasText: 'uefi1' }).waitFor({ timeout: 15_000 });
+
+      const vm = await d.api.request<{
+        id: string;
+        machine: string;
+        firmware: string;
+        secureBoot: boolean;
+        efiVars?: unknown;
+        tpm: boolean;
+        cpu: { model: string; sockets: number; cores: number; threads: number };
+        tablet: boolean;
+        disks: { bus?: string }[];
+        networks: { model?: string; mac: string }[];
+      }>('GET', '/api/v1/vms/uefi1');
+      id = vm.id;
+      expect(vm.firmware).toBe('uefi');
+      expect(vm.secureBoot).toBe(false);
+      expect(vm.efiVars).toBeDefined();
+      expect(vm.tpm).toBe(true);
+      expect(vm.cpu.model).toBe('x86-64-v2');
+      expect(vm.tablet).toBe(true);
+      expect(vm.disks[0]!.bus).toBe('sata');
+      expect(vm.networks[0]!.model).toBe('e1000e');
+
+      // The summary's Hardware card says the same.
+      const card = p.locator('.card.vm-hardware');
+      await card.locator('.hw-firmware', { hasText: /^UEFI$/ }).waitFor({ timeout: 15_000 });
+      expect(await card.locator('.hw-machine').textContent()).toBe(vm.machine);
+      expect(await card.locator('.hw-tpm').textContent()).toBe('TPM 2.0');
+      expect(await card.locator('.hw-cpu').textContent()).toBe('x86-64-v2, 1 socket × 1 core × 1 thread');
+      expect(await card.locator('.disk-bus').textContent()).toBe('SATA (AHCI)');
+      expect(await card.locator('.nic').textContent()).toContain('Intel e1000e');
+      expect(await card.locator('.nic').textContent()).toContain(vm.networks[0]!.mac);
+      expect(errors).toEqual([]);
+    } finally {
+      if (id) await d.api.request('DELETE', `/api/v1/vms/${id}`).catch(() => {});
+      await p.context().close();
+    }
+  });
+
   it('converts a stopped VM into a template and makes a linked clone of it', async () => {
     const vm = await createVm(d.api, kernelVm('tplui'));
     await page.goto(`${d.url}/#/vms/${vm.id}`);

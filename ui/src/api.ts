@@ -20,6 +20,45 @@ export interface Placement {
   antiAffinityGroup?: string;
 }
 
+/** How a disk is attached: virtio-blk (default), virtio-scsi, sata (AHCI), ide (machine pc only). */
+export type DiskBus = 'virtio-blk' | 'virtio-scsi' | 'sata' | 'ide';
+/** A NIC's emulated model: virtio (default); the others for guests without VirtIO drivers. */
+export type NicModel = 'virtio' | 'e1000e' | 'rtl8139' | 'vmxnet3';
+export type VideoModel = 'std' | 'virtio' | 'qxl' | 'cirrus' | 'none';
+export type Firmware = 'bios' | 'uefi';
+export type MachineType = 'q35' | 'pc';
+
+/** The VM's CPU: a model (host, an x86-64-vN level or a QEMU model) and its topology. */
+export interface VmCpu {
+  model: string;
+  sockets: number;
+  cores: number;
+  threads: number;
+  /** Flags forced on (true) or off (false) on top of the model. */
+  flags?: Record<string, boolean>;
+}
+
+/** POST /vms: the fields the UI sends (the API fills the rest with its defaults). */
+export interface CreateVmBody {
+  name: string;
+  vcpus: number;
+  memoryMiB: number;
+  disks: { sizeGiB?: number; image?: string; pool?: string; bus?: DiskBus }[];
+  networks: { network: string; mac?: string; model?: NicModel }[];
+  boot: { cdrom: string } | { disk: number };
+  start?: boolean;
+  placement?: Placement;
+  ha?: { enabled: boolean };
+  machine?: MachineType;
+  firmware?: Firmware;
+  /** Needs firmware uefi and machine q35. */
+  secureBoot?: boolean;
+  tpm?: boolean;
+  cpu?: Partial<VmCpu>;
+  video?: VideoModel;
+  tablet?: boolean;
+}
+
 export interface Vm {
   id: string;
   name: string;
@@ -38,10 +77,25 @@ export interface Vm {
     sizeBytes: number;
     image?: string;
     cloneOf?: { vm: string; disk: string };
+    /** Absent: virtio-blk. */
+    bus?: DiskBus;
   }[];
   /** A template: never powered on; linked clones are made from it. */
   template?: boolean;
-  networks: { id: string; network: string; mac: string }[];
+  /** Absent on a NIC: virtio. */
+  networks: { id: string; network: string; mac: string; model?: NicModel }[];
+  /** q35 or pc. */
+  machine: string;
+  firmware: Firmware;
+  secureBoot: boolean;
+  /** UEFI: the volume holding the VM's variable store. */
+  efiVars?: { pool: string; volume: string };
+  /** A TPM 2.0. */
+  tpm: boolean;
+  cpu: VmCpu;
+  video: VideoModel;
+  /** A USB tablet (the console pointer follows the mouse exactly). */
+  tablet: boolean;
   snapshots: { name: string; vmState: string; createdAt?: string; quiesced?: boolean }[];
   agent: { enabled: boolean; status: string; version?: string; flavour?: string };
   boot: Record<string, unknown>;

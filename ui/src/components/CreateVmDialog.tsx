@@ -1,12 +1,28 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, type Image, type Placement, type Vm } from '../api';
+import { api, type CreateVmBody, type Image, type Placement, type Vm } from '../api';
+import {
+  CPU_MODELS,
+  DEFAULT_HARDWARE,
+  DISK_BUSES,
+  diskBusAvailable,
+  FIRMWARES,
+  fitHardware,
+  type HardwareForm,
+  hardwareBody,
+  MACHINES,
+  NIC_MODELS,
+  secureBootAvailable,
+  socketsHint,
+  VIDEOS,
+} from '../hardware';
 import { go } from '../route';
 import { refreshAll, toast, useStore } from '../store';
 import { collator } from '../window';
 
 /**
- * New VM booting an ISO from /images, optionally placed (a host, affinity and anti-affinity groups);
- * the API's validation message is shown inline.
+ * New VM booting an ISO from /images, optionally placed (a host, affinity and anti-affinity groups), with
+ * its virtual hardware (machine, firmware, TPM, CPU model, devices); the API's validation message is
+ * shown inline.
  */
 export function CreateVmDialog({ onClose }: { onClose: () => void }) {
   const s = useStore();
@@ -23,6 +39,7 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
     affinityGroup: '',
     antiAffinityGroup: '',
   });
+  const [hw, setHw] = useState<HardwareForm>(DEFAULT_HARDWARE);
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
 
@@ -42,6 +59,12 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
     const v = el.type === 'checkbox' ? el.checked : el.type === 'number' ? Number(el.value) : el.value;
     setF({ ...f, [k]: v });
   };
+  const setHwField = (k: keyof HardwareForm) => (e: Event) => {
+    const el = e.target as HTMLInputElement;
+    setHw(fitHardware({ ...hw, [k]: el.type === 'checkbox' ? el.checked : el.value }));
+  };
+  const secureBootOk = secureBootAvailable(hw.firmware, hw.machine);
+  const sockets = socketsHint(f.vcpus, hw.sockets);
 
   async function submit(e: Event) {
     e.preventDefault();
@@ -52,17 +75,26 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
     if (f.affinityGroup.trim()) placement.affinityGroup = f.affinityGroup.trim();
     if (f.antiAffinityGroup.trim()) placement.antiAffinityGroup = f.antiAffinityGroup.trim();
     try {
-      const vm = await api<Vm>('POST', '/vms', {
+      const body: CreateVmBody = {
         name: f.name,
         vcpus: f.vcpus,
         memoryMiB: f.memoryMiB,
-        disks: [{ sizeGiB: f.diskGiB }],
-        networks: [{ network: 'default' }],
+        disks: [
+          { sizeGiB: f.diskGiB, ...(hw.diskBus !== DEFAULT_HARDWARE.diskBus ? { bus: hw.diskBus } : {}) },
+        ],
+        networks: [
+          {
+            network: 'default',
+            ...(hw.nicModel !== DEFAULT_HARDWARE.nicModel ? { model: hw.nicModel } : {}),
+          },
+        ],
         boot: f.iso ? { cdrom: f.iso } : { disk: 0 },
         start: f.start,
         ...(Object.keys(placement).length ? { placement } : {}),
         ...(f.ha ? { ha: { enabled: true } } : {}),
-      });
+        ...hardwareBody(hw),
+      };
+      const vm = await api<Vm>('POST', '/vms', body);
       toast(
         vm.state === 'pending'
           ? `VM ${vm.name} created, pending: ${vm.reason ?? 'waiting for a host'}`
@@ -159,6 +191,124 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
                   onInput={set('antiAffinityGroup')}
                 />
               </label>
+            </div>
+          </details>
+          <details class="hardware">
+            <summary>Hardware</summary>
+            <div class="form">
+              <div class="form-row">
+                <label>
+                  Machine
+                  <select name="machine" value={hw.machine} onChange={setHwField('machine')}>
+                    {MACHINES.map(([v, l]) => (
+                      <option key={v} value={v}>
+                        {l}
+                      </option>
+                    ))}
+                  </select>
+                </label>
+                <label>
+                  Firmware
+                  <select name="firmware" value={hw.firmware} onChange={setHwField('firmware')}>
+                    {FIRMWARES.map(([v, l]) => (
+                      <option key={v} value={v}>
+                        {l}
+                      </option>
+                    ))}
+                  </select>
+                </label>
+              </div>
+              <label
+                class="check"
+                title={secureBootOk ? undefined : 'Secure Boot needs UEFI firmware and machine q35'}
+              >
+                <input
+                  name="secureBoot"
+                  type="checkbox"
+                  checked={hw.secureBoot}
+                  disabled={!secureBootOk}
+                  onChange={setHwField('secureBoot')}
+                />{' '}
+                Secure Boot
+              </label>
+              <label class="check">
+                <input name="tpm" type="checkbox" checked={hw.tpm} onChange={setHwField('tpm')} /> TPM 2.0
+              </label>
+              <div class="form-row">
+                <label>
+                  CPU model
+                  <select name="cpuModel" value={hw.cpuModel} onChange={setHwField('cpuModel')}>
+                    {CPU_MODELS.map(([v, l]) => (
+                      <option key={v} value={v}>
+                        {l}
+                      </option>
+                    ))}
+                  </select>
+                </label>
+                <label>
+                  Sockets
+                  <input
+                    name="sockets"
+                    type="number"
+                    min={1}
+                    placeholder="1"
+                    value={hw.sockets}
+                    onInput={setHwField('sockets')}
+                  />
+                </label>
+              </div>
+              {sockets.text && (
+                <p class={sockets.ok ? 'hint sockets-hint' : 'hint sockets-hint warning-text'}>
+                  {sockets.text}
+                </p>
+              )}
+              <p class="hint">
+                host is fastest; an x86-64-v level lets the VM move between hosts of different CPU
+                generations.
+              </p>
+              <div class="form-row">
+                <label>
+                  Video
+                  <select name="video" value={hw.video} onChange={setHwField('video')}>
+                    {VIDEOS.map(([v, l]) => (
+                      <option key={v} value={v}>
+                        {l}
+                      </option>
+                    ))}
+                  </select>
+                </label>
+                <label class="check">
+                  <input name="tablet" type="checkbox" checked={hw.tablet} onChange={setHwField('tablet')} />{' '}
+                  USB tablet
+                </label>
+              </div>
+              <div class="form-row">
+                <label>
+                  Disk bus
+                  <select name="diskBus" value={hw.diskBus} onChange={setHwField('diskBus')}>
+                    {DISK_BUSES.map(([v, l]) => (
+                      <option key={v} value={v} disabled={!diskBusAvailable(v, hw.machine)}>
+                        {l}
+                        {diskBusAvailable(v, hw.machine) ? '' : ' (machine pc only)'}
+                      </option>
+                    ))}
+                  </select>
+                </label>
+                <label>
+                  NIC model
+                  <select name="nicModel" value={hw.nicModel} onChange={setHwField('nicModel')}>
+                    {NIC_MODELS.map(([v, l]) => (
+                      <option key={v} value={v}>
+                        {l}
+                      </option>
+                    ))}
+                  </select>
+                </label>
+              </div>
+              <p class="hint">
+                Windows without VirtIO drivers: SATA disk bus and an e1000e NIC (UEFI, Secure Boot and TPM 2.0
+                for Windows 11).
+              </p>
             </div>
           </details>
           {error && (

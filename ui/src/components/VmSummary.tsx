@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, fmtBytes, type Task, type Vm } from '../api';
+import { cpuLine, diskBusLabel, firmwareLine, nicModelLabel, videoLabel } from '../hardware';
 import { hostHref } from '../route';
 import { putTask, refreshVms, toast, useStore } from '../store';
 import { StateBadge } from './StateBadge';
@@ -156,6 +157,53 @@ function MoveDisk({ vm, disk }: { vm: Vm; disk: Vm['disks'][number] }) {
   );
 }
 
+/** The VM's virtual hardware: machine, firmware, TPM, CPU, video, input, each disk and NIC. */
+function HardwareCard({ vm }: { vm: Vm }) {
+  return (
+    <div class="card vm-hardware">
+      <h3>Hardware</h3>
+      <dl>
+        <dt>Machine</dt>
+        <dd class="hw-machine">{vm.machine}</dd>
+        <dt>Firmware</dt>
+        <dd
+          class="hw-firmware"
+          title={vm.efiVars ? `UEFI variables: ${vm.efiVars.pool}/${vm.efiVars.volume}` : undefined}
+        >
+          {firmwareLine(vm)}
+        </dd>
+        <dt>TPM</dt>
+        <dd class="hw-tpm">{vm.tpm ? 'TPM 2.0' : 'none'}</dd>
+        <dt>CPU</dt>
+        <dd class="hw-cpu">{vm.cpu ? cpuLine(vm.cpu) : `${vm.vcpus} vCPU`}</dd>
+        <dt>Video</dt>
+        <dd class="hw-video">{videoLabel(vm.video)}</dd>
+        <dt>USB tablet</dt>
+        <dd class="hw-tablet">{vm.tablet === false ? 'no' : 'yes'}</dd>
+        {vm.disks.map((d, i) => (
+          <>
+            <dt>Disk {i}</dt>
+            <dd class="disk" data-disk={d.id}>
+              {fmtBytes(d.sizeBytes)} on {d.pool}
+              {d.image ? ` (from ${d.image})` : ''}, <span class="disk-bus">{diskBusLabel(d.bus)}</span>{' '}
+              <GrowDisk vm={vm} disk={d} /> <MoveDisk vm={vm} disk={d} />
+            </dd>
+          </>
+        ))}
+        {vm.networks.map((n, i) => (
+          <>
+            <dt>NIC {i}</dt>
+            <dd class="nic" data-nic={n.id}>
+              {n.network}, <span class="nic-model">{nicModelLabel(n.model)}</span>,{' '}
+              <span class="mono">{n.mac}</span>
+            </dd>
+          </>
+        ))}
+      </dl>
+    </div>
+  );
+}
+
 export function VmSummary({ vm }: { vm: Vm }) {
   const [facts, setFacts] = useState<GuestFacts | undefined>();
   const [factsError, setFactsError] = useState('');
@@ -178,8 +226,8 @@ export function VmSummary({ vm }: { vm: Vm }) {
   }, [vm.id, connected]);
   return (
     <div class="cards">
-      <div class="card">
-        <h3>Hardware</h3>
+      <div class="card vm-general">
+        <h3>General</h3>
         <dl>
           <dt>State</dt>
           <dd>
@@ -203,28 +251,11 @@ export function VmSummary({ vm }: { vm: Vm }) {
           <dd>{vm.vcpus}</dd>
           <dt>Memory</dt>
           <dd>{vm.memoryMiB} MiB</dd>
-          {vm.disks.map((d, i) => (
-            <>
-              <dt>Disk {i}</dt>
-              <dd class="disk" data-disk={d.id}>
-                {fmtBytes(d.sizeBytes)} on {d.pool}
-                {d.image ? ` (from ${d.image})` : ''} <GrowDisk vm={vm} disk={d} />{' '}
-                <MoveDisk vm={vm} disk={d} />
-              </dd>
-            </>
-          ))}
-          {vm.networks.map((n, i) => (
-            <>
-              <dt>NIC {i}</dt>
-              <dd>
-                {n.network} <span class="mono">{n.mac}</span>
-              </dd>
-            </>
-          ))}
           <dt>Boot</dt>
           <dd class="mono">{Object.keys(vm.boot ?? {}).join(', ')}</dd>
         </dl>
       </div>
+      <HardwareCard vm={vm} />
       <div class="card">
         <h3>Guest</h3>
         <dl>
