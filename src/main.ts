@@ -40,6 +40,9 @@ Usage:
   neuroflow vm set NAME [--name NEW] [--description D] [--vcpus N] [--memory MIB] [--kernel ...|--cdrom IMAGE|--boot-disk N]
                   [create's hardware flags] [--no-tpm] [--tablet]   change a VM (If-Match: a change made meanwhile is
                   refused); a running VM's hardware changes at its next stop and start (shown as Pending)
+  neuroflow vm disk add NAME GIB [--pool P] [--disk-bus B] | vm disk remove NAME DISK [--delete-volume]
+  neuroflow vm nic add NAME [--network N] [--nic-model M] | vm nic remove NAME NIC
+                  add or remove devices: hot-plugged while the VM runs (virtio; the guest must let go on removal)
   neuroflow vm resize NAME DISK GIB         grow a disk (online while the VM runs)
   neuroflow vm move-disk NAME DISK POOL     move a disk to another pool (live while the VM runs)
   neuroflow vm migrate NAME [--node HOST] [--bandwidth MIBPS] [--downtime-ms N] [--postcopy] [--time-limit SEC]

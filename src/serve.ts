@@ -44,6 +44,7 @@ import { Reconciler } from './controller/reconciler';
 import { type ClusterRecord, keys, type NetworkRecord, type NodeRecord } from './controller/records';
 import { TaskLog } from './controller/tasks';
 import { VmActions } from './controller/vm-actions';
+import { VmDevices } from './controller/vm-devices';
 import { VmService } from './controller/vms';
 import { NfError } from './errors';
 import { NatNetwork } from './network/nat';
@@ -604,6 +605,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     pools: poolService,
     ceph,
     guest: new GuestService(vms, router),
+    devices: new VmDevices(store, router, vms, reconciler),
     console: consoleProxy,
     sessions: new SessionStore(cluster ? cluster.rootPassword : rootPassword!),
     events,

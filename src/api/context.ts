@@ -12,6 +12,7 @@ import type { NodeRouter } from '../controller/node-router';
 import type { PoolService } from '../controller/pools';
 import type { TaskLog } from '../controller/tasks';
 import type { VmActions } from '../controller/vm-actions';
+import type { VmDevices } from '../controller/vm-devices';
 import type { VmService } from '../controller/vms';
 import type { Store } from '../store/store';
 import type { ConsoleProxy } from './console';
@@ -43,6 +44,8 @@ export interface ApiContext {
   pools: PoolService;
   ceph: CephService;
   guest: GuestService;
+  /** Adds and removes disks and NICs (hot-plugged while the VM runs). */
+  devices: VmDevices;
   console: ConsoleProxy;
   sessions: SessionStore;
   events: EventBus;

@@ -279,8 +279,19 @@ export const VmSchema = z
           .optional()
           .openapi({ description: 'A linked clone of this template disk' }),
         bus: DiskBusSchema.optional(),
+        slot: z.string().optional().openapi({ description: 'The hot-plug slot it went into' }),
       }),
     ),
+    hotplugSlots: z.number().optional().openapi({ description: 'Empty PCIe root ports for hot-plug (q35)' }),
+    hotplug: z
+      .object({
+        op: z.enum(['add', 'remove']),
+        kind: z.enum(['disk', 'nic']),
+        id: z.string(),
+        at: z.string(),
+      })
+      .optional()
+      .openapi({ description: 'A hot-plug under way' }),
     firmware: z.enum(['bios', 'uefi']),
     secureBoot: z.boolean(),
     efiVars: z
@@ -317,7 +328,13 @@ export const VmSchema = z
       .optional()
       .openapi({ description: 'A live migration under way (POST /vms/{id}/migrate); actions wait for it' }),
     networks: z.array(
-      z.object({ id: z.string(), network: z.string(), mac: z.string(), model: NicModelSchema.optional() }),
+      z.object({
+        id: z.string(),
+        network: z.string(),
+        mac: z.string(),
+        model: NicModelSchema.optional(),
+        slot: z.string().optional(),
+      }),
     ),
     boot: z.record(z.string(), z.unknown()),
     pid: z.number().optional(),

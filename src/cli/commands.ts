@@ -141,6 +141,7 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       'nic-model': { type: 'string' },
       name: { type: 'string' },
       'no-tpm': { type: 'boolean', default: false },
+      'delete-volume': { type: 'boolean', default: false },
       tablet: { type: 'boolean', default: false },
     },
   });
@@ -222,6 +223,45 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       return show(
         await api.request<Vm>('POST', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/${sub}${qs}`),
       );
+    }
+    case 'disk': {
+      // vm disk add NAME GIB [--pool P] [--disk-bus B] | vm disk remove NAME DISK [--delete-volume]
+      const op = need(positionals, 1, 'add|remove');
+      const ref = enc(need(positionals, 2, 'VM name'));
+      if (op === 'add')
+        return show(
+          await api.request<Vm>('POST', `/api/v1/vms/${ref}/disks`, {
+            sizeGiB: Number(need(positionals, 3, 'size in GiB')),
+            ...(values.pool ? { pool: values.pool } : {}),
+            ...(values['disk-bus'] ? { bus: values['disk-bus'] } : {}),
+          }),
+        );
+      if (op === 'remove') {
+        const disk = enc(need(positionals, 3, 'disk (disk1, ...)'));
+        const q = values['delete-volume'] ? '?deleteVolume=true' : '';
+        return show(await api.request<Vm>('DELETE', `/api/v1/vms/${ref}/disks/${disk}${q}`));
+      }
+      throw new NfError('validation_failed', 'use: vm disk add NAME GIB | vm disk remove NAME DISK');
+    }
+    case 'nic': {
+      // vm nic add NAME [--network N] [--nic-model M] | vm nic remove NAME NIC
+      const op = need(positionals, 1, 'add|remove');
+      const ref = enc(need(positionals, 2, 'VM name'));
+      if (op === 'add')
+        return show(
+          await api.request<Vm>('POST', `/api/v1/vms/${ref}/networks`, {
+            network: values.network?.[0] ?? 'default',
+            ...(values['nic-model'] ? { model: values['nic-model'] } : {}),
+          }),
+        );
+      if (op === 'remove')
+        return show(
+          await api.request<Vm>(
+            'DELETE',
+            `/api/v1/vms/${ref}/networks/${enc(need(positionals, 3, 'NIC (net1, ...)'))}`,
+          ),
+        );
+      throw new NfError('validation_failed', 'use: vm nic add NAME | vm nic remove NAME NIC');
     }
     case 'set': {
       // vm set NAME [--name NEW] [--description D] [--vcpus N] [--memory MIB] [hardware flags]: a running

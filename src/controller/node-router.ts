@@ -8,6 +8,7 @@ import type {
   NodeApi,
   NodeInfo,
   OutgoingMigration,
+  PlugDevice,
   StopOptions,
   VmStatus,
   VolumeBacking,
@@ -287,6 +288,18 @@ export class NodeRouter implements NodeApi {
 
   setIsolation(id: string, response: IsolationResponse | undefined): Promise<void> {
     return this.vm(id).setIsolation(id, response);
+  }
+
+  plugDevice(id: string, device: PlugDevice): Promise<void> {
+    return this.vm(id).plugDevice(id, device);
+  }
+
+  unplugDevice(id: string, device: { disk: string } | { nic: string }): Promise<void> {
+    return this.vm(id).unplugDevice(id, device);
+  }
+
+  vmDevices(id: string): Promise<{ disks: string[]; nics: string[] }> {
+    return this.vm(id).vmDevices(id);
   }
 
   forgetVm(id: string): Promise<void> {

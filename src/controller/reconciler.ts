@@ -6,6 +6,7 @@ import { createLogger } from '../util/log';
 import type { VmRunSpec } from '../vmm/types';
 import type { NodeRouter } from './node-router';
 import { keys, notMigrating, type VmRecord } from './records';
+import { settleHotplug } from './vm-devices';
 
 const log = createLogger('reconciler');
 
@@ -115,6 +116,11 @@ export class Reconciler {
     const vm = cur.value;
     this.node.locate(id, vm.node);
     notMigrating(vm);
+    if (vm.hotplug && vm.node && this.node.reachable(vm.node)) {
+      // a hot-plug its controller did not finish (it died): the record follows what QEMU has
+      await settleHotplug(this.store, this.node, cur);
+      return this.reconcile(id, stopOpts);
+    }
     if (!vm.node) {
       if (vm.power !== 'stopped')
         throw new NfError(

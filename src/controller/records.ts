@@ -54,6 +54,8 @@ export interface DiskRecord {
   cloneOf?: { vm: string; disk: string };
   /** Absent: virtio-blk. */
   bus?: DiskBus;
+  /** The hot-plug slot (PCIe root port) it went into while the VM ran; it stays there. */
+  slot?: string;
 }
 
 export interface NicRecord {
@@ -62,6 +64,8 @@ export interface NicRecord {
   mac: string;
   /** Absent: virtio. */
   model?: NicModel;
+  /** The hot-plug slot (PCIe root port) it went into while the VM ran; it stays there. */
+  slot?: string;
 }
 
 export type BootRecord =
@@ -121,6 +125,13 @@ export interface VmRecord {
   tablet?: boolean;
   /** Hardware changed while the VM ran: folded into the record at its next cold start (reconciler). */
   pendingChanges?: PendingChanges;
+  /** Empty PCIe root ports (q35) for hot-plug; absent in VMs made before hot-plug: none. */
+  hotplugSlots?: number;
+  /**
+   * A hot-plug under way (written before QEMU is asked, cleared after): a controller that died in
+   * between finds it and makes the record match what QEMU has (src/controller/vm-devices.ts).
+   */
+  hotplug?: { op: 'add' | 'remove'; kind: 'disk' | 'nic'; id: string; at: string };
   snapshots: SnapshotRecord[];
   /** A template: never powered on; linked clones are made from its disks (POST /vms/{id}/clone). */
   template?: boolean;

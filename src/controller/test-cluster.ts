@@ -272,12 +272,20 @@ export function health(): NodeHealthRecord {
   return { at: new Date().toISOString(), memoryAvailableBytes: 8 * GiB, vmsRunning: 0 };
 }
 
-/** NodeApi's migration verbs for test fakes that take no part in migrations (they refuse). */
+/** NodeApi's migration and hot-plug verbs for test fakes that take no part in them (they refuse). */
 export type MigrationVerbs = Pick<
   NodeApi,
-  'prepareIncoming' | 'migrateOut' | 'cancelMigration' | 'finishIncoming' | 'abortIncoming' | 'resumeMigrated'
+  | 'prepareIncoming'
+  | 'migrateOut'
+  | 'cancelMigration'
+  | 'finishIncoming'
+  | 'abortIncoming'
+  | 'resumeMigrated'
+  | 'plugDevice'
+  | 'unplugDevice'
+  | 'vmDevices'
 >;
-const refuse = () => Promise.reject(new NfError('not_implemented', 'this fake host does not migrate'));
+const refuse = () => Promise.reject(new NfError('not_implemented', 'this fake host does not do that'));
 export const noMigration: MigrationVerbs = {
   prepareIncoming: refuse,
   migrateOut: refuse,
@@ -285,5 +293,8 @@ export const noMigration: MigrationVerbs = {
   finishIncoming: refuse,
   abortIncoming: refuse,
   resumeMigrated: refuse,
+  plugDevice: refuse,
+  unplugDevice: refuse,
+  vmDevices: refuse,
 };
 Object.assign(FakeNode.prototype, noMigration);

@@ -28,6 +28,8 @@ import {
 } from './records';
 
 const GiB = 1024 ** 3;
+/** Empty PCIe root ports a new q35 VM gets for disks and NICs added while it runs. */
+export const HOTPLUG_SLOTS = 4;
 const log = createLogger('vms');
 
 export type VmState =
@@ -285,6 +287,7 @@ export class VmService {
     if (input.tpm) vm.tpm = true;
     if (input.video !== 'std') vm.video = input.video;
     if (input.tablet) vm.tablet = true;
+    if (input.machine === 'q35') vm.hotplugSlots = HOTPLUG_SLOTS;
     try {
       await this.store.txn(
         {
@@ -489,7 +492,7 @@ export class VmService {
     };
     if (t.agent === false) vm.agent = false;
     // the same virtual hardware; a UEFI variable store and a TPM of its own, made new at its first start
-    for (const k of ['cpu', 'firmware', 'secureBoot', 'tpm', 'video', 'tablet'] as const)
+    for (const k of ['cpu', 'firmware', 'secureBoot', 'tpm', 'video', 'tablet', 'hotplugSlots'] as const)
       if (t[k] !== undefined) Object.assign(vm, { [k]: structuredClone(t[k]) });
     if (t.efiVars) vm.efiVars = { pool: t.efiVars.pool, volume: `vm-${id}-efivars.qcow2` };
     if (input.description !== undefined) vm.description = input.description;
@@ -640,6 +643,7 @@ export class VmService {
         volume: d.volume,
         format: 'qcow2',
         ...(d.bus ? { bus: d.bus } : {}),
+        ...(d.slot ? { slot: d.slot } : {}),
       })),
       nics: vm.networks.map((n) => ({
         id: n.id,
@@ -647,6 +651,7 @@ export class VmService {
         type: 'nat',
         mac: n.mac,
         ...(n.model ? { model: n.model } : {}),
+        ...(n.slot ? { slot: n.slot } : {}),
       })),
       boot: { kind: 'disk', index: 0 },
       agent: vm.agent !== false,
@@ -657,6 +662,7 @@ export class VmService {
     if (vm.tpm) spec.tpm = true;
     if (vm.video) spec.video = vm.video;
     if (vm.tablet) spec.tablet = true;
+    if (vm.hotplugSlots && vm.machine === 'q35') spec.hotplugSlots = vm.hotplugSlots;
     if (vm.epoch) spec.epoch = vm.epoch;
     if (vm.ha?.enabled) {
       const [nodes, images] = await Promise.all([
@@ -753,7 +759,7 @@ function bootView(b: BootRecord): Record<string, unknown> {
 }
 
 /** A locally administered unicast MAC in QEMU's 52:54:00 range. */
-function randomMac(): string {
+export function randomMac(): string {
   const b = randomBytes(3);
   return `52:54:00:${[...b].map((x) => x.toString(16).padStart(2, '0')).join(':')}`;
 }

@@ -34,6 +34,7 @@ import type {
   NodeApi,
   NodeInfo,
   OutgoingMigration,
+  PlugDevice,
   StopOptions,
   VmStatus,
   VolumeBacking,
@@ -359,6 +360,52 @@ export class Node implements NodeApi {
     else delete spec.isolationResponse;
     await writeFileAtomic(join(this.runDir(id), 'spec.json'), JSON.stringify(spec, null, 2), 0o600);
     if (this.specs.has(id)) this.specs.set(id, spec);
+  }
+
+  plugDevice(id: string, device: PlugDevice): Promise<void> {
+    return this.serialize(id, async () => {
+      this.notMoving(id);
+      const instance = this.running(id);
+      const spec = this.specOf(id);
+      if ('disk' in device) {
+        const d = structuredClone(device.disk);
+        if (d.pool === undefined || d.volume === undefined)
+          throw new NfError('validation_failed', `disk ${d.id}: a hot-plugged disk is a pool volume`);
+        d.blockdev = this.pool(d.pool).blockdev(d.volume, d.id, { readOnly: d.readOnly ?? false });
+        await instance.plugDisk(d);
+        if (spec) spec.disks = [...spec.disks.filter((x) => x.id !== d.id), d];
+      } else {
+        await instance.plugNic(device.nic);
+        if (spec) spec.nics = [...spec.nics.filter((x) => x.id !== device.nic.id), device.nic];
+      }
+      if (spec) await this.saveSpec(spec);
+      log.info('device hot-plugged', { vm: id, device: 'disk' in device ? device.disk.id : device.nic.id });
+    });
+  }
+
+  unplugDevice(id: string, device: { disk: string } | { nic: string }): Promise<void> {
+    return this.serialize(id, async () => {
+      this.notMoving(id);
+      const instance = this.running(id);
+      if ('disk' in device) await instance.unplugDisk(device.disk);
+      else await instance.unplugNic(device.nic);
+      const spec = this.specOf(id);
+      if (spec) {
+        if ('disk' in device) spec.disks = spec.disks.filter((d) => d.id !== device.disk);
+        else spec.nics = spec.nics.filter((n) => n.id !== device.nic);
+        await this.saveSpec(spec);
+      }
+      log.info('device unplugged', { vm: id, device: 'disk' in device ? device.disk : device.nic });
+    });
+  }
+
+  async vmDevices(id: string): Promise<{ disks: string[]; nics: string[] }> {
+    return this.running(id).devices();
+  }
+
+  private async saveSpec(spec: VmRunSpec): Promise<void> {
+    await writeFileAtomic(join(this.runDir(spec.id), 'spec.json'), JSON.stringify(spec, null, 2), 0o600);
+    if (this.specs.has(spec.id)) this.specs.set(spec.id, spec);
   }
 
   /** Running VMs with an HA isolation response (SelfFence's targets). */

@@ -9,7 +9,7 @@ import type {
   MigrationRole,
   OutgoingRequest,
 } from '../vmm/migration';
-import type { Accelerator, IsolationResponse, RuntimeState, VmRunSpec } from '../vmm/types';
+import type { Accelerator, DiskRun, IsolationResponse, NicRun, RuntimeState, VmRunSpec } from '../vmm/types';
 import type { AgentState } from './agent';
 import type { Point } from './series';
 
@@ -134,6 +134,15 @@ export interface NodeApi {
   /** Opens the VM's VNC console (the VM must be running). */
   openConsole(id: string): Promise<ConsoleStream>;
   /**
+   * Hot-plug into a running VM: a disk (its pool volume opened here) or a NIC (its network too). The
+   * host's copy of the VM's spec follows, so a new daemon knows the device.
+   */
+  plugDevice(id: string, device: PlugDevice): Promise<void>;
+  /** Hot-unplug: the guest releases the device, QEMU removes it, its backend is closed. */
+  unplugDevice(id: string, device: { disk: string } | { nic: string }): Promise<void>;
+  /** The disks and NICs a running VM's QEMU has now (their ids). */
+  vmDevices(id: string): Promise<{ disks: string[]; nics: string[] }>;
+  /**
    * Creates a thin qcow2 volume in one of the node's pools, optionally cloned from an image file there.
    * Idempotent: a volume that already exists as this call would make it (qcow2, same virtual size, same
    * backing file and format or none) is accepted as is, so placement retries converge after a failed
@@ -219,3 +228,6 @@ export interface NodeApi {
   setIsolation(id: string, response: IsolationResponse | undefined): Promise<void>;
   onStatus(listener: (status: VmStatus) => void): () => void;
 }
+
+/** A device to hot-plug: a disk (pool + volume; the node opens it) or a NIC. */
+export type PlugDevice = { disk: DiskRun } | { nic: NicRun };

@@ -29,6 +29,8 @@ export interface DiskRun {
   blockdev?: Record<string, unknown>[];
   /** The controller it hangs on (absent: virtio-blk). */
   bus?: DiskBus;
+  /** The hot-plug slot (a PCIe root port, "hp0") it was plugged into while the VM ran. */
+  slot?: string;
 }
 
 /** How a disk reaches the guest: paravirtual (virtio-blk, virtio-scsi) or emulated for guests without drivers. */
@@ -63,6 +65,8 @@ export interface NicRun {
   mac: string;
   /** Absent: virtio. */
   model?: NicModel;
+  /** The hot-plug slot (a PCIe root port, "hp0") it was plugged into while the VM ran. */
+  slot?: string;
 }
 
 export type BootRun =
@@ -105,6 +109,8 @@ export interface VmRunSpec {
   video?: VideoModel;
   /** A USB tablet (absolute pointer: the console's mouse follows the cursor). */
   tablet?: boolean;
+  /** Empty PCIe root ports (q35) that disks and NICs can be hot-plugged into: hp0, hp1, … */
+  hotplugSlots?: number;
 }
 
 export type RuntimeState = 'running' | 'paused' | 'stopped' | 'error';
@@ -167,6 +173,15 @@ export interface VmInstance {
   cleanupMigration(): Promise<void>;
   /** Source side: the guest runs here again after a completed migration its target never ran. */
   resumeAfterMigration(): Promise<void>;
+  /** Hot-plug: opens the disk's nodes and adds its device (into `disk.slot`); undone on a failure. */
+  plugDisk(disk: DiskRun): Promise<void>;
+  /** Hot-unplug: asks the guest to let the device go, waits until QEMU removed it, closes the nodes. */
+  unplugDisk(diskId: string): Promise<void>;
+  /** Hot-plug of a NIC: its backend, its device, and its network (passt for nat). */
+  plugNic(nic: NicRun): Promise<void>;
+  unplugNic(nicId: string): Promise<void>;
+  /** The disk and NIC devices the VM has now (their ids), as QEMU says. */
+  devices(): Promise<{ disks: string[]; nics: string[] }>;
   /** Resolves once the process is gone. */
   readonly exited: Promise<ExitInfo>;
   /** Called when the guest opens or closes a virtio-serial port (the agent starting or going away). */

@@ -2,7 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { ApiContext } from '../context';
 import { errors, json } from '../openapi';
 import { newRouter } from '../router';
-import { TaskSchema, VmSchema } from '../schemas';
+import { DiskBusSchema, IdParam, NicInput, TaskSchema, VmSchema } from '../schemas';
 
 const MiB = 1024 ** 2;
 
@@ -32,9 +32,111 @@ export const MoveDiskBody = z
   })
   .openapi('MoveDisk');
 
-/** A VM's disks: grow one (online while the VM runs), move one to another pool (live while it runs). */
+export const AddDiskBody = z
+  .strictObject({
+    sizeGiB: z
+      .number()
+      .min(1 / 1024)
+      .max(65_536)
+      .refine((g) => Number.isInteger(g * 1024), 'a whole number of MiB (GiB × 1024 must be an integer)'),
+    pool: z.string().min(1).max(63).optional().openapi({ description: "Default: the first disk's pool" }),
+    bus: DiskBusSchema.optional().openapi({
+      description:
+        'virtio-blk (default; hot-pluggable), virtio-scsi (hot-pluggable with a SCSI disk already), sata, ide',
+    }),
+  })
+  .openapi('AddDisk');
+
+const NicParams = z.object({
+  id: z.string().openapi({ param: { name: 'id', in: 'path' }, description: 'VM id or name' }),
+  nic: z.string().openapi({ param: { name: 'nic', in: 'path' }, example: 'net1' }),
+});
+
+/**
+ * A VM's disks and NICs: add and remove them (hot-plugged while the VM runs), grow a disk (online while
+ * the VM runs), move one to another pool (live while it runs).
+ */
 export function vmDiskRoutes(ctx: ApiContext) {
   const r = newRouter();
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/{id}/disks',
+      tags: ['VMs'],
+      summary: 'Add a blank disk; hot-plugged while the VM runs (the guest sees it at once)',
+      request: {
+        params: IdParam,
+        body: { content: { 'application/json': { schema: AddDiskBody } }, required: true },
+      },
+      responses: { 200: json(VmSchema, 'The VM afterwards'), ...errors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const vm = await ctx.tasks.run('vm.disk.add', id, c.get('user'), () =>
+        ctx.devices.addDisk(id, c.req.valid('json')),
+      );
+      return c.json(vm, 200);
+    },
+  );
+  r.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/{id}/disks/{disk}',
+      tags: ['VMs'],
+      summary:
+        'Remove a disk (hot-unplugged while the VM runs: the guest must let it go); its volume stays in the pool unless deleteVolume=true',
+      request: {
+        params: DiskParams,
+        query: z.object({ deleteVolume: z.enum(['true', 'false']).optional() }),
+      },
+      responses: { 200: json(VmSchema, 'The VM afterwards'), ...errors },
+    }),
+    async (c) => {
+      const { id, disk } = c.req.valid('param');
+      const deleteVolume = c.req.valid('query').deleteVolume === 'true';
+      const vm = await ctx.tasks.run('vm.disk.remove', `${id}/${disk}`, c.get('user'), () =>
+        ctx.devices.removeDisk(id, disk, { deleteVolume }),
+      );
+      return c.json(vm, 200);
+    },
+  );
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/{id}/networks',
+      tags: ['VMs'],
+      summary: 'Add a NIC; hot-plugged while the VM runs',
+      request: {
+        params: IdParam,
+        body: { content: { 'application/json': { schema: NicInput } }, required: true },
+      },
+      responses: { 200: json(VmSchema, 'The VM afterwards'), ...errors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const vm = await ctx.tasks.run('vm.nic.add', id, c.get('user'), () =>
+        ctx.devices.addNic(id, c.req.valid('json')),
+      );
+      return c.json(vm, 200);
+    },
+  );
+  r.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/{id}/networks/{nic}',
+      tags: ['VMs'],
+      summary: 'Remove a NIC (hot-unplugged while the VM runs)',
+      request: { params: NicParams },
+      responses: { 200: json(VmSchema, 'The VM afterwards'), ...errors },
+    }),
+    async (c) => {
+      const { id, nic } = c.req.valid('param');
+      const vm = await ctx.tasks.run('vm.nic.remove', `${id}/${nic}`, c.get('user'), () =>
+        ctx.devices.removeNic(id, nic),
+      );
+      return c.json(vm, 200);
+    },
+  );
   r.openapi(
     createRoute({
       method: 'post',

@@ -224,9 +224,9 @@ export function specToPb(s: VmRunSpec): pb.VmRunSpec {
     vcpus: s.vcpus,
     memoryMib: s.memoryMiB,
     machine: s.machine,
-    disks: s.disks.map((d) => defined({ ...d })),
+    disks: s.disks.map(diskToPb),
     cdrom: s.cdrom && defined({ path: s.cdrom.path, pool: s.cdrom.pool, file: s.cdrom.file }),
-    nics: s.nics.map((n) => ({ ...n })),
+    nics: s.nics.map(nicToPb),
     boot: bootToPb(s.boot),
     agent: s.agent,
     epoch: s.epoch ?? 0,
@@ -240,29 +240,12 @@ export function specToPb(s: VmRunSpec): pb.VmRunSpec {
     tpm: s.tpm ?? false,
     video: s.video ?? '',
     tablet: s.tablet ?? false,
+    hotplugSlots: s.hotplugSlots ?? 0,
   });
 }
 
 export function specFromPb(s: pb.VmRunSpec | undefined): VmRunSpec {
   if (!s) throw new NfError('validation_failed', 'the request has no VM spec');
-  const disk = (d: pb.DiskRun): DiskRun =>
-    defined({
-      id: d.id,
-      path: d.path,
-      pool: d.pool,
-      volume: d.volume,
-      format: oneOf(d.format, ['qcow2', 'raw'], 'disk format'),
-      readOnly: d.readOnly,
-      bus: d.bus === undefined ? undefined : oneOf(d.bus, DISK_BUSES, 'disk bus'),
-    });
-  const nic = (n: pb.NicRun): NicRun =>
-    defined({
-      id: n.id,
-      network: n.network,
-      type: oneOf(n.type, ['nat'], 'NIC type'),
-      mac: n.mac,
-      model: n.model === undefined ? undefined : oneOf(n.model, NIC_MODELS, 'NIC model'),
-    });
   const cpu = s.cpu;
   const flags = cpu && Object.keys(cpu.flags).length > 0 ? { ...cpu.flags } : undefined;
   return defined({
@@ -271,9 +254,9 @@ export function specFromPb(s: pb.VmRunSpec | undefined): VmRunSpec {
     vcpus: s.vcpus,
     memoryMiB: s.memoryMib,
     machine: oneOf(s.machine, ['q35', 'pc'], 'machine'),
-    disks: s.disks.map(disk),
+    disks: s.disks.map(diskFromPb),
     cdrom: s.cdrom && defined({ path: s.cdrom.path, pool: s.cdrom.pool, file: s.cdrom.file }),
-    nics: s.nics.map(nic),
+    nics: s.nics.map(nicFromPb),
     boot: bootFromPb(s.boot),
     agent: s.agent,
     epoch: s.epoch || undefined,
@@ -289,8 +272,37 @@ export function specFromPb(s: pb.VmRunSpec | undefined): VmRunSpec {
     tpm: s.tpm || undefined,
     video: s.video ? oneOf(s.video, VIDEO_MODELS, 'video model') : undefined,
     tablet: s.tablet || undefined,
+    hotplugSlots: s.hotplugSlots || undefined,
   });
 }
+
+export const diskToPb = (d: DiskRun): pb.DiskRun => {
+  const { blockdev: _node, ...rest } = d; // opened by the node itself
+  return defined({ ...rest });
+};
+export const nicToPb = (n: NicRun): pb.NicRun => defined({ ...n });
+
+export const diskFromPb = (d: pb.DiskRun): DiskRun =>
+  defined({
+    id: d.id,
+    path: d.path,
+    pool: d.pool,
+    volume: d.volume,
+    format: oneOf(d.format, ['qcow2', 'raw'], 'disk format'),
+    readOnly: d.readOnly,
+    bus: d.bus === undefined ? undefined : oneOf(d.bus, DISK_BUSES, 'disk bus'),
+    slot: d.slot,
+  });
+
+export const nicFromPb = (n: pb.NicRun): NicRun =>
+  defined({
+    id: n.id,
+    network: n.network,
+    type: oneOf(n.type, ['nat'], 'NIC type'),
+    mac: n.mac,
+    model: n.model === undefined ? undefined : oneOf(n.model, NIC_MODELS, 'NIC model'),
+    slot: n.slot,
+  });
 
 export function stopOptionsToPb(o: StopOptions | undefined): pb.StopOptions {
   return defined({ force: o?.force, timeoutMs: o?.timeoutMs });

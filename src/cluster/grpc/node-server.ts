@@ -2,15 +2,19 @@
  * The node side of the cluster: serves the `Node` gRPC service over a NodeApi (the local Node) so
  * that controllers on other hosts can drive it through a RemoteNode.
  */
+
 import type { ServerDuplexStream, ServerWritableStream } from '@grpc/grpc-js';
+import { NfError } from '../../errors';
 import type { ConsoleStream, NodeApi, VmStatus } from '../../node/types';
 import * as pb from '../gen/neuroflow/v1/node';
 import {
   cephApplyFromPb,
   cephStateToPb,
+  diskFromPb,
   endpointFromPb,
   endpointToPb,
   isolationFromPb,
+  nicFromPb,
   nodeInfoToPb,
   pointToPb,
   policyFromPb,
@@ -259,6 +263,22 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
     setIsolation: unary((r: pb.SetIsolationRequest) =>
       empty(node.setIsolation(r.id, r.isolationResponse ? isolationFromPb(r.isolationResponse) : undefined)),
     ),
+    plugDevice: unary((r: pb.PlugDeviceRequest) => {
+      const d = r.device;
+      if (!d) throw new NfError('validation_failed', 'the request names no device');
+      return empty(
+        node.plugDevice(
+          r.id,
+          d.$case === 'disk' ? { disk: diskFromPb(d.value) } : { nic: nicFromPb(d.value) },
+        ),
+      );
+    }),
+    unplugDevice: unary((r: pb.UnplugDeviceRequest) => {
+      const d = r.device;
+      if (!d) throw new NfError('validation_failed', 'the request names no device');
+      return empty(node.unplugDevice(r.id, d.$case === 'disk' ? { disk: d.value } : { nic: d.value }));
+    }),
+    vmDevices: unary((r: pb.VmRequest) => node.vmDevices(r.id)),
     forgetVm: unary(async (r: pb.VmRequest) => {
       await node.forgetVm(r.id);
       seen.delete(r.id);

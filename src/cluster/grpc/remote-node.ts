@@ -22,6 +22,7 @@ import type {
   NodeApi,
   NodeInfo,
   OutgoingMigration,
+  PlugDevice,
   StopOptions,
   VmStatus,
   VolumeBacking,
@@ -35,8 +36,10 @@ import * as pb from '../gen/neuroflow/v1/node';
 import {
   cephApplyToPb,
   cephStateFromPb,
+  diskToPb,
   endpointFromPb,
   endpointToPb,
+  nicToPb,
   nodeInfoFromPb,
   pointFromPb,
   policyToPb,
@@ -441,6 +444,28 @@ export class RemoteNode implements NodeApi {
   /** A short deadline: a host that does not answer within it counts as silent on this path. */
   probe(timeoutMs = 1500): Promise<{ cutOff: boolean }> {
     return this.call('Probe', this.client.probe, {}, timeoutMs);
+  }
+
+  async plugDevice(id: string, device: PlugDevice): Promise<void> {
+    await this.call('PlugDevice', this.client.plugDevice, {
+      id,
+      device:
+        'disk' in device
+          ? { $case: 'disk', value: diskToPb(device.disk) }
+          : { $case: 'nic', value: nicToPb(device.nic) },
+    });
+  }
+
+  async unplugDevice(id: string, device: { disk: string } | { nic: string }): Promise<void> {
+    await this.call('UnplugDevice', this.client.unplugDevice, {
+      id,
+      device: 'disk' in device ? { $case: 'disk', value: device.disk } : { $case: 'nic', value: device.nic },
+    });
+  }
+
+  async vmDevices(id: string): Promise<{ disks: string[]; nics: string[] }> {
+    const r = await this.call('VmDevices', this.client.vmDevices, { id });
+    return { disks: [...r.disks], nics: [...r.nics] };
   }
 
   async setIsolation(id: string, response: IsolationResponse | undefined): Promise<void> {

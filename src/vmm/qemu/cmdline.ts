@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { NfError } from '../../errors';
-import type { Accelerator, DiskRun, NicModel, VideoModel, VmRunSpec } from '../types';
+import type { Accelerator, DiskRun, NicModel, NicRun, VideoModel, VmRunSpec } from '../types';
 import { cpuArg, OVMF_VARS_BYTES, ovmfFiles } from './firmware';
 
 /**
@@ -163,6 +163,10 @@ export function buildQemuConfig(
     add('-device', { json: { driver: 'tpm-crb', tpmdev: 'tpm0', id: 'tpm0-dev' } });
   }
 
+  // Hot-plug slots: empty PCIe root ports (q35 cannot hot-plug onto its root bus).
+  for (let i = 0; spec.machine === 'q35' && i < (spec.hotplugSlots ?? 0); i++)
+    add('-device', { json: { driver: 'pcie-root-port', id: `hp${i}`, chassis: i + 1, slot: i + 1 } });
+
   // Controllers the disks need: one virtio-scsi, an AHCI on the pc machine (q35 has one built in).
   const buses = diskBuses(spec);
   if (spec.disks.some((d) => d.bus === 'virtio-scsi'))
@@ -195,6 +199,7 @@ export function buildQemuConfig(
       });
     }
     const dev = diskDevice(disk, buses);
+    if (disk.slot) dev.bus = disk.slot;
     if (spec.boot.kind === 'disk' && spec.boot.index === index) dev.bootindex = 1;
     add('-device', { json: dev });
   });
@@ -218,17 +223,8 @@ export function buildQemuConfig(
 
   for (const nic of spec.nics) {
     // nat: QEMU listens, the node connects and hands the connection to passt (src/network/nat.ts)
-    add('-netdev', {
-      json: {
-        type: 'stream',
-        id: nic.id,
-        server: true,
-        addr: { type: 'unix', path: nicSocketPath(paths, nic.id) },
-      },
-    });
-    add('-device', {
-      json: { driver: NIC_DEVICES[nic.model ?? 'virtio'], netdev: nic.id, mac: nic.mac, id: `${nic.id}-dev` },
-    });
+    add('-netdev', { json: nicBackend(paths, nic.id) });
+    add('-device', { json: nicDevice(nic) });
   }
 
   if (spec.agent) {
@@ -292,6 +288,35 @@ function diskBuses(spec: VmRunSpec): DiskBuses {
     sataNext: spec.machine === 'q35' ? 1 : 0,
     ideUsed: 0,
   };
+}
+
+/** A NIC's backend: a unix socket QEMU listens on, which the node hands to passt. */
+export function nicBackend(paths: RunPaths, nicId: string): Record<string, unknown> {
+  return {
+    type: 'stream',
+    id: nicId,
+    server: true,
+    addr: { type: 'unix', path: nicSocketPath(paths, nicId) },
+  };
+}
+
+/** A NIC's -device (or device_add) arguments. */
+export function nicDevice(nic: NicRun): Record<string, unknown> {
+  const dev: Record<string, unknown> = {
+    driver: NIC_DEVICES[nic.model ?? 'virtio'],
+    netdev: nic.id,
+    mac: nic.mac,
+    id: `${nic.id}-dev`,
+  };
+  if (nic.slot) dev.bus = nic.slot;
+  return dev;
+}
+
+/** The device a disk hot-plugged into a running VM gets: virtio-blk, or scsi-hd on its controller. */
+export function hotplugDiskDevice(disk: DiskRun): Record<string, unknown> {
+  const dev = diskDevice(disk, { ahci: 'ide', sataNext: 0, ideUsed: 0 });
+  if (disk.slot && dev.driver === 'virtio-blk-pci') dev.bus = disk.slot;
+  return dev;
 }
 
 /** The -device of a disk on its bus; SATA ports and IDE units are given in disk order. */

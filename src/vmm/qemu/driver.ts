@@ -92,7 +92,10 @@ export class QemuDriver implements VmmDriver {
       qmp = await Promise.race([QmpClient.connect(paths.qmp, { timeoutMs: 15_000 }), exitedEarly]);
       const startedAt = new Date().toISOString();
       writeFileSync(join(runDir, 'started-at'), startedAt);
-      const instance = new QemuInstance(spec.id, pid, startedAt, qmp, stderrPath, child);
+      const instance = new QemuInstance(spec.id, pid, startedAt, qmp, stderrPath, child, {
+        runDir,
+        nat: this.opts.nat,
+      });
       // QEMU is still paused (-S): hand each NIC's connection to its passt before the guest runs.
       for (const id of nics)
         await Promise.race([this.opts.nat!.attach(nicSocketPath(paths, id), runDir, id), exitedEarly]);
@@ -135,7 +138,10 @@ export class QemuDriver implements VmmDriver {
     const qmp = await QmpClient.connect(paths.qmp, { timeoutMs: 5000 });
     const startedAt = readStartedAt(runDir);
     log.info('re-attached to running VM', { id, pid });
-    return new QemuInstance(id, pid, startedAt, qmp, join(runDir, 'qemu.log'));
+    return new QemuInstance(id, pid, startedAt, qmp, join(runDir, 'qemu.log'), undefined, {
+      runDir,
+      nat: this.opts.nat,
+    });
   }
 }
 

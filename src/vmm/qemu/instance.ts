@@ -1,6 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { NfError } from '../../errors';
+import type { NatNetwork } from '../../network/nat';
+import type { BlockdevNode } from '../../storage/driver';
 import { bytes } from '../../util/format';
 import { createLogger } from '../../util/log';
 import { pidAlive } from '../../util/proc';
@@ -12,7 +14,8 @@ import type {
   MigrationRole,
   OutgoingRequest,
 } from '../migration';
-import type { ExitInfo, RuntimeState, VmInstance } from '../types';
+import type { DiskRun, ExitInfo, NicRun, RuntimeState, VmInstance } from '../types';
+import { hotplugDiskDevice, nicBackend, nicDevice, nicSocketPath, runPaths } from './cmdline';
 import { type QmpClient, QmpError } from './qmp';
 
 const log = createLogger('qemu');
@@ -101,6 +104,8 @@ export class QemuInstance implements VmInstance {
     private readonly qmp: QmpClient,
     private readonly stderrPath: string,
     child?: ChildProcess,
+    /** For NIC hot-plug: the run dir (the NIC's socket) and the nat network that serves it. */
+    private readonly net?: { runDir: string; nat?: NatNetwork },
   ) {
     this.exited = this.exitDeferred.promise;
     qmp.onEvent((ev) => {
@@ -618,7 +623,11 @@ export class QemuInstance implements VmInstance {
       qdev?: string;
       inserted?: { 'node-name'?: string };
     }[];
-    const dev = blocks.find((b) => b.qdev === `/machine/peripheral/${diskId}-dev/virtio-backend`);
+    const dev = blocks.find(
+      (b) =>
+        b.qdev === `/machine/peripheral/${diskId}-dev/virtio-backend` ||
+        b.qdev === `/machine/peripheral/${diskId}-dev`,
+    );
     return dev?.inserted?.['node-name'] ?? diskId;
   }
 
@@ -702,6 +711,100 @@ export class QemuInstance implements VmInstance {
         if (!(err instanceof NfError && /not found|can't find/i.test(err.message))) throw err;
       }
     }
+  }
+
+  async plugDisk(disk: DiskRun): Promise<void> {
+    const nodes = disk.blockdev as BlockdevNode[] | undefined;
+    if (!nodes?.length) throw new NfError('internal', `disk ${disk.id} has no block nodes to open`);
+    // what an earlier attempt (a daemon killed half-way) left open under these names, no device on it
+    const have = new Set(
+      ((await this.exec('query-named-block-nodes', { flat: true })) as { 'node-name': string }[]).map(
+        (n) => n['node-name'],
+      ),
+    );
+    if ((await this.devices()).disks.includes(disk.id))
+      throw new NfError('already_exists', `VM ${this.id} has a device for disk ${disk.id} already`);
+    await this.dropNodes(
+      nodes
+        .map((n) => n['node-name'])
+        .filter((n) => have.has(n))
+        .reverse(),
+    );
+    const added: string[] = [];
+    try {
+      for (const node of nodes) {
+        await this.exec('blockdev-add', node);
+        added.push(node['node-name']);
+      }
+      await this.exec('device_add', hotplugDiskDevice(disk));
+    } catch (err) {
+      await this.dropNodes(added.reverse());
+      throw err;
+    }
+  }
+
+  async unplugDisk(diskId: string): Promise<void> {
+    const chain = await this.nodeChain(await this.topNode(diskId));
+    await this.unplugDevice(`${diskId}-dev`);
+    await this.dropNodes(chain);
+  }
+
+  async plugNic(nic: NicRun): Promise<void> {
+    if (!this.net?.nat)
+      throw new NfError('unavailable', `this host has no nat network backend for VM ${this.id}`);
+    const paths = runPaths(this.net.runDir);
+    const socket = nicSocketPath(paths, nic.id);
+    await this.exec('netdev_add', nicBackend(paths, nic.id));
+    try {
+      await this.exec('device_add', nicDevice(nic));
+      try {
+        await this.net.nat.attach(socket, this.net.runDir, nic.id);
+      } catch (err) {
+        await this.unplugDevice(`${nic.id}-dev`).catch(() => {});
+        throw err;
+      }
+    } catch (err) {
+      await this.exec('netdev_del', { id: nic.id }).catch(() => {});
+      throw err;
+    }
+  }
+
+  async unplugNic(nicId: string): Promise<void> {
+    await this.unplugDevice(`${nicId}-dev`);
+    await this.exec('netdev_del', { id: nicId }).catch((err: Error) =>
+      log.warn('cannot remove an unplugged NIC’s backend', { vm: this.id, nic: nicId, err: err.message }),
+    );
+    this.net?.nat?.stop(this.net.runDir, [nicId]);
+  }
+
+  async devices(): Promise<{ disks: string[]; nics: string[] }> {
+    const list = (await this.exec('qom-list', { path: '/machine/peripheral' })) as { name: string }[];
+    const ids = list.map((p) => p.name).filter((n) => n.endsWith('-dev'));
+    return {
+      disks: ids.filter((n) => /^disk\d+-dev$/.test(n)).map((n) => n.slice(0, -4)),
+      nics: ids.filter((n) => /^net\d+-dev$/.test(n)).map((n) => n.slice(0, -4)),
+    };
+  }
+
+  /**
+   * device_del and the wait for QEMU to remove it: a PCIe device goes once the guest let it go (ACPI
+   * or the slot's attention button, ~5 s for Linux), so a guest that ignores it keeps it (timeout).
+   */
+  private async unplugDevice(id: string): Promise<void> {
+    const gone = async () =>
+      !((await this.exec('qom-list', { path: '/machine/peripheral' })) as { name: string }[]).some(
+        (p) => p.name === id,
+      );
+    if (await gone()) return;
+    await this.exec('device_del', { id });
+    await waitFor(gone, { timeoutMs: 30_000, intervalMs: 200, what: `the guest to release ${id}` }).catch(
+      () => {
+        throw new NfError(
+          'timeout',
+          `VM ${this.id}: the guest did not release ${id} within 30 s (it must accept hot-unplug: ACPI or PCIe hot-plug); the device stays`,
+        );
+      },
+    );
   }
 
   onChannelChange(listener: (port: string, open: boolean) => void): void {
