@@ -49,6 +49,26 @@ const CPU_NAME = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a CPU model name like x86-64-v2 or EPYC-v3');
 const CPU_FLAG = /^[a-z0-9][a-z0-9._-]{0,31}$/;
 
+export const OnBootInput = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    order: z
+      .number()
+      .int()
+      .min(0)
+      .max(1000)
+      .default(0)
+      .openapi({ description: "Lower starts first on the VM's host" }),
+    delaySec: z
+      .number()
+      .int()
+      .min(0)
+      .max(600)
+      .default(0)
+      .openapi({ description: 'Wait this long after starting it before the next VM of the host' }),
+  })
+  .openapi('OnBoot');
+
 export const CpuInput = z
   .strictObject({
     model: CPU_NAME.optional().openapi({
@@ -178,6 +198,9 @@ export const CreateVmBody = z
       .boolean()
       .default(true)
       .openapi({ description: 'A USB tablet: the console pointer follows the mouse exactly' }),
+    onBoot: OnBootInput.optional().openapi({
+      description: 'Start it again when its host comes back from a restart or a planned shutdown (if it ran)',
+    }),
   })
   .openapi('CreateVm');
 
@@ -203,6 +226,7 @@ export const EditVmBody = z
     cpu: CpuInput.optional().openapi({ description: 'Replaces the CPU settings as a whole' }),
     video: VideoSchema.optional(),
     tablet: z.boolean().optional(),
+    onBoot: OnBootInput.optional(),
   })
   .openapi('EditVm');
 
@@ -308,6 +332,7 @@ export const VmSchema = z
     }),
     video: VideoSchema,
     tablet: z.boolean(),
+    onBoot: z.object({ enabled: z.boolean(), order: z.number(), delaySec: z.number() }).optional(),
     pendingChanges: z.record(z.string(), z.unknown()).optional().openapi({
       description:
         'Hardware changes made while the VM ran, applied at its next cold start (a stop and a start; a guest reboot is not one)',

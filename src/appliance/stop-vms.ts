@@ -18,6 +18,7 @@ import {
   serveOwner,
   shutdownGuests,
 } from '../node/host-shutdown';
+import { markHostShutdown } from '../node/node';
 import { APPLIANCE_DATA_DIR } from './config';
 
 export const DEFAULT_VM_SHUTDOWN_TIMEOUT_SEC = 120;
@@ -81,5 +82,7 @@ export async function stopVmsCommand(
     onResult: (r) => out(formatResult(r)),
   });
   out(formatSummary(results));
+  // the next serve reports these as gone with the host: their controller starts the onBoot ones again
+  for (const vm of vms) await markHostShutdown(vm.runDir).catch(() => {});
   return results.some((r) => r.outcome === 'failed') ? 1 : 0;
 }

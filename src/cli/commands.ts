@@ -67,6 +67,7 @@ interface Vm {
   tpm?: boolean;
   cpu?: { model: string; sockets: number; cores: number; threads: number };
   pendingChanges?: Record<string, unknown>;
+  onBoot?: { enabled: boolean; order: number; delaySec: number };
   [k: string]: unknown;
 }
 
@@ -142,6 +143,10 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       name: { type: 'string' },
       'no-tpm': { type: 'boolean', default: false },
       'delete-volume': { type: 'boolean', default: false },
+      'on-boot': { type: 'boolean' },
+      'no-on-boot': { type: 'boolean', default: false },
+      'boot-order': { type: 'string' },
+      'boot-delay': { type: 'string' },
       tablet: { type: 'boolean', default: false },
     },
   });
@@ -189,6 +194,7 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
         start: values.start,
         agent: !values['no-agent'],
         ...hardwareFlags(values),
+        ...onBootFlags(values),
       };
       if (values.kernel) {
         const boot: Record<string, string> = { kernel: values.kernel };
@@ -267,7 +273,7 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       // vm set NAME [--name NEW] [--description D] [--vcpus N] [--memory MIB] [hardware flags]: a running
       // VM's hardware changes at its next cold start (shown as pending)
       const ref = enc(need(positionals, 1, 'VM name'));
-      const patch: Record<string, unknown> = { ...hardwareFlags(values) };
+      const patch: Record<string, unknown> = { ...hardwareFlags(values), ...onBootFlags(values) };
       if (values.name) patch.name = values.name;
       if (values.description !== undefined) patch.description = values.description;
       // (--vcpus and --memory have create's defaults: only what is on the command line counts)
@@ -634,6 +640,22 @@ export function hardwareFlags(values: {
   return body;
 }
 
+/** --on-boot [--boot-order N] [--boot-delay SEC] | --no-on-boot: autostart when the host comes back. */
+export function onBootFlags(values: {
+  'on-boot'?: boolean;
+  'no-on-boot'?: boolean;
+  'boot-order'?: string;
+  'boot-delay'?: string;
+}): Record<string, unknown> {
+  if (values['no-on-boot']) return { onBoot: { enabled: false } };
+  if (!values['on-boot'] && values['boot-order'] === undefined && values['boot-delay'] === undefined)
+    return {};
+  const onBoot: Record<string, unknown> = { enabled: true };
+  if (values['boot-order'] !== undefined) onBoot.order = Number(values['boot-order']);
+  if (values['boot-delay'] !== undefined) onBoot.delaySec = Number(values['boot-delay']);
+  return { onBoot };
+}
+
 /** "--disk 10" is a blank 10 GiB disk; "--disk image:NAME[:SIZE]" clones an image. */
 export function parseDisk(spec: string): Record<string, unknown> {
   if (spec.startsWith('image:')) {
@@ -675,6 +697,9 @@ function describeVm(vm: Vm): string {
     `vCPUs:    ${vm.vcpus}${vm.cpu ? ` (${cpuText(vm.cpu)})` : ''}`,
     `Memory:   ${vm.memoryMiB} MiB`,
     `Firmware: ${vm.firmware ?? 'bios'}${vm.secureBoot ? ', Secure Boot' : ''}${vm.tpm ? ', TPM 2.0' : ''}`,
+    ...(vm.onBoot?.enabled
+      ? [`On boot:  start, order ${vm.onBoot.order}, then wait ${vm.onBoot.delaySec} s`]
+      : []),
     `Agent:    ${vm.agent.status}${vm.agent.version ? ` ${vm.agent.version}` : ''}`,
   ];
   for (const d of vm.disks)

@@ -4,6 +4,7 @@ import type { Store, Versioned } from '../store/store';
 import { KeyedLock } from '../util/lock';
 import { createLogger } from '../util/log';
 import type { VmRunSpec } from '../vmm/types';
+import { autostartQueues } from './autostart';
 import type { NodeRouter } from './node-router';
 import { keys, notMigrating, type VmRecord } from './records';
 import { settleHotplug } from './vm-devices';
@@ -21,6 +22,8 @@ export class Reconciler {
   readonly lock = new KeyedLock();
   private readonly transitions = new Map<string, Transition>();
   private readonly backoff = new Map<string, { until: number; delayMs: number }>();
+  /** Per host: when its next onBoot VM may start (the previous one's delay). */
+  private readonly autostartAt = new Map<string, number>();
   private timer?: Timer;
   private cancelWatch?: () => Promise<void>;
   private unsubscribe?: () => void;
@@ -77,8 +80,12 @@ export class Reconciler {
           log.warn('cannot list VMs; will retry', { err: (err as Error).message });
           return; // the resync timer wakes us again
         }
+        for (const vm of vms) this.node.locate(vm.value.id, vm.value.node);
+        const autostart = autostartQueues(
+          vms.map((v) => v.value),
+          (id) => this.node.vmStatus(id),
+        );
         for (const vm of vms) {
-          this.node.locate(vm.value.id, vm.value.node);
           // Pending VMs wait for the scheduler; VMs of an unreachable host wait for it (never elsewhere).
           if (!vm.value.node || !this.node.reachable(vm.value.node)) continue;
           // A migration decides where the guest runs until it ends (src/controller/migration.ts).
@@ -87,9 +94,20 @@ export class Reconciler {
           const b = this.backoff.get(vm.value.id);
           if (b && b.until > Date.now()) continue;
           if (this.lock.busy(vm.value.id)) continue; // an API action is on it
+          // onBoot VMs of a host that came back start one by one, in order, with their delays
+          const queue = autostart.get(vm.value.node);
+          const queued = !!queue?.some((q) => q.id === vm.value.id);
+          if (
+            queued &&
+            (queue![0]!.id !== vm.value.id || (this.autostartAt.get(vm.value.node) ?? 0) > Date.now())
+          )
+            continue;
           try {
+            if (queued)
+              log.info('autostart: the host came back', { vm: vm.value.name, order: vm.value.onBoot?.order });
             await this.lock.run(vm.value.id, () => this.reconcile(vm.value.id));
             this.backoff.delete(vm.value.id);
+            if (queued) this.autostarted(vm.value);
           } catch (err) {
             const delayMs = Math.min(60_000, (b?.delayMs ?? 500) * 2);
             this.backoff.set(vm.value.id, { until: Date.now() + delayMs, delayMs });
@@ -143,7 +161,9 @@ export class Reconciler {
     } else if (vm.power !== 'stopped' && !up) {
       // Stopped by its host's HA isolation response (the host lost the cluster and is back, and HA did
       // not move the VM): it is started again below, not taken as the guest's own power-off.
-      if (vm.runningGeneration === vm.generation && !status.fenced) {
+      // A VM that went down with its host starts again when it is marked onBoot (autostart, in order).
+      const autostart = status.hostDown && vm.onBoot?.enabled;
+      if (vm.runningGeneration === vm.generation && !status.fenced && !autostart) {
         // We had it up for this request and now it is down: the guest powered off or QEMU died.
         await this.update(cur, (v) => {
           if (v.generation !== vm.generation) return false;
@@ -196,6 +216,14 @@ export class Reconciler {
       });
     }
     return status;
+  }
+
+  /** The next onBoot VM of the host may start once this one's delay has passed (woken then). */
+  private autostarted(vm: VmRecord): void {
+    const delayMs = (vm.onBoot?.delaySec ?? 0) * 1000;
+    this.autostartAt.set(vm.node, Date.now() + delayMs);
+    if (delayMs > 0) setTimeout(() => this.wake(), delayMs + 20).unref?.();
+    else this.wake();
   }
 
   /** Moves a VM's pending hardware changes into its record (before a cold start) and returns it. */

@@ -123,6 +123,11 @@ export interface VmRecord {
   video?: VideoModel;
   /** A USB tablet (absent in records from before it existed: none). */
   tablet?: boolean;
+  /**
+   * Autostart: when its host comes back (a restart, or stop-vms at a planned shutdown) and the VM ran,
+   * it starts again, by `order` (lower first) among its host's VMs, the next one `delaySec` after it.
+   */
+  onBoot?: OnBoot;
   /** Hardware changed while the VM ran: folded into the record at its next cold start (reconciler). */
   pendingChanges?: PendingChanges;
   /** Empty PCIe root ports (q35) for hot-plug; absent in VMs made before hot-plug: none. */
@@ -183,6 +188,12 @@ export function notMigrating(vm: VmRecord): void {
  */
 export function isPoweredOn(vm: VmRecord, hasProcess?: (id: string) => boolean): boolean {
   return vm.power !== 'stopped' || (!!vm.node && !!hasProcess?.(vm.id));
+}
+
+export interface OnBoot {
+  enabled: boolean;
+  order: number;
+  delaySec: number;
 }
 
 /** The hardware fields an edit of a running VM keeps for its next cold start. */

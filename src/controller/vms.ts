@@ -288,6 +288,7 @@ export class VmService {
     if (input.video !== 'std') vm.video = input.video;
     if (input.tablet) vm.tablet = true;
     if (input.machine === 'q35') vm.hotplugSlots = HOTPLUG_SLOTS;
+    if (input.onBoot?.enabled) vm.onBoot = { ...input.onBoot };
     try {
       await this.store.txn(
         {
@@ -407,6 +408,10 @@ export class VmService {
 
       const after = structuredClone(vm);
       if (input.description !== undefined) after.description = input.description;
+      if (input.onBoot !== undefined) {
+        if (input.onBoot.enabled) after.onBoot = { ...input.onBoot };
+        else delete after.onBoot;
+      }
       const rename = input.name !== undefined && input.name !== vm.name ? input.name : undefined;
       if (rename) after.name = rename;
       if (running) {

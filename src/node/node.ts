@@ -173,13 +173,29 @@ export class Node implements NodeApi {
       return;
     }
     const journal = await this.readJournal(id);
+    // The host went down under it (stop-vms shut the guest down, or the host restarted): not the
+    // guest's own power-off, so its controller can start it again (onBoot).
+    const hostDown =
+      journal?.hostDown ||
+      (journal?.expected === 'running' &&
+        (journal.hostShutdown || (!!journal.bootId && journal.bootId !== bootId())));
     if (journal?.expected === 'running') {
       // It was running when the old daemon died and is gone now: say why if QEMU said anything.
       const reason = stderrReason(join(dir, 'qemu.log'));
-      if (reason && /error|fail|abort|terminat|killed/i.test(reason))
+      if (hostDown)
+        this.setStatus({
+          id,
+          state: 'stopped',
+          hostDown: true,
+          reason: journal.hostShutdown ? 'the host shut down' : 'the host restarted',
+        });
+      else if (reason && /error|fail|abort|terminat|killed/i.test(reason))
         this.setStatus({ id, state: 'error', reason });
       else this.setStatus({ id, state: 'stopped' });
-      await this.writeJournal(id, 'stopped');
+      // kept as hostDown until the VM starts or stops again, so a daemon restarted meanwhile says it too
+      await this.writeJournal(id, 'stopped', hostDown ? { hostDown: true } : {});
+    } else if (journal?.expected === 'stopped' && hostDown) {
+      this.setStatus({ id, state: 'stopped', hostDown: true, reason: 'the host went down' });
     } else if (journal?.expected === 'incoming') {
       await this.dropIncoming(id); // a migration target that died before it got the guest
     } else {
@@ -1233,9 +1249,7 @@ export class Node implements NodeApi {
     return this.locks.run(id, fn);
   }
 
-  private async readJournal(
-    id: string,
-  ): Promise<{ expected: 'running' | 'stopped' | 'incoming' } | undefined> {
+  private async readJournal(id: string): Promise<Journal | undefined> {
     try {
       return JSON.parse(await readFile(join(this.runDir(id), 'journal.json'), 'utf8'));
     } catch {
@@ -1243,9 +1257,49 @@ export class Node implements NodeApi {
     }
   }
 
-  private async writeJournal(id: string, expected: 'running' | 'stopped' | 'incoming'): Promise<void> {
-    await writeFileAtomic(join(this.runDir(id), 'journal.json'), JSON.stringify({ expected }), 0o600);
+  private async writeJournal(
+    id: string,
+    expected: Journal['expected'],
+    extra: Pick<Journal, 'hostDown'> = {},
+  ): Promise<void> {
+    const journal: Journal = { expected, ...extra };
+    if (expected === 'running') journal.bootId = bootId();
+    await writeFileAtomic(join(this.runDir(id), 'journal.json'), JSON.stringify(journal), 0o600);
   }
+}
+
+/**
+ * What a VM's run dir says the node meant for it (journal.json): read by a restarted daemon. `bootId`:
+ * the host boot it was started in; `hostShutdown`: stop-vms shut it down with the host; `hostDown`: it
+ * went down with its host and has not been started or stopped since.
+ */
+interface Journal {
+  expected: 'running' | 'stopped' | 'incoming';
+  bootId?: string;
+  hostShutdown?: boolean;
+  hostDown?: boolean;
+}
+
+/** The kernel's id of this boot of the host (a new one after every restart). */
+export function bootId(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** stop-vms: the guest of this run dir went down with the host (its next daemon reports `hostDown`). */
+export async function markHostShutdown(runDir: string): Promise<void> {
+  const path = join(runDir, 'journal.json');
+  let journal: Journal;
+  try {
+    journal = JSON.parse(await readFile(path, 'utf8')) as Journal;
+  } catch {
+    return;
+  }
+  if (journal.expected !== 'running') return;
+  await writeFileAtomic(path, JSON.stringify({ ...journal, hostShutdown: true }), 0o600);
 }
 
 export function defaultNodeName(): string {

@@ -41,6 +41,8 @@ export interface VmStatus {
   migration?: MigrationRole;
   /** Stopped by the host's HA isolation response (it lost the cluster), not by the guest. */
   fenced?: boolean;
+  /** Went down with its host (a restart, or stop-vms at a planned shutdown), not by the guest. */
+  hostDown?: boolean;
   updatedAt: string;
 }
 

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pidAlive } from '../../src/util/proc';
@@ -137,5 +137,62 @@ describe('host shutdown: appliance stop-vms', () => {
       expect(seen.state, JSON.stringify(seen)).toBe('stopped');
     }
     expect(d.qemuPids()).toEqual([]);
+  });
+
+  it('starts the onBoot VMs again when the host comes back, in order and with their delay; the others stay off', async () => {
+    const first = await createVm(
+      d.api,
+      kernelVm('ob-first', { start: true, onBoot: { order: 1, delaySec: 3 } }),
+    );
+    const second = await createVm(d.api, kernelVm('ob-second', { start: true, onBoot: { order: 2 } }));
+    const off = await createVm(d.api, kernelVm('ob-off', { start: true }));
+    for (const vm of [first, second, off]) await waitConsole(d.api, vm.id, new RegExp(BOOTED));
+    expect((await getVm(d.api, first.id)) as unknown).toMatchObject({
+      onBoot: { enabled: true, order: 1, delaySec: 3 },
+    });
+
+    // a planned shutdown of the host: serve stops, stop-vms shuts the guests down, serve starts again
+    await d.stopGracefully();
+    const run = await stopVms(d.dataDir, TIMEOUT_SEC);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(d.qemuPids()).toEqual([]);
+    await d.launch();
+    type Seen = VmView & { powerState: string; startedAt?: string };
+    const seen = (id: string) => getVm(d.api, id) as Promise<Seen>;
+    const running = (id: string) =>
+      waitFor(
+        async () => {
+          const v = await seen(id);
+          return v.state === 'running' && v.startedAt ? v : undefined;
+        },
+        { timeoutMs: 90_000, intervalMs: 250, what: `${id} to run again` },
+      );
+    const a = await running(first.id);
+    const b = await running(second.id);
+    // in order, the second at least the first's delay after it
+    expect(Date.parse(b.startedAt!) - Date.parse(a.startedAt!)).toBeGreaterThanOrEqual(3000);
+    await waitFor(async () => (await seen(off.id)).powerState === 'stopped', {
+      timeoutMs: 30_000,
+      intervalMs: 250,
+      what: 'ob-off to be recorded as stopped',
+    });
+    expect((await seen(off.id)).state).toBe('stopped');
+
+    // a crash and restart of the host (a new boot id): the onBoot VM comes back too
+    await d.kill9();
+    process.kill(a.pid!, 'SIGKILL');
+    process.kill(b.pid!, 'SIGKILL');
+    await waitFor(() => !pidAlive(a.pid!) && !pidAlive(b.pid!), { timeoutMs: 10_000, what: 'QEMU to die' });
+    for (const vm of [first, second]) {
+      const path = join(d.dataDir, 'node', 'vms', vm.id, 'journal.json');
+      const journal = JSON.parse(readFileSync(path, 'utf8')) as { bootId?: string };
+      expect(journal.bootId).toBeTruthy();
+      writeFileSync(path, JSON.stringify({ ...journal, bootId: 'an-earlier-boot' }));
+    }
+    await d.launch();
+    await running(first.id);
+    await running(second.id);
+    for (const vm of [first, second])
+      await d.api.request('POST', `/api/v1/vms/${vm.id}/stop?force=true`);
   });
 });

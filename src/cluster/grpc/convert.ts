@@ -91,6 +91,7 @@ export function vmStatusToPb(s: VmStatus, hasProcess: boolean): pb.VmStatus {
     hasProcess,
     migration: s.migration,
     fenced: s.fenced ?? false,
+    hostDown: s.hostDown ?? false,
   });
 }
 
@@ -108,6 +109,7 @@ export function vmStatusFromPb(s: pb.VmStatus): VmStatus {
         ? undefined
         : oneOf(s.migration, ['incoming', 'received', 'outgoing', 'migrated'] as const, 'migration role'),
     fenced: s.fenced || undefined,
+    hostDown: s.hostDown || undefined,
   });
 }
 
