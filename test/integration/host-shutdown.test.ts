@@ -192,7 +192,6 @@ describe('host shutdown: appliance stop-vms', () => {
     await d.launch();
     await running(first.id);
     await running(second.id);
-    for (const vm of [first, second])
-      await d.api.request('POST', `/api/v1/vms/${vm.id}/stop?force=true`);
+    for (const vm of [first, second]) await d.api.request('POST', `/api/v1/vms/${vm.id}/stop?force=true`);
   });
 });
