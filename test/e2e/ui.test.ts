@@ -6,7 +6,8 @@ import { launchChromium, signIn } from '../harness/browser';
 import { sharedCephLab } from '../harness/ceph';
 import { neuroflowCommand, TestDaemon } from '../harness/daemon';
 import { BOOTED, testGuest } from '../harness/guest';
-import { createVm, kernelVm } from '../harness/vms';
+import { startAndBoot } from '../harness/serial';
+import { createVm, getVm, kernelVm, vmAction } from '../harness/vms';
 
 /**
  * The embedded web UI in a headless Chromium against a real daemon and a real (ISO-booted) guest.
@@ -550,6 +551,104 @@ describe('web UI', () => {
       expect(errors).toEqual([]);
     } finally {
       if (id) await d.api.request('DELETE', `/api/v1/vms/${id}`).catch(() => {});
+      await p.context().close();
+    }
+  });
+
+  it('edits the hardware of a running VM (pending until a cold start), hot-plugs a disk and removes it; a stale edit is refused', async () => {
+    // A page of its own, signed in here: the test also runs alone (-t).
+    const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
+    const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
+    let id = '';
+    try {
+      const vm = await createVm(d.api, kernelVm('hwedit'));
+      id = vm.id;
+      // Booted, so the guest takes part in the hot-plug (and lets the disk go again).
+      await startAndBoot(d.api, id, () => vmAction(d.api, id, 'start'), new RegExp(BOOTED), 240_000);
+      expect((await getVm(d.api, id)).state).toBe('running');
+      await p.goto(`${d.url}/#/vms/${id}`);
+      await p.locator('.vm-head .state-badge', { hasText: /^running$/ }).waitFor({ timeout: 30_000 });
+      const card = p.locator('.card.vm-hardware');
+
+      // Memory 256 → 320 MiB: the VM runs, so it waits for the next stop and start.
+      await card.locator('button', { hasText: 'Edit hardware' }).click();
+      const dialog = p.locator('.edit-hardware-dialog');
+      const memory = dialog.getByLabel('Memory (MiB)');
+      await memory.waitFor({ timeout: 15_000 });
+      expect(await memory.inputValue()).toBe('256');
+      expect(await dialog.getByLabel('Name').inputValue()).toBe('hwedit');
+      await dialog.locator('.running-hint').waitFor();
+      await memory.fill('320');
+      await dialog.screenshot({ path: join(SHOTS, 'vm-edit-hardware.png') });
+      await dialog.locator('button[type=submit]').click();
+      await dialog.waitFor({ state: 'detached', timeout: 15_000 });
+      await card
+        .locator('.pending-changes', { hasText: 'Pending until the next stop and start: memory 320 MiB' })
+        .waitFor({ timeout: 15_000 });
+      const edited = await d.api.request<{ memoryMiB: number; pendingChanges?: Record<string, unknown> }>(
+        'GET',
+        `/api/v1/vms/${id}`,
+      );
+      expect(edited.memoryMiB).toBe(256);
+      expect(edited.pendingChanges).toEqual({ memoryMiB: 320 });
+
+      // A 1 GiB disk, hot-plugged into a slot.
+      await card.locator('button', { hasText: 'Add disk' }).click();
+      const add = p.locator('.add-disk-dialog');
+      expect(await add.getByLabel('Bus').inputValue()).toBe('virtio-blk');
+      await add.getByLabel('Size (GiB)').fill('1');
+      await add.locator('button[type=submit]').click();
+      await add.waitFor({ state: 'detached', timeout: 60_000 });
+      await card.locator('.disk[data-disk=disk1]').waitFor({ timeout: 15_000 });
+      const plugged = await d.api.request<{ disks: { id: string; slot?: string }[] }>(
+        'GET',
+        `/api/v1/vms/${id}`,
+      );
+      expect(plugged.disks.map((x) => x.id)).toEqual(['disk0', 'disk1']);
+      expect(plugged.disks[1]!.slot).toBeTruthy();
+      await card.screenshot({ path: join(SHOTS, 'vm-hardware.png') });
+
+      // Out again through Remove… and the confirmation, the volume deleted too.
+      await card.locator('.disk[data-disk=disk1] button', { hasText: 'Remove' }).click();
+      const confirm = p.getByRole('dialog', { name: 'Remove disk1 from hwedit?' });
+      await confirm.locator('input[name=deleteVolume]').check();
+      await confirm.locator('button', { hasText: /^Remove$/ }).click();
+      await confirm.waitFor({ state: 'detached', timeout: 60_000 });
+      await card.locator('.disk[data-disk=disk1]').waitFor({ state: 'detached', timeout: 15_000 });
+      const unplugged = await d.api.request<{ disks: { id: string }[] }>('GET', `/api/v1/vms/${id}`);
+      expect(unplugged.disks.map((x) => x.id)).toEqual(['disk0']);
+      const volumes = await d.api.request<{ name: string }[]>('GET', '/api/v1/pools/local/volumes');
+      expect(volumes.map((v) => v.name)).not.toContain(`vm-${id}-disk1.qcow2`);
+
+      // A stale edit: the VM changes through the API while the dialog is open; saving is refused (412).
+      await card.locator('button', { hasText: 'Edit hardware' }).click();
+      await memory.waitFor({ timeout: 15_000 });
+      // the pending change fills the dialog
+      expect(await memory.inputValue()).toBe('320');
+      await d.api.request('PATCH', `/api/v1/vms/${id}`, { description: 'changed meanwhile' });
+      await memory.fill('384');
+      await dialog.locator('button[type=submit]').click();
+      await dialog
+        .locator('.form-error', { hasText: 'changed since you opened this dialog; reopen it' })
+        .waitFor({ timeout: 15_000 });
+      expect(await dialog.isVisible()).toBe(true);
+      await dialog.locator('button', { hasText: 'Cancel' }).click();
+      await dialog.waitFor({ state: 'detached' });
+      const kept = await d.api.request<{ description?: string; pendingChanges?: Record<string, unknown> }>(
+        'GET',
+        `/api/v1/vms/${id}`,
+      );
+      expect(kept.description).toBe('changed meanwhile');
+      expect(kept.pendingChanges).toEqual({ memoryMiB: 320 });
+      await p
+        .locator('.vm-general .vm-description', { hasText: 'changed meanwhile' })
+        .waitFor({ timeout: 15_000 });
+      expect(errors).toEqual([]);
+    } finally {
+      if (id) {
+        await vmAction(d.api, id, 'stop', '?force=true').catch(() => {});
+        await d.api.request('DELETE', `/api/v1/vms/${id}?force=true`).catch(() => {});
+      }
       await p.context().close();
     }
   });

@@ -38,6 +38,39 @@ export interface VmCpu {
   flags?: Record<string, boolean>;
 }
 
+/** PATCH /vms/{id}: any subset; hardware waits in pendingChanges while the VM runs. */
+export interface EditVmBody {
+  name?: string;
+  description?: string;
+  vcpus?: number;
+  memoryMiB?: number;
+  machine?: MachineType;
+  firmware?: Firmware;
+  /** Chosen when UEFI is first given to a VM (the API refuses a change on a UEFI VM). */
+  secureBoot?: boolean;
+  tpm?: boolean;
+  /** Replaces the CPU settings as a whole; cores left out take what the vCPUs leave. */
+  cpu?: Partial<VmCpu>;
+  video?: VideoModel;
+  tablet?: boolean;
+}
+
+/** vm.pendingChanges: what an edit of the running VM changed (cpu as it was sent, maybe without cores). */
+export interface PendingChanges {
+  vcpus?: number;
+  memoryMiB?: number;
+  machine?: string;
+  boot?: Record<string, unknown>;
+  firmware?: Firmware;
+  secureBoot?: boolean;
+  efiVars?: { pool: string; volume: string };
+  tpm?: boolean;
+  cpu?: Partial<VmCpu>;
+  video?: VideoModel;
+  tablet?: boolean;
+  [other: string]: unknown;
+}
+
 /** POST /vms: the fields the UI sends (the API fills the rest with its defaults). */
 export interface CreateVmBody {
   name: string;
@@ -79,11 +112,21 @@ export interface Vm {
     cloneOf?: { vm: string; disk: string };
     /** Absent: virtio-blk. */
     bus?: DiskBus;
+    /** The hot-plug slot it went into (added while the VM ran). */
+    slot?: string;
   }[];
   /** A template: never powered on; linked clones are made from it. */
   template?: boolean;
   /** Absent on a NIC: virtio. */
-  networks: { id: string; network: string; mac: string; model?: NicModel }[];
+  networks: { id: string; network: string; mac: string; model?: NicModel; slot?: string }[];
+  /** A hot-plug of a disk or NIC under way. */
+  hotplug?: { op: 'add' | 'remove'; kind: 'disk' | 'nic'; id: string; at: string };
+  description?: string;
+  /**
+   * Hardware changes made while the VM ran (PATCH), applied at its next cold start (a stop and a start;
+   * a guest reboot is not one): the edited fields only, e.g. {memoryMiB: 320}.
+   */
+  pendingChanges?: PendingChanges;
   /** q35 or pc. */
   machine: string;
   firmware: Firmware;
@@ -347,10 +390,23 @@ export function setUnauthenticatedHandler(fn: () => void): void {
 
 /** Calls the REST API with the session cookie; throws ApiError carrying the API's message. */
 export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  return (await apiFull<T>(method, path, body)).data;
+}
+
+/**
+ * api() with extra request headers (If-Match) and the answer's ETag: an edit dialog reads the VM with
+ * its ETag and sends it back, so a change made meanwhile is refused (412) instead of overwritten.
+ */
+export async function apiFull<T>(
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ data: T; etag?: string }> {
   const res = await fetch(`/api/v1${path}`, {
     method,
     credentials: 'same-origin',
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
@@ -368,7 +424,8 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
     throw new ApiError(res.status, code, message, details);
   }
   const type = res.headers.get('content-type') ?? '';
-  return (type.includes('json') ? JSON.parse(text) : text) as T;
+  const data = (type.includes('json') ? JSON.parse(text) : text) as T;
+  return { data, etag: res.headers.get('etag') ?? undefined };
 }
 
 export { bytes as fmtBytes } from '../../src/util/format';

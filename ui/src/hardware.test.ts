@@ -1,17 +1,47 @@
 import { describe, expect, it } from 'vitest';
+import type { Vm } from './api';
 import {
   cpuLine,
   cpuTopology,
   DEFAULT_HARDWARE,
   diskBusLabel,
+  editBody,
+  editForm,
+  editProblem,
   firmwareLine,
   fitHardware,
   hardwareBody,
+  nextHardware,
   nicModelLabel,
+  pendingItems,
+  pendingLine,
   secureBootAvailable,
+  secureBootEditable,
   socketsHint,
   videoLabel,
 } from './hardware';
+
+/** A running BIOS VM as GET /vms/{id} shows it. */
+const VM = {
+  id: 'v1',
+  name: 'web1',
+  state: 'running',
+  node: 'h1',
+  vcpus: 2,
+  memoryMiB: 256,
+  machine: 'q35',
+  firmware: 'bios',
+  secureBoot: false,
+  tpm: false,
+  cpu: { model: 'host', sockets: 1, cores: 2, threads: 1 },
+  video: 'std',
+  tablet: true,
+  disks: [],
+  networks: [],
+  snapshots: [],
+  agent: { enabled: true, status: 'absent' },
+  boot: { disk: 0 },
+} as unknown as Vm;
 
 describe('hardware', () => {
   it('sends nothing for the defaults, and only what differs', () => {
@@ -76,5 +106,115 @@ describe('hardware', () => {
     expect(nicModelLabel('e1000e')).toBe('Intel e1000e');
     expect(videoLabel('std')).toBe('Standard VGA');
     expect(videoLabel('bochs')).toBe('bochs');
+  });
+
+  it('fills the edit dialog from the VM with its pending changes on top, and sends only what changed', () => {
+    const f = editForm(VM);
+    expect(f).toEqual({
+      name: 'web1',
+      description: '',
+      vcpus: '2',
+      memoryMiB: '256',
+      cpuModel: 'host',
+      sockets: '1',
+      video: 'std',
+      tablet: true,
+      tpm: false,
+      firmware: 'bios',
+      secureBoot: false,
+    });
+    expect(editBody(VM, f)).toEqual({});
+    expect(editBody(VM, { ...f, memoryMiB: '320', name: ' web2 ', description: 'front' })).toEqual({
+      memoryMiB: 320,
+      name: 'web2',
+      description: 'front',
+    });
+    // The CPU goes whole: cores left to the API, the VM's threads and flags kept.
+    const smt = { ...VM, cpu: { model: 'host', sockets: 1, cores: 1, threads: 2, flags: { pcid: false } } };
+    expect(editBody(smt, { ...editForm(smt), cpuModel: 'x86-64-v3' }).cpu).toEqual({
+      model: 'x86-64-v3',
+      sockets: 1,
+      threads: 2,
+      flags: { pcid: false },
+    });
+    expect(editBody(VM, { ...f, sockets: '2' })).toEqual({ cpu: { model: 'host', sockets: 2 } });
+    expect(editBody(VM, { ...f, sockets: '' })).toEqual({});
+    // Pending memory 320: the form shows 320; back to 256 is a change (the API then drops it from pending).
+    const pending = { ...VM, pendingChanges: { memoryMiB: 320, cpu: { model: 'x86-64-v2' } } };
+    expect(nextHardware(pending).memoryMiB).toBe(320);
+    expect(editForm(pending)).toMatchObject({ memoryMiB: '320', cpuModel: 'x86-64-v2', sockets: '1' });
+    expect(editBody(pending, editForm(pending))).toEqual({});
+    expect(editBody(pending, { ...editForm(pending), memoryMiB: '256' })).toEqual({ memoryMiB: 256 });
+    expect(editBody(VM, { ...f, tpm: true, tablet: false, video: 'virtio' })).toEqual({
+      tpm: true,
+      tablet: false,
+      video: 'virtio',
+    });
+  });
+
+  it('lets Secure Boot be chosen only when a VM without a UEFI store gets UEFI on q35', () => {
+    const f = editForm(VM);
+    expect(secureBootEditable(VM, f)).toBe(false);
+    expect(secureBootEditable(VM, { firmware: 'uefi' })).toBe(true);
+    expect(secureBootEditable({ ...VM, machine: 'pc' }, { firmware: 'uefi' })).toBe(false);
+    expect(editBody(VM, { ...f, firmware: 'uefi', secureBoot: true })).toEqual({
+      firmware: 'uefi',
+      secureBoot: true,
+    });
+    // a UEFI VM: its store was made with or without the keys; never sent
+    const uefi = { ...VM, firmware: 'uefi', efiVars: { pool: 'local', volume: 'v' } } as Vm;
+    expect(secureBootEditable(uefi, { firmware: 'uefi' })).toBe(false);
+    expect(editBody(uefi, { ...editForm(uefi), secureBoot: true })).toEqual({});
+    // unchecked on a switch to BIOS is no change either
+    expect(editBody(VM, { ...f, secureBoot: true })).toEqual({});
+  });
+
+  it('says what is wrong with the numbers before anything is sent', () => {
+    const f = editForm(VM);
+    expect(editProblem(f)).toBe('');
+    expect(editProblem({ ...f, name: ' ' })).toMatch(/name/);
+    expect(editProblem({ ...f, vcpus: '0' })).toMatch(/^vCPUs/);
+    expect(editProblem({ ...f, vcpus: '1.5' })).toMatch(/^vCPUs/);
+    expect(editProblem({ ...f, memoryMiB: '' })).toMatch(/^Memory/);
+    expect(editProblem({ ...f, sockets: '' })).toBe('');
+    expect(editProblem({ ...f, sockets: 'x' })).toMatch(/^Sockets/);
+  });
+
+  it('puts pending changes in words', () => {
+    expect(pendingLine(undefined)).toBe('');
+    expect(pendingLine({})).toBe('');
+    expect(pendingLine({ vcpus: 1, memoryMiB: 320 })).toBe(
+      'Pending until the next stop and start: memory 320 MiB, vCPUs 1',
+    );
+    expect(
+      pendingItems({
+        cpu: { model: 'x86-64-v2', sockets: 2 },
+        firmware: 'uefi',
+        efiVars: { pool: 'local', volume: 'vm-efivars.qcow2' },
+        secureBoot: true,
+        tpm: true,
+        video: 'virtio',
+        tablet: false,
+        machine: 'pc',
+        boot: { cdrom: 'debian.iso' },
+      }),
+    ).toEqual([
+      'CPU x86-64-v2, 2 sockets',
+      'machine pc',
+      'firmware UEFI',
+      'Secure Boot on',
+      'TPM 2.0 on',
+      'video VirtIO GPU',
+      'USB tablet off',
+      'boot from the CD-ROM debian.iso',
+    ]);
+    expect(
+      pendingItems({ cpu: { model: 'host', sockets: 1, cores: 2, threads: 1, flags: { avx2: true } } }),
+    ).toEqual(['CPU host, 1 socket × 2 cores × 1 thread, +avx2']);
+    expect(pendingItems({ boot: { disk: 1 }, tpm: false, somethingNew: { a: 1 } })).toEqual([
+      'TPM 2.0 off',
+      'boot from disk 1',
+      'somethingNew {"a":1}',
+    ]);
   });
 });

@@ -1,4 +1,15 @@
-import type { CreateVmBody, DiskBus, Firmware, MachineType, NicModel, VideoModel, Vm, VmCpu } from './api';
+import type {
+  CreateVmBody,
+  DiskBus,
+  EditVmBody,
+  Firmware,
+  MachineType,
+  NicModel,
+  PendingChanges,
+  VideoModel,
+  Vm,
+  VmCpu,
+} from './api';
 
 /** The choices of the create dialog, with the API's labels; the first of each list is the API's default. */
 export const MACHINES: [MachineType, string][] = [
@@ -141,4 +152,192 @@ export function fitHardware(h: HardwareForm): HardwareForm {
     secureBoot: h.secureBoot && secureBootAvailable(h.firmware, h.machine),
     diskBus: diskBusAvailable(h.diskBus, h.machine) ? h.diskBus : DEFAULT_HARDWARE.diskBus,
   };
+}
+
+/** The hardware a VM gets at its next cold start: what it has, with the pending changes on top. */
+export interface NextHardware {
+  vcpus: number;
+  memoryMiB: number;
+  machine: MachineType;
+  firmware: Firmware;
+  secureBoot: boolean;
+  tpm: boolean;
+  cpu: { model: string; sockets: number; threads: number; flags?: Record<string, boolean> };
+  video: VideoModel;
+  tablet: boolean;
+}
+
+export function nextHardware(vm: Vm): NextHardware {
+  const p = vm.pendingChanges ?? {};
+  // A pending cpu is as it was sent (parts left out are the API's defaults), not merged with the VM's.
+  const cpu = p.cpu
+    ? {
+        model: p.cpu.model ?? 'host',
+        sockets: p.cpu.sockets ?? 1,
+        threads: p.cpu.threads ?? 1,
+        flags: p.cpu.flags,
+      }
+    : {
+        model: vm.cpu?.model ?? 'host',
+        sockets: vm.cpu?.sockets ?? 1,
+        threads: vm.cpu?.threads ?? 1,
+        flags: vm.cpu?.flags,
+      };
+  return {
+    vcpus: p.vcpus ?? vm.vcpus,
+    memoryMiB: p.memoryMiB ?? vm.memoryMiB,
+    machine: ((p.machine ?? vm.machine) === 'pc' ? 'pc' : 'q35') as MachineType,
+    firmware: p.firmware ?? vm.firmware ?? 'bios',
+    secureBoot: p.secureBoot ?? vm.secureBoot ?? false,
+    tpm: p.tpm ?? vm.tpm ?? false,
+    cpu,
+    video: p.video ?? vm.video ?? 'std',
+    tablet: p.tablet ?? vm.tablet ?? false,
+  };
+}
+
+/** The edit dialog's fields, numbers as typed. */
+export interface EditForm {
+  name: string;
+  description: string;
+  vcpus: string;
+  memoryMiB: string;
+  cpuModel: string;
+  /** '' (1) or a positive integer as typed. */
+  sockets: string;
+  video: VideoModel;
+  tablet: boolean;
+  tpm: boolean;
+  firmware: Firmware;
+  secureBoot: boolean;
+}
+
+/** The dialog filled from the VM as it will be at its next cold start (pending changes included). */
+export function editForm(vm: Vm): EditForm {
+  const h = nextHardware(vm);
+  return {
+    name: vm.name,
+    description: vm.description ?? '',
+    vcpus: String(h.vcpus),
+    memoryMiB: String(h.memoryMiB),
+    cpuModel: h.cpu.model,
+    sockets: String(h.cpu.sockets),
+    video: h.video,
+    tablet: h.tablet,
+    tpm: h.tpm,
+    firmware: h.firmware,
+    secureBoot: h.secureBoot,
+  };
+}
+
+/**
+ * Secure Boot is chosen when a VM first gets UEFI (its variable store is made with or without the keys,
+ * and the API refuses a change later): a VM without a UEFI store switched to UEFI, on q35.
+ */
+export function secureBootEditable(vm: Vm, f: Pick<EditForm, 'firmware'>): boolean {
+  return !vm.efiVars && secureBootAvailable(f.firmware, nextHardware(vm).machine);
+}
+
+/** What is wrong with the numbers as typed ('' when they will do); the API checks the rest. */
+export function editProblem(f: EditForm): string {
+  if (!f.name.trim()) return 'The VM needs a name.';
+  const whole = (s: string) => /^\d+$/.test(s.trim()) && Number(s) >= 1;
+  if (!whole(f.vcpus)) return 'vCPUs: a whole number, 1 or more.';
+  if (!whole(f.memoryMiB)) return 'Memory: a whole number of MiB.';
+  if (f.sockets.trim() && !whole(f.sockets)) return 'Sockets: a whole number, 1 or more (or empty: 1).';
+  return '';
+}
+
+/**
+ * PATCH /vms/{id}: the fields of `f` that differ from the VM at its next cold start (so an edit of a
+ * running VM adds to its pending changes). The CPU goes as a whole (the API replaces it): model, sockets,
+ * the VM's threads and flags; cores are left to the API (what the vCPUs leave).
+ */
+export function editBody(vm: Vm, f: EditForm): EditVmBody {
+  const h = nextHardware(vm);
+  const body: EditVmBody = {};
+  if (f.name.trim() !== vm.name) body.name = f.name.trim();
+  if (f.description !== (vm.description ?? '')) body.description = f.description;
+  if (Number(f.vcpus) !== h.vcpus) body.vcpus = Number(f.vcpus);
+  if (Number(f.memoryMiB) !== h.memoryMiB) body.memoryMiB = Number(f.memoryMiB);
+  const sockets = f.sockets.trim() ? Number(f.sockets) : 1;
+  if (f.cpuModel !== h.cpu.model || sockets !== h.cpu.sockets) {
+    const cpu: Partial<VmCpu> = { model: f.cpuModel };
+    if (f.sockets.trim()) cpu.sockets = sockets;
+    if (h.cpu.threads > 1) cpu.threads = h.cpu.threads;
+    if (h.cpu.flags && Object.keys(h.cpu.flags).length) cpu.flags = h.cpu.flags;
+    body.cpu = cpu;
+  }
+  if (f.video !== h.video) body.video = f.video;
+  if (f.tablet !== h.tablet) body.tablet = f.tablet;
+  if (f.tpm !== h.tpm) body.tpm = f.tpm;
+  if (f.firmware !== h.firmware) body.firmware = f.firmware;
+  if (secureBootEditable(vm, f) && f.secureBoot !== h.secureBoot) body.secureBoot = f.secureBoot;
+  return body;
+}
+
+const onOff = (b: unknown) => (b ? 'on' : 'off');
+
+/** "x86-64-v2, 2 sockets" (a pending CPU names only the parts it was given). */
+function pendingCpu(cpu: Partial<VmCpu>): string {
+  const topology = [
+    cpu.sockets !== undefined && plural(cpu.sockets, 'socket'),
+    cpu.cores !== undefined && plural(cpu.cores, 'core'),
+    cpu.threads !== undefined && plural(cpu.threads, 'thread'),
+  ].filter(Boolean);
+  const flags = Object.entries(cpu.flags ?? {}).map(([f, on]) => `${on ? '+' : '-'}${f}`);
+  return [cpu.model ?? 'host', topology.join(' × '), flags.join(' ')].filter(Boolean).join(', ');
+}
+
+function pendingBoot(boot: Record<string, unknown>): string {
+  if ('disk' in boot) return `boot from disk ${boot.disk}`;
+  if ('cdrom' in boot) return `boot from the CD-ROM ${boot.cdrom}`;
+  if ('kernel' in boot) return 'boot a kernel';
+  return `boot ${Object.keys(boot).join(', ')}`;
+}
+
+const PENDING_ORDER = [
+  'memoryMiB',
+  'vcpus',
+  'cpu',
+  'machine',
+  'firmware',
+  'secureBoot',
+  'tpm',
+  'video',
+  'tablet',
+  'boot',
+] as const;
+
+/**
+ * vm.pendingChanges in words, e.g. ["memory 320 MiB", "vCPUs 1", "CPU x86-64-v2, 2 sockets"]; the UEFI
+ * variable store that comes with a switch to UEFI is not named.
+ */
+export function pendingItems(p: PendingChanges | undefined): string[] {
+  if (!p) return [];
+  const out: string[] = [];
+  for (const k of PENDING_ORDER) {
+    if (!(k in p) || p[k] === undefined) continue;
+    const v = p[k];
+    if (k === 'memoryMiB') out.push(`memory ${v} MiB`);
+    else if (k === 'vcpus') out.push(`vCPUs ${v}`);
+    else if (k === 'cpu') out.push(`CPU ${pendingCpu(v as Partial<VmCpu>)}`);
+    else if (k === 'machine') out.push(`machine ${v}`);
+    else if (k === 'firmware') out.push(`firmware ${v === 'uefi' ? 'UEFI' : 'BIOS'}`);
+    else if (k === 'secureBoot') out.push(`Secure Boot ${onOff(v)}`);
+    else if (k === 'tpm') out.push(`TPM 2.0 ${onOff(v)}`);
+    else if (k === 'video') out.push(`video ${videoLabel(v as string)}`);
+    else if (k === 'tablet') out.push(`USB tablet ${onOff(v)}`);
+    else if (k === 'boot') out.push(pendingBoot(v as Record<string, unknown>));
+  }
+  for (const [k, v] of Object.entries(p))
+    if (!(PENDING_ORDER as readonly string[]).includes(k) && k !== 'efiVars' && v !== undefined)
+      out.push(`${k} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+  return out;
+}
+
+/** "Pending until the next stop and start: memory 320 MiB, vCPUs 1", or '' with nothing pending. */
+export function pendingLine(p: PendingChanges | undefined): string {
+  const items = pendingItems(p);
+  return items.length ? `Pending until the next stop and start: ${items.join(', ')}` : '';
 }

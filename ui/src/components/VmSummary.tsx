@@ -1,10 +1,11 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, fmtBytes, type Task, type Vm } from '../api';
-import { cpuLine, diskBusLabel, firmwareLine, nicModelLabel, videoLabel } from '../hardware';
+import { cpuLine, diskBusLabel, firmwareLine, nicModelLabel, pendingLine, videoLabel } from '../hardware';
 import { hostHref } from '../route';
 import { putTask, refreshVms, toast, useStore } from '../store';
 import { StateBadge } from './StateBadge';
 import { VmHaCard } from './VmHaCard';
+import { AddDiskDialog, AddNicDialog, EditHardwareDialog, RemoveDevice } from './VmHardwareDialogs';
 
 interface GuestFacts {
   os?: { 'pretty-name'?: string; name?: string; 'kernel-release'?: string };
@@ -157,8 +158,20 @@ function MoveDisk({ vm, disk }: { vm: Vm; disk: Vm['disks'][number] }) {
   );
 }
 
-/** The VM's virtual hardware: machine, firmware, TPM, CPU, video, input, each disk and NIC. */
+/**
+ * The VM's virtual hardware: machine, firmware, TPM, CPU, video, input, each disk and NIC; the changes
+ * waiting for its next cold start; Edit hardware…, Add disk…, Add NIC… and Remove… per disk and NIC.
+ */
 function HardwareCard({ vm }: { vm: Vm }) {
+  const [dialog, setDialog] = useState<'' | 'edit' | 'disk' | 'nic'>('');
+  const pending = pendingLine(vm.pendingChanges);
+  // The server refuses changes during a migration; one hot-plug at a time.
+  const locked = !!vm.migration || !!vm.hotplug;
+  const lockedTitle = vm.migration
+    ? 'Refused while the VM is being migrated'
+    : vm.hotplug
+      ? `A hot-plug of ${vm.hotplug.id} is under way`
+      : undefined;
   return (
     <div class="card vm-hardware">
       <h3>Hardware</h3>
@@ -180,26 +193,62 @@ function HardwareCard({ vm }: { vm: Vm }) {
         <dd class="hw-video">{videoLabel(vm.video)}</dd>
         <dt>USB tablet</dt>
         <dd class="hw-tablet">{vm.tablet === false ? 'no' : 'yes'}</dd>
-        {vm.disks.map((d, i) => (
+        {vm.disks.map((d) => (
           <>
-            <dt>Disk {i}</dt>
+            <dt>{d.id}</dt>
             <dd class="disk" data-disk={d.id}>
               {fmtBytes(d.sizeBytes)} on {d.pool}
-              {d.image ? ` (from ${d.image})` : ''}, <span class="disk-bus">{diskBusLabel(d.bus)}</span>{' '}
-              <GrowDisk vm={vm} disk={d} /> <MoveDisk vm={vm} disk={d} />
+              {d.image ? ` (from ${d.image})` : ''}, <span class="disk-bus">{diskBusLabel(d.bus)}</span>
+              {d.slot ? <span class="muted"> (hot-plugged)</span> : ''} <GrowDisk vm={vm} disk={d} />{' '}
+              <MoveDisk vm={vm} disk={d} /> <RemoveDevice vm={vm} kind="disk" id={d.id} disabled={locked} />
             </dd>
           </>
         ))}
-        {vm.networks.map((n, i) => (
+        {vm.networks.map((n) => (
           <>
-            <dt>NIC {i}</dt>
+            <dt>{n.id}</dt>
             <dd class="nic" data-nic={n.id}>
               {n.network}, <span class="nic-model">{nicModelLabel(n.model)}</span>,{' '}
               <span class="mono">{n.mac}</span>
+              {n.slot ? <span class="muted"> (hot-plugged)</span> : ''}{' '}
+              <RemoveDevice vm={vm} kind="nic" id={n.id} disabled={locked} />
             </dd>
           </>
         ))}
       </dl>
+      {pending && <p class="pending-changes warning-text">{pending}</p>}
+      <p class="hw-actions">
+        <button
+          type="button"
+          data-action="edit-hardware"
+          disabled={locked}
+          title={lockedTitle}
+          onClick={() => setDialog('edit')}
+        >
+          Edit hardware…
+        </button>{' '}
+        <button
+          type="button"
+          data-action="add-disk"
+          disabled={locked}
+          title={lockedTitle}
+          onClick={() => setDialog('disk')}
+        >
+          Add disk…
+        </button>{' '}
+        <button
+          type="button"
+          data-action="add-nic"
+          disabled={locked}
+          title={lockedTitle}
+          onClick={() => setDialog('nic')}
+        >
+          Add NIC…
+        </button>
+      </p>
+      {dialog === 'edit' && <EditHardwareDialog vm={vm} onClose={() => setDialog('')} />}
+      {dialog === 'disk' && <AddDiskDialog vm={vm} onClose={() => setDialog('')} />}
+      {dialog === 'nic' && <AddNicDialog vm={vm} onClose={() => setDialog('')} />}
     </div>
   );
 }
@@ -229,6 +278,12 @@ export function VmSummary({ vm }: { vm: Vm }) {
       <div class="card vm-general">
         <h3>General</h3>
         <dl>
+          {vm.description && (
+            <>
+              <dt>Description</dt>
+              <dd class="vm-description">{vm.description}</dd>
+            </>
+          )}
           <dt>State</dt>
           <dd>
             <StateBadge state={vm.state} reason={vm.reason} /> {vm.reason}
