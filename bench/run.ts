@@ -7,6 +7,7 @@ await import('./cluster');
 await import('./storage');
 await import('./migration');
 await import('./ha');
+await import('./hardware');
 await import('./appliance');
 
 export {};

@@ -246,6 +246,7 @@ install -m 755 "$GUEST_DIR/shutdown" "$root/bin/shutdown"
 install -m 755 "$GUEST_DIR/chpasswd" "$root/bin/chpasswd"
 install -m 755 "$GUEST_DIR/login-check" "$root/bin/login-check"
 install -m 755 "$GUEST_DIR/tpm-nv" "$root/bin/tpm-nv"
+install -m 755 "$GUEST_DIR/nocloud" "$root/bin/nocloud"
 [[ -e "$root/bin/su" && -e "$root/bin/mkpasswd" && -e "$root/bin/findfs" ]] ||
 	die "$BUSYBOX lacks su/mkpasswd/findfs; install the Debian package 'busybox-static'"
 # Users: root without a password (as before), test with a SHA-512 crypt hash

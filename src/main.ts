@@ -37,10 +37,11 @@ Usage:
                   [--firmware bios|uefi] [--secure-boot] [--tpm] [--cpu MODEL] [--sockets N] [--cores N]
                   [--threads N] [--cpu-flag +FLAG|-FLAG]... [--video std|virtio|qxl|cirrus|none] [--no-tablet]
                   [--disk-bus virtio-blk|virtio-scsi|sata|ide] [--nic-model virtio|e1000e|rtl8139|vmxnet3]
-                  [--on-boot [--boot-order N] [--boot-delay SEC]] [--start]   on boot: start it again when its host
+                  [--on-boot [--boot-order N] [--boot-delay SEC]] [--ci-hostname NAME] [--ssh-key KEY|--ssh-key-file F]...
+                  [--ci-user-data FILE] [--start]   on boot: start it again when its host
                   comes back from a restart or a planned shutdown (lower order first, SEC before the next)
   neuroflow vm set NAME [--name NEW] [--description D] [--vcpus N] [--memory MIB] [--kernel ...|--cdrom IMAGE|--boot-disk N]
-                  [create's hardware and on-boot flags] [--no-tpm] [--tablet] [--no-on-boot]   change a VM (If-Match: a change made meanwhile is
+                  [create's hardware, on-boot and cloud-init flags] [--no-tpm] [--tablet] [--no-on-boot] [--no-cloud-init]   change a VM (If-Match: a change made meanwhile is
                   refused); a running VM's hardware changes at its next stop and start (shown as Pending)
   neuroflow vm disk add NAME GIB [--pool P] [--disk-bus B] | vm disk remove NAME DISK [--delete-volume]
   neuroflow vm nic add NAME [--network N] [--nic-model M] | vm nic remove NAME NIC

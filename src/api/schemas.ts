@@ -69,6 +69,52 @@ export const OnBootInput = z
   })
   .openapi('OnBoot');
 
+const HOSTNAME = z
+  .string()
+  .max(253)
+  .regex(
+    /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/,
+    'a host name',
+  );
+
+export const CloudInitInput = z
+  .strictObject({
+    hostname: HOSTNAME.optional().openapi({ description: "The guest's host name (default: the VM's name)" }),
+    sshKeys: z
+      .array(
+        z
+          .string()
+          .max(16_384)
+          .regex(
+            /^(ssh-|ecdsa-|sk-)[a-z0-9@.-]+ [A-Za-z0-9+/=]+( [^\n]*)?$/,
+            'an OpenSSH public key on one line',
+          ),
+      )
+      .max(32)
+      .optional()
+      .openapi({ description: "Public keys for root's authorized_keys" }),
+    password: z
+      .string()
+      .min(1)
+      .max(256)
+      .regex(/^[^\n\r]*$/, 'one line')
+      .optional()
+      .openapi({ description: "root's password; kept only as a SHA-512 crypt hash, never shown" }),
+    userData: z
+      .string()
+      .max(64 * 1024)
+      .optional()
+      .openapi({
+        description: 'A whole user-data document instead of sshKeys/password (not shown by the API)',
+      }),
+    networkConfig: z
+      .string()
+      .max(64 * 1024)
+      .optional()
+      .openapi({ description: 'A network-config (v2) document' }),
+  })
+  .openapi('CloudInitInput');
+
 export const CpuInput = z
   .strictObject({
     model: CPU_NAME.optional().openapi({
@@ -201,6 +247,9 @@ export const CreateVmBody = z
     onBoot: OnBootInput.optional().openapi({
       description: 'Start it again when its host comes back from a restart or a planned shutdown (if it ran)',
     }),
+    cloudInit: CloudInitInput.optional().openapi({
+      description: 'cloud-init NoCloud seed (a CD-ROM labelled cidata), made anew at every start',
+    }),
   })
   .openapi('CreateVm');
 
@@ -227,6 +276,9 @@ export const EditVmBody = z
     video: VideoSchema.optional(),
     tablet: z.boolean().optional(),
     onBoot: OnBootInput.optional(),
+    cloudInit: CloudInitInput.nullable().optional().openapi({
+      description: 'Replaces the cloud-init settings (null removes them); seen by the guest at its next boot',
+    }),
   })
   .openapi('EditVm');
 
@@ -333,6 +385,17 @@ export const VmSchema = z
     video: VideoSchema,
     tablet: z.boolean(),
     onBoot: z.object({ enabled: z.boolean(), order: z.number(), delaySec: z.number() }).optional(),
+    cloudInit: z
+      .object({
+        hostname: z.string().optional(),
+        sshKeys: z.array(z.string()).optional(),
+        passwordSet: z.boolean(),
+        userData: z
+          .boolean()
+          .openapi({ description: 'A user-data document was given (its text is not shown)' }),
+        networkConfig: z.boolean(),
+      })
+      .optional(),
     pendingChanges: z.record(z.string(), z.unknown()).optional().openapi({
       description:
         'Hardware changes made while the VM ran, applied at its next cold start (a stop and a start; a guest reboot is not one)',

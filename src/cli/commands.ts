@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { DrsStatus } from '../controller/drs';
 import { TOLERANCE } from '../controller/drs-policy';
@@ -68,6 +68,7 @@ interface Vm {
   cpu?: { model: string; sockets: number; cores: number; threads: number };
   pendingChanges?: Record<string, unknown>;
   onBoot?: { enabled: boolean; order: number; delaySec: number };
+  cloudInit?: { hostname?: string; sshKeys?: string[]; passwordSet: boolean; userData: boolean };
   [k: string]: unknown;
 }
 
@@ -147,6 +148,11 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       'no-on-boot': { type: 'boolean', default: false },
       'boot-order': { type: 'string' },
       'boot-delay': { type: 'string' },
+      'ci-hostname': { type: 'string' },
+      'ssh-key': { type: 'string', multiple: true },
+      'ssh-key-file': { type: 'string', multiple: true },
+      'ci-user-data': { type: 'string' },
+      'no-cloud-init': { type: 'boolean', default: false },
       tablet: { type: 'boolean', default: false },
     },
   });
@@ -195,6 +201,7 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
         agent: !values['no-agent'],
         ...hardwareFlags(values),
         ...onBootFlags(values),
+        ...cloudInitFlags(values),
       };
       if (values.kernel) {
         const boot: Record<string, string> = { kernel: values.kernel };
@@ -273,7 +280,11 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       // vm set NAME [--name NEW] [--description D] [--vcpus N] [--memory MIB] [hardware flags]: a running
       // VM's hardware changes at its next cold start (shown as pending)
       const ref = enc(need(positionals, 1, 'VM name'));
-      const patch: Record<string, unknown> = { ...hardwareFlags(values), ...onBootFlags(values) };
+      const patch: Record<string, unknown> = {
+        ...hardwareFlags(values),
+        ...onBootFlags(values),
+        ...cloudInitFlags(values),
+      };
       if (values.name) patch.name = values.name;
       if (values.description !== undefined) patch.description = values.description;
       // (--vcpus and --memory have create's defaults: only what is on the command line counts)
@@ -656,6 +667,41 @@ export function onBootFlags(values: {
   return { onBoot };
 }
 
+/**
+ * cloud-init: --ci-hostname NAME, --ssh-key KEY / --ssh-key-file FILE (repeatable), --ci-user-data FILE;
+ * --no-cloud-init removes it (vm set). A password is set through the API or the UI (never on a command line).
+ */
+export function cloudInitFlags(values: {
+  'ci-hostname'?: string;
+  'ssh-key'?: string[];
+  'ssh-key-file'?: string[];
+  'ci-user-data'?: string;
+  'no-cloud-init'?: boolean;
+}): Record<string, unknown> {
+  if (values['no-cloud-init']) return { cloudInit: null };
+  const read = (f: string) => {
+    try {
+      return readFileSync(f, 'utf8');
+    } catch (err) {
+      throw new NfError('file_not_found', `cannot read ${f}: ${(err as Error).message}`);
+    }
+  };
+  const keys = [
+    ...(values['ssh-key'] ?? []),
+    ...(values['ssh-key-file'] ?? []).flatMap((f) =>
+      read(f)
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && !l.startsWith('#')),
+    ),
+  ];
+  const ci: Record<string, unknown> = {};
+  if (values['ci-hostname']) ci.hostname = values['ci-hostname'];
+  if (keys.length > 0) ci.sshKeys = keys;
+  if (values['ci-user-data']) ci.userData = read(values['ci-user-data']);
+  return Object.keys(ci).length > 0 ? { cloudInit: ci } : {};
+}
+
 /** "--disk 10" is a blank 10 GiB disk; "--disk image:NAME[:SIZE]" clones an image. */
 export function parseDisk(spec: string): Record<string, unknown> {
   if (spec.startsWith('image:')) {
@@ -699,6 +745,11 @@ function describeVm(vm: Vm): string {
     `Firmware: ${vm.firmware ?? 'bios'}${vm.secureBoot ? ', Secure Boot' : ''}${vm.tpm ? ', TPM 2.0' : ''}`,
     ...(vm.onBoot?.enabled
       ? [`On boot:  start, order ${vm.onBoot.order}, then wait ${vm.onBoot.delaySec} s`]
+      : []),
+    ...(vm.cloudInit
+      ? [
+          `Cloud-init: hostname ${vm.cloudInit.hostname ?? vm.name}, ${vm.cloudInit.sshKeys?.length ?? 0} SSH key(s)${vm.cloudInit.passwordSet ? ', password set' : ''}${vm.cloudInit.userData ? ', own user-data' : ''}`,
+        ]
       : []),
     `Agent:    ${vm.agent.status}${vm.agent.version ? ` ${vm.agent.version}` : ''}`,
   ];

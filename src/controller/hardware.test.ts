@@ -28,7 +28,7 @@ describe('VM hardware rules', () => {
     [{ diskBuses: Array(6).fill('sata') }, /6 SATA disks: machine q35 has 5/],
     [
       { machine: 'pc' as const, secureBoot: false, diskBuses: Array(4).fill('ide') },
-      /4 IDE disks and a CD-ROM/,
+      /4 IDE disks and 1 CD-ROM/,
     ],
     [{ cpu: { model: 'host', sockets: 3 } }, /does not make the VM's 4 vCPUs/],
   ])('refuses %j', (change, message) => {

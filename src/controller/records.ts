@@ -1,5 +1,6 @@
 import { NfError } from '../errors';
 import type { CpuRun, DiskBus, NicModel, VideoModel } from '../vmm/types';
+import type { CloudInitRecord } from './cloud-init';
 import type { HaPolicy } from './ha/policy';
 /** What the controller keeps in etcd. Keys live under one versioned prefix. */
 
@@ -128,6 +129,8 @@ export interface VmRecord {
    * it starts again, by `order` (lower first) among its host's VMs, the next one `delaySec` after it.
    */
   onBoot?: OnBoot;
+  /** cloud-init NoCloud settings (the password as a hash only); the seed is made at every start. */
+  cloudInit?: CloudInitRecord;
   /** Hardware changed while the VM ran: folded into the record at its next cold start (reconciler). */
   pendingChanges?: PendingChanges;
   /** Empty PCIe root ports (q35) for hot-plug; absent in VMs made before hot-plug: none. */

@@ -7,6 +7,7 @@ import type { Store, Versioned } from '../store/store';
 import type { HostPaths } from '../util/host-paths';
 import { createLogger } from '../util/log';
 import type { VmRunSpec } from '../vmm/types';
+import { type CloudInitView, cloudInitRecord, cloudInitView, renderCloudInit } from './cloud-init';
 import { DEFAULT_HA_POLICY } from './ha/policy';
 import { isolationResponseFor } from './ha/protection';
 import { checkHardware, hardwareView } from './hardware';
@@ -52,9 +53,11 @@ export interface VmView
       | 'pending'
       | 'boot'
       | 'agent'
+      | 'cloudInit'
       | keyof ReturnType<typeof hardwareView>
     >,
     ReturnType<typeof hardwareView> {
+  cloudInit?: CloudInitView;
   state: VmState;
   powerState: VmRecord['power'];
   reason?: string;
@@ -123,6 +126,7 @@ export class VmService {
       pending: _p,
       boot,
       agent: enabled,
+      cloudInit,
       ...rest
     } = vm;
     const agent: VmView['agent'] =
@@ -141,6 +145,7 @@ export class VmService {
       boot: bootView(boot),
       agent,
     };
+    if (cloudInit) view.cloudInit = cloudInitView(cloudInit);
     if (reason) view.reason = reason;
     if (status.pid && (state === 'running' || state === 'paused' || state === 'stopping')) {
       view.pid = status.pid;
@@ -289,6 +294,7 @@ export class VmService {
     if (input.tablet) vm.tablet = true;
     if (input.machine === 'q35') vm.hotplugSlots = HOTPLUG_SLOTS;
     if (input.onBoot?.enabled) vm.onBoot = { ...input.onBoot };
+    if (input.cloudInit) vm.cloudInit = await cloudInitRecord(input.cloudInit);
     try {
       await this.store.txn(
         {
@@ -402,12 +408,15 @@ export class VmService {
         cpu: next.cpu,
         diskBuses: next.disks.map((d) => d.bus),
         cdrom: 'cdrom' in next.boot,
+        cloudInit: input.cloudInit === undefined ? !!vm.cloudInit : !!input.cloudInit,
       });
       const hosts = (await this.store.list<NodeRecord>(keys.nodes)).map((n) => n.value).filter((h) => h.info);
       checkSize(next, vm.node ? hosts.filter((h) => h.name === vm.node) : hosts);
 
       const after = structuredClone(vm);
       if (input.description !== undefined) after.description = input.description;
+      if (input.cloudInit === null) delete after.cloudInit;
+      else if (input.cloudInit !== undefined) after.cloudInit = await cloudInitRecord(input.cloudInit);
       if (input.onBoot !== undefined) {
         if (input.onBoot.enabled) after.onBoot = { ...input.onBoot };
         else delete after.onBoot;
@@ -497,7 +506,16 @@ export class VmService {
     };
     if (t.agent === false) vm.agent = false;
     // the same virtual hardware; a UEFI variable store and a TPM of its own, made new at its first start
-    for (const k of ['cpu', 'firmware', 'secureBoot', 'tpm', 'video', 'tablet', 'hotplugSlots'] as const)
+    for (const k of [
+      'cpu',
+      'firmware',
+      'secureBoot',
+      'tpm',
+      'video',
+      'tablet',
+      'hotplugSlots',
+      'cloudInit',
+    ] as const)
       if (t[k] !== undefined) Object.assign(vm, { [k]: structuredClone(t[k]) });
     if (t.efiVars) vm.efiVars = { pool: t.efiVars.pool, volume: `vm-${id}-efivars.qcow2` };
     if (input.description !== undefined) vm.description = input.description;
@@ -668,6 +686,7 @@ export class VmService {
     if (vm.video) spec.video = vm.video;
     if (vm.tablet) spec.tablet = true;
     if (vm.hotplugSlots && vm.machine === 'q35') spec.hotplugSlots = vm.hotplugSlots;
+    if (vm.cloudInit) spec.cloudInit = renderCloudInit(vm, vm.cloudInit);
     if (vm.epoch) spec.epoch = vm.epoch;
     if (vm.ha?.enabled) {
       const [nodes, images] = await Promise.all([

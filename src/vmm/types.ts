@@ -111,6 +111,14 @@ export interface VmRunSpec {
   tablet?: boolean;
   /** Empty PCIe root ports (q35) that disks and NICs can be hot-plugged into: hp0, hp1, … */
   hotplugSlots?: number;
+  /** cloud-init NoCloud: the node makes a seed ISO ("cidata") of these and attaches it as a CD-ROM. */
+  cloudInit?: CloudInitRun;
+}
+
+export interface CloudInitRun {
+  metaData: string;
+  userData: string;
+  networkConfig?: string;
 }
 
 export type RuntimeState = 'running' | 'paused' | 'stopped' | 'error';

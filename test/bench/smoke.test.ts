@@ -42,6 +42,7 @@ describe('every benchmark still runs (smoke size, figures not judged)', () => {
     ['storage.ts', 'storage', 'linkedCloneOf10GiBMs'],
     ['migration.ts', 'migration', 'linkMiBps'],
     ['ha.ts', 'ha', 'failoverMs'],
+    ['hardware.ts', 'hardware', 'hotplugDiskMs'],
     ['appliance.ts', 'appliance', 'diskBootToApiSeconds'],
   ])('bench/%s', async (script, name, figure) => {
     const out = await smoke(script, name);

@@ -255,4 +255,54 @@ describe('VM hardware: firmware, TPM, CPU and device models', () => {
     expect((await run(vm.id, 'grep -c ^processor /proc/cpuinfo')).trim()).toBe('1');
     await vmAction(d.api, vm.id, 'stop', '?force=true');
   });
+
+  it('cloud-init: the guest reads a NoCloud seed (host name, SSH keys), made anew when the settings change; the password never shows', async () => {
+    const key1 =
+      'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJp2o0ZyFz0fY7rXc6cXo6Yq1bGd8bq3vX1U5vYk0C1a admin@site';
+    const key2 = 'ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 ops@site';
+    const vm = await createVm(
+      d.api,
+      kernelVm('ci1', {
+        cloudInit: { hostname: 'web-01', sshKeys: [key1], password: 'S3cret-pass' },
+        boot: { kernel: testGuest().vmlinux, initrd: testGuest().initrd, cmdline: HW_CMDLINE() },
+      }),
+    );
+    const shown = JSON.stringify(await getVm(d.api, vm.id));
+    expect(shown).not.toContain('S3cret-pass');
+    expect(shown).not.toMatch(/\$6\$/);
+    expect((await getVm(d.api, vm.id)) as unknown).toMatchObject({
+      cloudInit: { hostname: 'web-01', sshKeys: [key1], passwordSet: true, userData: false },
+    });
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    expect(await d.api.request<string>('GET', `/api/v1/vms/${vm.id}/console-log`)).toMatch(
+      /nocloud hostname=web-01 keys=1/,
+    );
+    expect((await run(vm.id, 'hostname')).trim()).toBe('web-01');
+    expect((await run(vm.id, 'cat /root/.ssh/authorized_keys')).trim()).toBe(key1);
+    // the seed the guest reads carries the hash, not the password
+    const userData = await run(vm.id, 'cat /run/cidata/user-data');
+    expect(userData).toMatch(/root:\$6\$/);
+    expect(userData).not.toContain('S3cret-pass');
+
+    // changed: the next start has a new seed
+    await d.api.request('PATCH', `/api/v1/vms/${vm.id}`, {
+      cloudInit: { hostname: 'web-02', sshKeys: [key1, key2] },
+    });
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    expect((await run(vm.id, 'hostname')).trim()).toBe('web-02');
+    expect((await run(vm.id, 'grep -c . /root/.ssh/authorized_keys')).trim()).toBe('2');
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
+
+    const bad = await rejection(
+      d.api.request('PATCH', `/api/v1/vms/${vm.id}`, {
+        cloudInit: { userData: '#cloud-config\n', sshKeys: [key1] },
+      }),
+    );
+    expect(bad.code).toBe('validation_failed');
+    const badKey = await rejection(
+      d.api.request('PATCH', `/api/v1/vms/${vm.id}`, { cloudInit: { sshKeys: ['not a key'] } }),
+    );
+    expect(badKey.code).toBe('validation_failed');
+  });
 });

@@ -243,6 +243,7 @@ export function specToPb(s: VmRunSpec): pb.VmRunSpec {
     video: s.video ?? '',
     tablet: s.tablet ?? false,
     hotplugSlots: s.hotplugSlots ?? 0,
+    cloudInit: s.cloudInit && defined({ ...s.cloudInit }),
   });
 }
 
@@ -275,6 +276,7 @@ export function specFromPb(s: pb.VmRunSpec | undefined): VmRunSpec {
     video: s.video ? oneOf(s.video, VIDEO_MODELS, 'video model') : undefined,
     tablet: s.tablet || undefined,
     hotplugSlots: s.hotplugSlots || undefined,
+    cloudInit: s.cloudInit && defined({ ...s.cloudInit }),
   });
 }
 

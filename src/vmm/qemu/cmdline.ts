@@ -31,6 +31,8 @@ export interface RunPaths {
   pidfile: string;
   vnc: string;
   qga: string;
+  /** The cloud-init seed ISO, made at every start. */
+  seedIso: string;
   /** swtpm's control socket, its state directory (kept while the VM exists) and its pidfile and log. */
   tpmSocket: string;
   tpmState: string;
@@ -47,6 +49,7 @@ export function runPaths(runDir: string): RunPaths {
     pidfile: join(runDir, 'qemu.pid'),
     vnc: join(runDir, 'vnc.sock'),
     qga: join(runDir, 'qga.sock'),
+    seedIso: join(runDir, 'cidata.iso'),
     tpmSocket: join(runDir, 'swtpm.sock'),
     tpmState: join(runDir, 'tpm'),
     tpmPidfile: join(runDir, 'swtpm.pid'),
@@ -221,6 +224,17 @@ export function buildQemuConfig(
     add('-device', { json: dev });
   }
 
+  if (spec.cloudInit) {
+    // the NoCloud seed as a second CD-ROM: q35's last AHCI port (kept free), the next IDE unit on pc
+    add('-blockdev', {
+      json: { driver: 'file', filename: paths.seedIso, 'node-name': 'ci0-file', 'read-only': true },
+    });
+    add('-blockdev', { json: { driver: 'raw', file: 'ci0-file', 'node-name': 'ci0', 'read-only': true } });
+    const dev: Record<string, unknown> = { driver: 'ide-cd', drive: 'ci0', id: 'ci0-dev' };
+    if (spec.machine === 'q35') dev.bus = `ide.${Q35_SEED_PORT}`;
+    add('-device', { json: dev });
+  }
+
   for (const nic of spec.nics) {
     // nat: QEMU listens, the node connects and hands the connection to passt (src/network/nat.ts)
     add('-netdev', { json: nicBackend(paths, nic.id) });
@@ -257,6 +271,9 @@ export function buildQemuConfig(
 
   return { binary: host.binary, options: o };
 }
+
+/** q35's AHCI port the cloud-init seed takes (the last; SATA disks take 1 to 4 then). */
+export const Q35_SEED_PORT = 5;
 
 const NIC_DEVICES: Record<NicModel, string> = {
   virtio: 'virtio-net-pci',

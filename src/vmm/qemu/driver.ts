@@ -19,6 +19,7 @@ import type { Accelerator, VmInstance, VmmDriver, VmRunSpec } from '../types';
 import { buildQemuConfig, nicSocketPath, renderArgv, runPaths } from './cmdline';
 import { QemuInstance, stderrReason } from './instance';
 import { QmpClient } from './qmp';
+import { writeSeedIso } from './seed';
 import { startSwtpm, stopSwtpm } from './swtpm';
 
 const log = createLogger('qemu');
@@ -62,6 +63,7 @@ export class QemuDriver implements VmmDriver {
     // the guest's state comes from the source: QEMU waits for migrate-incoming (and stays paused after)
     if (opts.incoming) config.options.push({ flag: '-incoming', value: 'defer' });
     const argv = renderArgv(config);
+    if (spec.cloudInit) await writeSeedIso(paths, spec.cloudInit);
     if (spec.tpm) await startSwtpm(paths, spec.name);
     const fd = openSync(stderrPath, 'w', 0o600);
     let child: ReturnType<typeof spawn>;
