@@ -227,6 +227,13 @@ export const CreateVmBody = z
       .openapi({ description: 'Give the VM the guest agent channel (virtio-serial)' }),
     placement: Placement.optional(),
     ha: HaPolicyInput.optional().openapi({ description: 'High availability (PUT /vms/{id}/ha changes it)' }),
+    maxVcpus: z
+      .number()
+      .int()
+      .min(1)
+      .max(256)
+      .optional()
+      .openapi({ description: 'vCPUs can be hot-added up to this many while the VM runs (PATCH vcpus)' }),
     firmware: z.enum(['bios', 'uefi']).default('bios').openapi({
       description: 'bios (SeaBIOS) or uefi (OVMF, with a variable store of its own that outlives restarts)',
     }),
@@ -268,6 +275,7 @@ export const EditVmBody = z
       .max(16 * 1024 * 1024)
       .optional(),
     machine: z.enum(['q35', 'pc']).optional(),
+    maxVcpus: z.number().int().min(1).max(256).optional(),
     boot: BootInput.optional(),
     firmware: z.enum(['bios', 'uefi']).optional(),
     secureBoot: z.boolean().optional(),
@@ -359,6 +367,7 @@ export const VmSchema = z
       }),
     ),
     hotplugSlots: z.number().optional().openapi({ description: 'Empty PCIe root ports for hot-plug (q35)' }),
+    maxVcpus: z.number().optional().openapi({ description: 'vCPUs can be hot-added up to this many' }),
     hotplug: z
       .object({
         op: z.enum(['add', 'remove']),

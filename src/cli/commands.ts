@@ -148,6 +148,7 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       'no-on-boot': { type: 'boolean', default: false },
       'boot-order': { type: 'string' },
       'boot-delay': { type: 'string' },
+      'max-vcpus': { type: 'string' },
       'ci-hostname': { type: 'string' },
       'ssh-key': { type: 'string', multiple: true },
       'ssh-key-file': { type: 'string', multiple: true },
@@ -621,6 +622,7 @@ async function snapshotCommand(
 
 /** The create flags of the VM's virtual hardware: firmware, TPM, CPU model and topology, video, tablet. */
 export function hardwareFlags(values: {
+  'max-vcpus'?: string;
   firmware?: string;
   'secure-boot'?: boolean;
   tpm?: boolean;
@@ -633,6 +635,7 @@ export function hardwareFlags(values: {
   'no-tablet'?: boolean;
 }): Record<string, unknown> {
   const body: Record<string, unknown> = {};
+  if (values['max-vcpus']) body.maxVcpus = Number(values['max-vcpus']);
   if (values.firmware) body.firmware = values.firmware;
   if (values['secure-boot']) body.secureBoot = true;
   if (values.tpm) body.tpm = true;

@@ -9,6 +9,8 @@ import type { VmRecord } from './records';
 export interface HardwareChoice {
   machine: 'q35' | 'pc';
   vcpus: number;
+  /** The most vCPUs hot-add may reach; the CPU topology describes this many. */
+  maxVcpus?: number;
   firmware: 'bios' | 'uefi';
   secureBoot: boolean;
   tpm: boolean;
@@ -32,7 +34,9 @@ export function checkHardware(h: HardwareChoice): void {
     throw bad('secureBoot needs firmware "uefi" (BIOS has no Secure Boot)');
   if (h.secureBoot && h.machine !== 'q35')
     throw bad('secureBoot needs machine "q35" (its firmware keeps the keys in SMM, which pc lacks)');
-  if (h.cpu) cpuTopology(h.vcpus, h.cpu);
+  if (h.maxVcpus !== undefined && h.maxVcpus < h.vcpus)
+    throw bad(`maxVcpus (${h.maxVcpus}) must be at least vcpus (${h.vcpus})`);
+  if (h.cpu) cpuTopology(h.maxVcpus ?? h.vcpus, h.cpu);
   const sata = h.diskBuses.filter((b) => b === 'sata').length;
   const ide = h.diskBuses.filter((b) => b === 'ide').length;
   if (h.machine === 'q35' && ide > 0)
@@ -60,7 +64,7 @@ export function cpuTopology(vcpus: number, cpu: CpuRun): { sockets: number; core
   if (!Number.isInteger(cores) || sockets * cores * threads !== vcpus)
     throw new NfError(
       'validation_failed',
-      `cpu topology: ${sockets} socket(s) × ${cpu.cores ?? '?'} core(s) × ${threads} thread(s) does not make the VM's ${vcpus} vCPUs`,
+      `cpu topology: ${sockets} socket(s) × ${cpu.cores ?? '?'} core(s) × ${threads} thread(s) does not make the VM's ${vcpus} vCPUs (its maximum, with hot-add)`,
     );
   return { sockets, cores, threads };
 }
@@ -81,6 +85,6 @@ export function hardwareView(vm: VmRecord): {
     tpm: vm.tpm ?? false,
     video: vm.video ?? 'std',
     tablet: vm.tablet ?? false,
-    cpu: { ...cpu, ...cpuTopology(vm.vcpus, cpu) },
+    cpu: { ...cpu, ...cpuTopology(vm.maxVcpus ?? vm.vcpus, cpu) },
   };
 }

@@ -298,6 +298,10 @@ export class NodeRouter implements NodeApi {
     return this.vm(id).unplugDevice(id, device);
   }
 
+  addVcpus(id: string, count: number): Promise<void> {
+    return this.vm(id).addVcpus(id, count);
+  }
+
   vmDevices(id: string): Promise<{ disks: string[]; nics: string[] }> {
     return this.vm(id).vmDevices(id);
   }

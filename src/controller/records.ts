@@ -112,6 +112,8 @@ export interface VmRecord {
   agent?: boolean;
   /** Absent: the host's best model (host under KVM, max under TCG), one socket. */
   cpu?: CpuRun;
+  /** vCPUs can be hot-added up to this many while the VM runs; absent: no hot-add. */
+  maxVcpus?: number;
   /** Absent: bios. */
   firmware?: 'bios' | 'uefi';
   /** UEFI Secure Boot (Microsoft's keys enrolled); only with firmware uefi on q35. */
@@ -202,6 +204,7 @@ export interface OnBoot {
 /** The hardware fields an edit of a running VM keeps for its next cold start. */
 export const COLD_FIELDS = [
   'vcpus',
+  'maxVcpus',
   'memoryMiB',
   'machine',
   'boot',

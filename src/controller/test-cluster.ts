@@ -284,6 +284,7 @@ export type MigrationVerbs = Pick<
   | 'plugDevice'
   | 'unplugDevice'
   | 'vmDevices'
+  | 'addVcpus'
 >;
 const refuse = () => Promise.reject(new NfError('not_implemented', 'this fake host does not do that'));
 export const noMigration: MigrationVerbs = {
@@ -296,5 +297,6 @@ export const noMigration: MigrationVerbs = {
   plugDevice: refuse,
   unplugDevice: refuse,
   vmDevices: refuse,
+  addVcpus: refuse,
 };
 Object.assign(FakeNode.prototype, noMigration);

@@ -182,6 +182,7 @@ export class VmService {
     checkHardware({
       machine: input.machine,
       vcpus: input.vcpus,
+      maxVcpus: input.maxVcpus,
       firmware: input.firmware,
       secureBoot: input.secureBoot,
       tpm: input.tpm,
@@ -283,6 +284,7 @@ export class VmService {
     if (input.description !== undefined) vm.description = input.description;
     if (!input.agent) vm.agent = false;
     if (input.cpu) vm.cpu = { model: 'host', ...input.cpu };
+    if (input.maxVcpus !== undefined && input.maxVcpus > input.vcpus) vm.maxVcpus = input.maxVcpus;
     if (input.firmware === 'uefi') {
       vm.firmware = 'uefi';
       // beside the first disk, so it lives where the VM's data lives (shared storage: on every host)
@@ -378,6 +380,7 @@ export class VmService {
       if (input.vcpus !== undefined) hw.vcpus = input.vcpus;
       if (input.memoryMiB !== undefined) hw.memoryMiB = input.memoryMiB;
       if (input.machine !== undefined) hw.machine = input.machine;
+      if (input.maxVcpus !== undefined) hw.maxVcpus = input.maxVcpus;
       if (input.boot !== undefined) hw.boot = await this.resolveBoot(input.boot, vm.disks.length, used);
       if (input.cpu !== undefined) hw.cpu = { model: 'host', ...input.cpu };
       if (input.video !== undefined) hw.video = input.video;
@@ -402,6 +405,7 @@ export class VmService {
       checkHardware({
         machine: next.machine,
         vcpus: next.vcpus,
+        maxVcpus: next.maxVcpus,
         firmware: next.firmware ?? 'bios',
         secureBoot: next.secureBoot ?? false,
         tpm: next.tpm ?? false,
@@ -423,6 +427,21 @@ export class VmService {
       }
       const rename = input.name !== undefined && input.name !== vm.name ? input.name : undefined;
       if (rename) after.name = rename;
+      // vCPUs added to a running VM within its maximum go in at once (hot-add); fewer wait
+      const hotAdd =
+        running &&
+        hw.vcpus !== undefined &&
+        hw.vcpus > vm.vcpus &&
+        vm.maxVcpus &&
+        hw.vcpus <= vm.maxVcpus &&
+        (vm.pendingChanges?.maxVcpus ?? vm.maxVcpus) === vm.maxVcpus
+          ? hw.vcpus
+          : undefined;
+      if (hotAdd !== undefined) {
+        delete hw.vcpus;
+        after.vcpus = hotAdd;
+        if (after.pendingChanges) delete after.pendingChanges.vcpus;
+      }
       if (running) {
         // only what differs from what runs is pending
         const pending: PendingChanges = { ...vm.pendingChanges, ...hw };
@@ -453,7 +472,20 @@ export class VmService {
           ? `a VM named "${rename}" exists, or VM "${vm.name}" changed meanwhile; read it again`
           : `VM "${vm.name}" changed meanwhile; read it again`,
       );
-      log.info('VM edited', { vm: vm.id, pending: running ? Object.keys(hw) : [] });
+      if (hotAdd !== undefined) {
+        try {
+          await this.node.addVcpus(vm.id, hotAdd);
+        } catch (err) {
+          // QEMU did not take them: the record goes back to what runs
+          await this.reconciler.update(await this.find(id), (v) => {
+            if (v.vcpus !== hotAdd) return false;
+            v.vcpus = vm.vcpus;
+            return true;
+          });
+          throw err;
+        }
+      }
+      log.info('VM edited', { vm: vm.id, pending: running ? Object.keys(hw) : [], hotAddedVcpus: hotAdd });
       const saved = await this.find(id);
       return { vm: this.view(saved.value), etag: vmEtag(saved) };
     });
@@ -515,6 +547,7 @@ export class VmService {
       'tablet',
       'hotplugSlots',
       'cloudInit',
+      'maxVcpus',
     ] as const)
       if (t[k] !== undefined) Object.assign(vm, { [k]: structuredClone(t[k]) });
     if (t.efiVars) vm.efiVars = { pool: t.efiVars.pool, volume: `vm-${id}-efivars.qcow2` };
@@ -680,6 +713,7 @@ export class VmService {
       agent: vm.agent !== false,
     };
     if (vm.cpu) spec.cpu = vm.cpu;
+    if (vm.maxVcpus && vm.maxVcpus > vm.vcpus) spec.maxVcpus = vm.maxVcpus;
     if (vm.firmware === 'uefi' && vm.efiVars)
       spec.firmware = { type: 'uefi', secureBoot: vm.secureBoot ?? false, vars: { ...vm.efiVars } };
     if (vm.tpm) spec.tpm = true;

@@ -415,6 +415,18 @@ export class Node implements NodeApi {
     });
   }
 
+  addVcpus(id: string, count: number): Promise<void> {
+    return this.serialize(id, async () => {
+      const now = await this.running(id).addVcpus(count);
+      const spec = this.specOf(id);
+      if (spec && spec.vcpus !== now) {
+        spec.vcpus = now; // a new daemon, and a migration target, start it with them all
+        await this.saveSpec(spec);
+      }
+      log.info('vCPUs hot-added', { vm: id, vcpus: now });
+    });
+  }
+
   async vmDevices(id: string): Promise<{ disks: string[]; nics: string[] }> {
     return this.running(id).devices();
   }

@@ -111,6 +111,8 @@ export interface VmRunSpec {
   tablet?: boolean;
   /** Empty PCIe root ports (q35) that disks and NICs can be hot-plugged into: hp0, hp1, … */
   hotplugSlots?: number;
+  /** vCPUs can be hot-added up to this many (QEMU's maxcpus); absent: no hot-add. */
+  maxVcpus?: number;
   /** cloud-init NoCloud: the node makes a seed ISO ("cidata") of these and attaches it as a CD-ROM. */
   cloudInit?: CloudInitRun;
 }
@@ -188,6 +190,8 @@ export interface VmInstance {
   /** Hot-plug of a NIC: its backend, its device, and its network (passt for nat). */
   plugNic(nic: NicRun): Promise<void>;
   unplugNic(nicId: string): Promise<void>;
+  /** Hot-adds vCPUs until the guest has `count` (never removes any); returns how many it has now. */
+  addVcpus(count: number): Promise<number>;
   /** The disk and NIC devices the VM has now (their ids), as QEMU says. */
   devices(): Promise<{ disks: string[]; nics: string[] }>;
   /** Resolves once the process is gone. */

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../src/util/wait';
 import { neuroflowCommand, TestDaemon } from '../harness/daemon';
 import { rejection } from '../harness/errors';
 import { BOOTED, testGuest } from '../harness/guest';
@@ -304,5 +305,35 @@ describe('VM hardware: firmware, TPM, CPU and device models', () => {
       d.api.request('PATCH', `/api/v1/vms/${vm.id}`, { cloudInit: { sshKeys: ['not a key'] } }),
     );
     expect(badKey.code).toBe('validation_failed');
+  });
+
+  it('hot-adds vCPUs to a running guest up to its maximum; fewer wait for the next start', async () => {
+    const vm = await createVm(d.api, kernelVm('vcpu1', { vcpus: 1, maxVcpus: 3 }));
+    expect(vm as unknown).toMatchObject({ vcpus: 1, maxVcpus: 3 });
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    const added = await d.api.request<Record<string, unknown>>('PATCH', `/api/v1/vms/${vm.id}`, { vcpus: 3 });
+    expect(added).toMatchObject({ vcpus: 3 });
+    expect(added.pendingChanges).toBeUndefined();
+    // the guest has them (offline until onlined: no udev in the test guest)
+    await waitFor(
+      async () =>
+        (await run(vm.id, 'ls -d /sys/devices/system/cpu/cpu[0-9]*')).trim().split(/\s+/).length === 3,
+      {
+        timeoutMs: 30_000,
+        intervalMs: 500,
+        what: 'the guest to see 3 vCPUs',
+      },
+    );
+    await run(vm.id, 'for c in /sys/devices/system/cpu/cpu[1-9]*; do echo 1 > $c/online; done');
+    expect((await run(vm.id, 'grep -c ^processor /proc/cpuinfo')).trim()).toBe('3');
+    // beyond the maximum: refused; fewer: pending
+    expect((await rejection(d.api.request('PATCH', `/api/v1/vms/${vm.id}`, { vcpus: 4 }))).message).toMatch(
+      /maxVcpus/,
+    );
+    expect(await d.api.request('PATCH', `/api/v1/vms/${vm.id}`, { vcpus: 2 })).toMatchObject({
+      vcpus: 3,
+      pendingChanges: { vcpus: 2 },
+    });
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
   });
 });

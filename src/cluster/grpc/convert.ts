@@ -244,6 +244,7 @@ export function specToPb(s: VmRunSpec): pb.VmRunSpec {
     tablet: s.tablet ?? false,
     hotplugSlots: s.hotplugSlots ?? 0,
     cloudInit: s.cloudInit && defined({ ...s.cloudInit }),
+    maxVcpus: s.maxVcpus ?? 0,
   });
 }
 
@@ -277,6 +278,7 @@ export function specFromPb(s: pb.VmRunSpec | undefined): VmRunSpec {
     tablet: s.tablet || undefined,
     hotplugSlots: s.hotplugSlots || undefined,
     cloudInit: s.cloudInit && defined({ ...s.cloudInit }),
+    maxVcpus: s.maxVcpus || undefined,
   });
 }
 

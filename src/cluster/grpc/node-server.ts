@@ -279,6 +279,7 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
       return empty(node.unplugDevice(r.id, d.$case === 'disk' ? { disk: d.value } : { nic: d.value }));
     }),
     vmDevices: unary((r: pb.VmRequest) => node.vmDevices(r.id)),
+    addVcpus: unary((r: pb.AddVcpusRequest) => empty(node.addVcpus(r.id, r.count))),
     forgetVm: unary(async (r: pb.VmRequest) => {
       await node.forgetVm(r.id);
       seen.delete(r.id);

@@ -463,6 +463,10 @@ export class RemoteNode implements NodeApi {
     });
   }
 
+  async addVcpus(id: string, count: number): Promise<void> {
+    await this.call('AddVcpus', this.client.addVcpus, { id, count });
+  }
+
   async vmDevices(id: string): Promise<{ disks: string[]; nics: string[] }> {
     const r = await this.call('VmDevices', this.client.vmDevices, { id });
     return { disks: [...r.disks], nics: [...r.nics] };

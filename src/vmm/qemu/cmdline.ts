@@ -132,6 +132,7 @@ export function buildQemuConfig(
   }
   add('-cpu', cpuArg(spec.cpu, host.accel));
   const smp: Record<string, number> = { cpus: spec.vcpus };
+  if (spec.maxVcpus && spec.maxVcpus > spec.vcpus) smp.maxcpus = spec.maxVcpus;
   if (spec.cpu?.sockets) smp.sockets = spec.cpu.sockets;
   if (spec.cpu?.cores) smp.cores = spec.cpu.cores;
   if (spec.cpu?.threads) smp.threads = spec.cpu.threads;

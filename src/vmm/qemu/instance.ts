@@ -777,6 +777,26 @@ export class QemuInstance implements VmInstance {
     this.net?.nat?.stop(this.net.runDir, [nicId]);
   }
 
+  async addVcpus(count: number): Promise<number> {
+    type Slot = { type: string; 'qom-path'?: string; props: Record<string, number> };
+    const slots = (await this.exec('query-hotpluggable-cpus')) as Slot[];
+    const have = slots.filter((c) => c['qom-path']).length;
+    // QEMU lists the slots highest first; fill the lowest free ones, in order
+    const free = slots.filter((c) => !c['qom-path']).reverse();
+    if (count - have > free.length)
+      throw new NfError(
+        'validation_failed',
+        `VM ${this.id} has room for ${have + free.length} vCPUs (its maximum), not ${count}`,
+      );
+    for (const slot of free.slice(0, Math.max(0, count - have)))
+      await this.exec('device_add', {
+        driver: slot.type,
+        id: `vcpu${Object.values(slot.props).join('-')}`,
+        ...slot.props,
+      });
+    return Math.max(have, count);
+  }
+
   async devices(): Promise<{ disks: string[]; nics: string[] }> {
     const list = (await this.exec('qom-list', { path: '/machine/peripheral' })) as { name: string }[];
     const ids = list.map((p) => p.name).filter((n) => n.endsWith('-dev'));
