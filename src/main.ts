@@ -45,6 +45,8 @@ Usage:
                   refused); a running VM's hardware changes at its next stop and start (shown as Pending)
   neuroflow vm disk add NAME GIB [--pool P] [--disk-bus B] | vm disk remove NAME DISK [--delete-volume]
   neuroflow vm nic add NAME [--network N] [--nic-model M] | vm nic remove NAME NIC
+  neuroflow vm media NAME ISO | vm media NAME --eject   the media drive (create with --media ISO, or --media ''
+                  for an empty one): change its disc, live while the VM runs
                   add or remove devices: hot-plugged while the VM runs (virtio; the guest must let go on removal)
   neuroflow vm resize NAME DISK GIB         grow a disk (online while the VM runs)
   neuroflow vm move-disk NAME DISK POOL     move a disk to another pool (live while the VM runs)

@@ -605,7 +605,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     pools: poolService,
     ceph,
     guest: new GuestService(vms, router),
-    devices: new VmDevices(store, router, vms, reconciler),
+    devices: new VmDevices(store, router, vms, reconciler, images),
     console: consoleProxy,
     sessions: new SessionStore(cluster ? cluster.rootPassword : rootPassword!),
     events,

@@ -257,6 +257,13 @@ export const CreateVmBody = z
     cloudInit: CloudInitInput.optional().openapi({
       description: 'cloud-init NoCloud seed (a CD-ROM labelled cidata), made anew at every start',
     }),
+    media: z
+      .strictObject({ image: z.string().min(1).optional() })
+      .optional()
+      .openapi({
+        description:
+          'A removable CD-ROM drive beside the boot one, empty or with an ISO image (VirtIO drivers, installers); change it with POST /vms/{id}/media',
+      }),
   })
   .openapi('CreateVm');
 
@@ -368,6 +375,10 @@ export const VmSchema = z
     ),
     hotplugSlots: z.number().optional().openapi({ description: 'Empty PCIe root ports for hot-plug (q35)' }),
     maxVcpus: z.number().optional().openapi({ description: 'vCPUs can be hot-added up to this many' }),
+    media: z
+      .object({ image: z.string().optional() })
+      .optional()
+      .openapi({ description: 'The media drive: the id of the ISO image in it, or empty' }),
     hotplug: z
       .object({
         op: z.enum(['add', 'remove']),

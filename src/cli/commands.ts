@@ -149,6 +149,8 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       'boot-order': { type: 'string' },
       'boot-delay': { type: 'string' },
       'max-vcpus': { type: 'string' },
+      eject: { type: 'boolean', default: false },
+      media: { type: 'string' },
       'ci-hostname': { type: 'string' },
       'ssh-key': { type: 'string', multiple: true },
       'ssh-key-file': { type: 'string', multiple: true },
@@ -203,6 +205,7 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
         ...hardwareFlags(values),
         ...onBootFlags(values),
         ...cloudInitFlags(values),
+        ...(values.media !== undefined ? { media: values.media ? { image: values.media } : {} } : {}),
       };
       if (values.kernel) {
         const boot: Record<string, string> = { kernel: values.kernel };
@@ -256,6 +259,12 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
         return show(await api.request<Vm>('DELETE', `/api/v1/vms/${ref}/disks/${disk}${q}`));
       }
       throw new NfError('validation_failed', 'use: vm disk add NAME GIB | vm disk remove NAME DISK');
+    }
+    case 'media': {
+      // vm media NAME ISO | vm media NAME --eject
+      const ref = enc(need(positionals, 1, 'VM name'));
+      const image = values.eject ? null : need(positionals, 2, 'ISO image (or --eject)');
+      return show(await api.request<Vm>('POST', `/api/v1/vms/${ref}/media`, { image }));
     }
     case 'nic': {
       // vm nic add NAME [--network N] [--nic-model M] | vm nic remove NAME NIC

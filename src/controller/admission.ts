@@ -7,7 +7,7 @@ import type { NodeRegistry } from './node-registry';
 import { HOST_RESERVE_BYTES } from './node-registry';
 import type { NodeRouter } from './node-router';
 import { loadClusterState, toSched } from './placement';
-import { type ImageRecord, isPoweredOn, keys, type NodeRecord, type VmRecord } from './records';
+import { type ImageRecord, isoImagesOf, isPoweredOn, keys, type NodeRecord, type VmRecord } from './records';
 import type { ClusterState } from './scheduler';
 
 const MiB = 1024 ** 2;
@@ -207,8 +207,7 @@ export function tiedToHost(vm: VmRecord, nodes: NodeRecord[], images: ImageRecor
     return `its UEFI variable store is on pool ${vm.efiVars.pool} of its host, not on shared storage`;
   if (vm.tpm) return 'its TPM state is kept on its host';
   const hostImages = new Set(images.filter((i) => !shared.has(i.pool)).map((i) => i.id));
-  const cdrom = 'cdrom' in vm.boot && 'image' in vm.boot.cdrom ? vm.boot.cdrom.image : undefined;
-  if (cdrom && hostImages.has(cdrom)) return 'its CD-ROM image is in a pool of its host';
+  if (isoImagesOf(vm).some((i) => hostImages.has(i))) return 'its CD-ROM image is in a pool of its host';
   if (vm.disks.some((d) => d.image && hostImages.has(d.image)))
     return 'a disk hangs off an image in a pool of its host';
   return undefined;

@@ -19,6 +19,8 @@ export interface HardwareChoice {
   cdrom: boolean;
   /** A cloud-init seed CD-ROM: it takes q35's last SATA port, or an IDE unit on pc. */
   cloudInit?: boolean;
+  /** A media drive (a removable CD-ROM): one more port or unit. */
+  media?: boolean;
 }
 
 /** q35's AHCI has six ports; the CD-ROM takes port 0. */
@@ -41,12 +43,13 @@ export function checkHardware(h: HardwareChoice): void {
   const ide = h.diskBuses.filter((b) => b === 'ide').length;
   if (h.machine === 'q35' && ide > 0)
     throw bad('disk bus "ide" needs machine "pc"; q35 has no IDE controller: use "sata" (AHCI) instead');
-  const sataPorts = h.machine === 'q35' ? Q35_SATA_PORTS - (h.cloudInit ? 1 : 0) : PC_SATA_PORTS;
+  const extraCds = (h.cloudInit ? 1 : 0) + (h.media ? 1 : 0);
+  const sataPorts = h.machine === 'q35' ? Q35_SATA_PORTS - extraCds : PC_SATA_PORTS;
   if (sata > sataPorts)
     throw bad(
-      `${sata} SATA disks: machine ${h.machine} has ${sataPorts} SATA ports for disks${h.cloudInit ? ' (the cloud-init seed takes one)' : ''}`,
+      `${sata} SATA disks: machine ${h.machine} has ${sataPorts} SATA ports for disks${extraCds ? ' (the media drive and the cloud-init seed take one each)' : ''}`,
     );
-  const cds = (h.cdrom ? 1 : 0) + (h.machine === 'pc' && h.cloudInit ? 1 : 0);
+  const cds = (h.cdrom ? 1 : 0) + (h.machine === 'pc' ? extraCds : 0);
   if (ide + cds > PC_IDE_UNITS)
     throw bad(
       `${ide} IDE disks and ${cds} CD-ROM(s): machine pc has ${PC_IDE_UNITS} IDE units; use "sata" or "virtio-blk" for the rest`,

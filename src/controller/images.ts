@@ -10,7 +10,7 @@ import { imageInfo } from '../storage/qemu-img';
 import { findByRef } from '../store/lookup';
 import type { Store, Versioned } from '../store/store';
 import { type HostPaths, readableFile } from '../util/host-paths';
-import { type ImageRecord, keys, type VmRecord } from './records';
+import { type ImageRecord, isoImagesOf, keys, type VmRecord } from './records';
 
 /**
  * ISOs and disk images in a pool. Content is streamed to a temp file while hashed, checked, then renamed
@@ -129,11 +129,7 @@ export class ImageService {
     const vms = await this.store.list<VmRecord>(keys.vms);
     const users = vms
       .map((v) => v.value)
-      .filter(
-        (v) =>
-          v.disks.some((d) => d.image === img.id) ||
-          ('cdrom' in v.boot && 'image' in v.boot.cdrom && v.boot.cdrom.image === img.id),
-      );
+      .filter((v) => v.disks.some((d) => d.image === img.id) || isoImagesOf(v).includes(img.id));
     if (users.length > 0) {
       throw new NfError(
         'in_use',

@@ -9,6 +9,7 @@ import type { NodeRouter } from './node-router';
 import { loadClusterState, toSched } from './placement';
 import {
   type ImageRecord,
+  isoImagesOf,
   keys,
   type NodeRecord,
   type PoolRecord,
@@ -316,12 +317,12 @@ export class Migrations {
         'invalid_state',
         `VM "${vm.name}" has a TPM, whose state live migration does not carry yet`,
       );
-    if ('cdrom' in vm.boot && 'image' in vm.boot.cdrom) {
-      const image = (await this.store.get<ImageRecord>(keys.image(vm.boot.cdrom.image)))?.value;
+    for (const iso of isoImagesOf(vm)) {
+      const image = (await this.store.get<ImageRecord>(keys.image(iso)))?.value;
       if (image && !image.shared)
         throw new NfError(
           'invalid_state',
-          `VM "${vm.name}" boots from ISO "${image.name}" on host ${image.node ?? source}'s local pool; copy it to a shared pool first`,
+          `VM "${vm.name}" has ISO "${image.name}" in a CD-ROM drive, on host ${image.node ?? source}'s local pool; copy it to a shared pool first (or eject it)`,
         );
     }
 

@@ -298,6 +298,10 @@ export class NodeRouter implements NodeApi {
     return this.vm(id).unplugDevice(id, device);
   }
 
+  changeMedia(id: string, iso: { pool: string; file: string } | undefined): Promise<void> {
+    return this.vm(id).changeMedia(id, iso);
+  }
+
   addVcpus(id: string, count: number): Promise<void> {
     return this.vm(id).addVcpus(id, count);
   }

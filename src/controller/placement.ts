@@ -4,7 +4,14 @@ import type { Store, Versioned } from '../store/store';
 import { createLogger } from '../util/log';
 import type { NodeRegistry } from './node-registry';
 import type { NodeRouter } from './node-router';
-import { type ImageRecord, isPoweredOn, keys, type NetworkRecord, type VmRecord } from './records';
+import {
+  type ImageRecord,
+  isoImagesOf,
+  isPoweredOn,
+  keys,
+  type NetworkRecord,
+  type VmRecord,
+} from './records';
 import { ClusterState, type SchedPolicy, type SchedVm } from './scheduler';
 
 const log = createLogger('placement');
@@ -306,8 +313,7 @@ export function toSched(vm: VmRecord, imageNode: Map<string, string>, opts = { p
     const tpl = d.cloneOf && imageNode.get(`template:${d.cloneOf.vm}`);
     if (tpl) pins.add(tpl);
   }
-  if ('cdrom' in vm.boot && 'image' in vm.boot.cdrom && imageNode.has(vm.boot.cdrom.image))
-    pins.add(imageNode.get(vm.boot.cdrom.image)!);
+  for (const iso of isoImagesOf(vm)) if (imageNode.has(iso)) pins.add(imageNode.get(iso)!);
   if (pins.size > 1)
     throw new NfError(
       'validation_failed',

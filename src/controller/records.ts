@@ -131,6 +131,11 @@ export interface VmRecord {
    * it starts again, by `order` (lower first) among its host's VMs, the next one `delaySec` after it.
    */
   onBoot?: OnBoot;
+  /**
+   * A removable CD-ROM drive beside the boot one (drivers, installers): its ISO image, or empty. Media
+   * change while the VM runs (POST /vms/{id}/media).
+   */
+  media?: { image?: string };
   /** cloud-init NoCloud settings (the password as a hash only); the seed is made at every start. */
   cloudInit?: CloudInitRecord;
   /** Hardware changed while the VM ran: folded into the record at its next cold start (reconciler). */
@@ -175,6 +180,14 @@ export interface VmRecord {
   epoch?: number;
   createdAt: string;
   updatedAt: string;
+}
+
+/** The ISO images a VM uses: its boot CD-ROM's and its media drive's. */
+export function isoImagesOf(vm: VmRecord): string[] {
+  const out: string[] = [];
+  if ('cdrom' in vm.boot && 'image' in vm.boot.cdrom) out.push(vm.boot.cdrom.image);
+  if (vm.media?.image) out.push(vm.media.image);
+  return out;
 }
 
 /** Refuses an action on a VM while a live migration decides where it runs. */

@@ -285,6 +285,7 @@ export type MigrationVerbs = Pick<
   | 'unplugDevice'
   | 'vmDevices'
   | 'addVcpus'
+  | 'changeMedia'
 >;
 const refuse = () => Promise.reject(new NfError('not_implemented', 'this fake host does not do that'));
 export const noMigration: MigrationVerbs = {
@@ -298,5 +299,6 @@ export const noMigration: MigrationVerbs = {
   unplugDevice: refuse,
   vmDevices: refuse,
   addVcpus: refuse,
+  changeMedia: refuse,
 };
 Object.assign(FakeNode.prototype, noMigration);

@@ -3,6 +3,7 @@ import type { NodeApi } from '../node/types';
 import type { Store, Versioned } from '../store/store';
 import { createLogger } from '../util/log';
 import type { DiskBus, DiskRun, NicModel, NicRun } from '../vmm/types';
+import type { ImageService } from './images';
 import type { NodeRouter } from './node-router';
 import type { Reconciler } from './reconciler';
 import {
@@ -46,6 +47,7 @@ export class VmDevices {
     private readonly node: NodeRouter,
     private readonly vms: VmService,
     private readonly reconciler: Reconciler,
+    private readonly images: ImageService,
   ) {}
 
   addDisk(ref: string, input: AddDiskInput): Promise<VmView> {
@@ -188,6 +190,54 @@ export class VmDevices {
           `${nicId} of VM "${vm.name}" was attached at its start, where it cannot be unplugged; remove it while the VM is stopped`,
         );
       await this.unplug(cur, { kind: 'nic', id: nicId }, forget);
+    });
+  }
+
+  /**
+   * Puts an ISO image into the VM's media drive, or ejects it (null). A stopped VM without one gets the
+   * drive; a running VM changes the medium at once (the guest sees the tray open and close). The record
+   * is written first and put back if QEMU refuses.
+   */
+  setMedia(ref: string, image: string | null): Promise<VmView> {
+    return this.locked(ref, async (cur) => {
+      const vm = cur.value;
+      let iso: { id: string; pool: string; file: string; node?: string; shared?: boolean } | undefined;
+      const when: { key: string; revision: string }[] = [];
+      if (image !== null) {
+        const img = await this.images.find(image);
+        if (img.value.kind !== 'iso')
+          throw new NfError('validation_failed', `image "${image}" is a disk image, not an ISO`);
+        if (vm.node && !img.value.shared && img.value.node && img.value.node !== vm.node)
+          throw new NfError(
+            'validation_failed',
+            `ISO "${img.value.name}" is in a pool of host ${img.value.node}, VM "${vm.name}" runs on ${vm.node}; copy it to a shared pool`,
+          );
+        iso = img.value;
+        when.push({ key: img.key, revision: img.revision });
+      }
+      const live = this.isLive(vm);
+      if (live && !vm.media)
+        throw new NfError(
+          'invalid_state',
+          `VM "${vm.name}" started without a media drive; stop it to add one (POST media while stopped)`,
+        );
+      const next = structuredClone(vm);
+      next.media = iso ? { image: iso.id } : {};
+      next.updatedAt = new Date().toISOString();
+      await this.store.txn(
+        { when: [{ key: cur.key, revision: cur.revision }, ...when], put: [{ key: cur.key, value: next }] },
+        `VM "${vm.name}" or its ISO image changed meanwhile; try again`,
+      );
+      if (!live) return;
+      try {
+        await this.node.changeMedia(vm.id, iso && { pool: iso.pool, file: iso.file });
+      } catch (err) {
+        await this.reconciler.update((await this.store.get<VmRecord>(cur.key))!, (v) => {
+          v.media = vm.media;
+          return true;
+        });
+        throw err;
+      }
     });
   }
 

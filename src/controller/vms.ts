@@ -189,6 +189,8 @@ export class VmService {
       cpu: input.cpu ? { model: 'host', ...input.cpu } : undefined,
       diskBuses: input.disks.map((d) => d.bus),
       cdrom: 'cdrom' in input.boot,
+      cloudInit: !!input.cloudInit,
+      media: !!input.media,
     });
     for (const n of input.networks) {
       if (!(await this.store.get<NetworkRecord>(keys.network(n.network)))) {
@@ -297,6 +299,16 @@ export class VmService {
     if (input.machine === 'q35') vm.hotplugSlots = HOTPLUG_SLOTS;
     if (input.onBoot?.enabled) vm.onBoot = { ...input.onBoot };
     if (input.cloudInit) vm.cloudInit = await cloudInitRecord(input.cloudInit);
+    if (input.media) {
+      vm.media = {};
+      if (input.media.image) {
+        const img = await this.images.find(input.media.image);
+        if (img.value.kind !== 'iso')
+          throw new NfError('validation_failed', `image "${input.media.image}" is a disk image, not an ISO`);
+        used.set(img.key, img);
+        vm.media.image = img.value.id;
+      }
+    }
     try {
       await this.store.txn(
         {
@@ -413,6 +425,7 @@ export class VmService {
         diskBuses: next.disks.map((d) => d.bus),
         cdrom: 'cdrom' in next.boot,
         cloudInit: input.cloudInit === undefined ? !!vm.cloudInit : !!input.cloudInit,
+        media: !!vm.media,
       });
       const hosts = (await this.store.list<NodeRecord>(keys.nodes)).map((n) => n.value).filter((h) => h.info);
       checkSize(next, vm.node ? hosts.filter((h) => h.name === vm.node) : hosts);
@@ -721,6 +734,13 @@ export class VmService {
     if (vm.tablet) spec.tablet = true;
     if (vm.hotplugSlots && vm.machine === 'q35') spec.hotplugSlots = vm.hotplugSlots;
     if (vm.cloudInit) spec.cloudInit = renderCloudInit(vm, vm.cloudInit);
+    if (vm.media) {
+      spec.media = {};
+      if (vm.media.image) {
+        const img = (await this.images.find(vm.media.image)).value;
+        spec.media.iso = { pool: img.pool, file: img.file };
+      }
+    }
     if (vm.epoch) spec.epoch = vm.epoch;
     if (vm.ha?.enabled) {
       const [nodes, images] = await Promise.all([

@@ -22,7 +22,14 @@ import type { IncomingEndpoint, MigrationProgress, MigrationResult, MigrationRol
 import { OVMF_VARS_BYTES, ovmfFiles } from '../vmm/qemu/firmware';
 import type { AccelChoice } from '../vmm/qemu/host';
 import { stderrReason } from '../vmm/qemu/instance';
-import type { IsolationResponse, RuntimeState, VmInstance, VmmDriver, VmRunSpec } from '../vmm/types';
+import type {
+  IsolationResponse,
+  MediaRun,
+  RuntimeState,
+  VmInstance,
+  VmmDriver,
+  VmRunSpec,
+} from '../vmm/types';
 import { AgentTracker } from './agent';
 import { MetricsCollector, type VmSampleSource } from './metrics';
 import type { SelfFence } from './self-fence';
@@ -413,6 +420,27 @@ export class Node implements NodeApi {
       }
       log.info('device unplugged', { vm: id, device: 'disk' in device ? device.disk : device.nic });
     });
+  }
+
+  changeMedia(id: string, iso: { pool: string; file: string } | undefined): Promise<void> {
+    return this.serialize(id, async () => {
+      const media = iso ? this.resolveMedia({ ...iso }, `cd1-m${Date.now().toString(36)}`) : undefined;
+      await this.running(id).changeMedia(media);
+      const spec = this.specOf(id);
+      if (spec) {
+        spec.media = media ? { iso: this.resolveMedia({ ...iso! }, 'cd1') } : {};
+        await this.saveSpec(spec);
+      }
+      log.info('media changed', { vm: id, iso: iso?.file ?? 'ejected' });
+    });
+  }
+
+  /** How this host opens an ISO of its pools for a CD-ROM drive (a shared pool's nodes, or a path). */
+  private resolveMedia(iso: MediaRun, nodeName: string): MediaRun {
+    const pool = this.pools.get(iso.pool);
+    if (pool?.capabilities.shared) iso.blockdev = pool.blockdev(iso.file, nodeName, { readOnly: true });
+    else iso.path = this.imagePool(iso.pool).imagePath(iso.file);
+    return iso;
   }
 
   addVcpus(id: string, count: number): Promise<void> {
@@ -1130,6 +1158,7 @@ export class Node implements NodeApi {
         out.firmware.vars.volume,
         'efivars-vol',
       );
+    if (out.media?.iso) out.media.iso = this.resolveMedia(out.media.iso, 'cd1');
     const cdPool = out.cdrom?.pool !== undefined ? this.pools.get(out.cdrom.pool) : undefined;
     if (out.cdrom && cdPool?.capabilities.shared && out.cdrom.file !== undefined)
       out.cdrom.blockdev = cdPool.blockdev(out.cdrom.file, 'cd0', { readOnly: true });

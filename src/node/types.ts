@@ -142,6 +142,8 @@ export interface NodeApi {
   plugDevice(id: string, device: PlugDevice): Promise<void>;
   /** Hot-unplug: the guest releases the device, QEMU removes it, its backend is closed. */
   unplugDevice(id: string, device: { disk: string } | { nic: string }): Promise<void>;
+  /** Puts an ISO of one of the host's pools into a running VM's media drive, or ejects (iso absent). */
+  changeMedia(id: string, iso: { pool: string; file: string } | undefined): Promise<void>;
   /** Hot-adds vCPUs to a running VM until it has `count` (up to its maxVcpus); the host's spec follows. */
   addVcpus(id: string, count: number): Promise<void>;
   /** The disks and NICs a running VM's QEMU has now (their ids). */

@@ -111,10 +111,22 @@ export interface VmRunSpec {
   tablet?: boolean;
   /** Empty PCIe root ports (q35) that disks and NICs can be hot-plugged into: hp0, hp1, … */
   hotplugSlots?: number;
+  /** A removable CD-ROM drive (cd1) with an ISO in it, or empty. */
+  media?: { iso?: MediaRun };
   /** vCPUs can be hot-added up to this many (QEMU's maxcpus); absent: no hot-add. */
   maxVcpus?: number;
   /** cloud-init NoCloud: the node makes a seed ISO ("cidata") of these and attaches it as a CD-ROM. */
   cloudInit?: CloudInitRun;
+}
+
+/** An ISO image of one of the host's pools, for a CD-ROM drive; the node fills in how to open it. */
+export interface MediaRun {
+  pool: string;
+  file: string;
+  /** A file of a dir pool. */
+  path?: string;
+  /** A shared pool's volume: its -blockdev nodes, the last one the medium. */
+  blockdev?: Record<string, unknown>[];
 }
 
 export interface CloudInitRun {
@@ -190,6 +202,8 @@ export interface VmInstance {
   /** Hot-plug of a NIC: its backend, its device, and its network (passt for nat). */
   plugNic(nic: NicRun): Promise<void>;
   unplugNic(nicId: string): Promise<void>;
+  /** Changes the medium in the media drive (cd1): opens the ISO's nodes, swaps, closes the old ones. */
+  changeMedia(iso: MediaRun | undefined): Promise<void>;
   /** Hot-adds vCPUs until the guest has `count` (never removes any); returns how many it has now. */
   addVcpus(count: number): Promise<number>;
   /** The disk and NIC devices the VM has now (their ids), as QEMU says. */

@@ -16,7 +16,7 @@ const EFIVARS = '/sys/firmware/efi/efivars';
 describe('VM hardware: firmware, TPM, CPU and device models', () => {
   let d: TestDaemon;
   beforeAll(async () => {
-    d = await TestDaemon.start();
+    d = await TestDaemon.start({ demoIso: testGuest().iso });
   });
   afterAll(async () => {
     await d?.[Symbol.asyncDispose]();
@@ -335,5 +335,53 @@ describe('VM hardware: firmware, TPM, CPU and device models', () => {
       pendingChanges: { vcpus: 2 },
     });
     await vmAction(d.api, vm.id, 'stop', '?force=true');
+  });
+
+  it('media drive: an ISO goes into a running guest and out again; a VM without the drive is refused', async () => {
+    const g = testGuest();
+    const vm = await createVm(
+      d.api,
+      kernelVm('media1', { media: {}, boot: { kernel: g.vmlinux, initrd: g.initrd, cmdline: HW_CMDLINE() } }),
+    );
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    // the volume id of the disc the guest reads in its CD-ROM drive now (sr0: its only one); none: ''
+    const label = async () =>
+      (
+        await run(
+          vm.id,
+          'dd if=/dev/sr0 bs=2048 skip=16 count=1 2>/dev/null | dd bs=1 skip=40 count=32 2>/dev/null; echo',
+        )
+      ).trim() || undefined;
+    expect(await label()).toBeUndefined();
+    const inserted = await d.api.request<Record<string, unknown>>('POST', `/api/v1/vms/${vm.id}/media`, {
+      image: 'demo',
+    });
+    expect(inserted.media).toMatchObject({ image: expect.any(String) });
+    await waitFor(async () => (await label()) === 'NEUROFLOW_DEMO', {
+      timeoutMs: 30_000,
+      intervalMs: 500,
+      what: 'the disc',
+    });
+    // the image is in use now
+    expect((await rejection(d.api.request('DELETE', '/api/v1/images/demo'))).code).toBe('in_use');
+    await d.api.request('POST', `/api/v1/vms/${vm.id}/media`, { image: null });
+    await waitFor(async () => (await label()) === undefined, {
+      timeoutMs: 30_000,
+      intervalMs: 500,
+      what: 'the disc to go',
+    });
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
+
+    const noDrive = await createVm(d.api, kernelVm('media2'));
+    await boot(noDrive.id, () => vmAction(d.api, noDrive.id, 'start'));
+    const refused = await rejection(
+      d.api.request('POST', `/api/v1/vms/${noDrive.id}/media`, { image: 'demo' }),
+    );
+    expect(refused.code).toBe('invalid_state');
+    await vmAction(d.api, noDrive.id, 'stop', '?force=true');
+    // stopped, it gets the drive, with the disc in it
+    expect(await d.api.request('POST', `/api/v1/vms/${noDrive.id}/media`, { image: 'demo' })).toMatchObject({
+      media: { image: expect.any(String) },
+    });
   });
 });

@@ -103,6 +103,35 @@ export function vmDiskRoutes(ctx: ApiContext) {
   r.openapi(
     createRoute({
       method: 'post',
+      path: '/{id}/media',
+      tags: ['VMs'],
+      summary:
+        'Insert an ISO image into the media drive, or eject it (image null); live while the VM runs, and a stopped VM without the drive gets it',
+      request: {
+        params: IdParam,
+        body: {
+          content: {
+            'application/json': {
+              schema: z.strictObject({ image: z.string().min(1).nullable() }).openapi('SetMedia'),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: { 200: json(VmSchema, 'The VM afterwards'), ...errors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const { image } = c.req.valid('json');
+      const vm = await ctx.tasks.run(image ? 'vm.media.insert' : 'vm.media.eject', id, c.get('user'), () =>
+        ctx.devices.setMedia(id, image),
+      );
+      return c.json(vm, 200);
+    },
+  );
+  r.openapi(
+    createRoute({
+      method: 'post',
       path: '/{id}/networks',
       tags: ['VMs'],
       summary: 'Add a NIC; hot-plugged while the VM runs',

@@ -245,6 +245,7 @@ export function specToPb(s: VmRunSpec): pb.VmRunSpec {
     hotplugSlots: s.hotplugSlots ?? 0,
     cloudInit: s.cloudInit && defined({ ...s.cloudInit }),
     maxVcpus: s.maxVcpus ?? 0,
+    media: s.media && { iso: s.media.iso && { pool: s.media.iso.pool, file: s.media.iso.file } },
   });
 }
 
@@ -279,6 +280,7 @@ export function specFromPb(s: pb.VmRunSpec | undefined): VmRunSpec {
     hotplugSlots: s.hotplugSlots || undefined,
     cloudInit: s.cloudInit && defined({ ...s.cloudInit }),
     maxVcpus: s.maxVcpus || undefined,
+    media: s.media && (s.media.iso ? { iso: { pool: s.media.iso.pool, file: s.media.iso.file } } : {}),
   });
 }
 

@@ -280,6 +280,9 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
     }),
     vmDevices: unary((r: pb.VmRequest) => node.vmDevices(r.id)),
     addVcpus: unary((r: pb.AddVcpusRequest) => empty(node.addVcpus(r.id, r.count))),
+    changeMedia: unary((r: pb.ChangeMediaRequest) =>
+      empty(node.changeMedia(r.id, r.iso && { pool: r.iso.pool, file: r.iso.file })),
+    ),
     forgetVm: unary(async (r: pb.VmRequest) => {
       await node.forgetVm(r.id);
       seen.delete(r.id);

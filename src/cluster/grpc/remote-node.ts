@@ -463,6 +463,10 @@ export class RemoteNode implements NodeApi {
     });
   }
 
+  async changeMedia(id: string, iso: { pool: string; file: string } | undefined): Promise<void> {
+    await this.call('ChangeMedia', this.client.changeMedia, { id, ...(iso ? { iso } : {}) });
+  }
+
   async addVcpus(id: string, count: number): Promise<void> {
     await this.call('AddVcpus', this.client.addVcpus, { id, count });
   }

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { NfError } from '../../errors';
-import type { Accelerator, DiskRun, NicModel, NicRun, VideoModel, VmRunSpec } from '../types';
+import type { Accelerator, DiskRun, MediaRun, NicModel, NicRun, VideoModel, VmRunSpec } from '../types';
 import { cpuArg, OVMF_VARS_BYTES, ovmfFiles } from './firmware';
 
 /**
@@ -225,6 +225,16 @@ export function buildQemuConfig(
     add('-device', { json: dev });
   }
 
+  if (spec.media) {
+    // the removable media drive; its medium's nodes are named so a change can tell them apart
+    const iso = spec.media.iso;
+    if (iso) for (const node of mediaNodes(iso, 'cd1')) add('-blockdev', { json: node });
+    const dev: Record<string, unknown> = { driver: 'ide-cd', id: 'cd1-dev' };
+    if (iso) dev.drive = 'cd1';
+    if (spec.machine === 'q35') dev.bus = `ide.${q35MediaPort(spec)}`;
+    add('-device', { json: dev });
+  }
+
   if (spec.cloudInit) {
     // the NoCloud seed as a second CD-ROM: q35's last AHCI port (kept free), the next IDE unit on pc
     add('-blockdev', {
@@ -275,6 +285,23 @@ export function buildQemuConfig(
 
 /** q35's AHCI port the cloud-init seed takes (the last; SATA disks take 1 to 4 then). */
 export const Q35_SEED_PORT = 5;
+
+/** q35's AHCI port of the media drive: the one before the seed's, or the last. */
+export function q35MediaPort(spec: Pick<VmRunSpec, 'cloudInit'>): number {
+  return spec.cloudInit ? Q35_SEED_PORT - 1 : Q35_SEED_PORT;
+}
+
+/**
+ * The -blockdev nodes of an ISO for a CD-ROM drive: a shared pool's (named by the node when it resolved
+ * them), or a file and its raw node, the last (the medium) named `name`.
+ */
+export function mediaNodes(iso: MediaRun, name: string): Record<string, unknown>[] {
+  if (iso.blockdev) return iso.blockdev;
+  return [
+    { driver: 'file', filename: iso.path, 'node-name': `${name}-file`, 'read-only': true },
+    { driver: 'raw', file: `${name}-file`, 'node-name': name, 'read-only': true },
+  ];
+}
 
 const NIC_DEVICES: Record<NicModel, string> = {
   virtio: 'virtio-net-pci',

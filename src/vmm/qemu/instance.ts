@@ -14,8 +14,8 @@ import type {
   MigrationRole,
   OutgoingRequest,
 } from '../migration';
-import type { DiskRun, ExitInfo, NicRun, RuntimeState, VmInstance } from '../types';
-import { hotplugDiskDevice, nicBackend, nicDevice, nicSocketPath, runPaths } from './cmdline';
+import type { DiskRun, ExitInfo, MediaRun, NicRun, RuntimeState, VmInstance } from '../types';
+import { hotplugDiskDevice, mediaNodes, nicBackend, nicDevice, nicSocketPath, runPaths } from './cmdline';
 import { type QmpClient, QmpError } from './qmp';
 
 const log = createLogger('qemu');
@@ -623,10 +623,9 @@ export class QemuInstance implements VmInstance {
       qdev?: string;
       inserted?: { 'node-name'?: string };
     }[];
+    // query-block names a device by its id (ide-hd, scsi-hd), or a virtio one by its backend's QOM path
     const dev = blocks.find(
-      (b) =>
-        b.qdev === `/machine/peripheral/${diskId}-dev/virtio-backend` ||
-        b.qdev === `/machine/peripheral/${diskId}-dev`,
+      (b) => b.qdev === `/machine/peripheral/${diskId}-dev/virtio-backend` || b.qdev === `${diskId}-dev`,
     );
     return dev?.inserted?.['node-name'] ?? diskId;
   }
@@ -775,6 +774,37 @@ export class QemuInstance implements VmInstance {
       log.warn('cannot remove an unplugged NIC’s backend', { vm: this.id, nic: nicId, err: err.message }),
     );
     this.net?.nat?.stop(this.net.runDir, [nicId]);
+  }
+
+  async changeMedia(iso: MediaRun | undefined): Promise<void> {
+    const dev = 'cd1-dev';
+    const blocks = (await this.exec('query-block')) as {
+      qdev?: string;
+      inserted?: { 'node-name'?: string };
+    }[];
+    const drive = blocks.find((b) => b.qdev === dev || b.qdev === `/machine/peripheral/${dev}`);
+    if (!drive) throw new NfError('invalid_state', `VM ${this.id} has no media drive`);
+    const old = drive.inserted?.['node-name'];
+    const oldNodes = old ? await this.nodeChain(old) : [];
+    const nodes = iso ? mediaNodes(iso, `cd1-m${Date.now().toString(36)}`) : [];
+    const name = nodes.at(-1)?.['node-name'] as string | undefined;
+    const added: string[] = [];
+    try {
+      if (iso)
+        for (const node of nodes) {
+          await this.exec('blockdev-add', node);
+          added.push(node['node-name'] as string);
+        }
+      // an open tray is how a guest sees a disc go: QEMU tells it (force: the guest may have locked it)
+      await this.exec('blockdev-open-tray', { id: dev, force: true });
+      await this.exec('blockdev-remove-medium', { id: dev });
+      if (name) await this.exec('blockdev-insert-medium', { id: dev, 'node-name': name });
+      await this.exec('blockdev-close-tray', { id: dev });
+    } catch (err) {
+      await this.dropNodes(added.reverse());
+      throw err;
+    }
+    await this.dropNodes(oldNodes);
   }
 
   async addVcpus(count: number): Promise<number> {
