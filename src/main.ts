@@ -44,7 +44,8 @@ Usage:
                   [create's hardware, on-boot and cloud-init flags] [--no-tpm] [--tablet] [--no-on-boot] [--no-cloud-init]   change a VM (If-Match: a change made meanwhile is
                   refused); a running VM's hardware changes at its next stop and start (shown as Pending)
   neuroflow vm disk add NAME GIB [--pool P] [--disk-bus B] | vm disk remove NAME DISK [--delete-volume]
-  neuroflow vm nic add NAME [--network N] [--nic-model M] | vm nic remove NAME NIC
+  neuroflow vm nic add NAME [--network N] [--nic-model M] | vm nic remove NAME NIC | vm nic link NAME NIC up|down
+  neuroflow vm disk limit NAME DISK [--iops N] [--bps BYTES]   I/O limits (none given: no limits), live
   neuroflow vm media NAME ISO | vm media NAME --eject   the media drive (create with --media ISO, or --media ''
                   for an empty one): change its disc, live while the VM runs
                   add or remove devices: hot-plugged while the VM runs (virtio; the guest must let go on removal)

@@ -371,6 +371,17 @@ export const VmSchema = z
           .openapi({ description: 'A linked clone of this template disk' }),
         bus: DiskBusSchema.optional(),
         slot: z.string().optional().openapi({ description: 'The hot-plug slot it went into' }),
+        limits: z
+          .object({
+            iops: z.number().optional(),
+            iopsRead: z.number().optional(),
+            iopsWrite: z.number().optional(),
+            bps: z.number().optional(),
+            bpsRead: z.number().optional(),
+            bpsWrite: z.number().optional(),
+          })
+          .optional()
+          .openapi({ description: 'Per-second I/O limits' }),
       }),
     ),
     hotplugSlots: z.number().optional().openapi({ description: 'Empty PCIe root ports for hot-plug (q35)' }),
@@ -442,6 +453,7 @@ export const VmSchema = z
         mac: z.string(),
         model: NicModelSchema.optional(),
         slot: z.string().optional(),
+        linkDown: z.boolean().optional().openapi({ description: 'The cable is pulled' }),
       }),
     ),
     boot: z.record(z.string(), z.unknown()),

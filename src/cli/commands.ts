@@ -150,6 +150,8 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       'boot-delay': { type: 'string' },
       'max-vcpus': { type: 'string' },
       eject: { type: 'boolean', default: false },
+      iops: { type: 'string' },
+      bps: { type: 'string' },
       media: { type: 'string' },
       'ci-hostname': { type: 'string' },
       'ssh-key': { type: 'string', multiple: true },
@@ -253,6 +255,14 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
             ...(values['disk-bus'] ? { bus: values['disk-bus'] } : {}),
           }),
         );
+      if (op === 'limit') {
+        // vm disk limit NAME DISK [--iops N] [--bps N] (0 or none given: no limits)
+        const disk = enc(need(positionals, 3, 'disk (disk0, ...)'));
+        const limits: Record<string, number> = {};
+        if (values.iops !== undefined) limits.iops = Number(values.iops);
+        if (values.bps !== undefined) limits.bps = Number(values.bps);
+        return show(await api.request<Vm>('PATCH', `/api/v1/vms/${ref}/disks/${disk}`, { limits }));
+      }
       if (op === 'remove') {
         const disk = enc(need(positionals, 3, 'disk (disk1, ...)'));
         const q = values['delete-volume'] ? '?deleteVolume=true' : '';
@@ -277,6 +287,12 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
             ...(values['nic-model'] ? { model: values['nic-model'] } : {}),
           }),
         );
+      if (op === 'link') {
+        // vm nic link NAME NIC up|down
+        const nic = enc(need(positionals, 3, 'NIC (net0, ...)'));
+        const link = need(positionals, 4, 'up|down');
+        return show(await api.request<Vm>('PATCH', `/api/v1/vms/${ref}/networks/${nic}`, { link }));
+      }
       if (op === 'remove')
         return show(
           await api.request<Vm>(

@@ -16,7 +16,7 @@ import type {
 import type { VolumeInfo } from '../storage/driver';
 import type { SharedPoolConfig } from '../storage/shared-pools';
 import type { IncomingEndpoint, MigrationProgress, MigrationResult } from '../vmm/migration';
-import type { IsolationResponse, VmRunSpec } from '../vmm/types';
+import type { IsolationResponse, TuneDevice, VmRunSpec } from '../vmm/types';
 
 /** A node the router can reach: the local one in process, others over gRPC. */
 export interface RoutedNode extends NodeApi {
@@ -296,6 +296,10 @@ export class NodeRouter implements NodeApi {
 
   unplugDevice(id: string, device: { disk: string } | { nic: string }): Promise<void> {
     return this.vm(id).unplugDevice(id, device);
+  }
+
+  tuneDevice(id: string, change: TuneDevice): Promise<void> {
+    return this.vm(id).tuneDevice(id, change);
   }
 
   changeMedia(id: string, iso: { pool: string; file: string } | undefined): Promise<void> {

@@ -1,5 +1,5 @@
 import { NfError } from '../errors';
-import type { CpuRun, DiskBus, NicModel, VideoModel } from '../vmm/types';
+import type { CpuRun, DiskBus, IoLimits, NicModel, VideoModel } from '../vmm/types';
 import type { CloudInitRecord } from './cloud-init';
 import type { HaPolicy } from './ha/policy';
 /** What the controller keeps in etcd. Keys live under one versioned prefix. */
@@ -57,6 +57,8 @@ export interface DiskRecord {
   bus?: DiskBus;
   /** The hot-plug slot (PCIe root port) it went into while the VM ran; it stays there. */
   slot?: string;
+  /** Per-second I/O limits QEMU enforces. */
+  limits?: IoLimits;
 }
 
 export interface NicRecord {
@@ -67,6 +69,8 @@ export interface NicRecord {
   model?: NicModel;
   /** The hot-plug slot (PCIe root port) it went into while the VM ran; it stays there. */
   slot?: string;
+  /** The cable is pulled (the guest sees no carrier). */
+  linkDown?: boolean;
 }
 
 export type BootRecord =

@@ -286,6 +286,7 @@ export type MigrationVerbs = Pick<
   | 'vmDevices'
   | 'addVcpus'
   | 'changeMedia'
+  | 'tuneDevice'
 >;
 const refuse = () => Promise.reject(new NfError('not_implemented', 'this fake host does not do that'));
 export const noMigration: MigrationVerbs = {
@@ -300,5 +301,6 @@ export const noMigration: MigrationVerbs = {
   vmDevices: refuse,
   addVcpus: refuse,
   changeMedia: refuse,
+  tuneDevice: refuse,
 };
 Object.assign(FakeNode.prototype, noMigration);

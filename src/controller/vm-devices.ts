@@ -2,7 +2,7 @@ import { NfError } from '../errors';
 import type { NodeApi } from '../node/types';
 import type { Store, Versioned } from '../store/store';
 import { createLogger } from '../util/log';
-import type { DiskBus, DiskRun, NicModel, NicRun } from '../vmm/types';
+import type { DiskBus, DiskRun, IoLimits, NicModel, NicRun, TuneDevice } from '../vmm/types';
 import type { ImageService } from './images';
 import type { NodeRouter } from './node-router';
 import type { Reconciler } from './reconciler';
@@ -190,6 +190,63 @@ export class VmDevices {
           `${nicId} of VM "${vm.name}" was attached at its start, where it cannot be unplugged; remove it while the VM is stopped`,
         );
       await this.unplug(cur, { kind: 'nic', id: nicId }, forget);
+    });
+  }
+
+  /** A disk's I/O limits (all zero or absent: none); at once while the VM runs. */
+  tuneDisk(ref: string, diskId: string, limits: IoLimits): Promise<VmView> {
+    for (const [total, read, write] of [
+      ['iops', 'iopsRead', 'iopsWrite'],
+      ['bps', 'bpsRead', 'bpsWrite'],
+    ] as const)
+      if (limits[total] && (limits[read] || limits[write]))
+        throw new NfError(
+          'validation_failed',
+          `limits: give ${total} (reads and writes together) or ${read}/${write}, not both`,
+        );
+    const set = Object.fromEntries(Object.entries(limits).filter(([, v]) => v)) as IoLimits;
+    return this.tune(
+      ref,
+      (v) => {
+        const d = v.disks.find((x) => x.id === diskId);
+        if (!d) throw new NfError('not_found', `VM "${v.name}" has no disk ${diskId}`);
+        if (Object.keys(set).length > 0) d.limits = set;
+        else delete d.limits;
+      },
+      { disk: diskId, limits: set },
+    );
+  }
+
+  /** Plugs a NIC's cable in or pulls it (the guest sees the carrier come and go). */
+  setLink(ref: string, nicId: string, up: boolean): Promise<VmView> {
+    return this.tune(
+      ref,
+      (v) => {
+        const n = v.networks.find((x) => x.id === nicId);
+        if (!n) throw new NfError('not_found', `VM "${v.name}" has no NIC ${nicId}`);
+        if (up) delete n.linkDown;
+        else n.linkDown = true;
+      },
+      { nic: nicId, linkUp: up },
+    );
+  }
+
+  /** The record first, then QEMU while the VM runs; the record goes back if QEMU refuses. */
+  private tune(ref: string, change: (v: VmRecord) => void, live: TuneDevice): Promise<VmView> {
+    return this.locked(ref, async (cur) => {
+      const before = cur.value;
+      await this.write(cur, change);
+      if (!this.isLive(before)) return;
+      try {
+        await this.node.tuneDevice(before.id, live);
+      } catch (err) {
+        await this.reconciler.update((await this.store.get<VmRecord>(cur.key))!, (v) => {
+          v.disks = before.disks;
+          v.networks = before.networks;
+          return true;
+        });
+        throw err;
+      }
     });
   }
 

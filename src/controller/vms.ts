@@ -713,6 +713,7 @@ export class VmService {
         format: 'qcow2',
         ...(d.bus ? { bus: d.bus } : {}),
         ...(d.slot ? { slot: d.slot } : {}),
+        ...(d.limits ? { limits: d.limits } : {}),
       })),
       nics: vm.networks.map((n) => ({
         id: n.id,
@@ -721,6 +722,7 @@ export class VmService {
         mac: n.mac,
         ...(n.model ? { model: n.model } : {}),
         ...(n.slot ? { slot: n.slot } : {}),
+        ...(n.linkDown ? { linkDown: true } : {}),
       })),
       boot: { kind: 'disk', index: 0 },
       agent: vm.agent !== false,

@@ -26,6 +26,7 @@ import type {
   IsolationResponse,
   MediaRun,
   RuntimeState,
+  TuneDevice,
   VmInstance,
   VmmDriver,
   VmRunSpec,
@@ -419,6 +420,22 @@ export class Node implements NodeApi {
         await this.saveSpec(spec);
       }
       log.info('device unplugged', { vm: id, device: 'disk' in device ? device.disk : device.nic });
+    });
+  }
+
+  tuneDevice(id: string, change: TuneDevice): Promise<void> {
+    return this.serialize(id, async () => {
+      await this.running(id).tune(change);
+      const spec = this.specOf(id);
+      if (!spec) return;
+      if ('disk' in change) {
+        const d = spec.disks.find((x) => x.id === change.disk);
+        if (d) d.limits = change.limits;
+      } else {
+        const n = spec.nics.find((x) => x.id === change.nic);
+        if (n) n.linkDown = !change.linkUp;
+      }
+      await this.saveSpec(spec);
     });
   }
 

@@ -9,7 +9,15 @@ import type {
   MigrationRole,
   OutgoingRequest,
 } from '../vmm/migration';
-import type { Accelerator, DiskRun, IsolationResponse, NicRun, RuntimeState, VmRunSpec } from '../vmm/types';
+import type {
+  Accelerator,
+  DiskRun,
+  IsolationResponse,
+  NicRun,
+  RuntimeState,
+  TuneDevice,
+  VmRunSpec,
+} from '../vmm/types';
 import type { AgentState } from './agent';
 import type { Point } from './series';
 
@@ -142,6 +150,8 @@ export interface NodeApi {
   plugDevice(id: string, device: PlugDevice): Promise<void>;
   /** Hot-unplug: the guest releases the device, QEMU removes it, its backend is closed. */
   unplugDevice(id: string, device: { disk: string } | { nic: string }): Promise<void>;
+  /** A running VM's disk I/O limits or NIC link; the host's spec follows. */
+  tuneDevice(id: string, change: TuneDevice): Promise<void>;
   /** Puts an ISO of one of the host's pools into a running VM's media drive, or ejects (iso absent). */
   changeMedia(id: string, iso: { pool: string; file: string } | undefined): Promise<void>;
   /** Hot-adds vCPUs to a running VM until it has `count` (up to its maxVcpus); the host's spec follows. */

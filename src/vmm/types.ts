@@ -31,6 +31,18 @@ export interface DiskRun {
   bus?: DiskBus;
   /** The hot-plug slot (a PCIe root port, "hp0") it was plugged into while the VM ran. */
   slot?: string;
+  /** I/O limits QEMU enforces (its throttling); absent: none. */
+  limits?: IoLimits;
+}
+
+/** Per-second I/O limits of a disk: totals, or reads and writes apart (not both); 0 or absent: none. */
+export interface IoLimits {
+  iops?: number;
+  iopsRead?: number;
+  iopsWrite?: number;
+  bps?: number;
+  bpsRead?: number;
+  bpsWrite?: number;
 }
 
 /** How a disk reaches the guest: paravirtual (virtio-blk, virtio-scsi) or emulated for guests without drivers. */
@@ -67,6 +79,8 @@ export interface NicRun {
   model?: NicModel;
   /** The hot-plug slot (a PCIe root port, "hp0") it was plugged into while the VM ran. */
   slot?: string;
+  /** The cable is pulled: the guest sees no carrier. */
+  linkDown?: boolean;
 }
 
 export type BootRun =
@@ -128,6 +142,8 @@ export interface MediaRun {
   /** A shared pool's volume: its -blockdev nodes, the last one the medium. */
   blockdev?: Record<string, unknown>[];
 }
+
+export type TuneDevice = { disk: string; limits: IoLimits } | { nic: string; linkUp: boolean };
 
 export interface CloudInitRun {
   metaData: string;
@@ -202,6 +218,8 @@ export interface VmInstance {
   /** Hot-plug of a NIC: its backend, its device, and its network (passt for nat). */
   plugNic(nic: NicRun): Promise<void>;
   unplugNic(nicId: string): Promise<void>;
+  /** Sets a disk's I/O limits, or a NIC's link (carrier), while the VM runs. */
+  tune(change: TuneDevice): Promise<void>;
   /** Changes the medium in the media drive (cd1): opens the ISO's nodes, swaps, closes the old ones. */
   changeMedia(iso: MediaRun | undefined): Promise<void>;
   /** Hot-adds vCPUs until the guest has `count` (never removes any); returns how many it has now. */

@@ -47,6 +47,22 @@ export const AddDiskBody = z
   })
   .openapi('AddDisk');
 
+const LIMIT = z.number().int().min(0).max(1e12).optional();
+export const TuneDiskBody = z
+  .strictObject({
+    limits: z
+      .strictObject({
+        iops: LIMIT,
+        iopsRead: LIMIT,
+        iopsWrite: LIMIT,
+        bps: LIMIT.openapi({ description: 'Bytes per second, reads and writes together' }),
+        bpsRead: LIMIT,
+        bpsWrite: LIMIT,
+      })
+      .openapi({ description: 'Totals, or reads and writes apart (not both); 0 or absent: no limit' }),
+  })
+  .openapi('TuneDisk');
+
 const NicParams = z.object({
   id: z.string().openapi({ param: { name: 'id', in: 'path' }, description: 'VM id or name' }),
   nic: z.string().openapi({ param: { name: 'nic', in: 'path' }, example: 'net1' }),
@@ -96,6 +112,59 @@ export function vmDiskRoutes(ctx: ApiContext) {
       const deleteVolume = c.req.valid('query').deleteVolume === 'true';
       const vm = await ctx.tasks.run('vm.disk.remove', `${id}/${disk}`, c.get('user'), () =>
         ctx.devices.removeDisk(id, disk, { deleteVolume }),
+      );
+      return c.json(vm, 200);
+    },
+  );
+  r.openapi(
+    createRoute({
+      method: 'patch',
+      path: '/{id}/disks/{disk}',
+      tags: ['VMs'],
+      summary:
+        "A disk's per-second I/O limits (QEMU throttling; 0 or absent: none); at once while the VM runs",
+      request: {
+        params: DiskParams,
+        body: { content: { 'application/json': { schema: TuneDiskBody } }, required: true },
+      },
+      responses: { 200: json(VmSchema, 'The VM afterwards'), ...errors },
+    }),
+    async (c) => {
+      const { id, disk } = c.req.valid('param');
+      const vm = await ctx.tasks.run('vm.disk.limits', `${id}/${disk}`, c.get('user'), () =>
+        ctx.devices.tuneDisk(id, disk, c.req.valid('json').limits),
+      );
+      return c.json(vm, 200);
+    },
+  );
+  r.openapi(
+    createRoute({
+      method: 'patch',
+      path: '/{id}/networks/{nic}',
+      tags: ['VMs'],
+      summary:
+        "A NIC's link: down pulls the cable (the guest sees no carrier), up plugs it in; at once while the VM runs",
+      request: {
+        params: NicParams,
+        body: {
+          content: {
+            'application/json': {
+              schema: z.strictObject({ link: z.enum(['up', 'down']) }).openapi('TuneNic'),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: { 200: json(VmSchema, 'The VM afterwards'), ...errors },
+    }),
+    async (c) => {
+      const { id, nic } = c.req.valid('param');
+      const up = c.req.valid('json').link === 'up';
+      const vm = await ctx.tasks.run(
+        up ? 'vm.nic.link-up' : 'vm.nic.link-down',
+        `${id}/${nic}`,
+        c.get('user'),
+        () => ctx.devices.setLink(id, nic, up),
       );
       return c.json(vm, 200);
     },

@@ -14,7 +14,7 @@ import type {
   MigrationProgress,
   MigrationResult,
 } from '../../vmm/migration';
-import type { BootRun, DiskRun, IsolationResponse, NicRun, VmRunSpec } from '../../vmm/types';
+import type { BootRun, DiskRun, IoLimits, IsolationResponse, NicRun, VmRunSpec } from '../../vmm/types';
 
 const DISK_BUSES = ['virtio-blk', 'virtio-scsi', 'sata', 'ide'] as const;
 const NIC_MODELS = ['virtio', 'e1000e', 'rtl8139', 'vmxnet3'] as const;
@@ -284,9 +284,28 @@ export function specFromPb(s: pb.VmRunSpec | undefined): VmRunSpec {
   });
 }
 
+export const limitsToPb = (l: IoLimits): pb.IoLimits => ({
+  iops: l.iops ?? 0,
+  iopsRead: l.iopsRead ?? 0,
+  iopsWrite: l.iopsWrite ?? 0,
+  bps: l.bps ?? 0,
+  bpsRead: l.bpsRead ?? 0,
+  bpsWrite: l.bpsWrite ?? 0,
+});
+
+export const limitsFromPb = (l: pb.IoLimits): IoLimits =>
+  defined({
+    iops: l.iops || undefined,
+    iopsRead: l.iopsRead || undefined,
+    iopsWrite: l.iopsWrite || undefined,
+    bps: l.bps || undefined,
+    bpsRead: l.bpsRead || undefined,
+    bpsWrite: l.bpsWrite || undefined,
+  });
+
 export const diskToPb = (d: DiskRun): pb.DiskRun => {
-  const { blockdev: _node, ...rest } = d; // opened by the node itself
-  return defined({ ...rest });
+  const { blockdev: _node, limits, ...rest } = d; // opened by the node itself
+  return defined({ ...rest, limits: limits && limitsToPb(limits) });
 };
 export const nicToPb = (n: NicRun): pb.NicRun => defined({ ...n });
 
@@ -300,6 +319,7 @@ export const diskFromPb = (d: pb.DiskRun): DiskRun =>
     readOnly: d.readOnly,
     bus: d.bus === undefined ? undefined : oneOf(d.bus, DISK_BUSES, 'disk bus'),
     slot: d.slot,
+    limits: d.limits && limitsFromPb(d.limits),
   });
 
 export const nicFromPb = (n: pb.NicRun): NicRun =>
@@ -310,6 +330,7 @@ export const nicFromPb = (n: pb.NicRun): NicRun =>
     mac: n.mac,
     model: n.model === undefined ? undefined : oneOf(n.model, NIC_MODELS, 'NIC model'),
     slot: n.slot,
+    linkDown: n.linkDown || undefined,
   });
 
 export function stopOptionsToPb(o: StopOptions | undefined): pb.StopOptions {

@@ -14,6 +14,7 @@ import {
   endpointFromPb,
   endpointToPb,
   isolationFromPb,
+  limitsFromPb,
   nicFromPb,
   nodeInfoToPb,
   pointToPb,
@@ -280,6 +281,18 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
     }),
     vmDevices: unary((r: pb.VmRequest) => node.vmDevices(r.id)),
     addVcpus: unary((r: pb.AddVcpusRequest) => empty(node.addVcpus(r.id, r.count))),
+    tuneDevice: unary((r: pb.TuneDeviceRequest) => {
+      const d = r.device;
+      if (!d) throw new NfError('validation_failed', 'the request names no device');
+      return empty(
+        node.tuneDevice(
+          r.id,
+          d.$case === 'disk'
+            ? { disk: d.value.disk, limits: d.value.limits ? limitsFromPb(d.value.limits) : {} }
+            : { nic: d.value.nic, linkUp: d.value.up },
+        ),
+      );
+    }),
     changeMedia: unary((r: pb.ChangeMediaRequest) =>
       empty(node.changeMedia(r.id, r.iso && { pool: r.iso.pool, file: r.iso.file })),
     ),

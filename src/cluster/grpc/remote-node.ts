@@ -31,7 +31,7 @@ import type { VolumeInfo } from '../../storage/driver';
 import type { SharedPoolConfig } from '../../storage/shared-pools';
 import { createLogger } from '../../util/log';
 import type { IncomingEndpoint, MigrationProgress, MigrationResult } from '../../vmm/migration';
-import type { IsolationResponse, VmRunSpec } from '../../vmm/types';
+import type { IsolationResponse, TuneDevice, VmRunSpec } from '../../vmm/types';
 import * as pb from '../gen/neuroflow/v1/node';
 import {
   cephApplyToPb,
@@ -39,6 +39,7 @@ import {
   diskToPb,
   endpointFromPb,
   endpointToPb,
+  limitsToPb,
   nicToPb,
   nodeInfoFromPb,
   pointFromPb,
@@ -460,6 +461,16 @@ export class RemoteNode implements NodeApi {
     await this.call('UnplugDevice', this.client.unplugDevice, {
       id,
       device: 'disk' in device ? { $case: 'disk', value: device.disk } : { $case: 'nic', value: device.nic },
+    });
+  }
+
+  async tuneDevice(id: string, change: TuneDevice): Promise<void> {
+    await this.call('TuneDevice', this.client.tuneDevice, {
+      id,
+      device:
+        'disk' in change
+          ? { $case: 'disk', value: { disk: change.disk, limits: limitsToPb(change.limits) } }
+          : { $case: 'nic', value: { nic: change.nic, up: change.linkUp } },
     });
   }
 

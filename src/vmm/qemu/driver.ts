@@ -101,6 +101,11 @@ export class QemuDriver implements VmmDriver {
       // QEMU is still paused (-S): hand each NIC's connection to its passt before the guest runs.
       for (const id of nics)
         await Promise.race([this.opts.nat!.attach(nicSocketPath(paths, id), runDir, id), exitedEarly]);
+      // I/O limits and pulled cables, before the guest runs
+      for (const d of spec.disks)
+        if (d.limits) await Promise.race([instance.tune({ disk: d.id, limits: d.limits }), exitedEarly]);
+      for (const n of spec.nics)
+        if (n.linkDown) await Promise.race([instance.tune({ nic: n.id, linkUp: false }), exitedEarly]);
       if (!opts.incoming) await Promise.race([qmp.execute('cont'), exitedEarly]);
       log.info(opts.incoming ? 'VM waits for its migration' : 'VM started', {
         id: spec.id,

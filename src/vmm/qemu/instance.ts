@@ -14,7 +14,7 @@ import type {
   MigrationRole,
   OutgoingRequest,
 } from '../migration';
-import type { DiskRun, ExitInfo, MediaRun, NicRun, RuntimeState, VmInstance } from '../types';
+import type { DiskRun, ExitInfo, MediaRun, NicRun, RuntimeState, TuneDevice, VmInstance } from '../types';
 import { hotplugDiskDevice, mediaNodes, nicBackend, nicDevice, nicSocketPath, runPaths } from './cmdline';
 import { type QmpClient, QmpError } from './qmp';
 
@@ -774,6 +774,32 @@ export class QemuInstance implements VmInstance {
       log.warn('cannot remove an unplugged NIC’s backend', { vm: this.id, nic: nicId, err: err.message }),
     );
     this.net?.nat?.stop(this.net.runDir, [nicId]);
+  }
+
+  async tune(change: TuneDevice): Promise<void> {
+    if ('nic' in change) {
+      await this.exec('set_link', { name: `${change.nic}-dev`, up: change.linkUp });
+      return;
+    }
+    const l = change.limits;
+    // QEMU's legacy throttling of the device's block backend: every field given, 0 = no limit
+    // the device's name as query-block gives it: its id, or (virtio) its backend's QOM path
+    const blocks = (await this.exec('query-block')) as { qdev?: string }[];
+    const qdev = blocks
+      .map((b) => b.qdev)
+      .find(
+        (q) => q === `${change.disk}-dev` || q === `/machine/peripheral/${change.disk}-dev/virtio-backend`,
+      );
+    if (!qdev) throw new NfError('not_found', `VM ${this.id} has no device for disk ${change.disk}`);
+    await this.exec('block_set_io_throttle', {
+      id: qdev,
+      bps: l.bps ?? 0,
+      bps_rd: l.bpsRead ?? 0,
+      bps_wr: l.bpsWrite ?? 0,
+      iops: l.iops ?? 0,
+      iops_rd: l.iopsRead ?? 0,
+      iops_wr: l.iopsWrite ?? 0,
+    });
   }
 
   async changeMedia(iso: MediaRun | undefined): Promise<void> {
