@@ -37,7 +37,7 @@ Usage:
                   [--max-vcpus N] [--firmware bios|uefi] [--secure-boot] [--tpm] [--cpu MODEL] [--sockets N] [--cores N]
                   [--threads N] [--cpu-flag +FLAG|-FLAG]... [--video std|virtio|qxl|cirrus|none] [--no-tablet]
                   [--disk-bus virtio-blk|virtio-scsi|sata|ide] [--nic-model virtio|e1000e|rtl8139|vmxnet3]
-                  [--on-boot [--boot-order N] [--boot-delay SEC]] [--ci-hostname NAME] [--ssh-key KEY|--ssh-key-file F]...
+                  [--on-boot [--on-boot-order N] [--on-boot-delay SEC]] [--boot-order DEV,DEV...] [--ci-hostname NAME] [--ssh-key KEY|--ssh-key-file F]...
                   [--ci-user-data FILE] [--start]   on boot: start it again when its host
                   comes back from a restart or a planned shutdown (lower order first, SEC before the next)
   neuroflow vm set NAME [--name NEW] [--description D] [--vcpus N] [--memory MIB] [--kernel ...|--cdrom IMAGE|--boot-disk N]

@@ -257,6 +257,20 @@ export const CreateVmBody = z
     cloudInit: CloudInitInput.optional().openapi({
       description: 'cloud-init NoCloud seed (a CD-ROM labelled cidata), made anew at every start',
     }),
+    bootOrder: z
+      .array(
+        z
+          .string()
+          .regex(
+            /^(disk\d+|net\d+|cd[01])$/,
+            'a device id: disk0, net0, cd0 (boot CD-ROM), cd1 (media drive)',
+          ),
+      )
+      .max(24)
+      .optional()
+      .openapi({
+        description: 'Devices the firmware tries, in order (PXE for a NIC); default: boot decides',
+      }),
     media: z
       .strictObject({ image: z.string().min(1).optional() })
       .optional()
@@ -284,6 +298,12 @@ export const EditVmBody = z
     machine: z.enum(['q35', 'pc']).optional(),
     maxVcpus: z.number().int().min(1).max(256).optional(),
     boot: BootInput.optional(),
+    bootOrder: z
+      .array(z.string().regex(/^(disk\d+|net\d+|cd[01])$/, 'a device id: disk0, net0, cd0, cd1'))
+      .max(24)
+      .nullable()
+      .optional()
+      .openapi({ description: 'Devices the firmware tries, in order; null: boot decides' }),
     firmware: z.enum(['bios', 'uefi']).optional(),
     secureBoot: z.boolean().optional(),
     tpm: z.boolean().optional(),
@@ -390,6 +410,7 @@ export const VmSchema = z
       .object({ image: z.string().optional() })
       .optional()
       .openapi({ description: 'The media drive: the id of the ISO image in it, or empty' }),
+    bootOrder: z.array(z.string()).optional(),
     hotplug: z
       .object({
         op: z.enum(['add', 'remove']),

@@ -146,8 +146,9 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       'delete-volume': { type: 'boolean', default: false },
       'on-boot': { type: 'boolean' },
       'no-on-boot': { type: 'boolean', default: false },
+      'on-boot-order': { type: 'string' },
       'boot-order': { type: 'string' },
-      'boot-delay': { type: 'string' },
+      'on-boot-delay': { type: 'string' },
       'max-vcpus': { type: 'string' },
       eject: { type: 'boolean', default: false },
       iops: { type: 'string' },
@@ -648,6 +649,7 @@ async function snapshotCommand(
 /** The create flags of the VM's virtual hardware: firmware, TPM, CPU model and topology, video, tablet. */
 export function hardwareFlags(values: {
   'max-vcpus'?: string;
+  'boot-order'?: string;
   firmware?: string;
   'secure-boot'?: boolean;
   tpm?: boolean;
@@ -661,6 +663,9 @@ export function hardwareFlags(values: {
 }): Record<string, unknown> {
   const body: Record<string, unknown> = {};
   if (values['max-vcpus']) body.maxVcpus = Number(values['max-vcpus']);
+  // --boot-order disk0,cd1,net0 (vm set: --boot-order '' goes back to the boot setting)
+  if (values['boot-order'] !== undefined)
+    body.bootOrder = values['boot-order'] ? values['boot-order'].split(',').map((x) => x.trim()) : null;
   if (values.firmware) body.firmware = values.firmware;
   if (values['secure-boot']) body.secureBoot = true;
   if (values.tpm) body.tpm = true;
@@ -679,19 +684,19 @@ export function hardwareFlags(values: {
   return body;
 }
 
-/** --on-boot [--boot-order N] [--boot-delay SEC] | --no-on-boot: autostart when the host comes back. */
+/** --on-boot [--on-boot-order N] [--on-boot-delay SEC] | --no-on-boot: autostart when the host comes back. */
 export function onBootFlags(values: {
   'on-boot'?: boolean;
   'no-on-boot'?: boolean;
-  'boot-order'?: string;
-  'boot-delay'?: string;
+  'on-boot-order'?: string;
+  'on-boot-delay'?: string;
 }): Record<string, unknown> {
   if (values['no-on-boot']) return { onBoot: { enabled: false } };
-  if (!values['on-boot'] && values['boot-order'] === undefined && values['boot-delay'] === undefined)
+  if (!values['on-boot'] && values['on-boot-order'] === undefined && values['on-boot-delay'] === undefined)
     return {};
   const onBoot: Record<string, unknown> = { enabled: true };
-  if (values['boot-order'] !== undefined) onBoot.order = Number(values['boot-order']);
-  if (values['boot-delay'] !== undefined) onBoot.delaySec = Number(values['boot-delay']);
+  if (values['on-boot-order'] !== undefined) onBoot.order = Number(values['on-boot-order']);
+  if (values['on-boot-delay'] !== undefined) onBoot.delaySec = Number(values['on-boot-delay']);
   return { onBoot };
 }
 

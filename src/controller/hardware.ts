@@ -21,6 +21,10 @@ export interface HardwareChoice {
   cloudInit?: boolean;
   /** A media drive (a removable CD-ROM): one more port or unit. */
   media?: boolean;
+  /** Devices to boot from, in order; each must be one of the VM's. */
+  bootOrder?: string[];
+  /** The VM's device ids (disks and NICs), for bootOrder. */
+  deviceIds?: string[];
 }
 
 /** q35's AHCI has six ports; the CD-ROM takes port 0. */
@@ -36,6 +40,15 @@ export function checkHardware(h: HardwareChoice): void {
     throw bad('secureBoot needs firmware "uefi" (BIOS has no Secure Boot)');
   if (h.secureBoot && h.machine !== 'q35')
     throw bad('secureBoot needs machine "q35" (its firmware keeps the keys in SMM, which pc lacks)');
+  if (h.bootOrder) {
+    const known = new Set([...(h.deviceIds ?? []), ...(h.cdrom ? ['cd0'] : []), ...(h.media ? ['cd1'] : [])]);
+    const unknown = h.bootOrder.filter((d) => !known.has(d));
+    if (unknown.length > 0)
+      throw bad(
+        `bootOrder names ${unknown.join(', ')}, which the VM does not have (it has ${[...known].join(', ') || 'no devices'})`,
+      );
+    if (new Set(h.bootOrder).size !== h.bootOrder.length) throw bad('bootOrder names a device twice');
+  }
   if (h.maxVcpus !== undefined && h.maxVcpus < h.vcpus)
     throw bad(`maxVcpus (${h.maxVcpus}) must be at least vcpus (${h.vcpus})`);
   if (h.cpu) cpuTopology(h.maxVcpus ?? h.vcpus, h.cpu);

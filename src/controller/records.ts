@@ -135,6 +135,8 @@ export interface VmRecord {
    * it starts again, by `order` (lower first) among its host's VMs, the next one `delaySec` after it.
    */
   onBoot?: OnBoot;
+  /** Devices the firmware tries, in order (disk0, cd0 = the boot CD-ROM, cd1 = the media drive, net0). */
+  bootOrder?: string[];
   /**
    * A removable CD-ROM drive beside the boot one (drivers, installers): its ISO image, or empty. Media
    * change while the VM runs (POST /vms/{id}/media).
@@ -232,6 +234,7 @@ export const COLD_FIELDS = [
   'cpu',
   'video',
   'tablet',
+  'bootOrder',
 ] as const;
 export type PendingChanges = Partial<Pick<VmRecord, (typeof COLD_FIELDS)[number]>>;
 

@@ -129,6 +129,7 @@ export class VmDevices {
         v.disks.splice(i, 1);
         // boot.disk is an index into the list
         if ('disk' in v.boot && v.boot.disk > i) v.boot = { disk: v.boot.disk - 1 };
+        if (v.bootOrder) v.bootOrder = v.bootOrder.filter((d) => d !== diskId);
       };
       if (this.isLive(vm)) {
         if (!disk.slot && disk.bus !== 'virtio-scsi')
@@ -182,6 +183,7 @@ export class VmDevices {
       if (!nic) throw new NfError('not_found', `VM "${vm.name}" has no NIC ${nicId}`);
       const forget = (v: VmRecord) => {
         v.networks = v.networks.filter((n) => n.id !== nicId);
+        if (v.bootOrder) v.bootOrder = v.bootOrder.filter((d) => d !== nicId);
       };
       if (!this.isLive(vm)) return void (await this.write(cur, forget));
       if (!nic.slot)

@@ -191,6 +191,8 @@ export class VmService {
       cdrom: 'cdrom' in input.boot,
       cloudInit: !!input.cloudInit,
       media: !!input.media,
+      bootOrder: input.bootOrder,
+      deviceIds: [...input.disks.map((_, i) => `disk${i}`), ...input.networks.map((_, i) => `net${i}`)],
     });
     for (const n of input.networks) {
       if (!(await this.store.get<NetworkRecord>(keys.network(n.network)))) {
@@ -287,6 +289,7 @@ export class VmService {
     if (!input.agent) vm.agent = false;
     if (input.cpu) vm.cpu = { model: 'host', ...input.cpu };
     if (input.maxVcpus !== undefined && input.maxVcpus > input.vcpus) vm.maxVcpus = input.maxVcpus;
+    if (input.bootOrder?.length) vm.bootOrder = input.bootOrder;
     if (input.firmware === 'uefi') {
       vm.firmware = 'uefi';
       // beside the first disk, so it lives where the VM's data lives (shared storage: on every host)
@@ -393,6 +396,7 @@ export class VmService {
       if (input.memoryMiB !== undefined) hw.memoryMiB = input.memoryMiB;
       if (input.machine !== undefined) hw.machine = input.machine;
       if (input.maxVcpus !== undefined) hw.maxVcpus = input.maxVcpus;
+      if (input.bootOrder !== undefined) hw.bootOrder = input.bootOrder ?? undefined;
       if (input.boot !== undefined) hw.boot = await this.resolveBoot(input.boot, vm.disks.length, used);
       if (input.cpu !== undefined) hw.cpu = { model: 'host', ...input.cpu };
       if (input.video !== undefined) hw.video = input.video;
@@ -426,6 +430,8 @@ export class VmService {
         cdrom: 'cdrom' in next.boot,
         cloudInit: input.cloudInit === undefined ? !!vm.cloudInit : !!input.cloudInit,
         media: !!vm.media,
+        bootOrder: next.bootOrder,
+        deviceIds: [...next.disks.map((d) => d.id), ...next.networks.map((n) => n.id)],
       });
       const hosts = (await this.store.list<NodeRecord>(keys.nodes)).map((n) => n.value).filter((h) => h.info);
       checkSize(next, vm.node ? hosts.filter((h) => h.name === vm.node) : hosts);
@@ -729,6 +735,7 @@ export class VmService {
     };
     if (vm.cpu) spec.cpu = vm.cpu;
     if (vm.maxVcpus && vm.maxVcpus > vm.vcpus) spec.maxVcpus = vm.maxVcpus;
+    if (vm.bootOrder?.length) spec.bootOrder = vm.bootOrder;
     if (vm.firmware === 'uefi' && vm.efiVars)
       spec.firmware = { type: 'uefi', secureBoot: vm.secureBoot ?? false, vars: { ...vm.efiVars } };
     if (vm.tpm) spec.tpm = true;

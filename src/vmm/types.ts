@@ -125,6 +125,8 @@ export interface VmRunSpec {
   tablet?: boolean;
   /** Empty PCIe root ports (q35) that disks and NICs can be hot-plugged into: hp0, hp1, … */
   hotplugSlots?: number;
+  /** Devices the firmware tries, in order (disk0, cd0, cd1, net0, …); absent: `boot` decides. */
+  bootOrder?: string[];
   /** A removable CD-ROM drive (cd1) with an ISO in it, or empty. */
   media?: { iso?: MediaRun };
   /** vCPUs can be hot-added up to this many (QEMU's maxcpus); absent: no hot-add. */

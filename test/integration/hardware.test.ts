@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/util/wait';
 import { neuroflowCommand, TestDaemon } from '../harness/daemon';
@@ -383,5 +384,36 @@ describe('VM hardware: firmware, TPM, CPU and device models', () => {
     expect(await d.api.request('POST', `/api/v1/vms/${noDrive.id}/media`, { image: 'demo' })).toMatchObject({
       media: { image: expect.any(String) },
     });
+  });
+
+  it('boot order: the firmware tries an empty disk, then boots the ISO in the media drive', async () => {
+    const vm = await createVm(d.api, {
+      name: 'bootorder1',
+      vcpus: 1,
+      memoryMiB: 256,
+      disks: [{ sizeGiB: 1 }],
+      networks: [],
+      media: { image: 'demo' },
+      boot: { disk: 0 },
+      bootOrder: ['disk0', 'cd1'],
+    });
+    expect(vm as unknown).toMatchObject({ bootOrder: ['disk0', 'cd1'] });
+    // SeaBIOS finds nothing on disk0 and goes on to the demo ISO (isolinux, then the test guest)
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    // the order QEMU was given: those two, in that order, and nothing else (strict)
+    const argv = readFileSync(`/proc/${(await getVm(d.api, vm.id)).pid}/cmdline`, 'utf8').split('\0');
+    const device = (id: string) =>
+      JSON.parse(argv.find((a) => a.startsWith('{') && a.includes(`"id":"${id}"`))!) as {
+        bootindex?: number;
+      };
+    expect(device('disk0-dev').bootindex).toBe(0);
+    expect(device('cd1-dev').bootindex).toBe(1);
+    expect(argv).toContain('strict=on');
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
+    const unknown = await rejection(
+      d.api.request('PATCH', `/api/v1/vms/${vm.id}`, { bootOrder: ['disk0', 'net3'] }),
+    );
+    expect(unknown.code).toBe('validation_failed');
+    expect(unknown.message).toMatch(/net3/);
   });
 });

@@ -246,6 +246,7 @@ export function specToPb(s: VmRunSpec): pb.VmRunSpec {
     cloudInit: s.cloudInit && defined({ ...s.cloudInit }),
     maxVcpus: s.maxVcpus ?? 0,
     media: s.media && { iso: s.media.iso && { pool: s.media.iso.pool, file: s.media.iso.file } },
+    bootOrder: s.bootOrder ?? [],
   });
 }
 
@@ -281,6 +282,7 @@ export function specFromPb(s: pb.VmRunSpec | undefined): VmRunSpec {
     cloudInit: s.cloudInit && defined({ ...s.cloudInit }),
     maxVcpus: s.maxVcpus || undefined,
     media: s.media && (s.media.iso ? { iso: { pool: s.media.iso.pool, file: s.media.iso.file } } : {}),
+    bootOrder: s.bootOrder.length > 0 ? [...s.bootOrder] : undefined,
   });
 }
 

@@ -130,6 +130,8 @@ export function buildQemuConfig(
     });
     if (spec.firmware.secureBoot) add('-global', { driver: 'cfi.pflash01', property: 'secure', value: 'on' });
   }
+  // an explicit boot order is the whole list: the firmware tries nothing else
+  if (spec.bootOrder?.length) add('-boot', { strict: 'on' });
   add('-cpu', cpuArg(spec.cpu, host.accel));
   const smp: Record<string, number> = { cpus: spec.vcpus };
   if (spec.maxVcpus && spec.maxVcpus > spec.vcpus) smp.maxcpus = spec.maxVcpus;
@@ -204,7 +206,8 @@ export function buildQemuConfig(
     }
     const dev = diskDevice(disk, buses);
     if (disk.slot) dev.bus = disk.slot;
-    if (spec.boot.kind === 'disk' && spec.boot.index === index) dev.bootindex = 1;
+    if (spec.bootOrder) setBootIndex(dev, spec, disk.id);
+    else if (spec.boot.kind === 'disk' && spec.boot.index === index) dev.bootindex = 1;
     add('-device', { json: dev });
   });
 
@@ -221,7 +224,8 @@ export function buildQemuConfig(
     const dev: Record<string, unknown> = { driver: 'ide-cd', drive: 'cd0', id: 'cd0-dev' };
     if (spec.machine === 'q35') dev.bus = 'ide.0';
     else if (buses.ideUsed > 0) dev.bus = `ide.${Math.floor(buses.ideUsed / 2)}`;
-    if (spec.boot.kind === 'cdrom') dev.bootindex = 0;
+    if (spec.bootOrder) setBootIndex(dev, spec, 'cd0');
+    else if (spec.boot.kind === 'cdrom') dev.bootindex = 0;
     add('-device', { json: dev });
   }
 
@@ -231,6 +235,7 @@ export function buildQemuConfig(
     if (iso) for (const node of mediaNodes(iso, 'cd1')) add('-blockdev', { json: node });
     const dev: Record<string, unknown> = { driver: 'ide-cd', id: 'cd1-dev' };
     if (iso) dev.drive = 'cd1';
+    setBootIndex(dev, spec, 'cd1');
     if (spec.machine === 'q35') dev.bus = `ide.${q35MediaPort(spec)}`;
     add('-device', { json: dev });
   }
@@ -249,7 +254,9 @@ export function buildQemuConfig(
   for (const nic of spec.nics) {
     // nat: QEMU listens, the node connects and hands the connection to passt (src/network/nat.ts)
     add('-netdev', { json: nicBackend(paths, nic.id) });
-    add('-device', { json: nicDevice(nic) });
+    const nicDev = nicDevice(nic);
+    setBootIndex(nicDev, spec, nic.id); // PXE (iPXE's option ROM)
+    add('-device', { json: nicDev });
   }
 
   if (spec.agent) {
@@ -281,6 +288,12 @@ export function buildQemuConfig(
   }
 
   return { binary: host.binary, options: o };
+}
+
+/** A device's place in the VM's boot order, when it has one. */
+function setBootIndex(dev: Record<string, unknown>, spec: VmRunSpec, id: string): void {
+  const at = spec.bootOrder?.indexOf(id) ?? -1;
+  if (at >= 0) dev.bootindex = at;
 }
 
 /** q35's AHCI port the cloud-init seed takes (the last; SATA disks take 1 to 4 then). */
