@@ -257,8 +257,9 @@ describe('web UI', () => {
     const vm = await createVm(d.api, kernelVm('agent1', { start: true }));
     await page.locator('.tree a', { hasText: 'agent1' }).click();
     await badge('running');
-    await page.locator('.card dt', { hasText: 'OS' }).waitFor({ timeout: 120_000 });
-    await page.locator('.card dt', { hasText: 'IPs' }).waitFor();
+    // exactly: hasText matches any dt holding "os" (Host, Start at host boot)
+    await page.locator('.card dt', { hasText: /^OS$/ }).waitFor({ timeout: 120_000 });
+    await page.locator('.card dt', { hasText: /^IPs$/ }).waitFor();
     expect(await page.locator('.card', { hasText: 'Guest' }).textContent()).toContain('connected');
     await d.api.request('DELETE', `/api/v1/vms/${vm.id}?force=true`);
     await page.locator('.tree a', { hasText: 'agent1' }).waitFor({ state: 'detached', timeout: 30_000 });
@@ -649,6 +650,95 @@ describe('web UI', () => {
         await vmAction(d.api, id, 'stop', '?force=true').catch(() => {});
         await d.api.request('DELETE', `/api/v1/vms/${id}?force=true`).catch(() => {});
       }
+      await p.context().close();
+    }
+  });
+
+  it('creates a VM with autostart and cloud-init in the wizard, shows them and turns autostart off', async () => {
+    // A page of its own, signed in here: the test also runs alone (-t).
+    const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
+    const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
+    const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJp2o0ZyFz0fY7rXc6cXo6Yq1bGd8bq3vX1U5vYk0C1a ui@test';
+    const secret = 'Ui-Cloud-Init-Secret-4711';
+    interface StartupVm {
+      id: string;
+      onBoot?: { enabled: boolean; order: number; delaySec: number };
+      cloudInit?: {
+        hostname?: string;
+        sshKeys?: string[];
+        passwordSet: boolean;
+        userData: boolean;
+        networkConfig: boolean;
+      };
+    }
+    let id = '';
+    try {
+      await p.click('.topbar button.primary');
+      const dialog = p.getByRole('dialog', { name: 'New virtual machine' });
+      await dialog.locator('input[name=name]').fill('boot1');
+      await dialog.locator('input[name=memoryMiB]').fill('256');
+      await dialog.locator('input[name=diskGiB]').fill('1');
+      await dialog.locator('details.startup summary').click();
+      // Order and delay wait for the autostart box; the cloud-init fields for theirs.
+      expect(await dialog.getByLabel('Order').isDisabled()).toBe(true);
+      await dialog.getByLabel('Start when the host boots').check();
+      await dialog.getByLabel('Order').fill('2');
+      await dialog.getByLabel('Delay (s)').fill('5');
+      expect(await dialog.getByLabel('Host name').isDisabled()).toBe(true);
+      await dialog.getByLabel('Cloud-init').check();
+      await dialog.getByLabel('Host name').fill('ui-ci');
+      await dialog.getByLabel('SSH public keys').fill(`${key}\n\n`);
+      await dialog.getByLabel('Root password').fill(secret);
+      await dialog.locator('button[type=submit]').click();
+      await p.locator('.vm-head h2', { hasText: 'boot1' }).waitFor({ timeout: 15_000 });
+
+      const res = await d.api.request<StartupVm>('GET', '/api/v1/vms/boot1');
+      id = res.id;
+      expect(res.onBoot).toEqual({ enabled: true, order: 2, delaySec: 5 });
+      expect(res.cloudInit).toMatchObject({ hostname: 'ui-ci', sshKeys: [key], passwordSet: true });
+      // The password is nowhere in the API's answer (the server keeps a hash and shows neither).
+      expect(JSON.stringify(res)).not.toContain(secret);
+
+      // The General card says the same.
+      const general = p.locator('.card.vm-general');
+      await general.locator('.vm-onboot', { hasText: 'order 2, then 5 s' }).waitFor({ timeout: 15_000 });
+      expect(await general.locator('.vm-cloud-init').textContent()).toBe(
+        'host name ui-ci, 1 SSH key, password set',
+      );
+
+      // The edit dialog, filled from the VM: the password empty and kept.
+      await general.locator('button[data-action=edit-startup]').click();
+      const edit = p.locator('.edit-startup-dialog');
+      const order = edit.getByLabel('Order');
+      await order.waitFor({ timeout: 15_000 });
+      expect(await edit.getByLabel('Start when the host boots').isChecked()).toBe(true);
+      expect(await order.inputValue()).toBe('2');
+      expect(await edit.getByLabel('Delay (s)').inputValue()).toBe('5');
+      expect(await edit.getByLabel('Host name').inputValue()).toBe('ui-ci');
+      expect(await edit.getByLabel('SSH public keys').inputValue()).toBe(key);
+      expect(await edit.getByLabel('Root password').inputValue()).toBe('');
+      expect(await edit.getByLabel('Keep the current password').isChecked()).toBe(true);
+      // Another host name while keeping the password: it has to be typed again, Save waits for it.
+      const save = edit.locator('button[type=submit]');
+      await edit.getByLabel('Host name').fill('ui-ci2');
+      await edit.locator('.password-needed').waitFor({ timeout: 5_000 });
+      expect(await save.isDisabled()).toBe(true);
+      await edit.getByLabel('Host name').fill('ui-ci');
+      await edit.locator('.password-needed').waitFor({ state: 'detached', timeout: 5_000 });
+      expect(await save.isEnabled()).toBe(true);
+      // Autostart off: only onBoot is sent, the cloud-init (and its password) stays.
+      await edit.getByLabel('Start when the host boots').uncheck();
+      expect(await order.isDisabled()).toBe(true);
+      await save.click();
+      await edit.waitFor({ state: 'detached', timeout: 15_000 });
+      await general.locator('.vm-onboot', { hasText: /^off$/ }).waitFor({ timeout: 15_000 });
+      const off = await d.api.request<StartupVm>('GET', `/api/v1/vms/${id}`);
+      expect(off.onBoot).toBeUndefined();
+      expect(off.cloudInit).toMatchObject({ hostname: 'ui-ci', sshKeys: [key], passwordSet: true });
+      expect(JSON.stringify(off)).not.toContain(secret);
+      expect(errors).toEqual([]);
+    } finally {
+      if (id) await d.api.request('DELETE', `/api/v1/vms/${id}`).catch(() => {});
       await p.context().close();
     }
   });

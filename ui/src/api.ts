@@ -38,6 +38,39 @@ export interface VmCpu {
   flags?: Record<string, boolean>;
 }
 
+/**
+ * Autostart: when the VM's host comes back from a restart or a planned shutdown, the VM (if it ran) is
+ * started again; lower order first, the next VM of the host delaySec seconds later.
+ */
+export interface OnBoot {
+  enabled: boolean;
+  /** 0-1000, default 0. */
+  order: number;
+  /** 0-600, default 0. */
+  delaySec: number;
+}
+
+/** cloud-init settings as sent (POST /vms, PATCH /vms/{id} replaces them as a whole). */
+export interface CloudInitInput {
+  hostname?: string;
+  /** OpenSSH public keys, one line each. */
+  sshKeys?: string[];
+  /** Plain text; the server keeps a hash only and never shows it. */
+  password?: string;
+  /** A whole document ("#cloud-config" or "#!"), not together with sshKeys or password. */
+  userData?: string;
+  networkConfig?: string;
+}
+
+/** vm.cloudInit: what the API shows of the settings (no password, no user-data text). */
+export interface CloudInitView {
+  hostname?: string;
+  sshKeys?: string[];
+  passwordSet: boolean;
+  userData: boolean;
+  networkConfig: boolean;
+}
+
 /** PATCH /vms/{id}: any subset; hardware waits in pendingChanges while the VM runs. */
 export interface EditVmBody {
   name?: string;
@@ -53,6 +86,10 @@ export interface EditVmBody {
   cpu?: Partial<VmCpu>;
   video?: VideoModel;
   tablet?: boolean;
+  /** At once; {enabled: false} turns autostart off. */
+  onBoot?: OnBoot | { enabled: false };
+  /** Replaces the cloud-init settings as a whole (null removes them); the guest sees it at its next start. */
+  cloudInit?: CloudInitInput | null;
 }
 
 /** vm.pendingChanges: what an edit of the running VM changed (cpu as it was sent, maybe without cores). */
@@ -90,6 +127,8 @@ export interface CreateVmBody {
   cpu?: Partial<VmCpu>;
   video?: VideoModel;
   tablet?: boolean;
+  onBoot?: OnBoot;
+  cloudInit?: CloudInitInput;
 }
 
 export interface Vm {
@@ -139,6 +178,10 @@ export interface Vm {
   video: VideoModel;
   /** A USB tablet (the console pointer follows the mouse exactly). */
   tablet: boolean;
+  /** Autostart at host boot; absent: off. */
+  onBoot?: OnBoot;
+  /** cloud-init (NoCloud seed made at every start); absent: none. */
+  cloudInit?: CloudInitView;
   snapshots: { name: string; vmState: string; createdAt?: string; quiesced?: boolean }[];
   agent: { enabled: boolean; status: string; version?: string; flavour?: string };
   boot: Record<string, unknown>;

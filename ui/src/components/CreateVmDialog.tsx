@@ -16,13 +16,15 @@ import {
   VIDEOS,
 } from '../hardware';
 import { go } from '../route';
+import { createStartupBody, DEFAULT_STARTUP, type StartupForm, startupProblem } from '../startup';
 import { refreshAll, toast, useStore } from '../store';
 import { collator } from '../window';
+import { StartupFields } from './VmStartupDialog';
 
 /**
  * New VM booting an ISO from /images, optionally placed (a host, affinity and anti-affinity groups), with
- * its virtual hardware (machine, firmware, TPM, CPU model, devices); the API's validation message is
- * shown inline.
+ * its virtual hardware (machine, firmware, TPM, CPU model, devices), autostart at host boot and
+ * cloud-init; the API's validation message is shown inline.
  */
 export function CreateVmDialog({ onClose }: { onClose: () => void }) {
   const s = useStore();
@@ -40,6 +42,7 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
     antiAffinityGroup: '',
   });
   const [hw, setHw] = useState<HardwareForm>(DEFAULT_HARDWARE);
+  const [startup, setStartup] = useState<StartupForm>(DEFAULT_STARTUP);
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
 
@@ -68,6 +71,11 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
 
   async function submit(e: Event) {
     e.preventDefault();
+    const problem = startupProblem(startup);
+    if (problem) {
+      setError(problem);
+      return;
+    }
     setBusy(true);
     setError('');
     const placement: Placement = {};
@@ -93,6 +101,7 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
         ...(Object.keys(placement).length ? { placement } : {}),
         ...(f.ha ? { ha: { enabled: true } } : {}),
         ...hardwareBody(hw),
+        ...createStartupBody(startup),
       };
       const vm = await api<Vm>('POST', '/vms', body);
       toast(
@@ -309,6 +318,12 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
                 Windows without VirtIO drivers: SATA disk bus and an e1000e NIC (UEFI, Secure Boot and TPM 2.0
                 for Windows 11).
               </p>
+            </div>
+          </details>
+          <details class="startup">
+            <summary>Startup and cloud-init</summary>
+            <div class="form">
+              <StartupFields f={startup} onChange={setStartup} />
             </div>
           </details>
           {error && (

@@ -2,10 +2,12 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, fmtBytes, type Task, type Vm } from '../api';
 import { cpuLine, diskBusLabel, firmwareLine, nicModelLabel, pendingLine, videoLabel } from '../hardware';
 import { hostHref } from '../route';
+import { cloudInitLine, onBootLine } from '../startup';
 import { putTask, refreshVms, toast, useStore } from '../store';
 import { StateBadge } from './StateBadge';
 import { VmHaCard } from './VmHaCard';
 import { AddDiskDialog, AddNicDialog, EditHardwareDialog, RemoveDevice } from './VmHardwareDialogs';
+import { EditStartupDialog } from './VmStartupDialog';
 
 interface GuestFacts {
   os?: { 'pretty-name'?: string; name?: string; 'kernel-release'?: string };
@@ -254,6 +256,7 @@ function HardwareCard({ vm }: { vm: Vm }) {
 }
 
 export function VmSummary({ vm }: { vm: Vm }) {
+  const [editStartup, setEditStartup] = useState(false);
   const [facts, setFacts] = useState<GuestFacts | undefined>();
   const [factsError, setFactsError] = useState('');
   const connected = vm.state === 'running' && vm.agent?.status === 'connected';
@@ -308,7 +311,28 @@ export function VmSummary({ vm }: { vm: Vm }) {
           <dd>{vm.memoryMiB} MiB</dd>
           <dt>Boot</dt>
           <dd class="mono">{Object.keys(vm.boot ?? {}).join(', ')}</dd>
+          <dt>Start at host boot</dt>
+          <dd
+            class="vm-onboot"
+            title="When its host comes back from a restart or a planned shutdown, the VM starts again if it was running: lower order first, the host's next VM the delay later"
+          >
+            {onBootLine(vm.onBoot)}
+          </dd>
+          <dt>Cloud-init</dt>
+          <dd class="vm-cloud-init">{cloudInitLine(vm.cloudInit)}</dd>
         </dl>
+        <p class="hw-actions">
+          <button
+            type="button"
+            data-action="edit-startup"
+            disabled={!!vm.migration}
+            title={vm.migration ? 'Refused while the VM is being migrated' : undefined}
+            onClick={() => setEditStartup(true)}
+          >
+            Edit startup and cloud-init…
+          </button>
+        </p>
+        {editStartup && <EditStartupDialog vm={vm} onClose={() => setEditStartup(false)} />}
       </div>
       <HardwareCard vm={vm} />
       <div class="card">
