@@ -21,7 +21,9 @@ describe('cloud-init seed', () => {
       networkConfig: false,
     });
     const seed = renderCloudInit(vm, rec);
-    expect(seed.metaData).toBe('instance-id: "id-1"\nlocal-hostname: "h1"\n');
+    expect(seed.metaData).toMatch(/^instance-id: "id-1-[0-9a-f]{12}"\nlocal-hostname: "h1"\n$/);
+    // another setting, another instance: cloud-init applies keys and passwords again
+    expect(renderCloudInit(vm, { ...rec, sshKeys: [] }).metaData).not.toBe(seed.metaData);
     expect(seed.userData).toContain(
       '#cloud-config\nhostname: "h1"\nssh_authorized_keys:\n  - "ssh-ed25519 AAAA x@y"\n',
     );
@@ -33,8 +35,7 @@ describe('cloud-init seed', () => {
       userData: '#cloud-config\nruncmd: [true]\n',
       networkConfig: 'version: 2\n',
     });
-    expect(renderCloudInit(vm, rec)).toEqual({
-      metaData: 'instance-id: "id-1"\nlocal-hostname: "web"\n',
+    expect(renderCloudInit(vm, rec)).toMatchObject({
       userData: '#cloud-config\nruncmd: [true]\n',
       networkConfig: 'version: 2\n',
     });

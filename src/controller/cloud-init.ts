@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { NfError } from '../errors';
 import type { CloudInitRun } from '../vmm/types';
 import type { VmRecord } from './records';
@@ -66,7 +67,12 @@ export async function cloudInitRecord(input: CloudInitInput): Promise<CloudInitR
 /** The seed's three documents for the node (meta-data and user-data always). */
 export function renderCloudInit(vm: VmRecord, c: CloudInitRecord): CloudInitRun {
   const q = (s: string) => JSON.stringify(s); // a JSON string is a YAML double-quoted scalar
-  const metaData = `instance-id: ${q(vm.id)}\nlocal-hostname: ${q(c.hostname ?? vm.name)}\n`;
+  // a new instance id whenever the settings change: cloud-init applies keys and passwords once per instance
+  const version = createHash('sha256')
+    .update(JSON.stringify([vm.name, c]))
+    .digest('hex')
+    .slice(0, 12);
+  const metaData = `instance-id: ${q(`${vm.id}-${version}`)}\nlocal-hostname: ${q(c.hostname ?? vm.name)}\n`;
   let userData = c.userData;
   if (userData === undefined) {
     const lines = ['#cloud-config', `hostname: ${q(c.hostname ?? vm.name)}`];
