@@ -83,6 +83,11 @@ export async function stopVmsCommand(
   });
   out(formatSummary(results));
   // the next serve reports these as gone with the host: their controller starts the onBoot ones again
-  for (const vm of vms) await markHostShutdown(vm.runDir).catch(() => {});
+  // (only those whose QEMU is gone: one still running was not shut down with the host)
+  for (const r of results)
+    if (r.outcome !== 'failed') {
+      const vm = vms.find((v) => v.id === r.id);
+      if (vm) await markHostShutdown(vm.runDir).catch(() => {});
+    }
   return results.some((r) => r.outcome === 'failed') ? 1 : 0;
 }

@@ -332,8 +332,24 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       if (Object.keys(patch).length === 0)
         throw new NfError('validation_failed', 'vm set: say what to change');
       // the copy this change is made on: a change by someone else meanwhile is refused (412), not lost
-      const { headers } = await api.exchange<Vm>('GET', `/api/v1/vms/${ref}`);
+      const { body: current, headers } = await api.exchange<Vm>('GET', `/api/v1/vms/${ref}`);
       const etag = headers.get('etag');
+      // PATCH replaces cloud-init as a whole: what is not given here is kept from the VM, and what the
+      // API never shows (a password hash, user-data) cannot be kept, so that is refused
+      const ci = patch.cloudInit as Record<string, unknown> | null | undefined;
+      const had = current.cloudInit;
+      if (ci && had) {
+        if (had.passwordSet || had.userData || (had as { networkConfig?: boolean }).networkConfig)
+          throw new NfError(
+            'validation_failed',
+            `VM "${current.name}" has a cloud-init password or documents the API does not show, which this change would drop; change them through the API or the web UI, or --no-cloud-init first`,
+          );
+        patch.cloudInit = {
+          ...(had.hostname ? { hostname: had.hostname } : {}),
+          ...(had.sshKeys ? { sshKeys: had.sshKeys } : {}),
+          ...ci,
+        };
+      }
       const vm = await api.request<Vm>('PATCH', `/api/v1/vms/${ref}`, patch, {
         headers: etag ? { 'if-match': etag } : {},
       });

@@ -69,6 +69,25 @@ export function checkHardware(h: HardwareChoice): void {
     );
 }
 
+/** The hardware of a VM record as checkHardware takes it. */
+export function hardwareOf(vm: VmRecord): HardwareChoice {
+  return {
+    machine: vm.machine,
+    vcpus: vm.vcpus,
+    maxVcpus: vm.maxVcpus,
+    firmware: vm.firmware ?? 'bios',
+    secureBoot: vm.secureBoot ?? false,
+    tpm: vm.tpm ?? false,
+    cpu: vm.cpu,
+    diskBuses: vm.disks.map((d) => d.bus),
+    cdrom: 'cdrom' in vm.boot,
+    cloudInit: !!vm.cloudInit,
+    media: !!vm.media,
+    bootOrder: vm.bootOrder,
+    deviceIds: [...vm.disks.map((d) => d.id), ...vm.networks.map((n) => n.id)],
+  };
+}
+
 /**
  * sockets × cores × threads must be the vCPU count; a missing part is 1, except cores, which takes what
  * is left.

@@ -81,8 +81,12 @@ export class Reconciler {
           return; // the resync timer wakes us again
         }
         for (const vm of vms) this.node.locate(vm.value.id, vm.value.node);
+        // a VM whose start keeps failing (backing off) or that HA holds gives way to the next one
+        const now = Date.now();
         const autostart = autostartQueues(
-          vms.map((v) => v.value),
+          vms
+            .map((v) => v.value)
+            .filter((v) => (this.backoff.get(v.id)?.until ?? 0) <= now && !this.hold?.(v)),
           (id) => this.node.vmStatus(id),
         );
         for (const vm of vms) {
@@ -136,8 +140,14 @@ export class Reconciler {
     notMigrating(vm);
     if (vm.hotplug && vm.node && this.node.reachable(vm.node)) {
       // a hot-plug its controller did not finish (it died): the record follows what QEMU has
-      await settleHotplug(this.store, this.node, cur);
-      return this.reconcile(id, stopOpts);
+      const settled = await settleHotplug(this.store, this.node, cur).then(
+        () => true,
+        (err: Error) => {
+          log.warn('cannot settle a hot-plug yet', { vm: id, err: err.message });
+          return false;
+        },
+      );
+      if (settled) return this.reconcile(id, stopOpts);
     }
     if (!vm.node) {
       if (vm.power !== 'stopped')

@@ -3,6 +3,7 @@ import type { NodeApi } from '../node/types';
 import type { Store, Versioned } from '../store/store';
 import { createLogger } from '../util/log';
 import type { DiskBus, DiskRun, IoLimits, NicModel, NicRun, TuneDevice } from '../vmm/types';
+import { checkHardware, hardwareOf } from './hardware';
 import type { ImageService } from './images';
 import type { NodeRouter } from './node-router';
 import type { Reconciler } from './reconciler';
@@ -64,6 +65,8 @@ export class VmDevices {
       const disk: DiskRecord = { id: `disk${n}`, pool, volume: `vm-${vm.id}-disk${n}.qcow2`, sizeBytes };
       if (bus !== 'virtio-blk') disk.bus = bus;
       if (live && bus === 'virtio-blk') disk.slot = this.freeSlot(vm);
+      // the VM with it still makes a machine QEMU can build (ports and units of its buses)
+      checkHardware(hardwareOf({ ...vm, disks: [...vm.disks, disk] }));
       // the volume first: a failure here leaves nothing behind
       if (vm.node) await this.node.on(vm.node).createVolume(pool, disk.volume, sizeBytes);
       const drop = () =>
@@ -93,7 +96,9 @@ export class VmDevices {
           ...(disk.slot ? { slot: disk.slot } : {}),
         } satisfies DiskRun,
       }).catch(async (err) => {
-        await drop();
+        // the volume goes only if the record (settled from what QEMU has) does not keep the disk
+        const now = (await this.store.get<VmRecord>(cur.key))?.value;
+        if (now && !now.hotplug && !now.disks.some((d) => d.id === disk.id)) await drop();
         throw err;
       });
     });
@@ -275,6 +280,7 @@ export class VmDevices {
         when.push({ key: img.key, revision: img.revision });
       }
       const live = this.isLive(vm);
+      if (!vm.media) checkHardware(hardwareOf({ ...vm, media: {} }));
       if (live && !vm.media)
         throw new NfError(
           'invalid_state',
@@ -306,15 +312,17 @@ export class VmDevices {
     await this.reconciler.lock.run(id, async () => {
       const cur = await this.vms.find(id);
       notMigrating(cur.value);
+      if (cur.value.node && !this.node.reachable(cur.value.node))
+        throw new NfError('unavailable', `host ${cur.value.node} of VM "${cur.value.name}" is not reachable`);
       if (cur.value.hotplug) await settleHotplug(this.store, this.node, cur);
       await fn(await this.vms.find(id));
     });
     return this.vms.get(id);
   }
 
-  /** A QEMU runs (or should): devices change live. */
+  /** A QEMU runs: devices change live (a VM meant to run but not up yet gets them at its start). */
   private isLive(vm: VmRecord): boolean {
-    return !!vm.node && (vm.power !== 'stopped' || this.node.hasProcess(vm.id));
+    return !!vm.node && this.node.hasProcess(vm.id);
   }
 
   private hotpluggable(vm: VmRecord, bus: DiskBus): void {
@@ -440,6 +448,7 @@ export async function settleHotplug(
         if (i >= 0) v.disks.splice(i, 1);
         if (i >= 0 && 'disk' in v.boot && v.boot.disk > i) v.boot = { disk: v.boot.disk - 1 };
       } else v.networks = v.networks.filter((n) => n.id !== h.id);
+      if (v.bootOrder) v.bootOrder = v.bootOrder.filter((d) => d !== h.id);
     });
   let rec: Versioned<VmRecord> | undefined = cur;
   for (let attempt = 0; attempt < 5 && rec?.value.hotplug; attempt++) {

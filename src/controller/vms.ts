@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { CreateVmInput, EditVmInput } from '../api/schemas';
-import { NfError } from '../errors';
+import { NfError, toNfError } from '../errors';
 import type { VmStatus } from '../node/types';
 import { findByRef } from '../store/lookup';
 import type { Store, Versioned } from '../store/store';
@@ -396,7 +396,8 @@ export class VmService {
       if (input.memoryMiB !== undefined) hw.memoryMiB = input.memoryMiB;
       if (input.machine !== undefined) hw.machine = input.machine;
       if (input.maxVcpus !== undefined) hw.maxVcpus = input.maxVcpus;
-      if (input.bootOrder !== undefined) hw.bootOrder = input.bootOrder ?? undefined;
+      // [] = no explicit order (null would not survive as a pending change)
+      if (input.bootOrder !== undefined) hw.bootOrder = input.bootOrder ?? [];
       if (input.boot !== undefined) hw.boot = await this.resolveBoot(input.boot, vm.disks.length, used);
       if (input.cpu !== undefined) hw.cpu = { model: 'host', ...input.cpu };
       if (input.video !== undefined) hw.video = input.video;
@@ -404,14 +405,18 @@ export class VmService {
       if (input.tpm !== undefined) hw.tpm = input.tpm;
       if (input.firmware !== undefined) hw.firmware = input.firmware;
       if (input.secureBoot !== undefined) hw.secureBoot = input.secureBoot;
+      // BIOS has no Secure Boot: going back to it drops the flag (the variable store stays for a return)
+      if (input.firmware === 'bios' && input.secureBoot === undefined && next.secureBoot)
+        hw.secureBoot = false;
       Object.assign(next, hw);
       if (next.firmware === 'uefi' && !next.efiVars) {
         hw.efiVars = { pool: vm.disks[0]?.pool ?? 'local', volume: `vm-${vm.id}-efivars.qcow2` };
         next.efiVars = hw.efiVars;
       } else if (
-        input.secureBoot !== undefined &&
+        next.firmware === 'uefi' &&
+        hw.secureBoot !== undefined &&
         vm.efiVars &&
-        (vm.secureBoot ?? false) !== input.secureBoot
+        (vm.secureBoot ?? false) !== hw.secureBoot
       )
         // the store was made from one template or the other; its keys cannot be swapped under the guest
         throw new NfError(
@@ -469,7 +474,8 @@ export class VmService {
         if (Object.keys(pending).length > 0) after.pendingChanges = pending;
         else delete after.pendingChanges;
       } else {
-        Object.assign(after, hw);
+        // a stopped VM takes its earlier pending changes too (what was checked above)
+        Object.assign(after, vm.pendingChanges, hw);
         delete after.pendingChanges;
       }
       after.updatedAt = new Date().toISOString();
@@ -495,10 +501,11 @@ export class VmService {
         try {
           await this.node.addVcpus(vm.id, hotAdd);
         } catch (err) {
-          // QEMU did not take them: the record goes back to what runs
+          // QEMU did not take them all: the record says what the guest has (as the host counted)
+          const have = (toNfError(err).details as { vcpus?: number } | undefined)?.vcpus ?? vm.vcpus;
           await this.reconciler.update(await this.find(id), (v) => {
             if (v.vcpus !== hotAdd) return false;
-            v.vcpus = vm.vcpus;
+            v.vcpus = have;
             return true;
           });
           throw err;

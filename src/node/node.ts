@@ -4,11 +4,11 @@ import { connect } from 'node:net';
 import { cpus, freemem, hostname, loadavg, release, totalmem, uptime } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { CephApplyRequest, CephHost, CephHostState } from '../ceph/host';
-import { NfError } from '../errors';
+import { NfError, toNfError } from '../errors';
 import { imageOpts, nestBlockdev } from '../storage/blockdev';
 import { DirPool } from '../storage/dir-pool';
 import { growTo, type StorageDriver, type VolumeInfo } from '../storage/driver';
-import { imageInfo, qemuImg, qemuImgProgress } from '../storage/qemu-img';
+import { imageInfo, qemuImg, qemuImgProgress, qemuIo } from '../storage/qemu-img';
 import { RbdPool } from '../storage/rbd-pool';
 import { openSharedPool, removeSharedPool, type SharedPoolConfig } from '../storage/shared-pools';
 import { writeFileAtomic } from '../util/fs';
@@ -462,7 +462,18 @@ export class Node implements NodeApi {
 
   addVcpus(id: string, count: number): Promise<void> {
     return this.serialize(id, async () => {
-      const now = await this.running(id).addVcpus(count);
+      const instance = this.running(id);
+      let now: number;
+      try {
+        now = await instance.addVcpus(count);
+      } catch (err) {
+        // some may have gone in before the failure: say how many the guest has now
+        const have = await instance.addVcpus(0).catch(() => undefined);
+        const spec = this.specOf(id);
+        if (spec && have !== undefined && spec.vcpus !== have) await this.saveSpec({ ...spec, vcpus: have });
+        const e = toNfError(err);
+        throw new NfError(e.code, e.message, { vcpus: have });
+      }
       const spec = this.specOf(id);
       if (spec && spec.vcpus !== now) {
         spec.vcpus = now; // a new daemon, and a migration target, start it with them all
@@ -472,8 +483,9 @@ export class Node implements NodeApi {
     });
   }
 
-  async vmDevices(id: string): Promise<{ disks: string[]; nics: string[] }> {
-    return this.running(id).devices();
+  vmDevices(id: string): Promise<{ disks: string[]; nics: string[] }> {
+    // after any plug or unplug under way: never a list from the middle of one
+    return this.serialize(id, () => this.running(id).devices());
   }
 
   private async saveSpec(spec: VmRunSpec): Promise<void> {
@@ -1135,8 +1147,14 @@ export class Node implements NodeApi {
     if (!fw) return;
     const pool = this.pool(fw.vars.pool);
     const marker = join(this.runDir(spec.id), 'efivars-creating');
-    const half = existsSync(marker);
-    if (!half && (await pool.volumeInfo(fw.vars.volume))) return;
+    let half = existsSync(marker);
+    if (!half && (await pool.volumeInfo(fw.vars.volume))) {
+      // made half-way on another host (a shared pool) has no firmware volume header: made again;
+      // a store that cannot be read is left alone (never thrown away on a doubt)
+      if ((await this.efiVarsHeader(pool, fw.vars.volume)) !== false) return;
+      log.warn('UEFI variable store without a firmware volume header: made again', { vm: spec.id });
+      half = true;
+    }
     const { varsTemplate } = ovmfFiles(fw.secureBoot);
     if (!existsSync(varsTemplate))
       throw new NfError(
@@ -1158,6 +1176,20 @@ export class Node implements NodeApi {
     }
     await rm(marker, { force: true });
     log.info('UEFI variable store made', { vm: spec.id, pool: fw.vars.pool, secureBoot: fw.secureBoot });
+  }
+
+  /** Whether a variable store starts with OVMF's firmware volume ("_FVH" at byte 40); undefined: unreadable. */
+  private async efiVarsHeader(pool: StorageDriver, volume: string): Promise<boolean | undefined> {
+    try {
+      const nested = nestBlockdev(pool.blockdev(volume, 'chk', { readOnly: true }));
+      const out = await qemuIo({ ...nested, 'read-only': true, 'force-share': true }, ['read -v 40 4'], {
+        readOnly: true,
+      });
+      return /5f 46 56 48/.test(out); // "_FVH", as qemu-io dumps it in hex
+    } catch (err) {
+      log.warn('cannot read a UEFI variable store', { volume, err: (err as Error).message });
+      return undefined;
+    }
   }
 
   /**

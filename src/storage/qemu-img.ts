@@ -84,9 +84,13 @@ export async function imageInfo(path: string, format?: string): Promise<ImageInf
  * Runs qemu-io commands on an image given as QEMU's nested block options (a `json:` filename), e.g. to
  * write or check a data pattern. Returns what it printed; a failed command makes it throw.
  */
-export async function qemuIo(options: Record<string, unknown>, commands: string[]): Promise<string> {
+export async function qemuIo(
+  options: Record<string, unknown>,
+  commands: string[],
+  opts: { readOnly?: boolean } = {},
+): Promise<string> {
   const bin = process.env.NEUROFLOW_QEMU_IO ?? 'qemu-io';
-  const args = commands.flatMap((c) => ['-c', c]);
+  const args = [...(opts.readOnly ? ['-r'] : []), ...commands.flatMap((c) => ['-c', c])];
   args.push(`json:${JSON.stringify(options)}`);
   return await new Promise((resolve, reject) => {
     const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });

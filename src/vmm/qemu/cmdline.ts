@@ -205,7 +205,7 @@ export function buildQemuConfig(
       });
     }
     const dev = diskDevice(disk, buses);
-    if (disk.slot) dev.bus = disk.slot;
+    if (disk.slot && hasSlot(spec, disk.slot)) dev.bus = disk.slot;
     if (spec.bootOrder) setBootIndex(dev, spec, disk.id);
     else if (spec.boot.kind === 'disk' && spec.boot.index === index) dev.bootindex = 1;
     add('-device', { json: dev });
@@ -254,7 +254,7 @@ export function buildQemuConfig(
   for (const nic of spec.nics) {
     // nat: QEMU listens, the node connects and hands the connection to passt (src/network/nat.ts)
     add('-netdev', { json: nicBackend(paths, nic.id) });
-    const nicDev = nicDevice(nic);
+    const nicDev = nicDevice(hasSlot(spec, nic.slot) ? nic : { ...nic, slot: undefined });
     setBootIndex(nicDev, spec, nic.id); // PXE (iPXE's option ROM)
     add('-device', { json: nicDev });
   }
@@ -288,6 +288,12 @@ export function buildQemuConfig(
   }
 
   return { binary: host.binary, options: o };
+}
+
+/** The hot-plug slot exists in this VM (a machine changed to pc, or fewer slots: the device goes on its bus). */
+function hasSlot(spec: VmRunSpec, slot: string | undefined): boolean {
+  const n = Number(slot?.slice(2));
+  return !!slot && spec.machine === 'q35' && Number.isInteger(n) && n < (spec.hotplugSlots ?? 0);
 }
 
 /** A device's place in the VM's boot order, when it has one. */

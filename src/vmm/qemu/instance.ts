@@ -873,11 +873,12 @@ export class QemuInstance implements VmInstance {
       );
     if (await gone()) return;
     await this.exec('device_del', { id });
-    await waitFor(gone, { timeoutMs: 30_000, intervalMs: 200, what: `the guest to release ${id}` }).catch(
+    // (20 s: inside the RPC deadline of 30 s, so the node answers before its caller gives up)
+    await waitFor(gone, { timeoutMs: 20_000, intervalMs: 200, what: `the guest to release ${id}` }).catch(
       () => {
         throw new NfError(
           'timeout',
-          `VM ${this.id}: the guest did not release ${id} within 30 s (it must accept hot-unplug: ACPI or PCIe hot-plug); the device stays`,
+          `VM ${this.id}: the guest did not release ${id} within 20 s (it must accept hot-unplug: ACPI or PCIe hot-plug); the device stays`,
         );
       },
     );
