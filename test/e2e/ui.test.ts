@@ -6,7 +6,7 @@ import { launchChromium, signIn } from '../harness/browser';
 import { sharedCephLab } from '../harness/ceph';
 import { neuroflowCommand, TestDaemon } from '../harness/daemon';
 import { BOOTED, testGuest } from '../harness/guest';
-import { startAndBoot } from '../harness/serial';
+import { startAndBoot, waitConsole } from '../harness/serial';
 import { createVm, getVm, kernelVm, vmAction } from '../harness/vms';
 
 /**
@@ -644,6 +644,133 @@ describe('web UI', () => {
       await p
         .locator('.vm-general .vm-description', { hasText: 'changed meanwhile' })
         .waitFor({ timeout: 15_000 });
+      expect(errors).toEqual([]);
+    } finally {
+      if (id) {
+        await vmAction(d.api, id, 'stop', '?force=true').catch(() => {});
+        await d.api.request('DELETE', `/api/v1/vms/${id}?force=true`).catch(() => {});
+      }
+      await p.context().close();
+    }
+  });
+
+  it('changes the CD/DVD of a running VM, limits a disk, pulls a NIC cable and sends keys on the console', async () => {
+    // A page of its own, signed in here: the test also runs alone (-t).
+    const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
+    const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
+    interface DevVm {
+      state: string;
+      media?: { image?: string };
+      disks: { id: string; limits?: Record<string, number> }[];
+      networks: { id: string; linkDown?: boolean }[];
+    }
+    const get = () => d.api.request<DevVm>('GET', `/api/v1/vms/${id}`);
+    let id = '';
+    try {
+      const vm = await createVm(d.api, kernelVm('devui', { media: {} }));
+      id = vm.id;
+      await startAndBoot(d.api, id, () => vmAction(d.api, id, 'start'), new RegExp(BOOTED), 240_000);
+      await p.goto(`${d.url}/#/vms/${id}`);
+      await p.locator('.vm-head .state-badge', { hasText: /^running$/ }).waitFor({ timeout: 30_000 });
+      const card = p.locator('.card.vm-hardware');
+
+      // The empty drive; Insert… the demo ISO, live.
+      const media = card.locator('.media');
+      await media.locator('.media-image', { hasText: /^empty$/ }).waitFor({ timeout: 15_000 });
+      await media.locator('button', { hasText: 'Insert' }).click();
+      const iso = media.locator('select[name=image]');
+      await iso.locator('option', { hasText: 'demo' }).waitFor({ state: 'attached', timeout: 15_000 });
+      await iso.selectOption({ label: 'demo' });
+      await media.locator('button[type=submit]').click();
+      await media.locator('.media-image', { hasText: /^demo$/ }).waitFor({ timeout: 60_000 });
+      const images = await d.api.request<{ id: string; name: string }[]>('GET', '/api/v1/images');
+      expect((await get()).media).toEqual({ image: images.find((i) => i.name === 'demo')!.id });
+      await card.screenshot({ path: join(SHOTS, 'vm-hardware-devices.png') });
+
+      // Eject: empty again.
+      await media.locator('button', { hasText: 'Eject' }).click();
+      await media.locator('.media-image', { hasText: /^empty$/ }).waitFor({ timeout: 60_000 });
+      expect((await get()).media).toEqual({});
+
+      // 100 IOPS on disk0 through Limits…; shown in its row.
+      const disk = card.locator('.disk[data-disk=disk0]');
+      await disk.locator('button', { hasText: 'Limits' }).click();
+      const limits = p.getByRole('dialog', { name: 'I/O limits of disk0' });
+      expect(await limits.getByLabel('IOPS').inputValue()).toBe('');
+      await limits.getByLabel('IOPS').fill('100');
+      await limits.locator('button[type=submit]').click();
+      await limits.waitFor({ state: 'detached', timeout: 30_000 });
+      await disk.locator('.disk-limits-line', { hasText: 'limits 100 IOPS' }).waitFor({ timeout: 15_000 });
+      expect((await get()).disks[0]!.limits).toEqual({ iops: 100 });
+
+      // net0's cable pulled, then plugged back in.
+      const nic = card.locator('.nic[data-nic=net0]');
+      await nic.locator('button', { hasText: 'Disconnect' }).click();
+      await nic.locator('.nic-link-down', { hasText: 'disconnected' }).waitFor({ timeout: 15_000 });
+      expect((await get()).networks[0]!.linkDown).toBe(true);
+      await nic.locator('button', { hasText: /^Connect$/ }).click();
+      await nic.locator('.nic-link-down').waitFor({ state: 'detached', timeout: 15_000 });
+      expect((await get()).networks[0]!.linkDown).toBeFalsy();
+
+      // The console: text typed as keys, then Ctrl+Alt+Del from Send keys (busybox init reboots the guest).
+      await p.click('.tabs a:has-text("Console")');
+      await p.locator('.console-status.connected').waitFor({ timeout: 30_000 });
+      await p.locator('button[data-action=paste-text]').click();
+      const paste = p.getByRole('dialog', { name: 'Paste text' });
+      // Typed into the shell on tty1 (the VGA console); Shift for the capitals and symbols. Its output goes
+      // to the serial console, whose log the API serves.
+      const text = 'echo Paste-OK:$((6*7)) >/dev/ttyS0\n';
+      await paste.getByLabel('Text to type').fill(text);
+      await paste.locator('button[type=submit]').click();
+      await paste.waitFor({ state: 'detached', timeout: 5_000 });
+      await p.locator('.console-sent', { hasText: `${text.length} keys typed` }).waitFor({ timeout: 5_000 });
+      await waitConsole(d.api, id, /Paste-OK:42/, 30_000);
+      await startAndBoot(
+        d.api,
+        id,
+        async () => {
+          await p.locator('button[data-action=send-keys]').click();
+          await p.getByRole('menuitem', { name: 'Ctrl+Alt+Del', exact: true }).click();
+        },
+        new RegExp(BOOTED),
+        240_000,
+      );
+      await p.locator('.console-sent', { hasText: 'Ctrl+Alt+Del sent' }).waitFor({ timeout: 5_000 });
+      await p.locator('button[data-action=send-keys]').click();
+      expect(await p.getByRole('menuitem').allTextContents()).toEqual([
+        'Ctrl+Alt+Del',
+        ...Array.from({ length: 12 }, (_, i) => `Ctrl+Alt+F${i + 1}`),
+      ]);
+      await p.screenshot({ path: join(SHOTS, 'console-send-keys.png') });
+      await p.getByRole('menuitem', { name: 'Ctrl+Alt+F2', exact: true }).click();
+      await p.locator('.console-sent', { hasText: 'Ctrl+Alt+F2 sent' }).waitFor({ timeout: 5_000 });
+      expect((await get()).state).toBe('running');
+
+      // Stopped: boot order (the CD/DVD drive first, then disk0) and a vCPU maximum in Edit hardware.
+      await vmAction(d.api, id, 'stop', '?force=true');
+      await p.click('.tabs a:has-text("Summary")');
+      await p.locator('.vm-head .state-badge', { hasText: /^stopped$/ }).waitFor({ timeout: 30_000 });
+      await card.locator('button', { hasText: 'Edit hardware' }).click();
+      const edit = p.locator('.edit-hardware-dialog');
+      const boot = edit.locator('fieldset.boot-order');
+      await boot.waitFor({ timeout: 15_000 });
+      expect(
+        await boot.locator('li').evaluateAll((li) => li.map((x) => x.getAttribute('data-boot'))),
+      ).toEqual(['disk0', 'cd1', 'net0']);
+      await boot.locator('input[name=boot-disk0]').check();
+      await boot.locator('input[name=boot-cd1]').check();
+      await boot.getByRole('button', { name: 'Move cd1 up' }).click();
+      await edit.getByLabel('Max vCPUs (hot-add)').fill('2');
+      await edit.locator('button[type=submit]').click();
+      await edit.waitFor({ state: 'detached', timeout: 15_000 });
+      await card.locator('.hw-boot-order', { hasText: 'cd1 → disk0' }).waitFor({ timeout: 15_000 });
+      expect(await card.locator('.hw-max-vcpus').textContent()).toBe('2 (hot-add)');
+      const edited = await d.api.request<{ bootOrder?: string[]; maxVcpus?: number }>(
+        'GET',
+        `/api/v1/vms/${id}`,
+      );
+      expect(edited.bootOrder).toEqual(['cd1', 'disk0']);
+      expect(edited.maxVcpus).toBe(2);
       expect(errors).toEqual([]);
     } finally {
       if (id) {

@@ -90,6 +90,10 @@ export interface EditVmBody {
   onBoot?: OnBoot | { enabled: false };
   /** Replaces the cloud-init settings as a whole (null removes them); the guest sees it at its next start. */
   cloudInit?: CloudInitInput | null;
+  /** vCPUs can be hot-added up to this many. */
+  maxVcpus?: number;
+  /** Devices the firmware tries, in order; null: boot decides. */
+  bootOrder?: string[] | null;
 }
 
 /** vm.pendingChanges: what an edit of the running VM changed (cpu as it was sent, maybe without cores). */
@@ -129,6 +133,19 @@ export interface CreateVmBody {
   tablet?: boolean;
   onBoot?: OnBoot;
   cloudInit?: CloudInitInput;
+  maxVcpus?: number;
+  /** A media drive (cd1), empty or with an ISO image (name or id). */
+  media?: { image?: string };
+}
+
+/** A disk's per-second I/O limits: totals, or reads and writes apart (bps in bytes/s). */
+export interface DiskLimits {
+  iops?: number;
+  iopsRead?: number;
+  iopsWrite?: number;
+  bps?: number;
+  bpsRead?: number;
+  bpsWrite?: number;
 }
 
 export interface Vm {
@@ -153,11 +170,27 @@ export interface Vm {
     bus?: DiskBus;
     /** The hot-plug slot it went into (added while the VM ran). */
     slot?: string;
+    /** Per-second I/O limits (bps in bytes/s); absent: none. */
+    limits?: DiskLimits;
   }[];
   /** A template: never powered on; linked clones are made from it. */
   template?: boolean;
   /** Absent on a NIC: virtio. */
-  networks: { id: string; network: string; mac: string; model?: NicModel; slot?: string }[];
+  networks: {
+    id: string;
+    network: string;
+    mac: string;
+    model?: NicModel;
+    slot?: string;
+    /** The cable is pulled (PATCH /vms/{id}/networks/{nic} {link}). */
+    linkDown?: boolean;
+  }[];
+  /** vCPUs can be hot-added up to this many. */
+  maxVcpus?: number;
+  /** The media drive (cd1): the id of the ISO image in it, or empty; absent: no drive. */
+  media?: { image?: string };
+  /** Devices the firmware tries, in order (disk0, cd0, cd1, net0…); absent: boot decides. */
+  bootOrder?: string[];
   /** A hot-plug of a disk or NIC under way. */
   hotplug?: { op: 'add' | 'remove'; kind: 'disk' | 'nic'; id: string; at: string };
   description?: string;

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { Vm } from './api';
 import {
+  bootDevices,
+  bootEntries,
+  bootOrderBody,
+  bootOrderLine,
+  bootOrderOf,
   cpuLine,
   cpuTopology,
   DEFAULT_HARDWARE,
@@ -11,6 +16,11 @@ import {
   firmwareLine,
   fitHardware,
   hardwareBody,
+  limitsBody,
+  limitsForm,
+  limitsLine,
+  limitsProblem,
+  moveEntry,
   nextHardware,
   nicModelLabel,
   pendingItems,
@@ -211,10 +221,82 @@ describe('hardware', () => {
     expect(
       pendingItems({ cpu: { model: 'host', sockets: 1, cores: 2, threads: 1, flags: { avx2: true } } }),
     ).toEqual(['CPU host, 1 socket × 2 cores × 1 thread, +avx2']);
+    expect(pendingItems({ maxVcpus: 4, bootOrder: ['cd1', 'disk0'] })).toEqual([
+      'max vCPUs 4',
+      'boot order cd1 → disk0',
+    ]);
+    expect(pendingItems({ bootOrder: [] })).toEqual(['no boot order']);
+    expect(
+      nextHardware({ ...VM, bootOrder: ['disk0'], pendingChanges: { bootOrder: [] } }).bootOrder,
+    ).toEqual([]);
+    expect(nextHardware({ ...VM, maxVcpus: 2, pendingChanges: { maxVcpus: 4 } }).maxVcpus).toBe(4);
     expect(pendingItems({ boot: { disk: 1 }, tpm: false, somethingNew: { a: 1 } })).toEqual([
       'TPM 2.0 off',
       'boot from disk 1',
       'somethingNew {"a":1}',
     ]);
+  });
+
+  it('turns the Limits… dialog into {limits} (bps in bytes/s, empty = none) and back', () => {
+    expect(limitsForm(undefined)).toEqual({ iops: '', mbps: '' });
+    expect(limitsForm({ iops: 100, bps: 10_000_000 })).toEqual({ iops: '100', mbps: '10' });
+    expect(limitsBody({ iops: '100', mbps: '' })).toEqual({ limits: { iops: 100 } });
+    expect(limitsBody({ iops: ' ', mbps: '1.5' })).toEqual({ limits: { bps: 1_500_000 } });
+    // nothing typed (or 0): every limit off
+    expect(limitsBody({ iops: '', mbps: '' })).toEqual({ limits: {} });
+    expect(limitsBody({ iops: '0', mbps: '0' })).toEqual({ limits: {} });
+    expect(limitsProblem({ iops: '100', mbps: '2.5' })).toBe('');
+    expect(limitsProblem({ iops: '1.5', mbps: '' })).toMatch(/^IOPS/);
+    expect(limitsProblem({ iops: '', mbps: 'x' })).toMatch(/^MB\/s/);
+    expect(limitsLine(undefined)).toBe('');
+    expect(limitsLine({})).toBe('');
+    expect(limitsLine({ iops: 100, bps: 1_048_576 })).toBe('100 IOPS, 1.05 MB/s');
+    expect(limitsLine({ iopsRead: 50, bpsWrite: 2_000_000 })).toBe('read 50 IOPS, write 2 MB/s');
+  });
+
+  it('edits the boot order: devices of the VM, checked in order, moved up and down', () => {
+    const vm = {
+      ...VM,
+      disks: [{ id: 'disk0' }, { id: 'disk1' }],
+      networks: [{ id: 'net0' }],
+      boot: { cdrom: 'demo' },
+      media: {},
+    } as unknown as Vm;
+    expect(bootDevices(vm)).toEqual(['disk0', 'disk1', 'cd0', 'cd1', 'net0']);
+    expect(bootDevices({ ...vm, boot: { disk: 0 }, media: undefined })).toEqual(['disk0', 'disk1', 'net0']);
+    const list = bootEntries(['cd1', 'disk0'], bootDevices(vm));
+    expect(list).toEqual([
+      { id: 'cd1', on: true },
+      { id: 'disk0', on: true },
+      { id: 'disk1', on: false },
+      { id: 'cd0', on: false },
+      { id: 'net0', on: false },
+    ]);
+    expect(bootOrderOf(list)).toEqual(['cd1', 'disk0']);
+    const swapped = moveEntry(list, 1, -1);
+    expect(bootOrderOf(swapped)).toEqual(['disk0', 'cd1']);
+    expect(moveEntry(list, 0, -1)).toBe(list);
+    expect(moveEntry(list, 4, 1)).toBe(list);
+    const net = moveEntry(
+      moveEntry(
+        list.map((e) => (e.id === 'net0' ? { ...e, on: true } : e)),
+        4,
+        -1,
+      ),
+      3,
+      -1,
+    );
+    expect(bootOrderOf(net)).toEqual(['cd1', 'disk0', 'net0']);
+    expect(bootOrderOf(list.map((e) => ({ ...e, on: false })))).toBeNull();
+    expect(bootEntries(undefined, ['disk0'])).toEqual([{ id: 'disk0', on: false }]);
+    // sent only when it changes; null clears it
+    expect(bootOrderBody(['cd1', 'disk0'], ['cd1', 'disk0'])).toEqual({});
+    expect(bootOrderBody(undefined, null)).toEqual({});
+    expect(bootOrderBody([], null)).toEqual({});
+    expect(bootOrderBody(['cd1', 'disk0'], ['disk0', 'cd1'])).toEqual({ bootOrder: ['disk0', 'cd1'] });
+    expect(bootOrderBody(['cd1'], null)).toEqual({ bootOrder: null });
+    expect(bootOrderBody(undefined, ['net0'])).toEqual({ bootOrder: ['net0'] });
+    expect(bootOrderLine(['cd1', 'disk0'])).toBe('cd1 → disk0');
+    expect(bootOrderLine(undefined)).toBe('');
   });
 });

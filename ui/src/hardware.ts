@@ -1,6 +1,7 @@
 import type {
   CreateVmBody,
   DiskBus,
+  DiskLimits,
   EditVmBody,
   Firmware,
   MachineType,
@@ -165,6 +166,9 @@ export interface NextHardware {
   cpu: { model: string; sockets: number; threads: number; flags?: Record<string, boolean> };
   video: VideoModel;
   tablet: boolean;
+  maxVcpus?: number;
+  /** Empty: no explicit order. */
+  bootOrder: string[];
 }
 
 export function nextHardware(vm: Vm): NextHardware {
@@ -193,6 +197,9 @@ export function nextHardware(vm: Vm): NextHardware {
     cpu,
     video: p.video ?? vm.video ?? 'std',
     tablet: p.tablet ?? vm.tablet ?? false,
+    maxVcpus: (p.maxVcpus as number | undefined) ?? vm.maxVcpus,
+    // a pending [] clears the order
+    bootOrder: (p.bootOrder as string[] | undefined) ?? vm.bootOrder ?? [],
   };
 }
 
@@ -306,7 +313,9 @@ const PENDING_ORDER = [
   'tpm',
   'video',
   'tablet',
+  'maxVcpus',
   'boot',
+  'bootOrder',
 ] as const;
 
 /**
@@ -329,6 +338,11 @@ export function pendingItems(p: PendingChanges | undefined): string[] {
     else if (k === 'video') out.push(`video ${videoLabel(v as string)}`);
     else if (k === 'tablet') out.push(`USB tablet ${onOff(v)}`);
     else if (k === 'boot') out.push(pendingBoot(v as Record<string, unknown>));
+    else if (k === 'maxVcpus') out.push(`max vCPUs ${v}`);
+    else if (k === 'bootOrder') {
+      const order = v as string[] | null;
+      out.push(order?.length ? `boot order ${bootOrderLine(order)}` : 'no boot order');
+    }
   }
   for (const [k, v] of Object.entries(p))
     if (!(PENDING_ORDER as readonly string[]).includes(k) && k !== 'efiVars' && v !== undefined)
@@ -340,4 +354,108 @@ export function pendingItems(p: PendingChanges | undefined): string[] {
 export function pendingLine(p: PendingChanges | undefined): string {
   const items = pendingItems(p);
   return items.length ? `Pending until the next stop and start: ${items.join(', ')}` : '';
+}
+
+/** The Limits… dialog: totals as typed ('' = no limit); MB/s is 10^6 bytes per second. */
+export interface LimitsForm {
+  iops: string;
+  mbps: string;
+}
+
+const MB = 1_000_000;
+
+/** The dialog filled from a disk's limits (totals; reads and writes apart are not shown there). */
+export function limitsForm(l: DiskLimits | undefined): LimitsForm {
+  return { iops: l?.iops ? String(l.iops) : '', mbps: l?.bps ? String(l.bps / MB) : '' };
+}
+
+/** What is wrong with the limits as typed ('' when they will do). */
+export function limitsProblem(f: LimitsForm): string {
+  if (f.iops.trim() && !/^\d+$/.test(f.iops.trim())) return 'IOPS: a whole number (empty: no limit).';
+  const mbps = Number(f.mbps);
+  if (f.mbps.trim() && (!Number.isFinite(mbps) || mbps < 0)) return 'MB/s: a number (empty: no limit).';
+  return '';
+}
+
+/**
+ * PATCH /vms/{id}/disks/{disk}: {limits} with the totals typed (bps in bytes/s); empty fields (or 0) are
+ * left out, so {limits: {}} takes every limit off.
+ */
+export function limitsBody(f: LimitsForm): { limits: DiskLimits } {
+  const limits: DiskLimits = {};
+  const iops = Number(f.iops.trim());
+  if (f.iops.trim() && iops > 0) limits.iops = iops;
+  const bps = Math.round(Number(f.mbps.trim()) * MB);
+  if (f.mbps.trim() && bps > 0) limits.bps = bps;
+  return { limits };
+}
+
+const mbps = (bps: number) => `${Number((bps / MB).toFixed(2))} MB/s`;
+
+/** "100 IOPS, 10 MB/s", "read 50 IOPS, write 20 IOPS", or '' without limits. */
+export function limitsLine(l: DiskLimits | undefined): string {
+  if (!l) return '';
+  const parts: string[] = [];
+  if (l.iops) parts.push(`${l.iops} IOPS`);
+  if (l.iopsRead) parts.push(`read ${l.iopsRead} IOPS`);
+  if (l.iopsWrite) parts.push(`write ${l.iopsWrite} IOPS`);
+  if (l.bps) parts.push(mbps(l.bps));
+  if (l.bpsRead) parts.push(`read ${mbps(l.bpsRead)}`);
+  if (l.bpsWrite) parts.push(`write ${mbps(l.bpsWrite)}`);
+  return parts.join(', ');
+}
+
+/** The devices of a VM the firmware can boot from, by id: its disks, the boot CD-ROM, the media drive, NICs. */
+export function bootDevices(vm: Pick<Vm, 'disks' | 'networks' | 'boot' | 'media'>): string[] {
+  const out = vm.disks.map((d) => d.id);
+  if (vm.boot && 'cdrom' in vm.boot) out.push('cd0');
+  if (vm.media) out.push('cd1');
+  for (const n of vm.networks) out.push(n.id);
+  return out;
+}
+
+/** One row of the boot order list: a device and whether the firmware tries it. */
+export interface BootEntry {
+  id: string;
+  on: boolean;
+}
+
+/** The list to edit: the order set first (checked), then the VM's other devices (unchecked). */
+export function bootEntries(order: string[] | undefined, devices: string[]): BootEntry[] {
+  const set = order ?? [];
+  return [
+    ...set.map((id) => ({ id, on: true })),
+    ...devices.filter((id) => !set.includes(id)).map((id) => ({ id, on: false })),
+  ];
+}
+
+/** The entry at `i` moved up (-1) or down (+1); the list as it was at either end. */
+export function moveEntry(list: BootEntry[], i: number, by: -1 | 1): BootEntry[] {
+  const j = i + by;
+  if (i < 0 || i >= list.length || j < 0 || j >= list.length) return list;
+  const out = [...list];
+  [out[i], out[j]] = [out[j]!, out[i]!];
+  return out;
+}
+
+/** The checked devices in order; null when none is (boot decides). */
+export function bootOrderOf(list: BootEntry[]): string[] | null {
+  const ids = list.filter((e) => e.on).map((e) => e.id);
+  return ids.length ? ids : null;
+}
+
+/** "cd1, disk0, net0" names for the Hardware card. */
+export function bootOrderLine(order: string[] | undefined): string {
+  return order?.length ? order.join(' → ') : '';
+}
+
+/** {bootOrder} when `next` differs from the VM's order (null clears it), else nothing. */
+export function bootOrderBody(
+  cur: string[] | undefined,
+  next: string[] | null,
+): { bootOrder?: string[] | null } {
+  const a = cur?.length ? cur : null;
+  if (a === null && next === null) return {};
+  if (a && next && a.length === next.length && a.every((x, i) => x === next[i])) return {};
+  return { bootOrder: next };
 }

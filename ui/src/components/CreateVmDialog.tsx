@@ -40,6 +40,9 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
     node: '',
     affinityGroup: '',
     antiAffinityGroup: '',
+    maxVcpus: '',
+    media: false,
+    mediaIso: '',
   });
   const [hw, setHw] = useState<HardwareForm>(DEFAULT_HARDWARE);
   const [startup, setStartup] = useState<StartupForm>(DEFAULT_STARTUP);
@@ -71,7 +74,11 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
 
   async function submit(e: Event) {
     e.preventDefault();
-    const problem = startupProblem(startup);
+    const problem =
+      startupProblem(startup) ||
+      (f.maxVcpus.trim() && !(/^\d+$/.test(f.maxVcpus.trim()) && Number(f.maxVcpus) >= 1)
+        ? 'Max vCPUs: a whole number, 1 or more (or empty).'
+        : '');
     if (problem) {
       setError(problem);
       return;
@@ -101,6 +108,8 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
         ...(Object.keys(placement).length ? { placement } : {}),
         ...(f.ha ? { ha: { enabled: true } } : {}),
         ...hardwareBody(hw),
+        ...(f.maxVcpus.trim() ? { maxVcpus: Number(f.maxVcpus) } : {}),
+        ...(f.media ? { media: f.mediaIso ? { image: f.mediaIso } : {} } : {}),
         ...createStartupBody(startup),
       };
       const vm = await api<Vm>('POST', '/vms', body);
@@ -271,6 +280,18 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
                   {sockets.text}
                 </p>
               )}
+              <label>
+                Max vCPUs (hot-add)
+                <input
+                  name="maxVcpus"
+                  type="number"
+                  min={1}
+                  step={1}
+                  placeholder="none"
+                  value={f.maxVcpus}
+                  onInput={(e) => setF({ ...f, maxVcpus: (e.target as HTMLInputElement).value })}
+                />
+              </label>
               <p class="hint">
                 host is fastest; an x86-64-v level lets the VM move between hosts of different CPU
                 generations.
@@ -309,6 +330,23 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
                     {NIC_MODELS.map(([v, l]) => (
                       <option key={v} value={v}>
                         {l}
+                      </option>
+                    ))}
+                  </select>
+                </label>
+              </div>
+              <div class="form-row">
+                <label class="check">
+                  <input name="media" type="checkbox" checked={f.media} onChange={set('media')} /> Add a
+                  CD/DVD drive
+                </label>
+                <label>
+                  ISO in the drive
+                  <select name="mediaIso" value={f.mediaIso} disabled={!f.media} onChange={set('mediaIso')}>
+                    <option value="">(empty)</option>
+                    {images.map((i) => (
+                      <option key={i.id} value={i.name}>
+                        {i.name}
                       </option>
                     ))}
                   </select>

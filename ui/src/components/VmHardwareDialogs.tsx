@@ -1,6 +1,11 @@
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, api, apiFull, type DiskBus, type NicModel, type Vm } from '../api';
+import { ApiError, api, apiFull, type DiskBus, type Image, type NicModel, type Vm } from '../api';
 import {
+  type BootEntry,
+  bootDevices,
+  bootEntries,
+  bootOrderBody,
+  bootOrderOf,
   CPU_MODELS,
   DISK_BUSES,
   diskBusAvailable,
@@ -9,6 +14,12 @@ import {
   editForm,
   editProblem,
   FIRMWARES,
+  type LimitsForm,
+  limitsBody,
+  limitsForm,
+  limitsLine,
+  limitsProblem,
+  moveEntry,
   NIC_MODELS,
   nextHardware,
   pendingItems,
@@ -35,6 +46,8 @@ const runs = (vm: Vm) => vm.state !== 'stopped';
 export function EditHardwareDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) {
   const [loaded, setLoaded] = useState<{ vm: Vm; etag?: string } | undefined>();
   const [f, setF] = useState<EditForm | undefined>();
+  const [boot, setBoot] = useState<BootEntry[]>([]);
+  const [maxVcpus, setMaxVcpus] = useState('');
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
   useEffect(() => {
@@ -44,6 +57,9 @@ export function EditHardwareDialog({ vm, onClose }: { vm: Vm; onClose: () => voi
         if (!live) return;
         setLoaded({ vm: data, etag });
         setF(editForm(data));
+        const h = nextHardware(data);
+        setBoot(bootEntries(h.bootOrder, bootDevices(data)));
+        setMaxVcpus(h.maxVcpus ? String(h.maxVcpus) : '');
       })
       .catch((e) => live && setError((e as Error).message));
     return () => {
@@ -70,7 +86,13 @@ export function EditHardwareDialog({ vm, onClose }: { vm: Vm; onClose: () => voi
       setError(problem);
       return;
     }
-    const body = editBody(cur, f);
+    if (maxVcpus.trim() && !(/^\d+$/.test(maxVcpus.trim()) && Number(maxVcpus) >= 1)) {
+      setError('Max vCPUs: a whole number, 1 or more (or empty).');
+      return;
+    }
+    const h = nextHardware(cur);
+    const body = { ...editBody(cur, f), ...bootOrderBody(h.bootOrder, bootOrderOf(boot)) };
+    if (maxVcpus.trim() && Number(maxVcpus) !== h.maxVcpus) body.maxVcpus = Number(maxVcpus);
     if (Object.keys(body).length === 0) {
       onClose();
       return;
@@ -176,6 +198,18 @@ export function EditHardwareDialog({ vm, onClose }: { vm: Vm; onClose: () => voi
                 {sockets.text}
               </p>
             )}
+            <label>
+              Max vCPUs (hot-add)
+              <input
+                name="maxVcpus"
+                type="number"
+                min={1}
+                step={1}
+                placeholder="none"
+                value={maxVcpus}
+                onInput={(e) => setMaxVcpus((e.target as HTMLInputElement).value)}
+              />
+            </label>
             <div class="form-row">
               <label>
                 Video
@@ -225,6 +259,7 @@ export function EditHardwareDialog({ vm, onClose }: { vm: Vm; onClose: () => voi
                 Secure Boot
               </label>
             </div>
+            <BootOrderField entries={boot} onChange={setBoot} />
           </div>
         )}
         <FormActions
@@ -488,5 +523,348 @@ export function RemoveDevice({
         </ConfirmDialog>
       )}
     </>
+  );
+}
+
+/** The ISO images of GET /images (for the media drive), '' or why they could not be read. */
+function useIsos(): [Image[], string] {
+  const [isos, setIsos] = useState<Image[]>([]);
+  const [error, setError] = useState('');
+  useEffect(() => {
+    let live = true;
+    api<Image[]>('GET', '/images')
+      .then((all) => live && setIsos(all.filter((i) => i.kind === 'iso')))
+      .catch((e) => live && setError((e as Error).message));
+    return () => {
+      live = false;
+    };
+  }, []);
+  return [isos, error];
+}
+
+/**
+ * The media drive (cd1) row of the Hardware card: the ISO in it or empty, Insert… (an ISO), Eject; a
+ * stopped VM without the drive is offered one. Live while the VM runs; the API's refusal shows inline.
+ */
+export function MediaDrive({ vm, disabled }: { vm: Vm; disabled?: boolean }) {
+  const [isos, isosError] = useIsos();
+  const [open, setOpen] = useState(false);
+  const [choice, setChoice] = useState('');
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+  const media = vm.media;
+  if (!media && vm.state !== 'stopped') return null;
+  const inDrive = media?.image;
+  const name = inDrive ? (isos.find((i) => i.id === inDrive || i.name === inDrive)?.name ?? inDrive) : '';
+  // An ISO in a host's own pool goes into VMs of that host only.
+  const usable = isos.filter((i) => i.shared || !i.node || !vm.node || i.node === vm.node);
+  // Insert… shows the first ISO until another is chosen (the list may come after the form opens).
+  const picked = choice || (media ? (usable[0]?.id ?? '') : '');
+
+  async function post(image: string | null) {
+    setBusy(true);
+    setError('');
+    try {
+      await api<Vm>('POST', `/vms/${vm.id}/media`, { image });
+      const iso = image ? (isos.find((i) => i.id === image)?.name ?? image) : '';
+      toast(
+        !media
+          ? `CD/DVD drive added to ${vm.name}${iso ? ` with ${iso}` : ''}`
+          : iso
+            ? `${iso} inserted into ${vm.name}`
+            : `CD/DVD drive of ${vm.name} ejected`,
+        'info',
+      );
+      setOpen(false);
+      await refreshVms().catch(() => {});
+    } catch (err) {
+      setError((err as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  }
+  function openForm() {
+    setError('');
+    setChoice('');
+    setOpen(true);
+  }
+
+  return (
+    <>
+      <dt>CD/DVD drive</dt>
+      <dd class="media" data-media={media ? (inDrive ? 'iso' : 'empty') : 'none'}>
+        {media ? (
+          <span class="media-image">{inDrive ? name : 'empty'}</span>
+        ) : (
+          <span class="muted">none</span>
+        )}{' '}
+        {!open && media && (
+          <>
+            <button
+              type="button"
+              class="link"
+              data-action="media-insert"
+              disabled={disabled}
+              onClick={openForm}
+            >
+              Insert…
+            </button>{' '}
+            <button
+              type="button"
+              class="link"
+              data-action="media-eject"
+              disabled={disabled || busy || !inDrive}
+              onClick={() => post(null)}
+            >
+              Eject
+            </button>
+          </>
+        )}
+        {!open && !media && (
+          <button type="button" class="link" data-action="media-add" disabled={disabled} onClick={openForm}>
+            Add CD/DVD drive
+          </button>
+        )}
+        {open && (
+          <form
+            class="inline-form media-form"
+            onSubmit={(e) => {
+              e.preventDefault();
+              if (media && !picked) {
+                setError('Choose an ISO image.');
+                return;
+              }
+              post(picked || null);
+            }}
+          >
+            <select
+              name="image"
+              aria-label="ISO image"
+              value={picked}
+              onChange={(e) => setChoice((e.target as HTMLSelectElement).value)}
+            >
+              {!media && <option value="">(empty)</option>}
+              {usable.map((i) => (
+                <option key={i.id} value={i.id}>
+                  {i.name}
+                </option>
+              ))}
+            </select>{' '}
+            <button type="submit" class="primary" disabled={busy || (!!media && !picked)}>
+              {media ? 'Insert' : 'Add'}
+            </button>{' '}
+            <button type="button" onClick={() => setOpen(false)}>
+              Cancel
+            </button>
+            {media && usable.length === 0 && !isosError && <span class="hint"> no ISO images</span>}
+          </form>
+        )}
+        {(error || (open && isosError)) && (
+          <div class="form-error" role="alert">
+            {error || isosError}
+          </div>
+        )}
+      </dd>
+    </>
+  );
+}
+
+/** A disk's I/O limits (totals): IOPS and MB/s, empty for none; at once while the VM runs. */
+export function DiskLimitsDialog({
+  vm,
+  disk,
+  onClose,
+}: {
+  vm: Vm;
+  disk: Vm['disks'][number];
+  onClose: () => void;
+}) {
+  const [f, setF] = useState<LimitsForm>(limitsForm(disk.limits));
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+  const apart = !!(
+    disk.limits?.iopsRead ||
+    disk.limits?.iopsWrite ||
+    disk.limits?.bpsRead ||
+    disk.limits?.bpsWrite
+  );
+  const set = (k: keyof LimitsForm) => (e: Event) =>
+    setF({ ...f, [k]: (e.target as HTMLInputElement).value });
+  async function submit(e: Event) {
+    e.preventDefault();
+    setError('');
+    const problem = limitsProblem(f);
+    if (problem) {
+      setError(problem);
+      return;
+    }
+    setBusy(true);
+    try {
+      const body = limitsBody(f);
+      await api<Vm>('PATCH', `/vms/${vm.id}/disks/${disk.id}`, body);
+      const line = limitsLine(body.limits);
+      toast(`${disk.id} of ${vm.name}: ${line || 'no I/O limits'}`, 'info');
+      onClose();
+      await refreshVms().catch(() => {});
+    } catch (err) {
+      setError((err as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  }
+  return (
+    <div class="modal-backdrop">
+      <form
+        class="modal disk-limits-dialog"
+        role="dialog"
+        aria-label={`I/O limits of ${disk.id}`}
+        noValidate
+        onSubmit={submit}
+      >
+        <h3>
+          I/O limits of {disk.id} ({vm.name})
+        </h3>
+        <div class="modal-body form">
+          <div class="form-row">
+            <label>
+              IOPS
+              <input
+                name="iops"
+                type="number"
+                min={0}
+                step={1}
+                placeholder="no limit"
+                value={f.iops}
+                onInput={set('iops')}
+              />
+            </label>
+            <label>
+              MB/s
+              <input
+                name="mbps"
+                type="number"
+                min={0}
+                step="any"
+                placeholder="no limit"
+                value={f.mbps}
+                onInput={set('mbps')}
+              />
+            </label>
+          </div>
+          <p class="hint">
+            Reads and writes together; empty: no limit.{' '}
+            {runs(vm) ? 'Applied at once.' : 'Applied when the VM starts.'}
+          </p>
+          {apart && (
+            <p class="hint warning-text">
+              The disk has separate read and write limits ({limitsLine(disk.limits)}); saving replaces them.
+            </p>
+          )}
+        </div>
+        <FormActions error={error} busy={busy} label="Save" busyLabel="Saving…" onCancel={onClose} />
+      </form>
+    </div>
+  );
+}
+
+/** Pulls a NIC's cable or plugs it back in (the guest sees the carrier go and come). */
+export function NicLinkToggle({
+  vm,
+  nic,
+  disabled,
+}: {
+  vm: Vm;
+  nic: Vm['networks'][number];
+  disabled?: boolean;
+}) {
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+  const down = !!nic.linkDown;
+  async function toggle() {
+    setBusy(true);
+    setError('');
+    try {
+      await api<Vm>('PATCH', `/vms/${vm.id}/networks/${nic.id}`, { link: down ? 'up' : 'down' });
+      toast(`${nic.id} of ${vm.name} ${down ? 'connected' : 'disconnected'}`, 'info');
+      await refreshVms().catch(() => {});
+    } catch (err) {
+      setError((err as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  }
+  return (
+    <>
+      <button
+        type="button"
+        class="link nic-link"
+        data-action={down ? 'nic-connect' : 'nic-disconnect'}
+        disabled={disabled || busy}
+        onClick={toggle}
+      >
+        {down ? 'Connect' : 'Disconnect'}
+      </button>
+      {error && (
+        <div class="form-error" role="alert">
+          {error}
+        </div>
+      )}
+    </>
+  );
+}
+
+/** Boot order: the VM's devices, checked ones tried by the firmware in list order. */
+export function BootOrderField({
+  entries,
+  onChange,
+}: {
+  entries: BootEntry[];
+  onChange: (e: BootEntry[]) => void;
+}) {
+  return (
+    <fieldset class="boot-order">
+      <legend>Boot order</legend>
+      {entries.length === 0 && <p class="hint">No devices.</p>}
+      <ol>
+        {entries.map((e, i) => (
+          <li key={e.id} data-boot={e.id}>
+            <label class="check">
+              <input
+                type="checkbox"
+                name={`boot-${e.id}`}
+                checked={e.on}
+                onChange={(ev) =>
+                  onChange(
+                    entries.map((x, j) =>
+                      j === i ? { ...x, on: (ev.target as HTMLInputElement).checked } : x,
+                    ),
+                  )
+                }
+              />{' '}
+              {e.id}
+            </label>{' '}
+            <button
+              type="button"
+              class="link"
+              aria-label={`Move ${e.id} up`}
+              disabled={i === 0}
+              onClick={() => onChange(moveEntry(entries, i, -1))}
+            >
+              ↑
+            </button>
+            <button
+              type="button"
+              class="link"
+              aria-label={`Move ${e.id} down`}
+              disabled={i === entries.length - 1}
+              onClick={() => onChange(moveEntry(entries, i, 1))}
+            >
+              ↓
+            </button>
+          </li>
+        ))}
+      </ol>
+      <p class="hint">None checked: the boot setting decides. cd1 is the CD/DVD drive.</p>
+    </fieldset>
   );
 }

@@ -1,12 +1,29 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, fmtBytes, type Task, type Vm } from '../api';
-import { cpuLine, diskBusLabel, firmwareLine, nicModelLabel, pendingLine, videoLabel } from '../hardware';
+import {
+  bootOrderLine,
+  cpuLine,
+  diskBusLabel,
+  firmwareLine,
+  limitsLine,
+  nicModelLabel,
+  pendingLine,
+  videoLabel,
+} from '../hardware';
 import { hostHref } from '../route';
 import { cloudInitLine, onBootLine } from '../startup';
 import { putTask, refreshVms, toast, useStore } from '../store';
 import { StateBadge } from './StateBadge';
 import { VmHaCard } from './VmHaCard';
-import { AddDiskDialog, AddNicDialog, EditHardwareDialog, RemoveDevice } from './VmHardwareDialogs';
+import {
+  AddDiskDialog,
+  AddNicDialog,
+  DiskLimitsDialog,
+  EditHardwareDialog,
+  MediaDrive,
+  NicLinkToggle,
+  RemoveDevice,
+} from './VmHardwareDialogs';
 import { EditStartupDialog } from './VmStartupDialog';
 
 interface GuestFacts {
@@ -160,6 +177,25 @@ function MoveDisk({ vm, disk }: { vm: Vm; disk: Vm['disks'][number] }) {
   );
 }
 
+/** Limits… of a disk row: the dialog with the disk's IOPS and MB/s. */
+function DiskLimits({ vm, disk, disabled }: { vm: Vm; disk: Vm['disks'][number]; disabled?: boolean }) {
+  const [open, setOpen] = useState(false);
+  return (
+    <>
+      <button
+        type="button"
+        class="link disk-limits"
+        data-action="disk-limits"
+        disabled={disabled}
+        onClick={() => setOpen(true)}
+      >
+        Limits…
+      </button>
+      {open && <DiskLimitsDialog vm={vm} disk={disk} onClose={() => setOpen(false)} />}
+    </>
+  );
+}
+
 /**
  * The VM's virtual hardware: machine, firmware, TPM, CPU, video, input, each disk and NIC; the changes
  * waiting for its next cold start; Edit hardware…, Add disk…, Add NIC… and Remove… per disk and NIC.
@@ -195,13 +231,27 @@ function HardwareCard({ vm }: { vm: Vm }) {
         <dd class="hw-video">{videoLabel(vm.video)}</dd>
         <dt>USB tablet</dt>
         <dd class="hw-tablet">{vm.tablet === false ? 'no' : 'yes'}</dd>
+        {vm.maxVcpus ? (
+          <>
+            <dt>Max vCPUs</dt>
+            <dd class="hw-max-vcpus">{vm.maxVcpus} (hot-add)</dd>
+          </>
+        ) : null}
+        {vm.bootOrder?.length ? (
+          <>
+            <dt>Boot order</dt>
+            <dd class="hw-boot-order mono">{bootOrderLine(vm.bootOrder)}</dd>
+          </>
+        ) : null}
         {vm.disks.map((d) => (
           <>
             <dt>{d.id}</dt>
             <dd class="disk" data-disk={d.id}>
               {fmtBytes(d.sizeBytes)} on {d.pool}
               {d.image ? ` (from ${d.image})` : ''}, <span class="disk-bus">{diskBusLabel(d.bus)}</span>
-              {d.slot ? <span class="muted"> (hot-plugged)</span> : ''} <GrowDisk vm={vm} disk={d} />{' '}
+              {d.slot ? <span class="muted"> (hot-plugged)</span> : ''}
+              {limitsLine(d.limits) && <span class="disk-limits-line">, limits {limitsLine(d.limits)}</span>}{' '}
+              <GrowDisk vm={vm} disk={d} /> <DiskLimits vm={vm} disk={d} disabled={!!vm.migration} />{' '}
               <MoveDisk vm={vm} disk={d} /> <RemoveDevice vm={vm} kind="disk" id={d.id} disabled={locked} />
             </dd>
           </>
@@ -212,11 +262,14 @@ function HardwareCard({ vm }: { vm: Vm }) {
             <dd class="nic" data-nic={n.id}>
               {n.network}, <span class="nic-model">{nicModelLabel(n.model)}</span>,{' '}
               <span class="mono">{n.mac}</span>
-              {n.slot ? <span class="muted"> (hot-plugged)</span> : ''}{' '}
+              {n.slot ? <span class="muted"> (hot-plugged)</span> : ''}
+              {n.linkDown && <span class="nic-link-down warning-text"> (disconnected)</span>}{' '}
+              <NicLinkToggle vm={vm} nic={n} disabled={!!vm.migration} />{' '}
               <RemoveDevice vm={vm} kind="nic" id={n.id} disabled={locked} />
             </dd>
           </>
         ))}
+        <MediaDrive vm={vm} disabled={locked} />
       </dl>
       {pending && <p class="pending-changes warning-text">{pending}</p>}
       <p class="hw-actions">
