@@ -186,11 +186,27 @@ describe.skipIf(!existsSync(DROPBEAR))('appliance SSH (real dropbear)', () => {
 
   it('stops a listener left by a supervisor that died, and starts its own', async () => {
     const d = tempDir();
-    const port = await freePort();
     const opts = { dataDir: join(d, 'data'), runDir: join(d, 'run'), logDir: join(d, 'log') };
-    const first = new SshService({ ...opts, listen: [`127.0.0.1:${port}`] });
-    first.configure(new Date(Date.now() + 60_000).toISOString());
-    await first.settled();
+    // A free port can be taken by a parallel test before dropbear binds it: then another port.
+    let port = 0;
+    let first: SshService | undefined;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      port = await freePort();
+      first = new SshService({ ...opts, listen: [`127.0.0.1:${port}`] });
+      first.configure(new Date(Date.now() + 60_000).toISOString());
+      await first.settled();
+      const up = await waitFor(async () => BANNER.test((await banner(port)) ?? ''), {
+        timeoutMs: 5000,
+        what: 'banner',
+      }).then(
+        () => true,
+        () => false,
+      );
+      if (up) break;
+      await first.stop();
+      first = undefined;
+    }
+    if (!first) throw new Error('dropbear never listened on a free port');
     const stale = first.pid!;
     // The supervisor "dies": its listener stays (forgotten, so stop() leaves it), and a new one starts.
     (first as unknown as { proc: ChildProcess | undefined }).proc = undefined;
