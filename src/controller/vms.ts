@@ -10,7 +10,7 @@ import type { VmRunSpec } from '../vmm/types';
 import { type CloudInitView, cloudInitRecord, cloudInitView, renderCloudInit } from './cloud-init';
 import { DEFAULT_HA_POLICY } from './ha/policy';
 import { isolationResponseFor } from './ha/protection';
-import { checkHardware, hardwareView } from './hardware';
+import { checkHardware, hardwareOf, hardwareView } from './hardware';
 import type { ImageService } from './images';
 import { HOST_RESERVE_BYTES } from './node-registry';
 import type { NodeRouter } from './node-router';
@@ -424,19 +424,8 @@ export class VmService {
           `VM "${vm.name}"'s UEFI variable store was made ${vm.secureBoot ? 'with' : 'without'} Secure Boot keys; secureBoot is chosen when UEFI is first given to a VM`,
         );
       checkHardware({
-        machine: next.machine,
-        vcpus: next.vcpus,
-        maxVcpus: next.maxVcpus,
-        firmware: next.firmware ?? 'bios',
-        secureBoot: next.secureBoot ?? false,
-        tpm: next.tpm ?? false,
-        cpu: next.cpu,
-        diskBuses: next.disks.map((d) => d.bus),
-        cdrom: 'cdrom' in next.boot,
+        ...hardwareOf(next),
         cloudInit: input.cloudInit === undefined ? !!vm.cloudInit : !!input.cloudInit,
-        media: !!vm.media,
-        bootOrder: next.bootOrder,
-        deviceIds: [...next.disks.map((d) => d.id), ...next.networks.map((n) => n.id)],
       });
       const hosts = (await this.store.list<NodeRecord>(keys.nodes)).map((n) => n.value).filter((h) => h.info);
       checkSize(next, vm.node ? hosts.filter((h) => h.name === vm.node) : hosts);
