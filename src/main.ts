@@ -34,18 +34,21 @@ Usage:
   neuroflow vm list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot ...
   neuroflow vm create NAME [--vcpus N] [--memory MIB] [--disk GIB|image:NAME[:GIB]]... [--network NET]...
                   [--kernel PATH [--initrd PATH] [--cmdline S] | --cdrom IMAGE | --boot-disk N] [--machine q35|pc]
-                  [--max-vcpus N] [--firmware bios|uefi] [--secure-boot] [--tpm] [--cpu MODEL] [--sockets N] [--cores N]
+                  [--max-vcpus N] [--max-memory MIB] [--firmware bios|uefi] [--secure-boot] [--tpm] [--cpu MODEL] [--sockets N] [--cores N]
                   [--threads N] [--cpu-flag +FLAG|-FLAG]... [--video std|virtio|qxl|cirrus|none] [--no-tablet]
-                  [--disk-bus virtio-blk|virtio-scsi|sata|ide] [--nic-model virtio|e1000e|rtl8139|vmxnet3]
+                  [--disk-bus virtio-blk|virtio-scsi|sata|ide] [--disk-cache none|writeback|writethrough|directsync|unsafe]
+                  [--disk-aio threads|native|io_uring] [--nic-model virtio|e1000e|rtl8139|vmxnet3]
                   [--on-boot [--on-boot-order N] [--on-boot-delay SEC]] [--boot-order DEV,DEV...] [--ci-hostname NAME] [--ssh-key KEY|--ssh-key-file F]...
                   [--ci-user-data FILE] [--start]   on boot: start it again when its host
                   comes back from a restart or a planned shutdown (lower order first, SEC before the next)
   neuroflow vm set NAME [--name NEW] [--description D] [--vcpus N] [--memory MIB] [--kernel ...|--cdrom IMAGE|--boot-disk N]
                   [create's hardware, on-boot and cloud-init flags] [--no-tpm] [--tablet] [--no-on-boot] [--no-cloud-init]   change a VM (If-Match: a change made meanwhile is
-                  refused); a running VM's hardware changes at its next stop and start (shown as Pending)
-  neuroflow vm disk add NAME GIB [--pool P] [--disk-bus B] | vm disk remove NAME DISK [--delete-volume]
+                  refused); a running VM's hardware changes at its next stop and start (shown as Pending),
+                  except vCPUs and memory (128 MiB steps) added up to --max-vcpus/--max-memory: at once
+  neuroflow vm disk add NAME GIB [--pool P] [--disk-bus B] [--disk-cache M] [--disk-aio A] | vm disk remove NAME DISK [--delete-volume]
   neuroflow vm nic add NAME [--network N] [--nic-model M] | vm nic remove NAME NIC | vm nic link NAME NIC up|down
   neuroflow vm disk limit NAME DISK [--iops N] [--bps BYTES]   I/O limits (none given: no limits), live
+  neuroflow vm disk io NAME DISK [--disk-cache MODE] [--disk-aio ENGINE]   cache mode and AIO (VM stopped)
   neuroflow vm media NAME ISO | vm media NAME --eject   the media drive (create with --media ISO, or --media ''
                   for an empty one): change its disc, live while the VM runs
                   add or remove devices: hot-plugged while the VM runs (virtio; the guest must let go on removal)

@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import { DISK_AIO_MODES, DISK_CACHE_MODES } from '../vmm/types';
 
 /**
  * The API's request and response shapes. The same schemas validate requests (unknown fields rejected)
@@ -41,6 +42,14 @@ const ABS_PATH = z.string().min(1).max(4096).regex(/^\//, 'an absolute path on t
 const BOOT_PATH = ABS_PATH.regex(/^[^,]*$/, 'a path without commas (QEMU reads them as separators)');
 
 export const DiskBusSchema = z.enum(['virtio-blk', 'virtio-scsi', 'sata', 'ide']);
+export const DiskCacheSchema = z.enum(DISK_CACHE_MODES).openapi({
+  description:
+    'QEMU cache mode: none (O_DIRECT, the safe choice for production), writeback (default: the host page cache), writethrough, directsync, unsafe (flushes ignored: scratch disks only)',
+});
+export const DiskAioSchema = z.enum(DISK_AIO_MODES).openapi({
+  description:
+    'AIO engine of a file-backed disk: threads (default), native (needs cache none or directsync), io_uring',
+});
 export const NicModelSchema = z.enum(['virtio', 'e1000e', 'rtl8139', 'vmxnet3']);
 export const VideoSchema = z.enum(['std', 'virtio', 'qxl', 'cirrus', 'none']);
 /** A QEMU CPU model or flag name: letters, digits and . _ - only (no comma can add an option). */
@@ -150,6 +159,8 @@ export const DiskInput = z
       description:
         'virtio-blk (default), virtio-scsi, sata (AHCI: guests without VirtIO drivers), ide (machine pc only)',
     }),
+    cache: DiskCacheSchema.optional(),
+    aio: DiskAioSchema.optional(),
   })
   .refine((d) => d.sizeGiB !== undefined || d.image !== undefined, {
     message: 'a disk needs sizeGiB, image, or both',
@@ -234,6 +245,16 @@ export const CreateVmBody = z
       .max(256)
       .optional()
       .openapi({ description: 'vCPUs can be hot-added up to this many while the VM runs (PATCH vcpus)' }),
+    maxMemoryMiB: z
+      .number()
+      .int()
+      .min(16)
+      .max(16 * 1024 * 1024)
+      .optional()
+      .openapi({
+        description:
+          'Memory can be hot-added (DIMMs, 128 MiB steps) up to this many MiB while the VM runs (PATCH memoryMiB)',
+      }),
     firmware: z.enum(['bios', 'uefi']).default('bios').openapi({
       description: 'bios (SeaBIOS) or uefi (OVMF, with a variable store of its own that outlives restarts)',
     }),
@@ -297,6 +318,12 @@ export const EditVmBody = z
       .optional(),
     machine: z.enum(['q35', 'pc']).optional(),
     maxVcpus: z.number().int().min(1).max(256).optional(),
+    maxMemoryMiB: z
+      .number()
+      .int()
+      .min(16)
+      .max(16 * 1024 * 1024)
+      .optional(),
     boot: BootInput.optional(),
     bootOrder: z
       .array(z.string().regex(/^(disk\d+|net\d+|cd[01])$/, 'a device id: disk0, net0, cd0, cd1'))
@@ -391,6 +418,8 @@ export const VmSchema = z
           .openapi({ description: 'A linked clone of this template disk' }),
         bus: DiskBusSchema.optional(),
         slot: z.string().optional().openapi({ description: 'The hot-plug slot it went into' }),
+        cache: DiskCacheSchema.optional(),
+        aio: DiskAioSchema.optional(),
         limits: z
           .object({
             iops: z.number().optional(),
@@ -406,6 +435,10 @@ export const VmSchema = z
     ),
     hotplugSlots: z.number().optional().openapi({ description: 'Empty PCIe root ports for hot-plug (q35)' }),
     maxVcpus: z.number().optional().openapi({ description: 'vCPUs can be hot-added up to this many' }),
+    maxMemoryMiB: z
+      .number()
+      .optional()
+      .openapi({ description: 'Memory can be hot-added up to this many MiB' }),
     media: z
       .object({ image: z.string().optional() })
       .optional()

@@ -57,6 +57,7 @@ interface Vm {
   node: string;
   vcpus: number;
   memoryMiB: number;
+  maxMemoryMiB?: number;
   reason?: string;
   disks: { id: string; sizeBytes: number; volume: string; bus?: string }[];
   networks?: { id: string; network: string; mac: string; model?: string }[];
@@ -140,6 +141,8 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       video: { type: 'string' },
       'no-tablet': { type: 'boolean', default: false },
       'disk-bus': { type: 'string' },
+      'disk-cache': { type: 'string' },
+      'disk-aio': { type: 'string' },
       'nic-model': { type: 'string' },
       name: { type: 'string' },
       'no-tpm': { type: 'boolean', default: false },
@@ -150,6 +153,7 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       'boot-order': { type: 'string' },
       'on-boot-delay': { type: 'string' },
       'max-vcpus': { type: 'string' },
+      'max-memory': { type: 'string' },
       eject: { type: 'boolean', default: false },
       iops: { type: 'string' },
       bps: { type: 'string' },
@@ -199,6 +203,7 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
           ...d,
           ...(values.pool ? { pool: values.pool } : {}),
           ...(values['disk-bus'] ? { bus: values['disk-bus'] } : {}),
+          ...diskIoFlags(values),
         })),
         networks: (values.network ?? ['default'])
           .filter((n) => n !== 'none')
@@ -254,8 +259,14 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
             sizeGiB: Number(need(positionals, 3, 'size in GiB')),
             ...(values.pool ? { pool: values.pool } : {}),
             ...(values['disk-bus'] ? { bus: values['disk-bus'] } : {}),
+            ...diskIoFlags(values),
           }),
         );
+      if (op === 'io') {
+        // vm disk io NAME DISK [--disk-cache MODE] [--disk-aio ENGINE] (while the VM is stopped)
+        const disk = enc(need(positionals, 3, 'disk (disk0, ...)'));
+        return show(await api.request<Vm>('PATCH', `/api/v1/vms/${ref}/disks/${disk}`, diskIoFlags(values)));
+      }
       if (op === 'limit') {
         // vm disk limit NAME DISK [--iops N] [--bps N] (0 or none given: no limits)
         const disk = enc(need(positionals, 3, 'disk (disk0, ...)'));
@@ -269,7 +280,10 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
         const q = values['delete-volume'] ? '?deleteVolume=true' : '';
         return show(await api.request<Vm>('DELETE', `/api/v1/vms/${ref}/disks/${disk}${q}`));
       }
-      throw new NfError('validation_failed', 'use: vm disk add NAME GIB | vm disk remove NAME DISK');
+      throw new NfError(
+        'validation_failed',
+        'use: vm disk add NAME GIB | vm disk remove NAME DISK | vm disk limit NAME DISK | vm disk io NAME DISK',
+      );
     }
     case 'media': {
       // vm media NAME ISO | vm media NAME --eject
@@ -662,9 +676,18 @@ async function snapshotCommand(
   }
 }
 
+/** --disk-cache and --disk-aio as a disk's fields. */
+function diskIoFlags(values: { 'disk-cache'?: string; 'disk-aio'?: string }): Record<string, string> {
+  return {
+    ...(values['disk-cache'] ? { cache: values['disk-cache'] } : {}),
+    ...(values['disk-aio'] ? { aio: values['disk-aio'] } : {}),
+  };
+}
+
 /** The create flags of the VM's virtual hardware: firmware, TPM, CPU model and topology, video, tablet. */
 export function hardwareFlags(values: {
   'max-vcpus'?: string;
+  'max-memory'?: string;
   'boot-order'?: string;
   firmware?: string;
   'secure-boot'?: boolean;
@@ -679,6 +702,7 @@ export function hardwareFlags(values: {
 }): Record<string, unknown> {
   const body: Record<string, unknown> = {};
   if (values['max-vcpus']) body.maxVcpus = Number(values['max-vcpus']);
+  if (values['max-memory']) body.maxMemoryMiB = Number(values['max-memory']);
   // --boot-order disk0,cd1,net0 (vm set: --boot-order '' goes back to the boot setting)
   if (values['boot-order'] !== undefined)
     body.bootOrder = values['boot-order'] ? values['boot-order'].split(',').map((x) => x.trim()) : null;
@@ -790,7 +814,7 @@ function describeVm(vm: Vm): string {
     `State:    ${vm.state}${vm.reason ? ` (${vm.reason})` : ''}`,
     `Node:     ${vm.node}`,
     `vCPUs:    ${vm.vcpus}${vm.cpu ? ` (${cpuText(vm.cpu)})` : ''}`,
-    `Memory:   ${vm.memoryMiB} MiB`,
+    `Memory:   ${vm.memoryMiB} MiB${vm.maxMemoryMiB ? ` (hot-add up to ${vm.maxMemoryMiB} MiB)` : ''}`,
     `Firmware: ${vm.firmware ?? 'bios'}${vm.secureBoot ? ', Secure Boot' : ''}${vm.tpm ? ', TPM 2.0' : ''}`,
     ...(vm.onBoot?.enabled
       ? [`On boot:  start, order ${vm.onBoot.order}, then wait ${vm.onBoot.delaySec} s`]

@@ -6,6 +6,8 @@ import { checkHardware, cpuTopology, type HardwareChoice } from './hardware';
 const ok: HardwareChoice = {
   machine: 'q35',
   vcpus: 4,
+  memoryMiB: 1024,
+  maxMemoryMiB: 4096,
   firmware: 'uefi',
   secureBoot: true,
   tpm: true,
@@ -31,6 +33,7 @@ describe('VM hardware rules', () => {
       /4 IDE disks and 1 CD-ROM/,
     ],
     [{ cpu: { model: 'host', sockets: 3 } }, /does not make the VM's 4 vCPUs/],
+    [{ memoryMiB: 8192 }, /memoryMiB \(8192\) is above maxMemoryMiB \(4096\)/],
   ])('refuses %j', (change, message) => {
     expect(() => checkHardware({ ...ok, ...change })).toThrow(message);
   });
@@ -62,10 +65,13 @@ describe('VM hardware rules', () => {
       tpm: true,
       video: 'virtio',
       tablet: true,
+      maxMemoryMiB: 1024,
+      memoryDimmsMiB: [128, 256],
     };
     expect(specFromPb(specToPb(spec))).toEqual(spec);
     const plain: VmRunSpec = { ...spec, disks: [], nics: [] };
-    for (const k of ['cpu', 'firmware', 'tpm', 'video', 'tablet'] as const) delete plain[k];
+    for (const k of ['cpu', 'firmware', 'tpm', 'video', 'tablet', 'maxMemoryMiB', 'memoryDimmsMiB'] as const)
+      delete plain[k];
     expect(specFromPb(specToPb(plain))).toEqual(plain);
   });
 });

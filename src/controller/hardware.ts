@@ -1,6 +1,6 @@
 import { NfError } from '../errors';
-import type { CpuRun, DiskBus } from '../vmm/types';
-import type { VmRecord } from './records';
+import type { CpuRun, DiskAio, DiskBus, DiskCache, DiskRun } from '../vmm/types';
+import type { DiskRecord, VmRecord } from './records';
 
 /**
  * The rules a VM's virtual hardware must follow, checked before anything is written (create now, edits
@@ -11,6 +11,9 @@ export interface HardwareChoice {
   vcpus: number;
   /** The most vCPUs hot-add may reach; the CPU topology describes this many. */
   maxVcpus?: number;
+  memoryMiB: number;
+  /** The most memory hot-add may reach (MiB). */
+  maxMemoryMiB?: number;
   firmware: 'bios' | 'uefi';
   secureBoot: boolean;
   tpm: boolean;
@@ -26,6 +29,9 @@ export interface HardwareChoice {
   /** The VM's device ids (disks and NICs), for bootOrder. */
   deviceIds?: string[];
 }
+
+/** Memory hot-add goes in whole blocks of this many MiB: a Linux guest onlines memory 128 MiB at a time. */
+export const MEMORY_BLOCK_MIB = 128;
 
 /** q35's AHCI has six ports; the CD-ROM takes port 0. */
 const Q35_SATA_PORTS = 5;
@@ -52,6 +58,10 @@ export function checkHardware(h: HardwareChoice): void {
   if (h.maxVcpus !== undefined && h.maxVcpus < h.vcpus)
     throw bad(`maxVcpus (${h.maxVcpus}) must be at least vcpus (${h.vcpus})`);
   if (h.cpu) cpuTopology(h.maxVcpus ?? h.vcpus, h.cpu);
+  if (h.maxMemoryMiB !== undefined && h.maxMemoryMiB < h.memoryMiB)
+    throw bad(
+      `memoryMiB (${h.memoryMiB}) is above maxMemoryMiB (${h.maxMemoryMiB}); raise the maximum (a cold change) or ask for less`,
+    );
   const sata = h.diskBuses.filter((b) => b === 'sata').length;
   const ide = h.diskBuses.filter((b) => b === 'ide').length;
   if (h.machine === 'q35' && ide > 0)
@@ -69,12 +79,47 @@ export function checkHardware(h: HardwareChoice): void {
     );
 }
 
+/**
+ * A disk's cache mode and AIO engine: native AIO needs O_DIRECT (cache none or directsync), and only a
+ * file has an AIO engine (an RBD disk does its I/O through librbd).
+ */
+export function checkDiskIo(disk: string, io: { cache?: DiskCache; aio?: DiskAio }, shared: boolean): void {
+  if (io.aio === 'native' && io.cache !== 'none' && io.cache !== 'directsync')
+    throw new NfError(
+      'validation_failed',
+      `${disk}: aio "native" needs cache "none" or "directsync" (Linux native AIO works on O_DIRECT files); use aio "io_uring" or "threads" with cache ${io.cache ?? 'writeback'}`,
+    );
+  if (io.aio && shared)
+    throw new NfError(
+      'validation_failed',
+      `${disk}: aio applies to disks in file pools; an RBD disk does its I/O through librbd (leave aio out)`,
+    );
+}
+
+/** What a node needs of a disk record to open it (the node resolves the pool volume). */
+export function diskRun(d: DiskRecord): DiskRun {
+  return {
+    id: d.id,
+    path: '',
+    pool: d.pool,
+    volume: d.volume,
+    format: 'qcow2',
+    ...(d.bus ? { bus: d.bus } : {}),
+    ...(d.slot ? { slot: d.slot } : {}),
+    ...(d.limits ? { limits: d.limits } : {}),
+    ...(d.cache ? { cache: d.cache } : {}),
+    ...(d.aio ? { aio: d.aio } : {}),
+  };
+}
+
 /** The hardware of a VM record as checkHardware takes it. */
 export function hardwareOf(vm: VmRecord): HardwareChoice {
   return {
     machine: vm.machine,
     vcpus: vm.vcpus,
     maxVcpus: vm.maxVcpus,
+    memoryMiB: vm.memoryMiB,
+    maxMemoryMiB: vm.maxMemoryMiB,
     firmware: vm.firmware ?? 'bios',
     secureBoot: vm.secureBoot ?? false,
     tpm: vm.tpm ?? false,

@@ -310,6 +310,10 @@ export class NodeRouter implements NodeApi {
     return this.vm(id).addVcpus(id, count);
   }
 
+  addMemory(id: string, memoryMiB: number): Promise<void> {
+    return this.vm(id).addMemory(id, memoryMiB);
+  }
+
   vmDevices(id: string): Promise<{ disks: string[]; nics: string[] }> {
     return this.vm(id).vmDevices(id);
   }

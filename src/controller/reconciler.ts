@@ -187,7 +187,7 @@ export class Reconciler {
       }
       try {
         // a cold start: hardware changed while the VM ran takes effect now
-        const toStart = vm.pendingChanges ? await this.foldPending(cur) : vm;
+        const toStart = vm.pendingChanges || vm.memoryDimmsMiB ? await this.foldPending(cur) : vm;
         status = await this.during(id, 'starting', async () =>
           this.node.startVm(await this.runSpec(toStart)),
         );
@@ -239,9 +239,10 @@ export class Reconciler {
   /** Moves a VM's pending hardware changes into its record (before a cold start) and returns it. */
   private async foldPending(cur: Versioned<VmRecord>): Promise<VmRecord> {
     await this.update(cur, (v) => {
-      if (!v.pendingChanges) return false;
+      if (!v.pendingChanges && !v.memoryDimmsMiB) return false;
       Object.assign(v, v.pendingChanges);
       delete v.pendingChanges;
+      delete v.memoryDimmsMiB; // a new QEMU has its hot-added memory as base memory
       return true;
     });
     const now = await this.store.get<VmRecord>(cur.key);

@@ -1,5 +1,5 @@
 import { NfError } from '../errors';
-import type { CpuRun, DiskBus, IoLimits, NicModel, VideoModel } from '../vmm/types';
+import type { CpuRun, DiskAio, DiskBus, DiskCache, IoLimits, NicModel, VideoModel } from '../vmm/types';
 import type { CloudInitRecord } from './cloud-init';
 import type { HaPolicy } from './ha/policy';
 /** What the controller keeps in etcd. Keys live under one versioned prefix. */
@@ -59,6 +59,10 @@ export interface DiskRecord {
   slot?: string;
   /** Per-second I/O limits QEMU enforces. */
   limits?: IoLimits;
+  /** QEMU's cache mode; absent: writeback. */
+  cache?: DiskCache;
+  /** The AIO engine of a file-backed disk; absent: threads. */
+  aio?: DiskAio;
 }
 
 export interface NicRecord {
@@ -118,6 +122,13 @@ export interface VmRecord {
   cpu?: CpuRun;
   /** vCPUs can be hot-added up to this many while the VM runs; absent: no hot-add. */
   maxVcpus?: number;
+  /** Memory can be hot-added (DIMMs) up to this many MiB while the VM runs; absent: no hot-add. */
+  maxMemoryMiB?: number;
+  /**
+   * The DIMMs (MiB each) hot-added into the QEMU that runs now, part of memoryMiB: a migration target
+   * starts with them; the next cold start folds them into the base memory.
+   */
+  memoryDimmsMiB?: number[];
   /** Absent: bios. */
   firmware?: 'bios' | 'uefi';
   /** UEFI Secure Boot (Microsoft's keys enrolled); only with firmware uefi on q35. */
@@ -225,6 +236,7 @@ export const COLD_FIELDS = [
   'vcpus',
   'maxVcpus',
   'memoryMiB',
+  'maxMemoryMiB',
   'machine',
   'boot',
   'firmware',

@@ -285,6 +285,7 @@ export type MigrationVerbs = Pick<
   | 'unplugDevice'
   | 'vmDevices'
   | 'addVcpus'
+  | 'addMemory'
   | 'changeMedia'
   | 'tuneDevice'
 >;
@@ -300,6 +301,7 @@ export const noMigration: MigrationVerbs = {
   unplugDevice: refuse,
   vmDevices: refuse,
   addVcpus: refuse,
+  addMemory: refuse,
   changeMedia: refuse,
   tuneDevice: refuse,
 };

@@ -2,8 +2,17 @@ import { NfError } from '../errors';
 import type { NodeApi } from '../node/types';
 import type { Store, Versioned } from '../store/store';
 import { createLogger } from '../util/log';
-import type { DiskBus, DiskRun, IoLimits, NicModel, NicRun, TuneDevice } from '../vmm/types';
-import { checkHardware, hardwareOf } from './hardware';
+import type {
+  DiskAio,
+  DiskBus,
+  DiskCache,
+  DiskRun,
+  IoLimits,
+  NicModel,
+  NicRun,
+  TuneDevice,
+} from '../vmm/types';
+import { checkDiskIo, checkHardware, diskRun, hardwareOf } from './hardware';
 import type { ImageService } from './images';
 import type { NodeRouter } from './node-router';
 import type { Reconciler } from './reconciler';
@@ -24,6 +33,8 @@ export interface AddDiskInput {
   sizeGiB: number;
   pool?: string;
   bus?: DiskBus;
+  cache?: DiskCache;
+  aio?: DiskAio;
 }
 
 export interface AddNicInput {
@@ -64,6 +75,9 @@ export class VmDevices {
       const n = await this.freeDiskIndex(vm, pool);
       const disk: DiskRecord = { id: `disk${n}`, pool, volume: `vm-${vm.id}-disk${n}.qcow2`, sizeBytes };
       if (bus !== 'virtio-blk') disk.bus = bus;
+      checkDiskIo(disk.id, input, !!(await this.store.get(keys.pool(pool))));
+      if (input.cache) disk.cache = input.cache;
+      if (input.aio) disk.aio = input.aio;
       if (live && bus === 'virtio-blk') disk.slot = this.freeSlot(vm);
       // the VM with it still makes a machine QEMU can build (ports and units of its buses)
       checkHardware(hardwareOf({ ...vm, disks: [...vm.disks, disk] }));
@@ -86,15 +100,7 @@ export class VmDevices {
         return;
       }
       await this.plug(cur, { kind: 'disk', id: disk.id }, (v) => v.disks.push(disk), {
-        disk: {
-          id: disk.id,
-          path: '',
-          pool,
-          volume: disk.volume,
-          format: 'qcow2',
-          ...(disk.bus ? { bus: disk.bus } : {}),
-          ...(disk.slot ? { slot: disk.slot } : {}),
-        } satisfies DiskRun,
+        disk: diskRun(disk),
       }).catch(async (err) => {
         // the volume goes only if the record (settled from what QEMU has) does not keep the disk
         const now = (await this.store.get<VmRecord>(cur.key))?.value;
@@ -200,8 +206,21 @@ export class VmDevices {
     });
   }
 
-  /** A disk's I/O limits (all zero or absent: none); at once while the VM runs. */
-  tuneDisk(ref: string, diskId: string, limits: IoLimits): Promise<VmView> {
+  /**
+   * A disk's I/O limits (all zero or absent: none), at once while the VM runs; its cache mode and AIO
+   * engine only while the VM is stopped (QEMU opens the disk with them).
+   */
+  async tuneDisk(
+    ref: string,
+    diskId: string,
+    change: { limits?: IoLimits; cache?: DiskCache; aio?: DiskAio },
+  ): Promise<VmView> {
+    if (change.cache || change.aio) {
+      // first: a running VM refuses it before anything changed
+      const view = await this.setDiskIo(ref, diskId, change);
+      if (!change.limits) return view;
+    }
+    const limits = change.limits ?? {};
     for (const [total, read, write] of [
       ['iops', 'iopsRead', 'iopsWrite'],
       ['bps', 'bpsRead', 'bpsWrite'],
@@ -222,6 +241,30 @@ export class VmDevices {
       },
       { disk: diskId, limits: set },
     );
+  }
+
+  private setDiskIo(
+    ref: string,
+    diskId: string,
+    change: { cache?: DiskCache; aio?: DiskAio },
+  ): Promise<VmView> {
+    return this.locked(ref, async (cur) => {
+      const vm = cur.value;
+      const disk = vm.disks.find((x) => x.id === diskId);
+      if (!disk) throw new NfError('not_found', `VM "${vm.name}" has no disk ${diskId}`);
+      if (this.isLive(vm))
+        throw new NfError(
+          'invalid_state',
+          `VM "${vm.name}" runs: a disk's cache mode and AIO engine change while the VM is stopped`,
+        );
+      const io = { cache: change.cache ?? disk.cache, aio: change.aio ?? disk.aio };
+      checkDiskIo(diskId, io, !!(await this.store.get(keys.pool(disk.pool))));
+      await this.write(cur, (v) => {
+        const d = v.disks.find((x) => x.id === diskId)!;
+        if (io.cache) d.cache = io.cache;
+        if (io.aio) d.aio = io.aio;
+      });
+    });
   }
 
   /** Plugs a NIC's cable in or pulls it (the guest sees the carrier come and go). */

@@ -6,11 +6,11 @@ import { findByRef } from '../store/lookup';
 import type { Store, Versioned } from '../store/store';
 import type { HostPaths } from '../util/host-paths';
 import { createLogger } from '../util/log';
-import type { VmRunSpec } from '../vmm/types';
+import { MEMORY_SLOTS, type VmRunSpec } from '../vmm/types';
 import { type CloudInitView, cloudInitRecord, cloudInitView, renderCloudInit } from './cloud-init';
 import { DEFAULT_HA_POLICY } from './ha/policy';
 import { isolationResponseFor } from './ha/protection';
-import { checkHardware, hardwareOf, hardwareView } from './hardware';
+import { checkDiskIo, checkHardware, diskRun, hardwareOf, hardwareView, MEMORY_BLOCK_MIB } from './hardware';
 import type { ImageService } from './images';
 import { HOST_RESERVE_BYTES } from './node-registry';
 import type { NodeRouter } from './node-router';
@@ -127,6 +127,7 @@ export class VmService {
       boot,
       agent: enabled,
       cloudInit,
+      memoryDimmsMiB: _d,
       ...rest
     } = vm;
     const agent: VmView['agent'] =
@@ -183,6 +184,8 @@ export class VmService {
       machine: input.machine,
       vcpus: input.vcpus,
       maxVcpus: input.maxVcpus,
+      memoryMiB: input.memoryMiB,
+      maxMemoryMiB: input.maxMemoryMiB,
       firmware: input.firmware,
       secureBoot: input.secureBoot,
       tpm: input.tpm,
@@ -219,6 +222,9 @@ export class VmService {
         sizeBytes: 0,
       };
       if (d.bus && d.bus !== 'virtio-blk') disk.bus = d.bus;
+      checkDiskIo(`disk ${i}`, d, !!(await this.store.get(keys.pool(poolName))));
+      if (d.cache) disk.cache = d.cache;
+      if (d.aio) disk.aio = d.aio;
       if (d.image) {
         const img = await this.images.find(d.image);
         used.set(img.key, img);
@@ -289,6 +295,8 @@ export class VmService {
     if (!input.agent) vm.agent = false;
     if (input.cpu) vm.cpu = { model: 'host', ...input.cpu };
     if (input.maxVcpus !== undefined && input.maxVcpus > input.vcpus) vm.maxVcpus = input.maxVcpus;
+    if (input.maxMemoryMiB !== undefined && input.maxMemoryMiB > input.memoryMiB)
+      vm.maxMemoryMiB = input.maxMemoryMiB;
     if (input.bootOrder?.length) vm.bootOrder = input.bootOrder;
     if (input.firmware === 'uefi') {
       vm.firmware = 'uefi';
@@ -396,6 +404,7 @@ export class VmService {
       if (input.memoryMiB !== undefined) hw.memoryMiB = input.memoryMiB;
       if (input.machine !== undefined) hw.machine = input.machine;
       if (input.maxVcpus !== undefined) hw.maxVcpus = input.maxVcpus;
+      if (input.maxMemoryMiB !== undefined) hw.maxMemoryMiB = input.maxMemoryMiB;
       // [] = no explicit order (null would not survive as a pending change)
       if (input.bootOrder !== undefined) hw.bootOrder = input.bootOrder ?? [];
       if (input.boot !== undefined) hw.boot = await this.resolveBoot(input.boot, vm.disks.length, used);
@@ -455,6 +464,24 @@ export class VmService {
         after.vcpus = hotAdd;
         if (after.pendingChanges) delete after.pendingChanges.vcpus;
       }
+      // memory likewise, one DIMM per edit, in whole 128 MiB blocks (what a Linux guest can online)
+      const hotMemory =
+        running &&
+        hw.memoryMiB !== undefined &&
+        hw.memoryMiB > vm.memoryMiB &&
+        (hw.memoryMiB - vm.memoryMiB) % MEMORY_BLOCK_MIB === 0 &&
+        vm.maxMemoryMiB &&
+        hw.memoryMiB <= vm.maxMemoryMiB &&
+        (vm.pendingChanges?.maxMemoryMiB ?? vm.maxMemoryMiB) === vm.maxMemoryMiB &&
+        (vm.memoryDimmsMiB?.length ?? 0) < MEMORY_SLOTS
+          ? hw.memoryMiB
+          : undefined;
+      if (hotMemory !== undefined) {
+        delete hw.memoryMiB;
+        after.memoryMiB = hotMemory;
+        after.memoryDimmsMiB = [...(vm.memoryDimmsMiB ?? []), hotMemory - vm.memoryMiB];
+        if (after.pendingChanges) delete after.pendingChanges.memoryMiB;
+      }
       if (running) {
         // only what differs from what runs is pending
         const pending: PendingChanges = { ...vm.pendingChanges, ...hw };
@@ -500,7 +527,27 @@ export class VmService {
           throw err;
         }
       }
-      log.info('VM edited', { vm: vm.id, pending: running ? Object.keys(hw) : [], hotAddedVcpus: hotAdd });
+      if (hotMemory !== undefined) {
+        try {
+          await this.node.addMemory(vm.id, hotMemory);
+        } catch (err) {
+          // the DIMM did not go in (QEMU takes it whole or not at all): the record says so again
+          await this.reconciler.update(await this.find(id), (v) => {
+            if (v.memoryMiB !== hotMemory) return false;
+            v.memoryMiB = vm.memoryMiB;
+            if (vm.memoryDimmsMiB) v.memoryDimmsMiB = vm.memoryDimmsMiB;
+            else delete v.memoryDimmsMiB;
+            return true;
+          });
+          throw err;
+        }
+      }
+      log.info('VM edited', {
+        vm: vm.id,
+        pending: running ? Object.keys(hw) : [],
+        hotAddedVcpus: hotAdd,
+        hotAddedMemoryMiB: hotMemory,
+      });
       const saved = await this.find(id);
       return { vm: this.view(saved.value), etag: vmEtag(saved) };
     });
@@ -542,6 +589,8 @@ export class VmService {
         sizeBytes: d.sizeBytes,
         cloneOf: { vm: t.id, disk: d.id },
         ...(d.bus ? { bus: d.bus } : {}),
+        ...(d.cache ? { cache: d.cache } : {}),
+        ...(d.aio ? { aio: d.aio } : {}),
       })),
       networks: t.networks.map((n) => ({ ...n, mac: randomMac() })),
       boot: structuredClone(t.boot),
@@ -563,6 +612,7 @@ export class VmService {
       'hotplugSlots',
       'cloudInit',
       'maxVcpus',
+      'maxMemoryMiB',
     ] as const)
       if (t[k] !== undefined) Object.assign(vm, { [k]: structuredClone(t[k]) });
     if (t.efiVars) vm.efiVars = { pool: t.efiVars.pool, volume: `vm-${id}-efivars.qcow2` };
@@ -707,16 +757,7 @@ export class VmService {
       memoryMiB: vm.memoryMiB,
       machine: vm.machine,
       // The host resolves pool volumes and image files to its own paths.
-      disks: vm.disks.map((d) => ({
-        id: d.id,
-        path: '',
-        pool: d.pool,
-        volume: d.volume,
-        format: 'qcow2',
-        ...(d.bus ? { bus: d.bus } : {}),
-        ...(d.slot ? { slot: d.slot } : {}),
-        ...(d.limits ? { limits: d.limits } : {}),
-      })),
+      disks: vm.disks.map(diskRun),
       nics: vm.networks.map((n) => ({
         id: n.id,
         network: n.network,
@@ -731,6 +772,8 @@ export class VmService {
     };
     if (vm.cpu) spec.cpu = vm.cpu;
     if (vm.maxVcpus && vm.maxVcpus > vm.vcpus) spec.maxVcpus = vm.maxVcpus;
+    if (vm.maxMemoryMiB && vm.maxMemoryMiB > vm.memoryMiB) spec.maxMemoryMiB = vm.maxMemoryMiB;
+    if (vm.memoryDimmsMiB?.length) spec.memoryDimmsMiB = [...vm.memoryDimmsMiB];
     if (vm.bootOrder?.length) spec.bootOrder = vm.bootOrder;
     if (vm.firmware === 'uefi' && vm.efiVars)
       spec.firmware = { type: 'uefi', secureBoot: vm.secureBoot ?? false, vars: { ...vm.efiVars } };

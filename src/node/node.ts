@@ -5,7 +5,7 @@ import { cpus, freemem, hostname, loadavg, release, totalmem, uptime } from 'nod
 import { dirname, join } from 'node:path';
 import type { CephApplyRequest, CephHost, CephHostState } from '../ceph/host';
 import { NfError, toNfError } from '../errors';
-import { imageOpts, nestBlockdev } from '../storage/blockdev';
+import { imageOpts, nestBlockdev, withDiskIo } from '../storage/blockdev';
 import { DirPool } from '../storage/dir-pool';
 import { growTo, type StorageDriver, type VolumeInfo } from '../storage/driver';
 import { imageInfo, qemuImg, qemuImgProgress, qemuIo } from '../storage/qemu-img';
@@ -395,7 +395,10 @@ export class Node implements NodeApi {
         const d = structuredClone(device.disk);
         if (d.pool === undefined || d.volume === undefined)
           throw new NfError('validation_failed', `disk ${d.id}: a hot-plugged disk is a pool volume`);
-        d.blockdev = this.pool(d.pool).blockdev(d.volume, d.id, { readOnly: d.readOnly ?? false });
+        d.blockdev = withDiskIo(
+          this.pool(d.pool).blockdev(d.volume, d.id, { readOnly: d.readOnly ?? false }),
+          d,
+        );
         await instance.plugDisk(d);
         if (spec) spec.disks = [...spec.disks.filter((x) => x.id !== d.id), d];
       } else {
@@ -480,6 +483,28 @@ export class Node implements NodeApi {
         await this.saveSpec(spec);
       }
       log.info('vCPUs hot-added', { vm: id, vcpus: now });
+    });
+  }
+
+  addMemory(id: string, memoryMiB: number): Promise<void> {
+    return this.serialize(id, async () => {
+      const instance = this.running(id);
+      const spec = this.specOf(id);
+      const more = memoryMiB - (spec?.memoryMiB ?? memoryMiB);
+      if (spec?.maxMemoryMiB === undefined || memoryMiB > spec.maxMemoryMiB)
+        throw new NfError(
+          'validation_failed',
+          `VM ${id} can grow to ${spec?.maxMemoryMiB ?? spec?.memoryMiB ?? '?'} MiB while it runs (its maximum), not ${memoryMiB}`,
+        );
+      await this.checkMemory({ ...spec, memoryMiB: more });
+      const now = await instance.addMemory(memoryMiB);
+      if (now !== spec.memoryMiB) {
+        // a new daemon, and a migration target, start it with the same DIMMs
+        spec.memoryDimmsMiB = [...(spec.memoryDimmsMiB ?? []), now - spec.memoryMiB];
+        spec.memoryMiB = now;
+        await this.saveSpec(spec);
+      }
+      log.info('memory hot-added', { vm: id, memoryMiB: now });
     });
   }
 
@@ -1200,7 +1225,10 @@ export class Node implements NodeApi {
     const out: VmRunSpec = structuredClone(spec);
     for (const d of out.disks) {
       if (d.pool !== undefined && d.volume !== undefined)
-        d.blockdev = this.pool(d.pool).blockdev(d.volume, d.id, { readOnly: d.readOnly ?? false });
+        d.blockdev = withDiskIo(
+          this.pool(d.pool).blockdev(d.volume, d.id, { readOnly: d.readOnly ?? false }),
+          d,
+        );
     }
     if (out.firmware)
       out.firmware.vars.blockdev = this.pool(out.firmware.vars.pool).blockdev(

@@ -156,6 +156,8 @@ export interface NodeApi {
   changeMedia(id: string, iso: { pool: string; file: string } | undefined): Promise<void>;
   /** Hot-adds vCPUs to a running VM until it has `count` (up to its maxVcpus); the host's spec follows. */
   addVcpus(id: string, count: number): Promise<void>;
+  /** Hot-adds memory (one DIMM) to a running VM until it has `memoryMiB` (up to its maxMemoryMiB). */
+  addMemory(id: string, memoryMiB: number): Promise<void>;
   /** The disks and NICs a running VM's QEMU has now (their ids). */
   vmDevices(id: string): Promise<{ disks: string[]; nics: string[] }>;
   /**

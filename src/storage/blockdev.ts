@@ -1,4 +1,19 @@
+import type { DiskAio, DiskCache } from '../vmm/types';
 import type { BlockdevNode } from './driver';
+
+/**
+ * A disk's nodes with its cache mode and AIO engine: the cache options on every node (as libvirt sets
+ * them), the AIO engine on the file node (RBD has librbd's own I/O).
+ */
+export function withDiskIo(nodes: BlockdevNode[], io: { cache?: DiskCache; aio?: DiskAio }): BlockdevNode[] {
+  if (!io.cache && !io.aio) return nodes;
+  const direct = io.cache === 'none' || io.cache === 'directsync';
+  return nodes.map((n) => ({
+    ...n,
+    ...(io.cache ? { cache: { direct, 'no-flush': io.cache === 'unsafe' } } : {}),
+    ...(io.aio && (n.driver === 'file' || n.driver === 'host_device') ? { aio: io.aio } : {}),
+  }));
+}
 
 /** QEMU's nested option form of a -blockdev node list (references to other nodes inlined). */
 export function nestBlockdev(nodes: BlockdevNode[]): Record<string, unknown> {

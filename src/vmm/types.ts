@@ -13,6 +13,9 @@ import type {
 
 export type Accelerator = 'kvm' | 'tcg';
 
+/** DIMM slots of a VM with memory hot-add: one per hot-add until its next cold start. */
+export const MEMORY_SLOTS = 16;
+
 export interface DiskRun {
   /** Stable id inside the VM ("disk0"), also the QEMU node name. */
   id: string;
@@ -33,7 +36,22 @@ export interface DiskRun {
   slot?: string;
   /** I/O limits QEMU enforces (its throttling); absent: none. */
   limits?: IoLimits;
+  /** The host page cache and flushes (QEMU's cache modes); absent: writeback. */
+  cache?: DiskCache;
+  /** How QEMU does a file's I/O; absent: threads. */
+  aio?: DiskAio;
 }
+
+/**
+ * QEMU's cache modes: none (O_DIRECT, the guest's flushes honoured: the safe default of Proxmox),
+ * writeback (the host page cache), writethrough and directsync (every write flushed), unsafe (flushes
+ * ignored: for scratch disks only).
+ */
+export const DISK_CACHE_MODES = ['none', 'writeback', 'writethrough', 'directsync', 'unsafe'] as const;
+export type DiskCache = (typeof DISK_CACHE_MODES)[number];
+/** I/O submission of a file-backed disk: a thread pool, Linux native AIO (needs O_DIRECT), or io_uring. */
+export const DISK_AIO_MODES = ['threads', 'native', 'io_uring'] as const;
+export type DiskAio = (typeof DISK_AIO_MODES)[number];
 
 /** Per-second I/O limits of a disk: totals, or reads and writes apart (not both); 0 or absent: none. */
 export interface IoLimits {
@@ -131,6 +149,13 @@ export interface VmRunSpec {
   media?: { iso?: MediaRun };
   /** vCPUs can be hot-added up to this many (QEMU's maxcpus); absent: no hot-add. */
   maxVcpus?: number;
+  /** Memory can be hot-added (DIMMs) up to this many MiB (QEMU's maxmem); absent: no hot-add. */
+  maxMemoryMiB?: number;
+  /**
+   * DIMMs hot-added while the VM ran, in MiB, in order; part of memoryMiB. A migration target starts
+   * with them as DIMMs too (QEMU needs the same memory layout); a cold start folds them into the base.
+   */
+  memoryDimmsMiB?: number[];
   /** cloud-init NoCloud: the node makes a seed ISO ("cidata") of these and attaches it as a CD-ROM. */
   cloudInit?: CloudInitRun;
 }
@@ -226,6 +251,8 @@ export interface VmInstance {
   changeMedia(iso: MediaRun | undefined): Promise<void>;
   /** Hot-adds vCPUs until the guest has `count` (never removes any); returns how many it has now. */
   addVcpus(count: number): Promise<number>;
+  /** Hot-adds one DIMM so the guest has `memoryMiB` in all; returns the MiB it has (base + DIMMs). */
+  addMemory(memoryMiB: number): Promise<number>;
   /** The disk and NIC devices the VM has now (their ids), as QEMU says. */
   devices(): Promise<{ disks: string[]; nics: string[] }>;
   /** Resolves once the process is gone. */

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/util/wait';
 import { neuroflowCommand, TestDaemon } from '../harness/daemon';
@@ -111,7 +111,11 @@ describe('VM hardware: firmware, TPM, CPU and device models', () => {
       kernelVm('devices', {
         vcpus: 2,
         cpu: { model: 'x86-64-v2', sockets: 2 },
-        disks: [{ sizeGiB: 1 }, { sizeGiB: 1, bus: 'sata' }, { sizeGiB: 1, bus: 'virtio-scsi' }],
+        disks: [
+          { sizeGiB: 1, cache: 'writethrough' },
+          { sizeGiB: 1, bus: 'sata', cache: 'none', aio: 'native' },
+          { sizeGiB: 1, bus: 'virtio-scsi' },
+        ],
         networks: [{ network: 'default', model: 'e1000e' }],
         video: 'virtio',
         boot: { kernel: testGuest().vmlinux, initrd: testGuest().initrd, cmdline: HW_CMDLINE() },
@@ -121,10 +125,36 @@ describe('VM hardware: firmware, TPM, CPU and device models', () => {
       cpu: { model: 'x86-64-v2', sockets: 2, cores: 1, threads: 1 },
       video: 'virtio',
       tablet: true,
-      disks: [{ id: 'disk0' }, { id: 'disk1', bus: 'sata' }, { id: 'disk2', bus: 'virtio-scsi' }],
+      disks: [
+        { id: 'disk0', cache: 'writethrough' },
+        { id: 'disk1', bus: 'sata', cache: 'none', aio: 'native' },
+        { id: 'disk2', bus: 'virtio-scsi' },
+      ],
       networks: [{ id: 'net0', model: 'e1000e' }],
     });
     await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    // cache modes: writethrough shows the guest a disk without a volatile cache; none opens the file
+    // O_DIRECT on the host; the default keeps the host page cache
+    expect((await run(vm.id, 'cat /sys/block/vda/queue/write_cache')).trim()).toBe('write through');
+    const pid = (await getVm(d.api, vm.id)).pid;
+    const direct = (disk: string) => {
+      for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+        let target = '';
+        try {
+          target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        } catch {}
+        if (!target.endsWith(`-${disk}.qcow2`)) continue;
+        const flags = /^flags:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))![1]!;
+        return (Number.parseInt(flags, 8) & 0o40000) !== 0; // O_DIRECT
+      }
+      throw new Error(`QEMU has no file open for ${disk}`);
+    };
+    expect([direct('disk0'), direct('disk1'), direct('disk2')]).toEqual([false, true, false]);
+    // a cache mode changes while the VM is stopped, not under a running guest
+    const live = await rejection(
+      d.api.request('PATCH', `/api/v1/vms/${vm.id}/disks/disk2`, { cache: 'none' }),
+    );
+    expect(live.code).toBe('invalid_state');
     const blocks = (await run(vm.id, 'ls /sys/block')).split(/\s+/).filter((b) => /^(vd|sd)/.test(b));
     expect(blocks.sort()).toEqual(['sda', 'sdb', 'vda']);
     // one on AHCI (ata), one on virtio-scsi, whichever driver came first
@@ -140,6 +170,9 @@ describe('VM hardware: firmware, TPM, CPU and device models', () => {
     expect(flags).toMatch(/\bsse4_2\b/);
     expect(flags).not.toMatch(/\bavx\b/);
     await vmAction(d.api, vm.id, 'stop', '?force=true');
+    expect(
+      await d.api.request('PATCH', `/api/v1/vms/${vm.id}/disks/disk2`, { cache: 'none', aio: 'io_uring' }),
+    ).toMatchObject({ disks: [{}, {}, { id: 'disk2', cache: 'none', aio: 'io_uring' }] });
   });
 
   it('refuses hardware that cannot work, with a stable code, and creates nothing', async () => {
@@ -148,6 +181,7 @@ describe('VM hardware: firmware, TPM, CPU and device models', () => {
       [{ secureBoot: true }, /secureBoot needs firmware "uefi"/],
       [{ firmware: 'uefi', secureBoot: true, machine: 'pc' }, /needs machine "q35"/],
       [{ disks: [{ sizeGiB: 1, bus: 'ide' }] }, /"ide" needs machine "pc"/],
+      [{ disks: [{ sizeGiB: 1, aio: 'native' }] }, /aio "native" needs cache "none" or "directsync"/],
       [{ vcpus: 3, cpu: { sockets: 2 } }, /does not make the VM's 3 vCPUs/],
       [{ cpu: { model: 'max,kvm=off' } }, /CPU model name/],
       [{ cpu: { flags: { 'avx,enforce': true } } }, /cpu\.flags/],
@@ -335,6 +369,48 @@ describe('VM hardware: firmware, TPM, CPU and device models', () => {
       vcpus: 3,
       pendingChanges: { vcpus: 2 },
     });
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
+  });
+
+  it('hot-adds memory to a running guest up to its maximum (a DIMM); the rest waits; a cold start folds it in', async () => {
+    const vm = await createVm(d.api, kernelVm('mem1', { memoryMiB: 256, maxMemoryMiB: 640 }));
+    expect(vm as unknown).toMatchObject({ memoryMiB: 256, maxMemoryMiB: 640 });
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    const memTotalMiB = async () =>
+      Math.round(Number(/MemTotal:\s+(\d+)/.exec(await run(vm.id, 'cat /proc/meminfo'))?.[1]) / 1024);
+    const before = await memTotalMiB();
+    const added = await d.api.request<Record<string, unknown>>('PATCH', `/api/v1/vms/${vm.id}`, {
+      memoryMiB: 512,
+    });
+    expect(added).toMatchObject({ memoryMiB: 512 });
+    expect(added.pendingChanges).toBeUndefined();
+    expect(added.memoryDimmsMiB).toBeUndefined(); // (the record's bookkeeping, not the API's)
+    // the guest onlines the new blocks (a distribution's udev rule does it; the test guest has no udev)
+    await waitFor(
+      async () => {
+        await run(
+          vm.id,
+          'for m in /sys/devices/system/memory/memory*; do grep -q offline $m/state && echo online > $m/state; done; true',
+        );
+        return (await memTotalMiB()) >= before + 250;
+      },
+      { timeoutMs: 30_000, intervalMs: 500, what: 'the guest to see 256 MiB more memory' },
+    );
+    // beyond the maximum: refused, nothing changed; not whole 128 MiB blocks: pending
+    const over = await rejection(d.api.request('PATCH', `/api/v1/vms/${vm.id}`, { memoryMiB: 768 }));
+    expect([over.code, over.message]).toEqual([
+      'validation_failed',
+      expect.stringMatching(/maxMemoryMiB \(640\)/),
+    ]);
+    expect(await d.api.request('PATCH', `/api/v1/vms/${vm.id}`, { memoryMiB: 600 })).toMatchObject({
+      memoryMiB: 512,
+      pendingChanges: { memoryMiB: 600 },
+    });
+    // a cold start gives the guest it all as base memory, and the pending change with it
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    expect(await d.api.request('GET', `/api/v1/vms/${vm.id}`)).toMatchObject({ memoryMiB: 600 });
+    expect(await memTotalMiB()).toBeGreaterThan(before + 300);
     await vmAction(d.api, vm.id, 'stop', '?force=true');
   });
 

@@ -2,7 +2,15 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { ApiContext } from '../context';
 import { errors, json } from '../openapi';
 import { newRouter } from '../router';
-import { DiskBusSchema, IdParam, NicInput, TaskSchema, VmSchema } from '../schemas';
+import {
+  DiskAioSchema,
+  DiskBusSchema,
+  DiskCacheSchema,
+  IdParam,
+  NicInput,
+  TaskSchema,
+  VmSchema,
+} from '../schemas';
 
 const MiB = 1024 ** 2;
 
@@ -44,6 +52,8 @@ export const AddDiskBody = z
       description:
         'virtio-blk (default; hot-pluggable), virtio-scsi (hot-pluggable with a SCSI disk already), sata, ide',
     }),
+    cache: DiskCacheSchema.optional(),
+    aio: DiskAioSchema.optional(),
   })
   .openapi('AddDisk');
 
@@ -59,8 +69,17 @@ export const TuneDiskBody = z
         bpsRead: LIMIT,
         bpsWrite: LIMIT,
       })
-      .openapi({ description: 'Totals, or reads and writes apart (not both); 0 or absent: no limit' }),
+      .optional()
+      .openapi({
+        description:
+          'Totals, or reads and writes apart (not both); 0 or absent: no limit. At once while the VM runs',
+      }),
+    cache: DiskCacheSchema.optional().openapi({
+      description: 'A new cache mode: only while the VM is stopped',
+    }),
+    aio: DiskAioSchema.optional().openapi({ description: 'A new AIO engine: only while the VM is stopped' }),
   })
+  .refine((b) => b.limits || b.cache || b.aio, { message: 'give limits, cache or aio' })
   .openapi('TuneDisk');
 
 const NicParams = z.object({
@@ -122,7 +141,7 @@ export function vmDiskRoutes(ctx: ApiContext) {
       path: '/{id}/disks/{disk}',
       tags: ['VMs'],
       summary:
-        "A disk's per-second I/O limits (QEMU throttling; 0 or absent: none); at once while the VM runs",
+        "A disk's per-second I/O limits (QEMU throttling; 0 or absent: none), at once while the VM runs; its cache mode and AIO engine while it is stopped",
       request: {
         params: DiskParams,
         body: { content: { 'application/json': { schema: TuneDiskBody } }, required: true },
@@ -131,8 +150,9 @@ export function vmDiskRoutes(ctx: ApiContext) {
     }),
     async (c) => {
       const { id, disk } = c.req.valid('param');
-      const vm = await ctx.tasks.run('vm.disk.limits', `${id}/${disk}`, c.get('user'), () =>
-        ctx.devices.tuneDisk(id, disk, c.req.valid('json').limits),
+      const body = c.req.valid('json');
+      const vm = await ctx.tasks.run('vm.disk.tune', `${id}/${disk}`, c.get('user'), () =>
+        ctx.devices.tuneDisk(id, disk, body),
       );
       return c.json(vm, 200);
     },

@@ -14,7 +14,16 @@ import type {
   MigrationProgress,
   MigrationResult,
 } from '../../vmm/migration';
-import type { BootRun, DiskRun, IoLimits, IsolationResponse, NicRun, VmRunSpec } from '../../vmm/types';
+import {
+  type BootRun,
+  DISK_AIO_MODES,
+  DISK_CACHE_MODES,
+  type DiskRun,
+  type IoLimits,
+  type IsolationResponse,
+  type NicRun,
+  type VmRunSpec,
+} from '../../vmm/types';
 
 const DISK_BUSES = ['virtio-blk', 'virtio-scsi', 'sata', 'ide'] as const;
 const NIC_MODELS = ['virtio', 'e1000e', 'rtl8139', 'vmxnet3'] as const;
@@ -245,6 +254,8 @@ export function specToPb(s: VmRunSpec): pb.VmRunSpec {
     hotplugSlots: s.hotplugSlots ?? 0,
     cloudInit: s.cloudInit && defined({ ...s.cloudInit }),
     maxVcpus: s.maxVcpus ?? 0,
+    maxMemoryMib: s.maxMemoryMiB ?? 0,
+    memoryDimmsMib: s.memoryDimmsMiB ?? [],
     media: s.media && { iso: s.media.iso && { pool: s.media.iso.pool, file: s.media.iso.file } },
     bootOrder: s.bootOrder ?? [],
   });
@@ -281,6 +292,8 @@ export function specFromPb(s: pb.VmRunSpec | undefined): VmRunSpec {
     hotplugSlots: s.hotplugSlots || undefined,
     cloudInit: s.cloudInit && defined({ ...s.cloudInit }),
     maxVcpus: s.maxVcpus || undefined,
+    maxMemoryMiB: s.maxMemoryMib || undefined,
+    memoryDimmsMiB: s.memoryDimmsMib.length > 0 ? [...s.memoryDimmsMib] : undefined,
     media: s.media && (s.media.iso ? { iso: { pool: s.media.iso.pool, file: s.media.iso.file } } : {}),
     bootOrder: s.bootOrder.length > 0 ? [...s.bootOrder] : undefined,
   });
@@ -322,6 +335,8 @@ export const diskFromPb = (d: pb.DiskRun): DiskRun =>
     bus: d.bus === undefined ? undefined : oneOf(d.bus, DISK_BUSES, 'disk bus'),
     slot: d.slot,
     limits: d.limits && limitsFromPb(d.limits),
+    cache: d.cache === undefined ? undefined : oneOf(d.cache, DISK_CACHE_MODES, 'disk cache mode'),
+    aio: d.aio === undefined ? undefined : oneOf(d.aio, DISK_AIO_MODES, 'disk aio mode'),
   });
 
 export const nicFromPb = (n: pb.NicRun): NicRun =>

@@ -281,6 +281,7 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
     }),
     vmDevices: unary((r: pb.VmRequest) => node.vmDevices(r.id)),
     addVcpus: unary((r: pb.AddVcpusRequest) => empty(node.addVcpus(r.id, r.count))),
+    addMemory: unary((r: pb.AddMemoryRequest) => empty(node.addMemory(r.id, r.memoryMib))),
     tuneDevice: unary((r: pb.TuneDeviceRequest) => {
       const d = r.device;
       if (!d) throw new NfError('validation_failed', 'the request names no device');

@@ -482,6 +482,10 @@ export class RemoteNode implements NodeApi {
     await this.call('AddVcpus', this.client.addVcpus, { id, count });
   }
 
+  async addMemory(id: string, memoryMiB: number): Promise<void> {
+    await this.call('AddMemory', this.client.addMemory, { id, memoryMib: memoryMiB });
+  }
+
   async vmDevices(id: string): Promise<{ disks: string[]; nics: string[] }> {
     const r = await this.call('VmDevices', this.client.vmDevices, { id });
     return { disks: [...r.disks], nics: [...r.nics] };

@@ -1,6 +1,16 @@
 import { join } from 'node:path';
 import { NfError } from '../../errors';
-import type { Accelerator, DiskRun, MediaRun, NicModel, NicRun, VideoModel, VmRunSpec } from '../types';
+import { withDiskIo } from '../../storage/blockdev';
+import {
+  type Accelerator,
+  type DiskRun,
+  MEMORY_SLOTS,
+  type MediaRun,
+  type NicModel,
+  type NicRun,
+  type VideoModel,
+  type VmRunSpec,
+} from '../types';
 import { cpuArg, OVMF_VARS_BYTES, ovmfFiles } from './firmware';
 
 /**
@@ -139,7 +149,17 @@ export function buildQemuConfig(
   if (spec.cpu?.cores) smp.cores = spec.cpu.cores;
   if (spec.cpu?.threads) smp.threads = spec.cpu.threads;
   add('-smp', smp);
-  add('-m', { size: `${spec.memoryMiB}M` });
+  // Memory: the base, and room for DIMMs up to the maximum (ACPI memory hot-plug; the guest onlines them)
+  const dimms = spec.memoryDimmsMiB ?? [];
+  const baseMiB = spec.memoryMiB - dimms.reduce((a, b) => a + b, 0);
+  const mem: Record<string, string | number> = { size: `${baseMiB}M` };
+  if (spec.maxMemoryMiB && spec.maxMemoryMiB > spec.memoryMiB)
+    Object.assign(mem, { slots: MEMORY_SLOTS, maxmem: `${spec.maxMemoryMiB}M` });
+  add('-m', mem);
+  dimms.forEach((mib, i) => {
+    add('-object', { json: { 'qom-type': 'memory-backend-ram', id: `dimm${i}-mem`, size: mib * 1024 ** 2 } });
+    add('-device', { json: { driver: 'pc-dimm', id: `dimm${i}`, memdev: `dimm${i}-mem` } });
+  });
 
   // Management channels: all on unix sockets inside the run dir, never on the network.
   add('-chardev', { '': 'socket', id: 'qmp', path: paths.qmp, server: 'on', wait: 'off' });
@@ -182,28 +202,29 @@ export function buildQemuConfig(
 
   // Disks: the storage driver's nodes, or one file + format node; the device refers to the top node.
   spec.disks.forEach((disk, index) => {
-    if (disk.blockdev) for (const node of disk.blockdev) add('-blockdev', { json: node });
-    else {
-      add('-blockdev', {
-        json: {
-          driver: 'file',
-          filename: disk.path,
-          'node-name': `${disk.id}-file`,
-          'read-only': disk.readOnly ?? false,
-          'auto-read-only': true,
-          discard: 'unmap',
-        },
-      });
-      add('-blockdev', {
-        json: {
-          driver: disk.format,
-          file: `${disk.id}-file`,
-          'node-name': disk.id,
-          'read-only': disk.readOnly ?? false,
-          discard: 'unmap',
-        },
-      });
-    }
+    const nodes =
+      disk.blockdev ??
+      withDiskIo(
+        [
+          {
+            driver: 'file',
+            filename: disk.path,
+            'node-name': `${disk.id}-file`,
+            'read-only': disk.readOnly ?? false,
+            'auto-read-only': true,
+            discard: 'unmap',
+          },
+          {
+            driver: disk.format,
+            file: `${disk.id}-file`,
+            'node-name': disk.id,
+            'read-only': disk.readOnly ?? false,
+            discard: 'unmap',
+          },
+        ],
+        disk,
+      );
+    for (const node of nodes) add('-blockdev', { json: node });
     const dev = diskDevice(disk, buses);
     if (disk.slot && hasSlot(spec, disk.slot)) dev.bus = disk.slot;
     if (spec.bootOrder) setBootIndex(dev, spec, disk.id);
@@ -385,6 +406,13 @@ export function hotplugDiskDevice(disk: DiskRun): Record<string, unknown> {
 
 /** The -device of a disk on its bus; SATA ports and IDE units are given in disk order. */
 function diskDevice(disk: DiskRun, buses: DiskBuses): Record<string, unknown> {
+  const dev = busDevice(disk, buses);
+  // writethrough and directsync: the guest sees a disk without a volatile write cache
+  if (disk.cache === 'writethrough' || disk.cache === 'directsync') dev['write-cache'] = 'off';
+  return dev;
+}
+
+function busDevice(disk: DiskRun, buses: DiskBuses): Record<string, unknown> {
   const id = `${disk.id}-dev`;
   switch (disk.bus ?? 'virtio-blk') {
     case 'virtio-blk':

@@ -853,6 +853,31 @@ export class QemuInstance implements VmInstance {
     return Math.max(have, count);
   }
 
+  async addMemory(memoryMiB: number): Promise<number> {
+    const MiB = 1024 ** 2;
+    const sum = (await this.exec('query-memory-size-summary')) as {
+      'base-memory': number;
+      'plugged-memory'?: number;
+    };
+    const have = Math.round((sum['base-memory'] + (sum['plugged-memory'] ?? 0)) / MiB);
+    if (memoryMiB <= have) return have;
+    const devs = (await this.exec('query-memory-devices')) as unknown[];
+    const id = `dimm${devs.length}`;
+    // one backend and one DIMM for the difference; the backend goes again if the DIMM does not go in
+    await this.exec('object-add', {
+      'qom-type': 'memory-backend-ram',
+      id: `${id}-mem`,
+      size: (memoryMiB - have) * MiB,
+    });
+    try {
+      await this.exec('device_add', { driver: 'pc-dimm', id, memdev: `${id}-mem` });
+    } catch (err) {
+      await this.exec('object-del', { id: `${id}-mem` }).catch(() => {});
+      throw err;
+    }
+    return memoryMiB;
+  }
+
   async devices(): Promise<{ disks: string[]; nics: string[] }> {
     const list = (await this.exec('qom-list', { path: '/machine/peripheral' })) as { name: string }[];
     const ids = list.map((p) => p.name).filter((n) => n.endsWith('-dev'));
