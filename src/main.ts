@@ -67,6 +67,9 @@ Usage:
                   recovery timelines (detected, fenced, restarted); detection time, host failures to tolerate
   neuroflow vm ha NAME [--enable|--disable] [--priority high|medium|low] [--order N] [--isolation poweroff|shutdown|leave]
                   [--monitor|--no-monitor]   VM monitoring: reset a guest whose agent and disks went silent
+  neuroflow cluster set [--strategy spread|pack] [--memory-overcommit X] [--vcpu-overcommit X] [--default-cpu-model auto|host|x86-64-v2|...]
+                  placement policy, and the CPU model new VMs get when they name none (auto: the host CPU
+                  while every host has the same, else the highest x86-64 level every host runs)
   neuroflow cluster show | cluster token create [--ttl 1h] [--role worker|controller] | cluster token list|show|revoke ID
   neuroflow image list|import|upload|delete ...
   neuroflow pool list|show|volumes|create|delete ...

@@ -627,6 +627,9 @@ export const NodeSchema = z
     joinedAt: z.string(),
     cpus: z.number(),
     cpuModel: z.string(),
+    cpuLevels: z.array(z.string()).openapi({
+      description: 'The portable CPU levels (x86-64-v2..v4) QEMU gives guests here under its accelerator',
+    }),
     memoryTotalBytes: z.number(),
     memoryAvailableBytes: z.number().nullable(),
     accelerator: z.enum(['kvm', 'tcg']).nullable(),
@@ -714,6 +717,13 @@ export const PolicySchema = z
       .min(0.1)
       .max(1000)
       .openapi({ description: 'vCPUs allowed per host CPU (4 by default)' }),
+    defaultCpuModel: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'auto, host, x86-64-v2..v4 or a QEMU model name')
+      .openapi({
+        description:
+          'The CPU model of new VMs that name none: auto (the host CPU while every host has the same, else the highest x86-64 level every host runs), host, x86-64-v2..v4 or a QEMU model',
+      }),
   })
   .openapi('PlacementPolicy');
 
@@ -728,6 +738,9 @@ export const ClusterSchema = z
     mode: z.enum(['single-host', 'cluster']),
     leader: z.string().nullable(),
     caFingerprint: z.string().nullable(),
+    cpu: z
+      .object({ defaultModel: z.string(), model: z.string(), why: z.string() })
+      .openapi({ description: 'The CPU model new VMs get when they name none, and why' }),
     etcdMembers: z.array(
       z.object({ id: z.string(), name: z.string(), learner: z.boolean(), peerUrls: z.array(z.string()) }),
     ),

@@ -984,15 +984,30 @@ export async function clusterCommand(argv: string[], out: Out): Promise<void> {
       ttl: { type: 'string', default: '1h' },
       description: { type: 'string' },
       role: { type: 'string', default: 'worker' },
+      strategy: { type: 'string' },
+      'memory-overcommit': { type: 'string' },
+      'vcpu-overcommit': { type: 'string' },
+      'default-cpu-model': { type: 'string' },
     },
   });
   const api = client(values);
   const show = (v: unknown) => out(JSON.stringify(v, null, 2));
   if (positionals[0] === 'show') return show(await api.request('GET', '/api/v1/cluster'));
+  if (positionals[0] === 'set') {
+    // cluster set [--strategy spread|pack] [--memory-overcommit X] [--vcpu-overcommit X] [--default-cpu-model M]
+    const policy: Record<string, unknown> = {};
+    if (values.strategy) policy.strategy = values.strategy;
+    if (values['memory-overcommit']) policy.memoryOvercommit = Number(values['memory-overcommit']);
+    if (values['vcpu-overcommit']) policy.vcpuOvercommit = Number(values['vcpu-overcommit']);
+    if (values['default-cpu-model']) policy.defaultCpuModel = values['default-cpu-model'];
+    await api.request('PATCH', '/api/v1/cluster', { policy });
+    const now = await api.request<{ cpu: { model: string; why: string } }>('GET', '/api/v1/cluster');
+    return out(`new VMs get CPU model ${now.cpu.model}: ${now.cpu.why}`);
+  }
   if (positionals[0] !== 'token')
     throw new NfError(
       'validation_failed',
-      'use: cluster show | cluster token create [--ttl 1h] [--role worker|controller] | token list | token revoke ID',
+      'use: cluster show | cluster set [--strategy S] [--default-cpu-model M] ... | cluster token create [--ttl 1h] [--role worker|controller] | token list | token revoke ID',
     );
   switch (positionals[1]) {
     case 'create': {

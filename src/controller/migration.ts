@@ -4,6 +4,7 @@ import type { Store, Versioned } from '../store/store';
 import { bytes } from '../util/format';
 import { createLogger } from '../util/log';
 import { DEFAULT_POLICY, type MigrationPolicy, type MigrationProgress } from '../vmm/migration';
+import { CPU_LEVELS } from '../vmm/types';
 import type { NodeRegistry } from './node-registry';
 import type { NodeRouter } from './node-router';
 import { loadClusterState, toSched } from './placement';
@@ -393,8 +394,13 @@ export class Migrations {
     if (!src?.info) return undefined;
     if (dst.info.accelerator !== src.info.accelerator)
       return `accelerator ${dst.info.accelerator}, the VM runs under ${src.info.accelerator}`;
-    if (src.info.accelerator === 'kvm' && dst.info.cpuModel !== src.info.cpuModel)
-      return `CPU model "${dst.info.cpuModel}" differs from the source's "${src.info.cpuModel}" (the VM sees the host CPU)`;
+    const model = vm.cpu?.model ?? 'host';
+    if (CPU_LEVELS.includes(model)) {
+      // a portable level: any host that runs it, whatever its CPU
+      if (dst.info.cpuLevels && !dst.info.cpuLevels.includes(model))
+        return `cannot run the VM's CPU level ${model} (it runs ${dst.info.cpuLevels.join(', ') || 'none of the x86-64 levels'})`;
+    } else if (src.info.accelerator === 'kvm' && dst.info.cpuModel !== src.info.cpuModel)
+      return `CPU model "${dst.info.cpuModel}" differs from the source's "${src.info.cpuModel}" (the VM ${model === 'host' ? 'sees the host CPU' : `has CPU model ${model}`}; a portable level such as x86-64-v2 moves between different CPUs)`;
     if (dst.info.qemuVersion !== src.info.qemuVersion)
       return `QEMU ${dst.info.qemuVersion}, the source runs ${src.info.qemuVersion} (the machine type must match)`;
     for (const pool of new Set(vm.disks.map((d) => d.pool)))

@@ -24,7 +24,13 @@ export interface NodeView {
   addresses: string[];
   apiAddress?: string;
   joinedAt: string;
-  capacity: { cpus: number; memoryBytes: number; accelerator: string; cpuModel: string } | null;
+  capacity: {
+    cpus: number;
+    memoryBytes: number;
+    accelerator: string;
+    cpuModel: string;
+    cpuLevels: string[];
+  } | null;
   /** VMs placed on the host; vCPUs, memory and count of those powered on (stopped VMs hold none). */
   allocation: { vms: number; poweredOn: number; vcpus: number; memoryBytes: number };
   pools: NonNullable<NodeRecord['info']>['pools'];
@@ -143,6 +149,7 @@ export class NodeRegistry {
       // free space in whole GiB, rounded down (fewer record writes; never more than there is)
       pools: info.pools.map((p) => ({ ...p, freeBytes: Math.floor(p.freeBytes / 1024 ** 3) * 1024 ** 3 })),
       qemuVersion: info.qemuVersion,
+      cpuLevels: info.cpuLevels,
     };
     if (known && JSON.stringify(known.info) === JSON.stringify(facts)) return;
     await this.upsert(name, (cur) => {
@@ -198,6 +205,7 @@ export class NodeRegistry {
                 memoryBytes: n.info.memoryTotalBytes,
                 accelerator: n.info.accelerator,
                 cpuModel: n.info.cpuModel,
+                cpuLevels: n.info.cpuLevels ?? [],
               }
             : null,
           allocation: alloc.get(n.name) ?? { vms: 0, poweredOn: 0, vcpus: 0, memoryBytes: 0 },
@@ -228,6 +236,7 @@ export class NodeRegistry {
       networks,
       accelerator: n.info?.accelerator ?? 'tcg',
       cpuModel: n.info?.cpuModel ?? '',
+      cpuLevels: n.info?.cpuLevels,
     }));
   }
 }

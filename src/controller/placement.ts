@@ -2,6 +2,7 @@ import { NfError, toNfError } from '../errors';
 import type { VolumeBacking } from '../node/types';
 import type { Store, Versioned } from '../store/store';
 import { createLogger } from '../util/log';
+import { CPU_LEVELS } from '../vmm/types';
 import type { NodeRegistry } from './node-registry';
 import type { NodeRouter } from './node-router';
 import {
@@ -303,6 +304,7 @@ export function toSched(vm: VmRecord, imageNode: Map<string, string>, opts = { p
     pools: [...new Set(vm.disks.map((d) => d.pool))],
     networks: [...new Set(vm.networks.map((n) => n.network))],
   };
+  if (vm.cpu && CPU_LEVELS.includes(vm.cpu.model)) s.cpuLevel = vm.cpu.model;
   if (vm.placement?.affinityGroup) s.affinityGroup = vm.placement.affinityGroup;
   if (vm.placement?.antiAffinityGroup) s.antiAffinityGroup = vm.placement.antiAffinityGroup;
   if (!opts.pins) return s;

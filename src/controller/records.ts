@@ -328,6 +328,8 @@ export interface NodeRecord {
     accelerator: 'kvm' | 'tcg';
     pools: { name: string; type: string; totalBytes: number; freeBytes: number }[];
     qemuVersion: string;
+    /** The portable CPU levels it runs (absent: a host from before they were reported). */
+    cpuLevels?: string[];
   };
   etcd?: { memberId: string; learner: boolean; peerUrl: string; clientUrl: string };
 }

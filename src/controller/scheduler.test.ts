@@ -36,7 +36,12 @@ function failure(p: Placement): { reason: string; excluded: Record<string, numbe
 
 describe('policy', () => {
   it('defaults to spread, no memory overcommit, 4 vCPUs per CPU', () => {
-    expect(DEFAULT_POLICY).toEqual({ strategy: 'spread', memoryOvercommit: 1, vcpuOvercommit: 4 });
+    expect(DEFAULT_POLICY).toEqual({
+      strategy: 'spread',
+      memoryOvercommit: 1,
+      vcpuOvercommit: 4,
+      defaultCpuModel: 'auto',
+    });
     expect(new ClusterState([]).policy).toEqual(DEFAULT_POLICY);
     expect(new ClusterState([], { strategy: 'pack' }).policy.vcpuOvercommit).toBe(4);
   });
@@ -142,6 +147,18 @@ describe('filters', () => {
     const f = failure(s.place(v));
     expect(f.excluded).toEqual({ 'cpu-model': 2 });
     expect(f.reason).toContain('2 with a CPU model other than "AMD EPYC 7543"');
+  });
+
+  it("cpu-model admits only hosts that run the VM's CPU level; a host that did not report levels is not judged", () => {
+    const s = new ClusterState([
+      host('h1', { cpuLevels: ['x86-64-v2'] }),
+      host('h2', { cpuLevels: ['x86-64-v2', 'x86-64-v3'] }),
+    ]);
+    expect(chosen(s.place(vm('a', { cpuLevel: 'x86-64-v3' })))).toBe('h2');
+    const f = failure(s.place(vm('a', { cpuLevel: 'x86-64-v4' })));
+    expect(f.reason).toContain('2 that cannot run CPU level x86-64-v4');
+    s.upsertNode(host('h2', { cpuLevels: undefined }));
+    expect(chosen(s.place(vm('a', { cpuLevel: 'x86-64-v4' })))).toBe('h2');
   });
 
   it('counts each host under the first filter it fails, in filter order', () => {

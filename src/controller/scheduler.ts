@@ -23,6 +23,8 @@ export interface SchedNode {
   accelerator: 'kvm' | 'tcg';
   /** E.g. "Intel Xeon ..."; compared exactly when a VM asks for a CPU model. */
   cpuModel: string;
+  /** The portable CPU levels it runs (x86-64-v2..v4); absent: not known (not judged). */
+  cpuLevels?: string[];
 }
 
 /** A VM to place, or one already placed. */
@@ -39,6 +41,8 @@ export interface SchedVm {
   requireKvm?: boolean;
   /** When set, only hosts with this exact cpuModel are compatible. */
   cpuModel?: string;
+  /** A portable CPU level (x86-64-v3): only hosts that run it are compatible. */
+  cpuLevel?: string;
   /** Pinned host: only this one is considered (and it still has to pass every filter). */
   node?: string;
   /** VMs sharing this name must be on the same host. */
@@ -55,6 +59,8 @@ export interface SchedPolicy {
   memoryOvercommit: number;
   /** vCPUs that may be allocated per host logical CPU. */
   vcpuOvercommit: number;
+  /** The CPU model of new VMs that name none (controller/cpu-default.ts); not a placement setting. */
+  defaultCpuModel: string;
 }
 
 /** Spread, no memory overcommit, 4 vCPUs per host CPU. */
@@ -62,6 +68,7 @@ export const DEFAULT_POLICY: Readonly<SchedPolicy> = Object.freeze({
   strategy: 'spread',
   memoryOvercommit: 1,
   vcpuOvercommit: 4,
+  defaultCpuModel: 'auto',
 });
 
 /**
@@ -403,7 +410,9 @@ export class ClusterState {
       case 'accelerator':
         return 'without KVM';
       case 'cpu-model':
-        return `with a CPU model other than "${vm.cpuModel}"`;
+        return vm.cpuLevel
+          ? `that cannot run CPU level ${vm.cpuLevel}`
+          : `with a CPU model other than "${vm.cpuModel}"`;
       case 'affinity':
         return `not the host of affinity group "${vm.affinityGroup}"`;
       case 'anti-affinity':
@@ -434,6 +443,7 @@ function check(h: Host, req: Request, memoryBytes: number, vcpus: number): numbe
   for (const net of vm.networks) if (!h.networks.has(net)) return NETWORK;
   if (vm.requireKvm && n.accelerator !== 'kvm') return ACCELERATOR;
   if (vm.cpuModel !== undefined && vm.cpuModel !== n.cpuModel) return CPU_MODEL;
+  if (vm.cpuLevel !== undefined && n.cpuLevels && !n.cpuLevels.includes(vm.cpuLevel)) return CPU_MODEL;
   if (req.affinityHost !== undefined && req.affinityHost !== h) return AFFINITY;
   if (req.antiAffinityHosts?.has(h)) return ANTI_AFFINITY;
   return PASS;

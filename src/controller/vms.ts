@@ -6,8 +6,9 @@ import { findByRef } from '../store/lookup';
 import type { Store, Versioned } from '../store/store';
 import type { HostPaths } from '../util/host-paths';
 import { createLogger } from '../util/log';
-import { MEMORY_SLOTS, type VmRunSpec } from '../vmm/types';
+import { type CpuRun, MEMORY_SLOTS, type VmRunSpec } from '../vmm/types';
 import { type CloudInitView, cloudInitRecord, cloudInitView, renderCloudInit } from './cloud-init';
+import { type CpuDefault, clusterCpuModel } from './cpu-default';
 import { DEFAULT_HA_POLICY } from './ha/policy';
 import { isolationResponseFor } from './ha/protection';
 import { checkDiskIo, checkHardware, diskRun, hardwareOf, hardwareView, MEMORY_BLOCK_MIB } from './hardware';
@@ -27,6 +28,7 @@ import {
   type PlacementRecord,
   type VmRecord,
 } from './records';
+import type { SchedPolicy } from './scheduler';
 
 const GiB = 1024 ** 3;
 /** Empty PCIe root ports a new q35 VM gets for disks and NICs added while it runs. */
@@ -180,6 +182,7 @@ export class VmService {
       throw new NfError('validation_failed', `placement.node: no host named "${input.placement.node}"`);
     const candidates = known.filter((h) => !input.placement?.node || h.name === input.placement.node);
     checkSize(input, candidates);
+    const cpu = await this.withDefaultModel(input.cpu);
     checkHardware({
       machine: input.machine,
       vcpus: input.vcpus,
@@ -189,7 +192,7 @@ export class VmService {
       firmware: input.firmware,
       secureBoot: input.secureBoot,
       tpm: input.tpm,
-      cpu: input.cpu ? { model: 'host', ...input.cpu } : undefined,
+      cpu,
       diskBuses: input.disks.map((d) => d.bus),
       cdrom: 'cdrom' in input.boot,
       cloudInit: !!input.cloudInit,
@@ -293,7 +296,7 @@ export class VmService {
     if (input.ha) vm.ha = { ...DEFAULT_HA_POLICY, ...input.ha };
     if (input.description !== undefined) vm.description = input.description;
     if (!input.agent) vm.agent = false;
-    if (input.cpu) vm.cpu = { model: 'host', ...input.cpu };
+    if (cpu) vm.cpu = cpu;
     if (input.maxVcpus !== undefined && input.maxVcpus > input.vcpus) vm.maxVcpus = input.maxVcpus;
     if (input.maxMemoryMiB !== undefined && input.maxMemoryMiB > input.memoryMiB)
       vm.maxMemoryMiB = input.maxMemoryMiB;
@@ -408,7 +411,7 @@ export class VmService {
       // [] = no explicit order (null would not survive as a pending change)
       if (input.bootOrder !== undefined) hw.bootOrder = input.bootOrder ?? [];
       if (input.boot !== undefined) hw.boot = await this.resolveBoot(input.boot, vm.disks.length, used);
-      if (input.cpu !== undefined) hw.cpu = { model: 'host', ...input.cpu };
+      if (input.cpu !== undefined) hw.cpu = (await this.withDefaultModel(input.cpu)) ?? { model: 'host' };
       if (input.video !== undefined) hw.video = input.video;
       if (input.tablet !== undefined) hw.tablet = input.tablet;
       if (input.tpm !== undefined) hw.tpm = input.tpm;
@@ -746,6 +749,26 @@ export class VmService {
       }
       this.node.forget(vm.id);
     });
+  }
+
+  /** The CPU model new VMs get when they name none (the cluster's setting and its hosts), and why. */
+  async cpuDefault(): Promise<CpuDefault> {
+    const [policy, nodes] = await Promise.all([
+      this.store.get<Partial<SchedPolicy>>(keys.policy),
+      this.store.list<NodeRecord>(keys.nodes),
+    ]);
+    return clusterCpuModel(
+      policy?.value.defaultCpuModel,
+      nodes.map((n) => n.value),
+    );
+  }
+
+  /** A VM's CPU settings with the cluster's default model when they name none (nothing for the host CPU). */
+  private async withDefaultModel(cpu: Partial<CpuRun> | undefined): Promise<CpuRun | undefined> {
+    if (cpu?.model) return { ...cpu, model: cpu.model };
+    const { model } = await this.cpuDefault();
+    if (!cpu && model === 'host') return undefined; // as before: the host's best
+    return { ...cpu, model };
   }
 
   /** The node-level spec: every reference resolved to a host path. */

@@ -234,6 +234,7 @@ export class Node implements NodeApi {
       accelerator: this.accel.accel,
       acceleratorReason: this.accel.reason,
       qemuVersion: this.qemuVersion,
+      cpuLevels: this.accel.cpuLevels ?? [],
       kernel: release(),
       uptimeSec: Math.round(uptime()),
       loadAvg: loadavg(),

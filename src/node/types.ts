@@ -30,6 +30,8 @@ export interface NodeInfo {
   accelerator: Accelerator;
   acceleratorReason: string;
   qemuVersion: string;
+  /** The portable CPU levels (x86-64-v2..v4) QEMU gives guests here under its accelerator. */
+  cpuLevels: string[];
   kernel: string;
   uptimeSec: number;
   loadAvg: number[];

@@ -13,6 +13,12 @@ import type {
 
 export type Accelerator = 'kvm' | 'tcg';
 
+/**
+ * The portable x86-64 CPU levels (psABI microarchitecture levels): a VM with one moves between every
+ * host that runs it, whatever CPU the host has.
+ */
+export const CPU_LEVELS: readonly string[] = ['x86-64-v2', 'x86-64-v3', 'x86-64-v4'];
+
 /** DIMM slots of a VM with memory hot-add: one per hot-add until its next cold start. */
 export const MEMORY_SLOTS = 16;
 

@@ -175,6 +175,53 @@ describe('VM hardware: firmware, TPM, CPU and device models', () => {
     ).toMatchObject({ disks: [{}, {}, { id: 'disk2', cache: 'none', aio: 'io_uring' }] });
   });
 
+  it('cluster default CPU model: auto gives the host CPU on one host; a set level reaches new VMs and their guests; a level no host runs keeps the VM pending', async () => {
+    type Cluster = {
+      policy: { defaultCpuModel: string };
+      cpu: { defaultModel: string; model: string; why: string };
+    };
+    const before = await d.api.request<Cluster>('GET', '/api/v1/cluster');
+    expect(before.policy.defaultCpuModel).toBe('auto');
+    expect(before.cpu).toMatchObject({
+      defaultModel: 'auto',
+      model: 'host',
+      why: expect.stringMatching(/one host/),
+    });
+    // the host reports the levels QEMU gives guests here (TCG on these machines: v2 and v3, no AVX-512)
+    const nodes = await d.api.request<{ cpuLevels: string[] }[]>('GET', '/api/v1/nodes');
+    expect(nodes[0]!.cpuLevels).toContain('x86-64-v2');
+    try {
+      await d.api.request('PATCH', '/api/v1/cluster', { policy: { defaultCpuModel: 'x86-64-v2' } });
+      const vm = await createVm(d.api, kernelVm('cpudefault', { cpu: { sockets: 1 } }));
+      expect(vm as unknown).toMatchObject({ cpu: { model: 'x86-64-v2' } });
+      await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+      const flags = await run(vm.id, 'grep -m1 ^flags /proc/cpuinfo');
+      expect(flags).toMatch(/\bsse4_2\b/);
+      expect(flags).not.toMatch(/\bavx\b/);
+      await vmAction(d.api, vm.id, 'stop', '?force=true');
+      // an explicit model wins over the default
+      const own = await createVm(d.api, kernelVm('cpuown', { cpu: { model: 'host' } }));
+      expect(own as unknown).toMatchObject({ cpu: { model: 'host' } });
+      // a level this host cannot run: said at once, and a VM with it waits for a host that can
+      if (!nodes[0]!.cpuLevels.includes('x86-64-v4')) {
+        await d.api.request('PATCH', '/api/v1/cluster', { policy: { defaultCpuModel: 'x86-64-v4' } });
+        const c = await d.api.request<Cluster>('GET', '/api/v1/cluster');
+        expect(c.cpu.why).toMatch(/cannot run x86-64-v4/);
+        const v4 = await createVm(d.api, kernelVm('cpuv4'));
+        expect(v4 as unknown).toMatchObject({ cpu: { model: 'x86-64-v4' } });
+        await vmAction(d.api, v4.id, 'start').catch(() => {});
+        const now = await getVm(d.api, v4.id);
+        expect(`${now.state} ${now.reason ?? ''}`).toMatch(/cannot run CPU level x86-64-v4/);
+      }
+      const bad = await rejection(
+        d.api.request('PATCH', '/api/v1/cluster', { policy: { defaultCpuModel: 'a,b' } }),
+      );
+      expect(bad.code).toBe('validation_failed');
+    } finally {
+      await d.api.request('PATCH', '/api/v1/cluster', { policy: { defaultCpuModel: 'auto' } });
+    }
+  });
+
   it('refuses hardware that cannot work, with a stable code, and creates nothing', async () => {
     const before = (await d.api.request<unknown[]>('GET', '/api/v1/vms')).length;
     const cases: [Record<string, unknown>, RegExp][] = [

@@ -50,6 +50,7 @@ export function clusterRoutes(ctx: ApiContext) {
           mode: ctx.cluster ? ('cluster' as const) : ('single-host' as const),
           leader: (await ctx.leadership.leaderName().catch(() => undefined)) ?? null,
           caFingerprint: ctx.cluster?.caFingerprint ?? null,
+          cpu: await ctx.vms.cpuDefault(),
           etcdMembers: ctx.cluster ? await ctx.cluster.membership.members() : [],
         },
         200,

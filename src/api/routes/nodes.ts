@@ -180,6 +180,7 @@ function nodeBody(
     joinedAt: n.joinedAt,
     cpus: live?.cpus ?? n.capacity?.cpus ?? 0,
     cpuModel: live?.cpuModel ?? n.capacity?.cpuModel ?? '',
+    cpuLevels: live?.cpuLevels ?? n.capacity?.cpuLevels ?? [],
     memoryTotalBytes: live?.memoryTotalBytes ?? n.capacity?.memoryBytes ?? 0,
     memoryAvailableBytes: live?.memoryAvailableBytes ?? n.memoryAvailableBytes,
     accelerator: live?.accelerator ?? (n.capacity?.accelerator as 'kvm' | 'tcg' | undefined) ?? null,

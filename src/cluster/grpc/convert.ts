@@ -43,7 +43,12 @@ function defined<T extends object>(obj: T): T {
 }
 
 export function nodeInfoToPb(i: NodeInfo): pb.NodeInfo {
-  return { ...i, pools: i.pools.map((p) => ({ ...p })), loadAvg: [...i.loadAvg] };
+  return {
+    ...i,
+    pools: i.pools.map((p) => ({ ...p })),
+    loadAvg: [...i.loadAvg],
+    cpuLevels: [...i.cpuLevels],
+  };
 }
 
 export function nodeInfoFromPb(i: pb.NodeInfo): NodeInfo {
@@ -56,6 +61,7 @@ export function nodeInfoFromPb(i: pb.NodeInfo): NodeInfo {
     accelerator: oneOf(i.accelerator, ['kvm', 'tcg'], 'accelerator'),
     acceleratorReason: i.acceleratorReason,
     qemuVersion: i.qemuVersion,
+    cpuLevels: [...i.cpuLevels],
     kernel: i.kernel,
     uptimeSec: i.uptimeSec,
     loadAvg: i.loadAvg,

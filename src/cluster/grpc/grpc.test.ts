@@ -86,6 +86,7 @@ const INFO: NodeInfo = {
   name: 'node2',
   cpus: 8,
   cpuModel: 'Fake CPU',
+  cpuLevels: ['x86-64-v2', 'x86-64-v3'],
   memoryTotalBytes: 64 * 1024 ** 3,
   memoryAvailableBytes: 40 * 1024 ** 3,
   accelerator: 'kvm',

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { NfError } from '../../errors';
-import type { CpuRun } from '../types';
+import { CPU_LEVELS, type CpuRun } from '../types';
 
 /**
  * UEFI firmware and CPU models as QEMU takes them. OVMF comes from Debian's `ovmf` package: the 4 MiB
@@ -37,7 +37,10 @@ LEVEL_FLAGS['x86-64-v4'] = [
   ...['avx512f', 'avx512bw', 'avx512cd', 'avx512dq', 'avx512vl'],
 ];
 
-export const CPU_LEVELS = Object.keys(LEVEL_FLAGS);
+/** The levels a CPU with these features (QEMU's property names, true = present) can run. */
+export function levelsOf(props: Record<string, unknown>): string[] {
+  return CPU_LEVELS.filter((l) => LEVEL_FLAGS[l]!.every((f) => props[f] === true));
+}
 
 /** The -cpu value: model, its flags, the caller's flags (host under TCG is max: TCG has no host CPU). */
 export function cpuArg(cpu: CpuRun | undefined, accel: 'kvm' | 'tcg'): string {

@@ -6,6 +6,7 @@ import { writeFileAtomic } from '../../util/fs';
 import { createLogger } from '../../util/log';
 import { waitFor } from '../../util/wait';
 import type { Accelerator } from '../types';
+import { levelsOf } from './firmware';
 
 const log = createLogger('accel');
 
@@ -13,6 +14,71 @@ export interface AccelChoice {
   accel: Accelerator;
   /** Why this one: shown in the API so an admin knows why a host runs slow. */
   reason: string;
+  /**
+   * The portable CPU levels (x86-64-v2..v4) VMs can have here, under this accelerator: what makes a
+   * cluster-wide default CPU model that every host runs (absent: not probed).
+   */
+  cpuLevels?: string[];
+}
+
+/**
+ * The x86-64 levels QEMU can give a guest under `accel`: the features of the best model (host under
+ * KVM, max under TCG) as QEMU expands it (QMP on stdin, a machine without CPUs: ~0.1 s).
+ */
+export async function probeCpuLevels(
+  binary: string,
+  accel: Accelerator,
+  timeoutMs = 10_000,
+): Promise<string[]> {
+  const model = accel === 'kvm' ? 'host' : 'max';
+  const child = spawn(
+    binary,
+    [
+      '-machine',
+      'none',
+      '-accel',
+      accel,
+      '-nodefaults',
+      '-no-user-config',
+      '-display',
+      'none',
+      '-qmp',
+      'stdio',
+    ],
+    { stdio: ['pipe', 'pipe', 'ignore'] },
+  );
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  child.stdin.end(
+    [
+      { execute: 'qmp_capabilities' },
+      { execute: 'query-cpu-model-expansion', arguments: { type: 'full', model: { name: model } } },
+      { execute: 'quit' },
+    ]
+      .map((c) => JSON.stringify(c))
+      .join('\n'),
+  );
+  await exited;
+  clearTimeout(timer);
+  for (const line of out.split('\n')) {
+    try {
+      const props = (JSON.parse(line) as { return?: { model?: { props?: Record<string, unknown> } } }).return
+        ?.model?.props;
+      if (props) return levelsOf(props);
+    } catch {}
+  }
+  log.warn('cannot tell the CPU levels QEMU offers', { accel, output: out.slice(0, 200) });
+  return [];
+}
+
+/** The accelerator and, under it, the CPU levels. */
+async function chooseWithLevels(binary: string): Promise<AccelChoice> {
+  const choice = await chooseAccelerator(binary);
+  return { ...choice, cpuLevels: await probeCpuLevels(binary, choice.accel) };
 }
 
 export function qemuBinary(): string {
@@ -121,7 +187,7 @@ export async function chooseAcceleratorCached(
   cacheFile: string,
   binary = qemuBinary(),
 ): Promise<AccelChoice> {
-  if (process.env.NEUROFLOW_ACCEL) return chooseAccelerator(binary);
+  if (process.env.NEUROFLOW_ACCEL) return chooseWithLevels(binary);
   let bootId = '';
   try {
     bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
@@ -129,10 +195,14 @@ export async function chooseAcceleratorCached(
   const key = `${bootId}|${qemuVersion(binary) ?? ''}`;
   try {
     const saved = JSON.parse(readFileSync(cacheFile, 'utf8')) as AccelChoice & { key: string };
-    if (saved.key === key)
-      return { accel: saved.accel, reason: `${saved.reason} (probed earlier this boot)` };
+    if (saved.key === key && saved.cpuLevels)
+      return {
+        accel: saved.accel,
+        reason: `${saved.reason} (probed earlier this boot)`,
+        cpuLevels: saved.cpuLevels,
+      };
   } catch {}
-  const choice = await chooseAccelerator(binary);
+  const choice = await chooseWithLevels(binary);
   await writeFileAtomic(cacheFile, JSON.stringify({ ...choice, key }), 0o644);
   return choice;
 }
