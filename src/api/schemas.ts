@@ -398,6 +398,9 @@ export const VmSchema = z
     reason: z.string().optional().openapi({
       description: 'Why the VM is in error, pending (no host fits) or unknown (host unreachable)',
     }),
+    warning: z.string().optional().openapi({
+      description: 'Something of the running VM is broken that needs an admin (its TPM emulator died)',
+    }),
     powerState: z.enum(['running', 'stopped', 'paused']).openapi({ description: 'The desired power state' }),
     node: z.string().openapi({ description: "The VM's host; empty while pending" }),
     placement: Placement.optional(),

@@ -63,6 +63,8 @@ export interface VmView
   state: VmState;
   powerState: VmRecord['power'];
   reason?: string;
+  /** Something of the running VM is broken (its TPM emulator died): shown as an alarm. */
+  warning?: string;
   pid?: number;
   startedAt?: string;
   boot: Record<string, unknown>;
@@ -153,6 +155,7 @@ export class VmService {
     if (status.pid && (state === 'running' || state === 'paused' || state === 'stopping')) {
       view.pid = status.pid;
       if (status.startedAt) view.startedAt = status.startedAt;
+      if (status.warning) view.warning = status.warning;
     }
     return view;
   }

@@ -53,6 +53,8 @@ const VM_ID = /^[0-9a-f-]{36}$/;
 
 /** Memory left to the host itself when admitting VMs. */
 const HOST_RESERVE_BYTES = 256 * 1024 ** 2;
+/** How often a running VM's TPM emulator is looked at. */
+const TPM_CHECK_MS = 2000;
 
 /**
  * The node role: runs VMs through a VMM driver and reports what they really do. It keeps a run dir per
@@ -1288,6 +1290,7 @@ export class Node implements NodeApi {
         if (this.agents.get(instance.id) === agent) this.agents.delete(instance.id);
       });
     }
+    if (spec?.tpm) this.superviseTpm(instance);
     // QEMU pauses a guest by itself on a disk error (ENOSPC...): report it instead of "running".
     instance.onRuntimeChange((state, reason) => {
       if (this.instances.get(instance.id) !== instance) return;
@@ -1317,6 +1320,26 @@ export class Node implements NodeApi {
       }
       await this.writeJournal(instance.id, 'stopped').catch(() => {});
     });
+  }
+
+  /**
+   * A VM's swtpm lives beside its QEMU (detached, as QEMU is). QEMU cannot connect to a new one, so a
+   * swtpm that dies leaves the guest without a TPM until its next cold start: the VM's status says so
+   * (an alarm) instead of the TPM failing silently in the guest. Its state on disk stays.
+   */
+  private superviseTpm(instance: VmInstance): void {
+    const check = () => {
+      if (this.instances.get(instance.id) !== instance) return clearInterval(timer);
+      if (instance.tpmAlive()) return;
+      clearInterval(timer);
+      const warning =
+        "the VM's TPM emulator (swtpm) exited: the guest's TPM no longer answers (BitLocker, measured boot); stop and start the VM to give it its TPM again (the TPM's state is kept)";
+      log.error('swtpm exited under a running VM', { vm: instance.id });
+      this.setStatus({ ...this.vmStatus(instance.id), warning });
+    };
+    const timer = setInterval(check, TPM_CHECK_MS);
+    timer.unref();
+    void instance.exited.then(() => clearInterval(timer));
   }
 
   /** The spec a VM was started with (its run dir's journal), also after re-attach. */

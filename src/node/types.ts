@@ -53,6 +53,8 @@ export interface VmStatus {
   fenced?: boolean;
   /** Went down with its host (a restart, or stop-vms at a planned shutdown), not by the guest. */
   hostDown?: boolean;
+  /** Something of a running VM is broken that the admin must see (its TPM emulator died). */
+  warning?: string;
   updatedAt: string;
 }
 

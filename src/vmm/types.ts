@@ -197,6 +197,8 @@ export interface VmInstance {
   readonly id: string;
   readonly pid: number;
   readonly startedAt: string;
+  /** The VM's TPM emulator runs (for a VM with a TPM). */
+  tpmAlive(): boolean;
   state(): Promise<RuntimeState>;
   pause(): Promise<void>;
   resume(): Promise<void>;

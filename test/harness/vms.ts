@@ -7,6 +7,9 @@ export interface VmView {
   name: string;
   state: string;
   reason?: string;
+  /** Something of the running VM is broken (its TPM emulator died). */
+  warning?: string;
+  powerState?: string;
   pid?: number;
   node: string;
   /** A live migration under way. */

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/util/wait';
 import { neuroflowCommand, TestDaemon } from '../harness/daemon';
@@ -72,13 +73,38 @@ describe('VM hardware: firmware, TPM, CPU and device models', () => {
     expect((await readEntry()).trim()).toBe(written);
     expect(await nv()).toBe('0123456789abcdef');
 
+    // swtpm killed under the running guest: the VM says so (QEMU cannot take a new one while it runs)
+    const runDir = join(d.dataDir, 'node', 'vms', vm.id);
+    process.kill(Number(readFileSync(join(runDir, 'swtpm.pid'), 'utf8').trim()), 'SIGKILL');
+    await waitFor(
+      async () => /TPM emulator \(swtpm\) exited/.test((await getVm(d.api, vm.id)).warning ?? ''),
+      {
+        timeoutMs: 15_000,
+        what: 'the VM to report its dead TPM',
+      },
+    );
+
     // A new QEMU and a new swtpm on the same variable store and TPM state.
     await vmAction(d.api, vm.id, 'stop', '?force=true');
     await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    expect((await getVm(d.api, vm.id)).warning).toBeUndefined();
     await run(vm.id, `mount -t efivarfs efivarfs ${EFIVARS}`);
     expect((await readEntry()).trim()).toBe(written);
     expect(await nv()).toBe('0123456789abcdef');
     await vmAction(d.api, vm.id, 'stop', '?force=true');
+
+    // a TPM whose state cannot be loaded: the start fails with the reason, the VM stays stopped
+    writeFileSync(join(runDir, 'tpm', 'tpm2-00.permall'), 'not a TPM state');
+    await vmAction(d.api, vm.id, 'start').catch(() => {});
+    const failed = await waitFor(
+      async () => {
+        const v = await getVm(d.api, vm.id);
+        return v.state === 'error' ? v : undefined;
+      },
+      { timeoutMs: 30_000, what: 'the start to fail' },
+    );
+    expect(failed.reason).toMatch(/tpm/i);
+    expect(failed.powerState).toBe('stopped');
   });
 
   it('Secure Boot: OVMF with Microsoft keys enrolled runs the guest with Secure Boot on', async () => {

@@ -107,6 +107,7 @@ export function vmStatusToPb(s: VmStatus, hasProcess: boolean): pb.VmStatus {
     migration: s.migration,
     fenced: s.fenced ?? false,
     hostDown: s.hostDown ?? false,
+    warning: s.warning,
   });
 }
 
@@ -125,6 +126,7 @@ export function vmStatusFromPb(s: pb.VmStatus): VmStatus {
         : oneOf(s.migration, ['incoming', 'received', 'outgoing', 'migrated'] as const, 'migration role'),
     fenced: s.fenced || undefined,
     hostDown: s.hostDown || undefined,
+    warning: s.warning,
   });
 }
 

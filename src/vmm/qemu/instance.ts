@@ -17,6 +17,7 @@ import type {
 import type { DiskRun, ExitInfo, MediaRun, NicRun, RuntimeState, TuneDevice, VmInstance } from '../types';
 import { hotplugDiskDevice, mediaNodes, nicBackend, nicDevice, nicSocketPath, runPaths } from './cmdline';
 import { type QmpClient, QmpError } from './qmp';
+import { swtpmPid } from './swtpm';
 
 const log = createLogger('qemu');
 
@@ -851,6 +852,10 @@ export class QemuInstance implements VmInstance {
         ...slot.props,
       });
     return Math.max(have, count);
+  }
+
+  tpmAlive(): boolean {
+    return this.net ? swtpmPid(runPaths(this.net.runDir)) !== undefined : true;
   }
 
   async addMemory(memoryMiB: number): Promise<number> {
