@@ -57,6 +57,7 @@ Usage:
   neuroflow vm migrate NAME [--node HOST] [--bandwidth MIBPS] [--downtime-ms N] [--postcopy] [--time-limit SEC]
                   [--no-wait]              live migration to another host (the scheduler picks without --node)
   neuroflow vm template NAME | vm clone TEMPLATE NEW [--node HOST] [--full]   templates, linked or full clones
+  neuroflow vm clone VM NEW --snapshot S    a new VM from a snapshot of any VM (running or not): copies of its disks
   neuroflow vm guest NAME | vm exec NAME -- PROGRAM ARGS... | vm password NAME --user U < file | vm fsfreeze|fsthaw NAME
   neuroflow node list | node remove NAME [--force]
   neuroflow node maintenance NAME on|off [--no-wait]   on: live-migrates the host's VMs away (follows the

@@ -118,6 +118,7 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       pool: { type: 'string' },
       node: { type: 'string' },
       full: { type: 'boolean', default: false },
+      snapshot: { type: 'string' },
       bandwidth: { type: 'string' },
       'downtime-ms': { type: 'string' },
       postcopy: { type: 'boolean', default: false },
@@ -374,12 +375,14 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
         await api.request<Vm>('POST', `/api/v1/vms/${enc(need(positionals, 1, 'VM name'))}/template`),
       );
     case 'clone':
-      // vm clone TEMPLATE NEW [--node HOST] [--full]: linked clones of the template's disks (--full: copies)
+      // vm clone TEMPLATE NEW [--node HOST] [--full]: linked clones of the template's disks (--full: copies);
+      // vm clone VM NEW --snapshot S: any VM, running or not, as it was at one of its snapshots (copies)
       return show(
         await api.request<Vm>('POST', `/api/v1/vms/${enc(need(positionals, 1, 'template name'))}/clone`, {
           name: need(positionals, 2, 'name of the new VM'),
           ...(values.node ? { placement: { node: values.node } } : {}),
           ...(values.full ? { full: true } : {}),
+          ...(values.snapshot ? { snapshot: values.snapshot } : {}),
         }),
       );
     case 'resize': {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clusterCpuModel } from './cpu-default';
+import { checkCpuDefault, clusterCpuModel } from './cpu-default';
 import type { NodeRecord } from './records';
 
 function host(name: string, info: Partial<NonNullable<NodeRecord['info']>> = {}): NodeRecord {
@@ -45,6 +45,11 @@ describe('the cluster default CPU model', () => {
     expect(clusterCpuModel('auto', [...mixed, old]).model).toBe('qemu64');
     // a host that has not reported yet does not count
     expect(clusterCpuModel('auto', [host('a'), { ...host('d'), info: undefined }]).model).toBe('host');
+  });
+
+  it('refuses a setting that is no model name, or a level that does not exist', () => {
+    for (const m of ['a,b', 'x86-64-v5', '']) expect(() => checkCpuDefault(m)).toThrow(/defaultCpuModel/);
+    for (const m of ['auto', 'host', 'x86-64-v3', 'EPYC-v3']) expect(() => checkCpuDefault(m)).not.toThrow();
   });
 
   it('a set model is taken as it is, with the hosts that cannot run it named', () => {

@@ -73,9 +73,12 @@ export function clusterCpuModel(setting: string | undefined, nodes: NodeRecord[]
 
 /** A setting the API takes: auto, host, a level or a QEMU model name. */
 export function checkCpuDefault(model: string): void {
-  if (model !== AUTO_CPU_MODEL && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(model))
+  const bad =
+    !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(model) ||
+    (/^x86-64-v/.test(model) && !CPU_LEVELS.includes(model));
+  if (bad)
     throw new NfError(
       'validation_failed',
-      `defaultCpuModel "${model}": use auto, host, x86-64-v2..v4 or a QEMU model`,
+      `defaultCpuModel "${model}": use auto, host, ${CPU_LEVELS.join(', ')} or a QEMU model name`,
     );
 }

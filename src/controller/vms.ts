@@ -489,10 +489,10 @@ export class VmService {
         if (after.pendingChanges) delete after.pendingChanges.memoryMiB;
       }
       if (running) {
-        // only what differs from what runs is pending
-        const pending: PendingChanges = { ...vm.pendingChanges, ...hw };
+        // only what differs from what runs is pending (a hot-add took its field out of the earlier ones)
+        const pending: PendingChanges = { ...after.pendingChanges, ...hw };
         for (const k of Object.keys(pending) as (keyof PendingChanges)[])
-          if (JSON.stringify(pending[k]) === JSON.stringify(vm[k])) delete pending[k];
+          if (JSON.stringify(pending[k]) === JSON.stringify(after[k])) delete pending[k];
         if (Object.keys(pending).length > 0) after.pendingChanges = pending;
         else delete after.pendingChanges;
       } else {
@@ -565,14 +565,21 @@ export class VmService {
    */
   async clone(
     ref: string,
-    input: { name: string; description?: string; placement?: PlacementRecord; full?: boolean },
+    input: {
+      name: string;
+      description?: string;
+      placement?: PlacementRecord;
+      full?: boolean;
+      snapshot?: string;
+    },
   ): Promise<VmView> {
     const src = await this.find(ref);
     const t = src.value;
+    if (input.snapshot !== undefined) return this.cloneAt(t.id, input.snapshot, input);
     if (!t.template)
       throw new NfError(
         'invalid_state',
-        `VM "${t.name}" is not a template; make it one first (POST /api/v1/vms/${t.id}/template)`,
+        `VM "${t.name}" is not a template; make it one first (POST /api/v1/vms/${t.id}/template), or clone it from one of its snapshots (snapshot)`,
       );
     if (await this.store.get(keys.vmName(input.name)))
       throw new NfError('already_exists', `a VM named "${input.name}" already exists; pick another name`);
@@ -606,22 +613,7 @@ export class VmService {
       createdAt: now,
       updatedAt: now,
     };
-    if (t.agent === false) vm.agent = false;
-    // the same virtual hardware; a UEFI variable store and a TPM of its own, made new at its first start
-    for (const k of [
-      'cpu',
-      'firmware',
-      'secureBoot',
-      'tpm',
-      'video',
-      'tablet',
-      'hotplugSlots',
-      'cloudInit',
-      'maxVcpus',
-      'maxMemoryMiB',
-    ] as const)
-      if (t[k] !== undefined) Object.assign(vm, { [k]: structuredClone(t[k]) });
-    if (t.efiVars) vm.efiVars = { pool: t.efiVars.pool, volume: `vm-${id}-efivars.qcow2` };
+    copyHardware(t, vm);
     if (input.description !== undefined) vm.description = input.description;
     const placement = input.placement ?? t.placement;
     if (placement && Object.keys(placement).length > 0) vm.placement = { ...placement };
@@ -657,6 +649,115 @@ export class VmService {
       throw err;
     }
     return this.get(id);
+  }
+
+  /**
+   * A new VM from a VM's snapshot, running or not: its hardware, new MAC addresses, and full copies of
+   * its disks as they were at the snapshot (what the guest had on disk then; a snapshot with memory
+   * gives its disks only, so the clone boots as after a power cut, or clean when it was quiesced).
+   * Made on the source's host; the source's lock keeps the snapshot from going meanwhile.
+   */
+  private cloneAt(
+    sourceId: string,
+    snapshot: string,
+    input: { name: string; description?: string; placement?: PlacementRecord; full?: boolean },
+  ): Promise<VmView> {
+    return this.reconciler.lock.run(sourceId, async () => {
+      const t = (await this.find(sourceId)).value;
+      notMigrating(t);
+      if (!t.snapshots.some((s) => s.name === snapshot))
+        throw new NfError('not_found', `VM "${t.name}" has no snapshot "${snapshot}"`);
+      if (!t.node) throw new NfError('invalid_state', `VM "${t.name}" is not placed on a host yet`);
+      if (input.full === false)
+        throw new NfError(
+          'validation_failed',
+          'a clone from a snapshot is always a full copy (leave full out)',
+        );
+      if (input.placement?.node && input.placement.node !== t.node)
+        throw new NfError(
+          'validation_failed',
+          `a clone from a snapshot is made on the source's host ${t.node}; move it afterwards`,
+        );
+      if (await this.store.get(keys.vmName(input.name)))
+        throw new NfError('already_exists', `a VM named "${input.name}" already exists; pick another name`);
+      const id = randomUUID();
+      const now = new Date().toISOString();
+      const vm: VmRecord = {
+        id,
+        name: input.name,
+        node: t.node,
+        vcpus: t.vcpus,
+        memoryMiB: t.memoryMiB,
+        machine: t.machine,
+        disks: t.disks.map((d) => ({
+          id: d.id,
+          pool: d.pool,
+          volume: `vm-${id}-${d.id}.qcow2`,
+          sizeBytes: d.sizeBytes,
+          ...(d.bus ? { bus: d.bus } : {}),
+          ...(d.cache ? { cache: d.cache } : {}),
+          ...(d.aio ? { aio: d.aio } : {}),
+        })),
+        networks: t.networks.map((n) => ({ ...n, mac: randomMac() })),
+        boot: structuredClone(t.boot),
+        snapshots: [],
+        power: 'stopped',
+        generation: 1,
+        createdAt: now,
+        updatedAt: now,
+      };
+      copyHardware(t, vm);
+      if (t.media) vm.media = structuredClone(t.media);
+      if (t.bootOrder) vm.bootOrder = [...t.bootOrder];
+      if (input.description !== undefined) vm.description = input.description;
+      const placement = input.placement ?? t.placement;
+      if (placement && Object.keys(placement).length > 0) vm.placement = { ...placement };
+      const api = this.node.on(t.node);
+      const made: DiskRecord[] = [];
+      const drop = async () => {
+        for (const d of made)
+          await api
+            .deleteVolume(d.pool, d.volume)
+            .catch((e: Error) =>
+              log.warn('cannot delete a copied volume', { volume: d.volume, err: e.message }),
+            );
+      };
+      try {
+        for (const [i, d] of vm.disks.entries()) {
+          const from = t.disks[i]!;
+          const shared = !!(await this.store.get(keys.pool(d.pool)));
+          await api.createVolume(d.pool, d.volume, d.sizeBytes, {
+            file: from.volume,
+            format: shared ? 'raw' : 'qcow2',
+            volume: true,
+            snapshot,
+          });
+          made.push(d);
+        }
+        await this.store.txn(
+          {
+            when: [{ key: keys.vmName(vm.name), absent: true }],
+            put: [
+              { key: keys.vm(id), value: vm },
+              { key: keys.vmName(vm.name), value: id },
+            ],
+          },
+          `a VM named "${vm.name}" was just created; pick another name`,
+        );
+      } catch (err) {
+        await drop();
+        const e = toNfError(err);
+        if (e.code === 'not_found' && /has no snapshot/.test(e.message))
+          throw new NfError(
+            'not_found',
+            `${e.message}: a disk added after snapshot "${snapshot}" has no state to copy; nothing was kept`,
+          );
+        throw err;
+      }
+      this.onCreated?.();
+      log.info('VM cloned from a snapshot', { vm: id, from: t.id, snapshot });
+      return this.view(vm);
+    });
   }
 
   /**
@@ -871,6 +972,25 @@ export class VmService {
 }
 
 export type { VmStatus };
+
+/** A clone's virtual hardware as its source's; a UEFI variable store and a TPM of its own, made new at its first start. */
+function copyHardware(t: VmRecord, vm: VmRecord): void {
+  if (t.agent === false) vm.agent = false;
+  for (const k of [
+    'cpu',
+    'firmware',
+    'secureBoot',
+    'tpm',
+    'video',
+    'tablet',
+    'hotplugSlots',
+    'cloudInit',
+    'maxVcpus',
+    'maxMemoryMiB',
+  ] as const)
+    if (t[k] !== undefined) Object.assign(vm, { [k]: structuredClone(t[k]) });
+  if (t.efiVars) vm.efiVars = { pool: t.efiVars.pool, volume: `vm-${vm.id}-efivars.qcow2` };
+}
 
 /** A VM's memory and vCPUs must fit the largest of the hosts it may run on. */
 function checkSize(vm: { vcpus: number; memoryMiB: number }, candidates: NodeRecord[]): void {

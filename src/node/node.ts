@@ -775,7 +775,12 @@ export class Node implements NodeApi {
       volume,
       sizeBytes,
       backing
-        ? { image: backing.file, format: backing.format, ...(backing.volume ? { volume: true } : {}) }
+        ? {
+            image: backing.file,
+            format: backing.format,
+            ...(backing.volume ? { volume: true } : {}),
+            ...(backing.snapshot ? { snapshot: backing.snapshot } : {}),
+          }
         : undefined,
     );
   }

@@ -105,6 +105,8 @@ export interface VolumeBacking {
   file: string;
   format: 'qcow2' | 'raw';
   volume?: boolean;
+  /** With volume: a full copy of the volume as it was at this snapshot (StorageDriver CloneSource). */
+  snapshot?: string;
 }
 
 /** A VM's disk from one pool of its host to another (NodeApi.moveDisk). */

@@ -94,6 +94,37 @@ export function storageConformance(target: () => ConformanceTarget, unique: (bas
     expect(await holds(driver, v, 0x11)).toBe(true);
   });
 
+  it('copies a volume as it was at a snapshot into an independent volume, while the source changes', async () => {
+    const { driver } = target();
+    if (!driver.capabilities.snapshots) return;
+    const src = unique('copysrc');
+    const copy = unique('copy');
+    await driver.createVolume(src, 16 * MiB);
+    await io(driver, src, ['write -P 0x31 0 64k']);
+    await driver.snapshotCreate(src, 'at');
+    await io(driver, src, ['write -P 0x32 0 64k']);
+    await driver.createVolume(copy, 32 * MiB, { image: src, format: 'raw', volume: true, snapshot: 'at' });
+    await driver.createVolume(copy, 32 * MiB, { image: src, format: 'raw', volume: true, snapshot: 'at' });
+    expect(await holds(driver, copy, 0x31)).toBe(true);
+    expect(await holds(driver, src, 0x32)).toBe(true);
+    const info = await driver.volumeInfo(copy);
+    expect(info).toMatchObject({ virtualBytes: 32 * MiB, snapshots: [] });
+    expect(info?.parent).toBeUndefined();
+    // independent: the source and its snapshot go, the copy stays
+    await driver.deleteVolume(src);
+    expect(await holds(driver, copy, 0x31)).toBe(true);
+    const missing = await rejection(
+      driver.createVolume(unique('copy2'), 16 * MiB, {
+        image: copy,
+        format: 'raw',
+        volume: true,
+        snapshot: 'none',
+      }),
+    );
+    expect(missing.code).toBe('not_found');
+    expect((await driver.listVolumes()).map((v) => v.name)).not.toContain(unique('copy2'));
+  });
+
   it('grows a volume and keeps its data; refuses to shrink it', async () => {
     const { driver } = target();
     const v = unique('grow');

@@ -96,6 +96,7 @@ export class DirPool implements StorageDriver {
   }
 
   createVolume(volume: string, sizeBytes: number | undefined, clone?: CloneSource): Promise<void> {
+    if (clone?.volume && clone.snapshot) return this.copyAt(volume, sizeBytes, clone.image, clone.snapshot);
     const backing = clone
       ? {
           path: clone.volume ? this.diskPath(clone.image) : this.imagePath(clone.image),
@@ -107,6 +108,49 @@ export class DirPool implements StorageDriver {
 
   deleteVolume(volume: string): Promise<void> {
     return this.deleteDisk(volume);
+  }
+
+  /**
+   * A full copy of `source` as it was at `snapshot` (qemu-img convert of the internal snapshot, read
+   * with force-share: a running QEMU never changes the clusters of a snapshot, it copies on write).
+   */
+  private async copyAt(volume: string, sizeBytes: number | undefined, source: string, snapshot: string) {
+    const path = this.diskPath(volume);
+    if (await exists(path)) {
+      // made by an earlier call: accepted when it is an independent volume of the size asked
+      const have = await this.volumeInfo(volume);
+      if (!have || have.parent || (sizeBytes !== undefined && have.virtualBytes !== sizeBytes))
+        throw notAsAsked(this.name, volume, `not a copy of ${source} at ${snapshot}`);
+      return;
+    }
+    const src = await this.volumeInfo(source);
+    if (!src?.snapshots.includes(snapshot))
+      throw new NfError('not_found', `volume ${source} has no snapshot "${snapshot}" in pool ${this.name}`);
+    const tmp = join(this.disksDir, `.${volume}.${randomBytes(6).toString('hex')}.part`);
+    try {
+      await qemuImg(
+        [
+          'convert',
+          '-U',
+          '-f',
+          'qcow2',
+          '-O',
+          'qcow2',
+          '-o',
+          'lazy_refcounts=on',
+          '-l',
+          `snapshot.name=${snapshot.replaceAll(',', ',,')}`,
+          this.diskPath(source),
+          tmp,
+        ],
+        0,
+      );
+      if (sizeBytes !== undefined && sizeBytes > src.virtualBytes)
+        await qemuImg(['resize', '-q', '-f', 'qcow2', tmp, String(sizeBytes)]);
+      await linkNew(tmp, path);
+    } finally {
+      await rm(tmp, { force: true });
+    }
   }
 
   async flattenVolume(volume: string): Promise<void> {

@@ -48,6 +48,11 @@ export interface CloneSource {
   format: 'qcow2' | 'raw';
   /** The source is a volume of the pool (a template's disk) rather than an image. */
   volume?: boolean;
+  /**
+   * With `volume`: a full, independent copy of the volume as it was at this snapshot, not a linked
+   * clone. The source may be in use by a running VM meanwhile (a snapshot does not change).
+   */
+  snapshot?: string;
 }
 
 export interface StorageDriver {

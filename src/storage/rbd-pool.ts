@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { cephTool } from '../ceph/tools';
 import { NfError } from '../errors';
 import {
@@ -104,6 +105,7 @@ export class RbdPool implements StorageDriver {
     const spec = this.spec(volume);
     const existing = await this.info(volume);
     if (existing) return this.checkSame(volume, existing, sizeBytes, clone);
+    if (clone?.volume && clone.snapshot) return this.copyAt(volume, sizeBytes, clone.image, clone.snapshot);
     try {
       if (clone) {
         const image = this.spec(clone.image);
@@ -131,8 +133,42 @@ export class RbdPool implements StorageDriver {
     }
   }
 
+  /**
+   * A full copy of `source` as it was at `snapshot` (an RBD snapshot is read-only: the source may be
+   * written meanwhile), made under a temporary name and renamed: a half-made copy is never taken for one.
+   */
+  private async copyAt(volume: string, sizeBytes: number | undefined, source: string, snapshot: string) {
+    if (!(await this.hasSnapshot(source, snapshot)))
+      throw new NfError('not_found', `volume ${source} has no snapshot "${snapshot}" in pool ${this.name}`);
+    const tmp = `${volume.slice(0, 100)}.part-${randomBytes(4).toString('hex')}`;
+    try {
+      await this.rbd(['cp', '--no-progress', `${this.spec(source)}@${snapshot}`, this.spec(tmp)]);
+      const made = await this.info(tmp);
+      if (made && sizeBytes !== undefined && sizeBytes > made.size)
+        await this.rbd(['resize', '--no-progress', '--size', `${sizeBytes}B`, this.spec(tmp)]);
+      await this.rbd(['rename', this.spec(tmp), this.spec(volume)]);
+    } catch (err) {
+      await this.rbd(['rm', '--no-progress', this.spec(tmp)]).catch(() => {});
+      const now = await this.info(volume).catch(() => undefined);
+      if (now && /exists/i.test((err as Error).message))
+        return this.checkSame(volume, now, sizeBytes, {
+          image: source,
+          format: 'raw',
+          volume: true,
+          snapshot,
+        });
+      throw err;
+    }
+  }
+
   private checkSame(volume: string, have: RbdInfo, sizeBytes: number | undefined, clone?: CloneSource): void {
     const refuse = (why: string) => notAsAsked(this.name, volume, why);
+    if (clone?.snapshot) {
+      // a copy has no parent; its content cannot be compared cheaply
+      if (have.parent) throw refuse(`a clone of ${have.parent.image}, not a copy of ${clone.image}`);
+      if (sizeBytes !== undefined && have.size !== sizeBytes) throw refuse(`size ${have.size} bytes`);
+      return;
+    }
     const parent = have.parent?.image;
     if ((parent ?? '') !== (clone?.image ?? ''))
       throw refuse(

@@ -82,4 +82,62 @@ describe('VM disks: grow online and offline', () => {
   it('makes a template of a VM on the local pool, and linked clones of it on the same host', async () => {
     await templateAndClones(d, 'local');
   });
+
+  it('clones a running VM from one of its snapshots: the clone has the disk as it was then', async () => {
+    const src = await createVm(d.api, kernelVm('snapsrc'));
+    await vmAction(d.api, src.id, 'start');
+    await waitConsole(d.api, src.id, new RegExp(BOOTED));
+    const run = (id: string, cmd: string) => guestRun(d.api, d.dataDir, id, cmd);
+    const mark = (id: string, text: string) =>
+      run(id, `printf ${text} | dd of=/dev/vda bs=6 count=1 conv=fsync 2>/dev/null; echo done`);
+    const read = async (id: string) =>
+      (await run(id, 'dd if=/dev/vda bs=6 count=1 2>/dev/null; echo')).trim();
+    await mark(src.id, 'before');
+    await d.api.request('POST', `/api/v1/vms/${src.id}/snapshots`, { name: 's1' });
+    await mark(src.id, 'after_');
+
+    // while the source runs on, and writes
+    const clone = await d.api.request<{
+      id: string;
+      node: string;
+      state: string;
+      disks: { volume: string }[];
+    }>('POST', `/api/v1/vms/${src.id}/clone`, { name: 'snapclone', snapshot: 's1' });
+    expect(clone).toMatchObject({ state: 'stopped', node: src.node });
+    expect(clone.disks[0]!.volume).toBe(`vm-${clone.id}-disk0.qcow2`);
+    await vmAction(d.api, clone.id, 'start');
+    await waitConsole(d.api, clone.id, new RegExp(BOOTED));
+    expect(await read(clone.id)).toBe('before');
+    expect(await read(src.id)).toBe('after_');
+    // the copy is independent: the source's snapshot can go
+    await d.api.request('DELETE', `/api/v1/vms/${src.id}/snapshots/s1`);
+    expect(await read(clone.id)).toBe('before');
+
+    // refusals name the cause and leave nothing behind
+    const volumes = async () =>
+      (await d.api.request<{ name: string }[]>('GET', '/api/v1/pools/local/volumes')).length;
+    const before = await volumes();
+    const missing = await rejection(
+      d.api.request('POST', `/api/v1/vms/${src.id}/clone`, { name: 'snapclone2', snapshot: 'nope' }),
+    );
+    expect([missing.code, missing.message]).toEqual([
+      'not_found',
+      expect.stringMatching(/no snapshot "nope"/),
+    ]);
+    const notTemplate = await rejection(
+      d.api.request('POST', `/api/v1/vms/${src.id}/clone`, { name: 'snapclone3' }),
+    );
+    expect(notTemplate.code).toBe('invalid_state');
+    const taken = await rejection(
+      d.api
+        .request('POST', `/api/v1/vms/${src.id}/snapshots`, { name: 's2' })
+        .then(() =>
+          d.api.request('POST', `/api/v1/vms/${src.id}/clone`, { name: 'snapclone', snapshot: 's2' }),
+        ),
+    );
+    expect(taken.code).toBe('already_exists');
+    expect(await volumes()).toBe(before);
+    await vmAction(d.api, clone.id, 'stop', '?force=true');
+    await vmAction(d.api, src.id, 'stop', '?force=true');
+  });
 });

@@ -240,7 +240,7 @@ describe('VM hardware: firmware, TPM, CPU and device models', () => {
         expect(`${now.state} ${now.reason ?? ''}`).toMatch(/cannot run CPU level x86-64-v4/);
       }
       const bad = await rejection(
-        d.api.request('PATCH', '/api/v1/cluster', { policy: { defaultCpuModel: 'a,b' } }),
+        d.api.request('PATCH', '/api/v1/cluster', { policy: { defaultCpuModel: 'x86-64-v5' } }),
       );
       expect(bad.code).toBe('validation_failed');
     } finally {
@@ -452,6 +452,11 @@ describe('VM hardware: firmware, TPM, CPU and device models', () => {
     const memTotalMiB = async () =>
       Math.round(Number(/MemTotal:\s+(\d+)/.exec(await run(vm.id, 'cat /proc/meminfo'))?.[1]) / 1024);
     const before = await memTotalMiB();
+    // a step that is not whole 128 MiB blocks waits; a hot-add after it replaces it
+    expect(await d.api.request('PATCH', `/api/v1/vms/${vm.id}`, { memoryMiB: 320 })).toMatchObject({
+      memoryMiB: 256,
+      pendingChanges: { memoryMiB: 320 },
+    });
     const added = await d.api.request<Record<string, unknown>>('PATCH', `/api/v1/vms/${vm.id}`, {
       memoryMiB: 512,
     });

@@ -1,4 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { checkCpuDefault } from '../../controller/cpu-default';
 import { keys } from '../../controller/records';
 import { DEFAULT_POLICY, type SchedPolicy } from '../../controller/scheduler';
 import { NfError } from '../../errors';
@@ -68,6 +69,7 @@ export function clusterRoutes(ctx: ApiContext) {
     }),
     async (c) => {
       const change = c.req.valid('json').policy;
+      if (change.defaultCpuModel !== undefined) checkCpuDefault(change.defaultCpuModel);
       const next = await ctx.tasks.run('cluster.policy', 'cluster', c.get('user'), async () => {
         const cur = await ctx.store.get<SchedPolicy>(keys.policy);
         const value: SchedPolicy = { ...DEFAULT_POLICY, ...cur?.value, ...change };

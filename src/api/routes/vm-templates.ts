@@ -19,6 +19,10 @@ export const CloneVmBody = z
       description:
         "Where the clone may run (default: the template's; a clone on shared storage may go anywhere)",
     }),
+    snapshot: z.string().min(1).max(63).optional().openapi({
+      description:
+        "Clone any VM, running or not, from one of its snapshots: full copies of its disks as they were then, made on the VM's host",
+    }),
   })
   .openapi('CloneVm');
 
@@ -46,7 +50,8 @@ export function vmTemplateRoutes(ctx: ApiContext) {
       method: 'post',
       path: '/{id}/clone',
       tags: ['VMs'],
-      summary: 'A new VM from a template: its hardware, new MAC addresses, linked clones of its disks',
+      summary:
+        'A new VM from a template (its hardware, new MAC addresses, linked clones of its disks), or from a snapshot of any VM (copies of its disks as they were then)',
       request: {
         params: IdParam,
         body: { content: { 'application/json': { schema: CloneVmBody } }, required: true },

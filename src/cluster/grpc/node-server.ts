@@ -183,6 +183,7 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
             file: r.backing.file,
             format: volumeFormatFromPb(r.backing.format),
             ...(r.backing.volume ? { volume: true } : {}),
+            ...(r.backing.snapshot ? { snapshot: r.backing.snapshot } : {}),
           },
         ),
       ),

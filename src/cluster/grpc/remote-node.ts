@@ -266,7 +266,12 @@ export class RemoteNode implements NodeApi {
   ): Promise<void> {
     const req: pb.CreateVolumeRequest = { pool, volume, sizeBytes };
     if (backing)
-      req.backing = { file: backing.file, format: backing.format, volume: backing.volume ?? false };
+      req.backing = {
+        file: backing.file,
+        format: backing.format,
+        volume: backing.volume ?? false,
+        ...(backing.snapshot ? { snapshot: backing.snapshot } : {}),
+      };
     await this.call('CreateVolume', this.client.createVolume, req);
   }
 
