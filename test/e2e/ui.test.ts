@@ -365,7 +365,7 @@ describe('web UI', () => {
     await page.locator('.tree a', { hasText: 'pinned1' }).waitFor({ state: 'detached', timeout: 30_000 });
   });
 
-  it('shows the cluster page: single-host note, policy errors inline, join tokens unavailable', async () => {
+  it('shows the cluster page: single-host note, policy errors inline, the default CPU model, join tokens unavailable', async () => {
     await page.click('.topbar nav a:has-text("Cluster")');
     await page
       .locator('.cluster-page .note.single-host', { hasText: 'runs alone' })
@@ -379,6 +379,20 @@ describe('web UI', () => {
       .waitFor({ timeout: 15_000 });
     expect(await page.locator('.join-tokens button', { hasText: 'Create join token' }).count()).toBe(0);
 
+    // The default CPU model of new VMs: auto, which on one host is its CPU whole; the page says why.
+    interface CpuCluster {
+      policy: Record<string, unknown>;
+      cpu: { defaultModel: string; model: string; why: string };
+    }
+    const auto = await d.api.request<CpuCluster>('GET', '/api/v1/cluster');
+    expect(auto.policy.defaultCpuModel).toBe('auto');
+    expect(auto.cpu).toMatchObject({ defaultModel: 'auto', model: 'host' });
+    const cpuSelect = page.locator('.policy-form select[name=defaultCpuModel]');
+    expect(await cpuSelect.inputValue()).toBe('auto');
+    expect(await page.locator('.policy-form .cpu-default-model').textContent()).toBe(
+      `New VMs without a CPU model get host: ${auto.cpu.why}.`,
+    );
+
     // Placement policy: the API's validation message lands next to the field.
     await page.fill('.policy-form input[name=memoryOvercommit]', '9');
     await page.click('.policy-form button[type=submit]');
@@ -387,19 +401,61 @@ describe('web UI', () => {
       .waitFor({ timeout: 15_000 });
     await page.fill('.policy-form input[name=memoryOvercommit]', '1.5');
     await page.selectOption('.policy-form select[name=strategy]', 'pack');
+    await cpuSelect.selectOption('x86-64-v2');
     await page.click('.policy-form button[type=submit]');
-    await page.locator('.toast', { hasText: 'Placement policy saved' }).waitFor({ timeout: 15_000 });
+    await page.locator('.toast', { hasText: 'Policy saved' }).waitFor({ timeout: 15_000 });
     await page.locator('.policy-form .field-error').waitFor({ state: 'detached' });
-    const c = await d.api.request<{ policy: Record<string, unknown> }>('GET', '/api/v1/cluster');
-    expect(c.policy).toEqual({ strategy: 'pack', memoryOvercommit: 1.5, vcpuOvercommit: 4 });
-    await d.api.request('PATCH', '/api/v1/cluster', { policy: { strategy: 'spread', memoryOvercommit: 1 } });
+    const c = await d.api.request<CpuCluster>('GET', '/api/v1/cluster');
+    expect(c.policy).toEqual({
+      strategy: 'pack',
+      memoryOvercommit: 1.5,
+      vcpuOvercommit: 4,
+      defaultCpuModel: 'x86-64-v2',
+    });
+    expect(c.cpu).toEqual({ defaultModel: 'x86-64-v2', model: 'x86-64-v2', why: 'set by an administrator' });
+    await page
+      .locator('.policy-form .cpu-default-model', {
+        hasText: 'New VMs without a CPU model get x86-64-v2: set by an administrator.',
+      })
+      .waitFor({ timeout: 15_000 });
+
+    // The create dialog offers it as the cluster's default, and then sends no model: the VM gets it.
+    await page.click('.topbar button.primary');
+    const create = page.getByRole('dialog', { name: 'New virtual machine' });
+    await create.locator('input[name=name]').fill('cpudefault1');
+    await create.locator('input[name=memoryMiB]').fill('256');
+    await create.locator('input[name=diskGiB]').fill('1');
+    await create.locator('details.hardware summary').click();
+    expect(await create.getByLabel('CPU model').inputValue()).toBe('');
+    expect(await create.locator('select[name=cpuModel] option[value=""]').textContent()).toBe(
+      'Cluster default (x86-64-v2)',
+    );
+    const sent = page.waitForRequest((r) => r.method() === 'POST' && r.url().endsWith('/api/v1/vms'));
+    await create.locator('button[type=submit]').click();
+    expect((await sent).postDataJSON().cpu).toBeUndefined();
+    await page.locator('.vm-head h2', { hasText: 'cpudefault1' }).waitFor({ timeout: 15_000 });
+    const made = await d.api.request<{ id: string; cpu: { model: string } }>(
+      'GET',
+      '/api/v1/vms/cpudefault1',
+    );
+    expect(made.cpu.model).toBe('x86-64-v2');
+    await page.locator('.card.vm-hardware .hw-cpu', { hasText: /^x86-64-v2, / }).waitFor();
+    await d.api.request('DELETE', `/api/v1/vms/${made.id}`);
+    await page.click('.topbar nav a:has-text("Cluster")');
+
+    await d.api.request('PATCH', '/api/v1/cluster', {
+      policy: { strategy: 'spread', memoryOvercommit: 1, defaultCpuModel: 'auto' },
+    });
     // The page reloads the cluster every 5 s; the form follows.
     await page.waitForFunction(
       () =>
-        document.querySelector<HTMLSelectElement>('.policy-form select[name=strategy]')?.value === 'spread',
+        document.querySelector<HTMLSelectElement>('.policy-form select[name=strategy]')?.value === 'spread' &&
+        document.querySelector<HTMLSelectElement>('.policy-form select[name=defaultCpuModel]')?.value ===
+          'auto',
       undefined,
       { timeout: 15_000, polling: 200 },
     );
+    await page.locator('.policy-form .cpu-default-model', { hasText: 'get host:' }).waitFor();
     await closeToasts();
     await page.click('.tasks-head');
     await shot('cluster.png');
@@ -514,7 +570,21 @@ describe('web UI', () => {
       await dialog.getByLabel('CPU model').selectOption('x86-64-v2');
       await dialog.getByLabel('Disk bus').selectOption('sata');
       await dialog.getByLabel('NIC model').selectOption('e1000e');
+      // Native AIO needs O_DIRECT: said beside the choice until the cache mode is none.
+      await dialog.getByLabel('Disk AIO').selectOption('native');
+      await dialog.locator('.aio-hint', { hasText: 'native needs cache none or directsync' }).waitFor();
+      await dialog.getByLabel('Disk cache').selectOption('none');
+      await dialog.locator('.aio-hint').waitFor({ state: 'detached' });
       expect(await dialog.getByLabel('USB tablet').isChecked()).toBe(true);
+      // A memory maximum below the memory is refused before anything is sent.
+      await dialog.getByLabel('Max memory (MiB)').fill('128');
+      await dialog.locator('button[type=submit]').click();
+      await dialog
+        .locator('.form-error', {
+          hasText: 'Max memory: a whole number of MiB, at least the memory (256 MiB)',
+        })
+        .waitFor({ timeout: 5_000 });
+      await dialog.getByLabel('Max memory (MiB)').fill('1024');
       await dialog.locator('button[type=submit]').click();
       await p.locator('.vm-head h2', { hasText: 'uefi1' }).waitFor({ timeout: 15_000 });
 
@@ -527,7 +597,8 @@ describe('web UI', () => {
         tpm: boolean;
         cpu: { model: string; sockets: number; cores: number; threads: number };
         tablet: boolean;
-        disks: { bus?: string }[];
+        maxMemoryMiB?: number;
+        disks: { bus?: string; cache?: string; aio?: string }[];
         networks: { model?: string; mac: string }[];
       }>('GET', '/api/v1/vms/uefi1');
       id = vm.id;
@@ -538,6 +609,9 @@ describe('web UI', () => {
       expect(vm.cpu.model).toBe('x86-64-v2');
       expect(vm.tablet).toBe(true);
       expect(vm.disks[0]!.bus).toBe('sata');
+      expect(vm.disks[0]!.cache).toBe('none');
+      expect(vm.disks[0]!.aio).toBe('native');
+      expect(vm.maxMemoryMiB).toBe(1024);
       expect(vm.networks[0]!.model).toBe('e1000e');
 
       // The summary's Hardware card says the same.
@@ -547,6 +621,8 @@ describe('web UI', () => {
       expect(await card.locator('.hw-tpm').textContent()).toBe('TPM 2.0');
       expect(await card.locator('.hw-cpu').textContent()).toBe('x86-64-v2, 1 socket × 1 core × 1 thread');
       expect(await card.locator('.disk-bus').textContent()).toBe('SATA (AHCI)');
+      expect(await card.locator('.disk-io-line').textContent()).toBe('cache none, aio native');
+      expect(await card.locator('.hw-max-memory').textContent()).toBe('1024 MiB (hot-add)');
       expect(await card.locator('.nic').textContent()).toContain('Intel e1000e');
       expect(await card.locator('.nic').textContent()).toContain(vm.networks[0]!.mac);
       expect(errors).toEqual([]);
@@ -556,13 +632,22 @@ describe('web UI', () => {
     }
   });
 
-  it('edits the hardware of a running VM (pending until a cold start), hot-plugs a disk and removes it; a stale edit is refused', async () => {
+  it('edits the hardware of a running VM (memory hot-added, the rest pending until a cold start), hot-plugs a disk and removes it; a stale edit is refused; a stopped disk gets another cache mode', async () => {
     // A page of its own, signed in here: the test also runs alone (-t).
     const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
     const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
+    interface HwVm {
+      state: string;
+      memoryMiB: number;
+      maxMemoryMiB?: number;
+      description?: string;
+      pendingChanges?: Record<string, unknown>;
+      disks: { id: string; slot?: string; cache?: string; aio?: string }[];
+    }
+    const get = () => d.api.request<HwVm>('GET', `/api/v1/vms/${id}`);
     let id = '';
     try {
-      const vm = await createVm(d.api, kernelVm('hwedit'));
+      const vm = await createVm(d.api, kernelVm('hwedit', { maxMemoryMiB: 512 }));
       id = vm.id;
       // Booted, so the guest takes part in the hot-plug (and lets the disk go again).
       await startAndBoot(d.api, id, () => vmAction(d.api, id, 'start'), new RegExp(BOOTED), 240_000);
@@ -570,43 +655,74 @@ describe('web UI', () => {
       await p.goto(`${d.url}/#/vms/${id}`);
       await p.locator('.vm-head .state-badge', { hasText: /^running$/ }).waitFor({ timeout: 30_000 });
       const card = p.locator('.card.vm-hardware');
+      expect(await card.locator('.hw-max-memory').textContent()).toBe('512 MiB (hot-add)');
 
-      // Memory 256 → 320 MiB: the VM runs, so it waits for the next stop and start.
+      // Memory 256 → 384 MiB: one 128 MiB block within the maximum, so the running VM gets it at once
+      // (a DIMM) and nothing waits.
       await card.locator('button', { hasText: 'Edit hardware' }).click();
       const dialog = p.locator('.edit-hardware-dialog');
-      const memory = dialog.getByLabel('Memory (MiB)');
+      const memory = dialog.getByLabel('Memory (MiB)', { exact: true });
+      const maxMemory = dialog.getByLabel('Max memory (MiB)');
       await memory.waitFor({ timeout: 15_000 });
       expect(await memory.inputValue()).toBe('256');
+      expect(await maxMemory.inputValue()).toBe('512');
       expect(await dialog.getByLabel('Name').inputValue()).toBe('hwedit');
       await dialog.locator('.running-hint').waitFor();
-      await memory.fill('320');
+      expect(await dialog.locator('.memory-hint').textContent()).toBe(
+        'Memory grows at once in whole 128 MiB steps from 256 MiB up to the maximum, 512 MiB; less, or other sizes, wait for the next stop and start.',
+      );
+      await memory.fill('384');
       await dialog.screenshot({ path: join(SHOTS, 'vm-edit-hardware.png') });
+      await dialog.locator('button[type=submit]').click();
+      await dialog.waitFor({ state: 'detached', timeout: 60_000 });
+      await p.locator('.toast', { hasText: 'hwedit saved; now running with memory 384 MiB' }).waitFor();
+      await p.locator('.vm-general .vm-memory', { hasText: /^384 MiB$/ }).waitFor({ timeout: 15_000 });
+      expect(await card.locator('.pending-changes').count()).toBe(0);
+      const grown = await get();
+      expect(grown.state).toBe('running');
+      expect(grown.memoryMiB).toBe(384);
+      expect(grown.pendingChanges).toBeUndefined();
+
+      // 384 → 448 MiB is not a whole block: it waits for the next stop and start.
+      await card.locator('button', { hasText: 'Edit hardware' }).click();
+      await memory.waitFor({ timeout: 15_000 });
+      expect(await memory.inputValue()).toBe('384');
+      await dialog.locator('.memory-hint', { hasText: 'from 384 MiB up to the maximum, 512 MiB' }).waitFor();
+      await memory.fill('448');
       await dialog.locator('button[type=submit]').click();
       await dialog.waitFor({ state: 'detached', timeout: 15_000 });
       await card
-        .locator('.pending-changes', { hasText: 'Pending until the next stop and start: memory 320 MiB' })
+        .locator('.pending-changes', { hasText: 'Pending until the next stop and start: memory 448 MiB' })
         .waitFor({ timeout: 15_000 });
-      const edited = await d.api.request<{ memoryMiB: number; pendingChanges?: Record<string, unknown> }>(
-        'GET',
-        `/api/v1/vms/${id}`,
-      );
-      expect(edited.memoryMiB).toBe(256);
-      expect(edited.pendingChanges).toEqual({ memoryMiB: 320 });
+      const edited = await get();
+      expect(edited.memoryMiB).toBe(384);
+      expect(edited.pendingChanges).toEqual({ memoryMiB: 448 });
 
-      // A 1 GiB disk, hot-plugged into a slot.
+      // A 1 GiB write-through disk, hot-plugged into a slot.
       await card.locator('button', { hasText: 'Add disk' }).click();
       const add = p.locator('.add-disk-dialog');
       expect(await add.getByLabel('Bus').inputValue()).toBe('virtio-blk');
+      expect(await add.locator('select[name=cache]').inputValue()).toBe('writeback');
+      expect(await add.locator('select[name=aio]').inputValue()).toBe('threads');
       await add.getByLabel('Size (GiB)').fill('1');
+      await add.locator('select[name=cache]').selectOption('writethrough');
       await add.locator('button[type=submit]').click();
       await add.waitFor({ state: 'detached', timeout: 60_000 });
-      await card.locator('.disk[data-disk=disk1]').waitFor({ timeout: 15_000 });
-      const plugged = await d.api.request<{ disks: { id: string; slot?: string }[] }>(
-        'GET',
-        `/api/v1/vms/${id}`,
-      );
+      await card
+        .locator('.disk[data-disk=disk1] .disk-io-line', { hasText: /^cache writethrough$/ })
+        .waitFor({ timeout: 15_000 });
+      const plugged = await get();
       expect(plugged.disks.map((x) => x.id)).toEqual(['disk0', 'disk1']);
       expect(plugged.disks[1]!.slot).toBeTruthy();
+      expect(plugged.disks[1]!.cache).toBe('writethrough');
+      expect(plugged.disks[1]!.aio).toBeUndefined();
+      expect(await card.locator('.disk[data-disk=disk0] .disk-io-line').textContent()).toBe(
+        'cache writeback',
+      );
+      // A running VM's disks keep their cache mode: I/O mode… is off, and says why.
+      const ioMode = card.locator('.disk[data-disk=disk0] button[data-action=disk-io]');
+      expect(await ioMode.isDisabled()).toBe(true);
+      expect(await ioMode.getAttribute('title')).toMatch(/^Stop the VM/);
       await card.screenshot({ path: join(SHOTS, 'vm-hardware.png') });
 
       // Out again through Remove… and the confirmation, the volume deleted too.
@@ -616,8 +732,7 @@ describe('web UI', () => {
       await confirm.locator('button', { hasText: /^Remove$/ }).click();
       await confirm.waitFor({ state: 'detached', timeout: 60_000 });
       await card.locator('.disk[data-disk=disk1]').waitFor({ state: 'detached', timeout: 15_000 });
-      const unplugged = await d.api.request<{ disks: { id: string }[] }>('GET', `/api/v1/vms/${id}`);
-      expect(unplugged.disks.map((x) => x.id)).toEqual(['disk0']);
+      expect((await get()).disks.map((x) => x.id)).toEqual(['disk0']);
       const volumes = await d.api.request<{ name: string }[]>('GET', '/api/v1/pools/local/volumes');
       expect(volumes.map((v) => v.name)).not.toContain(`vm-${id}-disk1.qcow2`);
 
@@ -625,9 +740,9 @@ describe('web UI', () => {
       await card.locator('button', { hasText: 'Edit hardware' }).click();
       await memory.waitFor({ timeout: 15_000 });
       // the pending change fills the dialog
-      expect(await memory.inputValue()).toBe('320');
+      expect(await memory.inputValue()).toBe('448');
       await d.api.request('PATCH', `/api/v1/vms/${id}`, { description: 'changed meanwhile' });
-      await memory.fill('384');
+      await memory.fill('512');
       await dialog.locator('button[type=submit]').click();
       await dialog
         .locator('.form-error', { hasText: 'changed since you opened this dialog; reopen it' })
@@ -635,14 +750,76 @@ describe('web UI', () => {
       expect(await dialog.isVisible()).toBe(true);
       await dialog.locator('button', { hasText: 'Cancel' }).click();
       await dialog.waitFor({ state: 'detached' });
-      const kept = await d.api.request<{ description?: string; pendingChanges?: Record<string, unknown> }>(
-        'GET',
-        `/api/v1/vms/${id}`,
-      );
+      const kept = await get();
       expect(kept.description).toBe('changed meanwhile');
-      expect(kept.pendingChanges).toEqual({ memoryMiB: 320 });
+      expect(kept.pendingChanges).toEqual({ memoryMiB: 448 });
       await p
         .locator('.vm-general .vm-description', { hasText: 'changed meanwhile' })
+        .waitFor({ timeout: 15_000 });
+
+      // A new maximum is a cold change: it waits. One below the memory is refused in the dialog first.
+      await card.locator('button', { hasText: 'Edit hardware' }).click();
+      await maxMemory.waitFor({ timeout: 15_000 });
+      await maxMemory.fill('300');
+      await dialog.locator('button[type=submit]').click();
+      await dialog
+        .locator('.form-error', {
+          hasText: 'Max memory: a whole number of MiB, at least the memory (448 MiB)',
+        })
+        .waitFor({ timeout: 5_000 });
+      await maxMemory.fill('1024');
+      await dialog.locator('button[type=submit]').click();
+      await dialog.waitFor({ state: 'detached', timeout: 15_000 });
+      await card
+        .locator('.pending-changes', {
+          hasText: 'Pending until the next stop and start: memory 448 MiB, max memory 1024 MiB',
+        })
+        .waitFor({ timeout: 15_000 });
+      expect(await card.locator('.hw-max-memory').textContent()).toBe('512 MiB (hot-add)');
+      expect((await get()).pendingChanges).toEqual({ memoryMiB: 448, maxMemoryMiB: 1024 });
+
+      // Stopped: I/O mode… of disk0. Native AIO with the page cache is refused by the API, inline.
+      await vmAction(d.api, id, 'stop', '?force=true');
+      await p.locator('.vm-head .state-badge', { hasText: /^stopped$/ }).waitFor({ timeout: 30_000 });
+      await ioMode.click();
+      const io = p.getByRole('dialog', { name: 'I/O mode of disk0' });
+      expect(await io.locator('select[name=cache]').inputValue()).toBe('writeback');
+      await io.locator('select[name=aio]').selectOption('native');
+      await io.locator('.aio-hint').waitFor();
+      await io.locator('button[type=submit]').click();
+      await io
+        .locator('.form-error', { hasText: 'aio "native" needs cache "none" or "directsync"' })
+        .waitFor({ timeout: 15_000 });
+      await io.locator('select[name=cache]').selectOption('none');
+      await io.locator('.aio-hint').waitFor({ state: 'detached' });
+      // The VM starts while the dialog is open: the dialog says so, and the API refuses the change.
+      await vmAction(d.api, id, 'start');
+      await io.locator('.running-hint').waitFor({ timeout: 15_000 });
+      await io.locator('button[type=submit]').click();
+      await io
+        .locator('.form-error', {
+          hasText: "runs: a disk's cache mode and AIO engine change while the VM is stopped",
+        })
+        .waitFor({ timeout: 15_000 });
+      await io.screenshot({ path: join(SHOTS, 'vm-disk-io.png') });
+      await io.locator('button', { hasText: 'Cancel' }).click();
+      await vmAction(d.api, id, 'stop', '?force=true');
+      await p.locator('.vm-head .state-badge', { hasText: /^stopped$/ }).waitFor({ timeout: 30_000 });
+      await ioMode.click();
+      await io.locator('select[name=cache]').selectOption('none');
+      await io.locator('select[name=aio]').selectOption('native');
+      await io.locator('button[type=submit]').click();
+      await io.waitFor({ state: 'detached', timeout: 15_000 });
+      await card
+        .locator('.disk[data-disk=disk0] .disk-io-line', { hasText: /^cache none, aio native$/ })
+        .waitFor({ timeout: 15_000 });
+      const tuned = await get();
+      expect(tuned.disks).toMatchObject([{ id: 'disk0', cache: 'none', aio: 'native' }]);
+      // the start in between took the pending memory and maximum
+      expect(tuned).toMatchObject({ memoryMiB: 448, maxMemoryMiB: 1024 });
+      expect(tuned.pendingChanges).toBeUndefined();
+      await card
+        .locator('.hw-max-memory', { hasText: /^1024 MiB \(hot-add\)$/ })
         .waitFor({ timeout: 15_000 });
       expect(errors).toEqual([]);
     } finally {

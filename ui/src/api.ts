@@ -24,6 +24,10 @@ export interface Placement {
 export type DiskBus = 'virtio-blk' | 'virtio-scsi' | 'sata' | 'ide';
 /** A NIC's emulated model: virtio (default); the others for guests without VirtIO drivers. */
 export type NicModel = 'virtio' | 'e1000e' | 'rtl8139' | 'vmxnet3';
+/** QEMU's cache mode of a disk: writeback (default, the host page cache), none (O_DIRECT), ... */
+export type DiskCache = 'none' | 'writeback' | 'writethrough' | 'directsync' | 'unsafe';
+/** How QEMU submits a file-backed disk's I/O: threads (default), native (needs cache none/directsync), io_uring. */
+export type DiskAio = 'threads' | 'native' | 'io_uring';
 export type VideoModel = 'std' | 'virtio' | 'qxl' | 'cirrus' | 'none';
 export type Firmware = 'bios' | 'uefi';
 export type MachineType = 'q35' | 'pc';
@@ -92,6 +96,8 @@ export interface EditVmBody {
   cloudInit?: CloudInitInput | null;
   /** vCPUs can be hot-added up to this many. */
   maxVcpus?: number;
+  /** Memory can be hot-added (128 MiB steps) up to this many MiB; a cold change. */
+  maxMemoryMiB?: number;
   /** Devices the firmware tries, in order; null: boot decides. */
   bootOrder?: string[] | null;
 }
@@ -109,6 +115,8 @@ export interface PendingChanges {
   cpu?: Partial<VmCpu>;
   video?: VideoModel;
   tablet?: boolean;
+  maxVcpus?: number;
+  maxMemoryMiB?: number;
   [other: string]: unknown;
 }
 
@@ -117,7 +125,14 @@ export interface CreateVmBody {
   name: string;
   vcpus: number;
   memoryMiB: number;
-  disks: { sizeGiB?: number; image?: string; pool?: string; bus?: DiskBus }[];
+  disks: {
+    sizeGiB?: number;
+    image?: string;
+    pool?: string;
+    bus?: DiskBus;
+    cache?: DiskCache;
+    aio?: DiskAio;
+  }[];
   networks: { network: string; mac?: string; model?: NicModel }[];
   boot: { cdrom: string } | { disk: number };
   start?: boolean;
@@ -134,6 +149,7 @@ export interface CreateVmBody {
   onBoot?: OnBoot;
   cloudInit?: CloudInitInput;
   maxVcpus?: number;
+  maxMemoryMiB?: number;
   /** A media drive (cd1), empty or with an ISO image (name or id). */
   media?: { image?: string };
 }
@@ -172,6 +188,10 @@ export interface Vm {
     slot?: string;
     /** Per-second I/O limits (bps in bytes/s); absent: none. */
     limits?: DiskLimits;
+    /** Absent: writeback. */
+    cache?: DiskCache;
+    /** Absent: threads. */
+    aio?: DiskAio;
   }[];
   /** A template: never powered on; linked clones are made from it. */
   template?: boolean;
@@ -187,6 +207,8 @@ export interface Vm {
   }[];
   /** vCPUs can be hot-added up to this many. */
   maxVcpus?: number;
+  /** Memory can be hot-added (whole 128 MiB steps) up to this many MiB while the VM runs. */
+  maxMemoryMiB?: number;
   /** The media drive (cd1): the id of the ISO image in it, or empty; absent: no drive. */
   media?: { image?: string };
   /** Devices the firmware tries, in order (disk0, cd0, cd1, net0…); absent: boot decides. */
@@ -351,6 +373,8 @@ export interface Policy {
   strategy: 'spread' | 'pack';
   memoryOvercommit: number;
   vcpuOvercommit: number;
+  /** The CPU model of new VMs that name none: auto (default), host, an x86-64-vN level or a QEMU model. */
+  defaultCpuModel: string;
 }
 
 export type DrsMode = 'off' | 'manual' | 'automatic';
@@ -412,6 +436,8 @@ export interface ClusterInfo {
   leader: string | null;
   caFingerprint: string | null;
   policy: Policy;
+  /** The default CPU model: as set, what new VMs without a CPU model get now, and why (a sentence). */
+  cpu: { defaultModel: string; model: string; why: string };
   etcdMembers: { id: string; name: string; learner: boolean; peerUrls: string[] }[];
 }
 

@@ -1,25 +1,34 @@
 import { describe, expect, it } from 'vitest';
 import type { Vm } from './api';
 import {
+  aioHint,
   bootDevices,
   bootEntries,
   bootOrderBody,
   bootOrderLine,
   bootOrderOf,
+  clusterCpuLabel,
   cpuLine,
+  cpuModelChoices,
   cpuTopology,
   DEFAULT_HARDWARE,
   diskBusLabel,
+  diskIoBody,
+  diskIoChange,
+  diskIoLine,
   editBody,
   editForm,
   editProblem,
   firmwareLine,
   fitHardware,
   hardwareBody,
+  hotAddedLine,
   limitsBody,
   limitsForm,
   limitsLine,
   limitsProblem,
+  maxMemoryProblem,
+  memoryHint,
   moveEntry,
   nextHardware,
   nicModelLabel,
@@ -76,6 +85,22 @@ describe('hardware', () => {
       tablet: false,
     });
     expect(hardwareBody({ ...DEFAULT_HARDWARE, machine: 'pc', sockets: ' ' })).toEqual({ machine: 'pc' });
+    // no model: the cluster's default; host is a choice like any other
+    expect(hardwareBody({ ...DEFAULT_HARDWARE, cpuModel: 'host' })).toEqual({ cpu: { model: 'host' } });
+    expect(hardwareBody({ ...DEFAULT_HARDWARE, sockets: '2' })).toEqual({ cpu: { sockets: 2 } });
+  });
+
+  it("names the cluster's default CPU model, and keeps a model set elsewhere among the choices", () => {
+    expect(clusterCpuLabel('x86-64-v3')).toBe('Cluster default (x86-64-v3)');
+    expect(clusterCpuLabel(undefined)).toBe('Cluster default');
+    expect(cpuModelChoices('auto').map(([m]) => m)).toEqual([
+      'auto',
+      'host',
+      'x86-64-v2',
+      'x86-64-v3',
+      'x86-64-v4',
+    ]);
+    expect(cpuModelChoices('EPYC-v3').at(-1)).toEqual(['EPYC-v3', 'EPYC-v3']);
   });
 
   it('offers Secure Boot on UEFI q35 only, and drops it (and IDE) when the choice no longer allows it', () => {
@@ -230,11 +255,60 @@ describe('hardware', () => {
       nextHardware({ ...VM, bootOrder: ['disk0'], pendingChanges: { bootOrder: [] } }).bootOrder,
     ).toEqual([]);
     expect(nextHardware({ ...VM, maxVcpus: 2, pendingChanges: { maxVcpus: 4 } }).maxVcpus).toBe(4);
+    expect(pendingItems({ maxMemoryMiB: 2048 })).toEqual(['max memory 2048 MiB']);
+    expect(nextHardware({ ...VM, maxMemoryMiB: 1024 }).maxMemoryMiB).toBe(1024);
+    expect(
+      nextHardware({ ...VM, maxMemoryMiB: 1024, pendingChanges: { maxMemoryMiB: 2048 } }).maxMemoryMiB,
+    ).toBe(2048);
     expect(pendingItems({ boot: { disk: 1 }, tpm: false, somethingNew: { a: 1 } })).toEqual([
       'TPM 2.0 off',
       'boot from disk 1',
       'somethingNew {"a":1}',
     ]);
+  });
+
+  it('checks a memory maximum and says how memory grows while the VM runs', () => {
+    expect(maxMemoryProblem('', 256)).toBe('');
+    expect(maxMemoryProblem(' ', 256)).toBe('');
+    expect(maxMemoryProblem('256', 256)).toBe('');
+    expect(maxMemoryProblem('1024', 256)).toBe('');
+    expect(maxMemoryProblem('128', 256)).toMatch(/^Max memory: .*at least the memory \(256 MiB\)/);
+    expect(maxMemoryProblem('512.5', 256)).toMatch(/^Max memory/);
+    // running (VM is): from what it runs with
+    expect(memoryHint(VM, '')).toBe('');
+    expect(memoryHint({ ...VM, maxMemoryMiB: 1024 }, '1024')).toBe(
+      'Memory grows at once in whole 128 MiB steps from 256 MiB up to the maximum, 1024 MiB; less, or other sizes, wait for the next stop and start.',
+    );
+    expect(memoryHint({ ...VM, maxMemoryMiB: 256 }, '256')).toMatch(/has its maximum memory \(256 MiB\)/);
+    expect(memoryHint({ ...VM, maxMemoryMiB: 1024, pendingChanges: { maxMemoryMiB: 2048 } }, '2048')).toMatch(
+      /^A new maximum \(2048 MiB\) waits/,
+    );
+    // stopped: from the maximum typed
+    const stopped = { ...VM, state: 'stopped' as const };
+    expect(memoryHint(stopped, '')).toBe('');
+    expect(memoryHint(stopped, '2048')).toMatch(/128 MiB steps up to 2048 MiB/);
+    expect(hotAddedLine(VM, { vcpus: 2, memoryMiB: 384 })).toBe('memory 384 MiB');
+    expect(hotAddedLine(VM, { vcpus: 3, memoryMiB: 512 })).toBe('memory 512 MiB, 3 vCPUs');
+    expect(hotAddedLine(VM, VM)).toBe('');
+  });
+
+  it("sends a disk's cache mode and AIO engine when they differ, and names them", () => {
+    expect(diskIoBody('writeback', 'threads')).toEqual({});
+    expect(diskIoBody('none', 'native')).toEqual({ cache: 'none', aio: 'native' });
+    expect(diskIoBody('writethrough', 'threads')).toEqual({ cache: 'writethrough' });
+    expect(diskIoChange({}, 'writeback', 'threads')).toEqual({});
+    expect(diskIoChange({ cache: 'none' }, 'none', 'native')).toEqual({ aio: 'native' });
+    // back to the defaults: sent, as the disk has others
+    expect(diskIoChange({ cache: 'none', aio: 'native' }, 'writeback', 'threads')).toEqual({
+      cache: 'writeback',
+      aio: 'threads',
+    });
+    expect(diskIoLine({})).toBe('cache writeback');
+    expect(diskIoLine({ cache: 'none', aio: 'native' })).toBe('cache none, aio native');
+    expect(diskIoLine({ aio: 'io_uring' })).toBe('cache writeback, aio io_uring');
+    expect(aioHint('writeback', 'native')).toMatch(/native needs cache none or directsync/);
+    expect(aioHint('directsync', 'native')).toBe('');
+    expect(aioHint('unsafe', 'io_uring')).toBe('');
   });
 
   it('turns the Limits… dialog into {limits} (bps in bytes/s, empty = none) and back', () => {

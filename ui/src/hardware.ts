@@ -1,6 +1,8 @@
 import type {
   CreateVmBody,
+  DiskAio,
   DiskBus,
+  DiskCache,
   DiskLimits,
   EditVmBody,
   Firmware,
@@ -21,6 +23,7 @@ export const FIRMWARES: [Firmware, string][] = [
   ['bios', 'BIOS (SeaBIOS)'],
   ['uefi', 'UEFI (OVMF)'],
 ];
+/** The create dialog adds a first choice, '' (the cluster's default model). */
 export const CPU_MODELS: [string, string][] = [
   ['host', 'host (fastest)'],
   ['x86-64-v2', 'x86-64-v2 (portable)'],
@@ -39,6 +42,18 @@ export const DISK_BUSES: [DiskBus, string][] = [
   ['virtio-scsi', 'VirtIO SCSI'],
   ['sata', 'SATA (AHCI)'],
   ['ide', 'IDE'],
+];
+export const DISK_CACHES: [DiskCache, string][] = [
+  ['writeback', 'writeback (page cache)'],
+  ['none', 'none (O_DIRECT)'],
+  ['writethrough', 'writethrough'],
+  ['directsync', 'directsync'],
+  ['unsafe', 'unsafe (no flushes)'],
+];
+export const DISK_AIOS: [DiskAio, string][] = [
+  ['threads', 'threads'],
+  ['native', 'native (Linux AIO)'],
+  ['io_uring', 'io_uring'],
 ];
 export const NIC_MODELS: [NicModel, string][] = [
   ['virtio', 'VirtIO'],
@@ -84,6 +99,24 @@ export function socketsHint(vcpus: number, sockets: string): { ok: boolean; text
   return { ok: true, text: cpuTopology({ sockets: n, cores: vcpus / n, threads: 1 }) };
 }
 
+/** The cluster's default CPU model: auto, then the models of a VM. */
+export const DEFAULT_CPU_MODELS: [string, string][] = [
+  ['auto', 'auto (chosen from the hosts)'],
+  ...CPU_MODELS,
+];
+
+/** The choices of the default CPU model, with `current` too when it is another (a QEMU model set through the API). */
+export function cpuModelChoices(current: string): [string, string][] {
+  return DEFAULT_CPU_MODELS.some(([m]) => m === current)
+    ? DEFAULT_CPU_MODELS
+    : [...DEFAULT_CPU_MODELS, [current, current]];
+}
+
+/** The first choice of the create dialog's CPU models: "Cluster default (x86-64-v3)" (the model unknown: without it). */
+export function clusterCpuLabel(model: string | undefined): string {
+  return model ? `Cluster default (${model})` : 'Cluster default';
+}
+
 /** "x86-64-v2, 2 sockets × 1 core × 1 thread, +avx2 -pcid". */
 export function cpuLine(cpu: VmCpu): string {
   const flags = Object.entries(cpu.flags ?? {}).map(([f, on]) => `${on ? '+' : '-'}${f}`);
@@ -108,6 +141,8 @@ export interface HardwareForm {
   video: VideoModel;
   tablet: boolean;
   diskBus: DiskBus;
+  diskCache: DiskCache;
+  diskAio: DiskAio;
   nicModel: NicModel;
 }
 
@@ -116,17 +151,21 @@ export const DEFAULT_HARDWARE: HardwareForm = {
   firmware: 'bios',
   secureBoot: false,
   tpm: false,
-  cpuModel: 'host',
+  // the cluster's default model (GET /cluster cpu.model)
+  cpuModel: '',
   sockets: '',
   video: 'std',
   tablet: true,
   diskBus: 'virtio-blk',
+  diskCache: 'writeback',
+  diskAio: 'threads',
   nicModel: 'virtio',
 };
 
 /**
  * The fields of POST /vms for `h` that differ from the API's defaults (Secure Boot only where it is
- * available; the bus and model go on each disk and NIC by the caller). Sockets that do not divide the
+ * available; the bus, cache, AIO and model go on each disk and NIC by the caller; no CPU model: the
+ * cluster's default). Sockets that do not divide the
  * vCPUs are sent anyway: the API's validation message says why.
  */
 export function hardwareBody(
@@ -138,7 +177,7 @@ export function hardwareBody(
   if (h.secureBoot && secureBootAvailable(h.firmware, h.machine)) body.secureBoot = true;
   if (h.tpm) body.tpm = true;
   const cpu: Partial<VmCpu> = {};
-  if (h.cpuModel !== DEFAULT_HARDWARE.cpuModel) cpu.model = h.cpuModel;
+  if (h.cpuModel) cpu.model = h.cpuModel;
   if (h.sockets.trim()) cpu.sockets = Number(h.sockets);
   if (Object.keys(cpu).length) body.cpu = cpu;
   if (h.video !== DEFAULT_HARDWARE.video) body.video = h.video;
@@ -167,6 +206,7 @@ export interface NextHardware {
   video: VideoModel;
   tablet: boolean;
   maxVcpus?: number;
+  maxMemoryMiB?: number;
   /** Empty: no explicit order. */
   bootOrder: string[];
 }
@@ -197,7 +237,8 @@ export function nextHardware(vm: Vm): NextHardware {
     cpu,
     video: p.video ?? vm.video ?? 'std',
     tablet: p.tablet ?? vm.tablet ?? false,
-    maxVcpus: (p.maxVcpus as number | undefined) ?? vm.maxVcpus,
+    maxVcpus: p.maxVcpus ?? vm.maxVcpus,
+    maxMemoryMiB: p.maxMemoryMiB ?? vm.maxMemoryMiB,
     // a pending [] clears the order
     bootOrder: (p.bootOrder as string[] | undefined) ?? vm.bootOrder ?? [],
   };
@@ -314,6 +355,7 @@ const PENDING_ORDER = [
   'video',
   'tablet',
   'maxVcpus',
+  'maxMemoryMiB',
   'boot',
   'bootOrder',
 ] as const;
@@ -339,6 +381,7 @@ export function pendingItems(p: PendingChanges | undefined): string[] {
     else if (k === 'tablet') out.push(`USB tablet ${onOff(v)}`);
     else if (k === 'boot') out.push(pendingBoot(v as Record<string, unknown>));
     else if (k === 'maxVcpus') out.push(`max vCPUs ${v}`);
+    else if (k === 'maxMemoryMiB') out.push(`max memory ${v} MiB`);
     else if (k === 'bootOrder') {
       const order = v as string[] | null;
       out.push(order?.length ? `boot order ${bootOrderLine(order)}` : 'no boot order');
@@ -354,6 +397,84 @@ export function pendingItems(p: PendingChanges | undefined): string[] {
 export function pendingLine(p: PendingChanges | undefined): string {
   const items = pendingItems(p);
   return items.length ? `Pending until the next stop and start: ${items.join(', ')}` : '';
+}
+
+/** A running VM takes memory in whole blocks of this many MiB (what a Linux guest onlines at a time). */
+export const MEMORY_BLOCK_MIB = 128;
+
+/** What is wrong with a memory maximum as typed ('' when it will do: empty, or whole MiB from the memory up). */
+export function maxMemoryProblem(max: string, memoryMiB: number): string {
+  if (!max.trim()) return '';
+  if (!/^\d+$/.test(max.trim()) || Number(max) < memoryMiB)
+    return `Max memory: a whole number of MiB, at least the memory (${memoryMiB} MiB), or empty.`;
+  return '';
+}
+
+/**
+ * The edit dialog's word beside Memory on how it grows while the VM runs ('' without a maximum): a
+ * stopped VM, from the maximum typed; a running one, from the maximum it runs with (a new one pending
+ * stops the hot-add until the next cold start).
+ */
+export function memoryHint(
+  vm: Pick<Vm, 'state' | 'memoryMiB' | 'maxMemoryMiB' | 'pendingChanges'>,
+  max: string,
+): string {
+  if (vm.state === 'stopped') {
+    const n = Number(max);
+    return max.trim() && Number.isInteger(n) && n > 0
+      ? `With a maximum, memory grows while the VM runs, in ${MEMORY_BLOCK_MIB} MiB steps up to ${n} MiB.`
+      : '';
+  }
+  const live = vm.maxMemoryMiB;
+  if (!live) return '';
+  const pending = vm.pendingChanges?.maxMemoryMiB;
+  if (pending !== undefined && pending !== live)
+    return `A new maximum (${pending} MiB) waits for the next stop and start; so does any memory change until then.`;
+  if (live <= vm.memoryMiB) return `The VM has its maximum memory (${live} MiB).`;
+  return `Memory grows at once in whole ${MEMORY_BLOCK_MIB} MiB steps from ${vm.memoryMiB} MiB up to the maximum, ${live} MiB; less, or other sizes, wait for the next stop and start.`;
+}
+
+/** What an edit gave a running VM at once (hot-add): "memory 384 MiB, 2 vCPUs", or ''. */
+export function hotAddedLine(
+  before: Pick<Vm, 'vcpus' | 'memoryMiB'>,
+  after: Pick<Vm, 'vcpus' | 'memoryMiB'>,
+): string {
+  return [
+    after.memoryMiB > before.memoryMiB && `memory ${after.memoryMiB} MiB`,
+    after.vcpus > before.vcpus && plural(after.vcpus, 'vCPU'),
+  ]
+    .filter(Boolean)
+    .join(', ');
+}
+
+type DiskIo = { cache?: DiskCache; aio?: DiskAio };
+
+/** "cache none, aio native": the cache mode always (absent: writeback), the AIO engine when set. */
+export function diskIoLine(d: DiskIo): string {
+  return [`cache ${d.cache ?? 'writeback'}`, d.aio && `aio ${d.aio}`].filter(Boolean).join(', ');
+}
+
+/** A new disk's {cache, aio} (create, Add disk): what differs from the API's defaults. */
+export function diskIoBody(cache: DiskCache, aio: DiskAio): DiskIo {
+  return {
+    ...(cache !== DEFAULT_HARDWARE.diskCache ? { cache } : {}),
+    ...(aio !== DEFAULT_HARDWARE.diskAio ? { aio } : {}),
+  };
+}
+
+/** PATCH /vms/{id}/disks/{disk}: the cache mode and AIO engine chosen that differ from the disk's. */
+export function diskIoChange(d: DiskIo, cache: DiskCache, aio: DiskAio): DiskIo {
+  return {
+    ...(cache !== (d.cache ?? DEFAULT_HARDWARE.diskCache) ? { cache } : {}),
+    ...(aio !== (d.aio ?? DEFAULT_HARDWARE.diskAio) ? { aio } : {}),
+  };
+}
+
+/** Native AIO works on O_DIRECT files only: a warning beside the choice ('' when it fits); the API refuses it. */
+export function aioHint(cache: DiskCache, aio: DiskAio): string {
+  return aio === 'native' && cache !== 'none' && cache !== 'directsync'
+    ? 'aio native needs cache none or directsync'
+    : '';
 }
 
 /** The Limits… dialog: totals as typed ('' = no limit); MB/s is 10^6 bytes per second. */

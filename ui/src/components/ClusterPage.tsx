@@ -13,6 +13,7 @@ import {
 } from '../api';
 import { DRS_MODES, DRS_THRESHOLDS, hostsByLoad, loadPct, modeHint, thresholdLabel } from '../drs';
 import { ago, when } from '../format';
+import { cpuModelChoices } from '../hardware';
 import { usePolled } from '../poll';
 import { hostHref } from '../route';
 import { putTask, refreshCluster, refreshNodes, toast, useStore } from '../store';
@@ -86,7 +87,7 @@ export function ClusterPage() {
             <dd class="mono fingerprint">{c.caFingerprint ?? '— (no CA: single host)'}</dd>
           </dl>
         </div>
-        <PolicyForm key={JSON.stringify(c.policy)} policy={c.policy} />
+        <PolicyForm key={JSON.stringify([c.policy, c.cpu])} policy={c.policy} cpu={c.cpu} />
       </div>
       <Hosts />
       <DrsCard />
@@ -413,12 +414,16 @@ function EtcdMembers({ c }: { c: ClusterInfo }) {
 
 type PolicyField = keyof Policy;
 
-/** Strategy and overcommit ratios; the API validates, its messages appear next to the field. */
-function PolicyForm({ policy }: { policy: Policy }) {
+/**
+ * Strategy, overcommit ratios and the default CPU model of new VMs (with the model it stands for now and
+ * why); the API validates, its messages appear next to the field.
+ */
+function PolicyForm({ policy, cpu }: { policy: Policy; cpu: ClusterInfo['cpu'] }) {
   const [f, setF] = useState({
     strategy: policy.strategy as string,
     memoryOvercommit: String(policy.memoryOvercommit),
     vcpuOvercommit: String(policy.vcpuOvercommit),
+    defaultCpuModel: policy.defaultCpuModel,
   });
   const [errors, setErrors] = useState<Partial<Record<PolicyField | 'form', string>>>({});
   const [busy, setBusy] = useState(false);
@@ -435,9 +440,10 @@ function PolicyForm({ policy }: { policy: Policy }) {
           strategy: f.strategy,
           memoryOvercommit: num(f.memoryOvercommit),
           vcpuOvercommit: num(f.vcpuOvercommit),
+          defaultCpuModel: f.defaultCpuModel,
         },
       });
-      toast('Placement policy saved', 'info');
+      toast('Policy saved', 'info');
       // The form is keyed by the policy: it shows the saved values once the cluster is reloaded.
       await refreshCluster().catch(() => {});
     } catch (err) {
@@ -463,7 +469,7 @@ function PolicyForm({ policy }: { policy: Policy }) {
     );
   return (
     <form class="card form policy-form" noValidate onSubmit={submit}>
-      <h3>Placement policy</h3>
+      <h3>Placement and CPU policy</h3>
       <label>
         Strategy
         <select name="strategy" value={f.strategy} onChange={set('strategy')}>
@@ -498,6 +504,20 @@ function PolicyForm({ policy }: { policy: Policy }) {
         <span class="hint">vCPUs per host CPU (0.1 to 1000)</span>
         {fieldError('vcpuOvercommit')}
       </label>
+      <label>
+        Default CPU model
+        <select name="defaultCpuModel" value={f.defaultCpuModel} onChange={set('defaultCpuModel')}>
+          {cpuModelChoices(policy.defaultCpuModel).map(([v, l]) => (
+            <option key={v} value={v}>
+              {l}
+            </option>
+          ))}
+        </select>
+        <span class="hint cpu-default-model">
+          New VMs without a CPU model get <b class="mono">{cpu.model}</b>: {cpu.why}.
+        </span>
+        {fieldError('defaultCpuModel')}
+      </label>
       {errors.form && (
         <div class="form-error" role="alert">
           {errors.form}
@@ -507,7 +527,7 @@ function PolicyForm({ policy }: { policy: Policy }) {
         <button type="submit" class="primary" disabled={busy}>
           Save policy
         </button>{' '}
-        <span class="muted">Applies to new placements.</span>
+        <span class="muted">Applies to new placements and new VMs.</span>
       </div>
     </form>
   );

@@ -1,15 +1,21 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, type CreateVmBody, type Image, type Placement, type Vm } from '../api';
 import {
+  aioHint,
   CPU_MODELS,
+  clusterCpuLabel,
   DEFAULT_HARDWARE,
+  DISK_AIOS,
   DISK_BUSES,
+  DISK_CACHES,
   diskBusAvailable,
+  diskIoBody,
   FIRMWARES,
   fitHardware,
   type HardwareForm,
   hardwareBody,
   MACHINES,
+  maxMemoryProblem,
   NIC_MODELS,
   secureBootAvailable,
   socketsHint,
@@ -17,14 +23,15 @@ import {
 } from '../hardware';
 import { go } from '../route';
 import { createStartupBody, DEFAULT_STARTUP, type StartupForm, startupProblem } from '../startup';
-import { refreshAll, toast, useStore } from '../store';
+import { refreshAll, refreshCluster, toast, useStore } from '../store';
 import { collator } from '../window';
 import { StartupFields } from './VmStartupDialog';
 
 /**
  * New VM booting an ISO from /images, optionally placed (a host, affinity and anti-affinity groups), with
- * its virtual hardware (machine, firmware, TPM, CPU model, devices), autostart at host boot and
- * cloud-init; the API's validation message is shown inline.
+ * its virtual hardware (machine, firmware, TPM, CPU model, devices, disk cache and AIO, hot-add maximums),
+ * autostart at host boot and cloud-init; the API's validation message is shown inline. Without a CPU model
+ * the VM gets the cluster's default, named as GET /cluster says it is now.
  */
 export function CreateVmDialog({ onClose }: { onClose: () => void }) {
   const s = useStore();
@@ -41,6 +48,7 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
     affinityGroup: '',
     antiAffinityGroup: '',
     maxVcpus: '',
+    maxMemoryMiB: '',
     media: false,
     mediaIso: '',
   });
@@ -57,6 +65,8 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
         if (isos[0]) setF((old) => ({ ...old, iso: old.iso || isos[0]!.name }));
       })
       .catch((e) => setError((e as Error).message));
+    // the default CPU model may have changed since login
+    refreshCluster().catch(() => {});
   }, []);
 
   const hosts = [...s.nodes].sort((a, b) => collator.compare(a.name, b.name));
@@ -71,6 +81,7 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
   };
   const secureBootOk = secureBootAvailable(hw.firmware, hw.machine);
   const sockets = socketsHint(f.vcpus, hw.sockets);
+  const aio = aioHint(hw.diskCache, hw.diskAio);
 
   async function submit(e: Event) {
     e.preventDefault();
@@ -78,7 +89,8 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
       startupProblem(startup) ||
       (f.maxVcpus.trim() && !(/^\d+$/.test(f.maxVcpus.trim()) && Number(f.maxVcpus) >= 1)
         ? 'Max vCPUs: a whole number, 1 or more (or empty).'
-        : '');
+        : '') ||
+      maxMemoryProblem(f.maxMemoryMiB, f.memoryMiB);
     if (problem) {
       setError(problem);
       return;
@@ -95,7 +107,11 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
         vcpus: f.vcpus,
         memoryMiB: f.memoryMiB,
         disks: [
-          { sizeGiB: f.diskGiB, ...(hw.diskBus !== DEFAULT_HARDWARE.diskBus ? { bus: hw.diskBus } : {}) },
+          {
+            sizeGiB: f.diskGiB,
+            ...(hw.diskBus !== DEFAULT_HARDWARE.diskBus ? { bus: hw.diskBus } : {}),
+            ...diskIoBody(hw.diskCache, hw.diskAio),
+          },
         ],
         networks: [
           {
@@ -109,6 +125,7 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
         ...(f.ha ? { ha: { enabled: true } } : {}),
         ...hardwareBody(hw),
         ...(f.maxVcpus.trim() ? { maxVcpus: Number(f.maxVcpus) } : {}),
+        ...(f.maxMemoryMiB.trim() ? { maxMemoryMiB: Number(f.maxMemoryMiB) } : {}),
         ...(f.media ? { media: f.mediaIso ? { image: f.mediaIso } : {} } : {}),
         ...createStartupBody(startup),
       };
@@ -256,6 +273,7 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
                 <label>
                   CPU model
                   <select name="cpuModel" value={hw.cpuModel} onChange={setHwField('cpuModel')}>
+                    <option value="">{clusterCpuLabel(s.cluster?.cpu.model)}</option>
                     {CPU_MODELS.map(([v, l]) => (
                       <option key={v} value={v}>
                         {l}
@@ -280,21 +298,35 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
                   {sockets.text}
                 </p>
               )}
-              <label>
-                Max vCPUs (hot-add)
-                <input
-                  name="maxVcpus"
-                  type="number"
-                  min={1}
-                  step={1}
-                  placeholder="none"
-                  value={f.maxVcpus}
-                  onInput={(e) => setF({ ...f, maxVcpus: (e.target as HTMLInputElement).value })}
-                />
-              </label>
+              <div class="form-row">
+                <label>
+                  Max vCPUs (hot-add)
+                  <input
+                    name="maxVcpus"
+                    type="number"
+                    min={1}
+                    step={1}
+                    placeholder="none"
+                    value={f.maxVcpus}
+                    onInput={(e) => setF({ ...f, maxVcpus: (e.target as HTMLInputElement).value })}
+                  />
+                </label>
+                <label>
+                  Max memory (MiB)
+                  <input
+                    name="maxMemoryMiB"
+                    type="number"
+                    min={16}
+                    step={16}
+                    placeholder="none"
+                    value={f.maxMemoryMiB}
+                    onInput={(e) => setF({ ...f, maxMemoryMiB: (e.target as HTMLInputElement).value })}
+                  />
+                </label>
+              </div>
               <p class="hint">
                 host is fastest; an x86-64-v level lets the VM move between hosts of different CPU
-                generations.
+                generations. With a maximum, vCPUs and memory (128 MiB steps) can be added while the VM runs.
               </p>
               <div class="form-row">
                 <label>
@@ -335,6 +367,29 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
                   </select>
                 </label>
               </div>
+              <div class="form-row">
+                <label>
+                  Disk cache
+                  <select name="diskCache" value={hw.diskCache} onChange={setHwField('diskCache')}>
+                    {DISK_CACHES.map(([v, l]) => (
+                      <option key={v} value={v}>
+                        {l}
+                      </option>
+                    ))}
+                  </select>
+                </label>
+                <label>
+                  Disk AIO
+                  <select name="diskAio" value={hw.diskAio} onChange={setHwField('diskAio')}>
+                    {DISK_AIOS.map(([v, l]) => (
+                      <option key={v} value={v}>
+                        {l}
+                      </option>
+                    ))}
+                  </select>
+                </label>
+              </div>
+              {aio && <p class="hint aio-hint warning-text">{aio}</p>}
               <div class="form-row">
                 <label class="check">
                   <input name="media" type="checkbox" checked={f.media} onChange={set('media')} /> Add a

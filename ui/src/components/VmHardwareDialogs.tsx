@@ -1,24 +1,43 @@
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, api, apiFull, type DiskBus, type Image, type NicModel, type Vm } from '../api';
 import {
+  ApiError,
+  api,
+  apiFull,
+  type DiskAio,
+  type DiskBus,
+  type DiskCache,
+  type Image,
+  type NicModel,
+  type Vm,
+} from '../api';
+import {
+  aioHint,
   type BootEntry,
   bootDevices,
   bootEntries,
   bootOrderBody,
   bootOrderOf,
   CPU_MODELS,
+  DISK_AIOS,
   DISK_BUSES,
+  DISK_CACHES,
   diskBusAvailable,
+  diskIoBody,
+  diskIoChange,
+  diskIoLine,
   type EditForm,
   editBody,
   editForm,
   editProblem,
   FIRMWARES,
+  hotAddedLine,
   type LimitsForm,
   limitsBody,
   limitsForm,
   limitsLine,
   limitsProblem,
+  maxMemoryProblem,
+  memoryHint,
   moveEntry,
   NIC_MODELS,
   nextHardware,
@@ -38,16 +57,18 @@ export const STALE_EDIT = 'The VM changed since you opened this dialog; reopen i
 const runs = (vm: Vm) => vm.state !== 'stopped';
 
 /**
- * Name, description, vCPUs, memory, CPU, video, input, TPM and firmware of a VM. The VM is read (with its
- * ETag) when the dialog opens and only the fields changed are sent, with If-Match: a change made by
- * someone else meanwhile is refused (412) and the dialog says so. A running VM's hardware changes wait for
- * its next stop and start.
+ * Name, description, vCPUs, memory, CPU, video, input, TPM, firmware, boot order and hot-add maximums of a
+ * VM. The VM is read (with its ETag) when the dialog opens and only the fields changed are sent, with
+ * If-Match: a change made by someone else meanwhile is refused (412) and the dialog says so. A running
+ * VM's hardware changes wait for its next stop and start, but for vCPUs and memory added within its
+ * maximums (memory in whole 128 MiB steps), which it gets at once.
  */
 export function EditHardwareDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) {
   const [loaded, setLoaded] = useState<{ vm: Vm; etag?: string } | undefined>();
   const [f, setF] = useState<EditForm | undefined>();
   const [boot, setBoot] = useState<BootEntry[]>([]);
   const [maxVcpus, setMaxVcpus] = useState('');
+  const [maxMemory, setMaxMemory] = useState('');
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
   useEffect(() => {
@@ -60,6 +81,7 @@ export function EditHardwareDialog({ vm, onClose }: { vm: Vm; onClose: () => voi
         const h = nextHardware(data);
         setBoot(bootEntries(h.bootOrder, bootDevices(data)));
         setMaxVcpus(h.maxVcpus ? String(h.maxVcpus) : '');
+        setMaxMemory(h.maxMemoryMiB ? String(h.maxMemoryMiB) : '');
       })
       .catch((e) => live && setError((e as Error).message));
     return () => {
@@ -90,9 +112,15 @@ export function EditHardwareDialog({ vm, onClose }: { vm: Vm; onClose: () => voi
       setError('Max vCPUs: a whole number, 1 or more (or empty).');
       return;
     }
+    const memoryProblem = maxMemoryProblem(maxMemory, Number(f.memoryMiB));
+    if (memoryProblem) {
+      setError(memoryProblem);
+      return;
+    }
     const h = nextHardware(cur);
     const body = { ...editBody(cur, f), ...bootOrderBody(h.bootOrder, bootOrderOf(boot)) };
     if (maxVcpus.trim() && Number(maxVcpus) !== h.maxVcpus) body.maxVcpus = Number(maxVcpus);
+    if (maxMemory.trim() && Number(maxMemory) !== h.maxMemoryMiB) body.maxMemoryMiB = Number(maxMemory);
     if (Object.keys(body).length === 0) {
       onClose();
       return;
@@ -106,8 +134,9 @@ export function EditHardwareDialog({ vm, onClose }: { vm: Vm; onClose: () => voi
         loaded?.etag ? { 'if-match': loaded.etag } : {},
       );
       const pending = Object.keys(data.pendingChanges ?? {}).length > 0;
+      const added = runs(cur) ? hotAddedLine(cur, data) : '';
       toast(
-        `${data.name} saved${pending ? '; its hardware changes wait for the next stop and start' : ''}`,
+        `${data.name} saved${added ? `; now running with ${added}` : ''}${pending ? '; its hardware changes wait for the next stop and start' : ''}`,
         'info',
       );
       onClose();
@@ -124,6 +153,7 @@ export function EditHardwareDialog({ vm, onClose }: { vm: Vm; onClose: () => voi
   const models =
     f && !CPU_MODELS.some(([m]) => m === f.cpuModel) ? [[f.cpuModel, f.cpuModel], ...CPU_MODELS] : CPU_MODELS;
   const pending = cur ? pendingItems(cur.pendingChanges).join(', ') : '';
+  const memory = cur ? memoryHint(cur, maxMemory) : '';
   return (
     <div class="modal-backdrop">
       <form
@@ -141,7 +171,8 @@ export function EditHardwareDialog({ vm, onClose }: { vm: Vm; onClose: () => voi
             {runs(cur) && (
               <p class="hint running-hint">
                 The VM runs: hardware changes wait for its next stop and start (a reboot of the guest is not
-                one); the name and description change at once.
+                one), but for vCPUs and memory added within their maximums; the name and description change at
+                once.
               </p>
             )}
             {pending && <p class="hint">Filled in with the changes pending: {pending}.</p>}
@@ -170,6 +201,7 @@ export function EditHardwareDialog({ vm, onClose }: { vm: Vm; onClose: () => voi
                 />
               </label>
             </div>
+            {memory && <p class="hint memory-hint">{memory}</p>}
             <div class="form-row">
               <label>
                 CPU model
@@ -198,18 +230,32 @@ export function EditHardwareDialog({ vm, onClose }: { vm: Vm; onClose: () => voi
                 {sockets.text}
               </p>
             )}
-            <label>
-              Max vCPUs (hot-add)
-              <input
-                name="maxVcpus"
-                type="number"
-                min={1}
-                step={1}
-                placeholder="none"
-                value={maxVcpus}
-                onInput={(e) => setMaxVcpus((e.target as HTMLInputElement).value)}
-              />
-            </label>
+            <div class="form-row">
+              <label>
+                Max vCPUs (hot-add)
+                <input
+                  name="maxVcpus"
+                  type="number"
+                  min={1}
+                  step={1}
+                  placeholder="none"
+                  value={maxVcpus}
+                  onInput={(e) => setMaxVcpus((e.target as HTMLInputElement).value)}
+                />
+              </label>
+              <label>
+                Max memory (MiB)
+                <input
+                  name="maxMemoryMiB"
+                  type="number"
+                  min={16}
+                  step={1}
+                  placeholder="none"
+                  value={maxMemory}
+                  onInput={(e) => setMaxMemory((e.target as HTMLInputElement).value)}
+                />
+              </label>
+            </div>
             <div class="form-row">
               <label>
                 Video
@@ -275,10 +321,15 @@ export function EditHardwareDialog({ vm, onClose }: { vm: Vm; onClose: () => voi
   );
 }
 
-/** A blank disk: hot-plugged while the VM runs (VirtIO; SATA and IDE only while it is stopped). */
+/**
+ * A blank disk with its bus, cache mode and AIO engine: hot-plugged while the VM runs (VirtIO; SATA and
+ * IDE only while it is stopped).
+ */
 export function AddDiskDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) {
   const [size, setSize] = useState('1');
   const [bus, setBus] = useState<DiskBus>('virtio-blk');
+  const [cache, setCache] = useState<DiskCache>('writeback');
+  const [aio, setAio] = useState<DiskAio>('threads');
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
   const machine = nextHardware(vm).machine;
@@ -300,10 +351,14 @@ export function AddDiskDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) 
     setBusy(true);
     try {
       const before = new Set(vm.disks.map((d) => d.id));
-      const after = await api<Vm>('POST', `/vms/${vm.id}/disks`, { sizeGiB: gib, bus });
+      const after = await api<Vm>('POST', `/vms/${vm.id}/disks`, {
+        sizeGiB: gib,
+        bus,
+        ...diskIoBody(cache, aio),
+      });
       const added = after.disks.find((d) => !before.has(d.id));
       toast(
-        `${added?.id ?? 'a disk'} (${gib} GiB) added to ${vm.name}${added?.slot ? ', hot-plugged' : ''}`,
+        `${added?.id ?? 'a disk'} (${gib} GiB, ${diskIoLine(added ?? {})}) added to ${vm.name}${added?.slot ? ', hot-plugged' : ''}`,
         'info',
       );
       onClose();
@@ -354,8 +409,40 @@ export function AddDiskDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) 
               </select>
             </label>
           </div>
+          <div class="form-row">
+            <label>
+              Cache
+              <select
+                name="cache"
+                value={cache}
+                onChange={(e) => setCache((e.target as HTMLSelectElement).value as DiskCache)}
+              >
+                {DISK_CACHES.map(([v, l]) => (
+                  <option key={v} value={v}>
+                    {l}
+                  </option>
+                ))}
+              </select>
+            </label>
+            <label>
+              AIO
+              <select
+                name="aio"
+                value={aio}
+                onChange={(e) => setAio((e.target as HTMLSelectElement).value as DiskAio)}
+              >
+                {DISK_AIOS.map(([v, l]) => (
+                  <option key={v} value={v}>
+                    {l}
+                  </option>
+                ))}
+              </select>
+            </label>
+          </div>
+          {aioHint(cache, aio) && <p class="hint aio-hint warning-text">{aioHint(cache, aio)}</p>}
           <p class="hint">
-            A new volume on the pool of the VM's first disk ({vm.disks[0]?.pool ?? 'local'}).
+            A new volume on the pool of the VM's first disk ({vm.disks[0]?.pool ?? 'local'}). The cache mode
+            and AIO engine change later only while the VM is stopped.
           </p>
         </div>
         <FormActions error={error} busy={busy} label="Add" busyLabel="Adding…" onCancel={onClose} />
@@ -760,6 +847,107 @@ export function DiskLimitsDialog({
               The disk has separate read and write limits ({limitsLine(disk.limits)}); saving replaces them.
             </p>
           )}
+        </div>
+        <FormActions error={error} busy={busy} label="Save" busyLabel="Saving…" onCancel={onClose} />
+      </form>
+    </div>
+  );
+}
+
+/**
+ * A disk's cache mode and AIO engine: QEMU opens the disk with them, so they change while the VM is
+ * stopped; the API's refusal (the VM runs, native AIO without O_DIRECT, AIO on RBD) stays in the dialog.
+ */
+export function DiskIoDialog({
+  vm,
+  disk,
+  onClose,
+}: {
+  vm: Vm;
+  disk: Vm['disks'][number];
+  onClose: () => void;
+}) {
+  const [cache, setCache] = useState<DiskCache>(disk.cache ?? 'writeback');
+  const [aio, setAio] = useState<DiskAio>(disk.aio ?? 'threads');
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+  const warning = aioHint(cache, aio);
+  async function submit(e: Event) {
+    e.preventDefault();
+    setError('');
+    const body = diskIoChange(disk, cache, aio);
+    if (Object.keys(body).length === 0) {
+      onClose();
+      return;
+    }
+    setBusy(true);
+    try {
+      const after = await api<Vm>('PATCH', `/vms/${vm.id}/disks/${disk.id}`, body);
+      toast(
+        `${disk.id} of ${vm.name}: ${diskIoLine(after.disks.find((d) => d.id === disk.id) ?? body)}`,
+        'info',
+      );
+      onClose();
+      await refreshVms().catch(() => {});
+    } catch (err) {
+      setError((err as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  }
+  return (
+    <div class="modal-backdrop">
+      <form
+        class="modal disk-io-dialog"
+        role="dialog"
+        aria-label={`I/O mode of ${disk.id}`}
+        noValidate
+        onSubmit={submit}
+      >
+        <h3>
+          I/O mode of {disk.id} ({vm.name})
+        </h3>
+        <div class="modal-body form">
+          {runs(vm) && (
+            <p class="hint running-hint warning-text">
+              The VM runs: a disk's cache mode and AIO engine change while it is stopped.
+            </p>
+          )}
+          <div class="form-row">
+            <label>
+              Cache
+              <select
+                name="cache"
+                value={cache}
+                onChange={(e) => setCache((e.target as HTMLSelectElement).value as DiskCache)}
+              >
+                {DISK_CACHES.map(([v, l]) => (
+                  <option key={v} value={v}>
+                    {l}
+                  </option>
+                ))}
+              </select>
+            </label>
+            <label>
+              AIO
+              <select
+                name="aio"
+                value={aio}
+                onChange={(e) => setAio((e.target as HTMLSelectElement).value as DiskAio)}
+              >
+                {DISK_AIOS.map(([v, l]) => (
+                  <option key={v} value={v}>
+                    {l}
+                  </option>
+                ))}
+              </select>
+            </label>
+          </div>
+          {warning && <p class="hint aio-hint warning-text">{warning}</p>}
+          <p class="hint">
+            none suits production (no host page cache, the guest's flushes reach the disk); unsafe ignores
+            flushes. Applied when the VM next starts.
+          </p>
         </div>
         <FormActions error={error} busy={busy} label="Save" busyLabel="Saving…" onCancel={onClose} />
       </form>

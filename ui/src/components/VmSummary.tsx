@@ -4,6 +4,7 @@ import {
   bootOrderLine,
   cpuLine,
   diskBusLabel,
+  diskIoLine,
   firmwareLine,
   limitsLine,
   nicModelLabel,
@@ -18,6 +19,7 @@ import { VmHaCard } from './VmHaCard';
 import {
   AddDiskDialog,
   AddNicDialog,
+  DiskIoDialog,
   DiskLimitsDialog,
   EditHardwareDialog,
   MediaDrive,
@@ -197,8 +199,33 @@ function DiskLimits({ vm, disk, disabled }: { vm: Vm; disk: Vm['disks'][number];
 }
 
 /**
- * The VM's virtual hardware: machine, firmware, TPM, CPU, video, input, each disk and NIC; the changes
- * waiting for its next cold start; Edit hardware…, Add disk…, Add NIC… and Remove… per disk and NIC.
+ * I/O mode… of a disk row: its cache mode and AIO engine, changed while the VM is stopped (disabled, and
+ * saying so, while it runs).
+ */
+function DiskIo({ vm, disk, disabled }: { vm: Vm; disk: Vm['disks'][number]; disabled?: boolean }) {
+  const [open, setOpen] = useState(false);
+  const running = vm.state !== 'stopped';
+  return (
+    <>
+      <button
+        type="button"
+        class="link disk-io"
+        data-action="disk-io"
+        disabled={disabled || running}
+        title={running ? "Stop the VM to change the disk's cache mode and AIO engine" : undefined}
+        onClick={() => setOpen(true)}
+      >
+        I/O mode…
+      </button>
+      {open && <DiskIoDialog vm={vm} disk={disk} onClose={() => setOpen(false)} />}
+    </>
+  );
+}
+
+/**
+ * The VM's virtual hardware: machine, firmware, TPM, CPU, video, input, hot-add maximums, each disk (with
+ * its cache mode) and NIC; the changes waiting for its next cold start; Edit hardware…, Add disk…, Add
+ * NIC…, Limits… and I/O mode… per disk, Remove… per disk and NIC.
  */
 function HardwareCard({ vm }: { vm: Vm }) {
   const [dialog, setDialog] = useState<'' | 'edit' | 'disk' | 'nic'>('');
@@ -237,6 +264,12 @@ function HardwareCard({ vm }: { vm: Vm }) {
             <dd class="hw-max-vcpus">{vm.maxVcpus} (hot-add)</dd>
           </>
         ) : null}
+        {vm.maxMemoryMiB ? (
+          <>
+            <dt>Max memory</dt>
+            <dd class="hw-max-memory">{vm.maxMemoryMiB} MiB (hot-add)</dd>
+          </>
+        ) : null}
         {vm.bootOrder?.length ? (
           <>
             <dt>Boot order</dt>
@@ -248,11 +281,13 @@ function HardwareCard({ vm }: { vm: Vm }) {
             <dt>{d.id}</dt>
             <dd class="disk" data-disk={d.id}>
               {fmtBytes(d.sizeBytes)} on {d.pool}
-              {d.image ? ` (from ${d.image})` : ''}, <span class="disk-bus">{diskBusLabel(d.bus)}</span>
+              {d.image ? ` (from ${d.image})` : ''}, <span class="disk-bus">{diskBusLabel(d.bus)}</span>,{' '}
+              <span class="disk-io-line">{diskIoLine(d)}</span>
               {d.slot ? <span class="muted"> (hot-plugged)</span> : ''}
               {limitsLine(d.limits) && <span class="disk-limits-line">, limits {limitsLine(d.limits)}</span>}{' '}
               <GrowDisk vm={vm} disk={d} /> <DiskLimits vm={vm} disk={d} disabled={!!vm.migration} />{' '}
-              <MoveDisk vm={vm} disk={d} /> <RemoveDevice vm={vm} kind="disk" id={d.id} disabled={locked} />
+              <DiskIo vm={vm} disk={d} disabled={locked} /> <MoveDisk vm={vm} disk={d} />{' '}
+              <RemoveDevice vm={vm} kind="disk" id={d.id} disabled={locked} />
             </dd>
           </>
         ))}
@@ -361,7 +396,7 @@ export function VmSummary({ vm }: { vm: Vm }) {
           <dt>vCPU</dt>
           <dd>{vm.vcpus}</dd>
           <dt>Memory</dt>
-          <dd>{vm.memoryMiB} MiB</dd>
+          <dd class="vm-memory">{vm.memoryMiB} MiB</dd>
           <dt>Boot</dt>
           <dd class="mono">{Object.keys(vm.boot ?? {}).join(', ')}</dd>
           <dt>Start at host boot</dt>
