@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
@@ -124,5 +124,22 @@ describe('isolation: desired state and host services are out of reach of local u
     } finally {
       listener.kill('SIGKILL');
     }
+  });
+
+  it('confines each QEMU with a seccomp filter (no exec, no privilege changes)', async () => {
+    const vm = await createVm(d.api, kernelVm('sandboxed', { networks: [] }));
+    await vmAction(d.api, vm.id, 'start');
+    await waitConsole(d.api, vm.id, new RegExp(BOOTED));
+    const pid = (await d.api.request<{ pid: number }>('GET', `/api/v1/vms/${vm.id}`)).pid;
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    // 2 = SECCOMP_MODE_FILTER; every QEMU thread inherits it
+    expect(/^Seccomp:\s+(\d+)/m.exec(status)?.[1]).toBe('2');
+    expect(Number(/^Seccomp_filters:\s+(\d+)/m.exec(status)?.[1])).toBeGreaterThan(0);
+    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toContain(
+      'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
+    );
+    // the guest runs normally under it
+    expect((await guestRun(d.api, d.dataDir, vm.id, 'echo alive')).trim()).toBe('alive');
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
   });
 });

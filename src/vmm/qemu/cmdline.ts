@@ -110,6 +110,15 @@ export function buildQemuConfig(
   add('-S'); // start paused: the driver connects QMP first, then lets the CPU run
   add('-pidfile', paths.pidfile);
   add('-msg', { timestamp: 'on' });
+  // seccomp: a guest that takes QEMU over cannot run a program, raise its privileges, change scheduling
+  // or resource limits, nor use obsolete system calls (libvirt's default set)
+  add('-sandbox', {
+    '': 'on',
+    obsolete: 'deny',
+    elevateprivileges: 'deny',
+    spawn: 'deny',
+    resourcecontrol: 'deny',
+  });
 
   // Machine, firmware and CPU.
   const machine: Record<string, string> = { type: spec.machine, accel: host.accel };
