@@ -9,12 +9,18 @@ export function json<T extends z.ZodType>(schema: T, description: string) {
 export const errors = {
   400: json(ErrorSchema, 'Invalid request'),
   401: json(ErrorSchema, 'Missing or wrong token'),
+  403: json(ErrorSchema, 'Not allowed (a cookie-authenticated write from another site)'),
   404: json(ErrorSchema, 'Not found'),
   409: json(ErrorSchema, 'Conflicts with the current state'),
   412: json(ErrorSchema, 'Changed since read (If-Match)'),
-  422: json(ErrorSchema, 'Not enough resources'),
+  413: json(ErrorSchema, 'Request body too large'),
+  415: json(ErrorSchema, 'The body is not application/json'),
+  422: json(ErrorSchema, 'Not enough resources, or a checksum that does not match'),
   500: json(ErrorSchema, 'Hypervisor or internal failure'),
+  501: json(ErrorSchema, 'Not implemented'),
+  502: json(ErrorSchema, 'The guest agent failed'),
   503: json(ErrorSchema, 'A dependency is unavailable'),
+  504: json(ErrorSchema, 'Timed out'),
 };
 
 /** The body of a metrics answer: the interval of the points depends on the range. */
