@@ -145,7 +145,8 @@ export class DirPool implements StorageDriver {
         ],
         0,
       );
-      if (sizeBytes !== undefined && sizeBytes > src.virtualBytes)
+      // (the snapshot's size: a disk grown since is smaller at its snapshot)
+      if (sizeBytes !== undefined && sizeBytes > (await imageInfo(tmp, 'qcow2')).virtualSize)
         await qemuImg(['resize', '-q', '-f', 'qcow2', tmp, String(sizeBytes)]);
       await linkNew(tmp, path);
     } finally {
