@@ -63,7 +63,7 @@ export function imageRoutes(ctx: ApiContext) {
           required: true,
         },
       },
-      responses: { 201: json(ImageSchema, 'Uploaded'), 413: json(z.object({}), 'Too large'), ...errors },
+      responses: { 201: json(ImageSchema, 'Uploaded'), ...errors },
     }),
     async (c) => {
       const q = c.req.valid('query');
