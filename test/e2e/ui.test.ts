@@ -1081,6 +1081,110 @@ describe('web UI', () => {
     expect(pageErrors).toEqual([]);
   });
 
+  it("clones a running VM from one of its snapshots (the API's refusals inline), and shows its dead TPM emulator as a warning", async () => {
+    // A page of its own, signed in here: the test also runs alone (-t).
+    const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
+    const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
+    const state = (st: string, timeout = 60_000) =>
+      p.locator('.vm-head .state-badge', { hasText: new RegExp(`^${st}$`) }).waitFor({ timeout });
+    interface CloneVm {
+      id: string;
+      node: string;
+      state: string;
+      tpm: boolean;
+      warning?: string;
+      disks: { pool: string; volume: string; cloneOf?: unknown }[];
+      networks: { mac: string }[];
+      snapshots: unknown[];
+    }
+    // A TPM (swtpm beside QEMU) on the BIOS: the guest need not boot for its emulator to run.
+    const src = await createVm(d.api, kernelVm('snapui', { tpm: true, start: true }));
+    let cloneId = '';
+    try {
+      await p.goto(`${d.url}/#/vms/${src.id}/snapshots`);
+      await state('running');
+      const node = (await d.api.request<CloneVm>('GET', `/api/v1/vms/${src.id}`)).node;
+      await p.fill('.snapshots input', 's1');
+      await p.click('.snapshots button[type=submit]');
+      await p.locator('.snapshots td', { hasText: /^s1$/ }).waitFor({ timeout: 30_000 });
+
+      // Clone… on the snapshot's row: the name prefilled, what the clone gets said
+      await p.click('.snapshots tr:has-text("s1") [data-action=clone-snapshot]');
+      const dialog = p.getByRole('dialog', { name: 'Clone snapui at snapshot s1' });
+      expect(await dialog.locator('input[name=name]').inputValue()).toBe('snapui-s1');
+      expect(await dialog.locator('.clone-hint').textContent()).toBe(
+        `Full copies of the disks as they were at snapshot s1; the clone starts stopped on host ${node}.`,
+      );
+      // a taken name: the API's refusal in the dialog, which stays open
+      await dialog.locator('input[name=name]').fill('snapui');
+      await dialog.locator('button[type=submit]').click();
+      await dialog.locator('.form-error', { hasText: 'already exists' }).waitFor({ timeout: 15_000 });
+      await dialog.locator('input[name=name]').fill('snapui-s1');
+      await dialog.locator('button[type=submit]').click();
+      await p.locator('.vm-head h2', { hasText: 'snapui-s1' }).waitFor({ timeout: 60_000 });
+      await p.locator('.toast', { hasText: 'snapui-s1 made from snapui at snapshot s1' }).waitFor();
+      await state('stopped');
+      const clone = await d.api.request<CloneVm>('GET', '/api/v1/vms/snapui-s1');
+      cloneId = clone.id;
+      expect(p.url()).toContain(`#/vms/${clone.id}`);
+      expect(clone).toMatchObject({ state: 'stopped', node, tpm: true, snapshots: [] });
+      // its disk is a volume of its own (a full copy, no parent), its MAC a new one
+      expect(clone.disks.map((x) => x.volume)).toEqual([`vm-${clone.id}-disk0.qcow2`]);
+      expect(clone.disks[0]!.cloneOf).toBeUndefined();
+      const volumes = await d.api.request<{ name: string }[]>(
+        'GET',
+        `/api/v1/pools/${clone.disks[0]!.pool}/volumes`,
+      );
+      expect(volumes.map((v) => v.name)).toContain(`vm-${clone.id}-disk0.qcow2`);
+      const macs = (await d.api.request<CloneVm>('GET', `/api/v1/vms/${src.id}`)).networks.map((n) => n.mac);
+      expect(macs).not.toContain(clone.networks[0]!.mac);
+
+      // a snapshot gone while the dialog is open: the API's not_found in the dialog
+      await d.api.request('POST', `/api/v1/vms/${src.id}/snapshots`, { name: 's2' });
+      await p.goto(`${d.url}/#/vms/${src.id}/snapshots`);
+      await p.locator('.snapshots td', { hasText: /^s2$/ }).waitFor({ timeout: 15_000 });
+      await p.click('.snapshots tr:has-text("s2") [data-action=clone-snapshot]');
+      const gone = p.getByRole('dialog', { name: 'Clone snapui at snapshot s2' });
+      await d.api.request('DELETE', `/api/v1/vms/${src.id}/snapshots/s2`);
+      await p.locator('.snapshots td', { hasText: /^s2$/ }).waitFor({ state: 'detached', timeout: 15_000 });
+      await gone.locator('button[type=submit]').click();
+      await gone.locator('.form-error', { hasText: 'has no snapshot "s2"' }).waitFor({ timeout: 15_000 });
+      await gone.locator('button', { hasText: 'Cancel' }).click();
+      expect(
+        (await d.api.request<{ name: string }[]>('GET', '/api/v1/vms')).map((v) => v.name),
+      ).not.toContain('snapui-s2');
+
+      // swtpm killed under the running VM: a banner on the VM page, an alarm on the dashboard
+      const pidfile = join(d.dataDir, 'node', 'vms', src.id, 'swtpm.pid');
+      process.kill(Number(readFileSync(pidfile, 'utf8').trim()), 'SIGKILL');
+      await p.goto(`${d.url}/#/vms/${src.id}`);
+      const banner = p.locator('[data-testid=vm-warning]');
+      await banner.filter({ hasText: "the VM's TPM emulator (swtpm) exited" }).waitFor({ timeout: 30_000 });
+      const warning = (await d.api.request<CloneVm>('GET', `/api/v1/vms/${src.id}`)).warning;
+      expect(warning).toMatch(/stop and start the VM/);
+      expect(await banner.textContent()).toBe(`Warning: ${warning}`);
+      await p.goto(`${d.url}/#/`);
+      const alarm = p.locator('.alarms .alarm-warning', { hasText: `VM snapui: ${warning}` });
+      await alarm.waitFor({ timeout: 15_000 });
+      expect(await alarm.locator('a').getAttribute('href')).toBe(`#/vms/${src.id}`);
+      await alarm.locator('a').click();
+      await banner.waitFor({ timeout: 15_000 });
+      // a cold stop ends it
+      await p.click('[data-action=force-stop]');
+      await state('stopped');
+      await banner.waitFor({ state: 'detached', timeout: 15_000 });
+      expect((await d.api.request<CloneVm>('GET', `/api/v1/vms/${src.id}`)).warning).toBeUndefined();
+      await p.goto(`${d.url}/#/`);
+      await p.locator('.dashboard h3', { hasText: 'Alarms' }).waitFor();
+      expect(await p.locator('.alarm', { hasText: 'VM snapui' }).count()).toBe(0);
+      expect(errors).toEqual([]);
+    } finally {
+      if (cloneId) await d.api.request('DELETE', `/api/v1/vms/${cloneId}`).catch(() => {});
+      await d.api.request('DELETE', `/api/v1/vms/${src.id}?force=true`).catch(() => {});
+      await p.context().close();
+    }
+  });
+
   it('shows storage pools; adds a Ceph pool (a wrong key is refused inline), lists its volumes, removes it', async () => {
     const ceph = await (await sharedCephLab()).newPool();
     await page.click('.topbar a[href="#/storage"]');

@@ -100,4 +100,25 @@ describe('dashboard alarms', () => {
     expect(a).toHaveLength(6);
     expect(a[5]).toEqual({ level: 'warning', text: '7 more VMs pending (no host fits)', href: '#/vms' });
   });
+
+  it("warns about a running VM's warning (its TPM emulator died), linking to the VM, five at most", () => {
+    const tpm =
+      "the VM's TPM emulator (swtpm) exited: the guest's TPM no longer answers (BitLocker, measured boot); stop and start the VM to give it its TPM again (the TPM's state is kept)";
+    const a = alarms(
+      [vm({ id: 'w', name: 'win11', warning: tpm }), vm({ id: 'q', name: 'quiet' })],
+      [node()],
+    );
+    expect(a).toEqual([{ level: 'warning', text: `VM win11: ${tpm}`, href: '#/vms/w' }]);
+
+    const many = Array.from({ length: 8 }, (_, i) =>
+      vm({ id: `v${i}`, name: `vm${i}`, warning: 'swtpm exited' }),
+    );
+    const b = alarms(many, [node()]);
+    expect(b.map((x) => x.text)).toEqual([
+      ...[0, 1, 2, 3, 4].map((i) => `VM vm${i}: swtpm exited`),
+      '3 more VMs with a warning',
+    ]);
+    expect(b.every((x) => x.level === 'warning')).toBe(true);
+    expect(b[5]!.href).toBe('#/vms');
+  });
 });

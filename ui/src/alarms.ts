@@ -13,8 +13,8 @@ const MAX_PER_KIND = 5;
 /**
  * Conditions an administrator must see on the dashboard, derived from live state: hosts not ready,
  * VMs in error (with QEMU's reason), VMs paused by QEMU itself (disk full), VMs whose host is unreachable
- * (unknown), VMs no host fits (pending, with the scheduler's reason), host memory pressure, TCG
- * instead of KVM.
+ * (unknown), VMs no host fits (pending, with the scheduler's reason), running VMs with a warning (their
+ * TPM emulator died), host memory pressure, TCG instead of KVM.
  */
 export function alarms(vms: Vm[], nodes: HostNode[]): Alarm[] {
   const out: Alarm[] = [];
@@ -27,7 +27,9 @@ export function alarms(vms: Vm[], nodes: HostNode[]): Alarm[] {
       });
   const unknown: Vm[] = [];
   const pending: Vm[] = [];
+  const warned: Vm[] = [];
   for (const v of vms) {
+    if (v.warning) warned.push(v);
     if (v.state === 'error')
       out.push({
         level: 'critical',
@@ -53,6 +55,7 @@ export function alarms(vms: Vm[], nodes: HostNode[]): Alarm[] {
     (v) => `VM ${v.name} is pending: ${v.reason ?? 'waiting for a host'}`,
     'pending (no host fits)',
   );
+  capped(out, warned, 'warning', (v) => `VM ${v.name}: ${v.warning}`, 'with a warning');
   for (const n of nodes) {
     if (n.state === 'not-ready') continue;
     if (n.memoryAvailableBytes != null && n.memoryTotalBytes > 0) {

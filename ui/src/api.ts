@@ -170,6 +170,8 @@ export interface Vm {
   state: VmState;
   /** Why the VM is in error, pending (no host fits) or unknown (host unreachable). */
   reason?: string;
+  /** Something of the running VM is broken that needs an admin (its TPM emulator died): an alarm. */
+  warning?: string;
   /** The VM's host; '' while pending. */
   node: string;
   placement?: Placement;

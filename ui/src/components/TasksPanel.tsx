@@ -47,11 +47,12 @@ export function TasksPanel() {
   const s = useStore();
   const [open, setOpen] = useState(true);
   useMigrationFigures(s.tasks);
-  // Targets are VM ids or names, snapshots "<vm>@<snapshot>".
+  // Targets are VM ids or names, snapshots "<vm>@<snapshot>", clones "<vm>-><new name>".
   const name = (target: string) => {
-    const [vm, snap] = target.split('@');
+    const [from, to] = target.split('->');
+    const [vm, snap] = from!.split('@');
     const n = s.vms.find((v) => v.id === vm)?.name ?? vm;
-    return snap === undefined ? n : `${n}@${snap}`;
+    return `${snap === undefined ? n : `${n}@${snap}`}${to === undefined ? '' : `->${to}`}`;
   };
   const cancel = (t: Task) => cancelTask(t.id, `${t.type} of ${name(t.target)}`);
   return (

@@ -3,8 +3,8 @@ import { api, type Vm } from '../api';
 import { migrating } from '../migration';
 import { go } from '../route';
 import { attempt, refreshAll, toast, useStore } from '../store';
+import { CloneDialog } from './CloneDialog';
 import { ConfirmDialog } from './ConfirmDialog';
-import { FormActions } from './FormActions';
 import { MigrateDialog } from './MigrateDialog';
 
 const BEING_MIGRATED = 'Refused while the VM is being migrated';
@@ -157,74 +157,6 @@ export function VmActions({ vm }: { vm: Vm }) {
         Convert to template
       </button>
       {deleteControl}
-    </div>
-  );
-}
-
-/** A new VM from a template: its name, where it may run, linked (instant) or full (a copy). */
-function CloneDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) {
-  const s = useStore();
-  const [name, setName] = useState(`${vm.name}-1`);
-  const [node, setNode] = useState('');
-  const [full, setFull] = useState(false);
-  const [error, setError] = useState('');
-  const [busy, setBusy] = useState(false);
-  async function submit(e: Event) {
-    e.preventDefault();
-    setBusy(true);
-    setError('');
-    try {
-      const body: Record<string, unknown> = { name };
-      if (node) body.placement = { node };
-      if (full) body.full = true;
-      const made = await api<Vm>('POST', `/vms/${vm.id}/clone`, body);
-      toast(`${name} made from ${vm.name}`, 'info');
-      onClose();
-      await refreshAll().catch(() => {});
-      go(`/vms/${made.id}`);
-    } catch (err) {
-      setError((err as Error).message);
-    } finally {
-      setBusy(false);
-    }
-  }
-  return (
-    <div class="modal-backdrop">
-      <form class="modal clone-dialog" role="dialog" aria-label={`Clone ${vm.name}`} onSubmit={submit}>
-        <h3>Clone {vm.name}</h3>
-        <div class="modal-body form">
-          <label>
-            Name
-            <input name="name" value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} />
-          </label>
-          <label>
-            Host
-            <select name="node" value={node} onChange={(e) => setNode((e.target as HTMLSelectElement).value)}>
-              <option value="">any (the scheduler picks)</option>
-              {s.nodes.map((n) => (
-                <option value={n.name}>{n.name}</option>
-              ))}
-            </select>
-          </label>
-          <label class="check">
-            <input
-              type="checkbox"
-              name="full"
-              checked={full}
-              onChange={(e) => setFull((e.target as HTMLInputElement).checked)}
-            />
-            Full clone: copy the disks (independent of the template; slower)
-          </label>
-        </div>
-        <FormActions
-          error={error}
-          busy={busy}
-          label="Clone"
-          busyLabel="Cloning…"
-          onCancel={onClose}
-          disabled={!name}
-        />
-      </form>
     </div>
   );
 }

@@ -42,6 +42,11 @@ export function VmPage({ id, tab }: { id: string; tab: string }) {
         </span>
         {vm.reason && <span class={`reason reason-${vm.state}`}>{vm.reason}</span>}
       </div>
+      {vm.warning && (
+        <div class="vm-warning" role="alert" data-testid="vm-warning">
+          <b>Warning:</b> {vm.warning}
+        </div>
+      )}
       <VmActions vm={vm} />
       <nav class="tabs">
         {TABS.map(([key, label]) => (

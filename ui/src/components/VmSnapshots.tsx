@@ -1,11 +1,14 @@
 import { useState } from 'preact/hooks';
 import { api, type Vm } from '../api';
 import { attempt, refreshAll, toast } from '../store';
+import { CloneDialog } from './CloneDialog';
 import { ConfirmDialog } from './ConfirmDialog';
 
 export function VmSnapshots({ vm }: { vm: Vm }) {
   const [name, setName] = useState('');
   const [confirm, setConfirm] = useState<{ kind: 'revert' | 'delete'; snap: string } | undefined>();
+  // The snapshot a new VM is being cloned from (the dialog stays open if the snapshot goes meanwhile).
+  const [cloning, setCloning] = useState<string | undefined>();
 
   async function create(e: Event) {
     e.preventDefault();
@@ -60,6 +63,19 @@ export function VmSnapshots({ vm }: { vm: Vm }) {
                 </button>{' '}
                 <button
                   type="button"
+                  data-action="clone-snapshot"
+                  disabled={!!vm.migration}
+                  title={
+                    vm.migration
+                      ? 'Refused while the VM is being migrated'
+                      : 'A new VM with full copies of the disks as they were at this snapshot'
+                  }
+                  onClick={() => setCloning(s.name)}
+                >
+                  Clone…
+                </button>{' '}
+                <button
+                  type="button"
                   class="danger"
                   onClick={() => setConfirm({ kind: 'delete', snap: s.name })}
                 >
@@ -77,6 +93,7 @@ export function VmSnapshots({ vm }: { vm: Vm }) {
           )}
         </tbody>
       </table>
+      {cloning && <CloneDialog vm={vm} snapshot={cloning} onClose={() => setCloning(undefined)} />}
       {confirm && (
         <ConfirmDialog
           title={`${confirm.kind === 'revert' ? 'Revert to' : 'Delete'} snapshot ${confirm.snap}?`}
