@@ -59,6 +59,10 @@ Usage:
   neuroflow vm template NAME | vm clone TEMPLATE NEW [--node HOST] [--full]   templates, linked or full clones
   neuroflow vm clone VM NEW --snapshot S    a new VM from a snapshot of any VM (running or not): copies of its disks
   neuroflow vm guest NAME | vm exec NAME -- PROGRAM ARGS... | vm password NAME --user U < file | vm fsfreeze|fsthaw NAME
+  neuroflow import ova|vmdk FILE [--name NAME] [--network-map SRC=DST]... [--pool P] [--devices auto|virtio|emulated]
+                  [--vcpus N --memory MIB] [--start] [--dry-run]   import a VM exported from VMware: FILE is
+                  uploaded (--host-path: a file on the API's host, also an OVF beside its disks), its hardware
+                  mapped (shown), its disks converted into the pool; the task is followed to the new VM
   neuroflow node list | node remove NAME [--force]
   neuroflow node maintenance NAME on|off [--no-wait]   on: live-migrates the host's VMs away (follows the
                   task; exits non-zero listing what stayed); off: moves nothing back
@@ -230,6 +234,8 @@ export async function main(argv: string[]): Promise<number> {
       case 'pool':
         await (await import('./cli/pools')).poolCommand(rest, out);
         return 0;
+      case 'import':
+        return await (await import('./cli/imports')).importCommand(rest, out);
       case 'ceph':
         await (await import('./cli/ceph')).cephCommand(rest, out);
         return 0;

@@ -35,6 +35,7 @@ import { Drs } from './controller/drs';
 import { GuestService } from './controller/guest';
 import { HaService } from './controller/ha/service';
 import { ImageService } from './controller/images';
+import { ImportService } from './controller/imports';
 import { Migrations } from './controller/migration';
 import { NodeRegistry } from './controller/node-registry';
 import { NodeRouter } from './controller/node-router';
@@ -602,6 +603,8 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     drs,
     ha,
     images,
+    // imports run on this host: the package is here, its disks go into this host's pools
+    imports: new ImportService(store, vms, actions, tasks, hostPaths, importDir, nodeName, node),
     pools: poolService,
     ceph,
     guest: new GuestService(vms, router),

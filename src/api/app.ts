@@ -14,6 +14,7 @@ import { eventRoutes } from './routes/events';
 import { guestRoutes } from './routes/guest';
 import { haRoutes, vmHaRoutes } from './routes/ha';
 import { imageRoutes } from './routes/images';
+import { importRoutes } from './routes/imports';
 import { nodeRoutes } from './routes/nodes';
 import { poolRoutes } from './routes/pools';
 import { systemRoutes } from './routes/system';
@@ -65,6 +66,7 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
   api.route('/vms', vmTemplateRoutes(ctx));
   api.route('/vms', vmHaRoutes(ctx));
   api.route('/images', imageRoutes(ctx));
+  api.route('/imports', importRoutes(ctx));
   api.route('/nodes', nodeRoutes(ctx));
   api.route('/pools', poolRoutes(ctx));
   api.route('/ceph', cephRoutes(ctx));

@@ -30,9 +30,9 @@ export function withClientAddress(req: Request, address: string | undefined): Re
 /** JSON bodies are small: 1 MiB at most (image uploads stream raw bodies, authenticated). */
 export const MAX_JSON_BODY_BYTES = 1024 ** 2;
 
-/** Routes whose body is a raw stream of any size (after authentication): image uploads. */
+/** Routes whose body is a raw stream of any size (after authentication): image and import uploads. */
 function isUpload(method: string, path: string): boolean {
-  return method === 'POST' && path === '/api/v1/images';
+  return method === 'POST' && (path === '/api/v1/images' || path === '/api/v1/imports/files');
 }
 
 /**

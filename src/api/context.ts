@@ -6,6 +6,7 @@ import type { Drs } from '../controller/drs';
 import type { GuestService } from '../controller/guest';
 import type { HaService } from '../controller/ha/service';
 import type { ImageService } from '../controller/images';
+import type { ImportService } from '../controller/imports';
 import type { Migrations } from '../controller/migration';
 import type { NodeRegistry } from '../controller/node-registry';
 import type { NodeRouter } from '../controller/node-router';
@@ -41,6 +42,7 @@ export interface ApiContext {
   drs: Drs;
   ha: HaService;
   images: ImageService;
+  imports: ImportService;
   pools: PoolService;
   ceph: CephService;
   guest: GuestService;

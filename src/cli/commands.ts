@@ -10,7 +10,7 @@ import { bytes, table } from './table';
 export type Out = (s: string) => void;
 
 /** A task as the API answers it, with its type's details and result. */
-type Task<Details = Record<string, unknown>, Result = Record<string, unknown>> = Omit<
+export type Task<Details = Record<string, unknown>, Result = Record<string, unknown>> = Omit<
   TaskRecord,
   'details' | 'result'
 > & { details?: Details; result?: Result };
@@ -583,7 +583,7 @@ async function finishMigration(
  * For a cancellable task, Ctrl-C asks the API to cancel it and waits for the outcome; a second Ctrl-C
  * stops waiting. Ctrl-C stops any other task's follower at once (the task goes on).
  */
-async function followTask<T extends Task<unknown, unknown>>(
+export async function followTask<T extends Task<unknown, unknown>>(
   api: ApiClient,
   started: T,
   what: string,
