@@ -8,6 +8,7 @@ await import('./storage');
 await import('./migration');
 await import('./ha');
 await import('./hardware');
+await import('./import');
 await import('./appliance');
 
 export {};

@@ -143,14 +143,49 @@ export class ImportService {
 
   /** Checks and plans now (4xx before anything is made), converts and records in a task. */
   async start(req: ImportRequest, user: string): Promise<TaskRecord> {
-    const { pkg, cleanup } = await this.open(req);
-    let plan: ImportPlan;
+    return this.launch(await this.prepare(req), user);
+  }
+
+  /**
+   * Several imports: every package is checked and planned first (a refusal names the item, and nothing
+   * starts), then each runs as its own task. Two items may not ask for the same name.
+   */
+  async startMany(reqs: ImportRequest[], user: string): Promise<TaskRecord[]> {
+    const ready: Prepared[] = [];
     try {
-      plan = await this.plan(pkg, req);
+      for (const [i, req] of reqs.entries()) {
+        const p = await this.prepare(req).catch((err) => {
+          const e = toNfError(err);
+          throw new NfError(e.code, `imports[${i}]: ${e.message}`, e.details);
+        });
+        ready.push(p);
+        const twice = ready.findIndex((x) => x.plan.name === p.plan.name);
+        if (twice !== ready.length - 1)
+          throw new NfError(
+            'already_exists',
+            `imports[${i}] and imports[${twice}] would both be named "${p.plan.name}"; give "name"`,
+          );
+      }
+    } catch (err) {
+      for (const p of ready) await p.cleanup();
+      throw err;
+    }
+    const tasks: TaskRecord[] = [];
+    for (const p of ready) tasks.push(await this.launch(p, user));
+    return tasks;
+  }
+
+  private async prepare(req: ImportRequest): Promise<Prepared> {
+    const { pkg, cleanup } = await this.open(req);
+    try {
+      return { req, pkg, cleanup, plan: await this.plan(pkg, req) };
     } catch (err) {
       await cleanup();
       throw err;
     }
+  }
+
+  private launch({ req, pkg, cleanup, plan }: Prepared, user: string): Promise<TaskRecord> {
     // an upload (POST /imports/files) goes once its import ran, well or not
     const upload =
       'path' in req.source &&
@@ -164,7 +199,11 @@ export class ImportService {
       user,
       async (progress, ctl) => {
         try {
+          // (each report is an etcd write: two a second at most)
+          let reported = 0;
           const vm = await this.run(pkg, plan, (done, total, disk) => {
+            if (Date.now() - reported < 500) return;
+            reported = Date.now();
             progress(total > 0 ? Math.min(0.99, done / total) : 0);
             ctl.details({ disk, bytesConverted: done, bytesTotal: total });
           });
@@ -428,6 +467,13 @@ export class ImportService {
       throw toNfError(err);
     }
   }
+}
+
+interface Prepared {
+  req: ImportRequest;
+  pkg: ImportPackage;
+  plan: ImportPlan;
+  cleanup: () => Promise<void>;
 }
 
 /** An OVF's VM name as a NeuroFlow name: spaces and other characters become '-'. */

@@ -43,6 +43,7 @@ describe('every benchmark still runs (smoke size, figures not judged)', () => {
     ['migration.ts', 'migration', 'linkMiBps'],
     ['ha.ts', 'ha', 'failoverMs'],
     ['hardware.ts', 'hardware', 'hotplugDiskMs'],
+    ['import.ts', 'import', 'importMiBps'],
     ['appliance.ts', 'appliance', 'diskBootToApiSeconds'],
   ])('bench/%s', async (script, name, figure) => {
     const out = await smoke(script, name);

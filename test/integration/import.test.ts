@@ -230,6 +230,32 @@ describe('import from VMware: OVA, OVF and VMDK', () => {
     expect(bad).toMatch(/networkMap names "Nope"/);
   });
 
+  it('imports several packages in one request, each a task; one bad item starts none', async () => {
+    const before = await counts();
+    const refused = await rejection(
+      d.api.request('POST', '/api/v1/imports/bulk', {
+        imports: [
+          { source: { path: join(dir, 'web01.ova') }, name: 'bulk-a' },
+          { source: { path: join(dir, 'nope.ova') }, name: 'bulk-b' },
+        ],
+      }),
+    );
+    expect(refused.message).toMatch(/^imports\[1\]: /);
+    expect(await counts()).toEqual(before);
+    const tasks = await d.api.request<Task[]>('POST', '/api/v1/imports/bulk', {
+      imports: [
+        { source: { path: join(dir, 'web01.ova') }, name: 'bulk-a' },
+        { source: { path: join(dir, 'web01-disk2.vmdk') }, name: 'bulk-b', memoryMiB: 128 },
+      ],
+    });
+    expect(tasks).toHaveLength(2);
+    const done = await Promise.all(tasks.map((t) => finished(t.id)));
+    expect(done.map((t) => [t.status, t.result?.name])).toEqual([
+      ['ok', 'bulk-a'],
+      ['ok', 'bulk-b'],
+    ]);
+  });
+
   it('imports a bare VMDK with the vCPUs and memory asked', async () => {
     const task = await d.api.request<Task>('POST', '/api/v1/imports', {
       source: { path: join(dir, 'web01-disk2.vmdk') },

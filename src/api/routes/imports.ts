@@ -144,5 +144,26 @@ export function importRoutes(ctx: ApiContext) {
     }),
     async (c) => c.json(await ctx.imports.start(c.req.valid('json'), c.get('user')), 202),
   );
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/bulk',
+      tags: ['Imports'],
+      summary:
+        'Import several VMs: every package is checked first (a refusal names the item, nothing starts), then each runs as its own task',
+      request: {
+        body: {
+          content: {
+            'application/json': {
+              schema: z.strictObject({ imports: z.array(ImportBody).min(1).max(50) }).openapi('BulkImport'),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: { 202: json(z.array(TaskSchema), 'One task per import, in order'), ...errors },
+    }),
+    async (c) => c.json(await ctx.imports.startMany(c.req.valid('json').imports, c.get('user')), 202),
+  );
   return r;
 }
