@@ -256,6 +256,46 @@ describe('import from VMware: OVA, OVF and VMDK', () => {
     ]);
   });
 
+  it('imports a monolithicFlat VMDK (a descriptor and its extent); refuses a descriptor that names a host file', async () => {
+    const flat = join(dir, 'flat');
+    sh('mkdir', [flat]);
+    sh('qemu-img', [
+      'convert',
+      '-f',
+      'raw',
+      '-O',
+      'vmdk',
+      '-o',
+      'subformat=monolithicFlat',
+      g.iso,
+      join(flat, 'boot.vmdk'),
+    ]);
+    const task = await d.api.request<Task>('POST', '/api/v1/imports', {
+      source: { path: join(flat, 'boot.vmdk') },
+      name: 'flat',
+      memoryMiB: 256,
+    });
+    const done = await finished(task.id);
+    expect(done.status).toBe('ok');
+    await vmAction(d.api, done.result!.vm, 'start');
+    await waitConsole(d.api, done.result!.vm, new RegExp(BOOTED), 90_000);
+    await vmAction(d.api, done.result!.vm, 'stop', '?force=true');
+    // the same descriptor pointing at /etc/passwd, or climbing out of its directory
+    const before = await counts();
+    const descriptor = readFileSync(join(flat, 'boot.vmdk'), 'utf8');
+    for (const target of ['/etc/passwd', '../web01.ova']) {
+      writeFileSync(join(flat, 'evil.vmdk'), descriptor.replace('"boot-flat.vmdk"', `"${target}"`));
+      const evil = await rejection(
+        d.api.request('POST', '/api/v1/imports', { source: { path: join(flat, 'evil.vmdk') }, name: 'evil' }),
+      );
+      expect([evil.code, evil.message]).toEqual([
+        'validation_failed',
+        expect.stringMatching(/extent.*not a plain file name/),
+      ]);
+    }
+    expect(await counts()).toEqual(before);
+  });
+
   it('imports a bare VMDK with the vCPUs and memory asked', async () => {
     const task = await d.api.request<Task>('POST', '/api/v1/imports', {
       source: { path: join(dir, 'web01-disk2.vmdk') },
