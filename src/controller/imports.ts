@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { NfError, toNfError } from '../errors';
 import type { OvfVm } from '../import/ovf';
 import { type ImportPackage, openPackage } from '../import/package';
+import { imageInfo } from '../storage/qemu-img';
 import type { Store } from '../store/store';
 import type { HostPaths } from '../util/host-paths';
 import { createLogger } from '../util/log';
@@ -60,7 +61,8 @@ export interface ImportPlan {
     secureBoot: boolean;
     cpu?: { model: string; sockets: number };
     disks: { file: string; label: string; sizeBytes: number; bus: DiskBus; from: string }[];
-    networks: { network: string; model: NicModel; from: string; label: string }[];
+    /** `sourceNetwork`: the OVF network the NIC was on (what networkMap maps). */
+    networks: { network: string; model: NicModel; from: string; label: string; sourceNetwork: string }[];
   };
   pool: string;
   /** Checked against the manifest: file → algorithm. */
@@ -208,7 +210,11 @@ export class ImportService {
             ctl.details({ disk, bytesConverted: done, bytesTotal: total });
           });
           ctl.result({ vm: vm.id, name: vm.name, notes: plan.notes });
-          if (req.start) await this.actions.start(vm.id);
+          if (req.start)
+            await this.actions.start(vm.id).catch((err: Error) => {
+              // the VM is there: the import went well, the start did not
+              ctl.result({ vm: vm.id, name: vm.name, notes: plan.notes, startError: err.message });
+            });
         } finally {
           await cleanup();
           if (upload) await rm(upload, { force: true });
@@ -309,6 +315,16 @@ export class ImportService {
       notes.push('Disks are virtio-blk and NICs virtio: a Linux guest has these drivers in its kernel.');
     const disks: ImportPlan['vm']['disks'] = [];
     for (const d of ovf.disks) {
+      // no capacity in the package (a bare VMDK): the VMDK's own, read as vmdk (checked already, never probed)
+      if (!d.capacityBytes) {
+        const src = pkg.disks.find((x) => x.file === d.file)!;
+        d.capacityBytes = await imageInfo(src.path, 'vmdk').then(
+          (i) => i.virtualSize,
+          (err: Error) => {
+            throw new NfError('validation_failed', `${d.file} cannot be read as a VMDK: ${err.message}`);
+          },
+        );
+      }
       if (d.controller === 'ide' && !emulated) notes.push(`${d.label} was on IDE; it is ${bus} now`);
       disks.push({
         file: d.file,
@@ -331,6 +347,7 @@ export class ImportService {
         model: nicModel,
         from: `${n.model} on "${n.network}"`,
         label: n.label,
+        sourceNetwork: n.network,
       });
     }
     for (const k of Object.keys(req.networkMap ?? {}))

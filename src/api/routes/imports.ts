@@ -76,7 +76,15 @@ const PlanSchema = z
         }),
       ),
       networks: z.array(
-        z.object({ network: z.string(), model: z.string(), from: z.string(), label: z.string() }),
+        z.object({
+          network: z.string(),
+          model: z.string(),
+          from: z.string(),
+          label: z.string(),
+          sourceNetwork: z
+            .string()
+            .openapi({ description: 'The OVF network it was on (what networkMap maps)' }),
+        }),
       ),
     }),
     pool: z.string(),
