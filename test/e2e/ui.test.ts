@@ -1,7 +1,11 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bytes } from '../../src/util/format';
 import { launchChromium, signIn } from '../harness/browser';
 import { sharedCephLab } from '../harness/ceph';
 import { neuroflowCommand, TestDaemon } from '../harness/daemon';
@@ -1246,6 +1250,163 @@ describe('web UI', () => {
     await closeToasts();
     await page.locator('.ceph-card').screenshot({ path: join(SHOTS, 'ceph.png') });
     expect(pageErrors).toEqual([]);
+  });
+
+  it('imports a vSphere OVA in the wizard: uploaded, its mapping reviewed and changed (a taken name refused inline), imported and started', async () => {
+    // A page of its own, signed in here: the test also runs alone (-t).
+    const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
+    const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
+    const g = testGuest();
+    const dir = mkdtempSync(join(tmpdir(), 'nf-e2e-import-'));
+    const taken = await createVm(d.api, kernelVm('imp-taken'));
+    try {
+      // An OVA as ovftool writes it (test/integration/import.test.ts): the bootable demo ISO and the data
+      // disk as streamOptimized VMDKs, the vSphere OVF, a SHA256 manifest, the OVF first in the tar.
+      const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { cwd: dir, stdio: 'pipe' });
+      const vmdk = (raw: string, out: string) =>
+        sh('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', raw, out]);
+      vmdk(g.iso, 'web01-disk1.vmdk');
+      vmdk(g.dataDisk, 'web01-disk2.vmdk');
+      const isoBytes = statSync(g.iso).size;
+      const vars = { SIZE1: '0', SIZE2: '0', CAP1: String(isoBytes) };
+      let ovf = readFileSync(join(import.meta.dirname, '../fixtures/ovf/vsphere.ovf'), 'utf8');
+      for (const [k, v] of Object.entries(vars)) ovf = ovf.replaceAll(`@${k}@`, v);
+      writeFileSync(join(dir, 'web01.ovf'), ovf);
+      const files = ['web01.ovf', 'web01-disk1.vmdk', 'web01-disk2.vmdk'];
+      const sha256 = (f: string) =>
+        createHash('sha256')
+          .update(readFileSync(join(dir, f)))
+          .digest('hex');
+      writeFileSync(join(dir, 'web01.mf'), files.map((f) => `SHA256(${f})= ${sha256(f)}\n`).join(''));
+      sh('tar', ['-cf', 'web01.ova', 'web01.ovf', 'web01.mf', 'web01-disk1.vmdk', 'web01-disk2.vmdk']);
+
+      // Import… next to New VM; a host path outside the allowed directories is refused in the source step
+      await p.goto(`${d.url}/#/vms`);
+      await p.click('.vm-list [data-action=import]');
+      const dialog = p.getByRole('dialog', { name: 'Import from VMware' });
+      const next = dialog.locator('button[type=submit]');
+      await dialog.locator('input[name=sourceKind][value=path]').check();
+      await dialog.locator('input[name=path]').fill('/etc/passwd');
+      await next.click();
+      await dialog.locator('.form-error', { hasText: 'outside the directories this host allows' }).waitFor({
+        timeout: 15_000,
+      });
+      // the OVA uploaded from the browser, then the API's plan
+      await dialog.locator('input[name=sourceKind][value=upload]').check();
+      await dialog.locator('input[name=file]').setInputFiles(join(dir, 'web01.ova'));
+      await next.click();
+      await dialog.locator('.plan-hardware').waitFor({ timeout: 60_000 });
+      expect(await dialog.getAttribute('data-step')).toBe('review');
+      expect(await dialog.locator('input[name=name]').inputValue()).toBe('web01-prod');
+      expect(await dialog.locator('.plan-os').textContent()).toBe('debian11_64Guest');
+      expect(await dialog.locator('.plan-ignored').textContent()).toMatch(
+        /USB xHCI controller.*CD\/DVD drive 1.*Video card.*VMCI device/,
+      );
+      expect(await dialog.locator('.plan-cpu').textContent()).toBe('2 vCPU (2 sockets)');
+      expect(await dialog.locator('.plan-memory').textContent()).toBe('384 MiB');
+      expect(await dialog.locator('.plan-firmware').textContent()).toBe('BIOS, machine q35');
+      expect(await dialog.locator('.plan-disk').allTextContents()).toEqual([
+        `Hard disk 1: scsi (virtualscsi) → virtio-blk, ${bytes(isoBytes)}`,
+        'Hard disk 2: scsi (virtualscsi) → virtio-blk, 64.0 MiB',
+      ]);
+      expect(await dialog.locator('.plan-nic').allTextContents()).toEqual([
+        'Network adapter 1: VmxNet3 on "VM Network" → virtio on default',
+      ]);
+      expect(await dialog.locator('.plan-verified').allTextContents()).toEqual(
+        files.map((f) => `✓ ${f} (SHA256)`),
+      );
+      expect(await dialog.locator('select[data-ovf-network="VM Network"]').inputValue()).toBe('default');
+      expect(await dialog.locator('.plan-notes').textContent()).toMatch(/virtio-blk and NICs virtio/);
+      await dialog.screenshot({ path: join(SHOTS, 'import.png') });
+
+      // each change is checked again: emulated devices, then a taken name (refused inline, no import)
+      await dialog.locator('select[name=devices]').selectOption('emulated');
+      await dialog.locator('.plan-nic', { hasText: '→ e1000e on default' }).waitFor({ timeout: 30_000 });
+      expect(await dialog.locator('.plan-disk').first().textContent()).toMatch(/→ sata,/);
+      await dialog.locator('select[name=devices]').selectOption('auto');
+      await dialog.locator('.plan-nic', { hasText: '→ virtio on default' }).waitFor({ timeout: 30_000 });
+      await dialog.locator('input[name=name]').fill('imp-taken');
+      await dialog
+        .locator('.form-error', { hasText: 'a VM named "imp-taken" already exists' })
+        .waitFor({ timeout: 30_000 });
+      expect(await dialog.locator('button[type=submit]').isDisabled()).toBe(true);
+      await dialog.locator('input[name=name]').fill('web01 copy');
+      await dialog.locator('.form-error', { hasText: /^Name: letters/ }).waitFor();
+      await dialog.locator('input[name=name]').fill('web01-imported');
+      await dialog.locator('.form-error').waitFor({ state: 'detached', timeout: 30_000 });
+      await dialog.locator('button[type=submit]:not([disabled])', { hasText: 'Import' }).waitFor({
+        timeout: 30_000,
+      });
+
+      // import with a start: progress, then the new VM's page
+      await dialog.locator('input[name=start]').check();
+      await dialog.locator('button[type=submit]').click();
+      await p.locator('.vm-head h2', { hasText: 'web01-imported' }).waitFor({ timeout: 120_000 });
+      await dialog.waitFor({ state: 'detached' });
+      await p.locator('.vm-head .state-badge', { hasText: /^running$/ }).waitFor({ timeout: 60_000 });
+      await p.locator('.toast', { hasText: 'VM web01-imported imported and started' }).waitFor();
+      const row = p.locator('.tasks tr[data-task-type="vm.import"].task-ok');
+      expect(await row.locator('[data-testid=task-result]').textContent()).toBe('VM web01-imported');
+
+      const vm = await d.api.request<{
+        id: string;
+        state: string;
+        vcpus: number;
+        memoryMiB: number;
+        disks: { id: string; bus?: string; volume: string }[];
+        networks: { network: string; model?: string }[];
+      }>('GET', '/api/v1/vms/web01-imported');
+      expect(p.url()).toContain(`#/vms/${vm.id}`);
+      expect(vm).toMatchObject({
+        state: 'running',
+        vcpus: 2,
+        memoryMiB: 384,
+        firmware: 'bios',
+        cpu: { sockets: 2 },
+        description: 'imported from OVA (debian11_64Guest)',
+      });
+      expect(vm.disks.map((x) => [x.id, x.bus ?? 'virtio-blk', x.volume])).toEqual([
+        ['disk0', 'virtio-blk', `vm-${vm.id}-disk0.qcow2`],
+        ['disk1', 'virtio-blk', `vm-${vm.id}-disk1.qcow2`],
+      ]);
+      expect(vm.networks.map((n) => [n.network, n.model ?? 'virtio'])).toEqual([['default', 'virtio']]);
+      const tasks = await d.api.request<{ type: string; target: string }[]>('GET', '/api/v1/tasks?limit=50');
+      const task = tasks.find((t) => t.type === 'vm.import' && t.target === 'web01-imported');
+      expect(task).toMatchObject({
+        status: 'ok',
+        user: 'root',
+        details: { kind: 'ova', bytesTotal: isoBytes + 64 * 1024 ** 2 },
+        result: { vm: vm.id, name: 'web01-imported' },
+      });
+      // the upload went with its import
+      expect(readdirSync(join(d.dataDir, 'import'))).toEqual([]);
+
+      // the wizard is on the Storage page too; when the OVF's own name is taken, the review opens on
+      // the refusal with the name to change, and the plan comes with another
+      await createVm(d.api, kernelVm('web01-prod'));
+      await p.click('.topbar a[href="#/storage"]');
+      await p.click('.storage-page [data-action=import]');
+      await dialog.locator('input[name=file]').setInputFiles(join(dir, 'web01.ova'));
+      await next.click();
+      await dialog
+        .locator('.form-error', { hasText: 'a VM named "web01-prod" already exists' })
+        .waitFor({ timeout: 60_000 });
+      expect(await dialog.getAttribute('data-step')).toBe('review');
+      expect(await dialog.locator('.plan-hardware').count()).toBe(0);
+      expect(await dialog.locator('input[name=name]').inputValue()).toBe('web01-prod');
+      await dialog.locator('input[name=name]').fill('web01-second');
+      await dialog.locator('.plan-cpu', { hasText: '2 vCPU' }).waitFor({ timeout: 30_000 });
+      await dialog.locator('.form-error').waitFor({ state: 'detached' });
+      await dialog.locator('button', { hasText: 'Cancel' }).click();
+      await dialog.waitFor({ state: 'detached' });
+      expect(errors).toEqual([]);
+    } finally {
+      await d.api.request('DELETE', '/api/v1/vms/web01-prod').catch(() => {});
+      await d.api.request('DELETE', '/api/v1/vms/web01-imported?force=true').catch(() => {});
+      await d.api.request('DELETE', `/api/v1/vms/${taken.id}?force=true`).catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+      await p.context().close();
+    }
   });
 
   it('logs out: the session is gone, and the API refuses the old cookie', async () => {

@@ -514,22 +514,59 @@ export async function apiFull<T>(
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
-  if (!res.ok) {
-    let code = 'error';
-    let message = `${res.status} ${res.statusText}`;
-    let details: ApiError['details'];
-    try {
-      const e = JSON.parse(text).error;
-      code = e.code;
-      message = e.message;
-      if (Array.isArray(e.details)) details = e.details;
-    } catch {}
-    if (res.status === 401 && path !== '/auth/login' && path !== '/auth/whoami') onUnauthenticated();
-    throw new ApiError(res.status, code, message, details);
-  }
+  if (!res.ok) throw refusal(path, res.status, res.statusText, text);
   const type = res.headers.get('content-type') ?? '';
   const data = (type.includes('json') ? JSON.parse(text) : text) as T;
   return { data, etag: res.headers.get('etag') ?? undefined };
+}
+
+/** The API's error body as an ApiError; a 401 outside the login logs the UI out. */
+function refusal(path: string, status: number, statusText: string, text: string): ApiError {
+  let code = 'error';
+  let message = `${status} ${statusText}`;
+  let details: ApiError['details'];
+  try {
+    const e = JSON.parse(text).error;
+    code = e.code;
+    message = e.message;
+    if (Array.isArray(e.details)) details = e.details;
+  } catch {}
+  if (status === 401 && path !== '/auth/login' && path !== '/auth/whoami') onUnauthenticated();
+  return new ApiError(status, code, message, details);
+}
+
+/**
+ * POSTs a file as the raw body (application/octet-stream), as the upload routes take it (POST
+ * /imports/files?filename=); `onProgress` gets the bytes sent so far. XMLHttpRequest, since fetch tells
+ * nothing of an upload's progress. An abort of `signal` stops the upload (the server drops the part).
+ */
+export function uploadFile<T>(
+  path: string,
+  file: Blob,
+  onProgress?: (sent: number, total: number) => void,
+  signal?: AbortSignal,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', `/api/v1${path}`);
+    xhr.withCredentials = true;
+    xhr.setRequestHeader('content-type', 'application/octet-stream');
+    xhr.upload.onprogress = (e) => onProgress?.(e.loaded, e.lengthComputable ? e.total : file.size);
+    xhr.onload = () => {
+      if (xhr.status < 200 || xhr.status >= 300)
+        return reject(refusal(path, xhr.status, xhr.statusText, xhr.responseText));
+      try {
+        resolve(JSON.parse(xhr.responseText) as T);
+      } catch {
+        reject(new ApiError(xhr.status, 'error', 'the upload got an answer that is not JSON'));
+      }
+    };
+    xhr.onerror = () => reject(new ApiError(0, 'error', 'the upload failed: the connection broke'));
+    xhr.onabort = () => reject(new ApiError(0, 'aborted', 'the upload was cancelled'));
+    if (signal?.aborted) return reject(new ApiError(0, 'aborted', 'the upload was cancelled'));
+    signal?.addEventListener('abort', () => xhr.abort(), { once: true });
+    xhr.send(file);
+  });
 }
 
 export { bytes as fmtBytes } from '../../src/util/format';

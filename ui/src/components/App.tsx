@@ -7,6 +7,7 @@ import { CreateVmDialog } from './CreateVmDialog';
 import { Dashboard } from './Dashboard';
 import { Events } from './Events';
 import { HostPage } from './HostPage';
+import { ImportDialog } from './ImportDialog';
 import { Login } from './Login';
 import { StoragePage } from './StoragePage';
 import { TasksPanel } from './TasksPanel';
@@ -20,6 +21,7 @@ export function App() {
   const s = useStore();
   const route = useRoute();
   const [creating, setCreating] = useState(false);
+  const [importing, setImporting] = useState(false);
 
   useEffect(() => {
     api<{ user: string }>('GET', '/auth/whoami')
@@ -47,15 +49,18 @@ export function App() {
       <Tree route={route} />
       <main class="main">
         {route.view === 'dashboard' && <Dashboard />}
-        {route.view === 'vms' && <VmList onCreate={() => setCreating(true)} />}
+        {route.view === 'vms' && (
+          <VmList onCreate={() => setCreating(true)} onImport={() => setImporting(true)} />
+        )}
         {route.view === 'events' && <Events />}
         {route.view === 'vm' && <VmPage id={route.id!} tab={route.tab!} />}
         {route.view === 'host' && <HostPage name={route.id!} />}
         {route.view === 'cluster' && <ClusterPage />}
-        {route.view === 'storage' && <StoragePage />}
+        {route.view === 'storage' && <StoragePage onImport={() => setImporting(true)} />}
       </main>
       <TasksPanel />
       {creating && <CreateVmDialog onClose={() => setCreating(false)} />}
+      {importing && <ImportDialog onClose={() => setImporting(false)} />}
       <Toasts />
     </div>
   );

@@ -32,8 +32,11 @@ interface Volume {
   snapshots: string[];
 }
 
-/** Storage: pools with capacity and the hosts that reach them, their volumes; add or remove a Ceph pool. */
-export function StoragePage() {
+/**
+ * Storage: pools with capacity and the hosts that reach them, their volumes; add or remove a Ceph pool;
+ * import a VM from VMware (its disks go into a pool).
+ */
+export function StoragePage({ onImport }: { onImport: () => void }) {
   const { data: pools, error, reload: load } = usePolled<Pool[]>('/pools');
   const [open, setOpen] = useState<string | undefined>();
   const [remove, setRemove] = useState<{ name: string; error?: string; busy?: boolean } | undefined>();
@@ -56,6 +59,9 @@ export function StoragePage() {
     <div class="storage-page">
       <div class="vm-head">
         <h2>Storage</h2>
+        <button type="button" data-action="import" onClick={onImport}>
+          Import from VMware…
+        </button>
       </div>
       {error && <div class="form-error">{error}</div>}
       {!pools && !error && <div class="muted">Loading…</div>}

@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, type Task } from '../api';
 import { haRestartDetails, taskLabel } from '../ha';
+import { importDetails, importProgress, importResult } from '../imports';
 import {
   EVACUATE,
   evacuationDetails,
@@ -81,6 +82,8 @@ export function TasksPanel() {
                 const to = r?.target ?? d?.target ?? ha?.to;
                 const ev = evacuationDetails(t);
                 const evr = evacuationResult(t);
+                const imp = importDetails(t);
+                const impr = importResult(t);
                 return (
                   <tr
                     key={t.id}
@@ -135,6 +138,16 @@ export function TasksPanel() {
                       {!running && evr && (
                         <span class="task-evacuation" data-testid="task-result">
                           {evacuationOutcome(evr)}
+                        </span>
+                      )}
+                      {running && imp && (
+                        <span class="task-import" data-testid="task-progress">
+                          {importProgress(imp)}
+                        </span>
+                      )}
+                      {!running && impr && (
+                        <span class="task-import" data-testid="task-result">
+                          VM <a href={`#/vms/${impr.vm}`}>{impr.name}</a>
                         </span>
                       )}
                       {running && t.cancelRequested && <span class="task-cancelling">cancelling…</span>}

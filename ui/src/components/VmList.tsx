@@ -49,7 +49,7 @@ class VmRow extends Component<{ vm: Vm }> {
   }
 }
 
-export function VmList({ onCreate }: { onCreate: () => void }) {
+export function VmList({ onCreate, onImport }: { onCreate: () => void; onImport: () => void }) {
   const s = useStore();
   const [text, setText] = useState('');
   const [state, setStateFilter] = useState('');
@@ -87,6 +87,14 @@ export function VmList({ onCreate }: { onCreate: () => void }) {
         </select>
         <button type="button" class="primary" onClick={onCreate}>
           New VM
+        </button>
+        <button
+          type="button"
+          data-action="import"
+          title="Import a VM exported from VMware"
+          onClick={onImport}
+        >
+          Import…
         </button>
         <span class="muted vm-count" data-count={vms.length}>
           {vms.length === s.vms.length ? `${vms.length} VMs` : `${vms.length} of ${s.vms.length} VMs`}
