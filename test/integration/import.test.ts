@@ -296,6 +296,38 @@ describe('import from VMware: OVA, OVF and VMDK', () => {
     expect(await counts()).toEqual(before);
   });
 
+  it('imports from an http URL (downloaded into the import directory, removed after)', async () => {
+    const server = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      fetch: (req) =>
+        new URL(req.url).pathname === '/exports/web01.ova'
+          ? new Response(Bun.file(join(dir, 'web01.ova')))
+          : new Response('no', { status: 404 }),
+    });
+    try {
+      const task = await d.api.request<Task>('POST', '/api/v1/imports', {
+        source: { url: `http://127.0.0.1:${server.port}/exports/web01.ova` },
+        name: 'from-url',
+      });
+      const done = await finished(task.id);
+      expect(done.status).toBe('ok');
+      expect(await getVm(d.api, done.result!.vm)).toMatchObject({ name: 'from-url', vcpus: 2 });
+      expect(
+        readdirSync(join(d.dataDir, 'import')).filter((f) => f.endsWith('web01.ova') || f.startsWith('ova-')),
+      ).toEqual([]);
+      const gone = await rejection(
+        d.api.request('POST', '/api/v1/imports', {
+          source: { url: `http://127.0.0.1:${server.port}/nope.ova` },
+          name: 'nope',
+        }),
+      );
+      expect([gone.code, gone.message]).toEqual(['unavailable', expect.stringMatching(/answered 404/)]);
+    } finally {
+      server.stop(true);
+    }
+  });
+
   it('imports a bare VMDK with the vCPUs and memory asked', async () => {
     const task = await d.api.request<Task>('POST', '/api/v1/imports', {
       source: { path: join(dir, 'web01-disk2.vmdk') },
