@@ -72,18 +72,29 @@ export async function importCommand(argv: string[], out: Out): Promise<number> {
     }
     body.networkMap = map;
   }
-  const plan = await api.request<{
-    name: string;
-    vm: {
-      vcpus: number;
-      memoryMiB: number;
-      firmware: string;
-      disks: { label: string; bus: string; from: string; sizeBytes: number }[];
-      networks: { label: string; network: string; model: string; from: string }[];
-    };
-    notes: string[];
-  }>('POST', '/api/v1/imports/inspect', body);
+  // an upload that is not imported goes again (an import deletes its upload itself once it ran)
+  const discard = async () => {
+    if (!values['host-path'])
+      await api.request('DELETE', `/api/v1/imports/files?${new URLSearchParams({ path })}`).catch(() => {});
+  };
+  const plan = await api
+    .request<{
+      name: string;
+      vm: {
+        vcpus: number;
+        memoryMiB: number;
+        firmware: string;
+        disks: { label: string; bus: string; from: string; sizeBytes: number }[];
+        networks: { label: string; network: string; model: string; from: string }[];
+      };
+      notes: string[];
+    }>('POST', '/api/v1/imports/inspect', body)
+    .catch(async (err) => {
+      await discard();
+      throw err;
+    });
   if (values.json && values['dry-run']) {
+    await discard();
     out(JSON.stringify(plan, null, 2));
     return 0;
   }
@@ -94,8 +105,14 @@ export async function importCommand(argv: string[], out: Out): Promise<number> {
     for (const n of plan.vm.networks) out(`  ${n.label}: ${n.from} -> ${n.model} on ${n.network}`);
     for (const note of plan.notes) out(`  note: ${note}`);
   }
-  if (values['dry-run']) return 0;
-  const started = await api.request<ImportTask>('POST', '/api/v1/imports', body);
+  if (values['dry-run']) {
+    await discard();
+    return 0;
+  }
+  const started = await api.request<ImportTask>('POST', '/api/v1/imports', body).catch(async (err) => {
+    await discard();
+    throw err;
+  });
   const done = await followTask(
     api,
     started,

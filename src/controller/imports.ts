@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { rm, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -104,12 +104,18 @@ export class ImportService {
     filename: string,
     body: ReadableStream<Uint8Array>,
   ): Promise<{ path: string; sizeBytes: number }> {
-    if (!/^[A-Za-z0-9][A-Za-z0-9 ._+-]{0,200}\.(ova|ovf|vmdk)$/i.test(filename))
-      throw new NfError(
-        'validation_failed',
-        `filename "${filename}": a plain name ending in .ova, .ovf or .vmdk`,
-      );
-    const path = join(this.importDir, `${randomBytes(4).toString('hex')}-${filename}`);
+    // the browser's name made plain (other characters become _); the extension says what it is
+    const ext = /\.(ova|ovf|vmdk)$/i.exec(filename)?.[0];
+    if (!ext) throw new NfError('validation_failed', `filename "${filename}": an .ova, .ovf or .vmdk file`);
+    const stem = filename
+      .slice(0, -ext.length)
+      .replace(/[^A-Za-z0-9._+-]+/g, '_')
+      .replace(/^[._+-]+/, '')
+      .slice(0, 150);
+    const path = join(
+      this.importDir,
+      `${randomBytes(4).toString('hex')}-${stem || 'upload'}${ext.toLowerCase()}`,
+    );
     let size = 0;
     const counter = new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, ctl) {
@@ -131,6 +137,17 @@ export class ImportService {
       throw new NfError('validation_failed', 'the upload is empty');
     }
     return { path, sizeBytes: size };
+  }
+
+  /** Deletes an upload that will not be imported (an import deletes its upload itself). */
+  async discard(path: string): Promise<void> {
+    if (dirname(path) !== this.importDir || !isUpload(path))
+      throw new NfError('validation_failed', `${path} is not an upload of POST /api/v1/imports/files`);
+    try {
+      await unlink(path);
+    } catch {
+      throw new NfError('not_found', `no upload ${basename(path)}`);
+    }
   }
 
   /** The VM an import would make, without making it. */
@@ -190,9 +207,7 @@ export class ImportService {
   private launch({ req, pkg, cleanup, plan }: Prepared, user: string): Promise<TaskRecord> {
     // an upload (POST /imports/files) goes once its import ran, well or not
     const upload =
-      'path' in req.source &&
-      dirname(req.source.path) === this.importDir &&
-      /^[0-9a-f]{8}-/.test(basename(req.source.path))
+      'path' in req.source && dirname(req.source.path) === this.importDir && isUpload(req.source.path)
         ? req.source.path
         : undefined;
     return this.tasks.start(
@@ -484,6 +499,11 @@ export class ImportService {
       throw toNfError(err);
     }
   }
+}
+
+/** A file POST /imports/files stored: a random prefix, then the name. */
+function isUpload(path: string): boolean {
+  return /^[0-9a-f]{8}-[A-Za-z0-9][A-Za-z0-9._+-]*\.(ova|ovf|vmdk)$/.test(basename(path));
 }
 
 interface Prepared {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bytes } from '../../src/util/format';
+import { waitFor } from '../../src/util/wait';
 import { launchChromium, signIn } from '../harness/browser';
 import { sharedCephLab } from '../harness/ceph';
 import { neuroflowCommand, TestDaemon } from '../harness/daemon';
@@ -1397,8 +1398,14 @@ describe('web UI', () => {
       await dialog.locator('input[name=name]').fill('web01-second');
       await dialog.locator('.plan-cpu', { hasText: '2 vCPU' }).waitFor({ timeout: 30_000 });
       await dialog.locator('.form-error').waitFor({ state: 'detached' });
+      expect(readdirSync(join(d.dataDir, 'import'))).toHaveLength(1); // the upload, until the wizard ends
       await dialog.locator('button', { hasText: 'Cancel' }).click();
       await dialog.waitFor({ state: 'detached' });
+      // cancelled: the upload goes with the wizard
+      await waitFor(() => readdirSync(join(d.dataDir, 'import')).length === 0, {
+        timeoutMs: 10_000,
+        what: 'the cancelled upload to be deleted',
+      });
       expect(errors).toEqual([]);
     } finally {
       await d.api.request('DELETE', '/api/v1/vms/web01-prod').catch(() => {});

@@ -228,6 +228,21 @@ describe('import from VMware: OVA, OVF and VMDK', () => {
       .cli(['import', 'ova', join(dir, 'web01.ova'), '--name', 'cli-web2', '--network-map', 'Nope=default'])
       .catch((err: Error) => err.message);
     expect(bad).toMatch(/networkMap names "Nope"/);
+    // the refused import's upload went again too
+    expect(readdirSync(join(d.dataDir, 'import')).filter((f) => f.endsWith('.ova'))).toEqual([]);
+    // an upload keeps a plain form of the browser's name, and can be deleted; nothing else can
+    const up = await d.api.request<{ path: string }>(
+      'POST',
+      `/api/v1/imports/files?${new URLSearchParams({ filename: 'Web Server (prod) é.OVA' })}`,
+      undefined,
+      { raw: Bun.file(join(dir, 'web01.ova')), contentType: 'application/octet-stream' },
+    );
+    expect(up.path).toMatch(/\/[0-9a-f]{8}-Web_Server_prod_\.ova$/);
+    const del = (path: string) =>
+      d.api.request('DELETE', `/api/v1/imports/files?${new URLSearchParams({ path })}`);
+    await del(up.path);
+    expect((await rejection(del(up.path))).code).toBe('not_found');
+    expect((await rejection(del('/etc/passwd'))).code).toBe('validation_failed');
   });
 
   it('imports several packages in one request, each a task; one bad item starts none', async () => {

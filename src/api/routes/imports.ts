@@ -124,6 +124,20 @@ export function importRoutes(ctx: ApiContext) {
   );
   r.openapi(
     createRoute({
+      method: 'delete',
+      path: '/files',
+      tags: ['Imports'],
+      summary: 'Delete an upload that will not be imported (an import deletes its upload once it ran)',
+      request: { query: z.object({ path: z.string().min(1).max(4096) }) },
+      responses: { 204: { description: 'Deleted' }, ...errors },
+    }),
+    async (c) => {
+      await ctx.imports.discard(c.req.valid('query').path);
+      return c.body(null, 204);
+    },
+  );
+  r.openapi(
+    createRoute({
       method: 'post',
       path: '/inspect',
       tags: ['Imports'],

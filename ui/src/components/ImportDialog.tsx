@@ -52,6 +52,11 @@ type Source = { path: string } | { url: string };
  * changed, and each change is checked again (the API's refusal inline). Import: a vm.import task that
  * converts the disks (bytes converted shown here and in Recent tasks); the new VM opens when it is done.
  */
+/** Deletes an upload that will not be imported; a failure leaves it (it is only disk space). */
+function discardUpload(path: string): void {
+  api('DELETE', `/imports/files?${new URLSearchParams({ path })}`).catch(() => {});
+}
+
 export function ImportDialog({ onClose }: { onClose: () => void }) {
   const s = useStore();
   const [step, setStep] = useState<Step>('source');
@@ -127,6 +132,7 @@ export function ImportDialog({ onClose }: { onClose: () => void }) {
       if (kind === 'upload' && file) {
         let stored = uploaded?.file === file ? uploaded.path : undefined;
         if (!stored) {
+          if (uploaded) discardUpload(uploaded.path); // another file now: the first is not imported
           upload.current = new AbortController();
           setSent({ done: 0, total: file.size });
           const q = new URLSearchParams({ filename: uploadName(file.name) });
@@ -565,7 +571,14 @@ export function ImportDialog({ onClose }: { onClose: () => void }) {
               Back
             </button>
           )}
-          <button type="button" onClick={onClose}>
+          <button
+            type="button"
+            onClick={() => {
+              // cancelled before the import: the upload goes (an import deletes its upload itself)
+              if (step !== 'import' && uploaded) discardUpload(uploaded.path);
+              onClose();
+            }}
+          >
             {step === 'import' ? 'Close' : 'Cancel'}
           </button>
           {step === 'source' && (
