@@ -321,13 +321,20 @@ describe('live migration between two hosts', () => {
         intervalMs: 500,
         what: 'the VM on the target',
       });
-      // this migration's row (the newest) shows its result; older rows have results too
-      const [newest] = await api
-        .request<Task[]>('GET', '/api/v1/tasks?limit=20')
-        .then((all) => all.filter((x) => x.type === 'vm.migrate'));
-      expect(newest?.status).toBe('ok');
+      // this migration's row (the newest) shows its result; older rows have results too. The record
+      // points at the target a moment before the task is closed: wait for the task to end
+      const newest = await waitFor(
+        async () => {
+          const [t] = await api
+            .request<Task[]>('GET', '/api/v1/tasks?limit=20')
+            .then((all) => all.filter((x) => x.type === 'vm.migrate'));
+          return t && t.status !== 'running' ? t : undefined;
+        },
+        { timeoutMs: 30_000, intervalMs: 200, what: 'the migration task to end' },
+      );
+      expect(newest.status).toBe('ok');
       await page
-        .locator(`[data-testid=task-row][data-task-id="${newest!.id}"] [data-testid=task-result]`)
+        .locator(`[data-testid=task-row][data-task-id="${newest.id}"] [data-testid=task-result]`)
         .waitFor({ timeout: 30_000 });
       expect(pageErrors).toEqual([]);
     } finally {
