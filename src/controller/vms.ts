@@ -587,36 +587,7 @@ export class VmService {
     if (pin && !(await this.store.get(keys.node(pin))))
       throw new NfError('validation_failed', `placement.node: no host named "${pin}"`);
     const id = randomUUID();
-    const now = new Date().toISOString();
-    const vm: VmRecord = {
-      id,
-      name: input.name,
-      node: '',
-      vcpus: t.vcpus,
-      memoryMiB: t.memoryMiB,
-      machine: t.machine,
-      disks: t.disks.map((d) => ({
-        id: d.id,
-        pool: d.pool,
-        volume: `vm-${id}-${d.id}.qcow2`,
-        sizeBytes: d.sizeBytes,
-        cloneOf: { vm: t.id, disk: d.id },
-        ...(d.bus ? { bus: d.bus } : {}),
-        ...(d.cache ? { cache: d.cache } : {}),
-        ...(d.aio ? { aio: d.aio } : {}),
-      })),
-      networks: t.networks.map((n) => ({ ...n, mac: randomMac() })),
-      boot: structuredClone(t.boot),
-      snapshots: [],
-      power: 'stopped',
-      generation: 1,
-      createdAt: now,
-      updatedAt: now,
-    };
-    copyHardware(t, vm);
-    if (input.description !== undefined) vm.description = input.description;
-    const placement = input.placement ?? t.placement;
-    if (placement && Object.keys(placement).length > 0) vm.placement = { ...placement };
+    const vm = cloneRecord(t, id, input, { node: '', linked: true });
     await this.store.txn(
       {
         // the template as it was read: a delete or a change of it meanwhile fails this clone
@@ -681,37 +652,7 @@ export class VmService {
       if (await this.store.get(keys.vmName(input.name)))
         throw new NfError('already_exists', `a VM named "${input.name}" already exists; pick another name`);
       const id = randomUUID();
-      const now = new Date().toISOString();
-      const vm: VmRecord = {
-        id,
-        name: input.name,
-        node: t.node,
-        vcpus: t.vcpus,
-        memoryMiB: t.memoryMiB,
-        machine: t.machine,
-        disks: t.disks.map((d) => ({
-          id: d.id,
-          pool: d.pool,
-          volume: `vm-${id}-${d.id}.qcow2`,
-          sizeBytes: d.sizeBytes,
-          ...(d.bus ? { bus: d.bus } : {}),
-          ...(d.cache ? { cache: d.cache } : {}),
-          ...(d.aio ? { aio: d.aio } : {}),
-        })),
-        networks: t.networks.map((n) => ({ ...n, mac: randomMac() })),
-        boot: structuredClone(t.boot),
-        snapshots: [],
-        power: 'stopped',
-        generation: 1,
-        createdAt: now,
-        updatedAt: now,
-      };
-      copyHardware(t, vm);
-      if (t.media) vm.media = structuredClone(t.media);
-      if (t.bootOrder) vm.bootOrder = [...t.bootOrder];
-      if (input.description !== undefined) vm.description = input.description;
-      const placement = input.placement ?? t.placement;
-      if (placement && Object.keys(placement).length > 0) vm.placement = { ...placement };
+      const vm = cloneRecord(t, id, input, { node: t.node, linked: false });
       const api = this.node.on(t.node);
       const made: DiskRecord[] = [];
       const drop = async () => {
@@ -972,6 +913,54 @@ export class VmService {
 }
 
 export type { VmStatus };
+
+/**
+ * A new stopped VM with its source's hardware and new MAC addresses: disks that are linked clones of a
+ * template's (`linked`), or volumes of its own to be filled from a snapshot (with the media drive and boot
+ * order too).
+ */
+function cloneRecord(
+  t: VmRecord,
+  id: string,
+  input: { name: string; description?: string; placement?: PlacementRecord },
+  opts: { node: string; linked: boolean },
+): VmRecord {
+  const now = new Date().toISOString();
+  const vm: VmRecord = {
+    id,
+    name: input.name,
+    node: opts.node,
+    vcpus: t.vcpus,
+    memoryMiB: t.memoryMiB,
+    machine: t.machine,
+    disks: t.disks.map((d) => ({
+      id: d.id,
+      pool: d.pool,
+      volume: `vm-${id}-${d.id}.qcow2`,
+      sizeBytes: d.sizeBytes,
+      ...(opts.linked ? { cloneOf: { vm: t.id, disk: d.id } } : {}),
+      ...(d.bus ? { bus: d.bus } : {}),
+      ...(d.cache ? { cache: d.cache } : {}),
+      ...(d.aio ? { aio: d.aio } : {}),
+    })),
+    networks: t.networks.map((n) => ({ ...n, mac: randomMac() })),
+    boot: structuredClone(t.boot),
+    snapshots: [],
+    power: 'stopped',
+    generation: 1,
+    createdAt: now,
+    updatedAt: now,
+  };
+  copyHardware(t, vm);
+  if (!opts.linked) {
+    if (t.media) vm.media = structuredClone(t.media);
+    if (t.bootOrder) vm.bootOrder = [...t.bootOrder];
+  }
+  if (input.description !== undefined) vm.description = input.description;
+  const placement = input.placement ?? t.placement;
+  if (placement && Object.keys(placement).length > 0) vm.placement = { ...placement };
+  return vm;
+}
 
 /** A clone's virtual hardware as its source's; a UEFI variable store and a TPM of its own, made new at its first start. */
 function copyHardware(t: VmRecord, vm: VmRecord): void {
