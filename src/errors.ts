@@ -42,6 +42,8 @@ export const ERROR_CODES = {
   timeout: { http: 504, grpc: 4 },
   /** The guest agent answered with an error (its class and text are in the message). */
   guest_error: { http: 502, grpc: 13 },
+  /** Stored data failed its check (a backup chunk that does not match its hash): nothing was written from it. */
+  data_corrupted: { http: 500, grpc: 15 },
   /** The hypervisor refused or failed the operation; the message carries QEMU's reason. */
   hypervisor_error: { http: 500, grpc: 13 },
   internal: { http: 500, grpc: 13 },

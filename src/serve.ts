@@ -31,6 +31,7 @@ import { EtcdHealthLeases, EtcdLeadership, type Leadership, SoleLeader } from '.
 import { EtcdMembership } from './cluster/membership';
 import { CONTROLLER_SAN, fingerprint, type HostPkiFiles } from './cluster/pki';
 import { Admission } from './controller/admission';
+import { BackupService } from './controller/backups';
 import { Drs } from './controller/drs';
 import { GuestService } from './controller/guest';
 import { HaService } from './controller/ha/service';
@@ -46,7 +47,7 @@ import { type ClusterRecord, keys, type NetworkRecord, type NodeRecord } from '.
 import { TaskLog } from './controller/tasks';
 import { VmActions } from './controller/vm-actions';
 import { VmDevices } from './controller/vm-devices';
-import { VmService } from './controller/vms';
+import { restoredRecord, VmService } from './controller/vms';
 import { NfError } from './errors';
 import { NatNetwork } from './network/nat';
 import { defaultNodeName, Node } from './node/node';
@@ -445,21 +446,29 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   vms.onCreated = () => placement.wake();
   const actions = new VmActions(vms, new Admission(store, router, registry));
   const events = new EventBus();
-  const tasks = new TaskLog(store, (t) =>
-    events.publish({
-      type: 'task',
-      id: t.id,
-      taskType: t.type,
-      target: t.target,
-      status: t.status,
-      progress: t.progress,
-      ...(t.error ? { error: t.error.message } : {}),
-      ...(t.cancellable ? { cancellable: true } : {}),
-      ...(t.cancelRequested ? { cancelRequested: true } : {}),
-      ...(t.details ? { details: t.details } : {}),
-      ...(t.result ? { result: t.result } : {}),
-    }),
+  const tasks = new TaskLog(
+    store,
+    (t) =>
+      events.publish({
+        type: 'task',
+        id: t.id,
+        taskType: t.type,
+        target: t.target,
+        status: t.status,
+        progress: t.progress,
+        ...(t.error ? { error: t.error.message } : {}),
+        ...(t.cancellable ? { cancellable: true } : {}),
+        ...(t.cancelRequested ? { cancelRequested: true } : {}),
+        ...(t.details ? { details: t.details } : {}),
+        ...(t.result ? { result: t.result } : {}),
+      }),
+    `${nodeName}/${process.pid}-${Date.now().toString(36)}`,
   );
+  // Tasks a killed or restarted daemon of this host left running end now, as failed, with the reason.
+  void tasks
+    .sweepOrphans(nodeName, ['vm.migrate'])
+    .then((n) => n > 0 && log.warn('tasks an earlier daemon left running were ended', { count: n }))
+    .catch((err) => log.warn('cannot end the tasks an earlier daemon left', { err: (err as Error).message }));
   router.onStatus((s) => {
     const e: LiveEvent = { type: 'vm', id: s.id, state: s.state };
     if (s.reason) e.reason = s.reason;
@@ -605,6 +614,19 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     images,
     // imports run on this host: the package is here, its disks go into this host's pools
     imports: new ImportService(store, vms, actions, tasks, hostPaths, importDir, nodeName, node),
+    // backups run on this host in this first step: its repositories, its VMs
+    backups: new BackupService(
+      store,
+      vms,
+      reconciler.lock,
+      tasks,
+      nodeName,
+      node,
+      restoredRecord,
+      hostPaths,
+      join(dataDir, 'backups'),
+      () => placement.wake(),
+    ),
     pools: poolService,
     ceph,
     guest: new GuestService(vms, router),

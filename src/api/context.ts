@@ -2,6 +2,7 @@ import type { CephService } from '../ceph/service';
 import type { JoinService } from '../cluster/join';
 import type { Leadership } from '../cluster/leadership';
 import type { EtcdMembership } from '../cluster/membership';
+import type { BackupService } from '../controller/backups';
 import type { Drs } from '../controller/drs';
 import type { GuestService } from '../controller/guest';
 import type { HaService } from '../controller/ha/service';
@@ -43,6 +44,7 @@ export interface ApiContext {
   ha: HaService;
   images: ImageService;
   imports: ImportService;
+  backups: BackupService;
   pools: PoolService;
   ceph: CephService;
   guest: GuestService;

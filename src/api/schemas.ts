@@ -762,6 +762,10 @@ export const TaskSchema = z
     startedAt: z.string(),
     updatedAt: z.string().optional(),
     endedAt: z.string().optional(),
+    runner: z.string().optional().openapi({
+      description:
+        'The daemon running it (host/process); a task its daemon left running is ended when the host starts again',
+    }),
     cancellable: z.boolean().optional().openapi({ description: 'POST /tasks/{id}/cancel stops it' }),
     cancelRequested: z.boolean().optional(),
     details: z.record(z.string(), z.unknown()).optional().openapi({

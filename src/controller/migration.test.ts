@@ -52,6 +52,7 @@ async function lab(finish: () => Promise<VmStatus>) {
   };
   b.abortIncoming = async () => {
     calls.push('b.abortIncoming');
+    return {};
   };
   const tasks = new TaskLog(store);
   const vms = {

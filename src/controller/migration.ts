@@ -578,22 +578,27 @@ export class Migrations {
         });
         await this.cleanSource(vm.id, source, diskVolumes);
       } catch (err) {
+        let targetSaid: string | undefined;
         if (!inDoubt && (!completed || !(await this.runsOn(target, vm.id)))) {
-          await dst.abortIncoming(vm.id, diskVolumes).catch((e) =>
-            log.warn(
-              'the target keeps leftovers of an abandoned migration (its daemon removes them when it restarts)',
-              {
-                vm: vm.name,
-                target,
-                err: (e as Error).message,
-              },
-            ),
+          targetSaid = await dst.abortIncoming(vm.id, diskVolumes).then(
+            (r) => r.reason,
+            (e) => {
+              log.warn(
+                'the target keeps leftovers of an abandoned migration (its daemon removes them when it restarts)',
+                { vm: vm.name, target, err: (e as Error).message },
+              );
+              return undefined;
+            },
           );
           await this.release(vm.id, taskId);
         }
         const e = toNfError(err);
         if (cancelReason && (e.code === 'cancelled' || e.code === 'unavailable'))
           throw new NfError('cancelled', `${cancelReason}; VM "${vm.name}" runs on ${source}`);
+        // The source sees only its end of the stream ("Cannot write to TLS channel"); the target's QEMU
+        // usually says why it hung up.
+        if (targetSaid)
+          throw new NfError(e.code, `${e.message}; the target's QEMU on ${target} said: ${targetSaid}`);
         throw err;
       }
     } finally {

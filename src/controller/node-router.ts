@@ -254,7 +254,7 @@ export class NodeRouter implements NodeApi {
     return this.vm(vmId).finishIncoming(vmId);
   }
 
-  abortIncoming(vmId: string, localDisks: { pool: string; volume: string }[]): Promise<void> {
+  abortIncoming(vmId: string, localDisks: { pool: string; volume: string }[]): Promise<{ reason?: string }> {
     return this.vm(vmId).abortIncoming(vmId, localDisks);
   }
 

@@ -40,6 +40,9 @@ export const keys = {
   haSettings: `${PREFIX}ha/settings`,
   haRecovery: (id: string) => `${PREFIX}ha/recoveries/${id}`,
   haRecoveries: `${PREFIX}ha/recoveries/`,
+  /** Backup repositories (RepositoryRecord): a directory on a host. */
+  backupRepo: (name: string) => `${PREFIX}backup/repositories/${name}`,
+  backupRepos: `${PREFIX}backup/repositories/`,
 };
 
 export type PowerState = 'running' | 'stopped' | 'paused';
@@ -298,6 +301,8 @@ export interface TaskRecord {
   /** When its runner last saved it (a running task not saved for long lost its controller). */
   updatedAt?: string;
   endedAt?: string;
+  /** The daemon running it ("<host>/<process>"): a task of an earlier daemon of the host is ended at start. */
+  runner?: string;
   /** POST /tasks/{id}/cancel may stop it while it runs. */
   cancellable?: boolean;
   cancelRequested?: boolean;

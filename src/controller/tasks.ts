@@ -31,7 +31,29 @@ export class TaskLog {
   constructor(
     private readonly store: Store,
     private readonly onChange: (t: TaskRecord) => void = () => {},
+    /** Who runs this log's tasks: "<host>/<process>", recorded in each task (see sweepOrphans). */
+    private readonly runner?: string,
   ) {}
+
+  /**
+   * Ends the tasks an earlier daemon of this host left running (it was killed or restarted before they
+   * ended): they would otherwise show "running" for ever. Types another part settles (migrations: the
+   * leader decides where the VM runs) are left to it.
+   */
+  async sweepOrphans(host: string, skipTypes: string[] = []): Promise<number> {
+    let n = 0;
+    for (const { value: t } of await this.store.list<TaskRecord>(keys.tasks)) {
+      if (t.status !== 'running' || !t.runner?.startsWith(`${host}/`) || t.runner === this.runner) continue;
+      if (skipTypes.includes(t.type)) continue;
+      await this.settle(
+        t.id,
+        false,
+        `NeuroFlow on ${host} stopped before this task ended (it was not resumed)`,
+      );
+      n++;
+    }
+    return n;
+  }
 
   async run<T>(
     type: string,
@@ -132,6 +154,7 @@ export class TaskLog {
       status: 'running',
       progress: 0,
       startedAt: new Date().toISOString(),
+      ...(this.runner ? { runner: this.runner } : {}),
       ...(opts.cancellable ? { cancellable: true } : {}),
       ...(opts.details ? { details: opts.details } : {}),
     };

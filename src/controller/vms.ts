@@ -962,6 +962,21 @@ function cloneRecord(
   return vm;
 }
 
+/**
+ * A new VM's record from a backed-up VM's (a restore): its hardware, new MAC addresses, independent disks
+ * (into `pool` when given), no snapshots; placed and named by the caller.
+ */
+export function restoredRecord(
+  source: VmRecord,
+  input: { name: string; description?: string },
+  pool: string | undefined,
+): VmRecord {
+  const vm = cloneRecord(source, source.id, input, { node: '', linked: false });
+  if (pool) for (const d of vm.disks) d.pool = pool;
+  if (vm.efiVars && pool) vm.efiVars.pool = pool;
+  return vm;
+}
+
 /** A clone's virtual hardware as its source's; a UEFI variable store and a TPM of its own, made new at its first start. */
 function copyHardware(t: VmRecord, vm: VmRecord): void {
   if (t.agent === false) vm.agent = false;

@@ -1,8 +1,19 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { open, readFile, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { cpus, freemem, hostname, loadavg, release, totalmem, uptime } from 'node:os';
 import { dirname, join } from 'node:path';
+import {
+  type BackupProgress,
+  type BackupVolume,
+  backupRunning,
+  backupStopped,
+  type NodeBackupRequest,
+  type RestoreVolumeRequest,
+  restoreVolume,
+  type VmBackupRequest,
+} from '../backup/node-backup';
+import type { BackupManifest } from '../backup/repository';
 import type { CephApplyRequest, CephHost, CephHostState } from '../ceph/host';
 import { NfError, toNfError } from '../errors';
 import { imageOpts, nestBlockdev, withDiskIo } from '../storage/blockdev';
@@ -19,6 +30,7 @@ import { freePort } from '../util/net';
 import { pidAlive, procCmdline, readPidfile } from '../util/proc';
 import { waitFor } from '../util/wait';
 import type { IncomingEndpoint, MigrationProgress, MigrationResult, MigrationRole } from '../vmm/migration';
+import { runPaths } from '../vmm/qemu/cmdline';
 import { OVMF_VARS_BYTES, ovmfFiles } from '../vmm/qemu/firmware';
 import type { AccelChoice } from '../vmm/qemu/host';
 import { stderrReason } from '../vmm/qemu/instance';
@@ -191,7 +203,7 @@ export class Node implements NodeApi {
         (journal.hostShutdown || (!!journal.bootId && journal.bootId !== bootId())));
     if (journal?.expected === 'running') {
       // It was running when the old daemon died and is gone now: say why if QEMU said anything.
-      const reason = stderrReason(join(dir, 'qemu.log'));
+      const reason = stderrReason(runPaths(dir).qemuLog);
       if (hostDown)
         this.setStatus({
           id,
@@ -966,6 +978,73 @@ export class Node implements NodeApi {
    * qcow2, raw), converted by qemu-img straight into the pool. The file is read with the format given,
    * never probed (a VMDK's checks are the caller's: src/import/package.ts). A failure leaves no volume.
    */
+  /**
+   * Backs a VM of this host up into a repository directory on this host: a running one at one instant
+   * (its file systems frozen through the agent for that instant when it answers), a stopped one as it is.
+   */
+  async backupVm(
+    req: VmBackupRequest,
+    onProgress: (p: BackupProgress) => void = () => {},
+  ): Promise<BackupManifest> {
+    const disks: BackupVolume[] = req.disks.map((d) => {
+      const pool = this.pool(d.pool);
+      return {
+        id: d.id,
+        imageOpts: targetOpts(pool, d.volume),
+        qcow2: pool.type === 'dir',
+        sizeBytes: d.sizeBytes,
+      };
+    });
+    const full: NodeBackupRequest = { ...req, node: this.name, disks };
+    const instance = this.instances.get(req.vm.id);
+    if (!instance)
+      return this.serialize(req.vm.id, async () => {
+        if (this.hasProcess(req.vm.id))
+          throw new NfError('invalid_state', `VM "${req.vm.name}" started meanwhile; back it up again`);
+        const dir = this.runDir(req.vm.id);
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        return backupStopped(dir, full, onProgress);
+      });
+    this.notMoving(req.vm.id);
+    this.moving.add(req.vm.id);
+    try {
+      const agent = this.agents.get(req.vm.id);
+      const guest = agent
+        ? {
+            freeze: async () => {
+              await agent.execute('guest-ping', undefined, { timeoutMs: 3000 });
+              return agent.execute<number>('guest-fsfreeze-freeze', undefined, { timeoutMs: 30_000 });
+            },
+            thaw: () => agent.execute<number>('guest-fsfreeze-thaw', undefined, { timeoutMs: 30_000 }),
+          }
+        : undefined;
+      return await backupRunning(instance, this.runDir(req.vm.id), full, guest, onProgress);
+    } finally {
+      this.moving.delete(req.vm.id);
+    }
+  }
+
+  /** Makes a volume and writes a backed-up disk into it; the volume is deleted if that fails. */
+  async restoreVolume(
+    req: RestoreVolumeRequest,
+    onProgress: (done: number, total: number) => void = () => {},
+  ): Promise<{ writtenBytes: number }> {
+    const pool = this.pool(req.pool);
+    if (await pool.volumeInfo(req.volume))
+      throw new NfError('already_exists', `pool ${req.pool} already has a volume ${req.volume}`);
+    await pool.createVolume(req.volume, req.sizeBytes);
+    try {
+      const dir = join(dirname(this.runRoot), 'restore');
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      return await restoreVolume(dir, { ...req, imageOpts: targetOpts(pool, req.volume) }, (p) =>
+        onProgress(p.doneBytes, p.totalBytes),
+      );
+    } catch (err) {
+      await pool.deleteVolume(req.volume).catch(() => {});
+      throw err;
+    }
+  }
+
   async importVolume(
     pool: string,
     volume: string,
@@ -1156,11 +1235,15 @@ export class Node implements NodeApi {
     });
   }
 
-  abortIncoming(vmId: string, localDisks: { pool: string; volume: string }[]): Promise<void> {
+  abortIncoming(vmId: string, localDisks: { pool: string; volume: string }[]): Promise<{ reason?: string }> {
     return this.serialize(vmId, async () => {
       const dir = this.runDir(vmId);
       const journal = await this.readJournal(vmId);
       const instance = this.instances.get(vmId);
+      // What the target's QEMU said (a refused stream, a device it could not load) before it is ended and
+      // its run dir removed: the migration's error names it.
+      const reason = journal?.expected === 'incoming' ? stderrReason(runPaths(dir).qemuLog) : undefined;
+      if (reason) log.warn('a migration target QEMU is ended', { id: vmId, qemu: reason });
       if (instance) {
         const role = await this.roleOf(vmId, instance);
         if (role !== 'incoming' && role !== 'received')
@@ -1185,6 +1268,7 @@ export class Node implements NodeApi {
         await rm(dir, { recursive: true, force: true });
         for (const l of this.listeners) l(this.vmStatus(vmId));
       }
+      return reason ? { reason } : {};
     });
   }
 
@@ -1413,6 +1497,10 @@ export class Node implements NodeApi {
   private notMoving(vmId: string): void {
     if (this.moving.has(vmId))
       throw new NfError('invalid_state', `a disk of VM ${vmId} is being moved; wait until the move ends`);
+  }
+
+  hasPool(name: string): boolean {
+    return this.pools.has(name);
   }
 
   private pool(name: string): StorageDriver {

@@ -234,7 +234,8 @@ export interface NodeApi {
    * Target, when a migration is abandoned: ends the waiting QEMU (never a guest that runs) and deletes
    * the volumes made for it. Nothing there is not an error.
    */
-  abortIncoming(vmId: string, localDisks: { pool: string; volume: string }[]): Promise<void>;
+  /** Ends a waiting migration target; returns what its QEMU said (its last stderr lines), if anything. */
+  abortIncoming(vmId: string, localDisks: { pool: string; volume: string }[]): Promise<{ reason?: string }>;
   /** Source, when the target never ran the guest after a completed migration: it runs here again. */
   resumeMigrated(vmId: string): Promise<VmStatus>;
   /** This host's Ceph daemons and the cluster it belongs to. */

@@ -307,7 +307,12 @@ export class DirPool implements StorageDriver {
   }
 
   async snapshotRollback(volume: string, name: string): Promise<void> {
-    await qemuImg(['snapshot', '-q', '-a', name, this.diskPath(volume)]);
+    // QEMU refuses to apply a snapshot to an image with dirty bitmaps, and a rollback changes data
+    // behind a backup bitmap's back anyway: they go (the next backup of the disk is a full one).
+    const path = this.diskPath(volume);
+    for (const bitmap of (await imageInfo(path, 'qcow2')).bitmaps)
+      await qemuImg(['bitmap', '--remove', '-f', 'qcow2', path, bitmap.name]);
+    await qemuImg(['snapshot', '-q', '-a', name, path]);
   }
 
   async hasSnapshot(volume: string, name: string): Promise<boolean> {

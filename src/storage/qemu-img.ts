@@ -45,6 +45,8 @@ export interface ImageInfo {
   /** qcow2 external data file: like a backing file, it could point at any host file. */
   dataFile?: string;
   snapshots: { name: string; date: string; vmStateSize: number }[];
+  /** qcow2 persistent dirty bitmaps (backups keep theirs there), with QEMU's flags ('in-use' after a crash). */
+  bitmaps: { name: string; flags: string[] }[];
 }
 
 interface RawInfo {
@@ -53,7 +55,7 @@ interface RawInfo {
   'actual-size'?: number;
   'backing-filename'?: string;
   'backing-filename-format'?: string;
-  'format-specific'?: { data?: { 'data-file'?: string } };
+  'format-specific'?: { data?: { 'data-file'?: string; bitmaps?: { name: string; flags?: string[] }[] } };
   snapshots?: { name: string; 'date-sec': number; 'vm-state-size': number }[];
 }
 
@@ -71,6 +73,10 @@ export async function imageInfo(path: string, format?: string): Promise<ImageInf
       name: s.name,
       date: new Date(s['date-sec'] * 1000).toISOString(),
       vmStateSize: s['vm-state-size'],
+    })),
+    bitmaps: (raw['format-specific']?.data?.bitmaps ?? []).map((b) => ({
+      name: b.name,
+      flags: b.flags ?? [],
     })),
   };
   if (raw['backing-filename']) info.backingFilename = raw['backing-filename'];

@@ -224,6 +224,11 @@ export interface VmInstance {
     target: Record<string, unknown>[],
     onProgress: (done: number, total: number) => void,
   ): Promise<void>;
+  /** Backup: exports the disks as they are at this instant over NBD (see QemuInstance). */
+  startBackupExport(opts: { socket: string; disks: BackupExportDisk[] }): Promise<void>;
+  endBackupExport(disks: BackupExportDisk[], ok: boolean): Promise<void>;
+  diskBitmaps(diskId: string): Promise<{ name: string; usable: boolean; persistent: boolean }[]>;
+  removeDiskBitmap(diskId: string, name: string): Promise<void>;
   /** Where the process stands with a migration (from QEMU's run state). */
   migrationRole(): Promise<MigrationRole | undefined>;
   /** Target side: listen for the stream (and export local disks' new volumes over NBD), TLS only. */
@@ -282,4 +287,15 @@ export interface VmmDriver {
   start(spec: VmRunSpec, runDir: string, opts?: { incoming?: boolean }): Promise<VmInstance>;
   /** Finds a process started earlier (by a previous daemon) from runDir; undefined if none is alive. */
   attach(runDir: string, id: string): Promise<VmInstance | undefined>;
+}
+
+/** A disk in a backup's point-in-time export. */
+export interface BackupExportDisk {
+  id: string;
+  /** A new empty qcow2 file of the disk's size: old data the guest overwrites during the backup. */
+  scratch: string;
+  /** A persistent bitmap to start now (qcow2 disks): the next backup's base. */
+  newBitmap?: string;
+  /** The bitmap of changes since the base backup: exported as qemu:dirty-bitmap:bk-since-<disk>. */
+  baseBitmap?: string;
 }

@@ -411,11 +411,20 @@ describe('integrated Ceph on three hosts', () => {
     const nodes = await api.request<{ name: string; leader: boolean }[]>('GET', '/api/v1/nodes');
     return hosts.find((x) => x.name !== 'h1' && !nodes.find((n) => n.name === x.name)?.leader)!;
   };
-  /** Puts the VM on `host` (a live migration) unless it runs there already. */
+  /**
+   * Puts the VM on `host` (a live migration) unless it runs there already. A set-up step of the HA tests,
+   * not their subject: a migration that fails (the VM stays on its source) is tried once more, and the
+   * failure printed (one failed under a loaded full run: "Cannot write to TLS channel").
+   */
   const moveTo = async (name: string, host: string) => {
-    if ((await vmOf(name)).node === host) return;
-    const t = await api.request<{ id: string }>('POST', `/api/v1/vms/${name}/migrate`, { node: host });
-    expect((await waitTask(api, t.id, 120_000)).error).toBeUndefined();
+    for (let attempt = 1; ; attempt++) {
+      if ((await vmOf(name)).node === host) return;
+      const t = await api.request<{ id: string }>('POST', `/api/v1/vms/${name}/migrate`, { node: host });
+      const { error } = await waitTask(api, t.id, 120_000);
+      if (!error) return;
+      console.warn(`set-up migration of ${name} to ${host} failed (attempt ${attempt}): ${error.message}`);
+      if (attempt === 2 || error.code !== 'unavailable') expect(error).toBeUndefined();
+    }
   };
   /** Waits until the VM runs on another host than `from`, and for the guest's boot there. */
   const runningElsewhere = async (name: string, from: string, timeoutMs = 120_000) => {

@@ -72,10 +72,12 @@ export async function guestRun(
   await typeOnSerial(dataDir, vmId, `echo ${tag}''-begin; ${cmd}; echo ${tag}''-end`);
   const log = await waitConsole(api, vmId, new RegExp(`${tag}-begin[\\s\\S]*${tag}-end`), timeoutMs);
   const m = new RegExp(`${tag}-begin\\r?\\n([\\s\\S]*?)${tag}-end`).exec(log);
-  // Asynchronous guest messages (the DHCP announcement, kernel printk) may land between the markers.
+  // Asynchronous guest messages (the DHCP announcement, kernel printk) may land between the markers, as
+  // whole lines or glued to the end of a command's output that has no newline.
   return (m?.[1] ?? '')
     .replace(/\r/g, '')
     .split('\n')
     .filter((l) => !/^(NEUROFLOW-TEST-GUEST: |\[\s*\d+\.\d+\] )/.test(l))
+    .map((l) => l.replace(/NEUROFLOW-TEST-GUEST: .*$/, ''))
     .join('\n');
 }

@@ -258,7 +258,7 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
       }),
     cancelMigration: unary((r: pb.CancelMigrationRequest) => empty(node.cancelMigration(r.vmId, r.reason))),
     finishIncoming: unary(async (r: pb.VmRequest) => status(await node.finishIncoming(r.id))),
-    abortIncoming: unary((r: pb.AbortIncomingRequest) => empty(node.abortIncoming(r.vmId, r.volumes))),
+    abortIncoming: unary((r: pb.AbortIncomingRequest) => node.abortIncoming(r.vmId, r.volumes)),
     resumeMigrated: unary(async (r: pb.VmRequest) => status(await node.resumeMigrated(r.id))),
     hasProcess: unary((r: pb.VmRequest) => ({ hasProcess: node.hasProcess(r.id) })),
     probe: unary(() => node.probe()),

@@ -434,13 +434,17 @@ export class RemoteNode implements NodeApi {
     return this.apply(await this.call('FinishIncoming', this.client.finishIncoming, { id: vmId }));
   }
 
-  async abortIncoming(vmId: string, localDisks: { pool: string; volume: string }[]): Promise<void> {
-    await this.call(
+  async abortIncoming(
+    vmId: string,
+    localDisks: { pool: string; volume: string }[],
+  ): Promise<{ reason?: string }> {
+    const r = await this.call(
       'AbortIncoming',
       this.client.abortIncoming,
       { vmId, volumes: localDisks },
       START_TIMEOUT_MS,
     );
+    return r.reason ? { reason: r.reason } : {};
   }
 
   async resumeMigrated(vmId: string): Promise<VmStatus> {

@@ -39,6 +39,8 @@ export interface RunPaths {
   serial: string;
   consoleLog: string;
   pidfile: string;
+  /** QEMU's stderr: its last lines say why it stopped. */
+  qemuLog: string;
   vnc: string;
   qga: string;
   /** The cloud-init seed ISO, made at every start. */
@@ -57,6 +59,7 @@ export function runPaths(runDir: string): RunPaths {
     serial: join(runDir, 'serial.sock'),
     consoleLog: join(runDir, 'console.log'),
     pidfile: join(runDir, 'qemu.pid'),
+    qemuLog: join(runDir, 'qemu.log'),
     vnc: join(runDir, 'vnc.sock'),
     qga: join(runDir, 'qga.sock'),
     seedIso: join(runDir, 'cidata.iso'),

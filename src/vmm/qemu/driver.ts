@@ -58,7 +58,7 @@ export class QemuDriver implements VmmDriver {
     for (const stale of [paths.qmp, paths.serial, paths.pidfile, paths.vnc, ...sockets])
       rmSync(stale, { force: true });
     rotateConsoleLog(paths.consoleLog);
-    const stderrPath = join(runDir, 'qemu.log');
+    const stderrPath = paths.qemuLog;
     const config = buildQemuConfig(spec, paths, this.opts);
     // the guest's state comes from the source: QEMU waits for migrate-incoming (and stays paused after)
     if (opts.incoming) config.options.push({ flag: '-incoming', value: 'defer' });
@@ -145,7 +145,7 @@ export class QemuDriver implements VmmDriver {
     const qmp = await QmpClient.connect(paths.qmp, { timeoutMs: 5000 });
     const startedAt = readStartedAt(runDir);
     log.info('re-attached to running VM', { id, pid });
-    return new QemuInstance(id, pid, startedAt, qmp, join(runDir, 'qemu.log'), undefined, {
+    return new QemuInstance(id, pid, startedAt, qmp, paths.qemuLog, undefined, {
       runDir,
       nat: this.opts.nat,
     });

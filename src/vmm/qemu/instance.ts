@@ -14,7 +14,16 @@ import type {
   MigrationRole,
   OutgoingRequest,
 } from '../migration';
-import type { DiskRun, ExitInfo, MediaRun, NicRun, RuntimeState, TuneDevice, VmInstance } from '../types';
+import type {
+  BackupExportDisk,
+  DiskRun,
+  ExitInfo,
+  MediaRun,
+  NicRun,
+  RuntimeState,
+  TuneDevice,
+  VmInstance,
+} from '../types';
 import { hotplugDiskDevice, mediaNodes, nicBackend, nicDevice, nicSocketPath, runPaths } from './cmdline';
 import { type QmpClient, QmpError } from './qmp';
 import { swtpmPid } from './swtpm';
@@ -596,6 +605,114 @@ export class QemuInstance implements VmInstance {
       data: { device, name },
     }));
     await this.exec('transaction', { actions });
+  }
+
+  /**
+   * A backup's point in time (image fleecing): in one transaction, every disk gets a copy-before-write
+   * job into a scratch qcow2 whose backing is the disk (sync=none: old data is copied there just before
+   * the guest overwrites it), a new persistent dirty bitmap that tracks changes from this instant, and a
+   * frozen copy of the base bitmap (the changes since the last backup). The scratch nodes are exported
+   * read-only over NBD on a unix socket: they read as the disks were at this instant.
+   */
+  async startBackupExport(opts: { socket: string; disks: BackupExportDisk[] }): Promise<void> {
+    const actions: { type: string; data: Record<string, unknown> }[] = [];
+    const tops = new Map<string, string>();
+    for (const d of opts.disks) {
+      const top = await this.topNode(d.id);
+      tops.set(d.id, top);
+      await this.exec('blockdev-add', {
+        driver: 'qcow2',
+        'node-name': `bk-${d.id}`,
+        file: { driver: 'file', filename: d.scratch },
+        backing: top,
+      });
+      if (d.newBitmap)
+        actions.push({
+          type: 'block-dirty-bitmap-add',
+          data: { node: top, name: d.newBitmap, persistent: true },
+        });
+      if (d.baseBitmap) {
+        const copy = `bk-since-${d.id}`;
+        actions.push(
+          {
+            type: 'block-dirty-bitmap-add',
+            data: { node: top, name: copy, persistent: false, disabled: true },
+          },
+          { type: 'block-dirty-bitmap-merge', data: { node: top, target: copy, bitmaps: [d.baseBitmap] } },
+        );
+      }
+      actions.push({
+        type: 'blockdev-backup',
+        data: { 'job-id': `bk-${d.id}`, device: top, target: `bk-${d.id}`, sync: 'none' },
+      });
+    }
+    try {
+      await this.exec('transaction', { actions });
+      await this.exec('nbd-server-start', { addr: { type: 'unix', data: { path: opts.socket } } });
+      for (const d of opts.disks)
+        await this.exec('block-export-add', {
+          type: 'nbd',
+          id: `bk-exp-${d.id}`,
+          'node-name': `bk-${d.id}`,
+          name: d.id,
+          writable: false,
+          ...(d.baseBitmap ? { bitmaps: [{ node: tops.get(d.id), name: `bk-since-${d.id}` }] } : {}),
+        });
+    } catch (err) {
+      await this.endBackupExport(opts.disks, false);
+      throw err;
+    }
+  }
+
+  /**
+   * Ends a backup's exports and jobs and drops the scratch nodes. `ok`: the backup is stored, so its new
+   * bitmap is the one the next backup starts from and the base one goes; otherwise the new one goes and
+   * the base one stays (the next backup is still incremental from the last stored one).
+   */
+  async endBackupExport(disks: BackupExportDisk[], ok: boolean): Promise<void> {
+    for (const d of disks)
+      await this.exec('block-export-del', { id: `bk-exp-${d.id}`, mode: 'hard' }).catch(() => {});
+    await waitFor(
+      async () => {
+        const exports = (await this.exec('query-block-exports').catch(() => [])) as { id: string }[];
+        return !exports.some((e) => e.id.startsWith('bk-exp-'));
+      },
+      { timeoutMs: 5000, intervalMs: 20, what: 'the backup exports to close' },
+    ).catch(() => {});
+    await this.exec('nbd-server-stop').catch(() => {});
+    await this.endJobs(
+      disks.map((d) => `bk-${d.id}`),
+      'abort',
+    );
+    await this.dropNodes(disks.map((d) => `bk-${d.id}`));
+    for (const d of disks) {
+      const node = await this.topNode(d.id);
+      const drop = (name: string) => this.exec('block-dirty-bitmap-remove', { node, name }).catch(() => {});
+      await drop(`bk-since-${d.id}`);
+      if (ok && d.baseBitmap) await drop(d.baseBitmap);
+      if (!ok && d.newBitmap) await drop(d.newBitmap);
+    }
+  }
+
+  /** The dirty bitmaps of a disk's top node: their names and whether QEMU can use them. */
+  async diskBitmaps(diskId: string): Promise<{ name: string; usable: boolean; persistent: boolean }[]> {
+    const top = await this.topNode(diskId);
+    const nodes = (await this.exec('query-named-block-nodes', { flat: true })) as {
+      'node-name': string;
+      'dirty-bitmaps'?: { name?: string; persistent?: boolean; inconsistent?: boolean; busy?: boolean }[];
+    }[];
+    return (nodes.find((n) => n['node-name'] === top)?.['dirty-bitmaps'] ?? [])
+      .filter((b) => b.name)
+      .map((b) => ({ name: b.name!, usable: !b.inconsistent && !b.busy, persistent: !!b.persistent }));
+  }
+
+  /** Removes a disk's dirty bitmap (an unusable one too); a missing one is no error. */
+  async removeDiskBitmap(diskId: string, name: string): Promise<void> {
+    await this.exec('block-dirty-bitmap-remove', { node: await this.topNode(diskId), name }).catch(
+      (err: Error) => {
+        if (!/not found/i.test(err.message)) throw err;
+      },
+    );
   }
 
   async blockStats(): Promise<{ rd: number; wr: number }> {

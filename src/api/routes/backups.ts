@@ -1,0 +1,287 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import type { ApiContext } from '../context';
+import { errors, json } from '../openapi';
+import { newRouter } from '../router';
+import { IdParam, TaskSchema } from '../schemas';
+
+const REPO_NAME = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits, -; up to 63');
+const BACKUP_ID = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'a backup id');
+const VM_NAME = z
+  .string()
+  .regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/, 'letters, digits, . _ -; up to 63 characters');
+
+const RepositorySchema = z
+  .object({
+    name: z.string(),
+    path: z.string(),
+    node: z.string().openapi({ description: 'The host whose file system holds the directory' }),
+    createdAt: z.string(),
+    id: z.string().optional(),
+    backups: z.number().optional(),
+    usage: z
+      .object({ chunks: z.number(), bytes: z.number() })
+      .optional()
+      .openapi({ description: 'Chunks stored and the bytes they take (compressed, deduplicated)' }),
+    error: z.string().optional().openapi({ description: 'Why the directory cannot be read now' }),
+  })
+  .openapi('BackupRepository');
+
+const BackupDiskSchema = z.object({
+  id: z.string(),
+  sizeBytes: z.number(),
+  mode: z.enum(['full', 'incremental']),
+  base: z.string().optional().openapi({ description: 'The backup an incremental one builds on' }),
+  fullReason: z.string().optional().openapi({ description: 'Why the disk was read whole' }),
+  readBytes: z.number(),
+  chunksRead: z.number(),
+  newChunks: z.number(),
+  newBytesStored: z.number(),
+  zeroChunks: z.number(),
+});
+
+const BackupSchema = z
+  .object({
+    id: z.string(),
+    repository: z.string(),
+    vm: z.object({ id: z.string(), name: z.string() }),
+    node: z.string(),
+    startedAt: z.string(),
+    pointInTime: z.string().openapi({ description: 'The instant the disks were captured' }),
+    endedAt: z.string(),
+    consistency: z.enum(['filesystem', 'crash', 'stopped']).openapi({
+      description:
+        'filesystem: the guest agent froze the file systems for the instant; crash: as after a power cut; stopped: the VM was off',
+    }),
+    consistencyNote: z.string().optional(),
+    sizeBytes: z.number(),
+    config: z.object({ name: z.string(), vcpus: z.number(), memoryMiB: z.number(), disks: z.number() }),
+    disks: z.array(BackupDiskSchema),
+    notes: z.string().optional(),
+  })
+  .openapi('Backup');
+
+const RepoQuery = z.object({ repository: REPO_NAME.optional() });
+const BackupParam = z.object({ id: BACKUP_ID });
+
+/** Backup repositories (`/backup/repositories`). */
+export function backupRepositoryRoutes(ctx: ApiContext) {
+  const r = newRouter();
+  r.openapi(
+    createRoute({
+      method: 'get',
+      path: '/',
+      tags: ['Backups'],
+      summary: 'Backup repositories, with their use',
+      responses: { 200: json(z.array(RepositorySchema), 'Repositories'), ...errors },
+    }),
+    async (c) => c.json(await ctx.backups.listRepositories(), 200),
+  );
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/',
+      tags: ['Backups'],
+      summary:
+        'Add a backup repository: a directory of this host (made there if missing or empty; an existing repository is opened)',
+      request: {
+        body: {
+          content: {
+            'application/json': {
+              schema: z
+                .strictObject({
+                  name: REPO_NAME,
+                  path: z.string().min(2).max(4096).openapi({ example: '/srv/backups' }),
+                })
+                .openapi('NewBackupRepository'),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: { 201: json(RepositorySchema, 'Added'), ...errors },
+    }),
+    async (c) => c.json(await ctx.backups.createRepository(c.req.valid('json')), 201),
+  );
+  r.openapi(
+    createRoute({
+      method: 'get',
+      path: '/{name}',
+      tags: ['Backups'],
+      summary: 'A backup repository',
+      request: { params: z.object({ name: REPO_NAME }) },
+      responses: { 200: json(RepositorySchema, 'The repository'), ...errors },
+    }),
+    async (c) => c.json(await ctx.backups.getRepository(c.req.valid('param').name), 200),
+  );
+  r.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/{name}',
+      tags: ['Backups'],
+      summary: 'Forget a backup repository (its directory and backups stay on disk)',
+      request: { params: z.object({ name: REPO_NAME }) },
+      responses: { 204: { description: 'Forgotten' }, ...errors },
+    }),
+    async (c) => {
+      await ctx.backups.deleteRepository(c.req.valid('param').name);
+      return c.body(null, 204);
+    },
+  );
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/{name}/verify',
+      tags: ['Backups'],
+      summary:
+        'Verify every backup of a repository: re-read and re-hash each chunk; the task result lists damaged or missing chunks and the backups they break',
+      request: { params: z.object({ name: REPO_NAME }) },
+      responses: { 202: json(TaskSchema, 'The verification runs as this task'), ...errors },
+    }),
+    async (c) =>
+      c.json(await ctx.backups.verify({ repository: c.req.valid('param').name }, c.get('user')), 202),
+  );
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/{name}/gc',
+      tags: ['Backups'],
+      summary:
+        'Garbage-collect a repository: remove the chunks no backup names (marked from the indexes), and what interrupted backups left; 409 while a backup writes there',
+      request: { params: z.object({ name: REPO_NAME }) },
+      responses: {
+        202: json(TaskSchema, 'The GC runs as this task; its result says what was removed'),
+        ...errors,
+      },
+    }),
+    async (c) => c.json(await ctx.backups.gc(c.req.valid('param').name, c.get('user')), 202),
+  );
+  return r;
+}
+
+/** Backups (`/backups`). */
+export function backupRoutes(ctx: ApiContext) {
+  const r = newRouter();
+  r.openapi(
+    createRoute({
+      method: 'get',
+      path: '/',
+      tags: ['Backups'],
+      summary: 'Backups, newest first (of one repository or VM when asked)',
+      request: {
+        query: z.object({ repository: REPO_NAME.optional(), vm: z.string().min(1).max(64).optional() }),
+      },
+      responses: { 200: json(z.array(BackupSchema), 'Backups'), ...errors },
+    }),
+    async (c) => c.json(await ctx.backups.list(c.req.valid('query')), 200),
+  );
+  r.openapi(
+    createRoute({
+      method: 'get',
+      path: '/{id}',
+      tags: ['Backups'],
+      summary: 'A backup: its disks (full or incremental, and why), consistency and sizes',
+      request: { params: BackupParam, query: RepoQuery },
+      responses: { 200: json(BackupSchema, 'The backup'), ...errors },
+    }),
+    async (c) => c.json(await ctx.backups.get(c.req.valid('param').id, c.req.valid('query').repository), 200),
+  );
+  r.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/{id}',
+      tags: ['Backups'],
+      summary: 'Delete a backup (chunks other backups use stay)',
+      request: { params: BackupParam, query: RepoQuery },
+      responses: { 204: { description: 'Deleted' }, ...errors },
+    }),
+    async (c) => {
+      await ctx.backups.delete(c.req.valid('param').id, c.req.valid('query').repository);
+      return c.body(null, 204);
+    },
+  );
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/{id}/restore',
+      tags: ['Backups'],
+      summary:
+        'Restore a backup into a new VM (new id and MAC addresses; disks into `pool` or their own pools) as a task',
+      request: {
+        params: BackupParam,
+        body: {
+          content: {
+            'application/json': {
+              schema: z
+                .strictObject({
+                  name: VM_NAME,
+                  pool: REPO_NAME.optional().openapi({
+                    description: 'Where every disk goes (default: as backed up)',
+                  }),
+                  repository: REPO_NAME.optional(),
+                })
+                .openapi('RestoreBackup'),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: {
+        202: json(TaskSchema, 'The restore runs as this task; its result names the new VM'),
+        ...errors,
+      },
+    }),
+    async (c) =>
+      c.json(await ctx.backups.restore(c.req.valid('param').id, c.req.valid('json'), c.get('user')), 202),
+  );
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/{id}/verify',
+      tags: ['Backups'],
+      summary:
+        'Verify a backup: re-read and re-hash every chunk it needs (task; the result lists any bad chunk)',
+      request: { params: BackupParam, query: RepoQuery },
+      responses: { 202: json(TaskSchema, 'The verification runs as this task'), ...errors },
+    }),
+    async (c) =>
+      c.json(
+        await ctx.backups.verify({ backup: c.req.valid('param').id, ...c.req.valid('query') }, c.get('user')),
+        202,
+      ),
+  );
+  return r;
+}
+
+/** `POST /vms/{id}/backup`. */
+export function vmBackupRoutes(ctx: ApiContext) {
+  const r = newRouter();
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/{id}/backup',
+      tags: ['Backups'],
+      summary:
+        'Back a VM up now, running or stopped (incremental when the repository has an earlier backup of it), as a task with progress',
+      request: {
+        params: IdParam,
+        body: {
+          content: {
+            'application/json': {
+              schema: z
+                .strictObject({ repository: REPO_NAME, notes: z.string().max(500).optional() })
+                .openapi('BackupVm'),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: {
+        202: json(TaskSchema, 'The backup runs as this task; its result is the backup'),
+        ...errors,
+      },
+    }),
+    async (c) =>
+      c.json(await ctx.backups.backup(c.req.valid('param').id, c.req.valid('json'), c.get('user')), 202),
+  );
+  return r;
+}

@@ -1,0 +1,418 @@
+/**
+ * A backup repository: a directory (local, or an NFS mount) of content-addressed chunks, one index per
+ * backed-up disk and one manifest per backup.
+ *
+ *   repo.json                         what the directory is (format version, chunk size)
+ *   chunks/ab/ab12…ef                 a chunk: 1 byte of encoding, then the data (zstd or raw)
+ *   backups/<vm id>/<backup id>/      a complete backup: manifest.json (written last) and <disk>.index.json
+ *   backups/<vm id>/.<backup id>.partial/   one being written (never listed; removed by the next writer)
+ *
+ * A chunk's name is the SHA-256 of its plain data, so the same 4 MiB stored by any backup of any VM is kept
+ * once. A backup is listed only once its manifest exists, and the manifest is written only after every
+ * chunk it names is on stable storage (one syncfs of the repository's file system): a crash at any point
+ * leaves either the old listing or the new one, never a backup that names a missing chunk.
+ */
+
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { NfError } from '../errors';
+import { writeFileAtomic } from '../util/fs';
+
+export const CHUNK_SIZE = 4 * 1024 * 1024;
+const FORMAT = 'neuroflow-backup-repository';
+const ENC_RAW = 0;
+const ENC_ZSTD = 1;
+
+export interface RepoInfo {
+  format: typeof FORMAT;
+  version: 1;
+  id: string;
+  chunkSize: number;
+  createdAt: string;
+}
+
+/** A disk's content in a backup: one entry per chunk, the chunk's id or null for a chunk of zeros. */
+export interface DiskIndex {
+  disk: string;
+  sizeBytes: number;
+  chunkSize: number;
+  chunks: (string | null)[];
+}
+
+export interface VerifyReport {
+  backups: number;
+  chunks: number;
+  /** Damaged or missing chunks, each with the backups that need it. */
+  bad: { chunk: string; error: string; backups: string[] }[];
+  /** Backups a bad chunk breaks (a restore of them fails). */
+  broken: { id: string; vm: string }[];
+}
+
+export interface GcReport {
+  keptChunks: number;
+  removedChunks: number;
+  freedBytes: number;
+}
+
+export interface BackupDisk {
+  id: string;
+  sizeBytes: number;
+  /** full: every chunk read; incremental: only chunks changed since `base` were read. */
+  mode: 'full' | 'incremental';
+  base?: string;
+  /** Why a backup that could have been incremental read the whole disk. */
+  fullReason?: string;
+  readBytes: number;
+  chunksRead: number;
+  newChunks: number;
+  newBytesStored: number;
+  zeroChunks: number;
+}
+
+export interface BackupManifest {
+  id: string;
+  vm: { id: string; name: string };
+  node: string;
+  startedAt: string;
+  /** The instant the disks were captured (after the guest's file systems were frozen, if they were). */
+  pointInTime: string;
+  endedAt: string;
+  consistency: 'filesystem' | 'crash' | 'stopped';
+  /** Why the guest's file systems were not frozen (no agent, a freeze error). */
+  consistencyNote?: string;
+  /** The VM's configuration at that time (what a restore makes). */
+  config: Record<string, unknown>;
+  disks: BackupDisk[];
+  notes?: string;
+}
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const HASH_RE = /^[0-9a-f]{64}$/;
+
+function checkId(kind: string, id: string): string {
+  if (!ID_RE.test(id)) throw new NfError('validation_failed', `invalid ${kind} "${id}"`);
+  return id;
+}
+
+/** A backup's id: its start time, sortable, plus a few random letters. */
+export function newBackupId(at = new Date()): string {
+  return `${at
+    .toISOString()
+    .replace(/\.\d+Z$/, 'Z')
+    .replaceAll(':', '')}-${randomBytes(3).toString('hex')}`;
+}
+
+export function chunkId(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export class Repository {
+  private constructor(
+    readonly path: string,
+    readonly info: RepoInfo,
+  ) {}
+
+  /** Makes a repository in `path` (an empty or missing directory), or opens the one there. */
+  static async init(path: string): Promise<Repository> {
+    if (existsSync(join(path, 'repo.json'))) return Repository.open(path);
+    await mkdir(path, { recursive: true, mode: 0o700 });
+    const other = (await readdir(path)).filter((f) => !f.startsWith('.') && f !== 'lost+found');
+    if (other.length > 0)
+      throw new NfError(
+        'validation_failed',
+        `${path} is not empty and is not a backup repository (it holds ${other.slice(0, 3).join(', ')}${other.length > 3 ? ', …' : ''})`,
+      );
+    const info: RepoInfo = {
+      format: FORMAT,
+      version: 1,
+      id: randomBytes(8).toString('hex'),
+      chunkSize: CHUNK_SIZE,
+      createdAt: new Date().toISOString(),
+    };
+    await mkdir(join(path, 'chunks'), { mode: 0o700 });
+    await mkdir(join(path, 'backups'), { mode: 0o700 });
+    await writeFileAtomic(join(path, 'repo.json'), `${JSON.stringify(info, null, 2)}\n`, 0o600);
+    return new Repository(path, info);
+  }
+
+  static async open(path: string): Promise<Repository> {
+    let info: RepoInfo;
+    try {
+      info = JSON.parse(await readFile(join(path, 'repo.json'), 'utf8')) as RepoInfo;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new NfError(
+        code === 'ENOENT' ? 'not_found' : 'unavailable',
+        code === 'ENOENT'
+          ? `${path} is not a backup repository (no repo.json)`
+          : `cannot read the backup repository in ${path}: ${(err as Error).message}`,
+      );
+    }
+    if (info.format !== FORMAT || info.version !== 1)
+      throw new NfError('validation_failed', `${path} holds a repository of an unknown format`);
+    return new Repository(path, info);
+  }
+
+  private chunkPath(id: string): string {
+    return join(this.path, 'chunks', id.slice(0, 2), id);
+  }
+
+  async hasChunk(id: string): Promise<boolean> {
+    return existsSync(this.chunkPath(id));
+  }
+
+  /**
+   * Stores a chunk unless the repository has it. Returns the bytes written (0 when it was there). The
+   * file appears under its name only complete (written beside, then renamed).
+   */
+  async putChunk(data: Uint8Array, id = chunkId(data)): Promise<number> {
+    const path = this.chunkPath(id);
+    if (existsSync(path)) return 0;
+    const packed = Bun.zstdCompressSync(data, { level: 3 });
+    const body =
+      packed.length < data.length
+        ? Buffer.concat([Buffer.from([ENC_ZSTD]), packed])
+        : Buffer.concat([Buffer.from([ENC_RAW]), data]);
+    const dir = join(this.path, 'chunks', id.slice(0, 2));
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const tmp = join(dir, `.${id}.${randomBytes(4).toString('hex')}`);
+    try {
+      await writeFile(tmp, body, { mode: 0o600 });
+      await rename(tmp, path);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC')
+        throw new NfError('insufficient_resources', `the backup repository ${this.path} is full`);
+      throw err;
+    }
+    return body.length;
+  }
+
+  /** A chunk's data, checked against its id: a damaged chunk is an error, never wrong data. */
+  async getChunk(id: string): Promise<Buffer> {
+    if (!HASH_RE.test(id)) throw new NfError('validation_failed', `invalid chunk id "${id}"`);
+    let body: Buffer;
+    try {
+      body = await readFile(this.chunkPath(id));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new NfError('not_found', `chunk ${id} is missing from the backup repository ${this.path}`);
+      throw err;
+    }
+    let data: Buffer;
+    try {
+      if (body[0] === ENC_ZSTD) data = Buffer.from(Bun.zstdDecompressSync(body.subarray(1)));
+      else if (body[0] === ENC_RAW) data = body.subarray(1);
+      else throw new Error(`unknown encoding ${body[0]}`);
+    } catch (err) {
+      throw new NfError('data_corrupted', `chunk ${id} is damaged: ${(err as Error).message}`);
+    }
+    if (chunkId(data) !== id)
+      throw new NfError('data_corrupted', `chunk ${id} is damaged (its content does not match)`);
+    return data;
+  }
+
+  private vmDir(vmId: string): string {
+    return join(this.path, 'backups', checkId('VM id', vmId));
+  }
+
+  /**
+   * Starts writing a backup: a hidden directory that becomes the backup when `commit` writes the manifest
+   * (after a syncfs of the repository, so every chunk named is stable) and renames it. `abort` removes it.
+   * Leftovers of writers that died are removed here.
+   */
+  async beginBackup(vmId: string, backupId: string): Promise<BackupWriter> {
+    checkId('backup id', backupId);
+    const dir = this.vmDir(vmId);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    for (const f of await readdir(dir))
+      if (f.startsWith('.') && f.endsWith('.partial'))
+        await rm(join(dir, f), { recursive: true, force: true });
+    const partial = join(dir, `.${backupId}.partial`);
+    await mkdir(partial, { mode: 0o700 });
+    return new BackupWriter(this, partial, join(dir, backupId));
+  }
+
+  /** Complete backups (those with a manifest), newest first; of one VM when given. */
+  async listBackups(vmId?: string): Promise<BackupManifest[]> {
+    const vms = vmId ? [vmId] : await readdir(join(this.path, 'backups')).catch(() => [] as string[]);
+    const out: BackupManifest[] = [];
+    for (const vm of vms) {
+      if (!ID_RE.test(vm)) continue;
+      const ids = await readdir(join(this.path, 'backups', vm)).catch(() => [] as string[]);
+      for (const id of ids) {
+        if (id.startsWith('.')) continue;
+        const m = await this.manifest(vm, id).catch(() => undefined);
+        if (m) out.push(m);
+      }
+    }
+    return out.sort((a, b) => b.startedAt.localeCompare(a.startedAt) || b.id.localeCompare(a.id));
+  }
+
+  async manifest(vmId: string, backupId: string): Promise<BackupManifest> {
+    const path = join(this.vmDir(vmId), checkId('backup id', backupId), 'manifest.json');
+    try {
+      return JSON.parse(await readFile(path, 'utf8')) as BackupManifest;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new NfError('not_found', `backup ${backupId} of VM ${vmId} not found`);
+      throw err;
+    }
+  }
+
+  async index(vmId: string, backupId: string, diskId: string): Promise<DiskIndex> {
+    const path = join(
+      this.vmDir(vmId),
+      checkId('backup id', backupId),
+      `${checkId('disk id', diskId)}.index.json`,
+    );
+    const idx = JSON.parse(await readFile(path, 'utf8')) as DiskIndex;
+    if (
+      idx.chunkSize !== this.info.chunkSize ||
+      idx.chunks.length !== Math.ceil(idx.sizeBytes / idx.chunkSize)
+    )
+      throw new NfError('data_corrupted', `the index of disk ${diskId} in backup ${backupId} is damaged`);
+    return idx;
+  }
+
+  /** Removes a backup (its manifest first, so it is unlisted at once); its chunks go at the next GC. */
+  async deleteBackup(vmId: string, backupId: string): Promise<void> {
+    const dir = join(this.vmDir(vmId), checkId('backup id', backupId));
+    if (!existsSync(join(dir, 'manifest.json')))
+      throw new NfError('not_found', `backup ${backupId} of VM ${vmId} not found`);
+    await rm(join(dir, 'manifest.json'));
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  /** Bytes used by the repository's chunks and how many there are. */
+  async usage(): Promise<{ chunks: number; bytes: number }> {
+    let chunks = 0;
+    let bytes = 0;
+    const root = join(this.path, 'chunks');
+    for (const d of await readdir(root).catch(() => [] as string[]))
+      for (const f of await readdir(join(root, d)).catch(() => [] as string[])) {
+        if (!HASH_RE.test(f)) continue;
+        chunks++;
+        bytes += (await stat(join(root, d, f))).size;
+      }
+    return { chunks, bytes };
+  }
+
+  /** Every chunk the given backups' indexes name, with the backups (and disks) naming each. */
+  private async references(backups: BackupManifest[]): Promise<Map<string, Set<string>>> {
+    const refs = new Map<string, Set<string>>();
+    for (const m of backups)
+      for (const d of m.disks) {
+        const idx = await this.index(m.vm.id, m.id, d.id);
+        for (const c of idx.chunks) {
+          if (!c) continue;
+          const users = refs.get(c) ?? new Set<string>();
+          users.add(m.id);
+          refs.set(c, users);
+        }
+      }
+    return refs;
+  }
+
+  /**
+   * Re-reads and re-hashes every chunk the backups name (all of them when none are given): the damaged or
+   * missing ones, and the backups each one breaks.
+   */
+  async verify(
+    only?: string[],
+    onProgress: (done: number, total: number) => void = () => {},
+  ): Promise<VerifyReport> {
+    const all = await this.listBackups();
+    const backups = only ? all.filter((m) => only.includes(m.id)) : all;
+    const refs = await this.references(backups);
+    const bad: VerifyReport['bad'] = [];
+    let done = 0;
+    for (const [id, users] of refs) {
+      try {
+        await this.getChunk(id);
+      } catch (err) {
+        bad.push({ chunk: id, error: (err as Error).message, backups: [...users].sort() });
+      }
+      onProgress(++done, refs.size);
+    }
+    const broken = new Set(bad.flatMap((b) => b.backups));
+    return {
+      backups: backups.length,
+      chunks: refs.size,
+      bad,
+      broken: backups.filter((m) => broken.has(m.id)).map((m) => ({ id: m.id, vm: m.vm.name })),
+    };
+  }
+
+  /**
+   * Garbage collection: marks every chunk the complete backups' indexes name and removes the others, with
+   * what dead writers left (partial backups, half-written chunk files). Never from access times: a chunk is
+   * kept exactly when an index names it. The caller makes sure no backup writes into the repository
+   * meanwhile (its chunks are named by no index yet).
+   */
+  async gc(onProgress: (done: number, total: number) => void = () => {}): Promise<GcReport> {
+    const keep = await this.references(await this.listBackups());
+    for (const vm of await readdir(join(this.path, 'backups')).catch(() => [] as string[]))
+      for (const f of await readdir(join(this.path, 'backups', vm)).catch(() => [] as string[]))
+        if (f.startsWith('.') && f.endsWith('.partial'))
+          await rm(join(this.path, 'backups', vm, f), { recursive: true, force: true });
+    const root = join(this.path, 'chunks');
+    const dirs = await readdir(root).catch(() => [] as string[]);
+    const report: GcReport = { keptChunks: 0, removedChunks: 0, freedBytes: 0 };
+    let done = 0;
+    for (const d of dirs) {
+      for (const f of await readdir(join(root, d)).catch(() => [] as string[])) {
+        const path = join(root, d, f);
+        if (HASH_RE.test(f) && keep.has(f)) {
+          report.keptChunks++;
+          continue;
+        }
+        report.freedBytes += (await stat(path).catch(() => ({ size: 0 }))).size;
+        await rm(path, { force: true });
+        if (HASH_RE.test(f)) report.removedChunks++;
+      }
+      onProgress(++done, dirs.length);
+    }
+    return report;
+  }
+
+  /** Flushes the repository's whole file system (syncfs) so every chunk written so far is stable. */
+  async sync(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const p = spawn('sync', ['-f', this.path], { stdio: 'ignore' });
+      p.on('error', reject);
+      p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`sync -f exited with ${code}`))));
+    });
+  }
+}
+
+export class BackupWriter {
+  constructor(
+    readonly repo: Repository,
+    private readonly partial: string,
+    private readonly final: string,
+  ) {}
+
+  async writeIndex(index: DiskIndex): Promise<void> {
+    checkId('disk id', index.disk);
+    await writeFileAtomic(join(this.partial, `${index.disk}.index.json`), JSON.stringify(index), 0o600);
+  }
+
+  async commit(manifest: BackupManifest): Promise<void> {
+    await this.repo.sync();
+    await writeFileAtomic(
+      join(this.partial, 'manifest.json'),
+      `${JSON.stringify(manifest, null, 2)}\n`,
+      0o600,
+    );
+    await rename(this.partial, this.final);
+    await this.repo.sync();
+  }
+
+  async abort(): Promise<void> {
+    await rm(this.partial, { recursive: true, force: true });
+  }
+}

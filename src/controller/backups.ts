@@ -1,0 +1,453 @@
+/**
+ * Backups: repositories (a directory on a host: local disk or an NFS mount) registered in etcd, backups of
+ * VMs into them as tasks, and restores into new VMs. The host that runs the VM reads its disks; in this
+ * first step that is the host of the API the request reaches (a VM on another host is refused, clearly).
+ */
+import { randomUUID } from 'node:crypto';
+import { isAbsolute, normalize } from 'node:path';
+import type { BackupProgress, RestoreVolumeRequest, VmBackupRequest } from '../backup/node-backup';
+import { type BackupManifest, newBackupId, Repository } from '../backup/repository';
+import { NfError } from '../errors';
+import type { Store } from '../store/store';
+import { bytes } from '../util/format';
+import type { HostPaths } from '../util/host-paths';
+import type { KeyedLock } from '../util/lock';
+import { createLogger } from '../util/log';
+import { keys, type VmRecord } from './records';
+import type { TaskLog } from './tasks';
+import type { VmService, VmView } from './vms';
+
+const log = createLogger('backups');
+const NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+export interface RepositoryRecord {
+  name: string;
+  path: string;
+  /** The host whose file system holds it. */
+  node: string;
+  createdAt: string;
+}
+
+export interface RepositoryView extends RepositoryRecord {
+  id?: string;
+  backups?: number;
+  usage?: { chunks: number; bytes: number };
+  /** Why the directory cannot be read right now. */
+  error?: string;
+}
+
+export interface BackupView extends Omit<BackupManifest, 'config'> {
+  repository: string;
+  /** Bytes the backup's disks hold (their size, zeros included). */
+  sizeBytes: number;
+  config: { name: string; vcpus: number; memoryMiB: number; disks: number };
+}
+
+interface LocalNode {
+  backupVm(req: VmBackupRequest, onProgress: (p: BackupProgress) => void): Promise<BackupManifest>;
+  restoreVolume(
+    req: RestoreVolumeRequest,
+    onProgress: (done: number, total: number) => void,
+  ): Promise<{ writtenBytes: number }>;
+  deleteVolume(pool: string, volume: string): Promise<void>;
+  hasPool(name: string): boolean;
+}
+
+export class BackupService {
+  /** Backups writing into each repository (by path), and repositories being garbage-collected. */
+  private readonly writing = new Map<string, number>();
+  private readonly collecting = new Set<string>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly vms: VmService,
+    private readonly lock: KeyedLock,
+    private readonly tasks: TaskLog,
+    private readonly nodeName: string,
+    private readonly node: LocalNode,
+    private readonly makeRecord: (
+      source: VmRecord,
+      input: { name: string; description?: string },
+      pool: string | undefined,
+    ) => VmRecord,
+    private readonly hostPaths: HostPaths,
+    /** This host's own place for repositories (under its data dir): always allowed. */
+    private readonly backupRoot: string,
+    private readonly onCreated: () => void = () => {},
+  ) {}
+
+  // ---- repositories ----
+
+  async listRepositories(): Promise<RepositoryView[]> {
+    const recs = await this.store.list<RepositoryRecord>(keys.backupRepos);
+    return Promise.all(recs.map((r) => this.repoView(r.value)));
+  }
+
+  async getRepository(name: string): Promise<RepositoryView> {
+    return this.repoView(await this.repoRecord(name));
+  }
+
+  private async repoView(r: RepositoryRecord): Promise<RepositoryView> {
+    if (r.node !== this.nodeName) return { ...r };
+    try {
+      const repo = await Repository.open(r.path);
+      return {
+        ...r,
+        id: repo.info.id,
+        backups: (await repo.listBackups()).length,
+        usage: await repo.usage(),
+      };
+    } catch (err) {
+      return { ...r, error: (err as Error).message };
+    }
+  }
+
+  private async repoRecord(name: string): Promise<RepositoryRecord> {
+    const cur = await this.store.get<RepositoryRecord>(keys.backupRepo(name));
+    if (!cur) throw new NfError('not_found', `no backup repository "${name}"`);
+    return cur.value;
+  }
+
+  /** Registers a directory of this host as a repository (made there if empty, opened if it is one). */
+  async createRepository(input: { name: string; path: string }): Promise<RepositoryView> {
+    if (!NAME_RE.test(input.name))
+      throw new NfError(
+        'validation_failed',
+        'a repository name is 1-63 lowercase letters, digits and dashes',
+      );
+    if (
+      !isAbsolute(input.path) ||
+      normalize(input.path) !== input.path.replace(/\/+$/, '') ||
+      input.path === '/'
+    )
+      throw new NfError(
+        'validation_failed',
+        `the repository path must be an absolute, normalised directory, not ${input.path}`,
+      );
+    // like every host path the API takes: only under the directories this host allows (and its own)
+    if (!input.path.startsWith(`${this.backupRoot}/`)) this.hostPaths.check(input.path, 'path');
+    if (await this.store.get(keys.backupRepo(input.name)))
+      throw new NfError('already_exists', `a backup repository named "${input.name}" exists`);
+    for (const r of await this.store.list<RepositoryRecord>(keys.backupRepos))
+      if (r.value.node === this.nodeName && r.value.path === input.path)
+        throw new NfError('already_exists', `${input.path} is repository "${r.value.name}" already`);
+    await Repository.init(input.path);
+    const rec: RepositoryRecord = {
+      name: input.name,
+      path: input.path,
+      node: this.nodeName,
+      createdAt: new Date().toISOString(),
+    };
+    await this.store.txn(
+      {
+        when: [{ key: keys.backupRepo(rec.name), absent: true }],
+        put: [{ key: keys.backupRepo(rec.name), value: rec }],
+      },
+      `a backup repository named "${rec.name}" was just made`,
+    );
+    log.info('backup repository added', { name: rec.name, path: rec.path });
+    return this.repoView(rec);
+  }
+
+  /** Forgets a repository; its directory and backups stay on disk (register it again to use them). */
+  async deleteRepository(name: string): Promise<void> {
+    await this.repoRecord(name);
+    await this.store.txn({ delete: [keys.backupRepo(name)] });
+  }
+
+  private async open(name: string): Promise<Repository> {
+    const r = await this.repoRecord(name);
+    if (r.node !== this.nodeName)
+      throw new NfError(
+        'not_implemented',
+        `repository "${name}" is on host ${r.node}: use that host's API (backups through another host are not built yet)`,
+      );
+    return Repository.open(r.path);
+  }
+
+  // ---- backups ----
+
+  async list(filter: { repository?: string; vm?: string } = {}): Promise<BackupView[]> {
+    const repos = filter.repository
+      ? [await this.repoRecord(filter.repository)]
+      : (await this.store.list<RepositoryRecord>(keys.backupRepos)).map((r) => r.value);
+    let vmId: string | undefined;
+    if (filter.vm) vmId = await this.vmId(filter.vm);
+    const out: BackupView[] = [];
+    for (const r of repos) {
+      if (r.node !== this.nodeName) continue;
+      const repo = await Repository.open(r.path).catch(() => undefined);
+      if (!repo) continue;
+      for (const m of await repo.listBackups(vmId)) out.push(view(r.name, m));
+    }
+    return out.sort((a, b) => b.startedAt.localeCompare(a.startedAt));
+  }
+
+  /** A VM's id from its name or id; a deleted VM's backups stay reachable by its id. */
+  private async vmId(ref: string): Promise<string> {
+    return this.vms.find(ref).then(
+      (v) => v.value.id,
+      () => ref,
+    );
+  }
+
+  /** Finds a backup by its id, in one repository or in every one of this host. */
+  private async locate(
+    id: string,
+    repository?: string,
+  ): Promise<{ name: string; repo: Repository; m: BackupManifest }> {
+    const repos = repository
+      ? [await this.repoRecord(repository)]
+      : (await this.store.list<RepositoryRecord>(keys.backupRepos)).map((r) => r.value);
+    for (const r of repos) {
+      if (r.node !== this.nodeName) continue;
+      const repo = await Repository.open(r.path).catch(() => undefined);
+      const m = (await repo?.listBackups())?.find((b) => b.id === id);
+      if (repo && m) return { name: r.name, repo, m };
+    }
+    throw new NfError('not_found', `no backup ${id}${repository ? ` in repository "${repository}"` : ''}`);
+  }
+
+  async get(id: string, repository?: string): Promise<BackupView> {
+    const { name, m } = await this.locate(id, repository);
+    return view(name, m);
+  }
+
+  async delete(id: string, repository?: string): Promise<void> {
+    const { name, repo, m } = await this.locate(id, repository);
+    await repo.deleteBackup(m.vm.id, m.id);
+    log.info('backup deleted', { repository: name, vm: m.vm.name, id });
+  }
+
+  /** Starts a backup of a VM (running or stopped) as a task; its result is the backup. */
+  async backup(ref: string, input: { repository: string; notes?: string }, user: string) {
+    const vm = (await this.vms.find(ref)).value;
+    const repo = await this.repoRecord(input.repository);
+    this.checkLocal(vm, 'back up');
+    if (repo.node !== this.nodeName)
+      throw new NfError(
+        'not_implemented',
+        `repository "${repo.name}" is on host ${repo.node}, not on ${this.nodeName}`,
+      );
+    await Repository.open(repo.path);
+    const backupId = newBackupId();
+    return this.tasks.start(
+      'vm.backup',
+      vm.name,
+      user,
+      (progress, ctl) =>
+        this.lock.run(vm.id, async () => {
+          const cur = (await this.vms.find(vm.id)).value;
+          this.checkLocal(cur, 'back up');
+          if (cur.migration) throw new NfError('invalid_state', `VM "${cur.name}" is migrating`);
+          const t0 = Date.now();
+          let lastPct = -1;
+          const manifest = await this.writingInto(repo.path, () =>
+            this.node.backupVm(
+              {
+                repository: repo.path,
+                backupId,
+                vm: { id: cur.id, name: cur.name },
+                config: cur as unknown as Record<string, unknown>,
+                disks: cur.disks.map((d) => ({
+                  id: d.id,
+                  pool: d.pool,
+                  volume: d.volume,
+                  sizeBytes: d.sizeBytes,
+                })),
+                ...(input.notes ? { notes: input.notes } : {}),
+              },
+              (p) => {
+                if (p.phase === 'reading' && p.totalBytes) {
+                  const pct = Math.floor((p.doneBytes! / p.totalBytes) * 100);
+                  if (pct >= lastPct + 5 || pct === 100) {
+                    lastPct = pct;
+                    progress(pct);
+                    ctl.details({
+                      phase: p.phase,
+                      disk: p.disk,
+                      doneBytes: p.doneBytes,
+                      totalBytes: p.totalBytes,
+                    });
+                  }
+                } else ctl.details({ phase: p.phase });
+              },
+            ),
+          );
+          const v = view(repo.name, manifest);
+          ctl.result({ ...v, totalMs: Date.now() - t0 });
+          log.info('VM backed up', {
+            vm: cur.name,
+            backup: backupId,
+            read: bytes(manifest.disks.reduce((n, d) => n + d.readBytes, 0)),
+            stored: bytes(manifest.disks.reduce((n, d) => n + d.newBytesStored, 0)),
+            modes: manifest.disks.map((d) => d.mode).join(','),
+          });
+          return v;
+        }),
+      { details: { repository: repo.name, backup: backupId } },
+    );
+  }
+
+  private async writingInto<T>(path: string, fn: () => Promise<T>): Promise<T> {
+    if (this.collecting.has(path))
+      throw new NfError('invalid_state', 'the repository is being garbage-collected; back up when it ends');
+    this.writing.set(path, (this.writing.get(path) ?? 0) + 1);
+    try {
+      return await fn();
+    } finally {
+      const n = (this.writing.get(path) ?? 1) - 1;
+      if (n > 0) this.writing.set(path, n);
+      else this.writing.delete(path);
+    }
+  }
+
+  /** Re-reads and re-hashes the chunks of one backup, or of every backup of a repository, as a task. */
+  async verify(target: { backup: string; repository?: string } | { repository: string }, user: string) {
+    let name: string;
+    let repo: Repository;
+    let only: string[] | undefined;
+    if ('backup' in target) {
+      const found = await this.locate(target.backup, target.repository);
+      name = found.name;
+      repo = found.repo;
+      only = [found.m.id];
+    } else {
+      name = target.repository;
+      repo = await this.open(name);
+    }
+    return this.tasks.start('backup.verify', only ? only[0]! : name, user, async (progress, ctl) => {
+      let last = -1;
+      const report = await repo.verify(only, (done, total) => {
+        const pct = Math.floor((done / Math.max(1, total)) * 100);
+        if (pct >= last + 5) {
+          last = pct;
+          progress(pct);
+        }
+      });
+      ctl.result({ repository: name, ...report });
+      if (report.bad.length > 0)
+        log.error('backup verification found damaged chunks', {
+          repository: name,
+          bad: report.bad.length,
+          broken: report.broken.map((b) => b.id).join(','),
+        });
+      return report;
+    });
+  }
+
+  /** Removes the chunks no backup names (after deletes), as a task; refused while a backup writes there. */
+  async gc(repository: string, user: string) {
+    const rec = await this.repoRecord(repository);
+    const repo = await this.open(repository);
+    if (this.writing.has(rec.path) || this.collecting.has(rec.path))
+      throw new NfError(
+        'invalid_state',
+        `a backup or a GC runs in repository "${repository}"; try when it ends`,
+      );
+    this.collecting.add(rec.path);
+    try {
+      return await this.tasks.start('backup.gc', repository, user, async (progress, ctl) => {
+        try {
+          const report = await repo.gc((done, total) =>
+            progress(Math.floor((done / Math.max(1, total)) * 100)),
+          );
+          ctl.result({ repository, ...report });
+          log.info('backup repository garbage-collected', { repository, ...report });
+          return report;
+        } finally {
+          this.collecting.delete(rec.path);
+        }
+      });
+    } catch (err) {
+      this.collecting.delete(rec.path);
+      throw err;
+    }
+  }
+
+  /** Restores a backup into a new VM (new id and MAC addresses; disks into `pool` or their own pools). */
+  async restore(id: string, input: { name: string; pool?: string; repository?: string }, user: string) {
+    const { repo, m } = await this.locate(id, input.repository);
+    if (await this.store.get(keys.vmName(input.name)))
+      throw new NfError('already_exists', `a VM named "${input.name}" already exists; pick another name`);
+    if (input.pool && !this.node.hasPool(input.pool))
+      throw new NfError('not_found', `storage pool "${input.pool}" does not exist on host ${this.nodeName}`);
+    const source = m.config as unknown as VmRecord;
+    const record = this.makeRecord(source, { name: input.name }, input.pool);
+    record.id = randomUUID();
+    record.node = this.nodeName;
+    for (const d of record.disks) {
+      d.volume = `vm-${record.id}-${d.id}.qcow2`;
+      const was = m.disks.find((x) => x.id === d.id);
+      if (!was) throw new NfError('data_corrupted', `backup ${id} has no data for disk ${d.id}`);
+      d.sizeBytes = was.sizeBytes;
+    }
+    const total = m.disks.reduce((n, d) => n + d.sizeBytes, 0);
+    return this.tasks.start('backup.restore', input.name, user, async (progress, ctl) => {
+      const made: { pool: string; volume: string }[] = [];
+      let before = 0;
+      try {
+        for (const d of record.disks) {
+          ctl.details({ phase: 'writing', disk: d.id });
+          await this.node.restoreVolume(
+            {
+              repository: repo.path,
+              vmId: m.vm.id,
+              backupId: m.id,
+              diskId: d.id,
+              pool: d.pool,
+              volume: d.volume,
+              sizeBytes: d.sizeBytes,
+            },
+            (done) => progress(Math.min(99, Math.floor(((before + done) / Math.max(1, total)) * 100))),
+          );
+          made.push({ pool: d.pool, volume: d.volume });
+          before += d.sizeBytes;
+        }
+        await this.store.txn(
+          {
+            when: [{ key: keys.vmName(record.name), absent: true }],
+            put: [
+              { key: keys.vm(record.id), value: record },
+              { key: keys.vmName(record.name), value: record.id },
+            ],
+          },
+          `a VM named "${record.name}" was just created; pick another name`,
+        );
+      } catch (err) {
+        for (const v of made) await this.node.deleteVolume(v.pool, v.volume).catch(() => {});
+        throw err;
+      }
+      this.onCreated();
+      log.info('backup restored into a new VM', { backup: id, vm: record.name });
+      const result: { vm: string; id: string; started?: boolean } = { vm: record.name, id: record.id };
+      ctl.result(result);
+      return result;
+    });
+  }
+
+  private checkLocal(vm: VmRecord, what: string): void {
+    if (vm.node && vm.node !== this.nodeName)
+      throw new NfError(
+        'not_implemented',
+        `VM "${vm.name}" runs on host ${vm.node}: ${what} it through that host's API (backups through another host are not built yet)`,
+      );
+    if (!vm.node) throw new NfError('invalid_state', `VM "${vm.name}" is not placed on a host yet`);
+  }
+}
+
+function view(repository: string, m: BackupManifest): BackupView {
+  const c = m.config as Partial<VmView> & { disks?: unknown[] };
+  const { config: _c, ...rest } = m;
+  return {
+    ...rest,
+    repository,
+    sizeBytes: m.disks.reduce((n, d) => n + d.sizeBytes, 0),
+    config: {
+      name: String(c.name ?? m.vm.name),
+      vcpus: Number(c.vcpus ?? 0),
+      memoryMiB: Number(c.memoryMiB ?? 0),
+      disks: c.disks?.length ?? 0,
+    },
+  };
+}

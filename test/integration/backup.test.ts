@@ -1,0 +1,272 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../src/util/wait';
+import { TestDaemon } from '../harness/daemon';
+import { rejection } from '../harness/errors';
+import { BOOTED } from '../harness/guest';
+import { guestRun, startAndBoot } from '../harness/serial';
+import { createVm, getVm, kernelVm, type TaskView, vmAction, waitTask } from '../harness/vms';
+
+interface BackupDiskView {
+  id: string;
+  mode: 'full' | 'incremental';
+  base?: string;
+  fullReason?: string;
+  chunksRead: number;
+  readBytes: number;
+  newChunks: number;
+  zeroChunks: number;
+}
+interface BackupView {
+  id: string;
+  consistency: string;
+  disks: BackupDiskView[];
+}
+
+/** Backups of real guests into a real repository, and restores that boot (issue 15, first step). */
+describe('backup and restore', () => {
+  let d: TestDaemon;
+  let repoDir: string;
+  beforeAll(async () => {
+    d = await TestDaemon.start();
+    repoDir = join(mkdtempSync(join(tmpdir(), 'nf-backup-')), 'repo');
+  });
+  afterAll(async () => {
+    await d?.[Symbol.asyncDispose]();
+    if (repoDir) rmSync(join(repoDir, '..'), { recursive: true, force: true }); // r1 and r2
+  });
+
+  const run = (id: string, cmd: string) => guestRun(d.api, d.dataDir, id, cmd);
+  const boot = (id: string, action: () => Promise<unknown>) =>
+    startAndBoot(d.api, id, action, new RegExp(BOOTED), 240_000);
+  const backup = async (vm: string): Promise<BackupView & { totalMs: number }> => {
+    const t = await d.api.request<TaskView>('POST', `/api/v1/vms/${vm}/backup`, { repository: 'r1' });
+    const done = await waitTask(d.api, t.id, 180_000);
+    expect(done.error).toBeUndefined();
+    return done.result as unknown as BackupView & { totalMs: number };
+  };
+  /** 4 MiB of random data written at `mib` MiB of the guest's disk; returns its md5. */
+  const write = async (vm: string, mib: number) =>
+    /[0-9a-f]{32}/.exec(
+      await run(
+        vm,
+        `dd if=/dev/urandom of=/tmp/p bs=1M count=4 2>/dev/null; dd if=/tmp/p of=/dev/vda bs=1M seek=${mib} oflag=direct conv=fsync 2>/dev/null; md5sum </tmp/p`,
+      ),
+    )?.[0];
+  const read = async (vm: string, mib: number) =>
+    /[0-9a-f]{32}/.exec(
+      await run(vm, `dd if=/dev/vda bs=1M skip=${mib} count=4 iflag=direct 2>/dev/null | md5sum`),
+    )?.[0];
+  const ZEROS_4M = 'b5cfa9d6c8febd618f91ac2843d50a1c';
+
+  it('adds a repository; refuses a relative path, a taken name and a non-empty foreign directory', async () => {
+    const repo = await d.api.request<{ name: string; id: string; backups: number }>(
+      'POST',
+      '/api/v1/backup/repositories',
+      {
+        name: 'r1',
+        path: repoDir,
+      },
+    );
+    expect(repo).toMatchObject({ name: 'r1', backups: 0 });
+    expect(readdirSync(repoDir).sort()).toEqual(['backups', 'chunks', 'repo.json']);
+    expect(
+      await rejection(d.api.request('POST', '/api/v1/backup/repositories', { name: 'r2', path: 'rel/dir' })),
+    ).toMatchObject({
+      code: 'validation_failed',
+    });
+    expect(
+      await rejection(
+        d.api.request('POST', '/api/v1/backup/repositories', { name: 'r1', path: `${repoDir}-x` }),
+      ),
+    ).toMatchObject({
+      code: 'already_exists',
+    });
+    expect(
+      await rejection(d.api.request('POST', '/api/v1/backup/repositories', { name: 'r3', path: '/etc/nf-repo' })),
+    ).toMatchObject({ code: 'forbidden' });
+    expect(existsSync('/etc/nf-repo')).toBe(false);
+    expect(
+      await rejection(d.api.request('POST', '/api/v1/backup/repositories', { name: 'r3', path: d.dataDir })),
+    ).toMatchObject({
+      code: 'validation_failed',
+    });
+  });
+
+  it('backs up a running guest (full, then incremental reading only changed chunks), restores both points in time', async () => {
+    const vm = await createVm(d.api, kernelVm('bk1'));
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    const a = await write(vm.id, 16);
+    const b1 = await backup(vm.id);
+    expect(b1.consistency).toBe('filesystem');
+    expect(b1.disks[0]).toMatchObject({ id: 'disk0', mode: 'full' });
+    // a fresh 1 GiB disk: the 4 MiB written (maybe two chunks) and a little file-system-free data
+    expect(b1.disks[0]!.chunksRead).toBeLessThan(16);
+    expect(b1.disks[0]!.zeroChunks).toBeGreaterThan(200);
+
+    const b = await write(vm.id, 64);
+    const b2 = await backup(vm.id);
+    expect(b2.disks[0]).toMatchObject({ mode: 'incremental', base: b1.id });
+    // only the chunk(s) the new 4 MiB touched (64 MiB is chunk-aligned: exactly one)
+    expect(b2.disks[0]!.chunksRead).toBe(1);
+    expect(b2.disks[0]!.newChunks).toBe(1);
+
+    const list = await d.api.request<BackupView[]>('GET', `/api/v1/backups?vm=${vm.id}`);
+    expect(list.map((x) => x.id)).toEqual([b2.id, b1.id]);
+
+    // restore the newer backup into a new VM: both writes are there
+    const t = await d.api.request<TaskView>('POST', `/api/v1/backups/${b2.id}/restore`, {
+      name: 'bk1-restored',
+    });
+    const r = await waitTask(d.api, t.id, 180_000);
+    expect(r.error).toBeUndefined();
+    const restored = await getVm(d.api, 'bk1-restored');
+    expect(restored.id).not.toBe(vm.id);
+    await boot(restored.id, () => vmAction(d.api, restored.id, 'start'));
+    expect(await read(restored.id, 16)).toBe(a);
+    expect(await read(restored.id, 64)).toBe(b);
+    await vmAction(d.api, restored.id, 'stop', '?force=true');
+
+    // the older one: the first write only
+    const t1 = await d.api.request<TaskView>('POST', `/api/v1/backups/${b1.id}/restore`, {
+      name: 'bk1-older',
+    });
+    expect((await waitTask(d.api, t1.id, 180_000)).error).toBeUndefined();
+    const older = await getVm(d.api, 'bk1-older');
+    await boot(older.id, () => vmAction(d.api, older.id, 'start'));
+    expect(await read(older.id, 16)).toBe(a);
+    expect(await read(older.id, 64)).toBe(ZEROS_4M);
+    await vmAction(d.api, older.id, 'stop', '?force=true');
+
+    // a stopped VM: still incremental (QEMU saved the bitmap when it stopped)
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
+    const b3 = await backup(vm.id);
+    expect(b3.consistency).toBe('stopped');
+    expect(b3.disks[0]).toMatchObject({ mode: 'incremental', base: b2.id });
+    // and after that, a start and a write: incremental from the stopped backup
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    await write(vm.id, 128);
+    const b4 = await backup(vm.id);
+    expect(b4.disks[0]).toMatchObject({ mode: 'incremental', base: b3.id, chunksRead: 1 });
+  }, 900_000);
+
+  it('verify names a damaged chunk and the backups it breaks; a restore needing it fails and leaves nothing; GC removes only unnamed chunks', async () => {
+    const vm = await getVm(d.api, 'bk1');
+    const list = await d.api.request<BackupView[]>('GET', `/api/v1/backups?vm=${vm.id}`);
+    expect(list).toHaveLength(4);
+    const [b4, b3, b2, b1] = list as [BackupView, BackupView, BackupView, BackupView];
+    const verify = async (path: string) => {
+      const t = await d.api.request<TaskView>('POST', path);
+      const done = await waitTask(d.api, t.id, 120_000);
+      expect(done.error).toBeUndefined();
+      return done.result as {
+        chunks: number;
+        bad: { chunk: string; backups: string[] }[];
+        broken: { id: string }[];
+      };
+    };
+    expect((await verify('/api/v1/backup/repositories/r1/verify')).bad).toEqual([]);
+
+    // the chunk written at 64 MiB (chunk 16) first stored by b2, named by b2, b3 and b4
+    const index = (b: string) =>
+      JSON.parse(readFileSync(join(repoDir, 'backups', vm.id, b, 'disk0.index.json'), 'utf8')) as {
+        chunks: (string | null)[];
+      };
+    const id = index(b2.id).chunks[16]!;
+    expect(index(b4.id).chunks[16]).toBe(id);
+    const file = join(repoDir, 'chunks', id.slice(0, 2), id);
+    const body = readFileSync(file);
+    body[body.length - 1]! ^= 0xff;
+    writeFileSync(file, body);
+    const report = await verify('/api/v1/backup/repositories/r1/verify');
+    expect(report.bad).toEqual([
+      { chunk: id, error: expect.stringMatching(/damaged/), backups: [b2.id, b3.id, b4.id].sort() },
+    ]);
+    expect(report.broken.map((b) => b.id).sort()).toEqual([b2.id, b3.id, b4.id].sort());
+    expect((await verify(`/api/v1/backups/${b1.id}/verify`)).bad).toEqual([]);
+
+    const volumes = () => readdirSync(join(d.dataDir, 'pools', 'local', 'disks')).sort();
+    const before = volumes();
+    const t = await d.api.request<TaskView>('POST', `/api/v1/backups/${b2.id}/restore`, { name: 'bk1-bad' });
+    const failed = await waitTask(d.api, t.id, 120_000);
+    expect(failed.error).toMatchObject({ code: 'data_corrupted', message: expect.stringContaining(id) });
+    expect(volumes()).toEqual(before);
+    expect(await rejection(getVm(d.api, 'bk1-bad'))).toMatchObject({ code: 'not_found' });
+
+    // the backups that need it go; GC removes it and b4's own chunk, keeps b1's
+    const chunksBefore = (
+      await d.api.request<{ usage: { chunks: number } }>('GET', '/api/v1/backup/repositories/r1')
+    ).usage.chunks;
+    for (const b of [b2, b3, b4]) await d.api.request('DELETE', `/api/v1/backups/${b.id}`);
+    expect(await rejection(d.api.request('GET', `/api/v1/backups/${b2.id}`))).toMatchObject({
+      code: 'not_found',
+    });
+    const gc = await d.api.request<TaskView>('POST', '/api/v1/backup/repositories/r1/gc');
+    const g = await waitTask(d.api, gc.id, 60_000);
+    expect(g.error).toBeUndefined();
+    // b1's chunks (and those of the restored VMs' backups: none) stay
+    const kept = new Set(index(b1.id).chunks.filter((c): c is string => !!c));
+    expect(g.result).toMatchObject({ keptChunks: kept.size, removedChunks: chunksBefore - kept.size });
+    expect(existsSync(file)).toBe(false);
+    expect((await verify('/api/v1/backup/repositories/r1/verify')).bad).toEqual([]);
+    // a restore under a taken name is refused before anything is made
+    expect(
+      await rejection(d.api.request('POST', `/api/v1/backups/${b1.id}/restore`, { name: 'bk1' })),
+    ).toMatchObject({
+      code: 'already_exists',
+    });
+  }, 300_000);
+
+  it('serve killed -9 during a backup: the partial backup is not listed, its task ends, the next backup works and is incremental', async () => {
+    const vm = await getVm(d.api, 'bk1');
+    // 512 MiB of data on the disk (written from the host while the VM is stopped: fast), so the read takes a while
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
+    const disk = join(d.dataDir, 'pools', 'local', 'disks', `vm-${vm.id}-disk0.qcow2`);
+    const cmds = Array.from({ length: 128 }, (_, i) => ['-c', `write -P ${i + 1} ${256 + i * 4}M 4M`]).flat();
+    execFileSync('qemu-io', ['-f', 'qcow2', ...cmds, disk], { stdio: 'ignore' });
+    // a full backup of the new state (qemu-io wrote behind the bitmap's back: it is not a NeuroFlow write)
+    const full = await backup(vm.id);
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    await write(vm.id, 900);
+    // the backup that dies: into a second repository, where it is a full one (long enough to be killed)
+    await d.api.request('POST', '/api/v1/backup/repositories', { name: 'r2', path: `${repoDir}-2` });
+    const t = await d.api.request<TaskView>('POST', `/api/v1/vms/${vm.id}/backup`, { repository: 'r2' });
+    await waitFor(
+      async () =>
+        (await d.api.request<TaskView>('GET', `/api/v1/tasks/${t.id}`)).details?.phase === 'reading',
+      { timeoutMs: 60_000, intervalMs: 20, what: 'the backup to read' },
+    );
+    const pid = d.qemuPids()[0];
+    await d.kill9();
+    await d.launch();
+    expect(d.qemuPids()).toContain(pid); // the guest ran on
+    const ended = await waitTask(d.api, t.id, 60_000);
+    expect(ended).toMatchObject({
+      status: 'error',
+      error: { message: expect.stringMatching(/stopped before this task ended/) },
+    });
+    expect(await d.api.request<BackupView[]>('GET', '/api/v1/backups?repository=r2')).toEqual([]);
+    expect(
+      readdirSync(join(`${repoDir}-2`, 'backups', vm.id)).filter((f) => f.endsWith('.partial')),
+    ).toHaveLength(1);
+    // the next backup clears what the dead one left in QEMU and is still incremental from the last stored one
+    const next = await backup(vm.id);
+    expect(next.disks[0]).toMatchObject({ mode: 'incremental', base: full.id, chunksRead: 1 });
+    // and the second repository works again; the partial backup is gone
+    const t2 = await d.api.request<TaskView>('POST', `/api/v1/vms/${vm.id}/backup`, { repository: 'r2' });
+    expect((await waitTask(d.api, t2.id, 180_000)).error).toBeUndefined();
+    expect(readdirSync(join(`${repoDir}-2`, 'backups', vm.id)).filter((f) => f.startsWith('.'))).toEqual([]);
+    // and restores right
+    const r = await d.api.request<TaskView>('POST', `/api/v1/backups/${next.id}/restore`, {
+      name: 'bk1-after-crash',
+    });
+    expect((await waitTask(d.api, r.id, 180_000)).error).toBeUndefined();
+    const back = await getVm(d.api, 'bk1-after-crash');
+    await boot(back.id, () => vmAction(d.api, back.id, 'start'));
+    expect(await read(back.id, 256 + 4)).toBe(await read(vm.id, 256 + 4));
+    await vmAction(d.api, back.id, 'stop', '?force=true');
+  }, 600_000);
+});
