@@ -63,6 +63,10 @@ Usage:
                   [--vcpus N --memory MIB] [--start] [--dry-run]   import a VM exported from VMware: FILE is
                   uploaded (--host-path: a file on the API's host, also an OVF beside its disks), its hardware
                   mapped (shown), its disks converted into the pool; the task is followed to the new VM
+  neuroflow backup repo list | repo add NAME PATH | repo rm NAME | repo verify|gc NAME   backup repositories
+  neuroflow backup create VM --repository R [--notes T]   back a VM up now (running: at one instant, file
+                  systems frozen by the agent; incremental when R has an earlier backup of it); follows the task
+  neuroflow backup list [--repository R] [--vm VM] | show ID | rm ID | verify ID | restore ID --name NEW [--pool P]
   neuroflow node list | node remove NAME [--force]
   neuroflow node maintenance NAME on|off [--no-wait]   on: live-migrates the host's VMs away (follows the
                   task; exits non-zero listing what stayed); off: moves nothing back
@@ -236,6 +240,8 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'import':
         return await (await import('./cli/imports')).importCommand(rest, out);
+      case 'backup':
+        return await (await import('./cli/backups')).backupCommand(rest, out);
       case 'ceph':
         await (await import('./cli/ceph')).cephCommand(rest, out);
         return 0;

@@ -1,5 +1,13 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -86,7 +94,9 @@ describe('backup and restore', () => {
       code: 'already_exists',
     });
     expect(
-      await rejection(d.api.request('POST', '/api/v1/backup/repositories', { name: 'r3', path: '/etc/nf-repo' })),
+      await rejection(
+        d.api.request('POST', '/api/v1/backup/repositories', { name: 'r3', path: '/etc/nf-repo' }),
+      ),
     ).toMatchObject({ code: 'forbidden' });
     expect(existsSync('/etc/nf-repo')).toBe(false);
     expect(
@@ -269,4 +279,53 @@ describe('backup and restore', () => {
     expect(await read(back.id, 256 + 4)).toBe(await read(vm.id, 256 + 4));
     await vmAction(d.api, back.id, 'stop', '?force=true');
   }, 600_000);
+
+  it('the CLI: repositories, a backup followed to its end, the list, verify and a restore', async () => {
+    expect(await d.cli(['backup', 'repo', 'list'])).toMatch(/r1\s+\S+repo\s/);
+    const made = await d.cli(['backup', 'create', 'bk1', '--repository', 'r1', '--notes', 'from the CLI']);
+    expect(made).toMatch(/disk0: 1024 MiB, incremental on \S+; read/);
+    const id = /^(\S+)\s+VM bk1/m.exec(made)?.[1];
+    expect(id).toBeTruthy();
+    expect(await d.cli(['backup', 'list', '--vm', 'bk1'])).toContain(id!);
+    expect(await d.cli(['backup', 'show', id!])).toContain('notes: from the CLI');
+    expect(await d.cli(['backup', 'verify', id!])).toMatch(/chunks checked: all good/);
+    expect(await d.cli(['backup', 'restore', id!, '--name', 'bk1-cli'])).toMatch(/restored as VM bk1-cli/);
+    await expect(d.cli(['backup', 'create', 'bk1'])).rejects.toThrow(/--repository/);
+  }, 300_000);
+
+  it('a full repository file system: the backup fails cleanly, nothing older is harmed', async () => {
+    const small = join(repoDir, '..', 'small');
+    mkdirSync(small);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', small]);
+    try {
+      await d.api.request('POST', '/api/v1/backup/repositories', {
+        name: 'small',
+        path: join(small, 'repo'),
+      });
+      // an older backup that fits: a VM never started (its disk reads as zeros)
+      const empty = await createVm(d.api, kernelVm('bk-empty'));
+      const t0 = await d.api.request<TaskView>('POST', `/api/v1/vms/${empty.id}/backup`, {
+        repository: 'small',
+      });
+      const older = await waitTask(d.api, t0.id, 60_000);
+      expect(older.error).toBeUndefined();
+      // bk1 holds far more than 6 MiB of data
+      const t = await d.api.request<TaskView>('POST', '/api/v1/vms/bk1/backup', { repository: 'small' });
+      const failed = await waitTask(d.api, t.id, 180_000);
+      expect(failed.error).toMatchObject({
+        code: 'insufficient_resources',
+        message: expect.stringMatching(/full/),
+      });
+      const list = await d.api.request<BackupView[]>('GET', '/api/v1/backups?repository=small');
+      expect(list.map((b) => b.id)).toEqual([(older.result as { id: string }).id]);
+      const vm = await getVm(d.api, 'bk1');
+      expect(existsSync(join(small, 'repo', 'backups', vm.id))).toBe(true);
+      expect(readdirSync(join(small, 'repo', 'backups', vm.id))).toEqual([]);
+      const v = await d.api.request<TaskView>('POST', '/api/v1/backup/repositories/small/verify');
+      expect((await waitTask(d.api, v.id, 60_000)).result).toMatchObject({ backups: 1, bad: [] });
+      await d.api.request('DELETE', '/api/v1/backup/repositories/small');
+    } finally {
+      execFileSync('umount', ['-l', small]);
+    }
+  }, 300_000);
 });

@@ -1,0 +1,244 @@
+import { parseArgs } from 'node:util';
+import { NfError } from '../errors';
+import { client, followTask, GLOBAL, need, type Out, type Task } from './commands';
+import { table } from './table';
+
+const USAGE = `use: backup repo list | repo add NAME PATH | repo rm NAME | repo verify NAME | repo gc NAME
+     backup create VM --repository R [--notes TEXT]
+     backup list [--repository R] [--vm VM] | show ID | rm ID | verify ID
+     backup restore ID --name NEW [--pool P]
+     (--repository R on show/rm/verify/restore when an id is in several repositories)`;
+
+interface BackupDisk {
+  id: string;
+  sizeBytes: number;
+  mode: 'full' | 'incremental';
+  base?: string;
+  fullReason?: string;
+  readBytes: number;
+  chunksRead: number;
+  newChunks: number;
+  newBytesStored: number;
+  zeroChunks: number;
+}
+interface Backup {
+  id: string;
+  repository: string;
+  vm: { id: string; name: string };
+  startedAt: string;
+  endedAt: string;
+  pointInTime: string;
+  consistency: string;
+  consistencyNote?: string;
+  sizeBytes: number;
+  disks: BackupDisk[];
+  notes?: string;
+}
+interface Repo {
+  name: string;
+  path: string;
+  node: string;
+  backups?: number;
+  usage?: { chunks: number; bytes: number };
+  error?: string;
+}
+type AnyTask = Task<Record<string, unknown>, Record<string, unknown>>;
+
+const mib = (b: number) => `${(b / 1048576).toFixed(b < 10 * 1048576 ? 1 : 0)} MiB`;
+const modes = (b: Backup) => [...new Set(b.disks.map((d) => d.mode))].join('+');
+
+function describe(b: Backup): string[] {
+  const lines = [
+    `${b.id}  VM ${b.vm.name}  in ${b.repository}`,
+    `  taken ${b.pointInTime} (${b.consistency}${b.consistencyNote ? `: ${b.consistencyNote}` : ''})`,
+  ];
+  for (const d of b.disks)
+    lines.push(
+      `  ${d.id}: ${mib(d.sizeBytes)}, ${d.mode}${d.base ? ` on ${d.base}` : ''}; read ${mib(d.readBytes)} (${d.chunksRead} chunks), stored ${mib(d.newBytesStored)} new` +
+        (d.fullReason ? `\n    full because ${d.fullReason}` : ''),
+    );
+  if (b.notes) lines.push(`  notes: ${b.notes}`);
+  return lines;
+}
+
+/** `neuroflow backup ...`: repositories, backups of VMs, restores, verification and GC (all through the API). */
+export async function backupCommand(argv: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      ...GLOBAL,
+      repository: { type: 'string' },
+      vm: { type: 'string' },
+      notes: { type: 'string' },
+      name: { type: 'string' },
+      pool: { type: 'string' },
+    },
+  });
+  const api = client(values);
+  const sub = positionals[0];
+  const enc = encodeURIComponent;
+  const repoQuery = values.repository ? `?repository=${enc(values.repository)}` : '';
+  const json = (v: unknown) => out(JSON.stringify(v, null, 2));
+  /** Follows a task; prints its result (or error); exit 1 if it failed. */
+  const follow = async (started: AnyTask, what: string, done: (t: AnyTask) => string[]): Promise<number> => {
+    const t = await followTask(
+      api,
+      started,
+      what,
+      (x) =>
+        `${what}: ${Math.floor(x.progress * 100)}%${x.details?.phase ? ` (${String(x.details.phase)})` : ''}`,
+      values,
+      out,
+    );
+    if (values.json) json(t);
+    if (t.status !== 'ok') {
+      process.stderr.write(`${what} failed: ${t.error?.message ?? t.status}\n`);
+      return 1;
+    }
+    if (!values.json) for (const l of done(t)) out(l);
+    // a verification that found damage fails the command (scripts and cron see it)
+    return ((t.result?.bad as unknown[] | undefined)?.length ?? 0) > 0 ? 1 : 0;
+  };
+
+  switch (sub) {
+    case 'repo': {
+      const verb = positionals[1];
+      if (verb === 'list' || verb === undefined) {
+        const repos = await api.request<Repo[]>('GET', '/api/v1/backup/repositories');
+        if (values.json) {
+          json(repos);
+          return 0;
+        }
+        out(
+          table(
+            repos.map((r) => ({
+              ...r,
+              backups: r.backups ?? '',
+              used: r.usage ? mib(r.usage.bytes) : '',
+              state: r.error ?? 'ok',
+            })),
+            [
+              { key: 'name', title: 'NAME' },
+              { key: 'path', title: 'PATH' },
+              { key: 'node', title: 'HOST' },
+              { key: 'backups', title: 'BACKUPS' },
+              { key: 'used', title: 'USED' },
+              { key: 'state', title: 'STATE' },
+            ],
+          ),
+        );
+        return 0;
+      }
+      const name = need(positionals, 2, 'NAME');
+      if (verb === 'add') {
+        const r = await api.request<Repo>('POST', '/api/v1/backup/repositories', {
+          name,
+          path: need(positionals, 3, 'PATH'),
+        });
+        if (values.json) json(r);
+        else out(`repository ${r.name} at ${r.path} on ${r.node}`);
+        return 0;
+      }
+      if (verb === 'rm') {
+        await api.request('DELETE', `/api/v1/backup/repositories/${enc(name)}`);
+        out(`repository ${name} forgotten (its directory and backups stay on disk)`);
+        return 0;
+      }
+      if (verb === 'verify' || verb === 'gc') {
+        const t = await api.request<AnyTask>('POST', `/api/v1/backup/repositories/${enc(name)}/${verb}`);
+        return follow(t, `${verb} of ${name}`, (x) => verifyLines(x.result ?? {}));
+      }
+      throw new NfError('validation_failed', USAGE);
+    }
+    case 'create': {
+      const vm = need(positionals, 1, 'VM');
+      if (!values.repository) throw new NfError('validation_failed', 'give --repository R');
+      const t = await api.request<AnyTask>('POST', `/api/v1/vms/${enc(vm)}/backup`, {
+        repository: values.repository,
+        ...(values.notes ? { notes: values.notes } : {}),
+      });
+      return follow(t, `backup of ${vm}`, (x) => describe(x.result as unknown as Backup));
+    }
+    case 'list': {
+      const q = new URLSearchParams();
+      if (values.repository) q.set('repository', values.repository);
+      if (values.vm) q.set('vm', values.vm);
+      const list = await api.request<Backup[]>('GET', `/api/v1/backups${q.size ? `?${q}` : ''}`);
+      if (values.json) {
+        json(list);
+        return 0;
+      }
+      out(
+        table(
+          list.map((b) => ({
+            id: b.id,
+            vm: b.vm.name,
+            repository: b.repository,
+            taken: b.pointInTime.replace(/\.\d+Z$/, 'Z'),
+            consistency: b.consistency,
+            mode: modes(b),
+            size: mib(b.sizeBytes),
+            stored: mib(b.disks.reduce((n, d) => n + d.newBytesStored, 0)),
+          })),
+          [
+            { key: 'id', title: 'ID' },
+            { key: 'vm', title: 'VM' },
+            { key: 'repository', title: 'REPOSITORY' },
+            { key: 'taken', title: 'TAKEN' },
+            { key: 'consistency', title: 'CONSISTENCY' },
+            { key: 'mode', title: 'MODE' },
+            { key: 'size', title: 'SIZE' },
+            { key: 'stored', title: 'NEW DATA' },
+          ],
+        ),
+      );
+      return 0;
+    }
+    case 'show': {
+      const b = await api.request<Backup>(
+        'GET',
+        `/api/v1/backups/${enc(need(positionals, 1, 'ID'))}${repoQuery}`,
+      );
+      if (values.json) json(b);
+      else for (const l of describe(b)) out(l);
+      return 0;
+    }
+    case 'rm': {
+      const id = need(positionals, 1, 'ID');
+      await api.request('DELETE', `/api/v1/backups/${enc(id)}${repoQuery}`);
+      out(`backup ${id} deleted (its chunks go at the repository's next gc)`);
+      return 0;
+    }
+    case 'verify': {
+      const id = need(positionals, 1, 'ID');
+      const t = await api.request<AnyTask>('POST', `/api/v1/backups/${enc(id)}/verify${repoQuery}`);
+      return follow(t, `verify of ${id}`, (x) => verifyLines(x.result ?? {}));
+    }
+    case 'restore': {
+      const id = need(positionals, 1, 'ID');
+      if (!values.name) throw new NfError('validation_failed', 'give --name NEW (the new VM)');
+      const t = await api.request<AnyTask>('POST', `/api/v1/backups/${enc(id)}/restore`, {
+        name: values.name,
+        ...(values.pool ? { pool: values.pool } : {}),
+        ...(values.repository ? { repository: values.repository } : {}),
+      });
+      return follow(t, `restore of ${id}`, (x) => [
+        `restored as VM ${String(x.result?.vm)} (${String(x.result?.id)})`,
+      ]);
+    }
+    default:
+      throw new NfError('validation_failed', USAGE);
+  }
+}
+
+function verifyLines(r: Record<string, unknown>): string[] {
+  if ('removedChunks' in r)
+    return [`removed ${r.removedChunks} chunks (${mib(Number(r.freedBytes))}), kept ${r.keptChunks}`];
+  const bad = (r.bad as { chunk: string; error: string; backups: string[] }[] | undefined) ?? [];
+  const lines = [
+    `${r.backups} backups, ${r.chunks} chunks checked: ${bad.length === 0 ? 'all good' : `${bad.length} bad`}`,
+  ];
+  for (const b of bad) lines.push(`  chunk ${b.chunk}: ${b.error}; needed by ${b.backups.join(', ')}`);
+  return lines;
+}
