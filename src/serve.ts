@@ -31,6 +31,7 @@ import { EtcdHealthLeases, EtcdLeadership, type Leadership, SoleLeader } from '.
 import { EtcdMembership } from './cluster/membership';
 import { CONTROLLER_SAN, fingerprint, type HostPkiFiles } from './cluster/pki';
 import { Admission } from './controller/admission';
+import { BackupJobs } from './controller/backup-jobs';
 import { BackupService } from './controller/backups';
 import { Drs } from './controller/drs';
 import { GuestService } from './controller/guest';
@@ -600,6 +601,23 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   if (leadership instanceof EtcdLeadership) await leadership.start();
   heartbeat?.start();
 
+  // backups run on this host in this first step: its repositories, its VMs; so do the jobs into them
+  const backups = new BackupService(
+    store,
+    vms,
+    reconciler.lock,
+    tasks,
+    nodeName,
+    node,
+    restoredRecord,
+    hostPaths,
+    join(dataDir, 'backups'),
+    () => placement.wake(),
+  );
+  const backupJobs = new BackupJobs(store, backups, vms, tasks, nodeName);
+  backupJobs.start();
+  cleanup.push(() => backupJobs.stop());
+
   const ctx: ApiContext = {
     version: VERSION,
     store,
@@ -614,19 +632,8 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     images,
     // imports run on this host: the package is here, its disks go into this host's pools
     imports: new ImportService(store, vms, actions, tasks, hostPaths, importDir, nodeName, node),
-    // backups run on this host in this first step: its repositories, its VMs
-    backups: new BackupService(
-      store,
-      vms,
-      reconciler.lock,
-      tasks,
-      nodeName,
-      node,
-      restoredRecord,
-      hostPaths,
-      join(dataDir, 'backups'),
-      () => placement.wake(),
-    ),
+    backups,
+    backupJobs,
     pools: poolService,
     ceph,
     guest: new GuestService(vms, router),

@@ -7,7 +7,7 @@ import type { ApiContext, Env } from './context';
 import { requestMetrics } from './metrics';
 import { newRouter } from './router';
 import { authRoutes } from './routes/auth';
-import { backupRepositoryRoutes, backupRoutes, vmBackupRoutes } from './routes/backups';
+import { backupJobRoutes, backupRepositoryRoutes, backupRoutes, vmBackupRoutes } from './routes/backups';
 import { cephRoutes } from './routes/ceph';
 import { clusterRoutes } from './routes/cluster';
 import { drsRoutes } from './routes/drs';
@@ -71,6 +71,7 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
   api.route('/imports', importRoutes(ctx));
   api.route('/backup/repositories', backupRepositoryRoutes(ctx));
   api.route('/backups', backupRoutes(ctx));
+  api.route('/backup/jobs', backupJobRoutes(ctx));
   api.route('/nodes', nodeRoutes(ctx));
   api.route('/pools', poolRoutes(ctx));
   api.route('/ceph', cephRoutes(ctx));

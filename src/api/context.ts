@@ -2,6 +2,7 @@ import type { CephService } from '../ceph/service';
 import type { JoinService } from '../cluster/join';
 import type { Leadership } from '../cluster/leadership';
 import type { EtcdMembership } from '../cluster/membership';
+import type { BackupJobs } from '../controller/backup-jobs';
 import type { BackupService } from '../controller/backups';
 import type { Drs } from '../controller/drs';
 import type { GuestService } from '../controller/guest';
@@ -45,6 +46,7 @@ export interface ApiContext {
   images: ImageService;
   imports: ImportService;
   backups: BackupService;
+  backupJobs: BackupJobs;
   pools: PoolService;
   ceph: CephService;
   guest: GuestService;

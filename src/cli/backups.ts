@@ -4,6 +4,9 @@ import { client, followTask, GLOBAL, need, type Out, type Task } from './command
 import { table } from './table';
 
 const USAGE = `use: backup repo list | repo add NAME PATH | repo rm NAME | repo verify NAME | repo gc NAME
+     backup job list | job add NAME --schedule S --repository R (--all | --vm VM...) [--keep-last N]
+                [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--keep-yearly N]
+     backup job run NAME | job enable|disable NAME | job rm NAME
      backup create VM --repository R [--notes TEXT]
      backup list [--repository R] [--vm VM] | show ID | rm ID | verify ID
      backup restore ID --name NEW [--pool P]
@@ -42,6 +45,17 @@ interface Repo {
   usage?: { chunks: number; bytes: number };
   error?: string;
 }
+interface Job {
+  name: string;
+  schedule: string;
+  repository: string;
+  selection: { all?: boolean; vms?: string[] };
+  enabled: boolean;
+  running: boolean;
+  nextRunAt?: string;
+  lastRunAt?: string;
+  lastStatus?: string;
+}
 type AnyTask = Task<Record<string, unknown>, Record<string, unknown>>;
 
 const mib = (b: number) => `${(b / 1048576).toFixed(b < 10 * 1048576 ? 1 : 0)} MiB`;
@@ -69,10 +83,18 @@ export async function backupCommand(argv: string[], out: Out): Promise<number> {
     options: {
       ...GLOBAL,
       repository: { type: 'string' },
-      vm: { type: 'string' },
+      vm: { type: 'string', multiple: true },
       notes: { type: 'string' },
       name: { type: 'string' },
       pool: { type: 'string' },
+      schedule: { type: 'string' },
+      all: { type: 'boolean', default: false },
+      'keep-last': { type: 'string' },
+      'keep-hourly': { type: 'string' },
+      'keep-daily': { type: 'string' },
+      'keep-weekly': { type: 'string' },
+      'keep-monthly': { type: 'string' },
+      'keep-yearly': { type: 'string' },
     },
   });
   const api = client(values);
@@ -151,6 +173,88 @@ export async function backupCommand(argv: string[], out: Out): Promise<number> {
       }
       throw new NfError('validation_failed', USAGE);
     }
+    case 'job': {
+      const verb = positionals[1];
+      if (verb === 'list' || verb === undefined) {
+        const jobs = await api.request<Job[]>('GET', '/api/v1/backup/jobs');
+        if (values.json) {
+          json(jobs);
+          return 0;
+        }
+        out(
+          table(
+            jobs.map((j) => ({
+              ...j,
+              vms: j.selection.all ? 'all' : (j.selection.vms ?? []).join(','),
+              next: j.enabled ? (j.nextRunAt ?? '') : 'disabled',
+              last: j.lastRunAt
+                ? `${j.lastRunAt} ${j.lastStatus ?? ''}${j.running ? ' (running)' : ''}`
+                : j.running
+                  ? 'running'
+                  : '',
+            })),
+            [
+              { key: 'name', title: 'NAME' },
+              { key: 'schedule', title: 'SCHEDULE' },
+              { key: 'repository', title: 'REPOSITORY' },
+              { key: 'vms', title: 'VMS' },
+              { key: 'next', title: 'NEXT' },
+              { key: 'last', title: 'LAST' },
+            ],
+          ),
+        );
+        return 0;
+      }
+      const name = need(positionals, 2, 'NAME');
+      if (verb === 'add') {
+        if (!values.schedule || !values.repository)
+          throw new NfError('validation_failed', 'give --schedule S and --repository R');
+        const retention: Record<string, number> = {};
+        for (const k of ['last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const) {
+          const v = values[`keep-${k}`];
+          if (v !== undefined) retention[`keep${k[0]!.toUpperCase()}${k.slice(1)}`] = Number(v);
+        }
+        const j = await api.request<Job>('POST', '/api/v1/backup/jobs', {
+          name,
+          schedule: values.schedule,
+          repository: values.repository,
+          selection: values.all ? { all: true } : { vms: values.vm ?? [] },
+          ...(Object.keys(retention).length ? { retention } : {}),
+          ...(values.notes ? { notes: values.notes } : {}),
+        });
+        if (values.json) json(j);
+        else out(`job ${j.name}: next run ${j.nextRunAt ?? 'never'}`);
+        return 0;
+      }
+      if (verb === 'enable' || verb === 'disable') {
+        await api.request('PATCH', `/api/v1/backup/jobs/${enc(name)}`, { enabled: verb === 'enable' });
+        out(`job ${name} ${verb}d`);
+        return 0;
+      }
+      if (verb === 'rm') {
+        await api.request('DELETE', `/api/v1/backup/jobs/${enc(name)}`);
+        out(`job ${name} deleted (its backups stay)`);
+        return 0;
+      }
+      if (verb === 'run') {
+        const t = await api.request<AnyTask>('POST', `/api/v1/backup/jobs/${enc(name)}/run`);
+        return follow(t, `job ${name}`, (x) =>
+          (
+            (x.result?.vms as {
+              vm: string;
+              status: string;
+              mode?: string;
+              error?: string;
+              pruned?: number;
+            }[]) ?? []
+          ).map(
+            (v) =>
+              `  ${v.vm}: ${v.status}${v.mode ? ` (${v.mode})` : ''}${v.error ? `: ${v.error}` : ''}${v.pruned ? `, ${v.pruned} pruned` : ''}`,
+          ),
+        );
+      }
+      throw new NfError('validation_failed', USAGE);
+    }
     case 'create': {
       const vm = need(positionals, 1, 'VM');
       if (!values.repository) throw new NfError('validation_failed', 'give --repository R');
@@ -163,7 +267,7 @@ export async function backupCommand(argv: string[], out: Out): Promise<number> {
     case 'list': {
       const q = new URLSearchParams();
       if (values.repository) q.set('repository', values.repository);
-      if (values.vm) q.set('vm', values.vm);
+      if (values.vm?.[0]) q.set('vm', values.vm[0]);
       const list = await api.request<Backup[]>('GET', `/api/v1/backups${q.size ? `?${q}` : ''}`);
       if (values.json) {
         json(list);

@@ -6,14 +6,15 @@
 import { randomUUID } from 'node:crypto';
 import { isAbsolute, normalize } from 'node:path';
 import type { BackupProgress, RestoreVolumeRequest, VmBackupRequest } from '../backup/node-backup';
-import { type BackupManifest, newBackupId, Repository } from '../backup/repository';
+import { type BackupManifest, type GcReport, newBackupId, Repository } from '../backup/repository';
+import { applyRetention, type Retention } from '../backup/retention';
 import { NfError } from '../errors';
 import type { Store } from '../store/store';
 import { bytes } from '../util/format';
 import type { HostPaths } from '../util/host-paths';
 import type { KeyedLock } from '../util/lock';
 import { createLogger } from '../util/log';
-import { keys, type VmRecord } from './records';
+import { keys, type TaskRecord, type VmRecord } from './records';
 import type { TaskLog } from './tasks';
 import type { VmService, VmView } from './vms';
 
@@ -221,6 +222,20 @@ export class BackupService {
 
   /** Starts a backup of a VM (running or stopped) as a task; its result is the backup. */
   async backup(ref: string, input: { repository: string; notes?: string }, user: string) {
+    return (await this.startBackup(ref, input, user)).task;
+  }
+
+  /** backup(), with a promise of its outcome (a job waits for each VM's backup in turn). */
+  async startBackup(
+    ref: string,
+    input: { repository: string; notes?: string },
+    user: string,
+  ): Promise<{ task: TaskRecord; done: Promise<BackupView> }> {
+    let settle!: { ok: (v: BackupView) => void; fail: (e: unknown) => void };
+    const done = new Promise<BackupView>((ok, fail) => {
+      settle = { ok, fail };
+    });
+    done.catch(() => {}); // a caller that does not wait must not see an unhandled rejection
     const vm = (await this.vms.find(ref)).value;
     const repo = await this.repoRecord(input.repository);
     this.checkLocal(vm, 'back up');
@@ -231,62 +246,105 @@ export class BackupService {
       );
     await Repository.open(repo.path);
     const backupId = newBackupId();
-    return this.tasks.start(
+    const task = await this.tasks.start(
       'vm.backup',
       vm.name,
       user,
       (progress, ctl) =>
-        this.lock.run(vm.id, async () => {
-          const cur = (await this.vms.find(vm.id)).value;
-          this.checkLocal(cur, 'back up');
-          if (cur.migration) throw new NfError('invalid_state', `VM "${cur.name}" is migrating`);
-          const t0 = Date.now();
-          let lastPct = -1;
-          const manifest = await this.writingInto(repo.path, () =>
-            this.node.backupVm(
-              {
-                repository: repo.path,
-                backupId,
-                vm: { id: cur.id, name: cur.name },
-                config: cur as unknown as Record<string, unknown>,
-                disks: cur.disks.map((d) => ({
-                  id: d.id,
-                  pool: d.pool,
-                  volume: d.volume,
-                  sizeBytes: d.sizeBytes,
-                })),
-                ...(input.notes ? { notes: input.notes } : {}),
-              },
-              (p) => {
-                if (p.phase === 'reading' && p.totalBytes) {
-                  const pct = Math.floor((p.doneBytes! / p.totalBytes) * 100);
-                  if (pct >= lastPct + 5 || pct === 100) {
-                    lastPct = pct;
-                    progress(pct);
-                    ctl.details({
-                      phase: p.phase,
-                      disk: p.disk,
-                      doneBytes: p.doneBytes,
-                      totalBytes: p.totalBytes,
-                    });
-                  }
-                } else ctl.details({ phase: p.phase });
-              },
-            ),
-          );
-          const v = view(repo.name, manifest);
-          ctl.result({ ...v, totalMs: Date.now() - t0 });
-          log.info('VM backed up', {
-            vm: cur.name,
-            backup: backupId,
-            read: bytes(manifest.disks.reduce((n, d) => n + d.readBytes, 0)),
-            stored: bytes(manifest.disks.reduce((n, d) => n + d.newBytesStored, 0)),
-            modes: manifest.disks.map((d) => d.mode).join(','),
-          });
-          return v;
-        }),
+        this.lock
+          .run(vm.id, async () => {
+            const cur = (await this.vms.find(vm.id)).value;
+            this.checkLocal(cur, 'back up');
+            if (cur.migration) throw new NfError('invalid_state', `VM "${cur.name}" is migrating`);
+            const t0 = Date.now();
+            let lastPct = -1;
+            const manifest = await this.writingInto(repo.path, () =>
+              this.node.backupVm(
+                {
+                  repository: repo.path,
+                  backupId,
+                  vm: { id: cur.id, name: cur.name },
+                  config: cur as unknown as Record<string, unknown>,
+                  disks: cur.disks.map((d) => ({
+                    id: d.id,
+                    pool: d.pool,
+                    volume: d.volume,
+                    sizeBytes: d.sizeBytes,
+                  })),
+                  ...(input.notes ? { notes: input.notes } : {}),
+                },
+                (p) => {
+                  if (p.phase === 'reading' && p.totalBytes) {
+                    const pct = Math.floor((p.doneBytes! / p.totalBytes) * 100);
+                    if (pct >= lastPct + 5 || pct === 100) {
+                      lastPct = pct;
+                      progress(pct / 100);
+                      ctl.details({
+                        phase: p.phase,
+                        disk: p.disk,
+                        doneBytes: p.doneBytes,
+                        totalBytes: p.totalBytes,
+                      });
+                    }
+                  } else ctl.details({ phase: p.phase });
+                },
+              ),
+            );
+            const v = view(repo.name, manifest);
+            ctl.result({ ...v, totalMs: Date.now() - t0 });
+            log.info('VM backed up', {
+              vm: cur.name,
+              backup: backupId,
+              read: bytes(manifest.disks.reduce((n, d) => n + d.readBytes, 0)),
+              stored: bytes(manifest.disks.reduce((n, d) => n + d.newBytesStored, 0)),
+              modes: manifest.disks.map((d) => d.mode).join(','),
+            });
+            return v;
+          })
+          .then(
+            (v) => {
+              settle.ok(v);
+              return v;
+            },
+            (err) => {
+              settle.fail(err);
+              throw err;
+            },
+          ),
       { details: { repository: repo.name, backup: backupId } },
     );
+    return { task, done };
+  }
+
+  /** Deletes the backups of a VM that a retention policy does not keep; returns their ids. */
+  async prune(repository: string, vmId: string, retention: Retention): Promise<string[]> {
+    const repo = await this.open(repository);
+    const list = await repo.listBackups(vmId);
+    const { remove } = applyRetention(
+      list.map((m) => ({ id: m.id, at: m.pointInTime })),
+      retention,
+    );
+    for (const id of remove) await repo.deleteBackup(vmId, id);
+    if (remove.length > 0) log.info('backups pruned', { repository, vm: vmId, removed: remove.length });
+    return remove;
+  }
+
+  /** GC now, in the caller's task (a job after pruning); skipped (undefined) while a backup writes there. */
+  async collect(repository: string): Promise<GcReport | undefined> {
+    const rec = await this.repoRecord(repository);
+    const repo = await this.open(repository);
+    if (this.writing.has(rec.path) || this.collecting.has(rec.path)) return undefined;
+    this.collecting.add(rec.path);
+    try {
+      return await repo.gc();
+    } finally {
+      this.collecting.delete(rec.path);
+    }
+  }
+
+  /** The host a repository is on (jobs run on the controller of that host). */
+  async repositoryNode(name: string): Promise<string> {
+    return (await this.repoRecord(name)).node;
   }
 
   private async writingInto<T>(path: string, fn: () => Promise<T>): Promise<T> {
@@ -322,7 +380,7 @@ export class BackupService {
         const pct = Math.floor((done / Math.max(1, total)) * 100);
         if (pct >= last + 5) {
           last = pct;
-          progress(pct);
+          progress(pct / 100);
         }
       });
       ctl.result({ repository: name, ...report });
@@ -349,9 +407,7 @@ export class BackupService {
     try {
       return await this.tasks.start('backup.gc', repository, user, async (progress, ctl) => {
         try {
-          const report = await repo.gc((done, total) =>
-            progress(Math.floor((done / Math.max(1, total)) * 100)),
-          );
+          const report = await repo.gc((done, total) => progress(done / Math.max(1, total)));
           ctl.result({ repository, ...report });
           log.info('backup repository garbage-collected', { repository, ...report });
           return report;
@@ -399,7 +455,7 @@ export class BackupService {
               volume: d.volume,
               sizeBytes: d.sizeBytes,
             },
-            (done) => progress(Math.min(99, Math.floor(((before + done) / Math.max(1, total)) * 100))),
+            (done) => progress(Math.min(0.99, (before + done) / Math.max(1, total))),
           );
           made.push({ pool: d.pool, volume: d.volume });
           before += d.sizeBytes;

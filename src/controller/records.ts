@@ -43,6 +43,10 @@ export const keys = {
   /** Backup repositories (RepositoryRecord): a directory on a host. */
   backupRepo: (name: string) => `${PREFIX}backup/repositories/${name}`,
   backupRepos: `${PREFIX}backup/repositories/`,
+  /** Scheduled backup jobs (BackupJobRecord) and what their last run did (BackupJobState). */
+  backupJob: (name: string) => `${PREFIX}backup/jobs/${name}`,
+  backupJobs: `${PREFIX}backup/jobs/`,
+  backupJobState: (name: string) => `${PREFIX}backup/job-state/${name}`,
 };
 
 export type PowerState = 'running' | 'stopped' | 'paused';

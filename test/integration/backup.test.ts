@@ -39,7 +39,7 @@ describe('backup and restore', () => {
   let d: TestDaemon;
   let repoDir: string;
   beforeAll(async () => {
-    d = await TestDaemon.start();
+    d = await TestDaemon.start({ env: { NEUROFLOW_BACKUP_TICK_MS: '1000' } });
     repoDir = join(mkdtempSync(join(tmpdir(), 'nf-backup-')), 'repo');
   });
   afterAll(async () => {
@@ -328,4 +328,102 @@ describe('backup and restore', () => {
       execFileSync('umount', ['-l', small]);
     }
   }, 300_000);
+
+  it('jobs: refused when wrong; run now backs each VM up and prunes by retention; the schedule runs it', async () => {
+    const add = (body: Record<string, unknown>) =>
+      d.api.request<Record<string, unknown>>('POST', '/api/v1/backup/jobs', body);
+    const base = {
+      name: 'j1',
+      schedule: '@daily',
+      repository: 'r1',
+      selection: { vms: ['bk1', 'bk-empty'] },
+    };
+    expect(await rejection(add({ ...base, schedule: 'every day' }))).toMatchObject({
+      code: 'validation_failed',
+      message: expect.stringMatching(/schedule "every day"/),
+    });
+    expect(await rejection(add({ ...base, repository: 'nope' }))).toMatchObject({ code: 'not_found' });
+    expect(await rejection(add({ ...base, selection: { vms: ['nope'] } }))).toMatchObject({
+      code: 'not_found',
+    });
+    expect(await rejection(add({ ...base, selection: {} }))).toMatchObject({ code: 'validation_failed' });
+    const job = await add({ ...base, retention: { keepLast: 2 } });
+    expect(job).toMatchObject({ name: 'j1', enabled: true, running: false, nextRunAt: expect.any(String) });
+    expect(await rejection(add(base))).toMatchObject({ code: 'already_exists' });
+
+    const bk1 = await getVm(d.api, 'bk1');
+    expect(
+      (await d.api.request<BackupView[]>('GET', `/api/v1/backups?repository=r1&vm=${bk1.id}`)).length,
+    ).toBeGreaterThan(2);
+    const t = await d.api.request<TaskView>('POST', '/api/v1/backup/jobs/j1/run');
+    const done = await waitTask(d.api, t.id, 300_000);
+    expect(done.error).toBeUndefined();
+    const result = done.result as {
+      vms: { vm: string; status: string; pruned?: number }[];
+      pruned: number;
+      gc?: unknown;
+    };
+    expect(result.vms.map((v) => [v.vm, v.status])).toEqual([
+      ['bk1', 'ok'],
+      ['bk-empty', 'ok'],
+    ]);
+    expect(result.pruned).toBeGreaterThan(0);
+    expect(result.gc).toBeDefined();
+    expect(
+      await d.api.request<BackupView[]>('GET', `/api/v1/backups?repository=r1&vm=${bk1.id}`),
+    ).toHaveLength(2);
+    // what is left restores: verify of the repository is clean after the prune and GC
+    const v = await d.api.request<TaskView>('POST', '/api/v1/backup/repositories/r1/verify');
+    expect((await waitTask(d.api, v.id, 120_000)).result).toMatchObject({ bad: [] });
+    expect(await d.api.request('GET', '/api/v1/backup/jobs/j1')).toMatchObject({ lastStatus: 'ok' });
+
+    // the scheduler: every 3 seconds (a cron expression with seconds), then disabled
+    const before = (await d.api.request<{ lastRunAt: string }>('GET', '/api/v1/backup/jobs/j1')).lastRunAt;
+    await d.api.request('PATCH', '/api/v1/backup/jobs/j1', { schedule: '*/3 * * * * *' });
+    try {
+      await waitFor(
+        async () =>
+          (await d.api.request<{ lastRunAt: string }>('GET', '/api/v1/backup/jobs/j1')).lastRunAt > before,
+        { timeoutMs: 120_000, intervalMs: 500, what: 'the scheduled run' },
+      );
+    } finally {
+      await d.api.request('PATCH', '/api/v1/backup/jobs/j1', { enabled: false });
+    }
+    const tasks = await d.api.request<(TaskView & { user: string; target: string })[]>(
+      'GET',
+      '/api/v1/tasks',
+    );
+    expect(tasks.find((x) => x.type === 'backup.job' && x.user === 'scheduler')).toBeDefined();
+    await waitFor(
+      async () => !(await d.api.request<{ running: boolean }>('GET', '/api/v1/backup/jobs/j1')).running,
+      {
+        timeoutMs: 120_000,
+        what: 'the scheduled run to end',
+      },
+    );
+    await d.api.request('DELETE', '/api/v1/backup/jobs/j1');
+    expect(await d.api.request('GET', '/api/v1/backup/jobs')).toEqual([]);
+    // the CLI
+    expect(
+      await d.cli([
+        'backup',
+        'job',
+        'add',
+        'j2',
+        '--schedule',
+        '@daily',
+        '--repository',
+        'r1',
+        '--vm',
+        'bk1',
+        '--keep-last',
+        '3',
+      ]),
+    ).toMatch(/job j2: next run 20\d\d-/);
+    expect(await d.cli(['backup', 'job', 'list'])).toMatch(/j2\s+@daily\s+r1\s+bk1/);
+    expect(await d.api.request('GET', '/api/v1/backup/jobs/j2')).toMatchObject({
+      retention: { keepLast: 3 },
+    });
+    await d.cli(['backup', 'job', 'rm', 'j2']);
+  }, 600_000);
 });

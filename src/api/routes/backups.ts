@@ -285,3 +285,162 @@ export function vmBackupRoutes(ctx: ApiContext) {
   );
   return r;
 }
+
+const RetentionSchema = z
+  .strictObject({
+    keepLast: z.number().int().min(0).max(10000).optional(),
+    keepHourly: z.number().int().min(0).max(10000).optional(),
+    keepDaily: z.number().int().min(0).max(10000).optional(),
+    keepWeekly: z.number().int().min(0).max(10000).optional(),
+    keepMonthly: z.number().int().min(0).max(10000).optional(),
+    keepYearly: z.number().int().min(0).max(10000).optional(),
+  })
+  .openapi('BackupRetention', {
+    description:
+      'Per VM: keep the N newest (keepLast), and the newest of each of the N newest hours/days/ISO weeks/months/years that have one (UTC); a backup kept by any rule stays',
+  });
+
+const JobFields = {
+  schedule: z.string().min(1).max(200).openapi({
+    description:
+      'A cron expression ("0 2 * * *": 02:00 every day) or @hourly, @daily, @weekly, @monthly; UTC',
+    example: '0 2 * * *',
+  }),
+  repository: REPO_NAME,
+  selection: z
+    .strictObject({
+      all: z.boolean().optional().openapi({ description: 'Every VM (templates excluded)' }),
+      vms: z
+        .array(z.string().min(1).max(64))
+        .max(1000)
+        .optional()
+        .openapi({ description: 'VM names or ids' }),
+    })
+    .openapi({ description: 'all, or a list of VMs' }),
+  retention: RetentionSchema.optional(),
+  enabled: z.boolean().optional(),
+  notes: z.string().max(500).optional(),
+};
+
+const JobSchema = z
+  .object({
+    name: z.string(),
+    schedule: z.string(),
+    repository: z.string(),
+    selection: z.object({ all: z.boolean().optional(), vms: z.array(z.string()).optional() }),
+    retention: z.record(z.string(), z.number()).optional(),
+    enabled: z.boolean(),
+    notes: z.string().optional(),
+    createdAt: z.string(),
+    nextRunAt: z.string().optional(),
+    running: z.boolean(),
+    lastRunAt: z.string().optional(),
+    lastStatus: z.enum(['ok', 'partial', 'error']).optional(),
+    lastMessage: z.string().optional(),
+  })
+  .openapi('BackupJob');
+
+const JobParam = z.object({ name: REPO_NAME });
+
+/** Scheduled backup jobs (`/backup/jobs`). */
+export function backupJobRoutes(ctx: ApiContext) {
+  const r = newRouter();
+  r.openapi(
+    createRoute({
+      method: 'get',
+      path: '/',
+      tags: ['Backups'],
+      summary: 'Backup jobs, with their next and last runs',
+      responses: { 200: json(z.array(JobSchema), 'Jobs'), ...errors },
+    }),
+    async (c) => c.json(await ctx.backupJobs.list(), 200),
+  );
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/',
+      tags: ['Backups'],
+      summary: 'Add a scheduled backup job (schedule, VMs, repository, retention)',
+      request: {
+        body: {
+          content: {
+            'application/json': {
+              schema: z.strictObject({ name: REPO_NAME, ...JobFields }).openapi('NewBackupJob'),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: { 201: json(JobSchema, 'Added'), ...errors },
+    }),
+    async (c) => c.json(await ctx.backupJobs.create(c.req.valid('json')), 201),
+  );
+  r.openapi(
+    createRoute({
+      method: 'get',
+      path: '/{name}',
+      tags: ['Backups'],
+      summary: 'A backup job',
+      request: { params: JobParam },
+      responses: { 200: json(JobSchema, 'The job'), ...errors },
+    }),
+    async (c) => c.json(await ctx.backupJobs.get(c.req.valid('param').name), 200),
+  );
+  r.openapi(
+    createRoute({
+      method: 'patch',
+      path: '/{name}',
+      tags: ['Backups'],
+      summary: 'Change a backup job (any field but its name)',
+      request: {
+        params: JobParam,
+        body: {
+          content: {
+            'application/json': {
+              schema: z
+                .strictObject({
+                  schedule: JobFields.schedule.optional(),
+                  repository: REPO_NAME.optional(),
+                  selection: JobFields.selection.optional(),
+                  retention: RetentionSchema.optional(),
+                  enabled: z.boolean().optional(),
+                  notes: z.string().max(500).optional(),
+                })
+                .openapi('EditBackupJob'),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: { 200: json(JobSchema, 'The job'), ...errors },
+    }),
+    async (c) => c.json(await ctx.backupJobs.update(c.req.valid('param').name, c.req.valid('json')), 200),
+  );
+  r.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/{name}',
+      tags: ['Backups'],
+      summary: 'Delete a backup job (its backups stay)',
+      request: { params: JobParam },
+      responses: { 204: { description: 'Deleted' }, ...errors },
+    }),
+    async (c) => {
+      await ctx.backupJobs.delete(c.req.valid('param').name);
+      return c.body(null, 204);
+    },
+  );
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/{name}/run',
+      tags: ['Backups'],
+      summary:
+        'Run a backup job now: each VM backed up in turn (its own task), then pruned by the retention policy, then GC; the job task result lists each VM',
+      request: { params: JobParam },
+      responses: { 202: json(TaskSchema, 'The run, as a task'), ...errors },
+    }),
+    async (c) => c.json(await ctx.backupJobs.runNow(c.req.valid('param').name, c.get('user')), 202),
+  );
+  return r;
+}

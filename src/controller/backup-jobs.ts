@@ -1,0 +1,303 @@
+/**
+ * Scheduled backup jobs: a schedule (cron expression or @hourly/@daily/@weekly/@monthly, UTC), a
+ * selection (every VM, or named VMs), a repository and a retention policy. The controller of the
+ * repository's host runs a job when it is due (also once at start for a run missed while it was down);
+ * a run backs the VMs up one after the other (each its own `vm.backup` task), prunes each VM's backups by
+ * the retention policy, then garbage-collects the repository if anything was pruned. The run is a
+ * `backup.job` task whose result lists every VM's outcome.
+ */
+import { Cron } from 'croner';
+import type { Retention } from '../backup/retention';
+import { NfError, toNfError } from '../errors';
+import type { Store } from '../store/store';
+import { createLogger } from '../util/log';
+import type { BackupService } from './backups';
+import { keys, type VmRecord } from './records';
+import type { TaskLog } from './tasks';
+import type { VmService } from './vms';
+
+const log = createLogger('backup-jobs');
+const NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** How often due jobs are looked for (tests shorten it). */
+const TICK_MS = Number(process.env.NEUROFLOW_BACKUP_TICK_MS) || 20_000;
+
+export interface BackupJobRecord {
+  name: string;
+  schedule: string;
+  repository: string;
+  selection: { all?: boolean; vms?: string[] };
+  retention?: Retention;
+  enabled: boolean;
+  notes?: string;
+  createdAt: string;
+}
+
+export interface BackupJobState {
+  lastRunAt?: string;
+  lastTaskId?: string;
+  lastStatus?: 'ok' | 'partial' | 'error';
+  lastMessage?: string;
+}
+
+export interface BackupJobView extends BackupJobRecord, BackupJobState {
+  nextRunAt?: string;
+  running: boolean;
+}
+
+export interface JobVmOutcome {
+  vm: string;
+  status: 'ok' | 'error' | 'skipped';
+  backup?: string;
+  taskId?: string;
+  mode?: string;
+  error?: string;
+  pruned?: number;
+}
+
+export function nextRun(schedule: string, after: Date): Date | undefined {
+  return new Cron(schedule, { paused: true, timezone: 'Etc/UTC' }).nextRun(after) ?? undefined;
+}
+
+export function checkSchedule(schedule: string): void {
+  try {
+    if (!nextRun(schedule, new Date())) throw new Error('it never runs');
+  } catch (err) {
+    throw new NfError(
+      'validation_failed',
+      `schedule "${schedule}": ${(err as Error).message} (a cron expression such as "0 2 * * *", or @hourly, @daily, @weekly, @monthly; UTC)`,
+    );
+  }
+}
+
+export class BackupJobs {
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private readonly running = new Set<string>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly backups: BackupService,
+    private readonly vms: VmService,
+    private readonly tasks: TaskLog,
+    private readonly nodeName: string,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.tick(), TICK_MS);
+    void this.tick();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  async list(): Promise<BackupJobView[]> {
+    const recs = await this.store.list<BackupJobRecord>(keys.backupJobs);
+    return Promise.all(recs.map((r) => this.view(r.value)));
+  }
+
+  async get(name: string): Promise<BackupJobView> {
+    return this.view(await this.record(name));
+  }
+
+  private async view(j: BackupJobRecord): Promise<BackupJobView> {
+    const state = (await this.store.get<BackupJobState>(keys.backupJobState(j.name)))?.value ?? {};
+    const next = j.enabled ? nextRun(j.schedule, new Date()) : undefined;
+    return {
+      ...j,
+      ...state,
+      ...(next ? { nextRunAt: next.toISOString() } : {}),
+      running: this.running.has(j.name),
+    };
+  }
+
+  private async record(name: string): Promise<BackupJobRecord> {
+    const cur = await this.store.get<BackupJobRecord>(keys.backupJob(name));
+    if (!cur) throw new NfError('not_found', `no backup job "${name}"`);
+    return cur.value;
+  }
+
+  private async check(j: Omit<BackupJobRecord, 'createdAt'>): Promise<void> {
+    if (!NAME_RE.test(j.name))
+      throw new NfError('validation_failed', 'a job name is 1-63 lowercase letters, digits and dashes');
+    checkSchedule(j.schedule);
+    await this.backups.getRepository(j.repository); // not_found names it
+    if (!j.selection.all && !(j.selection.vms && j.selection.vms.length > 0))
+      throw new NfError(
+        'validation_failed',
+        'select VMs: selection.all, or selection.vms with at least one VM',
+      );
+    if (j.selection.all && j.selection.vms?.length)
+      throw new NfError('validation_failed', 'selection.all and selection.vms exclude each other');
+    for (const ref of j.selection.vms ?? []) await this.vms.find(ref); // not_found names it
+  }
+
+  async create(
+    input: Omit<BackupJobRecord, 'createdAt' | 'enabled'> & { enabled?: boolean },
+  ): Promise<BackupJobView> {
+    const rec: BackupJobRecord = {
+      ...input,
+      enabled: input.enabled ?? true,
+      createdAt: new Date().toISOString(),
+    };
+    await this.check(rec);
+    await this.store
+      .txn(
+        {
+          when: [{ key: keys.backupJob(rec.name), absent: true }],
+          put: [{ key: keys.backupJob(rec.name), value: rec }],
+        },
+        `a backup job named "${rec.name}" exists`,
+      )
+      .catch((err) => {
+        const e = toNfError(err);
+        throw e.code === 'conflict'
+          ? new NfError('already_exists', `a backup job named "${rec.name}" exists`)
+          : e;
+      });
+    log.info('backup job added', { job: rec.name, schedule: rec.schedule, repository: rec.repository });
+    return this.view(rec);
+  }
+
+  async update(
+    name: string,
+    patch: Partial<Omit<BackupJobRecord, 'name' | 'createdAt'>>,
+  ): Promise<BackupJobView> {
+    const cur = await this.record(name);
+    const next: BackupJobRecord = { ...cur, ...patch, name };
+    await this.check(next);
+    await this.store.txn({ put: [{ key: keys.backupJob(name), value: next }] });
+    return this.view(next);
+  }
+
+  async delete(name: string): Promise<void> {
+    await this.record(name);
+    await this.store.txn({ delete: [keys.backupJob(name), keys.backupJobState(name)] });
+  }
+
+  /** Runs a job now (as its schedule would), as a task. */
+  async runNow(name: string, user: string) {
+    const job = await this.record(name);
+    if ((await this.backups.repositoryNode(job.repository)) !== this.nodeName)
+      throw new NfError(
+        'not_implemented',
+        `job "${name}" backs up into a repository of another host: run it there`,
+      );
+    if (this.running.has(name)) throw new NfError('invalid_state', `job "${name}" is running`);
+    return this.run(job, user);
+  }
+
+  private async run(job: BackupJobRecord, user: string) {
+    this.running.add(job.name);
+    const startedAt = new Date().toISOString();
+    try {
+      return await this.tasks.start('backup.job', job.name, user, async (progress, ctl) => {
+        const outcomes: JobVmOutcome[] = [];
+        try {
+          const vms = await this.selected(job);
+          for (const [i, vm] of vms.entries()) {
+            ctl.details({ phase: 'backing up', vm: vm.name, done: i, total: vms.length });
+            outcomes.push(await this.backupOne(job, vm, user));
+            progress(((i + 1) / Math.max(1, vms.length)) * 0.9);
+          }
+          let pruned = 0;
+          if (job.retention) {
+            ctl.details({ phase: 'pruning' });
+            for (const o of outcomes) {
+              const vm = vms.find((v) => v.name === o.vm)!;
+              if (o.status !== 'ok') continue; // never prune a VM whose backup just failed
+              o.pruned = (await this.backups.prune(job.repository, vm.id, job.retention)).length;
+              pruned += o.pruned;
+            }
+          }
+          const gc = pruned > 0 ? await this.backups.collect(job.repository) : undefined;
+          const failed = outcomes.filter((o) => o.status === 'error');
+          const status = failed.length === 0 ? 'ok' : failed.length === outcomes.length ? 'error' : 'partial';
+          const message =
+            failed.length === 0
+              ? `${outcomes.filter((o) => o.status === 'ok').length} VM(s) backed up`
+              : `${failed.length} of ${outcomes.length} VM(s) failed: ${failed.map((f) => `${f.vm} (${f.error})`).join('; ')}`;
+          ctl.result({ job: job.name, status, vms: outcomes, pruned, ...(gc ? { gc } : {}) });
+          await this.saveState(job.name, { lastRunAt: startedAt, lastStatus: status, lastMessage: message });
+          if (status !== 'ok') throw new NfError('unavailable', message);
+          return outcomes;
+        } catch (err) {
+          if (outcomes.length === 0)
+            await this.saveState(job.name, {
+              lastRunAt: startedAt,
+              lastStatus: 'error',
+              lastMessage: (err as Error).message,
+            });
+          throw err;
+        } finally {
+          this.running.delete(job.name);
+        }
+      });
+    } catch (err) {
+      this.running.delete(job.name);
+      throw err;
+    }
+  }
+
+  private async backupOne(job: BackupJobRecord, vm: VmRecord, user: string): Promise<JobVmOutcome> {
+    if (vm.node && vm.node !== this.nodeName)
+      return { vm: vm.name, status: 'skipped', error: `it runs on host ${vm.node}` };
+    try {
+      const { task, done } = await this.backups.startBackup(
+        vm.id,
+        { repository: job.repository, notes: job.notes ?? `job ${job.name}` },
+        user,
+      );
+      const b = await done;
+      return {
+        vm: vm.name,
+        status: 'ok',
+        backup: b.id,
+        taskId: task.id,
+        mode: [...new Set(b.disks.map((d) => d.mode))].join('+'),
+      };
+    } catch (err) {
+      return { vm: vm.name, status: 'error', error: toNfError(err).message };
+    }
+  }
+
+  private async selected(job: BackupJobRecord): Promise<VmRecord[]> {
+    if (job.selection.all)
+      return (await this.store.list<VmRecord>(keys.vms))
+        .map((v) => v.value)
+        .filter((v) => !v.template)
+        .sort((a, b) => a.name.localeCompare(b.name));
+    const out: VmRecord[] = [];
+    for (const ref of job.selection.vms ?? []) {
+      const v = await this.vms.find(ref).catch(() => undefined);
+      if (v) out.push(v.value);
+      else log.warn('a VM of a backup job is gone', { job: job.name, vm: ref });
+    }
+    return out;
+  }
+
+  private async saveState(name: string, state: BackupJobState): Promise<void> {
+    const cur = (await this.store.get<BackupJobState>(keys.backupJobState(name)))?.value ?? {};
+    await this.store.txn({ put: [{ key: keys.backupJobState(name), value: { ...cur, ...state } }] });
+  }
+
+  /** Starts the jobs of this host's repositories that are due (a run missed while down counts as due). */
+  private async tick(): Promise<void> {
+    try {
+      for (const { value: job } of await this.store.list<BackupJobRecord>(keys.backupJobs)) {
+        if (!job.enabled || this.running.has(job.name)) continue;
+        const node = await this.backups.repositoryNode(job.repository).catch(() => undefined);
+        if (node !== this.nodeName) continue;
+        const state = (await this.store.get<BackupJobState>(keys.backupJobState(job.name)))?.value;
+        const due = nextRun(job.schedule, new Date(state?.lastRunAt ?? job.createdAt));
+        if (!due || due.getTime() > Date.now()) continue;
+        log.info('backup job due', { job: job.name, due: due.toISOString() });
+        await this.run(job, 'scheduler').catch((err) =>
+          log.warn('a backup job could not start', { job: job.name, err: (err as Error).message }),
+        );
+      }
+    } catch (err) {
+      log.warn('backup job scheduling failed', { err: (err as Error).message });
+    }
+  }
+}
