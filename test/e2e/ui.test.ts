@@ -1,6 +1,15 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
@@ -11,7 +20,7 @@ import { launchChromium, signIn } from '../harness/browser';
 import { sharedCephLab } from '../harness/ceph';
 import { neuroflowCommand, TestDaemon } from '../harness/daemon';
 import { BOOTED, testGuest } from '../harness/guest';
-import { startAndBoot, waitConsole } from '../harness/serial';
+import { guestRun, startAndBoot, waitConsole } from '../harness/serial';
 import { createVm, getVm, kernelVm, vmAction } from '../harness/vms';
 
 /**
@@ -1415,6 +1424,248 @@ describe('web UI', () => {
       await p.context().close();
     }
   });
+
+  it('backs a running VM up from its page into a new repository (a relative path refused inline), full then incremental, restores it as a new VM; deletes, collects garbage, verifies, shows an unreadable repository', async () => {
+    // A page of its own, signed in here: the test also runs alone (-t).
+    const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
+    const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
+    const dir = mkdtempSync(join(tmpdir(), 'nf-e2e-backup-'));
+    const repoPath = join(dir, 'nas1');
+    interface BackupVm {
+      id: string;
+      name: string;
+      state: string;
+      disks: { volume: string }[];
+      networks: { mac: string }[];
+    }
+    interface BackupView {
+      id: string;
+      consistency: string;
+      notes?: string;
+      disks: { id: string; mode: string; base?: string; fullReason?: string; chunksRead: number }[];
+    }
+    const vm = await createVm(d.api, kernelVm('bkui'));
+    let restoredId = '';
+    try {
+      // Backups in the main navigation: Add repository…, a relative path refused by the API inline
+      await p.click('.topbar a[href="#/backups"]');
+      await p.locator('.backups-page .repositories-card').waitFor({ timeout: 15_000 });
+      await p.click('[data-action=add-repository]');
+      const add = p.getByRole('dialog', { name: 'Add a backup repository' });
+      await add.locator('input[name=name]').fill('nas1');
+      await add.locator('input[name=path]').fill('backups/nas1');
+      await add.locator('button[type=submit]').click();
+      await add
+        .locator('.form-error', { hasText: 'the repository path must be an absolute, normalised directory' })
+        .waitFor({ timeout: 15_000 });
+      // an absolute path: made, listed with its host, no backups yet
+      await add.locator('input[name=path]').fill(repoPath);
+      await add.locator('button[type=submit]').click();
+      await add.waitFor({ state: 'detached', timeout: 15_000 });
+      const repoRow = p.locator('tr[data-repository=nas1]');
+      await repoRow.locator('.repo-backups', { hasText: /^0$/ }).waitFor({ timeout: 15_000 });
+      expect(await repoRow.locator('td.mono').textContent()).toBe(repoPath);
+      const host = (await d.api.request<{ name: string }[]>('GET', '/api/v1/nodes'))[0]!.name;
+      expect(await repoRow.locator('td').nth(2).textContent()).toBe(host);
+      expect(readdirSync(repoPath).sort()).toEqual(['backups', 'chunks', 'repo.json']);
+
+      // the VM runs; Back up now on its Backups tab, into the one repository, with notes
+      await startAndBoot(d.api, vm.id, () => vmAction(d.api, vm.id, 'start'), new RegExp(BOOTED), 150_000);
+      // 4 MiB of data on the blank disk, so the first backup reads something
+      await guestRun(
+        d.api,
+        d.dataDir,
+        vm.id,
+        'dd if=/dev/urandom of=/dev/vda bs=1M count=4 seek=16 oflag=direct conv=fsync 2>/dev/null',
+      );
+      await p.goto(`${d.url}/#/vms/${vm.id}/backups`);
+      const tab = p.locator('.vm-backups');
+      await tab
+        .locator('.backups td', { hasText: 'No backups of this VM yet.' })
+        .waitFor({ timeout: 15_000 });
+      expect(await tab.locator('select[name=repository]').inputValue()).toBe('nas1');
+      await tab.locator('input[name=notes]').fill('before the upgrade');
+      await tab.locator('[data-action=backup-now]').click();
+      const rows = tab.locator('tr[data-backup]');
+      await rows.first().waitFor({ timeout: 120_000 });
+      await p.locator('.toast', { hasText: 'Backup of bkui done: full, read' }).waitFor({ timeout: 15_000 });
+      const b1 = (await d.api.request<BackupView[]>('GET', `/api/v1/backups?vm=${vm.id}`))[0]!;
+      expect(b1).toMatchObject({ notes: 'before the upgrade', disks: [{ id: 'disk0', mode: 'full' }] });
+      expect(await rows.count()).toBe(1);
+      expect(await rows.first().getAttribute('data-mode')).toBe('full');
+      expect(await rows.first().locator('.backup-disk').textContent()).toBe('disk0: full');
+      expect(await rows.first().locator('.backup-notes').textContent()).toBe('before the upgrade');
+      const label = {
+        filesystem: 'file-system consistent',
+        crash: 'crash consistent',
+        stopped: 'VM powered off',
+      };
+      expect(await rows.first().locator('.consistency').textContent()).toBe(
+        label[b1.consistency as keyof typeof label],
+      );
+      // the task in Recent tasks, with what it did
+      const done = p.locator('.tasks tr[data-task-type="vm.backup"].task-ok');
+      expect(await done.first().locator('[data-testid=task-result]').textContent()).toMatch(
+        /^full, read [\d.]+ [KMG]?i?B, stored [\d.]+ [KMG]?i?B in [\d.]+ s$/,
+      );
+
+      // 4 MiB written in the guest, backed up again: incremental, one 4 MiB chunk read
+      await guestRun(
+        d.api,
+        d.dataDir,
+        vm.id,
+        'dd if=/dev/urandom of=/dev/vda bs=1M count=4 seek=64 oflag=direct conv=fsync 2>/dev/null',
+      );
+      await tab.locator('[data-action=backup-now]:not([disabled])').click();
+      await tab.locator('tr[data-backup][data-mode=incremental]').waitFor({ timeout: 120_000 });
+      expect(await rows.count()).toBe(2);
+      const b2 = (await d.api.request<BackupView[]>('GET', `/api/v1/backups?vm=${vm.id}`))[0]!;
+      expect(b2.disks[0]).toMatchObject({ mode: 'incremental', base: b1.id, chunksRead: 1 });
+      const inc = tab.locator(`tr[data-backup="${b2.id}"]`);
+      expect(await inc.locator('.backup-disk').textContent()).toBe('disk0: incremental');
+      expect(await inc.locator('.backup-disk').getAttribute('title')).toMatch(
+        new RegExp(`^changes since backup ${b1.id}\n1 chunk read, 1 new`),
+      );
+      expect(await inc.locator('.backup-data').textContent()).toMatch(/^4\.0 MiB \/ /);
+      // newest first
+      expect(await rows.evaluateAll((r) => r.map((x) => x.getAttribute('data-backup')))).toEqual([
+        b2.id,
+        b1.id,
+      ]);
+      await p.locator('.toast').first().waitFor({ state: 'detached', timeout: 15_000 });
+      await p.screenshot({ path: join(SHOTS, 'vm-backups.png') });
+
+      // the Backups page: the repository's count and space, both backups with the VM and their modes
+      await p.click('.topbar a[href="#/backups"]');
+      await repoRow.locator('.repo-backups', { hasText: /^2$/ }).waitFor({ timeout: 15_000 });
+      expect(await repoRow.locator('.repo-usage').textContent()).toMatch(/^[\d.]+ [KMG]?i?B$/);
+      const list = p.locator('.backups-card tr[data-backup]');
+      await list.nth(1).waitFor({ timeout: 15_000 });
+      expect(await list.evaluateAll((r) => r.map((x) => x.getAttribute('data-mode')))).toEqual([
+        'incremental',
+        'full',
+      ]);
+      expect(await list.first().locator('td').first().textContent()).toBe('bkui');
+      await p.screenshot({ path: join(SHOTS, 'backups.png') });
+
+      // Restore… the newest: a taken name refused inline, then a new VM that opens when it is made
+      await p.click(`.backups-card tr[data-backup="${b2.id}"] [data-action=restore-backup]`);
+      const restore = p.locator('.restore-dialog');
+      expect(await restore.locator('input[name=name]').inputValue()).toBe('bkui-restored');
+      await restore.locator('select[name=pool] option[value=local]').waitFor({ state: 'attached' });
+      await restore.locator('input[name=name]').fill('bkui');
+      await restore.locator('button[type=submit]').click();
+      await restore.locator('.form-error', { hasText: 'a VM named "bkui" already exists' }).waitFor({
+        timeout: 15_000,
+      });
+      await restore.locator('input[name=name]').fill('bkui-restored');
+      await restore.locator('select[name=pool]').selectOption('local');
+      await restore.locator('button[type=submit]').click();
+      await p.locator('.vm-head h2', { hasText: 'bkui-restored' }).waitFor({ timeout: 120_000 });
+      await restore.waitFor({ state: 'detached' });
+      await p.locator('.toast', { hasText: 'Backup of bkui restored as VM bkui-restored' }).waitFor();
+      await p.locator('.tree a', { hasText: 'bkui-restored' }).waitFor({ timeout: 15_000 });
+      const restored = await d.api.request<BackupVm>('GET', '/api/v1/vms/bkui-restored');
+      restoredId = restored.id;
+      expect(p.url()).toContain(`#/vms/${restored.id}`);
+      expect(restored.id).not.toBe(vm.id);
+      expect(restored.state).toBe('stopped');
+      expect(restored.disks.map((x) => x.volume)).toEqual([`vm-${restored.id}-disk0.qcow2`]);
+      const src = await d.api.request<BackupVm>('GET', `/api/v1/vms/${vm.id}`);
+      expect(restored.networks[0]!.mac).not.toBe(src.networks[0]!.mac);
+      const rt = p.locator('.tasks tr[data-task-type="backup.restore"].task-ok').first();
+      expect(await rt.locator('[data-testid=task-result]').textContent()).toBe('VM bkui-restored');
+
+      // Delete the newer backup (confirmed): the older one stays, and so does the chunk they share
+      await p.click('.topbar a[href="#/backups"]');
+      await p.click(`.backups-card tr[data-backup="${b2.id}"] [data-action=delete-backup]`);
+      const del = p.getByRole('dialog', { name: /^Delete the backup of bkui from / });
+      await del.locator('button.danger').click();
+      await p
+        .locator(`.backups-card tr[data-backup="${b2.id}"]`)
+        .waitFor({ state: 'detached', timeout: 15_000 });
+      expect(
+        (await d.api.request<BackupView[]>('GET', `/api/v1/backups?vm=${vm.id}`)).map((b) => b.id),
+      ).toEqual([b1.id]);
+      // Collect garbage: the chunk only the deleted backup used goes (4 MiB of random data); what it did
+      // under the repository's row
+      const repoChecks = p.locator('tr[data-checks-for=nas1]');
+      await repoRow.locator('[data-action=gc-repository]').click();
+      await repoChecks
+        .locator('[data-testid=repo-check][data-task-type="backup.gc"][data-status=ok]')
+        .waitFor({ timeout: 60_000 });
+      expect(
+        await repoChecks.locator('[data-testid=repo-check][data-task-type="backup.gc"]').textContent(),
+      ).toBe('garbage collection: removed 1 chunk, freed 4.0 MiB (kept 1)');
+      await repoRow.locator('.repo-backups', { hasText: /^1$/ }).waitFor({ timeout: 15_000 });
+      // Verify the repository: intact
+      await repoRow.locator('[data-action=verify-repository]:not([disabled])').click();
+      await repoChecks
+        .locator('[data-testid=repo-check][data-task-type="backup.verify"][data-status=ok]')
+        .waitFor({ timeout: 60_000 });
+      expect(
+        await repoChecks.locator('[data-testid=repo-check][data-task-type="backup.verify"]').textContent(),
+      ).toBe('verify: 1 backup, 1 chunk: all intact');
+      // backed up again: full, since the change bitmap followed the deleted backup; the reason is shown
+      // under the disk's mode (and as its tooltip)
+      await p.goto(`${d.url}/#/vms/${vm.id}/backups`);
+      await tab.locator(`tr[data-backup="${b1.id}"]`).waitFor({ timeout: 15_000 });
+      await tab.locator('[data-action=backup-now]:not([disabled])').click();
+      await rows.nth(1).waitFor({ timeout: 120_000 });
+      const b3 = (await d.api.request<BackupView[]>('GET', `/api/v1/backups?vm=${vm.id}`))[0]!;
+      expect(b3.disks[0]).toMatchObject({ mode: 'full', fullReason: expect.stringContaining(b1.id) });
+      const again = tab.locator(`tr[data-backup="${b3.id}"]`);
+      expect(await again.locator('.full-reason').textContent()).toBe(b3.disks[0]!.fullReason);
+      const tip = await again.locator('.backup-disk').getAttribute('title');
+      expect(tip?.startsWith(`${b3.disks[0]!.fullReason}\n`)).toBe(true);
+      await p.click('.topbar a[href="#/backups"]');
+
+      // a chunk damaged on disk: Verify on the backup's row says which backup it breaks (the newest
+      // backup names it too: verified alone, the older one is the one broken)
+      // the one chunk of data the older backup names (its index: a chunk id, or null for zeros)
+      const index = JSON.parse(
+        readFileSync(join(repoPath, 'backups', vm.id, b1.id, 'disk0.index.json'), 'utf8'),
+      ) as { chunks: (string | null)[] };
+      const [id] = index.chunks.filter((c): c is string => c !== null);
+      const chunk = join(repoPath, 'chunks', id!.slice(0, 2), id!);
+      writeFileSync(chunk, 'not the data');
+      await p.click(`.backups-card tr[data-backup="${b1.id}"] [data-action=verify-backup]`);
+      const check = p.locator(
+        `.backups-card tr[data-check-for="${b1.id}"] [data-testid=backup-check][data-status=ok]`,
+      );
+      await check.waitFor({ timeout: 60_000 });
+      expect(await check.textContent()).toBe(
+        `verify: 1 backup, 1 chunk: 1 damaged chunk; broken: bkui (${b1.id})`,
+      );
+      expect(await check.getAttribute('role')).toBe('alert');
+
+      // the directory gone (an NFS mount lost): the row says why it cannot be read, and offers no upkeep
+      renameSync(repoPath, `${repoPath}-away`);
+      await p.reload();
+      await repoRow.locator('.repo-problem', { hasText: `Unreadable: ` }).waitFor({ timeout: 15_000 });
+      expect(await repoRow.locator('.repo-problem').textContent()).toContain(repoPath);
+      expect(await repoRow.locator('[data-action=verify-repository]').count()).toBe(0);
+      renameSync(`${repoPath}-away`, repoPath);
+      await p.reload();
+      await repoRow.locator('.repo-backups', { hasText: /^2$/ }).waitFor({ timeout: 15_000 });
+
+      // Remove the repository: the confirmation says its data stays, and it does
+      await repoRow.locator('[data-action=remove-repository]').click();
+      const rm = p.getByRole('dialog', { name: 'Remove repository nas1?' });
+      expect(await rm.locator('.modal-body').textContent()).toMatch(/backups in it stay on disk/);
+      await rm.locator('button.danger').click();
+      await repoRow.waitFor({ state: 'detached', timeout: 15_000 });
+      await p.locator('.backups-card td', { hasText: 'No backups yet' }).waitFor({ timeout: 15_000 });
+      expect(readdirSync(join(repoPath, 'backups', vm.id)).sort()).toEqual([b1.id, b3.id]);
+      expect(errors).toEqual([]);
+    } finally {
+      if (restoredId) await d.api.request('DELETE', `/api/v1/vms/${restoredId}`).catch(() => {});
+      await d.api.request('DELETE', `/api/v1/vms/${vm.id}?force=true`).catch(() => {});
+      await d.api.request('DELETE', '/api/v1/backup/repositories/nas1').catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+      await p.context().close();
+    }
+  }, 420_000);
 
   it('logs out: the session is gone, and the API refuses the old cookie', async () => {
     const cookiesBefore = await page.context().cookies();

@@ -142,9 +142,13 @@ const TASK_LABELS: Record<string, string> = {
   'ha.settings': 'HA settings',
   'vm.ha': 'HA policy',
   'vm.ha-reset': 'HA reset (VM monitoring)',
+  'vm.backup': 'Backup',
+  'backup.restore': 'Restore from backup',
+  'backup.verify': 'Verify backups',
+  'backup.gc': 'Backup garbage collection',
 };
 
-/** A readable name for the HA task types; other types as they are. */
+/** A readable name for the HA and backup task types; other types as they are. */
 export function taskLabel(type: string): string {
   return TASK_LABELS[type] ?? type;
 }

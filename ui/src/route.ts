@@ -1,8 +1,8 @@
 import { useEffect, useState } from 'preact/hooks';
 
-/** Hash routes: #/ (dashboard), #/vms, #/vms/<id>/<tab>, #/hosts/<name>, #/cluster, #/storage, #/events. */
+/** Hash routes: #/ (dashboard), #/vms, #/vms/<id>/<tab>, #/hosts/<name>, #/cluster, #/storage, #/backups, #/events. */
 export interface Route {
-  view: 'dashboard' | 'vms' | 'vm' | 'host' | 'cluster' | 'storage' | 'events';
+  view: 'dashboard' | 'vms' | 'vm' | 'host' | 'cluster' | 'storage' | 'backups' | 'events';
   id?: string;
   tab?: string;
 }
@@ -15,6 +15,7 @@ export function parseRoute(hash: string): Route {
   if (parts[0] === 'cluster') return { view: 'cluster' };
   if (parts[0] === 'events') return { view: 'events' };
   if (parts[0] === 'storage') return { view: 'storage' };
+  if (parts[0] === 'backups') return { view: 'backups' };
   return { view: 'dashboard' };
 }
 

@@ -2,6 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api';
 import { useRoute } from '../route';
 import { refreshAll, refreshCluster, setState, startLive, useStore } from '../store';
+import { BackupsPage } from './BackupsPage';
 import { ClusterPage } from './ClusterPage';
 import { CreateVmDialog } from './CreateVmDialog';
 import { Dashboard } from './Dashboard';
@@ -57,6 +58,7 @@ export function App() {
         {route.view === 'host' && <HostPage name={route.id!} />}
         {route.view === 'cluster' && <ClusterPage />}
         {route.view === 'storage' && <StoragePage onImport={() => setImporting(true)} />}
+        {route.view === 'backups' && <BackupsPage />}
       </main>
       <TasksPanel />
       {creating && <CreateVmDialog onClose={() => setCreating(false)} />}

@@ -1,5 +1,17 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, type Task } from '../api';
+import {
+  backupDetails,
+  backupOutcome,
+  backupProgress,
+  backupResult,
+  GC,
+  maintenanceLine,
+  RESTORE,
+  restoreResult,
+  taskFraction,
+  VERIFY,
+} from '../backups';
 import { haRestartDetails, taskLabel } from '../ha';
 import { importDetails, importProgress, importResult } from '../imports';
 import {
@@ -84,6 +96,12 @@ export function TasksPanel() {
                 const evr = evacuationResult(t);
                 const imp = importDetails(t);
                 const impr = importResult(t);
+                const bk = backupDetails(t);
+                const bkr = backupResult(t);
+                const rst = restoreResult(t);
+                // backups and restores: the fraction from their figures (their progress may read 100% early)
+                const frac = bk || [RESTORE, VERIFY, GC].includes(t.type) ? taskFraction(t) : t.progress;
+                const upkeep = !running && t.status === 'ok' && (t.type === VERIFY || t.type === GC);
                 return (
                   <tr
                     key={t.id}
@@ -97,7 +115,11 @@ export function TasksPanel() {
                       {name(t.target)}
                       {to ? ` → ${to}` : ''}
                     </td>
-                    <td>{running ? `running ${Math.round(t.progress * 100)}%` : t.status}</td>
+                    <td>
+                      {running
+                        ? `running${frac === undefined ? '' : ` ${Math.round(frac * 100)}%`}`
+                        : t.status}
+                    </td>
                     <td>{t.startedAt ? new Date(t.startedAt).toLocaleTimeString() : ''}</td>
                     <td class="task-details">
                       {t.error && <span class="task-error">{t.error.message}</span>}
@@ -148,6 +170,26 @@ export function TasksPanel() {
                       {!running && impr && (
                         <span class="task-import" data-testid="task-result">
                           VM <a href={`#/vms/${impr.vm}`}>{impr.name}</a>
+                        </span>
+                      )}
+                      {running && bk && (
+                        <span class="task-backup" data-testid="task-progress" data-phase={bk.phase}>
+                          {backupProgress(bk)}
+                        </span>
+                      )}
+                      {!running && bkr && (
+                        <span class="task-backup" data-testid="task-result">
+                          {backupOutcome(bkr)}
+                        </span>
+                      )}
+                      {!running && rst && (
+                        <span class="task-restore" data-testid="task-result">
+                          VM <a href={`#/vms/${rst.id}`}>{rst.vm}</a>
+                        </span>
+                      )}
+                      {upkeep && (
+                        <span class="task-backup" data-testid="task-result">
+                          {maintenanceLine(t).text}
                         </span>
                       )}
                       {running && t.cancelRequested && <span class="task-cancelling">cancelling…</span>}

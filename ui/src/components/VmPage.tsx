@@ -6,6 +6,7 @@ import { cancelTask, useStore } from '../store';
 import { VmMonitor } from './Metrics';
 import { StateBadge } from './StateBadge';
 import { VmActions } from './VmActions';
+import { VmBackups } from './VmBackups';
 import { VmConsole } from './VmConsole';
 import { VmSerial } from './VmSerial';
 import { VmSnapshots } from './VmSnapshots';
@@ -17,6 +18,7 @@ const TABS = [
   ['console', 'Console'],
   ['serial', 'Serial'],
   ['snapshots', 'Snapshots'],
+  ['backups', 'Backups'],
 ] as const;
 
 export function VmPage({ id, tab }: { id: string; tab: string }) {
@@ -61,6 +63,7 @@ export function VmPage({ id, tab }: { id: string; tab: string }) {
         {tab === 'console' && <VmConsole vm={vm} />}
         {tab === 'serial' && <VmSerial vm={vm} />}
         {tab === 'snapshots' && <VmSnapshots vm={vm} />}
+        {tab === 'backups' && <VmBackups vm={vm} />}
       </div>
     </div>
   );
