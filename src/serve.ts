@@ -612,6 +612,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     restoredRecord,
     hostPaths,
     join(dataDir, 'backups'),
+    join(dataDir, 'backup-keys'),
     () => placement.wake(),
   );
   const backupJobs = new BackupJobs(store, backups, vms, tasks, nodeName);

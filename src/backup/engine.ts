@@ -6,7 +6,7 @@
  */
 import { NfError } from '../errors';
 import { NBD_STATE_DIRTY, NBD_STATE_ZERO, type NbdClient, type NbdExtent } from './nbd';
-import { type BackupDisk, type BackupWriter, chunkId, type DiskIndex, type Repository } from './repository';
+import type { BackupDisk, BackupWriter, DiskIndex, Repository } from './repository';
 
 const IN_FLIGHT = 4;
 
@@ -111,7 +111,10 @@ export async function backupDisk(
       zeroChunks++;
       continue;
     }
-    if (base && dirty && !dirty[i]) chunks[i] = base.index.chunks[i] ?? null;
+    const kept = base && dirty && !dirty[i] ? (base.index.chunks[i] ?? null) : undefined;
+    // an unchanged chunk is taken from the base unless the repository lost it (a verification set it
+    // aside as damaged): then it is read again, which heals every backup naming it
+    if (kept === null || (kept && (await repo.hasChunk(kept)))) chunks[i] = kept;
     else toRead.push(i);
   }
   const stats = { readBytes: 0, newChunks: 0, newBytesStored: 0 };
@@ -124,7 +127,7 @@ export async function backupDisk(
     if (isZero(data)) {
       zeroChunks++;
     } else {
-      const id = chunkId(data);
+      const id = repo.idOf(data);
       const stored = await repo.putChunk(data, id);
       if (stored > 0) {
         stats.newChunks++;

@@ -7,7 +7,7 @@
  * without a usable one (first backup, QEMU killed, disk moved or rolled back, RBD) is read whole and the
  * manifest says why.
  */
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NfError, toNfError } from '../errors';
 import { qemuImg } from '../storage/qemu-img';
@@ -30,6 +30,8 @@ export interface BackupVolume {
 
 export interface NodeBackupRequest {
   repository: string;
+  /** The key of an encrypted repository: a file on this host (never sent over the wire). */
+  keyFile?: string;
   backupId: string;
   vm: { id: string; name: string };
   node: string;
@@ -46,6 +48,7 @@ export type VmBackupRequest = Omit<NodeBackupRequest, 'disks' | 'node'> & {
 /** One disk of a backup to write into a new volume of a pool. */
 export interface RestoreVolumeRequest {
   repository: string;
+  keyFile?: string;
   vmId: string;
   backupId: string;
   diskId: string;
@@ -64,6 +67,11 @@ export interface BackupProgress {
 export interface GuestFreezer {
   freeze(): Promise<number>;
   thaw(): Promise<number>;
+}
+
+/** Opens a repository with its key file when it has one. */
+export async function openRepository(path: string, keyFile?: string): Promise<Repository> {
+  return Repository.open(path, keyFile ? await readFile(keyFile) : undefined);
 }
 
 const bitmapName = (repo: Repository, backupId: string) => `nfbk-${repo.info.id}-${backupId}`;
@@ -96,12 +104,16 @@ async function plan(
       continue;
     }
     const want = bitmapName(repo, last.id);
-    const bm = (await bitmapsOf(d)).find((b) => b.name === want);
+    const all = await bitmapsOf(d);
+    const bm = all.find((b) => b.name === want);
+    const other = all.find((b) => ownBitmap(repo, b.name) && b.name !== want);
     if (!bm || !bm.usable) {
       out.set(d.id, {
         fullReason: bm
           ? `the change bitmap since backup ${last.id} is unusable (QEMU stopped without saving it)`
-          : `no change bitmap since backup ${last.id} (the disk was moved, rolled back, or backed up elsewhere)`,
+          : other
+            ? `the change bitmap follows backup ${other.name.slice(bitmapName(repo, '').length)}, which is no longer in the repository (deleted); the newest there is ${last.id}`
+            : `no change bitmap since backup ${last.id} (the disk was moved, rolled back, or backed up elsewhere)`,
       });
       continue;
     }
@@ -120,7 +132,7 @@ export async function backupRunning(
   guest: GuestFreezer | undefined,
   onProgress: (p: BackupProgress) => void,
 ): Promise<BackupManifest> {
-  const repo = await Repository.open(req.repository);
+  const repo = await openRepository(req.repository, req.keyFile);
   // What a backup left in QEMU when its daemon died (export, job, scratch node, bitmap copy): QEMU
   // outlives serve, so the next backup clears it first.
   await instance.endBackupExport(
@@ -271,7 +283,7 @@ export async function backupStopped(
   req: NodeBackupRequest,
   onProgress: (p: BackupProgress) => void,
 ): Promise<BackupManifest> {
-  const repo = await Repository.open(req.repository);
+  const repo = await openRepository(req.repository, req.keyFile);
   const startedAt = new Date().toISOString();
   const planned = await plan(repo, req, imageBitmaps);
   const writer = await repo.beginBackup(req.vm.id, req.backupId);
@@ -365,10 +377,10 @@ export async function backupStopped(
 /** Writes one disk of a backup into a new (zeroed) volume given as --image-opts. */
 export async function restoreVolume(
   runDir: string,
-  req: { repository: string; vmId: string; backupId: string; diskId: string; imageOpts: string },
+  req: Omit<RestoreVolumeRequest, 'pool' | 'volume' | 'sizeBytes'> & { imageOpts: string },
   onProgress: (p: ChunkProgress) => void,
 ): Promise<{ writtenBytes: number }> {
-  const repo = await Repository.open(req.repository);
+  const repo = await openRepository(req.repository, req.keyFile);
   const index = await repo.index(req.vmId, req.backupId, req.diskId);
   const server = await serveVolume({
     socket: join(runDir, `restore-${req.diskId}-${process.pid}.sock`),

@@ -14,7 +14,15 @@
  */
 
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createHmac,
+  hkdfSync,
+  randomBytes,
+  timingSafeEqual,
+} from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -25,6 +33,12 @@ export const CHUNK_SIZE = 4 * 1024 * 1024;
 const FORMAT = 'neuroflow-backup-repository';
 const ENC_RAW = 0;
 const ENC_ZSTD = 1;
+/** Encrypted repositories: AES-256-GCM over zstd (or raw) data: 1 byte, 12 bytes nonce, ciphertext, 16 bytes tag. */
+const ENC_GCM_RAW = 2;
+const ENC_GCM_ZSTD = 3;
+/** An encrypted JSON file (manifest, index) starts with these 4 bytes. */
+const SEALED = Buffer.from('NFE1');
+export const KEY_BYTES = 32;
 
 export interface RepoInfo {
   format: typeof FORMAT;
@@ -32,6 +46,41 @@ export interface RepoInfo {
   id: string;
   chunkSize: number;
   createdAt: string;
+  /**
+   * Client-side encryption: every chunk, index and manifest sealed with AES-256-GCM under keys derived
+   * from the repository's key (HKDF-SHA256), chunk names keyed (HMAC-SHA256) so they reveal nothing of
+   * the data. Only a check value of the key is stored here.
+   */
+  encryption?: { algorithm: 'aes-256-gcm'; kdf: 'hkdf-sha256'; keyCheck: string };
+}
+
+interface Keys {
+  enc: Buffer;
+  id: Buffer;
+}
+
+function deriveKeys(master: Buffer): Keys & { check: string } {
+  const derive = (info: string) => Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), info, 32));
+  return {
+    enc: derive('neuroflow-backup chunk encryption'),
+    id: derive('neuroflow-backup chunk id'),
+    check: derive('neuroflow-backup key check').toString('base64'),
+  };
+}
+
+function seal(key: Buffer, plain: Uint8Array): Buffer {
+  const nonce = randomBytes(12);
+  const c = createCipheriv('aes-256-gcm', key, nonce);
+  const body = Buffer.concat([c.update(plain), c.final()]);
+  return Buffer.concat([nonce, body, c.getAuthTag()]);
+}
+
+function unseal(key: Buffer, sealed: Uint8Array): Buffer {
+  const b = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
+  if (b.length < 28) throw new Error('too short');
+  const d = createDecipheriv('aes-256-gcm', key, b.subarray(0, 12));
+  d.setAuthTag(b.subarray(b.length - 16));
+  return Buffer.concat([d.update(b.subarray(12, b.length - 16)), d.final()]);
 }
 
 /** A disk's content in a backup: one entry per chunk, the chunk's id or null for a chunk of zeros. */
@@ -113,11 +162,15 @@ export class Repository {
   private constructor(
     readonly path: string,
     readonly info: RepoInfo,
+    private readonly keys?: Keys,
   ) {}
 
-  /** Makes a repository in `path` (an empty or missing directory), or opens the one there. */
-  static async init(path: string): Promise<Repository> {
-    if (existsSync(join(path, 'repo.json'))) return Repository.open(path);
+  /**
+   * Makes a repository in `path` (an empty or missing directory), or opens the one there. `key` (32 bytes)
+   * makes a new repository encrypted; an existing one must be opened with its own key.
+   */
+  static async init(path: string, key?: Buffer): Promise<Repository> {
+    if (existsSync(join(path, 'repo.json'))) return Repository.open(path, key);
     await mkdir(path, { recursive: true, mode: 0o700 });
     const other = (await readdir(path)).filter((f) => !f.startsWith('.') && f !== 'lost+found');
     if (other.length > 0)
@@ -125,20 +178,26 @@ export class Repository {
         'validation_failed',
         `${path} is not empty and is not a backup repository (it holds ${other.slice(0, 3).join(', ')}${other.length > 3 ? ', …' : ''})`,
       );
+    if (key && key.length !== KEY_BYTES)
+      throw new NfError('validation_failed', `a repository key is ${KEY_BYTES} bytes`);
     const info: RepoInfo = {
       format: FORMAT,
       version: 1,
       id: randomBytes(8).toString('hex'),
       chunkSize: CHUNK_SIZE,
       createdAt: new Date().toISOString(),
+      ...(key
+        ? { encryption: { algorithm: 'aes-256-gcm', kdf: 'hkdf-sha256', keyCheck: deriveKeys(key).check } }
+        : {}),
     };
     await mkdir(join(path, 'chunks'), { mode: 0o700 });
     await mkdir(join(path, 'backups'), { mode: 0o700 });
     await writeFileAtomic(join(path, 'repo.json'), `${JSON.stringify(info, null, 2)}\n`, 0o600);
-    return new Repository(path, info);
+    return new Repository(path, info, key ? deriveKeys(key) : undefined);
   }
 
-  static async open(path: string): Promise<Repository> {
+  /** Reads a repository's description (no key needed: it holds no secret). */
+  static async describe(path: string): Promise<RepoInfo> {
     let info: RepoInfo;
     try {
       info = JSON.parse(await readFile(join(path, 'repo.json'), 'utf8')) as RepoInfo;
@@ -153,7 +212,56 @@ export class Repository {
     }
     if (info.format !== FORMAT || info.version !== 1)
       throw new NfError('validation_failed', `${path} holds a repository of an unknown format`);
-    return new Repository(path, info);
+    return info;
+  }
+
+  static async open(path: string, key?: Buffer): Promise<Repository> {
+    const info = await Repository.describe(path);
+    if (!info.encryption) {
+      if (key)
+        throw new NfError('validation_failed', `the repository in ${path} is not encrypted: give no key`);
+      return new Repository(path, info);
+    }
+    if (!key) throw new NfError('forbidden', `the repository in ${path} is encrypted: its key is needed`);
+    const keys = deriveKeys(key);
+    const a = Buffer.from(keys.check);
+    const b = Buffer.from(info.encryption.keyCheck);
+    if (a.length !== b.length || !timingSafeEqual(a, b))
+      throw new NfError('forbidden', `wrong key for the encrypted repository in ${path}`);
+    return new Repository(path, info, keys);
+  }
+
+  get encrypted(): boolean {
+    return !!this.keys;
+  }
+
+  /** A chunk's name: SHA-256 of its data, or (encrypted) HMAC-SHA256 under the repository's id key. */
+  idOf(data: Uint8Array): string {
+    return this.keys ? createHmac('sha256', this.keys.id).update(data).digest('hex') : chunkId(data);
+  }
+
+  /** Writes a JSON file of a backup (sealed when the repository is encrypted). */
+  async writeJson(path: string, value: unknown): Promise<void> {
+    const text = JSON.stringify(value, null, 2);
+    await writeFileAtomic(
+      path,
+      this.keys ? Buffer.concat([SEALED, seal(this.keys.enc, Buffer.from(text))]) : `${text}\n`,
+      0o600,
+    );
+  }
+
+  async readJson<T>(path: string): Promise<T> {
+    const raw = await readFile(path);
+    if (raw.subarray(0, 4).equals(SEALED)) {
+      if (!this.keys) throw new NfError('forbidden', `${path} is encrypted`);
+      try {
+        return JSON.parse(unseal(this.keys.enc, raw.subarray(4)).toString('utf8')) as T;
+      } catch {
+        throw new NfError('data_corrupted', `${path} cannot be decrypted (damaged)`);
+      }
+    }
+    if (this.keys) throw new NfError('data_corrupted', `${path} is not sealed in an encrypted repository`);
+    return JSON.parse(raw.toString('utf8')) as T;
   }
 
   private chunkPath(id: string): string {
@@ -168,14 +276,15 @@ export class Repository {
    * Stores a chunk unless the repository has it. Returns the bytes written (0 when it was there). The
    * file appears under its name only complete (written beside, then renamed).
    */
-  async putChunk(data: Uint8Array, id = chunkId(data)): Promise<number> {
+  async putChunk(data: Uint8Array, id = this.idOf(data)): Promise<number> {
     const path = this.chunkPath(id);
     if (existsSync(path)) return 0;
-    const packed = Bun.zstdCompressSync(data, { level: 3 });
-    const body =
-      packed.length < data.length
-        ? Buffer.concat([Buffer.from([ENC_ZSTD]), packed])
-        : Buffer.concat([Buffer.from([ENC_RAW]), data]);
+    const packed = await Bun.zstdCompress(data, { level: 3 });
+    const zipped = packed.length < data.length;
+    const payload = zipped ? packed : data;
+    const body = this.keys
+      ? Buffer.concat([Buffer.from([zipped ? ENC_GCM_ZSTD : ENC_GCM_RAW]), seal(this.keys.enc, payload)])
+      : Buffer.concat([Buffer.from([zipped ? ENC_ZSTD : ENC_RAW]), payload]);
     const dir = join(this.path, 'chunks', id.slice(0, 2));
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const tmp = join(dir, `.${id}.${randomBytes(4).toString('hex')}`);
@@ -199,18 +308,28 @@ export class Repository {
       body = await readFile(this.chunkPath(id));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-        throw new NfError('not_found', `chunk ${id} is missing from the backup repository ${this.path}`);
+        throw existsSync(`${this.chunkPath(id)}.bad`)
+          ? new NfError(
+              'data_corrupted',
+              `chunk ${id} is damaged (a verification set it aside; a new backup of the same data heals it)`,
+            )
+          : new NfError('not_found', `chunk ${id} is missing from the backup repository ${this.path}`);
       throw err;
     }
     let data: Buffer;
     try {
-      if (body[0] === ENC_ZSTD) data = Buffer.from(Bun.zstdDecompressSync(body.subarray(1)));
-      else if (body[0] === ENC_RAW) data = body.subarray(1);
-      else throw new Error(`unknown encoding ${body[0]}`);
+      const kind = body[0];
+      const sealed = kind === ENC_GCM_RAW || kind === ENC_GCM_ZSTD;
+      if (sealed !== this.encrypted)
+        throw new Error(sealed ? 'encrypted in a plain repository' : 'not encrypted');
+      const payload = sealed ? unseal(this.keys!.enc, body.subarray(1)) : body.subarray(1);
+      if (kind === ENC_ZSTD || kind === ENC_GCM_ZSTD) data = Buffer.from(await Bun.zstdDecompress(payload));
+      else if (kind === ENC_RAW || kind === ENC_GCM_RAW) data = payload;
+      else throw new Error(`unknown encoding ${kind}`);
     } catch (err) {
       throw new NfError('data_corrupted', `chunk ${id} is damaged: ${(err as Error).message}`);
     }
-    if (chunkId(data) !== id)
+    if (this.idOf(data) !== id)
       throw new NfError('data_corrupted', `chunk ${id} is damaged (its content does not match)`);
     return data;
   }
@@ -255,7 +374,7 @@ export class Repository {
   async manifest(vmId: string, backupId: string): Promise<BackupManifest> {
     const path = join(this.vmDir(vmId), checkId('backup id', backupId), 'manifest.json');
     try {
-      return JSON.parse(await readFile(path, 'utf8')) as BackupManifest;
+      return await this.readJson<BackupManifest>(path);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT')
         throw new NfError('not_found', `backup ${backupId} of VM ${vmId} not found`);
@@ -269,7 +388,7 @@ export class Repository {
       checkId('backup id', backupId),
       `${checkId('disk id', diskId)}.index.json`,
     );
-    const idx = JSON.parse(await readFile(path, 'utf8')) as DiskIndex;
+    const idx = await this.readJson<DiskIndex>(path);
     if (
       idx.chunkSize !== this.info.chunkSize ||
       idx.chunks.length !== Math.ceil(idx.sizeBytes / idx.chunkSize)
@@ -335,6 +454,10 @@ export class Repository {
         await this.getChunk(id);
       } catch (err) {
         bad.push({ chunk: id, error: (err as Error).message, backups: [...users].sort() });
+        // set aside (as Proxmox Backup Server does): the next backup with the same data writes it again,
+        // which heals every backup that names it; GC removes the damaged copy
+        if (existsSync(this.chunkPath(id)))
+          await rename(this.chunkPath(id), `${this.chunkPath(id)}.bad`).catch(() => {});
       }
       onProgress(++done, refs.size);
     }
@@ -398,16 +521,12 @@ export class BackupWriter {
 
   async writeIndex(index: DiskIndex): Promise<void> {
     checkId('disk id', index.disk);
-    await writeFileAtomic(join(this.partial, `${index.disk}.index.json`), JSON.stringify(index), 0o600);
+    await this.repo.writeJson(join(this.partial, `${index.disk}.index.json`), index);
   }
 
   async commit(manifest: BackupManifest): Promise<void> {
     await this.repo.sync();
-    await writeFileAtomic(
-      join(this.partial, 'manifest.json'),
-      `${JSON.stringify(manifest, null, 2)}\n`,
-      0o600,
-    );
+    await this.repo.writeJson(join(this.partial, 'manifest.json'), manifest);
     await rename(this.partial, this.final);
     await this.repo.sync();
   }

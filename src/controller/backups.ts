@@ -3,14 +3,22 @@
  * VMs into them as tasks, and restores into new VMs. The host that runs the VM reads its disks; in this
  * first step that is the host of the API the request reaches (a VM on another host is refused, clearly).
  */
-import { randomUUID } from 'node:crypto';
-import { isAbsolute, normalize } from 'node:path';
-import type { BackupProgress, RestoreVolumeRequest, VmBackupRequest } from '../backup/node-backup';
-import { type BackupManifest, type GcReport, newBackupId, Repository } from '../backup/repository';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import { isAbsolute, join, normalize } from 'node:path';
+import {
+  type BackupProgress,
+  openRepository,
+  type RestoreVolumeRequest,
+  type VmBackupRequest,
+} from '../backup/node-backup';
+import { type BackupManifest, type GcReport, KEY_BYTES, newBackupId, Repository } from '../backup/repository';
 import { applyRetention, type Retention } from '../backup/retention';
 import { NfError } from '../errors';
 import type { Store } from '../store/store';
 import { bytes } from '../util/format';
+import { writeFileAtomic } from '../util/fs';
 import type { HostPaths } from '../util/host-paths';
 import type { KeyedLock } from '../util/lock';
 import { createLogger } from '../util/log';
@@ -24,6 +32,10 @@ const NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 export interface RepositoryRecord {
   name: string;
   path: string;
+  /** Client-side encryption: the key is a file on the repository's host (keyFile()), never in etcd. */
+  encrypted?: boolean;
+  /** The repository's own id (repo.json): names its key file. */
+  repoId?: string;
   /** The host whose file system holds it. */
   node: string;
   createdAt: string;
@@ -74,6 +86,8 @@ export class BackupService {
     private readonly hostPaths: HostPaths,
     /** This host's own place for repositories (under its data dir): always allowed. */
     private readonly backupRoot: string,
+    /** Keys of encrypted repositories on this host. */
+    private readonly keysDir: string,
     private readonly onCreated: () => void = () => {},
   ) {}
 
@@ -91,7 +105,7 @@ export class BackupService {
   private async repoView(r: RepositoryRecord): Promise<RepositoryView> {
     if (r.node !== this.nodeName) return { ...r };
     try {
-      const repo = await Repository.open(r.path);
+      const repo = await this.openRec(r);
       return {
         ...r,
         id: repo.info.id,
@@ -110,7 +124,14 @@ export class BackupService {
   }
 
   /** Registers a directory of this host as a repository (made there if empty, opened if it is one). */
-  async createRepository(input: { name: string; path: string }): Promise<RepositoryView> {
+  async createRepository(input: {
+    name: string;
+    path: string;
+    /** Encrypt a new repository (a key is made unless `key` is given). */
+    encrypt?: boolean;
+    /** The key, base64 of 32 bytes: to encrypt with one the admin holds, or to open an encrypted one. */
+    key?: string;
+  }): Promise<RepositoryView> {
     if (!NAME_RE.test(input.name))
       throw new NfError(
         'validation_failed',
@@ -132,12 +153,36 @@ export class BackupService {
     for (const r of await this.store.list<RepositoryRecord>(keys.backupRepos))
       if (r.value.node === this.nodeName && r.value.path === input.path)
         throw new NfError('already_exists', `${input.path} is repository "${r.value.name}" already`);
-    await Repository.init(input.path);
+    let key: Buffer | undefined;
+    if (input.key !== undefined) {
+      key = Buffer.from(input.key, 'base64');
+      if (key.length !== KEY_BYTES || key.toString('base64') !== input.key.replace(/\s/g, ''))
+        throw new NfError('validation_failed', `key: base64 of ${KEY_BYTES} bytes`);
+    }
+    const existing = existsSync(join(input.path, 'repo.json'))
+      ? await Repository.describe(input.path)
+      : undefined;
+    if (existing?.encryption && !key) {
+      // the key may be on this host already (the repository was registered here before)
+      if (existsSync(this.keyFile(existing.id))) key = await readFile(this.keyFile(existing.id));
+      else throw new NfError('forbidden', `${input.path} is an encrypted repository: give its key`);
+    }
+    if (!existing && key && input.encrypt === false)
+      throw new NfError('validation_failed', 'a key was given with encrypt: false');
+    if (!existing && input.encrypt) key ??= randomBytes(KEY_BYTES);
+    // checks the key of an existing repository (wrong: forbidden) before anything is written
+    const repo = await Repository.init(input.path, key);
+    if (repo.encrypted) {
+      await mkdir(this.keysDir, { recursive: true, mode: 0o700 });
+      await writeFileAtomic(this.keyFile(repo.info.id), key!, 0o600);
+    }
     const rec: RepositoryRecord = {
       name: input.name,
       path: input.path,
       node: this.nodeName,
       createdAt: new Date().toISOString(),
+      repoId: repo.info.id,
+      ...(repo.encrypted ? { encrypted: true } : {}),
     };
     await this.store.txn(
       {
@@ -163,7 +208,20 @@ export class BackupService {
         'not_implemented',
         `repository "${name}" is on host ${r.node}: use that host's API (backups through another host are not built yet)`,
       );
-    return Repository.open(r.path);
+    return this.openRec(r);
+  }
+
+  /** Where an encrypted repository's key lives on this host (0600 in a 0700 directory). */
+  private keyFile(repoId: string): string {
+    return join(this.keysDir, `${repoId}.key`);
+  }
+
+  private keyOf(r: RepositoryRecord): { keyFile?: string } {
+    return r.encrypted && r.repoId ? { keyFile: this.keyFile(r.repoId) } : {};
+  }
+
+  private openRec(r: RepositoryRecord): Promise<Repository> {
+    return openRepository(r.path, this.keyOf(r).keyFile);
   }
 
   // ---- backups ----
@@ -177,7 +235,7 @@ export class BackupService {
     const out: BackupView[] = [];
     for (const r of repos) {
       if (r.node !== this.nodeName) continue;
-      const repo = await Repository.open(r.path).catch(() => undefined);
+      const repo = await this.openRec(r).catch(() => undefined);
       if (!repo) continue;
       for (const m of await repo.listBackups(vmId)) out.push(view(r.name, m));
     }
@@ -196,15 +254,15 @@ export class BackupService {
   private async locate(
     id: string,
     repository?: string,
-  ): Promise<{ name: string; repo: Repository; m: BackupManifest }> {
+  ): Promise<{ name: string; rec: RepositoryRecord; repo: Repository; m: BackupManifest }> {
     const repos = repository
       ? [await this.repoRecord(repository)]
       : (await this.store.list<RepositoryRecord>(keys.backupRepos)).map((r) => r.value);
     for (const r of repos) {
       if (r.node !== this.nodeName) continue;
-      const repo = await Repository.open(r.path).catch(() => undefined);
+      const repo = await this.openRec(r).catch(() => undefined);
       const m = (await repo?.listBackups())?.find((b) => b.id === id);
-      if (repo && m) return { name: r.name, repo, m };
+      if (repo && m) return { name: r.name, rec: r, repo, m };
     }
     throw new NfError('not_found', `no backup ${id}${repository ? ` in repository "${repository}"` : ''}`);
   }
@@ -244,7 +302,7 @@ export class BackupService {
         'not_implemented',
         `repository "${repo.name}" is on host ${repo.node}, not on ${this.nodeName}`,
       );
-    await Repository.open(repo.path);
+    await this.openRec(repo);
     const backupId = newBackupId();
     const task = await this.tasks.start(
       'vm.backup',
@@ -262,6 +320,7 @@ export class BackupService {
               this.node.backupVm(
                 {
                   repository: repo.path,
+                  ...this.keyOf(repo),
                   backupId,
                   vm: { id: cur.id, name: cur.name },
                   config: cur as unknown as Record<string, unknown>,
@@ -423,7 +482,7 @@ export class BackupService {
 
   /** Restores a backup into a new VM (new id and MAC addresses; disks into `pool` or their own pools). */
   async restore(id: string, input: { name: string; pool?: string; repository?: string }, user: string) {
-    const { repo, m } = await this.locate(id, input.repository);
+    const { rec, repo, m } = await this.locate(id, input.repository);
     if (await this.store.get(keys.vmName(input.name)))
       throw new NfError('already_exists', `a VM named "${input.name}" already exists; pick another name`);
     if (input.pool && !this.node.hasPool(input.pool))
@@ -448,6 +507,7 @@ export class BackupService {
           await this.node.restoreVolume(
             {
               repository: repo.path,
+              ...this.keyOf(rec),
               vmId: m.vm.id,
               backupId: m.id,
               diskId: d.id,

@@ -6,6 +6,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -205,12 +206,19 @@ describe('backup and restore', () => {
     expect(failed.error).toMatchObject({ code: 'data_corrupted', message: expect.stringContaining(id) });
     expect(volumes()).toEqual(before);
     expect(await rejection(getVm(d.api, 'bk1-bad'))).toMatchObject({ code: 'not_found' });
+    expect(existsSync(`${file}.bad`)).toBe(true); // set aside by the verification
+
+    // the next backup reads that chunk again although it did not change (the repository lost it): healed
+    const b5 = await backup(vm.id);
+    expect(b5.disks[0]).toMatchObject({ mode: 'incremental', base: b4.id, newChunks: 1 });
+    expect(existsSync(file)).toBe(true);
+    expect((await verify('/api/v1/backup/repositories/r1/verify')).bad).toEqual([]);
 
     // the backups that need it go; GC removes it and b4's own chunk, keeps b1's
     const chunksBefore = (
       await d.api.request<{ usage: { chunks: number } }>('GET', '/api/v1/backup/repositories/r1')
     ).usage.chunks;
-    for (const b of [b2, b3, b4]) await d.api.request('DELETE', `/api/v1/backups/${b.id}`);
+    for (const b of [b2, b3, b4, b5]) await d.api.request('DELETE', `/api/v1/backups/${b.id}`);
     expect(await rejection(d.api.request('GET', `/api/v1/backups/${b2.id}`))).toMatchObject({
       code: 'not_found',
     });
@@ -221,6 +229,7 @@ describe('backup and restore', () => {
     const kept = new Set(index(b1.id).chunks.filter((c): c is string => !!c));
     expect(g.result).toMatchObject({ keptChunks: kept.size, removedChunks: chunksBefore - kept.size });
     expect(existsSync(file)).toBe(false);
+    expect(existsSync(`${file}.bad`)).toBe(false);
     expect((await verify('/api/v1/backup/repositories/r1/verify')).bad).toEqual([]);
     // a restore under a taken name is refused before anything is made
     expect(
@@ -328,6 +337,79 @@ describe('backup and restore', () => {
       execFileSync('umount', ['-l', small]);
     }
   }, 300_000);
+
+  it('an encrypted repository: no plaintext in its files, restores right; a wrong key is refused and writes nothing', async () => {
+    const vm = await getVm(d.api, 'bk1');
+    const MARK = 'NEUROFLOW-PLAINTEXT-MARKER';
+    await run(
+      vm.id,
+      `yes ${MARK} | head -c 4194304 | dd of=/dev/vda bs=1M seek=1000 oflag=direct conv=fsync 2>/dev/null`,
+    );
+    const encDir = `${repoDir}-enc`;
+    const repo = await d.api.request<Record<string, unknown>>('POST', '/api/v1/backup/repositories', {
+      name: 'enc',
+      path: encDir,
+      encrypt: true,
+    });
+    expect(repo).toMatchObject({ name: 'enc', encrypted: true });
+    const keyFile = join(d.dataDir, 'backup-keys', `${repo.id}.key`);
+    const key = readFileSync(keyFile);
+    expect(key).toHaveLength(32);
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    expect(JSON.stringify(repo)).not.toContain(key.toString('base64'));
+    const t = await d.api.request<TaskView>('POST', `/api/v1/vms/${vm.id}/backup`, { repository: 'enc' });
+    const enc = (await waitTask(d.api, t.id, 180_000)).result as unknown as BackupView;
+    expect(enc.disks[0]).toMatchObject({ mode: 'full' });
+    // the same data in the plain repository shows the marker (so the check below could fail)
+    await backup(vm.id);
+    const holds = (dir: string, text: string): string[] =>
+      execFileSync('grep', ['-rlaF', text, dir], { encoding: 'utf8' }).split('\n').filter(Boolean);
+    const grep = (dir: string, text: string) => {
+      try {
+        return holds(dir, text);
+      } catch {
+        return []; // grep exits 1 when nothing matches
+      }
+    };
+    expect(grep(repoDir, MARK).length).toBeGreaterThan(0);
+    for (const text of [MARK, 'bk1', 'disk0', '"memoryMiB"'])
+      expect(grep(join(encDir, 'chunks'), text).concat(grep(join(encDir, 'backups'), text))).toEqual([]);
+    // restores right
+    const r = await d.api.request<TaskView>('POST', `/api/v1/backups/${enc.id}/restore`, { name: 'bk1-enc' });
+    expect((await waitTask(d.api, r.id, 180_000)).error).toBeUndefined();
+    const back = await getVm(d.api, 'bk1-enc');
+    await boot(back.id, () => vmAction(d.api, back.id, 'start'));
+    expect(await read(back.id, 1000)).toBe(await read(vm.id, 1000));
+    await vmAction(d.api, back.id, 'stop', '?force=true');
+    // the same directory: refused without its key (none on this host) and with a wrong one; nothing written
+    await d.api.request('DELETE', '/api/v1/backup/repositories/enc');
+    rmSync(keyFile);
+    const repoJson = readFileSync(join(encDir, 'repo.json'), 'utf8');
+    expect(
+      await rejection(d.api.request('POST', '/api/v1/backup/repositories', { name: 'enc2', path: encDir })),
+    ).toMatchObject({ code: 'forbidden', message: expect.stringMatching(/give its key/) });
+    expect(
+      await rejection(
+        d.api.request('POST', '/api/v1/backup/repositories', {
+          name: 'enc2',
+          path: encDir,
+          key: Buffer.alloc(32, 7).toString('base64'),
+        }),
+      ),
+    ).toMatchObject({ code: 'forbidden', message: expect.stringMatching(/wrong key/) });
+    expect(readFileSync(join(encDir, 'repo.json'), 'utf8')).toBe(repoJson);
+    expect(existsSync(keyFile)).toBe(false);
+    // with its key: the backups are there again
+    await d.api.request('POST', '/api/v1/backup/repositories', {
+      name: 'enc2',
+      path: encDir,
+      key: key.toString('base64'),
+    });
+    expect(
+      (await d.api.request<BackupView[]>('GET', '/api/v1/backups?repository=enc2')).map((b) => b.id),
+    ).toEqual([enc.id]);
+    await d.api.request('DELETE', '/api/v1/backup/repositories/enc2');
+  }, 600_000);
 
   it('jobs: refused when wrong; run now backs each VM up and prunes by retention; the schedule runs it', async () => {
     const add = (body: Record<string, unknown>) =>

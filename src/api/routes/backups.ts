@@ -23,6 +23,10 @@ const RepositorySchema = z
       .optional()
       .openapi({ description: 'Chunks stored and the bytes they take (compressed, deduplicated)' }),
     error: z.string().optional().openapi({ description: 'Why the directory cannot be read now' }),
+    encrypted: z.boolean().optional().openapi({
+      description:
+        'Client-side encryption (AES-256-GCM); the key is a file on the host, never in the API or etcd',
+    }),
   })
   .openapi('BackupRepository');
 
@@ -91,6 +95,14 @@ export function backupRepositoryRoutes(ctx: ApiContext) {
                 .strictObject({
                   name: REPO_NAME,
                   path: z.string().min(2).max(4096).openapi({ example: '/srv/backups' }),
+                  encrypt: z.boolean().optional().openapi({
+                    description:
+                      'Encrypt a new repository: a key is made and kept on the host (<data dir>/backup-keys/<id>.key): keep a copy elsewhere, without it nothing can be read',
+                  }),
+                  key: z.string().max(100).optional().openapi({
+                    description:
+                      'Base64 of a 32-byte key: encrypt with a key you hold, or open an existing encrypted repository (a wrong key is refused, nothing written)',
+                  }),
                 })
                 .openapi('NewBackupRepository'),
             },

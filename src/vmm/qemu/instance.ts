@@ -531,7 +531,7 @@ export class QemuInstance implements VmInstance {
         () =>
           this.exec('blockdev-del', { 'node-name': n }).then(
             () => true,
-            (err: Error) => (/not found|cannot find/i.test(err.message) ? true : undefined),
+            (err: Error) => (/not found|cannot find|failed to find/i.test(err.message) ? true : undefined),
           ),
         { timeoutMs: 5000, intervalMs: 100, what: `QEMU to close ${n}` },
       ).catch((err: Error) =>
