@@ -613,6 +613,14 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     hostPaths,
     join(dataDir, 'backups'),
     join(dataDir, 'backup-keys'),
+    {
+      start: (id) => actions.start(id),
+      remove: async (id) => {
+        await actions.stop(id, { force: true }).catch(() => {});
+        await vms.delete(id, true);
+      },
+      ping: (id) => node.guestCommand(id, 'guest-ping', undefined, { timeoutMs: 2000 }),
+    },
     () => placement.wake(),
   );
   const backupJobs = new BackupJobs(store, backups, vms, tasks, nodeName);

@@ -136,6 +136,8 @@ export interface BackupManifest {
   config: Record<string, unknown>;
   disks: BackupDisk[];
   notes?: string;
+  /** The last boot verification (kept beside the manifest, which never changes; added when read). */
+  bootVerify?: { passed: boolean; at: string; agentAfterMs?: number; reason?: string; totalMs?: number };
 }
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -371,10 +373,27 @@ export class Repository {
     return out.sort((a, b) => b.startedAt.localeCompare(a.startedAt) || b.id.localeCompare(a.id));
   }
 
+  /** Records a boot verification's outcome with the backup. */
+  async setBootVerify(
+    vmId: string,
+    backupId: string,
+    result: NonNullable<BackupManifest['bootVerify']>,
+  ): Promise<void> {
+    const dir = join(this.vmDir(vmId), checkId('backup id', backupId));
+    if (!existsSync(join(dir, 'manifest.json'))) return; // deleted meanwhile
+    await this.writeJson(join(dir, 'bootverify.json'), result);
+  }
+
   async manifest(vmId: string, backupId: string): Promise<BackupManifest> {
-    const path = join(this.vmDir(vmId), checkId('backup id', backupId), 'manifest.json');
+    const dir = join(this.vmDir(vmId), checkId('backup id', backupId));
+    const path = join(dir, 'manifest.json');
     try {
-      return await this.readJson<BackupManifest>(path);
+      const m = await this.readJson<BackupManifest>(path);
+      if (existsSync(join(dir, 'bootverify.json')))
+        m.bootVerify = await this.readJson<NonNullable<BackupManifest['bootVerify']>>(
+          join(dir, 'bootverify.json'),
+        );
+      return m;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT')
         throw new NfError('not_found', `backup ${backupId} of VM ${vmId} not found`);

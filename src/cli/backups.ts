@@ -9,7 +9,7 @@ const USAGE = `use: backup repo list | repo add NAME PATH | repo rm NAME | repo 
      backup job run NAME | job enable|disable NAME | job rm NAME
      backup create VM --repository R [--notes TEXT]
      backup list [--repository R] [--vm VM] | show ID | rm ID | verify ID
-     backup restore ID --name NEW [--pool P]
+     backup restore ID --name NEW [--pool P] [--start] | boot-verify ID [--timeout SEC]
      (--repository R on show/rm/verify/restore when an id is in several repositories)`;
 
 interface BackupDisk {
@@ -87,6 +87,8 @@ export async function backupCommand(argv: string[], out: Out): Promise<number> {
       notes: { type: 'string' },
       name: { type: 'string' },
       pool: { type: 'string' },
+      start: { type: 'boolean', default: false },
+      timeout: { type: 'string' },
       schedule: { type: 'string' },
       all: { type: 'boolean', default: false },
       'keep-last': { type: 'string' },
@@ -326,9 +328,20 @@ export async function backupCommand(argv: string[], out: Out): Promise<number> {
         name: values.name,
         ...(values.pool ? { pool: values.pool } : {}),
         ...(values.repository ? { repository: values.repository } : {}),
+        ...(values.start ? { start: true } : {}),
       });
       return follow(t, `restore of ${id}`, (x) => [
         `restored as VM ${String(x.result?.vm)} (${String(x.result?.id)})`,
+      ]);
+    }
+    case 'boot-verify': {
+      const id = need(positionals, 1, 'ID');
+      const t = await api.request<AnyTask>('POST', `/api/v1/backups/${enc(id)}/boot-verify`, {
+        ...(values.repository ? { repository: values.repository } : {}),
+        ...(values.timeout ? { timeoutSec: Number(values.timeout) } : {}),
+      });
+      return follow(t, `boot verification of ${id}`, (x) => [
+        `passed: the guest agent answered ${Math.round(Number(x.result?.agentAfterMs) / 1000)} s after the start`,
       ]);
     }
     default:

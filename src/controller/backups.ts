@@ -15,13 +15,14 @@ import {
 } from '../backup/node-backup';
 import { type BackupManifest, type GcReport, KEY_BYTES, newBackupId, Repository } from '../backup/repository';
 import { applyRetention, type Retention } from '../backup/retention';
-import { NfError } from '../errors';
+import { NfError, toNfError } from '../errors';
 import type { Store } from '../store/store';
 import { bytes } from '../util/format';
 import { writeFileAtomic } from '../util/fs';
 import type { HostPaths } from '../util/host-paths';
 import type { KeyedLock } from '../util/lock';
 import { createLogger } from '../util/log';
+import { waitFor } from '../util/wait';
 import { keys, type TaskRecord, type VmRecord } from './records';
 import type { TaskLog } from './tasks';
 import type { VmService, VmView } from './vms';
@@ -64,6 +65,15 @@ interface LocalNode {
   ): Promise<{ writtenBytes: number }>;
   deleteVolume(pool: string, volume: string): Promise<void>;
   hasPool(name: string): boolean;
+  vmStatus(id: string): { state: string };
+}
+
+export interface BootVerifyResult {
+  passed: boolean;
+  at: string;
+  agentAfterMs?: number;
+  reason?: string;
+  totalMs?: number;
 }
 
 export class BackupService {
@@ -88,6 +98,14 @@ export class BackupService {
     private readonly backupRoot: string,
     /** Keys of encrypted repositories on this host. */
     private readonly keysDir: string,
+    /** VM operations a restore and a boot verification use. */
+    private readonly ops: {
+      start(id: string): Promise<unknown>;
+      /** Stops (pulls the plug) and deletes the VM with its volumes. */
+      remove(id: string): Promise<unknown>;
+      /** The guest agent answers (guest-ping). */
+      ping(id: string): Promise<unknown>;
+    },
     private readonly onCreated: () => void = () => {},
   ) {}
 
@@ -481,64 +499,156 @@ export class BackupService {
   }
 
   /** Restores a backup into a new VM (new id and MAC addresses; disks into `pool` or their own pools). */
-  async restore(id: string, input: { name: string; pool?: string; repository?: string }, user: string) {
-    const { rec, repo, m } = await this.locate(id, input.repository);
-    if (await this.store.get(keys.vmName(input.name)))
-      throw new NfError('already_exists', `a VM named "${input.name}" already exists; pick another name`);
-    if (input.pool && !this.node.hasPool(input.pool))
-      throw new NfError('not_found', `storage pool "${input.pool}" does not exist on host ${this.nodeName}`);
+  async restore(
+    id: string,
+    input: { name: string; pool?: string; repository?: string; start?: boolean },
+    user: string,
+  ) {
+    const found = await this.locate(id, input.repository);
+    const record = await this.plannedRestore(found.m, input.name, input.pool);
+    return this.tasks.start('backup.restore', input.name, user, async (progress, ctl) => {
+      await this.restoreInto(found, record, progress, ctl);
+      log.info('backup restored into a new VM', { backup: id, vm: record.name });
+      const result: { vm: string; id: string; started?: boolean; startError?: string } = {
+        vm: record.name,
+        id: record.id,
+      };
+      if (input.start)
+        await this.ops.start(record.id).then(
+          () => {
+            result.started = true;
+          },
+          (err: Error) => {
+            result.startError = err.message;
+          },
+        );
+      ctl.result(result);
+      return result;
+    });
+  }
+
+  /** The record a restore makes (checked: free name, the pool exists here, every disk in the backup). */
+  private async plannedRestore(m: BackupManifest, name: string, pool?: string): Promise<VmRecord> {
+    if (await this.store.get(keys.vmName(name)))
+      throw new NfError('already_exists', `a VM named "${name}" already exists; pick another name`);
+    if (pool && !this.node.hasPool(pool))
+      throw new NfError('not_found', `storage pool "${pool}" does not exist on host ${this.nodeName}`);
     const source = m.config as unknown as VmRecord;
-    const record = this.makeRecord(source, { name: input.name }, input.pool);
+    const record = this.makeRecord(source, { name }, pool);
     record.id = randomUUID();
     record.node = this.nodeName;
     for (const d of record.disks) {
       d.volume = `vm-${record.id}-${d.id}.qcow2`;
       const was = m.disks.find((x) => x.id === d.id);
-      if (!was) throw new NfError('data_corrupted', `backup ${id} has no data for disk ${d.id}`);
+      if (!was) throw new NfError('data_corrupted', `backup ${m.id} has no data for disk ${d.id}`);
       d.sizeBytes = was.sizeBytes;
     }
+    return record;
+  }
+
+  /** Writes every disk of a backup into new volumes, then the VM record; nothing stays on a failure. */
+  private async restoreInto(
+    found: { rec: RepositoryRecord; repo: Repository; m: BackupManifest },
+    record: VmRecord,
+    progress: (p: number) => void,
+    ctl: { details(d: Record<string, unknown>): void },
+  ): Promise<void> {
+    const { rec, repo, m } = found;
     const total = m.disks.reduce((n, d) => n + d.sizeBytes, 0);
-    return this.tasks.start('backup.restore', input.name, user, async (progress, ctl) => {
-      const made: { pool: string; volume: string }[] = [];
-      let before = 0;
-      try {
-        for (const d of record.disks) {
-          ctl.details({ phase: 'writing', disk: d.id });
-          await this.node.restoreVolume(
-            {
-              repository: repo.path,
-              ...this.keyOf(rec),
-              vmId: m.vm.id,
-              backupId: m.id,
-              diskId: d.id,
-              pool: d.pool,
-              volume: d.volume,
-              sizeBytes: d.sizeBytes,
-            },
-            (done) => progress(Math.min(0.99, (before + done) / Math.max(1, total))),
-          );
-          made.push({ pool: d.pool, volume: d.volume });
-          before += d.sizeBytes;
-        }
-        await this.store.txn(
+    const made: { pool: string; volume: string }[] = [];
+    let before = 0;
+    try {
+      for (const d of record.disks) {
+        ctl.details({ phase: 'writing', disk: d.id });
+        await this.node.restoreVolume(
           {
-            when: [{ key: keys.vmName(record.name), absent: true }],
-            put: [
-              { key: keys.vm(record.id), value: record },
-              { key: keys.vmName(record.name), value: record.id },
-            ],
+            repository: repo.path,
+            ...this.keyOf(rec),
+            vmId: m.vm.id,
+            backupId: m.id,
+            diskId: d.id,
+            pool: d.pool,
+            volume: d.volume,
+            sizeBytes: d.sizeBytes,
           },
-          `a VM named "${record.name}" was just created; pick another name`,
+          (done) => progress(Math.min(0.99, (before + done) / Math.max(1, total))),
         );
-      } catch (err) {
-        for (const v of made) await this.node.deleteVolume(v.pool, v.volume).catch(() => {});
-        throw err;
+        made.push({ pool: d.pool, volume: d.volume });
+        before += d.sizeBytes;
       }
-      this.onCreated();
-      log.info('backup restored into a new VM', { backup: id, vm: record.name });
-      const result: { vm: string; id: string; started?: boolean } = { vm: record.name, id: record.id };
-      ctl.result(result);
-      return result;
+      await this.store.txn(
+        {
+          when: [{ key: keys.vmName(record.name), absent: true }],
+          put: [
+            { key: keys.vm(record.id), value: record },
+            { key: keys.vmName(record.name), value: record.id },
+          ],
+        },
+        `a VM named "${record.name}" was just created; pick another name`,
+      );
+    } catch (err) {
+      for (const v of made) await this.node.deleteVolume(v.pool, v.volume).catch(() => {});
+      throw err;
+    }
+    this.onCreated();
+  }
+
+  /**
+   * Boot verification (as Veeam's SureBackup): the backup restored into a VM of its own with no network,
+   * started, and passed when its guest agent answers within the time allowed; the VM and its volumes are
+   * deleted afterwards whatever happened. The outcome is kept with the backup (bootVerify in its view).
+   */
+  async bootVerify(id: string, input: { repository?: string; timeoutSec?: number }, user: string) {
+    const found = await this.locate(id, input.repository);
+    const name = `verify-${found.m.vm.name.slice(0, 40)}-${randomBytes(2).toString('hex')}`;
+    const record = await this.plannedRestore(found.m, name);
+    record.description = `boot verification of backup ${found.m.id} (deleted when it ends)`;
+    record.networks = []; // isolated: it must not answer on its source's addresses
+    delete record.onBoot;
+    delete record.ha;
+    delete record.bootOrder;
+    const timeoutMs = (input.timeoutSec ?? 300) * 1000;
+    return this.tasks.start('backup.boot-verify', found.m.id, user, async (progress, ctl) => {
+      const t0 = Date.now();
+      let outcome: BootVerifyResult;
+      let made = false;
+      try {
+        ctl.details({ phase: 'restoring', vm: name });
+        await this.restoreInto(found, record, (p) => progress(p * 0.5), ctl);
+        made = true;
+        ctl.details({ phase: 'booting', vm: name });
+        await this.ops.start(record.id);
+        const bootAt = Date.now();
+        await waitFor(
+          async () => {
+            const st = this.node.vmStatus(record.id).state;
+            if (st !== 'running' && Date.now() - bootAt > 5000)
+              throw new NfError('unavailable', `the VM is ${st} (it did not keep running)`);
+            return this.ops.ping(record.id).then(
+              () => true,
+              () => false,
+            );
+          },
+          { timeoutMs, intervalMs: 1000, what: 'the guest agent to answer' },
+        );
+        outcome = { passed: true, at: new Date().toISOString(), agentAfterMs: Date.now() - bootAt };
+      } catch (err) {
+        outcome = { passed: false, at: new Date().toISOString(), reason: toNfError(err).message };
+      } finally {
+        if (made) {
+          ctl.details({ phase: 'cleaning up', vm: name });
+          await this.ops
+            .remove(record.id)
+            .catch((err: Error) =>
+              log.error('a boot-verification VM could not be deleted', { vm: name, err: err.message }),
+            );
+        }
+      }
+      outcome.totalMs = Date.now() - t0;
+      await found.repo.setBootVerify(found.m.vm.id, found.m.id, outcome);
+      ctl.result({ backup: found.m.id, vm: name, ...outcome });
+      if (!outcome.passed) throw new NfError('unavailable', `boot verification failed: ${outcome.reason}`);
+      return outcome;
     });
   }
 

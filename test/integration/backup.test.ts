@@ -372,7 +372,8 @@ describe('backup and restore', () => {
       }
     };
     expect(grep(repoDir, MARK).length).toBeGreaterThan(0);
-    for (const text of [MARK, 'bk1', 'disk0', '"memoryMiB"'])
+    // (long strings: a 3-byte one turns up by chance in megabytes of ciphertext)
+    for (const text of [MARK, vm.id, '"disk0"', '"memoryMiB"'])
       expect(grep(join(encDir, 'chunks'), text).concat(grep(join(encDir, 'backups'), text))).toEqual([]);
     // restores right
     const r = await d.api.request<TaskView>('POST', `/api/v1/backups/${enc.id}/restore`, { name: 'bk1-enc' });
@@ -410,6 +411,57 @@ describe('backup and restore', () => {
     ).toEqual([enc.id]);
     await d.api.request('DELETE', '/api/v1/backup/repositories/enc2');
   }, 600_000);
+
+  it('boot verification: passes for a good backup, fails for a damaged one; its VM and volumes are gone either way', async () => {
+    const vm = await getVm(d.api, 'bk1');
+    const [latest] = await d.api.request<BackupView[]>('GET', `/api/v1/backups?repository=r1&vm=${vm.id}`);
+    const vmsBefore = (await d.api.request<{ name: string }[]>('GET', '/api/v1/vms'))
+      .map((v) => v.name)
+      .sort();
+    const volumes = () => readdirSync(join(d.dataDir, 'pools', 'local', 'disks')).sort();
+    const volsBefore = volumes();
+    const verifyBoot = async () => {
+      const t = await d.api.request<TaskView>('POST', `/api/v1/backups/${latest!.id}/boot-verify`, {
+        timeoutSec: 240,
+      });
+      return waitTask(d.api, t.id, 400_000);
+    };
+    const good = await verifyBoot();
+    expect(good.error).toBeUndefined();
+    expect(good.result).toMatchObject({ passed: true, agentAfterMs: expect.any(Number) });
+    expect(await d.api.request('GET', `/api/v1/backups/${latest!.id}`)).toMatchObject({
+      bootVerify: { passed: true },
+    });
+    expect((await d.api.request<{ name: string }[]>('GET', '/api/v1/vms')).map((v) => v.name).sort()).toEqual(
+      vmsBefore,
+    );
+    expect(volumes()).toEqual(volsBefore);
+
+    // a damaged chunk of that backup: the restore inside fails, and so does the verification
+    const index = JSON.parse(
+      readFileSync(join(repoDir, 'backups', vm.id, latest!.id, 'disk0.index.json'), 'utf8'),
+    ) as { chunks: (string | null)[] };
+    const id = index.chunks.find((c): c is string => !!c)!;
+    const file = join(repoDir, 'chunks', id.slice(0, 2), id);
+    const original = readFileSync(file);
+    const damaged = Buffer.from(original);
+    damaged[damaged.length - 1]! ^= 0xff;
+    writeFileSync(file, damaged);
+    try {
+      const bad = await verifyBoot();
+      expect(bad.error?.message).toMatch(/boot verification failed: .*chunk/);
+      expect(bad.result).toMatchObject({ passed: false, reason: expect.stringContaining(id) });
+      expect(await d.api.request('GET', `/api/v1/backups/${latest!.id}`)).toMatchObject({
+        bootVerify: { passed: false },
+      });
+      expect(
+        (await d.api.request<{ name: string }[]>('GET', '/api/v1/vms')).map((v) => v.name).sort(),
+      ).toEqual(vmsBefore);
+      expect(volumes()).toEqual(volsBefore);
+    } finally {
+      writeFileSync(file, original);
+    }
+  }, 900_000);
 
   it('jobs: refused when wrong; run now backs each VM up and prunes by retention; the schedule runs it', async () => {
     const add = (body: Record<string, unknown>) =>

@@ -61,6 +61,16 @@ const BackupSchema = z
     config: z.object({ name: z.string(), vcpus: z.number(), memoryMiB: z.number(), disks: z.number() }),
     disks: z.array(BackupDiskSchema),
     notes: z.string().optional(),
+    bootVerify: z
+      .object({
+        passed: z.boolean(),
+        at: z.string(),
+        agentAfterMs: z.number().optional(),
+        reason: z.string().optional(),
+        totalMs: z.number().optional(),
+      })
+      .optional()
+      .openapi({ description: 'The last boot verification of this backup' }),
   })
   .openapi('Backup');
 
@@ -230,6 +240,7 @@ export function backupRoutes(ctx: ApiContext) {
                     description: 'Where every disk goes (default: as backed up)',
                   }),
                   repository: REPO_NAME.optional(),
+                  start: z.boolean().optional().openapi({ description: 'Start the new VM once restored' }),
                 })
                 .openapi('RestoreBackup'),
             },
@@ -244,6 +255,43 @@ export function backupRoutes(ctx: ApiContext) {
     }),
     async (c) =>
       c.json(await ctx.backups.restore(c.req.valid('param').id, c.req.valid('json'), c.get('user')), 202),
+  );
+  r.openapi(
+    createRoute({
+      method: 'post',
+      path: '/{id}/boot-verify',
+      tags: ['Backups'],
+      summary:
+        'Boot verification: restore into an isolated VM (no network), start it, pass when its guest agent answers; the VM is deleted afterwards (task; the outcome is kept with the backup)',
+      request: {
+        params: BackupParam,
+        body: {
+          content: {
+            'application/json': {
+              schema: z
+                .strictObject({
+                  repository: REPO_NAME.optional(),
+                  timeoutSec: z.number().int().min(10).max(3600).optional().openapi({
+                    description: 'How long the guest agent has to answer after the start (default 300)',
+                  }),
+                })
+                .openapi('BootVerifyBackup'),
+            },
+          },
+          required: false,
+        },
+      },
+      responses: { 202: json(TaskSchema, 'The verification runs as this task'), ...errors },
+    }),
+    async (c) =>
+      c.json(
+        await ctx.backups.bootVerify(
+          c.req.valid('param').id,
+          (c.req.valid('json') as { repository?: string; timeoutSec?: number } | undefined) ?? {},
+          c.get('user'),
+        ),
+        202,
+      ),
   );
   r.openapi(
     createRoute({
