@@ -9,6 +9,7 @@ await import('./migration');
 await import('./ha');
 await import('./hardware');
 await import('./import');
+await import('./backup');
 await import('./appliance');
 
 export {};

@@ -23,6 +23,8 @@ DEBIAN_PACKAGES=(
   # Integrated Ceph (src/ceph): monitors, managers, OSDs, and the ceph/rbd tools; QEMU's rbd driver is
   # in qemu-block-extra above.
   ceph-mon ceph-mgr ceph-osd ceph-common
+  # Backups: restic, the reference bench/backup.ts measures NeuroFlow's repository against.
+  restic
 )
 
 missing=()

@@ -44,6 +44,7 @@ describe('every benchmark still runs (smoke size, figures not judged)', () => {
     ['ha.ts', 'ha', 'failoverMs'],
     ['hardware.ts', 'hardware', 'hotplugDiskMs'],
     ['import.ts', 'import', 'importMiBps'],
+    ['backup.ts', 'backup', 'fullMiBps'],
     ['appliance.ts', 'appliance', 'diskBootToApiSeconds'],
   ])('bench/%s', async (script, name, figure) => {
     const out = await smoke(script, name);
