@@ -67,7 +67,8 @@ Usage:
   neuroflow backup create VM --repository R [--notes T]   back a VM up now (running: at one instant, file
                   systems frozen by the agent; incremental when R has an earlier backup of it); follows the task
   neuroflow backup list [--repository R] [--vm VM] | show ID | rm ID | verify ID | restore ID --name NEW [--pool P]
-                  [--start] | boot-verify ID [--timeout SEC]   (boot-verify: restored into an isolated VM,
+                  [--start] | restore ID --in-place (over its stopped VM) | boot-verify ID [--timeout SEC]
+                  (boot-verify: restored into an isolated VM,
                   started, passed when its guest agent answers; the VM is deleted afterwards)
   neuroflow backup job list | job add NAME --schedule CRON --repository R (--all | --vm VM...) [--keep-last N]
                   [--keep-daily N] [--keep-weekly N] [--keep-monthly N] ... | job run|enable|disable|rm NAME

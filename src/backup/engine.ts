@@ -13,8 +13,11 @@ const IN_FLIGHT = 4;
 export interface DiskSource {
   id: string;
   client: NbdClient;
-  /** The base backup's index and the NBD context of the bitmap of changes since it. */
-  base?: { backupId: string; index: DiskIndex; context: string };
+  /**
+   * The base backup's index and the extents changed since it (a dirty bitmap over NBD, or an RBD
+   * snapshot diff): only chunks they touch are read.
+   */
+  base?: { backupId: string; index: DiskIndex; changed: () => Promise<NbdExtent[]> };
   /** Why this disk is read whole although an earlier backup exists. */
   fullReason?: string;
 }
@@ -96,12 +99,7 @@ export async function backupDisk(
     base = undefined;
   }
   const dirty = base
-    ? chunkFlags(
-        await src.client.blockStatus(base.context, 0, size),
-        cs,
-        count,
-        (f) => (f & NBD_STATE_DIRTY) !== 0,
-      )
+    ? chunkFlags(await base.changed(), cs, count, (f) => (f & NBD_STATE_DIRTY) !== 0)
     : undefined;
   const chunks = new Array<string | null>(count).fill(null);
   const toRead: number[] = [];

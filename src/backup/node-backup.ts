@@ -2,10 +2,12 @@
  * A host's part of a backup and of a restore: it owns the VM's QEMU (or, for a stopped VM, its volumes), so
  * it captures the point in time, reads the disks over NBD into the repository and writes the manifest.
  *
- * Incremental backups: each qcow2 disk carries a persistent dirty bitmap named after the repository and the
- * last backup stored there (nfbk-<repo>-<backup>). The next backup reads only what it marks; a disk
- * without a usable one (first backup, QEMU killed, disk moved or rolled back, RBD) is read whole and the
- * manifest says why.
+ * Incremental backups: each disk carries a mark named after the repository and the last backup stored
+ * there (nfbk-<repo>-<backup>): a persistent dirty bitmap in a qcow2 disk, an RBD snapshot of an RBD disk.
+ * The next backup reads only the chunks changed since (the bitmap's bits; `rbd diff` from the snapshot);
+ * a disk without a usable mark (first backup, QEMU killed, disk moved or rolled back) is read whole and
+ * the manifest says why. An RBD mark is taken just before the backup's instant, and the changes are read
+ * from it to the live image: a superset of what changed, never less.
  */
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,7 +16,7 @@ import { qemuImg } from '../storage/qemu-img';
 import { createLogger } from '../util/log';
 import type { BackupExportDisk, VmInstance } from '../vmm/types';
 import { backupDisk, type ChunkProgress, type DiskSource, restoreDisk } from './engine';
-import { NbdClient } from './nbd';
+import { NBD_STATE_DIRTY, NbdClient } from './nbd';
 import { serveVolume } from './qemu-nbd';
 import { type BackupDisk, type BackupManifest, type DiskIndex, Repository } from './repository';
 
@@ -26,6 +28,16 @@ export interface BackupVolume {
   imageOpts: string;
   qcow2: boolean;
   sizeBytes: number;
+  /** An RBD disk: its snapshots are the marks of incremental backups. */
+  rbd?: RbdMarks;
+}
+
+export interface RbdMarks {
+  snapshots(): Promise<string[]>;
+  create(name: string): Promise<void>;
+  remove(name: string): Promise<void>;
+  /** Extents that differ between the snapshot and the image now. */
+  changedSince(name: string): Promise<{ offset: number; length: number }[]>;
 }
 
 export interface NodeBackupRequest {
@@ -77,7 +89,7 @@ export async function openRepository(path: string, keyFile?: string): Promise<Re
 const bitmapName = (repo: Repository, backupId: string) => `nfbk-${repo.info.id}-${backupId}`;
 const ownBitmap = (repo: Repository, name: string) => name.startsWith(`nfbk-${repo.info.id}-`);
 
-/** Which disks can be incremental: the base backup, and for each disk its bitmap or why not. */
+/** Which disks can be incremental: the base backup, and for each disk its mark (bitmap, snapshot) or why not. */
 async function plan(
   repo: Repository,
   req: NodeBackupRequest,
@@ -99,10 +111,6 @@ async function plan(
       out.set(d.id, { fullReason: `disk ${d.id} is not in backup ${last.id}` });
       continue;
     }
-    if (!d.qcow2) {
-      out.set(d.id, { fullReason: 'incremental backups of RBD disks (snapshot diffs) are not built yet' });
-      continue;
-    }
     const want = bitmapName(repo, last.id);
     const all = await bitmapsOf(d);
     const bm = all.find((b) => b.name === want);
@@ -112,8 +120,8 @@ async function plan(
         fullReason: bm
           ? `the change bitmap since backup ${last.id} is unusable (QEMU stopped without saving it)`
           : other
-            ? `the change bitmap follows backup ${other.name.slice(bitmapName(repo, '').length)}, which is no longer in the repository (deleted); the newest there is ${last.id}`
-            : `no change bitmap since backup ${last.id} (the disk was moved, rolled back, or backed up elsewhere)`,
+            ? `the change ${d.rbd ? 'snapshot' : 'bitmap'} follows backup ${other.name.slice(bitmapName(repo, '').length)}, which is no longer in the repository (deleted); the newest there is ${last.id}`
+            : `no change ${d.rbd ? 'snapshot' : 'bitmap'} since backup ${last.id} (the disk was moved, rolled back, or backed up elsewhere)`,
       });
       continue;
     }
@@ -122,6 +130,29 @@ async function plan(
     });
   }
   return out;
+}
+
+/** A disk's marks: an RBD disk's snapshots, or a qcow2 disk's bitmaps as `bitmaps` gives them. */
+async function marksOf(
+  d: BackupVolume,
+  bitmaps: () => Promise<{ name: string; usable: boolean }[]>,
+): Promise<{ name: string; usable: boolean }[]> {
+  if (d.rbd) return (await d.rbd.snapshots()).map((name) => ({ name, usable: true }));
+  return d.qcow2 ? bitmaps() : [];
+}
+
+/** What changed since the base, for the engine: the bitmap over NBD, or the RBD diff from the snapshot. */
+function changed(
+  d: BackupVolume,
+  client: NbdClient,
+  mark: string,
+  context: string,
+): () => Promise<{ offset: number; length: number; flags: number }[]> {
+  if (d.rbd) {
+    const rbd = d.rbd;
+    return async () => (await rbd.changedSince(mark)).map((e) => ({ ...e, flags: NBD_STATE_DIRTY }));
+  }
+  return () => client.blockStatus(context, 0, client.size);
 }
 
 /** Backs up a running VM: fleecing export of its disks at one instant, frozen file systems around it. */
@@ -141,7 +172,7 @@ export async function backupRunning(
   );
   const startedAt = new Date().toISOString();
   const bitmaps = new Map<string, { name: string; usable: boolean }[]>();
-  for (const d of req.disks) bitmaps.set(d.id, await instance.diskBitmaps(d.id));
+  for (const d of req.disks) bitmaps.set(d.id, await marksOf(d, () => instance.diskBitmaps(d.id)));
   const planned = await plan(repo, req, async (d) => bitmaps.get(d.id) ?? []);
   const newBitmap = bitmapName(repo, req.backupId);
   const socket = join(runDir, 'backup-nbd.sock');
@@ -149,13 +180,13 @@ export async function backupRunning(
     id: d.id,
     scratch: join(runDir, `backup-scratch-${d.id}.qcow2`),
     ...(d.qcow2 ? { newBitmap } : {}),
-    ...(planned.get(d.id)?.base ? { baseBitmap: planned.get(d.id)!.base!.bitmap } : {}),
+    ...(d.qcow2 && planned.get(d.id)?.base ? { baseBitmap: planned.get(d.id)!.base!.bitmap } : {}),
   }));
   // bitmaps a dead backup of this repository left (not the base): they would only grow
   for (const d of req.disks)
     for (const b of bitmaps.get(d.id) ?? [])
       if (ownBitmap(repo, b.name) && b.name !== planned.get(d.id)?.base?.bitmap)
-        await instance.removeDiskBitmap(d.id, b.name);
+        await (d.rbd ? d.rbd.remove(b.name) : instance.removeDiskBitmap(d.id, b.name));
   for (const d of exportDisks) {
     const size = req.disks.find((x) => x.id === d.id)!.sizeBytes;
     await qemuImg(['create', '-q', '-f', 'qcow2', d.scratch, String(size)]);
@@ -178,6 +209,8 @@ export async function backupRunning(
     } else consistencyNote = 'the VM has no guest agent: crash-consistent';
     let pointInTime: string;
     try {
+      // RBD marks just before the instant: the next backup reads what changed since, a little more
+      for (const d of req.disks) if (d.rbd) await d.rbd.create(newBitmap);
       await instance.startBackupExport({ socket, disks: exportDisks });
       exported = true;
       pointInTime = new Date().toISOString();
@@ -195,13 +228,14 @@ export async function backupRunning(
     const disks: BackupDisk[] = [];
     for (const d of req.disks) {
       const p = planned.get(d.id)!;
+      const context = `qemu:dirty-bitmap:bk-since-${d.id}`;
       const client = await NbdClient.connect(socket, {
         exportName: d.id,
-        metaContexts: ['base:allocation', ...(p.base ? [`qemu:dirty-bitmap:bk-since-${d.id}`] : [])],
+        metaContexts: ['base:allocation', ...(p.base && !d.rbd ? [context] : [])],
       });
       try {
         disks.push(
-          await backupDisk(repo, writer, source(d.id, client, p), (c: ChunkProgress) =>
+          await backupDisk(repo, writer, source(d, client, p, context), (c: ChunkProgress) =>
             onProgress({ phase: 'reading', disk: d.id, ...c }),
           ),
         );
@@ -228,6 +262,7 @@ export async function backupRunning(
     return manifest;
   } finally {
     if (!ok) await writer.abort().catch(() => {});
+    await settleRbdMarks(repo, req.disks, newBitmap, ok);
     if (exported)
       await instance
         .endBackupExport(exportDisks, ok)
@@ -239,25 +274,50 @@ export async function backupRunning(
 }
 
 function source(
-  id: string,
+  d: BackupVolume,
   client: NbdClient,
   p: { base?: { backupId: string; index: DiskIndex; bitmap: string }; fullReason?: string },
-  context?: string,
+  context: string,
 ): DiskSource {
   return {
-    id,
+    id: d.id,
     client,
     ...(p.base
       ? {
           base: {
             backupId: p.base.backupId,
             index: p.base.index,
-            context: context ?? `qemu:dirty-bitmap:bk-since-${id}`,
+            changed: changed(d, client, p.base.bitmap, context),
           },
         }
       : {}),
     ...(p.fullReason ? { fullReason: p.fullReason } : {}),
   };
+}
+
+/**
+ * After a backup: stored, the new RBD snapshot is the next one's base and older marks of this repository
+ * go; failed, the new one goes (the base stays).
+ */
+async function settleRbdMarks(
+  repo: Repository,
+  disks: BackupVolume[],
+  mark: string,
+  ok: boolean,
+): Promise<void> {
+  for (const d of disks) {
+    if (!d.rbd) continue;
+    try {
+      if (!ok) await d.rbd.remove(mark);
+      else
+        for (const s of await d.rbd.snapshots()) if (ownBitmap(repo, s) && s !== mark) await d.rbd.remove(s);
+    } catch (err) {
+      log.warn('cannot settle the backup snapshots of an RBD disk', {
+        disk: d.id,
+        err: toNfError(err).message,
+      });
+    }
+  }
 }
 
 async function imageBitmaps(d: BackupVolume): Promise<{ name: string; usable: boolean }[]> {
@@ -285,7 +345,12 @@ export async function backupStopped(
 ): Promise<BackupManifest> {
   const repo = await openRepository(req.repository, req.keyFile);
   const startedAt = new Date().toISOString();
-  const planned = await plan(repo, req, imageBitmaps);
+  const planned = await plan(repo, req, (d) => marksOf(d, () => imageBitmaps(d)));
+  const newMark = bitmapName(repo, req.backupId);
+  for (const d of req.disks)
+    if (d.rbd)
+      for (const s of await d.rbd.snapshots())
+        if (ownBitmap(repo, s) && s !== planned.get(d.id)?.base?.bitmap) await d.rbd.remove(s);
   const writer = await repo.beginBackup(req.vm.id, req.backupId);
   let ok = false;
   try {
@@ -295,7 +360,8 @@ export async function backupStopped(
       // NBD exports only a disabled bitmap: a disabled copy of the base one (which keeps recording if
       // this backup fails)
       const copy = `bk-since-${d.id}`;
-      if (p.base) {
+      if (d.rbd) await d.rbd.create(newMark);
+      if (p.base && !d.rbd) {
         await qemuImg(['bitmap', '--remove', '--image-opts', d.imageOpts, copy]).catch(() => {});
         await qemuImg([
           'bitmap',
@@ -313,16 +379,16 @@ export async function backupStopped(
           socket: join(runDir, `backup-${d.id}.sock`),
           imageOpts: d.imageOpts,
           readOnly: true,
-          ...(p.base ? { bitmap: copy } : {}),
+          ...(p.base && !d.rbd ? { bitmap: copy } : {}),
         });
         try {
           const client = await NbdClient.connect(server.socket, {
             exportName: '',
-            metaContexts: ['base:allocation', ...(p.base ? [`qemu:dirty-bitmap:${copy}`] : [])],
+            metaContexts: ['base:allocation', ...(p.base && !d.rbd ? [`qemu:dirty-bitmap:${copy}`] : [])],
           });
           try {
             disks.push(
-              await backupDisk(repo, writer, source(d.id, client, p, `qemu:dirty-bitmap:${copy}`), (c) =>
+              await backupDisk(repo, writer, source(d, client, p, `qemu:dirty-bitmap:${copy}`), (c) =>
                 onProgress({ phase: 'reading', disk: d.id, ...c }),
               ),
             );
@@ -333,7 +399,8 @@ export async function backupStopped(
           await server.close();
         }
       } finally {
-        if (p.base) await qemuImg(['bitmap', '--remove', '--image-opts', d.imageOpts, copy]).catch(() => {});
+        if (p.base && !d.rbd)
+          await qemuImg(['bitmap', '--remove', '--image-opts', d.imageOpts, copy]).catch(() => {});
       }
     }
     onProgress({ phase: 'committing' });
@@ -352,6 +419,7 @@ export async function backupStopped(
     };
     await writer.commit(manifest);
     ok = true;
+    await settleRbdMarks(repo, req.disks, newMark, true);
     // The next backup's base: a bitmap from now (the disks did not change since the read), old ones go.
     for (const d of req.disks) {
       if (!d.qcow2) continue;
@@ -370,7 +438,10 @@ export async function backupStopped(
     }
     return manifest;
   } finally {
-    if (!ok) await writer.abort().catch(() => {});
+    if (!ok) {
+      await writer.abort().catch(() => {});
+      await settleRbdMarks(repo, req.disks, newMark, false);
+    }
   }
 }
 

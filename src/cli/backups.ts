@@ -9,7 +9,7 @@ const USAGE = `use: backup repo list | repo add NAME PATH | repo rm NAME | repo 
      backup job run NAME | job enable|disable NAME | job rm NAME
      backup create VM --repository R [--notes TEXT]
      backup list [--repository R] [--vm VM] | show ID | rm ID | verify ID
-     backup restore ID --name NEW [--pool P] [--start] | boot-verify ID [--timeout SEC]
+     backup restore ID --name NEW [--pool P] [--start] | restore ID --in-place | boot-verify ID [--timeout SEC]
      (--repository R on show/rm/verify/restore when an id is in several repositories)`;
 
 interface BackupDisk {
@@ -88,6 +88,7 @@ export async function backupCommand(argv: string[], out: Out): Promise<number> {
       name: { type: 'string' },
       pool: { type: 'string' },
       start: { type: 'boolean', default: false },
+      'in-place': { type: 'boolean', default: false },
       timeout: { type: 'string' },
       schedule: { type: 'string' },
       all: { type: 'boolean', default: false },
@@ -323,7 +324,16 @@ export async function backupCommand(argv: string[], out: Out): Promise<number> {
     }
     case 'restore': {
       const id = need(positionals, 1, 'ID');
-      if (!values.name) throw new NfError('validation_failed', 'give --name NEW (the new VM)');
+      if (values['in-place']) {
+        const t = await api.request<AnyTask>('POST', `/api/v1/backups/${enc(id)}/restore`, {
+          inPlace: true,
+          ...(values.repository ? { repository: values.repository } : {}),
+        });
+        return follow(t, `restore of ${id} in place`, (x) => [
+          `VM ${String(x.result?.vm)} restored in place (${(x.result?.disks as string[] | undefined)?.join(', ')})`,
+        ]);
+      }
+      if (!values.name) throw new NfError('validation_failed', 'give --name NEW (the new VM), or --in-place');
       const t = await api.request<AnyTask>('POST', `/api/v1/backups/${enc(id)}/restore`, {
         name: values.name,
         ...(values.pool ? { pool: values.pool } : {}),

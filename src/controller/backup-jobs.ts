@@ -102,7 +102,9 @@ export class BackupJobs {
 
   private async view(j: BackupJobRecord): Promise<BackupJobView> {
     const state = (await this.store.get<BackupJobState>(keys.backupJobState(j.name)))?.value ?? {};
-    const next = j.enabled ? nextRun(j.schedule, new Date()) : undefined;
+    // as the scheduler counts: from the last run (a run missed while down is due now)
+    const due = j.enabled ? nextRun(j.schedule, new Date(state.lastRunAt ?? j.createdAt)) : undefined;
+    const next = due && due.getTime() < Date.now() ? new Date() : due;
     return {
       ...j,
       ...state,
@@ -117,11 +119,15 @@ export class BackupJobs {
     return cur.value;
   }
 
-  private async check(j: Omit<BackupJobRecord, 'createdAt'>): Promise<void> {
+  private async check(
+    j: Omit<BackupJobRecord, 'createdAt'>,
+    changed: { repository?: unknown; selection?: unknown } = j,
+  ): Promise<void> {
     if (!NAME_RE.test(j.name))
       throw new NfError('validation_failed', 'a job name is 1-63 lowercase letters, digits and dashes');
     checkSchedule(j.schedule);
-    await this.backups.getRepository(j.repository); // not_found names it
+    if (changed.repository !== undefined) await this.backups.getRepository(j.repository); // not_found names it
+    if (changed.selection === undefined) return; // a VM deleted since does not block disabling the job
     if (!j.selection.all && !(j.selection.vms && j.selection.vms.length > 0))
       throw new NfError(
         'validation_failed',
@@ -165,7 +171,7 @@ export class BackupJobs {
   ): Promise<BackupJobView> {
     const cur = await this.record(name);
     const next: BackupJobRecord = { ...cur, ...patch, name };
-    await this.check(next);
+    await this.check(next, patch);
     await this.store.txn({ put: [{ key: keys.backupJob(name), value: next }] });
     return this.view(next);
   }
@@ -191,10 +197,13 @@ export class BackupJobs {
     this.running.add(job.name);
     const startedAt = new Date().toISOString();
     try {
-      return await this.tasks.start('backup.job', job.name, user, async (progress, ctl) => {
+      const task = await this.tasks.start('backup.job', job.name, user, async (progress, ctl) => {
         const outcomes: JobVmOutcome[] = [];
         try {
-          const vms = await this.selected(job);
+          const missing: string[] = [];
+          const vms = await this.selected(job, missing);
+          for (const ref of missing)
+            outcomes.push({ vm: ref, status: 'error', error: 'no such VM (deleted or renamed)' });
           for (const [i, vm] of vms.entries()) {
             ctl.details({ phase: 'backing up', vm: vm.name, done: i, total: vms.length });
             outcomes.push(await this.backupOne(job, vm, user));
@@ -204,20 +213,36 @@ export class BackupJobs {
           if (job.retention) {
             ctl.details({ phase: 'pruning' });
             for (const o of outcomes) {
-              const vm = vms.find((v) => v.name === o.vm)!;
-              if (o.status !== 'ok') continue; // never prune a VM whose backup just failed
+              const vm = vms.find((v) => v.name === o.vm);
+              if (!vm || o.status !== 'ok') continue; // never prune a VM whose backup just failed
               o.pruned = (await this.backups.prune(job.repository, vm.id, job.retention)).length;
               pruned += o.pruned;
             }
           }
           const gc = pruned > 0 ? await this.backups.collect(job.repository) : undefined;
+          const gcSkipped =
+            pruned > 0 && !gc
+              ? 'another backup was writing into the repository: run its GC later'
+              : undefined;
+          const ok = outcomes.filter((o) => o.status === 'ok').length;
           const failed = outcomes.filter((o) => o.status === 'error');
-          const status = failed.length === 0 ? 'ok' : failed.length === outcomes.length ? 'error' : 'partial';
-          const message =
-            failed.length === 0
-              ? `${outcomes.filter((o) => o.status === 'ok').length} VM(s) backed up`
-              : `${failed.length} of ${outcomes.length} VM(s) failed: ${failed.map((f) => `${f.vm} (${f.error})`).join('; ')}`;
-          ctl.result({ job: job.name, status, vms: outcomes, pruned, ...(gc ? { gc } : {}) });
+          const skipped = outcomes.filter((o) => o.status === 'skipped');
+          const status = failed.length === 0 && ok > 0 ? 'ok' : ok === 0 ? 'error' : 'partial';
+          const parts = [`${ok} of ${outcomes.length} VM(s) backed up`];
+          if (pruned > 0) parts.push(`${pruned} old backup(s) pruned`);
+          if (skipped.length > 0)
+            parts.push(`skipped: ${skipped.map((f) => `${f.vm} (${f.error})`).join('; ')}`);
+          if (failed.length > 0)
+            parts.push(`failed: ${failed.map((f) => `${f.vm} (${f.error})`).join('; ')}`);
+          const message = outcomes.length === 0 ? 'the job selects no VM' : parts.join('; ');
+          ctl.result({
+            job: job.name,
+            status,
+            vms: outcomes,
+            pruned,
+            ...(gc ? { gc } : {}),
+            ...(gcSkipped ? { gcSkipped } : {}),
+          });
           await this.saveState(job.name, { lastRunAt: startedAt, lastStatus: status, lastMessage: message });
           if (status !== 'ok') throw new NfError('unavailable', message);
           return outcomes;
@@ -233,6 +258,8 @@ export class BackupJobs {
           this.running.delete(job.name);
         }
       });
+      await this.saveState(job.name, { lastTaskId: task.id }).catch(() => {});
+      return task;
     } catch (err) {
       this.running.delete(job.name);
       throw err;
@@ -261,7 +288,8 @@ export class BackupJobs {
     }
   }
 
-  private async selected(job: BackupJobRecord): Promise<VmRecord[]> {
+  /** The job's VMs as records; the names or ids that match no VM any more go into `missing`. */
+  private async selected(job: BackupJobRecord, missing: string[] = []): Promise<VmRecord[]> {
     if (job.selection.all)
       return (await this.store.list<VmRecord>(keys.vms))
         .map((v) => v.value)
@@ -271,12 +299,16 @@ export class BackupJobs {
     for (const ref of job.selection.vms ?? []) {
       const v = await this.vms.find(ref).catch(() => undefined);
       if (v) out.push(v.value);
-      else log.warn('a VM of a backup job is gone', { job: job.name, vm: ref });
+      else {
+        log.warn('a VM of a backup job is gone', { job: job.name, vm: ref });
+        missing.push(ref);
+      }
     }
     return out;
   }
 
   private async saveState(name: string, state: BackupJobState): Promise<void> {
+    if (!(await this.store.get(keys.backupJob(name)))) return; // deleted meanwhile: its state goes with it
     const cur = (await this.store.get<BackupJobState>(keys.backupJobState(name)))?.value ?? {};
     await this.store.txn({ put: [{ key: keys.backupJobState(name), value: { ...cur, ...state } }] });
   }

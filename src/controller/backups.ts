@@ -42,7 +42,9 @@ export interface RepositoryRecord {
   createdAt: string;
 }
 
-export interface RepositoryView extends RepositoryRecord {
+export interface RepositoryView extends Omit<RepositoryRecord, 'repoId'> {
+  /** An encrypted repository's key file on its host (the path; the key itself is never shown). */
+  keyFile?: string;
   id?: string;
   backups?: number;
   usage?: { chunks: number; bytes: number };
@@ -120,12 +122,15 @@ export class BackupService {
     return this.repoView(await this.repoRecord(name));
   }
 
-  private async repoView(r: RepositoryRecord): Promise<RepositoryView> {
-    if (r.node !== this.nodeName) return { ...r };
+  private async repoView(rec: RepositoryRecord): Promise<RepositoryView> {
+    const { repoId: _id, ...r } = rec;
+    const keyFile = rec.encrypted ? this.keyOf(rec).keyFile : undefined;
+    if (rec.node !== this.nodeName) return { ...r, ...(keyFile ? { keyFile } : {}) };
     try {
-      const repo = await this.openRec(r);
+      const repo = await this.openRec(rec);
       return {
         ...r,
+        ...(keyFile ? { keyFile } : {}),
         id: repo.info.id,
         backups: (await repo.listBackups()).length,
         usage: await repo.usage(),
@@ -525,6 +530,109 @@ export class BackupService {
       ctl.result(result);
       return result;
     });
+  }
+
+  /**
+   * Restores a backup over its own VM, which must be stopped: each disk in the backup is written into a
+   * new volume, the record then points at the new volumes (its snapshots, which lived in the old ones, go)
+   * and the old volumes are deleted. Until the record changes nothing of the VM is touched: a failure
+   * leaves it as it was. The VM's hardware stays as it is now; disks not in the backup stay too.
+   */
+  async restoreInPlace(id: string, input: { repository?: string }, user: string) {
+    const found = await this.locate(id, input.repository);
+    const { m } = found;
+    const cur = await this.vms.find(m.vm.id).catch(() => {
+      throw new NfError(
+        'not_found',
+        `VM ${m.vm.name} (${m.vm.id}) no longer exists: restore the backup as a new VM`,
+      );
+    });
+    const stopped = (vm: VmRecord) => {
+      this.checkLocal(vm, 'restore');
+      if (vm.template) throw new NfError('invalid_state', `VM "${vm.name}" is a template`);
+      if (vm.power !== 'stopped' || this.node.vmStatus(vm.id).state !== 'stopped')
+        throw new NfError('invalid_state', `VM "${vm.name}" must be stopped to be restored in place`);
+    };
+    stopped(cur.value);
+    return this.tasks.start('backup.restore', cur.value.name, user, (progress, ctl) =>
+      this.lock.run(m.vm.id, async () => {
+        const now = await this.vms.find(m.vm.id);
+        stopped(now.value);
+        const total = m.disks.reduce((n, d) => n + d.sizeBytes, 0);
+        const made: { id: string; pool: string; volume: string; sizeBytes: number }[] = [];
+        let before = 0;
+        try {
+          for (const bd of m.disks) {
+            const disk = now.value.disks.find((x) => x.id === bd.id);
+            if (!disk) continue; // removed from the VM since: not brought back in place
+            const volume = `vm-${m.vm.id}-${bd.id}-r${randomBytes(3).toString('hex')}.qcow2`;
+            ctl.details({ phase: 'writing', disk: bd.id });
+            await this.node.restoreVolume(
+              {
+                repository: found.repo.path,
+                ...this.keyOf(found.rec),
+                vmId: m.vm.id,
+                backupId: m.id,
+                diskId: bd.id,
+                pool: disk.pool,
+                volume,
+                sizeBytes: bd.sizeBytes,
+              },
+              (done) => progress(Math.min(0.99, (before + done) / Math.max(1, total))),
+            );
+            made.push({ id: bd.id, pool: disk.pool, volume, sizeBytes: bd.sizeBytes });
+            before += bd.sizeBytes;
+          }
+          if (made.length === 0)
+            throw new NfError('invalid_state', `VM "${now.value.name}" has none of the backup's disks now`);
+          await this.store.txn(
+            {
+              when: [{ key: now.key, revision: now.revision }],
+              put: [
+                {
+                  key: now.key,
+                  value: {
+                    ...now.value,
+                    disks: now.value.disks.map((d) => {
+                      const n = made.find((x) => x.id === d.id);
+                      if (!n) return d;
+                      const { cloneOf: _c, image: _i, ...rest } = d;
+                      return { ...rest, volume: n.volume, sizeBytes: n.sizeBytes };
+                    }),
+                    snapshots: [],
+                    updatedAt: new Date().toISOString(),
+                  },
+                },
+              ],
+            },
+            `VM "${now.value.name}" changed during the restore; nothing was changed`,
+          );
+        } catch (err) {
+          for (const v of made) await this.node.deleteVolume(v.pool, v.volume).catch(() => {});
+          throw err;
+        }
+        const old = now.value.disks.filter((d) => made.some((x) => x.id === d.id));
+        for (const d of old)
+          await this.node.deleteVolume(d.pool, d.volume).catch((err: Error) =>
+            log.warn('an old volume of a VM restored in place stays', {
+              volume: d.volume,
+              err: err.message,
+            }),
+          );
+        log.info('backup restored in place', { backup: id, vm: now.value.name, disks: made.length });
+        const result = {
+          vm: now.value.name,
+          id: m.vm.id,
+          inPlace: true,
+          disks: made.map((d) => d.id),
+          ...(now.value.snapshots.length > 0
+            ? { snapshotsDropped: now.value.snapshots.map((x) => x.name) }
+            : {}),
+        };
+        ctl.result(result);
+        return result;
+      }),
+    );
   }
 
   /** The record a restore makes (checked: free name, the pool exists here, every disk in the backup). */

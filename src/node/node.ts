@@ -988,11 +988,22 @@ export class Node implements NodeApi {
   ): Promise<BackupManifest> {
     const disks: BackupVolume[] = req.disks.map((d) => {
       const pool = this.pool(d.pool);
+      const rbd = pool instanceof RbdPool ? pool : undefined;
       return {
         id: d.id,
         imageOpts: targetOpts(pool, d.volume),
         qcow2: pool.type === 'dir',
         sizeBytes: d.sizeBytes,
+        ...(rbd
+          ? {
+              rbd: {
+                snapshots: () => rbd.listSnapshots(d.volume),
+                create: (name: string) => rbd.snapshotCreate(d.volume, name),
+                remove: (name: string) => rbd.snapshotDelete(d.volume, name),
+                changedSince: (name: string) => rbd.diffSince(d.volume, name),
+              },
+            }
+          : {}),
       };
     });
     const full: NodeBackupRequest = { ...req, node: this.name, disks };

@@ -258,6 +258,22 @@ export class RbdPool implements StorageDriver {
     await this.rbd(['snap', 'rollback', '--no-progress', this.snapSpec(volume, name)]);
   }
 
+  /** Snapshot names of a volume. */
+  async listSnapshots(volume: string): Promise<string[]> {
+    return this.snapshots(volume);
+  }
+
+  /** Extents of the volume that differ now from a snapshot of it (`rbd diff --from-snap`). */
+  async diffSince(volume: string, snapshot: string): Promise<{ offset: number; length: number }[]> {
+    const list = await this.rbdJson<{ offset: number; length: number }[]>([
+      'diff',
+      '--from-snap',
+      snapshot,
+      this.spec(volume),
+    ]);
+    return list.map((e) => ({ offset: e.offset, length: e.length }));
+  }
+
   async hasSnapshot(volume: string, name: string): Promise<boolean> {
     return (await this.snapshots(volume)).includes(name);
   }

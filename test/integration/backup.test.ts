@@ -353,6 +353,7 @@ describe('backup and restore', () => {
     });
     expect(repo).toMatchObject({ name: 'enc', encrypted: true });
     const keyFile = join(d.dataDir, 'backup-keys', `${repo.id}.key`);
+    expect(repo.keyFile).toBe(keyFile);
     const key = readFileSync(keyFile);
     expect(key).toHaveLength(32);
     expect(statSync(keyFile).mode & 0o777).toBe(0o600);
@@ -559,5 +560,42 @@ describe('backup and restore', () => {
       retention: { keepLast: 3 },
     });
     await d.cli(['backup', 'job', 'rm', 'j2']);
+  }, 600_000);
+
+  it('restores in place over the stopped VM: its disk replaced, snapshots dropped; refused while it runs', async () => {
+    const vm = await getVm(d.api, 'bk1');
+    expect(vm.state).toBe('running');
+    const b = await write(vm.id, 64);
+    const taken = await backup(vm.id);
+    const c = await write(vm.id, 64);
+    expect(c).not.toBe(b);
+    expect(
+      await rejection(d.api.request('POST', `/api/v1/backups/${taken.id}/restore`, { inPlace: true })),
+    ).toMatchObject({ code: 'invalid_state', message: expect.stringMatching(/must be stopped/) });
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
+    await d.api.request('POST', `/api/v1/vms/${vm.id}/snapshots`, { name: 'before-restore' });
+    const disks = join(d.dataDir, 'pools', 'local', 'disks');
+    const oldVolume = (await d.api.request<{ disks: { volume: string }[] }>('GET', `/api/v1/vms/${vm.id}`))
+      .disks[0]!.volume;
+    const t = await d.api.request<TaskView>('POST', `/api/v1/backups/${taken.id}/restore`, { inPlace: true });
+    const done = await waitTask(d.api, t.id, 300_000);
+    expect(done.error).toBeUndefined();
+    expect(done.result).toMatchObject({
+      inPlace: true,
+      disks: ['disk0'],
+      snapshotsDropped: ['before-restore'],
+    });
+    const after = await d.api.request<{ disks: { volume: string }[]; snapshots: unknown[] }>(
+      'GET',
+      `/api/v1/vms/${vm.id}`,
+    );
+    expect(after.snapshots).toEqual([]);
+    expect(after.disks[0]!.volume).not.toBe(oldVolume);
+    expect(readdirSync(disks)).not.toContain(oldVolume);
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    expect(await read(vm.id, 64)).toBe(b);
+    // a new volume has no change bitmap: the next backup reads it whole and says why
+    const next = await backup(vm.id);
+    expect(next.disks[0]).toMatchObject({ mode: 'full', fullReason: expect.stringMatching(/bitmap/) });
   }, 600_000);
 });

@@ -1,4 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { NfError } from '../../errors';
 import type { ApiContext } from '../context';
 import { errors, json } from '../openapi';
 import { newRouter } from '../router';
@@ -23,6 +24,9 @@ const RepositorySchema = z
       .optional()
       .openapi({ description: 'Chunks stored and the bytes they take (compressed, deduplicated)' }),
     error: z.string().optional().openapi({ description: 'Why the directory cannot be read now' }),
+    keyFile: z.string().optional().openapi({
+      description: 'Where the key of an encrypted repository is on its host (keep a copy elsewhere)',
+    }),
     encrypted: z.boolean().optional().openapi({
       description:
         'Client-side encryption (AES-256-GCM); the key is a file on the host, never in the API or etcd',
@@ -227,7 +231,7 @@ export function backupRoutes(ctx: ApiContext) {
       path: '/{id}/restore',
       tags: ['Backups'],
       summary:
-        'Restore a backup into a new VM (new id and MAC addresses; disks into `pool` or their own pools) as a task',
+        'Restore a backup into a new VM (new id and MAC addresses; disks into `pool` or their own pools), or with inPlace over its own stopped VM (its disks replaced; its hardware and other disks stay), as a task',
       request: {
         params: BackupParam,
         body: {
@@ -235,7 +239,11 @@ export function backupRoutes(ctx: ApiContext) {
             'application/json': {
               schema: z
                 .strictObject({
-                  name: VM_NAME,
+                  name: VM_NAME.optional().openapi({ description: 'The new VM (needed unless inPlace)' }),
+                  inPlace: z.boolean().optional().openapi({
+                    description:
+                      'Over the backed-up VM itself, which must be stopped: each of its disks in the backup is replaced (its snapshots go); nothing changes if it fails',
+                  }),
                   pool: REPO_NAME.optional().openapi({
                     description: 'Where every disk goes (default: as backed up)',
                   }),
@@ -253,8 +261,20 @@ export function backupRoutes(ctx: ApiContext) {
         ...errors,
       },
     }),
-    async (c) =>
-      c.json(await ctx.backups.restore(c.req.valid('param').id, c.req.valid('json'), c.get('user')), 202),
+    async (c) => {
+      const body = c.req.valid('json');
+      const id = c.req.valid('param').id;
+      if (body.inPlace) {
+        if (body.name || body.pool || body.start)
+          throw new NfError(
+            'validation_failed',
+            'inPlace restores over the VM itself: give no name, pool or start',
+          );
+        return c.json(await ctx.backups.restoreInPlace(id, body, c.get('user')), 202);
+      }
+      if (!body.name) throw new NfError('validation_failed', 'name: the new VM (or inPlace: true)');
+      return c.json(await ctx.backups.restore(id, { ...body, name: body.name }, c.get('user')), 202);
+    },
   );
   r.openapi(
     createRoute({
@@ -397,6 +417,10 @@ const JobSchema = z
     lastRunAt: z.string().optional(),
     lastStatus: z.enum(['ok', 'partial', 'error']).optional(),
     lastMessage: z.string().optional(),
+    lastTaskId: z
+      .string()
+      .optional()
+      .openapi({ description: 'The task of the run going on, or of the last one' }),
   })
   .openapi('BackupJob');
 
