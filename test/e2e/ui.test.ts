@@ -21,7 +21,7 @@ import { sharedCephLab } from '../harness/ceph';
 import { neuroflowCommand, TestDaemon } from '../harness/daemon';
 import { BOOTED, testGuest } from '../harness/guest';
 import { guestRun, startAndBoot, waitConsole } from '../harness/serial';
-import { createVm, getVm, kernelVm, vmAction } from '../harness/vms';
+import { createVm, getVm, kernelVm, vmAction, waitTask } from '../harness/vms';
 
 /**
  * The embedded web UI in a headless Chromium against a real daemon and a real (ISO-booted) guest.
@@ -1666,6 +1666,202 @@ describe('web UI', () => {
       await p.context().close();
     }
   }, 420_000);
+
+  it('adds an encrypted repository (badge, keep-the-key warning, a wrong key refused inline); schedules a backup job for one VM (a bad schedule refused inline), runs it now: backed up and pruned to keep-last 1; edits, disables and deletes it', async () => {
+    // A page of its own, signed in here: the test also runs alone (-t).
+    const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
+    const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
+    const dir = mkdtempSync(join(tmpdir(), 'nf-e2e-jobs-'));
+    interface JobView {
+      name: string;
+      schedule: string;
+      repository: string;
+      selection: { all?: boolean; vms?: string[] };
+      retention?: Record<string, number>;
+      enabled: boolean;
+      nextRunAt?: string;
+      lastStatus?: string;
+    }
+    // two stopped VMs (a stopped VM's disks are read through qemu-nbd: quick); the job takes one
+    const vm = await createVm(d.api, kernelVm('bkjob'));
+    const other = await createVm(d.api, kernelVm('bkjob-other'));
+    const backupsOf = (id: string) =>
+      d.api.request<{ id: string }[]>('GET', `/api/v1/backups?repository=jobs1&vm=${id}`);
+    try {
+      await d.api.request('POST', '/api/v1/backup/repositories', { name: 'jobs1', path: join(dir, 'jobs1') });
+      // a backup by hand first: the job's retention (keep the last 1) prunes it after the job's own
+      const t0 = await d.api.request<{ id: string }>('POST', `/api/v1/vms/${vm.id}/backup`, {
+        repository: 'jobs1',
+      });
+      expect((await waitTask(d.api, t0.id, 120_000)).status).toBe('ok');
+      const [byHand] = await backupsOf(vm.id);
+
+      // Add repository… with Encrypt: the key file named, with the warning to keep a copy of it
+      await p.click('.topbar a[href="#/backups"]');
+      await p.locator('tr[data-repository=jobs1]').waitFor({ timeout: 15_000 });
+      await p.click('[data-action=add-repository]');
+      const add = p.getByRole('dialog', { name: 'Add a backup repository' });
+      await add.locator('input[name=name]').fill('vault');
+      await add.locator('input[name=path]').fill(join(dir, 'vault'));
+      await add.locator('input[name=encrypt]').check();
+      await add.locator('button[type=submit]').click();
+      const warning = add.locator('[data-testid=key-warning]');
+      await warning.waitFor({ timeout: 15_000 });
+      const vault = await d.api.request<{ id: string; encrypted?: boolean }>(
+        'GET',
+        '/api/v1/backup/repositories/vault',
+      );
+      expect(vault.encrypted).toBe(true);
+      expect(await warning.locator('.key-file').textContent()).toBe(`<data dir>/backup-keys/${vault.id}.key`);
+      expect(await warning.textContent()).toMatch(/^Keep a copy of its key elsewhere, off this host\./);
+      const keyFile = join(d.dataDir, 'backup-keys', `${vault.id}.key`);
+      const key = readFileSync(keyFile);
+      expect(key).toHaveLength(32);
+      await add.locator('[data-action=key-noted]').click();
+      await add.waitFor({ state: 'detached' });
+      const vaultRow = p.locator('tr[data-repository=vault]');
+      await vaultRow.locator('.encrypted-badge', { hasText: /^encrypted$/ }).waitFor({ timeout: 15_000 });
+      expect(await p.locator('tr[data-repository=jobs1] .encrypted-badge').count()).toBe(0);
+
+      // removed, its key gone from the host, added again: a malformed key is not sent, a wrong one is
+      // refused inline, its own key opens it (and is kept on the host again)
+      await vaultRow.locator('[data-action=remove-repository]').click();
+      await p.getByRole('dialog', { name: 'Remove repository vault?' }).locator('button.danger').click();
+      await vaultRow.waitFor({ state: 'detached', timeout: 15_000 });
+      rmSync(keyFile);
+      await p.click('[data-action=add-repository]');
+      await add.locator('input[name=name]').fill('vault');
+      await add.locator('input[name=path]').fill(join(dir, 'vault'));
+      await add.locator('input[name=key]').fill('not-a-key');
+      await add.locator('.field-error', { hasText: 'base64 of 32 bytes' }).waitFor();
+      expect(await add.locator('[data-testid=add-repository-submit]').isDisabled()).toBe(true);
+      await add.locator('input[name=key]').fill(Buffer.alloc(32, 7).toString('base64'));
+      await add.locator('[data-testid=add-repository-submit]').click();
+      await add.locator('.form-error', { hasText: /wrong key/ }).waitFor({ timeout: 15_000 });
+      await add.locator('input[name=key]').fill(key.toString('base64'));
+      await add.locator('[data-testid=add-repository-submit]').click();
+      await warning.waitFor({ timeout: 15_000 });
+      await add.locator('[data-action=key-noted]').click();
+      await vaultRow.locator('.encrypted-badge').waitFor({ timeout: 15_000 });
+      expect(readFileSync(keyFile).equals(key)).toBe(true);
+
+      // Add job…: one VM, keep the last 1; a malformed number held back, a bad schedule refused inline
+      const jobs = p.locator('.jobs-card');
+      await jobs.locator('td', { hasText: 'No jobs' }).waitFor({ timeout: 15_000 });
+      await jobs.locator('[data-action=add-job]').click();
+      const dlg = p.getByRole('dialog', { name: 'Add a backup job' });
+      await dlg.locator('input[name=name]').fill('nightly');
+      await dlg.locator('input[name=schedule]').fill('every day');
+      expect(await dlg.locator('[data-testid=schedule-hint]').textContent()).toMatch(/^A cron expression/);
+      await dlg.locator('select[name=repository]').selectOption('jobs1');
+      await dlg.locator('input[name=vm][data-vm-name=bkjob]').check();
+      await dlg.locator('input[name=keepLast]').fill('x');
+      await dlg.locator('.field-error[data-field=keepLast]').waitFor();
+      expect(await dlg.locator('[data-testid=job-submit]').isDisabled()).toBe(true);
+      await dlg.locator('input[name=keepLast]').fill('1');
+      expect(await dlg.locator('.retention-summary').textContent()).toMatch(/^Keeps last 1\./);
+      await dlg.locator('[data-testid=job-submit]').click();
+      await dlg.locator('.form-error', { hasText: 'schedule "every day"' }).waitFor({ timeout: 15_000 });
+      // the preset "daily 02:00", read out under the field
+      await dlg.locator('button[data-preset="0 2 * * *"]').click();
+      expect(await dlg.locator('input[name=schedule]').inputValue()).toBe('0 2 * * *');
+      expect(await dlg.locator('[data-testid=schedule-hint]').textContent()).toBe('every day at 02:00 UTC.');
+      await dlg.locator('[data-testid=job-submit]').click();
+      await dlg.waitFor({ state: 'detached', timeout: 15_000 });
+      const row = jobs.locator('tr[data-job=nightly]');
+      await row.waitFor({ timeout: 15_000 });
+      expect(await row.locator('.job-schedule').textContent()).toBe('0 2 * * *');
+      expect(await row.locator('.schedule-hint').textContent()).toBe('every day at 02:00 UTC');
+      expect(await row.locator('.job-vms').textContent()).toBe('bkjob');
+      expect(await row.locator('.job-retention').textContent()).toBe('last 1');
+      expect(await row.locator('.job-last').textContent()).toBe('never');
+      expect(await d.api.request<JobView>('GET', '/api/v1/backup/jobs/nightly')).toMatchObject({
+        schedule: '0 2 * * *',
+        repository: 'jobs1',
+        selection: { vms: [vm.id] },
+        retention: { keepLast: 1 },
+        enabled: true,
+        nextRunAt: expect.stringMatching(/T02:00:00/),
+      });
+
+      // Run now: the VM backed up, the backup by hand pruned; each VM's outcome under the row, the run in
+      // Recent tasks
+      await row.locator('[data-action=run-job]').click();
+      await jobs
+        .locator('tr[data-job=nightly][data-last-status=ok][data-running=false]')
+        .waitFor({ timeout: 180_000 });
+      const run = jobs.locator('tr[data-run-for=nightly] [data-testid=job-run][data-status=ok]');
+      await run.waitFor({ timeout: 15_000 });
+      expect(await run.locator('li[data-vm=bkjob]').textContent()).toMatch(
+        /^bkjob: ok \((full|incremental)\), 1 pruned$/,
+      );
+      expect(await run.locator('li').count()).toBe(1);
+      expect(await row.locator('.job-last .run-ok').textContent()).toBe('ok');
+      expect(await row.locator('.job-message').textContent()).toBe(
+        '1 of 1 VM(s) backed up; 1 old backup(s) pruned',
+      );
+      await p
+        .locator('.toast', { hasText: 'Backup job nightly done: 1 VM backed up, 1 backup pruned' })
+        .waitFor();
+      const jt = p.locator('.tasks tr[data-task-type="backup.job"].task-ok').first();
+      expect(await jt.locator('[data-testid=task-result]').textContent()).toBe(
+        '1 VM backed up, 1 backup pruned',
+      );
+      const left = await backupsOf(vm.id);
+      expect(left).toHaveLength(1);
+      expect(left[0]!.id).not.toBe(byHand!.id);
+      expect(await backupsOf(other.id)).toEqual([]);
+      await p
+        .locator(`.backups-card tr[data-backup="${byHand!.id}"]`)
+        .waitFor({ state: 'detached', timeout: 15_000 });
+      await p.locator(`.backups-card tr[data-backup="${left[0]!.id}"]`).waitFor({ timeout: 15_000 });
+      await p.locator('.toast').first().waitFor({ state: 'detached', timeout: 15_000 });
+      await p.screenshot({ path: join(SHOTS, 'backup-jobs.png') });
+
+      // Edit…: the dialog holds the job (its name fixed); a daily rule added
+      await row.locator('[data-action=edit-job]').click();
+      const edit = p.getByRole('dialog', { name: 'Edit backup job nightly' });
+      expect(await edit.locator('input[name=name]').isDisabled()).toBe(true);
+      expect(await edit.locator('input[name=schedule]').inputValue()).toBe('0 2 * * *');
+      expect(await edit.locator('input[name=keepLast]').inputValue()).toBe('1');
+      expect(await edit.locator('input[name=vm][data-vm-name=bkjob]').isChecked()).toBe(true);
+      expect(await edit.locator('input[name=vm][data-vm-name=bkjob-other]').isChecked()).toBe(false);
+      await edit.locator('input[name=keepDaily]').fill('7');
+      await edit.locator('[data-testid=job-submit]').click();
+      await edit.waitFor({ state: 'detached', timeout: 15_000 });
+      await row.locator('.job-retention', { hasText: /^last 1, daily 7$/ }).waitFor({ timeout: 15_000 });
+
+      // Disable: no next run; Enable offered
+      await row.locator('[data-action=toggle-job]').click();
+      await jobs.locator('tr[data-job=nightly][data-enabled=false]').waitFor({ timeout: 15_000 });
+      expect(await row.locator('.job-next').textContent()).toBe('disabled');
+      expect(await row.locator('[data-action=toggle-job]').textContent()).toBe('Enable');
+      const off = await d.api.request<JobView>('GET', '/api/v1/backup/jobs/nightly');
+      expect(off).toMatchObject({ enabled: false, retention: { keepLast: 1, keepDaily: 7 } });
+      expect(off.nextRunAt).toBeUndefined();
+
+      // Delete: the confirmation says the backups stay, and they do
+      await row.locator('[data-action=delete-job]').click();
+      const del = p.getByRole('dialog', { name: 'Delete backup job nightly?' });
+      expect(await del.locator('.modal-body').textContent()).toMatch(
+        /backups it made stay in repository jobs1/,
+      );
+      await del.locator('button.danger').click();
+      await row.waitFor({ state: 'detached', timeout: 15_000 });
+      await jobs.locator('td', { hasText: 'No jobs' }).waitFor();
+      expect(await d.api.request('GET', '/api/v1/backup/jobs')).toEqual([]);
+      expect(await backupsOf(vm.id)).toHaveLength(1);
+      expect(errors).toEqual([]);
+    } finally {
+      await d.api.request('DELETE', '/api/v1/backup/jobs/nightly').catch(() => {});
+      await d.api.request('DELETE', `/api/v1/vms/${vm.id}?force=true`).catch(() => {});
+      await d.api.request('DELETE', `/api/v1/vms/${other.id}?force=true`).catch(() => {});
+      await d.api.request('DELETE', '/api/v1/backup/repositories/jobs1').catch(() => {});
+      await d.api.request('DELETE', '/api/v1/backup/repositories/vault').catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+      await p.context().close();
+    }
+  }, 300_000);
 
   it('logs out: the session is gone, and the API refuses the old cookie', async () => {
     const cookiesBefore = await page.context().cookies();

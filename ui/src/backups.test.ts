@@ -27,7 +27,6 @@ import {
   restoreName,
   restoreProblem,
   restoreResult,
-  taskFraction,
   usableRepositories,
   verifyOutcome,
   verifyResult,
@@ -231,19 +230,6 @@ describe('backup and restore tasks', () => {
       'disk0: 1.0 MiB of 4.0 MiB read',
     );
     expect(backupProgress({ phase: 'committing' })).toBe('committing');
-  });
-
-  it("tells how far a task is from a backup's bytes, never a running task's 100%", () => {
-    expect(
-      taskFraction(task({ progress: 1, details: { phase: 'reading', doneBytes: MiB, totalBytes: 4 * MiB } })),
-    ).toBe(0.25);
-    expect(taskFraction(task({ details: { phase: 'reading', doneBytes: 0, totalBytes: 0 } }))).toBe(1);
-    expect(taskFraction(task({ progress: 1, details: { phase: 'freezing' } }))).toBe(0);
-    // the API's percent capped at 1 while the task runs: unknown
-    expect(taskFraction(task({ progress: 1, details: { phase: 'committing' } }))).toBeUndefined();
-    expect(taskFraction(task({ type: 'backup.restore', progress: 1 }))).toBeUndefined();
-    expect(taskFraction(task({ type: 'backup.restore', progress: 0.4 }))).toBe(0.4);
-    expect(taskFraction(task({ type: 'backup.restore', status: 'ok', progress: 1 }))).toBe(1);
   });
 });
 

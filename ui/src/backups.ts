@@ -20,6 +20,8 @@ export interface BackupRepository {
   usage?: { chunks: number; bytes: number };
   /** Why the directory cannot be read now. */
   error?: string;
+  /** Client-side encryption: the key is a file on the repository's host, never in the API. */
+  encrypted?: boolean;
 }
 
 export type Consistency = 'filesystem' | 'crash' | 'stopped';
@@ -227,20 +229,6 @@ export function backupResult(t: Task): (Backup & { totalMs?: number }) | undefin
 export function restoreResult(t: Task): { vm: string; id: string } | undefined {
   const r = t.type === RESTORE ? (t.result as { vm?: unknown; id?: unknown } | undefined) : undefined;
   return r && typeof r.vm === 'string' && typeof r.id === 'string' ? { vm: r.vm, id: r.id } : undefined;
-}
-
-/**
- * How far a running backup or restore is (0..1), or undefined when it cannot be told. A backup's reading
- * phase says the bytes of the disk being read; otherwise the task's progress, unless it says 100% while
- * the task still runs (the API reports some tasks' progress in percent, which the task log caps at 1).
- */
-export function taskFraction(t: Task): number | undefined {
-  const d = backupDetails(t);
-  if (d?.phase === 'reading' && d.totalBytes !== undefined)
-    return d.totalBytes > 0 ? Math.min(1, (d.doneBytes ?? 0) / d.totalBytes) : 1;
-  if (d?.phase === 'freezing') return 0;
-  if (t.status === 'running' && t.progress >= 1) return undefined;
-  return t.progress;
 }
 
 /** "freezing the file systems", "disk0: 12.0 MiB of 40.0 MiB read", "committing". */

@@ -146,6 +146,7 @@ const TASK_LABELS: Record<string, string> = {
   'backup.restore': 'Restore from backup',
   'backup.verify': 'Verify backups',
   'backup.gc': 'Backup garbage collection',
+  'backup.job': 'Backup job',
 };
 
 /** A readable name for the HA and backup task types; other types as they are. */

@@ -1,6 +1,7 @@
 import { Fragment } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, fmtBytes, type Task } from '../api';
+import { JOB } from '../backup-jobs';
 import {
   type Backup,
   backupTotals,
@@ -15,7 +16,6 @@ import {
   restoreName,
   restoreProblem,
   restoreResult,
-  taskFraction,
   VERIFY,
 } from '../backups';
 import { ago, when } from '../format';
@@ -321,7 +321,6 @@ export function RestoreDialog({ backup, onClose }: { backup: Backup; onClose: ()
   const running = !!taskId && task?.status !== 'ok' && task?.status !== 'error';
   // the inputs are locked while the restore runs and once it is done; a failed one can be tried again
   const locked = running || task?.status === 'ok';
-  const frac = task && taskFraction(task);
   const title = `Restore ${backup.vm.name} from ${when(backup.pointInTime)}`;
   return (
     <div class="modal-backdrop">
@@ -383,7 +382,7 @@ export function RestoreDialog({ backup, onClose }: { backup: Backup; onClose: ()
                 <>
                   Restoring
                   {typeof task?.details?.disk === 'string' ? ` ${task.details.disk}` : ''}…
-                  <Meter value={frac ?? 0} warn={2} />
+                  <Meter value={task?.progress ?? 0} warn={2} />
                   <p class="hint">You can close this: the restore goes on in Recent tasks.</p>
                 </>
               )}
@@ -424,4 +423,4 @@ export function RestoreDialog({ backup, onClose }: { backup: Backup; onClose: ()
 }
 
 /** The types of the tasks that change what lists of backups show. */
-export const BACKUP_TASK_TYPES = ['vm.backup', RESTORE, VERIFY, 'backup.gc'];
+export const BACKUP_TASK_TYPES = ['vm.backup', RESTORE, VERIFY, 'backup.gc', JOB];

@@ -1,6 +1,7 @@
 import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
 import { api, fmtBytes, type Task } from '../api';
+import { keyFilePath, keyProblem, repositoryBody } from '../backup-jobs';
 import {
   type Backup,
   type BackupRepository,
@@ -17,6 +18,7 @@ import { when } from '../format';
 import { usePolled } from '../poll';
 import { hostHref } from '../route';
 import { attempt, putTask, toast, useStore } from '../store';
+import { BackupJobsCard } from './BackupJobs';
 import { BACKUP_TASK_TYPES, BackupTable, useReloadOnBackupTasks } from './Backups';
 import { ConfirmDialog } from './ConfirmDialog';
 import { FormActions } from './FormActions';
@@ -118,6 +120,17 @@ export function BackupsPage() {
                         >
                           {r.name}
                         </button>
+                        {r.encrypted && (
+                          <>
+                            {' '}
+                            <span
+                              class="tag encrypted-badge"
+                              title="Encrypted on this side (AES-256-GCM): its key is a file on the host, never in the API; without it nothing can be read"
+                            >
+                              encrypted
+                            </span>
+                          </>
+                        )}
                       </td>
                       <td class="mono">{r.path}</td>
                       <td>
@@ -211,6 +224,8 @@ export function BackupsPage() {
         )}
       </div>
 
+      <BackupJobsCard repos={repos.data} onChanged={reload} />
+
       <div class="card section backups-card">
         <div class="toolbar">
           <h3>Backups</h3>
@@ -290,31 +305,70 @@ export function BackupsPage() {
   );
 }
 
-/** Add a repository: a name and an absolute directory of this host (made if missing or empty). */
+/**
+ * Add a repository: a name and an absolute directory of this host (made if missing or empty), encrypted
+ * if asked; a key to encrypt with one the admin holds or to open an encrypted one. An encrypted one's
+ * key file is named after it is added, with the warning to keep a copy of it elsewhere.
+ */
 function AddRepositoryDialog({ onClose, onAdded }: { onClose: () => void; onAdded: () => void }) {
-  const [f, setF] = useState({ name: '', path: '' });
+  const [f, setF] = useState({ name: '', path: '', encrypt: false, key: '' });
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
-  const set = (k: keyof typeof f) => (e: Event) => setF({ ...f, [k]: (e.target as HTMLInputElement).value });
+  const [added, setAdded] = useState<BackupRepository | undefined>();
+  const set = (k: keyof typeof f) => (e: Event) => {
+    const el = e.target as HTMLInputElement;
+    setF({ ...f, [k]: el.type === 'checkbox' ? el.checked : el.value });
+  };
   const hint = repositoryHint(f);
+  const badKey = keyProblem(f.key);
   async function submit(e: Event) {
     e.preventDefault();
     setBusy(true);
     setError('');
     try {
-      const r = await api<BackupRepository>('POST', '/backup/repositories', {
-        name: f.name.trim(),
-        path: f.path.trim(),
-      });
+      const r = await api<BackupRepository>('POST', '/backup/repositories', repositoryBody(f));
       toast(`repository ${r.name} added (${r.path} on ${r.node})`, 'info');
       onAdded();
-      onClose();
+      if (r.encrypted) setAdded(r);
+      else onClose();
     } catch (err) {
       setError((err as Error).message);
     } finally {
       setBusy(false);
     }
   }
+  if (added)
+    return (
+      <div class="modal-backdrop">
+        <div class="modal add-repository" role="dialog" aria-label="Add a backup repository">
+          <h3>Repository {added.name} added: encrypted</h3>
+          <div class="modal-body">
+            <div class="key-warning" role="alert" data-testid="key-warning">
+              <p>
+                <b>Keep a copy of its key elsewhere, off this host.</b> Without the key nothing in the
+                repository can be read: no restore, not even by NeuroFlow after this host is reinstalled.
+              </p>
+              <p>The key is this file on host {added.node}:</p>
+              <p class="mono key-file">{keyFilePath(added.id ?? '<repository id>')}</p>
+              <p class="hint">
+                <span class="mono">&lt;data dir&gt;</span>: the <span class="mono">--data-dir</span> of{' '}
+                <span class="mono">neuroflow serve</span> (<span class="mono">/var/lib/neuroflow</span> on an
+                installed host). The API never returns the key.
+              </p>
+              <p class="hint">
+                To open this repository on another host, or after a reinstall: Add repository… with its path
+                and the key as base64 (<span class="mono">base64 -w0 &lt;key file&gt;</span>).
+              </p>
+            </div>
+          </div>
+          <div class="modal-actions">
+            <button type="button" class="primary" data-action="key-noted" onClick={onClose}>
+              I have kept a copy
+            </button>
+          </div>
+        </div>
+      </div>
+    );
   return (
     <div class="modal-backdrop">
       <form
@@ -340,6 +394,30 @@ function AddRepositoryDialog({ onClose, onAdded }: { onClose: () => void; onAdde
             </span>
           </label>
           {hint && <div class="hint field-hint">{hint}</div>}
+          <label class="check">
+            <input name="encrypt" type="checkbox" checked={f.encrypt} onChange={set('encrypt')} /> Encrypt
+            (AES-256-GCM, on this side: the directory holds no readable data)
+          </label>
+          <label>
+            Key (base64, optional)
+            <input
+              name="key"
+              class={`mono ${badKey ? 'invalid' : ''}`}
+              value={f.key}
+              autoComplete="off"
+              spellcheck={false}
+              placeholder={f.encrypt ? 'empty: a new key is made on the host' : ''}
+              onInput={set('key')}
+            />
+            {badKey ? (
+              <span class="field-error">{badKey}</span>
+            ) : (
+              <span class="hint">
+                To encrypt with a key you hold, or to open an existing encrypted repository (a wrong key is
+                refused; nothing is written). Without a key, Encrypt makes one on the host.
+              </span>
+            )}
+          </label>
         </div>
         <FormActions
           error={error}
@@ -347,7 +425,7 @@ function AddRepositoryDialog({ onClose, onAdded }: { onClose: () => void; onAdde
           label="Add"
           busyLabel="Adding…"
           onCancel={onClose}
-          disabled={!f.name.trim() || !f.path.trim() || !REPO_NAME.test(f.name.trim())}
+          disabled={!f.name.trim() || !f.path.trim() || !REPO_NAME.test(f.name.trim()) || !!badKey}
           testId="add-repository-submit"
         />
       </form>

@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, type Task } from '../api';
+import { jobRunDetails, jobRunOutcome, jobRunProgress, jobRunResult } from '../backup-jobs';
 import {
   backupDetails,
   backupOutcome,
@@ -7,9 +8,7 @@ import {
   backupResult,
   GC,
   maintenanceLine,
-  RESTORE,
   restoreResult,
-  taskFraction,
   VERIFY,
 } from '../backups';
 import { haRestartDetails, taskLabel } from '../ha';
@@ -99,8 +98,8 @@ export function TasksPanel() {
                 const bk = backupDetails(t);
                 const bkr = backupResult(t);
                 const rst = restoreResult(t);
-                // backups and restores: the fraction from their figures (their progress may read 100% early)
-                const frac = bk || [RESTORE, VERIFY, GC].includes(t.type) ? taskFraction(t) : t.progress;
+                const job = jobRunDetails(t);
+                const jobr = jobRunResult(t);
                 const upkeep = !running && t.status === 'ok' && (t.type === VERIFY || t.type === GC);
                 return (
                   <tr
@@ -115,11 +114,7 @@ export function TasksPanel() {
                       {name(t.target)}
                       {to ? ` → ${to}` : ''}
                     </td>
-                    <td>
-                      {running
-                        ? `running${frac === undefined ? '' : ` ${Math.round(frac * 100)}%`}`
-                        : t.status}
-                    </td>
+                    <td>{running ? `running ${Math.round(t.progress * 100)}%` : t.status}</td>
                     <td>{t.startedAt ? new Date(t.startedAt).toLocaleTimeString() : ''}</td>
                     <td class="task-details">
                       {t.error && <span class="task-error">{t.error.message}</span>}
@@ -185,6 +180,16 @@ export function TasksPanel() {
                       {!running && rst && (
                         <span class="task-restore" data-testid="task-result">
                           VM <a href={`#/vms/${rst.id}`}>{rst.vm}</a>
+                        </span>
+                      )}
+                      {running && job && (
+                        <span class="task-backup" data-testid="task-progress" data-phase={job.phase}>
+                          {jobRunProgress(job)}
+                        </span>
+                      )}
+                      {!running && jobr && (
+                        <span class="task-backup" data-testid="task-result">
+                          {jobRunOutcome(jobr)}
                         </span>
                       )}
                       {upkeep && (

@@ -9,7 +9,6 @@ import {
   backupProgress,
   backupResult,
   repositoryLine,
-  taskFraction,
   usableRepositories,
 } from '../backups';
 import { usePolled } from '../poll';
@@ -78,7 +77,6 @@ export function VmBackups({ vm }: { vm: Vm }) {
   }
 
   const details = task && backupDetails(task);
-  const frac = task && taskFraction(task);
   const refusal = vm.migration
     ? 'Refused while the VM is being migrated'
     : !vm.node
@@ -105,7 +103,8 @@ export function VmBackups({ vm }: { vm: Vm }) {
             >
               {usable.map((r) => (
                 <option key={r.name} value={r.name}>
-                  {r.name}: {r.path} ({repositoryLine(r)})
+                  {r.name}: {r.path} ({r.encrypted ? 'encrypted, ' : ''}
+                  {repositoryLine(r)})
                 </option>
               ))}
             </select>
@@ -140,7 +139,7 @@ export function VmBackups({ vm }: { vm: Vm }) {
         {running && details && (
           <div class="backup-progress" data-testid="backup-progress" data-phase={details.phase ?? 'starting'}>
             {backupProgress(details)}
-            <Meter value={frac ?? 0} warn={2} />
+            <Meter value={task?.progress ?? 0} warn={2} />
           </div>
         )}
         {error && (
