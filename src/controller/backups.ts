@@ -456,24 +456,30 @@ export class BackupService {
       name = target.repository;
       repo = await this.open(name);
     }
-    return this.tasks.start('backup.verify', only ? only[0]! : name, user, async (progress, ctl) => {
-      let last = -1;
-      const report = await repo.verify(only, (done, total) => {
-        const pct = Math.floor((done / Math.max(1, total)) * 100);
-        if (pct >= last + 5) {
-          last = pct;
-          progress(pct / 100);
-        }
-      });
-      ctl.result({ repository: name, ...report });
-      if (report.bad.length > 0)
-        log.error('backup verification found damaged chunks', {
-          repository: name,
-          bad: report.bad.length,
-          broken: report.broken.map((b) => b.id).join(','),
+    return this.tasks.start(
+      'backup.verify',
+      only ? only[0]! : name,
+      user,
+      async (progress, ctl) => {
+        let last = -1;
+        const report = await repo.verify(only, (done, total) => {
+          const pct = Math.floor((done / Math.max(1, total)) * 100);
+          if (pct >= last + 5) {
+            last = pct;
+            progress(pct / 100);
+          }
         });
-      return report;
-    });
+        ctl.result({ repository: name, ...report });
+        if (report.bad.length > 0)
+          log.error('backup verification found damaged chunks', {
+            repository: name,
+            bad: report.bad.length,
+            broken: report.broken.map((b) => b.id).join(','),
+          });
+        return report;
+      },
+      { details: { repository: name, ...(only ? { backup: only[0] } : {}) } },
+    );
   }
 
   /** Removes the chunks no backup names (after deletes), as a task; refused while a backup writes there. */
@@ -487,16 +493,22 @@ export class BackupService {
       );
     this.collecting.add(rec.path);
     try {
-      return await this.tasks.start('backup.gc', repository, user, async (progress, ctl) => {
-        try {
-          const report = await repo.gc((done, total) => progress(done / Math.max(1, total)));
-          ctl.result({ repository, ...report });
-          log.info('backup repository garbage-collected', { repository, ...report });
-          return report;
-        } finally {
-          this.collecting.delete(rec.path);
-        }
-      });
+      return await this.tasks.start(
+        'backup.gc',
+        repository,
+        user,
+        async (progress, ctl) => {
+          try {
+            const report = await repo.gc((done, total) => progress(done / Math.max(1, total)));
+            ctl.result({ repository, ...report });
+            log.info('backup repository garbage-collected', { repository, ...report });
+            return report;
+          } finally {
+            this.collecting.delete(rec.path);
+          }
+        },
+        { details: { repository } },
+      );
     } catch (err) {
       this.collecting.delete(rec.path);
       throw err;
