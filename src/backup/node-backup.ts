@@ -70,7 +70,8 @@ export interface RestoreVolumeRequest {
 }
 
 export interface BackupProgress {
-  phase: 'freezing' | 'reading' | 'committing';
+  /** captured: a running VM's point in time is fixed (its lock may go; the reading follows). */
+  phase: 'freezing' | 'captured' | 'reading' | 'committing';
   doneBytes?: number;
   totalBytes?: number;
   disk?: string;
@@ -225,6 +226,7 @@ export async function backupRunning(
           },
         );
     }
+    onProgress({ phase: 'captured' });
     const disks: BackupDisk[] = [];
     for (const d of req.disks) {
       const p = planned.get(d.id)!;

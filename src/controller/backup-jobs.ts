@@ -291,10 +291,13 @@ export class BackupJobs {
   /** The job's VMs as records; the names or ids that match no VM any more go into `missing`. */
   private async selected(job: BackupJobRecord, missing: string[] = []): Promise<VmRecord[]> {
     if (job.selection.all)
-      return (await this.store.list<VmRecord>(keys.vms))
-        .map((v) => v.value)
-        .filter((v) => !v.template)
-        .sort((a, b) => a.name.localeCompare(b.name));
+      return (
+        (await this.store.list<VmRecord>(keys.vms))
+          .map((v) => v.value)
+          // templates, and the short-lived VMs of boot verifications, are not backed up
+          .filter((v) => !v.template && !v.description?.startsWith('boot verification of backup'))
+          .sort((a, b) => a.name.localeCompare(b.name))
+      );
     const out: VmRecord[] = [];
     for (const ref of job.selection.vms ?? []) {
       const v = await this.vms.find(ref).catch(() => undefined);

@@ -22,7 +22,7 @@ import { writeFileAtomic } from '../util/fs';
 import type { HostPaths } from '../util/host-paths';
 import type { KeyedLock } from '../util/lock';
 import { createLogger } from '../util/log';
-import { waitFor } from '../util/wait';
+import { deferred, waitFor } from '../util/wait';
 import { keys, type TaskRecord, type VmRecord } from './records';
 import type { TaskLog } from './tasks';
 import type { VmService, VmView } from './vms';
@@ -331,71 +331,109 @@ export class BackupService {
       'vm.backup',
       vm.name,
       user,
-      (progress, ctl) =>
-        this.lock
-          .run(vm.id, async () => {
-            const cur = (await this.vms.find(vm.id)).value;
-            this.checkLocal(cur, 'back up');
-            if (cur.migration) throw new NfError('invalid_state', `VM "${cur.name}" is migrating`);
-            const t0 = Date.now();
-            let lastPct = -1;
-            const manifest = await this.writingInto(repo.path, () =>
-              this.node.backupVm(
-                {
-                  repository: repo.path,
-                  ...this.keyOf(repo),
-                  backupId,
-                  vm: { id: cur.id, name: cur.name },
-                  config: cur as unknown as Record<string, unknown>,
-                  disks: cur.disks.map((d) => ({
-                    id: d.id,
-                    pool: d.pool,
-                    volume: d.volume,
-                    sizeBytes: d.sizeBytes,
-                  })),
-                  ...(input.notes ? { notes: input.notes } : {}),
-                },
-                (p) => {
-                  if (p.phase === 'reading' && p.totalBytes) {
-                    const pct = Math.floor((p.doneBytes! / p.totalBytes) * 100);
-                    if (pct >= lastPct + 5 || pct === 100) {
-                      lastPct = pct;
-                      progress(pct / 100);
-                      ctl.details({
-                        phase: p.phase,
-                        disk: p.disk,
-                        doneBytes: p.doneBytes,
-                        totalBytes: p.totalBytes,
-                      });
-                    }
-                  } else ctl.details({ phase: p.phase });
-                },
-              ),
-            );
-            const v = view(repo.name, manifest);
-            ctl.result({ ...v, totalMs: Date.now() - t0 });
-            log.info('VM backed up', {
-              vm: cur.name,
-              backup: backupId,
-              read: bytes(manifest.disks.reduce((n, d) => n + d.readBytes, 0)),
-              stored: bytes(manifest.disks.reduce((n, d) => n + d.newBytesStored, 0)),
-              modes: manifest.disks.map((d) => d.mode).join(','),
-            });
-            return v;
-          })
-          .then(
-            (v) => {
-              settle.ok(v);
-              return v;
-            },
-            (err) => {
-              settle.fail(err);
-              throw err;
-            },
-          ),
+      async (progress, ctl) => {
+        try {
+          const v = await this.runBackup(vm.id, repo, backupId, input.notes, progress, ctl);
+          settle.ok(v);
+          return v;
+        } catch (err) {
+          settle.fail(err);
+          throw err;
+        }
+      },
       { details: { repository: repo.name, backup: backupId } },
     );
     return { task, done };
+  }
+
+  /**
+   * One backup. The VM's lock is held while its disks are captured (a running VM: until the point in time
+   * is fixed, milliseconds; a stopped one: for the whole read, so it cannot start meanwhile); a running VM
+   * can then be stopped, migrated away (refused by its host while read) or changed while its disks are read.
+   */
+  private async runBackup(
+    vmId: string,
+    repo: RepositoryRecord,
+    backupId: string,
+    notes: string | undefined,
+    progress: (p: number) => void,
+    ctl: { details(d: Record<string, unknown>): void; result(r: Record<string, unknown>): void },
+  ): Promise<BackupView> {
+    const t0 = Date.now();
+    let lastPct = -1;
+    let name = vmId;
+    const captured = deferred<void>();
+    const reading = await this.lock.run(vmId, async () => {
+      const cur = (await this.vms.find(vmId)).value;
+      name = cur.name;
+      this.checkLocal(cur, 'back up');
+      if (cur.migration) throw new NfError('invalid_state', `VM "${cur.name}" is migrating`);
+      const running = this.node.vmStatus(cur.id).state !== 'stopped';
+      const work = this.writingInto(repo.path, () =>
+        this.node.backupVm(
+          {
+            repository: repo.path,
+            ...this.keyOf(repo),
+            backupId,
+            vm: { id: cur.id, name: cur.name },
+            config: cur as unknown as Record<string, unknown>,
+            disks: cur.disks.map((d) => ({
+              id: d.id,
+              pool: d.pool,
+              volume: d.volume,
+              sizeBytes: d.sizeBytes,
+            })),
+            ...(notes ? { notes } : {}),
+          },
+          (p) => {
+            if (p.phase === 'captured') captured.resolve();
+            if (p.phase === 'reading' && p.totalBytes) {
+              const pct = Math.floor((p.doneBytes! / p.totalBytes) * 100);
+              if (pct >= lastPct + 5 || pct === 100) {
+                lastPct = pct;
+                progress(pct / 100);
+                ctl.details({
+                  phase: p.phase,
+                  disk: p.disk,
+                  doneBytes: p.doneBytes,
+                  totalBytes: p.totalBytes,
+                });
+              }
+            } else ctl.details({ phase: p.phase });
+          },
+        ),
+      );
+      work.catch(() => {}); // awaited below, outside the lock when the VM runs
+      if (running) await Promise.race([captured.promise, work]);
+      else await work;
+      return { work, running };
+    });
+    let manifest: BackupManifest;
+    try {
+      manifest = await reading.work;
+    } catch (err) {
+      const state = this.node.vmStatus(vmId).state;
+      if (reading.running && state !== 'running' && state !== 'paused')
+        throw new NfError(
+          'cancelled',
+          `VM "${name}" stopped during its backup; nothing was stored`,
+          undefined,
+          {
+            cause: err,
+          },
+        );
+      throw err;
+    }
+    const v = view(repo.name, manifest);
+    ctl.result({ ...v, totalMs: Date.now() - t0 });
+    log.info('VM backed up', {
+      vm: name,
+      backup: backupId,
+      read: bytes(manifest.disks.reduce((n, d) => n + d.readBytes, 0)),
+      stored: bytes(manifest.disks.reduce((n, d) => n + d.newBytesStored, 0)),
+      modes: manifest.disks.map((d) => d.mode).join(','),
+    });
+    return v;
   }
 
   /** Deletes the backups of a VM that a retention policy does not keep; returns their ids. */
@@ -728,48 +766,54 @@ export class BackupService {
     delete record.ha;
     delete record.bootOrder;
     const timeoutMs = (input.timeoutSec ?? 300) * 1000;
-    return this.tasks.start('backup.boot-verify', found.m.id, user, async (progress, ctl) => {
-      const t0 = Date.now();
-      let outcome: BootVerifyResult;
-      let made = false;
-      try {
-        ctl.details({ phase: 'restoring', vm: name });
-        await this.restoreInto(found, record, (p) => progress(p * 0.5), ctl);
-        made = true;
-        ctl.details({ phase: 'booting', vm: name });
-        await this.ops.start(record.id);
-        const bootAt = Date.now();
-        await waitFor(
-          async () => {
-            const st = this.node.vmStatus(record.id).state;
-            if (st !== 'running' && Date.now() - bootAt > 5000)
-              throw new NfError('unavailable', `the VM is ${st} (it did not keep running)`);
-            return this.ops.ping(record.id).then(
-              () => true,
-              () => false,
-            );
-          },
-          { timeoutMs, intervalMs: 1000, what: 'the guest agent to answer' },
-        );
-        outcome = { passed: true, at: new Date().toISOString(), agentAfterMs: Date.now() - bootAt };
-      } catch (err) {
-        outcome = { passed: false, at: new Date().toISOString(), reason: toNfError(err).message };
-      } finally {
-        if (made) {
-          ctl.details({ phase: 'cleaning up', vm: name });
-          await this.ops
-            .remove(record.id)
-            .catch((err: Error) =>
-              log.error('a boot-verification VM could not be deleted', { vm: name, err: err.message }),
-            );
+    return this.tasks.start(
+      'backup.boot-verify',
+      found.m.id,
+      user,
+      async (progress, ctl) => {
+        const t0 = Date.now();
+        let outcome: BootVerifyResult;
+        let made = false;
+        try {
+          ctl.details({ phase: 'restoring', vm: name });
+          await this.restoreInto(found, record, (p) => progress(p * 0.5), ctl);
+          made = true;
+          ctl.details({ phase: 'booting', vm: name });
+          await this.ops.start(record.id);
+          const bootAt = Date.now();
+          await waitFor(
+            async () => {
+              const st = this.node.vmStatus(record.id).state;
+              if (st !== 'running' && Date.now() - bootAt > 5000)
+                throw new NfError('unavailable', `the VM is ${st} (it did not keep running)`);
+              return this.ops.ping(record.id).then(
+                () => true,
+                () => false,
+              );
+            },
+            { timeoutMs, intervalMs: 1000, what: 'the guest agent to answer' },
+          );
+          outcome = { passed: true, at: new Date().toISOString(), agentAfterMs: Date.now() - bootAt };
+        } catch (err) {
+          outcome = { passed: false, at: new Date().toISOString(), reason: toNfError(err).message };
+        } finally {
+          if (made) {
+            ctl.details({ phase: 'cleaning up', vm: name });
+            await this.ops
+              .remove(record.id)
+              .catch((err: Error) =>
+                log.error('a boot-verification VM could not be deleted', { vm: name, err: err.message }),
+              );
+          }
         }
-      }
-      outcome.totalMs = Date.now() - t0;
-      await found.repo.setBootVerify(found.m.vm.id, found.m.id, outcome);
-      ctl.result({ backup: found.m.id, vm: name, ...outcome });
-      if (!outcome.passed) throw new NfError('unavailable', `boot verification failed: ${outcome.reason}`);
-      return outcome;
-    });
+        outcome.totalMs = Date.now() - t0;
+        await found.repo.setBootVerify(found.m.vm.id, found.m.id, outcome);
+        ctl.result({ backup: found.m.id, vm: name, ...outcome });
+        if (!outcome.passed) throw new NfError('unavailable', `boot verification failed: ${outcome.reason}`);
+        return outcome;
+      },
+      { details: { repository: found.name, backup: found.m.id, vm: found.m.vm.name } },
+    );
   }
 
   private checkLocal(vm: VmRecord, what: string): void {

@@ -85,7 +85,8 @@ export class Node implements NodeApi {
   /** One operation per VM at a time: a stop never races a start. */
   private readonly locks = new KeyedLock();
   /** VMs with a disk being moved (one move per VM at a time; no resize or snapshot meanwhile). */
-  private readonly moving = new Set<string>();
+  /** VMs whose disks are being moved, migrated or backed up, with what is going on. */
+  private readonly moving = new Map<string, string>();
   private tlsWritten?: Promise<void>;
   private readonly usageCache = new Map<
     string,
@@ -937,8 +938,8 @@ export class Node implements NodeApi {
         `volume ${req.from.volume} has snapshots (${info.snapshots.join(', ')}); they cannot move with it: delete them first`,
       );
     if (this.moving.has(req.vmId))
-      throw new NfError('conflict', `a disk of VM ${req.vmId} is being moved already`);
-    this.moving.add(req.vmId);
+      throw new NfError('conflict', `VM ${req.vmId}: ${this.moving.get(req.vmId)} already`);
+    this.moving.set(req.vmId, 'a disk is being moved');
     try {
       const live = this.instances.get(req.vmId);
       if (live) {
@@ -1017,7 +1018,7 @@ export class Node implements NodeApi {
         return backupStopped(dir, full, onProgress);
       });
     this.notMoving(req.vm.id);
-    this.moving.add(req.vm.id);
+    this.moving.set(req.vm.id, 'its disks are being backed up');
     try {
       const agent = this.agents.get(req.vm.id);
       const guest = agent
@@ -1215,7 +1216,7 @@ export class Node implements NodeApi {
     const instance = this.running(req.vmId);
     this.notMoving(req.vmId);
     const tls = await this.migrationTls();
-    this.moving.add(req.vmId);
+    this.moving.set(req.vmId, 'it is being migrated');
     this.migrationStatus(req.vmId, 'outgoing');
     try {
       const result = await instance.migrateOut({ ...req, tlsDir: tls.dir }, onProgress);
@@ -1506,8 +1507,8 @@ export class Node implements NodeApi {
   }
 
   private notMoving(vmId: string): void {
-    if (this.moving.has(vmId))
-      throw new NfError('invalid_state', `a disk of VM ${vmId} is being moved; wait until the move ends`);
+    const what = this.moving.get(vmId);
+    if (what) throw new NfError('invalid_state', `VM ${vmId}: ${what}; wait until that ends`);
   }
 
   hasPool(name: string): boolean {

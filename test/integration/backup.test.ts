@@ -598,4 +598,25 @@ describe('backup and restore', () => {
     const next = await backup(vm.id);
     expect(next.disks[0]).toMatchObject({ mode: 'full', fullReason: expect.stringMatching(/bitmap/) });
   }, 600_000);
+
+  it('a running VM stopped while its disks are read: the stop is not held up, the backup fails clearly, nothing is stored', async () => {
+    const vm = await getVm(d.api, 'bk1');
+    expect(vm.state).toBe('running');
+    await d.api.request('POST', '/api/v1/backup/repositories', { name: 'r3', path: `${repoDir}-3` });
+    const t = await d.api.request<TaskView>('POST', `/api/v1/vms/${vm.id}/backup`, { repository: 'r3' });
+    await waitFor(
+      async () =>
+        (await d.api.request<TaskView>('GET', `/api/v1/tasks/${t.id}`)).details?.phase === 'reading',
+      { timeoutMs: 60_000, intervalMs: 20, what: 'the backup to read' },
+    );
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
+    const ended = await waitTask(d.api, t.id, 120_000);
+    // had the stop waited for the backup (the VM's lock), the backup would have ended well first
+    expect(ended).toMatchObject({
+      status: 'error',
+      error: { code: 'cancelled', message: expect.stringMatching(/stopped during its backup/) },
+    });
+    expect(await d.api.request<BackupView[]>('GET', '/api/v1/backups?repository=r3')).toEqual([]);
+    expect(readdirSync(join(`${repoDir}-3`, 'backups', vm.id))).toEqual([]);
+  }, 300_000);
 });
