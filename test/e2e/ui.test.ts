@@ -1546,7 +1546,6 @@ describe('web UI', () => {
         'full',
       ]);
       expect(await list.first().locator('td').first().textContent()).toBe('bkui');
-      await p.screenshot({ path: join(SHOTS, 'backups.png') });
 
       // Restore… the newest: a taken name refused inline, then a new VM that opens when it is made
       await p.click(`.backups-card tr[data-backup="${b2.id}"] [data-action=restore-backup]`);
@@ -1667,6 +1666,154 @@ describe('web UI', () => {
     }
   }, 420_000);
 
+  it('boot-verifies a backup of a running VM from the Backups page (its VM gone after); restores it in place, refused inline while the VM runs, done once it is stopped (its snapshot dropped); restores it as a new VM that starts', async () => {
+    // A page of its own, signed in here: the test also runs alone (-t).
+    const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
+    const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
+    const dir = mkdtempSync(join(tmpdir(), 'nf-e2e-bootverify-'));
+    interface VmView {
+      id: string;
+      name: string;
+      state: string;
+      disks: { volume: string }[];
+      snapshots: { name: string }[];
+    }
+    interface BackupView {
+      id: string;
+      bootVerify?: { passed: boolean; at: string; agentAfterMs?: number; totalMs?: number };
+    }
+    const vmNames = async () =>
+      (await d.api.request<VmView[]>('GET', '/api/v1/vms')).map((v) => v.name).sort();
+    const vm = await createVm(d.api, kernelVm('bkv'));
+    let restoredId = '';
+    try {
+      // the same set-up as the backup test, through the API: a repository, the VM running, one backup
+      await d.api.request('POST', '/api/v1/backup/repositories', { name: 'nas2', path: join(dir, 'nas2') });
+      await startAndBoot(d.api, vm.id, () => vmAction(d.api, vm.id, 'start'), new RegExp(BOOTED), 150_000);
+      const t0 = await d.api.request<{ id: string }>('POST', `/api/v1/vms/${vm.id}/backup`, {
+        repository: 'nas2',
+      });
+      expect((await waitTask(d.api, t0.id, 120_000)).status).toBe('ok');
+      const [b] = await d.api.request<BackupView[]>('GET', `/api/v1/backups?vm=${vm.id}`);
+      const before = await vmNames();
+
+      // Boot-verify… on the Backups page: a wait out of the API's bounds held back; then its phase in
+      // the row while it runs (its VM in the tree meanwhile), then the outcome
+      await p.click('.topbar a[href="#/backups"]');
+      const row = p.locator(`.backups-card tr[data-backup="${b!.id}"]`);
+      await row.waitFor({ timeout: 15_000 });
+      const cell = row.locator('[data-testid=boot-verify]');
+      expect(await cell.getAttribute('data-status')).toBe('never');
+      expect(await cell.textContent()).toBe('not verified');
+      await row.locator('[data-action=boot-verify-backup]').click();
+      const bv = p.getByRole('dialog', { name: /^Boot-verify the backup of bkv from / });
+      await bv.locator('input[name=timeoutSec]').fill('5');
+      await bv.locator('.field-error', { hasText: 'from 10 to 3600' }).waitFor();
+      expect(await bv.locator('[data-testid=boot-verify-submit]').isDisabled()).toBe(true);
+      await bv.locator('input[name=timeoutSec]').fill('240');
+      await bv.locator('[data-testid=boot-verify-submit]').click();
+      await bv.waitFor({ state: 'detached', timeout: 15_000 });
+      await row.locator('[data-testid=boot-verify][data-phase=booting]').waitFor({ timeout: 120_000 });
+      expect(await row.locator('[data-action=boot-verify-backup]').isDisabled()).toBe(true);
+      expect(await cell.textContent()).toMatch(
+        /^booting verify-bkv-[0-9a-f]{4}: waiting for its guest agent/,
+      );
+      await p.locator('.tree a', { hasText: /verify-bkv-[0-9a-f]{4}$/ }).waitFor({ timeout: 15_000 });
+      await row.locator('[data-testid=boot-verify][data-status=passed]').waitFor({ timeout: 300_000 });
+      expect(await row.locator('.boot-verify-line').textContent()).toMatch(/^✓ agent after [\d.]+ s$/);
+      expect(await cell.getAttribute('title')).toMatch(/^Boot-verified .*its guest agent answered/);
+      const verified = await d.api.request<BackupView>('GET', `/api/v1/backups/${b!.id}`);
+      expect(verified.bootVerify).toMatchObject({ passed: true, agentAfterMs: expect.any(Number) });
+      const bt = p.locator('.tasks tr[data-task-type="backup.boot-verify"].task-ok').first();
+      expect(await bt.locator('[data-testid=task-result]').textContent()).toMatch(/^✓ agent after [\d.]+ s$/);
+      // its VM deleted: gone from the tree and from the API
+      await p
+        .locator('.tree a', { hasText: /verify-bkv-/ })
+        .first()
+        .waitFor({ state: 'detached', timeout: 30_000 });
+      expect(await vmNames()).toEqual(before);
+      await p.screenshot({ path: join(SHOTS, 'backups.png') });
+
+      // Restore… over the VM while it runs: its state said, and the API's refusal inline
+      await row.locator('[data-action=restore-backup]').click();
+      const restore = p.locator('.restore-dialog');
+      await restore.locator('input[name=target][value=in-place]').check();
+      const state = restore.locator('.in-place-state');
+      expect(await state.getAttribute('data-state')).toBe('running');
+      expect(await state.textContent()).toBe(
+        'VM bkv is running now: stop it first (a restore in place is refused while it runs).',
+      );
+      expect(await restore.locator('.in-place-snapshots').textContent()).toBe('It has no snapshots.');
+      const submit = restore.locator('[data-testid=restore-submit]');
+      expect(await submit.isDisabled()).toBe(true); // not confirmed yet
+      await restore.locator('input[name=confirm-in-place]').check();
+      expect(await submit.textContent()).toBe('Restore over bkv');
+      await submit.click();
+      await restore
+        .locator('.form-error', { hasText: 'VM "bkv" must be stopped to be restored in place' })
+        .waitFor({ timeout: 15_000 });
+      expect(await restore.getAttribute('data-status')).toBeNull(); // no task began
+      // stopped, with a snapshot: the dialog follows (the snapshot it drops named); restored in place,
+      // the VM's page opens again
+      await vmAction(d.api, vm.id, 'stop', '?force=true');
+      await d.api.request('POST', `/api/v1/vms/${vm.id}/snapshots`, { name: 'before-restore' });
+      await restore.locator('.in-place-state[data-state=stopped]').waitFor({ timeout: 15_000 });
+      expect(await state.textContent()).toBe('VM bkv is stopped.');
+      await restore
+        .locator('.in-place-snapshots', { hasText: 'Its snapshots are dropped: before-restore.' })
+        .waitFor({ timeout: 15_000 });
+      const oldVolume = (await d.api.request<VmView>('GET', `/api/v1/vms/${vm.id}`)).disks[0]!.volume;
+      await submit.click();
+      await restore.waitFor({ state: 'detached', timeout: 120_000 });
+      await p.locator('.vm-head h2', { hasText: /^bkv$/ }).waitFor({ timeout: 15_000 });
+      expect(p.url()).toMatch(new RegExp(`#/vms/${vm.id}$`));
+      await p
+        .locator('.toast', {
+          hasText: 'Backup of bkv restored in place over VM bkv; snapshots dropped: before-restore',
+        })
+        .waitFor();
+      const rt = p.locator('.tasks tr[data-task-type="backup.restore"].task-ok').first();
+      expect(await rt.locator('[data-testid=task-result]').textContent()).toBe(
+        'VM bkv restored in place (disk0); snapshots dropped: before-restore',
+      );
+      const after = await d.api.request<VmView>('GET', `/api/v1/vms/${vm.id}`);
+      expect(after.snapshots).toEqual([]);
+      expect(after.disks[0]!.volume).not.toBe(oldVolume);
+      expect(after.state).toBe('stopped');
+      await p.click('.tabs a:has-text("Snapshots")');
+      await p.locator('.snapshots td', { hasText: 'No snapshots.' }).waitFor({ timeout: 15_000 });
+
+      // Restore… as a new VM from the VM's Backups tab, started once restored: its page opens, running
+      await p.goto(`${d.url}/#/vms/${vm.id}/backups`);
+      const tabRow = p.locator(`.vm-backups tr[data-backup="${b!.id}"]`);
+      await tabRow.locator('[data-testid=boot-verify][data-status=passed]').waitFor({ timeout: 15_000 });
+      await tabRow.locator('[data-action=restore-backup]').click();
+      expect(await restore.locator('input[name=target][value=new]').isChecked()).toBe(true);
+      expect(await restore.locator('input[name=name]').inputValue()).toBe('bkv-restored');
+      await restore.locator('input[name=start]').check();
+      expect(await restore.locator('.restore-target-body .hint').textContent()).toContain(
+        'started once restored',
+      );
+      await submit.click();
+      await p.locator('.vm-head h2', { hasText: 'bkv-restored' }).waitFor({ timeout: 120_000 });
+      await p.locator('.toast', { hasText: 'Backup of bkv restored as VM bkv-restored, started' }).waitFor();
+      await p.locator('.vm-head .state-badge', { hasText: /^running$/ }).waitFor({ timeout: 60_000 });
+      const made = await d.api.request<VmView>('GET', '/api/v1/vms/bkv-restored');
+      restoredId = made.id;
+      expect(made.state).toBe('running');
+      expect(p.url()).toContain(`#/vms/${made.id}`);
+      const nt = p.locator('.tasks tr[data-task-type="backup.restore"].task-ok').first();
+      expect(await nt.locator('[data-testid=task-result]').textContent()).toBe('VM bkv-restored, started');
+      expect(errors).toEqual([]);
+    } finally {
+      if (restoredId) await d.api.request('DELETE', `/api/v1/vms/${restoredId}?force=true`).catch(() => {});
+      await d.api.request('DELETE', `/api/v1/vms/${vm.id}?force=true`).catch(() => {});
+      await d.api.request('DELETE', '/api/v1/backup/repositories/nas2').catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+      await p.context().close();
+    }
+  }, 600_000);
+
   it('adds an encrypted repository (badge, keep-the-key warning, a wrong key refused inline); schedules a backup job for one VM (a bad schedule refused inline), runs it now: backed up and pruned to keep-last 1; edits, disables and deletes it', async () => {
     // A page of its own, signed in here: the test also runs alone (-t).
     const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
@@ -1707,21 +1854,27 @@ describe('web UI', () => {
       await add.locator('button[type=submit]').click();
       const warning = add.locator('[data-testid=key-warning]');
       await warning.waitFor({ timeout: 15_000 });
-      const vault = await d.api.request<{ id: string; encrypted?: boolean }>(
+      const vault = await d.api.request<{ id: string; encrypted?: boolean; keyFile?: string }>(
         'GET',
         '/api/v1/backup/repositories/vault',
       );
       expect(vault.encrypted).toBe(true);
-      expect(await warning.locator('.key-file').textContent()).toBe(`<data dir>/backup-keys/${vault.id}.key`);
-      expect(await warning.textContent()).toMatch(/^Keep a copy of its key elsewhere, off this host\./);
+      // the key file as the API names it (the path on the host, never the key)
       const keyFile = join(d.dataDir, 'backup-keys', `${vault.id}.key`);
+      expect(vault.keyFile).toBe(keyFile);
+      expect(await warning.locator('.key-file').textContent()).toBe(keyFile);
+      expect(await warning.textContent()).toMatch(/^Keep a copy of its key elsewhere, off this host\./);
+      expect(await warning.textContent()).not.toContain('<data dir>');
       const key = readFileSync(keyFile);
       expect(key).toHaveLength(32);
       await add.locator('[data-action=key-noted]').click();
       await add.waitFor({ state: 'detached' });
       const vaultRow = p.locator('tr[data-repository=vault]');
       await vaultRow.locator('.encrypted-badge', { hasText: /^encrypted$/ }).waitFor({ timeout: 15_000 });
+      expect(await vaultRow.locator('.repo-key-file').textContent()).toBe(`key: ${keyFile}`);
+      expect(await vaultRow.locator('.encrypted-badge').getAttribute('title')).toContain(keyFile);
       expect(await p.locator('tr[data-repository=jobs1] .encrypted-badge').count()).toBe(0);
+      expect(await p.locator('tr[data-repository=jobs1] .repo-key-file').count()).toBe(0);
 
       // removed, its key gone from the host, added again: a malformed key is not sent, a wrong one is
       // refused inline, its own key opens it (and is kept on the host again)

@@ -12,6 +12,7 @@ import {
   jobRunOutcome,
   jobRunProgress,
   jobRunResult,
+  jobTask,
   jobVmLine,
   keepProblem,
   keyFilePath,
@@ -289,6 +290,16 @@ describe("a job's run", () => {
     pruned: 2,
   };
 
+  it("picks the job's newest run: its lastTaskId's, its newest by name, or the one started here", () => {
+    const run = (id: string, target = 'nightly') => task({ id, target });
+    const tasks = [run('0003', 'weekly'), run('0002'), run('0001')];
+    expect(jobTask(tasks, { name: 'nightly', lastTaskId: '0001' })?.id).toBe('0002');
+    expect(jobTask(tasks, { name: 'nightly', lastTaskId: '0004' })?.id).toBe('0002');
+    expect(jobTask([run('0001')], { name: 'nightly', lastTaskId: '0001' }, run('0005'))?.id).toBe('0005');
+    expect(jobTask([run('0009', 'other')], { name: 'nightly', lastTaskId: '0009' })?.id).toBe('0009');
+    expect(jobTask([], { name: 'nightly' })).toBeUndefined();
+  });
+
   it('reads the result of a backup.job task, ended well or not', () => {
     expect(jobRunResult(task({ result }))).toEqual(result);
     expect(jobRunResult(task({ status: 'error', result }))).toEqual(result);
@@ -349,7 +360,11 @@ describe('encrypted repositories', () => {
     });
   });
 
-  it('names the key file', () => {
-    expect(keyFilePath('0f3a')).toBe('<data dir>/backup-keys/0f3a.key');
+  it('names the key file: the path the API gives, else where it is under the data directory', () => {
+    expect(keyFilePath({ id: '0f3a', keyFile: '/var/lib/neuroflow/backup-keys/0f3a.key' })).toBe(
+      '/var/lib/neuroflow/backup-keys/0f3a.key',
+    );
+    expect(keyFilePath({ id: '0f3a' })).toBe('<data dir>/backup-keys/0f3a.key');
+    expect(keyFilePath({})).toBe('<data dir>/backup-keys/<repository id>.key');
   });
 });

@@ -33,6 +33,8 @@ export interface BackupJob {
   lastRunAt?: string;
   lastStatus?: 'ok' | 'partial' | 'error';
   lastMessage?: string;
+  /** The task of the run going on, or of the last one. */
+  lastTaskId?: string;
 }
 
 /** One VM of a job's run. */
@@ -339,6 +341,22 @@ export function jobRunDetails(t: Task): JobRunDetails | undefined {
   return t.type === JOB ? ((t.details ?? {}) as JobRunDetails) : undefined;
 }
 
+/**
+ * A job's run to show: the newest of its lastTaskId's task, its newest backup.job task the store has
+ * (the target is the job's name) and the run started here (task ids grow with time).
+ */
+export function jobTask(
+  tasks: Task[],
+  job: Pick<BackupJob, 'name' | 'lastTaskId'>,
+  mine?: Task,
+): Task | undefined {
+  const byId = job.lastTaskId ? tasks.find((t) => t.id === job.lastTaskId) : undefined;
+  const byName = tasks.find((t) => t.type === JOB && t.target === job.name);
+  let best: Task | undefined;
+  for (const t of [byId, byName, mine]) if (t && (!best || t.id > best.id)) best = t;
+  return best;
+}
+
 /** "backing up web1 (2 of 3)", "pruning old backups", "starting". */
 export function jobRunProgress(d: JobRunDetails): string {
   if (d.phase === 'backing up')
@@ -367,11 +385,11 @@ export function jobRunOutcome(r: JobRunResult): string {
 }
 
 /**
- * Where an encrypted repository's key is kept: `<data dir>/backup-keys/<id>.key` on the repository's host
- * (the API does not say the data directory: the --data-dir of `neuroflow serve`).
+ * Where an encrypted repository's key is kept on its host: the path the API gives (keyFile), else
+ * `<data dir>/backup-keys/<id>.key` (an API before keyFile: the --data-dir of `neuroflow serve`).
  */
-export function keyFilePath(repoId: string): string {
-  return `<data dir>/backup-keys/${repoId}.key`;
+export function keyFilePath(r: Pick<BackupRepository, 'id' | 'keyFile'>): string {
+  return r.keyFile ?? `<data dir>/backup-keys/${r.id ?? '<repository id>'}.key`;
 }
 
 /** Why a key as typed is not base64 of 32 bytes ('' when it is, or is empty). */

@@ -9,7 +9,15 @@ import {
   backupOutcome,
   backupProgress,
   backupResult,
+  backupTask,
   backupTotals,
+  bootTimeoutProblem,
+  bootVerifyBody,
+  bootVerifyDetails,
+  bootVerifyLine,
+  bootVerifyProgress,
+  bootVerifyResult,
+  bootVerifyTitle,
   consistencyLabel,
   consistencyTitle,
   count,
@@ -20,13 +28,21 @@ import {
   gcOutcome,
   gcResult,
   groupByVm,
+  inPlacePlan,
   lastTask,
   maintenanceLine,
+  type RestoreForm,
   repositoryHint,
   repositoryLine,
+  repositoryTask,
+  restoreBody,
+  restoreFormProblem,
   restoreName,
+  restoreNote,
   restoreProblem,
   restoreResult,
+  restoreToast,
+  seconds,
   usableRepositories,
   verifyOutcome,
   verifyResult,
@@ -222,6 +238,42 @@ describe('backup and restore tasks', () => {
     expect(restoreResult(task({ type: 'vm.backup', result: { vm: 'a', id: 'b' } }))).toBeUndefined();
   });
 
+  it('says how a restore ended: in place (the snapshots dropped), started, or not started', () => {
+    const inPlace = { vm: 'web1', id: 'v1', inPlace: true, disks: ['disk0', 'disk1'] };
+    expect(restoreNote(inPlace)).toBe(' restored in place (disk0, disk1)');
+    expect(restoreNote({ ...inPlace, snapshotsDropped: ['s1', 's2'] })).toBe(
+      ' restored in place (disk0, disk1); snapshots dropped: s1, s2',
+    );
+    expect(restoreNote({ vm: 'n', id: 'v2' })).toBe('');
+    expect(restoreNote({ vm: 'n', id: 'v2', started: true })).toBe(', started');
+    expect(restoreNote({ vm: 'n', id: 'v2', startError: 'not enough memory' })).toBe(
+      '; not started: not enough memory',
+    );
+    expect(restoreToast('web1', { ...inPlace, snapshotsDropped: ['s1'] })).toEqual({
+      text: 'Backup of web1 restored in place over VM web1; snapshots dropped: s1',
+      error: false,
+    });
+    expect(restoreToast('web1', inPlace).text).toBe(
+      'Backup of web1 restored in place over VM web1; it had no snapshots',
+    );
+    expect(restoreToast('web1', { vm: 'n', id: 'v2' })).toEqual({
+      text: 'Backup of web1 restored as VM n',
+      error: false,
+    });
+    expect(restoreToast('web1', { vm: 'n', id: 'v2', started: true }).text).toBe(
+      'Backup of web1 restored as VM n, started',
+    );
+    expect(restoreToast('web1', { vm: 'n', id: 'v2', startError: 'no memory' })).toEqual({
+      text: 'Backup of web1 restored as VM n; it did not start: no memory',
+      error: true,
+    });
+    expect(
+      restoreResult(
+        task({ type: 'backup.restore', status: 'ok', result: { ...inPlace, snapshotsDropped: [] } }),
+      ),
+    ).toMatchObject({ inPlace: true, disks: ['disk0', 'disk1'] });
+  });
+
   it('says the phase of a running backup', () => {
     expect(backupProgress({})).toBe('starting');
     expect(backupProgress({ phase: 'freezing' })).toBe('freezing the file systems');
@@ -229,7 +281,142 @@ describe('backup and restore tasks', () => {
     expect(backupProgress({ phase: 'reading', disk: 'disk0', doneBytes: MiB, totalBytes: 4 * MiB })).toBe(
       'disk0: 1.0 MiB of 4.0 MiB read',
     );
+    expect(backupProgress({ phase: 'captured' })).toBe('captured; reading the disks');
     expect(backupProgress({ phase: 'committing' })).toBe('committing');
+  });
+});
+
+describe('the restore dialog', () => {
+  const form = (over: Partial<RestoreForm> = {}): RestoreForm => ({
+    target: 'new',
+    name: 'web1-restored',
+    pool: '',
+    start: false,
+    confirmed: false,
+    ...over,
+  });
+  const vm = {
+    name: 'web1',
+    state: 'stopped' as const,
+    disks: [{ id: 'disk0', pool: 'local', volume: 'v0', sizeBytes: 1 }],
+    snapshots: [{ name: 'before', vmState: 'stopped' }],
+  };
+
+  it('makes the body of a restore into a new VM: pool and start only when set', () => {
+    expect(restoreBody(form({ name: ' n1 ' }), 'r1')).toEqual({ name: 'n1', repository: 'r1' });
+    expect(restoreBody(form({ pool: 'fast', start: true }), 'r1')).toEqual({
+      name: 'web1-restored',
+      repository: 'r1',
+      pool: 'fast',
+      start: true,
+    });
+  });
+
+  it('makes the body of a restore in place: no name, pool or start', () => {
+    expect(
+      restoreBody(form({ target: 'in-place', pool: 'fast', start: true, confirmed: true }), 'r1'),
+    ).toEqual({ inPlace: true, repository: 'r1' });
+  });
+
+  it('holds back a bad name, an unconfirmed restore in place, and one over a VM deleted since', () => {
+    expect(restoreFormProblem(form(), vm)).toBe('');
+    expect(restoreFormProblem(form({ name: '' }), vm)).toBe('Give the new VM a name.');
+    expect(restoreFormProblem(form({ name: 'a b' }), vm)).toMatch(/^Name: /);
+    expect(restoreFormProblem(form({ target: 'in-place', name: '' }), vm)).toBe(
+      'Confirm that its disks are replaced.',
+    );
+    expect(restoreFormProblem(form({ target: 'in-place', confirmed: true }), vm)).toBe('');
+    // running: the API says why it refuses
+    expect(
+      restoreFormProblem(form({ target: 'in-place', confirmed: true }), { ...vm, state: 'running' }),
+    ).toBe('');
+    expect(restoreFormProblem(form({ target: 'in-place', confirmed: true }), undefined)).toMatch(
+      /no longer exists/,
+    );
+  });
+
+  it('says what a restore in place replaces and drops, and that a running VM must stop first', () => {
+    const b = backup({ disks: [disk(), disk({ id: 'disk1' })] });
+    expect(inPlacePlan(b, vm)).toEqual({
+      replaced: ['disk0'],
+      skipped: ['disk1'],
+      snapshots: ['before'],
+      state: '',
+    });
+    expect(inPlacePlan(b, { ...vm, state: 'running', snapshots: [] })).toMatchObject({
+      snapshots: [],
+      state: 'VM web1 is running now: stop it first (a restore in place is refused while it runs).',
+    });
+    expect(inPlacePlan(b, undefined)).toMatchObject({ replaced: [], state: 'deleted' });
+  });
+});
+
+describe('boot verification', () => {
+  const boot = (over: Partial<Task>) =>
+    task({ type: 'backup.boot-verify', target: '2025-01-02T030405Z-abc123', ...over });
+
+  it('says seconds', () => {
+    expect(seconds(0)).toBe('0 s');
+    expect(seconds(1540)).toBe('1.5 s');
+    expect(seconds(9_960)).toBe('10 s');
+    expect(seconds(23_400)).toBe('23 s');
+  });
+
+  it('checks the wait typed and makes the body', () => {
+    expect(bootTimeoutProblem('')).toBe('');
+    expect(bootTimeoutProblem(' 240 ')).toBe('');
+    expect(bootTimeoutProblem('10')).toBe('');
+    expect(bootTimeoutProblem('3600')).toBe('');
+    for (const bad of ['9', '3601', '1.5', 'x', '-20'])
+      expect(bootTimeoutProblem(bad)).toBe('A whole number of seconds from 10 to 3600, or empty (300).');
+    expect(bootVerifyBody('r1', '')).toEqual({ repository: 'r1' });
+    expect(bootVerifyBody('r1', ' 240')).toEqual({ repository: 'r1', timeoutSec: 240 });
+    expect(bootVerifyBody('r1', '5')).toEqual({ repository: 'r1' });
+  });
+
+  it('says the phase of a running verification (the restore inside names its disk)', () => {
+    expect(bootVerifyProgress({})).toBe('starting');
+    expect(bootVerifyProgress({ phase: 'restoring', vm: 'verify-web1-1a2b' })).toBe(
+      'restoring the disks into verify-web1-1a2b',
+    );
+    expect(bootVerifyProgress({ phase: 'writing', vm: 'verify-web1-1a2b', disk: 'disk0' })).toBe(
+      'restoring disk0 into verify-web1-1a2b',
+    );
+    expect(bootVerifyProgress({ phase: 'booting', vm: 'verify-web1-1a2b', disk: 'disk0' })).toBe(
+      'booting verify-web1-1a2b: waiting for its guest agent',
+    );
+    expect(bootVerifyProgress({ phase: 'cleaning up', vm: 'verify-web1-1a2b' })).toBe(
+      'deleting verify-web1-1a2b',
+    );
+  });
+
+  it('reads the details and the result (failed too) of a boot-verify task only', () => {
+    expect(bootVerifyDetails(boot({ details: { phase: 'booting', vm: 'v' } }))).toEqual({
+      phase: 'booting',
+      vm: 'v',
+    });
+    expect(bootVerifyDetails(task({ details: { phase: 'reading' } }))).toBeUndefined();
+    const passed = { backup: 'b', vm: 'v', passed: true, at: '2025-01-02T04:00:00Z', agentAfterMs: 12_300 };
+    expect(bootVerifyResult(boot({ status: 'ok', result: passed }))).toEqual(passed);
+    const failed = { passed: false, at: '2025-01-02T04:00:00Z', reason: 'timed out' };
+    expect(bootVerifyResult(boot({ status: 'error', result: failed }))).toEqual(failed);
+    expect(bootVerifyResult(boot({ status: 'running' }))).toBeUndefined();
+    expect(bootVerifyResult(task({ status: 'ok', result: passed }))).toBeUndefined();
+  });
+
+  it('says in a line how it went, and more in the tooltip', () => {
+    const at = '2025-01-02T04:00:00Z';
+    expect(bootVerifyLine({ passed: true, at, agentAfterMs: 12_300 })).toBe('✓ agent after 12 s');
+    expect(bootVerifyLine({ passed: true, at })).toBe('✓ passed');
+    expect(bootVerifyLine({ passed: false, at, reason: 'timed out waiting for the guest agent' })).toBe(
+      '✗ failed: timed out waiting for the guest agent',
+    );
+    expect(bootVerifyTitle({ passed: true, at, agentAfterMs: 12_300, totalMs: 40_000 }, 'T')).toBe(
+      'Boot-verified T: restored into an isolated VM that started, and its guest agent answered 12 s after the start (restore, boot and clean-up: 40 s)',
+    );
+    expect(bootVerifyTitle({ passed: false, at, reason: 'bad chunk' }, 'T')).toBe(
+      'Boot verification failed T: bad chunk',
+    );
   });
 });
 
@@ -288,6 +475,25 @@ describe('repository maintenance reports', () => {
     expect(lastTask(tasks, 'backup.verify', 'b1')?.id).toBe('new');
     expect(lastTask(tasks, 'backup.gc', 'r1')?.id).toBe('g');
     expect(lastTask(tasks, 'backup.gc', 'r2')).toBeUndefined();
+  });
+
+  it("finds a repository's and a backup's tasks by their details (a task without them: by target)", () => {
+    const tasks = [
+      verify({ id: '5', target: 'b1', details: { repository: 'r1', backup: 'b1' } }),
+      verify({ id: '4', target: 'b1', details: { repository: 'r2', backup: 'b1' } }),
+      gc({ id: '3', details: { repository: 'r1' } }),
+      verify({ id: '2', target: 'r1', details: { repository: 'r1' } }),
+      verify({ id: '1', target: 'r9' }),
+      task({ id: '0', type: 'backup.boot-verify', target: 'b1', details: { phase: 'booting', vm: 'v' } }),
+    ];
+    expect(repositoryTask(tasks, 'backup.verify', 'r1')?.id).toBe('2');
+    expect(repositoryTask(tasks, 'backup.gc', 'r1')?.id).toBe('3');
+    expect(repositoryTask(tasks, 'backup.verify', 'r9')?.id).toBe('1');
+    expect(repositoryTask(tasks, 'backup.verify', 'b1')).toBeUndefined();
+    expect(backupTask(tasks, 'backup.verify', { id: 'b1', repository: 'r1' })?.id).toBe('5');
+    expect(backupTask(tasks, 'backup.verify', { id: 'b1', repository: 'r2' })?.id).toBe('4');
+    expect(backupTask(tasks, 'backup.verify', { id: 'r1', repository: 'r1' })).toBeUndefined();
+    expect(backupTask(tasks, 'backup.boot-verify', { id: 'b1', repository: 'r1' })?.id).toBe('0');
   });
 
   it('says in one line how a verify or GC went, and whether it is bad news', () => {

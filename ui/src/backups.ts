@@ -1,4 +1,4 @@
-import { fmtBytes, type Task } from './api';
+import { fmtBytes, type Task, type Vm } from './api';
 
 /** The task type of a backup (POST /vms/{id}/backup) and of a restore (POST /backups/{id}/restore). */
 export const BACKUP = 'vm.backup';
@@ -6,6 +6,8 @@ export const RESTORE = 'backup.restore';
 /** Repository maintenance tasks (POST /backup/repositories/{name}/verify and /gc, /backups/{id}/verify). */
 export const VERIFY = 'backup.verify';
 export const GC = 'backup.gc';
+/** Boot verification (POST /backups/{id}/boot-verify): restored into an isolated VM, booted, deleted. */
+export const BOOT_VERIFY = 'backup.boot-verify';
 
 /** GET /backup/repositories (src/controller/backups.ts RepositoryView). */
 export interface BackupRepository {
@@ -22,6 +24,8 @@ export interface BackupRepository {
   error?: string;
   /** Client-side encryption: the key is a file on the repository's host, never in the API. */
   encrypted?: boolean;
+  /** An encrypted repository's key file on its host (the path only; the key is never shown). */
+  keyFile?: string;
 }
 
 export type Consistency = 'filesystem' | 'crash' | 'stopped';
@@ -58,6 +62,20 @@ export interface Backup {
   config: { name: string; vcpus: number; memoryMiB: number; disks: number };
   disks: BackupDisk[];
   notes?: string;
+  /** The last boot verification of the backup. */
+  bootVerify?: BootVerify;
+}
+
+/** How a boot verification went (kept with the backup; also the task's result). */
+export interface BootVerify {
+  passed: boolean;
+  at: string;
+  /** How long after the start the guest agent answered (passed). */
+  agentAfterMs?: number;
+  /** Why it failed. */
+  reason?: string;
+  /** The whole verification: restore, boot, clean-up. */
+  totalMs?: number;
 }
 
 /** The API's repository name rule (src/api/routes/backups.ts). */
@@ -194,6 +212,64 @@ export function restoreProblem(name: string): string {
     : 'Name: letters, digits, . _ - (starting with a letter or digit), up to 63 characters.';
 }
 
+/** The Restore… dialog: into a new VM (name, pool, start it), or in place over the backed-up VM. */
+export interface RestoreForm {
+  target: 'new' | 'in-place';
+  name: string;
+  /** '' : each disk into the pool it was backed up from. */
+  pool: string;
+  /** Start the new VM once restored. */
+  start: boolean;
+  /** In place: the replacing of the VM's disks (and the loss of its snapshots) acknowledged. */
+  confirmed: boolean;
+}
+
+/** The VM a backup is of, as it is now (undefined: deleted since). */
+export type RestoreSource = Pick<Vm, 'name' | 'state' | 'disks' | 'snapshots'> | undefined;
+
+/**
+ * Why the dialog cannot be sent as it is ('' when it can). In place: the VM must exist and the
+ * overwrite be acknowledged; whether it is stopped is left to the API (it answers why not).
+ */
+export function restoreFormProblem(f: RestoreForm, source: RestoreSource): string {
+  if (f.target === 'new') return restoreProblem(f.name.trim());
+  if (!source) return 'The VM no longer exists: restore the backup as a new VM.';
+  return f.confirmed ? '' : 'Confirm that its disks are replaced.';
+}
+
+/** POST /backups/{id}/restore from the dialog. */
+export function restoreBody(f: RestoreForm, repository: string): Record<string, unknown> {
+  if (f.target === 'in-place') return { inPlace: true, repository };
+  return {
+    name: f.name.trim(),
+    repository,
+    ...(f.pool ? { pool: f.pool } : {}),
+    ...(f.start ? { start: true } : {}),
+  };
+}
+
+/**
+ * What a restore in place does to the VM as it is now: the disks it replaces (the backup's that the VM
+ * still has), the backup's disks it no longer has (left out), the snapshots that go; and a note on its
+ * state (it must be stopped).
+ */
+export function inPlacePlan(
+  backup: Pick<Backup, 'disks'>,
+  vm: RestoreSource,
+): { replaced: string[]; skipped: string[]; snapshots: string[]; state: string } {
+  const has = new Set((vm?.disks ?? []).map((d) => d.id));
+  return {
+    replaced: backup.disks.filter((d) => has.has(d.id)).map((d) => d.id),
+    skipped: backup.disks.filter((d) => !has.has(d.id)).map((d) => d.id),
+    snapshots: (vm?.snapshots ?? []).map((s) => s.name),
+    state: !vm
+      ? 'deleted'
+      : vm.state === 'stopped'
+        ? ''
+        : `VM ${vm.name} is ${vm.state} now: stop it first (a restore in place is refused while it runs).`,
+  };
+}
+
 /**
  * A hint for the repository form while it is typed (the API decides and says why it refuses): '' when
  * the fields look right.
@@ -207,7 +283,8 @@ export function repositoryHint(f: { name: string; path: string }): string {
 export interface BackupDetails {
   repository?: string;
   backup?: string;
-  phase?: 'freezing' | 'reading' | 'committing';
+  /** captured: a running VM's disks are fixed at their point in time (reading follows). */
+  phase?: 'freezing' | 'captured' | 'reading' | 'committing';
   disk?: string;
   doneBytes?: number;
   totalBytes?: number;
@@ -225,17 +302,61 @@ export function backupResult(t: Task): (Backup & { totalMs?: number }) | undefin
     : undefined;
 }
 
-/** A finished backup.restore task's result: the new VM. */
-export function restoreResult(t: Task): { vm: string; id: string } | undefined {
-  const r = t.type === RESTORE ? (t.result as { vm?: unknown; id?: unknown } | undefined) : undefined;
-  return r && typeof r.vm === 'string' && typeof r.id === 'string' ? { vm: r.vm, id: r.id } : undefined;
+/** A finished backup.restore task's result: the VM (new, or restored in place) and what happened. */
+export interface RestoreResult {
+  vm: string;
+  id: string;
+  /** Over the backed-up VM itself: its disks replaced. */
+  inPlace?: boolean;
+  disks?: string[];
+  /** The snapshots the VM had (they lived in the replaced volumes). */
+  snapshotsDropped?: string[];
+  /** Asked to start: started, or why not. */
+  started?: boolean;
+  startError?: string;
 }
 
-/** "freezing the file systems", "disk0: 12.0 MiB of 40.0 MiB read", "committing". */
+export function restoreResult(t: Task): RestoreResult | undefined {
+  const r = t.type === RESTORE ? (t.result as Partial<RestoreResult> | undefined) : undefined;
+  return r && typeof r.vm === 'string' && typeof r.id === 'string' ? (r as RestoreResult) : undefined;
+}
+
+/**
+ * What follows the VM's name in a restore's outcome: '' (a new VM, stopped), ", started", "; not
+ * started: …", " restored in place (disk0); snapshots dropped: s1, s2".
+ */
+export function restoreNote(r: RestoreResult): string {
+  if (r.inPlace) {
+    const disks = r.disks?.length ? ` (${r.disks.join(', ')})` : '';
+    const dropped = r.snapshotsDropped?.length ? `; snapshots dropped: ${r.snapshotsDropped.join(', ')}` : '';
+    return ` restored in place${disks}${dropped}`;
+  }
+  if (r.started) return ', started';
+  if (r.startError) return `; not started: ${r.startError}`;
+  return '';
+}
+
+/** The toast of a restore that ended well (`error`: a new VM that did not start). */
+export function restoreToast(vmName: string, r: RestoreResult): { text: string; error: boolean } {
+  if (r.inPlace) {
+    const dropped = r.snapshotsDropped?.length
+      ? `; snapshots dropped: ${r.snapshotsDropped.join(', ')}`
+      : '; it had no snapshots';
+    return { text: `Backup of ${vmName} restored in place over VM ${r.vm}${dropped}`, error: false };
+  }
+  const base = `Backup of ${vmName} restored as VM ${r.vm}`;
+  if (r.started) return { text: `${base}, started`, error: false };
+  if (r.startError) return { text: `${base}; it did not start: ${r.startError}`, error: true };
+  return { text: base, error: false };
+}
+
+/** "freezing the file systems", "disk0: 12.0 MiB of 40.0 MiB read", "committing"… */
 export function backupProgress(d: BackupDetails): string {
   switch (d.phase) {
     case 'freezing':
       return 'freezing the file systems';
+    case 'captured':
+      return 'captured; reading the disks';
     case 'reading':
       return d.totalBytes === undefined
         ? `reading ${d.disk ?? 'the disks'}`
@@ -288,6 +409,41 @@ export function lastTask(tasks: Task[], type: string, target: string): Task | un
   return tasks.find((t) => t.type === type && t.target === target);
 }
 
+const detail = (t: Task, k: string): string | undefined =>
+  typeof t.details?.[k] === 'string' ? (t.details[k] as string) : undefined;
+
+/**
+ * The newest task of a type on one backup (verify, boot-verify): by its details' backup and repository
+ * when it has them (verify), else by its target (the backup id; boot-verify).
+ */
+export function backupTask(
+  tasks: Task[],
+  type: string,
+  b: Pick<Backup, 'id' | 'repository'>,
+): Task | undefined {
+  return tasks.find((t) => {
+    if (t.type !== type) return false;
+    const backup = detail(t, 'backup');
+    const repo = detail(t, 'repository');
+    // a repository named but no backup: a verify of the whole repository
+    if (backup === undefined) return repo === undefined && t.target === b.id;
+    return backup === b.id && (repo === undefined || repo === b.repository);
+  });
+}
+
+/**
+ * The newest verify or GC of a whole repository: by its details' repository (a verify of one backup,
+ * which names its backup too, is not one), else by its target (the repository name).
+ */
+export function repositoryTask(tasks: Task[], type: string, repository: string): Task | undefined {
+  return tasks.find((t) => {
+    if (t.type !== type) return false;
+    const repo = detail(t, 'repository');
+    if (repo === undefined) return t.target === repository;
+    return repo === repository && detail(t, 'backup') === undefined;
+  });
+}
+
 /**
  * A verify or GC task in one line: "verifying…", "verify: 3 backups, 40 chunks: all intact", or its
  * error; `bad` when the verify found damage or the task failed.
@@ -321,4 +477,78 @@ export function gcOutcome(r: Partial<GcReport>): string {
 /** "1 chunk", "3 chunks". */
 export function count(n: number, what: string): string {
   return `${n} ${what}${n === 1 ? '' : 's'}`;
+}
+
+/** "23 s", "1.5 s" (under 10 s with a tenth). */
+export function seconds(ms: number): string {
+  return ms < 10_000 ? `${(Math.round(ms / 100) / 10).toString()} s` : `${Math.round(ms / 1000)} s`;
+}
+
+/** The API's bounds of a boot verification's wait for the guest agent (s); its default. */
+export const BOOT_TIMEOUT = { min: 10, max: 3600, default: 300 };
+
+/** Why the wait typed is wrong ('' when right; empty: the API's default). */
+export function bootTimeoutProblem(value: string): string {
+  const v = value.trim();
+  if (v === '') return '';
+  const n = Number(v);
+  return /^\d+$/.test(v) && n >= BOOT_TIMEOUT.min && n <= BOOT_TIMEOUT.max
+    ? ''
+    : `A whole number of seconds from ${BOOT_TIMEOUT.min} to ${BOOT_TIMEOUT.max}, or empty (${BOOT_TIMEOUT.default}).`;
+}
+
+/** POST /backups/{id}/boot-verify: the repository, and the wait when one is typed. */
+export function bootVerifyBody(repository: string, timeout: string): Record<string, unknown> {
+  const v = timeout.trim();
+  return { repository, ...(v && !bootTimeoutProblem(v) ? { timeoutSec: Number(v) } : {}) };
+}
+
+/** A running backup.boot-verify task's details: the phase, its VM and the disk being restored. */
+export interface BootVerifyDetails {
+  /** restoring (then writing, per disk, as a restore), booting, cleaning up. */
+  phase?: string;
+  vm?: string;
+  disk?: string;
+}
+
+export function bootVerifyDetails(t: Task): BootVerifyDetails | undefined {
+  return t.type === BOOT_VERIFY ? ((t.details ?? {}) as BootVerifyDetails) : undefined;
+}
+
+/** A finished (passed or failed) backup.boot-verify task's result. */
+export function bootVerifyResult(t: Task): (BootVerify & { backup?: string; vm?: string }) | undefined {
+  const r = t.type === BOOT_VERIFY ? (t.result as Partial<BootVerify> | undefined) : undefined;
+  return r && typeof r.passed === 'boolean'
+    ? (r as BootVerify & { backup?: string; vm?: string })
+    : undefined;
+}
+
+/** "restoring disk0 into verify-web1-1a2b", "booting verify-web1-1a2b: waiting for its guest agent"… */
+export function bootVerifyProgress(d: BootVerifyDetails): string {
+  const vm = d.vm ?? 'a VM of its own';
+  switch (d.phase) {
+    case 'restoring':
+    case 'writing':
+      return `restoring ${d.disk ?? 'the disks'} into ${vm}`;
+    case 'booting':
+      return `booting ${vm}: waiting for its guest agent`;
+    case 'cleaning up':
+      return `deleting ${vm}`;
+    default:
+      return 'starting';
+  }
+}
+
+/** "✓ agent after 23 s", "✗ failed: <reason>": a boot verification in a line. */
+export function bootVerifyLine(v: BootVerify): string {
+  if (v.passed) return v.agentAfterMs === undefined ? '✓ passed' : `✓ agent after ${seconds(v.agentAfterMs)}`;
+  return `✗ failed: ${v.reason ?? 'no reason given'}`;
+}
+
+/** The tooltip of a boot verification: when, what passing means, how long it all took. */
+export function bootVerifyTitle(v: BootVerify, at: string): string {
+  const total = v.totalMs === undefined ? '' : ` (restore, boot and clean-up: ${seconds(v.totalMs)})`;
+  return v.passed
+    ? `Boot-verified ${at}: restored into an isolated VM that started, and its guest agent answered${v.agentAfterMs === undefined ? '' : ` ${seconds(v.agentAfterMs)} after the start`}${total}`
+    : `Boot verification failed ${at}${total}: ${v.reason ?? 'no reason given'}`;
 }

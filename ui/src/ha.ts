@@ -147,6 +147,7 @@ const TASK_LABELS: Record<string, string> = {
   'backup.verify': 'Verify backups',
   'backup.gc': 'Backup garbage collection',
   'backup.job': 'Backup job',
+  'backup.boot-verify': 'Boot-verify backup',
 };
 
 /** A readable name for the HA and backup task types; other types as they are. */

@@ -14,6 +14,7 @@ import {
   jobRunOutcome,
   jobRunProgress,
   jobRunResult,
+  jobTask,
   jobVmLine,
   lastRunClass,
   newJobForm,
@@ -25,7 +26,7 @@ import {
   selectionLine,
   until,
 } from '../backup-jobs';
-import { type BackupRepository, gcOutcome, lastTask, usableRepositories } from '../backups';
+import { type BackupRepository, gcOutcome, usableRepositories } from '../backups';
 import { ago, when } from '../format';
 import { usePolled } from '../poll';
 import { attempt, putTask, toast, useStore } from '../store';
@@ -203,7 +204,7 @@ function JobRow({
   const [starting, setStarting] = useState(false);
   // the run started here, fetched while the events stay away; else the job's newest run the store knows
   const mine = useTask(taskId);
-  const task = lastTask(s.tasks, JOB, job.name) ?? mine;
+  const task = jobTask(s.tasks, job, mine);
   const running = job.running || task?.status === 'running';
 
   async function runNow() {

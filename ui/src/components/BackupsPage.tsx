@@ -8,10 +8,10 @@ import {
   filterBackups,
   GC,
   groupByVm,
-  lastTask,
   maintenanceLine,
   REPO_NAME,
   repositoryHint,
+  repositoryTask,
   VERIFY,
 } from '../backups';
 import { when } from '../format';
@@ -100,9 +100,10 @@ export function BackupsPage() {
             <tbody>
               {repos.data.map((r) => {
                 // the newest verify or GC of the repository (the store lists the newest task first)
-                const checks = [lastTask(s.tasks, VERIFY, r.name), lastTask(s.tasks, GC, r.name)].filter(
-                  (t): t is Task => !!t,
-                );
+                const checks = [
+                  repositoryTask(s.tasks, VERIFY, r.name),
+                  repositoryTask(s.tasks, GC, r.name),
+                ].filter((t): t is Task => !!t);
                 const busy = checks.some((t) => t.status === 'running');
                 const readable = !r.error && r.backups !== undefined;
                 const cls = [r.error ? 'repo-error' : '', checks.length ? 'has-check' : ''].join(' ').trim();
@@ -125,14 +126,24 @@ export function BackupsPage() {
                             {' '}
                             <span
                               class="tag encrypted-badge"
-                              title="Encrypted on this side (AES-256-GCM): its key is a file on the host, never in the API; without it nothing can be read"
+                              title={`Encrypted on this side (AES-256-GCM): its key is a file on host ${r.node}, never in the API (${keyFilePath(r)}); without it nothing can be read: keep a copy elsewhere`}
                             >
                               encrypted
                             </span>
                           </>
                         )}
                       </td>
-                      <td class="mono">{r.path}</td>
+                      <td class="mono">
+                        {r.path}
+                        {r.keyFile && (
+                          <div
+                            class="hint repo-key-file"
+                            title="The key of this encrypted repository, on its host"
+                          >
+                            key: {r.keyFile}
+                          </div>
+                        )}
+                      </td>
                       <td>
                         <a href={hostHref(r.node)}>{r.node}</a>
                       </td>
@@ -349,12 +360,22 @@ function AddRepositoryDialog({ onClose, onAdded }: { onClose: () => void; onAdde
                 repository can be read: no restore, not even by NeuroFlow after this host is reinstalled.
               </p>
               <p>The key is this file on host {added.node}:</p>
-              <p class="mono key-file">{keyFilePath(added.id ?? '<repository id>')}</p>
-              <p class="hint">
-                <span class="mono">&lt;data dir&gt;</span>: the <span class="mono">--data-dir</span> of{' '}
-                <span class="mono">neuroflow serve</span> (<span class="mono">/var/lib/neuroflow</span> on an
-                installed host). The API never returns the key.
-              </p>
+              <p class="mono key-file">{keyFilePath(added)}</p>
+              {added.keyFile ? (
+                <p class="hint">
+                  Copy it off the host, e.g.{' '}
+                  <span class="mono">
+                    scp {added.node}:{added.keyFile} …
+                  </span>
+                  . The API never returns the key itself.
+                </p>
+              ) : (
+                <p class="hint">
+                  <span class="mono">&lt;data dir&gt;</span>: the <span class="mono">--data-dir</span> of{' '}
+                  <span class="mono">neuroflow serve</span> (<span class="mono">/var/lib/neuroflow</span> on
+                  an installed host). The API never returns the key.
+                </p>
+              )}
               <p class="hint">
                 To open this repository on another host, or after a reinstall: Add repository… with its path
                 and the key as base64 (<span class="mono">base64 -w0 &lt;key file&gt;</span>).

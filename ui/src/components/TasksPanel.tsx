@@ -6,8 +6,13 @@ import {
   backupOutcome,
   backupProgress,
   backupResult,
+  bootVerifyDetails,
+  bootVerifyLine,
+  bootVerifyProgress,
+  bootVerifyResult,
   GC,
   maintenanceLine,
+  restoreNote,
   restoreResult,
   VERIFY,
 } from '../backups';
@@ -98,6 +103,9 @@ export function TasksPanel() {
                 const bk = backupDetails(t);
                 const bkr = backupResult(t);
                 const rst = restoreResult(t);
+                const boot = bootVerifyDetails(t);
+                // a failed verification says why in its error already
+                const bootr = t.status === 'ok' ? bootVerifyResult(t) : undefined;
                 const job = jobRunDetails(t);
                 const jobr = jobRunResult(t);
                 const upkeep = !running && t.status === 'ok' && (t.type === VERIFY || t.type === GC);
@@ -180,6 +188,17 @@ export function TasksPanel() {
                       {!running && rst && (
                         <span class="task-restore" data-testid="task-result">
                           VM <a href={`#/vms/${rst.id}`}>{rst.vm}</a>
+                          {restoreNote(rst)}
+                        </span>
+                      )}
+                      {running && boot && (
+                        <span class="task-backup" data-testid="task-progress" data-phase={boot.phase}>
+                          {bootVerifyProgress(boot)}
+                        </span>
+                      )}
+                      {!running && bootr && (
+                        <span class="task-backup" data-testid="task-result">
+                          {bootVerifyLine(bootr)}
                         </span>
                       )}
                       {running && job && (
