@@ -1483,7 +1483,10 @@ describe('web UI', () => {
       await tab
         .locator('.backups td', { hasText: 'No backups of this VM yet.' })
         .waitFor({ timeout: 15_000 });
-      expect(await tab.locator('select[name=repository]').inputValue()).toBe('nas1');
+      // the repositories come in their own request: the "no backups" line may come first
+      await expect
+        .poll(() => tab.locator('select[name=repository]').inputValue(), { timeout: 15_000 })
+        .toBe('nas1');
       await tab.locator('input[name=notes]').fill('before the upgrade');
       await tab.locator('[data-action=backup-now]').click();
       const rows = tab.locator('tr[data-backup]');
