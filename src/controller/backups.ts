@@ -92,6 +92,7 @@ export class BackupService {
     private readonly node: LocalNode,
     private readonly makeRecord: (
       source: VmRecord,
+      id: string,
       input: { name: string; description?: string },
       pool: string | undefined,
     ) => VmRecord,
@@ -692,11 +693,9 @@ export class BackupService {
     if (pool && !this.node.hasPool(pool))
       throw new NfError('not_found', `storage pool "${pool}" does not exist on host ${this.nodeName}`);
     const source = m.config as unknown as VmRecord;
-    const record = this.makeRecord(source, { name }, pool);
-    record.id = randomUUID();
+    const record = this.makeRecord(source, randomUUID(), { name }, pool);
     record.node = this.nodeName;
     for (const d of record.disks) {
-      d.volume = `vm-${record.id}-${d.id}.qcow2`;
       const was = m.disks.find((x) => x.id === d.id);
       if (!was) throw new NfError('data_corrupted', `backup ${m.id} has no data for disk ${d.id}`);
       d.sizeBytes = was.sizeBytes;

@@ -963,15 +963,17 @@ function cloneRecord(
 }
 
 /**
- * A new VM's record from a backed-up VM's (a restore): its hardware, new MAC addresses, independent disks
- * (into `pool` when given), no snapshots; placed and named by the caller.
+ * A new VM's record (id `id`) from a backed-up VM's (a restore): its hardware, new MAC addresses,
+ * independent disks and a UEFI variable store of its own (named after `id`, into `pool` when given), no
+ * snapshots; placed by the caller.
  */
 export function restoredRecord(
   source: VmRecord,
+  id: string,
   input: { name: string; description?: string },
   pool: string | undefined,
 ): VmRecord {
-  const vm = cloneRecord(source, source.id, input, { node: '', linked: false });
+  const vm = cloneRecord(source, id, input, { node: '', linked: false });
   if (pool) for (const d of vm.disks) d.pool = pool;
   if (vm.efiVars && pool) vm.efiVars.pool = pool;
   return vm;
