@@ -12,7 +12,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NfError, toNfError } from '../errors';
-import { qemuImg } from '../storage/qemu-img';
+import { imageInfo, qemuImg } from '../storage/qemu-img';
 import { createLogger } from '../util/log';
 import type { BackupExportDisk, VmInstance } from '../vmm/types';
 import { backupDisk, type ChunkProgress, type DiskSource, restoreDisk } from './engine';
@@ -324,19 +324,8 @@ async function settleRbdMarks(
 
 async function imageBitmaps(d: BackupVolume): Promise<{ name: string; usable: boolean }[]> {
   if (!d.qcow2) return [];
-  const info = JSON.parse(
-    // read-only: opened read-write, QEMU itself would mark the bitmaps in use while it looks
-    await qemuImg([
-      'info',
-      '--output=json',
-      '--image-opts',
-      d.imageOpts.replaceAll('read-only=off', 'read-only=on'),
-    ]),
-  ) as { 'format-specific'?: { data?: { bitmaps?: { name: string; flags?: string[] }[] } } };
-  return (info['format-specific']?.data?.bitmaps ?? []).map((b) => ({
-    name: b.name,
-    usable: !(b.flags ?? []).includes('in-use'),
-  }));
+  const info = await imageInfo({ imageOpts: d.imageOpts.replaceAll('read-only=off', 'read-only=on') });
+  return info.bitmaps.map((b) => ({ name: b.name, usable: !b.flags.includes('in-use') }));
 }
 
 /** Backs up a stopped VM (the caller holds its lock, so nothing writes the disks meanwhile). */

@@ -59,11 +59,16 @@ interface RawInfo {
   snapshots?: { name: string; 'date-sec': number; 'vm-state-size': number }[];
 }
 
-/** Reads an image's metadata. --force-share lets us read images a running QEMU holds locked. */
-export async function imageInfo(path: string, format?: string): Promise<ImageInfo> {
+/**
+ * Reads an image's metadata: a file, or QEMU's --image-opts form (read-only=on: QEMU would mark the
+ * bitmaps of an image it opened read-write in use while it looks). --force-share lets us read images a
+ * running QEMU holds locked.
+ */
+export async function imageInfo(image: string | { imageOpts: string }, format?: string): Promise<ImageInfo> {
   const args = ['info', '--output=json', '--force-share'];
   if (format) args.push('-f', format);
-  args.push(path);
+  if (typeof image === 'string') args.push(image);
+  else args.push('--image-opts', image.imageOpts);
   const raw = JSON.parse(await qemuImg(args)) as RawInfo;
   const info: ImageInfo = {
     format: raw.format,
