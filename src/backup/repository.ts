@@ -425,7 +425,27 @@ export class Repository {
     await rm(dir, { recursive: true, force: true });
   }
 
-  /** Bytes used by the repository's chunks and how many there are. */
+  /** The complete backup with this id (of whichever VM), or undefined; only its own manifest is read. */
+  async findBackup(backupId: string): Promise<BackupManifest | undefined> {
+    if (!ID_RE.test(backupId)) return undefined;
+    const root = join(this.path, 'backups');
+    for (const vm of await readdir(root).catch(() => [] as string[]))
+      if (ID_RE.test(vm) && existsSync(join(root, vm, backupId, 'manifest.json')))
+        return this.manifest(vm, backupId);
+    return undefined;
+  }
+
+  /** How many complete backups the repository holds (their manifests are not read). */
+  async countBackups(): Promise<number> {
+    let n = 0;
+    const root = join(this.path, 'backups');
+    for (const vm of await readdir(root).catch(() => [] as string[]))
+      for (const id of await readdir(join(root, vm)).catch(() => [] as string[]))
+        if (!id.startsWith('.') && existsSync(join(root, vm, id, 'manifest.json'))) n++;
+    return n;
+  }
+
+  /** Bytes used by the repository's chunks and how many there are (a stat of every chunk: not cheap). */
   async usage(): Promise<{ chunks: number; bytes: number }> {
     let chunks = 0;
     let bytes = 0;

@@ -126,7 +126,7 @@ export class BackupJobs {
     if (!NAME_RE.test(j.name))
       throw new NfError('validation_failed', 'a job name is 1-63 lowercase letters, digits and dashes');
     checkSchedule(j.schedule);
-    if (changed.repository !== undefined) await this.backups.getRepository(j.repository); // not_found names it
+    if (changed.repository !== undefined) await this.backups.repositoryNode(j.repository); // not_found names it
     if (changed.selection === undefined) return; // a VM deleted since does not block disabling the job
     if (!j.selection.all && !(j.selection.vms && j.selection.vms.length > 0))
       throw new NfError(

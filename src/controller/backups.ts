@@ -82,6 +82,7 @@ export class BackupService {
   /** Backups writing into each repository (by path), and repositories being garbage-collected. */
   private readonly writing = new Map<string, number>();
   private readonly collecting = new Set<string>();
+  private readonly usageCache = new Map<string, { at: number; usage: { chunks: number; bytes: number } }>();
 
   constructor(
     private readonly store: Store,
@@ -133,12 +134,24 @@ export class BackupService {
         ...r,
         ...(keyFile ? { keyFile } : {}),
         id: repo.info.id,
-        backups: (await repo.listBackups()).length,
-        usage: await repo.usage(),
+        backups: await repo.countBackups(),
+        usage: await this.usage(repo),
       };
     } catch (err) {
       return { ...r, error: (err as Error).message };
     }
+  }
+
+  /**
+   * A repository's use: a stat of every chunk, so kept for a minute (the web UI asks every few seconds)
+   * and dropped when this service changes the repository.
+   */
+  private async usage(repo: Repository): Promise<{ chunks: number; bytes: number }> {
+    const hit = this.usageCache.get(repo.path);
+    if (hit && Date.now() - hit.at < 60_000) return hit.usage;
+    const usage = await repo.usage();
+    this.usageCache.set(repo.path, { at: Date.now(), usage });
+    return usage;
   }
 
   private async repoRecord(name: string): Promise<RepositoryRecord> {
@@ -285,7 +298,7 @@ export class BackupService {
     for (const r of repos) {
       if (r.node !== this.nodeName) continue;
       const repo = await this.openRec(r).catch(() => undefined);
-      const m = (await repo?.listBackups())?.find((b) => b.id === id);
+      const m = await repo?.findBackup(id);
       if (repo && m) return { name: r.name, rec: r, repo, m };
     }
     throw new NfError('not_found', `no backup ${id}${repository ? ` in repository "${repository}"` : ''}`);
@@ -313,10 +326,8 @@ export class BackupService {
     input: { repository: string; notes?: string },
     user: string,
   ): Promise<{ task: TaskRecord; done: Promise<BackupView> }> {
-    let settle!: { ok: (v: BackupView) => void; fail: (e: unknown) => void };
-    const done = new Promise<BackupView>((ok, fail) => {
-      settle = { ok, fail };
-    });
+    const settled = deferred<BackupView>();
+    const done = settled.promise;
     done.catch(() => {}); // a caller that does not wait must not see an unhandled rejection
     const vm = (await this.vms.find(ref)).value;
     const repo = await this.repoRecord(input.repository);
@@ -335,10 +346,10 @@ export class BackupService {
       async (progress, ctl) => {
         try {
           const v = await this.runBackup(vm.id, repo, backupId, input.notes, progress, ctl);
-          settle.ok(v);
+          settled.resolve(v);
           return v;
         } catch (err) {
-          settle.fail(err);
+          settled.reject(err);
           throw err;
         }
       },
@@ -460,6 +471,7 @@ export class BackupService {
       return await repo.gc();
     } finally {
       this.collecting.delete(rec.path);
+      this.usageCache.delete(rec.path);
     }
   }
 
@@ -475,6 +487,7 @@ export class BackupService {
     try {
       return await fn();
     } finally {
+      this.usageCache.delete(path);
       const n = (this.writing.get(path) ?? 1) - 1;
       if (n > 0) this.writing.set(path, n);
       else this.writing.delete(path);
@@ -544,12 +557,14 @@ export class BackupService {
             return report;
           } finally {
             this.collecting.delete(rec.path);
+            this.usageCache.delete(rec.path);
           }
         },
         { details: { repository } },
       );
     } catch (err) {
       this.collecting.delete(rec.path);
+      this.usageCache.delete(rec.path);
       throw err;
     }
   }
@@ -609,34 +624,16 @@ export class BackupService {
       this.lock.run(m.vm.id, async () => {
         const now = await this.vms.find(m.vm.id);
         stopped(now.value);
-        const total = m.disks.reduce((n, d) => n + d.sizeBytes, 0);
-        const made: { id: string; pool: string; volume: string; sizeBytes: number }[] = [];
-        let before = 0;
-        try {
-          for (const bd of m.disks) {
-            const disk = now.value.disks.find((x) => x.id === bd.id);
-            if (!disk) continue; // removed from the VM since: not brought back in place
-            const volume = `vm-${m.vm.id}-${bd.id}-r${randomBytes(3).toString('hex')}.qcow2`;
-            ctl.details({ phase: 'writing', disk: bd.id });
-            await this.node.restoreVolume(
-              {
-                repository: found.repo.path,
-                ...this.keyOf(found.rec),
-                vmId: m.vm.id,
-                backupId: m.id,
-                diskId: bd.id,
-                pool: disk.pool,
-                volume,
-                sizeBytes: bd.sizeBytes,
-              },
-              (done) => progress(Math.min(0.99, (before + done) / Math.max(1, total))),
-            );
-            made.push({ id: bd.id, pool: disk.pool, volume, sizeBytes: bd.sizeBytes });
-            before += bd.sizeBytes;
-          }
-          if (made.length === 0)
-            throw new NfError('invalid_state', `VM "${now.value.name}" has none of the backup's disks now`);
-          await this.store.txn(
+        // each disk of the backup the VM still has, into a new volume beside the old one
+        const made = m.disks.flatMap((bd) => {
+          const disk = now.value.disks.find((x) => x.id === bd.id);
+          const volume = `vm-${m.vm.id}-${bd.id}-r${randomBytes(3).toString('hex')}.qcow2`;
+          return disk ? [{ id: bd.id, pool: disk.pool, volume, sizeBytes: bd.sizeBytes }] : [];
+        });
+        if (made.length === 0)
+          throw new NfError('invalid_state', `VM "${now.value.name}" has none of the backup's disks now`);
+        await this.writeVolumes(found, made, progress, ctl, () =>
+          this.store.txn(
             {
               when: [{ key: now.key, revision: now.revision }],
               put: [
@@ -657,11 +654,8 @@ export class BackupService {
               ],
             },
             `VM "${now.value.name}" changed during the restore; nothing was changed`,
-          );
-        } catch (err) {
-          for (const v of made) await this.node.deleteVolume(v.pool, v.volume).catch(() => {});
-          throw err;
-        }
+          ),
+        );
         const old = now.value.disks.filter((d) => made.some((x) => x.id === d.id));
         for (const d of old)
           await this.node.deleteVolume(d.pool, d.volume).catch((err: Error) =>
@@ -710,19 +704,44 @@ export class BackupService {
     progress: (p: number) => void,
     ctl: { details(d: Record<string, unknown>): void },
   ): Promise<void> {
-    const { rec, repo, m } = found;
-    const total = m.disks.reduce((n, d) => n + d.sizeBytes, 0);
+    await this.writeVolumes(found, record.disks, progress, ctl, () =>
+      this.store.txn(
+        {
+          when: [{ key: keys.vmName(record.name), absent: true }],
+          put: [
+            { key: keys.vm(record.id), value: record },
+            { key: keys.vmName(record.name), value: record.id },
+          ],
+        },
+        `a VM named "${record.name}" was just created; pick another name`,
+      ),
+    );
+    this.onCreated();
+  }
+
+  /**
+   * Writes disks of a backup into new volumes (each `id` is a disk of the backup), then runs `commit`
+   * (the record that names them); a failure of either deletes every volume made.
+   */
+  private async writeVolumes(
+    found: { rec: RepositoryRecord; repo: Repository; m: BackupManifest },
+    targets: { id: string; pool: string; volume: string; sizeBytes: number }[],
+    progress: (p: number) => void,
+    ctl: { details(d: Record<string, unknown>): void },
+    commit: () => Promise<unknown>,
+  ): Promise<void> {
+    const total = targets.reduce((n, d) => n + d.sizeBytes, 0);
     const made: { pool: string; volume: string }[] = [];
     let before = 0;
     try {
-      for (const d of record.disks) {
+      for (const d of targets) {
         ctl.details({ phase: 'writing', disk: d.id });
         await this.node.restoreVolume(
           {
-            repository: repo.path,
-            ...this.keyOf(rec),
-            vmId: m.vm.id,
-            backupId: m.id,
+            repository: found.repo.path,
+            ...this.keyOf(found.rec),
+            vmId: found.m.vm.id,
+            backupId: found.m.id,
             diskId: d.id,
             pool: d.pool,
             volume: d.volume,
@@ -733,21 +752,11 @@ export class BackupService {
         made.push({ pool: d.pool, volume: d.volume });
         before += d.sizeBytes;
       }
-      await this.store.txn(
-        {
-          when: [{ key: keys.vmName(record.name), absent: true }],
-          put: [
-            { key: keys.vm(record.id), value: record },
-            { key: keys.vmName(record.name), value: record.id },
-          ],
-        },
-        `a VM named "${record.name}" was just created; pick another name`,
-      );
+      await commit();
     } catch (err) {
       for (const v of made) await this.node.deleteVolume(v.pool, v.volume).catch(() => {});
       throw err;
     }
-    this.onCreated();
   }
 
   /**
