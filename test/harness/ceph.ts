@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inject } from 'vitest';
 import { CephCluster } from '../../src/ceph/cluster';
+import type { ApiClient } from '../../src/cli/client';
 import { RbdPool } from '../../src/storage/rbd-pool';
 import { waitFor } from '../../src/util/wait';
 
@@ -67,6 +68,33 @@ export class SharedLab {
     const conf = this.cluster.paths.conf;
     return { pool, user, key, conf, rbdPool: (name = 'ceph') => new RbdPool({ name, pool, conf, user }) };
   }
+}
+
+/**
+ * A new Ceph pool of the shared lab added to a daemon as its storage pool `ceph` (RBD), once the daemon's
+ * host reports it with its size. Returns the Ceph pool (and its RBD user) for checks from outside.
+ */
+export async function addRbdPool(
+  api: ApiClient,
+  lab: SharedLab,
+): Promise<Awaited<ReturnType<SharedLab['newPool']>>> {
+  const ceph = await lab.newPool();
+  await api.request('POST', '/api/v1/pools', {
+    name: 'ceph',
+    type: 'rbd',
+    pool: ceph.pool,
+    monitors: [lab.ip],
+    user: ceph.user,
+    key: ceph.key,
+  });
+  await waitFor(
+    async () =>
+      (await api.request<{ name: string; hosts: { totalBytes: number }[] }[]>('GET', '/api/v1/pools')).some(
+        (p) => p.name === 'ceph' && p.hosts.length === 1 && p.hosts[0]!.totalBytes > 0,
+      ),
+    { timeoutMs: 60_000, what: 'the host to report the pool ceph with its size' },
+  );
+  return ceph;
 }
 
 export class CephLab implements AsyncDisposable {

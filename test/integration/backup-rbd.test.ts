@@ -2,8 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../src/util/wait';
-import { type SharedLab, sharedCephLab } from '../harness/ceph';
+import { addRbdPool, type SharedLab, sharedCephLab } from '../harness/ceph';
 import { TestDaemon } from '../harness/daemon';
 import { BOOTED } from '../harness/guest';
 import { guestRun, startAndBoot } from '../harness/serial';
@@ -26,23 +25,7 @@ describe('backups of RBD disks', () => {
   beforeAll(async () => {
     d = await TestDaemon.start();
     lab = await sharedCephLab();
-    const ceph = await lab.newPool();
-    rbd = ceph;
-    await d.api.request('POST', '/api/v1/pools', {
-      name: 'ceph',
-      type: 'rbd',
-      pool: ceph.pool,
-      monitors: [lab.ip],
-      user: ceph.user,
-      key: ceph.key,
-    });
-    await waitFor(
-      async () =>
-        (
-          await d.api.request<{ name: string; hosts: { totalBytes: number }[] }[]>('GET', '/api/v1/pools')
-        ).some((p) => p.name === 'ceph' && p.hosts.length === 1 && p.hosts[0]!.totalBytes > 0),
-      { timeoutMs: 60_000, what: 'the host to report the pool ceph' },
-    );
+    rbd = await addRbdPool(d.api, lab);
     repoDir = join(mkdtempSync(join(tmpdir(), 'nf-backup-rbd-')), 'repo');
     await d.api.request('POST', '/api/v1/backup/repositories', { name: 'r', path: repoDir });
     vm = await createVm(d.api, kernelVm('rbd-bk', { disks: [{ sizeGiB: 1, pool: 'ceph' }] }));

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/util/wait';
 import { launchChromium, signIn } from '../harness/browser';
-import { sharedCephLab } from '../harness/ceph';
+import { addRbdPool, sharedCephLab } from '../harness/ceph';
 import { TestDaemon } from '../harness/daemon';
 import { rejection } from '../harness/errors';
 import { BOOTED, testGuest } from '../harness/guest';
@@ -24,23 +24,7 @@ describe('moving a disk between pools (local ⇄ Ceph RBD)', () => {
   let patternSum = '';
   beforeAll(async () => {
     d = await TestDaemon.start({ demoIso: testGuest().iso });
-    const lab = await sharedCephLab();
-    const ceph = await lab.newPool();
-    await d.api.request('POST', '/api/v1/pools', {
-      name: 'ceph',
-      type: 'rbd',
-      pool: ceph.pool,
-      monitors: [lab.ip],
-      user: ceph.user,
-      key: ceph.key,
-    });
-    await waitFor(
-      async () =>
-        (
-          await d.api.request<{ name: string; hosts: { totalBytes: number }[] }[]>('GET', '/api/v1/pools')
-        ).some((p) => p.name === 'ceph' && p.hosts.length === 1 && p.hosts[0]!.totalBytes > 0),
-      { timeoutMs: 60_000, what: 'the host to report the pool ceph with its size' },
-    );
+    await addRbdPool(d.api, await sharedCephLab());
     vm = await createVm(d.api, kernelVm('mover', { disks: [{ sizeGiB: 1 }] }));
   }, 300_000);
   afterAll(async () => {
