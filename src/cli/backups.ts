@@ -1,3 +1,7 @@
+import { createWriteStream, existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import { basename } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { NfError } from '../errors';
 import { client, followTask, GLOBAL, need, type Out, type Task } from './commands';
@@ -10,7 +14,8 @@ const USAGE = `use: backup repo list | repo add NAME PATH | repo rm NAME | repo 
      backup create VM --repository R [--notes TEXT]
      backup list [--repository R] [--vm VM] | show ID | rm ID | verify ID
      backup restore ID --name NEW [--pool P] [--start] | restore ID --in-place | boot-verify ID [--timeout SEC]
-     (--repository R on show/rm/verify/restore when an id is in several repositories)`;
+     backup files ID [FS [PATH]] | download ID FS PATH [--output FILE|-]
+     (--repository R on show/rm/verify/restore/files when an id is in several repositories)`;
 
 interface BackupDisk {
   id: string;
@@ -98,6 +103,7 @@ export async function backupCommand(argv: string[], out: Out): Promise<number> {
       'keep-weekly': { type: 'string' },
       'keep-monthly': { type: 'string' },
       'keep-yearly': { type: 'string' },
+      output: { type: 'string', short: 'o' },
     },
   });
   const api = client(values);
@@ -354,9 +360,117 @@ export async function backupCommand(argv: string[], out: Out): Promise<number> {
         `passed: the guest agent answered ${Math.round(Number(x.result?.agentAfterMs) / 1000)} s after the start`,
       ]);
     }
+    case 'files': {
+      const id = enc(need(positionals, 1, 'ID'));
+      const fs = positionals[2];
+      if (!fs) {
+        const list = await api.request<Filesystem[]>('GET', `/api/v1/backups/${id}/files${repoQuery}`);
+        if (values.json) json(list);
+        else if (list.length === 0) out('no partition or file system found on its disks');
+        else
+          out(
+            table(
+              list.map((f) => ({
+                fs: f.id,
+                type: f.type,
+                size: mib(f.sizeBytes),
+                label: f.label,
+                browse: f.readable
+                  ? f.needsRecovery
+                    ? 'yes (journal not replayed)'
+                    : 'yes'
+                  : `no: ${f.reason ?? ''}`,
+              })),
+              ['fs', 'type', 'size', 'label', 'browse'].map((key) => ({ key, title: key })),
+            ),
+          );
+        return 0;
+      }
+      const path = positionals[3] ?? '/';
+      const q = new URLSearchParams({
+        path,
+        ...(values.repository ? { repository: values.repository } : {}),
+      });
+      const dir = await api.request<Directory>('GET', `/api/v1/backups/${id}/files/${enc(fs)}?${q}`);
+      if (values.json) json(dir);
+      else {
+        out(
+          table(
+            dir.entries.map((e) => ({
+              mode: modeString(e.type, e.mode),
+              size: e.size,
+              modified: e.mtime.slice(0, 19).replace('T', ' '),
+              name:
+                e.target !== undefined
+                  ? `${e.name} -> ${e.target}`
+                  : e.type === 'dir'
+                    ? `${e.name}/`
+                    : e.name,
+            })),
+            ['mode', 'size', 'modified', 'name'].map((key) => ({ key, title: key })),
+          ),
+        );
+        if (dir.truncated) out(`(only the first ${dir.entries.length} entries)`);
+      }
+      return 0;
+    }
+    case 'download': {
+      const id = need(positionals, 1, 'ID');
+      const fs = need(positionals, 2, 'FS');
+      const path = need(positionals, 3, 'PATH');
+      const q = new URLSearchParams({
+        path,
+        ...(values.repository ? { repository: values.repository } : {}),
+      });
+      const target = values.output ?? basename(path);
+      if (target !== '-' && existsSync(target))
+        throw new NfError('already_exists', `${target} exists: remove it or give --output`);
+      const res = await api.stream(`/api/v1/backups/${enc(id)}/files/${enc(fs)}/download?${q}`);
+      if (target === '-') {
+        await pipeline(Readable.fromWeb(res.body! as never), process.stdout);
+        return 0;
+      }
+      // written beside, renamed when complete: a broken download leaves no partial file under the name
+      const tmp = `${target}.part-${process.pid}`;
+      try {
+        await pipeline(Readable.fromWeb(res.body! as never), createWriteStream(tmp, { flags: 'wx' }));
+        const expected = Number(res.headers.get('content-length'));
+        if (Number.isFinite(expected) && statSync(tmp).size !== expected)
+          throw new NfError('unavailable', `the download of ${path} ended early`);
+        renameSync(tmp, target);
+      } catch (err) {
+        rmSync(tmp, { force: true });
+        throw err;
+      }
+      out(`${path} → ${target} (${statSync(target).size} bytes)`);
+      return 0;
+    }
     default:
       throw new NfError('validation_failed', USAGE);
   }
+}
+
+interface Filesystem {
+  id: string;
+  type: string;
+  sizeBytes: number;
+  label?: string;
+  readable: boolean;
+  needsRecovery?: boolean;
+  reason?: string;
+}
+interface Directory {
+  path: string;
+  truncated: boolean;
+  entries: { name: string; type: string; size: number; mode: number; mtime: string; target?: string }[];
+}
+
+/** ls -l's mode column: the type letter and rwx bits. */
+function modeString(type: string, mode: number): string {
+  const t = type === 'dir' ? 'd' : type === 'symlink' ? 'l' : type === 'file' ? '-' : '?';
+  let bits = '';
+  for (let i = 8; i >= 0; i--) bits += (mode >> i) & 1 ? 'rwx'[(8 - i) % 3] : '-';
+  return t + bits;
 }
 
 function verifyLines(r: Record<string, unknown>): string[] {

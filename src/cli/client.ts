@@ -52,15 +52,35 @@ export class ApiClient {
     body?: unknown,
     init: { raw?: BodyInit; contentType?: string; headers?: Record<string, string> } = {},
   ): Promise<{ body: T; headers: Headers }> {
+    const res = await this.send(method, path, body, init);
+    const text = await res.text();
+    if (!res.ok) throw errorOf(res.status, text);
+    if (res.status === 204 || text === '') return { body: undefined as T, headers: res.headers };
+    const json = (res.headers.get('content-type') ?? '').includes('json');
+    return { body: json ? (JSON.parse(text) as T) : (text as T), headers: res.headers };
+  }
+
+  /** A GET whose answer (a file) is streamed, not read whole; an error answer throws as request() does. */
+  async stream(path: string): Promise<Response> {
+    const res = await this.send('GET', path);
+    if (!res.ok) throw errorOf(res.status, await res.text());
+    return res;
+  }
+
+  private async send(
+    method: string,
+    path: string,
+    body?: unknown,
+    init: { raw?: BodyInit; contentType?: string; headers?: Record<string, string> } = {},
+  ): Promise<Response> {
     const headers: Record<string, string> = { ...init.headers, authorization: `Bearer ${this.ep.token}` };
     let payload: BodyInit | undefined = init.raw;
     if (body !== undefined) {
       headers['content-type'] = 'application/json';
       payload = JSON.stringify(body);
     } else if (init.contentType) headers['content-type'] = init.contentType;
-    let res: Response;
     try {
-      res = await fetch(`${this.ep.url}${path}`, {
+      return await fetch(`${this.ep.url}${path}`, {
         method,
         headers,
         body: payload ?? null,
@@ -69,21 +89,19 @@ export class ApiClient {
     } catch (err) {
       throw new NfError('unavailable', `cannot reach NeuroFlow at ${this.ep.url}: ${(err as Error).message}`);
     }
-    const text = await res.text();
-    if (!res.ok) {
-      let parsed: ErrorBody | undefined;
-      try {
-        parsed = JSON.parse(text) as ErrorBody;
-      } catch {}
-      const code = parsed?.error?.code;
-      throw new NfError(
-        code && isErrorCode(code) ? code : 'internal',
-        parsed?.error?.message ?? `HTTP ${res.status}: ${text.slice(0, 200)}`,
-        parsed?.error?.details,
-      );
-    }
-    if (res.status === 204 || text === '') return { body: undefined as T, headers: res.headers };
-    const json = (res.headers.get('content-type') ?? '').includes('json');
-    return { body: json ? (JSON.parse(text) as T) : (text as T), headers: res.headers };
   }
+}
+
+/** The API's error answer as an NfError with the same code. */
+function errorOf(status: number, text: string): NfError {
+  let parsed: ErrorBody | undefined;
+  try {
+    parsed = JSON.parse(text) as ErrorBody;
+  } catch {}
+  const code = parsed?.error?.code;
+  return new NfError(
+    code && isErrorCode(code) ? code : 'internal',
+    parsed?.error?.message ?? `HTTP ${status}: ${text.slice(0, 200)}`,
+    parsed?.error?.details,
+  );
 }

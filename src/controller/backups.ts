@@ -7,6 +7,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { isAbsolute, join, normalize } from 'node:path';
+import type { Ext4 } from '../backup/ext4';
+import { backupFilesystems, type FilesystemInfo, openFilesystem } from '../backup/files';
 import {
   type BackupProgress,
   openRepository,
@@ -78,11 +80,16 @@ export interface BootVerifyResult {
   totalMs?: number;
 }
 
+/** File restore keeps a few opened file systems for this long after their last use. */
+const FS_IDLE_MS = 120_000;
+const OPEN_FS_MAX = 4;
+
 export class BackupService {
   /** Backups writing into each repository (by path), and repositories being garbage-collected. */
   private readonly writing = new Map<string, number>();
   private readonly collecting = new Set<string>();
   private readonly usageCache = new Map<string, { at: number; usage: { chunks: number; bytes: number } }>();
+  private readonly openFilesystems = new Map<string, { at: number; fs: Promise<Ext4> }>();
 
   constructor(
     private readonly store: Store,
@@ -313,6 +320,55 @@ export class BackupService {
     const { name, repo, m } = await this.locate(id, repository);
     await repo.deleteBackup(m.vm.id, m.id);
     log.info('backup deleted', { repository: name, vm: m.vm.name, id });
+  }
+
+  // ---- file restore ----
+
+  /** The file systems of a backup's disks, and whether each can be browsed. */
+  async filesystems(id: string, repository?: string): Promise<FilesystemInfo[]> {
+    const { repo, m } = await this.locate(id, repository);
+    return backupFilesystems(repo, m);
+  }
+
+  /**
+   * One file system of a backup, opened for browsing. An admin clicks through directories one request at
+   * a time, so the last few opened stay a while (with their decoded chunk cache).
+   */
+  private async openFs(id: string, fsId: string, repository?: string): Promise<Ext4> {
+    const { rec, repo, m } = await this.locate(id, repository);
+    const key = `${rec.path}\0${m.id}\0${fsId}`;
+    const now = Date.now();
+    for (const [k, v] of this.openFilesystems) if (now - v.at > FS_IDLE_MS) this.openFilesystems.delete(k);
+    let hit = this.openFilesystems.get(key);
+    if (!hit) {
+      hit = { at: now, fs: openFilesystem(repo, m, fsId) };
+      hit.fs.catch(() => this.openFilesystems.delete(key));
+      this.openFilesystems.set(key, hit);
+      while (this.openFilesystems.size > OPEN_FS_MAX)
+        this.openFilesystems.delete(this.openFilesystems.keys().next().value!);
+    }
+    hit.at = now;
+    return hit.fs;
+  }
+
+  /** A directory of a backed-up file system. */
+  async browse(id: string, fsId: string, path: string, repository?: string) {
+    const fs = await this.openFs(id, fsId, repository);
+    return { path, ...(await fs.list(path)) };
+  }
+
+  /** A file of a backed-up file system, streamed; the download is logged with who took it. */
+  async download(id: string, fsId: string, path: string, user: string, repository?: string) {
+    const fs = await this.openFs(id, fsId, repository);
+    const file = await fs.open(path);
+    log.info('file restored from a backup', {
+      backup: id,
+      filesystem: fsId,
+      path,
+      user,
+      bytes: file.entry.size,
+    });
+    return file;
   }
 
   /** Starts a backup of a VM (running or stopped) as a task; its result is the backup. */

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   existsSync,
   mkdirSync,
@@ -15,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/util/wait';
 import { TestDaemon } from '../harness/daemon';
 import { rejection } from '../harness/errors';
-import { BOOTED } from '../harness/guest';
+import { BOOTED, testGuest } from '../harness/guest';
 import { guestRun, startAndBoot } from '../harness/serial';
 import { createVm, getVm, kernelVm, type TaskView, vmAction, waitTask } from '../harness/vms';
 
@@ -618,5 +619,92 @@ describe('backup and restore', () => {
     });
     expect(await d.api.request<BackupView[]>('GET', '/api/v1/backups?repository=r3')).toEqual([]);
     expect(readdirSync(join(`${repoDir}-3`, 'backups', vm.id))).toEqual([]);
+  }, 300_000);
+
+  it('file restore: browses the ext4 data disk of a running guest backup; downloads give the files as they were', async () => {
+    await d.api.request('POST', '/api/v1/images/import', { name: 'data', path: testGuest().dataDisk });
+    const vm = await createVm(d.api, kernelVm('bkf', { disks: [{ sizeGiB: 1 }, { image: 'data' }] }));
+    await boot(vm.id, () => vmAction(d.api, vm.id, 'start'));
+    const md5 = /[0-9a-f]{32}/.exec(
+      await run(
+        vm.id,
+        'mkdir -p /data/etc/deep && echo backed-up > /data/etc/hostname && ln -s etc/hostname /data/link && dd if=/dev/urandom of=/data/big.bin bs=1M count=9 2>/dev/null && sync && md5sum /data/big.bin',
+      ),
+    )?.[0];
+    expect(md5).toBeTruthy();
+    const b = await backup(vm.id);
+    expect(b.consistency).toBe('filesystem');
+    await run(vm.id, 'echo changed > /data/etc/hostname; rm /data/big.bin; sync');
+
+    const fss = await d.api.request<
+      { id: string; disk: string; type: string; label?: string; readable: boolean; needsRecovery?: boolean }[]
+    >('GET', `/api/v1/backups/${b.id}/files`);
+    // disk0 is blank; disk1 is the guest's ext4 (frozen for the backup: its journal is clean)
+    expect(fss).toEqual([
+      {
+        id: 'disk1',
+        disk: 'disk1',
+        type: 'ext4',
+        label: 'nfdata',
+        readable: true,
+        offsetBytes: 0,
+        sizeBytes: expect.any(Number),
+        uuid: expect.any(String),
+      },
+    ]);
+    const root = await d.api.request<{
+      entries: { name: string; type: string; size: number; target?: string }[];
+    }>('GET', `/api/v1/backups/${b.id}/files/disk1?path=/`);
+    expect(root.entries).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ name: 'etc', type: 'dir' }),
+        expect.objectContaining({ name: 'big.bin', type: 'file', size: 9 * 1048576 }),
+        expect.objectContaining({ name: 'link', type: 'symlink', target: 'etc/hostname' }),
+      ]),
+    );
+    const download = async (path: string) => {
+      const res = await d.api.stream(
+        `/api/v1/backups/${b.id}/files/disk1/download?path=${encodeURIComponent(path)}`,
+      );
+      return { res, body: Buffer.from(await res.arrayBuffer()) };
+    };
+    const big = await download('/big.bin');
+    expect(big.res.headers.get('content-disposition')).toBe("attachment; filename*=UTF-8''big.bin");
+    expect(createHash('md5').update(big.body).digest('hex')).toBe(md5);
+    expect((await download('/etc/hostname')).body.toString()).toBe('backed-up\n');
+    // bad requests name what is wrong
+    expect(
+      await rejection(d.api.request('GET', `/api/v1/backups/${b.id}/files/disk1?path=/nope`)),
+    ).toMatchObject({ code: 'not_found' });
+    expect(
+      await rejection(d.api.request('GET', `/api/v1/backups/${b.id}/files/disk1?path=etc`)),
+    ).toMatchObject({ code: 'validation_failed' });
+    expect(
+      await rejection(d.api.request('GET', `/api/v1/backups/${b.id}/files/disk1?path=/etc/../..`)),
+    ).toMatchObject({ code: 'validation_failed' });
+    expect(await rejection(d.api.request('GET', `/api/v1/backups/${b.id}/files/disk9?path=/`))).toMatchObject(
+      { code: 'not_found' },
+    );
+    expect(await rejection(download('/etc'))).toMatchObject({ code: 'validation_failed' });
+    expect(await rejection(download('/link'))).toMatchObject({ code: 'validation_failed' });
+
+    // the CLI
+    expect(await d.cli(['backup', 'files', b.id])).toMatch(/disk1\s+ext4\s+64 MiB\s+nfdata\s+yes/);
+    expect(await d.cli(['backup', 'files', b.id, 'disk1', '/etc'])).toMatch(
+      /-rw-r--r--\s+10\s+\S+ \S+\s+hostname/,
+    );
+    const out = join(mkdtempSync(join(tmpdir(), 'nf-dl-')), 'hostname');
+    try {
+      expect(await d.cli(['backup', 'download', b.id, 'disk1', '/etc/hostname', '--output', out])).toContain(
+        `→ ${out} (10 bytes)`,
+      );
+      expect(readFileSync(out, 'utf8')).toBe('backed-up\n');
+      await expect(
+        d.cli(['backup', 'download', b.id, 'disk1', '/etc/hostname', '--output', out]),
+      ).rejects.toThrow(/exists/);
+    } finally {
+      rmSync(join(out, '..'), { recursive: true, force: true });
+    }
+    await vmAction(d.api, vm.id, 'stop', '?force=true');
   }, 300_000);
 });

@@ -78,6 +78,46 @@ const BackupSchema = z
   })
   .openapi('Backup');
 
+const FilesystemSchema = z
+  .object({
+    id: z.string().openapi({ description: 'disk0 (the whole disk) or disk0p1 (its partition 1)' }),
+    disk: z.string(),
+    partition: z.number().optional(),
+    offsetBytes: z.number(),
+    sizeBytes: z.number(),
+    type: z.string().openapi({ example: 'ext4' }),
+    readable: z.boolean(),
+    label: z.string().optional(),
+    uuid: z.string().optional(),
+    needsRecovery: z.boolean().optional().openapi({
+      description:
+        'The journal held changes not yet written in place (backed up without a freeze): the newest changes may be missing',
+    }),
+    reason: z.string().optional().openapi({ description: 'Why it cannot be browsed' }),
+  })
+  .openapi('BackupFilesystem');
+
+const FileEntrySchema = z
+  .object({
+    name: z.string(),
+    type: z.enum(['file', 'dir', 'symlink', 'other']),
+    size: z.number(),
+    mode: z.number().openapi({ description: 'st_mode: the type and permission bits' }),
+    uid: z.number(),
+    gid: z.number(),
+    mtime: z.string(),
+    target: z.string().optional().openapi({ description: "A symbolic link's target (not followed)" }),
+  })
+  .openapi('BackupFileEntry');
+
+const DirectorySchema = z
+  .object({
+    path: z.string(),
+    entries: z.array(FileEntrySchema),
+    truncated: z.boolean().openapi({ description: 'The directory has more entries than listed (10,000)' }),
+  })
+  .openapi('BackupDirectory');
+
 const RepoQuery = z.object({ repository: REPO_NAME.optional() });
 const BackupParam = z.object({ id: BACKUP_ID });
 
@@ -312,6 +352,88 @@ export function backupRoutes(ctx: ApiContext) {
         ),
         202,
       ),
+  );
+  const FsParam = z.object({
+    id: BACKUP_ID,
+    fs: z.string().regex(/^[a-z0-9]{1,32}$/, 'a file system id (disk0, disk0p1)'),
+  });
+  const FsPath = z.string().min(1).max(4096).startsWith('/', 'an absolute path');
+  r.openapi(
+    createRoute({
+      method: 'get',
+      path: '/{id}/files',
+      tags: ['Backups'],
+      summary:
+        "File restore: the file systems of a backup's disks (partitions of MBR and GPT disks); ext2/3/4 can be browsed, other formats are named",
+      request: { params: BackupParam, query: RepoQuery },
+      responses: { 200: json(z.array(FilesystemSchema), 'File systems'), ...errors },
+    }),
+    async (c) =>
+      c.json(await ctx.backups.filesystems(c.req.valid('param').id, c.req.valid('query').repository), 200),
+  );
+  r.openapi(
+    createRoute({
+      method: 'get',
+      path: '/{id}/files/{fs}',
+      tags: ['Backups'],
+      summary:
+        'File restore: a directory of a backed-up file system, read from the repository (nothing is restored first); links are shown, not followed',
+      request: {
+        params: FsParam,
+        query: z.object({
+          path: FsPath.optional().openapi({ description: 'An absolute path in the file system (default /)' }),
+          repository: REPO_NAME.optional(),
+        }),
+      },
+      responses: { 200: json(DirectorySchema, 'The directory'), ...errors },
+    }),
+    async (c) => {
+      const { id, fs } = c.req.valid('param');
+      const q = c.req.valid('query');
+      return c.json(await ctx.backups.browse(id, fs, q.path ?? '/', q.repository), 200);
+    },
+  );
+  r.openapi(
+    createRoute({
+      method: 'get',
+      path: '/{id}/files/{fs}/download',
+      tags: ['Backups'],
+      summary: 'File restore: download one file of a backed-up file system (streamed, holes as zeros)',
+      request: {
+        params: FsParam,
+        query: z.object({ path: FsPath, repository: REPO_NAME.optional() }),
+      },
+      responses: {
+        200: {
+          description: "The file's content",
+          content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } },
+        },
+        ...errors,
+      },
+    }),
+    async (c) => {
+      const { id, fs } = c.req.valid('param');
+      const q = c.req.valid('query');
+      const { entry, chunks } = await ctx.backups.download(id, fs, q.path, c.get('user'), q.repository);
+      const body = new ReadableStream<Uint8Array>({
+        async pull(ctl) {
+          const next = await chunks.next();
+          if (next.done) ctl.close();
+          else ctl.enqueue(next.value);
+        },
+        async cancel() {
+          await chunks.return(undefined);
+        },
+      });
+      return new Response(body, {
+        headers: {
+          'content-type': 'application/octet-stream',
+          'content-length': String(entry.size),
+          'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(entry.name)}`,
+          'x-content-type-options': 'nosniff',
+        },
+      }) as never;
+    },
   );
   r.openapi(
     createRoute({
