@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
+  copyFileSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -1816,6 +1817,138 @@ describe('web UI', () => {
       await p.context().close();
     }
   }, 600_000);
+
+  it("browses a backup's files from the Backups page (file restore): the data disk's ext4, its directories by name, .. and the breadcrumb, a symlink with its target, a file downloaded", async () => {
+    // A page of its own, signed in here: the test also runs alone (-t).
+    const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
+    const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
+    const dir = mkdtempSync(join(tmpdir(), 'nf-e2e-files-'));
+    // the test guest's data disk (ext4, label nfdata) with a few files written into it by debugfs, so no
+    // boot is needed to have a directory, a file and a symbolic link in the backup
+    const img = join(dir, 'data.img');
+    copyFileSync(testGuest().dataDisk, img);
+    writeFileSync(join(dir, 'hostname'), 'backed-up\n');
+    writeFileSync(join(dir, 'report.bin'), Buffer.alloc(20_000, 7));
+    const cmds = [
+      'mkdir etc',
+      `write ${join(dir, 'hostname')} etc/hostname`,
+      `write ${join(dir, 'report.bin')} report.bin`,
+      'symlink link etc/hostname',
+    ];
+    execFileSync('debugfs', ['-w', '-f', '-', img], {
+      input: cmds.join('\n'),
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` },
+    });
+    const image = await d.api.request<{ id: string }>('POST', '/api/v1/images/import', {
+      name: 'files-data',
+      path: img,
+    });
+    const vm = await createVm(
+      d.api,
+      kernelVm('bkfiles', { disks: [{ sizeGiB: 1 }, { image: 'files-data' }] }),
+    );
+    try {
+      // backed up stopped (no boot: quicker), into a repository of its own, through the API
+      await d.api.request('POST', '/api/v1/backup/repositories', {
+        name: 'files1',
+        path: join(dir, 'files1'),
+      });
+      const t = await d.api.request<{ id: string }>('POST', `/api/v1/vms/${vm.id}/backup`, {
+        repository: 'files1',
+      });
+      expect((await waitTask(d.api, t.id, 120_000)).status).toBe('ok');
+      const [b] = await d.api.request<{ id: string; consistency: string }[]>(
+        'GET',
+        `/api/v1/backups?vm=${vm.id}`,
+      );
+      expect(b!.consistency).toBe('stopped');
+
+      // Files… on its row of the Backups page: the file systems (disk0 is blank: none there)
+      await p.goto(`${d.url}/#/backups`);
+      await p.click(`.backups-card tr[data-backup="${b!.id}"] [data-action=backup-files]`);
+      const dialog = p.getByRole('dialog', { name: /^Files of the backup of bkfiles from / });
+      const fsRow = dialog.locator('tr[data-fs=disk1]');
+      await fsRow.waitFor({ timeout: 30_000 });
+      expect(await dialog.locator('tr[data-fs]').count()).toBe(1);
+      expect(await fsRow.getAttribute('data-readable')).toBe('true');
+      expect(await fsRow.locator('.fs-type').textContent()).toBe('ext4');
+      expect(await fsRow.locator('.fs-label').textContent()).toBe('nfdata');
+      expect(await fsRow.locator('.fs-state').textContent()).toBe('readable');
+
+      // its root: directories first, each entry's mode as ls -l writes it, the symlink with its target
+      await fsRow.locator('[data-action=open-fs]').click();
+      const entries = dialog.locator('table.files:not(.stale) tr[data-entry]');
+      await dialog
+        .locator('table.files:not(.stale) tr[data-entry="lost+found"]')
+        .waitFor({ timeout: 30_000 });
+      expect(await entries.evaluateAll((r) => r.map((x) => x.getAttribute('data-entry')))).toEqual([
+        'etc',
+        'lost+found',
+        'link',
+        'report.bin',
+      ]);
+      const entry = (name: string) => dialog.locator(`table.files:not(.stale) tr[data-entry="${name}"]`);
+      expect(await entry('lost+found').locator('.file-mode').textContent()).toBe('drwx------');
+      expect(await entry('etc').locator('.file-mode').textContent()).toBe('drwxr-xr-x');
+      expect(await entry('report.bin').locator('.file-mode').textContent()).toBe('-rw-r--r--');
+      expect(await entry('report.bin').locator('td.num').textContent()).toBe('19.5 KiB');
+      expect(await entry('link').locator('.entry-name').textContent()).toBe('link → etc/hostname');
+      expect(await entry('link').locator('button, a').count()).toBe(0);
+      expect(await dialog.locator('tr[data-entry=".."]').count()).toBe(0);
+      expect(
+        await dialog
+          .locator('[data-testid=breadcrumb] .crumb')
+          .evaluateAll((c) => c.map((x) => x.textContent)),
+      ).toEqual(['/']);
+
+      // into lost+found (empty), back up through the breadcrumb
+      await entry('lost+found').locator('button.entry-name').click();
+      await dialog.locator('table.files:not(.stale) td', { hasText: 'Empty directory.' }).waitFor();
+      expect(await dialog.getAttribute('data-path')).toBe('/lost+found');
+      expect(
+        await dialog
+          .locator('[data-testid=breadcrumb] .crumb')
+          .evaluateAll((c) => c.map((x) => x.textContent)),
+      ).toEqual(['/', 'lost+found']);
+      await dialog.locator('[data-testid=breadcrumb] button.crumb[data-path="/"]').click();
+      await entry('etc').waitFor();
+      expect(await dialog.getAttribute('data-path')).toBe('/');
+
+      // into etc, up again by ..
+      await entry('etc').click();
+      await entry('hostname').waitFor();
+      await dialog.locator('tr[data-entry=".."]').click();
+      await entry('report.bin').waitFor();
+      expect(await dialog.getAttribute('data-path')).toBe('/');
+      await dialog.locator('.files-loading').waitFor({ state: 'detached' });
+      await p.mouse.move(0, 0);
+      await dialog.screenshot({ path: join(SHOTS, 'backup-files.png') });
+
+      // a file's Download link: the API's download of it (the session cookie is enough), its bytes
+      await entry('etc').click();
+      const link = entry('hostname').locator('a[data-action=download-file]');
+      expect(await link.getAttribute('href')).toBe(
+        `/api/v1/backups/${b!.id}/files/disk1/download?path=%2Fetc%2Fhostname&repository=files1`,
+      );
+      const [download] = await Promise.all([p.waitForEvent('download'), link.click()]);
+      expect(download.suggestedFilename()).toBe('hostname');
+      expect(readFileSync((await download.path())!, 'utf8')).toBe('backed-up\n');
+
+      // back to the file systems, and closed
+      await dialog.locator('[data-action=files-back]').click();
+      await fsRow.waitFor();
+      await dialog.locator('[data-action=close-files]').click();
+      await dialog.waitFor({ state: 'detached' });
+      expect(errors).toEqual([]);
+    } finally {
+      await d.api.request('DELETE', `/api/v1/vms/${vm.id}?force=true`).catch(() => {});
+      await d.api.request('DELETE', `/api/v1/images/${image.id}`).catch(() => {});
+      await d.api.request('DELETE', '/api/v1/backup/repositories/files1').catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+      await p.context().close();
+    }
+  }, 180_000);
 
   it('adds an encrypted repository (badge, keep-the-key warning, a wrong key refused inline); schedules a backup job for one VM (a bad schedule refused inline), runs it now: backed up and pruned to keep-last 1; edits, disables and deletes it', async () => {
     // A page of its own, signed in here: the test also runs alone (-t).

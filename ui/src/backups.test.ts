@@ -18,19 +18,29 @@ import {
   bootVerifyProgress,
   bootVerifyResult,
   bootVerifyTitle,
+  breadcrumbs,
   consistencyLabel,
   consistencyTitle,
   count,
   dataLine,
+  directoryPath,
   diskModeLine,
   diskModeReason,
+  downloadHref,
+  type FileEntry,
+  filesystemLine,
+  filesystemsPath,
   filterBackups,
   gcOutcome,
   gcResult,
   groupByVm,
   inPlacePlan,
+  joinPath,
   lastTask,
   maintenanceLine,
+  modeString,
+  normalPath,
+  parentPath,
   type RestoreForm,
   repositoryHint,
   repositoryLine,
@@ -43,6 +53,7 @@ import {
   restoreResult,
   restoreToast,
   seconds,
+  sortEntries,
   usableRepositories,
   verifyOutcome,
   verifyResult,
@@ -524,5 +535,92 @@ describe('repository maintenance reports', () => {
       text: 'garbage collection failed: a backup runs',
       bad: true,
     });
+  });
+});
+
+describe('file restore', () => {
+  it('writes st_mode as ls -l does', () => {
+    expect(modeString(0o040755)).toBe('drwxr-xr-x');
+    expect(modeString(0o100644)).toBe('-rw-r--r--');
+    expect(modeString(0o120777)).toBe('lrwxrwxrwx');
+    expect(modeString(0o040700)).toBe('drwx------');
+    expect(modeString(0o100000)).toBe('----------');
+    expect(modeString(0o020620)).toBe('crw--w----');
+    expect(modeString(0o060660)).toBe('brw-rw----');
+    expect(modeString(0o010644)).toBe('prw-r--r--');
+    expect(modeString(0o140755)).toBe('srwxr-xr-x');
+    // setuid, setgid and sticky: lower case over x, upper case without it
+    expect(modeString(0o104755)).toBe('-rwsr-xr-x');
+    expect(modeString(0o104644)).toBe('-rwSr--r--');
+    expect(modeString(0o102755)).toBe('-rwxr-sr-x');
+    expect(modeString(0o102745)).toBe('-rwxr-Sr-x');
+    expect(modeString(0o041777)).toBe('drwxrwxrwt');
+    expect(modeString(0o041776)).toBe('drwxrwxrwT');
+    // no type bits: the entry's type stands in
+    expect(modeString(0o755, 'dir')).toBe('drwxr-xr-x');
+    expect(modeString(0o644, 'file')).toBe('-rw-r--r--');
+    expect(modeString(0o777, 'symlink')).toBe('lrwxrwxrwx');
+    expect(modeString(0o644)).toBe('?rw-r--r--');
+  });
+
+  it('joins paths, finds the parent, normalises', () => {
+    expect(normalPath('/')).toBe('/');
+    expect(normalPath('')).toBe('/');
+    expect(normalPath('/etc/')).toBe('/etc');
+    expect(normalPath('//etc//ssh/./')).toBe('/etc/ssh');
+    expect(joinPath('/', 'etc')).toBe('/etc');
+    expect(joinPath('/etc', 'ssh')).toBe('/etc/ssh');
+    expect(joinPath('/etc/', 'ssh')).toBe('/etc/ssh');
+    expect(joinPath('/', 'lost+found')).toBe('/lost+found');
+    expect(parentPath('/etc/ssh')).toBe('/etc');
+    expect(parentPath('/etc')).toBe('/');
+    expect(parentPath('/etc/')).toBe('/');
+    expect(parentPath('/')).toBe('/');
+  });
+
+  it('cuts a path into breadcrumb segments, each with its own path', () => {
+    expect(breadcrumbs('/')).toEqual([{ name: '/', path: '/' }]);
+    expect(breadcrumbs('/etc/ssh')).toEqual([
+      { name: '/', path: '/' },
+      { name: 'etc', path: '/etc' },
+      { name: 'ssh', path: '/etc/ssh' },
+    ]);
+    expect(breadcrumbs('/lost+found/')).toEqual([
+      { name: '/', path: '/' },
+      { name: 'lost+found', path: '/lost+found' },
+    ]);
+  });
+
+  it('lists directories first, then the rest, by name', () => {
+    const e = (name: string, type: FileEntry['type']): FileEntry => ({
+      name,
+      type,
+      size: 0,
+      mode: 0,
+      uid: 0,
+      gid: 0,
+      mtime: '2024-01-01T00:00:00Z',
+    });
+    const sorted = sortEntries([e('b.txt', 'file'), e('usr', 'dir'), e('A', 'symlink'), e('etc', 'dir')]);
+    expect(sorted.map((x) => x.name)).toEqual(['etc', 'usr', 'A', 'b.txt']);
+  });
+
+  it('builds the API paths and the download link, with the repository', () => {
+    const b = { id: '2026-01-02T030405Z-ab12cd', repository: 'nas1' };
+    expect(filesystemsPath(b)).toBe('/backups/2026-01-02T030405Z-ab12cd/files?repository=nas1');
+    expect(directoryPath(b, 'disk1', '/etc/')).toBe(
+      '/backups/2026-01-02T030405Z-ab12cd/files/disk1?path=%2Fetc&repository=nas1',
+    );
+    expect(downloadHref(b, 'disk0p1', '/etc/a b&c')).toBe(
+      '/api/v1/backups/2026-01-02T030405Z-ab12cd/files/disk0p1/download?path=%2Fetc%2Fa+b%26c&repository=nas1',
+    );
+  });
+
+  it('says what a file system is in one line', () => {
+    const fs = { id: 'disk1', disk: 'disk1', offsetBytes: 0, sizeBytes: 64 * MiB, readable: true };
+    expect(filesystemLine({ ...fs, type: 'ext4', label: 'nfdata' })).toBe('ext4, 64.0 MiB, nfdata');
+    expect(
+      filesystemLine({ ...fs, id: 'disk0p2', disk: 'disk0', partition: 2, type: 'xfs', readable: false }),
+    ).toBe('partition 2 of disk0, xfs, 64.0 MiB');
   });
 });

@@ -552,3 +552,151 @@ export function bootVerifyTitle(v: BootVerify, at: string): string {
     ? `Boot-verified ${at}: restored into an isolated VM that started, and its guest agent answered${v.agentAfterMs === undefined ? '' : ` ${seconds(v.agentAfterMs)} after the start`}${total}`
     : `Boot verification failed ${at}${total}: ${v.reason ?? 'no reason given'}`;
 }
+
+// ---- file restore: browsing a backup's file systems ----
+
+/** GET /backups/{id}/files: a file system on one of the backup's disks (src/backup/files.ts). */
+export interface BackupFilesystem {
+  /** "disk1" (the whole disk) or "disk0p1" (its partition 1). */
+  id: string;
+  disk: string;
+  partition?: number;
+  offsetBytes: number;
+  sizeBytes: number;
+  /** "ext4", "xfs", "swap", "unknown"… */
+  type: string;
+  /** Only these can be browsed. */
+  readable: boolean;
+  label?: string;
+  uuid?: string;
+  /** The journal was not replayed: the newest changes may be missing. */
+  needsRecovery?: boolean;
+  /** Why it cannot be browsed. */
+  reason?: string;
+}
+
+export type FileType = 'file' | 'dir' | 'symlink' | 'other';
+
+/** An entry of GET /backups/{id}/files/{fs}?path=. */
+export interface FileEntry {
+  name: string;
+  type: FileType;
+  size: number;
+  /** st_mode: the type and permission bits. */
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: string;
+  /** A symbolic link's target (never followed). */
+  target?: string;
+}
+
+/** GET /backups/{id}/files/{fs}?path=: a directory of a backed-up file system. */
+export interface BackupDirectory {
+  path: string;
+  entries: FileEntry[];
+  /** More entries than the API lists. */
+  truncated: boolean;
+}
+
+/** What a journal not replayed means (the file system was backed up without a freeze). */
+export const NEEDS_RECOVERY =
+  'The journal was not replayed: the newest changes may be missing (the file system was not frozen for the backup).';
+
+const S_IFMT = 0o170000;
+// (a Map: octal literals as object keys are rewritten by the formatter)
+const TYPE_CHAR = new Map<number, string>([
+  [0o140000, 's'],
+  [0o120000, 'l'],
+  [0o100000, '-'],
+  [0o060000, 'b'],
+  [0o040000, 'd'],
+  [0o020000, 'c'],
+  [0o010000, 'p'],
+]);
+const ENTRY_CHAR: Record<FileType, string> = { file: '-', dir: 'd', symlink: 'l', other: '?' };
+
+/**
+ * ls -l's mode column from st_mode: "drwxr-xr-x", "-rw-r--r--", "lrwxrwxrwx", with setuid/setgid
+ * (s, S) and sticky (t, T); the entry's type stands in when the mode carries no type bits.
+ */
+export function modeString(mode: number, type?: FileType): string {
+  const kind = TYPE_CHAR.get(mode & S_IFMT) ?? (type ? ENTRY_CHAR[type] : '?');
+  let bits = '';
+  for (let i = 8; i >= 0; i--) bits += (mode >> i) & 1 ? 'rwx'[(8 - i) % 3] : '-';
+  const special = (at: number, flag: number, on: string) => {
+    if (!(mode & flag)) return;
+    const x = bits[at] === 'x';
+    bits = bits.slice(0, at) + (x ? on : on.toUpperCase()) + bits.slice(at + 1);
+  };
+  special(2, 0o4000, 's');
+  special(5, 0o2000, 's');
+  special(8, 0o1000, 't');
+  return kind + bits;
+}
+
+/** An absolute path made canonical: "/", "/etc", "/etc/ssh" (no trailing or doubled slashes). */
+export function normalPath(path: string): string {
+  const parts = path.split('/').filter((p) => p !== '' && p !== '.');
+  return `/${parts.join('/')}`;
+}
+
+/** A directory's entry: joinPath('/', 'etc') = "/etc", joinPath('/etc', 'ssh') = "/etc/ssh". */
+export function joinPath(dir: string, name: string): string {
+  const d = normalPath(dir);
+  return d === '/' ? `/${name}` : `${d}/${name}`;
+}
+
+/** The directory a path is in: "/etc/ssh" → "/etc", "/etc" → "/", "/" → "/". */
+export function parentPath(path: string): string {
+  const d = normalPath(path);
+  const i = d.lastIndexOf('/');
+  return i <= 0 ? '/' : d.slice(0, i);
+}
+
+/** The breadcrumb of a path: "/etc/ssh" → [{/ ,"/"}, {etc, "/etc"}, {ssh, "/etc/ssh"}]. */
+export function breadcrumbs(path: string): { name: string; path: string }[] {
+  const crumbs = [{ name: '/', path: '/' }];
+  let at = '/';
+  for (const part of normalPath(path).split('/').filter(Boolean)) {
+    at = joinPath(at, part);
+    crumbs.push({ name: part, path: at });
+  }
+  return crumbs;
+}
+
+/** Directories first, then the rest, each by name (byte order, as ls in the C locale). */
+export function sortEntries(entries: FileEntry[]): FileEntry[] {
+  return [...entries].sort(
+    (a, b) =>
+      Number(b.type === 'dir') - Number(a.type === 'dir') || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
+  );
+}
+
+const backupFilesBase = (b: Pick<Backup, 'id'>) => `/backups/${encodeURIComponent(b.id)}/files`;
+
+/** GET /backups/{id}/files?repository= (for api(): without /api/v1). */
+export function filesystemsPath(b: Pick<Backup, 'id' | 'repository'>): string {
+  return `${backupFilesBase(b)}?${new URLSearchParams({ repository: b.repository })}`;
+}
+
+/** GET /backups/{id}/files/{fs}?path=&repository= (for api(): without /api/v1). */
+export function directoryPath(b: Pick<Backup, 'id' | 'repository'>, fs: string, path: string): string {
+  const q = new URLSearchParams({ path: normalPath(path), repository: b.repository });
+  return `${backupFilesBase(b)}/${encodeURIComponent(fs)}?${q}`;
+}
+
+/**
+ * The link that downloads a file of a backed-up file system (a plain GET: the browser sends the session
+ * cookie; the API answers with the bytes as an attachment).
+ */
+export function downloadHref(b: Pick<Backup, 'id' | 'repository'>, fs: string, path: string): string {
+  const q = new URLSearchParams({ path: normalPath(path), repository: b.repository });
+  return `/api/v1${backupFilesBase(b)}/${encodeURIComponent(fs)}/download?${q}`;
+}
+
+/** "ext4, 64.0 MiB, nfdata" (partition and label when there are). */
+export function filesystemLine(fs: BackupFilesystem): string {
+  const part = fs.partition === undefined ? '' : `partition ${fs.partition} of ${fs.disk}, `;
+  return `${part}${fs.type}, ${fmtBytes(fs.sizeBytes)}${fs.label ? `, ${fs.label}` : ''}`;
+}

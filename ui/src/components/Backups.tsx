@@ -35,6 +35,7 @@ import {
 import { ago, when } from '../format';
 import { go } from '../route';
 import { attempt, putTask, refreshAll, sinceTaskEvent, toast, useStore } from '../store';
+import { BackupFilesDialog } from './BackupFiles';
 import { ConfirmDialog } from './ConfirmDialog';
 import { FormActions } from './FormActions';
 import { Meter } from './Meter';
@@ -86,7 +87,7 @@ export function useReloadOnBackupTasks(reload: () => void, types: string[]): voi
 /**
  * Backups in a table, newest first: when the disks were captured, how consistent, the size, each disk's
  * mode (why a full one was full), data read and stored, the last boot verification (or the one running);
- * Restore…, Verify, Boot-verify… and Delete on each.
+ * Restore…, Files… (file restore), Verify, Boot-verify… and Delete on each.
  */
 export function BackupTable({
   backups,
@@ -104,6 +105,7 @@ export function BackupTable({
   const s = useStore();
   const [restoring, setRestoring] = useState<Backup | undefined>();
   const [booting, setBooting] = useState<Backup | undefined>();
+  const [browsing, setBrowsing] = useState<Backup | undefined>();
   const [remove, setRemove] = useState<{ b: Backup; error?: string; busy?: boolean } | undefined>();
   async function confirmRemove() {
     if (!remove) return;
@@ -223,6 +225,14 @@ export function BackupTable({
                         </button>
                         <button
                           type="button"
+                          data-action="backup-files"
+                          title="Browse the backup's file systems and download single files (read from the repository; nothing is restored)"
+                          onClick={() => setBrowsing(b)}
+                        >
+                          Files…
+                        </button>
+                        <button
+                          type="button"
                           data-action="verify-backup"
                           disabled={check?.status === 'running'}
                           title="Re-read and re-hash every chunk the backup needs"
@@ -279,6 +289,7 @@ export function BackupTable({
       </div>
       {restoring && <RestoreDialog backup={restoring} onClose={() => setRestoring(undefined)} />}
       {booting && <BootVerifyDialog backup={booting} onClose={() => setBooting(undefined)} />}
+      {browsing && <BackupFilesDialog backup={browsing} onClose={() => setBrowsing(undefined)} />}
       {remove && (
         <ConfirmDialog
           title={`Delete the backup of ${remove.b.vm.name} from ${when(remove.b.pointInTime)}?`}
