@@ -609,6 +609,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     tasks,
     nodeName,
     node,
+    (name) => router.on(name),
     restoredRecord,
     hostPaths,
     join(dataDir, 'backups'),

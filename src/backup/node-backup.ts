@@ -42,8 +42,10 @@ export interface RbdMarks {
 
 export interface NodeBackupRequest {
   repository: string;
-  /** The key of an encrypted repository: a file on this host (never sent over the wire). */
+  /** The key of an encrypted repository: a file on this host, */
   keyFile?: string;
+  /** or the key itself (sent by a controller over mTLS, never logged or stored on this host). */
+  key?: Buffer;
   backupId: string;
   vm: { id: string; name: string };
   node: string;
@@ -61,6 +63,7 @@ export type VmBackupRequest = Omit<NodeBackupRequest, 'disks' | 'node'> & {
 export interface RestoreVolumeRequest {
   repository: string;
   keyFile?: string;
+  key?: Buffer;
   vmId: string;
   backupId: string;
   diskId: string;
@@ -83,8 +86,8 @@ export interface GuestFreezer {
 }
 
 /** Opens a repository with its key file when it has one. */
-export async function openRepository(path: string, keyFile?: string): Promise<Repository> {
-  return Repository.open(path, keyFile ? await readFile(keyFile) : undefined);
+export async function openRepository(path: string, keyFile?: string, key?: Buffer): Promise<Repository> {
+  return Repository.open(path, key ?? (keyFile ? await readFile(keyFile) : undefined));
 }
 
 const bitmapName = (repo: Repository, backupId: string) => `nfbk-${repo.info.id}-${backupId}`;
@@ -164,7 +167,7 @@ export async function backupRunning(
   guest: GuestFreezer | undefined,
   onProgress: (p: BackupProgress) => void,
 ): Promise<BackupManifest> {
-  const repo = await openRepository(req.repository, req.keyFile);
+  const repo = await openRepository(req.repository, req.keyFile, req.key);
   // What a backup left in QEMU when its daemon died (export, job, scratch node, bitmap copy): QEMU
   // outlives serve, so the next backup clears it first.
   await instance.endBackupExport(
@@ -334,7 +337,7 @@ export async function backupStopped(
   req: NodeBackupRequest,
   onProgress: (p: BackupProgress) => void,
 ): Promise<BackupManifest> {
-  const repo = await openRepository(req.repository, req.keyFile);
+  const repo = await openRepository(req.repository, req.keyFile, req.key);
   const startedAt = new Date().toISOString();
   const planned = await plan(repo, req, (d) => marksOf(d, () => imageBitmaps(d)));
   const newMark = bitmapName(repo, req.backupId);
@@ -442,7 +445,7 @@ export async function restoreVolume(
   req: Omit<RestoreVolumeRequest, 'pool' | 'volume' | 'sizeBytes'> & { imageOpts: string },
   onProgress: (p: ChunkProgress) => void,
 ): Promise<{ writtenBytes: number }> {
-  const repo = await openRepository(req.repository, req.keyFile);
+  const repo = await openRepository(req.repository, req.keyFile, req.key);
   const index = await repo.index(req.vmId, req.backupId, req.diskId);
   const server = await serveVolume({
     socket: join(runDir, `restore-${req.diskId}-${process.pid}.sock`),

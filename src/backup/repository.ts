@@ -24,7 +24,8 @@ import {
   timingSafeEqual,
 } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { NfError } from '../errors';
 import { writeFileAtomic } from '../util/fs';
@@ -350,11 +351,40 @@ export class Repository {
     const dir = this.vmDir(vmId);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     for (const f of await readdir(dir))
-      if (f.startsWith('.') && f.endsWith('.partial'))
+      if (f.startsWith('.') && f.endsWith('.partial') && !(await fresh(join(dir, f))))
         await rm(join(dir, f), { recursive: true, force: true });
     const partial = join(dir, `.${backupId}.partial`);
     await mkdir(partial, { mode: 0o700 });
+    // written before the check, as GC writes its lock before it looks for writers: one sees the other
+    const gc = await this.gcLock();
+    if (gc) {
+      await rm(partial, { recursive: true, force: true });
+      throw new NfError(
+        'invalid_state',
+        `garbage collection runs on the repository in ${this.path} (${gc}); back up after it`,
+      );
+    }
     return new BackupWriter(this, partial, join(dir, backupId));
+  }
+
+  /** Who runs GC on the repository now (any host sharing it), if anyone. */
+  private async gcLock(): Promise<string | undefined> {
+    const path = join(this.path, GC_LOCK);
+    if (!(await fresh(path))) return undefined;
+    return readFile(path, 'utf8').then(
+      (t) => (JSON.parse(t) as { by: string }).by,
+      () => 'started elsewhere',
+    );
+  }
+
+  /** Backups being written now (their partial directory is touched every few seconds), by any host. */
+  async liveWriters(): Promise<string[]> {
+    const out: string[] = [];
+    for (const vm of await readdir(join(this.path, 'backups')).catch(() => [] as string[]))
+      for (const f of await readdir(join(this.path, 'backups', vm)).catch(() => [] as string[]))
+        if (f.startsWith('.') && f.endsWith('.partial') && (await fresh(join(this.path, 'backups', vm, f))))
+          out.push(`${vm}/${f.slice(1, -'.partial'.length)}`);
+    return out;
   }
 
   /** Complete backups (those with a manifest), newest first; of one VM when given. */
@@ -516,6 +546,31 @@ export class Repository {
    * meanwhile (its chunks are named by no index yet).
    */
   async gc(onProgress: (done: number, total: number) => void = () => {}): Promise<GcReport> {
+    // the lock keeps backups of every host sharing the repository out while chunks are judged
+    const lock = join(this.path, GC_LOCK);
+    const other = await this.gcLock();
+    if (other)
+      throw new NfError('invalid_state', `garbage collection runs on the repository already (${other})`);
+    await writeFile(
+      lock,
+      JSON.stringify({ by: `${hostname()} pid ${process.pid}`, at: new Date().toISOString() }),
+    );
+    const beat = heartbeat(lock);
+    try {
+      const writers = await this.liveWriters();
+      if (writers.length > 0)
+        throw new NfError(
+          'invalid_state',
+          `a backup is being written into the repository (${writers.join(', ')}); collect garbage after it`,
+        );
+      return await this.collect(onProgress);
+    } finally {
+      clearInterval(beat);
+      await rm(lock, { force: true });
+    }
+  }
+
+  private async collect(onProgress: (done: number, total: number) => void): Promise<GcReport> {
     const keep = await this.references(await this.listBackups());
     for (const vm of await readdir(join(this.path, 'backups')).catch(() => [] as string[]))
       for (const f of await readdir(join(this.path, 'backups', vm)).catch(() => [] as string[]))
@@ -551,12 +606,36 @@ export class Repository {
   }
 }
 
+/** GC's lock file in a repository (JSON: who, since when), touched while it runs. */
+const GC_LOCK = 'gc.lock';
+/** A writer's partial directory and GC's lock are touched this often; older than LIVE_MS they are dead. */
+const BEAT_MS = 10_000;
+const LIVE_MS = 60_000;
+
+/** Whether a path was touched within LIVE_MS (a live writer or GC on any host). */
+async function fresh(path: string): Promise<boolean> {
+  const st = await stat(path).catch(() => undefined);
+  return !!st && Date.now() - st.mtimeMs < LIVE_MS;
+}
+
+function heartbeat(path: string): ReturnType<typeof setInterval> {
+  const t = setInterval(() => {
+    const now = new Date();
+    void utimes(path, now, now).catch(() => {});
+  }, BEAT_MS);
+  t.unref?.();
+  return t;
+}
+
 export class BackupWriter {
+  private readonly beat: ReturnType<typeof setInterval>;
   constructor(
     readonly repo: Repository,
     private readonly partial: string,
     private readonly final: string,
-  ) {}
+  ) {
+    this.beat = heartbeat(partial);
+  }
 
   async writeIndex(index: DiskIndex): Promise<void> {
     checkId('disk id', index.disk);
@@ -566,11 +645,13 @@ export class BackupWriter {
   async commit(manifest: BackupManifest): Promise<void> {
     await this.repo.sync();
     await this.repo.writeJson(join(this.partial, 'manifest.json'), manifest);
+    clearInterval(this.beat);
     await rename(this.partial, this.final);
     await this.repo.sync();
   }
 
   async abort(): Promise<void> {
+    clearInterval(this.beat);
     await rm(this.partial, { recursive: true, force: true });
   }
 }

@@ -7,7 +7,7 @@ import { NfError } from '../errors';
 import { client, followTask, GLOBAL, need, type Out, type Task } from './commands';
 import { table } from './table';
 
-const USAGE = `use: backup repo list | repo add NAME PATH | repo rm NAME | repo verify NAME | repo gc NAME
+const USAGE = `use: backup repo list | repo add NAME PATH [--shared] [--encrypt] | repo rm NAME | repo verify NAME | repo gc NAME
      backup job list | job add NAME --schedule S --repository R (--all | --vm VM...) [--keep-last N]
                 [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--keep-yearly N]
      backup job run NAME | job enable|disable NAME | job rm NAME
@@ -104,6 +104,8 @@ export async function backupCommand(argv: string[], out: Out): Promise<number> {
       'keep-monthly': { type: 'string' },
       'keep-yearly': { type: 'string' },
       output: { type: 'string', short: 'o' },
+      shared: { type: 'boolean', default: false },
+      encrypt: { type: 'boolean', default: false },
     },
   });
   const api = client(values);
@@ -166,6 +168,8 @@ export async function backupCommand(argv: string[], out: Out): Promise<number> {
         const r = await api.request<Repo>('POST', '/api/v1/backup/repositories', {
           name,
           path: need(positionals, 3, 'PATH'),
+          ...(values.shared ? { shared: true } : {}),
+          ...(values.encrypt ? { encrypt: true } : {}),
         });
         if (values.json) json(r);
         else out(`repository ${r.name} at ${r.path} on ${r.node}`);

@@ -267,8 +267,14 @@ export class BackupJobs {
   }
 
   private async backupOne(job: BackupJobRecord, vm: VmRecord, user: string): Promise<JobVmOutcome> {
-    if (vm.node && vm.node !== this.nodeName)
-      return { vm: vm.name, status: 'skipped', error: `it runs on host ${vm.node}` };
+    const place = await this.backups.repositoryPlace(job.repository);
+    // a VM of another host is backed up by that host, which must reach the repository
+    if (vm.node && vm.node !== this.nodeName && !place.shared && vm.node !== place.node)
+      return {
+        vm: vm.name,
+        status: 'skipped',
+        error: `it runs on host ${vm.node}, and the repository is on ${place.node}, not shared`,
+      };
     try {
       const { task, done } = await this.backups.startBackup(
         vm.id,

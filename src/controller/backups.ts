@@ -39,8 +39,13 @@ export interface RepositoryRecord {
   encrypted?: boolean;
   /** The repository's own id (repo.json): names its key file. */
   repoId?: string;
-  /** The host whose file system holds it. */
+  /** The host whose file system holds it (where it was added). */
   node: string;
+  /**
+   * The path is the same storage on every host (an NFS mount, say): VMs of any host are backed up into it
+   * by their own host, and any host's API reads it.
+   */
+  shared?: boolean;
   createdAt: string;
 }
 
@@ -98,6 +103,8 @@ export class BackupService {
     private readonly tasks: TaskLog,
     private readonly nodeName: string,
     private readonly node: LocalNode,
+    /** Another host's node (a VM of that host is backed up by it). */
+    private readonly remote: (name: string) => Pick<LocalNode, 'backupVm' | 'vmStatus'>,
     private readonly makeRecord: (
       source: VmRecord,
       id: string,
@@ -134,7 +141,7 @@ export class BackupService {
   private async repoView(rec: RepositoryRecord): Promise<RepositoryView> {
     const { repoId: _id, ...r } = rec;
     const keyFile = rec.encrypted ? this.keyOf(rec).keyFile : undefined;
-    if (rec.node !== this.nodeName) return { ...r, ...(keyFile ? { keyFile } : {}) };
+    if (!this.reachable(rec)) return { ...r, ...(keyFile ? { keyFile } : {}) };
     try {
       const repo = await this.openRec(rec);
       return {
@@ -175,6 +182,8 @@ export class BackupService {
     encrypt?: boolean;
     /** The key, base64 of 32 bytes: to encrypt with one the admin holds, or to open an encrypted one. */
     key?: string;
+    /** The path is shared storage mounted at the same place on every host. */
+    shared?: boolean;
   }): Promise<RepositoryView> {
     if (!NAME_RE.test(input.name))
       throw new NfError(
@@ -195,7 +204,7 @@ export class BackupService {
     if (await this.store.get(keys.backupRepo(input.name)))
       throw new NfError('already_exists', `a backup repository named "${input.name}" exists`);
     for (const r of await this.store.list<RepositoryRecord>(keys.backupRepos))
-      if (r.value.node === this.nodeName && r.value.path === input.path)
+      if ((r.value.node === this.nodeName || r.value.shared) && r.value.path === input.path)
         throw new NfError('already_exists', `${input.path} is repository "${r.value.name}" already`);
     let key: Buffer | undefined;
     if (input.key !== undefined) {
@@ -227,6 +236,7 @@ export class BackupService {
       createdAt: new Date().toISOString(),
       repoId: repo.info.id,
       ...(repo.encrypted ? { encrypted: true } : {}),
+      ...(input.shared ? { shared: true } : {}),
     };
     await this.store.txn(
       {
@@ -245,9 +255,14 @@ export class BackupService {
     await this.store.txn({ delete: [keys.backupRepo(name)] });
   }
 
+  /** Whether this host reads the repository: its own, or a shared one (mounted on every host). */
+  private reachable(r: RepositoryRecord): boolean {
+    return r.node === this.nodeName || r.shared === true;
+  }
+
   private async open(name: string): Promise<Repository> {
     const r = await this.repoRecord(name);
-    if (r.node !== this.nodeName)
+    if (!this.reachable(r))
       throw new NfError(
         'not_implemented',
         `repository "${name}" is on host ${r.node}: use that host's API (backups through another host are not built yet)`,
@@ -278,7 +293,7 @@ export class BackupService {
     if (filter.vm) vmId = await this.vmId(filter.vm);
     const out: BackupView[] = [];
     for (const r of repos) {
-      if (r.node !== this.nodeName) continue;
+      if (!this.reachable(r)) continue;
       const repo = await this.openRec(r).catch(() => undefined);
       if (!repo) continue;
       for (const m of await repo.listBackups(vmId)) out.push(view(r.name, m));
@@ -303,7 +318,7 @@ export class BackupService {
       ? [await this.repoRecord(repository)]
       : (await this.store.list<RepositoryRecord>(keys.backupRepos)).map((r) => r.value);
     for (const r of repos) {
-      if (r.node !== this.nodeName) continue;
+      if (!this.reachable(r)) continue;
       const repo = await this.openRec(r).catch(() => undefined);
       const m = await repo?.findBackup(id);
       if (repo && m) return { name: r.name, rec: r, repo, m };
@@ -387,12 +402,12 @@ export class BackupService {
     done.catch(() => {}); // a caller that does not wait must not see an unhandled rejection
     const vm = (await this.vms.find(ref)).value;
     const repo = await this.repoRecord(input.repository);
-    this.checkLocal(vm, 'back up');
-    if (repo.node !== this.nodeName)
+    if (!this.reachable(repo))
       throw new NfError(
         'not_implemented',
-        `repository "${repo.name}" is on host ${repo.node}, not on ${this.nodeName}`,
+        `repository "${repo.name}" is on host ${repo.node}, not on ${this.nodeName}, and not shared: use that host's API`,
       );
+    this.writer(vm, repo);
     await this.openRec(repo);
     const backupId = newBackupId();
     const task = await this.tasks.start(
@@ -431,17 +446,19 @@ export class BackupService {
     let lastPct = -1;
     let name = vmId;
     const captured = deferred<void>();
+    let host: Pick<LocalNode, 'backupVm' | 'vmStatus'> = this.node;
     const reading = await this.lock.run(vmId, async () => {
       const cur = (await this.vms.find(vmId)).value;
       name = cur.name;
-      this.checkLocal(cur, 'back up');
+      host = this.writer(cur, repo);
       if (cur.migration) throw new NfError('invalid_state', `VM "${cur.name}" is migrating`);
-      const running = this.node.vmStatus(cur.id).state !== 'stopped';
+      const running = host.vmStatus(cur.id).state !== 'stopped';
+      const key = host === this.node ? this.keyOf(repo) : await this.keyBytes(repo);
       const work = this.writingInto(repo.path, () =>
-        this.node.backupVm(
+        host.backupVm(
           {
             repository: repo.path,
-            ...this.keyOf(repo),
+            ...key,
             backupId,
             vm: { id: cur.id, name: cur.name },
             config: cur as unknown as Record<string, unknown>,
@@ -480,7 +497,7 @@ export class BackupService {
     try {
       manifest = await reading.work;
     } catch (err) {
-      const state = this.node.vmStatus(vmId).state;
+      const state = host.vmStatus(vmId).state;
       if (reading.running && state !== 'running' && state !== 'paused')
         throw new NfError(
           'cancelled',
@@ -534,6 +551,12 @@ export class BackupService {
   /** The host a repository is on (jobs run on the controller of that host). */
   async repositoryNode(name: string): Promise<string> {
     return (await this.repoRecord(name)).node;
+  }
+
+  /** Where a repository is: its host, and whether every host reaches it (shared storage). */
+  async repositoryPlace(name: string): Promise<{ node: string; shared: boolean }> {
+    const r = await this.repoRecord(name);
+    return { node: r.node, shared: r.shared === true };
   }
 
   private async writingInto<T>(path: string, fn: () => Promise<T>): Promise<T> {
@@ -878,6 +901,41 @@ export class BackupService {
       },
       { details: { repository: found.name, backup: found.m.id, vm: found.m.vm.name } },
     );
+  }
+
+  /**
+   * The host that backs a VM up: its own host (this one, or another through the cluster), which must
+   * reach the repository: the repository is on it, or shared.
+   */
+  private writer(vm: VmRecord, repo: RepositoryRecord): Pick<LocalNode, 'backupVm' | 'vmStatus'> {
+    if (!vm.node || vm.node === this.nodeName) {
+      if (!this.reachable(repo))
+        throw new NfError(
+          'invalid_state',
+          `repository "${repo.name}" is on host ${repo.node} and not shared`,
+        );
+      return this.node;
+    }
+    if (repo.node !== vm.node && !repo.shared)
+      throw new NfError(
+        'invalid_state',
+        `VM "${vm.name}" runs on host ${vm.node} and repository "${repo.name}" is on host ${repo.node}, not shared: back it up into a repository of ${vm.node} or a shared one (the same NFS mount on every host)`,
+      );
+    return this.remote(vm.node);
+  }
+
+  /** An encrypted repository's key for another host (over mTLS); it must be on this host. */
+  private async keyBytes(repo: RepositoryRecord): Promise<{ key?: Buffer }> {
+    const { keyFile } = this.keyOf(repo);
+    if (!keyFile) return {};
+    try {
+      return { key: await readFile(keyFile) };
+    } catch {
+      throw new NfError(
+        'forbidden',
+        `the key of encrypted repository "${repo.name}" is not on host ${this.nodeName} (${keyFile}): copy it there from host ${repo.node} (mode 0600), or use that host's API`,
+      );
+    }
   }
 
   private checkLocal(vm: VmRecord, what: string): void {

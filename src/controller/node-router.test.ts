@@ -117,6 +117,12 @@ class FakeNode implements RoutedNode {
     return { daemons: [] };
   }
   async moveDisk(): Promise<void> {}
+  async backupVm(): Promise<never> {
+    throw new Error('not in this fake');
+  }
+  async restoreVolume(): Promise<never> {
+    throw new Error('not in this fake');
+  }
   async flattenVolume(): Promise<void> {}
   async copyImage(): Promise<number> {
     return 0;

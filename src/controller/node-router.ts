@@ -1,3 +1,5 @@
+import type { BackupProgress, RestoreVolumeRequest, VmBackupRequest } from '../backup/node-backup';
+import type { BackupManifest } from '../backup/repository';
 import type { CephApplyRequest, CephHostState } from '../ceph/host';
 import { NfError } from '../errors';
 import type { Point } from '../node/series';
@@ -264,6 +266,18 @@ export class NodeRouter implements NodeApi {
 
   moveDisk(req: MoveDiskRequest, onProgress?: (done: number, total: number) => void): Promise<void> {
     return this.vm(req.vmId).moveDisk(req, onProgress);
+  }
+
+  backupVm(req: VmBackupRequest, onProgress?: (p: BackupProgress) => void): Promise<BackupManifest> {
+    return this.vm(req.vm.id).backupVm(req, onProgress);
+  }
+
+  /** On this host; another host's pools are reached with on(name). */
+  restoreVolume(
+    req: RestoreVolumeRequest,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<{ writtenBytes: number }> {
+    return this.local.restoreVolume(req, onProgress);
   }
 
   /** This host's Ceph part (use on(name) for another host). */

@@ -87,6 +87,12 @@ class FakeNode implements NodeApi {
     return { daemons: [] };
   }
   async moveDisk(): Promise<void> {}
+  async backupVm(): Promise<never> {
+    throw new Error('not in this fake');
+  }
+  async restoreVolume(): Promise<never> {
+    throw new Error('not in this fake');
+  }
   async flattenVolume(): Promise<void> {}
   async copyImage(): Promise<number> {
     return 0;

@@ -127,6 +127,12 @@ export class FakeNode implements NodeApi {
     return { daemons: [] };
   }
   async moveDisk(): Promise<void> {}
+  async backupVm(): Promise<never> {
+    throw new Error('not in this fake');
+  }
+  async restoreVolume(): Promise<never> {
+    throw new Error('not in this fake');
+  }
   async flattenVolume(): Promise<void> {}
   /** VMs with a QEMU process on this host (none unless a test says so). */
   processes = new Set<string>();

@@ -1,3 +1,5 @@
+import type { BackupProgress, RestoreVolumeRequest, VmBackupRequest } from '../backup/node-backup';
+import type { BackupManifest } from '../backup/repository';
 import type { CephApplyRequest, CephHostState } from '../ceph/host';
 import type { VolumeInfo } from '../storage/driver';
 import type { SharedPoolConfig } from '../storage/shared-pools';
@@ -215,6 +217,17 @@ export interface NodeApi {
    * uses the copy), copied offline otherwise. Progress in bytes; the source stays for the caller.
    */
   moveDisk(req: MoveDiskRequest, onProgress?: (done: number, total: number) => void): Promise<void>;
+  /**
+   * Backs a VM of this host up into a repository directory this host reaches (its own, or shared storage
+   * mounted at the same path): see src/backup/node-backup.ts. Phases go to onProgress as they happen
+   * (`captured` ends the instant of a running VM).
+   */
+  backupVm(req: VmBackupRequest, onProgress?: (p: BackupProgress) => void): Promise<BackupManifest>;
+  /** Makes a volume in a pool of this host and writes a backed-up disk into it (deleted on failure). */
+  restoreVolume(
+    req: RestoreVolumeRequest,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<{ writtenBytes: number }>;
   /**
    * Target of a migration: makes the local disks' new volumes, starts the VM's QEMU waiting (paused)
    * for the stream and returns where it listens (TLS with the host certificates only).

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../src/cli/client';
@@ -55,6 +56,8 @@ describe('live migration between two hosts', () => {
     spawnSync('pgrep', ['-f', `qemu-system.*${id}`], { encoding: 'utf8' })
       .stdout.split('\n')
       .filter(Boolean).length;
+  /** The md5 of the 4 MiB the guest wrote at 16 MiB of its disk (by the migration test). */
+  let dataSum = '';
   const volumePath = (host: string, volume: string) =>
     join(h(host).dataDir, 'pools', 'local', 'disks', volume);
 
@@ -125,6 +128,7 @@ describe('live migration between two hosts', () => {
       )
     ).trim();
     expect(sum).toMatch(/^[0-9a-f]{32}/);
+    dataSum = /[0-9a-f]{32}/.exec(sum)![0];
     await run('mig', TICKER);
     const logs = () =>
       [source, target].map((n) => join(h(n).dataDir, 'node', 'vms', before.id, 'console.log'));
@@ -167,6 +171,59 @@ describe('live migration between two hosts', () => {
     expect(/[0-9a-f]{32}/.exec(again)?.[0]).toBe(/[0-9a-f]{32}/.exec(sum)?.[0]);
     expect(existsSync(volumePath(source, volume))).toBe(false);
     expect(existsSync(volumePath(target, volume))).toBe(true);
+  }, 240_000);
+
+  it('backs up a running VM of h2 into a shared, encrypted repository through h1; h1 restores it, the data checks out', async () => {
+    const vm = await vmOf('mig');
+    expect(vm.node).toBe('h2'); // moved there by the test before
+    // a repository of h1 that is not shared: h2 cannot write into it
+    await api.request('POST', '/api/v1/backup/repositories', {
+      name: 'h1only',
+      path: join(h('h1').dataDir, 'backups', 'h1only'),
+    });
+    expect(
+      await rejection(api.request('POST', '/api/v1/vms/mig/backup', { repository: 'h1only' })),
+    ).toMatchObject({
+      code: 'invalid_state',
+      message: expect.stringMatching(/runs on host h2 .* not shared/),
+    });
+    // both namespace hosts see one file system: the path stands for an NFS mount on every host
+    await api.request('POST', '/api/v1/backup/repositories', {
+      name: 'shared',
+      path: join(h('h1').dataDir, 'backups', 'shared'),
+      shared: true,
+      encrypt: true,
+    });
+    const t = await api.request<Task>('POST', '/api/v1/vms/mig/backup', { repository: 'shared' });
+    const done = await ended(t.id);
+    expect(done.error).toBeUndefined();
+    const b = done.result as unknown as { id: string; node: string; disks: { mode: string }[] };
+    expect(b).toMatchObject({ node: 'h2', disks: [{ mode: 'full' }] });
+    expect(
+      (await api.request<{ id: string }[]>('GET', '/api/v1/backups?repository=shared')).map((x) => x.id),
+    ).toEqual([b.id]);
+
+    // restored by h1 into its own pool: the 4 MiB written before the migration are there
+    const r = await api.request<Task>('POST', `/api/v1/backups/${b.id}/restore`, { name: 'mig-restored' });
+    expect((await ended(r.id)).error).toBeUndefined();
+    const restored = await vmOf('mig-restored');
+    expect(restored.node).toBe('h1');
+    const raw = join(h('h1').dataDir, 'restored.raw');
+    try {
+      const conv = spawnSync('qemu-img', [
+        'convert',
+        '-O',
+        'raw',
+        volumePath('h1', restored.disks[0]!.volume),
+        raw,
+      ]);
+      expect(conv.status).toBe(0);
+      const data = readFileSync(raw).subarray(16 << 20, 20 << 20);
+      expect(createHash('md5').update(data).digest('hex')).toBe(dataSum);
+    } finally {
+      rmSync(raw, { force: true });
+    }
+    await api.request('DELETE', `/api/v1/vms/${restored.id}`);
   }, 240_000);
 
   it('cancels in the middle: the VM runs on its source and the target keeps nothing', async () => {

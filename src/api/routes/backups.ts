@@ -27,6 +27,9 @@ const RepositorySchema = z
     keyFile: z.string().optional().openapi({
       description: 'Where the key of an encrypted repository is on its host (keep a copy elsewhere)',
     }),
+    shared: z.boolean().optional().openapi({
+      description: 'Shared storage at the same path on every host: VMs of any host back up into it',
+    }),
     encrypted: z.boolean().optional().openapi({
       description:
         'Client-side encryption (AES-256-GCM); the key is a file on the host, never in the API or etcd',
@@ -149,6 +152,10 @@ export function backupRepositoryRoutes(ctx: ApiContext) {
                 .strictObject({
                   name: REPO_NAME,
                   path: z.string().min(2).max(4096).openapi({ example: '/srv/backups' }),
+                  shared: z.boolean().optional().openapi({
+                    description:
+                      'The path is shared storage (an NFS mount, say) at the same place on every host: VMs of every host can be backed up into it, and every host reads it',
+                  }),
                   encrypt: z.boolean().optional().openapi({
                     description:
                       'Encrypt a new repository: a key is made and kept on the host (<data dir>/backup-keys/<id>.key): keep a copy elsewhere, without it nothing can be read',

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { status as Status } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { rejection } from '../../../test/harness/errors';
+import type { BackupProgress, RestoreVolumeRequest, VmBackupRequest } from '../../backup/node-backup';
+import type { BackupManifest } from '../../backup/repository';
 import { NodeRegistry } from '../../controller/node-registry';
 import { keys, type NodeRecord } from '../../controller/records';
 import { type MigrationVerbs, noMigration } from '../../controller/test-cluster';
@@ -163,6 +165,22 @@ class FakeNode implements NodeApi {
     return { daemons: [] };
   }
   async moveDisk(): Promise<void> {}
+  backupCalls: VmBackupRequest[] = [];
+  async backupVm(req: VmBackupRequest, onProgress?: (p: BackupProgress) => void): Promise<BackupManifest> {
+    this.backupCalls.push(req);
+    onProgress?.({ phase: 'freezing' });
+    onProgress?.({ phase: 'captured' });
+    onProgress?.({ phase: 'reading', doneBytes: 4, totalBytes: 8, disk: 'disk0' });
+    return { id: req.backupId, vm: req.vm, node: 'n1' } as BackupManifest;
+  }
+  async restoreVolume(
+    req: RestoreVolumeRequest,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<{ writtenBytes: number }> {
+    if (req.pool === 'missing') throw new NfError('not_found', 'storage pool "missing" does not exist');
+    onProgress?.(1, 2);
+    return { writtenBytes: req.sizeBytes };
+  }
   async flattenVolume(): Promise<void> {}
   async copyImage(): Promise<number> {
     return 0;
@@ -296,6 +314,35 @@ describe('Node service over mTLS', () => {
     await node.stopVm('vm-1');
     expect(fake.lastStop).toStrictEqual({});
     expect(await node.fetchHasProcess('vm-2')).toBe(true);
+  });
+
+  test('a backup and a restore stream their phases and progress, then the manifest; the key arrives as bytes', async () => {
+    const fake = new FakeNode();
+    const srv = await startNode(fake);
+    const node = remote(srv.port);
+    const phases: string[] = [];
+    const key = Buffer.alloc(32, 7);
+    const m = await node.backupVm(
+      { repository: '/srv/r', key, backupId: 'b1', vm: { id: 'vm-1', name: 'a' }, config: {}, disks: [] },
+      (p) => phases.push(p.phase),
+    );
+    expect(m).toMatchObject({ id: 'b1', vm: { id: 'vm-1', name: 'a' } });
+    // every change of phase arrives (captured releases the VM's lock on the controller)
+    expect(phases).toEqual(['freezing', 'captured', 'reading']);
+    expect(Buffer.from(fake.backupCalls[0]!.key!).equals(key)).toBe(true);
+    const req = {
+      repository: '/srv/r',
+      vmId: 'vm-1',
+      backupId: 'b1',
+      diskId: 'disk0',
+      pool: 'p',
+      volume: 'v',
+      sizeBytes: 9,
+    };
+    expect(await node.restoreVolume(req)).toEqual({ writtenBytes: 9 });
+    expect(await rejection(node.restoreVolume({ ...req, pool: 'missing' }))).toMatchObject({
+      code: 'not_found',
+    });
   });
 
   test('the VNC console is relayed both ways, and closing it closes the node side', async () => {

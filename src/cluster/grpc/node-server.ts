@@ -4,6 +4,7 @@
  */
 
 import type { ServerDuplexStream, ServerWritableStream } from '@grpc/grpc-js';
+import type { RestoreVolumeRequest, VmBackupRequest } from '../../backup/node-backup';
 import { NfError } from '../../errors';
 import type { ConsoleStream, NodeApi, VmStatus } from '../../node/types';
 import * as pb from '../gen/neuroflow/v1/node';
@@ -225,6 +226,37 @@ export function nodeServiceHandlers(node: NodeApi, opts: NodeServiceOptions = {}
           (done, total) => send({ doneBytes: done, totalBytes: total }),
         );
         return undefined;
+      }),
+    backupVm: (call: ServerWritableStream<pb.BackupVmRequest, pb.BackupVmUpdate>) =>
+      streamed(call, 500, async (r, send) => {
+        const req = JSON.parse(r.requestJson) as VmBackupRequest;
+        let phase = '';
+        const manifest = await node.backupVm(
+          { ...req, ...(r.key ? { key: Buffer.from(r.key) } : {}) },
+          // a change of phase goes at once (`captured` lets the controller release the VM)
+          (p) => {
+            send(
+              {
+                phase: p.phase,
+                doneBytes: p.doneBytes ?? 0,
+                totalBytes: p.totalBytes ?? 0,
+                ...(p.disk ? { disk: p.disk } : {}),
+              },
+              p.phase !== phase,
+            );
+            phase = p.phase;
+          },
+        );
+        return { phase: 'done', doneBytes: 0, totalBytes: 0, manifestJson: JSON.stringify(manifest) };
+      }),
+    restoreVolume: (call: ServerWritableStream<pb.RestoreVolumeRequest, pb.RestoreVolumeUpdate>) =>
+      streamed(call, 500, async (r, send) => {
+        const req = JSON.parse(r.requestJson) as RestoreVolumeRequest;
+        const { writtenBytes } = await node.restoreVolume(
+          { ...req, ...(r.key ? { key: Buffer.from(r.key) } : {}) },
+          (done, total) => send({ doneBytes: done, totalBytes: total }),
+        );
+        return { doneBytes: writtenBytes, totalBytes: writtenBytes, writtenBytes };
       }),
     cephApply: unary(async (r: pb.CephApplyRequest) =>
       cephStateToPb(await node.cephApply(cephApplyFromPb(r))),

@@ -12,6 +12,8 @@ import {
   Metadata,
   type ServiceError,
 } from '@grpc/grpc-js';
+import type { BackupProgress, RestoreVolumeRequest, VmBackupRequest } from '../../backup/node-backup';
+import type { BackupManifest } from '../../backup/repository';
 import type { CephApplyRequest, CephHostState } from '../../ceph/host';
 import { NfError } from '../../errors';
 import type { Point } from '../../node/series';
@@ -350,6 +352,52 @@ export class RemoteNode implements NodeApi {
         ),
       (m: pb.MoveDiskProgress) => onProgress?.(Number(m.doneBytes), Number(m.totalBytes)),
     );
+  }
+
+  async backupVm(req: VmBackupRequest, onProgress?: (p: BackupProgress) => void): Promise<BackupManifest> {
+    const { key, ...rest } = req;
+    let manifest: BackupManifest | undefined;
+    // reading a large disk takes hours; the host ends the stream with the manifest
+    await this.streamed(
+      'BackupVm',
+      24 * 3600_000,
+      (md, opts) =>
+        this.client.backupVm({ requestJson: JSON.stringify(rest), ...(key ? { key } : {}) }, md, opts),
+      (m: pb.BackupVmUpdate) => {
+        if (m.manifestJson) manifest = JSON.parse(m.manifestJson) as BackupManifest;
+        else
+          onProgress?.({
+            phase: m.phase as BackupProgress['phase'],
+            doneBytes: Number(m.doneBytes),
+            totalBytes: Number(m.totalBytes),
+            ...(m.disk ? { disk: m.disk } : {}),
+          });
+      },
+    );
+    if (!manifest)
+      throw new NfError('unavailable', `node ${this.name} ended the backup without its manifest`);
+    return manifest;
+  }
+
+  async restoreVolume(
+    req: RestoreVolumeRequest,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<{ writtenBytes: number }> {
+    const { key, ...rest } = req;
+    let written: number | undefined;
+    await this.streamed(
+      'RestoreVolume',
+      24 * 3600_000,
+      (md, opts) =>
+        this.client.restoreVolume({ requestJson: JSON.stringify(rest), ...(key ? { key } : {}) }, md, opts),
+      (m: pb.RestoreVolumeUpdate) => {
+        if (m.writtenBytes !== undefined) written = Number(m.writtenBytes);
+        else onProgress?.(Number(m.doneBytes), Number(m.totalBytes));
+      },
+    );
+    if (written === undefined)
+      throw new NfError('unavailable', `node ${this.name} ended the restore without its result`);
+    return { writtenBytes: written };
   }
 
   async cephApply(req: CephApplyRequest): Promise<CephHostState> {
