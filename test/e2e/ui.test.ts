@@ -1950,7 +1950,7 @@ describe('web UI', () => {
     }
   }, 180_000);
 
-  it('adds an encrypted repository (badge, keep-the-key warning, a wrong key refused inline); schedules a backup job for one VM (a bad schedule refused inline), runs it now: backed up and pruned to keep-last 1; edits, disables and deletes it', async () => {
+  it('adds a shared repository (badge, shared in the API) and an encrypted repository (badge, keep-the-key warning, a wrong key refused inline); schedules a backup job for one VM (a bad schedule refused inline), runs it now: backed up and pruned to keep-last 1; edits, disables and deletes it', async () => {
     // A page of its own, signed in here: the test also runs alone (-t).
     const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
     const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
@@ -1979,11 +1979,32 @@ describe('web UI', () => {
       expect((await waitTask(d.api, t0.id, 120_000)).status).toBe('ok');
       const [byHand] = await backupsOf(vm.id);
 
-      // Add repository… with Encrypt: the key file named, with the warning to keep a copy of it
+      // Add repository… with Shared storage: the shared badge in its row, shared: true in the API
       await p.click('.topbar a[href="#/backups"]');
       await p.locator('tr[data-repository=jobs1]').waitFor({ timeout: 15_000 });
       await p.click('[data-action=add-repository]');
       const add = p.getByRole('dialog', { name: 'Add a backup repository' });
+      await add.locator('input[name=name]').fill('nfs1');
+      await add.locator('input[name=path]').fill(join(dir, 'nfs1'));
+      await add.locator('input[name=shared]').check();
+      await add.locator('.shared-hint', { hasText: /^VMs of every host/ }).waitFor();
+      await add.locator('button[type=submit]').click();
+      await add.waitFor({ state: 'detached', timeout: 15_000 });
+      const nfsRow = p.locator('tr[data-repository=nfs1]');
+      await nfsRow.locator('.shared-badge', { hasText: /^shared$/ }).waitFor({ timeout: 15_000 });
+      expect(await nfsRow.locator('.shared-badge').getAttribute('title')).toMatch(
+        /^Shared storage .*every host/,
+      );
+      expect(await p.locator('tr[data-repository=jobs1] .shared-badge').count()).toBe(0);
+      const listed = await d.api.request<{ name: string; shared?: boolean }[]>(
+        'GET',
+        '/api/v1/backup/repositories',
+      );
+      expect(listed.find((r) => r.name === 'nfs1')?.shared).toBe(true);
+      expect(listed.find((r) => r.name === 'jobs1')?.shared).toBeUndefined();
+
+      // Add repository… with Encrypt: the key file named, with the warning to keep a copy of it
+      await p.click('[data-action=add-repository]');
       await add.locator('input[name=name]').fill('vault');
       await add.locator('input[name=path]').fill(join(dir, 'vault'));
       await add.locator('input[name=encrypt]').check();
@@ -2147,6 +2168,7 @@ describe('web UI', () => {
       await d.api.request('DELETE', `/api/v1/vms/${other.id}?force=true`).catch(() => {});
       await d.api.request('DELETE', '/api/v1/backup/repositories/jobs1').catch(() => {});
       await d.api.request('DELETE', '/api/v1/backup/repositories/vault').catch(() => {});
+      await d.api.request('DELETE', '/api/v1/backup/repositories/nfs1').catch(() => {});
       rmSync(dir, { recursive: true, force: true });
       await p.context().close();
     }

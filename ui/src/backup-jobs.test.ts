@@ -343,7 +343,7 @@ describe('encrypted repositories', () => {
       expect(keyProblem(bad)).toBe('The key: base64 of 32 bytes (44 characters ending in =).');
   });
 
-  it('makes the POST body: encrypt when ticked, the key when given', () => {
+  it('makes the POST body: encrypt and shared when ticked, the key when given', () => {
     expect(repositoryBody({ name: ' nas1 ', path: ' /srv/b ', encrypt: false, key: '' })).toEqual({
       name: 'nas1',
       path: '/srv/b',
@@ -357,6 +357,15 @@ describe('encrypted repositories', () => {
       name: 'v',
       path: '/srv/v',
       key: 'abcd=',
+    });
+    expect(repositoryBody({ name: 'n', path: '/mnt/nfs', encrypt: false, key: '', shared: true })).toEqual({
+      name: 'n',
+      path: '/mnt/nfs',
+      shared: true,
+    });
+    expect(repositoryBody({ name: 'n', path: '/mnt/nfs', encrypt: false, key: '', shared: false })).toEqual({
+      name: 'n',
+      path: '/mnt/nfs',
     });
   });
 

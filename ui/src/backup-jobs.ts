@@ -413,6 +413,8 @@ export function repositoryBody(f: {
   path: string;
   encrypt: boolean;
   key: string;
+  /** The path is shared storage, the same on every host (an NFS mount, say). */
+  shared?: boolean;
 }): Record<string, unknown> {
   const key = f.key.replace(/\s/g, '');
   return {
@@ -420,6 +422,7 @@ export function repositoryBody(f: {
     path: f.path.trim(),
     ...(f.encrypt ? { encrypt: true } : {}),
     ...(key ? { key } : {}),
+    ...(f.shared ? { shared: true } : {}),
   };
 }
 

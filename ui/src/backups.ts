@@ -26,6 +26,11 @@ export interface BackupRepository {
   encrypted?: boolean;
   /** An encrypted repository's key file on its host (the path only; the key is never shown). */
   keyFile?: string;
+  /**
+   * The path is shared storage (an NFS mount, say) at the same place on every host: VMs of every host
+   * can be backed up into it, and every host reads it. Absent: it belongs to its host (node) alone.
+   */
+  shared?: true;
 }
 
 export type Consistency = 'filesystem' | 'crash' | 'stopped';

@@ -132,6 +132,17 @@ export function BackupsPage() {
                             </span>
                           </>
                         )}
+                        {r.shared && (
+                          <>
+                            {' '}
+                            <span
+                              class="tag shared-badge"
+                              title={`Shared storage (an NFS mount, say) at this path on every host: VMs of every host can be backed up into it, and every host reads it (added on host ${r.node})`}
+                            >
+                              shared
+                            </span>
+                          </>
+                        )}
                       </td>
                       <td class="mono">
                         {r.path}
@@ -322,7 +333,7 @@ export function BackupsPage() {
  * key file is named after it is added, with the warning to keep a copy of it elsewhere.
  */
 function AddRepositoryDialog({ onClose, onAdded }: { onClose: () => void; onAdded: () => void }) {
-  const [f, setF] = useState({ name: '', path: '', encrypt: false, key: '' });
+  const [f, setF] = useState({ name: '', path: '', shared: false, encrypt: false, key: '' });
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
   const [added, setAdded] = useState<BackupRepository | undefined>();
@@ -338,7 +349,10 @@ function AddRepositoryDialog({ onClose, onAdded }: { onClose: () => void; onAdde
     setError('');
     try {
       const r = await api<BackupRepository>('POST', '/backup/repositories', repositoryBody(f));
-      toast(`repository ${r.name} added (${r.path} on ${r.node})`, 'info');
+      toast(
+        `repository ${r.name} added (${r.path} ${r.shared ? 'shared by every host' : `on ${r.node}`})`,
+        'info',
+      );
       onAdded();
       if (r.encrypted) setAdded(r);
       else onClose();
@@ -415,6 +429,15 @@ function AddRepositoryDialog({ onClose, onAdded }: { onClose: () => void; onAdde
             </span>
           </label>
           {hint && <div class="hint field-hint">{hint}</div>}
+          <label class="check">
+            <input name="shared" type="checkbox" checked={f.shared} onChange={set('shared')} /> Shared storage
+            (the same path on every host, e.g. NFS)
+          </label>
+          <div class="hint shared-hint">
+            {f.shared
+              ? 'VMs of every host can be backed up into it, and every host reads it: mount it at this path on every host.'
+              : 'Unticked, the repository belongs to this host: only its VMs are backed up into it.'}
+          </div>
           <label class="check">
             <input name="encrypt" type="checkbox" checked={f.encrypt} onChange={set('encrypt')} /> Encrypt
             (AES-256-GCM, on this side: the directory holds no readable data)
