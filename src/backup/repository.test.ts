@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -29,6 +29,11 @@ describe('repository locks across hosts', () => {
       message: expect.stringMatching(/h2 pid 7/),
     });
     expect(await repo.liveWriters()).toEqual([]); // the refused backup left no partial directory
+    // a fresh lock of a process of this machine that is gone (serve killed -9) is dead at once
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    writeFileSync(lock, JSON.stringify({ by: 'here', boot, pid: 2 ** 22 + 1 }));
+    await (await repo.beginBackup('vm1', 'b2')).abort();
+    writeFileSync(lock, JSON.stringify({ by: 'h2 pid 7', at: new Date().toISOString() }));
     // a lock not touched for minutes is a dead collector's
     const old = new Date(Date.now() - 5 * 60_000);
     utimesSync(lock, old, old);

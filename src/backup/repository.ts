@@ -23,7 +23,7 @@ import {
   randomBytes,
   timingSafeEqual,
 } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -351,10 +351,11 @@ export class Repository {
     const dir = this.vmDir(vmId);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     for (const f of await readdir(dir))
-      if (f.startsWith('.') && f.endsWith('.partial') && !(await fresh(join(dir, f))))
+      if (f.startsWith('.') && f.endsWith('.partial') && !(await alive(join(dir, f), join(dir, f, WRITER))))
         await rm(join(dir, f), { recursive: true, force: true });
     const partial = join(dir, `.${backupId}.partial`);
     await mkdir(partial, { mode: 0o700 });
+    await writeFile(join(partial, WRITER), JSON.stringify(me()));
     // written before the check, as GC writes its lock before it looks for writers: one sees the other
     const gc = await this.gcLock();
     if (gc) {
@@ -370,7 +371,7 @@ export class Repository {
   /** Who runs GC on the repository now (any host sharing it), if anyone. */
   private async gcLock(): Promise<string | undefined> {
     const path = join(this.path, GC_LOCK);
-    if (!(await fresh(path))) return undefined;
+    if (!(await alive(path, path))) return undefined;
     return readFile(path, 'utf8').then(
       (t) => (JSON.parse(t) as { by: string }).by,
       () => 'started elsewhere',
@@ -382,7 +383,11 @@ export class Repository {
     const out: string[] = [];
     for (const vm of await readdir(join(this.path, 'backups')).catch(() => [] as string[]))
       for (const f of await readdir(join(this.path, 'backups', vm)).catch(() => [] as string[]))
-        if (f.startsWith('.') && f.endsWith('.partial') && (await fresh(join(this.path, 'backups', vm, f))))
+        if (
+          f.startsWith('.') &&
+          f.endsWith('.partial') &&
+          (await alive(join(this.path, 'backups', vm, f), join(this.path, 'backups', vm, f, WRITER)))
+        )
           out.push(`${vm}/${f.slice(1, -'.partial'.length)}`);
     return out;
   }
@@ -551,10 +556,7 @@ export class Repository {
     const other = await this.gcLock();
     if (other)
       throw new NfError('invalid_state', `garbage collection runs on the repository already (${other})`);
-    await writeFile(
-      lock,
-      JSON.stringify({ by: `${hostname()} pid ${process.pid}`, at: new Date().toISOString() }),
-    );
+    await writeFile(lock, JSON.stringify({ ...me(), at: new Date().toISOString() }));
     const beat = heartbeat(lock);
     try {
       const writers = await this.liveWriters();
@@ -612,10 +614,48 @@ const GC_LOCK = 'gc.lock';
 const BEAT_MS = 10_000;
 const LIVE_MS = 60_000;
 
-/** Whether a path was touched within LIVE_MS (a live writer or GC on any host). */
-async function fresh(path: string): Promise<boolean> {
-  const st = await stat(path).catch(() => undefined);
-  return !!st && Date.now() - st.mtimeMs < LIVE_MS;
+/** Who writes a backup: in its partial directory. */
+const WRITER = 'writer.json';
+
+interface Holder {
+  by: string;
+  /** The machine's boot id: a process of this very boot can be checked by its pid. */
+  boot: string;
+  pid: number;
+}
+
+let bootId: string | undefined;
+function me(): Holder {
+  bootId ??= (() => {
+    try {
+      return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    } catch {
+      return '';
+    }
+  })();
+  return { by: `${hostname()} pid ${process.pid}`, boot: bootId, pid: process.pid };
+}
+
+/**
+ * Whether a writer or a collector is alive: its mark (`touched`) was touched within LIVE_MS (it beats
+ * every BEAT_MS, from any host), and, when its holder ran on this machine in this boot, its process
+ * still exists (a `serve` killed -9 leaves a fresh mark, but is dead at once).
+ */
+async function alive(touched: string, holderFile: string): Promise<boolean> {
+  const st = await stat(touched).catch(() => undefined);
+  if (!st || Date.now() - st.mtimeMs >= LIVE_MS) return false;
+  const h = await readFile(holderFile, 'utf8').then(
+    (t) => JSON.parse(t) as Partial<Holder>,
+    () => undefined,
+  );
+  if (h?.boot && h.boot === me().boot && typeof h.pid === 'number' && h.pid !== process.pid) {
+    try {
+      process.kill(h.pid, 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    }
+  }
+  return true;
 }
 
 function heartbeat(path: string): ReturnType<typeof setInterval> {
@@ -646,6 +686,7 @@ export class BackupWriter {
     await this.repo.sync();
     await this.repo.writeJson(join(this.partial, 'manifest.json'), manifest);
     clearInterval(this.beat);
+    await rm(join(this.partial, WRITER), { force: true });
     await rename(this.partial, this.final);
     await this.repo.sync();
   }
