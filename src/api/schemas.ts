@@ -194,6 +194,10 @@ export const BootInput = z
   ])
   .openapi('BootInput');
 
+/** A VM tag: lowercase, as `env:prod` or `backup-nightly`. */
+export const TAG = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_.:-]{0,62}$/, 'a tag: lowercase letters, digits, _ . : - (up to 63)');
 const GROUP = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'letters, digits, _ . - (up to 63)');
 
 export const Placement = z
@@ -231,6 +235,11 @@ export const CreateVmBody = z
     boot: BootInput,
     machine: z.enum(['q35', 'pc']).default('q35'),
     description: z.string().max(1024).optional(),
+    tags: z
+      .array(TAG)
+      .max(32)
+      .optional()
+      .openapi({ description: 'Labels (lowercase) that group VMs: backup jobs select VMs by tag' }),
     start: z.boolean().default(false).openapi({ description: 'Start the VM once created' }),
     agent: z
       .boolean()
@@ -309,6 +318,11 @@ export const EditVmBody = z
   .strictObject({
     name: NAME.optional(),
     description: z.string().max(1024).optional(),
+    tags: z
+      .array(TAG)
+      .max(32)
+      .optional()
+      .openapi({ description: "Replaces the VM's tags ([] removes them)" }),
     vcpus: z.number().int().min(1).max(256).optional(),
     memoryMiB: z
       .number()
@@ -408,6 +422,7 @@ export const VmSchema = z
     memoryMiB: z.number(),
     machine: z.string(),
     description: z.string().optional(),
+    tags: z.array(z.string()).optional(),
     disks: z.array(
       z.object({
         id: z.string(),

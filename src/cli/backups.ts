@@ -8,7 +8,7 @@ import { client, followTask, GLOBAL, need, type Out, type Task } from './command
 import { table } from './table';
 
 const USAGE = `use: backup repo list | repo add NAME PATH [--shared] [--encrypt] | repo rm NAME | repo verify NAME | repo gc NAME
-     backup job list | job add NAME --schedule S --repository R (--all | --vm VM...) [--keep-last N]
+     backup job list | job add NAME --schedule S --repository R (--all | --vm VM... | --tag T...) [--keep-last N]
                 [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--keep-yearly N]
      backup job run NAME | job enable|disable NAME | job rm NAME
      backup create VM --repository R [--notes TEXT]
@@ -54,7 +54,7 @@ interface Job {
   name: string;
   schedule: string;
   repository: string;
-  selection: { all?: boolean; vms?: string[] };
+  selection: { all?: boolean; vms?: string[]; tags?: string[] };
   enabled: boolean;
   running: boolean;
   nextRunAt?: string;
@@ -104,6 +104,7 @@ export async function backupCommand(argv: string[], out: Out): Promise<number> {
       'keep-monthly': { type: 'string' },
       'keep-yearly': { type: 'string' },
       output: { type: 'string', short: 'o' },
+      tag: { type: 'string', multiple: true },
       shared: { type: 'boolean', default: false },
       encrypt: { type: 'boolean', default: false },
     },
@@ -198,7 +199,11 @@ export async function backupCommand(argv: string[], out: Out): Promise<number> {
           table(
             jobs.map((j) => ({
               ...j,
-              vms: j.selection.all ? 'all' : (j.selection.vms ?? []).join(','),
+              vms: j.selection.all
+                ? 'all'
+                : j.selection.tags
+                  ? `tags ${j.selection.tags.join(',')}`
+                  : (j.selection.vms ?? []).join(','),
               next: j.enabled ? (j.nextRunAt ?? '') : 'disabled',
               last: j.lastRunAt
                 ? `${j.lastRunAt} ${j.lastStatus ?? ''}${j.running ? ' (running)' : ''}`
@@ -231,7 +236,11 @@ export async function backupCommand(argv: string[], out: Out): Promise<number> {
           name,
           schedule: values.schedule,
           repository: values.repository,
-          selection: values.all ? { all: true } : { vms: values.vm ?? [] },
+          selection: values.all
+            ? { all: true }
+            : values.tag?.length
+              ? { tags: values.tag }
+              : { vms: values.vm ?? [] },
           ...(Object.keys(retention).length ? { retention } : {}),
           ...(values.notes ? { notes: values.notes } : {}),
         });

@@ -58,6 +58,7 @@ interface Vm {
   vcpus: number;
   memoryMiB: number;
   maxMemoryMiB?: number;
+  tags?: string[];
   reason?: string;
   disks: { id: string; sizeBytes: number; volume: string; bus?: string }[];
   networks?: { id: string; network: string; mac: string; model?: string }[];
@@ -110,6 +111,8 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       'boot-disk': { type: 'string' },
       machine: { type: 'string' },
       description: { type: 'string' },
+      tag: { type: 'string', multiple: true },
+      'no-tags': { type: 'boolean', default: false },
       start: { type: 'boolean', default: false },
       force: { type: 'boolean', default: false },
       timeout: { type: 'string' },
@@ -231,6 +234,7 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
         );
       if (values.machine) body.machine = values.machine;
       if (values.description) body.description = values.description;
+      if (values.tag?.length) body.tags = values.tag;
       return show(await api.request<Vm>('POST', '/api/v1/vms', body));
     }
     case 'start':
@@ -329,6 +333,9 @@ export async function vmCommand(argv: string[], out: Out): Promise<number | unde
       };
       if (values.name) patch.name = values.name;
       if (values.description !== undefined) patch.description = values.description;
+      // --tag T (repeated) replaces the tags; --no-tags removes them
+      if (values.tag?.length) patch.tags = values.tag;
+      else if (values['no-tags']) patch.tags = [];
       // (--vcpus and --memory have create's defaults: only what is on the command line counts)
       const given = (flag: string) => argv.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`));
       if (given('vcpus')) patch.vcpus = Number(values.vcpus);
@@ -816,6 +823,7 @@ function describeVm(vm: Vm): string {
     `Id:       ${vm.id}`,
     `State:    ${vm.state}${vm.reason ? ` (${vm.reason})` : ''}`,
     `Node:     ${vm.node}`,
+    ...(vm.tags?.length ? [`Tags:     ${vm.tags.join(', ')}`] : []),
     `vCPUs:    ${vm.vcpus}${vm.cpu ? ` (${cpuText(vm.cpu)})` : ''}`,
     `Memory:   ${vm.memoryMiB} MiB${vm.maxMemoryMiB ? ` (hot-add up to ${vm.maxMemoryMiB} MiB)` : ''}`,
     `Firmware: ${vm.firmware ?? 'bios'}${vm.secureBoot ? ', Secure Boot' : ''}${vm.tpm ? ', TPM 2.0' : ''}`,

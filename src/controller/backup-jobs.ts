@@ -25,7 +25,8 @@ export interface BackupJobRecord {
   name: string;
   schedule: string;
   repository: string;
-  selection: { all?: boolean; vms?: string[] };
+  /** Every VM, named VMs, or the VMs carrying any of the tags (at each run). */
+  selection: { all?: boolean; vms?: string[]; tags?: string[] };
   retention?: Retention;
   enabled: boolean;
   notes?: string;
@@ -128,13 +129,17 @@ export class BackupJobs {
     checkSchedule(j.schedule);
     if (changed.repository !== undefined) await this.backups.repositoryNode(j.repository); // not_found names it
     if (changed.selection === undefined) return; // a VM deleted since does not block disabling the job
-    if (!j.selection.all && !(j.selection.vms && j.selection.vms.length > 0))
+    const ways = [j.selection.all, !!j.selection.vms?.length, !!j.selection.tags?.length].filter(Boolean);
+    if (ways.length === 0)
       throw new NfError(
         'validation_failed',
-        'select VMs: selection.all, or selection.vms with at least one VM',
+        'select VMs: selection.all, selection.vms with at least one VM, or selection.tags with at least one tag',
       );
-    if (j.selection.all && j.selection.vms?.length)
-      throw new NfError('validation_failed', 'selection.all and selection.vms exclude each other');
+    if (ways.length > 1)
+      throw new NfError(
+        'validation_failed',
+        'selection.all, selection.vms and selection.tags exclude each other',
+      );
     for (const ref of j.selection.vms ?? []) await this.vms.find(ref); // not_found names it
   }
 
@@ -296,14 +301,17 @@ export class BackupJobs {
 
   /** The job's VMs as records; the names or ids that match no VM any more go into `missing`. */
   private async selected(job: BackupJobRecord, missing: string[] = []): Promise<VmRecord[]> {
-    if (job.selection.all)
+    if (job.selection.all || job.selection.tags?.length) {
+      const tags = new Set(job.selection.tags ?? []);
       return (
         (await this.store.list<VmRecord>(keys.vms))
           .map((v) => v.value)
           // templates, and the short-lived VMs of boot verifications, are not backed up
           .filter((v) => !v.template && !v.description?.startsWith('boot verification of backup'))
+          .filter((v) => job.selection.all || (v.tags ?? []).some((t) => tags.has(t)))
           .sort((a, b) => a.name.localeCompare(b.name))
       );
+    }
     const out: VmRecord[] = [];
     for (const ref of job.selection.vms ?? []) {
       const v = await this.vms.find(ref).catch(() => undefined);

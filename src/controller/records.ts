@@ -120,6 +120,8 @@ export interface VmRecord {
   memoryMiB: number;
   machine: 'q35' | 'pc';
   description?: string;
+  /** Labels that group VMs (backup jobs select by them); sorted, unique. */
+  tags?: string[];
   disks: DiskRecord[];
   networks: NicRecord[];
   boot: BootRecord;

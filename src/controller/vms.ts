@@ -298,6 +298,7 @@ export class VmService {
     if (input.placement && Object.keys(input.placement).length > 0) vm.placement = { ...input.placement };
     if (input.ha) vm.ha = { ...DEFAULT_HA_POLICY, ...input.ha };
     if (input.description !== undefined) vm.description = input.description;
+    if (input.tags?.length) vm.tags = [...new Set(input.tags)].sort();
     if (!input.agent) vm.agent = false;
     if (cpu) vm.cpu = cpu;
     if (input.maxVcpus !== undefined && input.maxVcpus > input.vcpus) vm.maxVcpus = input.maxVcpus;
@@ -447,6 +448,10 @@ export class VmService {
 
       const after = structuredClone(vm);
       if (input.description !== undefined) after.description = input.description;
+      if (input.tags !== undefined) {
+        if (input.tags.length > 0) after.tags = [...new Set(input.tags)].sort();
+        else delete after.tags;
+      }
       if (input.cloudInit === null) delete after.cloudInit;
       else if (input.cloudInit !== undefined) after.cloudInit = await cloudInitRecord(input.cloudInit);
       if (input.onBoot !== undefined) {

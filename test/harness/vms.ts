@@ -7,6 +7,7 @@ export interface VmView {
   name: string;
   state: string;
   reason?: string;
+  tags?: string[];
   /** Something of the running VM is broken (its TPM emulator died). */
   warning?: string;
   powerState?: string;

@@ -561,6 +561,44 @@ describe('backup and restore', () => {
       retention: { keepLast: 3 },
     });
     await d.cli(['backup', 'job', 'rm', 'j2']);
+
+    // selection by tag: the VMs carrying it when the job runs (tags set with the CLI)
+    expect(await d.cli(['vm', 'set', 'bk-empty', '--tag', 'nightly', '--tag', 'env:test'])).toMatch(
+      /Tags:\s+env:test, nightly/,
+    );
+    expect(
+      await rejection(add({ ...base, name: 'j3', selection: { all: true, tags: ['nightly'] } })),
+    ).toMatchObject({
+      code: 'validation_failed',
+      message: expect.stringMatching(/exclude each other/),
+    });
+    expect(await rejection(add({ ...base, name: 'j3', selection: { tags: ['Bad Tag'] } }))).toMatchObject({
+      code: 'validation_failed',
+    });
+    await d.cli([
+      'backup',
+      'job',
+      'add',
+      'j3',
+      '--schedule',
+      '@daily',
+      '--repository',
+      'r1',
+      '--tag',
+      'nightly',
+    ]);
+    expect(await d.cli(['backup', 'job', 'list'])).toMatch(/j3\s+@daily\s+r1\s+tags nightly/);
+    const tagged = await waitTask(
+      d.api,
+      (await d.api.request<TaskView>('POST', '/api/v1/backup/jobs/j3/run')).id,
+      300_000,
+    );
+    expect((tagged.result as { vms: { vm: string; status: string }[] }).vms).toEqual([
+      expect.objectContaining({ vm: 'bk-empty', status: 'ok' }),
+    ]);
+    await d.cli(['vm', 'set', 'bk-empty', '--no-tags']);
+    expect((await getVm(d.api, 'bk-empty')).tags).toBeUndefined();
+    await d.cli(['backup', 'job', 'rm', 'j3']);
   }, 600_000);
 
   it('restores in place over the stopped VM: its disk replaced, snapshots dropped; refused while it runs', async () => {

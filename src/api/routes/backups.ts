@@ -3,7 +3,7 @@ import { NfError } from '../../errors';
 import type { ApiContext } from '../context';
 import { errors, json } from '../openapi';
 import { newRouter } from '../router';
-import { IdParam, TaskSchema } from '../schemas';
+import { IdParam, TAG, TaskSchema } from '../schemas';
 
 const REPO_NAME = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits, -; up to 63');
 const BACKUP_ID = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'a backup id');
@@ -524,8 +524,13 @@ const JobFields = {
         .max(1000)
         .optional()
         .openapi({ description: 'VM names or ids' }),
+      tags: z
+        .array(TAG)
+        .max(32)
+        .optional()
+        .openapi({ description: 'The VMs carrying any of these tags when the job runs' }),
     })
-    .openapi({ description: 'all, or a list of VMs' }),
+    .openapi({ description: 'all, a list of VMs, or tags' }),
   retention: RetentionSchema.optional(),
   enabled: z.boolean().optional(),
   notes: z.string().max(500).optional(),
@@ -536,7 +541,11 @@ const JobSchema = z
     name: z.string(),
     schedule: z.string(),
     repository: z.string(),
-    selection: z.object({ all: z.boolean().optional(), vms: z.array(z.string()).optional() }),
+    selection: z.object({
+      all: z.boolean().optional(),
+      vms: z.array(z.string()).optional(),
+      tags: z.array(z.string()).optional(),
+    }),
     retention: z.record(z.string(), z.number()).optional(),
     enabled: z.boolean(),
     notes: z.string().optional(),
