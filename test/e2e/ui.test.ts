@@ -973,7 +973,7 @@ describe('web UI', () => {
     }
   });
 
-  it('creates a VM with autostart and cloud-init in the wizard, shows them and turns autostart off', async () => {
+  it('creates a VM with tags, autostart and cloud-init in the wizard, shows them and turns autostart off', async () => {
     // A page of its own, signed in here: the test also runs alone (-t).
     const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
     const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
@@ -981,6 +981,7 @@ describe('web UI', () => {
     const secret = 'Ui-Cloud-Init-Secret-4711';
     interface StartupVm {
       id: string;
+      tags?: string[];
       onBoot?: { enabled: boolean; order: number; delaySec: number };
       cloudInit?: {
         hostname?: string;
@@ -997,6 +998,7 @@ describe('web UI', () => {
       await dialog.locator('input[name=name]').fill('boot1');
       await dialog.locator('input[name=memoryMiB]').fill('256');
       await dialog.locator('input[name=diskGiB]').fill('1');
+      await dialog.locator('input[name=tags]').fill('web env:test,');
       await dialog.locator('details.startup summary').click();
       // Order and delay wait for the autostart box; the cloud-init fields for theirs.
       expect(await dialog.getByLabel('Order').isDisabled()).toBe(true);
@@ -1013,6 +1015,7 @@ describe('web UI', () => {
 
       const res = await d.api.request<StartupVm>('GET', '/api/v1/vms/boot1');
       id = res.id;
+      expect(res.tags).toEqual(['env:test', 'web']);
       expect(res.onBoot).toEqual({ enabled: true, order: 2, delaySec: 5 });
       expect(res.cloudInit).toMatchObject({ hostname: 'ui-ci', sshKeys: [key], passwordSet: true });
       // The password is nowhere in the API's answer (the server keeps a hash and shows neither).
@@ -1024,6 +1027,7 @@ describe('web UI', () => {
       expect(await general.locator('.vm-cloud-init').textContent()).toBe(
         'host name ui-ci, 1 SSH key, password set',
       );
+      expect(await general.locator('.vm-tags-field .vm-tag').allTextContents()).toEqual(['env:test', 'web']);
 
       // The edit dialog, filled from the VM: the password empty and kept.
       await general.locator('button[data-action=edit-startup]').click();
@@ -1950,7 +1954,7 @@ describe('web UI', () => {
     }
   }, 180_000);
 
-  it('adds a shared repository (badge, shared in the API) and an encrypted repository (badge, keep-the-key warning, a wrong key refused inline); schedules a backup job for one VM (a bad schedule refused inline), runs it now: backed up and pruned to keep-last 1; edits, disables and deletes it', async () => {
+  it('adds a shared repository (badge, shared in the API) and an encrypted repository (badge, keep-the-key warning, a wrong key refused inline); schedules a backup job for one VM (a bad schedule refused inline), runs it now: backed up and pruned to keep-last 1; edits, disables and deletes it; tags a VM from its page (chips there and in the VM list) and runs a job for the VMs with that tag', async () => {
     // A page of its own, signed in here: the test also runs alone (-t).
     const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
     const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
@@ -1959,7 +1963,7 @@ describe('web UI', () => {
       name: string;
       schedule: string;
       repository: string;
-      selection: { all?: boolean; vms?: string[] };
+      selection: { all?: boolean; vms?: string[]; tags?: string[] };
       retention?: Record<string, number>;
       enabled: boolean;
       nextRunAt?: string;
@@ -1978,6 +1982,27 @@ describe('web UI', () => {
       });
       expect((await waitTask(d.api, t0.id, 120_000)).status).toBe('ok');
       const [byHand] = await backupsOf(vm.id);
+
+      // Edit tags on the other VM's page: a bad tag held back inline; saved, its chips (sorted, once
+      // each), in the VM list too
+      await p.goto(`${d.url}/#/vms/${other.id}`);
+      const tagsField = p.locator('.vm-general .vm-tags-field');
+      await tagsField.locator('[data-action=edit-tags]').click({ timeout: 15_000 });
+      const tagsInput = tagsField.locator('input[name=tags]');
+      await tagsInput.fill('nightly Env');
+      await tagsField.locator('.field-error[data-field=tags]', { hasText: /^"Env" is not a tag/ }).waitFor();
+      expect(await tagsField.locator('button[type=submit]').isDisabled()).toBe(true);
+      await tagsInput.fill('nightly, env:test nightly');
+      await tagsField.locator('button[type=submit]').click();
+      await tagsField.locator('.vm-tag[data-tag=nightly]').waitFor({ timeout: 15_000 });
+      expect(await tagsField.locator('.vm-tag').allTextContents()).toEqual(['env:test', 'nightly']);
+      expect((await d.api.request<{ tags?: string[] }>('GET', `/api/v1/vms/${other.id}`)).tags).toEqual([
+        'env:test',
+        'nightly',
+      ]);
+      await p.goto(`${d.url}/#/vms`);
+      await p.locator(`.vm-list tr[data-id="${other.id}"] .vm-tag[data-tag="env:test"]`).waitFor();
+      expect(await p.locator(`.vm-list tr[data-id="${vm.id}"] .vm-tag`).count()).toBe(0);
 
       // Add repository… with Shared storage: the shared badge in its row, shared: true in the API
       await p.click('.topbar a[href="#/backups"]');
@@ -2161,9 +2186,36 @@ describe('web UI', () => {
       await jobs.locator('td', { hasText: 'No jobs' }).waitFor();
       expect(await d.api.request('GET', '/api/v1/backup/jobs')).toEqual([]);
       expect(await backupsOf(vm.id)).toHaveLength(1);
+
+      // Add job… for the VMs with tags: a bad tag held back inline, the VMs tagged now named; "tags:
+      // nightly" in its row, {tags} in the API; Run now backs up the tagged VM only
+      await jobs.locator('[data-action=add-job]').click();
+      await dlg.locator('input[name=name]').fill('tagged');
+      await dlg.locator('select[name=repository]').selectOption('jobs1');
+      await dlg.locator('input[name=selection][value=tags]').check();
+      expect(await dlg.locator('input[name=vm][data-vm-name=bkjob]').isDisabled()).toBe(true);
+      await dlg.locator('input[name=tags]').fill('nightly Bad');
+      await dlg.locator('.field-error[data-field=tags]', { hasText: /^"Bad" is not a tag/ }).waitFor();
+      expect(await dlg.locator('[data-testid=job-submit]').isDisabled()).toBe(true);
+      await dlg.locator('input[name=tags]').fill('nightly');
+      expect(await dlg.locator('[data-testid=job-tagged]').textContent()).toBe('Now: bkjob-other.');
+      await dlg.locator('[data-testid=job-submit]').click();
+      await dlg.waitFor({ state: 'detached', timeout: 15_000 });
+      const tagged = jobs.locator('tr[data-job=tagged]');
+      await tagged.locator('.job-vms', { hasText: /^tags: nightly$/ }).waitFor({ timeout: 15_000 });
+      expect((await d.api.request<JobView>('GET', '/api/v1/backup/jobs/tagged')).selection).toEqual({
+        tags: ['nightly'],
+      });
+      await tagged.locator('[data-action=run-job]').click();
+      const taggedRun = jobs.locator('tr[data-run-for=tagged] [data-testid=job-run][data-status=ok]');
+      await taggedRun.waitFor({ timeout: 180_000 });
+      expect(await taggedRun.locator('li').allTextContents()).toEqual(['bkjob-other: ok (full)']);
+      expect(await backupsOf(other.id)).toHaveLength(1);
+      expect(await backupsOf(vm.id)).toHaveLength(1);
       expect(errors).toEqual([]);
     } finally {
       await d.api.request('DELETE', '/api/v1/backup/jobs/nightly').catch(() => {});
+      await d.api.request('DELETE', '/api/v1/backup/jobs/tagged').catch(() => {});
       await d.api.request('DELETE', `/api/v1/vms/${vm.id}?force=true`).catch(() => {});
       await d.api.request('DELETE', `/api/v1/vms/${other.id}?force=true`).catch(() => {});
       await d.api.request('DELETE', '/api/v1/backup/repositories/jobs1').catch(() => {});

@@ -79,6 +79,8 @@ export interface CloudInitView {
 export interface EditVmBody {
   name?: string;
   description?: string;
+  /** Replaces the VM's tags ([] removes them). */
+  tags?: string[];
   vcpus?: number;
   memoryMiB?: number;
   machine?: MachineType;
@@ -135,6 +137,8 @@ export interface CreateVmBody {
   }[];
   networks: { network: string; mac?: string; model?: NicModel }[];
   boot: { cdrom: string } | { disk: number };
+  /** Labels (lowercase) that group VMs: backup jobs select VMs by tag. */
+  tags?: string[];
   start?: boolean;
   placement?: Placement;
   ha?: { enabled: boolean };
@@ -218,6 +222,8 @@ export interface Vm {
   /** A hot-plug of a disk or NIC under way. */
   hotplug?: { op: 'add' | 'remove'; kind: 'disk' | 'nic'; id: string; at: string };
   description?: string;
+  /** Labels that group VMs (backup jobs select VMs by tag); sorted, unique; absent: none. */
+  tags?: string[];
   /**
    * Hardware changes made while the VM ran (PATCH), applied at its next cold start (a stop and a start;
    * a guest reboot is not one): the edited fields only, e.g. {memoryMiB: 320}.

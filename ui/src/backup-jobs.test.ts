@@ -5,6 +5,7 @@ import {
   createJobBody,
   editJobBody,
   formRetention,
+  formSelection,
   JOB,
   jobForm,
   jobFormProblems,
@@ -24,6 +25,8 @@ import {
   SCHEDULE_PRESETS,
   scheduleHint,
   selectionLine,
+  taggedVms,
+  tagsInUse,
   until,
 } from './backup-jobs';
 
@@ -131,6 +134,7 @@ describe('a job in its row', () => {
     expect(selectionLine({ all: true }, VMS)).toBe('all VMs');
     expect(selectionLine({ vms: ['vm-2', 'web1'] }, VMS)).toBe('db1, web1');
     expect(selectionLine({ vms: ['old'] }, VMS)).toBe('old (gone)');
+    expect(selectionLine({ tags: ['env:prod', 'nightly'] }, VMS)).toBe('tags: env:prod, nightly');
     expect(selectionLine({}, VMS)).toBe('none');
   });
   it('colours the last run', () => {
@@ -155,8 +159,9 @@ describe('the job form', () => {
     expect(f).toMatchObject({
       schedule: '0 2 * * *',
       repository: 'nas1',
-      all: false,
+      pick: 'vms',
       vms: [],
+      tags: '',
       enabled: true,
     });
     expect(formRetention(f)).toEqual({ keepLast: 7 });
@@ -182,7 +187,17 @@ describe('the job form', () => {
     expect(Object.keys(jobFormProblems({ ...f, schedule: ' ' }, true))).toEqual(['schedule']);
     expect(Object.keys(jobFormProblems({ ...f, repository: '' }, true))).toEqual(['repository']);
     expect(Object.keys(jobFormProblems({ ...f, vms: [] }, true))).toEqual(['vms']);
-    expect(jobFormProblems({ ...f, vms: [], all: true }, true)).toEqual({});
+    expect(jobFormProblems({ ...f, vms: [], pick: 'all' }, true)).toEqual({});
+    // by tags: at least one, each a tag (the VMs ticked do not count)
+    expect(jobFormProblems({ ...f, pick: 'tags', tags: 'nightly, env:prod' }, true)).toEqual({});
+    expect(jobFormProblems({ ...f, pick: 'tags', tags: ' , ' }, true)).toEqual({
+      tags: 'Give at least one tag.',
+    });
+    expect(jobFormProblems({ ...f, pick: 'tags', tags: 'nightly Env' }, true).tags).toMatch(
+      /^"Env" is not a tag: lowercase letters/,
+    );
+    // the tags typed are not judged while another way is chosen
+    expect(jobFormProblems({ ...f, tags: 'Env' }, true)).toEqual({});
     expect(
       jobFormProblems({ ...f, retention: { ...f.retention, keepDaily: 'x', keepYearly: '-2' } }, true),
     ).toEqual({
@@ -216,7 +231,7 @@ describe('the job form', () => {
     });
     const all = createJobBody({
       ...f,
-      all: true,
+      pick: 'all',
       notes: ' weekly ',
       enabled: false,
       retention: { ...f.retention, keepLast: '', keepDaily: '' },
@@ -241,7 +256,11 @@ describe('the job form', () => {
     expect(editJobBody(f, j)).toEqual({ selection: { vms: ['vm-2', 'vm-1', 'gone'] } });
     const k = job();
     expect(editJobBody(jobForm(k, VMS), k)).toEqual({});
-    expect(jobForm(job({ selection: { all: true } }), VMS)).toMatchObject({ all: true, vms: [] });
+    expect(jobForm(job({ selection: { all: true } }), VMS)).toMatchObject({ pick: 'all', vms: [] });
+    const t = job({ selection: { tags: ['nightly', 'env:prod'] } });
+    expect(jobForm(t, VMS)).toMatchObject({ pick: 'tags', vms: [], tags: 'nightly, env:prod' });
+    // the same tags in another order are no change
+    expect(editJobBody(jobForm(t, VMS), t)).toEqual({});
   });
 
   it('makes the PATCH body: what changed; a cleared retention {} and cleared notes ""', () => {
@@ -253,7 +272,7 @@ describe('the job form', () => {
           ...f,
           schedule: '@hourly',
           repository: 'nas2',
-          all: true,
+          pick: 'all',
           enabled: false,
           notes: '',
           retention: { ...f.retention, keepLast: '' },
@@ -271,9 +290,49 @@ describe('the job form', () => {
     expect(editJobBody({ ...f, retention: { ...f.retention, keepWeekly: '4' } }, j)).toEqual({
       retention: { keepLast: 3, keepWeekly: 4 },
     });
+    // VMs → tags, tags → other tags, tags → VMs: the selection sent whole
+    expect(editJobBody({ ...f, pick: 'tags', tags: 'nightly' }, j)).toEqual({
+      selection: { tags: ['nightly'] },
+    });
+    const t = job({ selection: { tags: ['nightly'] } });
+    const tf = jobForm(t, VMS);
+    expect(editJobBody({ ...tf, tags: 'nightly env:prod' }, t)).toEqual({
+      selection: { tags: ['env:prod', 'nightly'] },
+    });
+    expect(editJobBody({ ...tf, pick: 'vms', vms: ['vm-1'] }, t)).toEqual({ selection: { vms: ['vm-1'] } });
     // a job without retention, left without: nothing sent
     const bare = job({ retention: undefined });
     expect(editJobBody(jobForm(bare, VMS), bare)).toEqual({});
+  });
+});
+
+describe('selecting VMs by tag', () => {
+  const form = { pick: 'vms' as const, vms: ['vm-1'], tags: 'nightly, env:prod nightly' };
+  it('sends all, the VMs, or the tags (sorted, unique)', () => {
+    expect(formSelection({ ...form, pick: 'all' })).toEqual({ all: true });
+    expect(formSelection(form)).toEqual({ vms: ['vm-1'] });
+    expect(formSelection({ ...form, pick: 'tags' })).toEqual({ tags: ['env:prod', 'nightly'] });
+  });
+  it('makes a POST body with the tags', () => {
+    const f = { ...newJobForm([{ name: 'nas1' }]), name: 'tagged', pick: 'tags' as const, tags: 'nightly' };
+    expect(createJobBody(f).selection).toEqual({ tags: ['nightly'] });
+  });
+  const vms = [
+    { name: 'web1', tags: ['env:prod', 'nightly'] },
+    { name: 'db1', tags: ['env:prod'] },
+    { name: 'app', tags: ['nightly'] },
+    { name: 'tpl', tags: ['nightly'], template: true },
+    { name: 'bare' },
+  ];
+  it('names the VMs carrying any of the tags now (templates left out)', () => {
+    expect(taggedVms(['nightly'], vms)).toEqual(['app', 'web1']);
+    expect(taggedVms(['env:prod', 'nightly'], vms)).toEqual(['app', 'db1', 'web1']);
+    expect(taggedVms(['none'], vms)).toEqual([]);
+    expect(taggedVms([], vms)).toEqual([]);
+  });
+  it('lists the tags in use', () => {
+    expect(tagsInUse(vms)).toEqual(['env:prod', 'nightly']);
+    expect(tagsInUse([])).toEqual([]);
   });
 });
 

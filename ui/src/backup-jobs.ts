@@ -1,5 +1,6 @@
 import type { Task } from './api';
 import { type BackupRepository, count, REPO_NAME } from './backups';
+import { parseTags, sameTags, tagsText } from './tags';
 
 /** The task type of a job's run (POST /backup/jobs/{name}/run, or its schedule). */
 export const JOB = 'backup.job';
@@ -21,8 +22,8 @@ export interface BackupJob {
   /** A cron expression (a seconds field allowed) or @hourly, @daily, @weekly, @monthly; UTC. */
   schedule: string;
   repository: string;
-  /** Every VM (templates excluded), or VMs by name or id. */
-  selection: { all?: boolean; vms?: string[] };
+  /** Every VM (templates excluded), VMs by name or id, or the VMs carrying any of the tags at each run. */
+  selection: { all?: boolean; vms?: string[]; tags?: string[] };
   retention?: Retention;
   enabled: boolean;
   notes?: string;
@@ -193,9 +194,13 @@ export const SCHEDULE_PRESETS: { label: string; schedule: string }[] = [
   { label: 'weekly Sunday 02:00', schedule: '0 2 * * 0' },
 ];
 
-/** A job's VMs for its row: "all VMs", or their names (a ref no VM answers to as it is, marked). */
+/**
+ * A job's VMs for its row: "all VMs", "tags: a, b", or their names (a ref no VM answers to as it is,
+ * marked).
+ */
 export function selectionLine(sel: BackupJob['selection'], vms: { id: string; name: string }[]): string {
   if (sel.all) return 'all VMs';
+  if (sel.tags?.length) return `tags: ${sel.tags.join(', ')}`;
   const refs = sel.vms ?? [];
   if (refs.length === 0) return 'none';
   return refs
@@ -203,14 +208,19 @@ export function selectionLine(sel: BackupJob['selection'], vms: { id: string; na
     .join(', ');
 }
 
+/** How a job picks its VMs: every VM, these VMs, or the VMs carrying any of the tags (at each run). */
+export type JobPick = 'all' | 'vms' | 'tags';
+
 /** The job dialog's fields (numbers as typed; empty = not set). */
 export interface JobForm {
   name: string;
   schedule: string;
   repository: string;
-  all: boolean;
+  pick: JobPick;
   /** VM ids (or, for a ref of the job no known VM answers to, the ref as it is). */
   vms: string[];
+  /** The tags as typed (comma- or space-separated). */
+  tags: string;
   retention: Record<RetentionKey, string>;
   notes: string;
   enabled: boolean;
@@ -225,8 +235,9 @@ export function newJobForm(repos: Pick<BackupRepository, 'name'>[]): JobForm {
     name: '',
     schedule: '0 2 * * *',
     repository: repos[0]?.name ?? '',
-    all: false,
+    pick: 'vms',
     vms: [],
+    tags: '',
     retention: { ...noRetention(), keepLast: '7' },
     notes: '',
     enabled: true,
@@ -244,8 +255,9 @@ export function jobForm(job: BackupJob, vms: { id: string; name: string }[]): Jo
     name: job.name,
     schedule: job.schedule,
     repository: job.repository,
-    all: !!job.selection.all,
+    pick: job.selection.all ? 'all' : job.selection.tags?.length ? 'tags' : 'vms',
     vms: (job.selection.vms ?? []).map((ref) => vms.find((v) => v.id === ref || v.name === ref)?.id ?? ref),
+    tags: tagsText(job.selection.tags),
     retention,
     notes: job.notes ?? '',
     enabled: job.enabled,
@@ -270,7 +282,33 @@ export function formRetention(f: Pick<JobForm, 'retention'>): Retention {
   return out;
 }
 
-/** What keeps the form from being sent, by field ('name', 'schedule', 'repository', 'vms', a rule). */
+/** The selection the form sends: {all: true}, {vms}, or {tags} (sorted, unique). */
+export function formSelection(f: Pick<JobForm, 'pick' | 'vms' | 'tags'>): BackupJob['selection'] {
+  if (f.pick === 'all') return { all: true };
+  if (f.pick === 'tags') return { tags: parseTags(f.tags).tags };
+  return { vms: f.vms };
+}
+
+/** The names of the VMs (templates excluded) carrying any of the tags now, sorted. */
+export function taggedVms(
+  tags: string[],
+  vms: { name: string; tags?: string[]; template?: boolean }[],
+): string[] {
+  return vms
+    .filter((v) => !v.template && (v.tags ?? []).some((t) => tags.includes(t)))
+    .map((v) => v.name)
+    .sort((a, b) => a.localeCompare(b));
+}
+
+/** Every tag the VMs carry, sorted. */
+export function tagsInUse(vms: { tags?: string[] }[]): string[] {
+  return [...new Set(vms.flatMap((v) => v.tags ?? []))].sort();
+}
+
+/**
+ * What keeps the form from being sent, by field ('name', 'schedule', 'repository', 'vms', 'tags', a
+ * rule).
+ */
 export function jobFormProblems(f: JobForm, creating: boolean): Partial<Record<string, string>> {
   const p: Partial<Record<string, string>> = {};
   const name = f.name.trim();
@@ -279,7 +317,12 @@ export function jobFormProblems(f: JobForm, creating: boolean): Partial<Record<s
     p.name = 'Name: lowercase letters, digits and -, up to 63 (starting with a letter or digit).';
   if (!f.schedule.trim()) p.schedule = 'Give a schedule.';
   if (!f.repository) p.repository = 'Choose a repository.';
-  if (!f.all && f.vms.length === 0) p.vms = 'Choose at least one VM, or all VMs.';
+  if (f.pick === 'vms' && f.vms.length === 0) p.vms = 'Choose at least one VM, or all VMs.';
+  if (f.pick === 'tags') {
+    const { tags, problem } = parseTags(f.tags);
+    if (problem) p.tags = problem;
+    else if (tags.length === 0) p.tags = 'Give at least one tag.';
+  }
   for (const [k] of RETENTION_RULES) {
     const e = keepProblem(f.retention[k]);
     if (e) p[k] = e;
@@ -295,7 +338,7 @@ export function createJobBody(f: JobForm): Record<string, unknown> {
     name: f.name.trim(),
     schedule: f.schedule.trim(),
     repository: f.repository,
-    selection: f.all ? { all: true } : { vms: f.vms },
+    selection: formSelection(f),
     ...(Object.keys(retention).length ? { retention } : {}),
     enabled: f.enabled,
     ...(notes ? { notes } : {}),
@@ -311,15 +354,23 @@ export function editJobBody(f: JobForm, job: BackupJob): Record<string, unknown>
   const schedule = f.schedule.trim();
   if (schedule !== job.schedule) body.schedule = schedule;
   if (f.repository !== job.repository) body.repository = f.repository;
-  const selection = f.all ? { all: true } : { vms: f.vms };
-  const was = job.selection.all ? { all: true } : { vms: job.selection.vms ?? [] };
-  if (JSON.stringify(selection) !== JSON.stringify(was)) body.selection = selection;
+  const selection = formSelection(f);
+  if (!sameSelection(selection, job.selection)) body.selection = selection;
   const retention = formRetention(f);
   if (!sameRetention(retention, job.retention ?? {})) body.retention = retention;
   if (f.enabled !== job.enabled) body.enabled = f.enabled;
   const notes = f.notes.trim();
   if (notes !== (job.notes ?? '')) body.notes = notes;
   return body;
+}
+
+/** The same selection: tags in any order, VMs in the same order. */
+function sameSelection(a: BackupJob['selection'], b: BackupJob['selection']): boolean {
+  if (!!a.all !== !!b.all) return false;
+  if (a.all) return true;
+  if (!!a.tags?.length !== !!b.tags?.length) return false;
+  if (a.tags?.length) return sameTags(a.tags, b.tags);
+  return JSON.stringify(a.vms ?? []) === JSON.stringify(b.vms ?? []);
 }
 
 function sameRetention(a: Retention, b: Retention): boolean {

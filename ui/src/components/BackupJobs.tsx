@@ -6,6 +6,7 @@ import {
   createJobBody,
   editJobBody,
   formRetention,
+  formSelection,
   JOB,
   type JobForm,
   jobForm,
@@ -24,6 +25,8 @@ import {
   SCHEDULE_PRESETS,
   scheduleHint,
   selectionLine,
+  taggedVms,
+  tagsInUse,
   until,
 } from '../backup-jobs';
 import { type BackupRepository, gcOutcome, usableRepositories } from '../backups';
@@ -253,7 +256,12 @@ function JobRow({
           {hint && <div class="hint schedule-hint">{hint}</div>}
         </td>
         <td>{job.repository}</td>
-        <td class="job-vms">{selectionLine(job.selection, s.vms)}</td>
+        <td
+          class="job-vms"
+          data-pick={job.selection.all ? 'all' : job.selection.tags?.length ? 'tags' : 'vms'}
+        >
+          {selectionLine(job.selection, s.vms)}
+        </td>
         <td class="job-retention">{retentionSummary(job.retention)}</td>
         <td class="nowrap job-next" title={job.nextRunAt ? when(job.nextRunAt) : undefined}>
           {job.enabled ? (
@@ -351,7 +359,8 @@ function JobRow({
 
 /**
  * Add or edit a job: name (fixed once made), schedule (free text, presets, its reading), repository, VMs
- * (all or some), retention (empty: not set), notes, enabled; the API's refusal inline.
+ * (all, some, or those with tags at each run), retention (empty: not set), notes, enabled; the API's
+ * refusal inline.
  */
 export function JobDialog({
   job,
@@ -387,6 +396,10 @@ export function JobDialog({
   };
   // refs of the job no VM answers to now (a VM deleted): shown so they can be unticked
   const unknown = f.vms.filter((ref) => !vms.some((v) => v.id === ref));
+  // the tags' VMs now (the job takes those carrying them when it runs), and the tags VMs carry
+  const byTags = f.pick === 'tags' ? (formSelection(f).tags ?? []) : [];
+  const tagged = taggedVms(byTags, vms);
+  const inUse = tagsInUse(vms);
 
   async function submit(e: Event) {
     e.preventDefault();
@@ -488,8 +501,8 @@ export function JobDialog({
                 type="radio"
                 name="selection"
                 value="all"
-                checked={f.all}
-                onChange={() => setF({ ...f, all: true })}
+                checked={f.pick === 'all'}
+                onChange={() => setF({ ...f, pick: 'all' })}
               />{' '}
               All VMs (templates excluded; VMs made later too)
             </label>
@@ -498,8 +511,8 @@ export function JobDialog({
                 type="radio"
                 name="selection"
                 value="some"
-                checked={!f.all}
-                onChange={() => setF({ ...f, all: false })}
+                checked={f.pick === 'vms'}
+                onChange={() => setF({ ...f, pick: 'vms' })}
               />{' '}
               These VMs:
             </label>
@@ -511,7 +524,7 @@ export function JobDialog({
                     name="vm"
                     value={v.id}
                     data-vm-name={v.name}
-                    disabled={f.all}
+                    disabled={f.pick !== 'vms'}
                     checked={f.vms.includes(v.id)}
                     onChange={pick(v.id)}
                   />{' '}
@@ -524,7 +537,7 @@ export function JobDialog({
                     type="checkbox"
                     name="vm"
                     value={ref}
-                    disabled={f.all}
+                    disabled={f.pick !== 'vms'}
                     checked
                     onChange={pick(ref)}
                   />{' '}
@@ -534,6 +547,42 @@ export function JobDialog({
               {vms.length === 0 && unknown.length === 0 && <span class="muted">No VMs yet.</span>}
             </div>
             {problems.vms && <span class="hint">{problems.vms}</span>}
+            <label class="check">
+              <input
+                type="radio"
+                name="selection"
+                value="tags"
+                checked={f.pick === 'tags'}
+                onChange={() => setF({ ...f, pick: 'tags' })}
+              />{' '}
+              VMs with tags (any of them, when the job runs):
+            </label>
+            <div class="job-tags">
+              <input
+                name="tags"
+                class={`mono${f.pick === 'tags' && f.tags.trim() && problems.tags ? ' invalid' : ''}`}
+                value={f.tags}
+                placeholder="env:prod, nightly"
+                disabled={f.pick !== 'tags'}
+                aria-label="Tags"
+                onInput={set('tags')}
+              />
+              {f.pick === 'tags' &&
+                (problems.tags ? (
+                  <span class={f.tags.trim() ? 'field-error' : 'hint'} data-field="tags">
+                    {problems.tags}
+                  </span>
+                ) : (
+                  <span class="hint job-tagged" data-testid="job-tagged">
+                    {tagged.length
+                      ? `Now: ${tagged.join(', ')}.`
+                      : 'No VM carries these tags now: the job backs up those that do when it runs.'}
+                  </span>
+                ))}
+              {f.pick === 'tags' && inUse.length > 0 && (
+                <span class="hint tags-in-use">Tags in use: {inUse.join(', ')}.</span>
+              )}
+            </div>
           </fieldset>
           <fieldset class="job-retention-field">
             <legend>Retention per VM</legend>

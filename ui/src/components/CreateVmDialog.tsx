@@ -24,6 +24,7 @@ import {
 import { go } from '../route';
 import { createStartupBody, DEFAULT_STARTUP, type StartupForm, startupProblem } from '../startup';
 import { refreshAll, refreshCluster, toast, useStore } from '../store';
+import { parseTags } from '../tags';
 import { collator } from '../window';
 import { StartupFields } from './VmStartupDialog';
 
@@ -51,6 +52,7 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
     maxMemoryMiB: '',
     media: false,
     mediaIso: '',
+    tags: '',
   });
   const [hw, setHw] = useState<HardwareForm>(DEFAULT_HARDWARE);
   const [startup, setStartup] = useState<StartupForm>(DEFAULT_STARTUP);
@@ -82,10 +84,12 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
   const secureBootOk = secureBootAvailable(hw.firmware, hw.machine);
   const sockets = socketsHint(f.vcpus, hw.sockets);
   const aio = aioHint(hw.diskCache, hw.diskAio);
+  const tags = parseTags(f.tags);
 
   async function submit(e: Event) {
     e.preventDefault();
     const problem =
+      tags.problem ||
       startupProblem(startup) ||
       (f.maxVcpus.trim() && !(/^\d+$/.test(f.maxVcpus.trim()) && Number(f.maxVcpus) >= 1)
         ? 'Max vCPUs: a whole number, 1 or more (or empty).'
@@ -120,6 +124,7 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
           },
         ],
         boot: f.iso ? { cdrom: f.iso } : { disk: 0 },
+        ...(tags.tags.length ? { tags: tags.tags } : {}),
         start: f.start,
         ...(Object.keys(placement).length ? { placement } : {}),
         ...(f.ha ? { ha: { enabled: true } } : {}),
@@ -184,6 +189,23 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
                 </option>
               ))}
             </select>
+          </label>
+          <label>
+            Tags (optional)
+            <input
+              name="tags"
+              class={tags.problem ? 'mono invalid' : 'mono'}
+              value={f.tags}
+              placeholder="env:prod, nightly"
+              onInput={set('tags')}
+            />
+            {tags.problem ? (
+              <span class="field-error" data-field="tags">
+                {tags.problem}
+              </span>
+            ) : (
+              <span class="hint">Comma- or space-separated; backup jobs can select VMs by tag.</span>
+            )}
           </label>
           <label class="check">
             <input name="start" type="checkbox" checked={f.start} onChange={set('start')} /> Start after

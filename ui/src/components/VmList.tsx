@@ -6,6 +6,7 @@ import { useStore } from '../store';
 import { collator, useWindow } from '../window';
 import { StateBadge } from './StateBadge';
 import { MigratingMark } from './Tree';
+import { TagChips } from './VmTags';
 
 type Key = 'name' | 'state' | 'memoryMiB' | 'node';
 
@@ -23,6 +24,12 @@ class VmRow extends Component<{ vm: Vm }> {
         <td>
           {vm.name}
           {vm.migration && <MigratingMark m={vm.migration} />}
+          {vm.tags?.length ? (
+            <>
+              {' '}
+              <TagChips tags={vm.tags} max={3} quiet />
+            </>
+          ) : null}
         </td>
         <td>
           <StateBadge state={vm.state} reason={vm.reason} />
@@ -57,7 +64,11 @@ export function VmList({ onCreate, onImport }: { onCreate: () => void; onImport:
   const vms = useMemo(() => {
     const q = text.toLowerCase();
     return s.vms
-      .filter((v) => (!q || v.name.toLowerCase().includes(q)) && (!state || v.state === state))
+      .filter(
+        (v) =>
+          (!q || v.name.toLowerCase().includes(q) || (v.tags ?? []).some((t) => t.includes(q))) &&
+          (!state || v.state === state),
+      )
       .sort((a, b) => cmp(a, b, sort.key) * sort.dir);
   }, [s.vms, text, state, sort]);
   const w = useWindow(ROW, vms.length);
@@ -71,7 +82,7 @@ export function VmList({ onCreate, onImport }: { onCreate: () => void; onImport:
       <div class="toolbar">
         <h2>Virtual machines</h2>
         <input
-          placeholder="Filter by name"
+          placeholder="Filter by name or tag"
           value={text}
           onInput={(e) => setText((e.target as HTMLInputElement).value)}
         />

@@ -27,6 +27,7 @@ import {
   RemoveDevice,
 } from './VmHardwareDialogs';
 import { EditStartupDialog } from './VmStartupDialog';
+import { VmTagsField } from './VmTags';
 
 interface GuestFacts {
   os?: { 'pretty-name'?: string; name?: string; 'kernel-release'?: string };
@@ -375,6 +376,10 @@ export function VmSummary({ vm }: { vm: Vm }) {
               <dd class="vm-description">{vm.description}</dd>
             </>
           )}
+          <dt>Tags</dt>
+          <dd class="vm-tags-field">
+            <VmTagsField vm={vm} />
+          </dd>
           <dt>State</dt>
           <dd>
             <StateBadge state={vm.state} reason={vm.reason} /> {vm.reason}
