@@ -41,7 +41,7 @@ Usage:
                   [--on-boot [--on-boot-order N] [--on-boot-delay SEC]] [--boot-order DEV,DEV...] [--ci-hostname NAME] [--ssh-key KEY|--ssh-key-file F]...
                   [--ci-user-data FILE] [--start]   on boot: start it again when its host
                   comes back from a restart or a planned shutdown (lower order first, SEC before the next)
-  neuroflow vm set NAME [--name NEW] [--description D] [--vcpus N] [--memory MIB] [--kernel ...|--cdrom IMAGE|--boot-disk N]
+  neuroflow vm set NAME [--name NEW] [--description D] [--tag T... | --no-tags] [--vcpus N] [--memory MIB] [--kernel ...|--cdrom IMAGE|--boot-disk N]
                   [create's hardware, on-boot and cloud-init flags] [--no-tpm] [--tablet] [--no-on-boot] [--no-cloud-init]   change a VM (If-Match: a change made meanwhile is
                   refused); a running VM's hardware changes at its next stop and start (shown as Pending),
                   except vCPUs and memory (128 MiB steps) added up to --max-vcpus/--max-memory: at once
@@ -63,15 +63,20 @@ Usage:
                   [--vcpus N --memory MIB] [--start] [--dry-run]   import a VM exported from VMware: FILE is
                   uploaded (--host-path: a file on the API's host, also an OVF beside its disks), its hardware
                   mapped (shown), its disks converted into the pool; the task is followed to the new VM
-  neuroflow backup repo list | repo add NAME PATH | repo rm NAME | repo verify|gc NAME   backup repositories
+  neuroflow backup repo list | repo add NAME PATH [--shared] [--encrypt] | repo rm NAME | repo verify|gc NAME
+                  backup repositories (--shared: the same storage at the same path on every host)
   neuroflow backup create VM --repository R [--notes T]   back a VM up now (running: at one instant, file
                   systems frozen by the agent; incremental when R has an earlier backup of it); follows the task
   neuroflow backup list [--repository R] [--vm VM] | show ID | rm ID | verify ID | restore ID --name NEW [--pool P]
                   [--start] | restore ID --in-place (over its stopped VM) | boot-verify ID [--timeout SEC]
                   (boot-verify: restored into an isolated VM,
                   started, passed when its guest agent answers; the VM is deleted afterwards)
-  neuroflow backup job list | job add NAME --schedule CRON --repository R (--all | --vm VM...) [--keep-last N]
-                  [--keep-daily N] [--keep-weekly N] [--keep-monthly N] ... | job run|enable|disable|rm NAME
+  neuroflow backup files ID [FS [PATH]] | download ID FS PATH [--output FILE|-]   file restore: a backup's
+                  file systems (ext2/3/4 browsed), a directory, one file
+  neuroflow backup job list | job add NAME --schedule CRON --repository R (--all | --vm VM... | --tag T...)
+                  [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] ... | job run|enable|disable|rm NAME
+  neuroflow network list | show NAME | create NAME --subnet CIDR [--gateway IP] [--dns IP]... [--mtu N] | rm NAME
+                  networks: the built-in nat "default", OVN overlay networks (OVN DHCP; show lists NIC addresses)
   neuroflow node list | node remove NAME [--force]
   neuroflow node maintenance NAME on|off [--no-wait]   on: live-migrates the host's VMs away (follows the
                   task; exits non-zero listing what stayed); off: moves nothing back
@@ -247,6 +252,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./cli/imports')).importCommand(rest, out);
       case 'backup':
         return await (await import('./cli/backups')).backupCommand(rest, out);
+      case 'network':
+        return await (await import('./cli/networks')).networkCommand(rest, out);
       case 'ceph':
         await (await import('./cli/ceph')).cephCommand(rest, out);
         return 0;

@@ -51,6 +51,8 @@ import { VmDevices } from './controller/vm-devices';
 import { restoredRecord, VmService } from './controller/vms';
 import { NfError } from './errors';
 import { NatNetwork } from './network/nat';
+import { OvnHost } from './network/ovn/host';
+import { NetworkService } from './network/service';
 import { defaultNodeName, Node } from './node/node';
 import { SelfFence } from './node/self-fence';
 import type { NodeInfo } from './node/types';
@@ -261,6 +263,15 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   log.info('host paths the API may use', { allowed: hostPaths.allowed });
   // The nat network: installed now so that a problem shows at start; re-checked before every VM start.
   const nat = new NatNetwork();
+  // OVN and Open vSwitch: started once an overlay network exists (src/network/ovn/host.ts)
+  const ovn = new OvnHost(dataDir, {
+    chassis: nodeName,
+    encapIp:
+      isIP(cfg?.address ?? address) && !WILDCARD.has(cfg?.address ?? address)
+        ? (cfg?.address ?? address)
+        : '127.0.0.1',
+    central: true,
+  });
   await nat.ensureFirewall().catch((err) =>
     log.error('the nat network is unavailable: VMs with a NIC will not start', {
       err: (err as Error).message,
@@ -269,7 +280,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   const node = new Node(
     nodeName,
     join(dataDir, 'node', 'vms'),
-    new QemuDriver({ binary, accel: accel.accel, nat }),
+    new QemuDriver({ binary, accel: accel.accel, nat, ovn }),
     pools,
     accel,
     version,
@@ -442,7 +453,16 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   // The VM service needs the reconciler and the reconciler needs the VM service's runSpec: late-bind it.
   let vms!: VmService;
   const reconciler = new Reconciler(store, router, (vm) => vms.runSpec(vm));
-  vms = new VmService(store, router, images, reconciler, hostPaths);
+  const networks = new NetworkService(store, ovn);
+  vms = new VmService(store, router, images, reconciler, hostPaths, networks);
+  // a host with overlay networks runs OVN from the start (its VMs' ports are bound again if need be)
+  if ((await networks.list()).some((n) => n.type === 'overlay'))
+    await ovn.ensureStarted().catch((err) =>
+      log.error('OVN does not start: VMs on overlay networks will not start', {
+        err: (err as Error).message,
+      }),
+    );
+  cleanup.push(() => ovn.stop());
   const placement = new Placement(store, router, registry);
   vms.onCreated = () => placement.wake();
   const actions = new VmActions(vms, new Admission(store, router, registry));
@@ -644,6 +664,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     imports: new ImportService(store, vms, actions, tasks, hostPaths, importDir, nodeName, node),
     backups,
     backupJobs,
+    networks,
     pools: poolService,
     ceph,
     guest: new GuestService(vms, router),

@@ -16,6 +16,7 @@ import { guestRoutes } from './routes/guest';
 import { haRoutes, vmHaRoutes } from './routes/ha';
 import { imageRoutes } from './routes/images';
 import { importRoutes } from './routes/imports';
+import { networkRoutes } from './routes/networks';
 import { nodeRoutes } from './routes/nodes';
 import { poolRoutes } from './routes/pools';
 import { systemRoutes } from './routes/system';
@@ -71,6 +72,7 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
   api.route('/imports', importRoutes(ctx));
   api.route('/backup/repositories', backupRepositoryRoutes(ctx));
   api.route('/backups', backupRoutes(ctx));
+  api.route('/networks', networkRoutes(ctx));
   api.route('/backup/jobs', backupJobRoutes(ctx));
   api.route('/nodes', nodeRoutes(ctx));
   api.route('/pools', poolRoutes(ctx));

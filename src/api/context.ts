@@ -17,6 +17,7 @@ import type { TaskLog } from '../controller/tasks';
 import type { VmActions } from '../controller/vm-actions';
 import type { VmDevices } from '../controller/vm-devices';
 import type { VmService } from '../controller/vms';
+import type { NetworkService } from '../network/service';
 import type { Store } from '../store/store';
 import type { ConsoleProxy } from './console';
 import type { EventBus } from './events';
@@ -46,6 +47,7 @@ export interface ApiContext {
   images: ImageService;
   imports: ImportService;
   backups: BackupService;
+  networks: NetworkService;
   backupJobs: BackupJobs;
   pools: PoolService;
   ceph: CephService;

@@ -292,7 +292,14 @@ export interface PoolRecord {
 
 export interface NetworkRecord {
   name: string;
-  type: 'nat';
+  /** nat: outbound NAT through passt (the built-in "default"); overlay: an OVN logical switch. */
+  type: 'nat' | 'overlay';
+  /** overlay: its IPv4 subnet (CIDR), gateway (kept for a router), DNS servers DHCP hands out, MTU. */
+  subnet?: string;
+  gateway?: string;
+  dns?: string[];
+  mtu?: number;
+  createdAt?: string;
 }
 
 export interface TaskRecord {

@@ -158,8 +158,14 @@ export class VmDevices {
   addNic(ref: string, input: AddNicInput): Promise<VmView> {
     return this.locked(ref, async (cur) => {
       const vm = cur.value;
-      if (!(await this.store.get<NetworkRecord>(keys.network(input.network))))
+      const net = await this.store.get<NetworkRecord>(keys.network(input.network));
+      if (!net)
         throw new NfError('validation_failed', `network "${input.network}" does not exist (try "default")`);
+      if (net.value.type === 'overlay' && this.isLive(vm))
+        throw new NfError(
+          'not_implemented',
+          `hot-plug of a NIC on overlay network "${input.network}" is not built yet: add it while the VM is stopped`,
+        );
       if (vm.networks.length >= 8)
         throw new NfError('validation_failed', `VM "${vm.name}" has 8 NICs already`);
       const ids = new Set(vm.networks.map((n) => n.id));

@@ -85,6 +85,11 @@ export class VmService {
     readonly images: ImageService,
     readonly reconciler: Reconciler,
     private readonly hostPaths: HostPaths,
+    /** Overlay networks: a NIC on one is an OVN logical port, made before the VM starts. */
+    private readonly networkPorts?: {
+      ensurePorts(vm: VmRecord): Promise<Map<string, string>>;
+      dropPorts(vmId: string, nicIds: string[]): Promise<void>;
+    },
   ) {}
 
   async list(): Promise<VmView[]> {
@@ -792,6 +797,10 @@ export class VmService {
         // A retried transaction may have gone through already: only a record still there is a conflict.
         if (!NfError.isCode(err, 'conflict') || (await this.store.get(cur.key))) throw err;
       }
+      await this.networkPorts?.dropPorts(
+        vm.id,
+        vm.networks.map((n) => n.id),
+      );
       if (vm.node && !hostGone) {
         for (const d of vm.disks) await this.node.on(vm.node).deleteVolume(d.pool, d.volume);
         if (vm.efiVars) await this.node.on(vm.node).deleteVolume(vm.efiVars.pool, vm.efiVars.volume);
@@ -823,6 +832,7 @@ export class VmService {
 
   /** The node-level spec: every reference resolved to a host path. */
   async runSpec(vm: VmRecord): Promise<VmRunSpec> {
+    const ports = (await this.networkPorts?.ensurePorts(vm)) ?? new Map<string, string>();
     const spec: VmRunSpec = {
       id: vm.id,
       name: vm.name,
@@ -834,7 +844,7 @@ export class VmService {
       nics: vm.networks.map((n) => ({
         id: n.id,
         network: n.network,
-        type: 'nat',
+        ...(ports.has(n.id) ? { type: 'ovn' as const, port: ports.get(n.id)! } : { type: 'nat' as const }),
         mac: n.mac,
         ...(n.model ? { model: n.model } : {}),
         ...(n.slot ? { slot: n.slot } : {}),

@@ -1452,7 +1452,11 @@ export class Node implements NodeApi {
     void instance.exited.then(async (info) => {
       if (this.instances.get(instance.id) !== instance) return;
       this.instances.delete(instance.id);
+      const spec = this.specs.get(instance.id);
       this.specs.delete(instance.id);
+      // its NICs' taps on the OVN bridge (a VM adopted after a restart has its spec from the run dir)
+      const ran = spec ?? this.specOf(instance.id);
+      if (ran) void this.driver.release?.(ran).catch(() => {});
       // Status first and synchronously: whoever awaited `exited` must already see the VM down.
       const fenced = this.isolating.get(instance.id);
       this.isolating.delete(instance.id);

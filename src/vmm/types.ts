@@ -96,8 +96,13 @@ export interface FirmwareRun {
 export interface NicRun {
   id: string;
   network: string;
-  /** nat = outbound NAT through passt, no access to the host (src/network/nat.ts); later: ovn, bridge. */
-  type: 'nat';
+  /**
+   * nat = outbound NAT through passt, no access to the host (src/network/nat.ts); ovn = a tap on the
+   * host's OVN integration bridge bound to the logical port `port` (src/network/ovn/).
+   */
+  type: 'nat' | 'ovn';
+  /** ovn: the logical switch port this NIC is. */
+  port?: string;
   mac: string;
   /** Absent: virtio. */
   model?: NicModel;
@@ -287,6 +292,8 @@ export interface VmmDriver {
   start(spec: VmRunSpec, runDir: string, opts?: { incoming?: boolean }): Promise<VmInstance>;
   /** Finds a process started earlier (by a previous daemon) from runDir; undefined if none is alive. */
   attach(runDir: string, id: string): Promise<VmInstance | undefined>;
+  /** Frees what a VM's start took on the host beside its process (its NICs' tap devices) once it ended. */
+  release?(spec: VmRunSpec): Promise<void>;
 }
 
 /** A disk in a backup's point-in-time export. */

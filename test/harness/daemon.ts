@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -133,6 +133,25 @@ export class TestDaemon implements AsyncDisposable {
       .filter((pid) => (procCmdline(pid) ?? []).includes(conf));
   }
 
+  /** Open vSwitch and OVN daemons of this data dir (their argv names files under <data dir>/ovn/). */
+  ovnPids(): number[] {
+    const root = join(this.dataDir, 'ovn');
+    return readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .map(Number)
+      .filter((pid) => (procCmdline(pid) ?? []).some((a) => a.includes(root)));
+  }
+
+  /** The tap devices of VM NICs on this data dir's OVN bridge. */
+  ovnTaps(): string[] {
+    const sock = join(this.dataDir, 'ovn', 'run', 'db.sock');
+    if (!existsSync(sock)) return [];
+    const r = spawnSync('ovs-vsctl', [`--db=unix:${sock}`, '--timeout=5', 'list-ports', 'br-int'], {
+      encoding: 'utf8',
+    });
+    return r.status === 0 ? r.stdout.split('\n').filter((t) => /^nf[0-9a-f]{12}$/.test(t)) : [];
+  }
+
   etcdPid(): number | undefined {
     const pid = readPidfile(join(this.dataDir, 'etcd', 'etcd.pid'));
     return pid && pidAlive(pid) ? pid : undefined;
@@ -140,11 +159,13 @@ export class TestDaemon implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.kill9().catch(() => {});
-    const pids = [...this.qemuPids()];
+    const taps = this.ovnTaps();
+    const pids = [...this.qemuPids(), ...this.ovnPids()];
     const etcd = this.etcdPid();
     if (etcd) pids.push(etcd);
     pids.push(...this.cephPids());
     await killAll(pids);
+    for (const t of taps) spawnSync('ip', ['link', 'del', t]);
     rmSync(this.dataDir, { recursive: true, force: true });
   }
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { NfError } from '../../errors';
 import { withDiskIo } from '../../storage/blockdev';
@@ -285,8 +286,9 @@ export function buildQemuConfig(
   }
 
   for (const nic of spec.nics) {
-    // nat: QEMU listens, the node connects and hands the connection to passt (src/network/nat.ts)
-    add('-netdev', { json: nicBackend(paths, nic.id) });
+    // nat: QEMU listens, the node connects and hands the connection to passt (src/network/nat.ts);
+    // ovn: the tap the node put on the integration bridge (src/network/ovn/host.ts)
+    add('-netdev', { json: nic.type === 'ovn' ? tapBackend(spec.id, nic.id) : nicBackend(paths, nic.id) });
     const nicDev = nicDevice(hasSlot(spec, nic.slot) ? nic : { ...nic, slot: undefined });
     setBootIndex(nicDev, spec, nic.id); // PXE (iPXE's option ROM)
     add('-device', { json: nicDev });
@@ -397,6 +399,16 @@ export function nicBackend(paths: RunPaths, nicId: string): Record<string, unkno
   };
 }
 
+/** A NIC's tap device on the host (15 characters at most): named after the VM and the NIC. */
+export function tapName(vmId: string, nicId: string): string {
+  return `nf${createHash('sha256').update(`${vmId}/${nicId}`).digest('hex').slice(0, 12)}`;
+}
+
+/** An OVN NIC's backend: the existing tap (made and plugged by the node), no scripts. */
+export function tapBackend(vmId: string, nicId: string): Record<string, unknown> {
+  return { type: 'tap', id: nicId, ifname: tapName(vmId, nicId), script: 'no', downscript: 'no' };
+}
+
 /** A NIC's -device (or device_add) arguments. */
 export function nicDevice(nic: NicRun): Record<string, unknown> {
   const dev: Record<string, unknown> = {
@@ -406,6 +418,11 @@ export function nicDevice(nic: NicRun): Record<string, unknown> {
     id: `${nic.id}-dev`,
   };
   if (nic.slot) dev.bus = nic.slot;
+  // OVS's userspace datapath does not complete the checksums a virtio NIC leaves to the host
+  if (nic.type === 'ovn' && (nic.model ?? 'virtio') === 'virtio') {
+    dev.csum = false;
+    dev.guest_csum = false;
+  }
   return dev;
 }
 

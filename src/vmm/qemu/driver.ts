@@ -16,7 +16,7 @@ import { createLogger } from '../../util/log';
 import { pidAlive, procCmdline, readPidfile } from '../../util/proc';
 import { waitFor } from '../../util/wait';
 import type { Accelerator, VmInstance, VmmDriver, VmRunSpec } from '../types';
-import { buildQemuConfig, nicSocketPath, renderArgv, runPaths } from './cmdline';
+import { buildQemuConfig, nicSocketPath, renderArgv, runPaths, tapName } from './cmdline';
 import { QemuInstance, stderrReason } from './instance';
 import { QmpClient } from './qmp';
 import { writeSeedIso } from './seed';
@@ -27,8 +27,10 @@ const log = createLogger('qemu');
 export interface QemuDriverOptions {
   binary: string;
   accel: Accelerator;
-  /** The nat network's backend; without it a VM with a NIC does not start. */
+  /** The nat network's backend; without it a VM with a nat NIC does not start. */
   nat?: NatNetwork;
+  /** OVN on this host: NICs on overlay networks are taps on its integration bridge. */
+  ovn?: { plug(tap: string, port: string): Promise<void>; unplug(tap: string): Promise<void> };
 }
 
 /**
@@ -40,6 +42,12 @@ export class QemuDriver implements VmmDriver {
 
   constructor(private readonly opts: QemuDriverOptions) {}
 
+  /** Takes a VM's OVN NICs' taps off the integration bridge and deletes them (its QEMU is gone). */
+  async release(spec: VmRunSpec): Promise<void> {
+    for (const n of spec.nics)
+      if (n.type === 'ovn') await this.opts.ovn?.unplug(tapName(spec.id, n.id)).catch(() => {});
+  }
+
   async start(spec: VmRunSpec, runDir: string, opts: { incoming?: boolean } = {}): Promise<VmInstance> {
     const paths = runPaths(runDir);
     mkdirSync(runDir, { recursive: true, mode: 0o700 });
@@ -48,11 +56,24 @@ export class QemuDriver implements VmmDriver {
     if (old && pidAlive(old) && (procCmdline(old) ?? []).includes(spec.id)) {
       throw new NfError('invalid_state', `VM "${spec.name}" already has a QEMU process (pid ${old})`);
     }
-    const nics = spec.nics.map((n) => n.id);
+    const nics = spec.nics.filter((n) => n.type !== 'ovn').map((n) => n.id);
     if (nics.length > 0) {
       if (!this.opts.nat)
         throw new NfError('unavailable', `this host has no nat network backend for VM "${spec.name}"`);
       await this.opts.nat.ensureFirewall(); // fail closed: no guest network without it
+    }
+    const ovnNics = spec.nics.filter((n) => n.type === 'ovn');
+    if (ovnNics.length > 0) {
+      if (!this.opts.ovn) throw new NfError('unavailable', `this host has no OVN for VM "${spec.name}"`);
+      try {
+        for (const n of ovnNics) {
+          if (!n.port) throw new NfError('internal', `NIC ${n.id} of VM "${spec.name}" names no OVN port`);
+          await this.opts.ovn.plug(tapName(spec.id, n.id), n.port);
+        }
+      } catch (err) {
+        await this.release(spec);
+        throw err;
+      }
     }
     const sockets = nics.map((id) => nicSocketPath(paths, id));
     for (const stale of [paths.qmp, paths.serial, paths.pidfile, paths.vnc, ...sockets])
@@ -78,6 +99,7 @@ export class QemuDriver implements VmmDriver {
     });
     if (spawned) {
       if (spec.tpm) stopSwtpm(paths);
+      await this.release(spec);
       throw new NfError('hypervisor_error', `cannot run ${argv[0]}: ${spawned.message}`);
     }
     child.unref();
@@ -117,6 +139,7 @@ export class QemuDriver implements VmmDriver {
       qmp?.close();
       this.opts.nat?.stop(runDir, nics);
       if (spec.tpm) stopSwtpm(paths);
+      await this.release(spec);
       if (err instanceof NfError) {
         if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
         throw err;

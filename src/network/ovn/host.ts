@@ -1,0 +1,298 @@
+/**
+ * Open vSwitch and OVN on this host, run by `serve` like etcd and Ceph (src/util/daemon.ts: adopted after
+ * a restart of `serve`, started again when they die): the switch's database and `ovs-vswitchd`, and
+ * `ovn-controller`, which turns the southbound database into flows on the integration bridge. On a host
+ * that holds OVN's central part (one host today), the northbound and southbound databases and
+ * `ovn-northd` too. Everything lives under `<data dir>/ovn/` (its own run dir: nothing of a system OVS is
+ * touched). The userspace (`netdev`) datapath is used when the kernel has no openvswitch module.
+ *
+ * The daemons start only once a host needs them (the first overlay network): a host without overlay
+ * networks runs none of them.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { NfError } from '../../errors';
+import { Daemon } from '../../util/daemon';
+import { createLogger } from '../../util/log';
+import { waitFor } from '../../util/wait';
+
+const log = createLogger('ovn');
+
+const SCHEMAS = {
+  vswitch: '/usr/share/openvswitch/vswitch.ovsschema',
+  nb: '/usr/share/ovn/ovn-nb.ovsschema',
+  sb: '/usr/share/ovn/ovn-sb.ovsschema',
+};
+const INSTALL = 'install openvswitch-switch, ovn-host and ovn-central (scripts/setup.sh)';
+export const INTEGRATION_BRIDGE = 'br-int';
+
+export interface OvnPaths {
+  root: string;
+  run: string;
+  log: string;
+  db: string;
+  /** The switch's database socket. */
+  ovsSock: string;
+  nbSock: string;
+  sbSock: string;
+}
+
+export function ovnPaths(dataDir: string): OvnPaths {
+  const root = join(dataDir, 'ovn');
+  const run = join(root, 'run');
+  return {
+    root,
+    run,
+    log: join(root, 'log'),
+    db: join(root, 'db'),
+    ovsSock: join(run, 'db.sock'),
+    nbSock: join(run, 'ovnnb_db.sock'),
+    sbSock: join(run, 'ovnsb_db.sock'),
+  };
+}
+
+/** Runs a tool to its end with an argv array; its stderr is the error. */
+export function run(argv: string[], env?: Record<string, string>, timeoutMs = 30_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(argv[0]!, argv.slice(1), {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(env ? { env: { ...process.env, ...env } } : {}),
+    });
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    p.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new NfError('unavailable', `${argv[0]}: ${e.message}; ${INSTALL}`));
+    });
+    p.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out);
+      else
+        reject(
+          new NfError(
+            'unavailable',
+            `${argv[0]} ${argv.slice(1, 3).join(' ')} failed: ${err.trim() || `exit ${code ?? signal}`}`,
+          ),
+        );
+    });
+  });
+}
+
+export class OvnHost {
+  readonly paths: OvnPaths;
+  private readonly daemons: Daemon[] = [];
+  private timer?: ReturnType<typeof setInterval>;
+  private starting?: Promise<void>;
+
+  constructor(
+    dataDir: string,
+    private readonly opts: {
+      /** The chassis name (the host's node name). */
+      chassis: string;
+      /** The address other hosts reach this one at (Geneve tunnels). */
+      encapIp: string;
+      /** Runs the northbound/southbound databases and ovn-northd here. */
+      central: boolean;
+    },
+  ) {
+    this.paths = ovnPaths(dataDir);
+  }
+
+  /** The environment OVS/OVN tools need to keep to our run dir. */
+  get env(): Record<string, string> {
+    const p = this.paths;
+    return { OVS_RUNDIR: p.run, OVS_LOGDIR: p.log, OVS_DBDIR: p.db, OVN_RUNDIR: p.run, OVN_LOGDIR: p.log };
+  }
+
+  get started(): boolean {
+    return this.timer !== undefined;
+  }
+
+  /** Starts (or adopts) the daemons once; later calls wait for the same start. */
+  ensureStarted(): Promise<void> {
+    this.starting ??= this.start().catch((err) => {
+      this.starting = undefined;
+      throw err;
+    });
+    return this.starting;
+  }
+
+  private daemon(name: string, argv: string[]): Daemon {
+    const d = new Daemon({
+      name,
+      argv,
+      pidfile: join(this.paths.run, `nf-${name}.pid`),
+      outFile: join(this.paths.log, `${name}.out`),
+      env: this.env,
+      installHint: INSTALL,
+    });
+    this.daemons.push(d);
+    return d;
+  }
+
+  private async createDb(file: string, schema: string): Promise<void> {
+    if (!existsSync(file)) await run(['ovsdb-tool', 'create', file, schema]);
+  }
+
+  private async start(): Promise<void> {
+    const p = this.paths;
+    for (const d of [p.root, p.run, p.log, p.db]) mkdirSync(d, { recursive: true, mode: 0o700 });
+    const t0 = Date.now();
+    const ovsDb = join(p.db, 'conf.db');
+    await this.createDb(ovsDb, SCHEMAS.vswitch);
+    const ovsdb = this.daemon('ovsdb-server', [
+      '/usr/sbin/ovsdb-server',
+      ovsDb,
+      `--remote=punix:${p.ovsSock}`,
+      `--unixctl=${join(p.run, 'ovsdb-server.ctl')}`,
+      `--log-file=${join(p.log, 'ovsdb-server.log')}`,
+    ]);
+    await ovsdb.start();
+    await waitFor(() => existsSync(p.ovsSock), { timeoutMs: 10_000, intervalMs: 20, what: 'ovsdb-server' });
+    await this.vsctl(['--no-wait', 'init']);
+    if (this.opts.central) {
+      const nbDb = join(p.db, 'ovnnb_db.db');
+      const sbDb = join(p.db, 'ovnsb_db.db');
+      await this.createDb(nbDb, SCHEMAS.nb);
+      await this.createDb(sbDb, SCHEMAS.sb);
+      for (const [name, file, sock] of [
+        ['ovnnb-db', nbDb, p.nbSock],
+        ['ovnsb-db', sbDb, p.sbSock],
+      ] as const)
+        await this.daemon(name, [
+          '/usr/sbin/ovsdb-server',
+          file,
+          `--remote=punix:${sock}`,
+          `--unixctl=${join(p.run, `${name}.ctl`)}`,
+          `--log-file=${join(p.log, `${name}.log`)}`,
+        ]).start();
+      await waitFor(() => existsSync(p.nbSock) && existsSync(p.sbSock), {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+        what: "OVN's databases",
+      });
+      await this.daemon('ovn-northd', [
+        '/usr/bin/ovn-northd',
+        `--ovnnb-db=unix:${p.nbSock}`,
+        `--ovnsb-db=unix:${p.sbSock}`,
+        `--unixctl=${join(p.run, 'ovn-northd.ctl')}`,
+        `--log-file=${join(p.log, 'ovn-northd.log')}`,
+      ]).start();
+    }
+    const netdev = !existsSync('/sys/module/openvswitch');
+    // --no-wait: ovs-vswitchd does not run yet (a write waits for it to apply the change otherwise)
+    await this.vsctl([
+      '--no-wait',
+      'set',
+      'open_vswitch',
+      '.',
+      `external_ids:system-id=${this.opts.chassis}`,
+      `external_ids:hostname=${this.opts.chassis}`,
+      `external_ids:ovn-remote=unix:${p.sbSock}`,
+      'external_ids:ovn-encap-type=geneve',
+      `external_ids:ovn-encap-ip=${this.opts.encapIp}`,
+      `external_ids:ovn-bridge=${INTEGRATION_BRIDGE}`,
+      ...(netdev ? ['external_ids:ovn-bridge-datapath-type=netdev'] : []),
+    ]);
+    await this.daemon('ovs-vswitchd', [
+      '/usr/sbin/ovs-vswitchd',
+      `unix:${p.ovsSock}`,
+      `--unixctl=${join(p.run, 'ovs-vswitchd.ctl')}`,
+      `--log-file=${join(p.log, 'ovs-vswitchd.log')}`,
+    ]).start();
+    await this.daemon('ovn-controller', [
+      '/usr/bin/ovn-controller',
+      `unix:${p.ovsSock}`,
+      `--log-file=${join(p.log, 'ovn-controller.log')}`,
+    ]).start();
+    // ovn-controller makes the integration bridge
+    await waitFor(
+      async () =>
+        (
+          await this.vsctl(['--if-exists', 'get', 'bridge', INTEGRATION_BRIDGE, 'datapath_type']).catch(
+            () => '',
+          )
+        ).length > 0,
+      { timeoutMs: 20_000, intervalMs: 100, what: 'ovn-controller to make the integration bridge' },
+    );
+    this.timer = setInterval(() => void this.supervise(), 1000);
+    this.timer.unref?.();
+    log.info('Open vSwitch and OVN run', {
+      datapath: netdev ? 'netdev (userspace)' : 'system',
+      central: this.opts.central,
+      ms: Date.now() - t0,
+    });
+  }
+
+  private supervising = false;
+  private async supervise(): Promise<void> {
+    if (this.supervising) return;
+    this.supervising = true;
+    try {
+      for (const d of this.daemons)
+        await d.supervise().catch((err) => log.error('OVN daemon restart failed', { daemon: d.name, err }));
+    } finally {
+      this.supervising = false;
+    }
+  }
+
+  /** The daemons (for the host's view and the tests): name, pid, restarts. */
+  status(): { name: string; pid?: number; restarts: number }[] {
+    return this.daemons.map((d) => ({ name: d.name, pid: d.running(), restarts: d.restarts }));
+  }
+
+  /** Stops supervising; the daemons keep running (the dataplane outlives `serve`) unless `daemons`. */
+  async stop(opts: { daemons?: boolean } = {}): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.starting = undefined;
+    if (opts.daemons) for (const d of [...this.daemons].reverse()) await d.stop();
+  }
+
+  vsctl(args: string[]): Promise<string> {
+    return run(['ovs-vsctl', `--db=unix:${this.paths.ovsSock}`, '--timeout=10', ...args], this.env);
+  }
+
+  nbctl(args: string[]): Promise<string> {
+    if (!this.opts.central) throw new NfError('internal', 'OVN northbound is not on this host');
+    return run(['ovn-nbctl', `--db=unix:${this.paths.nbSock}`, '--timeout=10', ...args], this.env);
+  }
+
+  /**
+   * Connects a VM NIC's tap device to the integration bridge as the logical port `port` (OVN binds it to
+   * this chassis). The tap is made here (persistent, up); QEMU attaches to it by name.
+   */
+  async plug(tap: string, port: string): Promise<void> {
+    await this.ensureStarted();
+    await run(['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap']).catch((err: NfError) => {
+      if (!/exists|busy/i.test(err.message)) throw err;
+    });
+    await run(['ip', 'link', 'set', tap, 'up']);
+    await this.vsctl([
+      '--may-exist',
+      'add-port',
+      INTEGRATION_BRIDGE,
+      tap,
+      '--',
+      'set',
+      'interface',
+      tap,
+      `external_ids:iface-id=${port}`,
+    ]);
+  }
+
+  /** Removes a NIC's tap from the bridge and deletes it. */
+  async unplug(tap: string): Promise<void> {
+    if (existsSync(this.paths.ovsSock))
+      await this.vsctl(['--if-exists', 'del-port', INTEGRATION_BRIDGE, tap]).catch(() => {});
+    await run(['ip', 'link', 'del', tap]).catch(() => {});
+  }
+}

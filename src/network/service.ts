@@ -1,0 +1,301 @@
+/**
+ * Networks a NIC attaches to (`/api/v1/networks`): `nat` (outbound NAT through passt, reaching no host
+ * service: src/network/nat.ts) and `overlay` (an OVN logical switch with its own subnet, OVN's DHCP and
+ * address management). An overlay network is a logical switch `nf-<name>` with a DHCP options row; each
+ * NIC on it is a logical switch port `<vm id>-<nic id>` with its MAC and an address OVN picks (or one the
+ * NIC reserves), bound by the VM's host when the VM starts (src/network/ovn/host.ts).
+ *
+ * First step: OVN's central part runs on one host, so overlay networks are refused in a cluster of
+ * several hosts (issue 16 goes on: raft databases on the controllers, Geneve between hosts).
+ */
+import { createHash } from 'node:crypto';
+import { keys, type NetworkRecord, type NodeRecord, type VmRecord } from '../controller/records';
+import { NfError } from '../errors';
+import type { Store } from '../store/store';
+import { createLogger } from '../util/log';
+import type { OvnHost } from './ovn/host';
+
+const log = createLogger('network');
+
+const NAME_RE = /^[a-z0-9][a-z0-9-]{0,30}$/;
+/** Geneve's overhead on a 1500-byte underlay. */
+export const OVERLAY_MTU = 1442;
+
+export interface NetworkInput {
+  name: string;
+  type: 'overlay';
+  /** IPv4 subnet in CIDR form. */
+  subnet: string;
+  /** Default: the subnet's first address (kept for a router). */
+  gateway?: string;
+  dns?: string[];
+  mtu?: number;
+}
+
+export interface NetworkPort {
+  vm: string;
+  vmId: string;
+  nic: string;
+  mac: string;
+  /** The address OVN gave the port (or the NIC's reservation). */
+  ip?: string;
+}
+
+export interface NetworkView extends NetworkRecord {
+  /** The NICs on the network. */
+  nics: number;
+}
+
+function ipToInt(ip: string): number {
+  const p = ip.split('.').map(Number);
+  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255))
+    throw new NfError('validation_failed', `not an IPv4 address: ${ip}`);
+  return ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0;
+}
+
+function intToIp(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+/** A subnet's network address and prefix; refuses host bits set and sizes DHCP cannot serve. */
+export function parseSubnet(cidr: string): { base: number; prefix: number; size: number } {
+  const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(cidr);
+  if (!m) throw new NfError('validation_failed', `subnet: an IPv4 CIDR such as 10.10.0.0/24, not "${cidr}"`);
+  const prefix = Number(m[2]);
+  if (prefix < 8 || prefix > 29) throw new NfError('validation_failed', 'subnet: a prefix from /8 to /29');
+  const base = ipToInt(m[1]!);
+  const size = 2 ** (32 - prefix);
+  if (base % size !== 0)
+    throw new NfError(
+      'validation_failed',
+      `subnet: ${cidr} has host bits set (${intToIp(base - (base % size))}/${prefix}?)`,
+    );
+  return { base, prefix, size };
+}
+
+export class NetworkService {
+  constructor(
+    private readonly store: Store,
+    /** OVN on this host with its central part (the northbound database). */
+    private readonly ovn: OvnHost | undefined,
+  ) {}
+
+  async list(): Promise<NetworkView[]> {
+    const [nets, vms] = await Promise.all([
+      this.store.list<NetworkRecord>(keys.networks),
+      this.store.list<VmRecord>(keys.vms),
+    ]);
+    return nets
+      .map((n) => ({
+        ...n.value,
+        nics: vms.reduce((c, v) => c + v.value.networks.filter((x) => x.network === n.value.name).length, 0),
+      }))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async get(name: string): Promise<NetworkView & { ports?: NetworkPort[] }> {
+    const rec = await this.record(name);
+    const vms = (await this.store.list<VmRecord>(keys.vms)).map((v) => v.value);
+    const using = vms.flatMap((v) => v.networks.filter((n) => n.network === name).map((n) => ({ v, n })));
+    const view: NetworkView & { ports?: NetworkPort[] } = { ...rec, nics: using.length };
+    if (rec.type === 'overlay') {
+      const ports: NetworkPort[] = [];
+      for (const { v, n } of using) {
+        const ip = await this.portAddress(portName(v.id, n.id)).catch(() => undefined);
+        ports.push({ vm: v.name, vmId: v.id, nic: n.id, mac: n.mac, ...(ip ? { ip } : {}) });
+      }
+      view.ports = ports;
+    }
+    return view;
+  }
+
+  private async record(name: string): Promise<NetworkRecord> {
+    const cur = await this.store.get<NetworkRecord>(keys.network(name));
+    if (!cur) throw new NfError('not_found', `no network "${name}"`);
+    return cur.value;
+  }
+
+  private central(): OvnHost {
+    if (!this.ovn)
+      throw new NfError(
+        'unavailable',
+        "OVN's northbound database is not on this host (overlay networks need it)",
+      );
+    return this.ovn;
+  }
+
+  async create(input: NetworkInput): Promise<NetworkView> {
+    if (!NAME_RE.test(input.name))
+      throw new NfError('validation_failed', 'a network name is 1-31 lowercase letters, digits and dashes');
+    if (input.type !== 'overlay')
+      throw new NfError('validation_failed', 'type: overlay (nat is built in: "default")');
+    const { base, size, prefix } = parseSubnet(input.subnet);
+    const gateway = input.gateway ?? intToIp(base + 1);
+    const g = ipToInt(gateway);
+    if (g <= base || g >= base + size - 1)
+      throw new NfError('validation_failed', `gateway ${gateway} is not a host address of ${input.subnet}`);
+    for (const d of input.dns ?? []) ipToInt(d);
+    const mtu = input.mtu ?? OVERLAY_MTU;
+    if (!Number.isInteger(mtu) || mtu < 576 || mtu > 8942)
+      throw new NfError('validation_failed', 'mtu: 576 to 8942');
+    if (await this.store.get(keys.network(input.name)))
+      throw new NfError('already_exists', `a network named "${input.name}" exists`);
+    const hosts = await this.store.list<NodeRecord>(keys.nodes);
+    if (hosts.length > 1)
+      throw new NfError(
+        'not_implemented',
+        'overlay networks span one host in this first step; across hosts (Geneve, OVN databases on the controllers) is not built yet',
+      );
+    const ovn = this.central();
+    await ovn.ensureStarted();
+    const rec: NetworkRecord = {
+      name: input.name,
+      type: 'overlay',
+      subnet: `${intToIp(base)}/${prefix}`,
+      gateway,
+      ...(input.dns?.length ? { dns: input.dns } : {}),
+      mtu,
+      createdAt: new Date().toISOString(),
+    };
+    await this.makeSwitch(rec);
+    try {
+      await this.store.txn({
+        when: [{ key: keys.network(rec.name), absent: true }],
+        put: [{ key: keys.network(rec.name), value: rec }],
+      });
+    } catch (err) {
+      await this.dropSwitch(rec.name).catch(() => {});
+      if (NfError.isCode(err, 'conflict'))
+        throw new NfError('already_exists', `a network named "${input.name}" exists`);
+      throw err;
+    }
+    log.info('network created', { name: rec.name, subnet: rec.subnet });
+    return { ...rec, nics: 0 };
+  }
+
+  /** The logical switch and its DHCP options (idempotent). */
+  private async makeSwitch(rec: NetworkRecord): Promise<void> {
+    const ovn = this.central();
+    const ls = switchName(rec.name);
+    await ovn.nbctl(['--may-exist', 'ls-add', ls]);
+    await ovn.nbctl([
+      'set',
+      'logical_switch',
+      ls,
+      `other_config:subnet=${rec.subnet}`,
+      `other_config:exclude_ips=${rec.gateway}`,
+      `external_ids:neuroflow-network=${rec.name}`,
+    ]);
+    let dhcp = await this.dhcpOptions(rec.name);
+    if (!dhcp) {
+      dhcp = (await ovn.nbctl(['dhcp-options-create', rec.subnet!, `neuroflow-network=${rec.name}`])).trim();
+      dhcp ||= (await this.dhcpOptions(rec.name)) ?? '';
+    }
+    await ovn.nbctl([
+      'dhcp-options-set-options',
+      dhcp,
+      'lease_time=3600',
+      `router=${rec.gateway}`,
+      `server_id=${rec.gateway}`,
+      `server_mac=${serverMac(rec.name)}`,
+      `mtu=${rec.mtu ?? OVERLAY_MTU}`,
+      ...(rec.dns?.length ? [`dns_server={${rec.dns.join(',')}}`] : []),
+    ]);
+  }
+
+  private async dhcpOptions(name: string): Promise<string | undefined> {
+    const out = await this.central().nbctl([
+      '--bare',
+      '--columns=_uuid',
+      'find',
+      'dhcp_options',
+      `external_ids:neuroflow-network=${name}`,
+    ]);
+    return out.trim().split('\n')[0] || undefined;
+  }
+
+  private async dropSwitch(name: string): Promise<void> {
+    const ovn = this.central();
+    await ovn.nbctl(['--if-exists', 'ls-del', switchName(name)]);
+    const dhcp = await this.dhcpOptions(name);
+    if (dhcp) await ovn.nbctl(['dhcp-options-del', dhcp]);
+  }
+
+  async delete(name: string): Promise<void> {
+    const rec = await this.record(name);
+    if (name === 'default') throw new NfError('invalid_state', 'the default network stays');
+    const vms = (await this.store.list<VmRecord>(keys.vms)).map((v) => v.value);
+    const using = vms.filter((v) => v.networks.some((n) => n.network === name)).map((v) => v.name);
+    if (using.length > 0)
+      throw new NfError(
+        'in_use',
+        `network "${name}" has NICs of ${using.length} VM(s): ${using.slice(0, 5).join(', ')}${using.length > 5 ? ', …' : ''}`,
+      );
+    if (rec.type === 'overlay') await this.dropSwitch(name);
+    await this.store.txn({ delete: [keys.network(name)] });
+    log.info('network deleted', { name });
+  }
+
+  /**
+   * The logical ports of a VM's NICs on overlay networks, made or updated before it starts (a NIC's MAC
+   * and network come from the record): returns each such NIC's port name.
+   */
+  async ensurePorts(vm: VmRecord): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    for (const n of vm.networks) {
+      const net = await this.store.get<NetworkRecord>(keys.network(n.network));
+      if (net?.value.type !== 'overlay') continue;
+      const ovn = this.central();
+      await ovn.ensureStarted();
+      const port = portName(vm.id, n.id);
+      const ls = switchName(n.network);
+      // a NIC moved to another network: its port leaves the old switch first
+      const on = (await ovn.nbctl(['--if-exists', 'lsp-get-ls', port]).catch(() => '')).trim();
+      if (on && !on.includes(`(${ls})`)) await ovn.nbctl(['--if-exists', 'lsp-del', port]);
+      await ovn.nbctl(['--may-exist', 'lsp-add', ls, port]);
+      await ovn.nbctl(['lsp-set-addresses', port, `${n.mac} dynamic`]);
+      const dhcp = await this.dhcpOptions(n.network);
+      if (dhcp) await ovn.nbctl(['lsp-set-dhcpv4-options', port, dhcp]);
+      await ovn.nbctl(['set', 'logical_switch_port', port, `external_ids:neuroflow-vm=${vm.id}`]);
+      out.set(n.id, port);
+    }
+    return out;
+  }
+
+  /** Removes a deleted VM's (or a removed NIC's) logical ports. */
+  async dropPorts(vmId: string, nicIds: string[]): Promise<void> {
+    if (!this.ovn || !(await this.hasOverlay())) return;
+    for (const id of nicIds)
+      await this.ovn.nbctl(['--if-exists', 'lsp-del', portName(vmId, id)]).catch(() => {});
+  }
+
+  private async hasOverlay(): Promise<boolean> {
+    return (await this.store.list<NetworkRecord>(keys.networks)).some((n) => n.value.type === 'overlay');
+  }
+
+  /** The IPv4 address OVN gave a port (its dynamic_addresses, "MAC IP"). */
+  private async portAddress(port: string): Promise<string | undefined> {
+    const out = await this.central().nbctl([
+      '--bare',
+      '--columns=dynamic_addresses',
+      'find',
+      'logical_switch_port',
+      `name=${port}`,
+    ]);
+    return /\b(\d+\.\d+\.\d+\.\d+)\b/.exec(out)?.[1];
+  }
+}
+
+export function switchName(network: string): string {
+  return `nf-${network}`;
+}
+
+export function portName(vmId: string, nicId: string): string {
+  return `${vmId}-${nicId}`;
+}
+
+/** The MAC OVN's DHCP server answers from on a network (locally administered, stable per name). */
+function serverMac(name: string): string {
+  const h = createHash('sha256').update(`neuroflow-dhcp/${name}`).digest();
+  return ['02', ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+}

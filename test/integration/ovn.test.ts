@@ -1,0 +1,154 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../src/util/wait';
+import { TestDaemon } from '../harness/daemon';
+import { rejection } from '../harness/errors';
+import { BOOTED } from '../harness/guest';
+import { guestRun, startAndBoot, waitConsole } from '../harness/serial';
+import { createVm, kernelVm, vmAction } from '../harness/vms';
+
+interface NetworkView {
+  name: string;
+  type: string;
+  subnet?: string;
+  nics: number;
+  ports?: { vm: string; nic: string; mac: string; ip?: string }[];
+}
+
+/**
+ * Overlay networks on one host (issue 16, first step): real Open vSwitch (userspace datapath) and OVN run
+ * by `serve`, two real guests on one logical switch get their addresses from OVN's DHCP and reach each
+ * other; ovn-northd killed -9 is started again and traffic keeps flowing.
+ */
+describe('OVN overlay networks on one host', () => {
+  let d: TestDaemon;
+  const ids: Record<string, string> = {};
+  beforeAll(async () => {
+    d = await TestDaemon.start();
+  });
+  afterAll(async () => {
+    await d?.[Symbol.asyncDispose]();
+  });
+  const run = (vm: string, cmd: string) => guestRun(d.api, d.dataDir, ids[vm]!, cmd);
+  const ip = async (vm: string) =>
+    /NEUROFLOW-TEST-GUEST: ip=(\d+\.\d+\.\d+\.\d+)/.exec(
+      await waitConsole(d.api, ids[vm]!, /NEUROFLOW-TEST-GUEST: ip=10\.77\.\d+\.\d+/, 60_000),
+    )?.[1];
+
+  it('creates an overlay network; refuses bad subnets, a taken name, and deleting it with NICs', async () => {
+    const bad = (body: Record<string, unknown>) =>
+      rejection(d.api.request('POST', '/api/v1/networks', { name: 'x', type: 'overlay', ...body }));
+    expect(await bad({ subnet: '10.77.0.1/24' })).toMatchObject({
+      code: 'validation_failed',
+      message: expect.stringMatching(/host bits/),
+    });
+    expect(await bad({ subnet: '10.77.0.0/30' })).toMatchObject({ code: 'validation_failed' });
+    expect(await bad({ subnet: '10.77.0.0/24', gateway: '10.78.0.1' })).toMatchObject({
+      code: 'validation_failed',
+      message: expect.stringMatching(/not a host address/),
+    });
+    const net = await d.api.request<NetworkView>('POST', '/api/v1/networks', {
+      name: 'ovl',
+      type: 'overlay',
+      subnet: '10.77.0.0/24',
+    });
+    expect(net).toMatchObject({
+      name: 'ovl',
+      type: 'overlay',
+      subnet: '10.77.0.0/24',
+      gateway: '10.77.0.1',
+      mtu: 1442,
+    });
+    expect(
+      await rejection(
+        d.api.request('POST', '/api/v1/networks', { name: 'ovl', type: 'overlay', subnet: '10.78.0.0/24' }),
+      ),
+    ).toMatchObject({ code: 'already_exists' });
+    // OVN's daemons run under the data dir, supervised
+    expect(d.ovnPids().length).toBeGreaterThanOrEqual(6);
+    const list = await d.api.request<NetworkView[]>('GET', '/api/v1/networks');
+    expect(list.map((n) => [n.name, n.type])).toEqual([
+      ['default', 'nat'],
+      ['ovl', 'overlay'],
+    ]);
+  });
+
+  it('two guests on the network get addresses from OVN DHCP and reach each other; northd killed -9 comes back, traffic flows on', async () => {
+    for (const name of ['o1', 'o2']) {
+      const vm = await createVm(d.api, kernelVm(name, { networks: [{ network: 'ovl' }] }));
+      ids[name] = vm.id;
+      await startAndBoot(d.api, vm.id, () => vmAction(d.api, vm.id, 'start'), new RegExp(BOOTED), 120_000);
+    }
+    const [a, b] = [await ip('o1'), await ip('o2')];
+    expect(a).toMatch(/^10\.77\.0\.\d+$/);
+    expect(b).toMatch(/^10\.77\.0\.\d+$/);
+    expect(a).not.toBe(b);
+    // the API shows the addresses without asking the guests
+    const net = await d.api.request<NetworkView>('GET', '/api/v1/networks/ovl');
+    expect(net.nics).toBe(2);
+    expect(net.ports?.map((p) => [p.vm, p.ip]).sort()).toEqual([
+      ['o1', a],
+      ['o2', b],
+    ]);
+    expect(await run('o1', `ping -c 3 -W 2 ${b} >/dev/null && echo PING-OK`)).toContain('PING-OK');
+    // TCP: a line sent over nc from o2 arrives at o1
+    await run('o1', '(nc -l -p 7000 > /tmp/got &) ; echo listening');
+    await waitFor(
+      async () => (await run('o2', `echo over-tcp | nc -w 2 ${a} 7000 && echo SENT`)).includes('SENT'),
+      { timeoutMs: 20_000, intervalMs: 500, what: 'a TCP connection from o2 to o1' },
+    );
+    await waitFor(async () => (await run('o1', 'cat /tmp/got')).includes('over-tcp'), {
+      timeoutMs: 10_000,
+      what: 'the line to arrive',
+    });
+
+    // ovn-northd killed -9: flows stay (ping during the gap) and serve starts it again
+    const northd = d.ovnPids().find((p) => /ovn-northd/.test(readCmd(p)));
+    expect(northd).toBeDefined();
+    process.kill(northd!, 'SIGKILL');
+    expect(await run('o2', `ping -c 2 -W 2 ${a} >/dev/null && echo PING-OK`)).toContain('PING-OK');
+    await waitFor(() => d.ovnPids().some((p) => p !== northd && /ovn-northd/.test(readCmd(p))), {
+      timeoutMs: 15_000,
+      what: 'ovn-northd to be started again',
+    });
+
+    // serve killed -9 and started again: the daemons are adopted (not restarted), the guests talk on
+    const daemons = d.ovnPids().sort();
+    await d.kill9();
+    await d.launch();
+    expect(d.ovnPids().sort()).toEqual(daemons);
+    expect(await run('o1', `ping -c 2 -W 2 ${b} >/dev/null && echo PING-OK`)).toContain('PING-OK');
+  }, 300_000);
+
+  it('a network with NICs is not deleted; a stopped VM frees its tap; deleting the VMs frees the network', async () => {
+    expect(await rejection(d.api.request('DELETE', '/api/v1/networks/ovl'))).toMatchObject({
+      code: 'in_use',
+      message: expect.stringMatching(/o1/),
+    });
+    expect(d.ovnTaps()).toHaveLength(2);
+    await vmAction(d.api, ids.o1!, 'stop', '?force=true');
+    await waitFor(() => d.ovnTaps().length === 1, { timeoutMs: 15_000, what: "o1's tap to go" });
+    for (const id of Object.values(ids)) await d.api.request('DELETE', `/api/v1/vms/${id}?force=true`);
+    await d.api.request('DELETE', '/api/v1/networks/ovl');
+    expect((await d.api.request<NetworkView[]>('GET', '/api/v1/networks')).map((n) => n.name)).toEqual([
+      'default',
+    ]);
+    // nothing of it is left in OVN's northbound database
+    const nb = spawnSync(
+      'ovn-nbctl',
+      [`--db=unix:${d.dataDir}/ovn/run/ovnnb_db.sock`, '--timeout=5', 'ls-list'],
+      { encoding: 'utf8' },
+    );
+    expect(nb.status).toBe(0);
+    expect(nb.stdout.trim()).toBe('');
+  }, 120_000);
+});
+
+function readCmd(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return '';
+  }
+}
