@@ -171,6 +171,11 @@ export const NicInput = z
   .strictObject({
     network: NAME,
     mac: MAC.optional(),
+    ip: z
+      .string()
+      .regex(/^\d{1,3}(\.\d{1,3}){3}$/, 'an IPv4 address')
+      .optional()
+      .openapi({ description: "A fixed address on an overlay network: OVN's DHCP hands out this one" }),
     model: NicModelSchema.optional().openapi({
       description: 'virtio (default), e1000e, rtl8139, vmxnet3 (guests without VirtIO drivers)',
     }),

@@ -76,6 +76,8 @@ export interface NicRecord {
   id: string;
   network: string;
   mac: string;
+  /** A fixed address on an overlay network (else OVN picks one). */
+  ip?: string;
   /** Absent: virtio. */
   model?: NicModel;
   /** The hot-plug slot (PCIe root port) it went into while the VM ran; it stays there. */

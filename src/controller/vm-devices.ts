@@ -1,4 +1,5 @@
 import { NfError } from '../errors';
+import { checkNicAddresses } from '../network/service';
 import type { NodeApi } from '../node/types';
 import type { Store, Versioned } from '../store/store';
 import { createLogger } from '../util/log';
@@ -40,6 +41,7 @@ export interface AddDiskInput {
 export interface AddNicInput {
   network: string;
   mac?: string;
+  ip?: string;
   model?: NicModel;
 }
 
@@ -166,6 +168,7 @@ export class VmDevices {
           'not_implemented',
           `hot-plug of a NIC on overlay network "${input.network}" is not built yet: add it while the VM is stopped`,
         );
+      await checkNicAddresses(this.store, vm.id, [input]);
       if (vm.networks.length >= 8)
         throw new NfError('validation_failed', `VM "${vm.name}" has 8 NICs already`);
       const ids = new Set(vm.networks.map((n) => n.id));
@@ -175,6 +178,7 @@ export class VmDevices {
         id: `net${n}`,
         network: input.network,
         mac: input.mac?.toLowerCase() ?? randomMac(),
+        ...(input.ip ? { ip: input.ip } : {}),
       };
       if (input.model && input.model !== 'virtio') nic.model = input.model;
       if (!this.isLive(vm)) return void (await this.write(cur, (v) => void v.networks.push(nic)));

@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { CreateVmInput, EditVmInput } from '../api/schemas';
 import { NfError, toNfError } from '../errors';
+import { checkNicAddresses } from '../network/service';
 import type { VmStatus } from '../node/types';
 import { findByRef } from '../store/lookup';
 import type { Store, Versioned } from '../store/store';
@@ -213,6 +214,7 @@ export class VmService {
         throw new NfError('validation_failed', `network "${n.network}" does not exist (try "default")`);
       }
     }
+    await checkNicAddresses(this.store, undefined, input.networks);
     const poolNames = new Set(known.flatMap((h) => h.info!.pools.map((p) => p.name)));
     // a shared pool just added is known before the hosts' next heartbeat reports it
     for (const p of await this.store.list<{ name: string }>(keys.pools)) poolNames.add(p.value.name);
@@ -291,6 +293,7 @@ export class VmService {
         id: `net${i}`,
         network: n.network,
         mac: n.mac?.toLowerCase() ?? randomMac(),
+        ...(n.ip ? { ip: n.ip } : {}),
         ...(n.model && n.model !== 'virtio' ? { model: n.model } : {}),
       })),
       boot,

@@ -73,6 +73,53 @@ export function parseSubnet(cidr: string): { base: number; prefix: number; size:
   return { base, prefix, size };
 }
 
+/**
+ * Checks NICs about to be given to a VM (new, or added): a fixed address needs an overlay network, lies
+ * in its subnet (not its network, broadcast or gateway address) and is no other NIC's there; a MAC given
+ * for an overlay network is no other NIC's on it. Nothing is written.
+ */
+export async function checkNicAddresses(
+  store: Store,
+  vmId: string | undefined,
+  nics: { network: string; mac?: string; ip?: string }[],
+): Promise<void> {
+  const vms = (await store.list<VmRecord>(keys.vms)).map((v) => v.value).filter((v) => v.id !== vmId);
+  // on one overlay network: who has each address and each MAC (two ports with one MAC break switching)
+  const taken = new Map<string, string>();
+  for (const v of vms)
+    for (const n of v.networks) {
+      taken.set(`${n.network}/${n.mac.toLowerCase()}`, `VM "${v.name}" (${n.id})`);
+      if (n.ip) taken.set(`${n.network}/${n.ip}`, `VM "${v.name}" (${n.id})`);
+    }
+  for (const [i, n] of nics.entries()) {
+    const net = (await store.get<NetworkRecord>(keys.network(n.network)))?.value;
+    const overlay = net?.type === 'overlay' && net.subnet ? net : undefined;
+    const mac = n.mac?.toLowerCase();
+    if (mac && overlay) {
+      const other = taken.get(`${n.network}/${mac}`);
+      if (other)
+        throw new NfError('already_exists', `MAC ${mac} on network "${n.network}" is ${other}'s already`);
+      taken.set(`${n.network}/${mac}`, `NIC ${i} of this request`);
+    }
+    if (!n.ip) continue;
+    if (!overlay)
+      throw new NfError(
+        'validation_failed',
+        `a fixed address (${n.ip}) needs an overlay network, not "${n.network}"`,
+      );
+    const { base, size } = parseSubnet(overlay.subnet!);
+    const a = ipToInt(n.ip);
+    if (a <= base || a >= base + size - 1 || n.ip === overlay.gateway)
+      throw new NfError(
+        'validation_failed',
+        `${n.ip} is not a free host address of network "${n.network}" (${overlay.subnet}, gateway ${overlay.gateway})`,
+      );
+    const other = taken.get(`${n.network}/${n.ip}`);
+    if (other) throw new NfError('already_exists', `${n.ip} on network "${n.network}" is ${other}'s already`);
+    taken.set(`${n.network}/${n.ip}`, `NIC ${i} of this request`);
+  }
+}
+
 export class NetworkService {
   constructor(
     private readonly store: Store,
@@ -253,7 +300,7 @@ export class NetworkService {
       const on = (await ovn.nbctl(['--if-exists', 'lsp-get-ls', port]).catch(() => '')).trim();
       if (on && !on.includes(`(${ls})`)) await ovn.nbctl(['--if-exists', 'lsp-del', port]);
       await ovn.nbctl(['--may-exist', 'lsp-add', ls, port]);
-      await ovn.nbctl(['lsp-set-addresses', port, `${n.mac} dynamic`]);
+      await ovn.nbctl(['lsp-set-addresses', port, `${n.mac} ${n.ip ?? 'dynamic'}`]);
       const dhcp = await this.dhcpOptions(n.network);
       if (dhcp) await ovn.nbctl(['lsp-set-dhcpv4-options', port, dhcp]);
       await ovn.nbctl(['set', 'logical_switch_port', port, `external_ids:neuroflow-vm=${vm.id}`]);
@@ -277,7 +324,7 @@ export class NetworkService {
   private async portAddress(port: string): Promise<string | undefined> {
     const out = await this.central().nbctl([
       '--bare',
-      '--columns=dynamic_addresses',
+      '--columns=dynamic_addresses,addresses',
       'find',
       'logical_switch_port',
       `name=${port}`,

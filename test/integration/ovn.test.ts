@@ -75,13 +75,18 @@ describe('OVN overlay networks on one host', () => {
   });
 
   it('two guests on the network get addresses from OVN DHCP and reach each other; northd killed -9 comes back, traffic flows on', async () => {
+    // o1 has a fixed address (OVN's DHCP hands out that one), o2 one OVN picks
+    const nics: Record<string, Record<string, unknown>> = {
+      o1: { network: 'ovl', ip: '10.77.0.50' },
+      o2: { network: 'ovl' },
+    };
     for (const name of ['o1', 'o2']) {
-      const vm = await createVm(d.api, kernelVm(name, { networks: [{ network: 'ovl' }] }));
+      const vm = await createVm(d.api, kernelVm(name, { networks: [nics[name]] }));
       ids[name] = vm.id;
       await startAndBoot(d.api, vm.id, () => vmAction(d.api, vm.id, 'start'), new RegExp(BOOTED), 120_000);
     }
     const [a, b] = [await ip('o1'), await ip('o2')];
-    expect(a).toMatch(/^10\.77\.0\.\d+$/);
+    expect(a).toBe('10.77.0.50');
     expect(b).toMatch(/^10\.77\.0\.\d+$/);
     expect(a).not.toBe(b);
     // the API shows the addresses without asking the guests
@@ -120,6 +125,31 @@ describe('OVN overlay networks on one host', () => {
     expect(d.ovnPids().sort()).toEqual(daemons);
     expect(await run('o1', `ping -c 2 -W 2 ${b} >/dev/null && echo PING-OK`)).toContain('PING-OK');
   }, 300_000);
+
+  it('refuses a fixed address outside the subnet, on a nat network or taken, and a MAC taken on the network', async () => {
+    const o1 = await d.api.request<{ networks: { mac: string }[] }>('GET', `/api/v1/vms/${ids.o1}`);
+    const make = (nic: Record<string, unknown>) =>
+      rejection(createVm(d.api, kernelVm('o3', { networks: [nic] })));
+    expect(await make({ network: 'ovl', ip: '10.78.0.9' })).toMatchObject({
+      code: 'validation_failed',
+      message: expect.stringMatching(/not a free host address/),
+    });
+    expect(await make({ network: 'ovl', ip: '10.77.0.1' })).toMatchObject({ code: 'validation_failed' }); // the gateway
+    expect(await make({ network: 'default', ip: '10.0.2.20' })).toMatchObject({
+      code: 'validation_failed',
+      message: expect.stringMatching(/needs an overlay network/),
+    });
+    expect(await make({ network: 'ovl', ip: '10.77.0.50' })).toMatchObject({
+      code: 'already_exists',
+      message: expect.stringMatching(/o1/),
+    });
+    expect(await make({ network: 'ovl', mac: o1.networks[0]!.mac })).toMatchObject({
+      code: 'already_exists',
+    });
+    expect((await d.api.request<{ name: string }[]>('GET', '/api/v1/vms')).map((v) => v.name)).not.toContain(
+      'o3',
+    );
+  });
 
   it('a network with NICs is not deleted; a stopped VM frees its tap; deleting the VMs frees the network', async () => {
     expect(await rejection(d.api.request('DELETE', '/api/v1/networks/ovl'))).toMatchObject({
