@@ -1430,6 +1430,118 @@ describe('web UI', () => {
     }
   });
 
+  it('lists networks, adds an overlay network (host bits and a taken name refused inline), shows its NICs, refuses to delete it while a VM has one, deletes it', async () => {
+    // A page of its own, signed in here: the test also runs alone (-t).
+    const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
+    const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
+    const net = 'e2e-ovl';
+    let vmId = '';
+    try {
+      await p.click('.topbar a[href="#/networks"]');
+      const def = p.locator('.networks-page tr[data-network=default]');
+      await def.waitFor({ timeout: 15_000 });
+      expect(await def.locator('.net-type').textContent()).toBe('nat');
+      expect(await def.locator('[data-action=delete-network]').count()).toBe(0);
+
+      // Add network…: a subnet with host bits set is refused as typed, a taken name by the API (409)
+      await p.click('.networks-page [data-action=add-network]');
+      const dialog = p.getByRole('dialog', { name: 'Add a network' });
+      const submit = dialog.locator('button[type=submit]');
+      await dialog.locator('input[name=name]').fill('default');
+      await dialog.locator('input[name=subnet]').fill('10.77.0.1/24');
+      await dialog
+        .locator('.field-error[data-field=subnet]', {
+          hasText: 'Subnet: 10.77.0.1/24 has host bits set (10.77.0.0/24?)',
+        })
+        .waitFor({ timeout: 5_000 });
+      expect(await submit.isDisabled()).toBe(true);
+      await dialog.locator('input[name=subnet]').fill('10.77.0.0/24');
+      await dialog.locator('.field-error').waitFor({ state: 'detached' });
+      expect(await dialog.locator('input[name=gateway]').getAttribute('placeholder')).toBe('10.77.0.1');
+      await dialog.locator('input[name=dns]').fill('10.77.0.53, 9.9.9.9');
+      await dialog.locator('input[name=mtu]').fill('1400');
+      await submit.click();
+      await dialog
+        .locator('.form-error', { hasText: 'a network named "default" exists' })
+        .waitFor({ timeout: 15_000 });
+      await dialog.locator('input[name=name]').fill(net);
+      await submit.click();
+      await dialog.waitFor({ state: 'detached', timeout: 60_000 });
+      const row = p.locator(`.networks-page tr[data-network=${net}]`);
+      await row.waitFor({ timeout: 15_000 });
+      expect(await row.locator('.net-type').textContent()).toBe('overlay');
+      expect(await row.locator('.net-subnet').textContent()).toBe('10.77.0.0/24');
+      expect(await row.locator('.net-gateway').textContent()).toBe('10.77.0.1');
+      expect(await row.locator('.net-dns').textContent()).toBe('10.77.0.53, 9.9.9.9');
+      expect(await row.locator('.net-mtu').textContent()).toBe('1400');
+      expect(await row.locator('.net-nics').textContent()).toBe('0');
+      // the new network opens on its NICs: none yet
+      const detail = p.locator(`.network-ports[data-network-ports=${net}]`);
+      await detail.locator('p', { hasText: `No NICs on ${net} yet` }).waitFor({ timeout: 15_000 });
+
+      // a VM with a NIC on it (stopped: OVN gives the address when it starts)
+      const vm = await d.api.request<{ id: string; networks: { id: string; mac: string }[] }>(
+        'POST',
+        '/api/v1/vms',
+        kernelVm('netvm', { networks: [{ network: net }] }),
+      );
+      vmId = vm.id;
+      await row.locator('.net-nics', { hasText: /^1$/ }).waitFor({ timeout: 15_000 });
+      const port = detail.locator('tr[data-port="netvm/net0"]');
+      await port.waitFor({ timeout: 15_000 });
+      expect(await port.locator('a.port-vm').getAttribute('href')).toBe(`#/vms/${vm.id}`);
+      expect(await port.locator('.port-nic').textContent()).toBe('net0');
+      expect(await port.locator('.port-mac').textContent()).toBe(vm.networks[0]!.mac);
+      expect(await port.locator('.port-ip').textContent()).toBe('—');
+      while ((await p.locator('.toast-x').count()) > 0) await p.locator('.toast-x').first().click();
+      await p.screenshot({ path: join(SHOTS, 'networks.png') });
+
+      // the pickers offer it: the new-VM wizard, and Add NIC… on the VM's page (its link from the NIC)
+      await p.click('.topbar button.primary');
+      const wizard = p.getByRole('dialog', { name: 'New virtual machine' });
+      await wizard
+        .locator(`select[name=network] option[value=${net}]`, { hasText: `${net} (overlay, 10.77.0.0/24)` })
+        .waitFor({ state: 'attached', timeout: 10_000 });
+      expect(await wizard.locator('select[name=network]').inputValue()).toBe('default');
+      await wizard.locator('button', { hasText: 'Cancel' }).click();
+      await port.locator('a.port-vm').click();
+      await p.locator('.vm-head h2', { hasText: 'netvm' }).waitFor({ timeout: 15_000 });
+      expect(await p.locator('.card .nic a.nic-network').textContent()).toBe(net);
+      await p.click('[data-action=add-nic]');
+      const addNic = p.getByRole('dialog', { name: 'Add a NIC to netvm' });
+      await addNic
+        .locator('select[name=network] option[value=default]', { hasText: 'default (NAT)' })
+        .waitFor({ state: 'attached', timeout: 10_000 });
+      expect(await addNic.locator('select[name=network]').inputValue()).toBe(net);
+      await addNic.locator('button', { hasText: 'Cancel' }).click();
+      await p.click('.card .nic a.nic-network');
+
+      // Delete is refused while the VM has a NIC on it, with the VM named; then it goes
+      await row.locator('[data-action=delete-network]').click();
+      const confirm = p.getByRole('dialog', { name: `Delete network ${net}?` });
+      await confirm.locator('button.danger').click();
+      await confirm
+        .locator('.form-error', { hasText: /has NICs of 1 VM\(s\): netvm/ })
+        .waitFor({ timeout: 15_000 });
+      await confirm.locator('button', { hasText: 'Cancel' }).click();
+      await d.api.request('DELETE', `/api/v1/vms/${vm.id}`);
+      vmId = '';
+      await row.locator('.net-nics', { hasText: /^0$/ }).waitFor({ timeout: 15_000 });
+      await row.locator('[data-action=delete-network]').click();
+      await confirm.locator('button.danger').click();
+      await row.waitFor({ state: 'detached', timeout: 15_000 });
+      await confirm.waitFor({ state: 'detached' });
+      expect(await d.api.request<{ name: string }[]>('GET', '/api/v1/networks')).toEqual([
+        expect.objectContaining({ name: 'default', type: 'nat' }),
+      ]);
+      expect(errors).toEqual([]);
+    } finally {
+      if (vmId) await d.api.request('DELETE', `/api/v1/vms/${vmId}?force=true`).catch(() => {});
+      await d.api.request('DELETE', `/api/v1/networks/${net}`).catch(() => {});
+      await p.context().close();
+    }
+  });
+
   it('backs a running VM up from its page into a new repository (a relative path refused inline), full then incremental, restores it as a new VM; deletes, collects garbage, verifies, shows an unreadable repository', async () => {
     // A page of its own, signed in here: the test also runs alone (-t).
     const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();

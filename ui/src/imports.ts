@@ -12,12 +12,6 @@ export const DEVICE_MODES: [DeviceMode, string][] = [
   ['emulated', 'Emulated: SATA disks, e1000e NICs'],
 ];
 
-/**
- * The NeuroFlow networks an OVF network can be mapped to. The API has no list of networks yet (no GET
- * /networks): every host has the NAT network "default", and that is all there is today.
- */
-export const IMPORT_NETWORKS = ['default'];
-
 /** Where the package comes from: a file uploaded from the browser, a path on the host, an http(s) URL. */
 export type SourceKind = 'upload' | 'path' | 'url';
 

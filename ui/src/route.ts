@@ -1,8 +1,11 @@
 import { useEffect, useState } from 'preact/hooks';
 
-/** Hash routes: #/ (dashboard), #/vms, #/vms/<id>/<tab>, #/hosts/<name>, #/cluster, #/storage, #/backups, #/events. */
+/**
+ * Hash routes: #/ (dashboard), #/vms, #/vms/<id>/<tab>, #/hosts/<name>, #/cluster, #/storage,
+ * #/networks[/<name>] (one network's NICs open), #/backups, #/events.
+ */
 export interface Route {
-  view: 'dashboard' | 'vms' | 'vm' | 'host' | 'cluster' | 'storage' | 'backups' | 'events';
+  view: 'dashboard' | 'vms' | 'vm' | 'host' | 'cluster' | 'storage' | 'networks' | 'backups' | 'events';
   id?: string;
   tab?: string;
 }
@@ -15,6 +18,8 @@ export function parseRoute(hash: string): Route {
   if (parts[0] === 'cluster') return { view: 'cluster' };
   if (parts[0] === 'events') return { view: 'events' };
   if (parts[0] === 'storage') return { view: 'storage' };
+  if (parts[0] === 'networks')
+    return parts[1] ? { view: 'networks', id: decodeURIComponent(parts[1]) } : { view: 'networks' };
   if (parts[0] === 'backups') return { view: 'backups' };
   return { view: 'dashboard' };
 }

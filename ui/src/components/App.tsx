@@ -10,6 +10,7 @@ import { Events } from './Events';
 import { HostPage } from './HostPage';
 import { ImportDialog } from './ImportDialog';
 import { Login } from './Login';
+import { NetworksPage } from './NetworksPage';
 import { StoragePage } from './StoragePage';
 import { TasksPanel } from './TasksPanel';
 import { Toasts } from './Toasts';
@@ -58,6 +59,7 @@ export function App() {
         {route.view === 'host' && <HostPage name={route.id!} />}
         {route.view === 'cluster' && <ClusterPage />}
         {route.view === 'storage' && <StoragePage onImport={() => setImporting(true)} />}
+        {route.view === 'networks' && <NetworksPage open={route.id} />}
         {route.view === 'backups' && <BackupsPage />}
       </main>
       <TasksPanel />

@@ -21,11 +21,13 @@ import {
   socketsHint,
   VIDEOS,
 } from '../hardware';
+import { DEFAULT_NETWORK } from '../networks';
 import { go } from '../route';
 import { createStartupBody, DEFAULT_STARTUP, type StartupForm, startupProblem } from '../startup';
 import { refreshAll, refreshCluster, toast, useStore } from '../store';
 import { parseTags } from '../tags';
 import { collator } from '../window';
+import { NetworkOptions, useNetworks } from './NetworkOptions';
 import { StartupFields } from './VmStartupDialog';
 
 /**
@@ -37,12 +39,14 @@ import { StartupFields } from './VmStartupDialog';
 export function CreateVmDialog({ onClose }: { onClose: () => void }) {
   const s = useStore();
   const [images, setImages] = useState<Image[]>([]);
+  const networks = useNetworks();
   const [f, setF] = useState({
     name: '',
     vcpus: 1,
     memoryMiB: 512,
     diskGiB: 8,
     iso: '',
+    network: DEFAULT_NETWORK,
     start: false,
     ha: false,
     node: '',
@@ -119,7 +123,7 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
         ],
         networks: [
           {
-            network: 'default',
+            network: f.network,
             ...(hw.nicModel !== DEFAULT_HARDWARE.nicModel ? { model: hw.nicModel } : {}),
           },
         ],
@@ -188,6 +192,16 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
                   {i.name}
                 </option>
               ))}
+            </select>
+          </label>
+          <label>
+            Network
+            <select
+              name="network"
+              value={f.network}
+              onChange={(e) => setF({ ...f, network: (e.target as HTMLSelectElement).value })}
+            >
+              <NetworkOptions networks={networks} value={f.network} />
             </select>
           </label>
           <label>

@@ -9,7 +9,6 @@ import {
   firmwareLine,
   formProblem,
   guessKind,
-  IMPORT_NETWORKS,
   type ImportForm,
   type ImportPlan,
   importBody,
@@ -28,6 +27,7 @@ import {
 import { go } from '../route';
 import { putTask, refreshAll, sinceTaskEvent, toast, useStore } from '../store';
 import { Meter } from './Meter';
+import { NetworkOptions, useNetworks } from './NetworkOptions';
 
 type Step = 'source' | 'review' | 'import';
 
@@ -48,9 +48,10 @@ type Source = { path: string } | { url: string };
  * Import from VMware, in three steps. Source: an OVA or VMDK uploaded from the browser (POST
  * /imports/files), a file on the host, or an http(s) URL. Review: the API's plan (POST /imports/inspect):
  * the source's OS and firmware and what is not brought across, the hardware as it is mapped, the files
- * checked against the manifest, the notes; the name, pool, device models and network mapping can be
- * changed, and each change is checked again (the API's refusal inline). Import: a vm.import task that
- * converts the disks (bytes converted shown here and in Recent tasks); the new VM opens when it is done.
+ * checked against the manifest, the notes; the name, pool, device models and network mapping (onto any
+ * network of GET /networks) can be changed, and each change is checked again (the API's refusal
+ * inline). Import: a vm.import task that converts the disks (bytes converted shown here and in Recent
+ * tasks); the new VM opens when it is done.
  */
 /** Deletes an upload that will not be imported; a failure leaves it (it is only disk space). */
 function discardUpload(path: string): void {
@@ -69,6 +70,7 @@ export function ImportDialog({ onClose }: { onClose: () => void }) {
   const [source, setSource] = useState<Source | undefined>();
   const [plan, setPlan] = useState<ImportPlan | undefined>();
   const [f, setF] = useState<ImportForm>(DEFAULT_IMPORT_FORM);
+  const networks = useNetworks();
   const [start, setStart] = useState(false);
   const [pools, setPools] = useState<string[]>(['local']);
   const [checking, setChecking] = useState(false);
@@ -424,11 +426,7 @@ export function ImportDialog({ onClose }: { onClose: () => void }) {
                       value={mappedNetwork(plan, f, net)}
                       onChange={(e) => setNetwork(net, (e.target as HTMLSelectElement).value)}
                     >
-                      {IMPORT_NETWORKS.map((n) => (
-                        <option key={n} value={n}>
-                          {n}
-                        </option>
-                      ))}
+                      <NetworkOptions networks={networks} value={mappedNetwork(plan, f, net)} />
                     </select>
                   </label>
                 ))}

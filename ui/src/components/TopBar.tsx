@@ -20,6 +20,7 @@ export function TopBar({ onCreate }: { onCreate: () => void }) {
         <a href="#/vms">Virtual machines</a>
         <a href="#/cluster">Cluster</a>
         <a href="#/storage">Storage</a>
+        <a href="#/networks">Networks</a>
         <a href="#/backups">Backups</a>
         <a href="#/events">Events</a>
       </nav>

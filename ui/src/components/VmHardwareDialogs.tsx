@@ -46,9 +46,11 @@ import {
   socketsHint,
   VIDEOS,
 } from '../hardware';
+import { DEFAULT_NETWORK, hotplugHint } from '../networks';
 import { refreshVms, toast } from '../store';
 import { ConfirmDialog } from './ConfirmDialog';
 import { FormActions } from './FormActions';
+import { NetworkOptions, useNetworks } from './NetworkOptions';
 
 /** The API refuses an edit made on a copy of the VM older than its last change (If-Match). */
 export const STALE_EDIT = 'The VM changed since you opened this dialog; reopen it to edit it as it is now.';
@@ -451,9 +453,14 @@ export function AddDiskDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) 
   );
 }
 
-/** A NIC on a network: hot-plugged while the VM runs. */
+/**
+ * A NIC on a network (any of GET /networks): hot-plugged while the VM runs (not onto an overlay network
+ * yet: the API's refusal shows inline, and a hint says so beforehand).
+ */
 export function AddNicDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) {
-  const [network, setNetwork] = useState(vm.networks[0]?.network ?? 'default');
+  const [network, setNetwork] = useState(vm.networks[0]?.network ?? DEFAULT_NETWORK);
+  const networks = useNetworks();
+  const hint = runs(vm) ? hotplugHint(network, networks) : '';
   const [model, setModel] = useState<NicModel>('virtio');
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
@@ -491,12 +498,13 @@ export function AddNicDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) {
           <div class="form-row">
             <label>
               Network
-              <input
+              <select
                 name="network"
-                required
                 value={network}
-                onInput={(e) => setNetwork((e.target as HTMLInputElement).value)}
-              />
+                onChange={(e) => setNetwork((e.target as HTMLSelectElement).value)}
+              >
+                <NetworkOptions networks={networks} value={network} />
+              </select>
             </label>
             <label>
               Model
@@ -513,6 +521,7 @@ export function AddNicDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) {
               </select>
             </label>
           </div>
+          {hint && <p class="hint warning-text nic-network-hint">{hint}</p>}
         </div>
         <FormActions
           error={error}

@@ -1,0 +1,222 @@
+import { describe, expect, it } from 'vitest';
+import {
+  defaultGateway,
+  EMPTY_NETWORK_FORM,
+  formatIpv4,
+  gatewayProblem,
+  hotplugHint,
+  mtuProblem,
+  NETWORK_NAME,
+  networkBody,
+  networkChoices,
+  networkHref,
+  networkOptionLabel,
+  networkProblems,
+  networkReady,
+  networkTypeLabel,
+  nicSignature,
+  parseCidr,
+  parseDns,
+  parseIpv4,
+  portAddress,
+} from './networks';
+
+describe('an IPv4 address', () => {
+  it('is four decimals from 0 to 255', () => {
+    expect(parseIpv4('10.0.0.1')).toBe(0x0a000001);
+    expect(parseIpv4('255.255.255.255')).toBe(0xffffffff);
+    expect(parseIpv4('0.0.0.0')).toBe(0);
+    for (const bad of [
+      '',
+      '10.0.0',
+      '10.0.0.256',
+      '10.0.0.1.2',
+      'a.b.c.d',
+      '10.0.0.-1',
+      ' 10.0.0.1',
+      '1000.0.0.1',
+    ])
+      expect(parseIpv4(bad)).toBeUndefined();
+  });
+  it('reads back as it was', () => {
+    for (const ip of ['10.77.0.1', '192.168.255.0', '0.0.0.0', '255.255.255.255'])
+      expect(formatIpv4(parseIpv4(ip)!)).toBe(ip);
+  });
+});
+
+describe('a subnet', () => {
+  it('is an IPv4 CIDR with a prefix from /8 to /29', () => {
+    expect(parseCidr('10.10.0.0/24')).toEqual({ base: 0x0a0a0000, prefix: 24, size: 256, problem: '' });
+    expect(parseCidr(' 10.0.0.0/8 ').problem).toBe('');
+    expect(parseCidr('192.168.1.8/29').problem).toBe('');
+    expect(parseCidr('10.10.0.0').problem).toBe('an IPv4 CIDR such as 10.10.0.0/24, not "10.10.0.0"');
+    expect(parseCidr('10.10.0.300/24').problem).toMatch(/^an IPv4 CIDR/);
+    expect(parseCidr('fd00::/64').problem).toMatch(/^an IPv4 CIDR/);
+    expect(parseCidr('10.0.0.0/7').problem).toBe('a prefix from /8 to /29');
+    expect(parseCidr('10.0.0.0/30').problem).toBe('a prefix from /8 to /29');
+  });
+  it('has no host bits set: the API refuses it with the same words', () => {
+    expect(parseCidr('10.77.0.1/24').problem).toBe('10.77.0.1/24 has host bits set (10.77.0.0/24?)');
+    expect(parseCidr('10.77.3.0/16').problem).toBe('10.77.3.0/16 has host bits set (10.77.0.0/16?)');
+    expect(parseCidr('192.168.1.4/29').problem).toBe('192.168.1.4/29 has host bits set (192.168.1.0/29?)');
+  });
+  it('gives its first address as the default gateway', () => {
+    expect(defaultGateway('10.77.0.0/24')).toBe('10.77.0.1');
+    expect(defaultGateway('10.77.0.1/24')).toBe('');
+    expect(defaultGateway('')).toBe('');
+  });
+});
+
+describe('a gateway', () => {
+  it('is optional', () => expect(gatewayProblem('  ', '10.0.0.0/24')).toBe(''));
+  it('is an IPv4 host address of the subnet', () => {
+    expect(gatewayProblem('10.0.0.1', '10.0.0.0/24')).toBe('');
+    expect(gatewayProblem('10.0.0.254', '10.0.0.0/24')).toBe('');
+    expect(gatewayProblem('10.0.0.0', '10.0.0.0/24')).toBe('10.0.0.0 is not a host address of 10.0.0.0/24');
+    expect(gatewayProblem('10.0.0.255', '10.0.0.0/24')).toBe(
+      '10.0.0.255 is not a host address of 10.0.0.0/24',
+    );
+    expect(gatewayProblem('10.0.1.1', '10.0.0.0/24')).toBe('10.0.1.1 is not a host address of 10.0.0.0/24');
+    expect(gatewayProblem('router', '10.0.0.0/24')).toBe('"router" is not an IPv4 address');
+  });
+  it('is not judged against a subnet that is wrong itself', () =>
+    expect(gatewayProblem('10.0.9.1', '10.0.0.1/24')).toBe(''));
+});
+
+describe('DNS servers as typed', () => {
+  it('are split on commas and spaces, in order, each once', () => {
+    expect(parseDns('')).toEqual({ dns: [], problem: '' });
+    expect(parseDns(' , ')).toEqual({ dns: [], problem: '' });
+    expect(parseDns('10.0.0.53, 9.9.9.9')).toEqual({ dns: ['10.0.0.53', '9.9.9.9'], problem: '' });
+    expect(parseDns('9.9.9.9 1.1.1.1,\n9.9.9.9')).toEqual({ dns: ['9.9.9.9', '1.1.1.1'], problem: '' });
+  });
+  it('say which are not addresses', () => {
+    expect(parseDns('9.9.9.9, dns.example').problem).toBe('"dns.example" is not an IPv4 address');
+    expect(parseDns('a b 1.1.1.1').problem).toBe('"a", "b" are not IPv4 addresses');
+  });
+  it('are at most 4', () => {
+    expect(parseDns('1.1.1.1 1.1.1.2 1.1.1.3 1.1.1.4').problem).toBe('');
+    expect(parseDns('1.1.1.1 1.1.1.2 1.1.1.3 1.1.1.4 1.1.1.5').problem).toBe('at most 4 servers (5 given)');
+  });
+});
+
+describe('an MTU', () => {
+  it('is optional, else a whole number from 576 to 8942', () => {
+    expect(mtuProblem('')).toBe('');
+    expect(mtuProblem('1442')).toBe('');
+    expect(mtuProblem('576')).toBe('');
+    expect(mtuProblem('8942')).toBe('');
+    for (const bad of ['575', '8943', '1400.5', '-1500', 'jumbo'])
+      expect(mtuProblem(bad)).toBe('a whole number from 576 to 8942');
+  });
+});
+
+describe('the Add network form', () => {
+  const good = { name: 'web', subnet: '10.77.0.0/24', gateway: '', dns: '', mtu: '' };
+  it('takes the API’s network names', () => {
+    for (const ok of ['web', 'a', '0', 'web-1', 'x'.repeat(31)]) expect(NETWORK_NAME.test(ok)).toBe(true);
+    for (const bad of ['', 'Web', '-web', 'web_1', 'web.1', 'x'.repeat(32)])
+      expect(NETWORK_NAME.test(bad)).toBe(false);
+  });
+  it('says what is wrong, field by field, leaving empty fields alone', () => {
+    expect(networkProblems(EMPTY_NETWORK_FORM)).toEqual({});
+    expect(networkProblems(good)).toEqual({});
+    expect(
+      networkProblems({ name: 'Web', subnet: '10.77.0.1/24', gateway: 'x', dns: '8.8.8', mtu: '100' }),
+    ).toEqual({
+      name: 'Name: lowercase letters, digits and -, starting with a letter or digit; up to 31',
+      subnet: 'Subnet: 10.77.0.1/24 has host bits set (10.77.0.0/24?)',
+      gateway: 'Gateway: "x" is not an IPv4 address',
+      dns: 'DNS servers: "8.8.8" is not an IPv4 address',
+      mtu: 'MTU: a whole number from 576 to 8942',
+    });
+    expect(networkProblems({ ...good, gateway: '10.77.1.1' })).toEqual({
+      gateway: 'Gateway: 10.77.1.1 is not a host address of 10.77.0.0/24',
+    });
+  });
+  it('is ready with a name and a right subnet, nothing wrong', () => {
+    expect(networkReady(good)).toBe(true);
+    expect(networkReady({ ...good, name: ' ' })).toBe(false);
+    expect(networkReady({ ...good, subnet: '' })).toBe(false);
+    expect(networkReady({ ...good, subnet: '10.77.0.1/24' })).toBe(false);
+    expect(networkReady({ ...good, mtu: '99999' })).toBe(false);
+  });
+  it('sends the optional fields only when given', () => {
+    expect(networkBody(good)).toEqual({ name: 'web', type: 'overlay', subnet: '10.77.0.0/24' });
+    expect(
+      networkBody({
+        name: ' web ',
+        subnet: ' 10.77.0.0/24 ',
+        gateway: ' 10.77.0.254 ',
+        dns: '10.77.0.53, 9.9.9.9 10.77.0.53',
+        mtu: ' 1400 ',
+      }),
+    ).toEqual({
+      name: 'web',
+      type: 'overlay',
+      subnet: '10.77.0.0/24',
+      gateway: '10.77.0.254',
+      dns: ['10.77.0.53', '9.9.9.9'],
+      mtu: 1400,
+    });
+  });
+});
+
+describe('a network picker', () => {
+  const list = [
+    { name: 'web', type: 'overlay' as const, subnet: '10.77.0.0/24' },
+    { name: 'default', type: 'nat' as const },
+    { name: 'db', type: 'overlay' as const, subnet: '10.78.0.0/24' },
+  ];
+  it('names each network with its type and subnet', () => {
+    expect(networkTypeLabel('nat')).toBe('NAT');
+    expect(networkTypeLabel('overlay')).toBe('overlay');
+    expect(networkTypeLabel('vlan')).toBe('vlan');
+    expect(networkOptionLabel({ name: 'default', type: 'nat' })).toBe('default (NAT)');
+    expect(networkOptionLabel(list[0]!)).toBe('web (overlay, 10.77.0.0/24)');
+  });
+  it('offers every network, default first, the rest by name', () => {
+    expect(networkChoices(list, 'default')).toEqual([
+      { value: 'default', label: 'default (NAT)' },
+      { value: 'db', label: 'db (overlay, 10.78.0.0/24)' },
+      { value: 'web', label: 'web (overlay, 10.77.0.0/24)' },
+    ]);
+  });
+  it('offers default while the list is not there, and always the current choice', () => {
+    expect(networkChoices(undefined)).toEqual([{ value: 'default', label: 'default (NAT)' }]);
+    expect(networkChoices(undefined, 'web')).toEqual([
+      { value: 'default', label: 'default (NAT)' },
+      { value: 'web', label: 'web' },
+    ]);
+    expect(networkChoices(list, 'gone').at(-1)).toEqual({ value: 'gone', label: 'gone' });
+    expect(networkChoices(list, 'web')).toHaveLength(3);
+  });
+  it('warns of a hot-plug onto an overlay network', () => {
+    expect(hotplugHint('web', list)).toMatch(/added while the VM is stopped/);
+    expect(hotplugHint('default', list)).toBe('');
+    expect(hotplugHint('web', undefined)).toBe('');
+  });
+});
+
+describe('the Networks page', () => {
+  it('reads again when a VM gains, loses or moves a NIC, not when anything else changes', () => {
+    const a = { id: 'a', networks: [{ id: 'net0', network: 'default' }] };
+    const b = { id: 'b', networks: [{ id: 'net0', network: 'web' }] };
+    const sig = nicSignature([a, b]);
+    expect(nicSignature([b, a])).toBe(sig);
+    expect(nicSignature([{ ...a, state: 'running' } as typeof a, b])).toBe(sig);
+    expect(nicSignature([a])).not.toBe(sig);
+    expect(nicSignature([a, { ...b, networks: [{ id: 'net0', network: 'db' }] }])).not.toBe(sig);
+    expect(nicSignature([a, { ...b, networks: [...b.networks, { id: 'net1', network: 'web' }] }])).not.toBe(
+      sig,
+    );
+  });
+  it('shows an address only once OVN gave one', () => {
+    expect(portAddress({ ip: '10.77.0.2' })).toBe('10.77.0.2');
+    expect(portAddress({})).toBe('—');
+  });
+  it('links to one network', () => {
+    expect(networkHref()).toBe('#/networks');
+    expect(networkHref('web')).toBe('#/networks/web');
+  });
+});

@@ -1,0 +1,242 @@
+/**
+ * Networks a NIC attaches to (GET/POST /networks, GET/DELETE /networks/{name}; docs/network.md): the
+ * built-in NAT network "default" and overlay networks (an OVN logical switch with its own subnet, DHCP
+ * and address management). What the Networks page and the network pickers check before sending: the
+ * same rules as the API (src/api/routes/networks.ts, src/network/service.ts), with its wording.
+ */
+
+export type NetworkType = 'nat' | 'overlay';
+
+/** An overlay NIC as GET /networks/{name} shows it: its VM, its MAC and the address OVN gave it. */
+export interface NetworkPort {
+  vm: string;
+  vmId: string;
+  nic: string;
+  mac: string;
+  /** Absent until OVN gave one (the VM has not started since the NIC was added). */
+  ip?: string;
+}
+
+/** GET /networks (and GET /networks/{name} with `ports` for an overlay network). */
+export interface Network {
+  name: string;
+  type: NetworkType;
+  subnet?: string;
+  /** Kept for a router (not built yet): DHCP names it as the router. */
+  gateway?: string;
+  dns?: string[];
+  mtu?: number;
+  createdAt?: string;
+  /** NICs attached to it. */
+  nics: number;
+  ports?: NetworkPort[];
+}
+
+/** POST /networks. */
+export interface NewNetworkBody {
+  name: string;
+  type: 'overlay';
+  subnet: string;
+  gateway?: string;
+  dns?: string[];
+  mtu?: number;
+}
+
+/** The built-in NAT network every host has (never deleted). */
+export const DEFAULT_NETWORK = 'default';
+/** The API's network name rule. */
+export const NETWORK_NAME = /^[a-z0-9][a-z0-9-]{0,30}$/;
+/** The MTU of an overlay network that names none: Geneve on a 1500-byte underlay. */
+export const OVERLAY_MTU = 1442;
+export const MTU_MIN = 576;
+export const MTU_MAX = 8942;
+/** The most DNS servers DHCP hands out. */
+export const MAX_DNS = 4;
+/** The prefixes the API takes (a /30 leaves DHCP nothing to hand out besides the gateway). */
+export const PREFIX_MIN = 8;
+export const PREFIX_MAX = 29;
+
+/** An IPv4 address as a number (undefined when it is not one: four 0-255 decimals). */
+export function parseIpv4(text: string): number | undefined {
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(text)) return undefined;
+  const p = text.split('.').map(Number);
+  if (p.some((x) => x > 255)) return undefined;
+  return ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0;
+}
+
+export function formatIpv4(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+/** A subnet in CIDR form: its network address, prefix and size, or what is wrong with it. */
+export type Cidr = { base: number; prefix: number; size: number; problem: '' } | { problem: string };
+
+/** Parses "10.10.0.0/24" as the API does: a prefix from /8 to /29, no host bits set. */
+export function parseCidr(text: string): Cidr {
+  const t = text.trim();
+  const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(t);
+  const base = m ? parseIpv4(m[1]!) : undefined;
+  if (!m || base === undefined) return { problem: `an IPv4 CIDR such as 10.10.0.0/24, not "${t}"` };
+  const prefix = Number(m[2]);
+  if (prefix < PREFIX_MIN || prefix > PREFIX_MAX)
+    return { problem: `a prefix from /${PREFIX_MIN} to /${PREFIX_MAX}` };
+  const size = 2 ** (32 - prefix);
+  if (base % size !== 0)
+    return { problem: `${t} has host bits set (${formatIpv4(base - (base % size))}/${prefix}?)` };
+  return { base, prefix, size, problem: '' };
+}
+
+/** The gateway an overlay network gets when none is given: the subnet's first address ('' if no subnet). */
+export function defaultGateway(subnet: string): string {
+  const c = parseCidr(subnet);
+  return c.problem ? '' : formatIpv4((c as { base: number }).base + 1);
+}
+
+/** What is wrong with a gateway typed for a subnet ('' when it is right, or empty: the default). */
+export function gatewayProblem(gateway: string, subnet: string): string {
+  const g = gateway.trim();
+  if (!g) return '';
+  const n = parseIpv4(g);
+  if (n === undefined) return `"${g}" is not an IPv4 address`;
+  const c = parseCidr(subnet);
+  if (c.problem) return '';
+  const { base, size } = c as { base: number; size: number };
+  if (n <= base || n >= base + size - 1) return `${g} is not a host address of ${subnet.trim()}`;
+  return '';
+}
+
+/** DNS servers as typed (commas or spaces between): in order, each once, with what is wrong ('' if right). */
+export function parseDns(text: string): { dns: string[]; problem: string } {
+  const words = text.split(/[\s,]+/).filter(Boolean);
+  const bad = words.filter((w) => parseIpv4(w) === undefined);
+  const dns = [...new Set(words.filter((w) => parseIpv4(w) !== undefined))];
+  let problem = '';
+  if (bad.length === 1) problem = `"${bad[0]}" is not an IPv4 address`;
+  else if (bad.length > 1) problem = `${bad.map((b) => `"${b}"`).join(', ')} are not IPv4 addresses`;
+  else if (dns.length > MAX_DNS) problem = `at most ${MAX_DNS} servers (${dns.length} given)`;
+  return { dns, problem };
+}
+
+/** What is wrong with an MTU as typed ('' when right, or empty: 1442). */
+export function mtuProblem(text: string): string {
+  const t = text.trim();
+  if (!t) return '';
+  if (!/^\d+$/.test(t) || Number(t) < MTU_MIN || Number(t) > MTU_MAX)
+    return `a whole number from ${MTU_MIN} to ${MTU_MAX}`;
+  return '';
+}
+
+/** The Add network dialog's fields, as typed. */
+export interface NetworkForm {
+  name: string;
+  subnet: string;
+  gateway: string;
+  /** Comma- or space-separated. */
+  dns: string;
+  mtu: string;
+}
+
+export const EMPTY_NETWORK_FORM: NetworkForm = { name: '', subnet: '', gateway: '', dns: '', mtu: '' };
+
+/**
+ * What is wrong with each field typed so far (an empty field is not wrong here: see `networkReady`), as
+ * messages beginning with the field's name.
+ */
+export function networkProblems(f: NetworkForm): Partial<Record<keyof NetworkForm, string>> {
+  const out: Partial<Record<keyof NetworkForm, string>> = {};
+  const name = f.name.trim();
+  if (name && !NETWORK_NAME.test(name))
+    out.name = 'Name: lowercase letters, digits and -, starting with a letter or digit; up to 31';
+  const subnet = f.subnet.trim();
+  const c = subnet ? parseCidr(subnet) : undefined;
+  if (c?.problem) out.subnet = `Subnet: ${c.problem}`;
+  const g = gatewayProblem(f.gateway, f.subnet);
+  if (g) out.gateway = `Gateway: ${g}`;
+  const dns = parseDns(f.dns).problem;
+  if (dns) out.dns = `DNS servers: ${dns}`;
+  const mtu = mtuProblem(f.mtu);
+  if (mtu) out.mtu = `MTU: ${mtu}`;
+  return out;
+}
+
+/** The form can be sent: a name and a subnet, nothing wrong. */
+export function networkReady(f: NetworkForm): boolean {
+  return !!f.name.trim() && !!f.subnet.trim() && Object.keys(networkProblems(f)).length === 0;
+}
+
+/** POST /networks for the form (the optional fields only when given). */
+export function networkBody(f: NetworkForm): NewNetworkBody {
+  const dns = parseDns(f.dns).dns;
+  return {
+    name: f.name.trim(),
+    type: 'overlay',
+    subnet: f.subnet.trim(),
+    ...(f.gateway.trim() ? { gateway: f.gateway.trim() } : {}),
+    ...(dns.length ? { dns } : {}),
+    ...(f.mtu.trim() ? { mtu: Number(f.mtu.trim()) } : {}),
+  };
+}
+
+/** A network's type as the UI says it. */
+export function networkTypeLabel(type: NetworkType | string): string {
+  if (type === 'nat') return 'NAT';
+  if (type === 'overlay') return 'overlay';
+  return type;
+}
+
+/** A network in a picker: "default (NAT)", "web (overlay, 10.10.0.0/24)". */
+export function networkOptionLabel(n: Pick<Network, 'name' | 'type' | 'subnet'>): string {
+  return `${n.name} (${networkTypeLabel(n.type)}${n.subnet ? `, ${n.subnet}` : ''})`;
+}
+
+/**
+ * The networks a NIC can be put on, for a picker: every network of GET /networks, "default" first, the
+ * rest by name; while the list is not there (or failed), "default" alone; `current` (the choice so far)
+ * is always offered, even if the list lacks it.
+ */
+export function networkChoices(
+  list: Pick<Network, 'name' | 'type' | 'subnet'>[] | undefined,
+  current = DEFAULT_NETWORK,
+): { value: string; label: string }[] {
+  const all = [...(list ?? [])];
+  if (!all.some((n) => n.name === DEFAULT_NETWORK)) all.push({ name: DEFAULT_NETWORK, type: 'nat' });
+  const c = current.trim();
+  const out = all
+    .sort((a, b) =>
+      a.name === DEFAULT_NETWORK ? -1 : b.name === DEFAULT_NETWORK ? 1 : a.name.localeCompare(b.name),
+    )
+    .map((n) => ({ value: n.name, label: networkOptionLabel(n) }));
+  if (c && !out.some((o) => o.value === c)) out.push({ value: c, label: c });
+  return out;
+}
+
+/**
+ * A hint beside a network picked for a NIC hot-plugged into a running VM: the API refuses a hot-plug
+ * onto an overlay network ('' when there is nothing to say).
+ */
+export function hotplugHint(network: string, list: Pick<Network, 'name' | 'type'>[] | undefined): string {
+  return list?.find((n) => n.name === network)?.type === 'overlay'
+    ? 'A NIC on an overlay network is added while the VM is stopped (hot-plug onto one is not built yet).'
+    : '';
+}
+
+/**
+ * What changes the networks' NIC counts: the VMs' NICs (id and network). The Networks page reads again
+ * when it changes (the store follows VM events live).
+ */
+export function nicSignature(vms: { id: string; networks: { id: string; network: string }[] }[]): string {
+  return vms
+    .map((v) => `${v.id}:${v.networks.map((n) => `${n.id}=${n.network}`).join(',')}`)
+    .sort()
+    .join(';');
+}
+
+/** The address column of an overlay NIC: OVN's address, or why there is none yet. */
+export function portAddress(p: Pick<NetworkPort, 'ip'>): string {
+  return p.ip ?? '—';
+}
+
+/** The hash of the Networks page, with one network's NICs open. */
+export function networkHref(name?: string): string {
+  return name ? `#/networks/${encodeURIComponent(name)}` : '#/networks';
+}
