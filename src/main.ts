@@ -24,9 +24,12 @@ Usage:
   neuroflow serve [--dev] [--data-dir DIR] [--listen HOST:PORT] [--root-password PW] [--host-path DIR]...
                   [--demo-image NAME=PATH]... [--name HOST] [--advertise IP] [--join TOKEN] [--cluster-name N]
                   [--grpc-port 8007] [--etcd-client-port 2379] [--etcd-peer-port 2380]
-                  [--migration-network CIDR] [--watchdog /dev/watchdog]
+                  [--migration-network CIDR] [--overlay-interface IFACE] [--watchdog /dev/watchdog]
       --migration-network (or NEUROFLOW_MIGRATION_NETWORK): live migrations reach this host on its address
       in that network (TLS always); default: the management address.
+      --overlay-interface (or NEUROFLOW_OVERLAY_INTERFACE): Geneve tunnels of overlay networks go out of
+      this interface, from its first IPv4 address (on the userspace datapath it becomes a port of br-phy
+      and its addresses move there); default: the management address.
       --watchdog (or NEUROFLOW_WATCHDOG): feed this watchdog device every second; a hung daemon lets it
       reset the host (HA: a hung host cannot keep VMs the cluster restarts elsewhere).
       --dev: one host alone over plain HTTP (loopback). Without it, the first start makes a new cluster
@@ -123,6 +126,7 @@ async function serveCommand(argv: string[]): Promise<void> {
       'etcd-client-port': { type: 'string' },
       'etcd-peer-port': { type: 'string' },
       'migration-network': { type: 'string' },
+      'overlay-interface': { type: 'string' },
       watchdog: { type: 'string' },
     },
   });
@@ -152,10 +156,12 @@ async function serveCommand(argv: string[]): Promise<void> {
   ];
   const migrationNetwork = values['migration-network'] ?? process.env.NEUROFLOW_MIGRATION_NETWORK;
   const watchdog = values.watchdog ?? process.env.NEUROFLOW_WATCHDOG;
+  const overlayInterface = values['overlay-interface'] ?? process.env.NEUROFLOW_OVERLAY_INTERFACE;
   const daemon = await serve({
     hostPaths,
     ...(migrationNetwork ? { migrationNetwork } : {}),
     ...(watchdog ? { watchdog } : {}),
+    ...(overlayInterface ? { overlayInterface } : {}),
     dataDir: values['data-dir'],
     host,
     port,

@@ -100,6 +100,8 @@ export interface ServeOptions {
   migrationNetwork?: string;
   /** A watchdog device to feed (WatchdogFeeder): a hung daemon resets the host. */
   watchdog?: string;
+  /** Geneve tunnels of overlay networks go out of this interface (default: the management address). */
+  overlayInterface?: string;
 }
 
 export interface Daemon {
@@ -266,11 +268,22 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   // OVN and Open vSwitch: started once an overlay network exists (src/network/ovn/host.ts)
   const ovn = new OvnHost(dataDir, {
     chassis: nodeName,
-    encapIp:
+    // a cluster host's databases and clients speak SSL with its cluster certificate
+    ...(cfg
+      ? {
+          tls: {
+            key: join(pkiDir(dataDir), 'host.key'),
+            cert: join(pkiDir(dataDir), 'host.crt'),
+            ca: join(pkiDir(dataDir), 'ca.crt'),
+          },
+        }
+      : {}),
+    address:
       isIP(cfg?.address ?? address) && !WILDCARD.has(cfg?.address ?? address)
         ? (cfg?.address ?? address)
         : '127.0.0.1',
-    central: true,
+    // Geneve over a network of its own (NEUROFLOW_OVERLAY_INTERFACE=eth1), else the management one
+    ...(opts.overlayInterface ? { underlay: opts.overlayInterface } : {}),
   });
   await nat.ensureFirewall().catch((err) =>
     log.error('the nat network is unavailable: VMs with a NIC will not start', {
@@ -453,11 +466,11 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   // The VM service needs the reconciler and the reconciler needs the VM service's runSpec: late-bind it.
   let vms!: VmService;
   const reconciler = new Reconciler(store, router, (vm) => vms.runSpec(vm));
-  const networks = new NetworkService(store, ovn);
+  const networks = new NetworkService(store, ovn, { node: nodeName, address: cfg?.address ?? '' });
   vms = new VmService(store, router, images, reconciler, hostPaths, networks);
   // a host with overlay networks runs OVN from the start (its VMs' ports are bound again if need be)
   if ((await networks.list()).some((n) => n.type === 'overlay'))
-    await ovn.ensureStarted().catch((err) =>
+    await networks.startOvn().catch((err) =>
       log.error('OVN does not start: VMs on overlay networks will not start', {
         err: (err as Error).message,
       }),

@@ -18,6 +18,8 @@ export const keys = {
   taskCancel: (id: string) => `${PREFIX}task-cancel/${id}`,
   network: (name: string) => `${PREFIX}networks/${name}`,
   networks: `${PREFIX}networks/`,
+  /** Where OVN's central part (databases, ovn-northd) runs: { node, address }. */
+  ovnCentral: `${PREFIX}ovn/central`,
   node: (name: string) => `${PREFIX}nodes/${name}`,
   nodes: `${PREFIX}nodes/`,
   /** Written by the leader on each heartbeat, attached to a lease: gone when the node goes quiet. */

@@ -89,6 +89,7 @@ export class VmService {
     /** Overlay networks: a NIC on one is an OVN logical port, made before the VM starts. */
     private readonly networkPorts?: {
       ensurePorts(vm: VmRecord): Promise<Map<string, string>>;
+      central(): Promise<string>;
       dropPorts(vmId: string, nicIds: string[]): Promise<void>;
     },
   ) {}
@@ -836,6 +837,7 @@ export class VmService {
   /** The node-level spec: every reference resolved to a host path. */
   async runSpec(vm: VmRecord): Promise<VmRunSpec> {
     const ports = (await this.networkPorts?.ensurePorts(vm)) ?? new Map<string, string>();
+    const central = ports.size > 0 ? await this.networkPorts!.central() : '';
     const spec: VmRunSpec = {
       id: vm.id,
       name: vm.name,
@@ -847,7 +849,9 @@ export class VmService {
       nics: vm.networks.map((n) => ({
         id: n.id,
         network: n.network,
-        ...(ports.has(n.id) ? { type: 'ovn' as const, port: ports.get(n.id)! } : { type: 'nat' as const }),
+        ...(ports.has(n.id)
+          ? { type: 'ovn' as const, port: ports.get(n.id)!, ...(central ? { central } : {}) }
+          : { type: 'nat' as const }),
         mac: n.mac,
         ...(n.model ? { model: n.model } : {}),
         ...(n.slot ? { slot: n.slot } : {}),

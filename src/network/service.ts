@@ -9,7 +9,7 @@
  * several hosts (issue 16 goes on: raft databases on the controllers, Geneve between hosts).
  */
 import { createHash } from 'node:crypto';
-import { keys, type NetworkRecord, type NodeRecord, type VmRecord } from '../controller/records';
+import { keys, type NetworkRecord, type VmRecord } from '../controller/records';
 import { NfError } from '../errors';
 import type { Store } from '../store/store';
 import { createLogger } from '../util/log';
@@ -125,6 +125,8 @@ export class NetworkService {
     private readonly store: Store,
     /** OVN on this host with its central part (the northbound database). */
     private readonly ovn: OvnHost | undefined,
+    /** This host: its name and management address (empty on a single host). */
+    private readonly self: { node: string; address: string } = { node: '', address: '' },
   ) {}
 
   async list(): Promise<NetworkView[]> {
@@ -162,13 +164,41 @@ export class NetworkService {
     return cur.value;
   }
 
-  private central(): OvnHost {
-    if (!this.ovn)
-      throw new NfError(
-        'unavailable',
-        "OVN's northbound database is not on this host (overlay networks need it)",
-      );
+  private local(): OvnHost {
+    if (!this.ovn) throw new NfError('unavailable', 'OVN is not available on this host');
     return this.ovn;
+  }
+
+  /**
+   * Where OVN's central part runs: chosen once, by the first overlay network, as the host of the controller
+   * that makes it (kept in etcd; every host's ovn-controller and every controller's northbound client
+   * reach it there over SSL). A single host runs it itself.
+   */
+  async central(choose = false): Promise<string> {
+    if (!this.self.address) return '';
+    const cur = await this.store.get<{ node: string; address: string }>(keys.ovnCentral);
+    if (cur) return cur.value.address;
+    if (!choose) return '';
+    const rec = { node: this.self.node, address: this.self.address };
+    await this.store
+      .txn({ when: [{ key: keys.ovnCentral, absent: true }], put: [{ key: keys.ovnCentral, value: rec }] })
+      .catch((err) => {
+        if (!NfError.isCode(err, 'conflict')) throw err;
+      });
+    return (await this.store.get<{ node: string; address: string }>(keys.ovnCentral))!.value.address;
+  }
+
+  /** A northbound command, on this host's OVN (started if need be) talking to the central databases. */
+  private async nb(args: string[]): Promise<string> {
+    return (await this.startOvn()).nbctl(args);
+  }
+
+  /** Starts this host's OVN, with the cluster's central part where it is. */
+  async startOvn(choose = false): Promise<OvnHost> {
+    const ovn = this.local();
+    ovn.setCentral(await this.central(choose));
+    await ovn.ensureStarted();
+    return ovn;
   }
 
   async create(input: NetworkInput): Promise<NetworkView> {
@@ -187,14 +217,7 @@ export class NetworkService {
       throw new NfError('validation_failed', 'mtu: 576 to 8942');
     if (await this.store.get(keys.network(input.name)))
       throw new NfError('already_exists', `a network named "${input.name}" exists`);
-    const hosts = await this.store.list<NodeRecord>(keys.nodes);
-    if (hosts.length > 1)
-      throw new NfError(
-        'not_implemented',
-        'overlay networks span one host in this first step; across hosts (Geneve, OVN databases on the controllers) is not built yet',
-      );
-    const ovn = this.central();
-    await ovn.ensureStarted();
+    await this.startOvn(true);
     const rec: NetworkRecord = {
       name: input.name,
       type: 'overlay',
@@ -222,10 +245,9 @@ export class NetworkService {
 
   /** The logical switch and its DHCP options (idempotent). */
   private async makeSwitch(rec: NetworkRecord): Promise<void> {
-    const ovn = this.central();
     const ls = switchName(rec.name);
-    await ovn.nbctl(['--may-exist', 'ls-add', ls]);
-    await ovn.nbctl([
+    await this.nb(['--may-exist', 'ls-add', ls]);
+    await this.nb([
       'set',
       'logical_switch',
       ls,
@@ -235,10 +257,10 @@ export class NetworkService {
     ]);
     let dhcp = await this.dhcpOptions(rec.name);
     if (!dhcp) {
-      dhcp = (await ovn.nbctl(['dhcp-options-create', rec.subnet!, `neuroflow-network=${rec.name}`])).trim();
+      dhcp = (await this.nb(['dhcp-options-create', rec.subnet!, `neuroflow-network=${rec.name}`])).trim();
       dhcp ||= (await this.dhcpOptions(rec.name)) ?? '';
     }
-    await ovn.nbctl([
+    await this.nb([
       'dhcp-options-set-options',
       dhcp,
       'lease_time=3600',
@@ -251,7 +273,7 @@ export class NetworkService {
   }
 
   private async dhcpOptions(name: string): Promise<string | undefined> {
-    const out = await this.central().nbctl([
+    const out = await this.nb([
       '--bare',
       '--columns=_uuid',
       'find',
@@ -262,10 +284,9 @@ export class NetworkService {
   }
 
   private async dropSwitch(name: string): Promise<void> {
-    const ovn = this.central();
-    await ovn.nbctl(['--if-exists', 'ls-del', switchName(name)]);
+    await this.nb(['--if-exists', 'ls-del', switchName(name)]);
     const dhcp = await this.dhcpOptions(name);
-    if (dhcp) await ovn.nbctl(['dhcp-options-del', dhcp]);
+    if (dhcp) await this.nb(['dhcp-options-del', dhcp]);
   }
 
   async delete(name: string): Promise<void> {
@@ -292,18 +313,16 @@ export class NetworkService {
     for (const n of vm.networks) {
       const net = await this.store.get<NetworkRecord>(keys.network(n.network));
       if (net?.value.type !== 'overlay') continue;
-      const ovn = this.central();
-      await ovn.ensureStarted();
       const port = portName(vm.id, n.id);
       const ls = switchName(n.network);
       // a NIC moved to another network: its port leaves the old switch first
-      const on = (await ovn.nbctl(['--if-exists', 'lsp-get-ls', port]).catch(() => '')).trim();
-      if (on && !on.includes(`(${ls})`)) await ovn.nbctl(['--if-exists', 'lsp-del', port]);
-      await ovn.nbctl(['--may-exist', 'lsp-add', ls, port]);
-      await ovn.nbctl(['lsp-set-addresses', port, `${n.mac} ${n.ip ?? 'dynamic'}`]);
+      const on = (await this.nb(['--if-exists', 'lsp-get-ls', port]).catch(() => '')).trim();
+      if (on && !on.includes(`(${ls})`)) await this.nb(['--if-exists', 'lsp-del', port]);
+      await this.nb(['--may-exist', 'lsp-add', ls, port]);
+      await this.nb(['lsp-set-addresses', port, `${n.mac} ${n.ip ?? 'dynamic'}`]);
       const dhcp = await this.dhcpOptions(n.network);
-      if (dhcp) await ovn.nbctl(['lsp-set-dhcpv4-options', port, dhcp]);
-      await ovn.nbctl(['set', 'logical_switch_port', port, `external_ids:neuroflow-vm=${vm.id}`]);
+      if (dhcp) await this.nb(['lsp-set-dhcpv4-options', port, dhcp]);
+      await this.nb(['set', 'logical_switch_port', port, `external_ids:neuroflow-vm=${vm.id}`]);
       out.set(n.id, port);
     }
     return out;
@@ -312,8 +331,7 @@ export class NetworkService {
   /** Removes a deleted VM's (or a removed NIC's) logical ports. */
   async dropPorts(vmId: string, nicIds: string[]): Promise<void> {
     if (!this.ovn || !(await this.hasOverlay())) return;
-    for (const id of nicIds)
-      await this.ovn.nbctl(['--if-exists', 'lsp-del', portName(vmId, id)]).catch(() => {});
+    for (const id of nicIds) await this.nb(['--if-exists', 'lsp-del', portName(vmId, id)]).catch(() => {});
   }
 
   private async hasOverlay(): Promise<boolean> {
@@ -322,7 +340,7 @@ export class NetworkService {
 
   /** The IPv4 address OVN gave a port (its dynamic_addresses, "MAC IP"). */
   private async portAddress(port: string): Promise<string | undefined> {
-    const out = await this.central().nbctl([
+    const out = await this.nb([
       '--bare',
       '--columns=dynamic_addresses,addresses',
       'find',

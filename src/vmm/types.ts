@@ -103,6 +103,8 @@ export interface NicRun {
   type: 'nat' | 'ovn';
   /** ovn: the logical switch port this NIC is. */
   port?: string;
+  /** ovn: the address of OVN's central part (its databases); empty or absent: this host. */
+  central?: string;
   mac: string;
   /** Absent: virtio. */
   model?: NicModel;

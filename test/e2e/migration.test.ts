@@ -10,7 +10,7 @@ import { launchChromium, signIn } from '../harness/browser';
 import { ClusterHost, NetLab, readyHosts } from '../harness/cluster';
 import { rejection } from '../harness/errors';
 import { BOOTED } from '../harness/guest';
-import { guestRun, startAndBoot } from '../harness/serial';
+import { guestRun, startAndBoot, waitConsole } from '../harness/serial';
 import { TICKER, TickWatch } from '../harness/ticks';
 import { kernelVm, type TaskView, type VmView, waitTask } from '../harness/vms';
 
@@ -67,7 +67,7 @@ describe('live migration between two hosts', () => {
       const x = lab.addHost();
       hosts.push(new ClusterHost(`h${i}`, x.ns, x.ip));
     }
-    env = { NEUROFLOW_MIGRATION_NETWORK: `${lab.subnet}.0/24` };
+    env = { NEUROFLOW_MIGRATION_NETWORK: `${lab.subnet}.0/24`, NEUROFLOW_OVERLAY_INTERFACE: 'eth1' };
     await h('h1').start({ env });
     api = h('h1').api(h('h1').file('admin.token').trim(), h('h1').file('cluster/pki/ca.crt'));
     const { token } = await api.request<{ token: string }>('POST', '/api/v1/cluster/join-tokens', {
@@ -503,6 +503,48 @@ describe('live migration between two hosts', () => {
       // stop the burners whatever happened: they would slow every later test
       for (const name of ['evac1', 'evac2']) await run(name, 'kill %1 2>/dev/null; true').catch(() => {});
     }
+  }, 240_000);
+
+  it('an overlay network spans both hosts: guests on h1 and h2 get OVN DHCP addresses and reach each other over Geneve', async () => {
+    const net = await api.request<{ subnet: string }>('POST', '/api/v1/networks', {
+      name: 'span',
+      type: 'overlay',
+      subnet: '10.88.0.0/24',
+    });
+    expect(net.subnet).toBe('10.88.0.0/24');
+    const addr: Record<string, string> = {};
+    for (const [name, node] of [
+      ['ov1', 'h1'],
+      ['ov2', 'h2'],
+    ] as const) {
+      const vm = await api.request<VmView>(
+        'POST',
+        '/api/v1/vms',
+        kernelVm(name, { networks: [{ network: 'span' }], placement: { node } }),
+      );
+      await startAndBoot(
+        api,
+        vm.id,
+        () => api.request('POST', `/api/v1/vms/${vm.id}/start`),
+        new RegExp(BOOTED),
+      );
+      expect((await vmOf(name)).node).toBe(node);
+      const log = await waitConsole(api, vm.id, /NEUROFLOW-TEST-GUEST: ip=10\.88\.0\.\d+/, 60_000);
+      addr[name] = /ip=(10\.88\.0\.\d+)/.exec(log)![1]!;
+    }
+    expect(addr.ov1).not.toBe(addr.ov2);
+    // across the hosts: Geneve between their OVS, OVN's databases on h1 reached by h2 over SSL
+    expect(await run('ov1', `ping -c 3 -W 2 ${addr.ov2} >/dev/null && echo PING-OK`)).toContain('PING-OK');
+    expect(await run('ov2', `ping -c 3 -W 2 ${addr.ov1} >/dev/null && echo PING-OK`)).toContain('PING-OK');
+    const ports = (
+      await api.request<{ ports: { vm: string; ip?: string }[] }>('GET', '/api/v1/networks/span')
+    ).ports;
+    expect(ports.map((p) => [p.vm, p.ip]).sort()).toEqual([
+      ['ov1', addr.ov1],
+      ['ov2', addr.ov2],
+    ]);
+    for (const name of ['ov1', 'ov2']) await api.request('DELETE', `/api/v1/vms/${name}?force=true`);
+    await api.request('DELETE', '/api/v1/networks/span');
   }, 240_000);
 
   // Last: QEMU 7.2 may be left unable to end the dead migration (cancel stuck with multifd), so the VM

@@ -23,7 +23,10 @@ function run(argv: string[]): string {
 export class NetLab implements AsyncDisposable {
   readonly id = randomBytes(3).toString('hex');
   readonly bridge = `nfbr${this.id}`;
+  /** A second network: each host's `eth1`, for Geneve between hosts (NEUROFLOW_OVERLAY_INTERFACE=eth1). */
+  readonly overlayBridge = `nfob${this.id}`;
   readonly subnet: string;
+  readonly overlaySubnet: string;
   readonly hosts: { ns: string; ip: string }[] = [];
   readonly taps: string[] = [];
 
@@ -34,6 +37,9 @@ export class NetLab implements AsyncDisposable {
     run(['ip', 'link', 'add', this.bridge, 'type', 'bridge']);
     run(['ip', 'addr', 'add', `${this.subnet}.254/24`, 'dev', this.bridge]);
     run(['ip', 'link', 'set', this.bridge, 'up']);
+    this.overlaySubnet = `10.${200 + (b[0]! % 50)}.${(b[1]! + 128) % 256}`;
+    run(['ip', 'link', 'add', this.overlayBridge, 'type', 'bridge']);
+    run(['ip', 'link', 'set', this.overlayBridge, 'up']);
   }
 
   /** A new namespace "host" with address subnet.N (N = 1, 2, ...). */
@@ -48,6 +54,11 @@ export class NetLab implements AsyncDisposable {
     run(['ip', '-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
     run(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
     run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+    const oveth = `nfo${this.id}${n}`;
+    run(['ip', 'link', 'add', oveth, 'type', 'veth', 'peer', 'name', 'eth1', 'netns', ns]);
+    run(['ip', 'link', 'set', oveth, 'master', this.overlayBridge, 'up']);
+    run(['ip', '-n', ns, 'addr', 'add', `${this.overlaySubnet}.${n}/24`, 'dev', 'eth1']);
+    run(['ip', '-n', ns, 'link', 'set', 'eth1', 'up']);
     const host = { ns, ip };
     this.hosts.push(host);
     return host;
@@ -69,6 +80,7 @@ export class NetLab implements AsyncDisposable {
     for (const t of this.taps) spawnSync('ip', ['link', 'del', t]);
     for (const h of this.hosts) spawnSync('ip', ['netns', 'del', h.ns]);
     spawnSync('ip', ['link', 'del', this.bridge]);
+    spawnSync('ip', ['link', 'del', this.overlayBridge]);
   }
 }
 

@@ -351,7 +351,9 @@ export const nicFromPb = (n: pb.NicRun): NicRun =>
   defined({
     id: n.id,
     network: n.network,
-    type: oneOf(n.type, ['nat'], 'NIC type'),
+    type: oneOf(n.type, ['nat', 'ovn'], 'NIC type'),
+    port: n.port,
+    central: n.central,
     mac: n.mac,
     model: n.model === undefined ? undefined : oneOf(n.model, NIC_MODELS, 'NIC model'),
     slot: n.slot,

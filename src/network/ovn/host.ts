@@ -26,6 +26,8 @@ const SCHEMAS = {
 };
 const INSTALL = 'install openvswitch-switch, ovn-host and ovn-central (scripts/setup.sh)';
 export const INTEGRATION_BRIDGE = 'br-int';
+/** The userspace datapath's bridge for Geneve's underlay (the overlay interface is its port). */
+const UNDERLAY_BRIDGE = 'br-phy';
 
 export interface OvnPaths {
   root: string;
@@ -92,18 +94,55 @@ export class OvnHost {
   private timer?: ReturnType<typeof setInterval>;
   private starting?: Promise<void>;
 
+  /** Where OVN's central part (databases, northd) is: empty = on this host. */
+  private centralAddress = '';
+
   constructor(
     dataDir: string,
     private readonly opts: {
       /** The chassis name (the host's node name). */
       chassis: string;
-      /** The address other hosts reach this one at (Geneve tunnels). */
-      encapIp: string;
-      /** Runs the northbound/southbound databases and ovn-northd here. */
-      central: boolean;
+      /** The host's management address: the databases listen there when central; Geneve's by default. */
+      address: string;
+      /**
+       * The interface Geneve tunnels go out of (a dedicated network), its first IPv4 address their
+       * endpoint. The userspace datapath needs the endpoint on an OVS bridge: the interface goes into
+       * `br-phy` and its addresses move to the bridge.
+       */
+      underlay?: string;
+      /** A cluster host's certificate, key and CA (the databases' SSL, both ways); none on a single host. */
+      tls?: { key: string; cert: string; ca: string };
     },
   ) {
     this.paths = ovnPaths(dataDir);
+  }
+
+  /** Whether the databases and ovn-northd run here. */
+  get central(): boolean {
+    return this.centralAddress === '' || this.centralAddress === this.opts.address;
+  }
+
+  /**
+   * Says where OVN's central part is (the cluster's choice, in etcd): this host's address (or empty) makes
+   * it run here. Taken before the daemons start; a change later needs a restart of the daemons (not built).
+   */
+  setCentral(address: string): void {
+    if (this.started && address !== this.centralAddress)
+      log.warn("OVN's central host changed under running daemons; kept", {
+        was: this.centralAddress,
+        now: address,
+      });
+    else this.centralAddress = address;
+  }
+
+  private sslArgs(): string[] {
+    const t = this.opts.tls;
+    return t ? [`--private-key=${t.key}`, `--certificate=${t.cert}`, `--ca-cert=${t.ca}`] : [];
+  }
+
+  /** How this host reaches a database (6641 northbound, 6642 southbound). */
+  private remote(sock: string, port: number): string {
+    return this.central || !this.opts.tls ? `unix:${sock}` : `ssl:${this.centralAddress}:${port}`;
   }
 
   /** The environment OVS/OVN tools need to keep to our run dir. */
@@ -158,19 +197,22 @@ export class OvnHost {
     await ovsdb.start();
     await waitFor(() => existsSync(p.ovsSock), { timeoutMs: 10_000, intervalMs: 20, what: 'ovsdb-server' });
     await this.vsctl(['--no-wait', 'init']);
-    if (this.opts.central) {
+    if (this.central) {
       const nbDb = join(p.db, 'ovnnb_db.db');
       const sbDb = join(p.db, 'ovnsb_db.db');
       await this.createDb(nbDb, SCHEMAS.nb);
       await this.createDb(sbDb, SCHEMAS.sb);
-      for (const [name, file, sock] of [
-        ['ovnnb-db', nbDb, p.nbSock],
-        ['ovnsb-db', sbDb, p.sbSock],
+      for (const [name, file, sock, port] of [
+        ['ovnnb-db', nbDb, p.nbSock, 6641],
+        ['ovnsb-db', sbDb, p.sbSock, 6642],
       ] as const)
         await this.daemon(name, [
           '/usr/sbin/ovsdb-server',
           file,
           `--remote=punix:${sock}`,
+          // other hosts (their ovn-controller, controllers' northbound clients): SSL with the cluster's
+          // certificates both ways, on the management address only
+          ...(this.opts.tls ? [`--remote=pssl:${port}:${this.opts.address}`, ...this.sslArgs()] : []),
           `--unixctl=${join(p.run, `${name}.ctl`)}`,
           `--log-file=${join(p.log, `${name}.log`)}`,
         ]).start();
@@ -196,9 +238,8 @@ export class OvnHost {
       '.',
       `external_ids:system-id=${this.opts.chassis}`,
       `external_ids:hostname=${this.opts.chassis}`,
-      `external_ids:ovn-remote=unix:${p.sbSock}`,
+      `external_ids:ovn-remote=${this.remote(p.sbSock, 6642)}`,
       'external_ids:ovn-encap-type=geneve',
-      `external_ids:ovn-encap-ip=${this.opts.encapIp}`,
       `external_ids:ovn-bridge=${INTEGRATION_BRIDGE}`,
       ...(netdev ? ['external_ids:ovn-bridge-datapath-type=netdev'] : []),
     ]);
@@ -208,9 +249,16 @@ export class OvnHost {
       `--unixctl=${join(p.run, 'ovs-vswitchd.ctl')}`,
       `--log-file=${join(p.log, 'ovs-vswitchd.log')}`,
     ]).start();
+    if (netdev && this.opts.tls && !this.opts.underlay)
+      log.warn(
+        'the userspace datapath reaches other hosts over Geneve only from an OVS bridge: give serve --overlay-interface (NEUROFLOW_OVERLAY_INTERFACE), a network interface for the overlay (it becomes a port of br-phy); overlay traffic stays on this host until then',
+      );
+    const encapIp = await this.tunnelEndpoint(netdev);
+    await this.vsctl(['--no-wait', 'set', 'open_vswitch', '.', `external_ids:ovn-encap-ip=${encapIp}`]);
     await this.daemon('ovn-controller', [
       '/usr/bin/ovn-controller',
       `unix:${p.ovsSock}`,
+      ...(this.central ? [] : this.sslArgs()),
       `--log-file=${join(p.log, 'ovn-controller.log')}`,
     ]).start();
     // ovn-controller makes the integration bridge
@@ -227,9 +275,56 @@ export class OvnHost {
     this.timer.unref?.();
     log.info('Open vSwitch and OVN run', {
       datapath: netdev ? 'netdev (userspace)' : 'system',
-      central: this.opts.central,
+      geneve: encapIp,
+      central: this.central ? 'here' : this.centralAddress,
       ms: Date.now() - t0,
     });
+  }
+
+  /**
+   * Geneve's local endpoint: the underlay interface's first IPv4 address, or the management address. On
+   * the userspace datapath the interface becomes a port of `br-phy` and its addresses move to the bridge
+   * (OVS routes and resolves tunnel traffic itself there); done once, kept across restarts.
+   */
+  private async tunnelEndpoint(netdev: boolean): Promise<string> {
+    const iface = this.opts.underlay;
+    if (!iface) return this.opts.address;
+    const addrs = async (dev: string): Promise<string[]> => {
+      const out = await run(['ip', '-j', '-4', 'addr', 'show', 'dev', dev]).catch(() => '[]');
+      const parsed = JSON.parse(out || '[]') as { addr_info?: { local: string; prefixlen: number }[] }[];
+      return parsed.flatMap((l) => (l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`));
+    };
+    if (!netdev) {
+      const own = await addrs(iface);
+      if (!own[0]) throw new NfError('unavailable', `the overlay interface ${iface} has no IPv4 address`);
+      return own[0].split('/')[0]!;
+    }
+    await this.vsctl([
+      '--may-exist',
+      'add-br',
+      UNDERLAY_BRIDGE,
+      '--',
+      'set',
+      'bridge',
+      UNDERLAY_BRIDGE,
+      'datapath_type=netdev',
+    ]);
+    await this.vsctl(['--may-exist', 'add-port', UNDERLAY_BRIDGE, iface]);
+    for (const a of await addrs(iface)) {
+      await run(['ip', 'addr', 'del', a, 'dev', iface]);
+      await run(['ip', 'addr', 'add', a, 'dev', UNDERLAY_BRIDGE]).catch((err: NfError) => {
+        if (!/exists/i.test(err.message)) throw err;
+      });
+    }
+    await run(['ip', 'link', 'set', iface, 'up']);
+    await run(['ip', 'link', 'set', UNDERLAY_BRIDGE, 'up']);
+    const moved = await addrs(UNDERLAY_BRIDGE);
+    if (!moved[0])
+      throw new NfError(
+        'unavailable',
+        `the overlay interface ${iface} has no IPv4 address (nor has ${UNDERLAY_BRIDGE})`,
+      );
+    return moved[0].split('/')[0]!;
   }
 
   private supervising = false;
@@ -262,15 +357,24 @@ export class OvnHost {
   }
 
   nbctl(args: string[]): Promise<string> {
-    if (!this.opts.central) throw new NfError('internal', 'OVN northbound is not on this host');
-    return run(['ovn-nbctl', `--db=unix:${this.paths.nbSock}`, '--timeout=10', ...args], this.env);
+    return run(
+      [
+        'ovn-nbctl',
+        `--db=${this.remote(this.paths.nbSock, 6641)}`,
+        ...(this.central ? [] : this.sslArgs()),
+        '--timeout=10',
+        ...args,
+      ],
+      this.env,
+    );
   }
 
   /**
    * Connects a VM NIC's tap device to the integration bridge as the logical port `port` (OVN binds it to
    * this chassis). The tap is made here (persistent, up); QEMU attaches to it by name.
    */
-  async plug(tap: string, port: string): Promise<void> {
+  async plug(tap: string, port: string, central?: string): Promise<void> {
+    if (central !== undefined) this.setCentral(central);
     await this.ensureStarted();
     await run(['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap']).catch((err: NfError) => {
       if (!/exists|busy/i.test(err.message)) throw err;

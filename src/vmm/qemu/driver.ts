@@ -30,7 +30,10 @@ export interface QemuDriverOptions {
   /** The nat network's backend; without it a VM with a nat NIC does not start. */
   nat?: NatNetwork;
   /** OVN on this host: NICs on overlay networks are taps on its integration bridge. */
-  ovn?: { plug(tap: string, port: string): Promise<void>; unplug(tap: string): Promise<void> };
+  ovn?: {
+    plug(tap: string, port: string, central?: string): Promise<void>;
+    unplug(tap: string): Promise<void>;
+  };
 }
 
 /**
@@ -68,7 +71,7 @@ export class QemuDriver implements VmmDriver {
       try {
         for (const n of ovnNics) {
           if (!n.port) throw new NfError('internal', `NIC ${n.id} of VM "${spec.name}" names no OVN port`);
-          await this.opts.ovn.plug(tapName(spec.id, n.id), n.port);
+          await this.opts.ovn.plug(tapName(spec.id, n.id), n.port, n.central ?? '');
         }
       } catch (err) {
         await this.release(spec);
