@@ -58,6 +58,7 @@ async function lab(finish: () => Promise<VmStatus>) {
   const vms = {
     find: async (ref: string) => (await store.get<VmRecord>(keys.vm(ref)))!,
     runSpec: async () => ({}),
+    bindPorts: async () => {},
     reconciler: new Reconciler(store, router, async () => ({}) as VmRunSpec),
   } as unknown as VmService;
   const migrations = new Migrations(store, vms, router, registry, tasks);

@@ -487,8 +487,11 @@ export class Migrations {
     let inDoubt = false;
     try {
       try {
+        const spec = await this.vms.runSpec(vm);
+        // NICs on overlay networks: their ports bound on both hosts, the target's once the guest is there
+        await this.vms.bindPorts(vm, [source, target], true);
         const endpoint = await dst.prepareIncoming({
-          spec: await this.vms.runSpec(vm),
+          spec,
           localDisks: plan.localDisks,
           policy: plan.policy,
         });
@@ -553,6 +556,11 @@ export class Migrations {
           );
         }
         await this.release(vm.id, taskId, { node: target, localDisks: plan.localDisks.map((d) => d.id) });
+        await this.vms
+          .bindPorts(vm, [target], false)
+          .catch((e) =>
+            log.warn("the VM's ports stay bound on both hosts", { vm: vm.name, err: (e as Error).message }),
+          );
         ctl.details({ phase: 'cleanup' });
         ctl.result({
           target,
@@ -591,6 +599,7 @@ export class Migrations {
             },
           );
           await this.release(vm.id, taskId);
+          await this.vms.bindPorts(vm, [source], false).catch(() => {});
         }
         const e = toNfError(err);
         if (cancelReason && (e.code === 'cancelled' || e.code === 'unavailable'))
@@ -686,6 +695,7 @@ export class Migrations {
       // the target has the guest's newest state: it runs there (told now if it waits), the record follows
       if (!runsThere) await dst.finishIncoming(vm.id);
       await this.release(vm.id, m.taskId, { node: m.target, localDisks: m.localDisks });
+      await this.vms.bindPorts(vm, [m.target], false).catch(() => {});
       await this.cleanSource(vm.id, m.source, volumes);
       await settle(true, `its controller went away; the VM runs on ${m.target}`);
       log.warn('a migration left by a controller was finished: the VM runs on its target', { vm: vm.name });
@@ -695,6 +705,7 @@ export class Migrations {
     await dst.abortIncoming(vm.id, volumes);
     if (s.migration === 'migrated') await src.resumeMigrated(vm.id);
     await this.release(vm.id, m.taskId);
+    await this.vms.bindPorts(vm, [m.source], false).catch(() => {});
     await settle(false, `its controller went away; the migration was undone and the VM runs on ${m.source}`);
     log.warn('a migration left by a controller was undone: the VM stays on its source', { vm: vm.name });
   }

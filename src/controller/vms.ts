@@ -90,6 +90,7 @@ export class VmService {
     private readonly networkPorts?: {
       ensurePorts(vm: VmRecord): Promise<Map<string, string>>;
       central(): Promise<string>;
+      bindPorts(vm: VmRecord, chassis: string[], migrating: boolean): Promise<void>;
       dropPorts(vmId: string, nicIds: string[]): Promise<void>;
     },
   ) {}
@@ -832,6 +833,11 @@ export class VmService {
     const { model } = await this.cpuDefault();
     if (!cpu && model === 'host') return undefined; // as before: the host's best
     return { ...cpu, model };
+  }
+
+  /** A migration's NIC ports on overlay networks: bound on these hosts (see NetworkService.bindPorts). */
+  async bindPorts(vm: VmRecord, chassis: string[], migrating: boolean): Promise<void> {
+    await this.networkPorts?.bindPorts(vm, chassis, migrating);
   }
 
   /** The node-level spec: every reference resolved to a host path. */

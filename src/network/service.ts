@@ -323,9 +323,29 @@ export class NetworkService {
       const dhcp = await this.dhcpOptions(n.network);
       if (dhcp) await this.nb(['lsp-set-dhcpv4-options', port, dhcp]);
       await this.nb(['set', 'logical_switch_port', port, `external_ids:neuroflow-vm=${vm.id}`]);
+      // bound on the VM's host only (a stale tap elsewhere cannot claim it)
+      if (vm.node) await this.bind(port, [vm.node], false);
       out.set(n.id, port);
     }
     return out;
+  }
+
+  /**
+   * A live migration's ports (OVN's multi-chassis binding): while it runs, bound on both hosts, the
+   * target's copy activated only by the guest's RARP announcement after the switch (QEMU sends it), so
+   * the guest keeps its address and its peers' traffic follows it; then on the one host it ended on.
+   */
+  async bindPorts(vm: VmRecord, chassis: string[], migrating: boolean): Promise<void> {
+    for (const n of vm.networks) {
+      const net = await this.store.get<NetworkRecord>(keys.network(n.network));
+      if (net?.value.type === 'overlay') await this.bind(portName(vm.id, n.id), chassis, migrating);
+    }
+  }
+
+  private async bind(port: string, chassis: string[], migrating: boolean): Promise<void> {
+    await this.nb(['set', 'logical_switch_port', port, `options:requested-chassis="${chassis.join(',')}"`]);
+    if (migrating) await this.nb(['set', 'logical_switch_port', port, 'options:activation-strategy=rarp']);
+    else await this.nb(['remove', 'logical_switch_port', port, 'options', 'activation-strategy']);
   }
 
   /** Removes a deleted VM's (or a removed NIC's) logical ports. */

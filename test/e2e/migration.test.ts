@@ -505,7 +505,7 @@ describe('live migration between two hosts', () => {
     }
   }, 240_000);
 
-  it('an overlay network spans both hosts: guests on h1 and h2 get OVN DHCP addresses and reach each other over Geneve', async () => {
+  it('an overlay network spans both hosts: guests on h1 and h2 get OVN DHCP addresses and reach each other over Geneve; a live migration keeps the traffic', async () => {
     const net = await api.request<{ subnet: string }>('POST', '/api/v1/networks', {
       name: 'span',
       type: 'overlay',
@@ -513,14 +513,13 @@ describe('live migration between two hosts', () => {
     });
     expect(net.subnet).toBe('10.88.0.0/24');
     const addr: Record<string, string> = {};
-    for (const [name, node] of [
-      ['ov1', 'h1'],
-      ['ov2', 'h2'],
-    ] as const) {
+    // ov1 where the scheduler puts it (it migrates below), ov2 pinned to the other host
+    for (const name of ['ov1', 'ov2']) {
+      const pin = name === 'ov2' ? { placement: { node: other((await vmOf('ov1')).node) } } : {};
       const vm = await api.request<VmView>(
         'POST',
         '/api/v1/vms',
-        kernelVm(name, { networks: [{ network: 'span' }], placement: { node } }),
+        kernelVm(name, { networks: [{ network: 'span' }], ...pin }),
       );
       await startAndBoot(
         api,
@@ -528,10 +527,11 @@ describe('live migration between two hosts', () => {
         () => api.request('POST', `/api/v1/vms/${vm.id}/start`),
         new RegExp(BOOTED),
       );
-      expect((await vmOf(name)).node).toBe(node);
       const log = await waitConsole(api, vm.id, /NEUROFLOW-TEST-GUEST: ip=10\.88\.0\.\d+/, 60_000);
       addr[name] = /ip=(10\.88\.0\.\d+)/.exec(log)![1]!;
     }
+    const [n1, n2] = [(await vmOf('ov1')).node, (await vmOf('ov2')).node];
+    expect(n1).not.toBe(n2);
     expect(addr.ov1).not.toBe(addr.ov2);
     // across the hosts: Geneve between their OVS, OVN's databases on h1 reached by h2 over SSL
     expect(await run('ov1', `ping -c 3 -W 2 ${addr.ov2} >/dev/null && echo PING-OK`)).toContain('PING-OK');
@@ -543,6 +543,24 @@ describe('live migration between two hosts', () => {
       ['ov1', addr.ov1],
       ['ov2', addr.ov2],
     ]);
+
+    // a live migration keeps the address and the traffic: ov2 pings ov1 while ov1 moves to ov2's host
+    // (the port is bound on both hosts meanwhile; the target's copy takes over at the guest's RARP)
+    await run('ov2', `(ping -c 50 -i 0.2 ${addr.ov1} > /tmp/ping.out 2>&1 &); echo started`);
+    const moved = await api.request<Task>('POST', '/api/v1/vms/ov1/migrate', { node: n2 });
+    expect((await ended(moved.id)).status).toBe('ok');
+    expect((await vmOf('ov1')).node).toBe(n2);
+    const out = await waitFor(
+      async () => {
+        const o = await run('ov2', 'cat /tmp/ping.out');
+        return /packet loss/.test(o) ? o : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 1000, what: 'the pings to end' },
+    );
+    const loss = Number(/(\d+)% packet loss/.exec(out)?.[1]);
+    console.log(`overlay ping across a live migration of its target: ${loss}% of 50 lost`);
+    expect(loss).toBeLessThan(20);
+    expect(await run('ov1', `ping -c 2 -W 2 ${addr.ov2} >/dev/null && echo PING-OK`)).toContain('PING-OK');
     for (const name of ['ov1', 'ov2']) await api.request('DELETE', `/api/v1/vms/${name}?force=true`);
     await api.request('DELETE', '/api/v1/networks/span');
   }, 240_000);
