@@ -38,6 +38,9 @@ export interface Store {
  * Desired state in etcd. Every write is one transaction guarded by compare-and-swap on mod revisions
  * (or on absence, for creates), so two writers never silently overwrite each other.
  */
+/** How long a call refused by an open circuit breaker is retried (etcd3 half-opens it after 5 s). */
+const BREAKER_WAIT_MS = 6000;
+
 export class EtcdStore implements Store {
   readonly client: Etcd3;
   private readonly options: IOptions;
@@ -126,12 +129,23 @@ export class EtcdStore implements Store {
   }
 
   private async wrap<R>(fn: () => Promise<R>): Promise<R> {
-    try {
-      return await fn();
-    } catch (err) {
-      throw new NfError('unavailable', `etcd is unreachable: ${(err as Error).message}`, undefined, {
-        cause: err,
-      });
+    // The client's circuit breaker for an etcd host opens after three failures in a row (a member's
+    // link flapping, a leader election) and refuses every call to it for 5 s without sending anything:
+    // such a refusal is retried (safe for writes too) until the breaker half-opens, instead of failing
+    // API calls on a healthy controller for seconds after the blip.
+    const until = Date.now() + BREAKER_WAIT_MS;
+    for (;;) {
+      try {
+        return await fn();
+      } catch (err) {
+        if ((err as { isBrokenCircuitError?: boolean }).isBrokenCircuitError && Date.now() < until) {
+          await new Promise((r) => setTimeout(r, 200));
+          continue;
+        }
+        throw new NfError('unavailable', `etcd is unreachable: ${(err as Error).message}`, undefined, {
+          cause: err,
+        });
+      }
     }
   }
 }
