@@ -1430,7 +1430,7 @@ describe('web UI', () => {
     }
   });
 
-  it('lists networks, adds an overlay network (host bits and a taken name refused inline), shows its NICs, refuses to delete it while a VM has one, deletes it', async () => {
+  it('lists networks, adds an overlay network (host bits and a taken name refused inline), shows its NICs, adds one with a fixed address (outside the subnet refused inline), refuses to delete it while a VM has one, deletes it', async () => {
     // A page of its own, signed in here: the test also runs alone (-t).
     const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
     const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
@@ -1503,6 +1503,10 @@ describe('web UI', () => {
         .locator(`select[name=network] option[value=${net}]`, { hasText: `${net} (overlay, 10.77.0.0/24)` })
         .waitFor({ state: 'attached', timeout: 10_000 });
       expect(await wizard.locator('select[name=network]').inputValue()).toBe('default');
+      // a fixed address is asked on an overlay network only
+      expect(await wizard.locator('input[name=ip]').count()).toBe(0);
+      await wizard.locator('select[name=network]').selectOption(net);
+      await wizard.locator('input[name=ip][placeholder="OVN picks one"]').waitFor({ timeout: 5_000 });
       await wizard.locator('button', { hasText: 'Cancel' }).click();
       await port.locator('a.port-vm').click();
       await p.locator('.vm-head h2', { hasText: 'netvm' }).waitFor({ timeout: 15_000 });
@@ -1513,8 +1517,30 @@ describe('web UI', () => {
         .locator('select[name=network] option[value=default]', { hasText: 'default (NAT)' })
         .waitFor({ state: 'attached', timeout: 10_000 });
       expect(await addNic.locator('select[name=network]').inputValue()).toBe(net);
-      await addNic.locator('button', { hasText: 'Cancel' }).click();
-      await p.click('.card .nic a.nic-network');
+      // on the overlay network a fixed address: outside its subnet refused as typed, then one of it (ip)
+      const ip = addNic.locator('input[name=ip]');
+      expect(await ip.getAttribute('placeholder')).toBe('OVN picks one');
+      await ip.fill('10.78.0.9');
+      await addNic
+        .locator('.field-error[data-field=ip]', {
+          hasText: `10.78.0.9 is not a host address of network "${net}" (10.77.0.0/24)`,
+        })
+        .waitFor({ timeout: 5_000 });
+      expect(await addNic.locator('button[type=submit]').isDisabled()).toBe(true);
+      await ip.fill('10.77.0.50');
+      await addNic.locator('.field-error').waitFor({ state: 'detached' });
+      await addNic.locator('button[type=submit]').click();
+      await addNic.waitFor({ state: 'detached', timeout: 30_000 });
+      const withIp = await d.api.request<{ networks: { id: string; network: string; ip?: string }[] }>(
+        'GET',
+        `/api/v1/vms/${vm.id}`,
+      );
+      expect(withIp.networks.find((n) => n.id === 'net1')).toMatchObject({ network: net, ip: '10.77.0.50' });
+      await p
+        .locator('.card .nic[data-nic=net1] .nic-ip', { hasText: '· 10.77.0.50 (fixed)' })
+        .waitFor({ timeout: 15_000 });
+      await p.click('.card .nic[data-nic=net0] a.nic-network');
+      await detail.locator('tr[data-port="netvm/net1"]').waitFor({ timeout: 15_000 });
 
       // Delete is refused while the VM has a NIC on it, with the VM named; then it goes
       await row.locator('[data-action=delete-network]').click();
@@ -1833,7 +1859,21 @@ describe('web UI', () => {
       await bv.locator('input[name=timeoutSec]').fill('240');
       await bv.locator('[data-testid=boot-verify-submit]').click();
       await bv.waitFor({ state: 'detached', timeout: 15_000 });
-      await row.locator('[data-testid=boot-verify][data-phase=booting]').waitFor({ timeout: 120_000 });
+      // booting, or an early failure (said at once, with the task's error, instead of a timeout)
+      await row
+        .locator(
+          '[data-testid=boot-verify][data-phase=booting], [data-testid=boot-verify][data-status=failed]',
+        )
+        .waitFor({ timeout: 120_000 });
+      if ((await cell.getAttribute('data-status')) === 'failed') {
+        const tasks = await d.api.request<{ type: string; error?: { message: string } }[]>(
+          'GET',
+          '/api/v1/tasks',
+        );
+        throw new Error(
+          `the boot verification failed early: ${tasks.find((x) => x.type === 'backup.boot-verify')?.error?.message}`,
+        );
+      }
       expect(await row.locator('[data-action=boot-verify-backup]').isDisabled()).toBe(true);
       expect(await cell.textContent()).toMatch(
         /^booting verify-bkv-[0-9a-f]{4}: waiting for its guest agent/,

@@ -135,7 +135,8 @@ export interface CreateVmBody {
     cache?: DiskCache;
     aio?: DiskAio;
   }[];
-  networks: { network: string; mac?: string; model?: NicModel }[];
+  /** ip: a fixed address, on an overlay network only (OVN's DHCP hands out that one). */
+  networks: { network: string; mac?: string; model?: NicModel; ip?: string }[];
   boot: { cdrom: string } | { disk: number };
   /** Labels (lowercase) that group VMs: backup jobs select VMs by tag. */
   tags?: string[];
@@ -207,6 +208,8 @@ export interface Vm {
     network: string;
     mac: string;
     model?: NicModel;
+    /** A fixed address on an overlay network (absent: OVN picks one). */
+    ip?: string;
     slot?: string;
     /** The cable is pulled (PATCH /vms/{id}/networks/{nic} {link}). */
     linkDown?: boolean;

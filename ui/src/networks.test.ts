@@ -2,6 +2,9 @@ import { describe, expect, it } from 'vitest';
 import {
   defaultGateway,
   EMPTY_NETWORK_FORM,
+  fixedIpBody,
+  fixedIpLabel,
+  fixedIpProblem,
   formatIpv4,
   gatewayProblem,
   hotplugHint,
@@ -15,6 +18,7 @@ import {
   networkReady,
   networkTypeLabel,
   nicSignature,
+  overlayNetwork,
   parseCidr,
   parseDns,
   parseIpv4,
@@ -195,6 +199,53 @@ describe('a network picker', () => {
     expect(hotplugHint('web', list)).toMatch(/added while the VM is stopped/);
     expect(hotplugHint('default', list)).toBe('');
     expect(hotplugHint('web', undefined)).toBe('');
+  });
+});
+
+describe('a fixed address for a NIC', () => {
+  const ovl = { name: 'ovl', type: 'overlay' as const, subnet: '10.77.0.0/24', gateway: '10.77.0.1' };
+  const list = [{ name: 'default', type: 'nat' as const }, ovl];
+  it('is asked only on an overlay network', () => {
+    expect(overlayNetwork('ovl', list)).toBe(ovl);
+    expect(overlayNetwork(' ovl ', list)).toBe(ovl);
+    expect(overlayNetwork('default', list)).toBeUndefined();
+    expect(overlayNetwork('gone', list)).toBeUndefined();
+    expect(overlayNetwork('ovl', undefined)).toBeUndefined();
+  });
+  it('is optional: OVN picks one', () => {
+    expect(fixedIpProblem('', ovl)).toBe('');
+    expect(fixedIpProblem('  ', ovl)).toBe('');
+  });
+  it('is a host address of the subnet, not the gateway', () => {
+    expect(fixedIpProblem('10.77.0.50', ovl)).toBe('');
+    expect(fixedIpProblem(' 10.77.0.2 ', ovl)).toBe('');
+    expect(fixedIpProblem('10.77.0.254', ovl)).toBe('');
+    expect(fixedIpProblem('10.77.0.5O', ovl)).toBe('Fixed address: "10.77.0.5O" is not an IPv4 address');
+    expect(fixedIpProblem('10.77.0.256', ovl)).toBe('Fixed address: "10.77.0.256" is not an IPv4 address');
+    expect(fixedIpProblem('10.78.0.9', ovl)).toBe(
+      'Fixed address: 10.78.0.9 is not a host address of network "ovl" (10.77.0.0/24)',
+    );
+    expect(fixedIpProblem('10.77.0.0', ovl)).toMatch(/10\.77\.0\.0 is not a host address/);
+    expect(fixedIpProblem('10.77.0.255', ovl)).toMatch(/10\.77\.0\.255 is not a host address/);
+    expect(fixedIpProblem('10.77.0.1', ovl)).toBe('Fixed address: 10.77.0.1 is the gateway of network "ovl"');
+    expect(fixedIpProblem('10.77.0.9', { ...ovl, gateway: '10.77.0.9' })).toMatch(/is the gateway/);
+    expect(fixedIpProblem('10.77.0.1', { ...ovl, gateway: '10.77.0.9' })).toBe('');
+  });
+  it('takes the first address as the gateway of a network that names none', () =>
+    expect(fixedIpProblem('10.77.0.1', { name: 'ovl', subnet: '10.77.0.0/24' })).toMatch(/is the gateway/));
+  it('is judged only as an address while the network is not known', () => {
+    expect(fixedIpProblem('10.99.0.1', undefined)).toBe('');
+    expect(fixedIpProblem('x', undefined)).toBe('Fixed address: "x" is not an IPv4 address');
+  });
+  it('is sent as ip, only on an overlay network and when given', () => {
+    expect(fixedIpBody(' 10.77.0.50 ', ovl)).toEqual({ ip: '10.77.0.50' });
+    expect(fixedIpBody('', ovl)).toEqual({});
+    expect(fixedIpBody('10.77.0.50', { type: 'nat' })).toEqual({});
+    expect(fixedIpBody('10.77.0.50', undefined)).toEqual({});
+  });
+  it('shows on the NIC row when the record has one', () => {
+    expect(fixedIpLabel({ ip: '10.10.0.50' })).toBe('10.10.0.50 (fixed)');
+    expect(fixedIpLabel({})).toBe('');
   });
 });
 

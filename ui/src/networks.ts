@@ -177,6 +177,49 @@ export function networkBody(f: NetworkForm): NewNetworkBody {
   };
 }
 
+/** The overlay network named, from GET /networks (undefined for "default", an unknown name, no list yet). */
+export function overlayNetwork<N extends Pick<Network, 'name' | 'type'>>(
+  name: string,
+  list: N[] | undefined,
+): N | undefined {
+  const n = list?.find((x) => x.name === name.trim());
+  return n?.type === 'overlay' ? n : undefined;
+}
+
+/**
+ * What is wrong with a fixed address typed for a NIC on an overlay network ('' when it is right, or
+ * empty: OVN picks one). The API's rule: a host address of the subnet (not its network or broadcast
+ * address) other than the gateway; whether another NIC has it only the API knows (409).
+ */
+export function fixedIpProblem(
+  ip: string,
+  net: Pick<Network, 'name' | 'subnet' | 'gateway'> | undefined,
+): string {
+  const t = ip.trim();
+  if (!t) return '';
+  const a = parseIpv4(t);
+  if (a === undefined) return `Fixed address: "${t}" is not an IPv4 address`;
+  if (!net?.subnet) return '';
+  const c = parseCidr(net.subnet);
+  if (c.problem) return '';
+  const { base, size } = c as { base: number; size: number };
+  const gateway = net.gateway || defaultGateway(net.subnet);
+  if (a <= base || a >= base + size - 1)
+    return `Fixed address: ${t} is not a host address of network "${net.name}" (${net.subnet})`;
+  if (a === parseIpv4(gateway)) return `Fixed address: ${t} is the gateway of network "${net.name}"`;
+  return '';
+}
+
+/** The `ip` of a NIC's body: the fixed address typed, only for an overlay network and when given. */
+export function fixedIpBody(ip: string, net: Pick<Network, 'type'> | undefined): { ip?: string } {
+  return net?.type === 'overlay' && ip.trim() ? { ip: ip.trim() } : {};
+}
+
+/** A NIC's fixed address as its row on the VM page says it: "10.10.0.50 (fixed)" ('' without one). */
+export function fixedIpLabel(n: { ip?: string }): string {
+  return n.ip ? `${n.ip} (fixed)` : '';
+}
+
 /** A network's type as the UI says it. */
 export function networkTypeLabel(type: NetworkType | string): string {
   if (type === 'nat') return 'NAT';

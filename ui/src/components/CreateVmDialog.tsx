@@ -21,13 +21,13 @@ import {
   socketsHint,
   VIDEOS,
 } from '../hardware';
-import { DEFAULT_NETWORK } from '../networks';
+import { DEFAULT_NETWORK, fixedIpBody, fixedIpProblem, overlayNetwork } from '../networks';
 import { go } from '../route';
 import { createStartupBody, DEFAULT_STARTUP, type StartupForm, startupProblem } from '../startup';
 import { refreshAll, refreshCluster, toast, useStore } from '../store';
 import { parseTags } from '../tags';
 import { collator } from '../window';
-import { NetworkOptions, useNetworks } from './NetworkOptions';
+import { FixedIpField, NetworkOptions, useNetworks } from './NetworkOptions';
 import { StartupFields } from './VmStartupDialog';
 
 /**
@@ -47,6 +47,8 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
     diskGiB: 8,
     iso: '',
     network: DEFAULT_NETWORK,
+    /** The NIC's fixed address (overlay networks only; empty: OVN picks one). */
+    ip: '',
     start: false,
     ha: false,
     node: '',
@@ -89,11 +91,13 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
   const sockets = socketsHint(f.vcpus, hw.sockets);
   const aio = aioHint(hw.diskCache, hw.diskAio);
   const tags = parseTags(f.tags);
+  const overlay = overlayNetwork(f.network, networks);
 
   async function submit(e: Event) {
     e.preventDefault();
     const problem =
       tags.problem ||
+      (overlay ? fixedIpProblem(f.ip, overlay) : '') ||
       startupProblem(startup) ||
       (f.maxVcpus.trim() && !(/^\d+$/.test(f.maxVcpus.trim()) && Number(f.maxVcpus) >= 1)
         ? 'Max vCPUs: a whole number, 1 or more (or empty).'
@@ -124,6 +128,7 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
         networks: [
           {
             network: f.network,
+            ...fixedIpBody(f.ip, overlay),
             ...(hw.nicModel !== DEFAULT_HARDWARE.nicModel ? { model: hw.nicModel } : {}),
           },
         ],
@@ -204,6 +209,7 @@ export function CreateVmDialog({ onClose }: { onClose: () => void }) {
               <NetworkOptions networks={networks} value={f.network} />
             </select>
           </label>
+          <FixedIpField network={overlay} value={f.ip} onInput={(ip) => setF({ ...f, ip })} />
           <label>
             Tags (optional)
             <input

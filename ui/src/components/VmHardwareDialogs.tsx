@@ -46,11 +46,11 @@ import {
   socketsHint,
   VIDEOS,
 } from '../hardware';
-import { DEFAULT_NETWORK, hotplugHint } from '../networks';
+import { DEFAULT_NETWORK, fixedIpBody, fixedIpProblem, hotplugHint, overlayNetwork } from '../networks';
 import { refreshVms, toast } from '../store';
 import { ConfirmDialog } from './ConfirmDialog';
 import { FormActions } from './FormActions';
-import { NetworkOptions, useNetworks } from './NetworkOptions';
+import { FixedIpField, NetworkOptions, useNetworks } from './NetworkOptions';
 
 /** The API refuses an edit made on a copy of the VM older than its last change (If-Match). */
 export const STALE_EDIT = 'The VM changed since you opened this dialog; reopen it to edit it as it is now.';
@@ -455,13 +455,17 @@ export function AddDiskDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) 
 
 /**
  * A NIC on a network (any of GET /networks): hot-plugged while the VM runs (not onto an overlay network
- * yet: the API's refusal shows inline, and a hint says so beforehand).
+ * yet: the API's refusal shows inline, and a hint says so beforehand); on an overlay network optionally
+ * with a fixed address, checked as typed (the API's refusals, such as another NIC's address, inline).
  */
 export function AddNicDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) {
   const [network, setNetwork] = useState(vm.networks[0]?.network ?? DEFAULT_NETWORK);
   const networks = useNetworks();
   const hint = runs(vm) ? hotplugHint(network, networks) : '';
   const [model, setModel] = useState<NicModel>('virtio');
+  const [ip, setIp] = useState('');
+  const overlay = overlayNetwork(network, networks);
+  const ipProblem = overlay ? fixedIpProblem(ip, overlay) : '';
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
   async function submit(e: Event) {
@@ -470,10 +474,14 @@ export function AddNicDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) {
     setBusy(true);
     try {
       const before = new Set(vm.networks.map((n) => n.id));
-      const after = await api<Vm>('POST', `/vms/${vm.id}/networks`, { network: network.trim(), model });
+      const after = await api<Vm>('POST', `/vms/${vm.id}/networks`, {
+        network: network.trim(),
+        model,
+        ...fixedIpBody(ip, overlay),
+      });
       const added = after.networks.find((n) => !before.has(n.id));
       toast(
-        `${added?.id ?? 'a NIC'} on ${network.trim()} added to ${vm.name}${added?.slot ? ', hot-plugged' : ''}`,
+        `${added?.id ?? 'a NIC'} on ${network.trim()}${added?.ip ? ` (${added.ip})` : ''} added to ${vm.name}${added?.slot ? ', hot-plugged' : ''}`,
         'info',
       );
       onClose();
@@ -521,6 +529,7 @@ export function AddNicDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) {
               </select>
             </label>
           </div>
+          <FixedIpField network={overlay} value={ip} onInput={setIp} />
           {hint && <p class="hint warning-text nic-network-hint">{hint}</p>}
         </div>
         <FormActions
@@ -529,7 +538,7 @@ export function AddNicDialog({ vm, onClose }: { vm: Vm; onClose: () => void }) {
           label="Add"
           busyLabel="Adding…"
           onCancel={onClose}
-          disabled={!network.trim()}
+          disabled={!network.trim() || !!ipProblem}
         />
       </form>
     </div>

@@ -11,7 +11,7 @@ import {
   pendingLine,
   videoLabel,
 } from '../hardware';
-import { networkHref } from '../networks';
+import { fixedIpLabel, networkHref } from '../networks';
 import { hostHref } from '../route';
 import { cloudInitLine, onBootLine } from '../startup';
 import { putTask, refreshVms, toast, useStore } from '../store';
@@ -300,7 +300,8 @@ function HardwareCard({ vm }: { vm: Vm }) {
               <a class="nic-network" href={networkHref(n.network)} title="The network's page">
                 {n.network}
               </a>
-              , <span class="nic-model">{nicModelLabel(n.model)}</span>, <span class="mono">{n.mac}</span>
+              {n.ip && <span class="nic-ip"> · {fixedIpLabel(n)}</span>},{' '}
+              <span class="nic-model">{nicModelLabel(n.model)}</span>, <span class="mono">{n.mac}</span>
               {n.slot ? <span class="muted"> (hot-plugged)</span> : ''}
               {n.linkDown && <span class="nic-link-down warning-text"> (disconnected)</span>}{' '}
               <NicLinkToggle vm={vm} nic={n} disabled={!!vm.migration} />{' '}
