@@ -9,13 +9,6 @@ import { NBD_STATE_DIRTY, NBD_STATE_ZERO, type NbdClient, type NbdExtent } from 
 import type { BackupDisk, BackupWriter, DiskIndex, Repository } from './repository';
 
 const IN_FLIGHT = 4;
-/**
- * A restore fetches (reads, decompresses, checks) this many chunks ahead of its writes and writes with
- * two at once: measured on 2 cores, 2 GiB, 453 MiB/s against 265 with four fetch-then-write workers
- * (more writers in flight made qemu-nbd slower).
- */
-const READ_AHEAD = 8;
-const RESTORE_WRITERS = 2;
 
 export interface DiskSource {
   id: string;
@@ -190,34 +183,18 @@ export async function restoreDisk(
   const total = todo.reduce((n, i) => n + Math.min(cs, index.sizeBytes - i * cs), 0);
   let done = 0;
   onProgress({ doneBytes: 0, totalBytes: total });
-  // chunks are fetched (read, decompressed, checked) ahead of the writes, so both overlap
-  const fetched = new Map<number, Promise<Buffer>>();
-  const fetchAhead = (k: number) => {
-    if (k >= todo.length || fetched.has(k)) return;
-    const p = repo.getChunk(index.chunks[todo[k]!]!);
-    p.catch(() => {}); // awaited in order below; a failure there fails the restore
-    fetched.set(k, p);
-  };
-  for (let k = 0; k < READ_AHEAD; k++) fetchAhead(k);
-  await pool(
-    todo.map((_, k) => k),
-    RESTORE_WRITERS,
-    async (k) => {
-      fetchAhead(k + READ_AHEAD);
-      const i = todo[k]!;
-      const data = await fetched.get(k)!;
-      fetched.delete(k);
-      const expected = Math.min(cs, index.sizeBytes - i * cs);
-      if (data.byteLength !== expected)
-        throw new NfError(
-          'data_corrupted',
-          `chunk ${index.chunks[i]} has ${data.byteLength} bytes, ${expected} expected`,
-        );
-      await client.write(i * cs, data);
-      done += data.byteLength;
-      onProgress({ doneBytes: done, totalBytes: total });
-    },
-  );
+  await pool(todo, IN_FLIGHT, async (i) => {
+    const data = await repo.getChunk(index.chunks[i]!);
+    const expected = Math.min(cs, index.sizeBytes - i * cs);
+    if (data.byteLength !== expected)
+      throw new NfError(
+        'data_corrupted',
+        `chunk ${index.chunks[i]} has ${data.byteLength} bytes, ${expected} expected`,
+      );
+    await client.write(i * cs, data);
+    done += data.byteLength;
+    onProgress({ doneBytes: done, totalBytes: total });
+  });
   await client.flush();
   return { writtenBytes: done };
 }
