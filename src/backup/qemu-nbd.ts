@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { NfError } from '../errors';
 import { waitFor } from '../util/wait';
 
@@ -53,7 +54,8 @@ export async function serveVolume(opts: {
     await waitFor(
       () => {
         if (exited) throw new NfError('hypervisor_error', `qemu-nbd failed: ${stderr.trim() || 'it exited'}`);
-        return existsSync(opts.socket);
+        // the socket file appears at bind(), a moment before listen(): a connect in between is refused
+        return existsSync(opts.socket) && accepts(opts.socket);
       },
       { timeoutMs: 15_000, intervalMs: 10, what: 'qemu-nbd to listen' },
     );
@@ -62,4 +64,16 @@ export async function serveVolume(opts: {
     throw err;
   }
   return { socket: opts.socket, close };
+}
+
+/** Whether a unix socket accepts a connection now (closed at once). */
+function accepts(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = connect({ path });
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
 }
