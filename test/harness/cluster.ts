@@ -1,6 +1,14 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiClient } from '../../src/cli/client';
@@ -241,8 +249,14 @@ export class ClusterHost implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.kill9().catch(() => {});
     // NF_KEEP_LOGS=DIR keeps each host's daemon output for a post-mortem.
+    // (never at the cost of the clean-up below)
     if (process.env.NF_KEEP_LOGS)
-      writeFileSync(join(process.env.NF_KEEP_LOGS, `${this.name}.log`), this.output);
+      try {
+        mkdirSync(process.env.NF_KEEP_LOGS, { recursive: true });
+        writeFileSync(join(process.env.NF_KEEP_LOGS, `${this.name}.log`), this.output);
+      } catch (err) {
+        console.error(`cannot keep the log of ${this.name}: ${(err as Error).message}`);
+      }
     await killAll(this.pids());
     await this.powerOff().catch(() => {}); // anything else still running in the namespace
     rmSync(this.dataDir, { recursive: true, force: true });

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiClient } from '../../src/cli/client';
@@ -127,29 +127,15 @@ export class TestDaemon implements AsyncDisposable {
   /** Ceph daemons of this data dir's integrated cluster (their argv names its ceph.conf). */
   cephPids(): number[] {
     const conf = join(this.dataDir, 'ceph', 'ceph.conf');
-    return readdirSync('/proc')
-      .filter((p) => /^\d+$/.test(p))
-      .map(Number)
-      .filter((pid) => (procCmdline(pid) ?? []).includes(conf));
+    return pidsWhere((argv) => argv.includes(conf));
   }
 
-  /** Open vSwitch and OVN daemons of this data dir (their argv names files under <data dir>/ovn/). */
   ovnPids(): number[] {
-    const root = join(this.dataDir, 'ovn');
-    return readdirSync('/proc')
-      .filter((p) => /^\d+$/.test(p))
-      .map(Number)
-      .filter((pid) => (procCmdline(pid) ?? []).some((a) => a.includes(root)));
+    return ovnPids(this.dataDir);
   }
 
-  /** The tap devices of VM NICs on this data dir's OVN bridge. */
   ovnTaps(): string[] {
-    const sock = join(this.dataDir, 'ovn', 'run', 'db.sock');
-    if (!existsSync(sock)) return [];
-    const r = spawnSync('ovs-vsctl', [`--db=unix:${sock}`, '--timeout=5', 'list-ports', 'br-int'], {
-      encoding: 'utf8',
-    });
-    return r.status === 0 ? r.stdout.split('\n').filter((t) => /^nf[0-9a-f]{12}$/.test(t)) : [];
+    return ovnTaps(this.dataDir);
   }
 
   etcdPid(): number | undefined {
@@ -166,8 +152,46 @@ export class TestDaemon implements AsyncDisposable {
     pids.push(...this.cephPids());
     await killAll(pids);
     for (const t of taps) spawnSync('ip', ['link', 'del', t]);
+    // the userspace datapath's own devices outlive ovs-vswitchd; kept while another one of this network
+    // namespace (another test's daemon) may use them
+    if (taps.length > 0 || existsSync(join(this.dataDir, 'ovn'))) {
+      const here = readlinkSync('/proc/self/ns/net');
+      const others = pidsWhere((argv) => argv[0]?.endsWith('ovs-vswitchd') ?? false).filter((p) => {
+        try {
+          return readlinkSync(`/proc/${p}/ns/net`) === here;
+        } catch {
+          return false;
+        }
+      });
+      if (others.length === 0)
+        for (const dev of ['br-int', 'ovs-netdev']) spawnSync('ip', ['link', 'del', dev]);
+    }
     rmSync(this.dataDir, { recursive: true, force: true });
   }
+}
+
+/** Processes whose command line passes the test. */
+export function pidsWhere(test: (argv: string[]) => boolean): number[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .map(Number)
+    .filter((pid) => test(procCmdline(pid) ?? []));
+}
+
+/** Open vSwitch and OVN daemons of a data dir (their argv names files under <data dir>/ovn/). */
+export function ovnPids(dataDir: string): number[] {
+  const root = join(dataDir, 'ovn');
+  return pidsWhere((argv) => argv.some((a) => a.includes(root)));
+}
+
+/** The tap devices of VM NICs on a data dir's OVN integration bridge. */
+export function ovnTaps(dataDir: string): string[] {
+  const sock = join(dataDir, 'ovn', 'run', 'db.sock');
+  if (!existsSync(sock)) return [];
+  const r = spawnSync('ovs-vsctl', [`--db=unix:${sock}`, '--timeout=5', 'list-ports', 'br-int'], {
+    encoding: 'utf8',
+  });
+  return r.status === 0 ? r.stdout.split('\n').filter((t) => /^nf[0-9a-f]{12}$/.test(t)) : [];
 }
 
 /** SIGKILLs the processes and waits (bounded) until they are gone. */

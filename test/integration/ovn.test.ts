@@ -1,8 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ApiClient } from '../../src/cli/client';
 import { waitFor } from '../../src/util/wait';
-import { TestDaemon } from '../harness/daemon';
+import { ClusterHost, NetLab, readyHosts } from '../harness/cluster';
+import { ovnPids, ovnTaps } from '../harness/daemon';
 import { rejection } from '../harness/errors';
 import { BOOTED } from '../harness/guest';
 import { guestRun, startAndBoot, waitConsole } from '../harness/serial';
@@ -17,18 +19,46 @@ interface NetworkView {
 }
 
 /**
- * Overlay networks on one host (issue 16, first step): real Open vSwitch (userspace datapath) and OVN run
- * by `serve`, two real guests on one logical switch get their addresses from OVN's DHCP and reach each
- * other; ovn-northd killed -9 is started again and traffic keeps flowing.
+ * Overlay networks on one host (a namespace host of a one-host cluster): real Open vSwitch (userspace
+ * datapath) and OVN run by `serve`, two real guests on one logical switch get their addresses from OVN's
+ * DHCP and reach each other; ovn-northd and serve killed -9 under traffic keep it flowing.
  */
 describe('OVN overlay networks on one host', () => {
-  let d: TestDaemon;
+  // the host is a network namespace of its own: the userspace datapath's devices (br-int, ovs-netdev)
+  // are per namespace, so another test's OVS cannot collide with them, and they go with the namespace
+  let lab: NetLab;
+  let host: ClusterHost;
+  let d: {
+    api: ApiClient;
+    dataDir: string;
+    ovnPids(): number[];
+    ovnTaps(): string[];
+    kill9(): Promise<void>;
+    launch(): Promise<void>;
+  };
   const ids: Record<string, string> = {};
   beforeAll(async () => {
-    d = await TestDaemon.start();
-  });
+    lab = new NetLab();
+    const x = lab.addHost();
+    host = new ClusterHost('h1', x.ns, x.ip);
+    await host.start();
+    const api = host.api(host.file('admin.token').trim(), host.file('cluster/pki/ca.crt'));
+    await readyHosts(api, 1);
+    d = {
+      api,
+      dataDir: host.dataDir,
+      ovnPids: () => ovnPids(host.dataDir),
+      ovnTaps: () => ovnTaps(host.dataDir),
+      kill9: () => host.kill9(),
+      launch: async () => {
+        await host.start();
+        await readyHosts(api, 1);
+      },
+    };
+  }, 300_000);
   afterAll(async () => {
-    await d?.[Symbol.asyncDispose]();
+    await host?.[Symbol.asyncDispose]();
+    await lab?.[Symbol.asyncDispose]();
   });
   const run = (vm: string, cmd: string) => guestRun(d.api, d.dataDir, ids[vm]!, cmd);
   const ip = async (vm: string) =>
