@@ -1,5 +1,4 @@
-import { spawn } from 'node:child_process';
-import { NfError } from '../errors';
+import { runTool } from '../util/tool';
 
 /**
  * Runs a Ceph tool (ceph, rbd, ceph-authtool, monmaptool, ceph-mon --mkfs, ...) with an argv array,
@@ -11,23 +10,7 @@ export function cephTool(
   args: string[],
   opts: { input?: string; timeoutMs?: number; what?: string } = {},
 ): Promise<string> {
-  const timeoutMs = opts.timeoutMs ?? 60_000;
-  return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'], timeout: timeoutMs });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.once('error', (e) =>
-      reject(new NfError('unavailable', `cannot run ${bin}: ${e.message}; install Ceph (scripts/setup.sh)`)),
-    );
-    child.once('close', (code, signal) => {
-      if (code === 0) return resolve(out);
-      const why = signal ? `timed out after ${timeoutMs} ms` : explain(err) || `exit ${code}`;
-      reject(new NfError(signal ? 'timeout' : 'unavailable', `${opts.what ?? bin} failed: ${why}`));
-    });
-    child.stdin.end(opts.input ?? '');
-  });
+  return runTool(bin, args, { ...opts, explain, installHint: 'install Ceph (scripts/setup.sh)' });
 }
 
 /**

@@ -9,12 +9,12 @@
  * The daemons start only once a host needs them (the first overlay network): a host without overlay
  * networks runs none of them.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { NfError } from '../../errors';
 import { Daemon } from '../../util/daemon';
 import { createLogger } from '../../util/log';
+import { runTool } from '../../util/tool';
 import { waitFor } from '../../util/wait';
 
 const log = createLogger('ovn');
@@ -54,37 +54,13 @@ export function ovnPaths(dataDir: string): OvnPaths {
   };
 }
 
-/** Runs a tool to its end with an argv array; its stderr is the error. */
+/** Runs an OVS/OVN tool (or `ip`) with an argv array; its stderr is the error. */
 export function run(argv: string[], env?: Record<string, string>, timeoutMs = 30_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(argv[0]!, argv.slice(1), {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...(env ? { env: { ...process.env, ...env } } : {}),
-    });
-    let out = '';
-    let err = '';
-    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    p.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    p.on('error', (e) => {
-      clearTimeout(timer);
-      reject(new NfError('unavailable', `${argv[0]}: ${e.message}; ${INSTALL}`));
-    });
-    p.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(out);
-      else
-        reject(
-          new NfError(
-            'unavailable',
-            `${argv[0]} ${argv.slice(1, 3).join(' ')} failed: ${err.trim() || `exit ${code ?? signal}`}`,
-          ),
-        );
-    });
+  return runTool(argv[0]!, argv.slice(1), {
+    ...(env ? { env } : {}),
+    timeoutMs,
+    what: argv.slice(0, 3).join(' '),
+    installHint: INSTALL,
   });
 }
 
