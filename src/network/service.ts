@@ -3,10 +3,8 @@
  * service: src/network/nat.ts) and `overlay` (an OVN logical switch with its own subnet, OVN's DHCP and
  * address management). An overlay network is a logical switch `nf-<name>` with a DHCP options row; each
  * NIC on it is a logical switch port `<vm id>-<nic id>` with its MAC and an address OVN picks (or one the
- * NIC reserves), bound by the VM's host when the VM starts (src/network/ovn/host.ts).
- *
- * First step: OVN's central part runs on one host, so overlay networks are refused in a cluster of
- * several hosts (issue 16 goes on: raft databases on the controllers, Geneve between hosts).
+ * NIC reserves), bound by the VM's host when the VM starts (src/network/ovn/host.ts). OVN's central part
+ * (databases, northd) runs on one host of a cluster (central()); the others reach it over SSL.
  */
 import { createHash } from 'node:crypto';
 import { keys, type NetworkRecord, type VmRecord } from '../controller/records';
@@ -148,12 +146,11 @@ export class NetworkService {
     const using = vms.flatMap((v) => v.networks.filter((n) => n.network === name).map((n) => ({ v, n })));
     const view: NetworkView & { ports?: NetworkPort[] } = { ...rec, nics: using.length };
     if (rec.type === 'overlay') {
-      const ports: NetworkPort[] = [];
-      for (const { v, n } of using) {
-        const ip = await this.portAddress(portName(v.id, n.id)).catch(() => undefined);
-        ports.push({ vm: v.name, vmId: v.id, nic: n.id, mac: n.mac, ...(ip ? { ip } : {}) });
-      }
-      view.ports = ports;
+      const addrs = await this.portAddresses(name).catch(() => new Map<string, string>());
+      view.ports = using.map(({ v, n }) => {
+        const ip = addrs.get(portName(v.id, n.id));
+        return { vm: v.name, vmId: v.id, nic: n.id, mac: n.mac, ...(ip ? { ip } : {}) };
+      });
     }
     return view;
   }
@@ -188,15 +185,18 @@ export class NetworkService {
     return (await this.store.get<{ node: string; address: string }>(keys.ovnCentral))!.value.address;
   }
 
-  /** A northbound command, on this host's OVN (started if need be) talking to the central databases. */
-  private async nb(args: string[]): Promise<string> {
-    return (await this.startOvn()).nbctl(args);
+  /**
+   * Northbound commands in one ovn-nbctl run (joined with `--`: one process, one transaction), on this
+   * host's OVN (started if need be) talking to the central databases.
+   */
+  private async nb(...commands: string[][]): Promise<string> {
+    return (await this.startOvn()).nbctl(commands.flatMap((c, i) => (i === 0 ? c : ['--', ...c])));
   }
 
-  /** Starts this host's OVN, with the cluster's central part where it is. */
+  /** Starts this host's OVN, with the cluster's central part where it is (asked of etcd once). */
   async startOvn(choose = false): Promise<OvnHost> {
     const ovn = this.local();
-    ovn.setCentral(await this.central(choose));
+    if (!ovn.started) ovn.setCentral(await this.central(choose));
     await ovn.ensureStarted();
     return ovn;
   }
@@ -246,15 +246,17 @@ export class NetworkService {
   /** The logical switch and its DHCP options (idempotent). */
   private async makeSwitch(rec: NetworkRecord): Promise<void> {
     const ls = switchName(rec.name);
-    await this.nb(['--may-exist', 'ls-add', ls]);
-    await this.nb([
-      'set',
-      'logical_switch',
-      ls,
-      `other_config:subnet=${rec.subnet}`,
-      `other_config:exclude_ips=${rec.gateway}`,
-      `external_ids:neuroflow-network=${rec.name}`,
-    ]);
+    await this.nb(
+      ['--may-exist', 'ls-add', ls],
+      [
+        'set',
+        'logical_switch',
+        ls,
+        `other_config:subnet=${rec.subnet}`,
+        `other_config:exclude_ips=${rec.gateway}`,
+        `external_ids:neuroflow-network=${rec.name}`,
+      ],
+    );
     let dhcp = await this.dhcpOptions(rec.name);
     if (!dhcp) {
       dhcp = (await this.nb(['dhcp-options-create', rec.subnet!, `neuroflow-network=${rec.name}`])).trim();
@@ -315,16 +317,22 @@ export class NetworkService {
       if (net?.value.type !== 'overlay') continue;
       const port = portName(vm.id, n.id);
       const ls = switchName(n.network);
-      // a NIC moved to another network: its port leaves the old switch first
-      const on = (await this.nb(['--if-exists', 'lsp-get-ls', port]).catch(() => '')).trim();
-      if (on && !on.includes(`(${ls})`)) await this.nb(['--if-exists', 'lsp-del', port]);
-      await this.nb(['--may-exist', 'lsp-add', ls, port]);
-      await this.nb(['lsp-set-addresses', port, `${n.mac} ${n.ip ?? 'dynamic'}`]);
       const dhcp = await this.dhcpOptions(n.network);
-      if (dhcp) await this.nb(['lsp-set-dhcpv4-options', port, dhcp]);
-      await this.nb(['set', 'logical_switch_port', port, `external_ids:neuroflow-vm=${vm.id}`]);
-      // bound on the VM's host only (a stale tap elsewhere cannot claim it)
-      if (vm.node) await this.bind(port, [vm.node], false);
+      const make = () =>
+        this.nb(
+          ['--may-exist', 'lsp-add', ls, port],
+          ['lsp-set-addresses', port, `${n.mac} ${n.ip ?? 'dynamic'}`],
+          ...(dhcp ? [['lsp-set-dhcpv4-options', port, dhcp]] : []),
+          ['set', 'logical_switch_port', port, `external_ids:neuroflow-vm=${vm.id}`],
+          // bound on the VM's host only (a stale tap elsewhere cannot claim it)
+          ...(vm.node ? this.binding(port, [vm.node], false) : []),
+        );
+      // a NIC moved to another network: its port leaves the old switch first
+      await make().catch(async (err: NfError) => {
+        if (!/already exists/.test(err.message)) throw err;
+        await this.nb(['--if-exists', 'lsp-del', port]);
+        await make();
+      });
       out.set(n.id, port);
     }
     return out;
@@ -338,14 +346,19 @@ export class NetworkService {
   async bindPorts(vm: VmRecord, chassis: string[], migrating: boolean): Promise<void> {
     for (const n of vm.networks) {
       const net = await this.store.get<NetworkRecord>(keys.network(n.network));
-      if (net?.value.type === 'overlay') await this.bind(portName(vm.id, n.id), chassis, migrating);
+      if (net?.value.type === 'overlay')
+        await this.nb(...this.binding(portName(vm.id, n.id), chassis, migrating));
     }
   }
 
-  private async bind(port: string, chassis: string[], migrating: boolean): Promise<void> {
-    await this.nb(['set', 'logical_switch_port', port, `options:requested-chassis="${chassis.join(',')}"`]);
-    if (migrating) await this.nb(['set', 'logical_switch_port', port, 'options:activation-strategy=rarp']);
-    else await this.nb(['remove', 'logical_switch_port', port, 'options', 'activation-strategy']);
+  /** The commands that bind a port to these chassis (both of a migration: activated by RARP). */
+  private binding(port: string, chassis: string[], migrating: boolean): string[][] {
+    return [
+      ['set', 'logical_switch_port', port, `options:requested-chassis="${chassis.join(',')}"`],
+      migrating
+        ? ['set', 'logical_switch_port', port, 'options:activation-strategy=rarp']
+        : ['remove', 'logical_switch_port', port, 'options', 'activation-strategy'],
+    ];
   }
 
   /** Removes a deleted VM's (or a removed NIC's) logical ports. */
@@ -358,16 +371,27 @@ export class NetworkService {
     return (await this.store.list<NetworkRecord>(keys.networks)).some((n) => n.value.type === 'overlay');
   }
 
-  /** The IPv4 address OVN gave a port (its dynamic_addresses, "MAC IP"). */
-  private async portAddress(port: string): Promise<string | undefined> {
-    const out = await this.nb([
-      '--bare',
-      '--columns=dynamic_addresses,addresses',
-      'find',
-      'logical_switch_port',
-      `name=${port}`,
-    ]);
-    return /\b(\d+\.\d+\.\d+\.\d+)\b/.exec(out)?.[1];
+  /** The IPv4 address of each port of a network's switch (OVN's pick, or the fixed one), in one query. */
+  private async portAddresses(network: string): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    const ports = (await this.nb(['lsp-list', switchName(network)]))
+      .split('\n')
+      .map((l) => /\((.+)\)\s*$/.exec(l)?.[1])
+      .filter((p): p is string => !!p);
+    if (ports.length === 0) return out;
+    // one `get` per port, all in one run: the dynamic address, then the configured one, for each
+    const text = await this.nb(
+      ...ports.flatMap((p) => [
+        ['get', 'logical_switch_port', p, 'dynamic_addresses'],
+        ['get', 'logical_switch_port', p, 'addresses'],
+      ]),
+    );
+    const lines = text.split('\n');
+    ports.forEach((p, i) => {
+      const ip = /\b(\d+\.\d+\.\d+\.\d+)\b/.exec(`${lines[2 * i] ?? ''} ${lines[2 * i + 1] ?? ''}`)?.[1];
+      if (ip) out.set(p, ip);
+    });
+    return out;
   }
 }
 
