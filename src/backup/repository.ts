@@ -29,6 +29,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { NfError } from '../errors';
 import { writeFileAtomic } from '../util/fs';
+import { pidAlive } from '../util/proc';
 
 export const CHUNK_SIZE = 4 * 1024 * 1024;
 const FORMAT = 'neuroflow-backup-repository';
@@ -648,14 +649,7 @@ async function alive(touched: string, holderFile: string): Promise<boolean> {
     (t) => JSON.parse(t) as Partial<Holder>,
     () => undefined,
   );
-  if (h?.boot && h.boot === me().boot && typeof h.pid === 'number' && h.pid !== process.pid) {
-    try {
-      process.kill(h.pid, 0);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
-    }
-  }
-  return true;
+  return !(h?.boot && h.boot === me().boot && typeof h.pid === 'number' && !pidAlive(h.pid));
 }
 
 function heartbeat(path: string): ReturnType<typeof setInterval> {

@@ -127,7 +127,7 @@ export class BackupJobs {
     if (!NAME_RE.test(j.name))
       throw new NfError('validation_failed', 'a job name is 1-63 lowercase letters, digits and dashes');
     checkSchedule(j.schedule);
-    if (changed.repository !== undefined) await this.backups.repositoryNode(j.repository); // not_found names it
+    if (changed.repository !== undefined) await this.backups.repositoryPlace(j.repository); // not_found names it
     if (changed.selection === undefined) return; // a VM deleted since does not block disabling the job
     const ways = [j.selection.all, !!j.selection.vms?.length, !!j.selection.tags?.length].filter(Boolean);
     if (ways.length === 0)
@@ -189,7 +189,7 @@ export class BackupJobs {
   /** Runs a job now (as its schedule would), as a task. */
   async runNow(name: string, user: string) {
     const job = await this.record(name);
-    if ((await this.backups.repositoryNode(job.repository)) !== this.nodeName)
+    if ((await this.backups.repositoryPlace(job.repository)).node !== this.nodeName)
       throw new NfError(
         'not_implemented',
         `job "${name}" backs up into a repository of another host: run it there`,
@@ -335,7 +335,7 @@ export class BackupJobs {
     try {
       for (const { value: job } of await this.store.list<BackupJobRecord>(keys.backupJobs)) {
         if (!job.enabled || this.running.has(job.name)) continue;
-        const node = await this.backups.repositoryNode(job.repository).catch(() => undefined);
+        const node = (await this.backups.repositoryPlace(job.repository).catch(() => undefined))?.node;
         if (node !== this.nodeName) continue;
         const state = (await this.store.get<BackupJobState>(keys.backupJobState(job.name)))?.value;
         const due = nextRun(job.schedule, new Date(state?.lastRunAt ?? job.createdAt));

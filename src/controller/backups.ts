@@ -549,10 +549,6 @@ export class BackupService {
   }
 
   /** The host a repository is on (jobs run on the controller of that host). */
-  async repositoryNode(name: string): Promise<string> {
-    return (await this.repoRecord(name)).node;
-  }
-
   /** Where a repository is: its host, and whether every host reaches it (shared storage). */
   async repositoryPlace(name: string): Promise<{ node: string; shared: boolean }> {
     const r = await this.repoRecord(name);
