@@ -469,7 +469,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   const networks = new NetworkService(store, ovn, { node: nodeName, address: cfg?.address ?? '' });
   vms = new VmService(store, router, images, reconciler, hostPaths, networks);
   // a host with overlay networks runs OVN from the start (its VMs' ports are bound again if need be)
-  if ((await networks.list()).some((n) => n.type === 'overlay'))
+  if (await networks.hasOverlay())
     await networks.startOvn().catch((err) =>
       log.error('OVN does not start: VMs on overlay networks will not start', {
         err: (err as Error).message,

@@ -367,7 +367,8 @@ export class NetworkService {
     for (const id of nicIds) await this.nb(['--if-exists', 'lsp-del', portName(vmId, id)]).catch(() => {});
   }
 
-  private async hasOverlay(): Promise<boolean> {
+  /** Whether any overlay network exists (then this host runs OVN). */
+  async hasOverlay(): Promise<boolean> {
     return (await this.store.list<NetworkRecord>(keys.networks)).some((n) => n.value.type === 'overlay');
   }
 
