@@ -439,7 +439,7 @@ export function backupRoutes(ctx: ApiContext) {
           'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(entry.name)}`,
           'x-content-type-options': 'nosniff',
         },
-      }) as never;
+      });
     },
   );
   r.openapi(
