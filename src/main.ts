@@ -14,6 +14,7 @@ import {
   vmCommand,
 } from './cli/commands';
 import { NfError, toNfError } from './errors';
+import { parseProviders } from './network/ovn/host';
 import { serve } from './serve';
 import { parseHostPort } from './util/net';
 import { VERSION } from './version';
@@ -24,12 +25,16 @@ Usage:
   neuroflow serve [--dev] [--data-dir DIR] [--listen HOST:PORT] [--root-password PW] [--host-path DIR]...
                   [--demo-image NAME=PATH]... [--name HOST] [--advertise IP] [--join TOKEN] [--cluster-name N]
                   [--grpc-port 8007] [--etcd-client-port 2379] [--etcd-peer-port 2380]
-                  [--migration-network CIDR] [--overlay-interface IFACE] [--watchdog /dev/watchdog]
+                  [--migration-network CIDR] [--overlay-interface IFACE] [--provider-network NAME=IFACE]...
+                  [--watchdog /dev/watchdog]
       --migration-network (or NEUROFLOW_MIGRATION_NETWORK): live migrations reach this host on its address
       in that network (TLS always); default: the management address.
       --overlay-interface (or NEUROFLOW_OVERLAY_INTERFACE): Geneve tunnels of overlay networks go out of
       this interface, from its first IPv4 address (on the userspace datapath it becomes a port of br-phy
       and its addresses move there); default: the management address.
+      --provider-network (or NEUROFLOW_PROVIDER_NETWORKS=NAME=IFACE,...): a physical network of this host
+      for provider networks (and routers' uplinks): IFACE becomes a port of the OVS bridge br-NAME (br-phy
+      when it is the overlay interface too) and its addresses move there. Give the same NAMEs on every host.
       --watchdog (or NEUROFLOW_WATCHDOG): feed this watchdog device every second; a hung daemon lets it
       reset the host (HA: a hung host cannot keep VMs the cluster restarts elsewhere).
       --dev: one host alone over plain HTTP (loopback). Without it, the first start makes a new cluster
@@ -78,8 +83,16 @@ Usage:
                   file systems (ext2/3/4 browsed), a directory, one file
   neuroflow backup job list | job add NAME --schedule CRON --repository R (--all | --vm VM... | --tag T...)
                   [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] ... | job run|enable|disable|rm NAME
-  neuroflow network list | show NAME | create NAME --subnet CIDR [--gateway IP] [--dns IP]... [--mtu N] | rm NAME
-                  networks: the built-in nat "default", OVN overlay networks (OVN DHCP; show lists NIC addresses)
+  neuroflow network list | show NAME | create NAME --subnet CIDR [--gateway IP] [--dns IP]... [--mtu N]
+                  [--provider [--physical-network P] [--vlan N] [--dhcp]] | rm NAME
+                  networks: the built-in nat "default", OVN overlay networks (OVN DHCP; show lists NIC addresses),
+                  provider networks (a physical network of the hosts, VLAN tagged or not)
+  neuroflow router list | show NAME | create NAME [--network N]... [--uplink NET[:IP]] [--no-snat]
+                  [--route DEST=NEXTHOP]... | set NAME [--network N]... [--uplink NET[:IP]|--no-uplink] [--route ...]
+                  | rm NAME | fip add ROUTER VM [--nic NIC] [--ip IP] | fip rm ROUTER IP
+  neuroflow sg list | show NAME | create NAME [--tag T]... [--rule RULE]... [--admin] [--description D]
+                  | set NAME [--tag T]... [--rule RULE]... | rm NAME      security groups (stateful, by VM tag);
+                  RULE: in|out:any|tcp|udp|icmp[:PORTS][:CIDR|@GROUP][:deny][:log], e.g. in:tcp:22:10.0.0.0/8
   neuroflow node list | node remove NAME [--force]
   neuroflow node maintenance NAME on|off [--no-wait]   on: live-migrates the host's VMs away (follows the
                   task; exits non-zero listing what stayed); off: moves nothing back
@@ -127,6 +140,7 @@ async function serveCommand(argv: string[]): Promise<void> {
       'etcd-peer-port': { type: 'string' },
       'migration-network': { type: 'string' },
       'overlay-interface': { type: 'string' },
+      'provider-network': { type: 'string', multiple: true },
       watchdog: { type: 'string' },
     },
   });
@@ -157,11 +171,16 @@ async function serveCommand(argv: string[]): Promise<void> {
   const migrationNetwork = values['migration-network'] ?? process.env.NEUROFLOW_MIGRATION_NETWORK;
   const watchdog = values.watchdog ?? process.env.NEUROFLOW_WATCHDOG;
   const overlayInterface = values['overlay-interface'] ?? process.env.NEUROFLOW_OVERLAY_INTERFACE;
+  const providerNetworks = parseProviders([
+    ...(values['provider-network'] ?? []),
+    ...(process.env.NEUROFLOW_PROVIDER_NETWORKS ?? '').split(','),
+  ]);
   const daemon = await serve({
     hostPaths,
     ...(migrationNetwork ? { migrationNetwork } : {}),
     ...(watchdog ? { watchdog } : {}),
     ...(overlayInterface ? { overlayInterface } : {}),
+    providerNetworks,
     dataDir: values['data-dir'],
     host,
     port,
@@ -260,6 +279,11 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./cli/backups')).backupCommand(rest, out);
       case 'network':
         return await (await import('./cli/networks')).networkCommand(rest, out);
+      case 'router':
+        return await (await import('./cli/networks')).routerCommand(rest, out);
+      case 'sg':
+      case 'security-group':
+        return await (await import('./cli/networks')).securityGroupCommand(rest, out);
       case 'ceph':
         await (await import('./cli/ceph')).cephCommand(rest, out);
         return 0;

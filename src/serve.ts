@@ -52,6 +52,8 @@ import { restoredRecord, VmService } from './controller/vms';
 import { NfError } from './errors';
 import { NatNetwork } from './network/nat';
 import { OvnHost } from './network/ovn/host';
+import { RouterService } from './network/routers';
+import { SecurityGroupService } from './network/security';
 import { NetworkService } from './network/service';
 import { defaultNodeName, Node } from './node/node';
 import { SelfFence } from './node/self-fence';
@@ -102,6 +104,8 @@ export interface ServeOptions {
   watchdog?: string;
   /** Geneve tunnels of overlay networks go out of this interface (default: the management address). */
   overlayInterface?: string;
+  /** Physical networks for provider networks: name → interface (src/network/ovn/host.ts). */
+  providerNetworks?: Record<string, string>;
 }
 
 export interface Daemon {
@@ -284,6 +288,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
         : '127.0.0.1',
     // Geneve over a network of its own (NEUROFLOW_OVERLAY_INTERFACE=eth1), else the management one
     ...(opts.overlayInterface ? { underlay: opts.overlayInterface } : {}),
+    ...(opts.providerNetworks ? { providers: opts.providerNetworks } : {}),
   });
   await nat.ensureFirewall().catch((err) =>
     log.error('the nat network is unavailable: VMs with a NIC will not start', {
@@ -467,6 +472,10 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   let vms!: VmService;
   const reconciler = new Reconciler(store, router, (vm) => vms.runSpec(vm));
   const networks = new NetworkService(store, ovn, { node: nodeName, address: cfg?.address ?? '' });
+  const routers = new RouterService(store, networks);
+  const securityGroups = new SecurityGroupService(store, networks);
+  networks.follow(routers);
+  networks.follow(securityGroups);
   vms = new VmService(store, router, images, reconciler, hostPaths, networks);
   // a host with overlay networks runs OVN from the start (its VMs' ports are bound again if need be)
   if (await networks.hasOverlay())
@@ -678,6 +687,8 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     backups,
     backupJobs,
     networks,
+    routers,
+    securityGroups,
     pools: poolService,
     ceph,
     guest: new GuestService(vms, router),

@@ -19,6 +19,8 @@ import { importRoutes } from './routes/imports';
 import { networkRoutes } from './routes/networks';
 import { nodeRoutes } from './routes/nodes';
 import { poolRoutes } from './routes/pools';
+import { routerRoutes } from './routes/routers';
+import { securityGroupRoutes } from './routes/security-groups';
 import { systemRoutes } from './routes/system';
 import { taskRoutes } from './routes/tasks';
 import { vmDiskRoutes } from './routes/vm-disks';
@@ -73,6 +75,8 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
   api.route('/backup/repositories', backupRepositoryRoutes(ctx));
   api.route('/backups', backupRoutes(ctx));
   api.route('/networks', networkRoutes(ctx));
+  api.route('/routers', routerRoutes(ctx));
+  api.route('/security-groups', securityGroupRoutes(ctx));
   api.route('/backup/jobs', backupJobRoutes(ctx));
   api.route('/nodes', nodeRoutes(ctx));
   api.route('/pools', poolRoutes(ctx));

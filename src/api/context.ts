@@ -17,6 +17,8 @@ import type { TaskLog } from '../controller/tasks';
 import type { VmActions } from '../controller/vm-actions';
 import type { VmDevices } from '../controller/vm-devices';
 import type { VmService } from '../controller/vms';
+import type { RouterService } from '../network/routers';
+import type { SecurityGroupService } from '../network/security';
 import type { NetworkService } from '../network/service';
 import type { Store } from '../store/store';
 import type { ConsoleProxy } from './console';
@@ -48,6 +50,8 @@ export interface ApiContext {
   imports: ImportService;
   backups: BackupService;
   networks: NetworkService;
+  routers: RouterService;
+  securityGroups: SecurityGroupService;
   backupJobs: BackupJobs;
   pools: PoolService;
   ceph: CephService;

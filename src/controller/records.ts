@@ -20,6 +20,10 @@ export const keys = {
   networks: `${PREFIX}networks/`,
   /** Where OVN's central part (databases, ovn-northd) runs: { node, address }. */
   ovnCentral: `${PREFIX}ovn/central`,
+  router: (name: string) => `${PREFIX}routers/${name}`,
+  routers: `${PREFIX}routers/`,
+  securityGroup: (name: string) => `${PREFIX}security-groups/${name}`,
+  securityGroups: `${PREFIX}security-groups/`,
   node: (name: string) => `${PREFIX}nodes/${name}`,
   nodes: `${PREFIX}nodes/`,
   /** Written by the leader on each heartbeat, attached to a lease: gone when the node goes quiet. */
@@ -296,14 +300,65 @@ export interface PoolRecord {
 
 export interface NetworkRecord {
   name: string;
-  /** nat: outbound NAT through passt (the built-in "default"); overlay: an OVN logical switch. */
-  type: 'nat' | 'overlay';
-  /** overlay: its IPv4 subnet (CIDR), gateway (kept for a router), DNS servers DHCP hands out, MTU. */
+  /**
+   * nat: outbound NAT through passt (the built-in "default"); overlay: an OVN logical switch across the
+   * hosts (Geneve); provider: an OVN logical switch on a physical network of the hosts (localnet), VLAN
+   * tagged or not.
+   */
+  type: 'nat' | 'overlay' | 'provider';
+  /** overlay/provider: its IPv4 subnet (CIDR), gateway (a router's address), DNS servers DHCP hands out, MTU. */
   subnet?: string;
   gateway?: string;
   dns?: string[];
   mtu?: number;
+  /** provider: the hosts' physical network it is on (serve --provider-network NAME=IFACE), its VLAN. */
+  physicalNetwork?: string;
+  vlan?: number;
+  /** Whether OVN answers DHCP on it (overlay: always; provider: when asked, else the network's own does). */
+  dhcp?: boolean;
   createdAt?: string;
+}
+
+/** An OVN logical router between networks, with a way out (uplink) and floating addresses. */
+export interface RouterRecord {
+  name: string;
+  /** The overlay networks it joins: its port on each has the network's gateway address. */
+  networks: string[];
+  /** Its port on a provider network (its own address there), the default route out, SNAT of the inside. */
+  uplink?: { network: string; ip: string; snat: boolean };
+  routes: { destination: string; nexthop: string }[];
+  /** Addresses of the uplink network that reach a VM's NIC (DNAT, and SNAT of what the NIC sends out). */
+  floatingIps: { ip: string; vmId: string; nic: string }[];
+  createdAt: string;
+}
+
+export interface SecurityRule {
+  /** in: to the group's NICs; out: from them. */
+  direction: 'in' | 'out';
+  protocol: 'any' | 'tcp' | 'udp' | 'icmp';
+  /** tcp/udp: a port or a range "8000-8080"; absent: every port. */
+  ports?: string;
+  /** The other side: a CIDR, or the NICs of a group (one of them; neither: anywhere). */
+  remote?: string;
+  remoteGroup?: string;
+  /** Default allow; deny matters in an admin group (above every tenant rule). */
+  action?: 'allow' | 'deny';
+  /** Log the flows it matches (rate limited) in the host's ovn-controller log. */
+  log?: boolean;
+}
+
+/**
+ * A stateful firewall on the NICs of the VMs carrying one of its tags: what a member may receive and
+ * send (anything else is dropped; replies to allowed flows pass).
+ */
+export interface SecurityGroupRecord {
+  name: string;
+  description?: string;
+  tags: string[];
+  /** An admin group's rules come before every other group's (their deny wins over a tenant's allow). */
+  admin?: boolean;
+  rules: SecurityRule[];
+  createdAt: string;
 }
 
 export interface TaskRecord {

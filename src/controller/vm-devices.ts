@@ -163,10 +163,10 @@ export class VmDevices {
       const net = await this.store.get<NetworkRecord>(keys.network(input.network));
       if (!net)
         throw new NfError('validation_failed', `network "${input.network}" does not exist (try "default")`);
-      if (net.value.type === 'overlay' && this.isLive(vm))
+      if (net.value.type !== 'nat' && this.isLive(vm))
         throw new NfError(
           'not_implemented',
-          `hot-plug of a NIC on overlay network "${input.network}" is not built yet: add it while the VM is stopped`,
+          `hot-plug of a NIC on ${net.value.type} network "${input.network}" is not built yet: add it while the VM is stopped`,
         );
       await checkNicAddresses(this.store, vm.id, [input]);
       if (vm.networks.length >= 8)
@@ -206,7 +206,12 @@ export class VmDevices {
         v.networks = v.networks.filter((n) => n.id !== nicId);
         if (v.bootOrder) v.bootOrder = v.bootOrder.filter((d) => d !== nicId);
       };
-      if (!this.isLive(vm)) return void (await this.write(cur, forget));
+      if (!this.isLive(vm)) {
+        await this.write(cur, forget);
+        // its OVN port (and a floating IP leading to it) goes too
+        await this.vms.dropNicPorts(vm.id, [nicId]);
+        return;
+      }
       if (!nic.slot)
         throw new NfError(
           'invalid_state',

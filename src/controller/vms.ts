@@ -92,6 +92,8 @@ export class VmService {
       central(): Promise<string>;
       bindPorts(vm: VmRecord, chassis: string[], migrating: boolean): Promise<void>;
       dropPorts(vmId: string, nicIds: string[]): Promise<void>;
+      /** Its tags changed: security groups follow. */
+      vmChanged(): Promise<void>;
     },
   ) {}
 
@@ -569,6 +571,9 @@ export class VmService {
         hotAddedVcpus: hotAdd,
         hotAddedMemoryMiB: hotMemory,
       });
+      // security groups follow tags: a NIC enters or leaves a group at once
+      if (input.tags !== undefined && JSON.stringify(vm.tags ?? []) !== JSON.stringify(after.tags ?? []))
+        await this.networkPorts?.vmChanged();
       const saved = await this.find(id);
       return { vm: this.view(saved.value), etag: vmEtag(saved) };
     });
@@ -833,6 +838,11 @@ export class VmService {
     const { model } = await this.cpuDefault();
     if (!cpu && model === 'host') return undefined; // as before: the host's best
     return { ...cpu, model };
+  }
+
+  /** Removed NICs' OVN ports (and what followed them: floating IPs, group membership). */
+  async dropNicPorts(vmId: string, nicIds: string[]): Promise<void> {
+    await this.networkPorts?.dropPorts(vmId, nicIds);
   }
 
   /** A migration's NIC ports on overlay networks: bound on these hosts (see NetworkService.bindPorts). */

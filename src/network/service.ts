@@ -7,10 +7,11 @@
  * (databases, northd) runs on one host of a cluster (central()); the others reach it over SSL.
  */
 import { createHash } from 'node:crypto';
-import { keys, type NetworkRecord, type VmRecord } from '../controller/records';
+import { keys, type NetworkRecord, type RouterRecord, type VmRecord } from '../controller/records';
 import { NfError } from '../errors';
 import type { Store } from '../store/store';
 import { createLogger } from '../util/log';
+import { intToIp, ipToInt, parseSubnet } from './ip';
 import type { OvnHost } from './ovn/host';
 
 const log = createLogger('network');
@@ -21,13 +22,27 @@ export const OVERLAY_MTU = 1442;
 
 export interface NetworkInput {
   name: string;
-  type: 'overlay';
+  type: 'overlay' | 'provider';
   /** IPv4 subnet in CIDR form. */
   subnet: string;
   /** Default: the subnet's first address (kept for a router). */
   gateway?: string;
   dns?: string[];
   mtu?: number;
+  /** provider: the hosts' physical network (default "provider"), a VLAN tag, OVN's DHCP (default off). */
+  physicalNetwork?: string;
+  vlan?: number;
+  dhcp?: boolean;
+}
+
+/** Whether a network is an OVN logical switch (overlay or provider) with a subnet. */
+export function isOvn(net: NetworkRecord | undefined): net is NetworkRecord & { subnet: string } {
+  return (net?.type === 'overlay' || net?.type === 'provider') && !!net.subnet;
+}
+
+/** Whether OVN answers DHCP on the network. */
+function hasDhcp(net: NetworkRecord): boolean {
+  return net.type === 'overlay' || !!net.dhcp;
 }
 
 export interface NetworkPort {
@@ -44,33 +59,6 @@ export interface NetworkView extends NetworkRecord {
   nics: number;
 }
 
-function ipToInt(ip: string): number {
-  const p = ip.split('.').map(Number);
-  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255))
-    throw new NfError('validation_failed', `not an IPv4 address: ${ip}`);
-  return ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0;
-}
-
-function intToIp(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-}
-
-/** A subnet's network address and prefix; refuses host bits set and sizes DHCP cannot serve. */
-export function parseSubnet(cidr: string): { base: number; prefix: number; size: number } {
-  const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(cidr);
-  if (!m) throw new NfError('validation_failed', `subnet: an IPv4 CIDR such as 10.10.0.0/24, not "${cidr}"`);
-  const prefix = Number(m[2]);
-  if (prefix < 8 || prefix > 29) throw new NfError('validation_failed', 'subnet: a prefix from /8 to /29');
-  const base = ipToInt(m[1]!);
-  const size = 2 ** (32 - prefix);
-  if (base % size !== 0)
-    throw new NfError(
-      'validation_failed',
-      `subnet: ${cidr} has host bits set (${intToIp(base - (base % size))}/${prefix}?)`,
-    );
-  return { base, prefix, size };
-}
-
 /**
  * Checks NICs about to be given to a VM (new, or added): a fixed address needs an overlay network, lies
  * in its subnet (not its network, broadcast or gateway address) and is no other NIC's there; a MAC given
@@ -82,16 +70,21 @@ export async function checkNicAddresses(
   nics: { network: string; mac?: string; ip?: string }[],
 ): Promise<void> {
   const vms = (await store.list<VmRecord>(keys.vms)).map((v) => v.value).filter((v) => v.id !== vmId);
-  // on one overlay network: who has each address and each MAC (two ports with one MAC break switching)
+  // on one OVN network: who has each address and each MAC (two ports with one MAC break switching)
   const taken = new Map<string, string>();
   for (const v of vms)
     for (const n of v.networks) {
       taken.set(`${n.network}/${n.mac.toLowerCase()}`, `VM "${v.name}" (${n.id})`);
       if (n.ip) taken.set(`${n.network}/${n.ip}`, `VM "${v.name}" (${n.id})`);
     }
+  for (const r of (await store.list<RouterRecord>(keys.routers)).map((x) => x.value)) {
+    if (r.uplink) taken.set(`${r.uplink.network}/${r.uplink.ip}`, `router "${r.name}"`);
+    for (const f of r.floatingIps)
+      if (r.uplink) taken.set(`${r.uplink.network}/${f.ip}`, `a floating IP of router "${r.name}"`);
+  }
   for (const [i, n] of nics.entries()) {
     const net = (await store.get<NetworkRecord>(keys.network(n.network)))?.value;
-    const overlay = net?.type === 'overlay' && net.subnet ? net : undefined;
+    const overlay = isOvn(net) ? net : undefined;
     const mac = n.mac?.toLowerCase();
     if (mac && overlay) {
       const other = taken.get(`${n.network}/${mac}`);
@@ -103,7 +96,7 @@ export async function checkNicAddresses(
     if (!overlay)
       throw new NfError(
         'validation_failed',
-        `a fixed address (${n.ip}) needs an overlay network, not "${n.network}"`,
+        `a fixed address (${n.ip}) needs an overlay or provider network, not "${n.network}"`,
       );
     const { base, size } = parseSubnet(overlay.subnet!);
     const a = ipToInt(n.ip);
@@ -118,7 +111,27 @@ export async function checkNicAddresses(
   }
 }
 
+/** What follows a VM's ports: floating IPs (routers) and security group membership. */
+export interface PortFollowers {
+  /** A VM's (or some of its NICs') ports are gone. */
+  dropVm(vmId: string, nicIds: string[]): Promise<void>;
+  /** Ports were made, or a VM's tags changed. */
+  sync(): Promise<void>;
+}
+
 export class NetworkService {
+  private followers: PortFollowers[] = [];
+
+  /** Routers and security groups follow the VMs' ports. */
+  follow(f: PortFollowers): void {
+    this.followers.push(f);
+  }
+
+  /** A VM's tags (or NICs) changed: security groups follow. */
+  async vmChanged(): Promise<void> {
+    for (const f of this.followers) await f.sync();
+  }
+
   constructor(
     private readonly store: Store,
     /** OVN on this host with its central part (the northbound database). */
@@ -145,7 +158,7 @@ export class NetworkService {
     const vms = (await this.store.list<VmRecord>(keys.vms)).map((v) => v.value);
     const using = vms.flatMap((v) => v.networks.filter((n) => n.network === name).map((n) => ({ v, n })));
     const view: NetworkView & { ports?: NetworkPort[] } = { ...rec, nics: using.length };
-    if (rec.type === 'overlay') {
+    if (isOvn(rec)) {
       const addrs = await this.portAddresses(name).catch(() => new Map<string, string>());
       view.ports = using.map(({ v, n }) => {
         const ip = addrs.get(portName(v.id, n.id));
@@ -189,8 +202,36 @@ export class NetworkService {
    * Northbound commands in one ovn-nbctl run (joined with `--`: one process, one transaction), on this
    * host's OVN (started if need be) talking to the central databases.
    */
-  private async nb(...commands: string[][]): Promise<string> {
+  async nb(...commands: string[][]): Promise<string> {
     return (await this.startOvn()).nbctl(commands.flatMap((c, i) => (i === 0 ? c : ['--', ...c])));
+  }
+
+  /**
+   * The hosts (OVN chassis) that have a physical network, from the southbound database (each host's
+   * ovn-controller reports its bridge mappings): a router's uplink port can be active on these.
+   */
+  async chassisWith(physicalNetwork: string): Promise<string[]> {
+    const out = await (await this.startOvn()).sbctl([
+      '--format=json',
+      '--columns=name,other_config',
+      'list',
+      'chassis',
+    ]);
+    const t = JSON.parse(out) as { data: [string, ['map', [string, string][]]][] };
+    return t.data
+      .filter(([, [, map]]) =>
+        map.some(
+          ([k, v]) =>
+            k === 'ovn-bridge-mappings' && v.split(',').some((m) => m.split(':')[0] === physicalNetwork),
+        ),
+      )
+      .map(([name]) => name)
+      .sort();
+  }
+
+  /** The address OVN gave each VM NIC port of a network (or its fixed one): port name → IPv4. */
+  addresses(network: string): Promise<Map<string, string>> {
+    return this.portAddresses(network);
   }
 
   /** Starts this host's OVN, with the cluster's central part where it is (asked of etcd once). */
@@ -204,27 +245,59 @@ export class NetworkService {
   async create(input: NetworkInput): Promise<NetworkView> {
     if (!NAME_RE.test(input.name))
       throw new NfError('validation_failed', 'a network name is 1-31 lowercase letters, digits and dashes');
-    if (input.type !== 'overlay')
-      throw new NfError('validation_failed', 'type: overlay (nat is built in: "default")');
+    if (input.type !== 'overlay' && input.type !== 'provider')
+      throw new NfError('validation_failed', 'type: overlay or provider (nat is built in: "default")');
+    const provider = input.type === 'provider';
+    if (
+      !provider &&
+      (input.physicalNetwork !== undefined || input.vlan !== undefined || input.dhcp === false)
+    )
+      throw new NfError(
+        'validation_failed',
+        'physicalNetwork, vlan and dhcp: false are for provider networks',
+      );
+    const physicalNetwork = provider ? (input.physicalNetwork ?? 'provider') : undefined;
+    if (physicalNetwork !== undefined && !/^[a-z0-9][a-z0-9-]{0,11}$/.test(physicalNetwork))
+      throw new NfError('validation_failed', 'physicalNetwork: 1-12 lowercase letters, digits and dashes');
+    if (input.vlan !== undefined && (!Number.isInteger(input.vlan) || input.vlan < 1 || input.vlan > 4094))
+      throw new NfError('validation_failed', 'vlan: 1 to 4094');
     const { base, size, prefix } = parseSubnet(input.subnet);
     const gateway = input.gateway ?? intToIp(base + 1);
     const g = ipToInt(gateway);
     if (g <= base || g >= base + size - 1)
       throw new NfError('validation_failed', `gateway ${gateway} is not a host address of ${input.subnet}`);
     for (const d of input.dns ?? []) ipToInt(d);
-    const mtu = input.mtu ?? OVERLAY_MTU;
-    if (!Number.isInteger(mtu) || mtu < 576 || mtu > 8942)
-      throw new NfError('validation_failed', 'mtu: 576 to 8942');
+    const mtu = input.mtu ?? (provider ? 1500 : OVERLAY_MTU);
+    if (!Number.isInteger(mtu) || mtu < 576 || mtu > 9000)
+      throw new NfError('validation_failed', 'mtu: 576 to 9000');
     if (await this.store.get(keys.network(input.name)))
       throw new NfError('already_exists', `a network named "${input.name}" exists`);
+    if (provider) {
+      // one physical network and VLAN carries one provider network (two would be one broadcast domain)
+      const same = (await this.store.list<NetworkRecord>(keys.networks))
+        .map((n) => n.value)
+        .find((n) => n.type === 'provider' && n.physicalNetwork === physicalNetwork && n.vlan === input.vlan);
+      if (same)
+        throw new NfError(
+          'already_exists',
+          `network "${same.name}" is on physical network ${physicalNetwork}${input.vlan ? ` VLAN ${input.vlan}` : ' untagged'} already`,
+        );
+    }
     await this.startOvn(true);
     const rec: NetworkRecord = {
       name: input.name,
-      type: 'overlay',
+      type: input.type,
       subnet: `${intToIp(base)}/${prefix}`,
       gateway,
       ...(input.dns?.length ? { dns: input.dns } : {}),
       mtu,
+      ...(provider
+        ? {
+            physicalNetwork,
+            ...(input.vlan !== undefined ? { vlan: input.vlan } : {}),
+            dhcp: input.dhcp ?? false,
+          }
+        : {}),
       createdAt: new Date().toISOString(),
     };
     await this.makeSwitch(rec);
@@ -239,7 +312,7 @@ export class NetworkService {
         throw new NfError('already_exists', `a network named "${input.name}" exists`);
       throw err;
     }
-    log.info('network created', { name: rec.name, subnet: rec.subnet });
+    log.info('network created', { name: rec.name, type: rec.type, subnet: rec.subnet });
     return { ...rec, nics: 0 };
   }
 
@@ -256,7 +329,18 @@ export class NetworkService {
         `other_config:exclude_ips=${rec.gateway}`,
         `external_ids:neuroflow-network=${rec.name}`,
       ],
+      // a provider network reaches the hosts' physical network through a localnet port
+      ...(rec.type === 'provider'
+        ? [
+            ['--may-exist', 'lsp-add', ls, localnetPort(rec.name)],
+            ['lsp-set-type', localnetPort(rec.name), 'localnet'],
+            ['lsp-set-addresses', localnetPort(rec.name), 'unknown'],
+            ['lsp-set-options', localnetPort(rec.name), `network_name=${rec.physicalNetwork}`],
+            ...(rec.vlan ? [['set', 'logical_switch_port', localnetPort(rec.name), `tag=${rec.vlan}`]] : []),
+          ]
+        : []),
     );
+    if (!hasDhcp(rec)) return;
     let dhcp = await this.dhcpOptions(rec.name);
     if (!dhcp) {
       dhcp = (await this.nb(['dhcp-options-create', rec.subnet!, `neuroflow-network=${rec.name}`])).trim();
@@ -301,7 +385,15 @@ export class NetworkService {
         'in_use',
         `network "${name}" has NICs of ${using.length} VM(s): ${using.slice(0, 5).join(', ')}${using.length > 5 ? ', …' : ''}`,
       );
-    if (rec.type === 'overlay') await this.dropSwitch(name);
+    const routers = (await this.store.list<RouterRecord>(keys.routers))
+      .map((r) => r.value)
+      .filter((r) => r.networks.includes(name) || r.uplink?.network === name);
+    if (routers.length > 0)
+      throw new NfError(
+        'in_use',
+        `network "${name}" is connected to router(s) ${routers.map((r) => `"${r.name}"`).join(', ')}`,
+      );
+    if (isOvn(rec)) await this.dropSwitch(name);
     await this.store.txn({ delete: [keys.network(name)] });
     log.info('network deleted', { name });
   }
@@ -314,10 +406,10 @@ export class NetworkService {
     const out = new Map<string, string>();
     for (const n of vm.networks) {
       const net = await this.store.get<NetworkRecord>(keys.network(n.network));
-      if (net?.value.type !== 'overlay') continue;
+      if (!isOvn(net?.value)) continue;
       const port = portName(vm.id, n.id);
       const ls = switchName(n.network);
-      const dhcp = await this.dhcpOptions(n.network);
+      const dhcp = hasDhcp(net.value) ? await this.dhcpOptions(n.network) : undefined;
       const make = () =>
         this.nb(
           ['--may-exist', 'lsp-add', ls, port],
@@ -335,6 +427,8 @@ export class NetworkService {
       });
       out.set(n.id, port);
     }
+    // a new port goes into its security groups before the VM runs (never unfiltered)
+    if (out.size > 0) for (const f of this.followers) await f.sync();
     return out;
   }
 
@@ -346,8 +440,7 @@ export class NetworkService {
   async bindPorts(vm: VmRecord, chassis: string[], migrating: boolean): Promise<void> {
     for (const n of vm.networks) {
       const net = await this.store.get<NetworkRecord>(keys.network(n.network));
-      if (net?.value.type === 'overlay')
-        await this.nb(...this.binding(portName(vm.id, n.id), chassis, migrating));
+      if (isOvn(net?.value)) await this.nb(...this.binding(portName(vm.id, n.id), chassis, migrating));
     }
   }
 
@@ -364,12 +457,17 @@ export class NetworkService {
   /** Removes a deleted VM's (or a removed NIC's) logical ports. */
   async dropPorts(vmId: string, nicIds: string[]): Promise<void> {
     if (!this.ovn || !(await this.hasOverlay())) return;
+    for (const f of this.followers)
+      await f
+        .dropVm(vmId, nicIds)
+        .catch((err) => log.warn('cannot follow a port removal', { err: (err as Error).message }));
     for (const id of nicIds) await this.nb(['--if-exists', 'lsp-del', portName(vmId, id)]).catch(() => {});
+    for (const f of this.followers) await f.sync().catch(() => {});
   }
 
   /** Whether any overlay network exists (then this host runs OVN). */
   async hasOverlay(): Promise<boolean> {
-    return (await this.store.list<NetworkRecord>(keys.networks)).some((n) => n.value.type === 'overlay');
+    return (await this.store.list<NetworkRecord>(keys.networks)).some((n) => isOvn(n.value));
   }
 
   /** The IPv4 address of each port of a network's switch (OVN's pick, or the fixed one), in one query. */
@@ -398,6 +496,11 @@ export class NetworkService {
 
 export function switchName(network: string): string {
   return `nf-${network}`;
+}
+
+/** A provider network's port onto the hosts' physical network. */
+export function localnetPort(network: string): string {
+  return `ln-${network}`;
 }
 
 export function portName(vmId: string, nicId: string): string {

@@ -72,6 +72,25 @@ export class NetLab implements AsyncDisposable {
     return host;
   }
 
+  readonly outside: string[] = [];
+
+  /**
+   * An "outside" namespace on the second network (the hosts' eth1): address overlaySubnet.200, no route
+   * to any VM network (what reaches a VM from it comes through a router's uplink). Returns its name.
+   */
+  addOutside(): string {
+    const ns = `nf${this.id}out`;
+    const veth = `nfx${this.id}`;
+    run(['ip', 'netns', 'add', ns]);
+    this.outside.push(ns);
+    run(['ip', 'link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    run(['ip', 'link', 'set', veth, 'master', this.overlayBridge, 'up']);
+    run(['ip', '-n', ns, 'addr', 'add', `${this.overlaySubnet}.200/24`, 'dev', 'eth0']);
+    run(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
+    run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+    return ns;
+  }
+
   /**
    * A tap device on the bridge for a QEMU NIC (`-netdev tap,ifname=TAP,script=no,downscript=no`): the
    * VM is a host of this lab; its address is its own business (subnet.N with N > 100 is free).
@@ -87,6 +106,7 @@ export class NetLab implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     for (const t of this.taps) spawnSync('ip', ['link', 'del', t]);
     for (const h of this.hosts) spawnSync('ip', ['netns', 'del', h.ns]);
+    for (const ns of this.outside) spawnSync('ip', ['netns', 'del', ns]);
     spawnSync('ip', ['link', 'del', this.bridge]);
     spawnSync('ip', ['link', 'del', this.overlayBridge]);
   }

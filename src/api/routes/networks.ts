@@ -9,14 +9,17 @@ const IPV4 = z.string().regex(/^\d{1,3}(\.\d{1,3}){3}$/, 'an IPv4 address');
 const NetworkSchema = z
   .object({
     name: z.string(),
-    type: z.enum(['nat', 'overlay']).openapi({
+    type: z.enum(['nat', 'overlay', 'provider']).openapi({
       description:
-        'nat: outbound NAT through passt, no host service reachable (the built-in "default"); overlay: an OVN logical switch with its own subnet, DHCP and address management',
+        'nat: outbound NAT through passt, no host service reachable (the built-in "default"); overlay: an OVN logical switch across the hosts with its own subnet, DHCP and address management; provider: an OVN logical switch on a physical network of the hosts (VLAN tagged or not)',
     }),
     subnet: z.string().optional(),
     gateway: z.string().optional().openapi({ description: 'Kept for a router (not handed to a NIC)' }),
     dns: z.array(z.string()).optional(),
     mtu: z.number().optional(),
+    physicalNetwork: z.string().optional().openapi({ description: "provider: the hosts' physical network" }),
+    vlan: z.number().optional().openapi({ description: 'provider: its VLAN tag (absent: untagged)' }),
+    dhcp: z.boolean().optional().openapi({ description: 'provider: whether OVN answers DHCP on it' }),
     createdAt: z.string().optional(),
     nics: z.number().openapi({ description: 'NICs attached to it' }),
     ports: z
@@ -54,7 +57,7 @@ export function networkRoutes(ctx: ApiContext) {
       path: '/',
       tags: ['Networks'],
       summary:
-        'Create an overlay network: an OVN logical switch with a subnet, OVN DHCP (addresses picked by OVN) and its MTU',
+        'Create an overlay network (an OVN logical switch across the hosts: subnet, OVN DHCP and addresses, MTU) or a provider network (on a physical network of the hosts, VLAN tagged or not)',
       request: {
         body: {
           content: {
@@ -62,15 +65,32 @@ export function networkRoutes(ctx: ApiContext) {
               schema: z
                 .strictObject({
                   name: NET_NAME,
-                  type: z.literal('overlay'),
+                  type: z.enum(['overlay', 'provider']),
                   subnet: z.string().min(9).max(18).openapi({ example: '10.10.0.0/24' }),
                   gateway: IPV4.optional().openapi({ description: "Default: the subnet's first address" }),
                   dns: z.array(IPV4).max(4).optional().openapi({ description: 'DNS servers DHCP hands out' }),
-                  mtu: z
+                  mtu: z.number().int().optional().openapi({
+                    description:
+                      'Default 1442 on overlay networks (Geneve on a 1500 underlay), 1500 on provider ones',
+                  }),
+                  physicalNetwork: z
+                    .string()
+                    .regex(/^[a-z0-9][a-z0-9-]{0,11}$/)
+                    .optional()
+                    .openapi({
+                      description:
+                        'provider: the physical network every host maps with serve --provider-network NAME=IFACE (default "provider")',
+                    }),
+                  vlan: z
                     .number()
                     .int()
+                    .min(1)
+                    .max(4094)
                     .optional()
-                    .openapi({ description: 'Default 1442 (Geneve on a 1500 underlay)' }),
+                    .openapi({ description: 'provider: a VLAN tag' }),
+                  dhcp: z.boolean().optional().openapi({
+                    description: "provider: OVN answers DHCP (default false: the network's own does)",
+                  }),
                 })
                 .openapi('NewNetwork'),
             },

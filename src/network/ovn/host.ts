@@ -64,6 +64,33 @@ export function run(argv: string[], env?: Record<string, string>, timeoutMs = 30
   });
 }
 
+/** A device's IPv4 addresses in CIDR form. */
+async function addrs(dev: string): Promise<string[]> {
+  const out = await run(['ip', '-j', '-4', 'addr', 'show', 'dev', dev]).catch(() => '[]');
+  const parsed = JSON.parse(out || '[]') as { addr_info?: { local: string; prefixlen: number }[] }[];
+  return parsed.flatMap((l) => (l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`));
+}
+
+/** The OVS bridge of a provider (physical) network on a host. */
+export function providerBridge(name: string): string {
+  return `br-${name}`.slice(0, 15);
+}
+
+/** `NAME=IFACE,NAME=IFACE` (serve --provider-network, NEUROFLOW_PROVIDER_NETWORKS) as a map. */
+export function parseProviders(items: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of items.flatMap((i) => i.split(',')).filter(Boolean)) {
+    const m = /^([a-z0-9][a-z0-9-]{0,11})=([A-Za-z0-9_.@-]{1,15})$/.exec(item.trim());
+    if (!m)
+      throw new NfError(
+        'validation_failed',
+        `--provider-network ${item}: NAME=IFACE, a name of 1-12 lowercase letters, digits and dashes`,
+      );
+    out[m[1]!] = m[2]!;
+  }
+  return out;
+}
+
 export class OvnHost {
   readonly paths: OvnPaths;
   private readonly daemons: Daemon[] = [];
@@ -86,6 +113,12 @@ export class OvnHost {
        * `br-phy` and its addresses move to the bridge.
        */
       underlay?: string;
+      /**
+       * Physical networks of this host for provider networks: name → interface. Each interface becomes
+       * a port of an OVS bridge (`br-<name>`, or `br-phy` when it is the underlay too) mapped for OVN
+       * (`ovn-bridge-mappings`); its addresses move to the bridge.
+       */
+      providers?: Record<string, string>;
       /** A cluster host's certificate, key and CA (the databases' SSL, both ways); none on a single host. */
       tls?: { key: string; cert: string; ca: string };
     },
@@ -230,7 +263,15 @@ export class OvnHost {
         'the userspace datapath reaches other hosts over Geneve only from an OVS bridge: give serve --overlay-interface (NEUROFLOW_OVERLAY_INTERFACE), a network interface for the overlay (it becomes a port of br-phy); overlay traffic stays on this host until then',
       );
     const encapIp = await this.tunnelEndpoint(netdev);
-    await this.vsctl(['--no-wait', 'set', 'open_vswitch', '.', `external_ids:ovn-encap-ip=${encapIp}`]);
+    const mappings = await this.providerBridges(netdev);
+    await this.vsctl([
+      '--no-wait',
+      'set',
+      'open_vswitch',
+      '.',
+      `external_ids:ovn-encap-ip=${encapIp}`,
+      `external_ids:ovn-bridge-mappings="${mappings}"`,
+    ]);
     await this.daemon('ovn-controller', [
       '/usr/bin/ovn-controller',
       `unix:${p.ovsSock}`,
@@ -265,35 +306,12 @@ export class OvnHost {
   private async tunnelEndpoint(netdev: boolean): Promise<string> {
     const iface = this.opts.underlay;
     if (!iface) return this.opts.address;
-    const addrs = async (dev: string): Promise<string[]> => {
-      const out = await run(['ip', '-j', '-4', 'addr', 'show', 'dev', dev]).catch(() => '[]');
-      const parsed = JSON.parse(out || '[]') as { addr_info?: { local: string; prefixlen: number }[] }[];
-      return parsed.flatMap((l) => (l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`));
-    };
     if (!netdev) {
       const own = await addrs(iface);
       if (!own[0]) throw new NfError('unavailable', `the overlay interface ${iface} has no IPv4 address`);
       return own[0].split('/')[0]!;
     }
-    await this.vsctl([
-      '--may-exist',
-      'add-br',
-      UNDERLAY_BRIDGE,
-      '--',
-      'set',
-      'bridge',
-      UNDERLAY_BRIDGE,
-      'datapath_type=netdev',
-    ]);
-    await this.vsctl(['--may-exist', 'add-port', UNDERLAY_BRIDGE, iface]);
-    for (const a of await addrs(iface)) {
-      await run(['ip', 'addr', 'del', a, 'dev', iface]);
-      await run(['ip', 'addr', 'add', a, 'dev', UNDERLAY_BRIDGE]).catch((err: NfError) => {
-        if (!/exists/i.test(err.message)) throw err;
-      });
-    }
-    await run(['ip', 'link', 'set', iface, 'up']);
-    await run(['ip', 'link', 'set', UNDERLAY_BRIDGE, 'up']);
+    await this.bridgeInterface(UNDERLAY_BRIDGE, iface, true);
     const moved = await addrs(UNDERLAY_BRIDGE);
     if (!moved[0])
       throw new NfError(
@@ -301,6 +319,43 @@ export class OvnHost {
         `the overlay interface ${iface} has no IPv4 address (nor has ${UNDERLAY_BRIDGE})`,
       );
     return moved[0].split('/')[0]!;
+  }
+
+  /**
+   * The provider networks' bridges (made once, kept across restarts): each physical network's interface
+   * a port of its bridge, its addresses moved there (the host keeps them). Returns OVN's bridge mappings.
+   */
+  private async providerBridges(netdev: boolean): Promise<string> {
+    const out: string[] = [];
+    for (const [name, iface] of Object.entries(this.opts.providers ?? {})) {
+      const bridge = iface === this.opts.underlay && netdev ? UNDERLAY_BRIDGE : providerBridge(name);
+      if (bridge !== UNDERLAY_BRIDGE) await this.bridgeInterface(bridge, iface, netdev);
+      out.push(`${name}:${bridge}`);
+    }
+    return out.join(',');
+  }
+
+  /** Makes `bridge` (its datapath) with `iface` as a port; the interface's addresses move to the bridge. */
+  private async bridgeInterface(bridge: string, iface: string, netdev: boolean): Promise<void> {
+    await this.vsctl([
+      '--may-exist',
+      'add-br',
+      bridge,
+      '--',
+      'set',
+      'bridge',
+      bridge,
+      `datapath_type=${netdev ? 'netdev' : 'system'}`,
+    ]);
+    await this.vsctl(['--may-exist', 'add-port', bridge, iface]);
+    for (const a of await addrs(iface)) {
+      await run(['ip', 'addr', 'del', a, 'dev', iface]);
+      await run(['ip', 'addr', 'add', a, 'dev', bridge]).catch((err: NfError) => {
+        if (!/exists/i.test(err.message)) throw err;
+      });
+    }
+    await run(['ip', 'link', 'set', iface, 'up']);
+    await run(['ip', 'link', 'set', bridge, 'up']);
   }
 
   private supervising = false;
@@ -313,6 +368,11 @@ export class OvnHost {
     } finally {
       this.supervising = false;
     }
+  }
+
+  /** This host's physical networks (names) for provider networks. */
+  get physicalNetworks(): string[] {
+    return Object.keys(this.opts.providers ?? {});
   }
 
   /** The daemons (for the host's view and the tests): name, pid, restarts. */
@@ -332,15 +392,19 @@ export class OvnHost {
     return run(['ovs-vsctl', `--db=unix:${this.paths.ovsSock}`, '--timeout=10', ...args], this.env);
   }
 
+  /** The northbound database (networks, routers, security groups). */
   nbctl(args: string[]): Promise<string> {
+    return this.ovnctl('ovn-nbctl', this.remote(this.paths.nbSock, 6641), args);
+  }
+
+  /** The southbound database (read: which chassis have which physical networks). */
+  sbctl(args: string[]): Promise<string> {
+    return this.ovnctl('ovn-sbctl', this.remote(this.paths.sbSock, 6642), args);
+  }
+
+  private ovnctl(tool: string, db: string, args: string[]): Promise<string> {
     return run(
-      [
-        'ovn-nbctl',
-        `--db=${this.remote(this.paths.nbSock, 6641)}`,
-        ...(this.central ? [] : this.sslArgs()),
-        '--timeout=10',
-        ...args,
-      ],
+      [tool, `--db=${db}`, ...(this.central ? [] : this.sslArgs()), '--timeout=10', ...args],
       this.env,
     );
   }
