@@ -1568,6 +1568,242 @@ describe('web UI', () => {
     }
   });
 
+  it('adds a router joining two overlay networks (a bad route refused inline, a network on another router refused by the API), edits it, deletes it; adds a security group with a tag and an ssh rule (a bad CIDR refused inline), edits its rules and tags, shows its members, deletes it (refused while another group names it)', async () => {
+    const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
+    const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
+    const [netA, netB] = ['e2e-ra', 'e2e-rb'];
+    const router = 'e2e-r1';
+    const [sg, sg2] = ['e2e-sg', 'e2e-sg2'];
+    let vmId = '';
+    type RouterView = {
+      name: string;
+      networks: string[];
+      routes: { destination: string; nexthop: string }[];
+    };
+    type GroupView = { name: string; tags: string[]; rules: Record<string, unknown>[] };
+    const closeToasts = async () => {
+      while ((await p.locator('.toast-x').count()) > 0) await p.locator('.toast-x').first().click();
+    };
+    try {
+      await d.api.request('POST', '/api/v1/networks', {
+        name: netA,
+        type: 'overlay',
+        subnet: '10.81.0.0/24',
+      });
+      await d.api.request('POST', '/api/v1/networks', {
+        name: netB,
+        type: 'overlay',
+        subnet: '10.82.0.0/24',
+      });
+
+      // Routers, a tab of the Networks page
+      await p.click('.topbar a[href="#/networks"]');
+      await p.locator(`.networks-page tr[data-network=${netA}]`).waitFor({ timeout: 15_000 });
+      await p.click('.network-tabs a[data-tab=routers]');
+      await p.locator('.routers-page p.muted', { hasText: 'No routers yet.' }).waitFor({ timeout: 15_000 });
+
+      // Add router…: both networks, a static route (host bits refused as typed)
+      await p.click('.routers-page [data-action=add-router]');
+      const dialog = p.getByRole('dialog', { name: 'Add a router' });
+      const submit = dialog.locator('button[type=submit]');
+      await dialog.locator('input[name=name]').fill(router);
+      await dialog.locator(`input[name=network][value=${netA}]`).check();
+      await dialog.locator(`input[name=network][value=${netB}]`).check();
+      expect(await dialog.locator('select[name=uplink]').inputValue()).toBe('');
+      await dialog.locator('[data-action=add-route]').click();
+      await dialog.locator('[data-route="0"] input[name=destination]').fill('10.99.0.1/16');
+      await dialog.locator('[data-route="0"] input[name=nexthop]').fill('10.81.0.254');
+      await dialog
+        .locator('.field-error[data-field=route]', {
+          hasText: 'Destination: 10.99.0.1/16 has host bits set (10.99.0.0/16?)',
+        })
+        .waitFor({ timeout: 5_000 });
+      expect(await submit.isDisabled()).toBe(true);
+      await dialog.locator('[data-route="0"] input[name=destination]').fill('10.99.0.0/16');
+      await dialog.locator('.field-error').waitFor({ state: 'detached' });
+      await submit.click();
+      await dialog.waitFor({ state: 'detached', timeout: 30_000 });
+      const row = p.locator(`.routers-page tr[data-router=${router}]`);
+      await row.waitFor({ timeout: 15_000 });
+      expect(await row.locator('.router-networks').textContent()).toBe(`${netA}, ${netB}`);
+      expect(await row.locator('.router-routes').textContent()).toBe('10.99.0.0/16 via 10.81.0.254');
+      expect(await d.api.request<RouterView>('GET', `/api/v1/routers/${router}`)).toMatchObject({
+        networks: [netA, netB],
+        routes: [{ destination: '10.99.0.0/16', nexthop: '10.81.0.254' }],
+      });
+      // it opens on its detail: no uplink, so no floating IPs
+      const detail = p.locator(`.router-detail[data-router-detail=${router}]`);
+      await detail.locator('.floating-ips .hint', { hasText: 'give the router an uplink first' }).waitFor();
+      await closeToasts();
+      await p.screenshot({ path: join(SHOTS, 'routers.png') });
+
+      // a second router on a network of the first: marked in the form, refused by the API (409)
+      await p.click('.routers-page [data-action=add-router]');
+      await dialog.locator('input[name=name]').fill('e2e-r2');
+      await dialog
+        .locator(`label:has(input[value=${netA}]) .muted`, { hasText: `on router ${router}` })
+        .waitFor();
+      await dialog.locator(`input[name=network][value=${netA}]`).check();
+      await dialog.locator('.warning-text[data-field=taken]').waitFor();
+      await submit.click();
+      await dialog
+        .locator('.form-error', { hasText: `network "${netA}" is connected to router "${router}" already` })
+        .waitFor({ timeout: 15_000 });
+      await dialog.locator('button', { hasText: 'Cancel' }).click();
+      expect((await d.api.request<RouterView[]>('GET', '/api/v1/routers')).map((r) => r.name)).toEqual([
+        router,
+      ]);
+
+      // Edit: off network B, the route removed
+      await detail.locator(`input[name=network][value=${netB}]`).uncheck();
+      await detail.locator('[data-action=remove-route]').click();
+      await detail.locator('.router-edit button[type=submit]').click();
+      await row
+        .locator('.router-networks', { hasText: new RegExp(`^${netA}$`) })
+        .waitFor({ timeout: 15_000 });
+      expect(await d.api.request<RouterView>('GET', `/api/v1/routers/${router}`)).toMatchObject({
+        networks: [netA],
+        routes: [],
+      });
+
+      // network A cannot go while the router joins it (the API's reason in the dialog)
+      await p.click('.network-tabs a[data-tab=networks]');
+      await p.locator(`.networks-page tr[data-network=${netA}] [data-action=delete-network]`).click();
+      const confirmNet = p.getByRole('dialog', { name: `Delete network ${netA}?` });
+      await confirmNet.locator('button.danger').click();
+      await confirmNet
+        .locator('.form-error', { hasText: `network "${netA}" is connected to router(s) "${router}"` })
+        .waitFor({ timeout: 15_000 });
+      await confirmNet.locator('button', { hasText: 'Cancel' }).click();
+
+      // Delete the router
+      await p.click('.network-tabs a[data-tab=routers]');
+      await row.locator('[data-action=delete-router]').click();
+      const confirm = p.getByRole('dialog', { name: `Delete router ${router}?` });
+      await confirm.locator('button.danger').click();
+      await row.waitFor({ state: 'detached', timeout: 15_000 });
+      expect(await d.api.request<RouterView[]>('GET', '/api/v1/routers')).toEqual([]);
+
+      // Security groups: a VM tagged e2e-web with a NIC on network A will be a member
+      const vm = await d.api.request<{ id: string }>(
+        'POST',
+        '/api/v1/vms',
+        kernelVm('sgvm', { networks: [{ network: netA }], tags: ['e2e-web'] }),
+      );
+      vmId = vm.id;
+      await p.click('.network-tabs a[data-tab=security-groups]');
+      await p.click('.security-groups-page [data-action=add-group]');
+      const add = p.getByRole('dialog', { name: 'Add a security group' });
+      await add.locator('input[name=name]').fill(sg);
+      await add.locator('input[name=description]').fill('web servers');
+      await add.locator('input[name=tags]').fill('e2e-web');
+      // the default rule (everything out) is there; a second: in tcp 22 from 10.0.0.0/8
+      expect(await add.locator('tr[data-rule]').count()).toBe(1);
+      await add.locator('[data-action=add-rule]').click();
+      const rule = add.locator('tr[data-rule="1"]');
+      expect(await rule.locator('select[name=direction]').inputValue()).toBe('in');
+      expect(await rule.locator('select[name=protocol]').inputValue()).toBe('tcp');
+      await rule.locator('input[name=ports]').fill('22');
+      await rule.locator('select[name=remoteKind]').selectOption('cidr');
+      await rule.locator('input[name=remote]').fill('10.0.0.1/8');
+      await add
+        .locator('.field-error[data-rule-error="1"]', {
+          hasText: 'Rule 2: Remote: 10.0.0.1/8 has host bits set (10.0.0.0/8?)',
+        })
+        .waitFor({ timeout: 5_000 });
+      expect(await add.locator('button[type=submit]').isDisabled()).toBe(true);
+      await rule.locator('input[name=remote]').fill('10.0.0.0/8');
+      await add.locator('.field-error').waitFor({ state: 'detached' });
+      await add.locator('button[type=submit]').click();
+      await add.waitFor({ state: 'detached', timeout: 30_000 });
+      const gRow = p.locator(`.security-groups-page tr[data-group=${sg}]`);
+      await gRow.waitFor({ timeout: 15_000 });
+      expect(await gRow.locator('.group-rules').textContent()).toBe('2');
+      expect(await gRow.locator('.group-tags').textContent()).toBe('e2e-web');
+      await gRow.locator('.group-members', { hasText: /^1$/ }).waitFor({ timeout: 15_000 });
+      expect(await d.api.request<GroupView>('GET', `/api/v1/security-groups/${sg}`)).toMatchObject({
+        description: 'web servers',
+        tags: ['e2e-web'],
+        rules: [
+          { direction: 'out', protocol: 'any' },
+          { direction: 'in', protocol: 'tcp', ports: '22', remote: '10.0.0.0/8' },
+        ],
+        members: [{ vm: 'sgvm', nic: 'net0', network: netA }],
+      });
+      const gDetail = p.locator(`.group-detail[data-group-detail=${sg}]`);
+      await gDetail.locator('tr[data-member="sgvm/net0"]').waitFor({ timeout: 15_000 });
+
+      // the rules editor: a third rule (a bad port range refused as typed), saved
+      await gDetail.locator('[data-action=add-rule]').click();
+      const third = gDetail.locator('tr[data-rule="2"]');
+      await third.locator('select[name=protocol]').selectOption('udp');
+      await third.locator('input[name=ports]').fill('8080-8000');
+      await gDetail
+        .locator('.field-error[data-rule-error="2"]', {
+          hasText: 'Rule 3: Ports: a port 1-65535 or a range such as 8000-8080',
+        })
+        .waitFor({ timeout: 5_000 });
+      expect(await gDetail.getByTestId('save-rules').isDisabled()).toBe(true);
+      await third.locator('input[name=ports]').fill('8000-8080');
+      await third.locator('select[name=action]').selectOption('deny');
+      await third.locator('input[name=log]').check();
+      await gDetail.getByTestId('save-rules').click();
+      await gRow.locator('.group-rules', { hasText: /^3$/ }).waitFor({ timeout: 15_000 });
+      expect((await d.api.request<GroupView>('GET', `/api/v1/security-groups/${sg}`)).rules).toEqual([
+        { direction: 'out', protocol: 'any' },
+        { direction: 'in', protocol: 'tcp', ports: '22', remote: '10.0.0.0/8' },
+        { direction: 'in', protocol: 'udp', ports: '8000-8080', action: 'deny', log: true },
+      ]);
+      // its tags: one more
+      await gDetail.locator('.group-settings input[name=tags]').fill('e2e-web, e2e-db');
+      await gDetail.getByTestId('save-group').click();
+      await gRow.locator('.group-tags', { hasText: 'e2e-dbe2e-web' }).waitFor({ timeout: 15_000 });
+      expect((await d.api.request<GroupView>('GET', `/api/v1/security-groups/${sg}`)).tags).toEqual([
+        'e2e-db',
+        'e2e-web',
+      ]);
+      await closeToasts();
+      await p.screenshot({ path: join(SHOTS, 'security-groups.png') });
+
+      // Delete: refused while another group's rules name it, then done
+      await d.api.request('POST', '/api/v1/security-groups', {
+        name: sg2,
+        rules: [{ direction: 'in', protocol: 'tcp', ports: '5432', remoteGroup: sg }],
+      });
+      await gRow.locator('[data-action=delete-group]').click();
+      const confirmSg = p.getByRole('dialog', { name: `Delete security group ${sg}?` });
+      await confirmSg.locator('button.danger').click();
+      await confirmSg
+        .locator('.form-error', {
+          hasText: `security group "${sg}" is the remote group of rules of "${sg2}"`,
+        })
+        .waitFor({ timeout: 15_000 });
+      await confirmSg.locator('button', { hasText: 'Cancel' }).click();
+      await d.api.request('DELETE', `/api/v1/security-groups/${sg2}`);
+      await gRow.locator('[data-action=delete-group]').click();
+      await confirmSg.locator('button.danger').click();
+      await gRow.waitFor({ state: 'detached', timeout: 15_000 });
+      expect(await d.api.request<GroupView[]>('GET', '/api/v1/security-groups')).toEqual([]);
+
+      await d.api.request('DELETE', `/api/v1/vms/${vm.id}`);
+      vmId = '';
+      await d.api.request('DELETE', `/api/v1/networks/${netA}`);
+      await d.api.request('DELETE', `/api/v1/networks/${netB}`);
+      expect(await d.api.request<{ name: string }[]>('GET', '/api/v1/networks')).toEqual([
+        expect.objectContaining({ name: 'default', type: 'nat' }),
+      ]);
+      expect(errors).toEqual([]);
+    } finally {
+      if (vmId) await d.api.request('DELETE', `/api/v1/vms/${vmId}?force=true`).catch(() => {});
+      for (const r of ['e2e-r2', router])
+        await d.api.request('DELETE', `/api/v1/routers/${r}`).catch(() => {});
+      for (const g of [sg2, sg])
+        await d.api.request('DELETE', `/api/v1/security-groups/${g}`).catch(() => {});
+      for (const n of [netA, netB]) await d.api.request('DELETE', `/api/v1/networks/${n}`).catch(() => {});
+      await p.context().close();
+    }
+  });
+
   it('backs a running VM up from its page into a new repository (a relative path refused inline), full then incremental, restores it as a new VM; deletes, collects garbage, verifies, shows an unreadable repository', async () => {
     // A page of its own, signed in here: the test also runs alone (-t).
     const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();

@@ -23,6 +23,8 @@ import {
   parseDns,
   parseIpv4,
   portAddress,
+  vlanLabel,
+  vlanProblem,
 } from './networks';
 
 describe('an IPv4 address', () => {
@@ -269,5 +271,56 @@ describe('the Networks page', () => {
   it('links to one network', () => {
     expect(networkHref()).toBe('#/networks');
     expect(networkHref('web')).toBe('#/networks/web');
+  });
+});
+
+describe('a provider network in the Add network form', () => {
+  const provider = {
+    ...EMPTY_NETWORK_FORM,
+    name: 'ext',
+    subnet: '203.0.113.0/24',
+    type: 'provider' as const,
+  };
+  it('names its physical network (default "provider"), an optional VLAN and whether OVN answers DHCP', () => {
+    expect(networkBody(provider)).toEqual({
+      name: 'ext',
+      type: 'provider',
+      subnet: '203.0.113.0/24',
+      physicalNetwork: 'provider',
+      dhcp: false,
+    });
+    expect(networkBody({ ...provider, physicalNetwork: ' ', vlan: ' 40 ', dhcp: true })).toEqual({
+      name: 'ext',
+      type: 'provider',
+      subnet: '203.0.113.0/24',
+      physicalNetwork: 'provider',
+      vlan: 40,
+      dhcp: true,
+    });
+    // an overlay network sends none of them
+    expect(networkBody({ ...provider, type: 'overlay', vlan: '40', dhcp: true })).toEqual({
+      name: 'ext',
+      type: 'overlay',
+      subnet: '203.0.113.0/24',
+    });
+  });
+  it('checks the VLAN, the physical network and a jumbo MTU', () => {
+    for (const ok of ['', '1', '4094']) expect(vlanProblem(ok)).toBe('');
+    for (const bad of ['0', '4095', '1.5', 'ten'])
+      expect(vlanProblem(bad)).toBe('a whole number from 1 to 4094');
+    expect(networkProblems({ ...provider, vlan: '5000', physicalNetwork: 'Phys_Net', mtu: '9000' })).toEqual({
+      vlan: 'VLAN: a whole number from 1 to 4094',
+      physicalNetwork: 'Physical network: lowercase letters, digits and -; up to 12',
+    });
+    expect(networkProblems({ ...provider, type: 'overlay', vlan: '5000', mtu: '9000' })).toEqual({
+      mtu: 'MTU: a whole number from 576 to 8942',
+    });
+    expect(networkReady({ ...provider, vlan: '40' })).toBe(true);
+  });
+  it('shows its VLAN in the table', () => {
+    expect(vlanLabel({ type: 'provider', vlan: 40 })).toBe('40');
+    expect(vlanLabel({ type: 'provider' })).toBe('untagged');
+    expect(vlanLabel({ type: 'overlay' })).toBe('');
+    expect(networkTypeLabel('provider')).toBe('provider');
   });
 });

@@ -1,11 +1,12 @@
 /**
  * Networks a NIC attaches to (GET/POST /networks, GET/DELETE /networks/{name}; docs/network.md): the
- * built-in NAT network "default" and overlay networks (an OVN logical switch with its own subnet, DHCP
- * and address management). What the Networks page and the network pickers check before sending: the
+ * built-in NAT network "default", overlay networks (an OVN logical switch with its own subnet, DHCP
+ * and address management) and provider networks (an OVN logical switch on a physical network of the
+ * hosts, VLAN tagged or not). What the Networks page and the network pickers check before sending: the
  * same rules as the API (src/api/routes/networks.ts, src/network/service.ts), with its wording.
  */
 
-export type NetworkType = 'nat' | 'overlay';
+export type NetworkType = 'nat' | 'overlay' | 'provider';
 
 /** An overlay NIC as GET /networks/{name} shows it: its VM, its MAC and the address OVN gave it. */
 export interface NetworkPort {
@@ -22,10 +23,16 @@ export interface Network {
   name: string;
   type: NetworkType;
   subnet?: string;
-  /** Kept for a router (not built yet): DHCP names it as the router. */
+  /** The address a router joining the network takes: DHCP names it as the router. */
   gateway?: string;
   dns?: string[];
   mtu?: number;
+  /** provider: the hosts' physical network (serve --provider-network NAME=IFACE). */
+  physicalNetwork?: string;
+  /** provider: its VLAN tag (absent: untagged). */
+  vlan?: number;
+  /** provider: whether OVN answers DHCP on it. */
+  dhcp?: boolean;
   createdAt?: string;
   /** NICs attached to it. */
   nics: number;
@@ -35,11 +42,14 @@ export interface Network {
 /** POST /networks. */
 export interface NewNetworkBody {
   name: string;
-  type: 'overlay';
+  type: 'overlay' | 'provider';
   subnet: string;
   gateway?: string;
   dns?: string[];
   mtu?: number;
+  physicalNetwork?: string;
+  vlan?: number;
+  dhcp?: boolean;
 }
 
 /** The built-in NAT network every host has (never deleted). */
@@ -48,8 +58,19 @@ export const DEFAULT_NETWORK = 'default';
 export const NETWORK_NAME = /^[a-z0-9][a-z0-9-]{0,30}$/;
 /** The MTU of an overlay network that names none: Geneve on a 1500-byte underlay. */
 export const OVERLAY_MTU = 1442;
+/** The MTU of a provider network that names none. */
+export const PROVIDER_MTU = 1500;
 export const MTU_MIN = 576;
+/** The largest overlay MTU (Geneve on a 9000-byte underlay). */
 export const MTU_MAX = 8942;
+/** The largest provider MTU (jumbo frames). */
+export const PROVIDER_MTU_MAX = 9000;
+/** The physical network a provider network is on when none is named. */
+export const DEFAULT_PHYSICAL_NETWORK = 'provider';
+/** The API's physical network name rule. */
+export const PHYSICAL_NETWORK_NAME = /^[a-z0-9][a-z0-9-]{0,11}$/;
+export const VLAN_MIN = 1;
+export const VLAN_MAX = 4094;
 /** The most DNS servers DHCP hands out. */
 export const MAX_DNS = 4;
 /** The prefixes the API takes (a /30 leaves DHCP nothing to hand out besides the gateway). */
@@ -71,15 +92,17 @@ export function formatIpv4(n: number): string {
 /** A subnet in CIDR form: its network address, prefix and size, or what is wrong with it. */
 export type Cidr = { base: number; prefix: number; size: number; problem: '' } | { problem: string };
 
-/** Parses "10.10.0.0/24" as the API does: a prefix from /8 to /29, no host bits set. */
-export function parseCidr(text: string): Cidr {
+/**
+ * Parses "10.10.0.0/24" as the API does: no host bits set, a prefix from /8 to /29 (a network's subnet)
+ * or from `min` to `max` (a route's destination, a rule's remote: /0 to /32).
+ */
+export function parseCidr(text: string, min = PREFIX_MIN, max = PREFIX_MAX): Cidr {
   const t = text.trim();
   const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(t);
   const base = m ? parseIpv4(m[1]!) : undefined;
   if (!m || base === undefined) return { problem: `an IPv4 CIDR such as 10.10.0.0/24, not "${t}"` };
   const prefix = Number(m[2]);
-  if (prefix < PREFIX_MIN || prefix > PREFIX_MAX)
-    return { problem: `a prefix from /${PREFIX_MIN} to /${PREFIX_MAX}` };
+  if (prefix < min || prefix > max) return { problem: `a prefix from /${min} to /${max}` };
   const size = 2 ** (32 - prefix);
   if (base % size !== 0)
     return { problem: `${t} has host bits set (${formatIpv4(base - (base % size))}/${prefix}?)` };
@@ -117,12 +140,12 @@ export function parseDns(text: string): { dns: string[]; problem: string } {
   return { dns, problem };
 }
 
-/** What is wrong with an MTU as typed ('' when right, or empty: 1442). */
-export function mtuProblem(text: string): string {
+/** What is wrong with an MTU as typed ('' when right, or empty: the default), up to `max`. */
+export function mtuProblem(text: string, max = MTU_MAX): string {
   const t = text.trim();
   if (!t) return '';
-  if (!/^\d+$/.test(t) || Number(t) < MTU_MIN || Number(t) > MTU_MAX)
-    return `a whole number from ${MTU_MIN} to ${MTU_MAX}`;
+  if (!/^\d+$/.test(t) || Number(t) < MTU_MIN || Number(t) > max)
+    return `a whole number from ${MTU_MIN} to ${max}`;
   return '';
 }
 
@@ -134,9 +157,36 @@ export interface NetworkForm {
   /** Comma- or space-separated. */
   dns: string;
   mtu: string;
+  /** Absent: overlay. */
+  type?: 'overlay' | 'provider';
+  /** provider: the physical network (empty: "provider"). */
+  physicalNetwork?: string;
+  /** provider: a VLAN tag as typed (empty: untagged). */
+  vlan?: string;
+  /** provider: OVN answers DHCP. */
+  dhcp?: boolean;
 }
 
-export const EMPTY_NETWORK_FORM: NetworkForm = { name: '', subnet: '', gateway: '', dns: '', mtu: '' };
+export const EMPTY_NETWORK_FORM: NetworkForm = {
+  name: '',
+  subnet: '',
+  gateway: '',
+  dns: '',
+  mtu: '',
+  type: 'overlay',
+  physicalNetwork: DEFAULT_PHYSICAL_NETWORK,
+  vlan: '',
+  dhcp: false,
+};
+
+/** What is wrong with a VLAN tag as typed ('' when right, or empty: untagged). */
+export function vlanProblem(text: string): string {
+  const t = text.trim();
+  if (!t) return '';
+  if (!/^\d+$/.test(t) || Number(t) < VLAN_MIN || Number(t) > VLAN_MAX)
+    return `a whole number from ${VLAN_MIN} to ${VLAN_MAX}`;
+  return '';
+}
 
 /**
  * What is wrong with each field typed so far (an empty field is not wrong here: see `networkReady`), as
@@ -154,8 +204,16 @@ export function networkProblems(f: NetworkForm): Partial<Record<keyof NetworkFor
   if (g) out.gateway = `Gateway: ${g}`;
   const dns = parseDns(f.dns).problem;
   if (dns) out.dns = `DNS servers: ${dns}`;
-  const mtu = mtuProblem(f.mtu);
+  const provider = f.type === 'provider';
+  const mtu = mtuProblem(f.mtu, provider ? PROVIDER_MTU_MAX : MTU_MAX);
   if (mtu) out.mtu = `MTU: ${mtu}`;
+  if (provider) {
+    const phys = (f.physicalNetwork ?? '').trim();
+    if (phys && !PHYSICAL_NETWORK_NAME.test(phys))
+      out.physicalNetwork = 'Physical network: lowercase letters, digits and -; up to 12';
+    const vlan = vlanProblem(f.vlan ?? '');
+    if (vlan) out.vlan = `VLAN: ${vlan}`;
+  }
   return out;
 }
 
@@ -167,14 +225,29 @@ export function networkReady(f: NetworkForm): boolean {
 /** POST /networks for the form (the optional fields only when given). */
 export function networkBody(f: NetworkForm): NewNetworkBody {
   const dns = parseDns(f.dns).dns;
+  const provider = f.type === 'provider';
+  const vlan = (f.vlan ?? '').trim();
   return {
     name: f.name.trim(),
-    type: 'overlay',
+    type: provider ? 'provider' : 'overlay',
     subnet: f.subnet.trim(),
     ...(f.gateway.trim() ? { gateway: f.gateway.trim() } : {}),
     ...(dns.length ? { dns } : {}),
     ...(f.mtu.trim() ? { mtu: Number(f.mtu.trim()) } : {}),
+    ...(provider
+      ? {
+          physicalNetwork: (f.physicalNetwork ?? '').trim() || DEFAULT_PHYSICAL_NETWORK,
+          ...(vlan ? { vlan: Number(vlan) } : {}),
+          dhcp: !!f.dhcp,
+        }
+      : {}),
   };
+}
+
+/** The VLAN column: a provider network's tag, "untagged", or '' (not a provider network). */
+export function vlanLabel(n: Pick<Network, 'type' | 'vlan'>): string {
+  if (n.type !== 'provider') return '';
+  return n.vlan ? String(n.vlan) : 'untagged';
 }
 
 /** The overlay network named, from GET /networks (undefined for "default", an unknown name, no list yet). */
@@ -224,6 +297,7 @@ export function fixedIpLabel(n: { ip?: string }): string {
 export function networkTypeLabel(type: NetworkType | string): string {
   if (type === 'nat') return 'NAT';
   if (type === 'overlay') return 'overlay';
+  if (type === 'provider') return 'provider';
   return type;
 }
 

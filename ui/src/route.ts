@@ -2,10 +2,22 @@ import { useEffect, useState } from 'preact/hooks';
 
 /**
  * Hash routes: #/ (dashboard), #/vms, #/vms/<id>/<tab>, #/hosts/<name>, #/cluster, #/storage,
- * #/networks[/<name>] (one network's NICs open), #/backups, #/events.
+ * #/networks[/<name>] (one network's NICs open), #/routers[/<name>], #/security-groups[/<name>] (one
+ * open), #/backups, #/events.
  */
 export interface Route {
-  view: 'dashboard' | 'vms' | 'vm' | 'host' | 'cluster' | 'storage' | 'networks' | 'backups' | 'events';
+  view:
+    | 'dashboard'
+    | 'vms'
+    | 'vm'
+    | 'host'
+    | 'cluster'
+    | 'storage'
+    | 'networks'
+    | 'routers'
+    | 'security-groups'
+    | 'backups'
+    | 'events';
   id?: string;
   tab?: string;
 }
@@ -20,6 +32,8 @@ export function parseRoute(hash: string): Route {
   if (parts[0] === 'storage') return { view: 'storage' };
   if (parts[0] === 'networks')
     return parts[1] ? { view: 'networks', id: decodeURIComponent(parts[1]) } : { view: 'networks' };
+  if (parts[0] === 'routers' || parts[0] === 'security-groups')
+    return parts[1] ? { view: parts[0], id: decodeURIComponent(parts[1]) } : { view: parts[0] };
   if (parts[0] === 'backups') return { view: 'backups' };
   return { view: 'dashboard' };
 }

@@ -11,6 +11,8 @@ import { HostPage } from './HostPage';
 import { ImportDialog } from './ImportDialog';
 import { Login } from './Login';
 import { NetworksPage } from './NetworksPage';
+import { RoutersPage } from './RoutersPage';
+import { SecurityGroupsPage } from './SecurityGroupsPage';
 import { StoragePage } from './StoragePage';
 import { TasksPanel } from './TasksPanel';
 import { Toasts } from './Toasts';
@@ -60,6 +62,8 @@ export function App() {
         {route.view === 'cluster' && <ClusterPage />}
         {route.view === 'storage' && <StoragePage onImport={() => setImporting(true)} />}
         {route.view === 'networks' && <NetworksPage open={route.id} />}
+        {route.view === 'routers' && <RoutersPage open={route.id} />}
+        {route.view === 'security-groups' && <SecurityGroupsPage open={route.id} />}
         {route.view === 'backups' && <BackupsPage />}
       </main>
       <TasksPanel />

@@ -16,21 +16,33 @@ import {
   networkReady,
   nicSignature,
   OVERLAY_MTU,
+  PROVIDER_MTU,
+  PROVIDER_MTU_MAX,
   portAddress,
+  VLAN_MAX,
+  VLAN_MIN,
+  vlanLabel,
 } from '../networks';
 import { usePolled } from '../poll';
 import { go } from '../route';
 import { toast, useStore } from '../store';
 import { ConfirmDialog } from './ConfirmDialog';
 import { FormActions } from './FormActions';
+import { NetworkTabs } from './NetworkTabs';
 
 /** The columns of the networks table (the open network's NICs span them). */
-const COLUMNS = 9;
+const COLUMNS = 10;
+
+const TYPE_TITLE: Record<string, string> = {
+  nat: 'Outbound NAT through passt, one per NIC',
+  overlay: 'An OVN logical switch: its own subnet, DHCP and address management',
+  provider: 'An OVN logical switch on a physical network of the hosts (VLAN tagged or not)',
+};
 
 /**
- * Networks: the built-in NAT network and the overlay networks (OVN) with their subnet, gateway, DNS, MTU
- * and NIC count; an overlay network opens (#/networks/<name>) on its NICs with their VMs, MACs and the
- * addresses OVN gave them; add an overlay network, delete one (refused while NICs are on it: the API's
+ * Networks: the built-in NAT network, the overlay and provider networks (OVN) with their subnet, VLAN,
+ * gateway, DNS, MTU and NIC count; an OVN network opens (#/networks/<name>) on its NICs with their VMs,
+ * MACs and the addresses OVN gave them; add an overlay or provider network, delete one (refused while NICs are on it: the API's
  * reason stays in the dialog). The list reads again whenever the VMs' NICs change.
  */
 export function NetworksPage({ open }: { open?: string }) {
@@ -70,10 +82,13 @@ export function NetworksPage({ open }: { open?: string }) {
           Add network…
         </button>
       </div>
+      <NetworkTabs active="networks" />
       <p class="hint">
         A VM's NIC attaches to a network. <b>default</b> (NAT): outbound NAT, one per NIC, no service of the
         host reachable. <b>Overlay</b>: a virtual switch (OVN) with its own subnet; OVN's DHCP gives each NIC
-        an address, and guests on it reach each other only.
+        an address, and guests on it reach each other only (a router joins overlay networks). <b>Provider</b>:
+        a virtual switch on a physical network of the hosts (VLAN tagged or not): a router's uplink, or guests
+        straight on that network.
       </p>
       {error && (
         <div class="form-error" role="alert">
@@ -87,6 +102,7 @@ export function NetworksPage({ open }: { open?: string }) {
             <tr>
               <th>Network</th>
               <th>Type</th>
+              <th>VLAN</th>
               <th>Subnet</th>
               <th>Gateway</th>
               <th>DNS</th>
@@ -98,7 +114,7 @@ export function NetworksPage({ open }: { open?: string }) {
           </thead>
           <tbody>
             {networks.map((n) => {
-              const overlay = n.type === 'overlay';
+              const overlay = n.type === 'overlay' || n.type === 'provider';
               const isOpen = overlay && open === n.name;
               return (
                 <Fragment key={n.name}>
@@ -119,16 +135,19 @@ export function NetworksPage({ open }: { open?: string }) {
                       )}
                     </td>
                     <td>
-                      <span
-                        class={`tag net-type net-${n.type}`}
-                        title={
-                          overlay
-                            ? 'An OVN logical switch: its own subnet, DHCP and address management'
-                            : 'Outbound NAT through passt, one per NIC'
-                        }
-                      >
+                      <span class={`tag net-type net-${n.type}`} title={TYPE_TITLE[n.type]}>
                         {n.type}
                       </span>
+                    </td>
+                    <td
+                      class="net-vlan"
+                      title={
+                        n.type === 'provider'
+                          ? `Physical network ${n.physicalNetwork ?? 'provider'}; OVN ${n.dhcp ? 'answers' : 'does not answer'} DHCP`
+                          : undefined
+                      }
+                    >
+                      {vlanLabel(n) || <span class="muted">—</span>}
                     </td>
                     <td class="mono net-subnet">{n.subnet ?? <span class="muted">—</span>}</td>
                     <td class="mono net-gateway">{n.gateway ?? <span class="muted">—</span>}</td>
@@ -186,8 +205,8 @@ export function NetworksPage({ open }: { open?: string }) {
           error={remove.error}
           busy={remove.busy}
         >
-          Its virtual switch and DHCP settings go. It is refused while a VM has a NIC on it: remove those NICs
-          (or the VMs) first.
+          Its virtual switch and DHCP settings go. It is refused while a VM has a NIC on it or a router joins
+          it: remove those NICs (or the VMs), or take it off the router, first.
         </ConfirmDialog>
       )}
     </div>
@@ -260,13 +279,17 @@ function NetworkPorts({ network, nics }: { network: Network; nics: string }) {
   );
 }
 
-/** Add network…: an overlay network; each field checked as typed, the API's refusal inline. */
+/**
+ * Add network…: an overlay or a provider network (its physical network, VLAN and whether OVN answers
+ * DHCP); each field checked as typed, the API's refusal inline.
+ */
 function AddNetworkDialog({ onClose, onAdded }: { onClose: () => void; onAdded: (name: string) => void }) {
   const [f, setF] = useState<NetworkForm>(EMPTY_NETWORK_FORM);
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
   const set = (k: keyof NetworkForm) => (e: Event) =>
     setF({ ...f, [k]: (e.target as HTMLInputElement).value });
+  const provider = f.type === 'provider';
   const problems = networkProblems(f);
   const ready = networkReady(f);
   async function submit(e: Event) {
@@ -276,7 +299,7 @@ function AddNetworkDialog({ onClose, onAdded }: { onClose: () => void; onAdded: 
     setError('');
     try {
       const n = await api<Network>('POST', '/networks', networkBody(f));
-      toast(`network ${n.name} (${n.subnet}) added`, 'info');
+      toast(`${n.type} network ${n.name} (${n.subnet}) added`, 'info');
       onAdded(n.name);
       onClose();
     } catch (err) {
@@ -295,8 +318,31 @@ function AddNetworkDialog({ onClose, onAdded }: { onClose: () => void; onAdded: 
   return (
     <div class="modal-backdrop">
       <form class="modal add-network" role="dialog" aria-label="Add a network" noValidate onSubmit={submit}>
-        <h3>Add an overlay network</h3>
+        <h3>Add a network</h3>
         <div class="modal-body form">
+          <fieldset class="net-type-choice">
+            <legend>Type</legend>
+            <label class="check">
+              <input
+                type="radio"
+                name="type"
+                value="overlay"
+                checked={!provider}
+                onChange={() => setF({ ...f, type: 'overlay' })}
+              />{' '}
+              Overlay: a virtual switch across the hosts, its own subnet
+            </label>
+            <label class="check">
+              <input
+                type="radio"
+                name="type"
+                value="provider"
+                checked={provider}
+                onChange={() => setF({ ...f, type: 'provider' })}
+              />{' '}
+              Provider: on a physical network of the hosts
+            </label>
+          </fieldset>
           <label>
             Name
             <input
@@ -344,10 +390,10 @@ function AddNetworkDialog({ onClose, onAdded }: { onClose: () => void; onAdded: 
                 name="mtu"
                 type="number"
                 min={MTU_MIN}
-                max={MTU_MAX}
                 class={problems.mtu ? 'invalid' : undefined}
                 value={f.mtu}
-                placeholder={String(OVERLAY_MTU)}
+                max={provider ? PROVIDER_MTU_MAX : MTU_MAX}
+                placeholder={String(provider ? PROVIDER_MTU : OVERLAY_MTU)}
                 onInput={set('mtu')}
               />
               {field('mtu')}
@@ -367,10 +413,58 @@ function AddNetworkDialog({ onClose, onAdded }: { onClose: () => void; onAdded: 
               <span class="hint">Up to {MAX_DNS}, comma- or space-separated: DHCP hands them out.</span>
             )}
           </label>
-          <p class="hint">
-            The gateway is kept for a router (not built yet). {OVERLAY_MTU} (the default) leaves room for the
-            Geneve header on a 1500-byte network. Overlay networks span one host for now.
-          </p>
+          {provider && (
+            <>
+              <div class="form-row">
+                <label>
+                  Physical network
+                  <input
+                    name="physicalNetwork"
+                    class={problems.physicalNetwork ? 'invalid' : undefined}
+                    value={f.physicalNetwork}
+                    placeholder="provider"
+                    autoComplete="off"
+                    onInput={set('physicalNetwork')}
+                  />
+                  {field('physicalNetwork')}
+                </label>
+                <label>
+                  VLAN (optional)
+                  <input
+                    name="vlan"
+                    type="number"
+                    min={VLAN_MIN}
+                    max={VLAN_MAX}
+                    class={problems.vlan ? 'invalid' : undefined}
+                    value={f.vlan}
+                    placeholder="untagged"
+                    onInput={set('vlan')}
+                  />
+                  {field('vlan')}
+                </label>
+              </div>
+              <label class="check">
+                <input
+                  name="dhcp"
+                  type="checkbox"
+                  checked={!!f.dhcp}
+                  onChange={(e) => setF({ ...f, dhcp: (e.target as HTMLInputElement).checked })}
+                />{' '}
+                OVN answers DHCP (leave off when the physical network has its own DHCP server)
+              </label>
+              <p class="hint">
+                Every host that should carry it maps the physical network to an interface (serve
+                --provider-network {(f.physicalNetwork ?? '').trim() || 'provider'}=IFACE). The gateway is the
+                network's router; {PROVIDER_MTU} is the default MTU.
+              </p>
+            </>
+          )}
+          {!provider && (
+            <p class="hint">
+              The gateway is the address a router joining this network takes. {OVERLAY_MTU} (the default)
+              leaves room for the Geneve header on a 1500-byte network.
+            </p>
+          )}
         </div>
         <FormActions
           error={error}
