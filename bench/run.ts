@@ -10,6 +10,7 @@ await import('./ha');
 await import('./hardware');
 await import('./import');
 await import('./backup');
+await import('./network');
 await import('./appliance');
 
 export {};

@@ -163,11 +163,6 @@ export class VmDevices {
       const net = await this.store.get<NetworkRecord>(keys.network(input.network));
       if (!net)
         throw new NfError('validation_failed', `network "${input.network}" does not exist (try "default")`);
-      if (net.value.type !== 'nat' && this.isLive(vm))
-        throw new NfError(
-          'not_implemented',
-          `hot-plug of a NIC on ${net.value.type} network "${input.network}" is not built yet: add it while the VM is stopped`,
-        );
       await checkNicAddresses(this.store, vm.id, [input]);
       if (vm.networks.length >= 8)
         throw new NfError('validation_failed', `VM "${vm.name}" has 8 NICs already`);
@@ -184,16 +179,28 @@ export class VmDevices {
       if (!this.isLive(vm)) return void (await this.write(cur, (v) => void v.networks.push(nic)));
       this.hotpluggable(vm, 'virtio-blk');
       nic.slot = this.freeSlot(vm);
-      await this.plug(cur, { kind: 'nic', id: nic.id }, (v) => v.networks.push(nic), {
-        nic: {
-          id: nic.id,
-          network: nic.network,
-          type: 'nat',
-          mac: nic.mac,
-          slot: nic.slot,
-          ...(nic.model ? { model: nic.model } : {}),
-        } satisfies NicRun,
-      });
+      const run: NicRun = {
+        id: nic.id,
+        network: nic.network,
+        type: 'nat',
+        mac: nic.mac,
+        slot: nic.slot,
+        ...(nic.model ? { model: nic.model } : {}),
+      };
+      // on an OVN network: its logical port first (bound to the VM's host), then the tap and QEMU's device
+      const ovn = net.value.type !== 'nat';
+      if (ovn)
+        Object.assign(
+          run,
+          { type: 'ovn' },
+          await this.vms.nicPort({ ...vm, networks: [...vm.networks, nic] }, nic.id),
+        );
+      try {
+        await this.plug(cur, { kind: 'nic', id: nic.id }, (v) => v.networks.push(nic), { nic: run });
+      } catch (err) {
+        if (ovn) await this.vms.dropNicPorts(vm.id, [nic.id]).catch(() => {});
+        throw err;
+      }
     });
   }
 
@@ -218,6 +225,7 @@ export class VmDevices {
           `${nicId} of VM "${vm.name}" was attached at its start, where it cannot be unplugged; remove it while the VM is stopped`,
         );
       await this.unplug(cur, { kind: 'nic', id: nicId }, forget);
+      await this.vms.dropNicPorts(vm.id, [nicId]);
     });
   }
 

@@ -840,6 +840,14 @@ export class VmService {
     return { ...cpu, model };
   }
 
+  /** A NIC's OVN port, made (or updated) for the VM as it will be: its name and where OVN's databases are. */
+  async nicPort(vm: VmRecord, nicId: string): Promise<{ port: string; central?: string }> {
+    const port = (await this.networkPorts?.ensurePorts(vm))?.get(nicId);
+    if (!port) throw new NfError('internal', `NIC ${nicId} of VM "${vm.name}" got no OVN port`);
+    const central = await this.networkPorts!.central();
+    return { port, ...(central ? { central } : {}) };
+  }
+
   /** Removed NICs' OVN ports (and what followed them: floating IPs, group membership). */
   async dropNicPorts(vmId: string, nicIds: string[]): Promise<void> {
     await this.networkPorts?.dropPorts(vmId, nicIds);

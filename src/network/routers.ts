@@ -86,13 +86,11 @@ export class RouterService {
       ...r,
       floatingIps: r.floatingIps.map((f) => ({ ...f, vm: vms.get(f.vmId) })),
     };
-    const nat = await this.networks
-      .nb(['--format=csv', '--no-headings', 'lr-nat-list', routerName(name)])
-      .catch(() => '');
+    // the router's NAT rows: each floating IP's internal address as OVN has it
+    const internal = await this.natRows(name).catch(() => new Map<string, string>());
     for (const f of view.floatingIps) {
-      const line = nat.split('\n').find((l) => l.includes(f.ip) && /dnat_and_snat/.test(l));
-      const internal = line ? /(\d+\.\d+\.\d+\.\d+)\s*$/.exec(line.replace(/,/g, ' '))?.[1] : undefined;
-      if (internal) f.internalIp = internal;
+      const ip = internal.get(f.ip);
+      if (ip) f.internalIp = ip;
     }
     if (r.uplink) {
       const out = await this.networks
@@ -107,6 +105,22 @@ export class RouterService {
         .map((x) => x.slice(port.length + 1));
     }
     return view;
+  }
+
+  /** A router's dnat_and_snat rows: external IP → logical IP. */
+  private async natRows(name: string): Promise<Map<string, string>> {
+    const uuids = new Set(
+      (await this.networks.nb(['get', 'logical_router', routerName(name), 'nat'])).match(/[0-9a-f-]{36}/g) ??
+        [],
+    );
+    const t = JSON.parse(
+      await this.networks.nb(['--format=json', '--columns=_uuid,type,external_ip,logical_ip', 'list', 'nat']),
+    ) as { data: [['uuid', string], string, string, string][] };
+    return new Map(
+      t.data
+        .filter(([[, uuid], type]) => uuids.has(uuid) && type === 'dnat_and_snat')
+        .map(([, , ext, logical]) => [ext, logical]),
+    );
   }
 
   private async vmNames(): Promise<Map<string, string>> {
@@ -177,7 +191,7 @@ export class RouterService {
       if (hosts.length === 0)
         throw new NfError(
           'unavailable',
-          `no host has physical network "${up.physicalNetwork}" (serve --provider-network ${up.physicalNetwork}=IFACE)`,
+          `no host has physical network "${up.physicalNetwork ?? 'provider'}" (serve --provider-network ${up.physicalNetwork ?? 'provider'}=IFACE)`,
         );
     }
     for (let i = 0; i < subnets.length; i++)
@@ -188,7 +202,12 @@ export class RouterService {
             `networks "${subnets[i]!.name}" (${subnets[i]!.subnet}) and "${subnets[j]!.name}" (${subnets[j]!.subnet}) overlap: one router cannot route between them`,
           );
     for (const r of next.routes) {
-      parseCidr(r.destination, 'route destination', 0, 32);
+      const dest = parseCidr(r.destination, 'route destination', 0, 32);
+      if (next.uplink && dest.prefix === 0)
+        throw new NfError(
+          'validation_failed',
+          `route to ${r.destination}: the uplink's default route is the router's (via the uplink network's gateway)`,
+        );
       ipToInt(r.nexthop);
       if (!subnets.some((s) => inSubnet(r.nexthop, s.subnet)))
         throw new NfError(

@@ -27,7 +27,8 @@ import { isOvn, type NetworkService, portName } from './service';
 
 const log = createLogger('security-groups');
 const NAME_RE = /^[a-z0-9][a-z0-9-]{0,30}$/;
-const TAG_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$/;
+/** As a VM's tags (src/api/schemas.ts TAG): a group tag a VM cannot carry would match nothing. */
+const TAG_RE = /^[a-z0-9][a-z0-9_.:-]{0,62}$/;
 const ALL = 'nfsg_all';
 /** The meter that rate-limits logged flows (per host). */
 const LOG_METER = 'nfsg_log';
@@ -160,7 +161,7 @@ export class SecurityGroupService {
   private async check(g: SecurityGroupRecord): Promise<SecurityGroupRecord> {
     for (const t of g.tags)
       if (!TAG_RE.test(t))
-        throw new NfError('validation_failed', `tag "${t}": letters, digits and _.:- (up to 63)`);
+        throw new NfError('validation_failed', `tag "${t}": lowercase letters, digits and _.:- (up to 63)`);
     const names = new Set([...(await this.records()).map((x) => x.name), g.name]);
     if (g.rules.length > 1000) throw new NfError('validation_failed', 'rules: at most 1000 per group');
     return { ...g, tags: [...new Set(g.tags)].sort(), rules: g.rules.map((r, i) => checkRule(r, i, names)) };
@@ -227,7 +228,10 @@ export class SecurityGroupService {
 
   async delete(name: string): Promise<void> {
     await this.record(name);
-    const users = (await this.records()).filter((g) => g.rules.some((r) => r.remoteGroup === name));
+    // a group naming itself (its members talking to each other) goes with its rules
+    const users = (await this.records()).filter(
+      (g) => g.name !== name && g.rules.some((r) => r.remoteGroup === name),
+    );
     if (users.length > 0)
       throw new NfError(
         'in_use',

@@ -137,6 +137,31 @@ export class MetricsCollector {
   }
 }
 
+/**
+ * A VM's traffic from its NICs' tap devices on this host (a tap receives what the guest sends): the
+ * guest's rx and tx bytes summed, or null when no tap is there. `root` is /sys/class/net (tests).
+ */
+export async function tapCounters(
+  taps: string[],
+  root = '/sys/class/net',
+): Promise<{ rx: number; tx: number } | null> {
+  let rx = 0;
+  let tx = 0;
+  let seen = 0;
+  for (const t of taps) {
+    const read = async (f: string) => Number((await readFile(`${root}/${t}/statistics/${f}`, 'utf8')).trim());
+    try {
+      const [hostRx, hostTx] = await Promise.all([read('rx_bytes'), read('tx_bytes')]);
+      tx += hostRx;
+      rx += hostTx;
+      seen++;
+    } catch {
+      // gone (the VM stopping): counted as absent
+    }
+  }
+  return seen > 0 ? { rx, tx } : null;
+}
+
 /** utime + stime of a process, in clock ticks. */
 function cpuTicks(pid: number): number | undefined {
   try {

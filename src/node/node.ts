@@ -30,7 +30,7 @@ import { freePort } from '../util/net';
 import { pidAlive, procCmdline, readPidfile } from '../util/proc';
 import { waitFor } from '../util/wait';
 import type { IncomingEndpoint, MigrationProgress, MigrationResult, MigrationRole } from '../vmm/migration';
-import { runPaths } from '../vmm/qemu/cmdline';
+import { runPaths, tapName } from '../vmm/qemu/cmdline';
 import { OVMF_VARS_BYTES, ovmfFiles } from '../vmm/qemu/firmware';
 import type { AccelChoice } from '../vmm/qemu/host';
 import { stderrReason } from '../vmm/qemu/instance';
@@ -44,7 +44,7 @@ import type {
   VmRunSpec,
 } from '../vmm/types';
 import { AgentTracker } from './agent';
-import { MetricsCollector, type VmSampleSource } from './metrics';
+import { MetricsCollector, tapCounters, type VmSampleSource } from './metrics';
 import type { SelfFence } from './self-fence';
 import type { Point } from './series';
 import type {
@@ -285,6 +285,11 @@ export class Node implements NodeApi {
       vcpus: this.specs.get(inst.id)?.vcpus ?? 1,
       blockStats: () => inst.blockStats(),
       netStats: async () => {
+        // NICs on OVN networks: the host's own counters of their taps (no guest agent needed); a VM with
+        // a nat NIC too is counted by its guest agent (passt's traffic has no host device)
+        const nics = this.specs.get(inst.id)?.nics ?? [];
+        if (nics.length > 0 && nics.every((n) => n.type === 'ovn'))
+          return tapCounters(nics.map((n) => tapName(inst.id, n.id)));
         const agent = this.agents.get(inst.id);
         if (agent?.current.status !== 'connected') return null;
         type Iface = { name: string; statistics?: { 'rx-bytes': number; 'tx-bytes': number } };

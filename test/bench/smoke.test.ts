@@ -45,6 +45,7 @@ describe('every benchmark still runs (smoke size, figures not judged)', () => {
     ['hardware.ts', 'hardware', 'hotplugDiskMs'],
     ['import.ts', 'import', 'importMiBps'],
     ['backup.ts', 'backup', 'fullMiBps'],
+    ['network.ts', 'network', 'tcpAcrossHostsMiBps'],
     ['appliance.ts', 'appliance', 'diskBootToApiSeconds'],
   ])('bench/%s', async (script, name, figure) => {
     const out = await smoke(script, name);

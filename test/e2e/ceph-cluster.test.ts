@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../src/cli/client';
 import { waitFor } from '../../src/util/wait';
 import { launchChromium, signIn } from '../harness/browser';
-import { ClusterHost, NetLab, readyHosts } from '../harness/cluster';
+import { ClusterHost, NetLab, readyHosts, tearDown } from '../harness/cluster';
 import { rejection } from '../harness/errors';
 import { BOOTED, testGuest } from '../harness/guest';
 import { guestRun, startAndBoot } from '../harness/serial';
@@ -98,14 +98,7 @@ describe('integrated Ceph on three hosts', () => {
     );
   }, 300_000);
 
-  afterAll(async () => {
-    for (const x of hosts) {
-      const report = x.crashReport();
-      if (report) console.error(report);
-    }
-    await Promise.all(hosts.map((x) => x[Symbol.asyncDispose]()));
-    await lab?.[Symbol.asyncDispose]();
-  });
+  afterAll(() => tearDown(hosts, lab));
 
   it('bootstraps monitors on two controllers, adds the third, then an OSD on each host; health reaches OK', async () => {
     const t0 = Date.now();

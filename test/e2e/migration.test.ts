@@ -7,7 +7,7 @@ import type { ApiClient } from '../../src/cli/client';
 import type { DrsStatus as Drs } from '../../src/controller/drs';
 import { waitFor } from '../../src/util/wait';
 import { launchChromium, signIn } from '../harness/browser';
-import { ClusterHost, NetLab, readyHosts } from '../harness/cluster';
+import { ClusterHost, NetLab, readyHosts, tearDown } from '../harness/cluster';
 import { rejection } from '../harness/errors';
 import { BOOTED } from '../harness/guest';
 import { guestRun, startAndBoot, waitConsole } from '../harness/serial';
@@ -89,14 +89,7 @@ describe('live migration between two hosts', () => {
     );
   }, 300_000);
 
-  afterAll(async () => {
-    for (const x of hosts) {
-      const report = x.crashReport();
-      if (report) console.error(report);
-    }
-    await Promise.all(hosts.map((x) => x[Symbol.asyncDispose]()));
-    await lab?.[Symbol.asyncDispose]();
-  });
+  afterAll(() => tearDown(hosts, lab));
 
   it('refuses what cannot migrate, naming why, and starts nothing', async () => {
     const vm = await vmOf('mig');

@@ -112,6 +112,16 @@ export class NetLab implements AsyncDisposable {
   }
 }
 
+/** A lab's end: each host's crash report printed (if it has one), the hosts and the lab disposed. */
+export async function tearDown(hosts: ClusterHost[], lab: NetLab | undefined): Promise<void> {
+  for (const x of hosts) {
+    const report = x.crashReport();
+    if (report) console.error(report);
+  }
+  await Promise.all(hosts.map((x) => x[Symbol.asyncDispose]()));
+  await lab?.[Symbol.asyncDispose]();
+}
+
 /**
  * `neuroflow serve` (cluster mode) inside a namespace, with its own data dir. Disposing it kills the
  * daemon and every etcd and QEMU it started, and removes the data dir.

@@ -31,7 +31,7 @@ describe('OVN overlay networks on one host', () => {
   /** A namespace on the host's physical network (eth1), reachable only through a router's uplink. */
   let outside: string;
   // the host's eth1 is the physical network "provider" (provider networks, routers' uplinks)
-  const PROVIDER = { NEUROFLOW_PROVIDER_NETWORKS: 'provider=eth1' };
+  const PROVIDER = { NEUROFLOW_PROVIDER_NETWORKS: 'provider=eth1', NEUROFLOW_METRICS_INTERVAL_MS: '1000' };
   let d: {
     api: ApiClient;
     dataDir: string;
@@ -143,6 +143,19 @@ describe('OVN overlay networks on one host', () => {
       what: 'the line to arrive',
     });
 
+    // the monitoring graphs count the NICs' traffic on the host (the taps' counters), no guest agent asked
+    await run('o2', `(ping -c 30 -i 0.2 -s 1200 ${a} >/dev/null &) ; echo pinging`);
+    await waitFor(
+      async () =>
+        (
+          await d.api.request<{ points: { netRxBps: number | null; netTxBps: number | null }[] }>(
+            'GET',
+            `/api/v1/vms/${ids.o2}/metrics?range=1h`,
+          )
+        ).points.some((p) => (p.netTxBps ?? 0) > 1000 && (p.netRxBps ?? 0) > 1000),
+      { timeoutMs: 20_000, intervalMs: 1000, what: "o2's network graph to show the pings" },
+    );
+
     // ovn-northd killed -9: flows stay (ping during the gap) and serve starts it again
     const northd = d.ovnPids().find((p) => /ovn-northd/.test(readCmd(p)));
     expect(northd).toBeDefined();
@@ -214,6 +227,29 @@ describe('OVN overlay networks on one host', () => {
         what: 'p1 to reach o1 through the router',
       },
     );
+
+    // a NIC hot-plugged into the running p1 on ovl: its tap and OVN port come at once, OVN's DHCP answers
+    // it, it reaches o1 directly; unplugged, its tap goes
+    const plugged = await api.request<{ networks: { id: string; network: string }[] }>(
+      'POST',
+      `/api/v1/vms/${p1.id}/networks`,
+      { network: 'ovl' },
+    );
+    const nic = plugged.networks.find((n) => n.network === 'ovl')!.id;
+    expect(d.ovnTaps()).toHaveLength(4);
+    const dhcp = await run(
+      'p1',
+      'ip link set eth1 up; udhcpc -q -n -t 5 -T 1 -O mtu -i eth1 -s /etc/udhcpc.script >/dev/null 2>&1; ip -4 addr show eth1',
+    );
+    expect(dhcp).toMatch(/inet 10\.77\.0\.\d+/);
+    expect(await run('p1', 'ping -c 1 -W 2 -I eth1 10.77.0.50 >/dev/null && echo PING-OK')).toContain(
+      'PING-OK',
+    );
+    await api.request('DELETE', `/api/v1/vms/${p1.id}/networks/${nic}`);
+    await waitFor(() => d.ovnTaps().length === 3, {
+      timeoutMs: 15_000,
+      what: 'the unplugged NIC’s tap to go',
+    });
 
     // an uplink on a provider network (the host's physical network): SNAT out to the outside namespace,
     // which has no route to 10.77.0.0/24, so an answered ping proves the address was translated

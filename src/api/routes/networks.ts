@@ -69,7 +69,7 @@ export function networkRoutes(ctx: ApiContext) {
                   subnet: z.string().min(9).max(18).openapi({ example: '10.10.0.0/24' }),
                   gateway: IPV4.optional().openapi({ description: "Default: the subnet's first address" }),
                   dns: z.array(IPV4).max(4).optional().openapi({ description: 'DNS servers DHCP hands out' }),
-                  mtu: z.number().int().optional().openapi({
+                  mtu: z.number().int().min(576).max(9000).optional().openapi({
                     description:
                       'Default 1442 on overlay networks (Geneve on a 1500 underlay), 1500 on provider ones',
                   }),

@@ -2,9 +2,9 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { ApiContext } from '../context';
 import { errors, json } from '../openapi';
 import { newRouter } from '../router';
+import { TAG } from '../schemas';
 
 const NAME = z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'lowercase letters, digits, -; up to 31');
-const TAG = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$/, 'letters, digits and _.:- (up to 63)');
 
 const Rule = z
   .strictObject({

@@ -30,10 +30,13 @@ export interface QemuDriverOptions {
   /** The nat network's backend; without it a VM with a nat NIC does not start. */
   nat?: NatNetwork;
   /** OVN on this host: NICs on overlay networks are taps on its integration bridge. */
-  ovn?: {
-    plug(tap: string, port: string, central?: string): Promise<void>;
-    unplug(tap: string): Promise<void>;
-  };
+  ovn?: OvnPlug;
+}
+
+/** Puts an OVN NIC's tap on the integration bridge as its logical port, and takes it off. */
+export interface OvnPlug {
+  plug(tap: string, port: string, central?: string): Promise<void>;
+  unplug(tap: string): Promise<void>;
 }
 
 /**
@@ -122,6 +125,7 @@ export class QemuDriver implements VmmDriver {
       const instance = new QemuInstance(spec.id, pid, startedAt, qmp, stderrPath, child, {
         runDir,
         nat: this.opts.nat,
+        ovn: this.opts.ovn,
       });
       // QEMU is still paused (-S): hand each NIC's connection to its passt before the guest runs.
       for (const id of nics)
@@ -174,6 +178,7 @@ export class QemuDriver implements VmmDriver {
     return new QemuInstance(id, pid, startedAt, qmp, paths.qemuLog, undefined, {
       runDir,
       nat: this.opts.nat,
+      ovn: this.opts.ovn,
     });
   }
 }

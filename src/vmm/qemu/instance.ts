@@ -24,7 +24,17 @@ import type {
   TuneDevice,
   VmInstance,
 } from '../types';
-import { hotplugDiskDevice, mediaNodes, nicBackend, nicDevice, nicSocketPath, runPaths } from './cmdline';
+import {
+  hotplugDiskDevice,
+  mediaNodes,
+  nicBackend,
+  nicDevice,
+  nicSocketPath,
+  runPaths,
+  tapBackend,
+  tapName,
+} from './cmdline';
+import type { OvnPlug } from './driver';
 import { type QmpClient, QmpError } from './qmp';
 import { swtpmPid } from './swtpm';
 
@@ -114,8 +124,8 @@ export class QemuInstance implements VmInstance {
     private readonly qmp: QmpClient,
     private readonly stderrPath: string,
     child?: ChildProcess,
-    /** For NIC hot-plug: the run dir (the NIC's socket) and the nat network that serves it. */
-    private readonly net?: { runDir: string; nat?: NatNetwork },
+    /** For NIC hot-plug: the run dir (the NIC's socket), the nat network that serves it, or OVN. */
+    private readonly net?: { runDir: string; nat?: NatNetwork; ovn?: OvnPlug },
   ) {
     this.exited = this.exitDeferred.promise;
     qmp.onEvent((ev) => {
@@ -867,6 +877,7 @@ export class QemuInstance implements VmInstance {
   }
 
   async plugNic(nic: NicRun): Promise<void> {
+    if (nic.type === 'ovn') return this.plugOvnNic(nic);
     if (!this.net?.nat)
       throw new NfError('unavailable', `this host has no nat network backend for VM ${this.id}`);
     const paths = runPaths(this.net.runDir);
@@ -886,12 +897,35 @@ export class QemuInstance implements VmInstance {
     }
   }
 
+  /** A NIC on an OVN network: its tap on the integration bridge first, then QEMU's backend and device. */
+  private async plugOvnNic(nic: NicRun): Promise<void> {
+    const ovn = this.net?.ovn;
+    if (!ovn) throw new NfError('unavailable', `this host has no OVN for VM ${this.id}`);
+    if (!nic.port) throw new NfError('internal', `NIC ${nic.id} names no OVN port`);
+    const tap = tapName(this.id, nic.id);
+    await ovn.plug(tap, nic.port, nic.central ?? '');
+    try {
+      await this.exec('netdev_add', tapBackend(this.id, nic.id));
+      try {
+        await this.exec('device_add', nicDevice(nic));
+      } catch (err) {
+        await this.exec('netdev_del', { id: nic.id }).catch(() => {});
+        throw err;
+      }
+    } catch (err) {
+      await ovn.unplug(tap);
+      throw err;
+    }
+  }
+
   async unplugNic(nicId: string): Promise<void> {
     await this.unplugDevice(`${nicId}-dev`);
     await this.exec('netdev_del', { id: nicId }).catch((err: Error) =>
       log.warn('cannot remove an unplugged NIC’s backend', { vm: this.id, nic: nicId, err: err.message }),
     );
     this.net?.nat?.stop(this.net.runDir, [nicId]);
+    // an OVN NIC's tap (none there for a nat NIC: nothing happens)
+    await this.net?.ovn?.unplug(tapName(this.id, nicId));
   }
 
   async tune(change: TuneDevice): Promise<void> {
