@@ -70,10 +70,11 @@ async function series(name: string) {
     const ticks = new TickWatch(logs);
     ticks.start();
     try {
-      await waitFor(() => ticks.count >= 10, { timeoutMs: 30_000, what: 'ticks' });
+      // generous: under the test command's load a TCG guest can stall for long
+      await waitFor(() => ticks.count >= 10, { timeoutMs: 90_000, what: 'ticks' });
       const r = await migrate(name, other((await vmOf(name)).node));
       const seen = ticks.count;
-      await waitFor(() => ticks.count >= seen + 10, { timeoutMs: 30_000, what: 'ticks after the move' });
+      await waitFor(() => ticks.count >= seen + 10, { timeoutMs: 90_000, what: 'ticks after the move' });
       qemu.push(r.downtimeMs);
       guest.push(ticks.maxGap().ms);
       total.push(r.totalMs);

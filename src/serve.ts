@@ -485,6 +485,9 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
       }),
     );
   cleanup.push(() => ovn.stop());
+  // a controller joins OVN's central databases (raft, up to three) once they exist, and follows changes
+  if (cfg) cleanup.push(networks.watchCentral());
+  cleanup.push(securityGroups.watch());
   const placement = new Placement(store, router, registry);
   vms.onCreated = () => placement.wake();
   const actions = new VmActions(vms, new Admission(store, router, registry));

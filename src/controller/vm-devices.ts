@@ -198,9 +198,14 @@ export class VmDevices {
       try {
         await this.plug(cur, { kind: 'nic', id: nic.id }, (v) => v.networks.push(nic), { nic: run });
       } catch (err) {
-        if (ovn) await this.vms.dropNicPorts(vm.id, [nic.id]).catch(() => {});
+        // its port goes unless the record kept the NIC (QEMU has it after all)
+        const now = await this.store.get<VmRecord>(cur.key);
+        if (ovn && !now?.value.networks.some((x) => x.id === nic.id))
+          await this.vms.dropNicPorts(vm.id, [nic.id]).catch(() => {});
         throw err;
       }
+      // the record has the NIC now: its security groups take its port
+      if (ovn) await this.vms.networkChanged();
     });
   }
 

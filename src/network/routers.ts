@@ -263,7 +263,10 @@ export class RouterService {
         put: [{ key: keys.router(rec.name), value: rec }],
       });
     } catch (err) {
-      await this.apply(rec, undefined).catch(() => {});
+      // undone only when etcd has no such router (a write that went through after all, or another
+      // create of the name that won, keeps what is in OVN)
+      if (!(await this.store.get(keys.router(rec.name)).catch(() => true)))
+        await this.apply(rec, undefined).catch(() => {});
       if (NfError.isCode(err, 'conflict'))
         throw new NfError('already_exists', `a router named "${input.name}" exists`);
       throw err;
@@ -312,7 +315,11 @@ export class RouterService {
         put: [{ key: cur.key, value: next }],
       });
     } catch (err) {
-      await this.apply(next, old).catch(() => {});
+      // OVN goes back to what etcd holds now (the old record, or another change that won)
+      const now = await this.store.get<RouterRecord>(keys.router(name)).catch(() => undefined);
+      await this.apply(next, now?.value).catch(() => {});
+      if (NfError.isCode(err, 'conflict'))
+        throw new NfError('conflict', `router "${name}" changed meanwhile; read it again`);
       throw err;
     }
     log.info('router changed', { name, networks: next.networks, uplink: next.uplink?.network });
@@ -388,14 +395,25 @@ export class RouterService {
   }
 
   async removeFloatingIp(name: string, ip: string): Promise<void> {
-    const cur = await this.store.get<RouterRecord>(keys.router(name));
-    if (!cur) throw new NfError('not_found', `no router "${name}"`);
-    if (!cur.value.floatingIps.some((f) => f.ip === ip))
-      throw new NfError('not_found', `router "${name}" has no floating IP ${ip}`);
-    await this.networks.nb(['--if-exists', 'lr-nat-del', routerName(name), 'dnat_and_snat', ip]);
-    const next = structuredClone(cur.value);
-    next.floatingIps = next.floatingIps.filter((f) => f.ip !== ip);
-    await this.store.txn({ put: [{ key: cur.key, value: next }] });
+    for (let attempt = 0; ; attempt++) {
+      const cur = await this.store.get<RouterRecord>(keys.router(name));
+      if (!cur) throw new NfError('not_found', `no router "${name}"`);
+      if (!cur.value.floatingIps.some((f) => f.ip === ip))
+        throw new NfError('not_found', `router "${name}" has no floating IP ${ip}`);
+      await this.networks.nb(['--if-exists', 'lr-nat-del', routerName(name), 'dnat_and_snat', ip]);
+      const next = structuredClone(cur.value);
+      next.floatingIps = next.floatingIps.filter((f) => f.ip !== ip);
+      try {
+        await this.store.txn({
+          when: [{ key: cur.key, revision: cur.revision }],
+          put: [{ key: cur.key, value: next }],
+        });
+        break;
+      } catch (err) {
+        // the router changed meanwhile: read it again (the NAT row is gone either way)
+        if (!NfError.isCode(err, 'conflict') || attempt >= 4) throw err;
+      }
+    }
     log.info('floating IP released', { router: name, ip });
   }
 
@@ -438,12 +456,14 @@ export class RouterService {
   private async apply(from: RouterRecord | undefined, to: RouterRecord | undefined): Promise<void> {
     const name = (to ?? from)!.name;
     const lr = routerName(name);
-    const cmds: string[][] = [];
+    // what goes first, then what comes (a new default route after the old one is gone, ...)
+    const dels: string[][] = [];
+    const adds: string[][] = [];
     if (!to) {
-      cmds.push(['--if-exists', 'lr-del', lr]);
+      dels.push(['--if-exists', 'lr-del', lr]);
       for (const n of [...from!.networks, ...(from!.uplink ? [from!.uplink.network] : [])])
-        cmds.push(['--if-exists', 'lsp-del', lsp(name, n)]);
-      await this.networks.nb(...cmds);
+        dels.push(['--if-exists', 'lsp-del', lsp(name, n)]);
+      await this.networks.nb(...dels);
       return;
     }
     const nets = new Map<string, NetworkRecord & { subnet: string }>();
@@ -451,7 +471,7 @@ export class RouterService {
       if (!nets.has(n)) nets.set(n, await this.network(n));
     const prefix = (n: string) => nets.get(n)!.subnet.split('/')[1];
     if (!from)
-      cmds.push(['lr-add', lr], ['set', 'logical_router', lr, `external_ids:neuroflow-router=${name}`]);
+      adds.push(['lr-add', lr], ['set', 'logical_router', lr, `external_ids:neuroflow-router=${name}`]);
     const link = (n: string, ip: string) => [
       ['lrp-add', lr, lrp(name, n), routerMac(name, n), `${ip}/${prefix(n)}`],
       ['--may-exist', 'lsp-add', switchName(n), lsp(name, n)],
@@ -466,41 +486,41 @@ export class RouterService {
     const snat = (r: RouterRecord) =>
       r.uplink?.snat ? r.networks.map((n) => ({ ip: r.uplink!.ip, inside: nets.get(n)?.subnet ?? '' })) : [];
     // inside networks
-    for (const n of from?.networks ?? []) if (!to.networks.includes(n)) cmds.push(...unlink(n));
+    for (const n of from?.networks ?? []) if (!to.networks.includes(n)) dels.push(...unlink(n));
     for (const n of to.networks)
-      if (!from?.networks.includes(n)) cmds.push(...link(n, nets.get(n)!.gateway!));
+      if (!from?.networks.includes(n)) adds.push(...link(n, nets.get(n)!.gateway!));
     // the uplink: port, gateway hosts, default route, SNAT (all redone when it changes)
     const upChanged = JSON.stringify(from?.uplink) !== JSON.stringify(to.uplink);
     if (from?.uplink && upChanged) {
-      cmds.push(...unlink(from.uplink.network));
-      cmds.push(['--if-exists', 'lr-route-del', lr, '0.0.0.0/0']);
-      cmds.push(['--if-exists', 'lr-nat-del', lr, 'snat']);
+      dels.push(...unlink(from.uplink.network));
+      dels.push(['--if-exists', 'lr-route-del', lr, '0.0.0.0/0']);
+      dels.push(['--if-exists', 'lr-nat-del', lr, 'snat']);
     }
     if (to.uplink && upChanged) {
       const up = nets.get(to.uplink.network)!;
-      cmds.push(...link(up.name, to.uplink.ip));
+      adds.push(...link(up.name, to.uplink.ip));
       const hosts = await this.networks.chassisWith(up.physicalNetwork ?? 'provider');
       hosts.forEach((h, i) => {
-        cmds.push(['lrp-set-gateway-chassis', lrp(name, up.name), h, String(100 - i)]);
+        adds.push(['lrp-set-gateway-chassis', lrp(name, up.name), h, String(100 - i)]);
       });
-      cmds.push(['lr-route-add', lr, '0.0.0.0/0', up.gateway!]);
-      for (const s of snat(to)) cmds.push(['lr-nat-add', lr, 'snat', s.ip, s.inside]);
+      adds.push(['lr-route-add', lr, '0.0.0.0/0', up.gateway!]);
+      for (const s of snat(to)) adds.push(['lr-nat-add', lr, 'snat', s.ip, s.inside]);
     } else if (to.uplink) {
       // the same uplink: SNAT follows the inside networks
       const was = new Set(snat(from!).map((s) => s.inside));
       const now = new Set(snat(to).map((s) => s.inside));
-      for (const sub of was) if (!now.has(sub)) cmds.push(['--if-exists', 'lr-nat-del', lr, 'snat', sub]);
-      for (const s of snat(to)) if (!was.has(s.inside)) cmds.push(['lr-nat-add', lr, 'snat', s.ip, s.inside]);
+      for (const sub of was) if (!now.has(sub)) dels.push(['--if-exists', 'lr-nat-del', lr, 'snat', sub]);
+      for (const s of snat(to)) if (!was.has(s.inside)) adds.push(['lr-nat-add', lr, 'snat', s.ip, s.inside]);
     }
     // static routes
     const key = (r: { destination: string; nexthop: string }) => `${r.destination} ${r.nexthop}`;
     const had = new Set((from?.routes ?? []).map(key));
     const want = new Set(to.routes.map(key));
     for (const r of from?.routes ?? [])
-      if (!want.has(key(r))) cmds.push(['--if-exists', 'lr-route-del', lr, r.destination, r.nexthop]);
+      if (!want.has(key(r))) dels.push(['--if-exists', 'lr-route-del', lr, r.destination, r.nexthop]);
     for (const r of to.routes)
-      if (!had.has(key(r))) cmds.push(['lr-route-add', lr, r.destination, r.nexthop]);
-    if (cmds.length > 0) await this.networks.nb(...cmds);
+      if (!had.has(key(r))) adds.push(['lr-route-add', lr, r.destination, r.nexthop]);
+    if (dels.length + adds.length > 0) await this.networks.nb(...dels, ...adds);
   }
 }
 

@@ -8,9 +8,12 @@
  * every NIC of any group: what such a NIC receives or sends is dropped unless a rule of one of its groups
  * allows it (replies to allowed flows pass: conntrack). A NIC in no group is not filtered.
  *
- * Priorities (OVN ACL priority): admin groups' rules 2000-2999 (deny 2100 above allow 2000), tenants'
- * rules 1100-1999 (deny 1200 above allow 1100), DHCP to OVN 1050, the default drop 1000. So an admin
- * group's deny wins over every tenant group's allow.
+ * Priorities (OVN ACL priority): DHCP 3000 (a lease is never cut), admin groups' rules 2000-2100 (deny
+ * 2100 above allow 2000), tenants' rules 1100-1200 (deny 1200 above allow 1100), the default drop 1000
+ * (of every IP packet: IPv6 too). So an admin group's deny wins over every tenant group's allow.
+ *
+ * Every controller repairs OVN every 30 s (membership; the ACLs of every group at its start): a sync
+ * of another controller working from an older view, or one cut short, is made good.
  */
 import {
   keys,
@@ -33,6 +36,8 @@ const ALL = 'nfsg_all';
 /** The meter that rate-limits logged flows (per host). */
 const LOG_METER = 'nfsg_log';
 const LOG_RATE = 20; // packets per second
+/** DHCP's ACLs: above every rule (admin deny 2100). */
+const DHCP_PRIORITY = 3000;
 
 export interface SecurityGroupInput {
   name: string;
@@ -118,6 +123,22 @@ export class SecurityGroupService {
   /** Known: no group in OVN (checked again once etcd holds a group). */
   private empty = false;
 
+  /** The repair loop (see the module's doc); returns its stop. */
+  watch(): () => void {
+    void this.sync('all').catch((err) =>
+      log.warn('security groups: sync failed', { err: (err as Error).message }),
+    );
+    const timer = setInterval(
+      () =>
+        void this.sync().catch((err) =>
+          log.warn('security groups: sync failed', { err: (err as Error).message }),
+        ),
+      30_000,
+    );
+    timer.unref?.();
+    return () => clearInterval(timer);
+  }
+
   /** Port removals need nothing more than a sync. */
   async dropVm(): Promise<void> {}
 
@@ -189,7 +210,7 @@ export class SecurityGroupService {
       put: [{ key: keys.securityGroup(rec.name), value: rec }],
     });
     try {
-      await this.sync();
+      await this.sync([rec.name]);
     } catch (err) {
       await this.store.txn({ delete: [keys.securityGroup(rec.name)] });
       await this.sync().catch(() => {});
@@ -216,10 +237,10 @@ export class SecurityGroupService {
       put: [{ key: cur.key, value: next }],
     });
     try {
-      await this.sync();
+      await this.sync([name]);
     } catch (err) {
       await this.store.txn({ put: [{ key: cur.key, value: cur.value }] });
-      await this.sync().catch(() => {});
+      await this.sync([name]).catch(() => {});
       throw err;
     }
     log.info('security group changed', { name, tags: next.tags, rules: next.rules.length });
@@ -243,16 +264,18 @@ export class SecurityGroupService {
   }
 
   /**
-   * Brings OVN's port groups and ACLs to what the groups and the VMs' tags say (called after a change of
-   * either, and when a VM's ports are made). Serialised; a no-op while there are no groups and none in OVN.
+   * Brings OVN's port groups to what the groups and the VMs' tags say (called after a change of either,
+   * and when a VM's ports are made), and rewrites the ACLs of the groups named (`rewrite`: the ones that
+   * changed; a group without its port group yet is written whole too). Serialised; a no-op while there are
+   * no groups and none in OVN.
    */
-  sync(): Promise<void> {
-    const run = this.chain.then(() => this.syncNow());
+  sync(rewrite: string[] | 'all' = []): Promise<void> {
+    const run = this.chain.then(() => this.syncNow(rewrite === 'all' ? 'all' : new Set(rewrite)));
     this.chain = run.catch(() => {});
     return run;
   }
 
-  private async syncNow(): Promise<void> {
+  private async syncNow(rewrite: Set<string> | 'all'): Promise<void> {
     const groups = await this.records();
     if (groups.length === 0 && (this.empty || !(await this.networks.hasOverlay()))) return;
     this.empty = false;
@@ -287,31 +310,47 @@ export class SecurityGroupService {
       wanted.add(portGroup(g.name));
     }
     // port groups first (rules name each other's address sets), then their ACLs
-    if (!existing.has(ALL)) cmds.push(['pg-add', ALL]);
-    for (const g of groups) if (!existing.has(portGroup(g.name))) cmds.push(['pg-add', portGroup(g.name)]);
-    if (!existing.has(ALL) || groups.some((g) => !existing.has(portGroup(g.name))))
-      await this.networks.nb(...cmds.splice(0));
-    cmds.push(setPorts(ALL, [...all]), ['acl-del', ALL]);
-    if (groups.length > 0)
-      cmds.push(
-        ['--type=port-group', 'acl-add', ALL, 'to-lport', '1000', `outport == @${ALL} && ip4`, 'drop'],
-        ['--type=port-group', 'acl-add', ALL, 'from-lport', '1000', `inport == @${ALL} && ip4`, 'drop'],
-        // DHCP to OVN's own server (answered on the host before it would leave)
-        [
-          '--type=port-group',
-          'acl-add',
-          ALL,
-          'from-lport',
-          '1050',
-          `inport == @${ALL} && udp && udp.src == 68 && udp.dst == 67`,
-          'allow',
-        ],
-      );
-    const logging = groups.some((g) => g.rules.some((r) => r.log));
-    if (logging) cmds.push(['--may-exist', 'meter-add', LOG_METER, 'drop', String(LOG_RATE), 'pktps']);
+    const fresh = new Set([...wanted].filter((pg) => !existing.has(pg)));
+    if (groups.length > 0) {
+      for (const pg of fresh) cmds.push(['pg-add', pg]);
+      if (fresh.size > 0) await this.networks.nb(...cmds.splice(0));
+      cmds.push(setPorts(ALL, [...all]));
+      if (rewrite === 'all' || fresh.has(ALL))
+        cmds.push(
+          ['acl-del', ALL],
+          // every IP packet, IPv6 too (rules are IPv4: a member's IPv6 is dropped; neighbour discovery
+          // passes, OVN allows it above ACLs)
+          ['--type=port-group', 'acl-add', ALL, 'to-lport', '1000', `outport == @${ALL} && ip`, 'drop'],
+          ['--type=port-group', 'acl-add', ALL, 'from-lport', '1000', `inport == @${ALL} && ip`, 'drop'],
+          // DHCP, above every rule (a deny cannot cut a lease): requests out, and the answers of a
+          // provider network's own server in (OVN's own answers pass anyway)
+          [
+            '--type=port-group',
+            'acl-add',
+            ALL,
+            'from-lport',
+            String(DHCP_PRIORITY),
+            `inport == @${ALL} && udp && udp.src == 68 && udp.dst == 67`,
+            'allow',
+          ],
+          [
+            '--type=port-group',
+            'acl-add',
+            ALL,
+            'to-lport',
+            String(DHCP_PRIORITY),
+            `outport == @${ALL} && udp && udp.src == 67 && udp.dst == 68`,
+            'allow',
+          ],
+        );
+    } else wanted.delete(ALL);
+    if (groups.some((g) => g.rules.some((r) => r.log)))
+      cmds.push(['--may-exist', 'meter-add', LOG_METER, 'drop', String(LOG_RATE), 'pktps']);
     for (const g of groups) {
       const pg = portGroup(g.name);
-      cmds.push(setPorts(pg, members.get(g.name)!), ['acl-del', pg]);
+      cmds.push(setPorts(pg, members.get(g.name)!));
+      if (rewrite !== 'all' && !rewrite.has(g.name) && !fresh.has(pg)) continue;
+      cmds.push(['acl-del', pg]);
       g.rules.forEach((r, i) => {
         cmds.push([
           '--type=port-group',

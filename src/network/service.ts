@@ -119,6 +119,19 @@ export interface PortFollowers {
   sync(): Promise<void>;
 }
 
+/** OVN's central part in etcd: its first host (kept for earlier versions) and its raft members. */
+interface Member {
+  node: string;
+  address: string;
+}
+interface CentralRecord extends Member {
+  members?: Member[];
+  /** The first member made the databases' raft clusters (a later member, or a start without files, joins). */
+  created?: boolean;
+}
+/** Raft members of OVN's databases: three tolerate one lost. */
+const MAX_CENTRAL = 3;
+
 export class NetworkService {
   private followers: PortFollowers[] = [];
 
@@ -180,22 +193,99 @@ export class NetworkService {
   }
 
   /**
-   * Where OVN's central part runs: chosen once, by the first overlay network, as the host of the controller
-   * that makes it (kept in etcd; every host's ovn-controller and every controller's northbound client
-   * reach it there over SSL). A single host runs it itself.
+   * Where OVN's central part runs: its members' addresses, comma-separated ('' on a single host, which
+   * runs it itself). The first overlay network makes the controller that creates it the first member
+   * (kept in etcd); other controllers join (memberJoin) up to three: the databases are a raft cluster,
+   * ovn-northd runs on each member (one active), and every host's clients reach them over SSL.
    */
   async central(choose = false): Promise<string> {
     if (!this.self.address) return '';
-    const cur = await this.store.get<{ node: string; address: string }>(keys.ovnCentral);
-    if (cur) return cur.value.address;
+    const cur = await this.centralRecord();
+    if (cur) return cur.members.map((m) => m.address).join(',');
     if (!choose) return '';
-    const rec = { node: this.self.node, address: this.self.address };
+    const rec: CentralRecord = { ...this.self, members: [{ ...this.self }] };
     await this.store
       .txn({ when: [{ key: keys.ovnCentral, absent: true }], put: [{ key: keys.ovnCentral, value: rec }] })
       .catch((err) => {
         if (!NfError.isCode(err, 'conflict')) throw err;
       });
-    return (await this.store.get<{ node: string; address: string }>(keys.ovnCentral))!.value.address;
+    return (await this.centralRecord())!.members.map((m) => m.address).join(',');
+  }
+
+  /** The central record (one written by an earlier version, with one host and no members, read as such). */
+  private async centralRecord(): Promise<(CentralRecord & { members: Member[] }) | undefined> {
+    const cur = await this.store.get<CentralRecord>(keys.ovnCentral);
+    if (!cur) return undefined;
+    return {
+      ...cur.value,
+      members: cur.value.members ?? [{ node: cur.value.node, address: cur.value.address }],
+    };
+  }
+
+  /** Says the raft clusters exist (their first member made them). */
+  private async markCreated(): Promise<void> {
+    for (let i = 0; i < 5; i++) {
+      const cur = await this.store.get<CentralRecord>(keys.ovnCentral);
+      if (!cur || cur.value.created) return;
+      try {
+        await this.store.txn({
+          when: [{ key: cur.key, revision: cur.revision }],
+          put: [{ key: cur.key, value: { ...cur.value, created: true } }],
+        });
+        return;
+      } catch (err) {
+        if (!NfError.isCode(err, 'conflict')) throw err;
+      }
+    }
+  }
+
+  /**
+   * This controller joins OVN's central part while it has fewer than three members (written in etcd
+   * first: every host then lists it; its databases join the raft cluster when its daemons start).
+   */
+  private async memberJoin(): Promise<void> {
+    if (!this.self.address) return;
+    const cur = await this.store.get<CentralRecord>(keys.ovnCentral);
+    if (!cur) return;
+    const members = cur.value.members ?? [{ node: cur.value.node, address: cur.value.address }];
+    if (members.some((m) => m.address === this.self.address) || members.length >= MAX_CENTRAL) return;
+    await this.store
+      .txn({
+        when: [{ key: cur.key, revision: cur.revision }],
+        put: [{ key: cur.key, value: { ...cur.value, members: [...members, { ...this.self }] } }],
+      })
+      .then(() => log.info("this host joins OVN's central databases", { members: members.length + 1 }))
+      .catch((err) => {
+        if (!NfError.isCode(err, 'conflict')) throw err; // another controller joined meanwhile: next round
+      });
+  }
+
+  /**
+   * Every 10 s on a controller: once OVN's central part exists, this host joins it (up to three members)
+   * and runs its daemons; a running OVN follows a changed member list.
+   */
+  watchCentral(): () => void {
+    let busy = false;
+    const tick = async () => {
+      if (busy || !this.ovn || !this.self.address) return;
+      busy = true;
+      try {
+        await this.memberJoin();
+        const list = await this.central();
+        if (!list) return;
+        if (!this.ovn.started) {
+          if (list.split(',').includes(this.self.address)) await this.startOvn();
+        } else if (list !== this.ovn.centralList) await this.ovn.setCentral(list);
+      } catch (err) {
+        log.warn("cannot follow OVN's central part", { err: (err as Error).message });
+      } finally {
+        busy = false;
+      }
+    };
+    const timer = setInterval(() => void tick(), 10_000);
+    timer.unref?.();
+    void tick();
+    return () => clearInterval(timer);
   }
 
   /**
@@ -237,7 +327,17 @@ export class NetworkService {
   /** Starts this host's OVN, with the cluster's central part where it is (asked of etcd once). */
   async startOvn(choose = false): Promise<OvnHost> {
     const ovn = this.local();
-    if (!ovn.started) ovn.setCentral(await this.central(choose));
+    if (!ovn.started) {
+      const list = await this.central(choose);
+      if (list) await this.memberJoin();
+      const rec = await this.centralRecord();
+      // the first member makes the databases' raft clusters, once; any other member (or a later start
+      // without its files) joins them
+      const first = !!rec && rec.members[0]?.address === this.self.address && !rec.created;
+      await ovn.setCentral(await this.central(), { create: first });
+      await ovn.ensureStarted();
+      if (first) await this.markCreated();
+    }
     await ovn.ensureStarted();
     return ovn;
   }
@@ -309,7 +409,10 @@ export class NetworkService {
         put: [{ key: keys.network(rec.name), value: rec }],
       });
     } catch (err) {
-      await this.dropSwitch(rec.name).catch(() => {});
+      // another create of the name won (its switch is this one: --may-exist) or the write is unknown:
+      // the switch goes only when etcd has no such network
+      if (!(await this.store.get(keys.network(rec.name)).catch(() => true)))
+        await this.dropSwitch(rec.name).catch(() => {});
       if (NfError.isCode(err, 'conflict'))
         throw new NfError('already_exists', `a network named "${input.name}" exists`);
       throw err;
@@ -411,11 +514,18 @@ export class NetworkService {
       if (!isOvn(net?.value)) continue;
       const port = portName(vm.id, n.id);
       const ls = switchName(n.network);
-      const dhcp = hasDhcp(net.value) ? await this.dhcpOptions(n.network) : undefined;
+      const ovnDhcp = hasDhcp(net.value);
+      const dhcp = ovnDhcp ? await this.dhcpOptions(n.network) : undefined;
+      // OVN picks the address when it answers DHCP; on a provider network whose own DHCP does, the port
+      // has only its MAC (the address is the LAN's business)
+      const addresses = n.ip ? `${n.mac} ${n.ip}` : ovnDhcp ? `${n.mac} dynamic` : n.mac;
       const make = () =>
         this.nb(
           ['--may-exist', 'lsp-add', ls, port],
-          ['lsp-set-addresses', port, `${n.mac} ${n.ip ?? 'dynamic'}`],
+          ['lsp-set-addresses', port, addresses],
+          // port security: the guest sends from its own MAC (and address) only: no spoofing of another
+          // NIC, of the gateway, or of a security group's remote addresses
+          ['lsp-set-port-security', port, n.ip || !ovnDhcp ? addresses : n.mac],
           ...(dhcp ? [['lsp-set-dhcpv4-options', port, dhcp]] : []),
           ['set', 'logical_switch_port', port, `external_ids:neuroflow-vm=${vm.id}`],
           // bound on the VM's host only (a stale tap elsewhere cannot claim it)
@@ -427,11 +537,29 @@ export class NetworkService {
         await this.nb(['--if-exists', 'lsp-del', port]);
         await make();
       });
+      // the address OVN picked (at once, or once northd has seen the port) joins the port security
+      if (!n.ip && ovnDhcp) {
+        const ip = await this.dynamicAddress(port);
+        if (ip) await this.nb(['lsp-set-port-security', port, `${n.mac} ${ip}`]);
+        else log.warn('OVN gave the port no address yet: its port security has the MAC only', { port });
+      }
       out.set(n.id, port);
     }
     // a new port goes into its security groups before the VM runs (never unfiltered)
     if (out.size > 0) for (const f of this.followers) await f.sync();
     return out;
+  }
+
+  /** The IPv4 address OVN's IPAM gave a port; waits once for northd when it has none yet. */
+  private async dynamicAddress(port: string): Promise<string | undefined> {
+    const read = async () =>
+      /\b(\d+\.\d+\.\d+\.\d+)\b/.exec(
+        await this.nb(['get', 'logical_switch_port', port, 'dynamic_addresses']),
+      )?.[1];
+    const ip = await read();
+    if (ip) return ip;
+    await this.nb(['--wait=sb', 'sync']).catch(() => {});
+    return read();
   }
 
   /**

@@ -46,7 +46,7 @@ describe('every benchmark still runs (smoke size, figures not judged)', () => {
     ['import.ts', 'import', 'importMiBps'],
     ['backup.ts', 'backup', 'fullMiBps'],
     ['network.ts', 'network', 'tcpAcrossHostsMiBps'],
-    ['appliance.ts', 'appliance', 'diskBootToApiSeconds'],
+    ['appliance.ts', 'appliance', 'liveBootToUpSeconds'],
   ])('bench/%s', async (script, name, figure) => {
     const out = await smoke(script, name);
     expect(out.smoke).toBe(true);

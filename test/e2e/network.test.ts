@@ -13,7 +13,8 @@ import { kernelVm, type VmView } from '../harness/vms';
  * OVN networking on three hosts (network namespaces, each its own `serve`; Geneve over a second link, which
  * is also every host's physical network "provider"; an "outside" namespace on it): guests on different
  * hosts on one overlay network, a router across hosts with its uplink and a floating IP, a security group
- * between hosts, and northd and a host's serve killed -9 under traffic.
+ * between hosts, northd and a host's serve killed -9 under traffic, and a whole host (the first
+ * controller, where OVN's databases began) killed -9 while its two peers carry on.
  */
 describe('OVN networking across three hosts', () => {
   let lab: NetLab;
@@ -85,9 +86,11 @@ describe('OVN networking across three hosts', () => {
     outside = lab.addOutside();
     await h('h1').start({ env });
     api = h('h1').api(h('h1').file('admin.token').trim(), h('h1').file('cluster/pki/ca.crt'));
+    // three controllers: etcd and OVN's databases (raft) both outlive one of them
     for (const n of ['h2', 'h3']) {
       const { token } = await api.request<{ token: string }>('POST', '/api/v1/cluster/join-tokens', {
         ttlSec: 600,
+        role: 'controller',
       });
       await h(n).start({ join: token, env });
     }
@@ -103,7 +106,12 @@ describe('OVN networking across three hosts', () => {
       ['v3', 'h3', 'span', '10.60.0.'],
     ]);
     expect(addr.v2).not.toBe(addr.v3);
-    expect(await ping('v2', addr.v3!)).toBe(true);
+    // the first packets may wait for the hosts' tunnels (the databases' raft members joining meanwhile)
+    await waitFor(() => ping('v2', addr.v3!), {
+      timeoutMs: 30_000,
+      intervalMs: 1000,
+      what: 'v2 to reach v3',
+    });
     expect(await ping('v3', addr.v2!)).toBe(true);
     // 2 MiB of full-size segments: the guests take the overlay's MTU (1442) from OVN's DHCP
     expect(await stream('v2', 'v3', 7000, 2048)).toBe(true);
@@ -203,6 +211,88 @@ describe('OVN networking across three hosts', () => {
     const loss = Number(/(\d+)% packet loss/.exec(out)?.[1]);
     console.log(`pings across northd and serve killed -9: ${loss}% of 80 lost`);
     expect(loss).toBeLessThanOrEqual(5);
+  }, 300_000);
+
+  it("h1 dies whole (every process of its namespace killed -9): OVN's raft databases and northd carry on on h2 and h3, traffic flows, changes still reach the flows", async () => {
+    // the three controllers are members of both databases' raft clusters
+    const status = (host: string, db: 'nb' | 'sb') =>
+      spawnSync(
+        'ovs-appctl',
+        [
+          '-t',
+          `${h(host).dataDir}/ovn/run/ovn${db}-db.ctl`,
+          'cluster/status',
+          db === 'nb' ? 'OVN_Northbound' : 'OVN_Southbound',
+        ],
+        { encoding: 'utf8' },
+      ).stdout;
+    for (const db of ['nb', 'sb'] as const)
+      await waitFor(() => (status('h2', db).match(/^\s+\S{4} \(\S{4} at ssl:/gm) ?? []).length === 3, {
+        timeoutMs: 60_000,
+        intervalMs: 1000,
+        what: `three members in the ${db} database's raft cluster`,
+      }).catch((err) => {
+        for (const x of ['h1', 'h2', 'h3']) {
+          console.log(`DEBUG ${x} status`, status(x, db));
+          console.log(
+            `DEBUG ${x} log`,
+            spawnSync('tail', ['-n', '30', `${h(x).dataDir}/ovn/log/ovn${db}-db.log`], { encoding: 'utf8' })
+              .stdout,
+          );
+          console.log(
+            `DEBUG ${x} ps`,
+            spawnSync('pgrep', ['-af', `${h(x).dataDir}/ovn`], { encoding: 'utf8' }).stdout,
+          );
+        }
+        console.log(
+          'DEBUG serve h2',
+          h('h2')
+            .output.split('\n')
+            .filter((l) => /ovn|OVN|central/.test(l))
+            .slice(-20)
+            .join('\n'),
+        );
+        throw err;
+      });
+    await run('v2', `(ping -c 80 -i 0.25 ${addr.v3} > /tmp/ping2.out 2>&1 &); echo started`);
+    const pids = spawnSync('ip', ['netns', 'pids', h('h1').ns], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter(Boolean)
+      .map(Number);
+    expect(pids.length).toBeGreaterThan(5);
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {}
+    }
+    // from now on through h2's API (etcd: two of three members left)
+    const api2 = h('h2').api(h('h1').file('admin.token').trim(), h('h1').file('cluster/pki/ca.crt'));
+    api = api2;
+    const out = await waitFor(
+      async () => {
+        const o = await run('v2', 'cat /tmp/ping2.out').catch(() => '');
+        return /packet loss/.test(o) ? o : undefined;
+      },
+      { timeoutMs: 90_000, intervalMs: 1000, what: 'the pings to end' },
+    );
+    const loss = Number(/(\d+)% packet loss/.exec(out)?.[1]);
+    console.log(`pings between h2 and h3 while h1 died: ${loss}% of 80 lost`);
+    expect(loss).toBeLessThanOrEqual(5);
+    // a change through h2's API still reaches the flows: v3 joins the "web" group (TCP 8080 only), pings stop
+    await waitFor(
+      async () =>
+        api2
+          .request('PATCH', '/api/v1/vms/v3', { tags: ['web'] })
+          .then(() => true)
+          .catch(() => false),
+      { timeoutMs: 60_000, intervalMs: 2000, what: "h2's API to take a change" },
+    );
+    await waitFor(async () => !(await ping('v2', addr.v3!)), {
+      timeoutMs: 60_000,
+      intervalMs: 1000,
+      what: 'the group to apply without h1',
+    });
+    expect(await stream('v2', 'v3', 8080, 64)).toBe(true);
   }, 300_000);
 });
 

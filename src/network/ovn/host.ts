@@ -9,7 +9,7 @@
  * The daemons start only once a host needs them (the first overlay network): a host without overlay
  * networks runs none of them.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { NfError } from '../../errors';
 import { Daemon } from '../../util/daemon';
@@ -97,8 +97,16 @@ export class OvnHost {
   private timer?: ReturnType<typeof setInterval>;
   private starting?: Promise<void>;
 
-  /** Where OVN's central part (databases, northd) is: empty = on this host. */
-  private centralAddress = '';
+  /**
+   * The hosts of OVN's central part (the databases' raft members, each running ovn-northd too), by
+   * management address: empty = this host alone (a single host: standalone databases on unix sockets).
+   */
+  private centrals: string[] = [];
+  /**
+   * Whether this host may create the databases' raft clusters when it has none (the first member, once:
+   * the cluster's record says whether they were made); else it joins them.
+   */
+  private createCluster = false;
 
   constructor(
     dataDir: string,
@@ -128,20 +136,42 @@ export class OvnHost {
 
   /** Whether the databases and ovn-northd run here. */
   get central(): boolean {
-    return this.centralAddress === '' || this.centralAddress === this.opts.address;
+    return this.centrals.length === 0 || this.centrals.includes(this.opts.address);
+  }
+
+  /** Where OVN's central part is: its members' addresses, comma-separated (empty: this host alone). */
+  get centralList(): string {
+    return this.centrals.join(',');
   }
 
   /**
-   * Says where OVN's central part is (the cluster's choice, in etcd): this host's address (or empty) makes
-   * it run here. Taken before the daemons start; a change later needs a restart of the daemons (not built).
+   * Says where OVN's central part is (the cluster's choice, in etcd: a comma-separated list of member
+   * addresses; this host's address in it makes it a member). Before the daemons start it is simply taken;
+   * later, this host's clients (ovn-controller, the ctl tools) follow a changed list at once, while
+   * becoming or ceasing to be a member waits for the daemons' next start.
    */
-  setCentral(address: string): void {
-    if (this.started && address !== this.centralAddress)
-      log.warn("OVN's central host changed under running daemons; kept", {
-        was: this.centralAddress,
-        now: address,
-      });
-    else this.centralAddress = address;
+  async setCentral(list: string, opts: { create?: boolean } = {}): Promise<void> {
+    if (opts.create !== undefined) this.createCluster = opts.create;
+    const next = list.split(',').filter(Boolean);
+    if (next.join(',') === this.centrals.join(',')) return;
+    if (!this.started) {
+      this.centrals = next;
+      return;
+    }
+    const wasMember = this.central;
+    this.centrals = next;
+    // a host that becomes a member starts its databases (joining the raft clusters) and ovn-northd now;
+    // one that ceases to be one keeps them until its next start
+    if (this.central && !wasMember) await this.startCentralPart();
+    else if (this.central !== wasMember)
+      log.warn("this host leaves OVN's central databases at the daemons' next start", {});
+    await this.vsctl([
+      'set',
+      'open_vswitch',
+      '.',
+      `external_ids:ovn-remote="${this.remote(this.paths.sbSock, 6642)}"`,
+    ]);
+    log.info("OVN's central hosts changed", { centrals: next });
   }
 
   private sslArgs(): string[] {
@@ -149,9 +179,14 @@ export class OvnHost {
     return t ? [`--private-key=${t.key}`, `--certificate=${t.cert}`, `--ca-cert=${t.ca}`] : [];
   }
 
-  /** How this host reaches a database (6641 northbound, 6642 southbound). */
+  /**
+   * How this host reaches a database (6641 northbound, 6642 southbound): its unix socket on a single
+   * host; in a cluster, every member over SSL (a clustered database's writes go to its raft leader, which
+   * a client finds among them).
+   */
   private remote(sock: string, port: number): string {
-    return this.central || !this.opts.tls ? `unix:${sock}` : `ssl:${this.centralAddress}:${port}`;
+    if (!this.opts.tls || this.centrals.length === 0) return `unix:${sock}`;
+    return this.centrals.map((a) => `ssl:${a}:${port}`).join(',');
   }
 
   /** The environment OVS/OVN tools need to keep to our run dir. */
@@ -182,12 +217,54 @@ export class OvnHost {
       env: this.env,
       installHint: INSTALL,
     });
-    this.daemons.push(d);
     return d;
+  }
+
+  /** Starts (or adopts) a daemon; supervised from then on (not before: never started twice). */
+  private async launch(d: Daemon): Promise<void> {
+    await d.start();
+    this.daemons.push(d);
   }
 
   private async createDb(file: string, schema: string): Promise<void> {
     if (!existsSync(file)) await run(['ovsdb-tool', 'create', file, schema]);
+  }
+
+  /**
+   * A member's clustered database (raft over SSL on the management address, `raftPort`): the first
+   * member creates the cluster (from its standalone database of an earlier version, if it has one), the
+   * others join it. Done once; the file then carries the cluster.
+   */
+  private async clusterDb(
+    file: string,
+    schema: string,
+    dbName: string,
+    raftPort: number,
+    d: Daemon,
+  ): Promise<void> {
+    const local = `ssl:${this.opts.address}:${raftPort}`;
+    const standalone = `${file}.standalone`;
+    if (existsSync(file)) {
+      const isStandalone = await run(['ovsdb-tool', 'db-is-standalone', file]).then(
+        () => true,
+        () => false,
+      );
+      if (!isStandalone || d.running()) return; // clustered already (or adopted running: converted next start)
+      renameSync(file, standalone);
+    }
+    // an earlier version's standalone database becomes the cluster, through a temporary file (renamed
+    // once whole: a failure leaves the standalone copy to convert at the next start, never an empty one)
+    if (existsSync(standalone)) {
+      rmSync(`${file}.tmp`, { force: true });
+      await run(['ovsdb-tool', 'create-cluster', `${file}.tmp`, standalone, local]);
+      renameSync(`${file}.tmp`, file);
+      log.info('OVN database made a raft cluster from the standalone one', { db: dbName });
+      return;
+    }
+    const others = this.centrals.filter((a) => a !== this.opts.address).map((a) => `ssl:${a}:${raftPort}`);
+    if (others.length === 0 || (this.createCluster && this.centrals[0] === this.opts.address))
+      await run(['ovsdb-tool', 'create-cluster', file, schema, local]);
+    else await run(['ovsdb-tool', 'join-cluster', file, dbName, local, ...others]);
   }
 
   private async start(): Promise<void> {
@@ -203,41 +280,10 @@ export class OvnHost {
       `--unixctl=${join(p.run, 'ovsdb-server.ctl')}`,
       `--log-file=${join(p.log, 'ovsdb-server.log')}`,
     ]);
-    await ovsdb.start();
+    await this.launch(ovsdb);
     await waitFor(() => existsSync(p.ovsSock), { timeoutMs: 10_000, intervalMs: 20, what: 'ovsdb-server' });
     await this.vsctl(['--no-wait', 'init']);
-    if (this.central) {
-      const nbDb = join(p.db, 'ovnnb_db.db');
-      const sbDb = join(p.db, 'ovnsb_db.db');
-      await this.createDb(nbDb, SCHEMAS.nb);
-      await this.createDb(sbDb, SCHEMAS.sb);
-      for (const [name, file, sock, port] of [
-        ['ovnnb-db', nbDb, p.nbSock, 6641],
-        ['ovnsb-db', sbDb, p.sbSock, 6642],
-      ] as const)
-        await this.daemon(name, [
-          '/usr/sbin/ovsdb-server',
-          file,
-          `--remote=punix:${sock}`,
-          // other hosts (their ovn-controller, controllers' northbound clients): SSL with the cluster's
-          // certificates both ways, on the management address only
-          ...(this.opts.tls ? [`--remote=pssl:${port}:${this.opts.address}`, ...this.sslArgs()] : []),
-          `--unixctl=${join(p.run, `${name}.ctl`)}`,
-          `--log-file=${join(p.log, `${name}.log`)}`,
-        ]).start();
-      await waitFor(() => existsSync(p.nbSock) && existsSync(p.sbSock), {
-        timeoutMs: 10_000,
-        intervalMs: 20,
-        what: "OVN's databases",
-      });
-      await this.daemon('ovn-northd', [
-        '/usr/bin/ovn-northd',
-        `--ovnnb-db=unix:${p.nbSock}`,
-        `--ovnsb-db=unix:${p.sbSock}`,
-        `--unixctl=${join(p.run, 'ovn-northd.ctl')}`,
-        `--log-file=${join(p.log, 'ovn-northd.log')}`,
-      ]).start();
-    }
+    if (this.central) await this.startCentralPart();
     const netdev = !existsSync('/sys/module/openvswitch');
     // --no-wait: ovs-vswitchd does not run yet (a write waits for it to apply the change otherwise)
     await this.vsctl([
@@ -247,17 +293,19 @@ export class OvnHost {
       '.',
       `external_ids:system-id=${this.opts.chassis}`,
       `external_ids:hostname=${this.opts.chassis}`,
-      `external_ids:ovn-remote=${this.remote(p.sbSock, 6642)}`,
+      `external_ids:ovn-remote="${this.remote(p.sbSock, 6642)}"`,
       'external_ids:ovn-encap-type=geneve',
       `external_ids:ovn-bridge=${INTEGRATION_BRIDGE}`,
       ...(netdev ? ['external_ids:ovn-bridge-datapath-type=netdev'] : []),
     ]);
-    await this.daemon('ovs-vswitchd', [
-      '/usr/sbin/ovs-vswitchd',
-      `unix:${p.ovsSock}`,
-      `--unixctl=${join(p.run, 'ovs-vswitchd.ctl')}`,
-      `--log-file=${join(p.log, 'ovs-vswitchd.log')}`,
-    ]).start();
+    await this.launch(
+      this.daemon('ovs-vswitchd', [
+        '/usr/sbin/ovs-vswitchd',
+        `unix:${p.ovsSock}`,
+        `--unixctl=${join(p.run, 'ovs-vswitchd.ctl')}`,
+        `--log-file=${join(p.log, 'ovs-vswitchd.log')}`,
+      ]),
+    );
     if (netdev && this.opts.tls && !this.opts.underlay)
       log.warn(
         'the userspace datapath reaches other hosts over Geneve only from an OVS bridge: give serve --overlay-interface (NEUROFLOW_OVERLAY_INTERFACE), a network interface for the overlay (it becomes a port of br-phy); overlay traffic stays on this host until then',
@@ -272,12 +320,14 @@ export class OvnHost {
       `external_ids:ovn-encap-ip=${encapIp}`,
       `external_ids:ovn-bridge-mappings="${mappings}"`,
     ]);
-    await this.daemon('ovn-controller', [
-      '/usr/bin/ovn-controller',
-      `unix:${p.ovsSock}`,
-      ...(this.central ? [] : this.sslArgs()),
-      `--log-file=${join(p.log, 'ovn-controller.log')}`,
-    ]).start();
+    await this.launch(
+      this.daemon('ovn-controller', [
+        '/usr/bin/ovn-controller',
+        `unix:${p.ovsSock}`,
+        ...(this.opts.tls && this.centrals.length > 0 ? this.sslArgs() : []),
+        `--log-file=${join(p.log, 'ovn-controller.log')}`,
+      ]),
+    );
     // ovn-controller makes the integration bridge
     await waitFor(
       async () =>
@@ -293,9 +343,54 @@ export class OvnHost {
     log.info('Open vSwitch and OVN run', {
       datapath: netdev ? 'netdev (userspace)' : 'system',
       geneve: encapIp,
-      central: this.central ? 'here' : this.centralAddress,
+      central: this.centrals.length === 0 ? 'here' : this.centrals.join(','),
+      member: this.central,
       ms: Date.now() - t0,
     });
+  }
+
+  /**
+   * OVN's central part on this host: the northbound and southbound databases (standalone on a single
+   * host; in a cluster, this host's member of their raft clusters) and ovn-northd.
+   */
+  private async startCentralPart(): Promise<void> {
+    const p = this.paths;
+    const nbDb = join(p.db, 'ovnnb_db.db');
+    const sbDb = join(p.db, 'ovnsb_db.db');
+    for (const [name, file, sock, port, schema, dbName] of [
+      ['ovnnb-db', nbDb, p.nbSock, 6641, SCHEMAS.nb, 'OVN_Northbound'],
+      ['ovnsb-db', sbDb, p.sbSock, 6642, SCHEMAS.sb, 'OVN_Southbound'],
+    ] as const) {
+      const d = this.daemon(name, [
+        '/usr/sbin/ovsdb-server',
+        file,
+        `--remote=punix:${sock}`,
+        // other hosts (their ovn-controller, controllers' northbound clients): SSL with the cluster's
+        // certificates both ways, on the management address only (the raft port likewise)
+        ...(this.opts.tls ? [`--remote=pssl:${port}:${this.opts.address}`, ...this.sslArgs()] : []),
+        `--unixctl=${join(p.run, `${name}.ctl`)}`,
+        `--log-file=${join(p.log, `${name}.log`)}`,
+      ]);
+      if (this.opts.tls && this.centrals.length > 0) await this.clusterDb(file, schema, dbName, port + 2, d);
+      else await this.createDb(file, schema);
+      await this.launch(d);
+    }
+    await waitFor(() => existsSync(p.nbSock) && existsSync(p.sbSock), {
+      timeoutMs: 10_000,
+      intervalMs: 20,
+      what: "OVN's databases",
+    });
+    // on every member: one of them active (OVN's lock in the southbound database), the others ready
+    await this.launch(
+      this.daemon('ovn-northd', [
+        '/usr/bin/ovn-northd',
+        `--ovnnb-db=${this.remote(p.nbSock, 6641)}`,
+        `--ovnsb-db=${this.remote(p.sbSock, 6642)}`,
+        ...(this.opts.tls && this.centrals.length > 0 ? this.sslArgs() : []),
+        `--unixctl=${join(p.run, 'ovn-northd.ctl')}`,
+        `--log-file=${join(p.log, 'ovn-northd.log')}`,
+      ]),
+    );
   }
 
   /**
@@ -404,7 +499,13 @@ export class OvnHost {
 
   private ovnctl(tool: string, db: string, args: string[]): Promise<string> {
     return run(
-      [tool, `--db=${db}`, ...(this.central ? [] : this.sslArgs()), '--timeout=10', ...args],
+      [
+        tool,
+        `--db=${db}`,
+        ...(this.opts.tls && this.centrals.length > 0 ? this.sslArgs() : []),
+        '--timeout=10',
+        ...args,
+      ],
       this.env,
     );
   }
@@ -414,7 +515,7 @@ export class OvnHost {
    * this chassis). The tap is made here (persistent, up); QEMU attaches to it by name.
    */
   async plug(tap: string, port: string, central?: string): Promise<void> {
-    if (central !== undefined) this.setCentral(central);
+    if (central !== undefined) await this.setCentral(central);
     await this.ensureStarted();
     await run(['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap']).catch((err: NfError) => {
       if (!/exists|busy/i.test(err.message)) throw err;
