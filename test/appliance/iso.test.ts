@@ -251,7 +251,8 @@ describe('appliance ISO', () => {
           const list = (await r.json()) as { name: string; state: string; address?: string }[];
           return list.length === 2 && list.every((n) => n.state === 'ready') ? list : undefined;
         },
-        { timeoutMs: 120_000, intervalMs: 1000, what: 'both hosts ready' },
+        // generous: two TCG appliances on a machine the rest of the test command loads too
+        { timeoutMs: 300_000, intervalMs: 1000, what: 'both hosts ready' },
       );
       expect(nodes.map((n) => n.name).sort()).toEqual(['appl-a', 'appl-b']);
       // B serves the API too (a controller), with the same root password.

@@ -213,7 +213,7 @@ describe('OVN networking across three hosts', () => {
     expect(loss).toBeLessThanOrEqual(5);
   }, 300_000);
 
-  it("h1 dies whole (every process of its namespace killed -9): OVN's raft databases and northd carry on on h2 and h3, traffic flows, changes still reach the flows", async () => {
+  it("h1 dies whole (every process of its namespace killed -9): OVN's raft databases and northd carry on on h2 and h3, traffic flows, the router's uplink moves off h1, changes still reach the flows", async () => {
     // the three controllers are members of both databases' raft clusters
     const status = (host: string, db: 'nb' | 'sb') =>
       spawnSync(
@@ -278,6 +278,13 @@ describe('OVN networking across three hosts', () => {
     const loss = Number(/(\d+)% packet loss/.exec(out)?.[1]);
     console.log(`pings between h2 and h3 while h1 died: ${loss}% of 80 lost`);
     expect(loss).toBeLessThanOrEqual(5);
+    // the router's uplink was active on h1 (its highest priority): it moves to h2 or h3 (BFD between the
+    // hosts' tunnels), and v2 reaches the outside through SNAT again
+    await waitFor(() => ping('v2', `${lab.overlaySubnet}.200`).catch(() => false), {
+      timeoutMs: 60_000,
+      intervalMs: 2000,
+      what: "the router's uplink to move off h1",
+    });
     // a change through h2's API still reaches the flows: v3 joins the "web" group (TCP 8080 only), pings stop
     await waitFor(
       async () =>
