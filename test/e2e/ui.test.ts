@@ -1804,6 +1804,101 @@ describe('web UI', () => {
     }
   });
 
+  it("draws the topology: a router joining two overlay networks (links labelled with its gateway addresses), a VM with its address and security group on one, the NAT network; each box leads to its page, the VM page shows its NIC's OVN address", async () => {
+    const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();
+    const { page: p, pageErrors: errors } = await signIn(browser, d.url, password);
+    const [netA, netB] = ['e2e-ta', 'e2e-tb'];
+    const router = 'e2e-tr';
+    const sg = 'e2e-tsg';
+    let vmId = '';
+    try {
+      await d.api.request('POST', '/api/v1/networks', {
+        name: netA,
+        type: 'overlay',
+        subnet: '10.91.0.0/24',
+      });
+      await d.api.request('POST', '/api/v1/networks', {
+        name: netB,
+        type: 'overlay',
+        subnet: '10.92.0.0/24',
+      });
+      await d.api.request('POST', '/api/v1/routers', { name: router, networks: [netA, netB] });
+      await d.api.request('POST', '/api/v1/security-groups', { name: sg, tags: ['e2e-topo'] });
+      // stopped, with a fixed address: OVN has none for it until it starts
+      const vm = await createVm(
+        d.api,
+        kernelVm('topovm', { networks: [{ network: netA, ip: '10.91.0.50' }], tags: ['e2e-topo'] }),
+      );
+      vmId = vm.id;
+
+      await p.click('.topbar a[href="#/networks"]');
+      await p.click('.network-tabs a[data-tab=topology]');
+      await p.waitForURL(/#\/topology$/);
+      const svg = p.locator('.topology-page svg.topology');
+      await svg.locator(`[data-topo-router=${router}]`).waitFor({ timeout: 15_000 });
+      expect(await svg.locator(`[data-topo-router=${router}] text`).first().textContent()).toBe(router);
+      for (const n of [netA, netB, 'default'])
+        await svg.locator(`[data-topo-network=${n}]`).waitFor({ timeout: 15_000 });
+      expect(await svg.locator(`[data-topo-network=${netA}] .topo-detail`).textContent()).toBe(
+        'overlay · 10.91.0.0/24',
+      );
+      expect(await svg.locator('[data-topo-network=default] .topo-detail').textContent()).toBe('NAT');
+      // the router's links: its address on each network is the network's gateway
+      expect(await svg.locator(`[data-link="${router}/${netA}"] .topo-link-label`).textContent()).toBe(
+        '10.91.0.1',
+      );
+      expect(await svg.locator(`[data-link="${router}/${netB}"] .topo-link-label`).textContent()).toBe(
+        '10.92.0.1',
+      );
+      // the VM under network A: its NIC's address and its security group
+      const box = svg.locator(`[data-topo-vm="topovm/${netA}"]`);
+      await box.locator('.topo-nic', { hasText: 'net0 10.91.0.50' }).waitFor({ timeout: 15_000 });
+      await box.locator(`[data-topo-group=${sg}]`).waitFor({ timeout: 15_000 });
+      expect(await svg.locator('[data-topo-vm^="topovm/"]').count()).toBe(1);
+      expect(await box.getAttribute('href')).toBe(`#/vms/${vm.id}`);
+      while ((await p.locator('.toast-x').count()) > 0) await p.locator('.toast-x').first().click();
+      await p.screenshot({ path: join(SHOTS, 'topology.png') });
+
+      // the VM's box opens its page, where the NIC on the overlay network says OVN has no address yet
+      await box.click();
+      await p.locator('.vm-head h2', { hasText: 'topovm' }).waitFor({ timeout: 15_000 });
+      await p
+        .locator('.card .nic[data-nic=net0] .nic-address', { hasText: '(none yet)' })
+        .waitFor({ timeout: 15_000 });
+      expect(await p.locator('.card .nic[data-nic=net0] .nic-ip').textContent()).toBe(
+        ' · 10.91.0.50 (fixed)',
+      );
+
+      // the network's bar opens its page; the router's box its own
+      await p.goBack();
+      await svg.locator(`[data-topo-network=${netA}]`).click();
+      await p.waitForURL(new RegExp(`#/networks/${netA}$`));
+      await p.locator(`.network-ports[data-network-ports=${netA}] tr[data-port="topovm/net0"]`).waitFor({
+        timeout: 15_000,
+      });
+      await p.click('.network-tabs a[data-tab=topology]');
+      await svg.locator(`[data-topo-router=${router}]`).click();
+      await p.locator(`.router-detail[data-router-detail=${router}]`).waitFor({ timeout: 15_000 });
+
+      await d.api.request('DELETE', `/api/v1/vms/${vm.id}`);
+      vmId = '';
+      await d.api.request('DELETE', `/api/v1/security-groups/${sg}`);
+      await d.api.request('DELETE', `/api/v1/routers/${router}`);
+      await d.api.request('DELETE', `/api/v1/networks/${netA}`);
+      await d.api.request('DELETE', `/api/v1/networks/${netB}`);
+      expect(await d.api.request<{ name: string }[]>('GET', '/api/v1/networks')).toEqual([
+        expect.objectContaining({ name: 'default', type: 'nat' }),
+      ]);
+      expect(errors).toEqual([]);
+    } finally {
+      if (vmId) await d.api.request('DELETE', `/api/v1/vms/${vmId}?force=true`).catch(() => {});
+      await d.api.request('DELETE', `/api/v1/security-groups/${sg}`).catch(() => {});
+      await d.api.request('DELETE', `/api/v1/routers/${router}`).catch(() => {});
+      for (const n of [netA, netB]) await d.api.request('DELETE', `/api/v1/networks/${n}`).catch(() => {});
+      await p.context().close();
+    }
+  });
+
   it('backs a running VM up from its page into a new repository (a relative path refused inline), full then incremental, restores it as a new VM; deletes, collects garbage, verifies, shows an unreadable repository', async () => {
     // A page of its own, signed in here: the test also runs alone (-t).
     const password = readFileSync(join(d.dataDir, 'root.password'), 'utf8').trim();

@@ -10,6 +10,7 @@ import {
   hotplugHint,
   mtuProblem,
   NETWORK_NAME,
+  NO_ADDRESS_YET,
   networkBody,
   networkChoices,
   networkHref,
@@ -17,8 +18,10 @@ import {
   networkProblems,
   networkReady,
   networkTypeLabel,
+  nicAddresses,
   nicSignature,
   overlayNetwork,
+  ovnNetworksOf,
   parseCidr,
   parseDns,
   parseIpv4,
@@ -198,7 +201,7 @@ describe('a network picker', () => {
     expect(networkChoices(list, 'web')).toHaveLength(3);
   });
   it('warns of a hot-plug onto an overlay network', () => {
-    expect(hotplugHint('web', list)).toMatch(/added while the VM is stopped/);
+    expect(hotplugHint('web', list)).toMatch(/Plugged at once/);
     expect(hotplugHint('default', list)).toBe('');
     expect(hotplugHint('web', undefined)).toBe('');
   });
@@ -322,5 +325,36 @@ describe('a provider network in the Add network form', () => {
     expect(vlanLabel({ type: 'provider' })).toBe('untagged');
     expect(vlanLabel({ type: 'overlay' })).toBe('');
     expect(networkTypeLabel('provider')).toBe('provider');
+  });
+});
+
+describe("a VM's NIC addresses on its page", () => {
+  it("are OVN's address of each NIC on an OVN network, matched by VM and NIC, or (none yet); NAT NICs none", () => {
+    const web = {
+      type: 'overlay' as const,
+      ports: [
+        { vm: 'a', vmId: 'v1', nic: 'net0', mac: 'm0', ip: '10.81.0.5' },
+        { vm: 'b', vmId: 'v2', nic: 'net0', mac: 'm1', ip: '10.81.0.6' },
+        { vm: 'a', vmId: 'v1', nic: 'net2', mac: 'm2' },
+      ],
+    };
+    const ext = {
+      type: 'provider' as const,
+      ports: [{ vm: 'a', vmId: 'v1', nic: 'net1', mac: 'm3', ip: '203.0.113.7' }],
+    };
+    expect(nicAddresses('v1', [web, ext, { type: 'nat' }])).toEqual({
+      net0: '10.81.0.5',
+      net1: '203.0.113.7',
+      net2: NO_ADDRESS_YET,
+    });
+    expect(NO_ADDRESS_YET).toBe('(none yet)');
+    expect(nicAddresses('v3', [web])).toEqual({});
+  });
+
+  it('are read from each network of its NICs but the NAT one, once each', () => {
+    expect(
+      ovnNetworksOf([{ network: 'default' }, { network: 'web' }, { network: 'db' }, { network: 'web' }]),
+    ).toEqual(['db', 'web']);
+    expect(ovnNetworksOf([{ network: 'default' }])).toEqual([]);
   });
 });

@@ -332,8 +332,9 @@ export function networkChoices(
  * onto an overlay network ('' when there is nothing to say).
  */
 export function hotplugHint(network: string, list: Pick<Network, 'name' | 'type'>[] | undefined): string {
-  return list?.find((n) => n.name === network)?.type === 'overlay'
-    ? 'A NIC on an overlay network is added while the VM is stopped (hot-plug onto one is not built yet).'
+  const type = list?.find((n) => n.name === network)?.type;
+  return type === 'overlay' || type === 'provider'
+    ? 'Plugged at once: OVN gives it its address when the guest asks DHCP on the new NIC.'
     : '';
 }
 
@@ -356,4 +357,29 @@ export function portAddress(p: Pick<NetworkPort, 'ip'>): string {
 /** The hash of the Networks page, with one network's NICs open. */
 export function networkHref(name?: string): string {
   return name ? `#/networks/${encodeURIComponent(name)}` : '#/networks';
+}
+
+/** What a NIC's row on the VM page says when OVN has given it no address yet. */
+export const NO_ADDRESS_YET = '(none yet)';
+
+/**
+ * The address of each of a VM's NICs on OVN networks, by NIC id, from GET /networks/{name} of its
+ * networks (matched by VM id and NIC): OVN's address, or "(none yet)". The NAT network's NICs are left
+ * out (its address is passt's, inside the guest: the API does not know it).
+ */
+export function nicAddresses(
+  vmId: string,
+  details: Pick<Network, 'type' | 'ports'>[],
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const d of details) {
+    if (d.type === 'nat') continue;
+    for (const p of d.ports ?? []) if (p.vmId === vmId) out[p.nic] = p.ip ?? NO_ADDRESS_YET;
+  }
+  return out;
+}
+
+/** The networks of a VM's NICs whose addresses OVN knows (every one but the NAT network), each once. */
+export function ovnNetworksOf(nics: { network: string }[]): string[] {
+  return [...new Set(nics.map((n) => n.network).filter((n) => n !== DEFAULT_NETWORK))].sort();
 }

@@ -3,7 +3,7 @@ import { useEffect, useState } from 'preact/hooks';
 /**
  * Hash routes: #/ (dashboard), #/vms, #/vms/<id>/<tab>, #/hosts/<name>, #/cluster, #/storage,
  * #/networks[/<name>] (one network's NICs open), #/routers[/<name>], #/security-groups[/<name>] (one
- * open), #/backups, #/events.
+ * open), #/topology, #/backups, #/events.
  */
 export interface Route {
   view:
@@ -16,6 +16,7 @@ export interface Route {
     | 'networks'
     | 'routers'
     | 'security-groups'
+    | 'topology'
     | 'backups'
     | 'events';
   id?: string;
@@ -34,6 +35,7 @@ export function parseRoute(hash: string): Route {
     return parts[1] ? { view: 'networks', id: decodeURIComponent(parts[1]) } : { view: 'networks' };
   if (parts[0] === 'routers' || parts[0] === 'security-groups')
     return parts[1] ? { view: parts[0], id: decodeURIComponent(parts[1]) } : { view: parts[0] };
+  if (parts[0] === 'topology') return { view: 'topology' };
   if (parts[0] === 'backups') return { view: 'backups' };
   return { view: 'dashboard' };
 }

@@ -17,6 +17,7 @@ import { StoragePage } from './StoragePage';
 import { TasksPanel } from './TasksPanel';
 import { Toasts } from './Toasts';
 import { TopBar } from './TopBar';
+import { TopologyPage } from './TopologyPage';
 import { Tree } from './Tree';
 import { VmList } from './VmList';
 import { VmPage } from './VmPage';
@@ -64,6 +65,7 @@ export function App() {
         {route.view === 'networks' && <NetworksPage open={route.id} />}
         {route.view === 'routers' && <RoutersPage open={route.id} />}
         {route.view === 'security-groups' && <SecurityGroupsPage open={route.id} />}
+        {route.view === 'topology' && <TopologyPage />}
         {route.view === 'backups' && <BackupsPage />}
       </main>
       <TasksPanel />

@@ -1,8 +1,12 @@
-/** The tabs of the network pages: networks, the routers between them, the security groups on their NICs. */
+/**
+ * The tabs of the network pages: networks, the routers between them, the security groups on their NICs,
+ * and all of it drawn (topology).
+ */
 const TABS = [
   ['networks', 'Networks', '#/networks'],
   ['routers', 'Routers', '#/routers'],
   ['security-groups', 'Security groups', '#/security-groups'],
+  ['topology', 'Topology', '#/topology'],
 ] as const;
 
 export function NetworkTabs({ active }: { active: (typeof TABS)[number][0] }) {

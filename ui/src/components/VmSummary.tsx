@@ -11,11 +11,12 @@ import {
   pendingLine,
   videoLabel,
 } from '../hardware';
-import { fixedIpLabel, networkHref } from '../networks';
+import { fixedIpLabel, NO_ADDRESS_YET, networkHref } from '../networks';
 import { hostHref } from '../route';
 import { cloudInitLine, onBootLine } from '../startup';
 import { putTask, refreshVms, toast, useStore } from '../store';
 import { StateBadge } from './StateBadge';
+import { useNicAddresses } from './useNicAddresses';
 import { VmHaCard } from './VmHaCard';
 import {
   AddDiskDialog,
@@ -226,11 +227,12 @@ function DiskIo({ vm, disk, disabled }: { vm: Vm; disk: Vm['disks'][number]; dis
 
 /**
  * The VM's virtual hardware: machine, firmware, TPM, CPU, video, input, hot-add maximums, each disk (with
- * its cache mode) and NIC; the changes waiting for its next cold start; Edit hardware…, Add disk…, Add
+ * its cache mode) and NIC (with its address on an OVN network); the changes waiting for its next cold start; Edit hardware…, Add disk…, Add
  * NIC…, Limits… and I/O mode… per disk, Remove… per disk and NIC.
  */
 function HardwareCard({ vm }: { vm: Vm }) {
   const [dialog, setDialog] = useState<'' | 'edit' | 'disk' | 'nic'>('');
+  const addresses = useNicAddresses(vm);
   const pending = pendingLine(vm.pendingChanges);
   // The server refuses changes during a migration; one hot-plug at a time.
   const locked = !!vm.migration || !!vm.hotplug;
@@ -300,8 +302,21 @@ function HardwareCard({ vm }: { vm: Vm }) {
               <a class="nic-network" href={networkHref(n.network)} title="The network's page">
                 {n.network}
               </a>
-              {n.ip && <span class="nic-ip"> · {fixedIpLabel(n)}</span>},{' '}
-              <span class="nic-model">{nicModelLabel(n.model)}</span>, <span class="mono">{n.mac}</span>
+              {n.ip && <span class="nic-ip"> · {fixedIpLabel(n)}</span>}
+              {addresses[n.id] && (
+                <span
+                  class="nic-address mono"
+                  title={
+                    addresses[n.id] === NO_ADDRESS_YET
+                      ? 'OVN gives the NIC an address when its VM starts'
+                      : "The NIC's address on the network (OVN)"
+                  }
+                >
+                  {' '}
+                  · {addresses[n.id]}
+                </span>
+              )}
+              , <span class="nic-model">{nicModelLabel(n.model)}</span>, <span class="mono">{n.mac}</span>
               {n.slot ? <span class="muted"> (hot-plugged)</span> : ''}
               {n.linkDown && <span class="nic-link-down warning-text"> (disconnected)</span>}{' '}
               <NicLinkToggle vm={vm} nic={n} disabled={!!vm.migration} />{' '}
