@@ -14,7 +14,7 @@ import type { ApiClient } from '../src/cli/client';
 import { waitFor } from '../src/util/wait';
 import { ClusterHost, NetLab, readyHosts } from '../test/harness/cluster';
 import { BOOTED, testGuest } from '../test/harness/guest';
-import { guestRun, startAndBoot, waitConsole } from '../test/harness/serial';
+import { guestRun, guestStream, startAndBoot, waitConsole } from '../test/harness/serial';
 import { kernelVm, type VmView } from '../test/harness/vms';
 import { benchSize, record, summary, timed } from './lib';
 
@@ -48,31 +48,13 @@ function hvSync(): void {
   if (r.status !== 0) throw new Error(`ovn-nbctl --wait=hv sync: ${r.stderr}`);
 }
 
-/**
- * MiB/s of one TCP stream from guest `from` to guest `to` (at `ip`): timed inside the sender (its
- * /proc/uptime, 10 ms steps), every byte counted by the receiver.
- */
+/** MiB/s of one TCP stream from guest `from` to guest `to` (at `ip`), every byte counted. */
 async function tcp(from: string, to: string, ip: string): Promise<number> {
   const port = 7100 + Math.floor(Math.random() * 800);
-  await run(
-    to,
-    `rm -f /tmp/n${port}; (sleep 300 | nc -l -p ${port} | wc -c > /tmp/n${port} &) ; echo listening`,
-  );
-  const out = await run(
-    from,
-    `a=$(cut -d' ' -f1 /proc/uptime); dd if=/dev/zero bs=64k count=${MIB * 16} 2>/dev/null | nc -w 5 ${ip} ${port} && b=$(cut -d' ' -f1 /proc/uptime) && echo "T=$a,$b"`,
-  );
-  const m = /T=([\d.]+),([\d.]+)/.exec(out);
-  if (!m) throw new Error(`the stream from ${from} to ${to} failed: ${out}`);
-  const got = await waitFor(
-    async () => {
-      const n = /^\s*(\d+)\s*$/m.exec(await run(to, `cat /tmp/n${port} 2>/dev/null`))?.[1];
-      return n ? Number(n) : undefined;
-    },
-    { timeoutMs: 30_000, intervalMs: 500, what: `${to} to count what it received` },
-  );
-  if (got !== MIB * 1024 * 1024) throw new Error(`${to} received ${got} bytes of ${MIB} MiB`);
-  return MIB / Math.max(0.01, Number(m[2]) - Number(m[1]));
+  const r = await guestStream(run, { from, to, ip, port, kib: MIB * 1024 });
+  if (!r) throw new Error(`the stream from ${from} to ${to} failed`);
+  if (r.received !== MIB * 1024 * 1024) throw new Error(`${to} received ${r.received} bytes of ${MIB} MiB`);
+  return MIB / Math.max(0.01, r.seconds);
 }
 
 try {

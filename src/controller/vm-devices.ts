@@ -204,8 +204,6 @@ export class VmDevices {
           await this.vms.dropNicPorts(vm.id, [nic.id]).catch(() => {});
         throw err;
       }
-      // the record has the NIC now: its security groups take its port
-      if (ovn) await this.vms.networkChanged();
     });
   }
 

@@ -848,11 +848,6 @@ export class VmService {
     return { port, ...(central ? { central } : {}) };
   }
 
-  /** A VM's NICs changed (one hot-plugged): security groups follow. */
-  async networkChanged(): Promise<void> {
-    await this.networkPorts?.vmChanged();
-  }
-
   /** Removed NICs' OVN ports (and what followed them: floating IPs, group membership). */
   async dropNicPorts(vmId: string, nicIds: string[]): Promise<void> {
     await this.networkPorts?.dropPorts(vmId, nicIds);

@@ -15,7 +15,7 @@ import { NfError } from '../errors';
 import type { Store } from '../store/store';
 import { createLogger } from '../util/log';
 import { inSubnet, intToIp, ipToInt, overlaps, parseCidr } from './ip';
-import { isOvn, type NetworkService, portName, switchName } from './service';
+import { isOvn, type NetworkService, portName, routerAddresses, switchName } from './service';
 
 const log = createLogger('router');
 const NAME_RE = /^[a-z0-9][a-z0-9-]{0,30}$/;
@@ -226,11 +226,8 @@ export class RouterService {
       for (const n of v.networks) if (n.network === network && n.ip) taken.set(n.ip, `VM "${v.name}"`);
     const addrs = await this.networks.addresses(network).catch(() => new Map<string, string>());
     for (const ip of addrs.values()) if (!taken.has(ip)) taken.set(ip, 'a NIC');
-    for (const r of (await this.store.list<RouterRecord>(keys.routers)).map((x) => x.value)) {
-      if (r.uplink?.network !== network) continue;
-      if (r.name !== except) taken.set(r.uplink.ip, `router "${r.name}"`);
-      for (const f of r.floatingIps) taken.set(f.ip, `a floating IP of router "${r.name}"`);
-    }
+    for (const a of await routerAddresses(this.store, except))
+      if (a.network === network) taken.set(a.ip, a.holder);
     return taken;
   }
 
@@ -416,9 +413,6 @@ export class RouterService {
     }
     log.info('floating IP released', { router: name, ip });
   }
-
-  /** Routers have nothing to redo when ports are made. */
-  async sync(): Promise<void> {}
 
   /** Releases the floating IPs that lead to a deleted VM's NICs (or removed NICs). */
   async dropVm(vmId: string, nicIds?: string[]): Promise<void> {

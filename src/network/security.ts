@@ -123,6 +123,11 @@ export class SecurityGroupService {
   /** Known: no group in OVN (checked again once etcd holds a group). */
   private empty = false;
 
+  /** A VM's ports were made (`vm` as it is about to run), or tags changed: membership follows. */
+  portsChanged(vm?: VmRecord): Promise<void> {
+    return this.sync([], vm);
+  }
+
   /** The repair loop (see the module's doc); returns its stop. */
   watch(): () => void {
     void this.sync('all').catch((err) =>
@@ -138,9 +143,6 @@ export class SecurityGroupService {
     timer.unref?.();
     return () => clearInterval(timer);
   }
-
-  /** Port removals need nothing more than a sync. */
-  async dropVm(): Promise<void> {}
 
   constructor(
     private readonly store: Store,
@@ -163,14 +165,21 @@ export class SecurityGroupService {
     return { ...g, members: membersOf(g, await this.vms()) };
   }
 
-  private async vms(): Promise<{ vm: VmRecord; ovn: Set<string> }[]> {
-    const nets = new Set(
-      (await this.store.list<NetworkRecord>(keys.networks))
-        .map((n) => n.value)
-        .filter((n) => isOvn(n))
-        .map((n) => n.name),
-    );
-    return (await this.store.list<VmRecord>(keys.vms)).map((v) => ({ vm: v.value, ovn: nets }));
+  /** The VMs (`as` in place of its record), and the names of the OVN networks (a member NIC is on one). */
+  private async vms(as?: VmRecord): Promise<Inventory> {
+    const [nets, vms] = await Promise.all([
+      this.store.list<NetworkRecord>(keys.networks),
+      this.store.list<VmRecord>(keys.vms),
+    ]);
+    return {
+      vms: vms.map((v) => (v.value.id === as?.id ? as : v.value)),
+      ovn: new Set(
+        nets
+          .map((n) => n.value)
+          .filter((n) => isOvn(n))
+          .map((n) => n.name),
+      ),
+    };
   }
 
   private async record(name: string): Promise<SecurityGroupRecord> {
@@ -269,13 +278,13 @@ export class SecurityGroupService {
    * changed; a group without its port group yet is written whole too). Serialised; a no-op while there are
    * no groups and none in OVN.
    */
-  sync(rewrite: string[] | 'all' = []): Promise<void> {
-    const run = this.chain.then(() => this.syncNow(rewrite === 'all' ? 'all' : new Set(rewrite)));
+  sync(rewrite: string[] | 'all' = [], vm?: VmRecord): Promise<void> {
+    const run = this.chain.then(() => this.syncNow(rewrite === 'all' ? 'all' : new Set(rewrite), vm));
     this.chain = run.catch(() => {});
     return run;
   }
 
-  private async syncNow(rewrite: Set<string> | 'all'): Promise<void> {
+  private async syncNow(rewrite: Set<string> | 'all', vm?: VmRecord): Promise<void> {
     const groups = await this.records();
     if (groups.length === 0 && (this.empty || !(await this.networks.hasOverlay()))) return;
     this.empty = false;
@@ -296,7 +305,7 @@ export class SecurityGroupService {
     const ports = new Set(
       lsps.data.filter(([, [, ids]]) => ids.some(([k]) => k === 'neuroflow-vm')).map(([name]) => name),
     );
-    const vms = await this.vms();
+    const vms = await this.vms(vm);
     const cmds: string[][] = [];
     const all = new Set<string>();
     const wanted = new Set<string>([ALL]);
@@ -375,14 +384,16 @@ function setPorts(pg: string, ports: string[]): string[] {
 }
 
 /** A group's members: the OVN-network NICs of the VMs carrying one of its tags. */
-function membersOf(
-  g: SecurityGroupRecord,
-  vms: { vm: VmRecord; ovn: Set<string> }[],
-): SecurityGroupView['members'] {
+interface Inventory {
+  vms: VmRecord[];
+  ovn: Set<string>;
+}
+
+function membersOf(g: SecurityGroupRecord, { vms, ovn }: Inventory): SecurityGroupView['members'] {
   const tags = new Set(g.tags);
   return vms
-    .filter(({ vm }) => (vm.tags ?? []).some((t) => tags.has(t)))
-    .flatMap(({ vm, ovn }) =>
+    .filter((vm) => (vm.tags ?? []).some((t) => tags.has(t)))
+    .flatMap((vm) =>
       vm.networks
         .filter((n) => ovn.has(n.network))
         .map((n) => ({ vm: vm.name, vmId: vm.id, nic: n.id, network: n.network })),

@@ -60,6 +60,25 @@ export interface NetworkView extends NetworkRecord {
 }
 
 /**
+ * The addresses routers hold on their uplink networks (their own, their floating IPs), with who holds
+ * each; `except` leaves a router's own address out (the router being changed).
+ */
+export async function routerAddresses(
+  store: Store,
+  except?: string,
+): Promise<{ network: string; ip: string; holder: string }[]> {
+  const out: { network: string; ip: string; holder: string }[] = [];
+  for (const r of (await store.list<RouterRecord>(keys.routers)).map((x) => x.value)) {
+    if (!r.uplink) continue;
+    if (r.name !== except)
+      out.push({ network: r.uplink.network, ip: r.uplink.ip, holder: `router "${r.name}"` });
+    for (const f of r.floatingIps)
+      out.push({ network: r.uplink.network, ip: f.ip, holder: `a floating IP of router "${r.name}"` });
+  }
+  return out;
+}
+
+/**
  * Checks NICs about to be given to a VM (new, or added): a fixed address needs an overlay network, lies
  * in its subnet (not its network, broadcast or gateway address) and is no other NIC's there; a MAC given
  * for an overlay network is no other NIC's on it. Nothing is written.
@@ -77,11 +96,7 @@ export async function checkNicAddresses(
       taken.set(`${n.network}/${n.mac.toLowerCase()}`, `VM "${v.name}" (${n.id})`);
       if (n.ip) taken.set(`${n.network}/${n.ip}`, `VM "${v.name}" (${n.id})`);
     }
-  for (const r of (await store.list<RouterRecord>(keys.routers)).map((x) => x.value)) {
-    if (r.uplink) taken.set(`${r.uplink.network}/${r.uplink.ip}`, `router "${r.name}"`);
-    for (const f of r.floatingIps)
-      if (r.uplink) taken.set(`${r.uplink.network}/${f.ip}`, `a floating IP of router "${r.name}"`);
-  }
+  for (const a of await routerAddresses(store)) taken.set(`${a.network}/${a.ip}`, a.holder);
   for (const [i, n] of nics.entries()) {
     const net = (await store.get<NetworkRecord>(keys.network(n.network)))?.value;
     const overlay = isOvn(net) ? net : undefined;
@@ -114,9 +129,9 @@ export async function checkNicAddresses(
 /** What follows a VM's ports: floating IPs (routers) and security group membership. */
 export interface PortFollowers {
   /** A VM's (or some of its NICs') ports are gone. */
-  dropVm(vmId: string, nicIds: string[]): Promise<void>;
-  /** Ports were made, or a VM's tags changed. */
-  sync(): Promise<void>;
+  dropVm?(vmId: string, nicIds: string[]): Promise<void>;
+  /** Ports were made (for `vm`, as it is about to run: its record may not say so yet), or tags changed. */
+  portsChanged?(vm?: VmRecord): Promise<void>;
 }
 
 /** OVN's central part in etcd: its first host (kept for earlier versions) and its raft members. */
@@ -142,7 +157,7 @@ export class NetworkService {
 
   /** A VM's tags (or NICs) changed: security groups follow. */
   async vmChanged(): Promise<void> {
-    for (const f of this.followers) await f.sync();
+    for (const f of this.followers) await f.portsChanged?.();
   }
 
   constructor(
@@ -328,13 +343,12 @@ export class NetworkService {
   async startOvn(choose = false): Promise<OvnHost> {
     const ovn = this.local();
     if (!ovn.started) {
-      const list = await this.central(choose);
-      if (list) await this.memberJoin();
+      if (await this.central(choose)) await this.memberJoin();
       const rec = await this.centralRecord();
       // the first member makes the databases' raft clusters, once; any other member (or a later start
       // without its files) joins them
       const first = !!rec && rec.members[0]?.address === this.self.address && !rec.created;
-      await ovn.setCentral(await this.central(), { create: first });
+      await ovn.setCentral(rec?.members.map((m) => m.address).join(',') ?? '', { create: first });
       await ovn.ensureStarted();
       if (first) await this.markCreated();
     }
@@ -546,7 +560,7 @@ export class NetworkService {
       out.set(n.id, port);
     }
     // a new port goes into its security groups before the VM runs (never unfiltered)
-    if (out.size > 0) for (const f of this.followers) await f.sync();
+    if (out.size > 0) for (const f of this.followers) await f.portsChanged?.(vm);
     return out;
   }
 
@@ -589,10 +603,10 @@ export class NetworkService {
     if (!this.ovn || !(await this.hasOverlay())) return;
     for (const f of this.followers)
       await f
-        .dropVm(vmId, nicIds)
-        .catch((err) => log.warn('cannot follow a port removal', { err: (err as Error).message }));
+        .dropVm?.(vmId, nicIds)
+        ?.catch((err) => log.warn('cannot follow a port removal', { err: (err as Error).message }));
     for (const id of nicIds) await this.nb(['--if-exists', 'lsp-del', portName(vmId, id)]).catch(() => {});
-    for (const f of this.followers) await f.sync().catch(() => {});
+    for (const f of this.followers) await f.portsChanged?.().catch(() => {});
   }
 
   /** Whether any overlay network exists (then this host runs OVN). */

@@ -1,12 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../src/cli/client';
 import { waitFor } from '../../src/util/wait';
 import { ClusterHost, NetLab, readyHosts, tearDown } from '../harness/cluster';
-import { ovnPids } from '../harness/daemon';
+import { killAll, ovnDaemonPid } from '../harness/daemon';
 import { BOOTED } from '../harness/guest';
-import { guestRun, startAndBoot, waitConsole } from '../harness/serial';
+import { guestRun, guestStream, startAndBoot, waitConsole } from '../harness/serial';
 import { kernelVm, type VmView } from '../harness/vms';
 
 /**
@@ -37,24 +36,8 @@ describe('OVN networking across three hosts', () => {
       'PING-OK',
     );
   /** Whether `bytes` sent over TCP from one guest to another's port all arrive. */
-  const stream = async (from: string, to: string, port: number, kib: number) => {
-    await run(
-      to,
-      `rm -f /tmp/n${port}; (sleep 300 | nc -l -p ${port} | wc -c > /tmp/n${port} &) ; echo listening`,
-    );
-    const sent = /^SENT$/m.test(
-      await run(
-        from,
-        `dd if=/dev/zero bs=1k count=${kib} 2>/dev/null | nc -w 3 ${addr[to]} ${port} && echo SENT || echo NOT-SENT`,
-      ),
-    );
-    if (!sent) return false;
-    const n = await waitFor(
-      async () => /^\s*(\d+)\s*$/m.exec(await run(to, `cat /tmp/n${port} 2>/dev/null`))?.[1],
-      { timeoutMs: 15_000, intervalMs: 500, what: 'the receiver to count' },
-    );
-    return Number(n) === kib * 1024;
-  };
+  const stream = async (from: string, to: string, port: number, kib: number) =>
+    (await guestStream(run, { from, to, ip: addr[to]!, port, kib }))?.received === kib * 1024;
   /** Starts guests (pinned to hosts) on networks, all booting at once; records their DHCP addresses. */
   const guests = async (list: [name: string, node: string, network: string, prefix: string][]) => {
     const vms = await Promise.all(
@@ -191,13 +174,13 @@ describe('OVN networking across three hosts', () => {
 
   it("northd killed -9 and h3's serve killed -9 and started again under traffic: the pings go on", async () => {
     await run('v2', `(ping -c 80 -i 0.25 ${addr.v3} > /tmp/ping.out 2>&1 &); echo started`);
-    const northd = ovnPids(h('h1').dataDir).find((p) => /ovn-northd/.test(cmdline(p)));
+    const northd = ovnDaemonPid(h('h1').dataDir, 'ovn-northd');
     expect(northd).toBeDefined();
     process.kill(northd!, 'SIGKILL');
     await h('h3').kill9();
     await h('h3').start({ env });
     await readyHosts(api, 3, 120_000);
-    await waitFor(() => ovnPids(h('h1').dataDir).some((p) => p !== northd && /ovn-northd/.test(cmdline(p))), {
+    await waitFor(() => (ovnDaemonPid(h('h1').dataDir, 'ovn-northd') ?? northd) !== northd, {
       timeoutMs: 15_000,
       what: 'ovn-northd to be started again',
     });
@@ -232,26 +215,11 @@ describe('OVN networking across three hosts', () => {
         intervalMs: 1000,
         what: `three members in the ${db} database's raft cluster`,
       }).catch((err) => {
-        for (const x of ['h1', 'h2', 'h3']) {
-          console.log(`DEBUG ${x} status`, status(x, db));
-          console.log(
-            `DEBUG ${x} log`,
-            spawnSync('tail', ['-n', '30', `${h(x).dataDir}/ovn/log/ovn${db}-db.log`], { encoding: 'utf8' })
-              .stdout,
+        // what each member's database says of its cluster, and its log's end
+        for (const x of ['h1', 'h2', 'h3'])
+          console.error(
+            `${x}:\n${status(x, db)}\n${spawnSync('tail', ['-n', '20', `${h(x).dataDir}/ovn/log/ovn${db}-db.log`], { encoding: 'utf8' }).stdout}`,
           );
-          console.log(
-            `DEBUG ${x} ps`,
-            spawnSync('pgrep', ['-af', `${h(x).dataDir}/ovn`], { encoding: 'utf8' }).stdout,
-          );
-        }
-        console.log(
-          'DEBUG serve h2',
-          h('h2')
-            .output.split('\n')
-            .filter((l) => /ovn|OVN|central/.test(l))
-            .slice(-20)
-            .join('\n'),
-        );
         throw err;
       });
     await run('v2', `(ping -c 80 -i 0.25 ${addr.v3} > /tmp/ping2.out 2>&1 &); echo started`);
@@ -260,11 +228,7 @@ describe('OVN networking across three hosts', () => {
       .filter(Boolean)
       .map(Number);
     expect(pids.length).toBeGreaterThan(5);
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {}
-    }
+    await killAll(pids);
     // from now on through h2's API (etcd: two of three members left)
     const api2 = h('h2').api(h('h1').file('admin.token').trim(), h('h1').file('cluster/pki/ca.crt'));
     api = api2;
@@ -302,11 +266,3 @@ describe('OVN networking across three hosts', () => {
     expect(await stream('v2', 'v3', 8080, 64)).toBe(true);
   }, 300_000);
 });
-
-function cmdline(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-  } catch {
-    return '';
-  }
-}

@@ -184,6 +184,12 @@ export function ovnPids(dataDir: string): number[] {
   return pidsWhere((argv) => argv.some((a) => a.includes(root)));
 }
 
+/** The pid of one OVN/OVS daemon of a data dir (`ovn-northd`, `ovn-controller`, ...), if it runs. */
+export function ovnDaemonPid(dataDir: string, name: string): number | undefined {
+  const root = join(dataDir, 'ovn');
+  return pidsWhere((argv) => argv[0]?.endsWith(`/${name}`) === true && argv.some((a) => a.includes(root)))[0];
+}
+
 /** The tap devices of VM NICs on a data dir's OVN integration bridge. */
 export function ovnTaps(dataDir: string): string[] {
   const sock = join(dataDir, 'ovn', 'run', 'db.sock');

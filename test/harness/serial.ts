@@ -81,3 +81,29 @@ export async function guestRun(
     .map((l) => l.replace(/NEUROFLOW-TEST-GUEST: .*$/, ''))
     .join('\n');
 }
+
+/**
+ * One TCP stream of `kib` KiB of zeros from guest `from` to guest `to` (listening on `port`, reached at
+ * `ip`), with busybox nc: the receiver counts what arrives, the sender times the send (its /proc/uptime,
+ * 10 ms steps). Undefined when the sender's nc failed (refused, dropped, timed out).
+ */
+export async function guestStream(
+  run: (vm: string, cmd: string) => Promise<string>,
+  s: { from: string; to: string; ip: string; port: number; kib: number },
+): Promise<{ received: number; seconds: number } | undefined> {
+  const file = `/tmp/n${s.port}`;
+  const blocks = s.kib % 64 === 0 ? `bs=64k count=${s.kib / 64}` : `bs=1k count=${s.kib}`;
+  // the listener's stdin stays open (a background job's would be at EOF, and nc would close early)
+  await run(s.to, `rm -f ${file}; (sleep 300 | nc -l -p ${s.port} | wc -c > ${file} &) ; echo listening`);
+  const out = await run(
+    s.from,
+    `a=$(cut -d' ' -f1 /proc/uptime); dd if=/dev/zero ${blocks} 2>/dev/null | nc -w 3 ${s.ip} ${s.port} && b=$(cut -d' ' -f1 /proc/uptime) && echo "T=$a,$b"`,
+  );
+  const t = /T=([\d.]+),([\d.]+)/.exec(out);
+  if (!t) return undefined;
+  const received = await waitFor(
+    async () => /^\s*(\d+)\s*$/m.exec(await run(s.to, `cat ${file} 2>/dev/null`))?.[1],
+    { timeoutMs: 30_000, intervalMs: 500, what: `${s.to} to count what it received` },
+  );
+  return { received: Number(received), seconds: Number(t[2]) - Number(t[1]) };
+}

@@ -1,10 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../src/cli/client';
 import { waitFor } from '../../src/util/wait';
 import { ClusterHost, NetLab, readyHosts } from '../harness/cluster';
-import { ovnPids, ovnTaps } from '../harness/daemon';
+import { ovnDaemonPid, ovnPids, ovnTaps } from '../harness/daemon';
 import { rejection } from '../harness/errors';
 import { BOOTED } from '../harness/guest';
 import { guestRun, startAndBoot, waitConsole } from '../harness/serial';
@@ -157,11 +156,11 @@ describe('OVN overlay networks on one host', () => {
     );
 
     // ovn-northd killed -9: flows stay (ping during the gap) and serve starts it again
-    const northd = d.ovnPids().find((p) => /ovn-northd/.test(readCmd(p)));
+    const northd = ovnDaemonPid(d.dataDir, 'ovn-northd');
     expect(northd).toBeDefined();
     process.kill(northd!, 'SIGKILL');
     expect(await run('o2', `ping -c 2 -W 2 ${a} >/dev/null && echo PING-OK`)).toContain('PING-OK');
-    await waitFor(() => d.ovnPids().some((p) => p !== northd && /ovn-northd/.test(readCmd(p))), {
+    await waitFor(() => (ovnDaemonPid(d.dataDir, 'ovn-northd') ?? northd) !== northd, {
       timeoutMs: 15_000,
       what: 'ovn-northd to be started again',
     });
@@ -455,11 +454,3 @@ describe('OVN overlay networks on one host', () => {
     expect(nb.stdout.trim()).toBe('');
   }, 120_000);
 });
-
-function readCmd(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-  } catch {
-    return '';
-  }
-}

@@ -174,6 +174,16 @@ export class OvnHost {
     log.info("OVN's central hosts changed", { centrals: next });
   }
 
+  /** A cluster host: its central databases are raft clusters its clients reach over SSL. */
+  private get clustered(): boolean {
+    return !!this.opts.tls && this.centrals.length > 0;
+  }
+
+  /** SSL options of a client of the central databases (none on a single host: unix sockets). */
+  private clientSsl(): string[] {
+    return this.clustered ? this.sslArgs() : [];
+  }
+
   private sslArgs(): string[] {
     const t = this.opts.tls;
     return t ? [`--private-key=${t.key}`, `--certificate=${t.cert}`, `--ca-cert=${t.ca}`] : [];
@@ -185,7 +195,7 @@ export class OvnHost {
    * a client finds among them).
    */
   private remote(sock: string, port: number): string {
-    if (!this.opts.tls || this.centrals.length === 0) return `unix:${sock}`;
+    if (!this.clustered) return `unix:${sock}`;
     return this.centrals.map((a) => `ssl:${a}:${port}`).join(',');
   }
 
@@ -324,7 +334,7 @@ export class OvnHost {
       this.daemon('ovn-controller', [
         '/usr/bin/ovn-controller',
         `unix:${p.ovsSock}`,
-        ...(this.opts.tls && this.centrals.length > 0 ? this.sslArgs() : []),
+        ...this.clientSsl(),
         `--log-file=${join(p.log, 'ovn-controller.log')}`,
       ]),
     );
@@ -371,7 +381,7 @@ export class OvnHost {
         `--unixctl=${join(p.run, `${name}.ctl`)}`,
         `--log-file=${join(p.log, `${name}.log`)}`,
       ]);
-      if (this.opts.tls && this.centrals.length > 0) await this.clusterDb(file, schema, dbName, port + 2, d);
+      if (this.clustered) await this.clusterDb(file, schema, dbName, port + 2, d);
       else await this.createDb(file, schema);
       await this.launch(d);
     }
@@ -386,7 +396,7 @@ export class OvnHost {
         '/usr/bin/ovn-northd',
         `--ovnnb-db=${this.remote(p.nbSock, 6641)}`,
         `--ovnsb-db=${this.remote(p.sbSock, 6642)}`,
-        ...(this.opts.tls && this.centrals.length > 0 ? this.sslArgs() : []),
+        ...this.clientSsl(),
         `--unixctl=${join(p.run, 'ovn-northd.ctl')}`,
         `--log-file=${join(p.log, 'ovn-northd.log')}`,
       ]),
@@ -498,16 +508,7 @@ export class OvnHost {
   }
 
   private ovnctl(tool: string, db: string, args: string[]): Promise<string> {
-    return run(
-      [
-        tool,
-        `--db=${db}`,
-        ...(this.opts.tls && this.centrals.length > 0 ? this.sslArgs() : []),
-        '--timeout=10',
-        ...args,
-      ],
-      this.env,
-    );
+    return run([tool, `--db=${db}`, ...this.clientSsl(), '--timeout=10', ...args], this.env);
   }
 
   /**
