@@ -571,9 +571,15 @@ export class VmService {
         hotAddedVcpus: hotAdd,
         hotAddedMemoryMiB: hotMemory,
       });
-      // security groups follow tags: a NIC enters or leaves a group at once
+      // security groups follow tags: a NIC enters or leaves a group at once (the change is saved: if OVN
+      // cannot take it now, every controller's repair brings it there within 30 s; no error for a done edit)
       if (input.tags !== undefined && JSON.stringify(vm.tags ?? []) !== JSON.stringify(after.tags ?? []))
-        await this.networkPorts?.vmChanged();
+        await this.networkPorts?.vmChanged().catch((err) =>
+          log.warn('security groups will follow the tags at the next repair', {
+            vm: vm.id,
+            err: (err as Error).message,
+          }),
+        );
       const saved = await this.find(id);
       return { vm: this.view(saved.value), etag: vmEtag(saved) };
     });

@@ -189,7 +189,8 @@ export class NetworkService {
     if (isOvn(rec)) {
       const addrs = await this.portAddresses(name).catch(() => new Map<string, string>());
       view.ports = using.map(({ v, n }) => {
-        const ip = addrs.get(portName(v.id, n.id));
+        // a fixed address is the NIC's before OVN has its port (the VM's first start)
+        const ip = addrs.get(portName(v.id, n.id)) ?? n.ip;
         return { vm: v.name, vmId: v.id, nic: n.id, mac: n.mac, ...(ip ? { ip } : {}) };
       });
     }

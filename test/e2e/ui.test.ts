@@ -1859,11 +1859,12 @@ describe('web UI', () => {
       while ((await p.locator('.toast-x').count()) > 0) await p.locator('.toast-x').first().click();
       await p.screenshot({ path: join(SHOTS, 'topology.png') });
 
-      // the VM's box opens its page, where the NIC on the overlay network says OVN has no address yet
+      // the VM's box opens its page, where the NIC on the overlay network has its fixed address (the VM
+      // never ran: OVN has no port for it yet)
       await box.click();
       await p.locator('.vm-head h2', { hasText: 'topovm' }).waitFor({ timeout: 15_000 });
       await p
-        .locator('.card .nic[data-nic=net0] .nic-address', { hasText: '(none yet)' })
+        .locator('.card .nic[data-nic=net0] .nic-address', { hasText: '10.91.0.50' })
         .waitFor({ timeout: 15_000 });
       expect(await p.locator('.card .nic[data-nic=net0] .nic-ip').textContent()).toBe(
         ' · 10.91.0.50 (fixed)',
