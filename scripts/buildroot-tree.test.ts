@@ -246,6 +246,7 @@ describe('fragments', () => {
       'FW_CFG_SYSFS',
       'DEVTMPFS',
       'BLK_DEV_INITRD',
+      'I6300ESB_WDT',
     ]) {
       expect(options.get(`CONFIG_${opt}`), `CONFIG_${opt}`).toBe('y');
     }

@@ -35,8 +35,9 @@ Usage:
       --provider-network (or NEUROFLOW_PROVIDER_NETWORKS=NAME=IFACE,...): a physical network of this host
       for provider networks (and routers' uplinks): IFACE becomes a port of the OVS bridge br-NAME (br-phy
       when it is the overlay interface too) and its addresses move there. Give the same NAMEs on every host.
-      --watchdog (or NEUROFLOW_WATCHDOG): feed this watchdog device every second; a hung daemon lets it
-      reset the host (HA: a hung host cannot keep VMs the cluster restarts elsewhere).
+      --watchdog (or NEUROFLOW_WATCHDOG): feed this watchdog device every second while the host runs an
+      HA VM (isolation response poweroff or shutdown); a hung daemon then lets it reset the host (a hung
+      host cannot keep VMs the cluster restarts elsewhere). Disarmed (magic close) when none runs.
       --dev: one host alone over plain HTTP (loopback). Without it, the first start makes a new cluster
       (CA, TLS etcd member, HTTPS API) unless --join TOKEN joins an existing one.
   neuroflow vm list|show|create|start|stop|reboot|reset|pause|resume|delete|console-log|snapshot ...

@@ -376,7 +376,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
         { status: 409 },
       );
     await writeFileAtomic(join(dataDir, 'api.url'), `${url}\n`, 0o644);
-    const watchdog = startWatchdog(opts.watchdog);
+    const watchdog = startWatchdog(opts.watchdog, node);
     log.info('NeuroFlow worker is serving', { node: nodeName, grpcPort: nodeService.port });
     return {
       url,
@@ -720,7 +720,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   trusted = (req) => isAuthenticated(req, ctx.adminTokenHash, ctx.sessions);
   await writeFileAtomic(join(dataDir, 'api.url'), `${url}\n`, 0o644);
   // Armed only once serving: a start that fails must not leave a host that resets itself.
-  const watchdog = startWatchdog(opts.watchdog);
+  const watchdog = startWatchdog(opts.watchdog, node);
   cleanup.unshift(() => watchdog?.stop());
   log.info('NeuroFlow is serving', { url, dataDir, node: nodeName, cluster: cfg?.clusterName ?? null });
 
@@ -761,9 +761,11 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   };
 }
 
-function startWatchdog(path: string | undefined): WatchdogFeeder | undefined {
+/** Armed while this host runs an HA VM that its isolation response powers off or shuts down (see WatchdogFeeder). */
+function startWatchdog(path: string | undefined, node: Node): WatchdogFeeder | undefined {
   if (!path) return undefined;
-  const w = new WatchdogFeeder(path);
+  const w = new WatchdogFeeder(path, () => node.haVms().some((v) => v.isolationResponse !== 'leave'));
+  node.watchdog = w;
   w.start();
   return w;
 }

@@ -661,6 +661,10 @@ export const NodeSchema = z
     kernel: z.string().optional(),
     uptimeSec: z.number().optional(),
     loadAvg: z.array(z.number()).optional(),
+    watchdog: z.object({ device: z.string(), armed: z.boolean() }).optional().openapi({
+      description:
+        'The watchdog device serve feeds (serve --watchdog), armed while an HA VM whose isolation response powers it off or shuts it down runs here: a hung serve then resets the host. Absent: none given, or the host is not connected',
+    }),
     vms: z.object({ total: z.number(), running: z.number() }),
     allocation: z
       .object({ vms: z.number(), poweredOn: z.number(), vcpus: z.number(), memoryBytes: z.number() })

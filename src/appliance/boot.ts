@@ -243,7 +243,7 @@ function basicMounts(): void {
  * Loads /etc/neuroflow/modules.order (dependency order) with insmod, then the drivers of the devices
  * present (modalias coldplug through busybox modprobe and the image's modules.alias). Returns counts.
  */
-function loadModules(): { loaded: number; failed: string[]; drivers: number } {
+function loadModules(): { loaded: number; failed: string[]; drivers: number; watchdog?: string } {
   const kver = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
   const moduleDir = `/lib/modules/${kver}`;
   let list: string[] = [];
@@ -267,9 +267,21 @@ function loadModules(): { loaded: number; failed: string[]; drivers: number } {
     } catch {}
   }
   if (aliases.size > 0) run(['modprobe', '-q', '-a', ...aliases], { timeoutMs: 120_000 });
+  // A watchdog for HA's self-fencing (serve feeds it while HA VMs run here): the hardware's driver, found
+  // above, or the kernel's software one (it resets a host whose daemon hangs, not one whose kernel does).
+  if (!existsSync('/dev/watchdog')) run(['modprobe', '-q', 'softdog']);
   const after = readdirSync('/sys/module');
   const loaded = after.filter((m) => !before.has(m)).length;
-  return { loaded, failed, drivers: aliases.size };
+  return { loaded, failed, drivers: aliases.size, watchdog: watchdogIdentity() };
+}
+
+/** The watchdog device's driver (its identity), or undefined without one. */
+function watchdogIdentity(): string | undefined {
+  try {
+    return readFileSync('/sys/class/watchdog/watchdog0/identity', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface DataMount {
@@ -412,7 +424,7 @@ export async function runBoot(): Promise<number> {
   const mods = await step('kernel modules', loadModules);
   if (mods)
     say(
-      `modules: ${mods.loaded} loaded${mods.failed.length ? `, not loaded: ${mods.failed.join(' ')}` : ''} (${mods.drivers} device aliases probed)`,
+      `modules: ${mods.loaded} loaded${mods.failed.length ? `, not loaded: ${mods.failed.join(' ')}` : ''} (${mods.drivers} device aliases probed); watchdog: ${mods.watchdog ?? 'none'}`,
     );
   await step('acpid', () => {
     runDaemonizing(

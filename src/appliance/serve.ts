@@ -3,7 +3,7 @@
  *
  * - cluster.mode `none`: nothing runs; it waits for SIGHUP (the console writes the config, then sends it).
  * - `create` / `member`: a child `neuroflow serve --data-dir /var/lib/neuroflow --listen MGMT-IP:8006
- *   --name HOSTNAME [--cluster-name N]`, restarted with a back-off when it dies. It is "running" once
+ *   --name HOSTNAME [--cluster-name N] [--watchdog /dev/watchdog]`, restarted with a back-off when it dies. It is "running" once
  *   GET /api/v1/health answers on the management address.
  * - `join`: the same with the token in NEUROFLOW_JOIN_TOKEN (never in argv); once the API answers, the
  *   config becomes `{ mode: 'member' }` (the token is dropped). A failed join is not retried: the error
@@ -87,7 +87,16 @@ export function selfArgv(): string[] {
 
 const urlHost = (address: string) => (address.includes(':') ? `[${address}]` : address);
 
-export function defaultChildArgv(cfg: ApplianceConfig, address: string, dataDir: string): string[] {
+/** The host's watchdog (a hardware driver's, or softdog that `appliance boot` loads without one). */
+export const WATCHDOG_DEVICE = '/dev/watchdog';
+
+export function defaultChildArgv(
+  cfg: ApplianceConfig,
+  address: string,
+  dataDir: string,
+  /** null: none (default: the host's when it has one) */
+  watchdog: string | null = existsSync(WATCHDOG_DEVICE) ? WATCHDOG_DEVICE : null,
+): string[] {
   return [
     ...selfArgv(),
     'serve',
@@ -98,6 +107,8 @@ export function defaultChildArgv(cfg: ApplianceConfig, address: string, dataDir:
     '--name',
     cfg.hostname,
     ...(cfg.cluster.mode === 'create' && cfg.cluster.name ? ['--cluster-name', cfg.cluster.name] : []),
+    // fed while HA VMs run here (src/node/watchdog.ts): a hung serve resets the host
+    ...(watchdog ? ['--watchdog', watchdog] : []),
   ];
 }
 

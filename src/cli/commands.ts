@@ -912,6 +912,12 @@ export async function nodeCommand(argv: string[], out: Out): Promise<void> {
                 ? bytes(n.memoryTotalBytes as number)
                 : `${bytes(n.memoryAvailableBytes as number)} free of ${bytes(n.memoryTotalBytes as number)}`,
             vmCount: `${(n.vms as { running: number }).running}/${(n.vms as { total: number }).total}`,
+            // armed: it runs HA VMs and a hung serve would reset it; idle: fed only once HA VMs run there
+            watchdogState: n.watchdog
+              ? (n.watchdog as { armed: boolean }).armed
+                ? 'armed'
+                : 'idle'
+              : 'none',
           })),
           [
             { key: 'name', title: 'Name (* leader)' },
@@ -921,6 +927,7 @@ export async function nodeCommand(argv: string[], out: Out): Promise<void> {
             { key: 'memory', title: 'Memory' },
             { key: 'accelerator', title: 'Accel' },
             { key: 'vmCount', title: 'VMs (running/all)' },
+            { key: 'watchdogState', title: 'Watchdog' },
             { key: 'lastHeartbeat', title: 'Last heartbeat' },
           ],
         ),

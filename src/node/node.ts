@@ -59,6 +59,7 @@ import type {
   VmStatus,
   VolumeBacking,
 } from './types';
+import type { WatchdogFeeder } from './watchdog';
 
 const log = createLogger('node');
 const VM_ID = /^[0-9a-f-]{36}$/;
@@ -261,6 +262,7 @@ export class Node implements NodeApi {
           }),
         )
       ).filter((p) => p !== undefined),
+      ...(this.watchdog ? { watchdog: { device: this.watchdog.path, armed: this.watchdog.active } } : {}),
     };
   }
 
@@ -390,6 +392,8 @@ export class Node implements NodeApi {
 
   /** Set by serve in a cluster: the host's half of HA fencing (probes count as contact). */
   selfFence?: SelfFence;
+  /** The watchdog serve feeds while HA VMs run here (its state is in info()). */
+  watchdog?: WatchdogFeeder;
   /** VMs being stopped by the isolation response, with why: their exit is reported as `fenced`. */
   private readonly isolating = new Map<string, string>();
 

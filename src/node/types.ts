@@ -38,6 +38,8 @@ export interface NodeInfo {
   uptimeSec: number;
   loadAvg: number[];
   pools: { name: string; type: string; totalBytes: number; freeBytes: number }[];
+  /** The watchdog serve feeds while HA VMs run here (absent: none given), and whether it is armed now. */
+  watchdog?: { device: string; armed: boolean };
 }
 
 export interface VmStatus {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ describe('WatchdogFeeder', () => {
   it('feeds the device while the event loop runs and disarms it with the magic V on stop', async () => {
     // A file stands in for /dev/watchdog: each feed is a byte written.
     const dev = join(dir, 'watchdog');
-    const w = new WatchdogFeeder(dev, 20);
+    const w = new WatchdogFeeder(dev, () => true, 20);
     w.start();
     await waitFor(() => readFileSync(dev, 'utf8').length >= 3, { timeoutMs: 5000, what: 'three feeds' });
     w.stop();
@@ -21,8 +21,37 @@ describe('WatchdogFeeder', () => {
     expect(all.slice(0, -1)).toMatch(/^\.+$/);
   });
 
-  it('refuses a device it cannot open, naming it', () => {
-    const w = new WatchdogFeeder(join(dir, 'no', 'such'));
-    expect(() => w.start()).toThrow(/--watchdog .*no\/such/);
+  it('opens the device only while armed() holds, and disarms it as soon as it stops holding', async () => {
+    const dev = join(dir, 'gated');
+    let armed = false;
+    const w = new WatchdogFeeder(dev, () => armed, 10);
+    w.start();
+    try {
+      // a few checks pass: nothing opened (no file made)
+      let checks = 0;
+      await waitFor(() => ++checks > 5, { timeoutMs: 5000, intervalMs: 15, what: 'a few checks' });
+      expect(w.active).toBe(false);
+      expect(() => readFileSync(dev)).toThrow(/ENOENT/);
+      armed = true;
+      await waitFor(() => existsSync(dev) && readFileSync(dev, 'utf8').length >= 2, {
+        timeoutMs: 5000,
+        what: 'feeds',
+      });
+      expect(w.active).toBe(true);
+      armed = false;
+      await waitFor(() => !w.active, { timeoutMs: 5000, what: 'the disarm' });
+      expect(readFileSync(dev, 'utf8')).toMatch(/^\.+V$/);
+    } finally {
+      w.stop();
+    }
+  });
+
+  it('keeps trying a device it cannot open, and does not throw from the event loop', async () => {
+    const w = new WatchdogFeeder(join(dir, 'no', 'such'), () => true, 10);
+    w.start();
+    let checks = 0;
+    await waitFor(() => ++checks > 3, { timeoutMs: 5000, intervalMs: 15, what: 'a few checks' });
+    expect(w.active).toBe(false);
+    w.stop();
   });
 });

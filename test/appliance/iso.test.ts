@@ -306,6 +306,31 @@ describe('appliance ISO', () => {
       expect(await sshBanner(b.ip)).toBeUndefined();
     });
 
+    await step(
+      "B's watchdog (QEMU's i6300esb): serve is told to feed it and leaves it unarmed without HA VMs; armed and not fed, it resets the host",
+      async () => {
+        expect(b.vm.serial(0)).toMatch(/modules: [^\r\n]*watchdog: i6300ESB/);
+        await b.vm.login(CONSOLE_PASSWORD);
+        const serve = await b.vm.exec(
+          "for p in /proc/[0-9]*; do tr '\\000' ' ' < $p/cmdline 2>/dev/null; echo; done | grep ' serve --data-dir'",
+        );
+        expect(serve).toMatch(/ --watchdog \/dev\/watchdog/);
+        // nobody holds the device (serve arms it only while HA VMs run here)
+        expect(
+          (await b.vm.exec('ls -l /proc/[0-9]*/fd/ 2>/dev/null | grep -c /dev/watchdog; true')).trim(),
+        ).toBe('0');
+        // armed by hand and closed without the magic V: the timer runs out and the machine resets
+        const grubs = () => b.vm.serial(0).match(/GNU GRUB/g)?.length ?? 0;
+        const before = grubs();
+        await b.vm.type('echo 1 > /dev/watchdog\r', 1);
+        await waitFor(() => grubs() > before, {
+          timeoutMs: 150_000,
+          intervalMs: 1000,
+          what: 'B to reset (GRUB again)',
+        });
+      },
+    );
+
     for (const h of hosts) await h.vm.destroy();
 
     await step('boots the ISO with UEFI (OVMF) through GRUB to the system', async () => {

@@ -170,7 +170,10 @@ describe('appliance serve (supervisor)', () => {
           runDir: join(dir, 'run'),
           logDir: join(dir, 'log'),
           address: () => '192.0.2.10',
-          childArgv: (c, address, d) => [script, ...defaultChildArgv(c, address, d).slice(selfArgv().length)],
+          childArgv: (c, address, d) => [
+            script,
+            ...defaultChildArgv(c, address, d, null).slice(selfArgv().length),
+          ],
           healthy: async () => healthyWhen(),
           restartDelayMs: () => 100,
           stopTimeoutMs: 5000,
@@ -206,6 +209,11 @@ describe('appliance serve (supervisor)', () => {
       `child argv: serve --data-dir ${t.dataDir} --listen 192.0.2.10:8006 --name esx1 --cluster-name lab`,
     );
     expect(log).toContain('join token: none');
+    // with a watchdog device, serve is told to feed it (while HA VMs run there)
+    expect(defaultChildArgv(base, '192.0.2.10', t.dataDir, '/dev/watchdog').slice(-2)).toEqual([
+      '--watchdog',
+      '/dev/watchdog',
+    ]);
 
     // The child dies: it is started again.
     process.kill(status(s).pid!, 'SIGKILL');

@@ -121,6 +121,11 @@ export class ApplianceVm {
         : `user,model=virtio-net-pci${o.mac ? `,mac=${o.mac}` : ''}${o.apiPort ? `,hostfwd=tcp:127.0.0.1:${o.apiPort}-:8006` : ''}`,
       '-boot',
       `order=${o.boot ?? (o.iso ? 'd' : 'c')}`,
+      // a hardware watchdog, as servers have (HA's self-fencing): a timeout resets the VM
+      '-device',
+      'i6300esb',
+      '-action',
+      'watchdog=reset',
     ];
     if (o.firmware === 'uefi') args.push('-bios', OVMF);
     for (const d of o.disks ?? [])

@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../src/cli/client';
@@ -80,14 +81,16 @@ describe('integrated Ceph on three hosts', () => {
       const x = lab.addHost();
       hosts.push(new ClusterHost(`h${i}`, x.ns, x.ip));
     }
-    await h(1).start();
+    // a file in each data dir stands in for the host's watchdog device (a byte written per feed)
+    for (const x of hosts) writeFileSync(watchdogOf(x), '');
+    await h(1).start({ env: watchdogEnv(h(1)) });
     api = h(1).api(h(1).file('admin.token').trim(), h(1).file('cluster/pki/ca.crt'));
     for (const n of [2, 3]) {
       const { token } = await api.request<{ token: string }>('POST', '/api/v1/cluster/join-tokens', {
         ttlSec: 600,
         role: 'controller',
       });
-      await h(n).start({ join: token });
+      await h(n).start({ join: token, env: watchdogEnv(h(n)) });
     }
     await waitFor(
       async () =>
@@ -274,7 +277,7 @@ describe('integrated Ceph on three hosts', () => {
     expect(deg.degradedRatio).toBeGreaterThan(0);
 
     // h3 comes back: its daemons start again, the OSD catches up, health returns to OK.
-    await h(3).start();
+    await h(3).start({ env: watchdogEnv(h(3)) });
     const back = await healthy(240_000);
     expect(back.health!.osds).toEqual({ total: 3, up: 3, in: 3 });
     expect(back.health!.mons.inQuorum.sort()).toEqual(['h1', 'h2', 'h3']);
@@ -400,6 +403,23 @@ describe('integrated Ceph on three hosts', () => {
   }
   const ha = () => api.request<HaStatus>('GET', '/api/v1/ha');
   /** A host that is neither the leader nor h1 (the API the test talks to). */
+  const watchdogOf = (x: ClusterHost) => join(x.dataDir, 'watchdog');
+  const watchdogEnv = (x: ClusterHost) => ({ NEUROFLOW_WATCHDOG: watchdogOf(x) });
+  /** Whether the host feeds its watchdog now (armed: its last write a feed; disarmed: a magic V, or none). */
+  const watchdogFed = (x: ClusterHost) => {
+    try {
+      return readFileSync(watchdogOf(x), 'utf8').endsWith('.');
+    } catch {
+      return false;
+    }
+  };
+  /** Waits until exactly `host` arms its watchdog (it runs the HA VM; no other host does). */
+  const armedOn = (host: string) =>
+    waitFor(() => hosts.every((x) => watchdogFed(x) === (x.name === host)), {
+      timeoutMs: 30_000,
+      intervalMs: 250,
+      what: `the watchdog armed on ${host} alone`,
+    });
   const victim = async () => {
     const nodes = await api.request<{ name: string; leader: boolean }[]>('GET', '/api/v1/nodes');
     return hosts.find((x) => x.name !== 'h1' && !nodes.find((n) => n.name === x.name)?.leader)!;
@@ -456,6 +476,28 @@ describe('integrated Ceph on three hosts', () => {
     await start('ha1');
     const v = await victim();
     await moveTo('ha1', v.name);
+    // the host that runs an HA VM feeds its watchdog (a hung serve would reset it); the others disarm theirs
+    await armedOn(v.name);
+    const nodes = await api.request<{ name: string; watchdog?: { device: string; armed: boolean } }[]>(
+      'GET',
+      '/api/v1/nodes',
+    );
+    expect(nodes.map((n) => [n.name, n.watchdog?.armed])).toEqual(
+      hosts.map((x) => [x.name, x.name === v.name]),
+    );
+    // the host's page says so
+    const browser = await launchChromium();
+    try {
+      const { page, pageErrors } = await signIn(browser, h(1).url, h(1).file('root.password').trim());
+      await page.goto(`${h(1).url}/#/hosts/${v.name}`);
+      await page.locator('dd.watchdog', { hasText: 'armed (HA VMs run here)' }).waitFor({ timeout: 30_000 });
+      expect(await page.locator('dd.watchdog').textContent()).toBe(
+        `${watchdogOf(v)}: armed (HA VMs run here)`,
+      );
+      expect(pageErrors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
     const sum = (
       await run(
         'ha1',
@@ -465,6 +507,12 @@ describe('integrated Ceph on three hosts', () => {
     const t0 = Date.now();
     await v.crash();
     const { vm, runningAt } = await runningElsewhere('ha1', v.name);
+    // the restarted VM's host arms its own (the crashed host's file stays as it was left: fed last)
+    await waitFor(() => watchdogFed(h(Number(vm.node.slice(1)))), {
+      timeoutMs: 30_000,
+      intervalMs: 250,
+      what: `the watchdog armed on ${vm.node}`,
+    });
     const rec = await waitFor(
       async () => (await ha()).recoveries.find((r) => r.host === v.name && r.status === 'done'),
       { timeoutMs: 60_000, intervalMs: 500, what: 'the recovery of the crashed host to end' },
@@ -485,7 +533,7 @@ describe('integrated Ceph on three hosts', () => {
     const again = await run('ha1', 'dd if=/dev/vda bs=1M skip=16 count=4 iflag=direct 2>/dev/null | md5sum');
     expect(/[0-9a-f]{32}/.exec(again)?.[0]).toBe(/[0-9a-f]{32}/.exec(sum)?.[0]);
     // The host comes back; the VM stays where it is, one copy.
-    await v.start();
+    await v.start({ env: watchdogEnv(v) });
     await readyHosts(api, 3, 180_000);
     expect(v.qemuPids(vm.id)).toEqual([]);
     expect((await vmOf('ha1')).node).toBe(vm.node);

@@ -93,7 +93,10 @@ describe.skipIf(!existsSync(DROPBEAR))('appliance SSH (real dropbear)', () => {
       runDir: join(d, 'run'),
       logDir: join(d, 'log'),
       address: () => '127.0.0.1',
-      childArgv: (c, address, dd) => [script, ...defaultChildArgv(c, address, dd).slice(selfArgv().length)],
+      childArgv: (c, address, dd) => [
+        script,
+        ...defaultChildArgv(c, address, dd, null).slice(selfArgv().length),
+      ],
       healthy: async () => true,
       ssh: { listen: [`127.0.0.1:${port}`] },
       ...opts,

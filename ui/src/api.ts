@@ -369,6 +369,8 @@ export interface HostNode {
   kernel?: string;
   uptimeSec?: number;
   loadAvg?: number[];
+  /** The watchdog serve feeds, armed while HA VMs (poweroff/shutdown on isolation) run here. */
+  watchdog?: { device: string; armed: boolean };
   vms: { total: number; running: number };
   /** What the VMs placed on the host reserve. */
   /** vcpus and memoryBytes: what powered-on VMs hold (a stopped VM holds none). */

@@ -9,6 +9,8 @@ import {
   recoveryTimeline,
   taskLabel,
   tolerateLine,
+  watchdogText,
+  watchdogTitle,
 } from './ha';
 
 const T0 = Date.parse('2025-03-01T12:01:02.000Z');
@@ -113,5 +115,19 @@ describe('HA helpers', () => {
     expect(taskLabel('vm.ha-reset')).toBe('HA reset (VM monitoring)');
     expect(haRestartDetails(t)).toEqual({ from: 'h3', to: 'h1' });
     expect(haRestartDetails({ ...t, type: 'vm.migrate' })).toBeUndefined();
+  });
+});
+
+describe('a host watchdog', () => {
+  it('says whether a hung serve would reset the host now, or that none is fed', () => {
+    expect(watchdogText({ device: '/dev/watchdog', armed: true })).toBe(
+      '/dev/watchdog: armed (HA VMs run here)',
+    );
+    expect(watchdogText({ device: '/dev/watchdog', armed: false })).toBe(
+      '/dev/watchdog: idle (armed while HA VMs run here)',
+    );
+    expect(watchdogText(undefined)).toBe('none');
+    expect(watchdogTitle(undefined)).toMatch(/without --watchdog/);
+    expect(watchdogTitle({ device: '/dev/watchdog', armed: false })).toMatch(/resets the host/);
   });
 });

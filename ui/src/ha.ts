@@ -1,5 +1,5 @@
 import { selfFenceMs } from '../../src/controller/ha/policy';
-import type { HaPolicy, HaProtection, HaRecovery, HaSettings, HostHaState, Task } from './api';
+import type { HaPolicy, HaProtection, HaRecovery, HaSettings, HostHaState, HostNode, Task } from './api';
 import { clock } from './format';
 
 export { DEFAULT_HA_POLICY, DETECTION_MAX_SEC, DETECTION_MIN_SEC } from '../../src/controller/ha/policy';
@@ -153,4 +153,16 @@ const TASK_LABELS: Record<string, string> = {
 /** A readable name for the HA and backup task types; other types as they are. */
 export function taskLabel(type: string): string {
   return TASK_LABELS[type] ?? type;
+}
+
+/** A host's watchdog on its page: what serve feeds, and whether a hung serve would reset the host now. */
+export function watchdogText(w: HostNode['watchdog']): string {
+  if (!w) return 'none';
+  return w.armed ? `${w.device}: armed (HA VMs run here)` : `${w.device}: idle (armed while HA VMs run here)`;
+}
+
+export function watchdogTitle(w: HostNode['watchdog']): string {
+  if (!w)
+    return 'serve was started without --watchdog: a host whose serve hangs keeps its VMs running (only the storage blocklist stops their writes)';
+  return 'serve feeds the device every second while an HA VM that its isolation response powers off or shuts down runs here; a hung serve stops feeding it and the device resets the host';
 }

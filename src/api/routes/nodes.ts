@@ -195,6 +195,7 @@ function nodeBody(
     body.kernel = live.kernel;
     body.uptimeSec = live.uptimeSec;
     body.loadAvg = live.loadAvg;
+    if (live.watchdog) body.watchdog = live.watchdog;
   }
   if (n.etcd) body.etcd = n.etcd;
   return body;

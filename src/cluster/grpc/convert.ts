@@ -43,11 +43,14 @@ function defined<T extends object>(obj: T): T {
 }
 
 export function nodeInfoToPb(i: NodeInfo): pb.NodeInfo {
+  const { watchdog, ...rest } = i;
   return {
-    ...i,
+    ...rest,
     pools: i.pools.map((p) => ({ ...p })),
     loadAvg: [...i.loadAvg],
     cpuLevels: [...i.cpuLevels],
+    watchdogDevice: watchdog?.device,
+    watchdogArmed: watchdog?.armed ?? false,
   };
 }
 
@@ -71,6 +74,9 @@ export function nodeInfoFromPb(i: pb.NodeInfo): NodeInfo {
       totalBytes: p.totalBytes,
       freeBytes: p.freeBytes,
     })),
+    ...(i.watchdogDevice !== undefined
+      ? { watchdog: { device: i.watchdogDevice, armed: i.watchdogArmed } }
+      : {}),
   };
 }
 

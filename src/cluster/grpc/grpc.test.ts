@@ -20,6 +20,7 @@ import type { VmRunSpec } from '../../vmm/types';
 import { ControllerMembers } from '../controller-members';
 import * as pb from '../gen/neuroflow/v1/node';
 import { controlHandlers, HeartbeatClient } from './control';
+import { nodeInfoToPb } from './convert';
 import { controllersOnly, type NodeServerHandle, serveNode } from './node-server';
 import { RemoteNode } from './remote-node';
 import { type GrpcServerHandle, startGrpcServer } from './server';
@@ -98,6 +99,7 @@ const INFO: NodeInfo = {
   uptimeSec: 1234,
   loadAvg: [0.5, 0.25, 0.125],
   pools: [{ name: 'default', type: 'dir', totalBytes: 1e12, freeBytes: 5e11 }],
+  watchdog: { device: '/dev/watchdog', armed: true },
 };
 
 interface FakeNode extends MigrationVerbs {}
@@ -497,7 +499,7 @@ describe('Control service', () => {
       intervalMs: 100,
       reconnectMinMs: 50,
       serverName: () => 'ctl1',
-      report: () => ({ node, info: INFO, vms: [], grpcAddress: '127.0.0.1:7444' }),
+      report: () => ({ node, info: nodeInfoToPb(INFO), vms: [], grpcAddress: '127.0.0.1:7444' }),
     });
     cleanups.push(() => hb.stop());
     return hb;
@@ -523,7 +525,7 @@ describe('Control service', () => {
     expect(hb.controller).toBe(`127.0.0.1:${leader.port}`);
     const [peer, report] = reports[0]!;
     expect(peer).toMatchObject({ name: 'node2', role: 'worker', address: '127.0.0.1' });
-    expect(report).toMatchObject({ node: 'node2', grpcAddress: '127.0.0.1:7444', info: INFO });
+    expect(report).toMatchObject({ node: 'node2', grpcAddress: '127.0.0.1:7444', info: nodeInfoToPb(INFO) });
     expect(reports.map(([, r]) => r.seq)).toStrictEqual(
       [...reports.keys()].map((i) => reports[0]![1].seq + i),
     );
@@ -623,7 +625,7 @@ describe('Membership: only current controllers drive a node, only member hosts r
       reconnectMinMs: 50,
       reconnectMaxMs: 200,
       serverName: () => 'ctl1',
-      report: () => ({ node, info: INFO, vms: [], grpcAddress: '127.0.0.1:7444' }),
+      report: () => ({ node, info: nodeInfoToPb(INFO), vms: [], grpcAddress: '127.0.0.1:7444' }),
     });
     cleanups.push(() => hb.stop());
     return hb;

@@ -1,6 +1,7 @@
 import { useState } from 'preact/hooks';
 import { ApiError, api, fmtBytes, type HostNode } from '../api';
 import { ago, duration, when } from '../format';
+import { watchdogText, watchdogTitle } from '../ha';
 import { evacuationDetails, evacuationOf, evacuationProgress } from '../migration';
 import { go } from '../route';
 import { attempt, getState, refreshAll, setState, toast, useStore } from '../store';
@@ -119,6 +120,14 @@ export function HostPage({ name }: { name: string }) {
               <>
                 <dt>Kernel</dt>
                 <dd>{n.kernel}</dd>
+              </>
+            )}
+            {n.connected !== false && (
+              <>
+                <dt>Watchdog</dt>
+                <dd class="watchdog" title={watchdogTitle(n.watchdog)}>
+                  {watchdogText(n.watchdog)}
+                </dd>
               </>
             )}
           </dl>
