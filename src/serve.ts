@@ -7,7 +7,7 @@ import { hashToken, isAuthenticated, withClientAddress } from './api/auth';
 import { ConsoleProxy } from './api/console';
 import type { ApiContext } from './api/context';
 import { EventBus, type LiveEvent } from './api/events';
-import { hashPassword, type PasswordHash, SessionStore } from './api/sessions';
+import { EtcdSessions, hashPassword, type PasswordHash, SessionStore } from './api/sessions';
 import { CephHost } from './ceph/host';
 import { CephService } from './ceph/service';
 import {
@@ -673,6 +673,10 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   backupJobs.start();
   cleanup.push(() => backupJobs.stop());
 
+  // browser sessions in etcd: any controller honours them, a restart keeps them
+  const sessions = new SessionStore(cluster ? cluster.rootPassword : rootPassword!);
+  const stopSessions = await new EtcdSessions(store, sessions).start();
+  cleanup.unshift(() => stopSessions());
   const ctx: ApiContext = {
     version: VERSION,
     store,
@@ -697,7 +701,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
     guest: new GuestService(vms, router),
     devices: new VmDevices(store, router, vms, reconciler, images),
     console: consoleProxy,
-    sessions: new SessionStore(cluster ? cluster.rootPassword : rootPassword!),
+    sessions,
     events,
     tasks,
     adminTokenHash: cluster ? Buffer.from(cluster.adminTokenHash, 'hex') : hashToken(admin!.token),

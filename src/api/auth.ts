@@ -110,7 +110,7 @@ export function requireToken(adminTokenHash: Buffer, sessions?: SessionStore): M
   return async (c, next) => {
     if (c.req.method === 'GET' && PUBLIC_PATHS.has(c.req.path)) return next();
     if (c.req.method === 'POST' && PUBLIC_POSTS.has(c.req.path)) return next();
-    const sessionUser = sessions?.check(getCookie(c, SESSION_COOKIE));
+    const sessionUser = await sessions?.verify(getCookie(c, SESSION_COOKIE));
     if (sessionUser && !c.req.header('authorization')) {
       c.set('user', sessionUser);
       return next();

@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { rejection } from '../../test/harness/errors';
+import { keys } from '../controller/records';
+import { MemoryStore } from '../store/memory-store';
+import { waitFor } from '../util/wait';
 import { CLIENT_ADDRESS_HEADER, withClientAddress } from './auth';
-import { SessionStore } from './sessions';
+import { EtcdSessions, SessionStore, sessionHash } from './sessions';
 
 describe('login back-off', () => {
   it('locks out one client address for one user, not everyone', async () => {
@@ -30,5 +33,53 @@ describe('the client address header', () => {
     });
     expect(withClientAddress(req, '10.0.2.15').headers.get(CLIENT_ADDRESS_HEADER)).toBe('10.0.2.15');
     expect(withClientAddress(req, undefined).headers.get(CLIENT_ADDRESS_HEADER)).toBe('unknown');
+  });
+});
+
+describe('sessions shared through the store (two controllers)', () => {
+  it('a login on one is honoured by the other, a logout on the other ends it on both; the store keeps hashes only', async () => {
+    const store = new MemoryStore();
+    const [a, b] = [
+      new SessionStore('right-password-1', undefined, 0),
+      new SessionStore('right-password-1', undefined, 0),
+    ];
+    const stops = [await new EtcdSessions(store, a).start(), await new EtcdSessions(store, b).start()];
+    try {
+      const { id } = await a.login('root', 'right-password-1', 'x');
+      // at once through the store, before b's mirror has it
+      expect(await b.verify(id)).toBe('root');
+      expect(b.check(id)).toBe('root');
+      const kept = await store.list<{ user: string }>(keys.sessions);
+      expect(kept.map((k) => k.key)).toEqual([keys.session(sessionHash(id))]);
+      expect(JSON.stringify(kept)).not.toContain(id);
+      await b.logout(id);
+      await waitFor(() => a.check(id) === undefined, { timeoutMs: 2000, what: "a to drop b's logout" });
+      expect(await a.verify(id)).toBeUndefined();
+      expect(await store.list(keys.sessions)).toEqual([]);
+      // a controller started later knows the sessions made before it
+      const { id: id2 } = await a.login('root', 'right-password-1', 'x');
+      const c = new SessionStore('right-password-1', undefined, 0);
+      stops.push(await new EtcdSessions(store, c).start());
+      expect(c.check(id2)).toBe('root');
+      expect(c.check('forged')).toBeUndefined();
+      expect(await c.verify('forged')).toBeUndefined();
+    } finally {
+      for (const stop of stops) await stop();
+    }
+  });
+
+  it('an expired session is refused everywhere', async () => {
+    const store = new MemoryStore();
+    const a = new SessionStore('right-password-1', 1, 0);
+    const b = new SessionStore('right-password-1', 1, 0);
+    const stops = [await new EtcdSessions(store, a).start(), await new EtcdSessions(store, b).start()];
+    try {
+      const { id, expiresAt } = await a.login('root', 'right-password-1', 'x');
+      await waitFor(() => Date.now() > expiresAt, { timeoutMs: 1000, intervalMs: 2, what: 'the expiry' });
+      expect(a.check(id)).toBeUndefined();
+      expect(await b.verify(id)).toBeUndefined();
+    } finally {
+      for (const stop of stops) await stop();
+    }
   });
 });

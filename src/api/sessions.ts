@@ -1,11 +1,28 @@
-import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+import { keys } from '../controller/records';
 import { NfError } from '../errors';
+import type { Store } from '../store/store';
+import { createLogger } from '../util/log';
+
+const log = createLogger('sessions');
 
 const DEFAULT_TTL_MS = 8 * 3600_000;
 
-interface Session {
+export interface Session {
   user: string;
   expiresAt: number;
+}
+
+/** Where sessions are kept beside memory (etcd: every controller honours them, a restart keeps them). */
+export interface SessionBackend {
+  save(hash: string, s: Session): Promise<void>;
+  remove(hash: string): Promise<void>;
+  load(hash: string): Promise<Session | undefined>;
+}
+
+/** A session id as it is kept: its SHA-256 (a copy of the store does not give usable cookies). */
+export function sessionHash(id: string): string {
+  return createHash('sha256').update(id).digest('base64url');
 }
 
 export interface PasswordHash {
@@ -21,12 +38,15 @@ export function hashPassword(password: string): PasswordHash {
 
 /**
  * Browser logins: the root user's password (checked against a scrypt hash kept only in memory) yields a
- * random session id for an HttpOnly cookie. Sessions live in memory: a daemon restart logs browsers out.
- * Failed logins are slowed down and, after 10 in a row from one client address for one user name,
+ * random session id for an HttpOnly cookie. With a backend (EtcdSessions) sessions are kept in etcd by
+ * the id's hash and mirrored into every controller's memory: any controller honours a login made on
+ * another, a logout ends it everywhere, and a daemon restart keeps browsers logged in. Failed logins are slowed down and, after 10 in a row from one client address for one user name,
  * refused for a minute from that address for that name only: nobody locks root out for everyone.
  */
 export class SessionStore {
+  /** By sessionHash(id). */
   private readonly sessions = new Map<string, Session>();
+  private backend?: SessionBackend;
   private readonly salt: Buffer;
   private readonly hash: Buffer;
   /** Failed logins per client address and user name (bounded: the oldest entries go first). */
@@ -70,24 +90,116 @@ export class SessionStore {
     this.failures.delete(key);
     const id = randomBytes(32).toString('base64url');
     const expiresAt = Date.now() + this.ttlMs;
-    this.sessions.set(id, { user, expiresAt });
+    const session = { user, expiresAt };
+    const hash = sessionHash(id);
+    await this.backend?.save(hash, session); // kept first: no cookie for a session other controllers lack
+    this.sessions.set(hash, session);
     return { id, expiresAt };
   }
 
-  /** The user of a live session, or undefined. */
+  /** The user of a live session this controller knows (memory: cheap), or undefined. */
   check(id: string | undefined): string | undefined {
+    return id ? this.live(sessionHash(id)) : undefined;
+  }
+
+  /** As check, and asks the backend about a session memory does not hold yet (just made elsewhere). */
+  async verify(id: string | undefined): Promise<string | undefined> {
     if (!id) return undefined;
-    const s = this.sessions.get(id);
+    const hash = sessionHash(id);
+    const user = this.live(hash);
+    if (user || !this.backend) return user;
+    const s = await this.backend.load(hash).catch(() => undefined);
+    if (!s) return undefined;
+    this.sessions.set(hash, s);
+    return this.live(hash);
+  }
+
+  private live(hash: string): string | undefined {
+    const s = this.sessions.get(hash);
     if (!s) return undefined;
     if (s.expiresAt < Date.now()) {
-      this.sessions.delete(id);
+      this.sessions.delete(hash);
       return undefined;
     }
     return s.user;
   }
 
-  logout(id: string | undefined): void {
-    if (id) this.sessions.delete(id);
+  async logout(id: string | undefined): Promise<void> {
+    if (!id) return;
+    const hash = sessionHash(id);
+    this.sessions.delete(hash);
+    await this.backend?.remove(hash);
+  }
+
+  /** Keeps sessions in `backend` from now on. */
+  useBackend(backend: SessionBackend): void {
+    this.backend = backend;
+  }
+
+  /** What the backend says of one session (EtcdSessions' mirror): set, or gone. */
+  mirror(hash: string, s: Session | undefined): void {
+    if (s && s.expiresAt > Date.now()) this.sessions.set(hash, s);
+    else this.sessions.delete(hash);
+  }
+}
+
+/**
+ * Sessions in etcd (`/neuroflow/v1/sessions/<hash>`), mirrored into the SessionStore's memory through a
+ * watch, so the per-request check stays a map lookup. Expired records are deleted by a sweep every
+ * 10 minutes (any controller; deletes are idempotent).
+ */
+export class EtcdSessions implements SessionBackend {
+  private cancel?: () => Promise<void>;
+  private timer?: Timer;
+  /** Watch events are read back one after another: a put's late read cannot undo a later delete. */
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly store: Store,
+    private readonly sessions: SessionStore,
+  ) {}
+
+  async save(hash: string, s: Session): Promise<void> {
+    await this.store.txn({ put: [{ key: keys.session(hash), value: s }] });
+  }
+
+  async remove(hash: string): Promise<void> {
+    await this.store.txn({ delete: [keys.session(hash)] });
+  }
+
+  async load(hash: string): Promise<Session | undefined> {
+    return (await this.store.get<Session>(keys.session(hash)))?.value;
+  }
+
+  /** Loads every session, then follows changes; returns the stop. */
+  async start(): Promise<() => Promise<void>> {
+    this.sessions.useBackend(this);
+    this.cancel = await this.store.watchPrefix(keys.sessions, (key) => {
+      const hash = key.slice(keys.sessions.length);
+      this.chain = this.chain
+        .then(() => this.load(hash))
+        .then((s) => this.sessions.mirror(hash, s))
+        .catch((err) => log.warn('cannot read a session', { err: (err as Error).message }));
+    });
+    for (const s of await this.store.list<Session>(keys.sessions))
+      this.sessions.mirror(s.key.slice(keys.sessions.length), s.value);
+    void this.sweep();
+    this.timer = setInterval(() => void this.sweep(), 600_000);
+    this.timer.unref?.();
+    return async () => {
+      clearInterval(this.timer);
+      await this.cancel?.();
+    };
+  }
+
+  private async sweep(): Promise<void> {
+    try {
+      const now = Date.now();
+      const old = (await this.store.list<Session>(keys.sessions)).filter((s) => s.value.expiresAt < now);
+      if (old.length > 0) await this.store.txn({ delete: old.map((s) => s.key) });
+    } catch (err) {
+      log.warn('cannot sweep expired sessions', { err: (err as Error).message });
+    }
   }
 }
 

@@ -20,6 +20,9 @@ export const keys = {
   networks: `${PREFIX}networks/`,
   /** Where OVN's central part (databases, ovn-northd) runs: { node, address }. */
   ovnCentral: `${PREFIX}ovn/central`,
+  /** Browser sessions, by the SHA-256 of the session id (src/api/sessions.ts): every controller honours them. */
+  session: (hash: string) => `${PREFIX}sessions/${hash}`,
+  sessions: `${PREFIX}sessions/`,
   router: (name: string) => `${PREFIX}routers/${name}`,
   routers: `${PREFIX}routers/`,
   securityGroup: (name: string) => `${PREFIX}security-groups/${name}`,

@@ -277,6 +277,33 @@ describe('cluster of hosts in network namespaces', () => {
       await page.locator('.token-once').waitFor({ state: 'detached' });
       const after = await api.request<{ id: string }[]>('GET', '/api/v1/cluster/join-tokens');
       expect(after.find((t) => t.id === id)).toBeUndefined();
+
+      // The session is the cluster's: h2 honours h1's cookie (as behind one name or a load balancer,
+      // where each request may reach another controller), and a logout on h2 ends it on h1 too.
+      const h2 = byName('h2');
+      const [cookie] = (await page.context().cookies()).filter((c) => c.name === 'nf_session');
+      expect(cookie).toBeDefined();
+      await page
+        .context()
+        .addCookies([
+          {
+            name: cookie!.name,
+            value: cookie!.value,
+            url: h2.url,
+            httpOnly: true,
+            secure: true,
+            sameSite: 'Strict',
+          },
+        ]);
+      const onH2 = await page.context().newPage();
+      await onH2.goto(h2.url);
+      await onH2.locator('.topbar .user', { hasText: 'root' }).waitFor({ timeout: 15_000 });
+      expect(await onH2.locator('input[name=password]').count()).toBe(0);
+      await onH2.click('.topbar button:has-text("Log out")');
+      await onH2.locator('input[name=password]').waitFor({ timeout: 15_000 });
+      // h1 refuses the cookie now: its page falls back to the login form at its next call
+      await page.click('.topbar nav a:has-text("Dashboard")');
+      await page.locator('input[name=password]').waitFor({ timeout: 30_000 });
       expect(pageErrors).toEqual([]);
     } finally {
       await browser.close();

@@ -50,7 +50,7 @@ export function authRoutes(ctx: ApiContext) {
       responses: { 204: { description: 'Logged out' } },
     }),
     async (c) => {
-      ctx.sessions.logout(getCookie(c, SESSION_COOKIE));
+      await ctx.sessions.logout(getCookie(c, SESSION_COOKIE));
       deleteCookie(c, SESSION_COOKIE, { path: '/' });
       return c.body(null, 204);
     },
