@@ -283,18 +283,16 @@ describe('cluster of hosts in network namespaces', () => {
       const h2 = byName('h2');
       const [cookie] = (await page.context().cookies()).filter((c) => c.name === 'nf_session');
       expect(cookie).toBeDefined();
-      await page
-        .context()
-        .addCookies([
-          {
-            name: cookie!.name,
-            value: cookie!.value,
-            url: h2.url,
-            httpOnly: true,
-            secure: true,
-            sameSite: 'Strict',
-          },
-        ]);
+      await page.context().addCookies([
+        {
+          name: cookie!.name,
+          value: cookie!.value,
+          url: h2.url,
+          httpOnly: true,
+          secure: true,
+          sameSite: 'Strict',
+        },
+      ]);
       const onH2 = await page.context().newPage();
       await onH2.goto(h2.url);
       await onH2.locator('.topbar .user', { hasText: 'root' }).waitFor({ timeout: 15_000 });
