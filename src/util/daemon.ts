@@ -30,6 +30,8 @@ export interface DaemonSpec {
  */
 export class Daemon {
   private pid?: number;
+  /** Stopped on purpose: supervise() leaves it down until start(). */
+  private stopped = false;
   restarts = 0;
 
   constructor(readonly spec: DaemonSpec) {}
@@ -48,12 +50,23 @@ export class Daemon {
     return pid;
   }
 
-  /** Adopts a running daemon or starts one. */
+  /**
+   * Adopts a running daemon or starts one. One of ours running with other options (its pidfile's process,
+   * the same program, an argument naming our run dir) is stopped first: the options changed.
+   */
   async start(): Promise<number> {
+    this.stopped = false;
     const running = this.running();
     if (running) {
       log.info('adopting running daemon', { daemon: this.name, pid: running });
       return running;
+    }
+    const stale = readPidfile(this.spec.pidfile);
+    const dir = dirname(this.spec.pidfile);
+    const argv = stale && pidAlive(stale) ? (procCmdline(stale) ?? []) : [];
+    if (argv[0] === this.spec.argv[0] && argv.some((a) => a.includes(dir))) {
+      log.info('restarting daemon with changed options', { daemon: this.name, pid: stale });
+      await this.kill(stale!, 15_000);
     }
     return this.launch();
   }
@@ -92,7 +105,7 @@ export class Daemon {
 
   /** Starts the daemon again if it is gone; returns true when it did. */
   async supervise(): Promise<boolean> {
-    if (this.running()) return false;
+    if (this.stopped || this.running()) return false;
     this.restarts++;
     log.warn('daemon is gone, restarting', { daemon: this.name, restarts: this.restarts });
     await this.launch();
@@ -101,12 +114,17 @@ export class Daemon {
 
   /** SIGTERM, then SIGKILL after the timeout. */
   async stop(timeoutMs = 15_000): Promise<void> {
+    this.stopped = true;
     const pid = this.running();
     if (!pid) return;
+    await this.kill(pid, timeoutMs);
+    this.pid = undefined;
+  }
+
+  private async kill(pid: number, timeoutMs: number): Promise<void> {
     process.kill(pid, 'SIGTERM');
     await waitFor(() => !pidAlive(pid), { timeoutMs, what: `${this.name} to exit` }).catch(() => {
       if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
     });
-    this.pid = undefined;
   }
 }

@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../src/cli/client';
 import { waitFor } from '../../src/util/wait';
@@ -244,6 +245,21 @@ describe('OVN networking across three hosts', () => {
         ovnPostMortem(['h1', 'h2', 'h3']);
         throw err;
       });
+    // every member's ovn-northd reaches all three (one started before the third joined is restarted):
+    // the active one must reach whichever member becomes the raft leader
+    await waitFor(
+      () =>
+        ['h1', 'h2', 'h3'].every((x) => {
+          const pid = ovnDaemonPid(h(x).dataDir, 'ovn-northd');
+          let argv: string[] = [];
+          try {
+            argv = pid ? readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0') : [];
+          } catch {} // it ended meanwhile (restarted)
+          const nb = argv.find((a) => a.startsWith('--ovnnb-db=')) ?? '';
+          return (nb.match(/ssl:/g) ?? []).length === 3;
+        }),
+      { timeoutMs: 30_000, intervalMs: 500, what: "every member's northd to know the three members" },
+    );
     await run('v2', `(ping -c 80 -i 0.25 ${addr.v3} > /tmp/ping2.out 2>&1 &); echo started`);
     const pids = spawnSync('ip', ['netns', 'pids', h('h1').ns], { encoding: 'utf8' })
       .stdout.split('\n')

@@ -165,6 +165,7 @@ export class OvnHost {
     if (this.central && !wasMember) await this.startCentralPart();
     else if (this.central !== wasMember)
       log.warn("this host leaves OVN's central databases at the daemons' next start", {});
+    else if (this.central) await this.restartNorthd();
     await this.vsctl([
       'set',
       'open_vswitch',
@@ -391,16 +392,34 @@ export class OvnHost {
       what: "OVN's databases",
     });
     // on every member: one of them active (OVN's lock in the southbound database), the others ready
-    await this.launch(
-      this.daemon('ovn-northd', [
-        '/usr/bin/ovn-northd',
-        `--ovnnb-db=${this.remote(p.nbSock, 6641)}`,
-        `--ovnsb-db=${this.remote(p.sbSock, 6642)}`,
-        ...this.clientSsl(),
-        `--unixctl=${join(p.run, 'ovn-northd.ctl')}`,
-        `--log-file=${join(p.log, 'ovn-northd.log')}`,
-      ]),
-    );
+    await this.launch(this.northd());
+  }
+
+  /** ovn-northd with every member as its remotes (it must reach whichever is the raft leader). */
+  private northd(): Daemon {
+    const p = this.paths;
+    return this.daemon('ovn-northd', [
+      '/usr/bin/ovn-northd',
+      `--ovnnb-db=${this.remote(p.nbSock, 6641)}`,
+      `--ovnsb-db=${this.remote(p.sbSock, 6642)}`,
+      ...this.clientSsl(),
+      `--unixctl=${join(p.run, 'ovn-northd.ctl')}`,
+      `--log-file=${join(p.log, 'ovn-northd.log')}`,
+    ]);
+  }
+
+  /**
+   * Starts ovn-northd again with the members as they are now: one started with fewer would hold the
+   * active lock while unable to reach a raft leader among the later members (seen: h1 died, the NB
+   * leader was h3, h2's active northd knew only h1 and h2, and no change reached the flows).
+   */
+  private async restartNorthd(): Promise<void> {
+    const i = this.daemons.findIndex((d) => d.name === 'ovn-northd');
+    if (i < 0) return;
+    const [old] = this.daemons.splice(i, 1);
+    await old!.stop(5000);
+    await this.launch(this.northd());
+    log.info('ovn-northd restarted with the members as remotes', { centrals: this.centrals });
   }
 
   /**
