@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createApp } from './api/app';
 import { hashToken, isAuthenticated, withClientAddress } from './api/auth';
-import { ConsoleProxy } from './api/console';
+import { ConsoleProxy, StoredTickets } from './api/console';
 import type { ApiContext } from './api/context';
 import { EventBus, type LiveEvent } from './api/events';
 import { EtcdSessions, hashPassword, type PasswordHash, SessionStore } from './api/sessions';
@@ -221,9 +221,15 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   let trusted: ((req: Request) => boolean) | undefined;
   // The router exists once the node does; the proxy only needs it for upgrades after startup.
   let routerRef: NodeRouter | undefined;
+  let vmsRef: VmService | undefined;
   const consoleProxy = new ConsoleProxy(
     (id) => (routerRef ? routerRef.openConsole(id) : Promise.reject(new NfError('unavailable', 'starting'))),
-    (id) => routerRef?.vmStatus(id).state === 'running',
+    // the VM's record tells the router where it runs (this controller may not have looked it up yet:
+    // the ticket may come from another controller)
+    async (id) => {
+      await vmsRef?.find(id).catch(() => undefined);
+      return routerRef?.vmStatus(id).state === 'running';
+    },
   );
   const server = Bun.serve({
     hostname: opts.host,
@@ -240,9 +246,9 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
           new NfError('unavailable', 'NeuroFlow is starting; retry in a moment').toBody(),
           { status: 503 },
         );
-      const upgraded = consoleProxy.upgrade(req, srv);
-      if (upgraded === 'upgraded') return undefined;
-      return upgraded ?? handler(withClientAddress(req, srv.requestIP(req)?.address));
+      const upgrading = consoleProxy.upgrade(req, srv);
+      if (upgrading) return upgrading.then((r) => (r === 'upgraded' ? undefined : r));
+      return handler(withClientAddress(req, srv.requestIP(req)?.address));
     },
     websocket: consoleProxy.websocket,
     // Image uploads (authenticated) may be large; JSON bodies are limited to 1 MiB by the API (limitBodies).
@@ -477,6 +483,7 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   networks.follow(routers);
   networks.follow(securityGroups);
   vms = new VmService(store, router, images, reconciler, hostPaths, networks);
+  vmsRef = vms;
   // a host with overlay networks runs OVN from the start (its VMs' ports are bound again if need be)
   if (await networks.hasOverlay())
     await networks.startOvn().catch((err) =>
@@ -677,6 +684,8 @@ export async function serve(opts: ServeOptions): Promise<Daemon> {
   const sessions = new SessionStore(cluster ? cluster.rootPassword : rootPassword!);
   const stopSessions = await new EtcdSessions(store, sessions).start();
   cleanup.unshift(() => stopSessions());
+  // console tickets too: the browser may open the websocket on another controller than the one it asked
+  consoleProxy.useBackend(new StoredTickets(store));
   const ctx: ApiContext = {
     version: VERSION,
     store,

@@ -4,6 +4,7 @@ import { NfError, toNfError } from '../errors';
 import { createLogger } from '../util/log';
 import { checkWrites, limitBodies, requireToken } from './auth';
 import type { ApiContext, Env } from './context';
+import { addLinks } from './links';
 import { requestMetrics } from './metrics';
 import { newRouter } from './router';
 import { authRoutes } from './routes/auth';
@@ -88,14 +89,21 @@ export function createApp(ctx: ApiContext): OpenAPIHono<Env> {
   app.route('/api/v1', api);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
-  app.doc('/api/v1/openapi.json', {
-    openapi: '3.0.3',
-    info: {
-      title: 'NeuroFlow API',
-      version: ctx.version,
-      description: 'Manage virtual machines, images and hosts.',
-    },
-    security: [{ bearer: [] }],
+  // the document, with links from what POST answers make to the routes on it (src/api/links.ts)
+  let doc: unknown;
+  app.get('/api/v1/openapi.json', (c) => {
+    doc ??= addLinks(
+      app.getOpenAPIDocument({
+        openapi: '3.0.3',
+        info: {
+          title: 'NeuroFlow API',
+          version: ctx.version,
+          description: 'Manage virtual machines, images and hosts.',
+        },
+        security: [{ bearer: [] }],
+      }),
+    );
+    return c.json(doc as object);
   });
   return app;
 }

@@ -1,17 +1,57 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Server, ServerWebSocket, WebSocketHandler } from 'bun';
+import { keys } from '../controller/records';
 import { NfError } from '../errors';
 import type { ConsoleStream } from '../node/types';
+import type { Store } from '../store/store';
 import { createLogger } from '../util/log';
 
 const log = createLogger('console');
 const TICKET_TTL_MS = 30_000;
 const PATH = /^\/api\/v1\/vms\/([0-9a-f-]{36})\/vnc$/;
 
-interface Ticket {
+export interface Ticket {
   vmId: string;
   user: string;
   expiresAt: number;
+}
+
+/** Where tickets are kept: `take` hands a ticket out once, whichever controller asks. */
+export interface TicketBackend {
+  put(hash: string, t: Ticket): Promise<void>;
+  take(hash: string): Promise<Ticket | undefined>;
+}
+
+/** A ticket as it is kept: its SHA-256. */
+const ticketHash = (ticket: string) => createHash('sha256').update(ticket).digest('base64url');
+
+/**
+ * Tickets in etcd (`/neuroflow/v1/console-tickets/<hash>`), so the browser may open the websocket on any
+ * controller; taking one is a transaction on its revision (single use across the cluster). Expired ones
+ * are deleted when the next ticket is issued.
+ */
+export class StoredTickets implements TicketBackend {
+  constructor(private readonly store: Store) {}
+
+  async put(hash: string, t: Ticket): Promise<void> {
+    const now = Date.now();
+    const old = (await this.store.list<Ticket>(keys.consoleTickets)).filter((x) => x.value.expiresAt < now);
+    await this.store.txn({
+      put: [{ key: keys.consoleTicket(hash), value: t }],
+      ...(old.length > 0 ? { delete: old.map((x) => x.key) } : {}),
+    });
+  }
+
+  async take(hash: string): Promise<Ticket | undefined> {
+    const cur = await this.store.get<Ticket>(keys.consoleTicket(hash));
+    if (!cur) return undefined;
+    try {
+      await this.store.txn({ when: [{ key: cur.key, revision: cur.revision }], delete: [cur.key] });
+    } catch {
+      return undefined; // taken by another controller meanwhile
+    }
+    return cur.value;
+  }
 }
 
 interface SocketData {
@@ -31,18 +71,27 @@ interface SocketData {
  * Proxmox's vncticket; the ticket is the only credential the upgrade accepts.
  */
 export class ConsoleProxy {
+  /** By ticketHash, while no backend is set (memory of this process). */
   private readonly tickets = new Map<string, Ticket>();
+  private backend?: TicketBackend;
 
   constructor(
     private readonly open: (vmId: string) => Promise<ConsoleStream>,
-    private readonly running: (vmId: string) => boolean,
+    private readonly running: (vmId: string) => boolean | Promise<boolean>,
   ) {}
 
-  issue(vmId: string, user: string): { ticket: string; expiresAt: string; path: string } {
+  /** Keeps tickets in `backend` from now on (every controller honours them). */
+  useBackend(backend: TicketBackend): void {
+    this.backend = backend;
+  }
+
+  async issue(vmId: string, user: string): Promise<{ ticket: string; expiresAt: string; path: string }> {
     this.sweep();
     const ticket = randomBytes(24).toString('base64url');
     const expiresAt = Date.now() + TICKET_TTL_MS;
-    this.tickets.set(ticket, { vmId, user, expiresAt });
+    const t = { vmId, user, expiresAt };
+    if (this.backend) await this.backend.put(ticketHash(ticket), t);
+    else this.tickets.set(ticketHash(ticket), t);
     return {
       ticket,
       expiresAt: new Date(expiresAt).toISOString(),
@@ -50,15 +99,31 @@ export class ConsoleProxy {
     };
   }
 
-  /** Handles the upgrade request if it is one for us; undefined means "not a console request". */
-  upgrade(req: Request, server: Server<SocketData>): Response | undefined | 'upgraded' {
+  /**
+   * Handles the upgrade request if it is one for us (the answer, or 'upgraded'); undefined means "not a
+   * console request" (decided at once: other requests do not wait).
+   */
+  upgrade(req: Request, server: Server<SocketData>): Promise<Response | 'upgraded'> | undefined {
     const url = new URL(req.url);
     const m = PATH.exec(url.pathname);
     if (!m) return undefined;
-    const vmId = m[1]!;
-    const ticketId = url.searchParams.get('ticket') ?? '';
-    const ticket = this.tickets.get(ticketId);
-    this.tickets.delete(ticketId); // single use, whatever happens next
+    return this.upgradeConsole(req, server, m[1]!, url.searchParams.get('ticket') ?? '');
+  }
+
+  private async upgradeConsole(
+    req: Request,
+    server: Server<SocketData>,
+    vmId: string,
+    ticketId: string,
+  ): Promise<Response | 'upgraded'> {
+    // single use, whatever happens next
+    const hash = ticketHash(ticketId);
+    let ticket: Ticket | undefined;
+    if (this.backend) ticket = await this.backend.take(hash).catch(() => undefined);
+    else {
+      ticket = this.tickets.get(hash);
+      this.tickets.delete(hash);
+    }
     if (!ticket || ticket.expiresAt < Date.now() || ticket.vmId !== vmId) {
       return Response.json(
         new NfError(
@@ -68,7 +133,7 @@ export class ConsoleProxy {
         { status: 401 },
       );
     }
-    if (!this.running(vmId)) {
+    if (!(await this.running(vmId))) {
       return Response.json(new NfError('invalid_state', 'the VM is not running: no console').toBody(), {
         status: 409,
       });

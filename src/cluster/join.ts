@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { type JoinTokenRecord, keys, type NodeRecord, type NodeRole } from '../controller/records';
 import { NfError, toNfError } from '../errors';
-import type { EtcdStore } from '../store/store';
+import type { EtcdStore, Versioned } from '../store/store';
 import { createLogger } from '../util/log';
 import {
   type CaFiles,
@@ -141,11 +141,14 @@ export class JoinService {
     // One message for unknown, revoked and wrong secret: a guesser learns nothing.
     if (!tok || !secretMatches(req.secret, tok.value.secretHash))
       throw new NfError('unauthenticated', 'the join token is not valid (unknown, revoked or wrong secret)');
-    if (tok.value.usedAt)
+    if (tok.value.usedAt) {
+      const again = await this.retried(req, tok.value);
+      if (again) return again;
       throw new NfError(
         'unauthenticated',
         `the join token was already used (by ${tok.value.usedBy} at ${tok.value.usedAt}); tokens are single use: create a new one`,
       );
+    }
     if (Date.parse(tok.value.expiresAt) <= Date.now())
       throw new NfError(
         'unauthenticated',
@@ -211,6 +214,53 @@ export class JoinService {
       throw toNfError(err);
     }
     log.info('host joined', { node: req.name, role, address: req.address });
+    return this.answer(role, certPem, nodes, initialCluster);
+  }
+
+  /**
+   * A join whose answer was lost (the connection broke after the token was marked used): the same host
+   * (the token's user, from the address of its record, with the same ports) asking again with the same
+   * unexpired token gets its answer again, with a certificate for its new key, as long as it never
+   * reported to the cluster and, for a controller, its etcd member never started. Anything else is a
+   * used token.
+   */
+  private async retried(req: JoinRequest, t: JoinTokenRecord): Promise<JoinResponse | undefined> {
+    if (t.usedBy !== req.name || Date.parse(t.expiresAt) <= Date.now()) return undefined;
+    const node = (await this.store.get<NodeRecord>(keys.node(req.name)))?.value;
+    const role: NodeRole = t.role ?? 'worker';
+    if (!node || node.role !== role || !node.addresses.includes(req.address)) return undefined;
+    if (node.grpcAddress !== hostPort(req.address, req.grpcPort)) return undefined;
+    if (await this.store.get(keys.nodeHealth(req.name))) return undefined; // it reported: it had its answer
+    let initialCluster: string | undefined;
+    if (role === 'controller') {
+      if (node.apiAddress !== hostPort(req.address, req.apiPort)) return undefined;
+      if (node.etcd?.peerUrl !== `https://${hostPort(req.address, req.etcdPeerPort)}`) return undefined;
+      const members = (await this.store.withOwnClient((c) => c.cluster.memberList({}))).members ?? [];
+      const mine = members.find((m) => String(m.ID) === node.etcd?.memberId);
+      if (!mine || mine.name) return undefined; // its etcd started: not a lost answer
+      initialCluster = members.map((m) => `${m === mine ? req.name : m.name}=${m.peerURLs[0]}`).join(',');
+    }
+    const certPem = await issueHostCert(this.ca, req.csr, {
+      name: req.name,
+      role,
+      dns: role === 'controller' ? [CONTROLLER_SAN] : [],
+      ips: [req.address],
+    });
+    log.warn('join asked again with its used token (the answer was lost): answered again', {
+      node: req.name,
+      role,
+      address: req.address,
+    });
+    const nodes = (await this.store.list<NodeRecord>(keys.nodes)).filter((n) => n.value.name !== req.name);
+    return this.answer(role, certPem, nodes, initialCluster);
+  }
+
+  private answer(
+    role: NodeRole,
+    certPem: string,
+    nodes: Versioned<NodeRecord>[],
+    initialCluster: string | undefined,
+  ): JoinResponse {
     const controllers = nodes
       .filter((n) => n.value.role === 'controller')
       .map((n) => ({

@@ -23,6 +23,9 @@ export const keys = {
   /** Browser sessions, by the SHA-256 of the session id (src/api/sessions.ts): every controller honours them. */
   session: (hash: string) => `${PREFIX}sessions/${hash}`,
   sessions: `${PREFIX}sessions/`,
+  /** Console tickets, by the SHA-256 of the ticket (src/api/console.ts): single use on any controller. */
+  consoleTicket: (hash: string) => `${PREFIX}console-tickets/${hash}`,
+  consoleTickets: `${PREFIX}console-tickets/`,
   router: (name: string) => `${PREFIX}routers/${name}`,
   routers: `${PREFIX}routers/`,
   securityGroup: (name: string) => `${PREFIX}security-groups/${name}`,

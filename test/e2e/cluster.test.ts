@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -166,7 +166,41 @@ describe('cluster of hosts in network namespaces', () => {
     const fourth = await rejection(newToken('controller'));
     expect(fourth.code).toBe('invalid_state');
     expect(fourth.message).toMatch(/has 3 controllers .* join the host as a worker/);
-    await byName('h4').start({ join: (await newToken()).token });
+    // h4's first join gets through but its answer is lost (made from h4's namespace, the answer dropped):
+    // the token is used; h4's own join with that token then gets its answer again.
+    const h4 = byName('h4');
+    const workerToken = await newToken();
+    const lost = parseJoinToken(workerToken.token);
+    const lostBody = join(h4.dataDir, 'lost-join.json');
+    writeFileSync(
+      lostBody,
+      JSON.stringify({
+        tokenId: lost.id,
+        secret: lost.secret,
+        name: 'h4',
+        address: h4.ip,
+        csr: await createCsr((await generateKey()).keyPem, 'h4'),
+        apiPort: 8006,
+        grpcPort: 8007,
+        etcdClientPort: 2379,
+        etcdPeerPort: 2380,
+      }),
+    );
+    const curl = spawnSync(
+      'ip',
+      [
+        ...['netns', 'exec', h4.ns, 'curl', '-sk', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'POST'],
+        ...['-H', 'content-type: application/json', '--data-binary', `@${lostBody}`],
+        `${byName('h1').url}/api/v1/cluster/join`,
+      ],
+      { encoding: 'utf8' },
+    );
+    rmSync(lostBody);
+    expect(curl.stdout).toBe('200');
+    expect(
+      (await api.request<{ status: string }>('GET', `/api/v1/cluster/join-tokens/${workerToken.id}`)).status,
+    ).toBe('used');
+    await h4.start({ join: workerToken.token });
 
     // Ready (heartbeats reach the leader) and connected (h1's gRPC reaches each host).
     await waitFor(
@@ -331,9 +365,10 @@ describe('cluster of hosts in network namespaces', () => {
     );
     expect(exec.stdout).toContain('hello from h4');
 
-    // The VNC console of that VM, through h1's API: RFB relayed from h4 over gRPC.
+    // The VNC console of that VM: the ticket asked of h1's API, the websocket opened on h2's (tickets are
+    // the cluster's), RFB relayed from h4 over gRPC.
     const t = await api.request<{ path: string }>('POST', `/api/v1/vms/${onWorker.id}/console-ticket`);
-    const ws = new WebSocket(`${byName('h1').url.replace('https', 'wss')}${t.path}`, {
+    const ws = new WebSocket(`${byName('h2').url.replace('https', 'wss')}${t.path}`, {
       tls: { ca },
     } as unknown as string[]);
     ws.binaryType = 'arraybuffer';
@@ -348,6 +383,10 @@ describe('cluster of hosts in network namespaces', () => {
       });
       ws.send(Buffer.from('RFB 003.008\n', 'latin1'));
       expect((await secTypes)[0]).toBeGreaterThan(0);
+      // single use across the cluster: h3 refuses the ticket h2 took
+      const again = await fetch(`${byName('h3').url}${t.path}`, { tls: { ca } } as RequestInit);
+      expect(again.status).toBe(401);
+      expect(await again.text()).toMatch(/console ticket missing, used, expired/);
     } finally {
       ws.close();
     }

@@ -84,6 +84,43 @@ describe('the API keeps to its OpenAPI document, also for generated and malforme
     return { op: `${method} ${path}`, variant, status: res.status, body: await res.text() };
   };
 
+  it("follows a created VM's links into its routes: each names an operation of the document, and the reads answer as documented", async () => {
+    interface Link {
+      operationRef: string;
+      parameters: Record<string, string>;
+    }
+    const created = doc.paths['/api/v1/vms']!.post!.responses['201'] as { links?: Record<string, Link> };
+    const links = Object.entries(created.links ?? {});
+    // the VM's own routes: read, edit, delete, start and stop, console, snapshots, disks, guest...
+    expect(links.length).toBeGreaterThan(15);
+    const vm = await createVm(d.api, kernelVm('linked-vm'));
+    const resolved: string[] = [];
+    for (const [name, link] of links) {
+      const m = /^#\/paths\/([^/]+)\/(\w+)$/.exec(link.operationRef);
+      expect(m, `${name}: ${link.operationRef}`).not.toBeNull();
+      const template = m![1]!.replace(/~1/g, '/').replace(/~0/g, '~');
+      const op = doc.paths[template]?.[m![2]!];
+      expect(op, `${name}: ${link.operationRef}`).toBeDefined();
+      // the runtime expression reads the answer's body
+      const path = template.replace(/\{(\w+)\}/g, (_, p: string) => {
+        const expr = link.parameters[p];
+        expect(expr, `${name}: a value for {${p}}`).toMatch(/^\$response\.body#\//);
+        return encodeURIComponent(
+          String((vm as unknown as Record<string, unknown>)[expr!.slice('$response.body#/'.length)]),
+        );
+      });
+      resolved.push(`${m![2]} ${template}`);
+      if (m![2] !== 'get') continue;
+      const r = await send('get', path, `link ${name}`, undefined);
+      expect(r.status, `${name} → ${r.status}: ${r.body.slice(0, 200)}`).toBeLessThan(500);
+      expect(op!.responses[String(r.status)], `${name} → ${r.status} is documented`).toBeDefined();
+    }
+    expect(resolved).toContain('get /api/v1/vms/{id}');
+    expect(resolved).toContain('post /api/v1/vms/{id}/start');
+    expect(resolved).toContain('delete /api/v1/vms/{id}');
+    await d.api.request('DELETE', `/api/v1/vms/${vm.id}`);
+  });
+
   it('answers every generated request with a documented status and never a 5xx', {
     timeout: 600_000,
   }, async () => {

@@ -220,7 +220,7 @@ export function vmRoutes(ctx: ApiContext) {
       const vm = await vms.get(c.req.valid('param').id);
       if (vm.state !== 'running' && vm.state !== 'paused')
         throw new NfError('invalid_state', `VM "${vm.name}" is ${vm.state}: no console`);
-      return c.json(ctx.console.issue(vm.id, c.get('user')), 200);
+      return c.json(await ctx.console.issue(vm.id, c.get('user')), 200);
     },
   );
 
