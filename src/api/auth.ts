@@ -110,8 +110,11 @@ export function requireToken(adminTokenHash: Buffer, sessions?: SessionStore): M
   return async (c, next) => {
     if (c.req.method === 'GET' && PUBLIC_PATHS.has(c.req.path)) return next();
     if (c.req.method === 'POST' && PUBLIC_POSTS.has(c.req.path)) return next();
-    const sessionUser = await sessions?.verify(getCookie(c, SESSION_COOKIE));
-    if (sessionUser && !c.req.header('authorization')) {
+    // a cookie counts only without a bearer token (its store lookup is not made for token callers)
+    const sessionUser = c.req.header('authorization')
+      ? undefined
+      : await sessions?.verify(getCookie(c, SESSION_COOKIE));
+    if (sessionUser) {
       c.set('user', sessionUser);
       return next();
     }

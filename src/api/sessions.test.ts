@@ -83,3 +83,38 @@ describe('sessions shared through the store (two controllers)', () => {
     }
   });
 });
+
+describe('a session once ended', () => {
+  it('is not brought back by a read taken before the logout, nor kept by a controller whose watch was lost', async () => {
+    const store = new MemoryStore();
+    const a = new SessionStore('right-password-1', undefined, 0);
+    await new EtcdSessions(store, a).start().then((stop) => stop()); // a's backend, without its watch
+    const { id } = await a.login('root', 'right-password-1', 'x');
+    const hash = sessionHash(id);
+    const stale = { user: 'root', expiresAt: Date.now() + 60_000 };
+    // a read of the store that answers after the logout, with what it held before
+    a.useBackend({
+      save: async () => {},
+      remove: async (h) => store.txn({ delete: [keys.session(h)] }),
+      load: async () => stale,
+    });
+    await a.logout(id);
+    expect(await a.verify(id)).toBeUndefined();
+    a.mirror(hash, stale);
+    expect(a.check(id)).toBeUndefined();
+
+    // b lost its watch: a logout elsewhere never reached it; the periodic check drops what etcd lacks
+    const b = new SessionStore('right-password-1', undefined, 0);
+    b.mirror(sessionHash('other-id'), stale);
+    expect(b.check('other-id')).toBe('root');
+    const known = b.known();
+    b.retain(new Set(), known);
+    expect(b.check('other-id')).toBeUndefined();
+    // a session made after the check's snapshot is not touched by it
+    b.useBackend({ save: async () => {}, remove: async () => {}, load: async () => undefined });
+    const fresh = b.known();
+    const { id: id2 } = await b.login('root', 'right-password-1', 'x');
+    b.retain(new Set(), fresh);
+    expect(b.check(id2)).toBe('root');
+  });
+});

@@ -46,6 +46,8 @@ export function hashPassword(password: string): PasswordHash {
 export class SessionStore {
   /** By sessionHash(id). */
   private readonly sessions = new Map<string, Session>();
+  /** Sessions ended (logout, or gone from the backend), until they would have expired. */
+  private readonly ended = new Map<string, number>();
   private backend?: SessionBackend;
   private readonly salt: Buffer;
   private readonly hash: Buffer;
@@ -109,7 +111,8 @@ export class SessionStore {
     const user = this.live(hash);
     if (user || !this.backend) return user;
     const s = await this.backend.load(hash).catch(() => undefined);
-    if (!s) return undefined;
+    // a read taken before a logout elsewhere may answer after it: an ended session stays ended
+    if (!s || this.ended.has(hash)) return undefined;
     this.sessions.set(hash, s);
     return this.live(hash);
   }
@@ -124,11 +127,24 @@ export class SessionStore {
     return s.user;
   }
 
+  /** Ends a session: in the backend first (every controller), then here. */
   async logout(id: string | undefined): Promise<void> {
     if (!id) return;
     const hash = sessionHash(id);
+    try {
+      await this.backend?.remove(hash);
+    } finally {
+      this.end(hash);
+    }
+  }
+
+  /** Forgets a session for good (tombstoned until it would have expired: no late read brings it back). */
+  private end(hash: string): void {
+    const s = this.sessions.get(hash);
     this.sessions.delete(hash);
-    await this.backend?.remove(hash);
+    this.ended.set(hash, s?.expiresAt ?? Date.now() + this.ttlMs);
+    const now = Date.now();
+    if (this.ended.size > 1000) for (const [h, until] of this.ended) if (until < now) this.ended.delete(h);
   }
 
   /** Keeps sessions in `backend` from now on. */
@@ -138,15 +154,28 @@ export class SessionStore {
 
   /** What the backend says of one session (EtcdSessions' mirror): set, or gone. */
   mirror(hash: string, s: Session | undefined): void {
-    if (s && s.expiresAt > Date.now()) this.sessions.set(hash, s);
-    else this.sessions.delete(hash);
+    if (s && s.expiresAt > Date.now() && !this.ended.has(hash)) this.sessions.set(hash, s);
+    else if (this.sessions.has(hash)) this.end(hash);
+  }
+
+  /** The sessions in memory now (what a later read of the backend must hold). */
+  known(): Set<string> {
+    return new Set(this.sessions.keys());
+  }
+
+  /**
+   * Of `known` (taken before the backend was read: each was saved there before memory had it), ends those
+   * the backend no longer holds (the periodic check behind the watch).
+   */
+  retain(held: Set<string>, known: Set<string>): void {
+    for (const hash of known) if (!held.has(hash) && this.sessions.has(hash)) this.end(hash);
   }
 }
 
 /**
  * Sessions in etcd (`/neuroflow/v1/sessions/<hash>`), mirrored into the SessionStore's memory through a
- * watch, so the per-request check stays a map lookup. Expired records are deleted by a sweep every
- * 10 minutes (any controller; deletes are idempotent).
+ * watch, so the per-request check stays a map lookup. A sweep every 2 minutes deletes expired records
+ * (any controller; deletes are idempotent) and drops from memory what etcd no longer holds.
  */
 export class EtcdSessions implements SessionBackend {
   private cancel?: () => Promise<void>;
@@ -184,7 +213,7 @@ export class EtcdSessions implements SessionBackend {
     for (const s of await this.store.list<Session>(keys.sessions))
       this.sessions.mirror(s.key.slice(keys.sessions.length), s.value);
     void this.sweep();
-    this.timer = setInterval(() => void this.sweep(), 600_000);
+    this.timer = setInterval(() => void this.sweep(), 120_000);
     this.timer.unref?.();
     return async () => {
       clearInterval(this.timer);
@@ -192,10 +221,17 @@ export class EtcdSessions implements SessionBackend {
     };
   }
 
+  /**
+   * Deletes expired records, and drops from memory what etcd no longer holds: a watch that etcd cancelled
+   * (history compacted while it reconnected) must not keep a logged-out session alive here.
+   */
   private async sweep(): Promise<void> {
     try {
+      const known = this.sessions.known();
       const now = Date.now();
-      const old = (await this.store.list<Session>(keys.sessions)).filter((s) => s.value.expiresAt < now);
+      const all = await this.store.list<Session>(keys.sessions);
+      this.sessions.retain(new Set(all.map((s) => s.key.slice(keys.sessions.length))), known);
+      const old = all.filter((s) => s.value.expiresAt < now);
       if (old.length > 0) await this.store.txn({ delete: old.map((s) => s.key) });
     } catch (err) {
       log.warn('cannot sweep expired sessions', { err: (err as Error).message });

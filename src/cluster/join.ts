@@ -220,12 +220,14 @@ export class JoinService {
   /**
    * A join whose answer was lost (the connection broke after the token was marked used): the same host
    * (the token's user, from the address of its record, with the same ports) asking again with the same
-   * unexpired token gets its answer again, with a certificate for its new key, as long as it never
-   * reported to the cluster and, for a controller, its etcd member never started. Anything else is a
-   * used token.
+   * unexpired token within RETRY_WINDOW_MS of its use gets its answer again, with a certificate for its
+   * new key, as long as it does not report to the cluster (no live heartbeat record) and, for a
+   * controller, its etcd member never started. Anything else is a used token: a
+   * token that leaked later (read from a command line) cannot re-enrol a host that is down.
    */
   private async retried(req: JoinRequest, t: JoinTokenRecord): Promise<JoinResponse | undefined> {
     if (t.usedBy !== req.name || Date.parse(t.expiresAt) <= Date.now()) return undefined;
+    if (!t.usedAt || Date.now() - Date.parse(t.usedAt) > RETRY_WINDOW_MS) return undefined;
     const node = (await this.store.get<NodeRecord>(keys.node(req.name)))?.value;
     const role: NodeRole = t.role ?? 'worker';
     if (!node || node.role !== role || !node.addresses.includes(req.address)) return undefined;
@@ -285,6 +287,9 @@ export class JoinService {
     return res;
   }
 }
+
+/** How long after its use a join token may be asked again by the host whose answer was lost. */
+const RETRY_WINDOW_MS = 10 * 60_000;
 
 /**
  * Adds an etcd learner. etcd refuses member changes until every voter has been connected for 5 s

@@ -80,7 +80,11 @@ export class WatchdogFeeder {
     try {
       writeSync(this.fd, 'V');
     } catch {}
-    closeSync(this.fd);
+    try {
+      closeSync(this.fd);
+    } catch (err) {
+      log.error('cannot close the watchdog', { device: this.path, err: (err as Error).message });
+    }
     this.fd = undefined;
   }
 

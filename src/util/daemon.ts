@@ -52,7 +52,8 @@ export class Daemon {
 
   /**
    * Adopts a running daemon or starts one. One of ours running with other options (its pidfile's process,
-   * the same program, an argument naming our run dir) is stopped first: the options changed.
+   * the same program, one of our arguments that names our run dir, such as its --unixctl socket) is
+   * stopped first: the options changed.
    */
   async start(): Promise<number> {
     this.stopped = false;
@@ -64,7 +65,8 @@ export class Daemon {
     const stale = readPidfile(this.spec.pidfile);
     const dir = dirname(this.spec.pidfile);
     const argv = stale && pidAlive(stale) ? (procCmdline(stale) ?? []) : [];
-    if (argv[0] === this.spec.argv[0] && argv.some((a) => a.includes(dir))) {
+    // an argument of ours naming our dir, exactly (a sibling daemon of the same program has its own)
+    if (argv[0] === this.spec.argv[0] && argv.some((a) => a.includes(dir) && this.spec.argv.includes(a))) {
       log.info('restarting daemon with changed options', { daemon: this.name, pid: stale });
       await this.kill(stale!, 15_000);
     }

@@ -417,9 +417,14 @@ export class OvnHost {
     const i = this.daemons.findIndex((d) => d.name === 'ovn-northd');
     if (i < 0) return;
     const [old] = this.daemons.splice(i, 1);
-    await old!.stop(5000);
-    await this.launch(this.northd());
-    log.info('ovn-northd restarted with the members as remotes', { centrals: this.centrals });
+    await old!.stop(5000).catch(() => {});
+    // supervised even if this start fails: the next tick starts it again
+    const d = this.northd();
+    this.daemons.push(d);
+    await d
+      .start()
+      .then(() => log.info('ovn-northd restarted with the members as remotes', { centrals: this.centrals }))
+      .catch((err) => log.error('cannot restart ovn-northd', { err: (err as Error).message }));
   }
 
   /**
