@@ -244,15 +244,21 @@ describe('appliance ISO', () => {
       );
 
       const session = await apiLogin(url(a.ip), CONSOLE_PASSWORD);
+      let last = '';
       const nodes = await waitFor(
         async () => {
           const r = await apiCall(url(a.ip), 'GET', '/api/v1/nodes', session);
-          const list = (await r.json()) as { name: string; state: string; address?: string }[];
+          last = `${r.status} ${await r.text()}`;
+          if (r.status !== 200) return undefined;
+          const list = JSON.parse(last.slice(4)) as { name: string; state: string; address?: string }[];
           return list.length === 2 && list.every((n) => n.state === 'ready') ? list : undefined;
         },
         // generous: two TCG appliances on a machine the rest of the test command loads too
         { timeoutMs: 300_000, intervalMs: 1000, what: 'both hosts ready' },
-      );
+      ).catch((err) => {
+        // what A's API said last (a failure here was seen once under a loaded CI run: which host, why)
+        throw new Error(`${(err as Error).message}; last GET /api/v1/nodes: ${last.slice(0, 1500)}`);
+      });
       expect(nodes.map((n) => n.name).sort()).toEqual(['appl-a', 'appl-b']);
       // B serves the API too (a controller), with the same root password.
       await apiLogin(url(b.ip), CONSOLE_PASSWORD);
