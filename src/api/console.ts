@@ -1,10 +1,11 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Server, ServerWebSocket, WebSocketHandler } from 'bun';
 import { keys } from '../controller/records';
 import { NfError } from '../errors';
 import type { ConsoleStream } from '../node/types';
 import type { Store } from '../store/store';
 import { createLogger } from '../util/log';
+import { sessionHash } from './sessions';
 
 const log = createLogger('console');
 const TICKET_TTL_MS = 30_000;
@@ -21,9 +22,6 @@ export interface TicketBackend {
   put(hash: string, t: Ticket): Promise<void>;
   take(hash: string): Promise<Ticket | undefined>;
 }
-
-/** A ticket as it is kept: its SHA-256. */
-const ticketHash = (ticket: string) => createHash('sha256').update(ticket).digest('base64url');
 
 /**
  * Tickets in etcd (`/neuroflow/v1/console-tickets/<hash>`), so the browser may open the websocket on any
@@ -71,8 +69,7 @@ interface SocketData {
  * Proxmox's vncticket; the ticket is the only credential the upgrade accepts.
  */
 export class ConsoleProxy {
-  /** By ticketHash, while no backend is set (memory of this process). */
-  private readonly tickets = new Map<string, Ticket>();
+  /** Where tickets are kept (set once the store is open; the API serves only after that). */
   private backend?: TicketBackend;
 
   constructor(
@@ -86,12 +83,10 @@ export class ConsoleProxy {
   }
 
   async issue(vmId: string, user: string): Promise<{ ticket: string; expiresAt: string; path: string }> {
-    this.sweep();
+    if (!this.backend) throw new NfError('unavailable', 'NeuroFlow is starting; retry in a moment');
     const ticket = randomBytes(24).toString('base64url');
     const expiresAt = Date.now() + TICKET_TTL_MS;
-    const t = { vmId, user, expiresAt };
-    if (this.backend) await this.backend.put(ticketHash(ticket), t);
-    else this.tickets.set(ticketHash(ticket), t);
+    await this.backend.put(sessionHash(ticket), { vmId, user, expiresAt });
     return {
       ticket,
       expiresAt: new Date(expiresAt).toISOString(),
@@ -117,13 +112,7 @@ export class ConsoleProxy {
     ticketId: string,
   ): Promise<Response | 'upgraded'> {
     // single use, whatever happens next
-    const hash = ticketHash(ticketId);
-    let ticket: Ticket | undefined;
-    if (this.backend) ticket = await this.backend.take(hash).catch(() => undefined);
-    else {
-      ticket = this.tickets.get(hash);
-      this.tickets.delete(hash);
-    }
+    const ticket = await this.backend?.take(sessionHash(ticketId)).catch(() => undefined);
     if (!ticket || ticket.expiresAt < Date.now() || ticket.vmId !== vmId) {
       return Response.json(
         new NfError(
@@ -181,9 +170,4 @@ export class ConsoleProxy {
       ws.data.vnc?.close();
     },
   };
-
-  private sweep(): void {
-    const now = Date.now();
-    for (const [k, t] of this.tickets) if (t.expiresAt < now) this.tickets.delete(k);
-  }
 }

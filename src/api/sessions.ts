@@ -20,7 +20,10 @@ export interface SessionBackend {
   load(hash: string): Promise<Session | undefined>;
 }
 
-/** A session id as it is kept: its SHA-256 (a copy of the store does not give usable cookies). */
+/**
+ * A bearer secret (session id, console ticket) as it is kept: its SHA-256, so a copy of the store gives
+ * no usable cookie or ticket.
+ */
 export function sessionHash(id: string): string {
   return createHash('sha256').update(id).digest('base64url');
 }

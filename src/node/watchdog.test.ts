@@ -24,12 +24,19 @@ describe('WatchdogFeeder', () => {
   it('opens the device only while armed() holds, and disarms it as soon as it stops holding', async () => {
     const dev = join(dir, 'gated');
     let armed = false;
-    const w = new WatchdogFeeder(dev, () => armed, 10);
+    let checks = 0;
+    const w = new WatchdogFeeder(
+      dev,
+      () => {
+        checks++;
+        return armed;
+      },
+      10,
+    );
     w.start();
     try {
-      // a few checks pass: nothing opened (no file made)
-      let checks = 0;
-      await waitFor(() => ++checks > 5, { timeoutMs: 5000, intervalMs: 15, what: 'a few checks' });
+      // the feeder asked a few times: nothing opened (no file made)
+      await waitFor(() => checks > 5, { timeoutMs: 5000, intervalMs: 5, what: 'a few checks' });
       expect(w.active).toBe(false);
       expect(() => readFileSync(dev)).toThrow(/ENOENT/);
       armed = true;
@@ -47,10 +54,18 @@ describe('WatchdogFeeder', () => {
   });
 
   it('keeps trying a device it cannot open, and does not throw from the event loop', async () => {
-    const w = new WatchdogFeeder(join(dir, 'no', 'such'), () => true, 10);
-    w.start();
     let checks = 0;
-    await waitFor(() => ++checks > 3, { timeoutMs: 5000, intervalMs: 15, what: 'a few checks' });
+    const w = new WatchdogFeeder(
+      join(dir, 'no', 'such'),
+      () => {
+        checks++;
+        return true;
+      },
+      10,
+    );
+    w.start();
+    // it tried to open the device at several ticks without throwing out of the timer
+    await waitFor(() => checks > 3, { timeoutMs: 5000, intervalMs: 5, what: 'a few checks' });
     expect(w.active).toBe(false);
     w.stop();
   });

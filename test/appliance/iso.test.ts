@@ -248,9 +248,10 @@ describe('appliance ISO', () => {
       const nodes = await waitFor(
         async () => {
           const r = await apiCall(url(a.ip), 'GET', '/api/v1/nodes', session);
-          last = `${r.status} ${await r.text()}`;
+          const body = await r.text();
+          last = `${r.status} ${body}`;
           if (r.status !== 200) return undefined;
-          const list = JSON.parse(last.slice(4)) as { name: string; state: string; address?: string }[];
+          const list = JSON.parse(body) as { name: string; state: string; address?: string }[];
           return list.length === 2 && list.every((n) => n.state === 'ready') ? list : undefined;
         },
         // generous: two TCG appliances on a machine the rest of the test command loads too

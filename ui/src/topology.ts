@@ -29,10 +29,9 @@ export interface TopologyInput {
   width: number;
 }
 
-export interface NetBox {
+/** A box of the drawing: what it names, where it leads, where it is. */
+interface Box {
   name: string;
-  type: string;
-  /** "overlay · 10.81.0.0/24", "provider · 203.0.113.0/24 · VLAN 40", "NAT". */
   detail: string;
   href: string;
   x: number;
@@ -41,15 +40,13 @@ export interface NetBox {
   h: number;
 }
 
-export interface RouterBox {
-  name: string;
-  /** "router", "router · SNAT". */
-  detail: string;
-  href: string;
-  x: number;
-  y: number;
-  w: number;
-  h: number;
+/** detail: "overlay · 10.81.0.0/24", "provider · 203.0.113.0/24 · VLAN 40", "NAT". */
+export interface NetBox extends Box {
+  type: string;
+}
+
+/** detail: "router", "router · SNAT". */
+export interface RouterBox extends Box {
   /** Its box onto its lane, and the lane along its links' height: [x1, y1, x2, y2] each. */
   wires: [number, number, number, number][];
 }
